@@ -1,0 +1,55 @@
+"""One base error with a `code`; every refusal the protocol knows is one of these."""
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    INVALID_JSON = "invalid_json"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_FIELD = "invalid_field"
+    NOT_IN_ROOM = "not_in_room"
+    ALREADY_IN_ROOM = "already_in_room"
+    ROOM_NOT_FOUND = "room_not_found"
+    WRONG_PASSWORD = "wrong_password"
+    NAME_TAKEN = "name_taken"
+    RATE_LIMITED = "rate_limited"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    FILE_TOO_LARGE = "file_too_large"
+    MIME_NOT_ALLOWED = "mime_not_allowed"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    FILE_NOT_FOUND = "file_not_found"
+    FORBIDDEN = "forbidden"
+    ROOM_CLOSED = "room_closed"
+    KICKED = "kicked"
+    SERVER_ERROR = "server_error"
+
+
+DEFAULT_MESSAGES = {
+    ErrorCode.INVALID_JSON: "The frame is not a JSON object.",
+    ErrorCode.UNKNOWN_TYPE: "Unknown or missing message type.",
+    ErrorCode.INVALID_FIELD: "A field is missing or invalid.",
+    ErrorCode.NOT_IN_ROOM: "Join a room first.",
+    ErrorCode.ALREADY_IN_ROOM: "Leave this room first.",
+    ErrorCode.ROOM_NOT_FOUND: "No open room has that join key.",
+    ErrorCode.WRONG_PASSWORD: "Wrong password.",
+    ErrorCode.NAME_TAKEN: "That name is already taken in this room.",
+    ErrorCode.RATE_LIMITED: "Too many requests; slow down.",
+    ErrorCode.MESSAGE_TOO_LARGE: "The message is too large.",
+    ErrorCode.FILE_TOO_LARGE: "The file is too large.",
+    ErrorCode.MIME_NOT_ALLOWED: "That file type is not allowed.",
+    ErrorCode.QUOTA_EXCEEDED: "The room's file quota is used up.",
+    ErrorCode.FILE_NOT_FOUND: "File not found or expired",
+    ErrorCode.FORBIDDEN: "You are not allowed to do that.",
+    ErrorCode.ROOM_CLOSED: "The room was closed.",
+    ErrorCode.KICKED: "You were removed from the room.",
+    ErrorCode.SERVER_ERROR: "Something went wrong on the server; try again.",
+}
+
+
+class ProtocolError(Exception):
+    """A refusal the client is told about as `Error {code, message}`."""
+
+    def __init__(self, code: ErrorCode, message: str | None = None) -> None:
+        self.code = code
+        self.message = message or DEFAULT_MESSAGES[code]
+        super().__init__(f"{code.value}: {self.message}")

@@ -1,0 +1,93 @@
+"""Rooms, the people in them and what they said (ciphertext only)."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+def room_group(room_id: uuid.UUID) -> str:
+    """The Channels group of a room: built from its primary key, never from user text."""
+    return f"room.{room_id.hex}"
+
+
+class Room(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, max_length=1000)
+    join_key = models.CharField(max_length=64, unique=True)
+    # Django password-hasher format (Argon2id); empty when the room has no password.
+    password_hash = models.CharField(max_length=256, blank=True)
+    # The room's AES-256 key, base64; handed to whoever joins (see README, trust model).
+    encryption_key = models.CharField(max_length=44)
+    # sha256 of the owner token: the token itself is only ever in the creator's hands.
+    owner_token_hash = models.CharField(max_length=64)
+    owner_name = models.CharField(max_length=50)
+    created_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_hash)
+
+    @property
+    def group_name(self) -> str:
+        return room_group(self.id)
+
+
+class Participant(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        MEMBER = "member"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="participants")
+    name = models.CharField(max_length=50)
+    # casefold() of the NFC name: what uniqueness compares (PROTOCOL.md, Precise rules).
+    name_key = models.CharField(max_length=200)
+    channel_name = models.CharField(max_length=200)
+    # Which server process holds the socket; that process keeps last_seen fresh.
+    process_id = models.CharField(max_length=32)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    joined_at = models.DateTimeField()
+    left_at = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["joined_at", "id"]
+        constraints = [
+            # At most one present participant per name: the database decides races.
+            models.UniqueConstraint(
+                fields=["room", "name_key"],
+                condition=Q(left_at__isnull=True),
+                name="participant_name_unique_present",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["left_at", "last_seen"], name="participant_presence"),
+            models.Index(fields=["process_id", "left_at"], name="participant_process"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} in {self.room_id}"
+
+
+class Message(models.Model):
+    # Global auto-increment: strictly increasing within each room, not by 1.
+    id = models.BigAutoField(primary_key=True)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    sender = models.CharField(max_length=50)
+    content = models.TextField()
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["room", "id"], name="message_room_id")]
+
+    def __str__(self) -> str:
+        return f"#{self.id} by {self.sender}"

@@ -1,0 +1,68 @@
+"""Presence that survives crashed processes: a heartbeat per process, and a sweep.
+
+A process that dies without closing its sockets never runs `disconnect()`. Every
+process therefore refreshes `last_seen` of all its participants in one UPDATE every
+PRESENCE_HEARTBEAT seconds and, in the same beat, marks participants whose
+`last_seen` is older than PRESENCE_TIMEOUT as left and tells their rooms.
+`Members` already hides anyone older than the timeout, so a ghost is gone from
+`Members` within PRESENCE_TIMEOUT + PRESENCE_HEARTBEAT seconds (60 s by default).
+"""
+
+import asyncio
+import logging
+import uuid
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from chat import broadcast, protocol, services
+
+logger = logging.getLogger(__name__)
+
+# One id per server process; participants record it so its heartbeat finds them.
+PROCESS_ID = uuid.uuid4().hex
+
+_connections = 0
+_task: asyncio.Task | None = None
+
+
+def connection_opened() -> None:
+    """Called when a socket is accepted: the beat runs while this process has any."""
+    global _connections, _task
+    _connections += 1
+    if _task is None or _task.done():
+        _task = asyncio.get_running_loop().create_task(_beat_forever())
+
+
+def connection_closed() -> None:
+    global _connections, _task
+    _connections = max(0, _connections - 1)
+    if _connections == 0 and _task is not None:
+        _task.cancel()
+        _task = None
+
+
+async def beat_once() -> None:
+    """One heartbeat plus sweep; announces swept ghosts to their rooms."""
+    now = timezone.now()
+    await database_sync_to_async(services.presence_heartbeat)(process_id=PROCESS_ID, now=now)
+    swept = await database_sync_to_async(services.presence_sweep)(now=now)
+    await announce_left(swept)
+
+
+async def announce_left(swept: list[tuple[str, str]]) -> None:
+    layer = get_channel_layer()
+    for group, name in swept:
+        await broadcast.to_room(layer, group, protocol.participant_left_message(name))
+
+
+async def _beat_forever() -> None:
+    while True:
+        await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
+        try:
+            await beat_once()
+        except Exception:
+            # The database or the layer may be down for a while; try again next beat.
+            logger.exception("presence heartbeat failed")

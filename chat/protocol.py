@@ -1,0 +1,343 @@
+"""The wire protocol (../shared/PROTOCOL.md), written down once, in pure code.
+
+`parse_client_message()` turns one text frame into a typed command or raises
+`ProtocolError` with the right code; the `*_message()` builders make every server
+message as a dict of JSON primitives. Nothing here touches the ORM or Channels.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from chat.errors import ErrorCode, ProtocolError
+
+MAX_DEPTH = 32
+MAX_INT_DIGITS = 20
+MIN_CIPHERTEXT_BYTES = 12 + 16  # nonce + GCM tag
+NAME_MAX = 50
+ROOM_NAME_MAX = 100
+DESCRIPTION_MAX = 1000
+FILE_NAME_MAX = 255
+
+_BIDI_CONTROLS = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+_INVISIBLE = {0x00AD, 0x200B, 0x2060, 0xFEFF}
+_VISIBLE_CATEGORIES = ("L", "N", "P", "S")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+# --- Commands ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRoom:
+    name: str
+    description: str
+    password: str | None
+    owner_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRoom:
+    join_key: str
+    password: str | None
+    name: str
+    since: int | None
+    owner_token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetMembers:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveRoom:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UploadFile:
+    name: str
+    mime_type: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetFile:
+    file_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFile:
+    file_id: str
+
+
+Command = CreateRoom | JoinRoom | ChatMessage | GetMembers | LeaveRoom | UploadFile | GetFile | DeleteFile
+
+
+# --- Decoding ------------------------------------------------------------------
+
+
+def _invalid_json(detail: str = "The frame is not a JSON object.") -> ProtocolError:
+    return ProtocolError(ErrorCode.INVALID_JSON, detail)
+
+
+def _reject_constant(name: str) -> Any:
+    raise _invalid_json(f"{name} is not JSON.")
+
+
+def _parse_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise _invalid_json("An integer has more than 20 digits.")
+    return int(literal)
+
+
+def _parse_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        raise _invalid_json("A number overflows a double.")
+    return value
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float)
+
+
+def _check_value(value: Any, depth: int) -> None:
+    """Walk a decoded value: nesting within MAX_DEPTH, no lone surrogates."""
+    if isinstance(value, str):
+        if not value.isascii() and _SURROGATE.search(value):
+            raise _invalid_json("A string holds a lone surrogate.")
+    elif isinstance(value, dict):
+        if depth > MAX_DEPTH:
+            raise _invalid_json("JSON is nested deeper than 32 levels.")
+        for key, item in value.items():
+            _check_value(key, depth)
+            _check_value(item, depth + 1)
+    elif isinstance(value, list):
+        if depth > MAX_DEPTH:
+            raise _invalid_json("JSON is nested deeper than 32 levels.")
+        for item in value:
+            _check_value(item, depth + 1)
+
+
+def decode_frame(text: str) -> dict[str, Any]:
+    """Decode one text frame under PROTOCOL.md's strict JSON rules."""
+    try:
+        value = _decoder.decode(text)
+    except ProtocolError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise _invalid_json() from exc
+    if not isinstance(value, dict):
+        raise _invalid_json()
+    _check_value(value, 1)
+    return value
+
+
+# --- Fields --------------------------------------------------------------------
+
+
+def _invalid(field: str, why: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.INVALID_FIELD, f"{field}: {why}")
+
+
+def _required_str(data: dict[str, Any], field: str) -> str:
+    value = data.get(field)
+    if not isinstance(value, str):
+        raise _invalid(field, "a string is required.")
+    return value
+
+
+def _optional_str(data: dict[str, Any], field: str) -> str | None:
+    value = data.get(field)
+    if value is not None and not isinstance(value, str):
+        raise _invalid(field, "must be a string or null.")
+    return value
+
+
+def _has_visible(text: str) -> bool:
+    return any(unicodedata.category(ch)[0] in _VISIBLE_CATEGORIES for ch in text)
+
+
+def clean_name(value: str, *, field: str, max_length: int) -> str:
+    """NFC, trim Unicode whitespace, refuse control/bidi/invisible characters."""
+    name = unicodedata.normalize("NFC", value).strip()
+    if not name:
+        raise _invalid(field, "must not be empty.")
+    if len(name) > max_length:
+        raise _invalid(field, f"at most {max_length} characters.")
+    for ch in name:
+        code = ord(ch)
+        if code in _BIDI_CONTROLS or code in _INVISIBLE or unicodedata.category(ch) == "Cc":
+            raise _invalid(field, "holds a control or invisible character.")
+    if not _has_visible(name):
+        raise _invalid(field, "needs at least one letter, digit, punctuation or symbol.")
+    return name
+
+
+def name_key(name: str) -> str:
+    """The form in which participant names are compared for uniqueness."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def clean_file_name(value: str) -> str:
+    name = unicodedata.normalize("NFC", value)
+    if not 1 <= len(name) <= FILE_NAME_MAX:
+        raise _invalid("name", f"1 to {FILE_NAME_MAX} characters.")
+    if "\x00" in name:
+        raise _invalid("name", "must not hold NUL.")
+    if not _has_visible(name):
+        raise _invalid("name", "needs at least one letter, digit, punctuation or symbol.")
+    return name
+
+
+def _password(data: dict[str, Any]) -> str | None:
+    return _optional_str(data, "password") or None
+
+
+def _since(data: dict[str, Any]) -> int | None:
+    value = data.get("since")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid("since", "must be an integer message id or null.")
+    return value
+
+
+def _ciphertext(data: dict[str, Any]) -> str:
+    content = _required_str(data, "content")
+    try:
+        raw = base64.b64decode(content, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _invalid("content", "must be base64 ciphertext (see Encryption).") from exc
+    if len(raw) < MIN_CIPHERTEXT_BYTES:
+        raise _invalid("content", "ciphertext is shorter than nonce and tag.")
+    return content
+
+
+def _create_room(data: dict[str, Any]) -> CreateRoom:
+    owner_name = _optional_str(data, "owner_name")
+    description = unicodedata.normalize("NFC", _required_str(data, "description"))
+    if len(description) > DESCRIPTION_MAX:
+        raise _invalid("description", f"at most {DESCRIPTION_MAX} characters.")
+    return CreateRoom(
+        name=clean_name(_required_str(data, "name"), field="name", max_length=ROOM_NAME_MAX),
+        description=description,
+        password=_password(data),
+        owner_name=clean_name(
+            "Owner" if owner_name is None else owner_name, field="owner_name", max_length=NAME_MAX
+        ),
+    )
+
+
+def _join_room(data: dict[str, Any]) -> JoinRoom:
+    return JoinRoom(
+        join_key=_required_str(data, "join_key"),
+        password=_password(data),
+        name=clean_name(_required_str(data, "name"), field="name", max_length=NAME_MAX),
+        since=_since(data),
+        owner_token=_optional_str(data, "owner_token"),
+    )
+
+
+def _upload_file(data: dict[str, Any]) -> UploadFile:
+    return UploadFile(
+        name=clean_file_name(_required_str(data, "name")),
+        mime_type=_required_str(data, "mime_type"),
+        content=_required_str(data, "content"),
+    )
+
+
+_PARSERS = {
+    "CreateRoom": _create_room,
+    "JoinRoom": _join_room,
+    "ChatMessage": lambda data: ChatMessage(content=_ciphertext(data)),
+    "GetMembers": lambda data: GetMembers(),
+    "LeaveRoom": lambda data: LeaveRoom(),
+    "UploadFile": _upload_file,
+    "GetFile": lambda data: GetFile(file_id=_required_str(data, "file_id")),
+    "DeleteFile": lambda data: DeleteFile(file_id=_required_str(data, "file_id")),
+}
+
+
+def parse_client_message(text: str) -> Command:
+    """Called with one text frame; returns its command or raises ProtocolError."""
+    data = decode_frame(text)
+    kind = data.get("type")
+    parser = _PARSERS.get(kind) if isinstance(kind, str) else None
+    if parser is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, "Unknown or missing message type.")
+    return parser(data)
+
+
+# --- Server messages -------------------------------------------------------------
+
+
+def encode(message: dict[str, Any]) -> str:
+    """Encode a server message once; broadcasts carry the text, not the dict."""
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 UTC with a Z, as every timestamp on the wire."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def error_message(code: ErrorCode, message: str) -> dict[str, Any]:
+    return {"type": "Error", "message": message, "code": code.value}
+
+
+def room_created_message(room_info: dict, encryption_key: str, owner_token: str) -> dict:
+    return {
+        "type": "RoomCreated",
+        "room_info": room_info,
+        "encryption_key": encryption_key,
+        "owner_token": owner_token,
+    }
+
+
+def room_joined_message(room_info: dict, encryption_key: str, participants: list[str]) -> dict:
+    return {
+        "type": "RoomJoined",
+        "room_info": room_info,
+        "encryption_key": encryption_key,
+        "participants": participants,
+    }
+
+
+def message_entry(message_id: int, sender: str, content: str, sent_at: datetime) -> dict:
+    """One stored chat message, as `History` lists it."""
+    return {"id": message_id, "sender": sender, "content": content, "sent_at": iso(sent_at)}
+
+
+def chat_message(message_id: int, sender: str, content: str, sent_at: datetime) -> dict:
+    return {"type": "ChatMessage", **message_entry(message_id, sender, content, sent_at)}
+
+
+def history_message(messages: list[dict]) -> dict:
+    return {"type": "History", "messages": messages}
+
+
+def members_message(participants: list[str]) -> dict:
+    return {"type": "Members", "participants": participants}
+
+
+def participant_joined_message(name: str) -> dict:
+    return {"type": "ParticipantJoined", "name": name}
+
+
+def participant_left_message(name: str) -> dict:
+    return {"type": "ParticipantLeft", "name": name}

@@ -1,0 +1,39 @@
+"""The WebSocket handshake's Origin check (PROTOCOL.md, Transport)."""
+
+from urllib.parse import urlsplit
+
+from channels.security.websocket import WebsocketDenier
+from django.conf import settings
+from django.http.request import validate_host
+
+
+def origin_allowed(origin: str | None, allowed_hosts: list[str]) -> bool:
+    """No Origin (a non-browser client) passes; `null` and foreign hosts do not."""
+    if origin is None:
+        return True
+    try:
+        host = urlsplit(origin).hostname
+    except ValueError:
+        return False
+    if not host or origin == "null":
+        return False
+    if ":" in host:
+        host = f"[{host}]"
+    return validate_host(host, allowed_hosts)
+
+
+class OriginValidator:
+    """ASGI middleware: a websocket whose Origin is not allowed gets HTTP 403."""
+
+    def __init__(self, application) -> None:
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":
+            origin = None
+            for name, value in scope.get("headers", []):
+                if name == b"origin":
+                    origin = value.decode("latin1")
+            if not origin_allowed(origin, settings.ALLOWED_HOSTS):
+                return await WebsocketDenier()(scope, receive, send)
+        return await self.application(scope, receive, send)

@@ -1,0 +1,172 @@
+"""Sync, transactional writes. Each is one crossing from the consumer into the database."""
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
+from django.db import IntegrityError, transaction
+
+from chat import selectors
+from chat.errors import ErrorCode, ProtocolError
+from chat.models import Message, Participant, Room, room_group
+from chat.protocol import name_key
+
+SESSION_ROOMS_KEY = "chat_rooms"
+
+
+@dataclass(frozen=True)
+class Seat:
+    """A connection's place in a room: what the consumer keeps between frames."""
+
+    participant_id: int
+    room_id: UUID
+    group: str
+    name: str
+    is_owner: bool
+
+
+@dataclass(frozen=True)
+class Joined:
+    seat: Seat
+    room: Room
+    participants: list[str]
+    history: list[dict]
+    # Ghosts of dead processes swept to make room for this join: (group, name).
+    swept: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a connection is: the columns every new participant row records."""
+
+    channel_name: str
+    process_id: str
+    address: str | None
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def owner_token_matches(room: Room, token: str | None) -> bool:
+    return token is not None and hmac.compare_digest(token_hash(token), room.owner_token_hash)
+
+
+def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: datetime) -> Seat:
+    try:
+        with transaction.atomic():
+            participant = Participant.objects.create(
+                room=room,
+                name=name,
+                name_key=name_key(name),
+                channel_name=where.channel_name,
+                process_id=where.process_id,
+                role=Participant.Role.OWNER if owner else Participant.Role.MEMBER,
+                address=where.address,
+                joined_at=now,
+                last_seen=now,
+            )
+    except IntegrityError as exc:
+        raise ProtocolError(ErrorCode.NAME_TAKEN) from exc
+    return Seat(participant.pk, room.pk, room.group_name, name, owner)
+
+
+@transaction.atomic
+def room_create(
+    *,
+    name: str,
+    description: str,
+    password_hash: str,
+    owner_name: str,
+    where: Where,
+    now: datetime,
+) -> tuple[Room, Seat, str]:
+    """Create a room and seat its creator as owner; returns the owner token too."""
+    owner_token = secrets.token_urlsafe(32)
+    room = Room.objects.create(
+        name=name,
+        description=description,
+        join_key=secrets.token_urlsafe(16),  # 128 bits
+        password_hash=password_hash,
+        encryption_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+        owner_token_hash=token_hash(owner_token),
+        owner_name=owner_name,
+        created_at=now,
+    )
+    seat = _participant_add(room=room, name=owner_name, where=where, owner=True, now=now)
+    return room, seat, owner_token
+
+
+@transaction.atomic
+def room_join(
+    *,
+    room_id: UUID,
+    name: str,
+    where: Where,
+    owner_token: str | None,
+    since: int | None,
+    now: datetime,
+) -> Joined:
+    """Seat a participant (password already checked) and read what they need to see."""
+    room = Room.objects.filter(pk=room_id, closed_at__isnull=True).first()
+    if room is None:
+        raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
+    swept = _ghosts_sweep(Participant.objects.filter(room=room), now=now)
+    owner = owner_token_matches(room, owner_token)
+    seat = _participant_add(room=room, name=name, where=where, owner=owner, now=now)
+    return Joined(
+        seat=seat,
+        room=room,
+        participants=selectors.members_present(room_id=room.pk, now=now),
+        history=selectors.history_since(room_id=room.pk, since=since, limit=settings.CHAT_HISTORY_LIMIT),
+        swept=swept,
+    )
+
+
+@transaction.atomic
+def message_post(*, seat: Seat, content: str, now: datetime) -> Message:
+    """Store a message; the room row lock keeps ids in commit order across processes."""
+    if not Room.objects.select_for_update().filter(pk=seat.room_id, closed_at__isnull=True).exists():
+        raise ProtocolError(ErrorCode.ROOM_CLOSED)
+    return Message.objects.create(room_id=seat.room_id, sender=seat.name, content=content, sent_at=now)
+
+
+def session_room_add(*, session: SessionBase, room_id: UUID) -> None:
+    """Record in a browser session that it joined a room (PROTOCOL.md, HTTP)."""
+    rooms = session.get(SESSION_ROOMS_KEY, [])
+    if str(room_id) not in rooms:
+        session[SESSION_ROOMS_KEY] = [*rooms, str(room_id)]
+        session.save()
+
+
+def participant_leave(*, participant_id: int, now: datetime) -> bool:
+    """Mark a participant gone; False when it was already gone (swept or removed)."""
+    return bool(Participant.objects.filter(pk=participant_id, left_at__isnull=True).update(left_at=now))
+
+
+def presence_heartbeat(*, process_id: str, now: datetime) -> int:
+    """Called every PRESENCE_HEARTBEAT seconds by each process for all its sockets."""
+    return Participant.objects.filter(process_id=process_id, left_at__isnull=True).update(last_seen=now)
+
+
+def presence_sweep(*, now: datetime) -> list[tuple[str, str]]:
+    """Mark participants of dead processes as left; returns (group, name) to announce."""
+    return _ghosts_sweep(Participant.objects.all(), now=now)
+
+
+def _ghosts_sweep(participants, *, now: datetime) -> list[tuple[str, str]]:
+    ghosts = participants.filter(
+        left_at__isnull=True, last_seen__lt=selectors.presence_cutoff(now)
+    ).values_list("pk", "room_id", "name")
+    swept = []
+    for pk, room_id, name in list(ghosts):
+        # Several processes may sweep at once: whoever updates the row announces it.
+        if Participant.objects.filter(pk=pk, left_at__isnull=True).update(left_at=now):
+            swept.append((room_group(room_id), name))
+    return swept

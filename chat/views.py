@@ -1,0 +1,52 @@
+"""HTTP: the app page (gives the browser its session cookie) and the health check."""
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+from chat.services import SESSION_ROOMS_KEY
+
+logger = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT = 2.0
+
+
+def index(request: HttpRequest, join_key: str = "") -> HttpResponse:
+    """Called for `/` and the share link `/rooms/<join_key>/`."""
+    # A WebSocket opened with this session cookie ties its joins to the session.
+    request.session.setdefault(SESSION_ROOMS_KEY, [])
+    return render(request, "chat/index.html", {"join_key": join_key})
+
+
+def _database_answers() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+async def _layer_answers() -> None:
+    layer = get_channel_layer()
+    channel = await layer.new_channel("healthz.")
+    await layer.send(channel, {"type": "healthz.ping"})
+    await layer.receive(channel)
+
+
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database and the channel layer answer, 503 otherwise."""
+    status = {"database": "ok", "channel_layer": "ok"}
+    checks = {
+        "database": database_sync_to_async(_database_answers)(),
+        "channel_layer": _layer_answers(),
+    }
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check, HEALTH_TIMEOUT)
+        except Exception:
+            logger.warning("healthz: %s does not answer", name, exc_info=True)
+            status[name] = "down"
+    healthy = all(value == "ok" for value in status.values())
+    return JsonResponse({"status": "ok" if healthy else "down", **status}, status=200 if healthy else 503)

@@ -1,0 +1,21 @@
+"""ASGI entry point: HTTP through Django, WebSockets through the chat consumer."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.sessions import SessionMiddlewareStack  # noqa: E402
+
+from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.security import OriginValidator  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": OriginValidator(SessionMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)

@@ -1,0 +1,234 @@
+"""Settings for the chat server, every knob read from the environment.
+
+Without DATABASE_URL and REDIS_URL the server runs on SQLite and the in-memory
+channel layer, so `make run` needs no services. Every limit of PROTOCOL.md is read
+from the environment variable of the same name.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("CHAT_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from exc
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def database_from_url(url: str) -> dict:
+    """Turn DATABASE_URL (postgres://... or sqlite:///path) into a DATABASES entry."""
+    parts = urlsplit(url)
+    if parts.scheme in {"postgres", "postgresql", "pgsql"}:
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parts.path.lstrip("/")),
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            # Django docs, "Persistent connections": under ASGI use CONN_MAX_AGE 0;
+            # psycopg's pool gives the reuse back without leaking connections.
+            "CONN_MAX_AGE": 0,
+            "OPTIONS": {"pool": {"min_size": 1, "max_size": 8}},
+        }
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)
+        return sqlite_database(Path(path[1:] if path.startswith("//") else path))
+    raise ImproperlyConfigured(f"DATABASE_URL scheme {parts.scheme!r} is not supported")
+
+
+def sqlite_database(path: Path) -> dict:
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": path,
+        # One process, one database thread (database_sync_to_async): a persistent
+        # connection in WAL mode keeps joins and posts off the fsync path.
+        "CONN_MAX_AGE": None,
+        "OPTIONS": {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        },
+        "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+    }
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for development).")
+    SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "chat",
+    "files",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": database_from_url(DATABASE_URL)}
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {"default": sqlite_database(VAR_DIR / "db.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "chat")
+# How many events may wait for one connection before the layer drops new ones.
+CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 1000)
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": CHANNEL_LAYER_PREFIX,
+                "capacity": CHANNEL_CAPACITY,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": CHANNEL_CAPACITY},
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+# --- Protocol limits (PROTOCOL.md, "Limits"); read where used, never at import. ---
+FILES_MAX_SIZE = env_int("FILES_MAX_SIZE", 10 * 1024 * 1024)
+FILES_ALLOWED_MIME_TYPES = env_list(
+    "FILES_ALLOWED_MIME_TYPES",
+    "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,application/zip",
+)
+FILES_TTL = env_int("FILES_TTL", 86400)
+FILES_ROOM_QUOTA = env_int("FILES_ROOM_QUOTA", 100 * 1024 * 1024)
+FILES_UPLOADS_PER_MINUTE = env_int("FILES_UPLOADS_PER_MINUTE", 10)
+CHAT_MAX_CONTENT = env_int("CHAT_MAX_CONTENT", 65536)
+CHAT_RATE_BURST = env_float("CHAT_RATE_BURST", 20)
+CHAT_RATE_SUSTAINED = env_float("CHAT_RATE_SUSTAINED", 10)
+JOIN_FAILURES_PER_MINUTE = env_int("JOIN_FAILURES_PER_MINUTE", 5)
+CHAT_HISTORY_LIMIT = env_int("CHAT_HISTORY_LIMIT", 100)
+# base64 of FILES_MAX_SIZE plus 64 KiB for the JSON around it.
+WS_MAX_FRAME = env_int("WS_MAX_FRAME", 4 * ((FILES_MAX_SIZE + 2) // 3) + 64 * 1024)
+# 51st rate-limited frame within this window closes the socket with 1008.
+ABUSE_RATE_LIMITED_FRAMES = env_int("ABUSE_RATE_LIMITED_FRAMES", 50)
+ABUSE_WINDOW = env_float("ABUSE_WINDOW", 10)
+
+# Presence: every process refreshes its participants' last_seen every
+# PRESENCE_HEARTBEAT seconds; a participant unseen for PRESENCE_TIMEOUT is a ghost
+# (its process died) and is swept. Worst case a ghost shows for
+# PRESENCE_TIMEOUT + PRESENCE_HEARTBEAT seconds: 45 + 15 = 60 s by default.
+PRESENCE_HEARTBEAT = env_float("PRESENCE_HEARTBEAT", 15)
+PRESENCE_TIMEOUT = env_float("PRESENCE_TIMEOUT", 45)
+
+# Room passwords: Argon2id (memory-hard). OWASP's minimum profile, m=19 MiB, t=2,
+# p=1, costs ~20 ms of one core; see README "Room passwords".
+ROOM_PASSWORD_ARGON2_MEMORY_KIB = env_int("ROOM_PASSWORD_ARGON2_MEMORY_KIB", 19 * 1024)
+ROOM_PASSWORD_ARGON2_TIME_COST = env_int("ROOM_PASSWORD_ARGON2_TIME_COST", 2)
+
+# daphne's runserver reads these; `manage.py serve` passes the same value.
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = WS_MAX_FRAME
+DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = WS_MAX_FRAME

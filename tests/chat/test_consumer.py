@@ -1,0 +1,338 @@
+"""The consumer through config.asgi.application, over the in-memory and Redis layers."""
+
+import base64
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from chat import presence, services
+from chat.models import Message, Participant, Room
+from tests.chat.helpers import (
+    assert_open,
+    connect,
+    create_room,
+    decrypt,
+    encrypt,
+    expect_error,
+    join_room,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
+
+
+async def close_all(*communicators):
+    for communicator in communicators:
+        await communicator.disconnect()
+
+
+async def test_create_room_answers_room_created(layer):
+    """The creator gets room_info, a 32-byte key and an owner token, and is its owner."""
+    owner, created = await create_room(password="s3cret", owner_name="Alice")
+    info = created["room_info"]
+    assert set(info) == {"id", "name", "description", "join_key", "has_password", "owner", "created_at"}
+    assert info["has_password"] is True and info["owner"] == "Alice" and info["name"] == "Room"
+    assert info["created_at"].endswith("Z")
+    assert len(base64.b64decode(created["encryption_key"], validate=True)) == 32
+    assert len(info["join_key"]) >= 16 and created["owner_token"]
+    room = await Room.objects.aget(pk=info["id"])
+    assert room.password_hash.startswith("argon2$argon2id$") and "s3cret" not in room.password_hash
+    await owner.send_json_to({"type": "GetMembers"})
+    assert await owner.receive_json_from() == {"type": "Members", "participants": ["Alice"]}
+    await close_all(owner)
+
+
+async def test_join_chat_and_presence(layer):
+    """A joiner sees the members, the room hears of them, and chat reaches everyone."""
+    owner, created = await create_room()
+    key = created["encryption_key"]
+    bob, joined = await join_room(created["room_info"]["join_key"], "Bob", path="/")
+    assert joined["participants"] == ["Owner", "Bob"]
+    assert joined["encryption_key"] == key and joined["room_info"] == created["room_info"]
+    assert await owner.receive_json_from() == {"type": "ParticipantJoined", "name": "Bob"}
+
+    await bob.send_json_to({"type": "ChatMessage", "content": encrypt(key, "héllo 👋")})
+    for communicator in (owner, bob):
+        message = await communicator.receive_json_from()
+        assert message["type"] == "ChatMessage" and message["sender"] == "Bob"
+        assert isinstance(message["id"], int) and message["sent_at"].endswith("Z")
+        assert decrypt(key, message["content"]) == "héllo 👋"
+    stored = await Message.objects.aget(pk=message["id"])
+    assert "héllo" not in stored.content and stored.content == message["content"]
+
+    await bob.send_json_to({"type": "LeaveRoom"})
+    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
+    assert await bob.receive_nothing(timeout=0.2)
+    await owner.send_json_to({"type": "GetMembers"})
+    assert await owner.receive_json_from() == {"type": "Members", "participants": ["Owner"]}
+    await assert_open(bob)
+    await close_all(owner, bob)
+
+
+async def test_closing_the_socket_leaves_the_room(layer):
+    owner, created = await create_room()
+    bob, _ = await join_room(created["room_info"]["join_key"], "Bob")
+    await owner.receive_json_from()
+    await bob.disconnect()
+    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
+    assert not await Participant.objects.filter(name="Bob", left_at__isnull=True).aexists()
+    await close_all(owner)
+
+
+async def test_history_for_late_joiners_and_since(layer):
+    """A late joiner gets History oldest first; `since` gives only later messages."""
+    owner, created = await create_room()
+    key = created["encryption_key"]
+    ids = []
+    for n in range(3):
+        await owner.send_json_to({"type": "ChatMessage", "content": encrypt(key, f"m{n}")})
+        ids.append((await owner.receive_json_from())["id"])
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    join_key = created["room_info"]["join_key"]
+
+    late, _ = await join_room(join_key, "Late")
+    history = await late.receive_json_from()
+    assert history["type"] == "History"
+    assert [m["id"] for m in history["messages"]] == ids
+    assert [decrypt(key, m["content"]) for m in history["messages"]] == ["m0", "m1", "m2"]
+    assert set(history["messages"][0]) == {"id", "sender", "content", "sent_at"}
+
+    later = await connect()
+    await later.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "Later", "since": ids[0]})
+    assert (await later.receive_json_from())["type"] == "RoomJoined"
+    assert [m["id"] for m in (await later.receive_json_from())["messages"]] == ids[1:]
+
+    latest = await connect()
+    await latest.send_json_to(
+        {"type": "JoinRoom", "join_key": join_key, "name": "Latest", "since": ids[-1] + 10**6}
+    )
+    assert (await latest.receive_json_from())["type"] == "RoomJoined"
+    assert await latest.receive_nothing(timeout=0.2)
+    await close_all(owner, late, later, latest)
+
+
+async def test_history_is_capped(layer, settings):
+    settings.CHAT_HISTORY_LIMIT = 2
+    owner, created = await create_room()
+    for n in range(4):
+        await owner.send_json_to(
+            {"type": "ChatMessage", "content": encrypt(created["encryption_key"], str(n))}
+        )
+        await owner.receive_json_from()
+    late, _ = await join_room(created["room_info"]["join_key"], "Late")
+    messages = (await late.receive_json_from())["messages"]
+    assert [decrypt(created["encryption_key"], m["content"]) for m in messages] == ["2", "3"]
+    await close_all(owner, late)
+
+
+async def test_non_members_receive_nothing(layer):
+    owner, created = await create_room()
+    other, _ = await create_room(name="Other room")
+    await owner.send_json_to({"type": "ChatMessage", "content": encrypt(created["encryption_key"], "x")})
+    await owner.receive_json_from()
+    assert await other.receive_nothing(timeout=0.2)
+    await close_all(owner, other)
+
+
+async def test_join_errors_keep_the_socket_open(layer):
+    """Unknown key, wrong or missing password and a taken name are refused in place."""
+    owner, created = await create_room(password="pw")
+    join_key = created["room_info"]["join_key"]
+    guest = await connect(client=("10.9.9.9", 1))
+    attempts = [
+        ({"join_key": "nope", "name": "G", "password": "pw"}, "room_not_found"),
+        ({"join_key": join_key, "name": "G", "password": "PW"}, "wrong_password"),
+        ({"join_key": join_key, "name": "G"}, "wrong_password"),
+        ({"join_key": join_key, "name": "oWnEr", "password": "pw"}, "name_taken"),
+    ]
+    for fields, code in attempts:
+        await guest.send_json_to({"type": "JoinRoom", **fields})
+        await expect_error(guest, code)
+    await guest.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "G", "password": "pw"})
+    assert (await guest.receive_json_from())["type"] == "RoomJoined"
+    await guest.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "G2", "password": "pw"})
+    await expect_error(guest, "already_in_room")
+    await guest.send_json_to({"type": "CreateRoom", "name": "R", "description": ""})
+    await expect_error(guest, "already_in_room")
+    await assert_open(guest)
+    await close_all(owner, guest)
+
+
+async def test_name_is_free_again_after_leaving(layer):
+    owner, created = await create_room()
+    bob, _ = await join_room(created["room_info"]["join_key"], "Bob")
+    await bob.send_json_to({"type": "LeaveRoom"})
+    await bob.send_json_to({"type": "JoinRoom", "join_key": created["room_info"]["join_key"], "name": "BOB"})
+    assert (await bob.receive_json_from())["type"] == "RoomJoined"
+    await close_all(owner, bob)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "ChatMessage", "content": "QUFB" * 10},
+        {"type": "GetMembers"},
+        {"type": "LeaveRoom"},
+        {"type": "UploadFile", "name": "a.txt", "mime_type": "text/plain", "content": "YQ=="},
+        {"type": "GetFile", "file_id": "x"},
+        {"type": "DeleteFile", "file_id": "x"},
+    ],
+)
+async def test_room_messages_without_a_room_are_not_in_room(layer, frame):
+    communicator = await connect()
+    await communicator.send_json_to(frame)
+    await expect_error(communicator, "not_in_room")
+    await assert_open(communicator)
+    await close_all(communicator)
+
+
+async def test_malformed_frames_get_errors_and_the_socket_stays(layer):
+    owner, created = await create_room()
+    bad = [
+        ("text", "{not json"),
+        ("text", "[1, 2]"),
+        ("bytes", b'{"type": "GetMembers"}'),
+        ("text", '{"type": "Bogus"}'),
+        ("text", '{"type": "ChatMessage", "content": "plain text"}'),
+        ("text", '{"type": "JoinRoom", "join_key": "k", "name": "\\u0000"}'),
+    ]
+    codes = ["invalid_json", "invalid_json", "invalid_json", "unknown_type", "invalid_field", "invalid_field"]
+    for (kind, payload), code in zip(bad, codes, strict=True):
+        if kind == "bytes":
+            await owner.send_to(bytes_data=payload)
+        else:
+            await owner.send_to(text_data=payload)
+        await expect_error(owner, code)
+    await assert_open(owner)
+    await close_all(owner)
+
+
+async def test_content_over_the_limit_is_message_too_large(layer, settings):
+    settings.CHAT_MAX_CONTENT = 100
+    owner, created = await create_room()
+    await owner.send_json_to(
+        {"type": "ChatMessage", "content": encrypt(created["encryption_key"], "x" * 200)}
+    )
+    await expect_error(owner, "message_too_large")
+    await owner.send_json_to({"type": "ChatMessage", "content": encrypt(created["encryption_key"], "short")})
+    assert (await owner.receive_json_from())["type"] == "ChatMessage"
+    await close_all(owner)
+
+
+async def test_chat_rate_limit_then_1008_for_sustained_abuse(layer, settings):
+    """The bucket allows a burst, then rate_limited; the 51st refusal in 10 s closes 1008."""
+    settings.CHAT_RATE_BURST = 3
+    settings.CHAT_RATE_SUSTAINED = 0.001
+    owner, created = await create_room()
+    content = encrypt(created["encryption_key"], "spam")
+    for _ in range(3):
+        await owner.send_json_to({"type": "ChatMessage", "content": content})
+        assert (await owner.receive_json_from())["type"] == "ChatMessage"
+    for _ in range(50):
+        await owner.send_json_to({"type": "ChatMessage", "content": content})
+        await expect_error(owner, "rate_limited")
+    await assert_open(owner)
+    await owner.send_json_to({"type": "ChatMessage", "content": content})
+    await expect_error(owner, "rate_limited")
+    assert await owner.receive_output() == {"type": "websocket.close", "code": 1008}
+    assert await Message.objects.filter(room_id=created["room_info"]["id"]).acount() == 3
+
+
+async def test_wrong_passwords_rate_limit_the_address(layer, settings):
+    """Past JOIN_FAILURES_PER_MINUTE wrong passwords, even the right one is rate_limited."""
+    settings.JOIN_FAILURES_PER_MINUTE = 2
+    owner, created = await create_room(password="pw")
+    join_key = created["room_info"]["join_key"]
+    attacker = await connect(client=("10.6.6.6", 1))
+    for _ in range(2):
+        await attacker.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "A", "password": "x"})
+        await expect_error(attacker, "wrong_password")
+    await attacker.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "A", "password": "pw"})
+    await expect_error(attacker, "rate_limited")
+    friend, _ = await join_room(join_key, "Friend", password="pw", client=("10.7.7.7", 1))
+    await close_all(owner, attacker, friend)
+
+
+async def test_owner_token_rejoins_as_owner(layer):
+    owner, created = await create_room()
+    await owner.disconnect()
+    again = await connect()
+    await again.send_json_to(
+        {
+            "type": "JoinRoom",
+            "join_key": created["room_info"]["join_key"],
+            "name": "Boss",
+            "owner_token": created["owner_token"],
+        }
+    )
+    joined = await again.receive_json_from()
+    assert joined["room_info"]["owner"] == "Owner"
+    assert await Participant.objects.filter(name="Boss", role="owner").aexists()
+    stranger, _ = await join_room(created["room_info"]["join_key"], "Eve")
+    assert await Participant.objects.filter(name="Eve", role="member").aexists()
+    await close_all(again, stranger)
+
+
+async def test_unexpected_failure_is_server_error_and_socket_stays(layer, monkeypatch):
+    owner, created = await create_room()
+
+    def broken(**kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(services, "message_post", broken)
+    await owner.send_json_to({"type": "ChatMessage", "content": encrypt(created["encryption_key"], "x")})
+    await expect_error(owner, "server_error")
+    await assert_open(owner)
+    await close_all(owner)
+
+
+@pytest.mark.parametrize(
+    ("origin", "accepted"),
+    [
+        (None, True),
+        (b"http://localhost:8000", True),
+        (b"https://127.0.0.1", True),
+        (b"https://evil.example", False),
+        (b"null", False),
+        (b"http://localhost.evil.example", False),
+    ],
+)
+async def test_origin_is_checked_at_the_handshake(layer, origin, accepted):
+    from channels.testing import WebsocketCommunicator
+
+    from config.asgi import application
+
+    headers = [(b"origin", origin)] if origin else []
+    communicator = WebsocketCommunicator(application, "/ws/", headers=headers)
+    connected, _ = await communicator.connect()
+    assert connected is accepted
+    await communicator.disconnect()
+
+
+async def test_ghosts_of_dead_processes_leave_members_and_are_swept(layer):
+    """A participant whose process stopped beating vanishes from Members and is announced."""
+    owner, created = await create_room()
+    ghost, _ = await join_room(created["room_info"]["join_key"], "Ghost")
+    await owner.receive_json_from()
+    stale = timezone.now() - timedelta(hours=1)
+    await Participant.objects.filter(name="Ghost").aupdate(last_seen=stale, process_id="dead")
+    await owner.send_json_to({"type": "GetMembers"})
+    assert (await owner.receive_json_from())["participants"] == ["Owner"]
+    await presence.beat_once()
+    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Ghost"}
+    assert await Participant.objects.filter(name="Ghost", left_at__isnull=False).aexists()
+    await presence.beat_once()
+    assert await owner.receive_nothing(timeout=0.2)
+    await database_sync_to_async(lambda: None)()
+    await close_all(owner, ghost)
+
+
+async def test_a_ghost_does_not_hold_its_name(layer):
+    owner, created = await create_room()
+    await Participant.objects.filter(name="Owner").aupdate(
+        last_seen=timezone.now() - timedelta(hours=1), process_id="dead"
+    )
+    back, joined = await join_room(created["room_info"]["join_key"], "owner")
+    assert joined["participants"] == ["owner"]
+    await close_all(owner, back)

@@ -1,0 +1,155 @@
+"""The protocol parser: every frame gives a command or a ProtocolError with its code."""
+
+import base64
+import json
+
+import pytest
+
+from chat import protocol
+from chat.errors import ErrorCode, ProtocolError
+
+CIPHERTEXT = base64.b64encode(b"\x00" * 40).decode()
+
+
+def code_of(text: str) -> ErrorCode:
+    with pytest.raises(ProtocolError) as info:
+        protocol.parse_client_message(text)
+    return info.value.code
+
+
+def frame(**fields) -> str:
+    return json.dumps(fields)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "[]",
+        '"CreateRoom"',
+        "42",
+        "null",
+        '{"type": "GetMembers", "x": NaN}',
+        '{"type": "GetMembers", "x": Infinity}',
+        '{"type": "GetMembers", "x": -Infinity}',
+        '\ufeff{"type": "GetMembers"}',
+        '{"type": "GetMembers", "x": "\\ud800"}',
+        '{"type": "GetMembers", "\\udc00": 1}',
+        '{"type": "GetMembers", "x": 123456789012345678901}',
+        '{"type": "GetMembers", "x": 1e999}',
+        '{"type": "GetMembers", "x": ' + "[" * 32 + "]" * 32 + "}",
+        "[" * 100000 + "]" * 100000,
+        "",
+    ],
+)
+def test_malformed_frames_are_invalid_json(text):
+    """Anything outside strict RFC 8259 objects is invalid_json."""
+    assert code_of(text) == ErrorCode.INVALID_JSON
+
+
+def test_limits_of_strict_json_that_still_pass():
+    """31 nested levels inside the frame, 20-digit integers and surrogate pairs pass."""
+    nested = "[" * 31 + "]" * 31
+    assert isinstance(
+        protocol.parse_client_message('{"type":"GetMembers","x":' + nested + "}"), protocol.GetMembers
+    )
+    assert isinstance(
+        protocol.parse_client_message('{"type":"GetMembers","x":-12345678901234567890}'), protocol.GetMembers
+    )
+    assert isinstance(
+        protocol.parse_client_message('{"type":"GetMembers","x":"\\ud83d\\ude00"}'), protocol.GetMembers
+    )
+
+
+def test_duplicate_keys_last_one_counts():
+    command = protocol.parse_client_message(
+        '{"type":"ChatMessage","content":1,"content":"' + CIPHERTEXT + '"}'
+    )
+    assert command == protocol.ChatMessage(content=CIPHERTEXT)
+
+
+@pytest.mark.parametrize(
+    "text", ['{"a": 1}', '{"type": 5}', '{"type": null}', '{"type": "Nope"}', '{"type": "room.event"}']
+)
+def test_missing_or_unknown_type_is_unknown_type(text):
+    assert code_of(text) == ErrorCode.UNKNOWN_TYPE
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"type": "CreateRoom", "description": ""},
+        {"type": "CreateRoom", "name": "Room"},
+        {"type": "CreateRoom", "name": 5, "description": ""},
+        {"type": "CreateRoom", "name": "", "description": ""},
+        {"type": "CreateRoom", "name": "   ", "description": ""},
+        {"type": "CreateRoom", "name": "x" * 101, "description": ""},
+        {"type": "CreateRoom", "name": "Room", "description": "d" * 1001},
+        {"type": "CreateRoom", "name": "Room", "description": "", "password": 5},
+        {"type": "CreateRoom", "name": "Room", "description": "", "owner_name": "a\u202eb"},
+        {"type": "JoinRoom", "join_key": "k", "name": "x" * 51},
+        {"type": "JoinRoom", "join_key": "k", "name": "bad\x07name"},
+        {"type": "JoinRoom", "join_key": "k", "name": "bad\u0085name"},
+        {"type": "JoinRoom", "join_key": "k", "name": "zero\u200bwidth"},
+        {"type": "JoinRoom", "join_key": "k", "name": "\u00ad"},
+        {"type": "JoinRoom", "join_key": "k", "name": "\u200d"},
+        {"type": "JoinRoom", "join_key": "k", "name": "ok", "since": "3"},
+        {"type": "JoinRoom", "join_key": "k", "name": "ok", "since": True},
+        {"type": "JoinRoom", "join_key": "k", "name": "ok", "since": 1.5},
+        {"type": "JoinRoom", "join_key": 7, "name": "ok"},
+        {"type": "JoinRoom", "join_key": "k", "name": "ok", "owner_token": 1},
+        {"type": "ChatMessage"},
+        {"type": "ChatMessage", "content": 1},
+        {"type": "ChatMessage", "content": "hello, plaintext"},
+        {"type": "ChatMessage", "content": "[File: x](/files/1)"},
+        {"type": "ChatMessage", "content": base64.b64encode(b"short").decode()},
+        {"type": "ChatMessage", "content": CIPHERTEXT[:-2]},
+        {"type": "UploadFile", "name": "a\x00b", "mime_type": "text/plain", "content": ""},
+        {"type": "UploadFile", "name": "n" * 256, "mime_type": "text/plain", "content": ""},
+        {"type": "GetFile"},
+        {"type": "DeleteFile", "file_id": None},
+    ],
+)
+def test_bad_fields_are_invalid_field(fields):
+    assert code_of(frame(**fields)) == ErrorCode.INVALID_FIELD
+
+
+def test_names_are_normalised_and_trimmed():
+    command = protocol.parse_client_message(
+        frame(type="JoinRoom", join_key="k", name="  Cafe\u0301\u3000", password="")
+    )
+    assert command == protocol.JoinRoom(
+        join_key="k", password=None, name="Caf\u00e9", since=None, owner_token=None
+    )
+
+
+def test_emoji_with_zero_width_joiner_is_a_valid_name():
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    command = protocol.parse_client_message(frame(type="JoinRoom", join_key="k", name=family))
+    assert command.name == family
+
+
+def test_create_room_defaults():
+    command = protocol.parse_client_message(frame(type="CreateRoom", name="R", description="", password=None))
+    assert command == protocol.CreateRoom(name="R", description="", password=None, owner_name="Owner")
+
+
+def test_null_optional_fields_mean_absent():
+    command = protocol.parse_client_message(
+        frame(type="JoinRoom", join_key="k", name="n", since=None, owner_token=None, password=None)
+    )
+    assert (command.since, command.owner_token, command.password) == (None, None, None)
+
+
+def test_unknown_extra_fields_are_ignored():
+    assert protocol.parse_client_message(frame(type="GetMembers", extra={"a": 1})) == protocol.GetMembers()
+
+
+def test_name_key_is_casefold_of_nfc():
+    assert protocol.name_key("STRASSE") == protocol.name_key("straße")
+    assert protocol.name_key("Cafe\u0301") == protocol.name_key("CAFÉ")
+
+
+def test_server_messages_encode_compactly_without_escaping_unicode():
+    text = protocol.encode(protocol.participant_joined_message("Zoë"))
+    assert text == '{"type":"ParticipantJoined","name":"Zoë"}'

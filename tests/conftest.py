@@ -1,0 +1,56 @@
+"""Shared fixtures: the channel layer over in-memory and Redis, and service URLs."""
+
+import os
+import uuid
+
+import pytest
+from channels.layers import get_channel_layer
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+
+LAYERS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without REDIS_URL the Redis variants are skipped, and the run says so."""
+    if REDIS_URL:
+        return
+    skip = pytest.mark.skip(reason="REDIS_URL is not set: Redis channel layer not tested")
+    for item in items:
+        if "redis" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    return [
+        f"database: {'PostgreSQL (DATABASE_URL)' if DATABASE_URL else 'SQLite (DATABASE_URL unset)'}",
+        f"channel layers: memory{' + redis (REDIS_URL)' if REDIS_URL else ' only (REDIS_URL unset)'}",
+    ]
+
+
+@pytest.fixture(params=LAYERS)
+async def layer(request, settings):
+    """Each consumer test runs over the in-memory layer and over Redis."""
+    if request.param == "redis":
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [REDIS_URL], "prefix": f"test-{uuid.uuid4().hex[:8]}"},
+            }
+        }
+    else:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layer = get_channel_layer()
+    yield request.param
+    await channel_layer.flush()
+
+
+@pytest.fixture(autouse=True)
+def fresh_join_failures():
+    """Failed-join counters are per process; each test starts with none."""
+    from chat.ratelimit import join_failures
+
+    join_failures.windows.clear()
+    yield
+    join_failures.windows.clear()
