@@ -1,0 +1,98 @@
+"""Services against the database, without sockets."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from chat import services
+from chat.errors import ErrorCode, ProtocolError
+from chat.models import Message, Participant
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WHERE = services.Where("chan", "proc", "127.0.0.1")
+
+
+def make_room(**kwargs):
+    room, seat, token = services.room_create(
+        name="Room", description="", password_hash="", owner_name="Owner", where=WHERE, now=timezone.now()
+    )
+    return room, seat, token
+
+
+def join(room, name, **kwargs):
+    return services.room_join(
+        room_id=room.pk, name=name, where=WHERE, owner_token=None, since=None, now=timezone.now(), **kwargs
+    )
+
+
+def test_room_create_makes_unguessable_keys():
+    room, seat, token = make_room()
+    assert len(room.join_key) >= 22 and len(token) >= 43  # 128 and 256 bits, url-safe
+    assert room.owner_token_hash != token and services.owner_token_matches(room, token)
+    assert not services.owner_token_matches(room, token + "x")
+    assert seat.is_owner and seat.name == "Owner"
+
+
+def test_message_ids_grow_within_a_room():
+    room, seat, _ = make_room()
+    ids = [services.message_post(seat=seat, content=f"c{n}", now=timezone.now()).id for n in range(5)]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+
+
+def test_posting_to_a_closed_room_is_room_closed():
+    room, seat, _ = make_room()
+    room.closed_at = timezone.now()
+    room.save()
+    with pytest.raises(ProtocolError) as info:
+        services.message_post(seat=seat, content="c", now=timezone.now())
+    assert info.value.code == ErrorCode.ROOM_CLOSED
+    assert not Message.objects.exists()
+
+
+def test_heartbeat_refreshes_only_its_process():
+    room, seat, _ = make_room()
+    old = timezone.now() - timedelta(minutes=5)
+    Participant.objects.update(last_seen=old)
+    assert services.presence_heartbeat(process_id="other", now=timezone.now()) == 0
+    assert services.presence_heartbeat(process_id="proc", now=timezone.now()) == 1
+    assert Participant.objects.get().last_seen > old
+
+
+def test_sweep_announces_each_ghost_once():
+    room, seat, _ = make_room()
+    Participant.objects.update(last_seen=timezone.now() - timedelta(minutes=5))
+    assert services.presence_sweep(now=timezone.now()) == [(room.group_name, "Owner")]
+    assert services.presence_sweep(now=timezone.now()) == []
+
+
+def test_concurrent_joins_with_one_name_exactly_one_wins():
+    """Twelve threads, each with its own database connection, join as the same name
+    (in different cases) at the same instant: the database lets exactly one in.
+    On PostgreSQL (CI) these are truly concurrent transactions."""
+    room, _, _ = make_room()
+    names = ["Sam", "SAM", "sam", "sAm"] * 3
+    barrier = threading.Barrier(len(names))
+    outcomes: list[str] = []
+
+    def attempt(name):
+        try:
+            barrier.wait()
+            join(room, name)
+            outcomes.append("joined")
+        except ProtocolError as exc:
+            outcomes.append(exc.code.value)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=attempt, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["joined"] + ["name_taken"] * (len(names) - 1), outcomes
+    assert Participant.objects.filter(room=room, name_key="sam", left_at__isnull=True).count() == 1
+    print(f"concurrent joins ran on {connection.vendor}")
