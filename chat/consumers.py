@@ -29,16 +29,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.refusals = SlidingWindow(settings.ABUSE_WINDOW)
         client = self.scope.get("client") or (None, None)
         self.where = services.Where(self.channel_name, presence.PROCESS_ID, client[0])
-        self.handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
-            protocol.CreateRoom: self.create_room,
-            protocol.JoinRoom: self.join_room,
-            protocol.ChatMessage: self.chat_message,
-            protocol.GetMembers: self.get_members,
-            protocol.LeaveRoom: self.leave_room,
-            protocol.UploadFile: self.file_operation,
-            protocol.GetFile: self.file_operation,
-            protocol.DeleteFile: self.file_operation,
-        }
         await self.accept()
         presence.connection_opened()
 
@@ -65,7 +55,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if text_data is None:
                 raise ProtocolError(ErrorCode.INVALID_JSON, "Binary frames are not accepted.")
             command = protocol.parse_client_message(text_data)
-            await self.handlers[type(command)](command)
+            await HANDLERS[type(command)](self, command)
         except ProtocolError as exc:
             await self.refuse(exc)
         except Exception:
@@ -208,3 +198,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         seat = self.seat
         if seat is not None and event["group"] == seat.group and event["exclude"] != self.channel_name:
             await self.send(text_data=event["text"])
+
+
+# Client commands and their handlers: an explicit table, never getattr(self, type).
+HANDLERS: dict[type, Callable[[ChatConsumer, Any], Awaitable[None]]] = {
+    protocol.CreateRoom: ChatConsumer.create_room,
+    protocol.JoinRoom: ChatConsumer.join_room,
+    protocol.ChatMessage: ChatConsumer.chat_message,
+    protocol.GetMembers: ChatConsumer.get_members,
+    protocol.LeaveRoom: ChatConsumer.leave_room,
+    protocol.UploadFile: ChatConsumer.file_operation,
+    protocol.GetFile: ChatConsumer.file_operation,
+    protocol.DeleteFile: ChatConsumer.file_operation,
+}

@@ -32,14 +32,15 @@ def connection_opened() -> None:
     """Called when a socket is accepted: the beat runs while this process has any."""
     global _connections, _task
     _connections += 1
-    if _task is None or _task.done():
-        _task = asyncio.get_running_loop().create_task(_beat_forever())
+    loop = asyncio.get_running_loop()
+    if _task is None or _task.done() or _task.get_loop() is not loop:
+        _task = loop.create_task(_beat_forever())
 
 
 def connection_closed() -> None:
     global _connections, _task
     _connections = max(0, _connections - 1)
-    if _connections == 0 and _task is not None:
+    if _connections == 0 and _task is not None and _task.get_loop() is asyncio.get_running_loop():
         _task.cancel()
         _task = None
 
