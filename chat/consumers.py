@@ -10,8 +10,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from chat import broadcast, passwords, presence, protocol, selectors, services
+from chat import passwords, presence, protocol, selectors, services
 from chat.errors import ErrorCode, ProtocolError
+from chat.hub import Outbox, hub, publish
 from chat.ratelimit import SlidingWindow, TokenBucket, join_failures
 
 logger = logging.getLogger(__name__)
@@ -20,15 +21,17 @@ CLOSE_ABUSE = 1008
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    # No channel per socket: rooms reach sockets through this process's hub (chat/hub.py).
+    channel_layer_alias = None
     seat: services.Seat | None = None
+    outbox: Outbox | None = None
 
     async def connect(self) -> None:
         """Called when the handshake has passed the origin check."""
         self.seat = None
         self.chat_bucket = TokenBucket(settings.CHAT_RATE_BURST, settings.CHAT_RATE_SUSTAINED)
         self.refusals = SlidingWindow(settings.ABUSE_WINDOW)
-        client = self.scope.get("client") or (None, None)
-        self.where = services.Where(self.channel_name, presence.PROCESS_ID, client[0])
+        self.outbox = Outbox(self.send_text, self.close_with)
         await self.accept()
         presence.connection_opened()
 
@@ -38,12 +41,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if self.seat is not None:
                 await self.leave()
         finally:
+            if self.outbox is not None:
+                self.outbox.stop()
             presence.connection_closed()
 
     async def dispatch(self, message: dict) -> None:
         # Channels' dispatch hops to the database thread to close stale connections
-        # before every handler, layer events included. Our layer handlers never touch
-        # the database, and database_sync_to_async already does that check.
+        # before every handler; database_sync_to_async already does that check.
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
@@ -63,13 +67,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.refuse(ProtocolError(ErrorCode.SERVER_ERROR))
 
     async def refuse(self, exc: ProtocolError) -> None:
-        await self.send_json(protocol.error_message(exc.code, exc.message))
+        self.send_json(protocol.error_message(exc.code, exc.message))
         if exc.code == ErrorCode.RATE_LIMITED:
             if self.refusals.add() > settings.ABUSE_RATE_LIMITED_FRAMES:
-                await self.close(code=CLOSE_ABUSE)
+                self.outbox.put_close(CLOSE_ABUSE)
 
-    async def send_json(self, message: dict) -> None:
-        await self.send(text_data=protocol.encode(message))
+    def send_json(self, message: dict) -> None:
+        """Queue a reply behind everything queued for this socket before it."""
+        self.outbox.put(protocol.encode(message))
+
+    async def send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def close_with(self, code: int) -> None:
+        await self.close(code=code)
+
+    def where(self) -> services.Where:
+        client = self.scope.get("client") or (None, None)
+        return services.Where(hub.address(self.outbox), presence.PROCESS_ID, client[0])
 
     # --- Client messages -------------------------------------------------------
 
@@ -78,24 +93,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
         password_hash = ""
         if command.password:
             password_hash = await asyncio.to_thread(passwords.password_hash, command.password)
+        await hub.start()
         room, seat, owner_token = await database_sync_to_async(services.room_create)(
             name=command.name,
             description=command.description,
             password_hash=password_hash,
             owner_name=command.owner_name,
-            where=self.where,
+            where=self.where(),
             now=timezone.now(),
         )
-        await self.channel_layer.group_add(seat.group, self.channel_name)
+        await hub.join(seat.group, self.outbox)
         self.seat = seat
-        await self.send_json(
+        self.send_json(
             protocol.room_created_message(selectors.room_info(room), room.encryption_key, owner_token)
         )
         await self.remember_room(seat)
 
     async def join_room(self, command: protocol.JoinRoom) -> None:
         self.require_no_room()
-        address = self.where.address or "unknown"
+        address = (self.scope.get("client") or ["unknown"])[0] or "unknown"
         if join_failures.blocked(address):
             raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many wrong passwords; wait a minute.")
         room = await database_sync_to_async(selectors.room_open_by_join_key)(join_key=command.join_key)
@@ -105,29 +121,39 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 join_failures.record(address)
                 raise ProtocolError(ErrorCode.WRONG_PASSWORD)
         # Join the group before reading the history: a message committed meanwhile then
-        # arrives live (clients drop ids they already have) instead of being lost.
-        await self.channel_layer.group_add(room.group_name, self.channel_name)
+        # arrives live (clients drop ids they already have) instead of being lost; it
+        # is held until RoomJoined and History are queued.
+        self.outbox.hold()
+        await hub.join(room.group_name, self.outbox)
         try:
             joined = await database_sync_to_async(services.room_join)(
                 room_id=room.pk,
                 name=command.name,
-                where=self.where,
+                where=self.where(),
                 owner_token=command.owner_token,
                 since=command.since,
                 now=timezone.now(),
             )
         except BaseException:
-            await self.channel_layer.group_discard(room.group_name, self.channel_name)
+            self.outbox.held = None
+            await hub.leave(room.group_name, self.outbox)
             raise
-        self.seat = joined.seat
-        info = selectors.room_info(joined.room)
-        await self.send_json(
-            protocol.room_joined_message(info, joined.room.encryption_key, joined.participants)
+        seat = self.seat = joined.seat
+        names = [name for _, name in joined.present]
+        self.send_json(
+            protocol.room_joined_message(selectors.room_info(joined.room), joined.room.encryption_key, names)
         )
         if joined.history:
-            await self.send_json(protocol.history_message(joined.history))
+            self.send_json(protocol.history_message(joined.history))
+        self.outbox.release(stale=snapshot_filter(joined, command.since))
         await presence.announce_left(joined.swept)
-        await self.to_room(protocol.participant_joined_message(joined.seat.name), exclude_self=True)
+        await publish(
+            seat.group,
+            protocol.participant_joined_message(seat.name),
+            exclude=self.outbox.id,
+            participant_id=seat.participant_id,
+            joined=True,
+        )
         await self.remember_room(joined.seat)
 
     async def chat_message(self, command: protocol.ChatMessage) -> None:
@@ -139,14 +165,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         message = await database_sync_to_async(services.message_post)(
             seat=seat, content=command.content, now=timezone.now()
         )
-        await self.to_room(protocol.chat_message(message.id, seat.name, message.content, message.sent_at))
+        await publish(
+            seat.group,
+            protocol.chat_message(message.id, seat.name, message.content, message.sent_at),
+            message_id=message.id,
+        )
 
     async def get_members(self, command: protocol.GetMembers) -> None:
         seat = self.require_room()
         names = await database_sync_to_async(selectors.members_present)(
             room_id=seat.room_id, now=timezone.now()
         )
-        await self.send_json(protocol.members_message(names))
+        self.send_json(protocol.members_message(names))
 
     async def leave_room(self, command: protocol.LeaveRoom) -> None:
         self.require_room()
@@ -169,12 +199,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def leave(self) -> None:
         seat, self.seat = self.seat, None
-        await self.channel_layer.group_discard(seat.group, self.channel_name)
+        await hub.leave(seat.group, self.outbox)
         if await database_sync_to_async(services.participant_leave)(
             participant_id=seat.participant_id, now=timezone.now()
         ):
-            await broadcast.to_room(
-                self.channel_layer, seat.group, protocol.participant_left_message(seat.name)
+            await publish(
+                seat.group,
+                protocol.participant_left_message(seat.name),
+                participant_id=seat.participant_id,
+                joined=False,
             )
 
     async def remember_room(self, seat: services.Seat) -> None:
@@ -183,21 +216,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if session is not None and session.session_key:
             await database_sync_to_async(services.session_room_add)(session=session, room_id=seat.room_id)
 
-    async def to_room(self, message: dict, *, exclude_self: bool = False) -> None:
-        await broadcast.to_room(
-            self.channel_layer,
-            self.seat.group,
-            message,
-            exclude=self.channel_name if exclude_self else None,
-        )
 
-    # --- Channel-layer events -------------------------------------------------------
+def snapshot_filter(joined: services.Joined, since: int | None) -> Callable[[dict], bool]:
+    """Which events held during a join the joiner's snapshot already shows: joins of
+    people it lists, leaves of people it does not, messages its History holds."""
+    present = {participant_id for participant_id, _ in joined.present}
+    seen = {message["id"] for message in joined.history}
 
-    async def room_event(self, event: dict) -> None:
-        """Called for every room broadcast: forward the pre-encoded text as it is."""
-        seat = self.seat
-        if seat is not None and event["group"] == seat.group and event["exclude"] != self.channel_name:
-            await self.send(text_data=event["text"])
+    def stale(event: dict) -> bool:
+        if "participant_id" in event:
+            return (event["participant_id"] in present) == event["joined"]
+        if "message_id" in event:
+            return event["message_id"] in seen or (since is not None and event["message_id"] <= since)
+        return False
+
+    return stale
 
 
 # Client commands and their handlers: an explicit table, never getattr(self, type).

@@ -13,11 +13,11 @@ import logging
 import uuid
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from chat import broadcast, protocol, services
+from chat import protocol, services
+from chat.hub import hub, publish
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +51,17 @@ async def beat_once() -> None:
     await database_sync_to_async(services.presence_heartbeat)(process_id=PROCESS_ID, now=now)
     swept = await database_sync_to_async(services.presence_sweep)(now=now)
     await announce_left(swept)
+    await hub.refresh()
 
 
-async def announce_left(swept: list[tuple[str, str]]) -> None:
-    layer = get_channel_layer()
-    for group, name in swept:
-        await broadcast.to_room(layer, group, protocol.participant_left_message(name))
+async def announce_left(swept: list[services.Swept]) -> None:
+    for ghost in swept:
+        await publish(
+            ghost.group,
+            protocol.participant_left_message(ghost.name),
+            participant_id=ghost.participant_id,
+            joined=False,
+        )
 
 
 async def _beat_forever() -> None:

@@ -17,10 +17,15 @@ def presence_cutoff(now: datetime) -> datetime:
 
 def members_present(*, room_id: UUID, now: datetime) -> list[str]:
     """Names of the participants connected now, in join order."""
+    return [name for _, name in presence_snapshot(room_id=room_id, now=now)]
+
+
+def presence_snapshot(*, room_id: UUID, now: datetime) -> list[tuple[int, str]]:
+    """(participant id, name) of everyone connected now, in join order."""
     return list(
         Participant.objects.filter(room_id=room_id, left_at__isnull=True, last_seen__gte=presence_cutoff(now))
         .order_by("joined_at", "id")
-        .values_list("name", flat=True)
+        .values_list("id", "name")
     )
 
 

@@ -35,10 +35,20 @@ class Seat:
 class Joined:
     seat: Seat
     room: Room
-    participants: list[str]
+    # (participant id, name) present after this join, the joiner included.
+    present: list[tuple[int, str]]
     history: list[dict]
-    # Ghosts of dead processes swept to make room for this join: (group, name).
-    swept: list[tuple[str, str]]
+    # Ghosts of dead processes swept to make room for this join.
+    swept: list["Swept"]
+
+
+@dataclass(frozen=True)
+class Swept:
+    """A participant of a dead process, marked as left: its room must be told."""
+
+    group: str
+    name: str
+    participant_id: int
 
 
 @dataclass(frozen=True)
@@ -123,7 +133,7 @@ def room_join(
     return Joined(
         seat=seat,
         room=room,
-        participants=selectors.members_present(room_id=room.pk, now=now),
+        present=selectors.presence_snapshot(room_id=room.pk, now=now),
         history=selectors.history_since(room_id=room.pk, since=since, limit=settings.CHAT_HISTORY_LIMIT),
         swept=swept,
     )
@@ -155,12 +165,12 @@ def presence_heartbeat(*, process_id: str, now: datetime) -> int:
     return Participant.objects.filter(process_id=process_id, left_at__isnull=True).update(last_seen=now)
 
 
-def presence_sweep(*, now: datetime) -> list[tuple[str, str]]:
-    """Mark participants of dead processes as left; returns (group, name) to announce."""
+def presence_sweep(*, now: datetime) -> list[Swept]:
+    """Mark participants of dead processes as left; returns whom to announce."""
     return _ghosts_sweep(Participant.objects.all(), now=now)
 
 
-def _ghosts_sweep(participants, *, now: datetime) -> list[tuple[str, str]]:
+def _ghosts_sweep(participants, *, now: datetime) -> list[Swept]:
     ghosts = participants.filter(
         left_at__isnull=True, last_seen__lt=selectors.presence_cutoff(now)
     ).values_list("pk", "room_id", "name")
@@ -168,5 +178,5 @@ def _ghosts_sweep(participants, *, now: datetime) -> list[tuple[str, str]]:
     for pk, room_id, name in list(ghosts):
         # Several processes may sweep at once: whoever updates the row announces it.
         if Participant.objects.filter(pk=pk, left_at__isnull=True).update(left_at=now):
-            swept.append((room_group(room_id), name))
+            swept.append(Swept(room_group(room_id), name, pk))
     return swept

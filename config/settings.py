@@ -147,8 +147,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "chat")
-# How many events may wait for one connection before the layer drops new ones.
-CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 1000)
+# Events that may wait for one layer channel before the layer drops new ones. Each
+# process has one channel for all its rooms (chat/hub.py), so this is per process.
+CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 10000)
+# Frames that may wait for one socket; a client that stops reading past this is
+# closed with 4002 instead of growing server memory.
+WS_SEND_QUEUE_LIMIT = env_int("WS_SEND_QUEUE_LIMIT", 1000)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -163,7 +167,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "chat.layers.InMemoryChannelLayer",
             "CONFIG": {"capacity": CHANNEL_CAPACITY},
         }
     }

@@ -40,7 +40,7 @@ async def layer(request, settings):
             }
         }
     else:
-        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
     channel_layer = get_channel_layer()
     yield request.param
     await channel_layer.flush()

@@ -65,7 +65,9 @@ def test_heartbeat_refreshes_only_its_process():
 def test_sweep_announces_each_ghost_once():
     room, seat, _ = make_room()
     Participant.objects.update(last_seen=timezone.now() - timedelta(minutes=5))
-    assert services.presence_sweep(now=timezone.now()) == [(room.group_name, "Owner")]
+    assert services.presence_sweep(now=timezone.now()) == [
+        services.Swept(room.group_name, "Owner", seat.participant_id)
+    ]
     assert services.presence_sweep(now=timezone.now()) == []
 
 

@@ -1,0 +1,190 @@
+"""Room broadcasts: one channel-layer message per process, fanned out locally.
+
+Channels' usual pattern gives every socket its own channel and puts every socket in
+the room's group, so one chat message in a room of N becomes N layer messages, N task
+wake-ups and N dispatches. Here each server process has one hub with one channel; the
+hub joins a room's group while the process has anyone in that room, receives each
+broadcast once, and hands the pre-encoded text to the outboxes of its local sockets.
+With Redis that is one message per process per broadcast instead of one per socket.
+
+Every frame a socket is sent (replies and broadcasts alike) goes through its `Outbox`,
+written by one task, so a socket sees frames in the order they were queued, and a
+socket that stops reading cannot hold up anyone else: its backlog is capped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from chat.protocol import encode
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPE = "room.event"
+CLOSE_TOO_SLOW = 4002
+
+
+class Outbox:
+    """The frames waiting for one socket, in order, and the task that writes them."""
+
+    def __init__(
+        self, send: Callable[[str], Awaitable[None]], close: Callable[[int], Awaitable[None]]
+    ) -> None:
+        self.send = send
+        self.close = close
+        self.id = uuid.uuid4().hex
+        self.frames: deque[str | int] = deque()
+        self.held: list[dict] | None = None
+        self.limit = settings.WS_SEND_QUEUE_LIMIT
+        self.wakeup = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self._write())
+
+    def put(self, text: str) -> None:
+        """Queue a frame; a socket that lets its backlog pass the limit is closed."""
+        if len(self.frames) >= self.limit:
+            self.frames.clear()
+            self.put_close(CLOSE_TOO_SLOW)
+            return
+        self.frames.append(text)
+        self.wakeup.set()
+
+    def put_broadcast(self, event: dict) -> None:
+        """Room events wait while the socket is joining (see `hold`)."""
+        if self.held is not None:
+            self.held.append(event)
+        else:
+            self.put(event["text"])
+
+    def put_close(self, code: int) -> None:
+        """Close the socket once every frame queued before has been written."""
+        self.frames.append(code)
+        self.wakeup.set()
+
+    def hold(self) -> None:
+        """Hold room events until `release`: a joiner gets RoomJoined and History first."""
+        self.held = []
+
+    def release(self, stale: Callable[[dict], bool] | None = None) -> None:
+        """Send the held events, but those the joiner's snapshot already shows."""
+        held, self.held = self.held or [], None
+        for event in held:
+            if stale is None or not stale(event):
+                self.put(event["text"])
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                while self.frames:
+                    frame = self.frames.popleft()
+                    if isinstance(frame, int):
+                        self.frames.clear()
+                        await self.close(frame)
+                        return
+                    await self.send(frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The socket went away mid-write; its disconnect handler cleans up.
+            logger.debug("outbox: write failed", exc_info=True)
+
+
+class Hub:
+    """This process's subscriptions to room groups, and its local fan-out."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, dict[str, Outbox]] = {}
+        self.subscribed: set[str] = set()
+        self.channel = ""
+        self.layer = None
+        self.task: asyncio.Task | None = None
+        self.lock: asyncio.Lock | None = None
+
+    async def start(self) -> None:
+        """Called before each join: (re)start the receive loop on the running loop."""
+        loop = asyncio.get_running_loop()
+        if self.task is not None and self.task.get_loop() is loop and not self.task.done():
+            return
+        self.rooms, self.subscribed = {}, set()
+        self.lock = asyncio.Lock()
+        self.layer = get_channel_layer()
+        self.channel = await self.layer.new_channel("hub.")
+        self.task = loop.create_task(self._receive_forever())
+
+    async def join(self, group: str, outbox: Outbox) -> None:
+        await self.start()
+        self.rooms.setdefault(group, {})[outbox.id] = outbox
+        async with self.lock:
+            if group not in self.subscribed:
+                await self.layer.group_add(group, self.channel)
+                self.subscribed.add(group)
+
+    async def leave(self, group: str, outbox: Outbox) -> None:
+        members = self.rooms.get(group, {})
+        members.pop(outbox.id, None)
+        if not members:
+            self.rooms.pop(group, None)
+        async with self.lock:
+            if group not in self.rooms and group in self.subscribed:
+                self.subscribed.discard(group)
+                await self.layer.group_discard(group, self.channel)
+
+    async def refresh(self) -> None:
+        """Called every heartbeat: renew group memberships (they expire in the layer,
+        and Redis forgets them all if it restarts)."""
+        if self.layer is None or self.lock is None:
+            return
+        async with self.lock:
+            for group in list(self.subscribed):
+                await self.layer.group_add(group, self.channel)
+
+    def address(self, outbox: Outbox) -> str:
+        """Where a socket can be reached from any process: this hub and its outbox."""
+        return f"{self.channel}#{outbox.id}"
+
+    def deliver(self, event: dict) -> None:
+        members = self.rooms.get(event["group"])
+        if not members:
+            return
+        exclude, only = event.get("exclude"), event.get("only")
+        for outbox_id, outbox in members.items():
+            if outbox_id != exclude and (only is None or outbox_id == only):
+                outbox.put_broadcast(event)
+
+    async def _receive_forever(self) -> None:
+        while True:
+            try:
+                event = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Redis may be down for a while; the heartbeat re-subscribes our groups.
+                logger.exception("hub: channel layer receive failed")
+                await asyncio.sleep(1)
+                continue
+            if event.get("type") == EVENT_TYPE:
+                self.deliver(event)
+
+
+hub = Hub()
+
+
+async def publish(group: str, message: dict, *, exclude: str | None = None, **marks: int | bool) -> None:
+    """Send a server message to every socket in `group`, in every process, but `exclude`.
+
+    It is encoded to JSON once, here. `marks` (message_id, or participant_id and
+    joined) let a socket that is joining drop events its snapshot already holds.
+    """
+    event = {"type": EVENT_TYPE, "group": group, "text": encode(message), "exclude": exclude, **marks}
+    await get_channel_layer().group_send(group, event)
