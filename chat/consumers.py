@@ -8,6 +8,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.http.cookie import parse_cookie
 from django.utils import timezone
 
 from chat import passwords, presence, protocol, selectors, services
@@ -212,9 +213,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def remember_room(self, seat: services.Seat) -> None:
         """Let the browser session behind this socket download the room's files."""
-        session = self.scope.get("session")
-        if session is not None and session.session_key:
-            await database_sync_to_async(services.session_room_add)(session=session, room_id=seat.room_id)
+        session_key = session_key_of(self.scope)
+        if session_key:
+            await database_sync_to_async(services.session_room_add)(
+                session_key=session_key, room_id=seat.room_id
+            )
+
+
+def session_key_of(scope: dict) -> str | None:
+    """The Django session cookie of the handshake, if the browser sent one."""
+    for name, value in scope.get("headers", []):
+        if name == b"cookie":
+            return parse_cookie(value.decode("latin1")).get(settings.SESSION_COOKIE_NAME)
+    return None
 
 
 def snapshot_filter(joined: services.Joined, since: int | None) -> Callable[[dict], bool]:

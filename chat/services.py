@@ -6,10 +6,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import import_module
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib.sessions.backends.base import SessionBase
 from django.db import IntegrityError, transaction
 
 from chat import selectors
@@ -147,12 +147,18 @@ def message_post(*, seat: Seat, content: str, now: datetime) -> Message:
     return Message.objects.create(room_id=seat.room_id, sender=seat.name, content=content, sent_at=now)
 
 
-def session_room_add(*, session: SessionBase, room_id: UUID) -> None:
-    """Record in a browser session that it joined a room (PROTOCOL.md, HTTP)."""
-    rooms = session.get(SESSION_ROOMS_KEY, [])
+def session_room_add(*, session_key: str, room_id: UUID) -> bool:
+    """Record in an existing browser session that it joined a room (PROTOCOL.md, HTTP).
+
+    Never creates a session: a forged or expired cookie records nothing."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    if not store.exists(session_key):
+        return False
+    rooms = store.get(SESSION_ROOMS_KEY, [])
     if str(room_id) not in rooms:
-        session[SESSION_ROOMS_KEY] = [*rooms, str(room_id)]
-        session.save()
+        store[SESSION_ROOMS_KEY] = [*rooms, str(room_id)]
+        store.save()
+    return True
 
 
 def participant_leave(*, participant_id: int, now: datetime) -> bool:

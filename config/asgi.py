@@ -8,7 +8,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.sessions import SessionMiddlewareStack  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.security import OriginValidator  # noqa: E402
@@ -16,6 +15,8 @@ from chat.security import OriginValidator  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginValidator(SessionMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # No session middleware on sockets: it wraps every send, and only joins need the
+        # session (chat.consumers.session_key_of reads the cookie then).
+        "websocket": OriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -336,3 +336,34 @@ async def test_a_ghost_does_not_hold_its_name(layer):
     back, joined = await join_room(created["room_info"]["join_key"], "owner")
     assert joined["participants"] == ["owner"]
     await close_all(owner, back)
+
+
+async def test_a_browser_session_records_the_rooms_it_joined(layer, async_client):
+    """GET / gives a session cookie; a socket opened with it ties its joins to it."""
+    from importlib import import_module
+
+    from django.conf import settings
+
+    response = await async_client.get("/")
+    session_key = response.cookies[settings.SESSION_COOKIE_NAME].value
+    cookie = [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode())]
+    owner, created = await create_room(headers=cookie)
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    rooms = (await database_sync_to_async(store_class(session_key).load)())["chat_rooms"]
+    assert rooms == [created["room_info"]["id"]]
+
+    forged = [(b"cookie", f"{settings.SESSION_COOKIE_NAME}=forgedsessionkey123456".encode())]
+    other, _ = await join_room(created["room_info"]["join_key"], "Forger", headers=forged)
+    assert not await database_sync_to_async(store_class().exists)("forgedsessionkey123456")
+    await close_all(owner, other)
+
+
+async def test_events_held_during_a_join_are_not_shown_twice(layer):
+    """A joiner never gets ParticipantJoined for someone its RoomJoined already lists."""
+    owner, created = await create_room()
+    join_key = created["room_info"]["join_key"]
+    first, _ = await join_room(join_key, "First")
+    second, joined = await join_room(join_key, "Second")
+    assert joined["participants"] == ["Owner", "First", "Second"]
+    assert await second.receive_nothing(timeout=0.3)
+    await close_all(owner, first, second)

@@ -1,0 +1,79 @@
+"""The per-socket outbox and the hub's fan-out, without sockets."""
+
+import asyncio
+
+from chat.hub import CLOSE_TOO_SLOW, Hub, Outbox
+
+
+class FakeSocket:
+    def __init__(self, stall: bool = False) -> None:
+        self.sent: list[str] = []
+        self.closed: int | None = None
+        self.gate = asyncio.Event()
+        if not stall:
+            self.gate.set()
+
+    async def send(self, text: str) -> None:
+        await self.gate.wait()
+        self.sent.append(text)
+
+    async def close(self, code: int) -> None:
+        self.closed = code
+
+
+async def drain() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_outbox_sends_in_order_and_closes_after_what_was_queued():
+    socket = FakeSocket()
+    outbox = Outbox(socket.send, socket.close)
+    for text in ("a", "b", "c"):
+        outbox.put(text)
+    outbox.put_close(1008)
+    outbox.put("after close")
+    await drain()
+    assert socket.sent == ["a", "b", "c"] and socket.closed == 1008
+
+
+async def test_a_socket_that_stops_reading_is_closed_at_the_cap(settings):
+    """A stuck client's backlog never grows past WS_SEND_QUEUE_LIMIT frames."""
+    settings.WS_SEND_QUEUE_LIMIT = 10
+    socket = FakeSocket(stall=True)
+    outbox = Outbox(socket.send, socket.close)
+    for n in range(50):
+        outbox.put(str(n))
+    assert len(outbox.frames) <= 11
+    socket.gate.set()
+    await drain()
+    assert socket.closed == CLOSE_TOO_SLOW and len(socket.sent) <= 1
+
+
+async def test_held_events_are_filtered_by_the_snapshot():
+    socket = FakeSocket()
+    outbox = Outbox(socket.send, socket.close)
+    outbox.hold()
+    outbox.put_broadcast({"text": "old", "message_id": 1})
+    outbox.put_broadcast({"text": "new", "message_id": 2})
+    outbox.put("RoomJoined")
+    outbox.release(stale=lambda event: event["message_id"] == 1)
+    await drain()
+    assert socket.sent == ["RoomJoined", "new"]
+
+
+async def test_hub_delivers_to_local_members_but_the_excluded_one(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
+    hub = Hub()
+    sockets = [FakeSocket() for _ in range(3)]
+    outboxes = [Outbox(s.send, s.close) for s in sockets]
+    for outbox in outboxes:
+        await hub.join("room.x", outbox)
+    hub.deliver({"group": "room.x", "text": "hi", "exclude": outboxes[0].id})
+    hub.deliver({"group": "room.y", "text": "elsewhere"})
+    await drain()
+    assert [s.sent for s in sockets] == [[], ["hi"], ["hi"]]
+    for outbox in outboxes:
+        await hub.leave("room.x", outbox)
+    assert hub.rooms == {} and hub.subscribed == set()
+    hub.task.cancel()
