@@ -115,20 +115,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
         address = (self.scope.get("client") or ["unknown"])[0] or "unknown"
         if join_failures.blocked(address):
             raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many wrong passwords; wait a minute.")
-        room = await database_sync_to_async(selectors.room_open_by_join_key)(join_key=command.join_key)
-        if room.password_hash:
+        door = selectors.door_cache.get(command.join_key)
+        if door is None:
+            door = await database_sync_to_async(selectors.room_door)(join_key=command.join_key)
+            selectors.door_cache.put(command.join_key, door)
+        if door.password_hash:
             # Argon2 runs in a worker thread, beside the loop and the database thread.
-            if not await asyncio.to_thread(passwords.password_matches, command.password, room.password_hash):
+            if not await asyncio.to_thread(passwords.password_matches, command.password, door.password_hash):
                 join_failures.record(address)
                 raise ProtocolError(ErrorCode.WRONG_PASSWORD)
         # Join the group before reading the history: a message committed meanwhile then
-        # arrives live (clients drop ids they already have) instead of being lost; it
-        # is held until RoomJoined and History are queued.
+        # arrives live instead of being lost; it is held until RoomJoined and History
+        # are queued, and dropped if History already holds it.
         self.outbox.hold()
-        await hub.join(room.group_name, self.outbox)
+        await hub.join(door.group, self.outbox)
         try:
             joined = await database_sync_to_async(services.room_join)(
-                room_id=room.pk,
+                room_id=door.room_id,
                 name=command.name,
                 where=self.where(),
                 owner_token=command.owner_token,
@@ -137,7 +140,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         except BaseException:
             self.outbox.held = None
-            await hub.leave(room.group_name, self.outbox)
+            await hub.leave(door.group, self.outbox)
             raise
         seat = self.seat = joined.seat
         names = [name for _, name in joined.present]

@@ -1,5 +1,6 @@
 """Sync reads. Called through database_sync_to_async from the consumer."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -7,7 +8,7 @@ from django.conf import settings
 
 from chat import protocol
 from chat.errors import ErrorCode, ProtocolError
-from chat.models import Message, Participant, Room
+from chat.models import Message, Participant, Room, room_group
 
 
 def presence_cutoff(now: datetime) -> datetime:
@@ -38,11 +39,48 @@ def history_since(*, room_id: UUID, since: int | None, limit: int) -> list[dict]
     return [protocol.message_entry(*row) for row in reversed(newest)]
 
 
-def room_open_by_join_key(*, join_key: str) -> Room:
-    room = Room.objects.filter(join_key=join_key, closed_at__isnull=True).first()
-    if room is None:
+@dataclass(frozen=True)
+class Door:
+    """What a join needs before it touches the room: its id and password hash."""
+
+    room_id: UUID
+    password_hash: str
+
+    @property
+    def group(self) -> str:
+        return room_group(self.room_id)
+
+
+class DoorCache:
+    """join_key -> Door. Neither ever changes for a key, so a process may remember
+    them; `room_join` still checks that the room is open."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self.doors: dict[str, Door] = {}
+
+    def get(self, join_key: str) -> Door | None:
+        return self.doors.get(join_key)
+
+    def put(self, join_key: str, door: Door) -> None:
+        if len(self.doors) >= self.size:
+            self.doors.pop(next(iter(self.doors)))
+        self.doors[join_key] = door
+
+
+door_cache = DoorCache()
+
+
+def room_door(*, join_key: str) -> Door:
+    """The open room with this key (compared exactly), else room_not_found."""
+    row = (
+        Room.objects.filter(join_key=join_key, closed_at__isnull=True)
+        .values_list("id", "password_hash")
+        .first()
+    )
+    if row is None:
         raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
-    return room
+    return Door(*row)
 
 
 def room_info(room: Room) -> dict:

@@ -69,21 +69,18 @@ def owner_token_matches(room: Room, token: str | None) -> bool:
 
 
 def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: datetime) -> Seat:
-    try:
-        with transaction.atomic():
-            participant = Participant.objects.create(
-                room=room,
-                name=name,
-                name_key=name_key(name),
-                channel_name=where.channel_name,
-                process_id=where.process_id,
-                role=Participant.Role.OWNER if owner else Participant.Role.MEMBER,
-                address=where.address,
-                joined_at=now,
-                last_seen=now,
-            )
-    except IntegrityError as exc:
-        raise ProtocolError(ErrorCode.NAME_TAKEN) from exc
+    """One INSERT; the partial unique index refuses a name present in the room."""
+    participant = Participant.objects.create(
+        room=room,
+        name=name,
+        name_key=name_key(name),
+        channel_name=where.channel_name,
+        process_id=where.process_id,
+        role=Participant.Role.OWNER if owner else Participant.Role.MEMBER,
+        address=where.address,
+        joined_at=now,
+        last_seen=now,
+    )
     return Seat(participant.pk, room.pk, room.group_name, name, owner)
 
 
@@ -113,7 +110,6 @@ def room_create(
     return room, seat, owner_token
 
 
-@transaction.atomic
 def room_join(
     *,
     room_id: UUID,
@@ -123,13 +119,25 @@ def room_join(
     since: int | None,
     now: datetime,
 ) -> Joined:
-    """Seat a participant (password already checked) and read what they need to see."""
+    """Seat a participant (password already checked) and read what they need to see.
+
+    No transaction around it: the INSERT commits on its own (the unique index decides
+    name races), and the reads after it see at least everything before it.
+    """
     room = Room.objects.filter(pk=room_id, closed_at__isnull=True).first()
     if room is None:
         raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
-    swept = _ghosts_sweep(Participant.objects.filter(room=room), now=now)
     owner = owner_token_matches(room, owner_token)
-    seat = _participant_add(room=room, name=name, where=where, owner=owner, now=now)
+    swept: list[Swept] = []
+    try:
+        seat = _participant_add(room=room, name=name, where=where, owner=owner, now=now)
+    except IntegrityError:
+        # The name may be held by a ghost of a dead process: sweep the room, try once more.
+        swept = _ghosts_sweep(Participant.objects.filter(room=room), now=now)
+        try:
+            seat = _participant_add(room=room, name=name, where=where, owner=owner, now=now)
+        except IntegrityError as exc:
+            raise ProtocolError(ErrorCode.NAME_TAKEN) from exc
     return Joined(
         seat=seat,
         room=room,

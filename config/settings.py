@@ -198,7 +198,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    # One line per connection from the servers themselves is noise at this volume.
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "uvicorn.error": {"level": "WARNING"},
+    },
 }
 
 # --- Protocol limits (PROTOCOL.md, "Limits"); read where used, never at import. ---
