@@ -1,6 +1,5 @@
 """The WebSocket endpoint: decode -> parse -> one service call -> send/broadcast -> map errors."""
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -93,7 +92,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.require_no_room()
         password_hash = ""
         if command.password:
-            password_hash = await asyncio.to_thread(passwords.password_hash, command.password)
+            password_hash = await passwords.off_loop(passwords.password_hash, command.password)
         await hub.start()
         room, seat, owner_token = await database_sync_to_async(services.room_create)(
             name=command.name,
@@ -120,8 +119,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             door = await database_sync_to_async(selectors.room_door)(join_key=command.join_key)
             selectors.door_cache.put(command.join_key, door)
         if door.password_hash:
-            # Argon2 runs in a worker thread, beside the loop and the database thread.
-            if not await asyncio.to_thread(passwords.password_matches, command.password, door.password_hash):
+            # Argon2 runs in low-priority threads, beside the loop and the database thread.
+            if not await passwords.off_loop(passwords.password_matches, command.password, door.password_hash):
                 join_failures.record(address)
                 raise ProtocolError(ErrorCode.WRONG_PASSWORD)
         # Join the group before reading the history: a message committed meanwhile then
@@ -166,13 +165,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise ProtocolError(ErrorCode.RATE_LIMITED)
         if len(command.content) > settings.CHAT_MAX_CONTENT:
             raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
-        message = await database_sync_to_async(services.message_post)(
-            seat=seat, content=command.content, now=timezone.now()
+        now = timezone.now()
+        message_id = await database_sync_to_async(services.message_post)(
+            seat=seat, content=command.content, now=now
         )
         await publish(
             seat.group,
-            protocol.chat_message(message.id, seat.name, message.content, message.sent_at),
-            message_id=message.id,
+            protocol.chat_message(message_id, seat.name, command.content, now),
+            message_id=message_id,
         )
 
     async def get_members(self, command: protocol.GetMembers) -> None:

@@ -10,7 +10,7 @@ from importlib import import_module
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from chat import selectors
 from chat.errors import ErrorCode, ProtocolError
@@ -147,12 +147,28 @@ def room_join(
     )
 
 
-@transaction.atomic
-def message_post(*, seat: Seat, content: str, now: datetime) -> Message:
-    """Store a message; the room row lock keeps ids in commit order across processes."""
-    if not Room.objects.select_for_update().filter(pk=seat.room_id, closed_at__isnull=True).exists():
+def message_post(*, seat: Seat, content: str, now: datetime) -> int:
+    """Store a message if its room is open; returns its id.
+
+    One statement, because this is the hot path (a fifth of the ORM's cost here):
+    INSERT ... SELECT from the room row, so a closed room stores nothing. On
+    PostgreSQL the room row is locked for the statement's transaction, so ids are
+    committed in order within a room even with several processes.
+    """
+    lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
+    sql = (
+        f"INSERT INTO {Message._meta.db_table} (room_id, sender, content, sent_at) "
+        f"SELECT id, %s, %s, %s FROM {Room._meta.db_table} WHERE id = %s AND closed_at IS NULL{lock} "
+        "RETURNING id"
+    )
+    sent_at = Message._meta.get_field("sent_at").get_db_prep_value(now, connection)
+    room_id = Room._meta.pk.get_db_prep_value(seat.room_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [seat.name, content, sent_at, room_id])
+        row = cursor.fetchone()
+    if row is None:
         raise ProtocolError(ErrorCode.ROOM_CLOSED)
-    return Message.objects.create(room_id=seat.room_id, sender=seat.name, content=content, sent_at=now)
+    return row[0]
 
 
 def session_room_add(*, session_key: str, room_id: UUID) -> bool:

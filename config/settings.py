@@ -236,6 +236,8 @@ PRESENCE_TIMEOUT = env_float("PRESENCE_TIMEOUT", 45)
 # p=1, costs ~20 ms of one core; see README "Room passwords".
 ROOM_PASSWORD_ARGON2_MEMORY_KIB = env_int("ROOM_PASSWORD_ARGON2_MEMORY_KIB", 19 * 1024)
 ROOM_PASSWORD_ARGON2_TIME_COST = env_int("ROOM_PASSWORD_ARGON2_TIME_COST", 2)
+# Threads (at the lowest CPU priority) that hash and check room passwords.
+PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 2)
 
 # daphne's runserver reads these; `manage.py serve` passes the same value.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = WS_MAX_FRAME

@@ -39,8 +39,10 @@ def test_room_create_makes_unguessable_keys():
 
 def test_message_ids_grow_within_a_room():
     room, seat, _ = make_room()
-    ids = [services.message_post(seat=seat, content=f"c{n}", now=timezone.now()).id for n in range(5)]
+    ids = [services.message_post(seat=seat, content=f"c{n}", now=timezone.now()) for n in range(5)]
     assert ids == sorted(ids) and len(set(ids)) == 5
+    stored = Message.objects.get(pk=ids[0])
+    assert (stored.room_id, stored.sender, stored.content) == (room.pk, "Owner", "c0")
 
 
 def test_posting_to_a_closed_room_is_room_closed():
