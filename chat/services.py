@@ -124,7 +124,7 @@ def room_join(
     No transaction around it: the INSERT commits on its own (the unique index decides
     name races), and the reads after it see at least everything before it.
     """
-    room = Room.objects.filter(pk=room_id, closed_at__isnull=True).first()
+    room = selectors.room_open(room_id=room_id)
     if room is None:
         raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
     owner = owner_token_matches(room, owner_token)

@@ -84,10 +84,11 @@ async def test_history_for_late_joiners_and_since(layer):
     """A late joiner gets History oldest first; `since` gives only later messages."""
     owner, created = await create_room()
     key = created["encryption_key"]
-    ids = []
+    ids, live = [], []
     for n in range(3):
         await owner.send_json_to({"type": "ChatMessage", "content": encrypt(key, f"m{n}")})
-        ids.append((await owner.receive_json_from())["id"])
+        live.append(await owner.receive_json_from())
+        ids.append(live[-1]["id"])
     assert ids == sorted(ids) and len(set(ids)) == 3
     join_key = created["room_info"]["join_key"]
 
@@ -97,6 +98,7 @@ async def test_history_for_late_joiners_and_since(layer):
     assert [m["id"] for m in history["messages"]] == ids
     assert [decrypt(key, m["content"]) for m in history["messages"]] == ["m0", "m1", "m2"]
     assert set(history["messages"][0]) == {"id", "sender", "content", "sent_at"}
+    assert [{"type": "ChatMessage", **m} for m in history["messages"]] == live
 
     later = await connect()
     await later.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "Later", "since": ids[0]})
