@@ -111,11 +111,16 @@ class Hub:
         self.task: asyncio.Task | None = None
         self.lock: asyncio.Lock | None = None
 
+    def started(self) -> bool:
+        """Whether the receive loop runs on the running event loop."""
+        task = self.task
+        return task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
+
     async def start(self) -> None:
         """Called before each join: (re)start the receive loop on the running loop."""
-        loop = asyncio.get_running_loop()
-        if self.task is not None and self.task.get_loop() is loop and not self.task.done():
+        if self.started():
             return
+        loop = asyncio.get_running_loop()
         self.rooms, self.subscribed = {}, set()
         self.lock = asyncio.Lock()
         self.layer = get_channel_layer()
@@ -187,4 +192,6 @@ async def publish(group: str, message: dict, *, exclude: str | None = None, **ma
     joined) let a socket that is joining drop events its snapshot already holds.
     """
     event = {"type": EVENT_TYPE, "group": group, "text": encode(message), "exclude": exclude, **marks}
-    await get_channel_layer().group_send(group, event)
+    # The hub's layer, once started: looking it up costs a settings read per call.
+    layer = hub.layer if hub.started() else get_channel_layer()
+    await layer.group_send(group, event)

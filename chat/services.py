@@ -12,7 +12,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from chat import selectors
+from chat import selectors, sql
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Message, Participant, Room, room_group
 from chat.protocol import name_key
@@ -70,8 +70,9 @@ def owner_token_matches(room: Room, token: str | None) -> bool:
 
 def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: datetime) -> Seat:
     """One INSERT; the partial unique index refuses a name present in the room."""
-    participant = Participant.objects.create(
-        room=room,
+    participant_id = sql.insert(
+        Participant,
+        room=room.pk,
         name=name,
         name_key=name_key(name),
         channel_name=where.channel_name,
@@ -81,7 +82,7 @@ def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: d
         joined_at=now,
         last_seen=now,
     )
-    return Seat(participant.pk, room.pk, room.group_name, name, owner)
+    return Seat(participant_id, room.pk, room.group_name, name, owner)
 
 
 @transaction.atomic
@@ -156,16 +157,13 @@ def message_post(*, seat: Seat, content: str, now: datetime) -> int:
     committed in order within a room even with several processes.
     """
     lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
-    sql = (
-        f"INSERT INTO {Message._meta.db_table} (room_id, sender, content, sent_at) "
-        f"SELECT id, %s, %s, %s FROM {Room._meta.db_table} WHERE id = %s AND closed_at IS NULL{lock} "
-        "RETURNING id"
+    stored = sql.rows(
+        f"INSERT INTO {sql.table(Message)} (room_id, sender, content, sent_at) "
+        f"SELECT id, %s, %s, %s FROM {sql.table(Room)} WHERE id = %s AND closed_at IS NULL{lock} "
+        "RETURNING id",
+        [seat.name, content, sql.prep(Message, "sent_at", now), sql.prep(Room, "id", seat.room_id)],
     )
-    sent_at = Message._meta.get_field("sent_at").get_db_prep_value(now, connection)
-    room_id = Room._meta.pk.get_db_prep_value(seat.room_id, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [seat.name, content, sent_at, room_id])
-        row = cursor.fetchone()
+    row = stored[0] if stored else None
     if row is None:
         raise ProtocolError(ErrorCode.ROOM_CLOSED)
     return row[0]
@@ -187,7 +185,12 @@ def session_room_add(*, session_key: str, room_id: UUID) -> bool:
 
 def participant_leave(*, participant_id: int, now: datetime) -> bool:
     """Mark a participant gone; False when it was already gone (swept or removed)."""
-    return bool(Participant.objects.filter(pk=participant_id, left_at__isnull=True).update(left_at=now))
+    return bool(
+        sql.execute(
+            f"UPDATE {sql.table(Participant)} SET left_at = %s WHERE id = %s AND left_at IS NULL",
+            [sql.prep(Participant, "left_at", now), participant_id],
+        )
+    )
 
 
 def presence_heartbeat(*, process_id: str, now: datetime) -> int:
