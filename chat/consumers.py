@@ -130,7 +130,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await hub.join(door.group, self.outbox)
         try:
             joined = await database_sync_to_async(services.room_join)(
-                room_id=door.room_id,
+                room=door.room,
                 name=command.name,
                 where=self.where(),
                 owner_token=command.owner_token,

@@ -8,7 +8,7 @@ from django.conf import settings
 
 from chat import protocol, sql
 from chat.errors import ErrorCode, ProtocolError
-from chat.models import Message, Participant, Room, room_group
+from chat.models import Message, Participant, Room
 
 
 def presence_cutoff(now: datetime) -> datetime:
@@ -22,14 +22,6 @@ def members_present(*, room_id: UUID, now: datetime) -> list[str]:
 
 
 # The reads below run for every join: SQL, not the ORM (see chat/sql.py).
-
-
-def room_open(*, room_id: UUID) -> Room | None:
-    rooms = Room.objects.raw(
-        f"SELECT * FROM {sql.table(Room)} WHERE id = %s AND closed_at IS NULL",
-        [sql.prep(Room, "id", room_id)],
-    )
-    return next(iter(rooms), None)
 
 
 def presence_snapshot(*, room_id: UUID, now: datetime) -> list[tuple[int, str]]:
@@ -56,19 +48,23 @@ def history_since(*, room_id: UUID, since: int | None, limit: int) -> list[dict]
 
 @dataclass(frozen=True)
 class Door:
-    """What a join needs before it touches the room: its id and password hash."""
+    """What a join needs of a room before it takes a seat: its row as it was created.
+    Only `closed_at` changes later, and the seat INSERT checks that in the database."""
 
-    room_id: UUID
-    password_hash: str
+    room: Room
+
+    @property
+    def password_hash(self) -> str:
+        return self.room.password_hash
 
     @property
     def group(self) -> str:
-        return room_group(self.room_id)
+        return self.room.group_name
 
 
 class DoorCache:
-    """join_key -> Door. Neither ever changes for a key, so a process may remember
-    them; `room_join` still checks that the room is open."""
+    """join_key -> Door, remembered per process so that a join needs one database
+    crossing, not two."""
 
     def __init__(self, size: int = 10_000) -> None:
         self.size = size
@@ -88,14 +84,10 @@ door_cache = DoorCache()
 
 def room_door(*, join_key: str) -> Door:
     """The open room with this key (compared exactly), else room_not_found."""
-    row = (
-        Room.objects.filter(join_key=join_key, closed_at__isnull=True)
-        .values_list("id", "password_hash")
-        .first()
-    )
-    if row is None:
+    room = Room.objects.filter(join_key=join_key, closed_at__isnull=True).first()
+    if room is None:
         raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
-    return Door(*row)
+    return Door(room)
 
 
 def room_info(room: Room) -> dict:

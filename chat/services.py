@@ -10,7 +10,7 @@ from importlib import import_module
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 from chat import selectors, sql
 from chat.errors import ErrorCode, ProtocolError
@@ -69,10 +69,11 @@ def owner_token_matches(room: Room, token: str | None) -> bool:
 
 
 def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: datetime) -> Seat:
-    """One INSERT; the partial unique index refuses a name present in the room."""
-    participant_id = sql.insert(
+    """One INSERT, into an open room only; the partial unique index refuses a name
+    that is present in the room."""
+    participant_id = sql.insert_into_open_room(
         Participant,
-        room=room.pk,
+        room.pk,
         name=name,
         name_key=name_key(name),
         channel_name=where.channel_name,
@@ -82,6 +83,8 @@ def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: d
         joined_at=now,
         last_seen=now,
     )
+    if participant_id is None:
+        raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
     return Seat(participant_id, room.pk, room.group_name, name, owner)
 
 
@@ -113,21 +116,20 @@ def room_create(
 
 def room_join(
     *,
-    room_id: UUID,
+    room: Room,
     name: str,
     where: Where,
     owner_token: str | None,
     since: int | None,
     now: datetime,
 ) -> Joined:
-    """Seat a participant (password already checked) and read what they need to see.
+    """Seat a participant in `room` (password already checked) and read what they
+    need to see.
 
-    No transaction around it: the INSERT commits on its own (the unique index decides
-    name races), and the reads after it see at least everything before it.
+    No transaction around it: the INSERT commits on its own (the room must be open,
+    the unique index decides name races), and the reads after it see at least
+    everything before it.
     """
-    room = selectors.room_open(room_id=room_id)
-    if room is None:
-        raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
     owner = owner_token_matches(room, owner_token)
     swept: list[Swept] = []
     try:
@@ -151,22 +153,15 @@ def room_join(
 def message_post(*, seat: Seat, content: str, now: datetime) -> int:
     """Store a message if its room is open; returns its id.
 
-    One statement, because this is the hot path (a fifth of the ORM's cost here):
-    INSERT ... SELECT from the room row, so a closed room stores nothing. On
-    PostgreSQL the room row is locked for the statement's transaction, so ids are
-    committed in order within a room even with several processes.
+    One statement (chat/sql.py): a closed room stores nothing, and on PostgreSQL the
+    room row lock keeps ids in commit order within a room across processes.
     """
-    lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
-    stored = sql.rows(
-        f"INSERT INTO {sql.table(Message)} (room_id, sender, content, sent_at) "
-        f"SELECT id, %s, %s, %s FROM {sql.table(Room)} WHERE id = %s AND closed_at IS NULL{lock} "
-        "RETURNING id",
-        [seat.name, content, sql.prep(Message, "sent_at", now), sql.prep(Room, "id", seat.room_id)],
+    message_id = sql.insert_into_open_room(
+        Message, seat.room_id, lock=True, sender=seat.name, content=content, sent_at=now
     )
-    row = stored[0] if stored else None
-    if row is None:
+    if message_id is None:
         raise ProtocolError(ErrorCode.ROOM_CLOSED)
-    return row[0]
+    return message_id
 
 
 def session_room_add(*, session_key: str, room_id: UUID) -> bool:

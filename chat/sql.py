@@ -7,6 +7,7 @@ preparing values through the model fields, as the ORM would.
 
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from django.db import connection
 from django.db.models import Model
@@ -34,12 +35,27 @@ def execute(sql: str, params: list) -> int:
         return cursor.rowcount
 
 
-def insert(model: type[Model], **values: Any) -> int:
-    """INSERT one row; returns its id."""
-    columns = ", ".join(model._meta.get_field(name).column for name in values)
+def insert_into_open_room(
+    model: type[Model], room_id: UUID, *, lock: bool = False, **values: Any
+) -> int | None:
+    """INSERT one row of `model` (which has a `room`) only if the room is open, in one
+    statement; returns its id, or None when the room is closed or gone.
+
+    With `lock` on PostgreSQL the room row is locked until commit, so rows of one room
+    get their ids in commit order even when several processes insert at once.
+    """
+    from chat.models import Room
+
+    columns = ", ".join(model._meta.get_field(name).column for name in ("room", *values))
     marks = ", ".join(["%s"] * len(values))
     params = [prep(model, name, value) for name, value in values.items()]
-    return rows(f"INSERT INTO {table(model)} ({columns}) VALUES ({marks}) RETURNING id", params)[0][0]
+    locking = " FOR UPDATE" if lock and connection.vendor == "postgresql" else ""
+    found = rows(
+        f"INSERT INTO {table(model)} ({columns}) SELECT id, {marks} FROM {table(Room)} "
+        f"WHERE id = %s AND closed_at IS NULL{locking} RETURNING id",
+        [*params, prep(Room, "id", room_id)],
+    )
+    return found[0][0] if found else None
 
 
 def aware(value: datetime | str) -> datetime:

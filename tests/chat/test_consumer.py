@@ -369,3 +369,17 @@ async def test_events_held_during_a_join_are_not_shown_twice(layer):
     assert joined["participants"] == ["Owner", "First", "Second"]
     assert await second.receive_nothing(timeout=0.3)
     await close_all(owner, first, second)
+
+
+async def test_a_closed_room_refuses_joins_even_when_its_key_was_seen(layer):
+    """The process remembers join keys, but the seat INSERT checks the room is open."""
+    owner, created = await create_room()
+    join_key = created["room_info"]["join_key"]
+    bob, _ = await join_room(join_key, "Bob")
+    await Room.objects.filter(pk=created["room_info"]["id"]).aupdate(closed_at=timezone.now())
+    carol = await connect()
+    await carol.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "Carol"})
+    await expect_error(carol, "room_not_found")
+    await bob.send_json_to({"type": "ChatMessage", "content": encrypt(created["encryption_key"], "x")})
+    await expect_error(bob, "room_closed")
+    await close_all(owner, bob, carol)

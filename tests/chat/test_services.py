@@ -25,7 +25,7 @@ def make_room(**kwargs):
 
 def join(room, name, **kwargs):
     return services.room_join(
-        room_id=room.pk, name=name, where=WHERE, owner_token=None, since=None, now=timezone.now(), **kwargs
+        room=room, name=name, where=WHERE, owner_token=None, since=None, now=timezone.now(), **kwargs
     )
 
 
