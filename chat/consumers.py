@@ -7,13 +7,13 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.http.cookie import parse_cookie
 from django.utils import timezone
 
 from chat import passwords, presence, protocol, selectors, services
 from chat.errors import ErrorCode, ProtocolError
 from chat.hub import Outbox, hub, publish
 from chat.ratelimit import SlidingWindow, TokenBucket, join_failures
+from chat.security import client_address, session_key_of
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             if self.seat is not None:
                 await self.leave()
+        except Exception:
+            # The database or the layer is down: the seat ages out like a ghost.
+            logger.exception("leaving the room on disconnect failed")
         finally:
             if self.outbox is not None:
                 self.outbox.stop()
@@ -83,8 +86,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     def where(self) -> services.Where:
-        client = self.scope.get("client") or (None, None)
-        return services.Where(hub.address(self.outbox), presence.PROCESS_ID, client[0])
+        return services.Where(hub.address(self.outbox), presence.PROCESS_ID, client_address(self.scope))
 
     # --- Client messages -------------------------------------------------------
 
@@ -103,7 +105,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             now=timezone.now(),
         )
         await hub.join(seat.group, self.outbox)
-        self.seat = seat
+        self.take_seat(seat)
         self.send_json(
             protocol.room_created_message(selectors.room_info(room), room.encryption_key, owner_token)
         )
@@ -111,7 +113,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def join_room(self, command: protocol.JoinRoom) -> None:
         self.require_no_room()
-        address = (self.scope.get("client") or ["unknown"])[0] or "unknown"
+        address = client_address(self.scope) or "unknown"
         if join_failures.blocked(address):
             raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many wrong passwords; wait a minute.")
         door = selectors.door_cache.get(command.join_key)
@@ -141,14 +143,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.outbox.held = None
             await hub.leave(door.group, self.outbox)
             raise
-        seat = self.seat = joined.seat
+        seat = self.take_seat(joined.seat)
         names = [name for _, name in joined.present]
         self.send_json(
             protocol.room_joined_message(selectors.room_info(joined.room), joined.room.encryption_key, names)
         )
         if joined.history:
             self.send_json(protocol.history_message(joined.history))
-        self.outbox.release(stale=snapshot_filter(joined, command.since))
+        self.outbox.release(stale=lambda event: joined.already_shows(event, command.since))
         await presence.announce_left(joined.swept)
         await publish(
             seat.group,
@@ -201,12 +203,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.seat is not None:
             raise ProtocolError(ErrorCode.ALREADY_IN_ROOM)
 
+    def take_seat(self, seat: services.Seat) -> services.Seat:
+        self.seat = seat
+        presence.live_seats.add(seat.participant_id)
+        return seat
+
     async def leave(self) -> None:
         seat, self.seat = self.seat, None
-        await hub.leave(seat.group, self.outbox)
-        if await database_sync_to_async(services.participant_leave)(
-            participant_id=seat.participant_id, now=timezone.now()
-        ):
+        presence.live_seats.discard(seat.participant_id)
+        try:
+            left = await database_sync_to_async(services.participant_leave)(
+                participant_id=seat.participant_id, now=timezone.now()
+            )
+        finally:
+            await hub.leave(seat.group, self.outbox)
+        if left:
             await publish(
                 seat.group,
                 protocol.participant_left_message(seat.name),
@@ -221,30 +232,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await database_sync_to_async(services.session_room_add)(
                 session_key=session_key, room_id=seat.room_id
             )
-
-
-def session_key_of(scope: dict) -> str | None:
-    """The Django session cookie of the handshake, if the browser sent one."""
-    for name, value in scope.get("headers", []):
-        if name == b"cookie":
-            return parse_cookie(value.decode("latin1")).get(settings.SESSION_COOKIE_NAME)
-    return None
-
-
-def snapshot_filter(joined: services.Joined, since: int | None) -> Callable[[dict], bool]:
-    """Which events held during a join the joiner's snapshot already shows: joins of
-    people it lists, leaves of people it does not, messages its History holds."""
-    present = {participant_id for participant_id, _ in joined.present}
-    seen = {message["id"] for message in joined.history}
-
-    def stale(event: dict) -> bool:
-        if "participant_id" in event:
-            return (event["participant_id"] in present) == event["joined"]
-        if "message_id" in event:
-            return event["message_id"] in seen or (since is not None and event["message_id"] <= since)
-        return False
-
-    return stale
 
 
 # Client commands and their handlers: an explicit table, never getattr(self, type).

@@ -1,8 +1,8 @@
 """Presence that survives crashed processes: a heartbeat per process, and a sweep.
 
 A process that dies without closing its sockets never runs `disconnect()`. Every
-process therefore refreshes `last_seen` of all its participants in one UPDATE every
-PRESENCE_HEARTBEAT seconds and, in the same beat, marks participants whose
+process therefore refreshes `last_seen` of the participants whose sockets it holds
+every PRESENCE_HEARTBEAT seconds and, in the same beat, marks participants whose
 `last_seen` is older than PRESENCE_TIMEOUT as left and tells their rooms.
 `Members` already hides anyone older than the timeout, so a ghost is gone from
 `Members` within PRESENCE_TIMEOUT + PRESENCE_HEARTBEAT seconds (60 s by default).
@@ -21,8 +21,12 @@ from chat.hub import hub, publish
 
 logger = logging.getLogger(__name__)
 
-# One id per server process; participants record it so its heartbeat finds them.
+# One id per server process, recorded with each participant (which process holds it).
 PROCESS_ID = uuid.uuid4().hex
+
+# Participants whose sockets this process holds now: only these are kept fresh, so a
+# row whose leave could not be written (database down) ages out like a ghost.
+live_seats: set[int] = set()
 
 _connections = 0
 _task: asyncio.Task | None = None
@@ -48,7 +52,7 @@ def connection_closed() -> None:
 async def beat_once() -> None:
     """One heartbeat plus sweep; announces swept ghosts to their rooms."""
     now = timezone.now()
-    await database_sync_to_async(services.presence_heartbeat)(process_id=PROCESS_ID, now=now)
+    await database_sync_to_async(services.presence_heartbeat)(participant_ids=list(live_seats), now=now)
     swept = await database_sync_to_async(services.presence_sweep)(now=now)
     await announce_left(swept)
     await hub.refresh()

@@ -4,7 +4,22 @@ from urllib.parse import urlsplit
 
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
+from django.http.cookie import parse_cookie
 from django.http.request import validate_host
+
+
+def client_address(scope: dict) -> str | None:
+    """The client's IP address (the proxy's, unless the server trusts its headers)."""
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+def session_key_of(scope: dict) -> str | None:
+    """The Django session cookie of the handshake, if the browser sent one."""
+    for name, value in scope.get("headers", []):
+        if name == b"cookie":
+            return parse_cookie(value.decode("latin1")).get(settings.SESSION_COOKIE_NAME)
+    return None
 
 
 def origin_allowed(origin: str | None, allowed_hosts: list[str]) -> bool:

@@ -18,6 +18,7 @@ from chat.models import Message, Participant, Room, room_group
 from chat.protocol import name_key
 
 SESSION_ROOMS_KEY = "chat_rooms"
+HEARTBEAT_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,19 @@ class Joined:
     history: list[dict]
     # Ghosts of dead processes swept to make room for this join.
     swept: list["Swept"]
+
+    def already_shows(self, event: dict, since: int | None) -> bool:
+        """Whether a room event that arrived while joining is in this snapshot: a join
+        of someone it lists, a leave of someone it does not, a message History holds."""
+        if "participant_id" in event:
+            present = any(participant_id == event["participant_id"] for participant_id, _ in self.present)
+            return present == event["joined"]
+        if "message_id" in event:
+            message_id = event["message_id"]
+            return (since is not None and message_id <= since) or any(
+                m["id"] == message_id for m in self.history
+            )
+        return False
 
 
 @dataclass(frozen=True)
@@ -188,9 +202,13 @@ def participant_leave(*, participant_id: int, now: datetime) -> bool:
     )
 
 
-def presence_heartbeat(*, process_id: str, now: datetime) -> int:
-    """Called every PRESENCE_HEARTBEAT seconds by each process for all its sockets."""
-    return Participant.objects.filter(process_id=process_id, left_at__isnull=True).update(last_seen=now)
+def presence_heartbeat(*, participant_ids: list[int], now: datetime) -> int:
+    """Called every PRESENCE_HEARTBEAT seconds by each process for the sockets it holds."""
+    refreshed = 0
+    for start in range(0, len(participant_ids), HEARTBEAT_BATCH):
+        batch = participant_ids[start : start + HEARTBEAT_BATCH]
+        refreshed += Participant.objects.filter(pk__in=batch, left_at__isnull=True).update(last_seen=now)
+    return refreshed
 
 
 def presence_sweep(*, now: datetime) -> list[Swept]:

@@ -318,6 +318,8 @@ async def test_ghosts_of_dead_processes_leave_members_and_are_swept(layer):
     ghost, _ = await join_room(created["room_info"]["join_key"], "Ghost")
     await owner.receive_json_from()
     stale = timezone.now() - timedelta(hours=1)
+    ghost_row = await Participant.objects.aget(name="Ghost")
+    presence.live_seats.discard(ghost_row.pk)  # its process no longer vouches for it
     await Participant.objects.filter(name="Ghost").aupdate(last_seen=stale, process_id="dead")
     await owner.send_json_to({"type": "GetMembers"})
     assert (await owner.receive_json_from())["participants"] == ["Owner"]
@@ -332,6 +334,7 @@ async def test_ghosts_of_dead_processes_leave_members_and_are_swept(layer):
 
 async def test_a_ghost_does_not_hold_its_name(layer):
     owner, created = await create_room()
+    presence.live_seats.discard((await Participant.objects.aget(name="Owner")).pk)
     await Participant.objects.filter(name="Owner").aupdate(
         last_seen=timezone.now() - timedelta(hours=1), process_id="dead"
     )
@@ -383,3 +386,22 @@ async def test_a_closed_room_refuses_joins_even_when_its_key_was_seen(layer):
     await bob.send_json_to({"type": "ChatMessage", "content": encrypt(created["encryption_key"], "x")})
     await expect_error(bob, "room_closed")
     await close_all(owner, bob, carol)
+
+
+async def test_a_leave_the_database_missed_ages_out_like_a_ghost(layer, monkeypatch):
+    """A socket that closes while its leave cannot be written is no longer kept fresh."""
+    owner, created = await create_room()
+    bob, _ = await join_room(created["room_info"]["join_key"], "Bob")
+    await owner.receive_json_from()
+
+    def database_down(**kwargs):
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(services, "participant_leave", database_down)
+    await bob.disconnect()
+    monkeypatch.undo()
+    assert await Participant.objects.filter(name="Bob", left_at__isnull=True).aexists()
+    await Participant.objects.filter(name="Bob").aupdate(last_seen=timezone.now() - timedelta(hours=1))
+    await presence.beat_once()
+    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
+    await close_all(owner)

@@ -55,12 +55,13 @@ def test_posting_to_a_closed_room_is_room_closed():
     assert not Message.objects.exists()
 
 
-def test_heartbeat_refreshes_only_its_process():
+def test_heartbeat_refreshes_only_the_seats_it_holds():
     room, seat, _ = make_room()
     old = timezone.now() - timedelta(minutes=5)
     Participant.objects.update(last_seen=old)
-    assert services.presence_heartbeat(process_id="other", now=timezone.now()) == 0
-    assert services.presence_heartbeat(process_id="proc", now=timezone.now()) == 1
+    assert services.presence_heartbeat(participant_ids=[], now=timezone.now()) == 0
+    assert services.presence_heartbeat(participant_ids=[seat.participant_id + 1], now=timezone.now()) == 0
+    assert services.presence_heartbeat(participant_ids=[seat.participant_id], now=timezone.now()) == 1
     assert Participant.objects.get().last_seen > old
 
 
