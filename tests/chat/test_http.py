@@ -1,0 +1,84 @@
+"""HTTP endpoints, settings and system checks."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.checks import run_checks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_healthz_is_200_when_database_and_layer_answer(layer, async_client):
+    response = await async_client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+
+
+async def test_healthz_is_503_when_the_channel_layer_is_down(async_client, settings):
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:9/0"]},  # nothing listens on port 9
+        }
+    }
+    response = await async_client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["channel_layer"] == "down" and response.json()["database"] == "ok"
+
+
+@pytest.mark.parametrize("path", ["/", "/rooms/some-join-key/"])
+def test_app_pages_give_a_session_cookie(client, settings, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert settings.SESSION_COOKIE_NAME in response.cookies
+    assert response.cookies[settings.SESSION_COOKIE_NAME]["httponly"]
+
+
+def test_share_link_page_shows_the_join_key_as_text(client):
+    response = client.get("/rooms/%3Cimg%20src=x%3E/")
+    assert b"&lt;img src=x&gt;" in response.content and b"<img src=x>" not in response.content
+
+
+def test_admin_exists_and_asks_for_a_login(client):
+    response = client.get("/admin/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_in_memory_layer_with_debug_off_is_warned_about(settings):
+    settings.DEBUG = False
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
+    assert "chat.W001" in [message.id for message in run_checks()]
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {}}}
+    assert "chat.W001" not in [message.id for message in run_checks()]
+
+
+def _settings_in_subprocess(**env: str) -> subprocess.CompletedProcess:
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))
+    }
+    code = (
+        "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'; django.setup()\n"
+        "from django.conf import settings as s\n"
+        "print(s.DATABASES['default']['ENGINE'], s.FILES_MAX_SIZE, s.WS_MAX_FRAME)"
+    )
+    return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True)
+
+
+def test_secret_key_is_required_unless_debug(tmp_path):
+    refused = _settings_in_subprocess(CHAT_VAR_DIR=str(tmp_path))
+    assert refused.returncode != 0 and "DJANGO_SECRET_KEY" in refused.stderr
+    assert _settings_in_subprocess(CHAT_VAR_DIR=str(tmp_path), DJANGO_DEBUG="1").returncode == 0
+
+
+def test_limits_and_database_come_from_the_environment(tmp_path):
+    result = _settings_in_subprocess(
+        CHAT_VAR_DIR=str(tmp_path),
+        DJANGO_SECRET_KEY="k",
+        FILES_MAX_SIZE="3000",
+        DATABASE_URL="postgres://u:p@db.example:5433/chat",
+    )
+    engine, max_size, max_frame = result.stdout.split()
+    assert engine == "django.db.backends.postgresql"
+    assert (int(max_size), int(max_frame)) == (3000, 4000 + 64 * 1024)
