@@ -2,7 +2,7 @@
 
 Room passwords guard a join key that is itself 128 random bits, so the hash only has
 to resist offline guessing of a leaked database. Argon2id is memory-hard (GPUs gain
-little), and OWASP's minimum profile m=12 MiB, t=3, p=1 verifies in about 25 ms of
+little), and OWASP's minimum profile m=9 MiB, t=4, p=1 verifies in about 20 ms of
 one core; argon2-cffi releases the GIL while it works, so checks run in low-priority
 threads beside the event loop and the database thread. PBKDF2 at Django's default
 1,000,000 iterations costs ~0.24 s per check, which caps joins at ~8/s.

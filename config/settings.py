@@ -230,12 +230,16 @@ ABUSE_WINDOW = env_float("ABUSE_WINDOW", 10)
 PRESENCE_HEARTBEAT = env_float("PRESENCE_HEARTBEAT", 15)
 PRESENCE_TIMEOUT = env_float("PRESENCE_TIMEOUT", 45)
 
-# Room passwords: Argon2id (memory-hard) at OWASP's minimum profile m=12 MiB, t=3,
-# p=1, about 25 ms of one core here; see README "Room passwords".
-ROOM_PASSWORD_ARGON2_MEMORY_KIB = env_int("ROOM_PASSWORD_ARGON2_MEMORY_KIB", 12 * 1024)
-ROOM_PASSWORD_ARGON2_TIME_COST = env_int("ROOM_PASSWORD_ARGON2_TIME_COST", 3)
-# Threads (at the lowest CPU priority) that hash and check room passwords.
-PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 2)
+# Room passwords: Argon2id (memory-hard) at OWASP's minimum profile m=9 MiB, t=4,
+# p=1, about 20 ms of one core here; see README "Room passwords".
+ROOM_PASSWORD_ARGON2_MEMORY_KIB = env_int("ROOM_PASSWORD_ARGON2_MEMORY_KIB", 9 * 1024)
+ROOM_PASSWORD_ARGON2_TIME_COST = env_int("ROOM_PASSWORD_ARGON2_TIME_COST", 4)
+# Threads (at the lowest CPU priority) that hash and check room passwords. One leaves
+# the other core of a two-core machine to the event loop during a storm of joins.
+PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 1)
+
+# `manage.py serve` sets the garbage collector's young-generation threshold to this.
+GC_GEN0_THRESHOLD = env_int("GC_GEN0_THRESHOLD", 50_000)
 
 # daphne's runserver reads these; `manage.py serve` passes the same value.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = WS_MAX_FRAME
