@@ -238,8 +238,9 @@ ROOM_PASSWORD_ARGON2_TIME_COST = env_int("ROOM_PASSWORD_ARGON2_TIME_COST", 4)
 # the other core of a two-core machine to the event loop during a storm of joins.
 PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 1)
 
-# `manage.py serve` sets the garbage collector's young-generation threshold to this.
-GC_GEN0_THRESHOLD = env_int("GC_GEN0_THRESHOLD", 50_000)
+# `manage.py serve` sets the garbage collector's young-generation threshold to this
+# (Python's default); see the comment there.
+GC_GEN0_THRESHOLD = env_int("GC_GEN0_THRESHOLD", 700)
 
 # daphne's runserver reads these; `manage.py serve` passes the same value.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = WS_MAX_FRAME
