@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Every benchmark of bench/README.md, each on fresh server processes started here.
+#
+#   bash bench/run.sh one     # one process: SQLite and the in-memory layer (embedded defaults)
+#   bash bench/run.sh two     # two processes sharing PostgreSQL and Redis
+#   bash bench/run.sh         # both
+#
+# Figures go to stdout and, as JSON lines, to bench/results/<date>-<scenario>.json.
+# Two processes need DATABASE_URL (PostgreSQL; a scratch database beside it is made
+# and dropped) and REDIS_URL, defaulting to the machine's services on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PY=.venv/bin/python
+LOADGEN="$PY bench/loadgen.py"
+RESULTS=bench/results
+mkdir -p "$RESULTS"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+PIDS=()
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# The chat rate limit is raised only for the scenarios that send faster than a person.
+export CHAT_RATE_BURST=100000 CHAT_RATE_SUSTAINED=100000
+
+stop_servers() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    PIDS=()
+}
+trap stop_servers EXIT
+
+wait_healthy() {
+    for _ in $(seq 100); do
+        curl -fs "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    echo "server on port $1 did not become healthy" >&2
+    return 1
+}
+
+# start_one PORT [VAR=value ...]: one production server process on a fresh SQLite file.
+start_one() {
+    local port=$1
+    shift
+    env "$@" PORT="$port" bash bench/start_server.sh >"/tmp/bench-server-$port.log" 2>&1 &
+    PIDS+=($!)
+    wait_healthy "$port"
+}
+
+record() {  # record NAME: keep the JSON figures the loadgen printed on stdin
+    tee -a "$RESULTS/$STAMP-$1.json"
+}
+
+one_process() {
+    echo "== one process, SQLite + in-memory layer =="
+    start_one 8501
+    $LOADGEN --json --url ws://127.0.0.1:8501/ws/ fanout --members 50 --senders 4 --rate 5 --duration 30 | record fanout-one
+    stop_servers
+
+    start_one 8502
+    $LOADGEN --json --url ws://127.0.0.1:8502/ws/ flood --members 50 --duration 15 | record flood-one
+    stop_servers
+
+    start_one 8503
+    $LOADGEN --json --url ws://127.0.0.1:8503/ws/ joins --count 1500 --concurrency 20 | record joins-one
+    stop_servers
+
+    # A storm of password joins, and in another process a chat in another room.
+    start_one 8504
+    $LOADGEN --json --url ws://127.0.0.1:8504/ws/ joins --count 600 --concurrency 20 --password storm \
+        >"$RESULTS/$STAMP-password-joins-one.json" &
+    local storm=$!
+    sleep 1
+    $LOADGEN --json --url ws://127.0.0.1:8504/ws/ fanout --members 2 --senders 2 --rate 10 --duration 8 \
+        | record probe-during-password-joins-one
+    wait "$storm"
+    cat "$RESULTS/$STAMP-password-joins-one.json"
+    stop_servers
+
+    start_one 8505
+    $LOADGEN --json --url ws://127.0.0.1:8505/ws/ idle --count 1000 --rooms 10 --server-pid "${PIDS[0]}" \
+        | record idle-one
+    stop_servers
+}
+
+two_processes() {
+    echo "== two processes, PostgreSQL + Redis =="
+    local base=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+    local redis=${REDIS_URL:-redis://127.0.0.1:6379/0}
+    local name="chat_bench_$$"
+    $PY - "$base" "$name" <<'PY'
+import sys, psycopg
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    conn.execute(f'DROP DATABASE IF EXISTS "{sys.argv[2]}" WITH (FORCE)')
+    conn.execute(f'CREATE DATABASE "{sys.argv[2]}"')
+PY
+    local url="${base%/*}/$name"
+    for port in 8511 8512; do
+        start_one "$port" DATABASE_URL="$url" REDIS_URL="$redis" CHANNEL_LAYER_PREFIX="bench$$"
+    done
+    local urls=(--url ws://127.0.0.1:8511/ws/ --url ws://127.0.0.1:8512/ws/)
+    $LOADGEN --json "${urls[@]}" fanout --members 50 --senders 4 --rate 5 --duration 30 | record fanout-two
+    $LOADGEN --json "${urls[@]}" flood --members 50 --duration 15 | record flood-two
+    $LOADGEN --json "${urls[@]}" joins --count 1500 --concurrency 20 | record joins-two
+    stop_servers
+    $PY - "$base" "$name" <<'PY'
+import sys, psycopg
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    conn.execute(f'DROP DATABASE IF EXISTS "{sys.argv[2]}" WITH (FORCE)')
+PY
+}
+
+case "${1:-all}" in
+    one) one_process ;;
+    two) two_processes ;;
+    all) one_process; two_processes ;;
+    *) echo "usage: bench/run.sh [one|two|all]" >&2; exit 2 ;;
+esac
