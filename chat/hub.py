@@ -120,12 +120,14 @@ class Hub:
         """Called before each join: (re)start the receive loop on the running loop."""
         if self.started():
             return
-        loop = asyncio.get_running_loop()
+        layer = get_channel_layer()
+        channel = await layer.new_channel("hub.")
+        if self.started():  # another socket started it while we waited
+            return
         self.rooms, self.subscribed = {}, set()
         self.lock = asyncio.Lock()
-        self.layer = get_channel_layer()
-        self.channel = await self.layer.new_channel("hub.")
-        self.task = loop.create_task(self._receive_forever())
+        self.layer, self.channel = layer, channel
+        self.task = asyncio.get_running_loop().create_task(self._receive_forever())
 
     async def join(self, group: str, outbox: Outbox) -> None:
         await self.start()

@@ -71,9 +71,20 @@ async def test_hub_delivers_to_local_members_but_the_excluded_one(settings):
         await hub.join("room.x", outbox)
     hub.deliver({"group": "room.x", "text": "hi", "exclude": outboxes[0].id})
     hub.deliver({"group": "room.y", "text": "elsewhere"})
+    hub.deliver({"group": "room.x", "text": "just you", "only": outboxes[2].id})
     await drain()
-    assert [s.sent for s in sockets] == [[], ["hi"], ["hi"]]
+    assert [s.sent for s in sockets] == [[], ["hi"], ["hi", "just you"]]
     for outbox in outboxes:
         await hub.leave("room.x", outbox)
     assert hub.rooms == {} and hub.subscribed == set()
     hub.task.cancel()
+
+
+async def test_sockets_starting_the_hub_at_once_share_one_channel(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
+    hub = Hub()
+    await asyncio.gather(*(hub.start() for _ in range(5)))
+    channel, task = hub.channel, hub.task
+    await hub.start()
+    assert (hub.channel, hub.task) == (channel, task) and not task.done()
+    task.cancel()
