@@ -80,7 +80,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.outbox.put(protocol.encode(message))
 
     async def send_text(self, text: str) -> None:
-        await self.send(text_data=text)
+        # Straight to the server: this runs once per frame per socket.
+        await self.base_send({"type": "websocket.send", "text": text})
 
     async def close_with(self, code: int) -> None:
         await self.close(code=code)
