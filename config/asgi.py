@@ -9,8 +9,11 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from chat import checkpoint  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.security import OriginValidator  # noqa: E402
+
+checkpoint.start()
 
 application = ProtocolTypeRouter(
     {

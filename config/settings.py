@@ -78,7 +78,12 @@ def sqlite_database(path: Path) -> dict:
         # connection in WAL mode keeps joins and posts off the fsync path.
         "CONN_MAX_AGE": None,
         "OPTIONS": {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            # Checkpoints run in a background thread (chat/checkpoint.py); the serving
+            # connections only checkpoint as a safety net.
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                f"PRAGMA wal_autocheckpoint={env_int('SQLITE_WAL_AUTOCHECKPOINT', 20000)};"
+            ),
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
         },
@@ -237,6 +242,9 @@ ROOM_PASSWORD_ARGON2_TIME_COST = env_int("ROOM_PASSWORD_ARGON2_TIME_COST", 4)
 # Threads (at the lowest CPU priority) that hash and check room passwords. One leaves
 # the other core of a two-core machine to the event loop during a storm of joins.
 PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 1)
+
+# Seconds between background WAL checkpoints on SQLite (0 turns them off).
+SQLITE_CHECKPOINT_INTERVAL = env_float("SQLITE_CHECKPOINT_INTERVAL", 2)
 
 # `manage.py serve` sets the garbage collector's young-generation threshold to this
 # (Python's default); see the comment there.
