@@ -51,7 +51,7 @@ class Participant(models.Model):
     # casefold() of the NFC name: what uniqueness compares (PROTOCOL.md, Precise rules).
     name_key = models.CharField(max_length=200)
     channel_name = models.CharField(max_length=200)
-    # Which server process holds the socket (it keeps last_seen fresh; for operators).
+    # Which server process holds the socket; that process keeps last_seen fresh.
     process_id = models.CharField(max_length=32)
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     address = models.GenericIPAddressField(null=True, blank=True)
@@ -71,6 +71,7 @@ class Participant(models.Model):
         ]
         indexes = [
             models.Index(fields=["left_at", "last_seen"], name="participant_presence"),
+            models.Index(fields=["process_id", "left_at"], name="participant_process"),
         ]
 
     def __str__(self) -> str:
@@ -80,8 +81,7 @@ class Participant(models.Model):
 class Message(models.Model):
     # Global auto-increment: strictly increasing within each room, not by 1.
     id = models.BigAutoField(primary_key=True)
-    # Indexed by message_room_id below, which also serves lookups by room alone.
-    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages", db_index=False)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
     sender = models.CharField(max_length=50)
     content = models.TextField()
     sent_at = models.DateTimeField()
