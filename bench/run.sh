@@ -42,7 +42,7 @@ wait_healthy() {
 start_one() {
     local port=$1
     shift
-    env "$@" PORT="$port" bash bench/start_server.sh >"/tmp/bench-server-$port.log" 2>&1 &
+    env "$@" PORT="$port" bash bench/start_server.sh >"${TMPDIR:-/tmp}/bench-server-$port.log" 2>&1 &
     PIDS+=($!)
     wait_healthy "$port"
 }

@@ -51,7 +51,7 @@ class Participant(models.Model):
     # casefold() of the NFC name: what uniqueness compares (PROTOCOL.md, Precise rules).
     name_key = models.CharField(max_length=200)
     channel_name = models.CharField(max_length=200)
-    # Which server process holds the socket; that process keeps last_seen fresh.
+    # Which server process holds the socket (for operators; presence goes by seat ids).
     process_id = models.CharField(max_length=32)
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     address = models.GenericIPAddressField(null=True, blank=True)
