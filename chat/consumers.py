@@ -105,6 +105,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             where=self.where(),
             now=timezone.now(),
         )
+        self.outbox.stale = None
         await hub.join(seat.group, self.outbox)
         self.take_seat(seat)
         self.send_json(
@@ -141,7 +142,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 now=timezone.now(),
             )
         except BaseException:
-            self.outbox.held = None
+            self.outbox.held = self.outbox.stale = None
             await hub.leave(door.group, self.outbox)
             raise
         seat = self.take_seat(joined.seat)
@@ -151,7 +152,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         if joined.history:
             self.send_json(protocol.history_message(joined.history))
-        self.outbox.release(stale=lambda event: joined.already_shows(event, command.since))
+        self.outbox.release(stale=joined.snapshot(command.since).shows)
         await presence.announce_left(joined.swept)
         await publish(
             seat.group,

@@ -42,6 +42,8 @@ class Outbox:
         self.id = uuid.uuid4().hex
         self.frames: deque[str | int] = deque()
         self.held: list[dict] | None = None
+        # Drops room events the socket's join snapshot already showed (see `release`).
+        self.stale: Callable[[dict], bool] | None = None
         self.limit = settings.WS_SEND_QUEUE_LIMIT
         self.wakeup = asyncio.Event()
         self.task = asyncio.get_running_loop().create_task(self._write())
@@ -59,7 +61,7 @@ class Outbox:
         """Room events wait while the socket is joining (see `hold`)."""
         if self.held is not None:
             self.held.append(event)
-        else:
+        elif self.stale is None or not self.stale(event):
             self.put(event["text"])
 
     def put_close(self, code: int) -> None:
@@ -72,11 +74,12 @@ class Outbox:
         self.held = []
 
     def release(self, stale: Callable[[dict], bool] | None = None) -> None:
-        """Send the held events, but those the joiner's snapshot already shows."""
+        """Send the held events, and from now on every room event, unless `stale`
+        says the joiner's snapshot already showed it."""
         held, self.held = self.held or [], None
+        self.stale = stale
         for event in held:
-            if stale is None or not stale(event):
-                self.put(event["text"])
+            self.put_broadcast(event)
 
     def stop(self) -> None:
         self.task.cancel()

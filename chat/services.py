@@ -42,17 +42,36 @@ class Joined:
     # Ghosts of dead processes swept to make room for this join.
     swept: list["Swept"]
 
-    def already_shows(self, event: dict, since: int | None) -> bool:
-        """Whether a room event that arrived while joining is in this snapshot: a join
-        of someone it lists, a leave of someone it does not, a message History holds."""
-        if "participant_id" in event:
-            present = any(participant_id == event["participant_id"] for participant_id, _ in self.present)
-            return present == event["joined"]
-        if "message_id" in event:
-            message_id = event["message_id"]
-            return (since is not None and message_id <= since) or any(
-                m["id"] == message_id for m in self.history
-            )
+    def snapshot(self, since: int | None) -> "Snapshot":
+        return Snapshot(
+            own_id=self.seat.participant_id,
+            present=frozenset(participant_id for participant_id, _ in self.present),
+            seen=frozenset(message["id"] for message in self.history),
+            since=since,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a joiner was shown (RoomJoined, History), kept to drop room events that
+    reach its socket later but happened before: with Redis, an event published just
+    before the join can be delivered just after it."""
+
+    own_id: int
+    present: frozenset[int]
+    seen: frozenset[int]
+    since: int | None
+
+    def shows(self, event: dict) -> bool:
+        participant_id = event.get("participant_id")
+        if participant_id is not None:
+            if event["joined"]:
+                return participant_id in self.present
+            # Someone not listed who joined before us had left before the snapshot.
+            return participant_id not in self.present and participant_id < self.own_id
+        message_id = event.get("message_id")
+        if message_id is not None:
+            return message_id in self.seen or (self.since is not None and message_id <= self.since)
         return False
 
 

@@ -88,3 +88,15 @@ async def test_sockets_starting_the_hub_at_once_share_one_channel(settings):
     await hub.start()
     assert (hub.channel, hub.task) == (channel, task) and not task.done()
     task.cancel()
+
+
+async def test_events_the_snapshot_showed_are_dropped_even_when_they_arrive_late():
+    """With Redis an event published just before a join can arrive after its release."""
+    socket = FakeSocket()
+    outbox = Outbox(socket.send, socket.close)
+    outbox.hold()
+    outbox.release(stale=lambda event: event.get("participant_id") == 7)
+    outbox.put_broadcast({"text": "ParticipantJoined 7", "participant_id": 7, "joined": True})
+    outbox.put_broadcast({"text": "ParticipantJoined 9", "participant_id": 9, "joined": True})
+    await drain()
+    assert socket.sent == ["ParticipantJoined 9"]

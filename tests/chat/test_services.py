@@ -101,3 +101,15 @@ def test_concurrent_joins_with_one_name_exactly_one_wins():
     assert sorted(outcomes) == ["joined"] + ["name_taken"] * (len(names) - 1), outcomes
     assert Participant.objects.filter(room=room, name_key="sam", left_at__isnull=True).count() == 1
     print(f"concurrent joins ran on {connection.vendor}")
+
+
+def test_a_join_snapshot_knows_which_room_events_it_already_showed():
+    snapshot = services.Snapshot(own_id=10, present=frozenset({3, 10}), seen=frozenset({40, 41}), since=None)
+    assert snapshot.shows({"participant_id": 3, "joined": True})  # listed in RoomJoined
+    assert not snapshot.shows({"participant_id": 12, "joined": True})  # joined after us
+    assert snapshot.shows({"participant_id": 5, "joined": False})  # left before we joined
+    assert not snapshot.shows({"participant_id": 3, "joined": False})  # leaves now
+    assert not snapshot.shows({"participant_id": 12, "joined": False})  # came and went after us
+    assert snapshot.shows({"message_id": 41}) and not snapshot.shows({"message_id": 42})
+    since = services.Snapshot(own_id=10, present=frozenset(), seen=frozenset(), since=50)
+    assert since.shows({"message_id": 50}) and not since.shows({"message_id": 51})
