@@ -61,10 +61,11 @@ class JoinFailures:
         window = self.windows.get(address)
         if window is None:
             return False
-        if window.count(now) == 0:
+        failures = window.count(now)
+        if failures == 0:
             del self.windows[address]
             return False
-        return window.count(now) >= settings.JOIN_FAILURES_PER_MINUTE
+        return failures >= settings.JOIN_FAILURES_PER_MINUTE
 
     def record(self, address: str, now: float | None = None) -> None:
         self.windows.setdefault(address, SlidingWindow(self.WINDOW)).add(now)

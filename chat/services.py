@@ -1,4 +1,5 @@
-"""Sync, transactional writes. Each is one crossing from the consumer into the database."""
+"""Sync writes, each one crossing from the consumer into the database: a transaction,
+or a single statement where one is enough (chat/sql.py)."""
 
 import base64
 import hashlib
@@ -43,11 +44,11 @@ class Joined:
     swept: list["Swept"]
 
     def snapshot(self, since: int | None) -> "Snapshot":
+        shown = [message["id"] for message in self.history] + ([since] if since is not None else [])
         return Snapshot(
             own_id=self.seat.participant_id,
             present=frozenset(participant_id for participant_id, _ in self.present),
-            seen=frozenset(message["id"] for message in self.history),
-            since=since,
+            shown_up_to=max(shown, default=None),
         )
 
 
@@ -59,8 +60,9 @@ class Snapshot:
 
     own_id: int
     present: frozenset[int]
-    seen: frozenset[int]
-    since: int | None
+    # The newest message id the joiner has (History's last, or its `since`): ids are
+    # committed in order within a room, so every message up to it was already shown.
+    shown_up_to: int | None
 
     def shows(self, event: dict) -> bool:
         participant_id = event.get("participant_id")
@@ -70,9 +72,7 @@ class Snapshot:
             # Someone not listed who joined before us had left before the snapshot.
             return participant_id not in self.present and participant_id < self.own_id
         message_id = event.get("message_id")
-        if message_id is not None:
-            return message_id in self.seen or (self.since is not None and message_id <= self.since)
-        return False
+        return message_id is not None and self.shown_up_to is not None and message_id <= self.shown_up_to
 
 
 @dataclass(frozen=True)

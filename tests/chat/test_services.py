@@ -104,12 +104,12 @@ def test_concurrent_joins_with_one_name_exactly_one_wins():
 
 
 def test_a_join_snapshot_knows_which_room_events_it_already_showed():
-    snapshot = services.Snapshot(own_id=10, present=frozenset({3, 10}), seen=frozenset({40, 41}), since=None)
+    snapshot = services.Snapshot(own_id=10, present=frozenset({3, 10}), shown_up_to=41)
     assert snapshot.shows({"participant_id": 3, "joined": True})  # listed in RoomJoined
     assert not snapshot.shows({"participant_id": 12, "joined": True})  # joined after us
     assert snapshot.shows({"participant_id": 5, "joined": False})  # left before we joined
     assert not snapshot.shows({"participant_id": 3, "joined": False})  # leaves now
     assert not snapshot.shows({"participant_id": 12, "joined": False})  # came and went after us
     assert snapshot.shows({"message_id": 41}) and not snapshot.shows({"message_id": 42})
-    since = services.Snapshot(own_id=10, present=frozenset(), seen=frozenset(), since=50)
+    since = services.Snapshot(own_id=10, present=frozenset(), shown_up_to=50)
     assert since.shows({"message_id": 50}) and not since.shows({"message_id": 51})
