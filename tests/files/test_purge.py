@@ -34,7 +34,7 @@ def seat_in_new_room() -> services.Seat:
 def stored_file(seat: services.Seat, *, age: timedelta = timedelta(0), deleted: bool = False) -> SharedFile:
     """A file uploaded `age` ago (FILES_TTL is a day), optionally deleted since."""
     created = timezone.now() - age
-    blob = scan_and_store(uuid.uuid4(), "note.txt", os.urandom(100))
+    blob = scan_and_store(uuid.uuid4(), os.urandom(100))
     file = file_record(seat=seat, name="note.txt", mime_type="text/plain", blob=blob, now=created)
     if deleted:
         SharedFile.objects.filter(pk=file.pk).update(deleted_at=timezone.now())
