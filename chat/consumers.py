@@ -60,6 +60,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called with each client frame: errors become `Error`, never a closed socket."""
+        if self.outbox.closing is not None:
+            return  # closing (kicked, room closed, abuse): nothing more is done for it
         try:
             if text_data is None:
                 raise ProtocolError(ErrorCode.INVALID_JSON, "Binary frames are not accepted.")
@@ -89,7 +91,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     def where(self) -> services.Where:
-        return services.Where(hub.address(self.outbox), presence.PROCESS_ID, client_address(self.scope))
+        session_key = session_key_of(self.scope)
+        return services.Where(
+            hub.address(self.outbox),
+            presence.PROCESS_ID,
+            client_address(self.scope),
+            services.token_hash(session_key) if session_key else "",
+        )
 
     # --- Client messages -------------------------------------------------------
 

@@ -249,6 +249,9 @@ CLAMAV_TIMEOUT = env_float("CLAMAV_TIMEOUT", 30)
 # 51st rate-limited frame within this window closes the socket with 1008.
 ABUSE_RATE_LIMITED_FRAMES = env_int("ABUSE_RATE_LIMITED_FRAMES", 50)
 ABUSE_WINDOW = env_float("ABUSE_WINDOW", 10)
+# A participant an admin removed may not rejoin that room under that name, from the
+# same browser session or client address, for this long.
+KICK_BAN_SECONDS = env_float("KICK_BAN_SECONDS", 3600)
 
 # Presence: every process refreshes its participants' last_seen every
 # PRESENCE_HEARTBEAT seconds; a participant unseen for PRESENCE_TIMEOUT is a ghost
