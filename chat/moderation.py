@@ -1,11 +1,10 @@
 """What moderators do to live rooms (from the admin): the same services the consumer
 uses, then the rooms are told through the channel layer, so every server process
-hears it, and one log line per action.
+hears it, and one `chat.events` log line per action.
 
 Called from sync code (admin views run in a worker thread under ASGI).
 """
 
-import logging
 import uuid
 from datetime import datetime
 
@@ -14,11 +13,10 @@ from django.db import transaction
 
 from chat import protocol, services
 from chat.errors import ErrorCode
+from chat.events import event
 from chat.hub import publish
 from chat.models import Room, room_group
 from files import services as files
-
-log = logging.getLogger("chat.moderation")
 
 CLOSE_ROOM_CLOSED = 4000
 CLOSE_KICKED = 4001
@@ -35,7 +33,7 @@ def close_room(*, room_id: uuid.UUID, now: datetime, actor: str) -> bool:
     if closed:
         message = protocol.error_message(ErrorCode.ROOM_CLOSED, "An admin closed this room.")
         _tell(room_group(room_id), message, close=CLOSE_ROOM_CLOSED)
-        log.info("moderation action=close_room room=%s actor=%s", room_id, actor)
+        event("moderation", action="close_room", room=room_id, actor=actor)
     return closed
 
 
@@ -46,7 +44,7 @@ def delete_room(*, room_id: uuid.UUID, now: datetime, actor: str) -> None:
     with transaction.atomic():
         files.room_files_drop(room_id=room_id)
         Room.objects.filter(pk=room_id).delete()
-    log.info("moderation action=delete_room room=%s actor=%s", room_id, actor)
+    event("moderation", action="delete_room", room=room_id, actor=actor)
 
 
 def remove_participant(*, participant_id: int, now: datetime, actor: str) -> bool:
@@ -65,12 +63,7 @@ def remove_participant(*, participant_id: int, now: datetime, actor: str) -> boo
         participant_id=removed.participant_id,
         joined=False,
     )
-    log.info(
-        "moderation action=remove_participant participant=%s room=%s actor=%s",
-        participant_id,
-        removed.group,
-        actor,
-    )
+    event("moderation", action="remove_participant", participant=participant_id, actor=actor)
     return True
 
 
@@ -79,7 +72,7 @@ def delete_messages(*, message_ids: list[int], actor: str) -> int:
     deleted = services.messages_delete(message_ids=message_ids)
     for group, message_id in deleted:
         _tell(group, protocol.message_deleted_message(message_id))
-        log.info("moderation action=delete_message message=%s room=%s actor=%s", message_id, group, actor)
+        event("moderation", action="delete_message", message=message_id, actor=actor)
     return len(deleted)
 
 
@@ -89,5 +82,5 @@ def delete_file(*, file_id: uuid.UUID, now: datetime, actor: str) -> bool:
     if file is None:
         return False
     _tell(room_group(file.room_id), protocol.file_deleted_message(str(file.id)))
-    log.info("moderation action=delete_file file=%s room=%s actor=%s", file.id, file.room_id, actor)
+    event("moderation", action="delete_file", file=file.id, room=file.room_id, actor=actor)
     return True
