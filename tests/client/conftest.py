@@ -1,0 +1,46 @@
+"""The client library against a real server process (`manage.py serve`) on a free port."""
+
+import asyncio
+
+import pytest
+
+from chatclient import ChatClient, Event
+from tests.e2e.conftest import servers, sqlite_env  # noqa: F401 (fixtures)
+
+# Fast presence, so that the ghost of a connection the server lost holds its name for
+# seconds, not a minute, when a client rejoins under that name.
+FAST_PRESENCE = {"PRESENCE_HEARTBEAT": "0.5", "PRESENCE_TIMEOUT": "2"}
+
+
+@pytest.fixture
+def env(sqlite_env):  # noqa: F811
+    return {**sqlite_env, **FAST_PRESENCE}
+
+
+@pytest.fixture
+def server(env, servers):  # noqa: F811
+    (server,) = servers(env, 1)
+    return server
+
+
+@pytest.fixture
+async def clients(server):
+    """Open clients with `await clients()`; all are closed at teardown."""
+    opened: list[ChatClient] = []
+
+    async def open_client(url: str | None = None, **options) -> ChatClient:
+        client = await ChatClient.connect(url or server.url, **options)
+        opened.append(client)
+        return client
+
+    yield open_client
+    for client in opened:
+        await client.close()
+
+
+async def next_of(client: ChatClient, kind: type, within: float = 10) -> Event:
+    """The next event of type `kind`, skipping others."""
+    while True:
+        event = await asyncio.wait_for(client.next_event(), within)
+        if isinstance(event, kind):
+            return event
