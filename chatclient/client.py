@@ -77,7 +77,9 @@ class _Seat:
 
 @dataclass(slots=True)
 class _Pending:
+    frames: list[dict[str, Any]]
     answers: Callable[[dict[str, Any]], bool]
+    retry: bool  # sent again after a reconnect if the drop left it unanswered
     future: asyncio.Future[dict[str, Any]]
 
 
@@ -160,14 +162,18 @@ class ChatClient:
     async def send(self, text: str) -> Message:
         """Encrypt and send `text`; returns it as stored (with its id) once the server echoes it."""
         content = encrypt(self._room_key(), text)
+        # Retried after a reconnect unless the rejoin's History shows it was stored.
         reply = await self._request(
             [{"type": "ChatMessage", "content": content}],
             lambda reply: reply["type"] == "ChatMessage" and reply.get("content") == content,
+            retry=True,
         )
         return Message(reply["id"], reply["sender"], text, reply["sent_at"])
 
     async def members(self) -> list[str]:
-        reply = await self._request([{"type": "GetMembers"}], lambda reply: reply["type"] == "Members")
+        reply = await self._request(
+            [{"type": "GetMembers"}], lambda reply: reply["type"] == "Members", retry=True
+        )
         return reply["participants"]
 
     async def upload_file(
@@ -196,6 +202,7 @@ class ChatClient:
         reply = await self._request(
             [{"type": "GetFile", "file_id": file_id}],
             lambda reply: reply["type"] == "FileContent" and _same_id(reply["metadata"]["id"], file_id),
+            retry=True,
         )
         return FileMetadata.from_wire(reply["metadata"]), base64.b64decode(reply["content"])
 
@@ -261,33 +268,45 @@ class ChatClient:
         except (OSError, TimeoutError, WebSocketException) as exc:
             raise ConnectionLost("connection_failed", f"cannot connect to {self.url}: {exc}") from exc
 
-    async def _request(self, frames: list[dict[str, Any]], answers: Callable[[dict], bool]) -> dict:
-        """Send `frames` and wait for the frame that `answers` them, or an `Error`."""
+    async def _request(
+        self, frames: list[dict[str, Any]], answers: Callable[[dict], bool], *, retry: bool = False
+    ) -> dict:
+        """Send `frames` and wait for the frame that `answers` them, or an `Error`.
+
+        If the connection drops first, a `retry` request is sent again once the room is
+        rejoined; any other fails with `ConnectionLost`.
+        """
         async with self._lock:
             await self._ready.wait()
             if self._failure is not None:
                 raise self._failure
             if self._closing:
                 raise ConnectionLost("closed", "The client was closed.")
-            self._pending = _Pending(answers, asyncio.get_running_loop().create_future())
+            future = asyncio.get_running_loop().create_future()
+            self._pending = _Pending(frames, answers, retry, future)
             try:
-                for frame in frames:
-                    await self._ws.send(json.dumps(frame))
-                reply = await self._pending.future
-            except ConnectionClosed as exc:
-                raise ConnectionLost("connection_lost", "The connection dropped before the reply.") from exc
+                await self._send(frames)
+                reply = await future
             finally:
                 self._pending = None
         if reply["type"] == "Error":
             raise ChatError(reply["code"], reply["message"])
         return reply
 
+    async def _send(self, frames: list[dict[str, Any]]) -> None:
+        try:
+            for frame in frames:
+                await self._ws.send(json.dumps(frame))
+        except ConnectionClosed:
+            pass  # the reader sees the drop too, and fails or resends the request
+
     async def _run(self) -> None:
         """Read frames until the connection ends for good, reconnecting when it drops."""
         while True:
             close_code = await self._read()
             self._ready.clear()
-            self._fail_pending(ConnectionLost("connection_lost", "The connection dropped.", close_code))
+            if not (self._pending and self._pending.retry):
+                self._fail_pending(ConnectionLost("connection_lost", "The connection dropped.", close_code))
             if self._closing:
                 return
             if close_code in FINAL_CLOSE_CODES or not self.reconnect:
@@ -301,8 +320,9 @@ class ChatClient:
             except ChatError as exc:
                 self._finish(exc)
                 return
+            if self._pending and not self._pending.future.done():
+                await self._send(self._pending.frames)
             self._ready.set()
-            self._queue.put_nowait(Reconnected(self.room))
 
     async def _read(self) -> int:
         """Handle frames until the connection closes; returns the close code."""
@@ -318,16 +338,27 @@ class ChatClient:
             kind = frame["type"]
             if kind in ("RoomCreated", "RoomJoined"):
                 self._enter(frame)
-            pending = self._pending
-            if pending and not pending.future.done() and (kind == "Error" or pending.answers(frame)):
-                pending.future.set_result(frame)
-                if kind not in ("ChatMessage", "FileDeleted"):
-                    return
+            if self._answer(frame) and kind not in ("ChatMessage", "FileDeleted", "History"):
+                return
             event = self._event(frame)
         except (ValueError, KeyError, TypeError) as exc:
             event = ErrorEvent("invalid_frame", f"Unreadable frame from the server: {exc!r}")
         if event is not None:
             self._queue.put_nowait(event)
+
+    def _answer(self, frame: dict[str, Any]) -> bool:
+        """Resolve the request in flight if `frame` answers it (a History may hold a sent message)."""
+        pending = self._pending
+        if pending is None or pending.future.done():
+            return False
+        if frame["type"] == "History":
+            stored = [{"type": "ChatMessage", **message} for message in frame["messages"]]
+            replies = [message for message in stored if pending.answers(message)]
+        else:
+            replies = [frame] if frame["type"] == "Error" or pending.answers(frame) else []
+        if replies:
+            pending.future.set_result(replies[0])
+        return bool(replies)
 
     def _enter(self, frame: dict[str, Any]) -> None:
         """Called with RoomCreated or RoomJoined, before the History that may follow it."""
@@ -385,7 +416,9 @@ class ChatClient:
         while True:
             try:
                 self._ws = await self._open()
-                if self._seat is not None:
+                if self._seat is None:
+                    self._queue.put_nowait(Reconnected(None))
+                else:
                     await self._rejoin()
                 return
             except ChatError as exc:
@@ -412,6 +445,18 @@ class ChatClient:
             await self._ws.close()
             raise ChatError(reply.get("code", "invalid_frame"), reply.get("message", "Rejoining failed."))
         self._enter(reply)
+        # Read up to the reply to a GetMembers, so that the History (if any) is handled
+        # before a request that the drop interrupted is sent again.
+        frames = []
+        try:
+            await self._ws.send(json.dumps({"type": "GetMembers"}))
+            while json.loads(frame := await self._ws.recv()).get("type") != "Members":
+                frames.append(frame)
+        except ConnectionClosed as exc:
+            raise ConnectionLost("connection_lost", "The connection dropped while rejoining.") from exc
+        self._queue.put_nowait(Reconnected(self.room))
+        for frame in frames:
+            self._handle(frame)
 
     def _fail_pending(self, exc: ChatError) -> None:
         if self._pending is not None and not self._pending.future.done():
