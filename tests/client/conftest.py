@@ -44,3 +44,43 @@ async def next_of(client: ChatClient, kind: type, within: float = 10) -> Event:
         event = await asyncio.wait_for(client.next_event(), within)
         if isinstance(event, kind):
             return event
+
+
+class CuttableProxy:
+    """A TCP proxy to the server that a test can cut off and bring back on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self.pipe, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+        self.writers.clear()
+
+    async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [writer, up_writer]
+        await asyncio.gather(self.copy(reader, up_writer), self.copy(up_reader, writer))
+
+    @staticmethod
+    async def copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
