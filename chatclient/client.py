@@ -179,14 +179,14 @@ class ChatClient:
     async def upload_file(
         self, path_or_bytes: str | Path | bytes, name: str | None = None, mime_type: str | None = None
     ) -> FileMetadata:
-        """Upload a file (a path, or bytes with a `name`); the room sees it as `FileShared`."""
+        """Upload a file (a path, `~` allowed, or bytes with a `name`); the room sees `FileShared`."""
         if isinstance(path_or_bytes, bytes):
             if name is None:
                 raise ValueError("name is required when uploading bytes")
             data = path_or_bytes
         else:
             path = Path(path_or_bytes)
-            data = await asyncio.to_thread(path.read_bytes)
+            data = await asyncio.to_thread(lambda: path.expanduser().read_bytes())
             name = name or path.name
         mime_type = mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         frame = {
