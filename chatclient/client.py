@@ -180,10 +180,10 @@ class ChatClient:
         self, path_or_bytes: str | Path | bytes, name: str | None = None, mime_type: str | None = None
     ) -> FileMetadata:
         """Upload a file (a path, `~` allowed, or bytes with a `name`); the room sees `FileShared`."""
-        if isinstance(path_or_bytes, bytes):
+        if isinstance(path_or_bytes, bytes | bytearray | memoryview):
             if name is None:
                 raise ValueError("name is required when uploading bytes")
-            data = path_or_bytes
+            data = bytes(path_or_bytes)
         else:
             path = Path(path_or_bytes)
             data = await asyncio.to_thread(lambda: path.expanduser().read_bytes())
@@ -241,9 +241,7 @@ class ChatClient:
         item = await self._queue.get()
         if item is _END:
             self._queue.put_nowait(_END)  # every later call ends too
-            if self._failure is not None:
-                raise self._failure
-            raise StopAsyncIteration
+            raise self._failure or ConnectionLost("closed", "The client was closed.")
         return item
 
     async def events(self) -> AsyncIterator[Event]:
@@ -251,8 +249,10 @@ class ChatClient:
         while True:
             try:
                 event = await self.next_event()
-            except StopAsyncIteration:
-                return
+            except ConnectionLost:
+                if self._failure is None:
+                    return
+                raise
             yield event
 
     # --- Internals ---------------------------------------------------------------
@@ -301,6 +301,13 @@ class ChatClient:
             pass  # the reader sees the drop too, and fails or resends the request
 
     async def _run(self) -> None:
+        try:
+            await self._serve()
+        except Exception as exc:  # a bug here must end the stream, not leave it hanging
+            self._finish(ConnectionLost("client_error", f"The client failed: {exc!r}"))
+            raise
+
+    async def _serve(self) -> None:
         """Read frames until the connection ends for good, reconnecting when it drops."""
         while True:
             close_code = await self._read()
@@ -317,8 +324,11 @@ class ChatClient:
             self._queue.put_nowait(Reconnecting(close_code))
             try:
                 await self._reconnect()
-            except ChatError as exc:
+            except ConnectionLost as exc:
                 self._finish(exc)
+                return
+            except ChatError as exc:  # e.g. room_not_found: the room was deleted meanwhile
+                self._finish(ConnectionLost(exc.code, exc.message))
                 return
             if self._pending and not self._pending.future.done():
                 await self._send(self._pending.frames)
@@ -341,7 +351,7 @@ class ChatClient:
             if self._answer(frame) and kind not in ("ChatMessage", "FileDeleted", "History"):
                 return
             event = self._event(frame)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             event = ErrorEvent("invalid_frame", f"Unreadable frame from the server: {exc!r}")
         if event is not None:
             self._queue.put_nowait(event)
@@ -363,6 +373,8 @@ class ChatClient:
     def _enter(self, frame: dict[str, Any]) -> None:
         """Called with RoomCreated or RoomJoined, before the History that may follow it."""
         seat = self._joining or self._seat
+        if seat is None:
+            return  # nobody asked to be in a room
         self.room = RoomInfo.from_wire(frame["room_info"])
         self._key = frame["encryption_key"]
         if frame["type"] == "RoomCreated":

@@ -92,7 +92,7 @@ def test_shared_vector_decrypts_with_the_client(case):
 def test_the_library_imports_nothing_from_django_or_the_server():
     """The client runs anywhere: importing it (and its CLI) loads neither Django nor `chat`."""
     probe = (
-        "import sys, chatclient\n"
+        "import sys, chatclient, chatclient.cli\n"
         "server = {'django', 'channels', 'chat', 'config', 'files'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in server))"
     )
