@@ -23,12 +23,12 @@ CLI = [sys.executable, "-m", "chatclient"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][0-9A-Za-z]|\x1b[=>78]|\r")
 
 
-async def run_cli(*args: str) -> tuple[int, list[dict], str]:
+async def run_cli(*args: str, stdin: bytes = b"") -> tuple[int, list[dict], str]:
     """Run the scripted CLI to the end; returns (exit status, JSON lines, stderr)."""
     process = await asyncio.create_subprocess_exec(
-        *CLI, *args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        *CLI, *args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    stdout, stderr = await asyncio.wait_for(process.communicate(stdin), 30)
     lines = [json.loads(line) for line in stdout.decode().splitlines()]
     return process.returncode, lines, stderr.decode()
 
@@ -44,8 +44,9 @@ async def test_scripted_create_listen_and_join_send(server):
     assert room["owner_token"]
 
     status, lines, _ = await run_cli(
-        "join", server.url, room["join_key"], "--name", "Bob", "--send", "hello", "--send", "über", "--json"
-    )
+        "join", server.url, room["join_key"], "--name", "Bob", "--send", "hello", "--send", "-", "--json",
+        stdin="über\n".encode(),
+    )  # fmt: skip
     assert status == 0
     assert [(line["event"], line.get("text")) for line in lines] == [
         ("room", None),
@@ -68,6 +69,15 @@ async def test_scripted_create_listen_and_join_send(server):
     )
     assert status == 0
     assert [(line["text"], line["history"]) for line in lines[1:]] == [("hello", True), ("über", True)]
+
+
+async def test_create_with_json_prints_the_room_and_exits(server):
+    status, lines, _ = await run_cli("create", server.url, "Alerts", "--password", "pw", "--json")
+    assert status == 0
+    (room,) = lines
+    assert (room["event"], room["name"], room["has_password"]) == ("room", "Alerts", True)
+    status, lines, _ = await run_cli("join", server.url, room["join_key"], "--name", "Bob", "--json")
+    assert (status, lines[0]["code"]) == (1, "wrong_password")
 
 
 async def test_refusals_and_connection_failures_exit_non_zero(server):
