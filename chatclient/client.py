@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import mimetypes
+import ssl
 import unicodedata
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -96,8 +97,10 @@ class ChatClient:
         reconnect: bool = True,
         reconnect_timeout: float = 120.0,
         max_frame: int = DEFAULT_MAX_FRAME,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
+        self.ssl_context = ssl_context  # for wss:// with a private CA; by default the system's trust store
         self.reconnect = reconnect
         self.reconnect_timeout = reconnect_timeout
         self.max_frame = max_frame
@@ -264,7 +267,8 @@ class ChatClient:
 
     async def _open(self) -> ClientConnection:
         try:
-            return await connect(self.url, max_size=self.max_frame, compression=None)
+            options: dict[str, Any] = {"ssl": self.ssl_context} if self.ssl_context else {}
+            return await connect(self.url, max_size=self.max_frame, compression=None, **options)
         except (OSError, TimeoutError, WebSocketException) as exc:
             raise ConnectionLost("connection_failed", f"cannot connect to {self.url}: {exc}") from exc
 

@@ -1,6 +1,7 @@
 """The client library against a real server process (`manage.py serve`) on a free port."""
 
 import asyncio
+import ssl
 
 import pytest
 
@@ -49,18 +50,19 @@ async def next_of(client: ChatClient, kind: type, within: float = 10) -> Event:
 class CuttableProxy:
     """A TCP proxy to the server that a test can cut off and bring back on the same port."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, tls: ssl.SSLContext | None = None) -> None:
         self.target_port = target_port
+        self.tls = tls
         self.port = 0
         self.server: asyncio.Server | None = None
         self.writers: list[asyncio.StreamWriter] = []
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/ws/"
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self.pipe, "127.0.0.1", self.port)
+        self.server = await asyncio.start_server(self.pipe, "127.0.0.1", self.port, ssl=self.tls)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def cut(self) -> None:

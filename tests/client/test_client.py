@@ -2,14 +2,21 @@
 
 import base64
 import json
+import ssl
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from chatclient import ChatError, History, Joined, Left, Message, decrypt, encrypt
-from tests.client.conftest import next_of
+from chatclient import ChatError, ConnectionLost, History, Joined, Left, Message, decrypt, encrypt
+from tests.client.conftest import CuttableProxy, next_of
 from tests.e2e.servers import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -100,3 +107,48 @@ def test_the_library_imports_nothing_from_django_or_the_server():
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context for 127.0.0.1 and the certificate a client must trust."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context, cert_path
+
+
+async def test_wss_through_a_tls_front(server, clients, tmp_path):
+    """Behind a TLS-terminating proxy, as a remote server would be: wss:// works and verifies."""
+    tls, cert_path = self_signed(tmp_path)
+    front = CuttableProxy(server.port, tls=tls)
+    await front.start()
+    assert front.url.startswith("wss://")
+    with pytest.raises(ConnectionLost) as refused:
+        await clients(front.url)  # the system does not trust this certificate
+    assert refused.value.code == "connection_failed"
+    alice = await clients(front.url, ssl_context=ssl.create_default_context(cafile=cert_path))
+    room = await alice.create_room("Secure")
+    bob = await clients()
+    await bob.join_room(room.join_key, "Bob")
+    sent = await bob.send("over TLS")
+    assert await next_of(alice, Message) == sent
