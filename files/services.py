@@ -142,7 +142,7 @@ def check_bytes(mime_type: str, data: bytes) -> None:
     )
 
 
-def scan_and_store(file_id: uuid.UUID, name: str, data: bytes) -> Blob:
+def scan_and_store(file_id: uuid.UUID, data: bytes, seat: Seat | None = None) -> Blob:
     if scan.enabled():
         try:
             signature = scan.scan(data)
@@ -152,8 +152,10 @@ def scan_and_store(file_id: uuid.UUID, name: str, data: bytes) -> Blob:
             raise ProtocolError(ErrorCode.SERVER_ERROR, message) from exc
         if signature is not None:
             audit.warning(
-                "upload refused: malware signature=%s size=%d sha256=%s",
+                "upload refused: malware signature=%s room=%s participant=%s size=%d sha256=%s",
                 signature,
+                seat and seat.room_id,
+                seat and seat.participant_id,
                 len(data),
                 hashlib.sha256(data).hexdigest(),
             )
@@ -189,7 +191,7 @@ async def share(*, seat: Seat, name: str, mime_type: str, data: bytes, now: date
     mime_type = validation.normalise_mime(mime_type)
     await workers.run(check_bytes, mime_type, data)
     await database_sync_to_async(check_quota)(room_id=seat.room_id, size=len(data), now=now)
-    blob = await workers.run(scan_and_store, uuid.uuid4(), name, data)
+    blob = await workers.run(scan_and_store, uuid.uuid4(), data, seat)
     try:
         return await database_sync_to_async(file_record)(
             seat=seat, name=name, mime_type=mime_type, blob=blob, now=now

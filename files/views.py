@@ -2,6 +2,7 @@
 
 import io
 import uuid
+from collections.abc import AsyncIterator
 
 from channels.db import database_sync_to_async
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotFound
@@ -23,9 +24,18 @@ DOWNLOAD_HEADERS = {
 }
 
 
+CHUNK = 256 * 1024
+
+
 def _not_found() -> HttpResponse:
     # One answer for unknown, expired, deleted and other rooms' files alike.
     return HttpResponseNotFound("Not found", content_type="text/plain")
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(view), CHUNK):
+        yield bytes(view[start : start + CHUNK])
 
 
 def _joined_file(file_id: uuid.UUID, rooms: list[str]) -> SharedFile | None:
@@ -47,10 +57,12 @@ async def download(request: HttpRequest, file_id: str) -> HttpResponse:
         data = await workers.run(blobs.read, file.id, file.blob)
     except FileNotFoundError:
         return _not_found()
+    # FileResponse writes the attachment headers (name encoded per RFC 6266, length);
+    # the body is then served from an async iterator, so no thread copies it out.
     response = FileResponse(
         io.BytesIO(data), as_attachment=True, filename=file.name, content_type=file.mime_type
     )
-    response["Content-Length"] = str(len(data))
+    response.streaming_content = _chunks(data)
     for name, value in DOWNLOAD_HEADERS.items():
         response[name] = value
     return response

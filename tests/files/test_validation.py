@@ -102,3 +102,18 @@ def test_size_is_checked_before_the_type():
 def test_file_message_cannot_break_its_link():
     message = validation.file_message("a](/evil)[b\r\n(c).txt", "ID")
     assert message == "[File: a/evilbc.txt](/files/ID)"
+
+
+def test_system_checks_warn_about_unusable_types_and_a_generated_key(settings):
+    from django.core.checks import run_checks
+
+    settings.FILES_ALLOWED_MIME_TYPES = ["text/plain", "image/svg+xml", "audio/flac"]
+    (warning,) = [m for m in run_checks() if m.id == "chat.W003"]
+    assert "image/svg+xml, audio/flac" in warning.msg
+    settings.FILES_ALLOWED_MIME_TYPES = ["text/plain", "image/png"]
+    assert "chat.W003" not in [m.id for m in run_checks()]
+
+    settings.FILES_ENCRYPTION_KEY = ""
+    assert "chat.W002" in [m.id for m in run_checks(include_deployment_checks=True)]
+    settings.FILES_ENCRYPTION_KEY = base64.b64encode(bytes(32)).decode()
+    assert "chat.W002" not in [m.id for m in run_checks(include_deployment_checks=True)]
