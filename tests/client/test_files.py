@@ -55,3 +55,13 @@ async def test_the_owner_stays_owner_after_reconnecting(server, clients):
     assert await next_of(alice, Reconnected) == Reconnected(room)
     await alice.delete_file(uploaded.id)
     assert await next_of(bob, FileDeleted) == FileDeleted(uploaded.id)
+
+
+async def test_a_file_of_files_max_size_fits_the_clients_frame_limit(clients):
+    """FileContent of a 10 MiB file is a ~14 MB frame, far over websockets' default 1 MiB."""
+    alice = await clients()
+    await alice.create_room("Room")
+    data = b"0123456789abcdef\n" * (10 * 1024 * 1024 // 17)
+    uploaded = await alice.upload_file(data, name="big.txt")
+    assert uploaded.size == len(data)
+    assert (await alice.download_file(uploaded.id))[1] == data
