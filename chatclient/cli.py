@@ -61,7 +61,8 @@ _BIDI_CONTROLS = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    common.add_argument("--help", action="help", help="show this help message and exit")
     common.add_argument("url", help="server address: ws://host:port/ws/ or wss://... (http(s) works too)")
     common.add_argument(
         "--password",
@@ -90,18 +91,35 @@ def build_parser() -> argparse.ArgumentParser:
         f"{EXIT_CONNECTION} connection failed or ended.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create", parents=[common], help="create a room and join it as its owner")
-    create.add_argument("room", help="room name")
+    # No -h, no abbreviations, and the last positional optional (see parse_args): a join
+    # key is url-safe base64 and may well start with "-".
+    subparser = {"parents": [common], "add_help": False, "allow_abbrev": False}
+    create = commands.add_parser("create", help="create a room and join it as its owner", **subparser)
+    create.add_argument("room", nargs="?", help="room name")
     create.add_argument("--description", default="", help="room description")
     create.add_argument("--name", help="your name in the room (default: Owner)")
-    join = commands.add_parser("join", parents=[common], help="join a room by its join key")
-    join.add_argument("join_key", help="the room's join key")
+    join = commands.add_parser("join", help="join a room by its join key", **subparser)
+    join.add_argument("join_key", nargs="?", help="the room's join key")
     join.add_argument("--name", required=True, help="your name in the room")
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """argparse, except that a room name or join key may start with "-" ("-Xa3..." is no option)."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    last = "room" if args.command == "create" else "join_key"
+    if getattr(args, last) is None and len(unknown) == 1:
+        setattr(args, last, unknown.pop())
+    if getattr(args, last) is None:
+        parser.error(f"{args.command}: the {last.replace('_', ' ')} is required")
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
@@ -121,6 +139,8 @@ async def run(args: argparse.Namespace) -> int:
         else:
             room = await client.join_room(args.join_key, args.name, args.password)
         out.entered(room, client)
+        if not (args.json or args.send or args.listen is not None or sys.stdin.isatty()):
+            args.send = ["-"]  # piped in without flags: send the lines
         if args.json or args.send or args.listen is not None:
             await scripted(client, args, out)
         else:

@@ -14,6 +14,7 @@ import termios
 import pytest
 
 from chatclient import FileShared, Joined, Left, Message
+from chatclient.cli import parse_args, ws_url
 from tests.client.conftest import next_of
 from tests.e2e.servers import ROOT
 
@@ -23,14 +24,29 @@ CLI = [sys.executable, "-m", "chatclient"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][0-9A-Za-z]|\x1b[=>78]|\r")
 
 
-async def run_cli(*args: str, stdin: bytes = b"") -> tuple[int, list[dict], str]:
-    """Run the scripted CLI to the end; returns (exit status, JSON lines, stderr)."""
+async def run_cli(*args: str, stdin: bytes = b"", parse: bool = True) -> tuple[int, list, str]:
+    """Run the CLI with pipes to the end; returns (exit status, JSON lines or text lines, stderr)."""
     process = await asyncio.create_subprocess_exec(
         *CLI, *args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(stdin), 30)
-    lines = [json.loads(line) for line in stdout.decode().splitlines()]
+    lines = [json.loads(line) if parse else line for line in stdout.decode().splitlines()]
     return process.returncode, lines, stderr.decode()
+
+
+@pytest.mark.parametrize("key", ["-hX9a", "-LXFvCHnt", "--jsonX", "plain"])
+def test_a_join_key_may_start_with_a_dash(key):
+    """Join keys are url-safe base64: "-h..." is a key, not a request for help."""
+    args = parse_args(["join", "ws://host/ws/", key, "--name", "Bob", "--json"])
+    assert (args.join_key, args.name, args.json) == (key, "Bob", True)
+    assert parse_args(["join", "--name", "Bob", "ws://host/ws/", key]).join_key == key
+
+
+def test_urls_are_taken_as_websocket_addresses():
+    assert ws_url("https://chat.example.org/ws/") == "wss://chat.example.org/ws/"
+    assert ws_url("http://127.0.0.1:8000/") == "ws://127.0.0.1:8000/"
+    assert ws_url("127.0.0.1:8000") == "ws://127.0.0.1:8000/"
+    assert ws_url("wss://chat.example.org/ws/") == "wss://chat.example.org/ws/"
 
 
 async def test_scripted_create_listen_and_join_send(server):
@@ -78,6 +94,13 @@ async def test_create_with_json_prints_the_room_and_exits(server):
     assert (room["event"], room["name"], room["has_password"]) == ("room", "Alerts", True)
     status, lines, _ = await run_cli("join", server.url, room["join_key"], "--name", "Bob", "--json")
     assert (status, lines[0]["code"]) == (1, "wrong_password")
+    # Piped in without flags: the lines are sent, and each prints once echoed.
+    status, lines, _ = await run_cli(
+        "join", server.url, room["join_key"], "--name", "Dan", "--password", "pw",
+        stdin=b"one\ntwo\n", parse=False,
+    )  # fmt: skip
+    assert status == 0
+    assert [line.split("] ", 1)[-1] for line in lines[1:]] == ["Dan: one", "Dan: two"]
 
 
 async def test_refusals_and_connection_failures_exit_non_zero(server):
