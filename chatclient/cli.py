@@ -168,15 +168,19 @@ def ws_url(url: str) -> str:
 
 
 async def scripted(client: ChatClient, args: argparse.Namespace, out: Output) -> None:
+    sent = set()
     for text in args.send:
         lines = (await asyncio.to_thread(sys.stdin.read)).splitlines() if text == "-" else [text]
         for line in lines:
-            out.event(await client.send(line))
+            message = await client.send(line)
+            sent.add(message.id)
+            out.event(message)
     if not args.listen:
         return
     heard = 0
     async for event in client.events():
-        out.event(event)
+        if not (isinstance(event, Message) and event.id in sent):  # printed when it was sent
+            out.event(event)
         messages = event.messages if isinstance(event, History) else [event]
         heard += sum(isinstance(m, Message | FileShared) and m.sender != client.name for m in messages)
         if heard >= args.listen:

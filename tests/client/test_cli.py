@@ -79,12 +79,16 @@ async def test_scripted_create_listen_and_join_send(server):
     ]
     assert heard[1]["id"] < heard[2]["id"]
 
-    # A late listener gets both from the history.
+    # A late listener gets both from the history; what it sends itself shows once.
     status, lines, _ = await run_cli(
-        "join", server.url, room["join_key"], "--name", "Carol", "--listen", "2", "--json"
+        "join", server.url, room["join_key"], "--name", "Carol", "--send", "hi all", "--listen", "2", "--json"
     )
     assert status == 0
-    assert [(line["text"], line["history"]) for line in lines[1:]] == [("hello", True), ("über", True)]
+    assert [(line["sender"], line["text"], line.get("history", False)) for line in lines[1:]] == [
+        ("Carol", "hi all", False),
+        ("Bob", "hello", True),
+        ("Bob", "über", True),
+    ]
 
 
 async def test_create_with_json_prints_the_room_and_exits(server):
