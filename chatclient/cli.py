@@ -28,6 +28,7 @@ from chatclient.events import (
     Joined,
     Left,
     Message,
+    MessageDeleted,
     Reconnected,
     Reconnecting,
     RoomInfo,
@@ -51,6 +52,7 @@ KINDS = {
     Joined: "joined",
     Left: "left",
     FileDeleted: "file_deleted",
+    MessageDeleted: "message_deleted",
     ErrorEvent: "error",
     Reconnecting: "reconnecting",
     Reconnected: "reconnected",
@@ -333,6 +335,8 @@ def describe(event: Event) -> str:
             return f"* {clean(event.name)} left"
         case FileDeleted():
             return f"* file {event.file_id} was deleted"
+        case MessageDeleted():
+            return f"* an admin deleted message {event.id}"
         case ErrorEvent():
             return f"! {event.code}: {clean(event.message)}"
         case Reconnecting():

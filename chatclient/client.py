@@ -35,6 +35,7 @@ from chatclient.events import (
     Joined,
     Left,
     Message,
+    MessageDeleted,
     Reconnected,
     Reconnecting,
     RoomInfo,
@@ -402,6 +403,8 @@ class ChatClient:
             return Left(frame["name"])
         if kind == "FileDeleted":
             return FileDeleted(frame["file_id"])
+        if kind == "MessageDeleted":
+            return MessageDeleted(frame["id"])
         if kind == "Error":
             return ErrorEvent(frame["code"], frame["message"])
         return None  # replies nobody waits for any more, and types this client does not know

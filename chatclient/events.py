@@ -83,6 +83,13 @@ class FileDeleted:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageDeleted:
+    """An admin deleted the message with this id (this server's addition to PROTOCOL.md)."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorEvent:
     """An `Error` that answers none of this client's requests (e.g. `room_closed`)."""
 
@@ -104,4 +111,15 @@ class Reconnected:
     room: RoomInfo | None
 
 
-Event = Message | FileShared | History | Joined | Left | FileDeleted | ErrorEvent | Reconnecting | Reconnected
+Event = (
+    Message
+    | FileShared
+    | History
+    | Joined
+    | Left
+    | FileDeleted
+    | MessageDeleted
+    | ErrorEvent
+    | Reconnecting
+    | Reconnected
+)

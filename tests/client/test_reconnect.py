@@ -6,7 +6,17 @@ import json
 import pytest
 from websockets.asyncio.server import serve
 
-from chatclient import ChatClient, ConnectionLost, ErrorEvent, History, Joined, Left, Message, Reconnected
+from chatclient import (
+    ChatClient,
+    ConnectionLost,
+    ErrorEvent,
+    History,
+    Joined,
+    Left,
+    Message,
+    MessageDeleted,
+    Reconnected,
+)
 from tests.client.conftest import CuttableProxy, next_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -89,6 +99,7 @@ async def test_room_closed_or_kicked_ends_the_stream_without_reconnecting(close_
         key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
         created = {"type": "RoomCreated", "room_info": room_info, "encryption_key": key, "owner_token": "t"}
         await websocket.send(json.dumps(created))
+        await websocket.send(json.dumps({"type": "MessageDeleted", "id": 3}))
         await websocket.send(json.dumps({"type": "Error", "code": code, "message": "By the admin."}))
         await websocket.close(close_code)
 
@@ -96,6 +107,7 @@ async def test_room_closed_or_kicked_ends_the_stream_without_reconnecting(close_
         port = fake.sockets[0].getsockname()[1]
         client = await ChatClient.connect(f"ws://127.0.0.1:{port}/")
         await client.create_room("Room")
+        assert await client.next_event() == MessageDeleted(3)
         assert await client.next_event() == ErrorEvent(code, "By the admin.")
         with pytest.raises(ConnectionLost) as ended:
             await client.next_event()
