@@ -6,7 +6,7 @@ import ssl
 import pytest
 
 from chatclient import ChatClient, Event
-from tests.e2e.conftest import servers, sqlite_env  # noqa: F401 (fixtures)
+from tests.e2e.conftest import servers, shared_env, sqlite_env  # noqa: F401 (fixtures)
 
 # Fast presence, so that the ghost of a connection the server lost holds its name for
 # seconds, not a minute, when a client rejoins under that name.
