@@ -16,6 +16,7 @@ from chatclient import (
     Message,
     MessageDeleted,
     Reconnected,
+    Reconnecting,
 )
 from tests.client.conftest import CuttableProxy, next_of
 
@@ -79,6 +80,20 @@ async def test_messages_sent_while_a_client_is_away_arrive_once_as_history(serve
     assert await next_of(alice, Message) == last
 
 
+# A scripted stand-in for a server, for what a real one cannot be made to do on cue.
+FAKE_ROOM = {
+    "id": "r",
+    "name": "Room",
+    "description": "",
+    "join_key": "k",
+    "has_password": False,
+    "owner": "Owner",
+    "created_at": "2026-01-01T00:00:00Z",
+}
+FAKE_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+FAKE_CREATED = {"type": "RoomCreated", "room_info": FAKE_ROOM, "encryption_key": FAKE_KEY, "owner_token": "t"}
+
+
 @pytest.mark.parametrize(("close_code", "code"), [(4000, "room_closed"), (4001, "kicked")])
 async def test_room_closed_or_kicked_ends_the_stream_without_reconnecting(close_code, code):
     """After 4000 or 4001 the client surfaces the error and does not come back."""
@@ -87,18 +102,7 @@ async def test_room_closed_or_kicked_ends_the_stream_without_reconnecting(close_
     async def handler(websocket):
         connections.append(websocket)
         await websocket.recv()  # CreateRoom
-        room_info = {
-            "id": "r",
-            "name": "Room",
-            "description": "",
-            "join_key": "k",
-            "has_password": False,
-            "owner": "Owner",
-            "created_at": "2026-01-01T00:00:00Z",
-        }
-        key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-        created = {"type": "RoomCreated", "room_info": room_info, "encryption_key": key, "owner_token": "t"}
-        await websocket.send(json.dumps(created))
+        await websocket.send(json.dumps(FAKE_CREATED))
         await websocket.send(json.dumps({"type": "MessageDeleted", "id": 3}))
         await websocket.send(json.dumps({"type": "Error", "code": code, "message": "By the admin."}))
         await websocket.close(close_code)
@@ -116,3 +120,35 @@ async def test_room_closed_or_kicked_ends_the_stream_without_reconnecting(close_
             await client.send("anyone?")
         await client.close()
     assert len(connections) == 1
+
+
+async def test_a_rejoin_carries_since_and_the_owner_token():
+    """The JoinRoom after a drop asks only for messages after the last one seen, as the owner."""
+    received = []
+
+    async def handler(websocket):
+        received.append(json.loads(await websocket.recv()))
+        if received[-1]["type"] == "CreateRoom":
+            await websocket.send(json.dumps(FAKE_CREATED))
+            sent = json.loads(await websocket.recv())
+            echo = {"type": "ChatMessage", "id": 7, "sender": "Owner", "sent_at": "2026-01-01T00:00:01Z"}
+            await websocket.send(json.dumps({**echo, "content": sent["content"]}))
+            await websocket.close(1012)  # service restart
+        else:
+            joined = {"type": "RoomJoined", "room_info": FAKE_ROOM, "encryption_key": FAKE_KEY}
+            await websocket.send(json.dumps({**joined, "participants": ["Owner"]}))
+            received.append(json.loads(await websocket.recv()))
+            await websocket.send(json.dumps({"type": "Members", "participants": ["Owner"]}))
+            await websocket.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as fake:
+        port = fake.sockets[0].getsockname()[1]
+        client = await ChatClient.connect(f"ws://127.0.0.1:{port}/")
+        room = await client.create_room("Room")
+        sent = await client.send("hello")
+        assert await client.next_event() == sent
+        assert await client.next_event() == Reconnecting(1012)
+        assert await client.next_event() == Reconnected(room)
+        await client.close()
+    rejoin = {"type": "JoinRoom", "join_key": "k", "name": "Owner", "password": None}
+    assert received[1:] == [{**rejoin, "since": 7, "owner_token": "t"}, {"type": "GetMembers"}]
