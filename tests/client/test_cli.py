@@ -208,6 +208,15 @@ async def test_terminal_chat_sends_receives_and_runs_commands(server, clients, t
     assert (said.sender, said.text) == ("Bob", "hello Alice") and said.id > earlier.id
     bob.type("//slash")
     assert (await next_of(alice, Message)).text == "/slash"
+    # A message that arrives while Bob is typing prints above his line, which survives whole.
+    os.write(bob.master, b"half a ")
+    await bob.expect("half a")
+    interruption = await alice.send("interruption")
+    await bob.expect("Alice: interruption")
+    await bob.expect("half a")  # the half-typed line, drawn again below the message
+    bob.type("line")
+    assert await next_of(alice, Message) == interruption
+    assert (await next_of(alice, Message)).text == "half a line"
 
     bob.type("/members")
     await bob.expect("Here: Alice, Bob")
