@@ -10,6 +10,7 @@ every PRESENCE_HEARTBEAT seconds and, in the same beat, marks participants whose
 
 import asyncio
 import logging
+import time
 import uuid
 
 from channels.db import database_sync_to_async
@@ -30,6 +31,8 @@ live_seats: set[int] = set()
 
 _connections = 0
 _task: asyncio.Task | None = None
+# Since when (monotonic) this process's heartbeats have been succeeding without a break.
+_beating_since: float | None = None
 
 
 def connection_opened() -> None:
@@ -50,11 +53,23 @@ def connection_closed() -> None:
 
 
 async def beat_once() -> None:
-    """One heartbeat plus sweep; announces swept ghosts to their rooms."""
+    """One heartbeat plus sweep; announces swept ghosts to their rooms.
+
+    The sweep waits until this process has been beating for PRESENCE_TIMEOUT without a
+    break: after the database was down, every process's participants look stale until
+    their own process has beaten again, and none of them may be taken for a ghost."""
+    global _beating_since
     now = timezone.now()
-    await database_sync_to_async(services.presence_heartbeat)(participant_ids=list(live_seats), now=now)
-    swept = await database_sync_to_async(services.presence_sweep)(now=now)
-    await announce_left(swept)
+    try:
+        await database_sync_to_async(services.presence_heartbeat)(participant_ids=list(live_seats), now=now)
+    except Exception:
+        _beating_since = None
+        raise
+    if _beating_since is None:
+        _beating_since = time.monotonic()
+    if time.monotonic() - _beating_since >= settings.PRESENCE_TIMEOUT:
+        swept = await database_sync_to_async(services.presence_sweep)(now=now)
+        await announce_left(swept)
     await hub.refresh()
 
 

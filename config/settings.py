@@ -62,7 +62,12 @@ def database_from_url(url: str) -> dict:
             # Django docs, "Persistent connections": under ASGI use CONN_MAX_AGE 0;
             # psycopg's pool gives the reuse back without leaking connections.
             "CONN_MAX_AGE": 0,
-            "OPTIONS": {"pool": {"min_size": 1, "max_size": 8}},
+            # A request waits at most DATABASE_POOL_TIMEOUT s for a connection: with the
+            # database down, clients get server_error in seconds instead of hanging.
+            "OPTIONS": {
+                "pool": {"min_size": 1, "max_size": 8, "timeout": env_float("DATABASE_POOL_TIMEOUT", 5)},
+                "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 5),
+            },
         }
     if parts.scheme == "sqlite":
         path = unquote(parts.path)

@@ -55,6 +55,17 @@ def files_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def steady_heartbeat():
+    """Tests that call presence.beat_once() directly run as a process that has been
+    beating for long (see the sweep's guard there)."""
+    from chat import presence
+
+    presence._beating_since = float("-inf")
+    yield
+    presence._beating_since = float("-inf")
+
+
+@pytest.fixture(autouse=True)
 def fresh_join_failures():
     """Failed-join counters are per process; each test starts with none."""
     from chat.ratelimit import _local

@@ -1,5 +1,6 @@
 """The consumer through config.asgi.application, over the in-memory and Redis layers."""
 
+import asyncio
 import base64
 from datetime import timedelta
 
@@ -405,3 +406,31 @@ async def test_a_leave_the_database_missed_ages_out_like_a_ghost(layer, monkeypa
     await presence.beat_once()
     assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
     await close_all(owner)
+
+
+async def test_after_a_database_outage_nobody_is_swept_until_every_process_could_beat(
+    layer, monkeypatch, settings
+):
+    """Participants look stale after an outage until their own process beats again."""
+    settings.PRESENCE_TIMEOUT = 0.3
+    owner, created = await create_room()
+    bob, _ = await join_room(created["room_info"]["join_key"], "Bob")
+    await owner.receive_json_from()
+    bob_id = (await Participant.objects.aget(name="Bob")).pk
+    presence.live_seats.discard(bob_id)  # as if held by another process that has not beaten yet
+
+    def database_down(**kwargs):
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(services, "presence_heartbeat", database_down)
+    with pytest.raises(RuntimeError):
+        await presence.beat_once()
+    monkeypatch.undo()
+    await Participant.objects.filter(pk=bob_id).aupdate(last_seen=timezone.now() - timedelta(hours=1))
+    await presence.beat_once()  # the database is back: beat, but no sweep yet
+    assert await owner.receive_nothing(timeout=0.2)
+    assert await Participant.objects.filter(pk=bob_id, left_at__isnull=True).aexists()
+    await asyncio.sleep(0.35)  # beating without a break for PRESENCE_TIMEOUT: sweeping again
+    await presence.beat_once()
+    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
+    await close_all(owner, bob)

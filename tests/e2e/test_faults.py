@@ -1,18 +1,23 @@
-"""Faults survived by two server processes: Redis stopped for 10 s and started again.
+"""Faults survived by two server processes: Redis, then PostgreSQL, stopped for 10 s
+and started again.
 
-The test runs its own redis-server on a free port (so the machine's stays up): while it
-is down clients get `server_error` or nothing, never a hang; every message anyone saw
-is in the history; cross-process delivery comes back by itself."""
+Each test runs its own redis-server or PostgreSQL cluster on a free port (so the
+machine's stay up): while it is down clients get `server_error` or nothing, never a
+hang; no process crashes; every message anyone saw is in the history; delivery comes
+back by itself."""
 
 import asyncio
+import os
+import pwd
 import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
 
 from tests.chat.helpers import decrypt
-from tests.e2e.servers import free_port
+from tests.e2e.servers import free_port, manage, production_env
 from tests.e2e.wsclient import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -65,6 +70,52 @@ def own_redis(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster (Debian's binaries), run as the postgres user."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.home = tempfile.mkdtemp(prefix="chat-pg-")
+        user = pwd.getpwnam("postgres")
+        os.chown(self.home, user.pw_uid, user.pw_gid)
+        self.data = os.path.join(self.home, "data")
+        self.as_postgres("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def as_postgres(self, tool: str, *args: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", f"{PG_BIN}/{tool}", *args], check=True, capture_output=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self.as_postgres("pg_ctl", "-D", self.data, "-o", options, "-l", f"{self.home}/log", "-w", "start")
+
+    def stop(self) -> None:
+        self.as_postgres("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        pg_ctl = ["runuser", "-u", "postgres", "--", f"{PG_BIN}/pg_ctl"]
+        subprocess.run([*pg_ctl, "-D", self.data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+@pytest.fixture
+def own_postgres():
+    if os.geteuid() != 0 or not os.path.exists(f"{PG_BIN}/initdb") or shutil.which("runuser") is None:
+        pytest.skip("needs root and Debian's PostgreSQL 15 binaries: the PostgreSQL fault test is not run")
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.remove()
 
 
 async def next_chat(client: Client, within: float = 10) -> dict:
@@ -120,6 +171,70 @@ async def test_redis_down_for_ten_seconds_then_back(shared_env, own_redis, serve
 
     # Every message anyone was shown is in the history.
     late = await Client.open(one.url)
+    await late.join(join_key, "Late")
+    history = {message["id"] for message in (await late.expect("History"))["messages"]}
+    assert seen <= history, seen - history
+    for client in (alice, bob, late):
+        await client.close()
+
+
+async def test_postgres_down_for_ten_seconds_then_back(own_postgres, servers, tmp_path):
+    redis_url = os.environ.get("REDIS_URL", "")
+    if not redis_url:
+        pytest.skip("REDIS_URL is not set: the PostgreSQL fault test needs two processes on Redis")
+    env = production_env(
+        DATABASE_URL=own_postgres.url,
+        REDIS_URL=redis_url,
+        CHANNEL_LAYER_PREFIX=f"pgfault-{own_postgres.port}",
+        CHAT_VAR_DIR=str(tmp_path),
+        PRESENCE_HEARTBEAT="0.5",
+        PRESENCE_TIMEOUT="2",
+        DATABASE_POOL_TIMEOUT="2",
+    )
+    manage(env, "migrate", "--noinput")
+    one, two = servers(env, 2)
+    alice = await Client.open(one.url)
+    join_key = (await alice.create())["room_info"]["join_key"]
+    bob = await Client.open(two.url)
+    await bob.join(join_key, "Bob")
+    await alice.expect("ParticipantJoined")
+    seen: set[int] = set()
+    await alice.say("before")
+    for client in (alice, bob):
+        seen.add((await next_chat(client))["id"])
+
+    own_postgres.stop()
+    down_since = time.monotonic()
+    outcomes = []
+    while time.monotonic() - down_since < 10:
+        began = time.monotonic()
+        await alice.say("while postgres is down")
+        reply = await alice.recv(within=15)  # an answer, never a hang
+        outcomes.append((reply["type"], reply.get("code"), time.monotonic() - began))
+        await asyncio.sleep(0.5)
+    assert outcomes and all(kind == "Error" and code == "server_error" for kind, code, _ in outcomes), (
+        outcomes
+    )
+    assert max(took for _, _, took in outcomes) < 10
+    own_postgres.start()
+
+    deadline = time.monotonic() + 30
+    while True:
+        await alice.say("after")
+        reply = await alice.recv(within=15)
+        if reply["type"] == "ChatMessage":
+            break
+        assert time.monotonic() < deadline, "the server did not recover"
+        await asyncio.sleep(0.5)
+    seen.add(reply["id"])
+    assert decrypt(bob.key, (await bob.expect("ChatMessage", within=10))["content"]) == "after"
+    for server in (one, two):
+        assert server.process.poll() is None
+    # Nobody was taken for a ghost because the database was away.
+    await asyncio.sleep(3)
+    assert await alice.members() == ["Owner", "Bob"]
+
+    late = await Client.open(two.url)
     await late.join(join_key, "Late")
     history = {message["id"] for message in (await late.expect("History"))["messages"]}
     assert seen <= history, seen - history
