@@ -8,6 +8,7 @@ from collections import deque
 
 import redis.asyncio as redis
 from django.conf import settings
+from redis.asyncio.sentinel import Sentinel
 
 
 class TokenBucket:
@@ -78,8 +79,8 @@ class RedisJoinFailures:
 
     WINDOW = 60.0
 
-    def __init__(self, url: str, prefix: str) -> None:
-        self.url = url
+    def __init__(self, host: str | dict, prefix: str) -> None:
+        self.host = host  # a URL, or channels_redis's {"sentinels": ..., "master_name": ...}
         self.prefix = prefix
         # redis.asyncio clients belong to the event loop that made them.
         self.clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -88,7 +89,13 @@ class RedisJoinFailures:
         loop = asyncio.get_running_loop()
         client = self.clients.get(loop)
         if client is None:
-            client = self.clients[loop] = redis.from_url(self.url)
+            if isinstance(self.host, dict) and "sentinels" in self.host:
+                sentinel = Sentinel(self.host["sentinels"])
+                client = sentinel.master_for(self.host["master_name"])
+            else:
+                url = self.host if isinstance(self.host, str) else self.host["address"]
+                client = redis.from_url(url)
+            self.clients[loop] = client
         return client
 
     def key(self, address: str) -> str:
@@ -121,8 +128,8 @@ def join_failures() -> JoinFailures | RedisJoinFailures:
         return _local
     config = layer.get("CONFIG", {})
     host = config.get("hosts", ["redis://127.0.0.1:6379/0"])[0]
-    url = host if isinstance(host, str) else host.get("address", "redis://127.0.0.1:6379/0")
-    place = (url, config.get("prefix", "asgi"))
+    prefix = config.get("prefix", "asgi")
+    place = (repr(host), prefix)
     if place not in _shared:
-        _shared[place] = RedisJoinFailures(*place)
+        _shared[place] = RedisJoinFailures(host, prefix)
     return _shared[place]

@@ -44,6 +44,8 @@ from chatclient.events import (
 # Room history (100 messages of up to 64 Ki characters) and a FileContent of a 10 MiB
 # file (base64) are far above websockets' default 1 MiB frame limit.
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024
+# Message ids remembered to drop repeats (History and live can both hold one).
+SEEN_IDS = 10_000
 # Close codes after which reconnecting cannot help (PROTOCOL.md, Transport).
 FINAL_CLOSE_CODES = {4000: "room_closed", 4001: "kicked", 1008: "abuse", 1009: "frame_too_large"}
 # Rejoin refusals worth retrying: a ghost of the old connection may hold the name until
@@ -112,6 +114,7 @@ class ChatClient:
         self._seat: _Seat | None = None
         self._joining: _Seat | None = None
         self._last_id = 0
+        self._seen: set[int] = set()
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -387,6 +390,7 @@ class ChatClient:
             seat = _Seat(self.room.join_key, self.room.owner, seat.password)
         if self._joining is not None:  # a new room, not a rejoin: ids start over
             self._last_id = 0
+            self._seen = set()
         self._seat, self._joining = seat, None
         self.name = unicodedata.normalize("NFC", seat.name).strip()
 
@@ -410,10 +414,14 @@ class ChatClient:
         return None  # replies nobody waits for any more, and types this client does not know
 
     def _is_new(self, message_id: int) -> bool:
-        # Ids only grow within a room and arrive in order, so "above the last" is "unseen".
-        if message_id <= self._last_id:
+        # Ids only grow within a room, but with several server processes a message can
+        # overtake an older one: remember the ids seen rather than only the last.
+        if message_id in self._seen:
             return False
-        self._last_id = message_id
+        self._seen.add(message_id)
+        if len(self._seen) > SEEN_IDS:
+            self._seen = set(sorted(self._seen)[-SEEN_IDS // 2 :])
+        self._last_id = max(self._last_id, message_id)
         return True
 
     def _message(self, frame: dict[str, Any]) -> Message | FileShared:

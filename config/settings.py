@@ -161,12 +161,22 @@ CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 10000)
 # Frames that may wait for one socket; a client that stops reading past this is
 # closed with 4002 instead of growing server memory.
 WS_SEND_QUEUE_LIMIT = env_int("WS_SEND_QUEUE_LIMIT", 1000)
-if REDIS_URL:
+# Redis behind Sentinel (failover): "host:port,host:port" of the sentinels, and the
+# name they know the primary by. Takes the place of REDIS_URL.
+REDIS_SENTINELS = [
+    (host, int(port)) for host, _, port in (item.rpartition(":") for item in env_list("REDIS_SENTINELS", ""))
+]
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "mymaster")
+if REDIS_URL or REDIS_SENTINELS:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                "hosts": [
+                    {"sentinels": REDIS_SENTINELS, "master_name": REDIS_SENTINEL_MASTER}
+                    if REDIS_SENTINELS
+                    else REDIS_URL
+                ],
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_CAPACITY,
             },
