@@ -1,10 +1,15 @@
 """What a person does on the page, as Playwright steps (by visible labels and roles)."""
 
+import base64
+import json
+import os
 import re
 import sqlite3
 from pathlib import Path
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from playwright.sync_api import Page, expect
+from websockets.sync.client import connect
 
 
 def create_room(page: Page, name: str, owner: str, password: str = "", description: str = "") -> str:
@@ -51,3 +56,54 @@ def stored_contents(env: dict[str, str]) -> list[str]:
     """Every chat content the server stored (the SQLite file of `sqlite_env`)."""
     with sqlite3.connect(Path(env["CHAT_VAR_DIR"]) / "db.sqlite3") as db:
         return [row[0] for row in db.execute("SELECT content FROM chat_message ORDER BY id")]
+
+
+def encrypt(key_b64: str, text: str) -> str:
+    """What the Python client sends: base64(nonce || ciphertext || tag), cryptography's AESGCM."""
+    nonce = os.urandom(12)
+    sealed = AESGCM(base64.b64decode(key_b64)).encrypt(nonce, text.encode(), None)
+    return base64.b64encode(nonce + sealed).decode()
+
+
+def decrypt(key_b64: str, content: str) -> str:
+    raw = base64.b64decode(content)
+    return AESGCM(base64.b64decode(key_b64)).decrypt(raw[:12], raw[12:], None).decode()
+
+
+class PythonClient:
+    """A plain websocket client (no browser, no Origin), as the Python client library is."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.key = ""
+
+    def __enter__(self) -> "PythonClient":
+        self.socket = connect(self.url, max_size=None, compression=None).__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.socket.__exit__(*exc_info)
+
+    def send(self, **frame) -> None:
+        self.socket.send(json.dumps(frame))
+
+    def expect(self, kind: str, within: float = 10, **fields) -> dict:
+        """The next frame of type `kind` (with these field values), skipping other frames."""
+        while True:
+            frame = json.loads(self.socket.recv(timeout=within))
+            if frame["type"] == kind and all(frame.get(k) == v for k, v in fields.items()):
+                return frame
+            assert frame["type"] != "Error", f"expected {kind}, got {frame}"
+
+    def join(self, join_key: str, name: str, password: str | None = None) -> dict:
+        self.send(type="JoinRoom", join_key=join_key, name=name, password=password)
+        joined = self.expect("RoomJoined")
+        self.key = joined["encryption_key"]
+        return joined
+
+    def say(self, text: str) -> None:
+        self.send(type="ChatMessage", content=encrypt(self.key, text))
+
+
+def join_key_of(link: str) -> str:
+    return link.rstrip("/").rsplit("/", 1)[1]
