@@ -69,6 +69,12 @@ def server(sqlite_env, servers):  # noqa: F811
 
 
 @pytest.fixture
+def server_with(sqlite_env, servers):  # noqa: F811
+    """`server_with(CHAT_MAX_CONTENT="200", ...)`: a `serve` with these settings."""
+    return lambda command="serve", **settings: servers({**sqlite_env, **settings}, command=command)[0]
+
+
+@pytest.fixture
 def new_page(browser):
     """Open pages, each in its own context (its own cookies, like another person)."""
     contexts = []
