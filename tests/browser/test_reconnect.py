@@ -1,0 +1,49 @@
+"""The page survives a server restart: it says so, rejoins with `since`, loses nothing."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.pages import PythonClient, create_room, decrypt, expect_members, join_key_of, say
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def test_page_reconnects_after_restart_and_shows_missed_messages_once(server_with, new_page):
+    # Fast presence, so a participant the old process could not sign out frees its name quickly.
+    server = server_with(PRESENCE_HEARTBEAT="0.5", PRESENCE_TIMEOUT="2")
+    alice = new_page(server.http)
+    link = create_room(alice, "Sturdy", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        bob.say("before")
+        expect(alice.locator("#messages li .text")).to_have_text(["before"])
+
+        # The page may not reconnect before Bob has spoken: keep it offline meanwhile.
+        alice.context.set_offline(True)
+        server.stop()
+        expect(alice.locator("#status")).to_have_text(re.compile("Connection lost. Reconnecting"))
+    server.start()
+
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        bob.say("missed one")
+        bob.say("missed two")
+        bob.expect("ChatMessage", sender="Bob")
+        bob.expect("ChatMessage", sender="Bob")
+        expect(alice.locator("#status")).to_have_text(re.compile("Connection lost"))
+        alice.context.set_offline(False)
+
+        expect(alice.locator("#status")).to_have_text("Reconnected to Sturdy.", timeout=30000)
+        expect(alice.locator("#messages li .text")).to_have_text(["before", "missed one", "missed two"])
+        expect_members(alice, "Bob", "Alice (you)")  # join order: Bob was back first
+        say(alice, "back again")
+        received = bob.expect("ChatMessage", sender="Alice")
+        assert decrypt(bob.key, received["content"]) == "back again"
+        bob.say("live after")
+        expect(alice.locator("#messages li .text")).to_have_text(
+            ["before", "missed one", "missed two", "back again", "live after"]
+        )
+    # The page rejoined with the owner token: it still shows the share link of an owner.
+    expect(alice.get_by_label("Share link")).to_have_value(link)
