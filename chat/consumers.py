@@ -14,6 +14,7 @@ from chat.errors import ErrorCode, ProtocolError
 from chat.hub import Outbox, hub, publish
 from chat.ratelimit import SlidingWindow, TokenBucket, join_failures
 from chat.security import client_address, session_key_of
+from files import services as files
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.seat = None
         self.chat_bucket = TokenBucket(settings.CHAT_RATE_BURST, settings.CHAT_RATE_SUSTAINED)
         self.refusals = SlidingWindow(settings.ABUSE_WINDOW)
+        self.uploads = SlidingWindow(60)
         self.outbox = Outbox(self.send_text, self.close_with)
         await self.accept()
         presence.connection_opened()
@@ -190,9 +192,31 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.require_room()
         await self.leave()
 
-    async def file_operation(self, command: Any) -> None:
-        self.require_room()
-        raise ProtocolError(ErrorCode.SERVER_ERROR, "File sharing is not enabled on this server yet.")
+    async def upload_file(self, command: protocol.UploadFile) -> None:
+        # Strict base64 is a field rule, so it is checked before the room (PROTOCOL.md).
+        data = await files.decode(command.content)
+        seat = self.require_room()
+        if self.uploads.add() > settings.FILES_UPLOADS_PER_MINUTE:
+            raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many uploads; wait a minute.")
+        now = timezone.now()
+        shared = await files.share(
+            seat=seat, name=command.name, mime_type=command.mime_type, data=data, now=now
+        )
+        self.send_json(protocol.file_uploaded_message(files.metadata(shared)))
+        link = protocol.chat_message(shared.message_id, seat.name, shared.link_message, now)
+        await publish(seat.group, link, message_id=shared.message_id)
+
+    async def get_file(self, command: protocol.GetFile) -> None:
+        seat = self.require_room()
+        # One file frame in flight per socket: a client that does not read its
+        # downloads holds at most one of them in server memory.
+        await self.outbox.drained()
+        self.outbox.put(await files.fetch(seat=seat, file_id=command.file_id, now=timezone.now()))
+
+    async def delete_file(self, command: protocol.DeleteFile) -> None:
+        seat = self.require_room()
+        deleted = await files.delete(seat=seat, file_id=command.file_id, now=timezone.now())
+        await publish(seat.group, protocol.file_deleted_message(str(deleted.id)))
 
     # --- Helpers ------------------------------------------------------------------
 
@@ -243,7 +267,7 @@ HANDLERS: dict[type, Callable[[ChatConsumer, Any], Awaitable[None]]] = {
     protocol.ChatMessage: ChatConsumer.chat_message,
     protocol.GetMembers: ChatConsumer.get_members,
     protocol.LeaveRoom: ChatConsumer.leave_room,
-    protocol.UploadFile: ChatConsumer.file_operation,
-    protocol.GetFile: ChatConsumer.file_operation,
-    protocol.DeleteFile: ChatConsumer.file_operation,
+    protocol.UploadFile: ChatConsumer.upload_file,
+    protocol.GetFile: ChatConsumer.get_file,
+    protocol.DeleteFile: ChatConsumer.delete_file,
 }

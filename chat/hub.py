@@ -46,6 +46,9 @@ class Outbox:
         self.stale: Callable[[dict], bool] | None = None
         self.limit = settings.WS_SEND_QUEUE_LIMIT
         self.wakeup = asyncio.Event()
+        # Set while nothing waits to be written (see `drained`).
+        self.idle = asyncio.Event()
+        self.idle.set()
         self.task = asyncio.get_running_loop().create_task(self._write())
 
     def put(self, text: str) -> None:
@@ -55,6 +58,7 @@ class Outbox:
             self.put_close(CLOSE_TOO_SLOW)
             return
         self.frames.append(text)
+        self.idle.clear()
         self.wakeup.set()
 
     def put_broadcast(self, event: dict) -> None:
@@ -67,6 +71,7 @@ class Outbox:
     def put_close(self, code: int) -> None:
         """Close the socket once every frame queued before has been written."""
         self.frames.append(code)
+        self.idle.clear()
         self.wakeup.set()
 
     def hold(self) -> None:
@@ -84,6 +89,11 @@ class Outbox:
     def stop(self) -> None:
         self.task.cancel()
 
+    async def drained(self) -> None:
+        """Wait until every queued frame has been written (or the socket is gone):
+        one big frame at a time then waits for the client to read the last one."""
+        await self.idle.wait()
+
     async def _write(self) -> None:
         try:
             while True:
@@ -96,11 +106,15 @@ class Outbox:
                         await self.close(frame)
                         return
                     await self.send(frame)
+                if not self.frames:
+                    self.idle.set()
         except asyncio.CancelledError:
             raise
         except Exception:
             # The socket went away mid-write; its disconnect handler cleans up.
             logger.debug("outbox: write failed", exc_info=True)
+        finally:
+            self.idle.set()
 
 
 class Hub:

@@ -8,15 +8,10 @@ threads beside the event loop and the database thread. PBKDF2 at Django's defaul
 1,000,000 iterations costs ~0.24 s per check, which caps joins at ~8/s.
 """
 
-import asyncio
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 from django.conf import settings
 from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
 
-_executor: ThreadPoolExecutor | None = None
+from chat.workers import Workers
 
 
 class RoomPasswordHasher(Argon2PasswordHasher):
@@ -47,23 +42,10 @@ def password_matches(password: str | None, encoded: str) -> bool:
     return RoomPasswordHasher().verify(password, encoded)
 
 
-def _lower_priority() -> None:
-    # Linux applies nice per thread: the event loop's thread then always wins the CPU
-    # over a storm of hashes, so chat in other rooms keeps its latency.
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):
-        pass
+_workers = Workers("password-hash", "PASSWORD_HASH_THREADS")
 
 
 async def off_loop(function, *args):
     """Run a password function in the low-priority hashing threads
     (PASSWORD_HASH_THREADS of them), never on the loop or the database thread."""
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(
-            max_workers=settings.PASSWORD_HASH_THREADS,
-            thread_name_prefix="password-hash",
-            initializer=_lower_priority,
-        )
-    return await asyncio.get_running_loop().run_in_executor(_executor, function, *args)
+    return await _workers.run(function, *args)

@@ -339,5 +339,13 @@ def participant_joined_message(name: str) -> dict:
     return {"type": "ParticipantJoined", "name": name}
 
 
+def file_uploaded_message(metadata: dict) -> dict:
+    return {"type": "FileUploaded", "metadata": metadata}
+
+
+def file_deleted_message(file_id: str) -> dict:
+    return {"type": "FileDeleted", "file_id": file_id}
+
+
 def participant_left_message(name: str) -> dict:
     return {"type": "ParticipantLeft", "name": name}

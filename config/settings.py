@@ -216,10 +216,13 @@ LOGGING = {
 
 # --- Protocol limits (PROTOCOL.md, "Limits"); read where used, never at import. ---
 FILES_MAX_SIZE = env_int("FILES_MAX_SIZE", 10 * 1024 * 1024)
-FILES_ALLOWED_MIME_TYPES = env_list(
-    "FILES_ALLOWED_MIME_TYPES",
-    "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,application/zip",
-)
+FILES_ALLOWED_MIME_TYPES = [
+    item.lower()
+    for item in env_list(
+        "FILES_ALLOWED_MIME_TYPES",
+        "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,application/zip",
+    )
+]
 FILES_TTL = env_int("FILES_TTL", 86400)
 FILES_ROOM_QUOTA = env_int("FILES_ROOM_QUOTA", 100 * 1024 * 1024)
 FILES_UPLOADS_PER_MINUTE = env_int("FILES_UPLOADS_PER_MINUTE", 10)
@@ -230,6 +233,25 @@ JOIN_FAILURES_PER_MINUTE = env_int("JOIN_FAILURES_PER_MINUTE", 5)
 CHAT_HISTORY_LIMIT = env_int("CHAT_HISTORY_LIMIT", 100)
 # base64 of FILES_MAX_SIZE plus 64 KiB for the JSON around it.
 WS_MAX_FRAME = env_int("WS_MAX_FRAME", 4 * ((FILES_MAX_SIZE + 2) // 3) + 64 * 1024)
+
+# --- Files at rest (files/blobs.py) ---
+# Private directory of the encrypted blobs: outside any web root, never served directly.
+FILES_ROOT = Path(env_str("FILES_ROOT", str(VAR_DIR / "files")))
+# base64 of 32 bytes: the AES-256-GCM key of the blobs. Unset: a key generated once into
+# FILES_KEY_FILE (development; chat.W002 asks production to set it).
+FILES_ENCRYPTION_KEY = env_str("FILES_ENCRYPTION_KEY", "")
+FILES_KEY_FILE = Path(env_str("FILES_KEY_FILE", str(VAR_DIR / "files.key")))
+# Blobs without a row are removed by purge_files once older than this (an upload in
+# flight writes its blob just before its row).
+FILES_ORPHAN_GRACE = env_float("FILES_ORPHAN_GRACE", 3600)
+# Threads that decode, hash and encrypt files beside the event loop.
+FILES_WORK_THREADS = env_int("FILES_WORK_THREADS", 1)
+# Malware scanning: off unless a clamd is configured (unix socket, or host and port).
+CLAMAV_SOCKET = env_str("CLAMAV_SOCKET", "")
+CLAMAV_HOST = env_str("CLAMAV_HOST", "")
+CLAMAV_PORT = env_int("CLAMAV_PORT", 3310)
+CLAMAV_TIMEOUT = env_float("CLAMAV_TIMEOUT", 30)
+
 # 51st rate-limited frame within this window closes the socket with 1008.
 ABUSE_RATE_LIMITED_FRAMES = env_int("ABUSE_RATE_LIMITED_FRAMES", 50)
 ABUSE_WINDOW = env_float("ABUSE_WINDOW", 10)

@@ -2,10 +2,12 @@ from django.contrib import admin
 from django.urls import path
 
 from chat import views
+from files import views as file_views
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("rooms/<str:join_key>/", views.index, name="room"),
+    path("files/<str:file_id>", file_views.download, name="file"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

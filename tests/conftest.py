@@ -47,6 +47,14 @@ async def layer(request, settings):
 
 
 @pytest.fixture(autouse=True)
+def files_root(settings, tmp_path):
+    """Every test stores file blobs (and the generated key) in its own folder."""
+    settings.FILES_ROOT = tmp_path / "files"
+    settings.FILES_KEY_FILE = tmp_path / "files.key"
+    return settings.FILES_ROOT
+
+
+@pytest.fixture(autouse=True)
 def fresh_join_failures():
     """Failed-join counters are per process; each test starts with none."""
     from chat.ratelimit import join_failures

@@ -1,0 +1,124 @@
+"""File contents at rest: AES-256-GCM blobs with random names in FILES_ROOT.
+
+A blob is `version (1 byte) || nonce (12) || ciphertext || tag (16)`, sealed with the
+file's id as associated data, so a blob cannot be passed off as another file's. The
+key comes from FILES_ENCRYPTION_KEY; without it a key is generated once into
+FILES_KEY_FILE (mode 0600), which suits a laptop and is flagged by `check --deploy`.
+"""
+
+import base64
+import binascii
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from functools import cache
+from uuid import UUID
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage
+from django.db import transaction
+
+VERSION = b"\x01"
+NONCE_BYTES = 12
+
+
+def storage() -> FileSystemStorage:
+    """Django's storage API over the private directory; files 0600, folders 0700."""
+    return FileSystemStorage(
+        location=settings.FILES_ROOT,
+        base_url=None,
+        file_permissions_mode=0o600,
+        directory_permissions_mode=0o700,
+    )
+
+
+@cache
+def _key(configured: str, key_file: str) -> AESGCM:
+    if configured:
+        try:
+            raw = base64.b64decode(configured, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ImproperlyConfigured("FILES_ENCRYPTION_KEY must be base64 of 32 bytes.") from exc
+    else:
+        raw = _development_key(key_file)
+    if len(raw) != 32:
+        raise ImproperlyConfigured("FILES_ENCRYPTION_KEY must be base64 of 32 bytes.")
+    return AESGCM(raw)
+
+
+def _development_key(key_file: str) -> bytes:
+    """Read the generated key, or create it once (atomically, mode 0600)."""
+    try:
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(key_file, "rb") as handle:
+            return base64.b64decode(handle.read().strip())
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(base64.b64encode(os.urandom(32)) + b"\n")
+    with open(key_file, "rb") as handle:
+        return base64.b64decode(handle.read().strip())
+
+
+def cipher() -> AESGCM:
+    os.makedirs(os.path.dirname(settings.FILES_KEY_FILE), exist_ok=True)
+    return _key(settings.FILES_ENCRYPTION_KEY, str(settings.FILES_KEY_FILE))
+
+
+def seal(file_id: UUID, data: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return VERSION + nonce + cipher().encrypt(nonce, data, file_id.bytes)
+
+
+def open_sealed(file_id: UUID, blob: bytes) -> bytes:
+    if blob[:1] != VERSION:
+        raise ValueError("unknown blob version")
+    nonce = blob[1 : 1 + NONCE_BYTES]
+    return cipher().decrypt(nonce, blob[1 + NONCE_BYTES :], file_id.bytes)
+
+
+def new_name() -> str:
+    """Random, never derived from the user's file name; two-level fan-out."""
+    token = secrets.token_hex(16)
+    return f"{token[:2]}/{token}"
+
+
+def write(file_id: UUID, data: bytes) -> str:
+    """Encrypt and store `data`; returns the blob's name."""
+    return storage().save(new_name(), ContentFile(seal(file_id, data)))
+
+
+def read(file_id: UUID, name: str) -> bytes:
+    with storage().open(name, "rb") as handle:
+        return open_sealed(file_id, handle.read())
+
+
+def remove(name: str) -> None:
+    storage().delete(name)
+
+
+def remove_on_commit(names: list[str]) -> None:
+    """Delete blobs once the transaction that dropped their rows has committed."""
+
+    def remove_all() -> None:
+        for name in names:
+            remove(name)
+
+    transaction.on_commit(remove_all)
+
+
+def stored(older_than: float | None = None) -> Iterator[str]:
+    """Names of every blob in FILES_ROOT, optionally only those older than `older_than` s."""
+    root = settings.FILES_ROOT
+    if not os.path.isdir(root):
+        return
+    cutoff = None if older_than is None else time.time() - older_than
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            if cutoff is not None and os.path.getmtime(path) > cutoff:
+                continue
+            yield os.path.relpath(path, root).replace(os.sep, "/")

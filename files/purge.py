@@ -1,0 +1,116 @@
+"""Removing expired and deleted files, and blobs no row refers to (`manage.py purge_files`)."""
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import transaction
+
+from chat.hub import publish
+from chat.models import room_group
+from chat.protocol import file_deleted_message
+from files import blobs
+from files.models import SharedFile
+
+LOCK_NAME = ".purge.lock"
+
+
+class PurgeRunning(Exception):
+    """Another purge holds the lock on this machine."""
+
+
+@dataclass
+class PurgeReport:
+    dry_run: bool
+    expired: int = 0
+    deleted: int = 0
+    size: int = 0
+    orphans: list[str] = field(default_factory=list)
+    rooms_told: int = 0
+
+    @property
+    def nothing(self) -> bool:
+        return not (self.expired or self.deleted or self.orphans)
+
+    def line(self) -> str:
+        label = "purge_files (dry run)" if self.dry_run else "purge_files"
+        if self.nothing:
+            return f"{label}: nothing to do"
+        remove, tell = ("would remove", "would tell") if self.dry_run else ("removed", "told")
+        files = self.expired + self.deleted
+        return (
+            f"{label}: {remove} {files} file{'s' * (files != 1)} ({self.expired} expired, "
+            f"{self.deleted} deleted, {self.size} bytes) and {len(self.orphans)} orphaned "
+            f"blob{'s' * (len(self.orphans) != 1)}; {tell} {self.rooms_told} "
+            f"room{'s' * (self.rooms_told != 1)} of files removed before their time"
+        )
+
+
+@contextmanager
+def machine_lock() -> Iterator[None]:
+    """One purge at a time per FILES_ROOT (on PostgreSQL rows are also locked, so
+    purges on several machines never take the same file)."""
+    root = Path(settings.FILES_ROOT)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(root / LOCK_NAME, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PurgeRunning from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def purge(*, now: datetime, dry_run: bool = False) -> PurgeReport:
+    """Delete purgeable rows in one transaction (their blobs once it commits), then
+    blobs without a row older than FILES_ORPHAN_GRACE, then tell connected rooms
+    about files removed before their time."""
+    report = PurgeReport(dry_run=dry_run)
+    with machine_lock():
+        with transaction.atomic():
+            doomed = list(
+                SharedFile.objects.purgeable(now)
+                .select_for_update(skip_locked=True)
+                .only("id", "room_id", "blob", "size", "expires_at", "deleted_at")
+            )
+            for file in doomed:
+                if file.expires_at <= now:
+                    report.expired += 1
+                else:
+                    report.deleted += 1
+                report.size += file.size
+            if not dry_run and doomed:
+                SharedFile.objects.filter(pk__in=[file.pk for file in doomed]).delete()
+                blobs.remove_on_commit([file.blob for file in doomed])
+        report.orphans = orphans()
+        if not dry_run:
+            for name in report.orphans:
+                blobs.remove(name)
+    early = [file for file in doomed if file.expires_at > now]
+    report.rooms_told = len({file.room_id for file in early})
+    if not dry_run and early:
+        async_to_sync(announce)(early)
+    return report
+
+
+def orphans() -> list[str]:
+    known = set(SharedFile.objects.values_list("blob", flat=True))
+    return [
+        name
+        for name in blobs.stored(older_than=settings.FILES_ORPHAN_GRACE)
+        if name not in known and not os.path.basename(name).startswith(".")
+    ]
+
+
+async def announce(files: list[SharedFile]) -> None:
+    """FileDeleted through the channel layer, so every server process hears it."""
+    for file in files:
+        await publish(room_group(file.room_id), file_deleted_message(str(file.id)))

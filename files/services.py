@@ -1,0 +1,216 @@
+"""Sharing, fetching and deleting files: what the consumer, the HTTP view and the
+admin call.
+
+Database work is plain sync functions (run through `database_sync_to_async`); the
+CPU-heavy steps (base64, sha256, AES-GCM, clamd) run in the low-priority file workers,
+never on the event loop. `share`, `fetch` and `delete` put the two together.
+"""
+
+import base64
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+
+from chat import sql
+from chat.errors import ErrorCode, ProtocolError
+from chat.models import Message, Room
+from chat.protocol import encode, iso
+from chat.services import Seat
+from chat.workers import Workers
+from files import blobs, scan, validation
+from files.models import SharedFile
+
+logger = logging.getLogger(__name__)
+audit = logging.getLogger("files.audit")
+
+workers = Workers("file-work", "FILES_WORK_THREADS")
+
+# Encode in slices so the thread doing it lets go of the GIL between them.
+_ENCODE_SLICE = 192 * 1024  # a multiple of 3
+
+
+def not_found() -> ProtocolError:
+    return ProtocolError(ErrorCode.FILE_NOT_FOUND)
+
+
+def parse_file_id(value: str) -> uuid.UUID:
+    """An id that is not a valid id is `file_not_found` (PROTOCOL.md)."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise not_found() from None
+
+
+def metadata(file: SharedFile) -> dict:
+    return {
+        "id": str(file.id),
+        "name": file.name,
+        "mime_type": file.mime_type,
+        "size": file.size,
+        "expires_at": iso(file.expires_at),
+    }
+
+
+# --- Database steps (sync) ----------------------------------------------------------
+
+
+def live_file(*, room_id: uuid.UUID, file_id: uuid.UUID, now: datetime) -> SharedFile:
+    """A live file of this room, or `file_not_found` for anything else."""
+    file = SharedFile.objects.live(now).filter(room_id=room_id, pk=file_id).first()
+    if file is None:
+        raise not_found()
+    return file
+
+
+def quota_used(*, room_id: uuid.UUID, now: datetime) -> int:
+    used = SharedFile.objects.live(now).filter(room_id=room_id).aggregate(total=Sum("size"))["total"]
+    return used or 0
+
+
+def check_quota(*, room_id: uuid.UUID, size: int, now: datetime) -> None:
+    if quota_used(room_id=room_id, now=now) + size > settings.FILES_ROOM_QUOTA:
+        raise ProtocolError(ErrorCode.QUOTA_EXCEEDED)
+
+
+@dataclass(frozen=True)
+class Blob:
+    file_id: uuid.UUID
+    name: str
+    size: int
+    sha256: str
+
+
+def file_record(*, seat: Seat, name: str, mime_type: str, blob: Blob, now: datetime) -> SharedFile:
+    """Record an uploaded file and its file message in one transaction.
+
+    The room row is locked (PostgreSQL) so that concurrent uploads cannot pass the
+    quota together; a closed room stores nothing."""
+    with transaction.atomic():
+        room = Room.objects.select_for_update().filter(pk=seat.room_id, closed_at__isnull=True).first()
+        if room is None:
+            raise ProtocolError(ErrorCode.ROOM_CLOSED)
+        check_quota(room_id=seat.room_id, size=blob.size, now=now)
+        content = validation.file_message(name, str(blob.file_id))
+        message_id = sql.insert_into_open_room(
+            Message, seat.room_id, sender=seat.name, content=content, sent_at=now
+        )
+        return SharedFile.objects.create(
+            id=blob.file_id,
+            room_id=seat.room_id,
+            uploader_id=seat.participant_id,
+            uploader_name=seat.name,
+            name=name,
+            mime_type=mime_type,
+            size=blob.size,
+            sha256=blob.sha256,
+            blob=blob.name,
+            message_id=message_id,
+            created_at=now,
+            expires_at=now + timedelta(seconds=settings.FILES_TTL),
+        )
+
+
+def file_delete(*, seat: Seat, file_id: uuid.UUID, now: datetime) -> SharedFile:
+    """Mark a file deleted (its uploader's seat or an owner); the blob goes on commit."""
+    with transaction.atomic():
+        file = (
+            SharedFile.objects.select_for_update().live(now).filter(room_id=seat.room_id, pk=file_id).first()
+        )
+        if file is None:
+            raise not_found()
+        if not (seat.is_owner or file.uploader_id == seat.participant_id):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "Only the uploader or the room owner can delete a file.")
+        file.deleted_at = now
+        file.save(update_fields=["deleted_at"])
+        blobs.remove_on_commit([file.blob])
+    return file
+
+
+# --- CPU steps (run in the file workers) ---------------------------------------------
+
+
+def check_bytes(mime_type: str, data: bytes) -> None:
+    validation.check_upload(
+        mime_type, data, max_size=settings.FILES_MAX_SIZE, allowed=settings.FILES_ALLOWED_MIME_TYPES
+    )
+
+
+def scan_and_store(file_id: uuid.UUID, data: bytes, seat: Seat | None = None) -> Blob:
+    if scan.enabled():
+        try:
+            signature = scan.scan(data)
+        except scan.ScannerUnavailable as exc:
+            logger.exception("upload refused: the malware scanner is unavailable")
+            message = "The malware scanner is unavailable; try again later."
+            raise ProtocolError(ErrorCode.SERVER_ERROR, message) from exc
+        if signature is not None:
+            audit.warning(
+                "upload refused: malware signature=%s room=%s participant=%s size=%d sha256=%s",
+                signature,
+                seat and seat.room_id,
+                seat and seat.participant_id,
+                len(data),
+                hashlib.sha256(data).hexdigest(),
+            )
+            raise ProtocolError(ErrorCode.FORBIDDEN, "The file was refused by the malware scanner.")
+    digest = hashlib.sha256(data).hexdigest()
+    return Blob(file_id=file_id, name=blobs.write(file_id, data), size=len(data), sha256=digest)
+
+
+def encode_content(data: bytes) -> str:
+    return "".join(
+        base64.b64encode(data[start : start + _ENCODE_SLICE]).decode("ascii")
+        for start in range(0, len(data), _ENCODE_SLICE)
+    )
+
+
+def file_content_frame(file: SharedFile) -> str:
+    """The whole `FileContent` frame, built around the base64 without re-scanning it."""
+    content = encode_content(blobs.read(file.id, file.blob))
+    head = encode({"type": "FileContent", "metadata": metadata(file)})
+    return f'{head[:-1]},"content":"{content}"}}'
+
+
+# --- What the consumer calls (async) --------------------------------------------------
+
+
+async def decode(content: str) -> bytes:
+    """Strict base64 of an upload, decoded beside the loop; `invalid_field` if not."""
+    return await workers.run(validation.decode_base64, content)
+
+
+async def share(*, seat: Seat, name: str, mime_type: str, data: bytes, now: datetime) -> SharedFile:
+    """Validate and store an upload, in PROTOCOL.md's order: size, type, quota."""
+    mime_type = validation.normalise_mime(mime_type)
+    await workers.run(check_bytes, mime_type, data)
+    await database_sync_to_async(check_quota)(room_id=seat.room_id, size=len(data), now=now)
+    blob = await workers.run(scan_and_store, uuid.uuid4(), data, seat)
+    try:
+        return await database_sync_to_async(file_record)(
+            seat=seat, name=name, mime_type=mime_type, blob=blob, now=now
+        )
+    except BaseException:
+        blobs.remove(blob.name)
+        raise
+
+
+async def fetch(*, seat: Seat, file_id: str, now: datetime) -> str:
+    """The `FileContent` frame for a live file of the seat's room."""
+    key = parse_file_id(file_id)
+    file = await database_sync_to_async(live_file)(room_id=seat.room_id, file_id=key, now=now)
+    try:
+        return await workers.run(file_content_frame, file)
+    except FileNotFoundError:
+        # Purged between the row read and the blob read.
+        raise not_found() from None
+
+
+async def delete(*, seat: Seat, file_id: str, now: datetime) -> SharedFile:
+    return await database_sync_to_async(file_delete)(seat=seat, file_id=parse_file_id(file_id), now=now)

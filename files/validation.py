@@ -1,0 +1,103 @@
+"""What an upload must be before anything is stored: pure functions, no I/O.
+
+Each refusal is a `ProtocolError` with the code PROTOCOL.md gives it.
+"""
+
+import base64
+import binascii
+
+from chat.errors import ErrorCode, ProtocolError
+
+# Never served, whatever FILES_ALLOWED_MIME_TYPES says: a browser would run them.
+NEVER_ALLOWED = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml", "text/xml"})
+
+# Leading bytes of each binary type the server can verify; a type that is neither here
+# nor text/plain cannot be verified and is refused (chat.W003 warns at start-up).
+SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "application/pdf": (b"%PDF-",),
+    "application/zip": (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"),
+    "application/gzip": (b"\x1f\x8b",),
+    "image/bmp": (b"BM",),
+    "audio/mpeg": (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"),
+    "audio/ogg": (b"OggS",),
+}
+# Checked inside `bytes_match`: image/webp (RIFF....WEBP) and text/plain (UTF-8, no NUL).
+VERIFIABLE = frozenset({*SIGNATURES, "image/webp", "text/plain"})
+
+# Decode in slices so a thread doing it lets go of the GIL between them.
+_DECODE_SLICE = 256 * 1024  # a multiple of 4
+
+
+def decode_base64(text: str) -> bytes:
+    """Strict standard base64 (RFC 4648 section 4): the alphabet, `=` padding only
+    where it belongs, no whitespace, no stray bits. An empty result is refused too."""
+    try:
+        raw = text.encode("ascii")
+        if len(raw) % 4:
+            raise ValueError("length is not a multiple of 4")
+        parts = []
+        for start in range(0, len(raw), _DECODE_SLICE):
+            piece = raw[start : start + _DECODE_SLICE]
+            if b"=" in piece[:-2] or (piece.endswith(b"=") and start + len(piece) < len(raw)):
+                raise ValueError("padding inside the data")
+            parts.append(binascii.a2b_base64(piece, strict_mode=True))
+        data = b"".join(parts)
+    except (UnicodeEncodeError, ValueError, binascii.Error) as exc:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "content: must be standard base64.") from exc
+    tail = len(data) % 3 or 3
+    if data and base64.b64encode(data[-tail:]) != raw[-4:]:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "content: base64 with stray bits.")
+    if not data:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "content: an empty file cannot be shared.")
+    return data
+
+
+def decoded_size(text: str) -> int:
+    """The size base64 `text` decodes to, without decoding it."""
+    return len(text) // 4 * 3 - text[-2:].count("=")
+
+
+def normalise_mime(value: str) -> str:
+    """`Image/PNG; charset=x` -> `image/png` (PROTOCOL.md: compared without parameters)."""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def mime_allowed(mime_type: str, allowed: list[str]) -> bool:
+    return mime_type in allowed and mime_type not in NEVER_ALLOWED and mime_type in VERIFIABLE
+
+
+def bytes_match(mime_type: str, data: bytes) -> bool:
+    """Whether `data` really is of `mime_type` (magic bytes, or UTF-8 for text)."""
+    if mime_type == "text/plain":
+        if b"\x00" in data:
+            return False
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+    if mime_type == "image/webp":
+        return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    return data.startswith(SIGNATURES.get(mime_type, ()) or (b"\x00never",))
+
+
+def check_upload(mime_type: str, data: bytes, *, max_size: int, allowed: list[str]) -> None:
+    """The checks after the rate limit, in PROTOCOL.md's order: size, then type."""
+    if len(data) > max_size:
+        raise ProtocolError(ErrorCode.FILE_TOO_LARGE, f"The file is over {max_size} bytes.")
+    if not mime_allowed(mime_type, allowed):
+        raise ProtocolError(ErrorCode.MIME_NOT_ALLOWED, f"Files of type {mime_type!r} are not allowed.")
+    if not bytes_match(mime_type, data):
+        raise ProtocolError(ErrorCode.MIME_NOT_ALLOWED, f"The file's contents are not {mime_type}.")
+
+
+def shown_name(name: str) -> str:
+    """The name in the file message's link text: PROTOCOL.md drops `[]()` CR and LF."""
+    return name.translate({ord(c): None for c in "[]()\r\n"})
+
+
+def file_message(name: str, file_id: str) -> str:
+    return f"[File: {shown_name(name)}](/files/{file_id})"

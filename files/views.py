@@ -1,0 +1,68 @@
+"""`/files/<id>`: a download for a browser session that has joined the file's room."""
+
+import io
+import uuid
+from collections.abc import AsyncIterator
+
+from channels.db import database_sync_to_async
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotFound
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from chat.services import SESSION_ROOMS_KEY
+from files import blobs
+from files.models import SharedFile
+from files.services import workers
+
+# The bytes are the user's: never rendered, never run, never cached.
+DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "private, no-store",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+CHUNK = 256 * 1024
+
+
+def _not_found() -> HttpResponse:
+    # One answer for unknown, expired, deleted and other rooms' files alike.
+    return HttpResponseNotFound("Not found", content_type="text/plain")
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(view), CHUNK):
+        yield bytes(view[start : start + CHUNK])
+
+
+def _joined_file(file_id: uuid.UUID, rooms: list[str]) -> SharedFile | None:
+    return SharedFile.objects.live(timezone.now()).filter(pk=file_id, room_id__in=rooms).first()
+
+
+@require_GET
+async def download(request: HttpRequest, file_id: str) -> HttpResponse:
+    """Async, so decryption runs in the file workers, not in the database thread."""
+    try:
+        key = uuid.UUID(file_id)
+    except ValueError:
+        return _not_found()
+    rooms = await request.session.aget(SESSION_ROOMS_KEY, []) if request.session.session_key else []
+    file = await database_sync_to_async(_joined_file)(key, rooms) if rooms else None
+    if file is None:
+        return _not_found()
+    try:
+        data = await workers.run(blobs.read, file.id, file.blob)
+    except FileNotFoundError:
+        return _not_found()
+    # FileResponse writes the attachment headers (name encoded per RFC 6266, length);
+    # the body is then served from an async iterator, so no thread copies it out.
+    response = FileResponse(
+        io.BytesIO(data), as_attachment=True, filename=file.name, content_type=file.mime_type
+    )
+    response.streaming_content = _chunks(data)
+    for name, value in DOWNLOAD_HEADERS.items():
+        response[name] = value
+    return response

@@ -1,0 +1,103 @@
+"""`/files/<id>` over HTTP: only a browser session that joined the file's room gets it."""
+
+import base64
+import os
+from datetime import timedelta
+
+import pytest
+from django.test import AsyncClient
+from django.utils import timezone
+
+from files.models import SharedFile
+from tests.chat.helpers import create_room, join_room
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
+
+PDF = b"%PDF-1.7\n" + os.urandom(3000)
+
+
+async def browser_session() -> tuple[AsyncClient, list]:
+    """A client that loaded the app page, and the WebSocket headers carrying its cookie."""
+    client = AsyncClient()
+    response = await client.get("/")
+    assert response.status_code == 200
+    cookie = client.cookies["sessionid"].value
+    return client, [(b"cookie", f"sessionid={cookie}".encode()), (b"origin", b"http://localhost")]
+
+
+async def shared_pdf(communicator) -> str:
+    frame = {
+        "type": "UploadFile",
+        "name": 'report "Q3".pdf',
+        "mime_type": "application/pdf",
+        "content": base64.b64encode(PDF).decode(),
+    }
+    await communicator.send_json_to(frame)
+    uploaded = await communicator.receive_json_from()
+    assert uploaded["type"] == "FileUploaded", uploaded
+    return uploaded["metadata"]["id"]
+
+
+async def test_a_session_that_joined_the_room_downloads_an_attachment():
+    browser, headers = await browser_session()
+    owner, created = await create_room(headers=headers)
+    file_id = await shared_pdf(owner)
+
+    response = await browser.get(f"/files/{file_id}")
+    assert response.status_code == 200
+    assert b"".join([chunk async for chunk in response.streaming_content]) == PDF
+    assert response["Content-Type"] == "application/pdf"
+    assert response["Content-Length"] == str(len(PDF))
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert "Q3" in response["Content-Disposition"]
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Cache-Control"] == "private, no-store"
+    assert "default-src 'none'" in response["Content-Security-Policy"]
+
+    # A joiner's session gets it too.
+    joiner, joiner_headers = await browser_session()
+    bob, _ = await join_room(created["room_info"]["join_key"], "Bob", headers=joiner_headers)
+    assert (await joiner.get(f"/files/{file_id}")).status_code == 200
+    await owner.disconnect()
+    await bob.disconnect()
+
+
+async def test_every_refusal_is_the_same_plain_404():
+    owner, created = await create_room()
+    file_id = await shared_pdf(owner)
+    outsider, outsider_headers = await browser_session()
+    other, _ = await create_room(name="Other", headers=outsider_headers)
+    no_session = AsyncClient()
+
+    refusals = [
+        await no_session.get(f"/files/{file_id}"),  # no session at all
+        await outsider.get(f"/files/{file_id}"),  # a session of another room
+        await outsider.get("/files/00000000-0000-0000-0000-000000000000"),
+        await outsider.get("/files/not-an-id"),
+    ]
+    # A session of the room, but the file expired or was deleted.
+    member, member_headers = await browser_session()
+    bob, _ = await join_room(created["room_info"]["join_key"], "Bob", headers=member_headers)
+    await SharedFile.objects.filter(pk=file_id).aupdate(expires_at=timezone.now() - timedelta(seconds=1))
+    refusals.append(await member.get(f"/files/{file_id}"))
+    await SharedFile.objects.filter(pk=file_id).aupdate(
+        expires_at=timezone.now() + timedelta(hours=1), deleted_at=timezone.now()
+    )
+    refusals.append(await member.get(f"/files/{file_id}"))
+
+    assert [response.status_code for response in refusals] == [404] * 6
+    assert len({response.content for response in refusals}) == 1
+    await SharedFile.objects.filter(pk=file_id).aupdate(deleted_at=None)
+    assert (await member.get(f"/files/{file_id}")).status_code == 200
+    for communicator in (owner, other, bob):
+        await communicator.disconnect()
+
+
+async def test_a_forged_session_cookie_records_nothing():
+    forged = [(b"cookie", b"sessionid=forgedforgedforgedforged")]
+    owner, _ = await create_room(headers=forged)
+    file_id = await shared_pdf(owner)
+    client = AsyncClient()
+    client.cookies["sessionid"] = "forgedforgedforgedforged"
+    assert (await client.get(f"/files/{file_id}")).status_code == 404
+    await owner.disconnect()

@@ -1,0 +1,125 @@
+"""`manage.py purge_files`: backdated files (no sleeping), dry runs, idempotence, orphans."""
+
+import io
+import os
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.core.management import call_command
+from django.utils import timezone
+
+from chat import services
+from chat.models import Participant, room_group
+from files import blobs, purge
+from files.models import SharedFile
+from files.services import file_record, scan_and_store
+from tests.chat.helpers import create_room
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WHERE = services.Where("chan", "proc", "127.0.0.1")
+
+
+def seat_in_new_room() -> services.Seat:
+    _, seat, _ = services.room_create(
+        name="Room", description="", password_hash="", owner_name="Owner", where=WHERE, now=timezone.now()
+    )
+    return seat
+
+
+def stored_file(seat: services.Seat, *, age: timedelta = timedelta(0), deleted: bool = False) -> SharedFile:
+    """A file uploaded `age` ago (FILES_TTL is a day), optionally deleted since."""
+    created = timezone.now() - age
+    blob = scan_and_store(uuid.uuid4(), os.urandom(100))
+    file = file_record(seat=seat, name="note.txt", mime_type="text/plain", blob=blob, now=created)
+    if deleted:
+        SharedFile.objects.filter(pk=file.pk).update(deleted_at=timezone.now())
+    return file
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command("purge_files", *args, stdout=out)
+    return out.getvalue().strip()
+
+
+def test_nothing_to_do_says_so():
+    assert run() == "purge_files: nothing to do"
+
+
+def test_expired_and_deleted_files_go_rows_and_blobs_and_live_ones_stay(files_root):
+    seat = seat_in_new_room()
+    live = stored_file(seat, age=timedelta(hours=23))
+    expired = stored_file(seat, age=timedelta(days=1, seconds=1))
+    deleted = stored_file(seat, deleted=True)
+
+    dry = run("--dry-run")
+    assert dry.startswith("purge_files (dry run): would remove 2 files (1 expired, 1 deleted, 200 bytes)")
+    assert SharedFile.objects.count() == 3 and (files_root / expired.blob).exists()
+
+    line = run()
+    assert line.startswith("purge_files: removed 2 files (1 expired, 1 deleted, 200 bytes) and 0 orphaned")
+    assert list(SharedFile.objects.values_list("pk", flat=True)) == [live.pk]
+    assert not (files_root / expired.blob).exists() and not (files_root / deleted.blob).exists()
+    assert (files_root / live.blob).exists()
+    # Twice in a row: the second run has nothing left to do.
+    assert run() == "purge_files: nothing to do"
+
+
+def test_orphaned_blobs_go_after_the_grace_period_only(files_root, settings):
+    seat = seat_in_new_room()
+    kept = stored_file(seat)
+    old_orphan = blobs.write(uuid.uuid4(), b"left behind by a crash")
+    fresh_orphan = blobs.write(uuid.uuid4(), b"an upload about to record its row")
+    an_hour_ago = time.time() - settings.FILES_ORPHAN_GRACE - 1
+    os.utime(files_root / old_orphan, (an_hour_ago, an_hour_ago))
+    os.utime(files_root / kept.blob, (an_hour_ago, an_hour_ago))
+
+    assert "and 1 orphaned blob;" in run()
+    assert not (files_root / old_orphan).exists()
+    assert (files_root / fresh_orphan).exists() and (files_root / kept.blob).exists()
+
+
+def test_a_second_purge_at_the_same_time_does_nothing():
+    seat = seat_in_new_room()
+    stored_file(seat, deleted=True)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():
+        with purge.machine_lock():
+            holding.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    holding.wait(5)
+    try:
+        assert run() == "purge_files: another purge is running; nothing done"
+        assert SharedFile.objects.count() == 1
+    finally:
+        release.set()
+        holder.join()
+    assert run().startswith("purge_files: removed 1 file ")
+
+
+@pytest.mark.timeout(30)
+async def test_rooms_hear_of_files_removed_before_their_time(layer):
+    """A connected room gets FileDeleted, through the channel layer, for a file the
+    purge removes before it expired; expired files are not announced."""
+    owner, created = await create_room()
+    deleted, expired = await database_sync_to_async(_files_in)(created["room_info"]["id"])
+    line = await database_sync_to_async(run)()
+    assert "removed 2 files (1 expired, 1 deleted" in line and "told 1 room " in line
+    assert await owner.receive_json_from() == {"type": "FileDeleted", "file_id": str(deleted.pk)}
+    assert await owner.receive_nothing(0.2)
+    await owner.disconnect()
+
+
+def _files_in(room_id: str) -> tuple[SharedFile, SharedFile]:
+    owner = Participant.objects.get(room_id=room_id)
+    seat = services.Seat(owner.pk, owner.room_id, room_group(owner.room_id), owner.name, True)
+    return stored_file(seat, deleted=True), stored_file(seat, age=timedelta(days=2))

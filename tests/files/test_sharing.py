@@ -1,0 +1,262 @@
+"""UploadFile, GetFile and DeleteFile through the consumer, over the in-memory and Redis layers."""
+
+import base64
+import hashlib
+import os
+import stat
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from chat.models import Message
+from files import blobs
+from files.models import SharedFile
+from tests.chat.helpers import assert_open, connect, create_room, encrypt, expect_error, join_room
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
+
+PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(2000)
+
+
+def upload_frame(data: bytes, name: str = "pic.png", mime_type: str = "image/png") -> dict:
+    return {
+        "type": "UploadFile",
+        "name": name,
+        "mime_type": mime_type,
+        "content": base64.b64encode(data).decode(),
+    }
+
+
+async def upload(communicator, data: bytes = PNG, **kw) -> dict:
+    """Upload and return FileUploaded's metadata (the uploader's link broadcast follows)."""
+    await communicator.send_json_to(upload_frame(data, **kw))
+    uploaded = await communicator.receive_json_from()
+    assert uploaded["type"] == "FileUploaded", uploaded
+    return uploaded["metadata"]
+
+
+async def room_of_two():
+    owner, created = await create_room()
+    bob, _ = await join_room(created["room_info"]["join_key"], "Bob")
+    assert (await owner.receive_json_from())["type"] == "ParticipantJoined"
+    return owner, bob, created
+
+
+async def close_all(*communicators):
+    for communicator in communicators:
+        await communicator.disconnect()
+
+
+async def test_upload_shares_a_link_and_get_file_gives_the_exact_bytes(layer):
+    owner, bob, created = await room_of_two()
+    metadata = await upload(bob, name="holiday (1).png", mime_type="Image/PNG")
+    assert metadata["name"] == "holiday (1).png" and metadata["mime_type"] == "image/png"
+    assert metadata["size"] == len(PNG) and metadata["expires_at"].endswith("Z")
+    link = f"[File: holiday 1.png](/files/{metadata['id']})"
+    for communicator in (owner, bob):
+        message = await communicator.receive_json_from()
+        assert message["type"] == "ChatMessage" and message["sender"] == "Bob", message
+        assert message["content"] == link and isinstance(message["id"], int)
+
+    await owner.send_json_to({"type": "GetFile", "file_id": metadata["id"]})
+    content = await owner.receive_json_from()
+    assert content["type"] == "FileContent" and content["metadata"] == metadata
+    assert base64.b64decode(content["content"]) == PNG
+
+    # The link is history like any message; the row records the plaintext's sha256.
+    stored = await Message.objects.aget(room_id=created["room_info"]["id"])
+    assert stored.content == link
+    shared = await SharedFile.objects.aget(pk=metadata["id"])
+    assert shared.sha256 == hashlib.sha256(PNG).hexdigest() and shared.uploader_name == "Bob"
+    await close_all(owner, bob)
+
+
+async def test_blobs_are_encrypted_private_and_randomly_named(layer, files_root):
+    owner, created = await create_room()
+    secret = b"the launch code is 0000\n" * 40
+    metadata = await upload(owner, secret, name="launch-codes.txt", mime_type="text/plain")
+    shared = await SharedFile.objects.aget(pk=metadata["id"])
+    path = files_root / shared.blob
+    raw = path.read_bytes()
+    assert b"launch code" not in raw and secret[:32] not in raw
+    assert "launch" not in shared.blob and len(shared.blob) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert blobs.read(shared.id, shared.blob) == secret
+    # Sealed to its own id: another file's id cannot open it.
+    with pytest.raises(Exception):  # noqa: B017 (cryptography's InvalidTag)
+        blobs.open_sealed(uuid.uuid4(), raw)
+    await close_all(owner)
+
+
+async def test_files_of_another_room_unknown_and_malformed_ids_are_not_found(layer):
+    owner, created = await create_room()
+    metadata = await upload(owner)
+    await owner.receive_json_from()  # the link
+    other, _ = await create_room(name="Other")
+    for file_id in (metadata["id"], "00000000-0000-0000-0000-000000000000", "../../etc/passwd"):
+        for kind in ("GetFile", "DeleteFile"):
+            await other.send_json_to({"type": kind, "file_id": file_id})
+            error = await expect_error(other, "file_not_found")
+            assert error["message"] == "File not found or expired"
+    await assert_open(other)
+    await close_all(owner, other)
+
+
+async def test_an_expired_file_is_unreachable_before_any_purge(layer):
+    owner, _ = await create_room()
+    metadata = await upload(owner)
+    await owner.receive_json_from()
+    await SharedFile.objects.filter(pk=metadata["id"]).aupdate(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    await owner.send_json_to({"type": "GetFile", "file_id": metadata["id"]})
+    await expect_error(owner, "file_not_found")
+    await owner.send_json_to({"type": "DeleteFile", "file_id": metadata["id"]})
+    await expect_error(owner, "file_not_found")
+    await close_all(owner)
+
+
+async def test_delete_by_uploader_tells_the_room_and_removes_the_blob(layer, files_root):
+    owner, bob, _ = await room_of_two()
+    metadata = await upload(bob)
+    for communicator in (owner, bob):
+        await communicator.receive_json_from()
+    shared = await SharedFile.objects.aget(pk=metadata["id"])
+    await bob.send_json_to({"type": "DeleteFile", "file_id": metadata["id"]})
+    for communicator in (owner, bob):
+        assert await communicator.receive_json_from() == {"type": "FileDeleted", "file_id": metadata["id"]}
+    assert not (files_root / shared.blob).exists()
+    await owner.send_json_to({"type": "GetFile", "file_id": metadata["id"]})
+    await expect_error(owner, "file_not_found")
+    await close_all(owner, bob)
+
+
+async def test_only_the_uploader_or_the_owner_may_delete(layer):
+    owner, bob, created = await room_of_two()
+    metadata = await upload(owner)
+    for communicator in (owner, bob):
+        await communicator.receive_json_from()
+    await bob.send_json_to({"type": "DeleteFile", "file_id": metadata["id"]})
+    await expect_error(bob, "forbidden")
+    await assert_open(bob)
+
+    bobs = await upload(bob)
+    for communicator in (owner, bob):
+        await communicator.receive_json_from()
+    await owner.send_json_to({"type": "DeleteFile", "file_id": bobs["id"]})
+    for communicator in (owner, bob):
+        assert await communicator.receive_json_from() == {"type": "FileDeleted", "file_id": bobs["id"]}
+    await close_all(owner, bob)
+
+
+async def test_the_right_to_delete_ends_when_the_uploading_connection_leaves(layer):
+    owner, bob, created = await room_of_two()
+    metadata = await upload(bob)
+    for communicator in (owner, bob):
+        await communicator.receive_json_from()
+    await bob.disconnect()
+    assert (await owner.receive_json_from())["type"] == "ParticipantLeft"
+    again, _ = await join_room(created["room_info"]["join_key"], "Bob")
+    assert (await again.receive_json_from())["type"] == "History"
+    await again.send_json_to({"type": "DeleteFile", "file_id": metadata["id"]})
+    await expect_error(again, "forbidden")
+    # The owner, back with the token on a new connection, regains the right.
+    await owner.disconnect()
+    back = await connect()
+    await back.send_json_to(
+        {
+            "type": "JoinRoom",
+            "join_key": created["room_info"]["join_key"],
+            "name": "Owner",
+            "owner_token": created["owner_token"],
+        }
+    )
+    assert (await back.receive_json_from())["type"] == "RoomJoined"
+    assert (await back.receive_json_from())["type"] == "History"
+    await back.send_json_to({"type": "DeleteFile", "file_id": metadata["id"]})
+    assert await back.receive_json_from() == {"type": "FileDeleted", "file_id": metadata["id"]}
+    await close_all(again, back)
+
+
+async def test_invalid_content_is_a_field_error_even_outside_a_room(layer):
+    """Field rules come before the connection's state (PROTOCOL.md, check order)."""
+    lonely = await connect()
+    for content in ("not base64!", "", "QUJDRB=="):
+        await lonely.send_json_to(
+            {"type": "UploadFile", "name": "a.txt", "mime_type": "text/plain", "content": content}
+        )
+        await expect_error(lonely, "invalid_field")
+    await lonely.send_json_to(upload_frame(b"hello", mime_type="text/plain"))
+    await expect_error(lonely, "not_in_room")
+    await close_all(lonely)
+
+
+@pytest.mark.parametrize(
+    ("data", "mime_type", "code"),
+    [
+        (b"x" * 1025, "text/plain", "file_too_large"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml", "mime_not_allowed"),
+        (b"<html><script>alert(1)</script>", "text/html", "mime_not_allowed"),
+        (b"MZ\x90\x00 an executable", "application/x-msdownload", "mime_not_allowed"),
+        (b"<html>not a png</html>", "image/png", "mime_not_allowed"),
+        (b"\x00\x01binary", "text/plain", "mime_not_allowed"),
+        (b"%PDF-1.4 but declared zip", "application/zip", "mime_not_allowed"),
+    ],
+)
+async def test_refused_uploads_store_nothing_and_the_socket_stays(
+    layer, settings, files_root, data, mime_type, code
+):
+    settings.FILES_MAX_SIZE = 1024
+    owner, _ = await create_room()
+    await owner.send_json_to(upload_frame(data, name="f", mime_type=mime_type))
+    await expect_error(owner, code)
+    assert await SharedFile.objects.acount() == 0 and not list(blobs.stored())
+    await owner.send_json_to(
+        {"type": "ChatMessage", "content": encrypt(base64.b64encode(os.urandom(32)).decode(), "hi")}
+    )
+    assert (await owner.receive_json_from())["type"] == "ChatMessage"
+    await close_all(owner)
+
+
+async def test_room_quota_counts_live_files_only(layer, settings):
+    settings.FILES_ROOM_QUOTA = 5000
+    owner, _ = await create_room()
+    first = await upload(owner, PNG)  # 2008 bytes
+    await owner.receive_json_from()
+    await upload(owner, PNG)
+    await owner.receive_json_from()
+    await owner.send_json_to(upload_frame(PNG))
+    await expect_error(owner, "quota_exceeded")
+    assert await SharedFile.objects.acount() == 2
+    # Deleting one frees its share of the quota.
+    await owner.send_json_to({"type": "DeleteFile", "file_id": first["id"]})
+    assert (await owner.receive_json_from())["type"] == "FileDeleted"
+    await upload(owner, PNG)
+    await close_all(owner)
+
+
+async def test_uploads_per_minute_are_rate_limited_per_connection(layer, settings):
+    settings.FILES_UPLOADS_PER_MINUTE = 2
+    owner, created = await create_room()
+    for _ in range(2):
+        await upload(owner, b"hello", name="a.txt", mime_type="text/plain")
+        await owner.receive_json_from()
+    # Attempts count, refused or not; the next one is rate limited before its type is checked.
+    await owner.send_json_to(upload_frame(b"<html>", mime_type="text/html"))
+    await expect_error(owner, "rate_limited")
+    # Another connection has its own allowance.
+    bob, _ = await join_room(created["room_info"]["join_key"], "Bob")
+    assert (await bob.receive_json_from())["type"] == "History"
+    await upload(bob, b"hello", name="b.txt", mime_type="text/plain")
+    await close_all(owner, bob)
+
+
+async def test_get_file_and_delete_file_need_a_room(layer):
+    lonely = await connect()
+    for kind in ("GetFile", "DeleteFile"):
+        await lonely.send_json_to({"type": kind, "file_id": "00000000-0000-0000-0000-000000000000"})
+        await expect_error(lonely, "not_in_room")
+    await close_all(lonely)

@@ -1,0 +1,119 @@
+"""The pure upload rules: strict base64, types and their bytes, the file message."""
+
+import base64
+
+import pytest
+
+from chat.errors import ProtocolError
+from files import validation
+
+ALLOWED = [
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "application/zip",
+]
+SAMPLES = {
+    "image/png": b"\x89PNG\r\n\x1a\n" + b"\x00" * 20,
+    "image/jpeg": b"\xff\xd8\xff\xe0" + b"\x00" * 20,
+    "image/gif": b"GIF89a" + b"\x00" * 20,
+    "image/webp": b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\x00" * 8,
+    "application/pdf": b"%PDF-1.7\n",
+    "application/zip": b"PK\x03\x04" + b"\x00" * 26,
+    "text/plain": "héllo, wörld 👋\n".encode(),
+}
+
+
+def code_of(call) -> str:
+    with pytest.raises(ProtocolError) as caught:
+        call()
+    return caught.value.code
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 1000, 256 * 1024 * 3 + 1])
+def test_decode_base64_round_trips(size):
+    data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    assert validation.decode_base64(base64.b64encode(data).decode()) == data
+    assert validation.decoded_size(base64.b64encode(data).decode()) == size
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",  # an empty file
+        "QUJD\n",  # whitespace
+        " QUJD",
+        "QUJ",  # not a multiple of 4
+        "QU=D",  # padding inside
+        "QUJD====",  # padding beyond the end
+        "QUJDRB==",  # stray bits in the last quantum
+        "QUJ-",  # urlsafe alphabet
+        "QUJDé===",  # not ASCII
+        "QQ==" + "QUJD",  # padding before more data
+        "QUJD" * 70000 + "QQ==" + "QUJD",  # ... also across decoding slices
+    ],
+)
+def test_decode_base64_refuses_anything_not_strict(text):
+    assert code_of(lambda: validation.decode_base64(text)) == "invalid_field"
+
+
+def test_mime_types_are_compared_lower_case_without_parameters():
+    assert validation.normalise_mime(" Text/Plain; charset=UTF-8") == "text/plain"
+
+
+@pytest.mark.parametrize("mime_type", ["text/html", "image/svg+xml", "application/xhtml+xml"])
+def test_html_and_svg_are_never_allowed_even_when_configured(mime_type):
+    assert not validation.mime_allowed(mime_type, [*ALLOWED, mime_type])
+
+
+def test_a_type_the_server_cannot_verify_is_refused():
+    assert not validation.mime_allowed("application/x-unknown", [*ALLOWED, "application/x-unknown"])
+
+
+@pytest.mark.parametrize("mime_type", ALLOWED)
+def test_each_allowed_type_accepts_its_own_bytes_and_refuses_others(mime_type):
+    validation.check_upload(mime_type, SAMPLES[mime_type], max_size=1000, allowed=ALLOWED)
+    for other, data in SAMPLES.items():
+        if other != mime_type and not (mime_type == "text/plain" and other == "application/pdf"):
+            assert not validation.bytes_match(mime_type, data), (mime_type, other)
+
+
+@pytest.mark.parametrize("data", [b"a\x00b", b"\xff\xfe\xfd", "é".encode()[:1]])
+def test_text_must_be_utf8_without_nul(data):
+    assert code_of(lambda: validation.check_upload("text/plain", data, max_size=10, allowed=ALLOWED)) == (
+        "mime_not_allowed"
+    )
+
+
+def test_size_is_checked_before_the_type():
+    big_html = b"<html>" * 100
+    assert code_of(lambda: validation.check_upload("text/html", big_html, max_size=10, allowed=ALLOWED)) == (
+        "file_too_large"
+    )
+    assert code_of(lambda: validation.check_upload("text/html", b"<p>", max_size=10, allowed=ALLOWED)) == (
+        "mime_not_allowed"
+    )
+    validation.check_upload("text/plain", b"x" * 10, max_size=10, allowed=ALLOWED)
+
+
+def test_file_message_cannot_break_its_link():
+    message = validation.file_message("a](/evil)[b\r\n(c).txt", "ID")
+    assert message == "[File: a/evilbc.txt](/files/ID)"
+
+
+def test_system_checks_warn_about_unusable_types_and_a_generated_key(settings):
+    from django.core.checks import run_checks
+
+    settings.FILES_ALLOWED_MIME_TYPES = ["text/plain", "image/svg+xml", "audio/flac"]
+    (warning,) = [m for m in run_checks() if m.id == "chat.W003"]
+    assert "image/svg+xml, audio/flac" in warning.msg
+    settings.FILES_ALLOWED_MIME_TYPES = ["text/plain", "image/png"]
+    assert "chat.W003" not in [m.id for m in run_checks()]
+
+    settings.FILES_ENCRYPTION_KEY = ""
+    assert "chat.W002" in [m.id for m in run_checks(include_deployment_checks=True)]
+    settings.FILES_ENCRYPTION_KEY = base64.b64encode(bytes(32)).decode()
+    assert "chat.W002" not in [m.id for m in run_checks(include_deployment_checks=True)]
