@@ -2,6 +2,7 @@
 
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
+from django.utils.deprecation import MiddlewareMixin
 
 
 def content_security_policy(request: HttpRequest) -> str:
@@ -27,14 +28,13 @@ def content_security_policy(request: HttpRequest) -> str:
     )
 
 
-class ContentSecurityPolicyMiddleware:
-    """Adds the policy; a view that sets its own (file downloads) keeps it."""
+class ContentSecurityPolicyMiddleware(MiddlewareMixin):
+    """Adds the policy; a view that sets its own (file downloads) keeps it.
 
-    def __init__(self, get_response) -> None:
-        self.get_response = get_response
+    MiddlewareMixin keeps it async-capable: one sync middleware would run every request
+    of the async views (downloads, healthz) through a thread."""
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if "Content-Security-Policy" not in response.headers:
             response.headers["Content-Security-Policy"] = content_security_policy(request)
         return response
