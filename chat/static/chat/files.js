@@ -155,7 +155,7 @@ export function setUpFiles({ config, send, connection, showError }) {
       if (!PREVIEW_TYPES.has(metadata.mime_type)) return;
       const url = URL.createObjectURL(new Blob([fromBase64(content)], { type: metadata.mime_type }));
       blobUrls.set(metadata.id, url);
-      for (const item of itemsOf(metadata.id)) showPreview(item, metadata.name, url);
+      for (const item of itemsOf(metadata.id)) showPreview(item, item.dataset.fileName, url);
     },
     deleted(fileId) {
       deletedIds.add(fileId);
