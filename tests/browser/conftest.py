@@ -12,7 +12,8 @@ import pytest
 
 from tests.e2e.conftest import servers, sqlite_env  # noqa: F401 (fixtures used here)
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's package; CHROMIUM_PATH points elsewhere (or nowhere, to see the skip).
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -291,7 +291,9 @@ const HANDLERS = {
     }
     return enterRoom(m, m.participants.at(-1) ?? state.draft.name, null);
   },
-  History: (m) => m.messages.forEach(receiveMessage),
+  History: async (m) => {
+    for (const message of m.messages) await receiveMessage(message);
+  },
   ChatMessage: receiveMessage,
   ParticipantJoined: (m) => state.room && !state.members.includes(m.name) && setMembers([...state.members, m.name]),
   ParticipantLeft: (m) => state.room && setMembers(state.members.filter((name) => name !== m.name)),
