@@ -55,8 +55,10 @@ def pytest_report_header(config):
 @pytest.fixture(scope="module")
 def browser():
     """One headless chromium per test module; each test opens its own contexts."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # A bound for a loaded two-core CI machine, not a wait: expect() returns as soon as it holds.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
