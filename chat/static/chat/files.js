@@ -192,5 +192,6 @@ export function setUpFiles({ config, send, connection, showError }) {
 
 function showPreview(item, name, url) {
   if (item.querySelector(".preview")) return;
-  item.append(el("img", { className: "preview", attrs: { src: url, alt: `Preview of ${name}` } }));
+  // Under the link, above the Delete button.
+  item.querySelector(".text").after(el("img", { className: "preview", attrs: { src: url, alt: `Preview of ${name}` } }));
 }
