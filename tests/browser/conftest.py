@@ -5,6 +5,7 @@ says so; with BROWSER_TESTS_REQUIRED=1 (set by .ci/run) they fail instead. Playw
 never downloads a browser here: it only launches the one the system has.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -90,6 +91,13 @@ def new_page(browser):
         page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
         page.console_errors = []
         page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+        page.frames_sent = []  # every WebSocket frame the page sent, decoded
+        page.on(
+            "websocket",
+            lambda socket: socket.on(
+                "framesent", lambda payload: page.frames_sent.append(json.loads(payload))
+            ),
+        )
         page.goto(url)
         return page
 

@@ -58,6 +58,8 @@ def test_create_share_join_chat_and_leave(server, sqlite_env, new_page):
     stored = stored_contents(sqlite_env)
     assert len(stored) == 2
     assert not any("Hello" in content or "line" in content for content in stored)
+    sent = [frame for page in (alice, bob) for frame in page.frames_sent if frame["type"] == "ChatMessage"]
+    assert sorted(frame["content"] for frame in sent) == sorted(stored)  # the wire held only ciphertext
 
     bob.get_by_role("button", name="Leave").click()
     expect(bob.get_by_role("button", name="Join room")).to_be_visible()

@@ -48,9 +48,20 @@ def test_image_upload_shows_link_and_preview_downloads_and_deletes(server, new_p
     join_room(bob, "Bob")
     png = tiny_png()
 
+    # Record every step the progress label shows (they pass faster than a test could look).
+    alice.evaluate(
+        """() => {
+            const label = document.getElementById("upload-label");
+            window.progressSteps = [];
+            new MutationObserver(() => progressSteps.push(label.textContent))
+                .observe(label, {childList: true, characterData: true, subtree: true});
+        }"""
+    )
     pick(alice, "red dot [1].png", "image/png", png)
     expect(alice.locator("#status")).to_have_text(re.compile(r"Shared red dot \[1\]\.png \(\d+ bytes\)"))
     expect(alice.locator("#upload")).to_be_hidden()
+    steps = alice.evaluate("progressSteps")
+    assert steps[0] == "Reading red dot [1].png" and "Sending red dot [1].png" in steps, steps
     for page in (alice, bob):
         item = file_items(page)
         expect(item.get_by_role("link")).to_have_text("red dot 1.png")  # brackets dropped by the server

@@ -18,6 +18,7 @@ def test_page_reconnects_after_restart_and_shows_missed_messages_once(server_wit
     with PythonClient(server.url) as bob:
         bob.join(join_key_of(link), "Bob")
         bob.say("before")
+        before = bob.expect("ChatMessage", sender="Bob")
         expect(alice.locator("#messages li .text")).to_have_text(["before"])
 
         # The page may not reconnect before Bob has spoken: keep it offline meanwhile.
@@ -45,5 +46,9 @@ def test_page_reconnects_after_restart_and_shows_missed_messages_once(server_wit
         expect(alice.locator("#messages li .text")).to_have_text(
             ["before", "missed one", "missed two", "back again", "live after"]
         )
-    # The page rejoined with the owner token: it still shows the share link of an owner.
+    # The page rejoined with `since` and the owner token of the room it created.
+    joins = [frame for frame in alice.frames_sent if frame["type"] == "JoinRoom"]
+    created = next(frame for frame in alice.frames_sent if frame["type"] == "CreateRoom")
+    assert created and joins and all(join["since"] == before["id"] for join in joins)
+    assert all(join["owner_token"] and join["name"] == "Alice" for join in joins)
     expect(alice.get_by_label("Share link")).to_have_value(link)
