@@ -166,7 +166,7 @@ async function receiveMessage(message) {
   const list = $("messages");
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   insertById(list, item);
-  if (file) files.decorate(item, file, message.sender === room.name || Boolean(room.ownerToken));
+  if (file) files.decorate(item, file, Boolean(room.ownerToken));
   if (atBottom) list.scrollTop = list.scrollHeight;
 }
 
@@ -175,7 +175,7 @@ async function sendChat() {
   const text = box.value;
   showError("message-error", "");
   if (!text.trim() || !state.room) return;
-  if (!connection.isOpen) {
+  if (!connection.isOpen || state.rejoining) {
     showError("message-error", "Not connected. Your message is kept; send it again once reconnected.");
     return;
   }
@@ -248,7 +248,7 @@ function onDrop(event, wait) {
     showError(`${state.pending}-error`, "The connection dropped before the server answered. Try again.");
     endPending();
   }
-  files.connectionLost();
+  files.connectionLost(Boolean(state.room?.ownerToken));
   if (state.room) setStatus(`Connection lost. Reconnecting in ${Math.ceil(wait / 1000)} s…`);
 }
 

@@ -16,7 +16,7 @@ const HUMAN = {
   mime_not_allowed: "This type of file may not be shared here.",
   quota_exceeded: "The room has no space left for files. Delete some first.",
   file_not_found: "File not found or expired.",
-  forbidden: "You may only delete files you uploaded.",
+  forbidden: "Only the room's owner, or whoever uploaded this file during their current visit, may delete it.",
   room_closed: "An administrator closed this room.",
   kicked: "An administrator removed you from the room.",
   server_error: "Something went wrong on the server. Try again.",

@@ -59,6 +59,9 @@ export function setUpFiles({ config, send, connection, showError }) {
   const previews = []; // file ids asked for with GetFile, answered in order
   const blobUrls = new Map();
   const deletedIds = new Set();
+  // Files this connection uploaded: PROTOCOL.md gives the right to delete them to the
+  // uploading connection only (and to owners), so a reconnect forgets them.
+  const mine = new Set();
 
   function progress(label, fraction) {
     $("upload").hidden = false;
@@ -119,6 +122,17 @@ export function setUpFiles({ config, send, connection, showError }) {
     return document.querySelectorAll(`#messages li[data-file-id="${CSS.escape(fileId)}"]`);
   }
 
+  function addDeleteButton(item) {
+    if (item.querySelector(".delete-file") || item.classList.contains("deleted")) return;
+    const button = el("button", {
+      text: "Delete",
+      className: "delete-file",
+      attrs: { type: "button", "aria-label": `Delete ${item.dataset.fileName}` },
+    });
+    button.addEventListener("click", () => send({ type: "DeleteFile", file_id: item.dataset.fileId }, "file"));
+    item.append(button);
+  }
+
   function markDeleted(item) {
     item.classList.add("deleted");
     item.querySelector(".text").replaceChildren("File deleted: ", item.dataset.fileName);
@@ -127,24 +141,18 @@ export function setUpFiles({ config, send, connection, showError }) {
 
   return {
     // Called for each file message on the page: delete button and image preview.
-    decorate(item, file, mayDelete) {
+    decorate(item, file, isOwner) {
       item.dataset.fileName = file.name;
       if (deletedIds.has(file.id)) return markDeleted(item);
-      if (mayDelete) {
-        const button = el("button", {
-          text: "Delete",
-          className: "delete-file",
-          attrs: { type: "button", "aria-label": `Delete ${file.name}` },
-        });
-        button.addEventListener("click", () => send({ type: "DeleteFile", file_id: file.id }, "file"));
-        item.append(button);
-      }
+      if (isOwner || mine.has(file.id)) addDeleteButton(item);
       if (file.isImage) {
         if (blobUrls.has(file.id)) return showPreview(item, file.name, blobUrls.get(file.id));
         if (send({ type: "GetFile", file_id: file.id }, "preview")) previews.push(file.id);
       }
     },
     uploaded(metadata) {
+      mine.add(metadata.id);
+      for (const item of itemsOf(metadata.id)) addDeleteButton(item);
       finish();
       $("file-form").reset();
       $("status").textContent = `Shared ${metadata.name} (${formatSize(metadata.size)}).`;
@@ -176,12 +184,15 @@ export function setUpFiles({ config, send, connection, showError }) {
       }
       return false;
     },
-    connectionLost() {
+    connectionLost(isOwner) {
       previews.length = 0;
+      mine.clear();
+      if (!isOwner) for (const button of document.querySelectorAll("#messages .delete-file")) button.remove();
       if (upload) finish("The connection dropped during the upload. Send the file again.");
     },
     reset() {
       previews.length = 0;
+      mine.clear();
       deletedIds.clear();
       for (const url of blobUrls.values()) URL.revokeObjectURL(url);
       blobUrls.clear();
