@@ -893,6 +893,149 @@ async def idle(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
+# --- Files ------------------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def session_cookie(ws_url: str) -> tuple[str, str]:
+    """Load the app page like a browser: (http base URL, its session cookie)."""
+    import urllib.request
+    from http.cookies import SimpleCookie
+
+    parts = urlsplit(ws_url)
+    base = f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+    with urllib.request.urlopen(f"{base}/") as response:
+        cookie = SimpleCookie(response.headers["Set-Cookie"])
+    return base, f"sessionid={cookie['sessionid'].value}"
+
+
+def http_get(url: str, cookie: str) -> int:
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Cookie": cookie})
+    with urllib.request.urlopen(request) as response:
+        return len(response.read())
+
+
+class FileClient:
+    """A plain `websockets` connection for the files scenario: request, await a reply type."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def open(cls, url: str, cookie: str | None = None) -> FileClient:
+        headers = {"Cookie": cookie} if cookie else None
+        ws = await connect(
+            url, max_size=None, compression=None, ping_interval=None, additional_headers=headers
+        )
+        return cls(ws)
+
+    async def until(self, prefix: str) -> str:
+        """Raw frames until one starts with `{"type":"<prefix>`; an Error fails."""
+        while True:
+            raw = await asyncio.wait_for(self.ws.recv(), REPLY_TIMEOUT)
+            head = raw[:200]
+            if head.startswith(f'{{"type":"{prefix}'):
+                return raw
+            if head.startswith('{"type":"Error"'):
+                raise ProtocolFailure(f"files: {raw[:300]}")
+
+    async def request(self, frame: dict[str, Any] | str, reply: str) -> str:
+        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+        return await self.until(reply)
+
+
+def upload_frame(size: int, index: int) -> str:
+    data = b"PK\x03\x04" + os.urandom(size - 4)
+    content = base64.b64encode(data).decode()
+    head = f'{{"type":"UploadFile","name":"bench-{index}.zip","mime_type":"application/zip"'
+    return f'{head},"content":"{content}"}}'
+
+
+async def files(args: argparse.Namespace) -> dict[str, Any]:
+    """Upload and download throughput per size; optionally, uploads kept running for
+    --load-seconds by --uploaders connections (time a chat elsewhere meanwhile)."""
+    base, cookie = await asyncio.to_thread(session_cookie, args.url)
+    owner = await FileClient.open(args.url, cookie)
+    created = json.loads(
+        await owner.request({"type": "CreateRoom", "name": "files", "description": ""}, "RoomCreated")
+    )
+    join_key = created["room_info"]["join_key"]
+    figures: dict[str, Any] = {"scenario": "files", "repeat": args.repeat}
+    for size_mib in args.sizes:
+        size = int(size_mib * MIB)
+        frames = [upload_frame(size, i) for i in range(args.repeat)]
+        ids, up, ws_down, http_down = [], [], [], []
+        for frame in frames:
+            began = time.perf_counter()
+            ids.append(json.loads(await owner.request(frame, "FileUploaded"))["metadata"]["id"])
+            up.append(time.perf_counter() - began)
+        for file_id in ids:
+            began = time.perf_counter()
+            raw = await owner.request({"type": "GetFile", "file_id": file_id}, "FileContent")
+            ws_down.append(time.perf_counter() - began)
+            assert len(raw) > size
+        for file_id in ids:
+            began = time.perf_counter()
+            got = await asyncio.to_thread(http_get, f"{base}/files/{file_id}", cookie)
+            http_down.append(time.perf_counter() - began)
+            assert got == size, got
+        for file_id in ids:
+            await owner.request({"type": "DeleteFile", "file_id": file_id}, "FileDeleted")
+        mib = size * len(ids) / MIB
+        figures[f"{size_mib:g}MiB"] = {
+            "upload_MiB_s": round(mib / sum(up), 1),
+            "ws_download_MiB_s": round(mib / sum(ws_down), 1),
+            "http_download_MiB_s": round(mib / sum(http_down), 1),
+            "upload_p50_ms": percentiles_ms(up, (50,))["p50"],
+            "ws_download_p50_ms": percentiles_ms(ws_down, (50,))["p50"],
+        }
+    if args.load_seconds:
+        figures["load"] = await upload_load(args, join_key)
+    await owner.ws.close()
+    return figures
+
+
+async def upload_load(args: argparse.Namespace, join_key: str) -> dict[str, Any]:
+    """--uploaders connections upload --load-size MiB files, back to back or at
+    --load-rate uploads/s in all, deleting each."""
+    size = int(args.load_size * MIB)
+    frame = upload_frame(size, 0)
+    stop = time.perf_counter() + args.load_seconds
+    counts: list[int] = []
+
+    async def uploader(index: int) -> None:
+        client = await FileClient.open(args.url)
+        join = {"type": "JoinRoom", "join_key": join_key, "name": f"uploader-{index}"}
+        await client.request(join, "RoomJoined")
+        done = 0
+        began = time.perf_counter() + index / (args.load_rate or 1e9)
+        while time.perf_counter() < stop:
+            if args.load_rate:  # each uploader keeps its share of --load-rate
+                delay = began + done * args.uploaders / args.load_rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            file_id = json.loads(await client.request(frame, "FileUploaded"))["metadata"]["id"]
+            await client.request({"type": "DeleteFile", "file_id": file_id}, "FileDeleted")
+            done += 1
+        counts.append(done)
+        await client.ws.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(uploader(i) for i in range(args.uploaders)))
+    elapsed = time.perf_counter() - began
+    return {
+        "uploaders": args.uploaders,
+        "paced_per_s": args.load_rate,
+        "file_MiB": args.load_size,
+        "uploads": sum(counts),
+        "seconds": round(elapsed, 1),
+        "upload_MiB_s": round(sum(counts) * size / MIB / elapsed, 1),
+    }
+
+
 # --- Command line -----------------------------------------------------------------
 
 
@@ -957,6 +1100,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rooms", type=int, default=10)
     p.add_argument("--server-pid", type=int, default=None, help="read this PID's VmRSS")
     p.add_argument("--hold", type=float, default=0.0, help="seconds to stay connected after measuring")
+    p = sub.add_parser("files", help="file upload/download throughput, and uploads under way")
+    p.add_argument("--sizes", type=float, nargs="+", default=[1, 10], help="file sizes in MiB")
+    p.add_argument("--repeat", type=int, default=10, help="uploads (and downloads) per size")
+    p.add_argument("--load-seconds", type=float, default=0, help="then upload back to back this long")
+    p.add_argument("--load-size", type=float, default=10, help="MiB per file during the load")
+    p.add_argument("--uploaders", type=int, default=2, help="connections uploading during the load")
+    p.add_argument("--load-rate", type=float, default=0, help="uploads/s in all (0: back to back)")
     args = parser.parse_args(argv)
     args.urls = args.url or ["ws://127.0.0.1:8000/ws/"]
     args.url = args.urls[0]
@@ -967,7 +1117,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-SCENARIOS = {"fanout": fanout, "flood": flood, "joins": joins, "idle": idle}
+SCENARIOS = {"fanout": fanout, "flood": flood, "joins": joins, "idle": idle, "files": files}
 
 
 def main(argv: list[str] | None = None) -> int:

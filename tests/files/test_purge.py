@@ -123,3 +123,34 @@ def _files_in(room_id: str) -> tuple[SharedFile, SharedFile]:
     owner = Participant.objects.get(room_id=room_id)
     seat = services.Seat(owner.pk, owner.room_id, room_group(owner.room_id), owner.name, True)
     return stored_file(seat, deleted=True), stored_file(seat, age=timedelta(days=2))
+
+
+def test_on_postgresql_a_purge_skips_rows_another_purge_holds(files_root):
+    """Purges on two machines (each with its own lock) never take the same file."""
+    from django.db import connection, connections, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locking is PostgreSQL's (DATABASE_URL unset): the machine lock covers SQLite")
+    seat = seat_in_new_room()
+    held, free = stored_file(seat, deleted=True), stored_file(seat, deleted=True)
+    locked, release = threading.Event(), threading.Event()
+
+    def other_machine():
+        try:
+            with transaction.atomic():
+                list(SharedFile.objects.select_for_update().filter(pk=held.pk))
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=other_machine)
+    worker.start()
+    locked.wait(10)
+    try:
+        assert run().startswith("purge_files: removed 1 file (0 expired, 1 deleted")
+        assert list(SharedFile.objects.values_list("pk", flat=True)) == [held.pk]
+        assert (files_root / held.blob).exists() and not (files_root / free.blob).exists()
+    finally:
+        release.set()
+        worker.join()
