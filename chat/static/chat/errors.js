@@ -39,7 +39,6 @@ const CONTEXT_OF = {
   file_too_large: "upload",
   mime_not_allowed: "upload",
   quota_exceeded: "upload",
-  forbidden: "file",
   room_closed: "room",
   kicked: "room",
 };

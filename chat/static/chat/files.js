@@ -178,8 +178,10 @@ export function setUpFiles({ config, send, connection, showError }) {
         for (const item of itemsOf(previews.shift())) item.classList.add("expired");
         return true;
       }
-      if (context === "upload" && upload) {
-        finish(humanError(error));
+      // `forbidden` answers a DeleteFile, or an upload the malware scanner refused.
+      const scanner = error.code === "forbidden" && context !== "file";
+      if (upload && (context === "upload" || scanner)) {
+        finish(scanner ? error.message || humanError(error) : humanError(error));
         return true;
       }
       return false;
