@@ -43,4 +43,4 @@ def test_static_files_are_served_with_debug_off(client, settings):
     settings.DEBUG = False
     response = client.get("/static/chat/app.js")
     assert response.status_code == 200
-    assert b"JoinRoom" in b"".join(response.streaming_content)
+    assert b"JoinRoom" in response.content
