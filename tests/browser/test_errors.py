@@ -97,3 +97,15 @@ def test_files_are_checked_for_type_and_size_before_sending(server_with, new_pag
     too_large = re.compile(r"too large \(2.0 KiB\); the limit is 1000 bytes")
     expect(page.locator("#file-error")).to_have_text(too_large)
     expect(page.locator("#upload")).to_be_hidden()
+
+
+def test_too_many_wrong_passwords_are_rate_limited_on_the_join_form(server_with, new_page):
+    server = server_with(JOIN_FAILURES_PER_MINUTE="1")
+    alice = new_page(server.http)
+    link = create_room(alice, "Vault", "Alice", password="right")
+    bob = new_page(link)
+    join_room(bob, "Bob", password="wrong")
+    expect(bob.locator("#join-password-error")).to_have_text("Wrong password for this room.")
+    join_room(bob, "Bob", password="wrong again")
+    expect(bob.locator("#join-error")).to_have_text(re.compile("Too many attempts"))
+    expect(bob.get_by_role("button", name="Join room")).to_be_enabled()

@@ -5,7 +5,15 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.pages import PythonClient, create_room, decrypt, expect_members, join_key_of, say
+from tests.browser.pages import (
+    PythonClient,
+    create_room,
+    decrypt,
+    expect_members,
+    join_key_of,
+    join_room,
+    say,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -52,3 +60,24 @@ def test_page_reconnects_after_restart_and_shows_missed_messages_once(server_wit
     assert created and joins and all(join["since"] == before["id"] for join in joins)
     assert all(join["owner_token"] and join["name"] == "Alice" for join in joins)
     expect(alice.get_by_label("Share link")).to_have_value(link)
+
+
+def test_page_rejoins_after_the_server_process_is_killed(server_with, new_page):
+    """SIGKILL leaves the page's seat behind as a ghost; the page rejoins once it is swept."""
+    server = server_with(PRESENCE_HEARTBEAT="0.5", PRESENCE_TIMEOUT="2")
+    alice = new_page(server.http)
+    link = create_room(alice, "Crash", "Alice")
+    bob = new_page(link)
+    join_room(bob, "Bob")
+    say(bob, "first")
+    expect(alice.locator("#messages li .text")).to_have_text(["first"])
+
+    server.kill()
+    expect(alice.locator("#status")).to_have_text(re.compile("Connection lost"))
+    server.start()
+    for page in (alice, bob):
+        expect(page.locator("#status")).to_have_text(re.compile(r"^Reconnected to Crash\.$"), timeout=40_000)
+    say(alice, "after the crash")
+    for page in (alice, bob):
+        expect(page.locator("#messages li .text")).to_have_text(["first", "after the crash"])
+    expect(bob.locator("#members li")).to_have_count(2)
