@@ -2,6 +2,7 @@
 # Every benchmark of bench/README.md, each on fresh server processes started here.
 #
 #   bash bench/run.sh one     # one process: SQLite and the in-memory layer (embedded defaults)
+#   bash bench/run.sh files   # file throughput, and chat latency during uploads (one process)
 #   bash bench/run.sh two     # two processes sharing PostgreSQL and Redis
 #   bash bench/run.sh         # both
 #
@@ -83,6 +84,27 @@ one_process() {
     stop_servers
 }
 
+# Upload/download throughput, then a chat in another room timed alone, during 10 MiB
+# uploads at 1/s, and during uploads back to back (two uploaders).
+files_one() {
+    echo "== files, one process =="
+    start_one 8506 FILES_UPLOADS_PER_MINUTE=100000 FILES_ROOM_QUOTA=107374182400
+    local url=ws://127.0.0.1:8506/ws/
+    $LOADGEN --json --url $url files --sizes 1 10 --repeat 10 | record files-one
+    $LOADGEN --json --url $url fanout --members 2 --senders 2 --rate 10 --duration 20 | record probe-alone-one
+    for rate in 1 0; do
+        $LOADGEN --json --url $url files --sizes 1 --repeat 1 --load-seconds 26 --uploaders 2 \
+            --load-rate $rate >"$RESULTS/$STAMP-uploads-$rate-one.json" &
+        local load=$!
+        sleep 3
+        $LOADGEN --json --url $url fanout --members 2 --senders 2 --rate 10 --duration 20 \
+            | record "probe-during-uploads-$rate-one"
+        wait "$load"
+        cat "$RESULTS/$STAMP-uploads-$rate-one.json"
+    done
+    stop_servers
+}
+
 two_processes() {
     echo "== two processes, PostgreSQL + Redis =="
     local base=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
@@ -112,7 +134,8 @@ PY
 
 case "${1:-all}" in
     one) one_process ;;
+    files) files_one ;;
     two) two_processes ;;
-    all) one_process; two_processes ;;
-    *) echo "usage: bench/run.sh [one|two|all]" >&2; exit 2 ;;
+    all) one_process; files_one; two_processes ;;
+    *) echo "usage: bench/run.sh [one|files|two|all]" >&2; exit 2 ;;
 esac

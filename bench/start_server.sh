@@ -19,6 +19,7 @@ ulimit -n "$hard_limit" 2>/dev/null || ulimit -n 1048576 2>/dev/null || true
 export DJANGO_DEBUG=0
 export DJANGO_SECRET_KEY=bench-only-secret
 export DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost
+export DJANGO_SSL_REDIRECT=0 DJANGO_SECURE_COOKIES=0  # plain HTTP on loopback
 CHAT_VAR_DIR="$(mktemp -d "${TMPDIR:-/tmp}/chat-bench.XXXXXX")"
 export CHAT_VAR_DIR
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from chat import passwords, presence, protocol, selectors, services
 from chat.errors import ErrorCode, ProtocolError
+from chat.events import event
 from chat.hub import Outbox, hub, publish
 from chat.ratelimit import SlidingWindow, TokenBucket, join_failures
 from chat.security import client_address, session_key_of
@@ -36,9 +37,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.outbox = Outbox(self.send_text, self.close_with)
         await self.accept()
         presence.connection_opened()
+        event("connect", client=client_address(self.scope))
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, however it closes: leave the room."""
+        seat = self.seat
+        event("disconnect", code=code, room=seat and seat.room_id, participant=seat and seat.participant_id)
         try:
             if self.seat is not None:
                 await self.leave()
@@ -60,6 +64,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called with each client frame: errors become `Error`, never a closed socket."""
+        if self.outbox.closing is not None:
+            return  # closing (kicked, room closed, abuse): nothing more is done for it
         try:
             if text_data is None:
                 raise ProtocolError(ErrorCode.INVALID_JSON, "Binary frames are not accepted.")
@@ -73,8 +79,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def refuse(self, exc: ProtocolError) -> None:
         self.send_json(protocol.error_message(exc.code, exc.message))
+        event("error", code=exc.code.value, client=client_address(self.scope))
         if exc.code == ErrorCode.RATE_LIMITED:
             if self.refusals.add() > settings.ABUSE_RATE_LIMITED_FRAMES:
+                event("abuse_close", close=CLOSE_ABUSE, client=client_address(self.scope))
                 self.outbox.put_close(CLOSE_ABUSE)
 
     def send_json(self, message: dict) -> None:
@@ -89,7 +97,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     def where(self) -> services.Where:
-        return services.Where(hub.address(self.outbox), presence.PROCESS_ID, client_address(self.scope))
+        session_key = session_key_of(self.scope)
+        return services.Where(
+            hub.address(self.outbox),
+            presence.PROCESS_ID,
+            client_address(self.scope),
+            services.token_hash(session_key) if session_key else "",
+        )
 
     # --- Client messages -------------------------------------------------------
 
@@ -113,6 +127,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.send_json(
             protocol.room_created_message(selectors.room_info(room), room.encryption_key, owner_token)
         )
+        event("create", room=room.pk, participant=seat.participant_id)
         await self.remember_room(seat)
 
     async def join_room(self, command: protocol.JoinRoom) -> None:
@@ -148,6 +163,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await hub.leave(door.group, self.outbox)
             raise
         seat = self.take_seat(joined.seat)
+        event("join", room=seat.room_id, participant=seat.participant_id, owner=seat.is_owner)
         names = [name for _, name in joined.present]
         self.send_json(
             protocol.room_joined_message(selectors.room_info(joined.room), joined.room.encryption_key, names)
@@ -203,6 +219,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             seat=seat, name=command.name, mime_type=command.mime_type, data=data, now=now
         )
         self.send_json(protocol.file_uploaded_message(files.metadata(shared)))
+        event("file_uploaded", room=seat.room_id, file=shared.id, size=shared.size)
         link = protocol.chat_message(shared.message_id, seat.name, shared.link_message, now)
         await publish(seat.group, link, message_id=shared.message_id)
 

@@ -45,6 +45,8 @@ class Outbox:
         # Drops room events the socket's join snapshot already showed (see `release`).
         self.stale: Callable[[dict], bool] | None = None
         self.limit = settings.WS_SEND_QUEUE_LIMIT
+        # The close code once a close is queued: the socket's frames are then ignored.
+        self.closing: int | None = None
         self.wakeup = asyncio.Event()
         # Set while nothing waits to be written (see `drained`).
         self.idle = asyncio.Event()
@@ -67,9 +69,14 @@ class Outbox:
             self.held.append(event)
         elif self.stale is None or not self.stale(event):
             self.put(event["text"])
+            if event.get("close"):
+                # An admin closed the room (4000) or removed this participant (4001).
+                self.put_close(event["close"])
 
     def put_close(self, code: int) -> None:
         """Close the socket once every frame queued before has been written."""
+        if self.closing is None:
+            self.closing = code
         self.frames.append(code)
         self.idle.clear()
         self.wakeup.set()
@@ -204,11 +211,15 @@ class Hub:
 hub = Hub()
 
 
-async def publish(group: str, message: dict, *, exclude: str | None = None, **marks: int | bool) -> None:
+async def publish(
+    group: str, message: dict, *, exclude: str | None = None, **marks: int | bool | str
+) -> None:
     """Send a server message to every socket in `group`, in every process, but `exclude`.
 
     It is encoded to JSON once, here. `marks` (message_id, or participant_id and
-    joined) let a socket that is joining drop events its snapshot already holds.
+    joined) let a socket that is joining drop events its snapshot already holds;
+    `only` (an outbox id) narrows it to one socket, and `close` closes the sockets
+    that get it with that code once the message is written.
     """
     event = {"type": EVENT_TYPE, "group": group, "text": encode(message), "exclude": exclude, **marks}
     # The hub's layer, once started: looking it up costs a settings read per call.

@@ -55,6 +55,8 @@ class Participant(models.Model):
     process_id = models.CharField(max_length=32)
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     address = models.GenericIPAddressField(null=True, blank=True)
+    # sha256 of the browser session's key, when the socket carried one (for kick bans).
+    session_hash = models.CharField(max_length=64, blank=True, default="")
     joined_at = models.DateTimeField()
     left_at = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField()
@@ -91,3 +93,20 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.id} by {self.sender}"
+
+
+class Ban(models.Model):
+    """A name an admin removed from a room: it may not rejoin from the same browser
+    session or client address until `until` (KICK_BAN_SECONDS)."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="bans")
+    name_key = models.CharField(max_length=200)
+    session_hash = models.CharField(max_length=64, blank=True, default="")
+    address = models.GenericIPAddressField(null=True, blank=True)
+    until = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["room", "name_key"], name="ban_room_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name_key} until {self.until:%Y-%m-%d %H:%M}"

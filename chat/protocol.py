@@ -343,6 +343,11 @@ def file_uploaded_message(metadata: dict) -> dict:
     return {"type": "FileUploaded", "metadata": metadata}
 
 
+def message_deleted_message(message_id: int) -> dict:
+    """Not in PROTOCOL.md's list: an admin deleted a message (docs/protocol-notes.md)."""
+    return {"type": "MessageDeleted", "id": message_id}
+
+
 def file_deleted_message(file_id: str) -> dict:
     return {"type": "FileDeleted", "file_id": file_id}
 

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import import_module
 from uuid import UUID
 
@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 
 from chat import selectors, sql
 from chat.errors import ErrorCode, ProtocolError
-from chat.models import Message, Participant, Room, room_group
+from chat.models import Ban, Message, Participant, Room, room_group
 from chat.protocol import name_key
 
 SESSION_ROOMS_KEY = "chat_rooms"
@@ -91,6 +91,8 @@ class Where:
     channel_name: str
     process_id: str
     address: str | None
+    # sha256 of the browser session key the socket carried, or "".
+    session_hash: str = ""
 
 
 def token_hash(token: str) -> str:
@@ -101,22 +103,41 @@ def owner_token_matches(room: Room, token: str | None) -> bool:
     return token is not None and hmac.compare_digest(token_hash(token), room.owner_token_hash)
 
 
+def _ban_condition(*, room: Room, key: str, where: Where, now: datetime) -> tuple[str, list]:
+    """SQL that is true when an admin's ban keeps this name out (see `participant_remove`)."""
+    ban = sql.table(Ban)
+    clauses, params = ["session_hash = %s"], [where.session_hash or "-"]
+    if where.address:
+        clauses.append("address = %s")
+        params.append(where.address)
+    return (
+        f"EXISTS (SELECT 1 FROM {ban} WHERE room_id = %s AND name_key = %s AND until > %s "
+        f"AND ({' OR '.join(clauses)}))",
+        [sql.prep(Ban, "room", room.pk), key, sql.prep(Ban, "until", now), *params],
+    )
+
+
 def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: datetime) -> Seat:
-    """One INSERT, into an open room only; the partial unique index refuses a name
-    that is present in the room."""
+    """One INSERT, into an open room only, and not for a name banned from there; the
+    partial unique index refuses a name that is present in the room."""
+    key = name_key(name)
     participant_id = sql.insert_into_open_room(
         Participant,
         room.pk,
+        unless=_ban_condition(room=room, key=key, where=where, now=now),
         name=name,
-        name_key=name_key(name),
+        name_key=key,
         channel_name=where.channel_name,
         process_id=where.process_id,
         role=Participant.Role.OWNER if owner else Participant.Role.MEMBER,
         address=where.address,
+        session_hash=where.session_hash,
         joined_at=now,
         last_seen=now,
     )
     if participant_id is None:
+        if Room.objects.filter(pk=room.pk, closed_at__isnull=True).exists():
+            raise ProtocolError(ErrorCode.FORBIDDEN, "You were removed from this room; try again later.")
         raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
     return Seat(participant_id, room.pk, room.group_name, name, owner)
 
@@ -245,3 +266,56 @@ def _ghosts_sweep(participants, *, now: datetime) -> list[Swept]:
         if Participant.objects.filter(pk=pk, left_at__isnull=True).update(left_at=now):
             swept.append(Swept(room_group(room_id), name, pk))
     return swept
+
+
+# --- Moderation (the admin calls these through chat/moderation.py) -------------------
+
+
+@dataclass(frozen=True)
+class Removed:
+    """A participant an admin removed: where its socket is, and its room's group."""
+
+    group: str
+    name: str
+    participant_id: int
+    channel_name: str
+
+
+@transaction.atomic
+def room_close(*, room_id: UUID, now: datetime) -> bool:
+    """Close an open room: its join key stops working and everyone present is marked
+    gone (they are told `room_closed` and disconnected, not `ParticipantLeft`).
+    History and files stay until the room is deleted. False if it was closed already."""
+    closed = Room.objects.filter(pk=room_id, closed_at__isnull=True).update(closed_at=now)
+    Participant.objects.filter(room_id=room_id, left_at__isnull=True).update(left_at=now)
+    return bool(closed)
+
+
+def participant_remove(*, participant_id: int, now: datetime) -> Removed | None:
+    """Mark a present participant gone and ban its name from the room, for its browser
+    session and its address, for KICK_BAN_SECONDS. None if it had left already."""
+    with transaction.atomic():
+        participant = (
+            Participant.objects.select_for_update().filter(pk=participant_id, left_at__isnull=True).first()
+        )
+        if participant is None:
+            return None
+        participant.left_at = now
+        participant.save(update_fields=["left_at"])
+        Ban.objects.create(
+            room_id=participant.room_id,
+            name_key=participant.name_key,
+            session_hash=participant.session_hash,
+            address=participant.address,
+            until=now + timedelta(seconds=settings.KICK_BAN_SECONDS),
+        )
+    group = room_group(participant.room_id)
+    return Removed(group, participant.name, participant.pk, participant.channel_name)
+
+
+def messages_delete(*, message_ids: list[int]) -> list[tuple[str, int]]:
+    """Delete messages; returns (room group, id) of each, to tell the rooms."""
+    with transaction.atomic():
+        found = list(Message.objects.filter(pk__in=message_ids).values_list("room_id", "pk"))
+        Message.objects.filter(pk__in=[pk for _, pk in found]).delete()
+    return [(room_group(room_id), pk) for room_id, pk in found]

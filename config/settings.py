@@ -200,6 +200,14 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Production is served over TLS (README, Production): plain HTTP is redirected, and
+# browsers are told to use HTTPS only. Both can be turned off for a plain-HTTP test.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000)
+# Set these to 0 when the chat shares its domain with sites that are not all HTTPS.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
 
 LOGGING = {
     "version": 1,
@@ -255,6 +263,9 @@ CLAMAV_TIMEOUT = env_float("CLAMAV_TIMEOUT", 30)
 # 51st rate-limited frame within this window closes the socket with 1008.
 ABUSE_RATE_LIMITED_FRAMES = env_int("ABUSE_RATE_LIMITED_FRAMES", 50)
 ABUSE_WINDOW = env_float("ABUSE_WINDOW", 10)
+# A participant an admin removed may not rejoin that room under that name, from the
+# same browser session or client address, for this long.
+KICK_BAN_SECONDS = env_float("KICK_BAN_SECONDS", 3600)
 
 # Presence: every process refreshes its participants' last_seen every
 # PRESENCE_HEARTBEAT seconds; a participant unseen for PRESENCE_TIMEOUT is a ghost

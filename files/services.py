@@ -127,10 +127,14 @@ def file_delete(*, seat: Seat, file_id: uuid.UUID, now: datetime) -> SharedFile:
             raise not_found()
         if not (seat.is_owner or file.uploader_id == seat.participant_id):
             raise ProtocolError(ErrorCode.FORBIDDEN, "Only the uploader or the room owner can delete a file.")
-        file.deleted_at = now
-        file.save(update_fields=["deleted_at"])
-        blobs.remove_on_commit([file.blob])
+        _mark_deleted(file, now)
     return file
+
+
+def _mark_deleted(file: SharedFile, now: datetime) -> None:
+    file.deleted_at = now
+    file.save(update_fields=["deleted_at"])
+    blobs.remove_on_commit([file.blob])
 
 
 # --- CPU steps (run in the file workers) ---------------------------------------------
@@ -215,3 +219,19 @@ async def fetch(*, seat: Seat, file_id: str, now: datetime) -> str:
 
 async def delete(*, seat: Seat, file_id: str, now: datetime) -> SharedFile:
     return await database_sync_to_async(file_delete)(seat=seat, file_id=parse_file_id(file_id), now=now)
+
+
+def file_remove(*, file_id: uuid.UUID, now: datetime) -> SharedFile | None:
+    """An admin's delete: like `file_delete` without the rights check. None if the
+    file was not live (expired or deleted already)."""
+    with transaction.atomic():
+        file = SharedFile.objects.select_for_update().live(now).filter(pk=file_id).first()
+        if file is None:
+            return None
+        _mark_deleted(file, now)
+    return file
+
+
+def room_files_drop(*, room_id: uuid.UUID) -> None:
+    """Before a room is deleted (its rows cascade): its blobs go once that commits."""
+    blobs.remove_on_commit(list(SharedFile.objects.filter(room_id=room_id).values_list("blob", flat=True)))

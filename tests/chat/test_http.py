@@ -1,8 +1,11 @@
 """HTTP endpoints, settings and system checks."""
 
+import base64
 import os
+import secrets
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.core.checks import run_checks
@@ -54,6 +57,9 @@ def test_in_memory_layer_with_debug_off_is_warned_about(settings):
     assert "chat.W001" not in [message.id for message in run_checks()]
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def _settings_in_subprocess(**env: str) -> subprocess.CompletedProcess:
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))
@@ -82,3 +88,33 @@ def test_limits_and_database_come_from_the_environment(tmp_path):
     engine, max_size, max_frame = result.stdout.split()
     assert engine == "django.db.backends.postgresql"
     assert (int(max_size), int(max_frame)) == (3000, 4000 + 64 * 1024)
+
+
+def test_check_deploy_is_clean_with_the_documented_production_settings(tmp_path):
+    """README, Production: secret key, hosts, Redis and the files key set, DEBUG off."""
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))
+    }
+    env = {
+        **clean,
+        "CHAT_VAR_DIR": str(tmp_path),
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_ALLOWED_HOSTS": "chat.example.org",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "FILES_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+    # Without the files key it says so (chat.W002).
+    del env["FILES_ENCRYPTION_KEY"]
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"], env=env, capture_output=True, text=True
+    )
+    assert "chat.W002" in result.stdout + result.stderr

@@ -29,6 +29,7 @@ def production_env(**extra: str) -> dict[str, str]:
         DJANGO_SECRET_KEY="e2e-test-secret-key-not-for-production-0123456789",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         DJANGO_SECURE_COOKIES="0",
+        DJANGO_SSL_REDIRECT="0",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

@@ -62,9 +62,7 @@ async def test_a_file_of_files_max_size_round_trips(sqlite_env, servers, command
     content = await owner.expect("FileContent", within=30)
     assert base64.b64decode(content["content"]) == data
 
-    status, body, headers = await asyncio.to_thread(
-        download, server.http, f"/files/{metadata['id']}", cookie
-    )
+    status, body, headers = await asyncio.to_thread(download, server.http, f"/files/{metadata['id']}", cookie)
     assert status == 200 and body == data
     assert headers["Content-Disposition"] == 'attachment; filename="big.zip"'
     assert headers["X-Content-Type-Options"] == "nosniff"

@@ -1,0 +1,238 @@
+"""Moderation in the Django admin: every action goes through chat/moderation.py, so it
+reaches the people connected now in every server process, and is in the admin log.
+
+Rooms, participants and messages are made by clients, never here; their fields are
+read-only (server processes cache room rows, so an edit would not reach them). The
+password hash, the room key and the owner token hash are never shown, and neither is
+message content (ciphertext: the admin cannot read it and does not pretend to).
+"""
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from chat import moderation
+from chat.models import Message, Participant, Room
+from files.models import SharedFile
+
+
+def actor(request: HttpRequest) -> str:
+    return f"admin:{request.user.pk}"
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Nothing is added or edited here; deleting goes through moderation."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # replaced by actions that tell the rooms
+        return actions
+
+    def has_moderate_permission(self, request: HttpRequest) -> bool:
+        """Moderating a model takes Django's delete permission on it."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}")
+
+
+class OpenFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("open", "Open"), ("closed", "Closed")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "open":
+            return queryset.filter(closed_at__isnull=True)
+        if self.value() == "closed":
+            return queryset.filter(closed_at__isnull=False)
+        return queryset
+
+
+class PasswordFilter(admin.SimpleListFilter):
+    title = "password"
+    parameter_name = "password"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "With password"), ("no", "Without password")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(password_hash="")
+        if self.value() == "no":
+            return queryset.filter(password_hash="")
+        return queryset
+
+
+class ParticipantInline(admin.TabularInline):
+    model = Participant
+    fields = ["name", "role", "joined_at", "left_at", "last_seen", "address"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-joined_at"]
+    verbose_name_plural = "participants (present and past)"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class FileInline(admin.TabularInline):
+    model = SharedFile
+    fields = ["name", "uploader_name", "mime_type", "size", "created_at", "expires_at", "deleted_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    fk_name = "room"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Room)
+class RoomAdmin(ReadOnlyAdmin):
+    list_display = ["name", "owner_name", "created_at", "is_open", "present", "live_files"]
+    list_filter = [OpenFilter, PasswordFilter]
+    search_fields = ["name", "=join_key"]
+    fields = ["name", "description", "join_key", "has_password", "owner_name", "created_at", "closed_at"]
+    readonly_fields = fields
+    inlines = [ParticipantInline, FileInline]
+    actions = ["close_rooms", "delete_rooms"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        now = timezone.now()
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                present_count=Count(
+                    "participants", filter=Q(participants__left_at__isnull=True), distinct=True
+                ),
+                live_file_count=Count(
+                    "files",
+                    filter=Q(files__deleted_at__isnull=True, files__expires_at__gt=now),
+                    distinct=True,
+                ),
+            )
+        )
+
+    @admin.display(boolean=True, description="open", ordering="closed_at")
+    def is_open(self, room: Room) -> bool:
+        return room.closed_at is None
+
+    @admin.display(boolean=True, description="password")
+    def has_password(self, room: Room) -> bool:
+        return room.has_password
+
+    @admin.display(description="present", ordering="present_count")
+    def present(self, room: Room) -> int:
+        return room.present_count
+
+    @admin.display(description="live files", ordering="live_file_count")
+    def live_files(self, room: Room) -> int:
+        return room.live_file_count
+
+    def delete_model(self, request: HttpRequest, obj: Room) -> None:
+        moderation.delete_room(room_id=obj.pk, now=timezone.now(), actor=actor(request))
+
+    @admin.action(
+        description="Close the selected rooms (everyone in them is disconnected)", permissions=["moderate"]
+    )
+    def close_rooms(self, request: HttpRequest, queryset: QuerySet) -> None:
+        closed = 0
+        for room in queryset:
+            if moderation.close_room(room_id=room.pk, now=timezone.now(), actor=actor(request)):
+                self.log_change(request, room, "Closed the room.")
+                closed += 1
+        self.message_user(request, f"Closed {closed} room(s).", messages.SUCCESS)
+
+    @admin.action(
+        description="Delete the selected rooms with their messages and files", permissions=["moderate"]
+    )
+    def delete_rooms(self, request: HttpRequest, queryset: QuerySet) -> None:
+        rooms = list(queryset)
+        self.log_deletions(request, rooms)
+        for room in rooms:
+            moderation.delete_room(room_id=room.pk, now=timezone.now(), actor=actor(request))
+        self.message_user(request, f"Deleted {len(rooms)} room(s).", messages.SUCCESS)
+
+
+class PresentFilter(admin.SimpleListFilter):
+    title = "presence"
+    parameter_name = "present"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Present"), ("no", "Left")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(left_at__isnull=True)
+        if self.value() == "no":
+            return queryset.filter(left_at__isnull=False)
+        return queryset
+
+
+@admin.register(Participant)
+class ParticipantAdmin(ReadOnlyAdmin):
+    list_display = ["name", "room", "role", "is_present", "joined_at", "left_at", "address"]
+    list_filter = [PresentFilter, "role"]
+    search_fields = ["name", "room__name", "=room__join_key"]
+    list_select_related = ["room"]
+    fields = ["name", "room", "role", "joined_at", "left_at", "last_seen", "address", "process_id"]
+    readonly_fields = fields
+    actions = ["remove_from_room"]
+
+    @admin.display(boolean=True, description="present")
+    def is_present(self, participant: Participant) -> bool:
+        return participant.left_at is None
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.action(
+        description="Remove from the room (and keep the name out for a while)", permissions=["moderate"]
+    )
+    def remove_from_room(self, request: HttpRequest, queryset: QuerySet) -> None:
+        removed = 0
+        for participant in queryset:
+            if moderation.remove_participant(
+                participant_id=participant.pk, now=timezone.now(), actor=actor(request)
+            ):
+                self.log_change(request, participant, "Removed from the room.")
+                removed += 1
+        self.message_user(request, f"Removed {removed} participant(s).", messages.SUCCESS)
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdmin):
+    list_display = ["id", "room", "sender", "sent_at", "kind", "length"]
+    search_fields = ["sender", "=room__join_key"]
+    list_select_related = ["room"]
+    fields = ["id", "room", "sender", "sent_at", "kind", "length"]
+    readonly_fields = fields
+    actions = ["delete_messages"]
+
+    @admin.display(description="kind")
+    def kind(self, message: Message) -> str:
+        return "file link" if message.content.startswith("[File: ") else "ciphertext (not readable here)"
+
+    @admin.display(description="characters")
+    def length(self, message: Message) -> int:
+        return len(message.content)
+
+    def delete_model(self, request: HttpRequest, obj: Message) -> None:
+        moderation.delete_messages(message_ids=[obj.pk], actor=actor(request))
+
+    @admin.action(description="Delete the selected messages (the rooms are told)", permissions=["moderate"])
+    def delete_messages(self, request: HttpRequest, queryset: QuerySet) -> None:
+        messages_ = list(queryset)
+        self.log_deletions(request, messages_)
+        deleted = moderation.delete_messages(message_ids=[m.pk for m in messages_], actor=actor(request))
+        self.message_user(request, f"Deleted {deleted} message(s).", messages.SUCCESS)

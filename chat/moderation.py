@@ -1,0 +1,86 @@
+"""What moderators do to live rooms (from the admin): the same services the consumer
+uses, then the rooms are told through the channel layer, so every server process
+hears it, and one `chat.events` log line per action.
+
+Called from sync code (admin views run in a worker thread under ASGI).
+"""
+
+import uuid
+from datetime import datetime
+
+from asgiref.sync import async_to_sync
+from django.db import transaction
+
+from chat import protocol, services
+from chat.errors import ErrorCode
+from chat.events import event
+from chat.hub import publish
+from chat.models import Room, room_group
+from files import services as files
+
+CLOSE_ROOM_CLOSED = 4000
+CLOSE_KICKED = 4001
+
+
+def _tell(group: str, message: dict, **marks: int | str) -> None:
+    async_to_sync(publish)(group, message, **marks)
+
+
+def close_room(*, room_id: uuid.UUID, now: datetime, actor: str) -> bool:
+    """Close the room: everyone in it gets `room_closed` and close 4000; the join key
+    stops working. False if it was closed already."""
+    closed = services.room_close(room_id=room_id, now=now)
+    if closed:
+        message = protocol.error_message(ErrorCode.ROOM_CLOSED, "An admin closed this room.")
+        _tell(room_group(room_id), message, close=CLOSE_ROOM_CLOSED)
+        event("moderation", action="close_room", room=room_id, actor=actor)
+    return closed
+
+
+def delete_room(*, room_id: uuid.UUID, now: datetime, actor: str) -> None:
+    """Close it (telling whoever is in it), then delete it with its participants,
+    messages and files; the blobs go once that commits."""
+    close_room(room_id=room_id, now=now, actor=actor)
+    with transaction.atomic():
+        files.room_files_drop(room_id=room_id)
+        Room.objects.filter(pk=room_id).delete()
+    event("moderation", action="delete_room", room=room_id, actor=actor)
+
+
+def remove_participant(*, participant_id: int, now: datetime, actor: str) -> bool:
+    """Its socket gets `kicked` and close 4001, the room `ParticipantLeft`; the name is
+    banned from the room (same session or address) for KICK_BAN_SECONDS."""
+    removed = services.participant_remove(participant_id=participant_id, now=now)
+    if removed is None:
+        return False
+    outbox_id = removed.channel_name.rpartition("#")[2]
+    kicked = protocol.error_message(ErrorCode.KICKED, "An admin removed you from this room.")
+    _tell(removed.group, kicked, only=outbox_id, close=CLOSE_KICKED)
+    _tell(
+        removed.group,
+        protocol.participant_left_message(removed.name),
+        exclude=outbox_id,
+        participant_id=removed.participant_id,
+        joined=False,
+    )
+    event("moderation", action="remove_participant", participant=participant_id, actor=actor)
+    return True
+
+
+def delete_messages(*, message_ids: list[int], actor: str) -> int:
+    """Delete messages; each room is told `MessageDeleted {id}` (docs/protocol-notes.md)."""
+    deleted = services.messages_delete(message_ids=message_ids)
+    for group, message_id in deleted:
+        _tell(group, protocol.message_deleted_message(message_id))
+        event("moderation", action="delete_message", message=message_id, actor=actor)
+    return len(deleted)
+
+
+def delete_file(*, file_id: uuid.UUID, now: datetime, actor: str) -> bool:
+    """The room gets `FileDeleted`; the blob goes once the row's change commits."""
+    file = files.file_remove(file_id=file_id, now=now)
+    if file is None:
+        return False
+    _tell(room_group(file.room_id), protocol.file_deleted_message(str(file.id)))
+    event("moderation", action="delete_file", file=file.id, room=file.room_id, actor=actor)
+    return True

@@ -1,0 +1,61 @@
+"""Shared files in the admin: listed with their state; deleting tells the room."""
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from chat import moderation
+from chat.admin import ReadOnlyAdmin, actor
+from files.models import SharedFile
+
+
+class FileStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("live", "Live"), ("expired", "Expired"), ("deleted", "Deleted")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "live":
+            return queryset.live(now)
+        if self.value() == "expired":
+            return queryset.filter(deleted_at__isnull=True, expires_at__lte=now)
+        if self.value() == "deleted":
+            return queryset.filter(deleted_at__isnull=False)
+        return queryset
+
+
+@admin.register(SharedFile)
+class SharedFileAdmin(ReadOnlyAdmin):
+    list_display = ["name", "room", "uploader_name", "mime_type", "size", "expires_at", "state"]
+    list_filter = [FileStateFilter, "mime_type"]
+    search_fields = ["name", "uploader_name", "=room__join_key"]
+    list_select_related = ["room"]
+    fields = [
+        "id", "name", "room", "uploader_name", "mime_type", "size", "sha256",
+        "created_at", "expires_at", "deleted_at", "state",
+    ]  # fmt: skip
+    readonly_fields = fields
+    actions = ["delete_files"]
+
+    @admin.display(description="state")
+    def state(self, file: SharedFile) -> str:
+        if file.deleted_at is not None:
+            return "deleted"
+        return "expired" if file.expires_at <= timezone.now() else "live"
+
+    def delete_model(self, request: HttpRequest, obj: SharedFile) -> None:
+        """The change page's Delete marks it deleted (the purge removes the row)."""
+        moderation.delete_file(file_id=obj.pk, now=timezone.now(), actor=actor(request))
+
+    @admin.action(description="Delete the selected files (the rooms are told)", permissions=["moderate"])
+    def delete_files(self, request: HttpRequest, queryset: QuerySet) -> None:
+        deleted = 0
+        for file in queryset:
+            if moderation.delete_file(file_id=file.pk, now=timezone.now(), actor=actor(request)):
+                self.log_change(request, file, "Deleted the file.")
+                deleted += 1
+        self.message_user(request, f"Deleted {deleted} file(s).", messages.SUCCESS)
