@@ -19,6 +19,7 @@ const state = {
   rejoining: false,
   rejoinAttempts: 0,
   lastText: "",
+  queued: null, // a lobby request waiting for the socket to open
 };
 
 const connection = new Connection({ onOpen, onMessage, onDrop });
@@ -43,12 +44,13 @@ function clearErrors(container) {
 // --- Lobby -------------------------------------------------------------------------
 
 function lobbyRequest(context, message, formId) {
-  if (!send(message, context)) {
-    showError(`${context}-error`, "Not connected to the server yet. Try again in a moment.");
-    return;
-  }
   state.pending = context;
   $(formId).querySelector("button[type=submit]").disabled = true;
+  // Between sockets (just after a room closed, say) the request waits for the next one.
+  if (!send(message, context)) {
+    state.queued = { message, context };
+    setStatus("Connecting to the server…");
+  }
 }
 
 function required(id, text) {
@@ -241,11 +243,14 @@ function onOpen() {
   } else {
     setStatus("");
   }
+  if (state.queued) send(state.queued.message, state.queued.context);
+  state.queued = null;
 }
 
 function onDrop(event, wait) {
   if (state.pending) {
-    showError(`${state.pending}-error`, "The connection dropped before the server answered. Try again.");
+    showError(`${state.pending}-error`, "No connection to the server. Try again in a moment.");
+    state.queued = null;
     endPending();
   }
   files.connectionLost(Boolean(state.room?.ownerToken));
@@ -298,6 +303,12 @@ const HANDLERS = {
   ParticipantJoined: (m) => state.room && !state.members.includes(m.name) && setMembers([...state.members, m.name]),
   ParticipantLeft: (m) => state.room && setMembers(state.members.filter((name) => name !== m.name)),
   Members: (m) => state.room && setMembers(m.participants),
+  // A moderator deleted a message (docs/protocol-notes.md): it goes from the page; its
+  // id stays seen, so History after a reconnect cannot bring it back.
+  MessageDeleted: (m) => {
+    state.seen.add(m.id);
+    document.querySelector(`#messages li[data-id="${CSS.escape(String(m.id))}"]`)?.remove();
+  },
   FileUploaded: (m) => files.uploaded(m.metadata),
   FileContent: (m) => files.content(m.metadata, m.content),
   FileDeleted: (m) => files.deleted(m.file_id),

@@ -16,7 +16,7 @@ const HUMAN = {
   mime_not_allowed: "This type of file may not be shared here.",
   quota_exceeded: "The room has no space left for files. Delete some first.",
   file_not_found: "File not found or expired.",
-  forbidden: "Only the room's owner, or whoever uploaded this file during their current visit, may delete it.",
+  forbidden: "You are not allowed to do that.",
   room_closed: "An administrator closed this room.",
   kicked: "An administrator removed you from the room.",
   server_error: "Something went wrong on the server. Try again.",
@@ -25,8 +25,9 @@ const HUMAN = {
 export function humanError(error) {
   const text = HUMAN[error.code];
   if (!text) return error.message || "Something went wrong.";
-  // invalid_field messages start with the field's name and say what is wrong with it.
-  if (error.code === "invalid_field" && error.message) return error.message;
+  // These messages say more than the code: invalid_field starts with the field's name,
+  // and forbidden says what was refused (a delete, a ban after removal, the virus scanner).
+  if ((error.code === "invalid_field" || error.code === "forbidden") && error.message) return error.message;
   return text;
 }
 

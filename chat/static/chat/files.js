@@ -181,7 +181,7 @@ export function setUpFiles({ config, send, connection, showError }) {
       // `forbidden` answers a DeleteFile, or an upload the malware scanner refused.
       const scanner = error.code === "forbidden" && context !== "file";
       if (upload && (context === "upload" || scanner)) {
-        finish(scanner ? error.message || humanError(error) : humanError(error));
+        finish(humanError(error));
         return true;
       }
       return false;
