@@ -87,7 +87,12 @@ export function setUpFiles({ config, send, connection, showError }) {
     $("file-form").querySelector("button[type=submit]").disabled = true;
     // Reading and encoding take the first half of the bar, sending the second.
     progress(`Reading ${file.name}`, 0);
-    const bytes = await readWithProgress(file, (part) => progress(`Reading ${file.name}`, part * 0.4));
+    let bytes;
+    try {
+      bytes = await readWithProgress(file, (part) => progress(`Reading ${file.name}`, part * 0.4));
+    } catch {
+      return finish("This file could not be read. Pick it again.");
+    }
     progress(`Encoding ${file.name}`, 0.4);
     const frame = { type: "UploadFile", name: file.name, mime_type: typeOf(file), content: toBase64(bytes) };
     const size = frame.content.length;
