@@ -11,30 +11,23 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from chat.services import SESSION_ROOMS_KEY
+from files import validation
 
 logger = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT = 2.0
-# PROTOCOL.md, Limits: never allowed, whatever FILES_ALLOWED_MIME_TYPES says.
-NEVER_ALLOWED_MIME_TYPES = {"text/html", "image/svg+xml"}
-DEFAULT_ALLOWED_MIME_TYPES = [
-    "image/png",
-    "image/jpeg",
-    "image/gif",
-    "image/webp",
-    "application/pdf",
-    "text/plain",
-    "application/zip",
-]
 
 
 def app_config(join_key: str) -> dict:
-    """What the page's script needs from the server, handed over through json_script."""
-    allowed = getattr(settings, "FILES_ALLOWED_MIME_TYPES", DEFAULT_ALLOWED_MIME_TYPES)
+    """What the page's script needs from the server, handed over through json_script.
+
+    The page offers exactly the types the server accepts (never html or svg, only
+    types whose bytes it can verify), so it can refuse the others before sending."""
+    allowed = [validation.normalise_mime(t) for t in settings.FILES_ALLOWED_MIME_TYPES]
     return {
         "join_key": join_key,
-        "files_max_size": getattr(settings, "FILES_MAX_SIZE", 10485760),
-        "files_allowed_mime_types": [t.lower() for t in allowed if t.lower() not in NEVER_ALLOWED_MIME_TYPES],
+        "files_max_size": settings.FILES_MAX_SIZE,
+        "files_allowed_mime_types": [t for t in allowed if validation.mime_allowed(t, allowed)],
     }
 
 

@@ -22,9 +22,16 @@ def test_app_page_has_a_csp_without_inline_scripts(client):
     assert "img-src 'self' blob: data:;" in policy
 
 
-def test_page_config_carries_the_file_limits_without_html_or_svg(client, settings):
+def test_page_config_offers_only_the_file_types_the_server_accepts(client, settings):
+    """Never html or svg, and not a type whose bytes the server cannot verify."""
     settings.FILES_MAX_SIZE = 1234
-    settings.FILES_ALLOWED_MIME_TYPES = ["image/PNG", "text/html", "image/svg+xml", "text/plain"]
+    settings.FILES_ALLOWED_MIME_TYPES = [
+        "image/PNG",
+        "text/html",
+        "image/svg+xml",
+        "application/msword",
+        "text/plain",
+    ]
     config = page_config(client.get("/rooms/k3y/").content)
     assert config == {
         "join_key": "k3y",
