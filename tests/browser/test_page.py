@@ -6,6 +6,8 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
+from chat.errors import ErrorCode
+
 from tests.browser.pages import create_room, expect_members, join_room, say
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -121,3 +123,20 @@ def test_every_control_has_a_visible_label(server, new_page):
     for name in ("Send", "Leave", "Copy link", "Send file"):
         expect(page.get_by_role("button", name=name, exact=True)).to_be_visible()
     expect(page.get_by_role("log")).to_have_attribute("aria-live", re.compile("polite"))
+
+
+def test_every_error_code_of_the_server_has_words_on_the_page(server, new_page):
+    """chat.errors.ErrorCode is the server's list; the page must say each in its own words
+    (invalid_field and forbidden show the server's message, which names the reason)."""
+    page = new_page(server.http)
+    shown = page.evaluate(
+        """async (codes) => {
+            const { humanError } = await import("/static/chat/errors.js");
+            const say = (code) => humanError({ code, message: "SERVER SAYS" });
+            return Object.fromEntries(codes.map((code) => [code, say(code)]));
+        }""",
+        [code.value for code in ErrorCode],
+    )
+    server_worded = {"invalid_field", "forbidden"}
+    for code, text in shown.items():
+        assert text and (text == "SERVER SAYS") == (code in server_worded), (code, text)
