@@ -7,7 +7,6 @@ import pytest
 from playwright.sync_api import expect
 
 from chat.errors import ErrorCode
-
 from tests.browser.pages import create_room, expect_members, join_room, say
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
