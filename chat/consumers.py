@@ -15,6 +15,7 @@ from chat.events import event
 from chat.hub import Outbox, hub, publish
 from chat.ratelimit import SlidingWindow, TokenBucket, join_failures
 from chat.security import client_address, session_key_of
+from chat.workers import heavy
 from files import services as files
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             if text_data is None:
                 raise ProtocolError(ErrorCode.INVALID_JSON, "Binary frames are not accepted.")
-            command = protocol.parse_client_message(text_data)
+            if len(text_data) > protocol.LARGE_STRING:
+                command = await heavy.run(protocol.parse_large_frame, text_data)
+            else:
+                command = protocol.parse_client_message(text_data)
             await HANDLERS[type(command)](self, command)
         except ProtocolError as exc:
             await self.refuse(exc)
@@ -210,7 +214,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def upload_file(self, command: protocol.UploadFile) -> None:
         # Strict base64 is a field rule, so it is checked before the room (PROTOCOL.md).
-        data = await files.decode(command.content)
+        try:
+            data = await files.decode(command.content)
+        except ProtocolError:
+            if command.large:  # was the frame even JSON? (see protocol.parse_large_frame)
+                await heavy.run(protocol.check_large_string, command.content)
+            raise
         seat = self.require_room()
         if self.uploads.add() > settings.FILES_UPLOADS_PER_MINUTE:
             raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many uploads; wait a minute.")

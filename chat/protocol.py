@@ -12,6 +12,7 @@ import binascii
 import json
 import math
 import re
+import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,6 +74,9 @@ class UploadFile:
     name: str
     mime_type: str
     content: str
+    # Parsed by `parse_large_frame`: content was not checked as a JSON string; a
+    # content that is not base64 must be judged by the full parser (see there).
+    large: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +285,72 @@ def parse_client_message(text: str) -> Command:
     if parser is None:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, "Unknown or missing message type.")
     return parser(data)
+
+
+# A frame's one long string (an upload's base64) is kept out of the JSON decoder: the
+# decoder would hold the GIL for the whole string (~15 ms for 10 MiB), stalling the loop.
+LARGE_STRING = 64 * 1024
+_MAX_QUOTES = 4096
+_PLACEHOLDER = f"large-string-{secrets.token_hex(16)}"
+
+
+def _longest_plain_string(text: str) -> tuple[int, int] | None:
+    """(start, end) of the longest string literal without escapes, quotes excluded;
+    None if the frame has too many quotes to look."""
+    longest, start, inside = None, 0, False
+    position = text.find('"')
+    for _ in range(_MAX_QUOTES):
+        if position == -1:
+            return longest
+        if not inside:
+            start, inside = position + 1, True
+        else:
+            backslashes = 0
+            while text[position - 1 - backslashes] == "\\":
+                backslashes += 1
+            if backslashes % 2 == 0:
+                inside = False
+                if longest is None or position - start > longest[1] - longest[0]:
+                    longest = (start, position)
+        position = text.find('"', position + 1)
+    return None
+
+
+def parse_large_frame(text: str) -> Command:
+    """Like `parse_client_message`, for frames carrying one long plain string (an
+    upload): the rest is decoded with it replaced by a placeholder. Frames this cannot
+    shortcut (no such string, or it is not an UploadFile's content) are decoded in
+    full. Call it from a worker thread: it is CPU work on up to WS_MAX_FRAME bytes.
+
+    The long string has no backslash and no quote; it can still hold control
+    characters JSON forbids, which the decoder would refuse. Its one use, base64
+    content, refuses those as well; the consumer then asks `check_large_string`
+    which error it is (`invalid_json` or `invalid_field`), as PROTOCOL.md's order says.
+    """
+    span = _longest_plain_string(text)
+    if span is not None and span[1] - span[0] >= LARGE_STRING and text.find("\\", *span) == -1:
+        start, end = span
+        try:
+            command = parse_client_message(text[:start] + _PLACEHOLDER + text[end:])
+        except ProtocolError as exc:
+            # Not JSON, or no known type, with any string in that place: final. A field
+            # error may be the placeholder's doing: the full decoder decides.
+            if exc.code != ErrorCode.INVALID_FIELD:
+                raise
+        else:
+            if isinstance(command, UploadFile) and command.content == _PLACEHOLDER:
+                return UploadFile(command.name, command.mime_type, text[start:end], large=True)
+    return parse_client_message(text)
+
+
+_JSON_FORBIDDEN = re.compile("[\x00-\x1f\ud800-\udfff]")
+
+
+def check_large_string(value: str) -> None:
+    """`invalid_json` if the string `parse_large_frame` set aside is not a valid JSON
+    string (control characters, lone surrogates; it has no quote or backslash)."""
+    if _JSON_FORBIDDEN.search(value):
+        raise _invalid_json("A string holds a character JSON does not allow.")
 
 
 # --- Server messages -------------------------------------------------------------

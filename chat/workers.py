@@ -52,3 +52,7 @@ class Workers:
                 initializer=_lower_priority,
             )
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+
+# Big-frame parsing and file work (decode, hash, encrypt): FILES_WORK_THREADS threads.
+heavy = Workers("heavy-work", "FILES_WORK_THREADS")

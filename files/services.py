@@ -23,14 +23,14 @@ from chat.errors import ErrorCode, ProtocolError
 from chat.models import Message, Room
 from chat.protocol import encode, iso
 from chat.services import Seat
-from chat.workers import Workers, let_loop_run
+from chat.workers import heavy, let_loop_run
 from files import blobs, scan, validation
 from files.models import SharedFile
 
 logger = logging.getLogger(__name__)
 audit = logging.getLogger("files.audit")
 
-workers = Workers("file-work", "FILES_WORK_THREADS")
+workers = heavy
 
 # Encode in slices, letting the event loop run between them (chat/workers.py).
 _ENCODE_SLICE = 96 * 1024  # a multiple of 3

@@ -192,3 +192,30 @@ async def test_non_staff_cannot_reach_any_admin_page(path):
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
         response = await client.post(path, {"action": "close_rooms", "_selected_action": ["x"]})
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+async def test_lists_search_and_filters_render_for_staff(layer):
+    owner, bob, created = await room_of_two()
+    admin = await staff_client()
+    pages = [
+        "/admin/chat/room/?state=open&password=no",
+        "/admin/chat/room/?state=closed",
+        f"/admin/chat/room/?q={created['room_info']['join_key']}",
+        "/admin/chat/participant/?present=yes&q=Bob",
+        "/admin/chat/message/",
+        "/admin/files/sharedfile/?state=expired",
+        "/admin/files/sharedfile/?state=deleted",
+    ]
+    for path in pages:
+        response = await admin.get(path)
+        assert response.status_code == 200, path
+    listing = (await admin.get("/admin/chat/room/?state=open")).content.decode()
+    assert "1 room" in listing and 'class="field-present">2<' in listing  # two present
+    assert "0 rooms" in (await admin.get("/admin/chat/room/?state=closed")).content.decode()
+    bob_row = await Participant.objects.aget(name="Bob", left_at__isnull=True)
+    await act(admin, "chat/participant", "remove_from_room", bob_row.pk)
+    assert await LogEntry.objects.filter(
+        object_id=str(bob_row.pk), change_message__contains="Removed"
+    ).aexists()
+    await owner.disconnect()
+    await bob.disconnect()

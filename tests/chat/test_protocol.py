@@ -153,3 +153,75 @@ def test_name_key_is_casefold_of_nfc():
 def test_server_messages_encode_compactly_without_escaping_unicode():
     text = protocol.encode(protocol.participant_joined_message("Zoë"))
     assert text == '{"type":"ParticipantJoined","name":"Zoë"}'
+
+
+# --- Frames with one long string (uploads) take a shortcut around the JSON decoder ---
+
+BIG = "QUJD" * 20000  # 80,000 characters, over protocol.LARGE_STRING
+
+
+def outcome(parse, text):
+    try:
+        return parse(text)
+    except protocol.ProtocolError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps({"type": "UploadFile", "name": "a.zip", "mime_type": "application/zip", "content": BIG}),
+        json.dumps({"content": BIG, "type": "UploadFile", "name": "a.zip", "mime_type": "x"}),
+        json.dumps(
+            {
+                "type": "UploadFile",
+                "name": 'q"uote\\\\',
+                "mime_type": "x",
+                "content": BIG,
+                "n": [1, {"a": "b"}],
+            }
+        ),
+        json.dumps({"type": "UploadFile", "name": BIG, "mime_type": "x", "content": "QUJD"}),  # big name
+        json.dumps({"type": "UploadFile", "name": "a", "mime_type": "x", "content": BIG, "content": "QUJD"}),  # noqa: F601
+        '{"type": "UploadFile", "name": "a", "mime_type": "x", "content": "' + BIG + '", "content": "QUJD"}',
+        json.dumps({"type": "ChatMessage", "content": BIG}),
+        json.dumps({"type": "Nope", "pad": BIG}),
+        json.dumps({"type": "UploadFile", "name": "a", "mime_type": "x", "content": BIG})[:-1],  # truncated
+        '{"type": "UploadFile", "name": "a", "mime_type": "x", "content": "' + BIG + '", "x": NaN}',
+        '{"type": "UploadFile", "name": "a", "mime_type": "x", "content": "' + BIG + '\\n"}',  # escape in it
+        '["UploadFile", "' + BIG + '"]',
+        '{"type": "UploadFile", "name": "a", "mime_type": "x", "content": "' + BIG + '"' + "]" * 40,
+        '{"type": "UploadFile", "name": "a", "mime_type": "x", "content": '
+        + "[" * 40
+        + '"'
+        + BIG
+        + '"'
+        + "]" * 40
+        + "}",
+        '"' * 5000 + BIG,
+    ],
+)
+def test_large_frames_parse_exactly_as_the_full_decoder_does(text):
+    fast, full = outcome(protocol.parse_large_frame, text), outcome(protocol.parse_client_message, text)
+    if isinstance(full, protocol.UploadFile):
+        assert isinstance(fast, protocol.UploadFile) and (fast.name, fast.mime_type, fast.content) == (
+            full.name,
+            full.mime_type,
+            full.content,
+        )
+    else:
+        assert fast == full
+
+
+def test_a_large_upload_skips_the_decoder_and_keeps_its_content():
+    text = json.dumps({"type": "UploadFile", "name": "a.zip", "mime_type": "application/zip", "content": BIG})
+    command = protocol.parse_large_frame(text)
+    assert command.large and command.content == BIG and command.name == "a.zip"
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\x1f", "\ud800"])
+def test_a_set_aside_string_with_what_json_forbids_is_invalid_json(bad):
+    protocol.check_large_string(BIG)
+    with pytest.raises(protocol.ProtocolError) as caught:
+        protocol.check_large_string(BIG + bad)
+    assert caught.value.code == "invalid_json"

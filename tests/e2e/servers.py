@@ -41,12 +41,18 @@ def manage(env: dict[str, str], *args: str) -> None:
 
 
 class ServerProcess:
-    """One server process (`serve` or `runserver`) on a free port."""
+    """One server process (`serve` or `runserver`) on a free port, or on `port` (a restart)."""
 
-    def __init__(self, env: dict[str, str], command: str = "serve", log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        command: str = "serve",
+        log_dir: Path | None = None,
+        port: int | None = None,
+    ) -> None:
         self.env = env
         self.command = command
-        self.port = free_port()
+        self.port = port or free_port()
         self.log_path = (log_dir or Path("/tmp")) / f"server-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
@@ -63,7 +69,7 @@ class ServerProcess:
             args = ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
         else:
             args = ["runserver", "--noreload", f"127.0.0.1:{self.port}"]
-        log = open(self.log_path, "wb")  # noqa: SIM115 (kept open for the child)
+        log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the child)
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, stdout=log, stderr=log
         )

@@ -260,3 +260,27 @@ async def test_get_file_and_delete_file_need_a_room(layer):
         await lonely.send_json_to({"type": kind, "file_id": "00000000-0000-0000-0000-000000000000"})
         await expect_error(lonely, "not_in_room")
     await close_all(lonely)
+
+
+async def test_large_frames_take_the_shortcut_with_the_same_answers(layer):
+    """Over protocol.LARGE_STRING the content skips the JSON decoder (chat/protocol.py)."""
+    owner, _ = await create_room()
+    big = b"\x89PNG\r\n\x1a\n" + os.urandom(200_000)
+    metadata = await upload(owner, big)
+    await owner.receive_json_from()
+    await owner.send_json_to({"type": "GetFile", "file_id": metadata["id"]})
+    assert base64.b64decode((await owner.receive_json_from())["content"]) == big
+
+    content = base64.b64encode(big).decode()
+    for broken, code in (
+        (content[:-4] + "\x01AAA", "invalid_json"),
+        (content[:-4] + "A=AA", "invalid_field"),
+    ):
+        await owner.send_to(
+            text_data='{"type":"UploadFile","name":"a.png","mime_type":"image/png","content":"'
+            + broken
+            + '"}'
+        )
+        await expect_error(owner, code)
+    await assert_open(owner)
+    await close_all(owner)

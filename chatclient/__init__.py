@@ -1,0 +1,44 @@
+"""A Python client for the encrypted chat rooms: `ChatClient`, its events, and a terminal chat.
+
+It needs no Django and nothing from the server, only `websockets` and `cryptography`.
+"""
+
+from chatclient.client import ChatClient, ChatError, ConnectionLost
+from chatclient.crypto import DecryptError, decrypt, encrypt
+from chatclient.events import (
+    ErrorEvent,
+    Event,
+    FileDeleted,
+    FileMetadata,
+    FileShared,
+    History,
+    Joined,
+    Left,
+    Message,
+    MessageDeleted,
+    Reconnected,
+    Reconnecting,
+    RoomInfo,
+)
+
+__all__ = [
+    "ChatClient",
+    "ChatError",
+    "ConnectionLost",
+    "DecryptError",
+    "ErrorEvent",
+    "Event",
+    "FileDeleted",
+    "FileMetadata",
+    "FileShared",
+    "History",
+    "Joined",
+    "Left",
+    "Message",
+    "MessageDeleted",
+    "Reconnected",
+    "Reconnecting",
+    "RoomInfo",
+    "decrypt",
+    "encrypt",
+]

@@ -1,0 +1,7 @@
+"""`python -m chatclient`: the terminal chat (see chatclient/cli.py)."""
+
+import sys
+
+from chatclient.cli import main
+
+sys.exit(main())

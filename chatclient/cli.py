@@ -1,0 +1,346 @@
+"""The terminal chat: `python -m chatclient create|join URL ...`, interactive or scripted.
+
+Interactive: typed lines are sent, and events print above the prompt without garbling
+the line being typed (prompt_toolkit's `patch_stdout`). Scripted (`--send`, `--listen`,
+`--json`): no prompt, one line per event, for shell pipelines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import sys
+import unicodedata
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+
+from chatclient.client import ChatClient, ChatError, ConnectionLost
+from chatclient.events import (
+    ErrorEvent,
+    Event,
+    FileDeleted,
+    FileShared,
+    History,
+    Joined,
+    Left,
+    Message,
+    MessageDeleted,
+    Reconnected,
+    Reconnecting,
+    RoomInfo,
+)
+
+EXIT_REFUSED = 1  # the server refused a request (a protocol error)
+EXIT_CONNECTION = 3  # no connection, or it ended for good (room closed, kicked, gave up)
+
+HELP = """\
+Type a line to send it (start it with // to send a line that starts with /).
+  /members            who is here
+  /upload PATH        share a file
+  /get ID [DEST]      download a file (into DEST, a file or directory; default: here)
+  /delete ID          delete a file (yours, or any if you own the room)
+  /leave              leave the room and quit
+  /quit               quit (Ctrl-D too)"""
+
+KINDS = {
+    Message: "message",
+    FileShared: "file_shared",
+    Joined: "joined",
+    Left: "left",
+    FileDeleted: "file_deleted",
+    MessageDeleted: "message_deleted",
+    ErrorEvent: "error",
+    Reconnecting: "reconnecting",
+    Reconnected: "reconnected",
+}
+# Shown as "?" so that nobody can drive the reader's terminal (escape sequences) or
+# reorder the line (bidirectional controls).
+_BIDI_CONTROLS = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    common.add_argument("--help", action="help", help="show this help message and exit")
+    common.add_argument("url", help="server address: ws://host:port/ws/ or wss://... (http(s) works too)")
+    common.add_argument(
+        "--password",
+        default=os.environ.get("CHAT_ROOM_PASSWORD"),
+        help="room password (default: $CHAT_ROOM_PASSWORD)",
+    )
+    common.add_argument(
+        "--send",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="send TEXT and exit (repeatable; '-' sends each line of standard input)",
+    )
+    common.add_argument(
+        "--listen",
+        type=int,
+        metavar="N",
+        help="print events until N messages from others have arrived (history included), then exit",
+    )
+    common.add_argument("--json", action="store_true", help="print one JSON object per line")
+    parser = argparse.ArgumentParser(
+        prog="python -m chatclient",
+        description="Encrypted chat rooms in the terminal: interactive, or scripted with "
+        "--send/--listen/--json.",
+        epilog=f"Exit status: 0 ok, {EXIT_REFUSED} refused by the server, 2 usage, "
+        f"{EXIT_CONNECTION} connection failed or ended.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    # No -h, no abbreviations, and the last positional optional (see parse_args): a join
+    # key is url-safe base64 and may well start with "-".
+    subparser = {"parents": [common], "add_help": False, "allow_abbrev": False}
+    create = commands.add_parser("create", help="create a room and join it as its owner", **subparser)
+    create.add_argument("room", nargs="?", help="room name")
+    create.add_argument("--description", default="", help="room description")
+    create.add_argument("--name", help="your name in the room (default: Owner)")
+    join = commands.add_parser("join", help="join a room by its join key", **subparser)
+    join.add_argument("join_key", nargs="?", help="the room's join key")
+    join.add_argument("--name", required=True, help="your name in the room")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """argparse, except that a room name or join key may start with "-" ("-Xa3..." is no option)."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    last = "room" if args.command == "create" else "join_key"
+    if getattr(args, last) is None and len(unknown) == 1:
+        setattr(args, last, unknown.pop())
+    if getattr(args, last) is None:
+        parser.error(f"{args.command}: the {last.replace('_', ' ')} is required")
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def run(args: argparse.Namespace) -> int:
+    out = Output(args.json)
+    try:
+        client = await ChatClient.connect(ws_url(args.url))
+    except ConnectionLost as exc:
+        out.fail(exc)
+        return EXIT_CONNECTION
+    try:
+        if args.command == "create":
+            room = await client.create_room(args.room, args.description, args.password, args.name)
+        else:
+            room = await client.join_room(args.join_key, args.name, args.password)
+        out.entered(room, client)
+        if not (args.json or args.send or args.listen is not None or sys.stdin.isatty()):
+            args.send = ["-"]  # piped in without flags: send the lines
+        if args.json or args.send or args.listen is not None:
+            await scripted(client, args, out)
+        else:
+            await interactive(client, out)
+        return 0
+    except ConnectionLost as exc:
+        out.fail(exc)
+        return EXIT_CONNECTION
+    except ChatError as exc:
+        out.fail(exc)
+        return EXIT_REFUSED
+    finally:
+        await client.close()
+
+
+def ws_url(url: str) -> str:
+    """`http(s)://` becomes `ws(s)://`; a bare `host:port` becomes `ws://host:port/`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return f"ws://{url}" if "/" in url else f"ws://{url}/"
+    return {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme) + "://" + rest
+
+
+# --- Scripting mode -------------------------------------------------------------
+
+
+async def scripted(client: ChatClient, args: argparse.Namespace, out: Output) -> None:
+    sent = set()
+    for text in args.send:
+        lines = (await asyncio.to_thread(sys.stdin.read)).splitlines() if text == "-" else [text]
+        for line in lines:
+            message = await client.send(line)
+            sent.add(message.id)
+            out.event(message)
+    if not args.listen:
+        return
+    heard = 0
+    async for event in client.events():
+        if not (isinstance(event, Message) and event.id in sent):  # printed when it was sent
+            out.event(event)
+        messages = event.messages if isinstance(event, History) else [event]
+        heard += sum(isinstance(m, Message | FileShared) and m.sender != client.name for m in messages)
+        if heard >= args.listen:
+            return
+
+
+# --- Interactive mode -----------------------------------------------------------
+
+
+async def interactive(client: ChatClient, out: Output) -> None:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    out.note("Type to chat; /help lists the commands.")
+    with patch_stdout():
+        printer = asyncio.create_task(print_events(client, out))
+        prompter = asyncio.create_task(prompt_lines(client, PromptSession(), out))
+        done, _ = await asyncio.wait({printer, prompter}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (printer, prompter):
+            task.cancel()
+        await asyncio.gather(printer, prompter, return_exceptions=True)
+        for task in done:
+            task.result()  # the printer raises ConnectionLost when the room is gone
+
+
+async def print_events(client: ChatClient, out: Output) -> None:
+    async for event in client.events():
+        out.event(event)
+
+
+async def prompt_lines(client: ChatClient, session, out: Output) -> None:
+    while True:
+        try:
+            line = await session.prompt_async(f"{client.name}> ")
+        except (EOFError, KeyboardInterrupt):
+            return
+        try:
+            if not await command(client, line, out):
+                return
+        except ConnectionLost:
+            raise
+        except ChatError as exc:
+            out.note(f"! {exc.code}: {exc.message}")
+        except OSError as exc:
+            out.note(f"! {exc}")
+
+
+async def command(client: ChatClient, line: str, out: Output) -> bool:
+    """Run one typed line; False when the chat should end."""
+    if not line.strip():
+        return True
+    if not line.startswith("/") or line.startswith("//"):
+        await client.send(line.removeprefix("/") if line.startswith("//") else line)
+        return True
+    name, *args = shlex.split(line[1:]) or [""]
+    if name == "members":
+        out.note("Here: " + ", ".join(await client.members()))
+    elif name == "upload" and len(args) == 1:
+        metadata = await client.upload_file(args[0])
+        out.note(f"* uploaded {metadata.name} ({metadata.size} bytes), id {metadata.id}")
+    elif name == "get" and len(args) in (1, 2):
+        metadata, data = await client.download_file(args[0])
+        target = await asyncio.to_thread(save, metadata.name, metadata.id, data, args[1:])
+        out.note(f"* saved {metadata.name} ({metadata.size} bytes) to {target}")
+    elif name == "delete" and len(args) == 1:
+        await client.delete_file(args[0])
+    elif name == "leave":
+        await client.leave()
+        out.note("* you left the room")
+        return False
+    elif name == "quit":
+        return False
+    else:
+        out.note(HELP)
+    return True
+
+
+def save(name: str, file_id: str, data: bytes, dest: list[str]) -> Path:
+    """Write a download, never over an existing file and never outside DEST."""
+    target = Path(dest[0]).expanduser() if dest else Path.cwd()
+    if target.is_dir():
+        safe = clean(name).replace("/", "_").replace("\\", "_")
+        target = target / (safe if safe.strip(". ") else file_id)
+    with target.open("xb") as file:
+        file.write(data)
+    return target
+
+
+# --- Output ---------------------------------------------------------------------
+
+
+def clean(text: str) -> str:
+    return "".join(
+        "?" if unicodedata.category(c) == "Cc" and c not in "\n\t" or ord(c) in _BIDI_CONTROLS else c
+        for c in text
+    )
+
+
+def clock(sent_at: str) -> str:
+    return datetime.fromisoformat(sent_at).astimezone().strftime("%H:%M")
+
+
+class Output:
+    """Events as text for people, or as JSON lines for programs."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def emit(self, record: dict, text: str) -> None:
+        print(json.dumps(record, ensure_ascii=False) if self.as_json else text, flush=True)
+
+    def note(self, text: str) -> None:
+        if not self.as_json:
+            print(text, flush=True)
+
+    def entered(self, room: RoomInfo, client: ChatClient) -> None:
+        record = {"event": "room", **asdict(room), "me": client.name, "owner_token": client.owner_token}
+        lock = " (password)" if room.has_password else ""
+        text = f"* in room {clean(room.name)}{lock} as {clean(client.name)}; join key: {room.join_key}"
+        self.emit(record, text)
+
+    def event(self, event: Event, history: bool = False) -> None:
+        if isinstance(event, History):
+            for message in event.messages:
+                self.event(message, history=True)
+            return
+        record = {"event": KINDS[type(event)], **asdict(event)}
+        if history:
+            record["history"] = True
+        self.emit(record, describe(event))
+
+    def fail(self, exc: ChatError) -> None:
+        if self.as_json:
+            self.emit({"event": "failed", "code": exc.code, "message": exc.message}, "")
+        print(f"error: {exc.code}: {clean(exc.message)}", file=sys.stderr, flush=True)
+
+
+def describe(event: Event) -> str:
+    match event:
+        case Message(text=None):
+            return f"[{clock(event.sent_at)}] {clean(event.sender)}: (a message that does not decrypt)"
+        case Message():
+            return f"[{clock(event.sent_at)}] {clean(event.sender)}: {clean(event.text)}"
+        case FileShared():
+            shared = f"shared {clean(event.name)}: /get {event.file_id}"
+            return f"[{clock(event.sent_at)}] {clean(event.sender)} {shared}"
+        case Joined():
+            return f"* {clean(event.name)} joined"
+        case Left():
+            return f"* {clean(event.name)} left"
+        case FileDeleted():
+            return f"* file {event.file_id} was deleted"
+        case MessageDeleted():
+            return f"* an admin deleted message {event.id}"
+        case ErrorEvent():
+            return f"! {event.code}: {clean(event.message)}"
+        case Reconnecting():
+            return "* connection lost; reconnecting..."
+        case Reconnected():
+            return "* reconnected"
+    return repr(event)

@@ -1,0 +1,243 @@
+"""The terminal chat against a real server: scripted (pipes) and interactive (a pseudo-terminal)."""
+
+import asyncio
+import fcntl
+import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+
+import pytest
+
+from chatclient import FileShared, Joined, Left, Message
+from chatclient.cli import parse_args, ws_url
+from tests.client.conftest import next_of
+from tests.e2e.servers import ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+CLI = [sys.executable, "-m", "chatclient"]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][0-9A-Za-z]|\x1b[=>78]|\r")
+
+
+async def run_cli(*args: str, stdin: bytes = b"", parse: bool = True) -> tuple[int, list, str]:
+    """Run the CLI with pipes to the end; returns (exit status, JSON lines or text lines, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        *CLI, *args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(stdin), 30)
+    lines = [json.loads(line) if parse else line for line in stdout.decode().splitlines()]
+    return process.returncode, lines, stderr.decode()
+
+
+@pytest.mark.parametrize("key", ["-hX9a", "-LXFvCHnt", "--jsonX", "plain"])
+def test_a_join_key_may_start_with_a_dash(key):
+    """Join keys are url-safe base64: "-h..." is a key, not a request for help."""
+    args = parse_args(["join", "ws://host/ws/", key, "--name", "Bob", "--json"])
+    assert (args.join_key, args.name, args.json) == (key, "Bob", True)
+    assert parse_args(["join", "--name", "Bob", "ws://host/ws/", key]).join_key == key
+
+
+def test_urls_are_taken_as_websocket_addresses():
+    assert ws_url("https://chat.example.org/ws/") == "wss://chat.example.org/ws/"
+    assert ws_url("http://127.0.0.1:8000/") == "ws://127.0.0.1:8000/"
+    assert ws_url("127.0.0.1:8000") == "ws://127.0.0.1:8000/"
+    assert ws_url("wss://chat.example.org/ws/") == "wss://chat.example.org/ws/"
+
+
+async def test_scripted_create_listen_and_join_send(server):
+    """`create --listen` prints the room, then what others say; `join --send` says it."""
+    creator = await asyncio.create_subprocess_exec(
+        *CLI, "create", server.url, "Pipes", "--name", "Alice", "--json", "--listen", "2",
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    room = json.loads(await asyncio.wait_for(creator.stdout.readline(), 30))
+    assert (room["event"], room["name"], room["me"]) == ("room", "Pipes", "Alice")
+    assert room["owner_token"]
+
+    status, lines, _ = await run_cli(
+        "join", server.url, room["join_key"], "--name", "Bob", "--send", "hello", "--send", "-", "--json",
+        stdin="über\n".encode(),
+    )  # fmt: skip
+    assert status == 0
+    assert [(line["event"], line.get("text")) for line in lines] == [
+        ("room", None),
+        ("message", "hello"),
+        ("message", "über"),
+    ]
+    stdout, _ = await asyncio.wait_for(creator.communicate(), 30)
+    assert creator.returncode == 0
+    heard = [json.loads(line) for line in stdout.decode().splitlines()]
+    assert [(line["event"], line.get("sender"), line.get("text")) for line in heard] == [
+        ("joined", None, None),
+        ("message", "Bob", "hello"),
+        ("message", "Bob", "über"),
+    ]
+    assert heard[1]["id"] < heard[2]["id"]
+
+    # A late listener gets both from the history; what it sends itself shows once.
+    status, lines, _ = await run_cli(
+        "join", server.url, room["join_key"], "--name", "Carol", "--send", "hi all", "--listen", "2", "--json"
+    )
+    assert status == 0
+    assert [(line["sender"], line["text"], line.get("history", False)) for line in lines[1:]] == [
+        ("Carol", "hi all", False),
+        ("Bob", "hello", True),
+        ("Bob", "über", True),
+    ]
+
+
+async def test_create_with_json_prints_the_room_and_exits(server):
+    status, lines, _ = await run_cli("create", server.url, "Alerts", "--password", "pw", "--json")
+    assert status == 0
+    (room,) = lines
+    assert (room["event"], room["name"], room["has_password"]) == ("room", "Alerts", True)
+    status, lines, _ = await run_cli("join", server.url, room["join_key"], "--name", "Bob", "--json")
+    assert (status, lines[0]["code"]) == (1, "wrong_password")
+    # Piped in without flags: the lines are sent, and each prints once echoed.
+    status, lines, _ = await run_cli(
+        "join", server.url, room["join_key"], "--name", "Dan", "--password", "pw",
+        stdin=b"one\ntwo\n", parse=False,
+    )  # fmt: skip
+    assert status == 0
+    assert [line.split("] ", 1)[-1] for line in lines[1:]] == ["Dan: one", "Dan: two"]
+
+
+async def test_refusals_and_connection_failures_exit_non_zero(server):
+    status, lines, stderr = await run_cli("join", server.url, "no-such-key", "--name", "Bob", "--json")
+    assert status == 1
+    assert [(line["event"], line["code"]) for line in lines] == [("failed", "room_not_found")]
+    assert "room_not_found" in stderr
+    port = server.port
+    server.stop()
+    status, _, stderr = await run_cli("join", f"ws://127.0.0.1:{port}/ws/", "key", "--name", "Bob")
+    assert status == 3
+    assert stderr.startswith("error: connection_failed: cannot connect to ws://127.0.0.1:")
+
+
+class Terminal:
+    """A process on a pseudo-terminal: type lines, wait for text on its screen."""
+
+    def __init__(self, *args: str, cwd) -> None:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"}
+        self.process = subprocess.Popen(
+            [*CLI, *args], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+        )
+        os.close(slave)
+        self.master = master
+        self.output = ""
+        self.seen = 0
+        self.changed = asyncio.Event()
+        asyncio.get_running_loop().add_reader(master, self.read)
+
+    def read(self) -> None:
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # EIO once the process has gone
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(self.master)
+        self.output += ANSI.sub("", data.decode(errors="replace"))
+        self.changed.set()
+
+    async def expect(self, text: str, within: float = 20) -> None:
+        """Wait until `text` shows after what the last expect matched."""
+
+        async def shown() -> None:
+            while True:
+                self.changed.clear()
+                found = self.output.find(text, self.seen)
+                if found >= 0:
+                    self.seen = found + len(text)
+                    return
+                await self.changed.wait()
+
+        try:
+            await asyncio.wait_for(shown(), within)
+        except TimeoutError:
+            raise AssertionError(f"{text!r} not shown; screen so far: {self.output[-2000:]!r}") from None
+
+    def type(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\r")
+
+    async def exit_status(self) -> int:
+        return await asyncio.to_thread(self.process.wait, 20)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        asyncio.get_running_loop().remove_reader(self.master)
+        os.close(self.master)
+
+
+@pytest.fixture
+async def terminals():
+    opened: list[Terminal] = []
+
+    def open_terminal(*args: str, cwd=ROOT) -> Terminal:
+        opened.append(Terminal(*args, cwd=cwd))
+        return opened[-1]
+
+    yield open_terminal
+    for terminal in opened:
+        terminal.close()
+
+
+async def test_terminal_chat_sends_receives_and_runs_commands(server, clients, terminals, tmp_path):
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    earlier = await alice.send("before Bob came")
+    bob = terminals("join", server.url, room.join_key, "--name", "Bob", cwd=tmp_path)
+    await bob.expect(f"join key: {room.join_key}")
+    await bob.expect("Alice: before Bob came")
+    assert await next_of(alice, Joined) == Joined("Bob")
+
+    # Control characters show as "?": nobody drives another's terminal.
+    sent = await alice.send("hi Bob, \x1b[31mred?")
+    assert await next_of(alice, Message) == sent
+    await bob.expect("Alice: hi Bob, ?[31mred?")
+    bob.type("hello Alice")
+    said = await next_of(alice, Message)
+    assert (said.sender, said.text) == ("Bob", "hello Alice") and said.id > earlier.id
+    bob.type("//slash")
+    assert (await next_of(alice, Message)).text == "/slash"
+    # A message that arrives while Bob is typing prints above his line, which survives whole.
+    os.write(bob.master, b"half a ")
+    await bob.expect("half a")
+    interruption = await alice.send("interruption")
+    await bob.expect("Alice: interruption")
+    await bob.expect("half a")  # the half-typed line, drawn again below the message
+    bob.type("line")
+    assert await next_of(alice, Message) == interruption
+    assert (await next_of(alice, Message)).text == "half a line"
+
+    bob.type("/members")
+    await bob.expect("Here: Alice, Bob")
+    (tmp_path / "notes.txt").write_text("Bob's notes")
+    bob.type(f"/upload {tmp_path / 'notes.txt'}")
+    shared = await next_of(alice, FileShared)
+    assert (shared.sender, shared.name) == ("Bob", "notes.txt")
+    await bob.expect(f"/get {shared.file_id}")
+    uploaded = await alice.upload_file(b"from Alice", name="alice.txt")
+    (tmp_path / "downloads").mkdir()
+    bob.type(f"/get {uploaded.id} downloads")
+    await bob.expect("saved alice.txt")
+    assert (tmp_path / "downloads" / "alice.txt").read_bytes() == b"from Alice"
+    bob.type(f"/get {uploaded.id} downloads")  # never over an existing file
+    await bob.expect("File exists")
+    bob.type(f"/get {shared.file_id} downloads/")
+    await bob.expect("saved notes.txt")
+    assert (tmp_path / "downloads" / "notes.txt").read_text() == "Bob's notes"
+    bob.type("/delete not-a-file")
+    await bob.expect("! file_not_found")
+
+    bob.type("/quit")
+    assert await bob.exit_status() == 0
+    assert await next_of(alice, Left) == Left("Bob")

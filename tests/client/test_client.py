@@ -1,0 +1,154 @@
+"""The client library against a real server: chat, members, history, errors, the shared vectors."""
+
+import base64
+import json
+import ssl
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from chatclient import ChatError, ConnectionLost, History, Joined, Left, Message, decrypt, encrypt
+from tests.client.conftest import CuttableProxy, next_of
+from tests.e2e.servers import ROOT
+
+pytestmark = pytest.mark.e2e
+
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "aes_gcm.json").read_text())
+
+
+async def test_two_clients_chat_and_see_each_other(clients):
+    """Messages are encrypted, echoed to the sender with an id, and decrypted for the other."""
+    alice = await clients()
+    room = await alice.create_room("Lobby", description="Talk", owner_name="Alice")
+    assert (room.name, room.owner, room.has_password) == ("Lobby", "Alice", False)
+    assert alice.owner_token
+    bob = await clients()
+    joined = await bob.join_room(room.join_key, "Bob")
+    assert joined.id == room.id
+    assert await next_of(alice, Joined) == Joined("Bob")
+
+    sent = await bob.send("hello, Grüße 👋")
+    assert (sent.sender, sent.text) == ("Bob", "hello, Grüße 👋")
+    assert await next_of(alice, Message) == sent
+    assert await next_of(bob, Message) == sent
+    reply = await alice.send("hi Bob")
+    assert reply.id > sent.id
+    assert (await next_of(bob, Message)).text == "hi Bob"
+
+    assert await alice.members() == await bob.members() == ["Alice", "Bob"]
+    await bob.leave()
+    assert await next_of(alice, Left) == Left("Bob")
+    assert await alice.members() == ["Alice"]
+    with pytest.raises(ChatError) as refused:
+        await bob.members()
+    assert refused.value.code == "not_in_room"
+
+
+async def test_a_joiner_gets_history_decrypted_once(clients):
+    alice = await clients()
+    room = await alice.create_room("Room", password="sesame")
+    first = await alice.send("first")
+    second = await alice.send("second")
+    bob = await clients()
+    await bob.join_room(room.join_key, "Bob", password="sesame")
+    history = await next_of(bob, History)
+    assert history.messages == [first, second]
+    third = await alice.send("third")
+    assert await next_of(bob, Message) == third
+
+
+async def test_protocol_errors_raise_with_their_code_and_the_client_carries_on(clients):
+    alice = await clients()
+    room = await alice.create_room("Locked", password="right")
+    bob = await clients()
+    with pytest.raises(ChatError) as refused:
+        await bob.join_room("no-such-key", "Bob")
+    assert refused.value.code == "room_not_found"
+    with pytest.raises(ChatError) as refused:
+        await bob.join_room(room.join_key, "Bob", password="wrong")
+    assert refused.value.code == "wrong_password"
+    with pytest.raises(ChatError) as refused:
+        await bob.join_room(room.join_key, "Owner", password="right")
+    assert refused.value.code == "name_taken"
+    await bob.join_room(room.join_key, "Bob", password="right")
+    with pytest.raises(ChatError) as refused:
+        await bob.send("x" * 60_000)  # over CHAT_MAX_CONTENT once encrypted and base64-encoded
+    assert refused.value.code == "message_too_large"
+    with pytest.raises(ChatError) as refused:
+        await bob.join_room(room.join_key, "Bobby", password="right")
+    assert refused.value.code == "already_in_room"
+    assert (await bob.send("still here")).text == "still here"
+
+
+@pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda case: repr(case["plaintext"][:12]))
+def test_shared_vector_decrypts_with_the_client(case):
+    """The vectors every client shares (the browser's tests read them too)."""
+    assert decrypt(VECTORS["key"], case["content"]) == case["plaintext"]
+    nonce = base64.b64decode(case["nonce"])
+    assert encrypt(VECTORS["key"], case["plaintext"], nonce=nonce) == case["content"]
+
+
+def test_the_library_imports_nothing_from_django_or_the_server():
+    """The client runs anywhere: importing it (and its CLI) loads neither Django nor `chat`."""
+    probe = (
+        "import sys, chatclient, chatclient.cli\n"
+        "server = {'django', 'channels', 'chat', 'config', 'files'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in server))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context for 127.0.0.1 and the certificate a client must trust."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context, cert_path
+
+
+async def test_wss_through_a_tls_front(server, clients, tmp_path):
+    """Behind a TLS-terminating proxy, as a remote server would be: wss:// works and verifies."""
+    tls, cert_path = self_signed(tmp_path)
+    front = CuttableProxy(server.port, tls=tls)
+    await front.start()
+    assert front.url.startswith("wss://")
+    with pytest.raises(ConnectionLost) as refused:
+        await clients(front.url)  # the system does not trust this certificate
+    assert refused.value.code == "connection_failed"
+    alice = await clients(front.url, ssl_context=ssl.create_default_context(cafile=cert_path))
+    room = await alice.create_room("Secure")
+    bob = await clients()
+    await bob.join_room(room.join_key, "Bob")
+    sent = await bob.send("over TLS")
+    assert await next_of(alice, Message) == sent

@@ -1,0 +1,67 @@
+"""Files through the client library: upload, the shared link, download, delete, owner rights."""
+
+import pytest
+
+from chatclient import ChatError, FileDeleted, FileShared, Reconnected
+from tests.client.conftest import CuttableProxy, next_of
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_a_file_round_trips_and_is_deleted(clients, tmp_path):
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    bob = await clients()
+    await bob.join_room(room.join_key, "Bob")
+
+    data = "Grüße [v1]\n".encode()
+    uploaded = await bob.upload_file(data, name="notes [v1].txt")
+    assert (uploaded.name, uploaded.mime_type, uploaded.size) == ("notes [v1].txt", "text/plain", len(data))
+    shared = await next_of(alice, FileShared)
+    assert (shared.sender, shared.name, shared.file_id) == ("Bob", "notes v1.txt", uploaded.id)
+    assert await alice.download_file(uploaded.id) == (uploaded, data)
+
+    path = tmp_path / "report.txt"
+    path.write_bytes(b"from a path")
+    from_path = await alice.upload_file(path)
+    assert (from_path.name, from_path.size) == ("report.txt", 11)
+    assert (await bob.download_file(from_path.id))[1] == b"from a path"
+
+    with pytest.raises(ChatError) as refused:
+        await bob.delete_file(from_path.id)
+    assert refused.value.code == "forbidden"
+    await bob.delete_file(uploaded.id)
+    assert await next_of(alice, FileDeleted) == FileDeleted(uploaded.id)
+    with pytest.raises(ChatError) as refused:
+        await alice.download_file(uploaded.id)
+    assert refused.value.code == "file_not_found"
+    with pytest.raises(ChatError) as refused:
+        await bob.upload_file(b"<html></html>", name="page.html")
+    assert refused.value.code == "mime_not_allowed"
+
+
+async def test_the_owner_stays_owner_after_reconnecting(server, clients):
+    """The creator rejoins with its owner token, so it may still delete anyone's file."""
+    proxy = CuttableProxy(server.port)
+    await proxy.start()
+    alice = await clients(proxy.url)
+    room = await alice.create_room("Room", owner_name="Alice")
+    bob = await clients()
+    await bob.join_room(room.join_key, "Bob")
+    uploaded = await bob.upload_file(b"Bob's", name="bob.txt")
+
+    await proxy.cut()
+    await proxy.start()
+    assert await next_of(alice, Reconnected) == Reconnected(room)
+    await alice.delete_file(uploaded.id)
+    assert await next_of(bob, FileDeleted) == FileDeleted(uploaded.id)
+
+
+async def test_a_file_of_files_max_size_fits_the_clients_frame_limit(clients):
+    """FileContent of a 10 MiB file is a ~14 MB frame, far over websockets' default 1 MiB."""
+    alice = await clients()
+    await alice.create_room("Room")
+    data = b"0123456789abcdef\n" * (10 * 1024 * 1024 // 17)
+    uploaded = await alice.upload_file(data, name="big.txt")
+    assert uploaded.size == len(data)
+    assert (await alice.download_file(uploaded.id))[1] == data

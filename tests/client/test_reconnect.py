@@ -1,0 +1,154 @@
+"""Reconnecting: the event stream goes on across a server restart and a cut, nothing lost or repeated."""
+
+import asyncio
+import json
+
+import pytest
+from websockets.asyncio.server import serve
+
+from chatclient import (
+    ChatClient,
+    ConnectionLost,
+    ErrorEvent,
+    History,
+    Joined,
+    Left,
+    Message,
+    MessageDeleted,
+    Reconnected,
+    Reconnecting,
+)
+from tests.client.conftest import CuttableProxy, next_of
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+async def messages_until(client: ChatClient, last_id: int, within: float = 30) -> list[Message]:
+    """Every message in `client`'s stream (History included) up to the one with `last_id`."""
+    seen: list[Message] = []
+    while not seen or seen[-1].id < last_id:
+        event = await asyncio.wait_for(client.next_event(), within)
+        if isinstance(event, History):
+            seen.extend(event.messages)
+        elif isinstance(event, Message):
+            seen.append(event)
+    return seen
+
+
+async def test_server_restart_mid_session_loses_and_repeats_nothing(env, server, servers, clients):
+    """Both clients reconnect to the restarted server on its database and rejoin with `since`."""
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    bob = await clients()
+    await bob.join_room(room.join_key, "Bob")
+    before = [await alice.send(f"before {n}") for n in range(3)]
+
+    server.stop()
+    servers(env, 1, port=server.port)
+    # Each send waits until its client is back in the room.
+    after = [await alice.send(f"after {n}") for n in range(3)]
+    after.append(await bob.send("Bob is back"))
+
+    assert await messages_until(bob, after[-1].id) == before + after
+    assert await messages_until(alice, after[-1].id) == before + after
+    assert sorted(await alice.members()) == ["Alice", "Bob"]
+    assert alice.owner_token and alice.room.id == bob.room.id == room.id
+
+
+async def test_messages_sent_while_a_client_is_away_arrive_once_as_history(server, clients):
+    """Bob's connection is cut while Alice talks on: he rejoins with `since` and gets exactly those."""
+    proxy = CuttableProxy(server.port)
+    await proxy.start()
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    bob = await clients(proxy.url)
+    await bob.join_room(room.join_key, "Bob")
+    first = await alice.send("while Bob is here")
+    assert await next_of(bob, Message) == first
+
+    await proxy.cut()
+    assert await next_of(alice, Left) == Left("Bob")
+    missed = [await alice.send(f"while Bob is away {n}") for n in range(3)]
+    assert await messages_until(alice, missed[-1].id) == missed
+    await proxy.start()
+
+    assert await next_of(bob, Reconnected) == Reconnected(room)
+    assert await next_of(bob, History) == History(missed)
+    assert await next_of(alice, Joined) == Joined("Bob")
+    last = await bob.send("back")
+    assert await next_of(bob, Message) == last
+    assert await next_of(alice, Message) == last
+
+
+# A scripted stand-in for a server, for what a real one cannot be made to do on cue.
+FAKE_ROOM = {
+    "id": "r",
+    "name": "Room",
+    "description": "",
+    "join_key": "k",
+    "has_password": False,
+    "owner": "Owner",
+    "created_at": "2026-01-01T00:00:00Z",
+}
+FAKE_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+FAKE_CREATED = {"type": "RoomCreated", "room_info": FAKE_ROOM, "encryption_key": FAKE_KEY, "owner_token": "t"}
+
+
+@pytest.mark.parametrize(("close_code", "code"), [(4000, "room_closed"), (4001, "kicked")])
+async def test_room_closed_or_kicked_ends_the_stream_without_reconnecting(close_code, code):
+    """After 4000 or 4001 the client surfaces the error and does not come back."""
+    connections = []
+
+    async def handler(websocket):
+        connections.append(websocket)
+        await websocket.recv()  # CreateRoom
+        await websocket.send(json.dumps(FAKE_CREATED))
+        await websocket.send(json.dumps({"type": "MessageDeleted", "id": 3}))
+        await websocket.send(json.dumps({"type": "Error", "code": code, "message": "By the admin."}))
+        await websocket.close(close_code)
+
+    async with serve(handler, "127.0.0.1", 0) as fake:
+        port = fake.sockets[0].getsockname()[1]
+        client = await ChatClient.connect(f"ws://127.0.0.1:{port}/")
+        await client.create_room("Room")
+        assert await client.next_event() == MessageDeleted(3)
+        assert await client.next_event() == ErrorEvent(code, "By the admin.")
+        with pytest.raises(ConnectionLost) as ended:
+            await client.next_event()
+        assert (ended.value.code, ended.value.close_code) == (code, close_code)
+        with pytest.raises(ConnectionLost):
+            await client.send("anyone?")
+        await client.close()
+    assert len(connections) == 1
+
+
+async def test_a_rejoin_carries_since_and_the_owner_token():
+    """The JoinRoom after a drop asks only for messages after the last one seen, as the owner."""
+    received = []
+
+    async def handler(websocket):
+        received.append(json.loads(await websocket.recv()))
+        if received[-1]["type"] == "CreateRoom":
+            await websocket.send(json.dumps(FAKE_CREATED))
+            sent = json.loads(await websocket.recv())
+            echo = {"type": "ChatMessage", "id": 7, "sender": "Owner", "sent_at": "2026-01-01T00:00:01Z"}
+            await websocket.send(json.dumps({**echo, "content": sent["content"]}))
+            await websocket.close(1012)  # service restart
+        else:
+            joined = {"type": "RoomJoined", "room_info": FAKE_ROOM, "encryption_key": FAKE_KEY}
+            await websocket.send(json.dumps({**joined, "participants": ["Owner"]}))
+            received.append(json.loads(await websocket.recv()))
+            await websocket.send(json.dumps({"type": "Members", "participants": ["Owner"]}))
+            await websocket.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as fake:
+        port = fake.sockets[0].getsockname()[1]
+        client = await ChatClient.connect(f"ws://127.0.0.1:{port}/")
+        room = await client.create_room("Room")
+        sent = await client.send("hello")
+        assert await client.next_event() == sent
+        assert await client.next_event() == Reconnecting(1012)
+        assert await client.next_event() == Reconnected(room)
+        await client.close()
+    rejoin = {"type": "JoinRoom", "join_key": "k", "name": "Owner", "password": None}
+    assert received[1:] == [{**rejoin, "since": 7, "owner_token": "t"}, {"type": "GetMembers"}]
