@@ -1,15 +1,15 @@
 """What a person does on the page, as Playwright steps (by visible labels and roles)."""
 
-import base64
 import json
-import os
 import re
 import sqlite3
 from pathlib import Path
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
+
+# The Python client's own crypto (cryptography's AESGCM): what the page must interoperate with.
+from chatclient.crypto import encrypt
 
 
 def create_room(page: Page, name: str, owner: str, password: str = "", description: str = "") -> str:
@@ -58,20 +58,9 @@ def stored_contents(env: dict[str, str]) -> list[str]:
         return [row[0] for row in db.execute("SELECT content FROM chat_message ORDER BY id")]
 
 
-def encrypt(key_b64: str, text: str) -> str:
-    """What the Python client sends: base64(nonce || ciphertext || tag), cryptography's AESGCM."""
-    nonce = os.urandom(12)
-    sealed = AESGCM(base64.b64decode(key_b64)).encrypt(nonce, text.encode(), None)
-    return base64.b64encode(nonce + sealed).decode()
-
-
-def decrypt(key_b64: str, content: str) -> str:
-    raw = base64.b64decode(content)
-    return AESGCM(base64.b64decode(key_b64)).decrypt(raw[:12], raw[12:], None).decode()
-
-
 class PythonClient:
-    """A plain websocket client (no browser, no Origin), as the Python client library is."""
+    """A plain, synchronous websocket client (no browser, no Origin) with the Python client's
+    crypto; chatclient.ChatClient itself is asyncio, which these sync tests cannot run."""
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -5,10 +5,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from chatclient.crypto import decrypt
 from tests.browser.pages import (
     PythonClient,
     create_room,
-    decrypt,
     expect_members,
     join_key_of,
     join_room,
