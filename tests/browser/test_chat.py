@@ -36,6 +36,7 @@ def test_create_share_join_chat_and_leave(server, sqlite_env, new_page):
     bob = new_page(link)
     expect(bob.get_by_role("button", name="Create room")).to_be_hidden()
     expect(bob.get_by_label("Join key")).to_be_hidden()
+    expect(bob.locator("#join-form").get_by_label("Your name")).to_be_focused()
     join_room(bob, "Bob", password="s3cret")
     expect(bob.locator("#room-name")).to_have_text("Team room")
     expect_members(bob, "Alice", "Bob (you)")

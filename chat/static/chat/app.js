@@ -323,4 +323,6 @@ function onMessage(message) {
   inbox = inbox.then(() => HANDLERS[message.type]?.(message)).catch((error) => console.error(error));
 }
 
+// A share link asks only for a name (and maybe a password): start there.
+if (config.join_key) $("join-name").focus();
 connection.open();
