@@ -10,12 +10,22 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from chat import selectors
+from chat.errors import ProtocolError
 from chat.services import SESSION_ROOMS_KEY
 from files import validation
 
 logger = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT = 2.0
+
+
+def room_has_password(join_key: str) -> bool | None:
+    """Whether the open room behind a share link has a password; None when there is none."""
+    try:
+        return selectors.room_door(join_key=join_key).password_hash != ""
+    except ProtocolError:
+        return None
 
 
 def app_config(join_key: str) -> dict:
@@ -26,6 +36,8 @@ def app_config(join_key: str) -> dict:
     allowed = [validation.normalise_mime(t) for t in settings.FILES_ALLOWED_MIME_TYPES]
     return {
         "join_key": join_key,
+        # A share link asks for a password only when the room has one.
+        "has_password": room_has_password(join_key) if join_key else None,
         "files_max_size": settings.FILES_MAX_SIZE,
         "files_allowed_mime_types": [t for t in allowed if validation.mime_allowed(t, allowed)],
     }

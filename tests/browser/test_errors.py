@@ -32,11 +32,27 @@ def test_join_errors_show_next_to_the_field_and_the_socket_stays_usable(server, 
 
 
 def test_share_link_errors_show_on_the_visible_form(server, new_page):
-    """On a share link the key field is hidden; a dead key is still reported in view."""
+    """On a share link the key field is hidden; a dead key is reported in view, at once
+    and again when someone tries to join anyway."""
     page = new_page(f"{server.http}/rooms/dead-key/")
+    dead = re.compile("No open room has this join key")
+    expect(page.locator("#join-key-error")).to_have_text(dead)
     join_room(page, "Bob")
     expect(page.locator("#join-key-error")).to_be_visible()
-    expect(page.locator("#join-key-error")).to_have_text(re.compile("No open room has this join key"))
+    expect(page.locator("#join-key-error")).to_have_text(dead)
+    expect(page.get_by_role("button", name="Join room")).to_be_enabled()
+
+
+def test_share_link_asks_for_a_password_only_when_the_room_has_one(server, new_page):
+    alice = new_page(server.http)
+    open_link = create_room(alice, "Open", "Alice")
+    locked_link = create_room(new_page(server.http), "Locked", "Lee", password="pw")
+    expect(new_page(open_link).locator("#join-form").get_by_label("Password")).to_be_hidden()
+    locked = new_page(locked_link)
+    expect(locked.locator("#join-form").get_by_label("Password")).to_be_visible()
+    expect(locked.locator("#join-key-error")).to_be_empty()
+    join_room(locked, "Bob", password="pw")
+    expect(locked.locator("#room-name")).to_have_text("Locked")
 
 
 def test_invalid_field_shows_the_servers_reason_next_to_that_field(server, new_page):

@@ -35,6 +35,7 @@ def test_page_config_offers_only_the_file_types_the_server_accepts(client, setti
     config = page_config(client.get("/rooms/k3y/").content)
     assert config == {
         "join_key": "k3y",
+        "has_password": None,  # no open room has this key
         "files_max_size": 1234,
         "files_allowed_mime_types": ["image/png", "text/plain"],
     }

@@ -323,6 +323,10 @@ function onMessage(message) {
   inbox = inbox.then(() => HANDLERS[message.type]?.(message)).catch((error) => console.error(error));
 }
 
-// A share link asks only for a name (and maybe a password): start there.
-if (config.join_key) $("join-name").focus();
+// A share link asks only for a name, and for a password when the room has one.
+if (config.join_key) {
+  $("join-password-field").hidden = config.has_password === false;
+  if (config.has_password === null) showError("join-key-error", humanError({ code: "room_not_found" }));
+  $("join-name").focus();
+}
 connection.open();
