@@ -137,7 +137,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def join_room(self, command: protocol.JoinRoom) -> None:
         self.require_no_room()
         address = client_address(self.scope) or "unknown"
-        if join_failures.blocked(address):
+        failures = join_failures()
+        if await failures.blocked(address):
             raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many wrong passwords; wait a minute.")
         door = selectors.door_cache.get(command.join_key)
         if door is None:
@@ -146,7 +147,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if door.password_hash:
             # Argon2 runs in low-priority threads, beside the loop and the database thread.
             if not await passwords.off_loop(passwords.password_matches, command.password, door.password_hash):
-                join_failures.record(address)
+                await failures.record(address)
                 raise ProtocolError(ErrorCode.WRONG_PASSWORD)
         # Join the group before reading the history: a message committed meanwhile then
         # arrives live instead of being lost; it is held until RoomJoined and History

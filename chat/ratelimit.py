@@ -1,8 +1,12 @@
 """Rate limits of PROTOCOL.md's Limits table, as small clocks-in-arguments objects."""
 
+import asyncio
 import time
+import uuid
+import weakref
 from collections import deque
 
+import redis.asyncio as redis
 from django.conf import settings
 
 
@@ -45,19 +49,15 @@ class SlidingWindow:
 
 
 class JoinFailures:
-    """`wrong_password` answers per client address over the last minute.
-
-    Kept in this process: with several processes each counts its own share, so an
-    attacker spread over N processes gets N times the limit (issue 7 moves the
-    counters to Redis when it is configured).
-    """
+    """`wrong_password` answers per client address over the last minute, in this
+    process: right for one process on the in-memory layer."""
 
     WINDOW = 60.0
 
     def __init__(self) -> None:
         self.windows: dict[str, SlidingWindow] = {}
 
-    def blocked(self, address: str, now: float | None = None) -> bool:
+    async def blocked(self, address: str, now: float | None = None) -> bool:
         window = self.windows.get(address)
         if window is None:
             return False
@@ -67,8 +67,62 @@ class JoinFailures:
             return False
         return failures >= settings.JOIN_FAILURES_PER_MINUTE
 
-    def record(self, address: str, now: float | None = None) -> None:
+    async def record(self, address: str, now: float | None = None) -> None:
         self.windows.setdefault(address, SlidingWindow(self.WINDOW)).add(now)
 
 
-join_failures = JoinFailures()
+class RedisJoinFailures:
+    """The same counters in Redis, shared by every server process: one sorted set of
+    failure times per address, trimmed to the last minute. Without it an attacker
+    spread over N processes would get N times the limit."""
+
+    WINDOW = 60.0
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+        # redis.asyncio clients belong to the event loop that made them.
+        self.clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def client(self) -> redis.Redis:
+        loop = asyncio.get_running_loop()
+        client = self.clients.get(loop)
+        if client is None:
+            client = self.clients[loop] = redis.from_url(self.url)
+        return client
+
+    def key(self, address: str) -> str:
+        return f"{self.prefix}:join-failures:{address}"
+
+    async def blocked(self, address: str) -> bool:
+        async with self.client().pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(self.key(address), 0, time.time() - self.WINDOW)
+            pipe.zcard(self.key(address))
+            _, failures = await pipe.execute()
+        return failures >= settings.JOIN_FAILURES_PER_MINUTE
+
+    async def record(self, address: str) -> None:
+        now = time.time()
+        async with self.client().pipeline(transaction=True) as pipe:
+            pipe.zadd(self.key(address), {f"{now}:{uuid.uuid4().hex[:8]}": now})
+            pipe.expire(self.key(address), int(self.WINDOW) + 1)
+            await pipe.execute()
+
+
+_local = JoinFailures()
+_shared: dict[tuple[str, str], RedisJoinFailures] = {}
+
+
+def join_failures() -> JoinFailures | RedisJoinFailures:
+    """Redis when the channel layer is channels_redis (its first host and prefix),
+    else this process's counters."""
+    layer = settings.CHANNEL_LAYERS.get("default", {})
+    if not layer.get("BACKEND", "").startswith("channels_redis"):
+        return _local
+    config = layer.get("CONFIG", {})
+    host = config.get("hosts", ["redis://127.0.0.1:6379/0"])[0]
+    url = host if isinstance(host, str) else host.get("address", "redis://127.0.0.1:6379/0")
+    place = (url, config.get("prefix", "asgi"))
+    if place not in _shared:
+        _shared[place] = RedisJoinFailures(*place)
+    return _shared[place]

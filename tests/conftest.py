@@ -57,8 +57,8 @@ def files_root(settings, tmp_path):
 @pytest.fixture(autouse=True)
 def fresh_join_failures():
     """Failed-join counters are per process; each test starts with none."""
-    from chat.ratelimit import join_failures
+    from chat.ratelimit import _local
 
-    join_failures.windows.clear()
+    _local.windows.clear()
     yield
-    join_failures.windows.clear()
+    _local.windows.clear()

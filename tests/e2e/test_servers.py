@@ -85,3 +85,20 @@ async def test_transport_limit_follows_files_max_size(sqlite_env, servers, comma
     await bystander.say("still here")
     assert (await bystander.expect("ChatMessage"))["sender"] == "Owner"
     await bystander.close()
+
+
+async def test_wrong_password_limit_holds_across_processes(shared_env, servers):
+    """The per-address counter lives in Redis: spreading guesses over processes gains nothing."""
+    one, two = servers({**shared_env, "JOIN_FAILURES_PER_MINUTE": "4"}, 2)
+    owner = await Client.open(one.url)
+    join_key = (await owner.create(password="right"))["room_info"]["join_key"]
+    attackers = [await Client.open(one.url), await Client.open(two.url)]
+    for guess in range(4):
+        attacker = attackers[guess % 2]
+        await attacker.send(type="JoinRoom", join_key=join_key, name="Mallory", password=f"guess{guess}")
+        assert (await attacker.recv())["code"] == "wrong_password"
+    for attacker in attackers:
+        await attacker.send(type="JoinRoom", join_key=join_key, name="Mallory", password="right")
+        assert (await attacker.recv())["code"] == "rate_limited"
+    for client in (owner, *attackers):
+        await client.close()
