@@ -49,10 +49,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def pytest_report_header(config):
-    return [f"browser tests: {browser_unavailable() or f'chromium at {CHROMIUM}'}"]
-
-
 @pytest.fixture(scope="module")
 def browser():
     """One headless chromium per test module; each test opens its own contexts."""
