@@ -1,0 +1,68 @@
+// Every protocol error code (PROTOCOL.md, "Error codes") in words for people, and the
+// place on the page it belongs next to.
+
+const HUMAN = {
+  invalid_json: "The server could not read what the page sent. Reload the page.",
+  unknown_type: "The server did not understand that request. Reload the page.",
+  invalid_field: "That value is not accepted.",
+  not_in_room: "You are not in a room any more.",
+  already_in_room: "You are already in a room. Leave it first.",
+  room_not_found: "No open room has this join key. Check the key or the link.",
+  wrong_password: "Wrong password for this room.",
+  name_taken: "Someone in the room already uses this name. Pick another one.",
+  rate_limited: "Too many attempts in a short time. Wait a moment, then try again.",
+  message_too_large: "This message is too long to send. Shorten it or split it.",
+  file_too_large: "This file is too large to share.",
+  mime_not_allowed: "This type of file may not be shared here.",
+  quota_exceeded: "The room has no space left for files. Delete some first.",
+  file_not_found: "File not found or expired.",
+  forbidden: "You are not allowed to do that.",
+  room_closed: "An administrator closed this room.",
+  kicked: "An administrator removed you from the room.",
+  server_error: "Something went wrong on the server. Try again.",
+};
+
+export function humanError(error) {
+  const text = HUMAN[error.code];
+  if (!text) return error.message || "Something went wrong.";
+  // These messages say more than the code: invalid_field starts with the field's name,
+  // and forbidden says what was refused (a delete, a ban after removal, the virus scanner).
+  if ((error.code === "invalid_field" || error.code === "forbidden") && error.message) return error.message;
+  return text;
+}
+
+// Codes that can only be caused by one kind of request, whatever was sent last.
+const CONTEXT_OF = {
+  room_not_found: "join",
+  wrong_password: "join",
+  name_taken: "join",
+  message_too_large: "chat",
+  file_too_large: "upload",
+  mime_not_allowed: "upload",
+  quota_exceeded: "upload",
+  room_closed: "room",
+  kicked: "room",
+};
+
+export function contextOf(error, lastSent) {
+  return CONTEXT_OF[error.code] ?? lastSent;
+}
+
+// The element id an error shows next to: the field it is about, else the form's own line.
+const FIELD_ERRORS = {
+  create: { name: "create-name", description: "create-description", password: "create-password", owner_name: "create-owner" },
+  join: { join_key: "join-key", password: "join-password", name: "join-name" },
+};
+const CODE_FIELDS = { room_not_found: "join_key", wrong_password: "password", name_taken: "name" };
+
+export function errorPlace(context, error) {
+  const fields = FIELD_ERRORS[context];
+  if (fields) {
+    const field = CODE_FIELDS[error.code] ?? /^(\w+):/.exec(error.message ?? "")?.[1];
+    if (field && fields[field]) return `${fields[field]}-error`;
+    return `${context}-error`;
+  }
+  if (context === "chat") return "message-error";
+  if (context === "upload" || context === "file") return "file-error";
+  return "lobby-error";
+}

@@ -1,0 +1,65 @@
+// DOM building. Everything a person or the server wrote goes in as text (textContent),
+// never as HTML.
+
+const FILE_MESSAGE = /^\[File: (.*)\]\(\/files\/([0-9a-fA-F-]{36})\)$/s;
+const IMAGE_NAME = /\.(png|jpe?g|gif|webp)$/i;
+
+export function el(tag, { text, className, attrs } = {}, children = []) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  for (const [name, value] of Object.entries(attrs ?? {})) node.setAttribute(name, value);
+  node.append(...children);
+  return node;
+}
+
+// The one plaintext chat message: `[File: NAME](/files/ID)` (PROTOCOL.md).
+export function parseFileMessage(content) {
+  const match = FILE_MESSAGE.exec(content);
+  return match ? { name: match[1], id: match[2].toLowerCase(), isImage: IMAGE_NAME.test(match[1]) } : null;
+}
+
+export function localTime(iso) {
+  const when = new Date(iso);
+  return Number.isNaN(when.getTime()) ? "" : when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+// body: {text} | {undecryptable: true} | {file: {name, id}}
+export function messageItem(message, body, { mine }) {
+  const head = el("p", { className: "meta" }, [
+    el("span", { className: "sender", text: message.sender }),
+    " ",
+    el("time", { text: localTime(message.sent_at), attrs: { datetime: message.sent_at } }),
+  ]);
+  const item = el("li", { className: mine ? "message mine" : "message", attrs: { "data-id": String(message.id) } }, [head]);
+  if (body.file) {
+    item.classList.add("file");
+    item.dataset.fileId = body.file.id;
+    const link = el("a", { text: body.file.name, attrs: { href: `/files/${body.file.id}` } });
+    item.append(el("p", { className: "text" }, ["File: ", link]));
+  } else if (body.undecryptable) {
+    item.classList.add("undecryptable");
+    item.append(el("p", { className: "text", text: "This message could not be decrypted." }));
+  } else {
+    item.append(el("p", { className: "text", text: body.text }));
+  }
+  return item;
+}
+
+// Messages stay in id order even though decryption finishes out of order.
+export function insertById(list, item) {
+  const id = Number(item.dataset.id);
+  for (const other of list.children) {
+    if (Number(other.dataset.id) > id) {
+      list.insertBefore(item, other);
+      return;
+    }
+  }
+  list.append(item);
+}
+
+export function renderMembers(list, names, me) {
+  list.replaceChildren(
+    ...names.map((name) => el("li", { text: name === me ? `${name} (you)` : name, attrs: { "data-name": name } })),
+  );
+}

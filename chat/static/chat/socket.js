@@ -1,0 +1,57 @@
+// One WebSocket to this server's /ws/ (same origin, so it carries the session cookie),
+// reopened with backoff whenever it drops.
+
+const FIRST_DELAY_MS = 500;
+const MAX_DELAY_MS = 15000;
+
+export class Connection {
+  constructor({ onOpen, onMessage, onDrop }) {
+    this.url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws/`;
+    this.handlers = { onOpen, onMessage, onDrop };
+    this.failures = 0;
+    this.socket = null;
+    this.timer = null;
+  }
+
+  open() {
+    clearTimeout(this.timer);
+    const socket = new WebSocket(this.url);
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      this.failures = 0;
+      this.handlers.onOpen();
+    });
+    socket.addEventListener("message", (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return; // Not ours to show: the server only sends JSON objects.
+      }
+      this.handlers.onMessage(message);
+    });
+    socket.addEventListener("close", (event) => {
+      if (this.socket !== socket) return;
+      const delay = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** this.failures);
+      this.failures += 1;
+      // Jitter keeps a room's browsers from all reconnecting in the same instant.
+      const wait = Math.round(delay * (0.75 + Math.random() * 0.5));
+      this.handlers.onDrop(event, wait);
+      this.timer = setTimeout(() => this.open(), wait);
+    });
+  }
+
+  get isOpen() {
+    return this.socket?.readyState === WebSocket.OPEN;
+  }
+
+  get bufferedAmount() {
+    return this.socket?.bufferedAmount ?? 0;
+  }
+
+  send(message) {
+    if (!this.isOpen) return false;
+    this.socket.send(JSON.stringify(message));
+    return true;
+  }
+}

@@ -1,0 +1,99 @@
+"""What a person does on the page, as Playwright steps (by visible labels and roles)."""
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+from websockets.sync.client import connect
+
+# The Python client's own crypto (cryptography's AESGCM): what the page must interoperate with.
+from chatclient.crypto import encrypt
+
+
+def create_room(page: Page, name: str, owner: str, password: str = "", description: str = "") -> str:
+    """Create a room from `/`; returns the share link the page shows."""
+    form = page.locator("#create-form")
+    form.get_by_label("Room name").fill(name)
+    form.get_by_label("Description").fill(description)
+    form.get_by_label("Password").fill(password)
+    form.get_by_label("Your name").fill(owner)
+    form.get_by_role("button", name="Create room").click()
+    expect(page.locator("#room-name")).to_have_text(name)
+    link = page.get_by_label("Share link")
+    expect(link).to_have_value(re.compile(r"^http://[^/]+/rooms/[^/]+/$"))
+    return link.input_value()
+
+
+def join_room(page: Page, name: str, password: str = "", join_key: str | None = None) -> None:
+    """Fill the join form (the key is already there on a share link) and submit it."""
+    form = page.locator("#join-form")
+    if join_key is not None:
+        form.get_by_label("Join key").fill(join_key)
+    if password or form.get_by_label("Password").is_visible():  # hidden for a room without one
+        form.get_by_label("Password").fill(password)
+    form.get_by_label("Your name").fill(name)
+    form.get_by_role("button", name="Join room").click()
+
+
+def say(page: Page, text: str) -> None:
+    """Type into the message box and press Enter."""
+    box = page.get_by_label("Message", exact=True)
+    box.fill(text)
+    box.press("Enter")
+
+
+def message_texts(page: Page) -> list[str]:
+    return page.locator("#messages li .text").all_inner_texts()
+
+
+def expect_members(page: Page, *shown: str) -> None:
+    """The member list shows exactly these entries, in order ("Ann (you)" for oneself)."""
+    expect(page.locator("#members li")).to_have_text(list(shown))
+
+
+def stored_contents(env: dict[str, str]) -> list[str]:
+    """Every chat content the server stored (the SQLite file of `sqlite_env`)."""
+    with sqlite3.connect(Path(env["CHAT_VAR_DIR"]) / "db.sqlite3") as db:
+        return [row[0] for row in db.execute("SELECT content FROM chat_message ORDER BY id")]
+
+
+class PythonClient:
+    """A plain, synchronous websocket client (no browser, no Origin) with the Python client's
+    crypto; chatclient.ChatClient itself is asyncio, which these sync tests cannot run."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.key = ""
+
+    def __enter__(self) -> "PythonClient":
+        self.socket = connect(self.url, max_size=None, compression=None).__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.socket.__exit__(*exc_info)
+
+    def send(self, **frame) -> None:
+        self.socket.send(json.dumps(frame))
+
+    def expect(self, kind: str, within: float = 10, **fields) -> dict:
+        """The next frame of type `kind` (with these field values), skipping other frames."""
+        while True:
+            frame = json.loads(self.socket.recv(timeout=within))
+            if frame["type"] == kind and all(frame.get(k) == v for k, v in fields.items()):
+                return frame
+            assert frame["type"] != "Error", f"expected {kind}, got {frame}"
+
+    def join(self, join_key: str, name: str, password: str | None = None) -> dict:
+        self.send(type="JoinRoom", join_key=join_key, name=name, password=password)
+        joined = self.expect("RoomJoined")
+        self.key = joined["encryption_key"]
+        return joined
+
+    def say(self, text: str) -> None:
+        self.send(type="ChatMessage", content=encrypt(self.key, text))
+
+
+def join_key_of(link: str) -> str:
+    return link.rstrip("/").rsplit("/", 1)[1]

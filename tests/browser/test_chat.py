@@ -1,0 +1,131 @@
+"""The browser app against a real `serve`: create, share, join, chat, members, safety."""
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from chatclient.crypto import decrypt
+from tests.browser.pages import (
+    PythonClient,
+    create_room,
+    expect_members,
+    join_key_of,
+    join_room,
+    say,
+    stored_contents,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
+
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "aes_gcm.json").read_text())
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def test_create_share_join_chat_and_leave(server, sqlite_env, new_page):
+    """Two people chat through the share link; members update live; only ciphertext is stored."""
+    alice = new_page(server.http)
+    link = create_room(alice, "Team room", "Alice", password="s3cret", description="Plans for Friday")
+    expect(alice.locator("#room-description")).to_have_text("Plans for Friday")
+    expect_members(alice, "Alice (you)")
+    assert link.startswith(f"{server.http}/rooms/")
+
+    bob = new_page(link)
+    expect(bob.get_by_role("button", name="Create room")).to_be_hidden()
+    expect(bob.get_by_label("Join key")).to_be_hidden()
+    expect(bob.locator("#join-form").get_by_label("Your name")).to_be_focused()
+    join_room(bob, "Bob", password="s3cret")
+    expect(bob.locator("#room-name")).to_have_text("Team room")
+    expect_members(bob, "Alice", "Bob (you)")
+    expect_members(alice, "Alice (you)", "Bob")
+
+    say(alice, "Hello Bob")
+    expect(bob.locator("#messages li .text")).to_have_text(["Hello Bob"])
+    expect(bob.locator("#messages li .sender")).to_have_text(["Alice"])
+    expect(bob.locator("#messages li time")).to_have_text([re.compile(r"\d")])
+
+    box = bob.get_by_label("Message", exact=True)
+    box.fill("first line")
+    box.press("Shift+Enter")
+    box.type("second line")
+    expect(box).to_have_value("first line\nsecond line")  # Shift+Enter did not send
+    box.press("Enter")
+    expect(box).to_have_value("")
+    expect(alice.locator("#messages li .text")).to_have_text(["Hello Bob", "first line\nsecond line"])
+
+    stored = stored_contents(sqlite_env)
+    assert len(stored) == 2
+    assert not any("Hello" in content or "line" in content for content in stored)
+    sent = [frame for page in (alice, bob) for frame in page.frames_sent if frame["type"] == "ChatMessage"]
+    assert sorted(frame["content"] for frame in sent) == sorted(stored)  # the wire held only ciphertext
+
+    bob.get_by_role("button", name="Leave").click()
+    expect(bob.get_by_role("button", name="Join room")).to_be_visible()
+    expect_members(alice, "Alice (you)")
+    assert alice.console_errors == [] and bob.console_errors == []
+
+
+def test_user_text_is_rendered_as_text_never_as_html(server, new_page):
+    """Names, room fields and messages like `<img onerror>` show literally and run nothing."""
+    alice = new_page(server.http)
+    link = create_room(alice, XSS, f"A {XSS}", description=f"<script>alert(2)</script>{XSS}")
+    bob = new_page(link)
+    join_room(bob, f"B {XSS}")
+    say(alice, XSS)
+    say(bob, f"<b>bold</b> {XSS}")
+    for page in (alice, bob):
+        expect(page.locator("#messages li .text")).to_have_text([XSS, f"<b>bold</b> {XSS}"])
+        expect(page.locator("#messages li .sender")).to_have_text([f"A {XSS}", f"B {XSS}"])
+        expect(page.locator("#room-name")).to_have_text(XSS)
+        expect(page.locator("#room-description")).to_have_text(f"<script>alert(2)</script>{XSS}")
+        assert page.locator("#room img, #room b, #room script").count() == 0
+        assert page.dialogs == []
+    expect_members(bob, f"A {XSS}", f"B {XSS} (you)")
+
+
+def test_shared_vectors_decrypt_and_encrypt_in_the_page(server, new_page):
+    """tests/vectors/aes_gcm.json: WebCrypto gives what Python's cryptography gives."""
+    page = new_page(server.http)
+    results = page.evaluate(
+        """async (vectors) => {
+            const c = await import("/static/chat/crypto.js");
+            const key = await c.importKey(vectors.key);
+            const out = [];
+            for (const v of vectors.cases) {
+                out.push({
+                    plaintext: await c.decrypt(key, v.content),
+                    content: await c.encrypt(key, v.plaintext, c.fromBase64(v.nonce)),
+                });
+            }
+            return out;
+        }""",
+        VECTORS,
+    )
+    assert results == [{"plaintext": c["plaintext"], "content": c["content"]} for c in VECTORS["cases"]]
+
+
+def test_python_client_and_page_read_each_other(server, new_page):
+    """cryptography encrypts, the page decrypts, and the other way round; garbage is flagged."""
+    alice = new_page(server.http)
+    link = create_room(alice, "Cross", "Alice")
+    with PythonClient(server.url) as python:
+        python.join(join_key_of(link), "Py")
+        expect_members(alice, "Alice (you)", "Py")
+
+        python.say("from Python: Grüße 👋")
+        expect(alice.locator("#messages li .text")).to_have_text(["from Python: Grüße 👋"])
+        say(alice, "from the browser: ñ ✓")
+        received = python.expect("ChatMessage", sender="Alice")
+        assert "browser" not in received["content"]
+        assert decrypt(python.key, received["content"]) == "from the browser: ñ ✓"
+
+        # Valid base64 of 40 bytes, but not sealed with the room key.
+        garbage = base64.b64encode(bytes(range(40))).decode()
+        python.send(type="ChatMessage", content=garbage)
+        undecryptable = alice.locator("#messages li.undecryptable .text")
+        expect(undecryptable).to_have_text("This message could not be decrypted.")
+        expect(alice.locator("#messages")).not_to_contain_text(garbage)
+    expect_members(alice, "Alice (you)")

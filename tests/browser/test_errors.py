@@ -1,0 +1,127 @@
+"""Every protocol error the page can meet is shown in words, next to what caused it."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.pages import create_room, join_key_of, join_room, say
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def test_join_errors_show_next_to_the_field_and_the_socket_stays_usable(server, new_page):
+    """room_not_found by the key, wrong_password by the password, name_taken by the name."""
+    alice = new_page(server.http)
+    link = create_room(alice, "Locked", "Alice", password="right")
+    bob = new_page(server.http)
+
+    join_room(bob, "Bob", join_key="no-such-key")
+    expect(bob.locator("#join-key-error")).to_have_text(re.compile("No open room has this join key"))
+
+    join_room(bob, "Bob", password="wrong", join_key=join_key_of(link))
+    expect(bob.locator("#join-password-error")).to_have_text("Wrong password for this room.")
+    expect(bob.locator("#join-key-error")).to_be_empty()
+
+    join_room(bob, "ALICE", password="right")
+    expect(bob.locator("#join-name-error")).to_have_text(re.compile("already uses this name"))
+    expect(bob.locator("#join-password-error")).to_be_empty()
+
+    join_room(bob, "Bob", password="right")
+    expect(bob.locator("#room-name")).to_have_text("Locked")
+
+
+def test_share_link_errors_show_on_the_visible_form(server, new_page):
+    """On a share link the key field is hidden; a dead key is reported in view, at once
+    and again when someone tries to join anyway."""
+    page = new_page(f"{server.http}/rooms/dead-key/")
+    dead = re.compile("No open room has this join key")
+    expect(page.locator("#join-key-error")).to_have_text(dead)
+    join_room(page, "Bob")
+    expect(page.locator("#join-key-error")).to_be_visible()
+    expect(page.locator("#join-key-error")).to_have_text(dead)
+    expect(page.get_by_role("button", name="Join room")).to_be_enabled()
+
+
+def test_share_link_asks_for_a_password_only_when_the_room_has_one(server, new_page):
+    alice = new_page(server.http)
+    open_link = create_room(alice, "Open", "Alice")
+    locked_link = create_room(new_page(server.http), "Locked", "Lee", password="pw")
+    expect(new_page(open_link).locator("#join-form").get_by_label("Password")).to_be_hidden()
+    locked = new_page(locked_link)
+    expect(locked.locator("#join-form").get_by_label("Password")).to_be_visible()
+    expect(locked.locator("#join-key-error")).to_be_empty()
+    join_room(locked, "Bob", password="pw")
+    expect(locked.locator("#room-name")).to_have_text("Locked")
+
+
+def test_invalid_field_shows_the_servers_reason_next_to_that_field(server, new_page):
+    """A name of only an invisible character is refused (invalid_field) beside "Your name"."""
+    page = new_page(server.http)
+    form = page.locator("#create-form")
+    form.get_by_label("Room name").fill("Room")
+    form.get_by_label("Your name").fill("\u200b")
+    form.get_by_role("button", name="Create room").click()
+    expect(page.locator("#create-owner-error")).to_have_text(re.compile(r"^owner_name: "))
+    expect(page.locator("#create-error")).to_be_empty()
+    form.get_by_label("Your name").fill("Ann")
+    form.get_by_role("button", name="Create room").click()
+    expect(page.locator("#room-name")).to_have_text("Room")
+
+
+def test_required_fields_are_asked_for_before_sending(server, new_page):
+    page = new_page(server.http)
+    page.get_by_role("button", name="Join room").click()
+    expect(page.locator("#join-key-error")).to_have_text("Enter the room's join key.")
+    expect(page.get_by_label("Join key")).to_be_focused()
+
+
+def test_chat_errors_show_by_the_message_box(server_with, new_page):
+    """message_too_large keeps the text for editing; rate_limited says to wait."""
+    server = server_with(CHAT_MAX_CONTENT="200", CHAT_RATE_BURST="3", CHAT_RATE_SUSTAINED="0.001")
+    page = new_page(server.http)
+    create_room(page, "Strict", "Ann")
+    long_text = "x" * 300
+    say(page, long_text)
+    expect(page.locator("#message-error")).to_have_text(re.compile("too long to send"))
+    expect(page.get_by_label("Message", exact=True)).to_have_value(long_text)
+
+    say(page, "one")
+    expect(page.locator("#message-error")).to_be_empty()
+    say(page, "two")
+    expect(page.locator("#messages li .text")).to_have_text(["one", "two"])
+    say(page, "three")
+    expect(page.locator("#message-error")).to_have_text(re.compile("Too many attempts"))
+    expect(page.locator("#messages li .text")).to_have_text(["one", "two"])
+
+
+def test_files_are_checked_for_type_and_size_before_sending(server_with, new_page):
+    """The page refuses what the server would (FILES_MAX_SIZE, FILES_ALLOWED_MIME_TYPES)."""
+    server = server_with(FILES_MAX_SIZE="1000", FILES_ALLOWED_MIME_TYPES="image/png,text/html")
+    page = new_page(server.http)
+    create_room(page, "Files", "Ann")
+    file_input = page.get_by_label("File", exact=True)
+    send_file = page.get_by_role("button", name="Send file")
+
+    file_input.set_input_files(files=[{"name": "page.html", "mimeType": "text/html", "buffer": b"<p>hi</p>"}])
+    send_file.click()
+    expect(page.locator("#file-error")).to_have_text(re.compile(r"text/html may not be shared here"))
+
+    big = {"name": "big.png", "mimeType": "image/png", "buffer": b"\x89PNG" + bytes(2000)}
+    file_input.set_input_files(files=[big])
+    send_file.click()
+    too_large = re.compile(r"too large \(2.0 KiB\); the limit is 1000 bytes")
+    expect(page.locator("#file-error")).to_have_text(too_large)
+    expect(page.locator("#upload")).to_be_hidden()
+
+
+def test_too_many_wrong_passwords_are_rate_limited_on_the_join_form(server_with, new_page):
+    server = server_with(JOIN_FAILURES_PER_MINUTE="1")
+    alice = new_page(server.http)
+    link = create_room(alice, "Vault", "Alice", password="right")
+    bob = new_page(link)
+    join_room(bob, "Bob", password="wrong")
+    expect(bob.locator("#join-password-error")).to_have_text("Wrong password for this room.")
+    join_room(bob, "Bob", password="wrong again")
+    expect(bob.locator("#join-error")).to_have_text(re.compile("Too many attempts"))
+    expect(bob.get_by_role("button", name="Join room")).to_be_enabled()

@@ -1,0 +1,83 @@
+"""The page survives a server restart: it says so, rejoins with `since`, loses nothing."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from chatclient.crypto import decrypt
+from tests.browser.pages import (
+    PythonClient,
+    create_room,
+    expect_members,
+    join_key_of,
+    join_room,
+    say,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def test_page_reconnects_after_restart_and_shows_missed_messages_once(server_with, new_page):
+    # Fast presence, so a participant the old process could not sign out frees its name quickly.
+    server = server_with(PRESENCE_HEARTBEAT="0.5", PRESENCE_TIMEOUT="2")
+    alice = new_page(server.http)
+    link = create_room(alice, "Sturdy", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        bob.say("before")
+        before = bob.expect("ChatMessage", sender="Bob")
+        expect(alice.locator("#messages li .text")).to_have_text(["before"])
+
+        # The page may not reconnect before Bob has spoken: keep it offline meanwhile.
+        alice.context.set_offline(True)
+        server.stop()
+        expect(alice.locator("#status")).to_have_text(re.compile("Connection lost. Reconnecting"))
+    server.start()
+
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        bob.say("missed one")
+        bob.say("missed two")
+        bob.expect("ChatMessage", sender="Bob")
+        bob.expect("ChatMessage", sender="Bob")
+        expect(alice.locator("#status")).to_have_text(re.compile("Connection lost"))
+        alice.context.set_offline(False)
+
+        expect(alice.locator("#status")).to_have_text("Reconnected to Sturdy.", timeout=30000)
+        expect(alice.locator("#messages li .text")).to_have_text(["before", "missed one", "missed two"])
+        expect_members(alice, "Bob", "Alice (you)")  # join order: Bob was back first
+        say(alice, "back again")
+        received = bob.expect("ChatMessage", sender="Alice")
+        assert decrypt(bob.key, received["content"]) == "back again"
+        bob.say("live after")
+        expect(alice.locator("#messages li .text")).to_have_text(
+            ["before", "missed one", "missed two", "back again", "live after"]
+        )
+    # The page rejoined with `since` and the owner token of the room it created.
+    joins = [frame for frame in alice.frames_sent if frame["type"] == "JoinRoom"]
+    created = next(frame for frame in alice.frames_sent if frame["type"] == "CreateRoom")
+    assert created and joins and all(join["since"] == before["id"] for join in joins)
+    assert all(join["owner_token"] and join["name"] == "Alice" for join in joins)
+    expect(alice.get_by_label("Share link")).to_have_value(link)
+
+
+def test_page_rejoins_after_the_server_process_is_killed(server_with, new_page):
+    """SIGKILL leaves the page's seat behind as a ghost; the page rejoins once it is swept."""
+    server = server_with(PRESENCE_HEARTBEAT="0.5", PRESENCE_TIMEOUT="2")
+    alice = new_page(server.http)
+    link = create_room(alice, "Crash", "Alice")
+    bob = new_page(link)
+    join_room(bob, "Bob")
+    say(bob, "first")
+    expect(alice.locator("#messages li .text")).to_have_text(["first"])
+
+    server.kill()
+    expect(alice.locator("#status")).to_have_text(re.compile("Connection lost"))
+    server.start()
+    for page in (alice, bob):
+        expect(page.locator("#status")).to_have_text(re.compile(r"^Reconnected to Crash\.$"), timeout=40_000)
+    say(alice, "after the crash")
+    for page in (alice, bob):
+        expect(page.locator("#messages li .text")).to_have_text(["first", "after the crash"])
+    expect(bob.locator("#members li")).to_have_count(2)

@@ -1,0 +1,54 @@
+"""The app page over HTTP (no browser): CSP, the json_script config, static files."""
+
+import json
+import re
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def page_config(content: bytes) -> dict:
+    match = re.search(rb'<script id="chat-config" type="application/json">(.*?)</script>', content)
+    assert match, "the page hands its config over through json_script"
+    return json.loads(match.group(1))
+
+
+def test_app_page_has_a_csp_without_inline_scripts(client):
+    response = client.get("/", HTTP_HOST="127.0.0.1:8000")
+    policy = response["Content-Security-Policy"]
+    assert "script-src 'self';" in policy and "unsafe-inline" not in policy
+    assert "connect-src 'self' ws://127.0.0.1:8000 wss://127.0.0.1:8000;" in policy
+    assert "img-src 'self' blob: data:;" in policy
+
+
+def test_page_config_offers_only_the_file_types_the_server_accepts(client, settings):
+    """Never html or svg, and not a type whose bytes the server cannot verify."""
+    settings.FILES_MAX_SIZE = 1234
+    settings.FILES_ALLOWED_MIME_TYPES = [
+        "image/PNG",
+        "text/html",
+        "image/svg+xml",
+        "application/msword",
+        "text/plain",
+    ]
+    config = page_config(client.get("/rooms/k3y/").content)
+    assert config == {
+        "join_key": "k3y",
+        "has_password": None,  # no open room has this key
+        "files_max_size": 1234,
+        "files_allowed_mime_types": ["image/png", "text/plain"],
+    }
+
+
+def test_join_key_reaches_the_script_escaped(client):
+    content = client.get("/rooms/%3Cscript%3Ealert(1)%3C%20script%3E/").content
+    assert b"<script>alert(1)" not in content
+    assert page_config(content)["join_key"] == "<script>alert(1)< script>"
+
+
+def test_static_files_are_served_with_debug_off(client, settings):
+    settings.DEBUG = False
+    response = client.get("/static/chat/app.js")
+    assert response.status_code == 200
+    assert b"JoinRoom" in response.content
