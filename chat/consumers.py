@@ -128,11 +128,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.outbox.stale = None
         await hub.join(seat.group, self.outbox)
         self.take_seat(seat)
+        # Before the reply: a page that fetches /files/<id> right after must be let in.
+        await self.remember_room(seat)
         self.send_json(
             protocol.room_created_message(selectors.room_info(room), room.encryption_key, owner_token)
         )
         event("create", room=room.pk, participant=seat.participant_id)
-        await self.remember_room(seat)
 
     async def join_room(self, command: protocol.JoinRoom) -> None:
         self.require_no_room()
@@ -168,6 +169,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await hub.leave(door.group, self.outbox)
             raise
         seat = self.take_seat(joined.seat)
+        await self.remember_room(seat)  # before the reply, as in create_room
         event("join", room=seat.room_id, participant=seat.participant_id, owner=seat.is_owner)
         names = [name for _, name in joined.present]
         self.send_json(
@@ -184,7 +186,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             participant_id=seat.participant_id,
             joined=True,
         )
-        await self.remember_room(joined.seat)
 
     async def chat_message(self, command: protocol.ChatMessage) -> None:
         seat = self.require_room()
