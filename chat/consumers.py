@@ -194,13 +194,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if len(command.content) > settings.CHAT_MAX_CONTENT:
             raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
         now = timezone.now()
-        message_id = await database_sync_to_async(services.message_post)(
+        message_id, seq = await database_sync_to_async(services.message_post)(
             seat=seat, content=command.content, now=now
         )
         await publish(
             seat.group,
             protocol.chat_message(message_id, seat.name, command.content, now),
             message_id=message_id,
+            seq=seq,
         )
 
     async def get_members(self, command: protocol.GetMembers) -> None:
@@ -232,7 +233,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.send_json(protocol.file_uploaded_message(files.metadata(shared)))
         event("file_uploaded", room=seat.room_id, file=shared.id, size=shared.size)
         link = protocol.chat_message(shared.message_id, seat.name, shared.link_message, now)
-        await publish(seat.group, link, message_id=shared.message_id)
+        await publish(seat.group, link, message_id=shared.message_id, seq=shared.message_seq)
 
     async def get_file(self, command: protocol.GetFile) -> None:
         seat = self.require_room()

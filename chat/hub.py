@@ -20,10 +20,12 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from chat.protocol import encode
+from chat import selectors
+from chat.protocol import chat_message, encode
 
 logger = logging.getLogger(__name__)
 
@@ -124,11 +126,52 @@ class Outbox:
             self.idle.set()
 
 
+class RoomOrder:
+    """One room's message order in this process: the last sequence number handed to
+    the room's sockets, and later messages waiting for an earlier one.
+
+    Processes publish a room's messages after their own commits, so one process's
+    message can overtake another's by a few milliseconds; each message carries its
+    room sequence number (`Message.seq`, consecutive), and this puts them back in
+    order. A message still missing after GAP_WAIT (its publisher died after the commit,
+    or Redis lost it) is read from the database instead.
+    """
+
+    def __init__(self) -> None:
+        self.last: int | None = None  # None until the room's position is read
+        self.waiting: dict[int, dict] = {}
+        self.repair: asyncio.TimerHandle | None = None
+
+
+# Seconds a room message waits for an earlier one before the database is asked for it.
+GAP_WAIT = 0.5
+
+
+def room_of(group: str) -> uuid.UUID:
+    return uuid.UUID(hex=group.removeprefix("room."))
+
+
+async def room_position(group: str) -> int:
+    """The sequence number of the group's room's last stored message."""
+    return await database_sync_to_async(selectors.room_message_seq)(room_id=room_of(group))
+
+
+async def stored_messages(group: str, after: int, before: int) -> list[tuple]:
+    """(id, seq, sender, content, sent_at) of the room's messages with after < seq < before."""
+    return await database_sync_to_async(selectors.messages_by_seq)(
+        room_id=room_of(group), after=after, before=before
+    )
+
+
 class Hub:
     """This process's subscriptions to room groups, and its local fan-out."""
 
     def __init__(self) -> None:
         self.rooms: dict[str, dict[str, Outbox]] = {}
+        self.order: dict[str, RoomOrder] = {}
+        # Where rooms stand and what they hold: the database (tests pass their own).
+        self.position = room_position
+        self.stored = stored_messages
         self.subscribed: set[str] = set()
         self.channel = ""
         self.layer = None
@@ -148,7 +191,7 @@ class Hub:
         channel = await layer.new_channel("hub.")
         if self.started():  # another socket started it while we waited
             return
-        self.rooms, self.subscribed = {}, set()
+        self.rooms, self.subscribed, self.order = {}, set(), {}
         self.lock = asyncio.Lock()
         self.layer, self.channel = layer, channel
         self.task = asyncio.get_running_loop().create_task(self._receive_forever())
@@ -158,8 +201,13 @@ class Hub:
         self.rooms.setdefault(group, {})[outbox.id] = outbox
         async with self.lock:
             if group not in self.subscribed:
+                order = self.order[group] = RoomOrder()  # holds messages until placed
                 await self.layer.group_add(group, self.channel)
                 self.subscribed.add(group)
+                # Messages up to here are stored already (a joiner's History has them);
+                # from here on, every one reaches this hub.
+                order.last = await self.position(group)
+                self.flush(group, order)
 
     async def leave(self, group: str, outbox: Outbox) -> None:
         members = self.rooms.get(group, {})
@@ -169,6 +217,9 @@ class Hub:
         async with self.lock:
             if group not in self.rooms and group in self.subscribed:
                 self.subscribed.discard(group)
+                order = self.order.pop(group, None)
+                if order is not None and order.repair is not None:
+                    order.repair.cancel()
                 await self.layer.group_discard(group, self.channel)
 
     async def refresh(self) -> None:
@@ -185,6 +236,53 @@ class Hub:
         return f"{self.channel}#{outbox.id}"
 
     def deliver(self, event: dict) -> None:
+        """A room event from the layer: messages go through their room's order."""
+        seq, group = event.get("seq"), event["group"]
+        order = self.order.get(group)
+        if seq is None or order is None:
+            self.fan_out(event)
+        elif order.last is None or seq > order.last:
+            order.waiting[seq] = event
+            self.flush(group, order)
+
+    def flush(self, group: str, order: RoomOrder) -> None:
+        """Hand out the waiting messages that are next in order; if one is missing,
+        ask the database for it after GAP_WAIT."""
+        if order.last is None:
+            return
+        for seq in [seq for seq in order.waiting if seq <= order.last]:
+            del order.waiting[seq]  # shown already (History, or read from the database)
+        while (event := order.waiting.pop(order.last + 1, None)) is not None:
+            self.fan_out(event)
+            order.last += 1
+        if order.waiting and order.repair is None:
+            loop = asyncio.get_running_loop()
+            order.repair = loop.call_later(GAP_WAIT, lambda: loop.create_task(self.repair(group, order)))
+        elif not order.waiting and order.repair is not None:
+            order.repair.cancel()
+            order.repair = None
+
+    async def repair(self, group: str, order: RoomOrder) -> None:
+        """Read the messages a gap is waiting for, and hand everything out in order."""
+        order.repair = None
+        if self.order.get(group) is not order or not order.waiting or order.last is None:
+            return
+        last, upto = order.last, min(order.waiting)
+        try:
+            missing = await self.stored(group, last, upto)
+        except Exception:
+            logger.exception("hub: could not read missing messages; delivering what arrived")
+            missing = []
+        for message_id, seq, sender, content, sent_at in missing:
+            text = encode(chat_message(message_id, sender, content, sent_at))
+            order.waiting.setdefault(
+                seq, {"group": group, "text": text, "message_id": message_id, "seq": seq}
+            )
+        if order.last == last and last + 1 not in order.waiting:
+            order.last = upto - 1  # not in the database either: nothing to wait for
+        self.flush(group, order)
+
+    def fan_out(self, event: dict) -> None:
         members = self.rooms.get(event["group"])
         if not members:
             return

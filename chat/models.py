@@ -25,6 +25,8 @@ class Room(models.Model):
     owner_name = models.CharField(max_length=50)
     created_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
+    # The room's last message sequence number (see Message.seq).
+    message_seq = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -87,9 +89,17 @@ class Message(models.Model):
     sender = models.CharField(max_length=50)
     content = models.TextField()
     sent_at = models.DateTimeField()
+    # 1, 2, 3 ... within the room, without gaps, taken under the room row's lock: each
+    # server process's hub delivers a room's messages in this order and fetches any it
+    # missed (chat/hub.py), so messages stored by different processes reach every
+    # socket in id order.
+    seq = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["room", "id"], name="message_room_id")]
+        indexes = [
+            models.Index(fields=["room", "id"], name="message_room_id"),
+            models.Index(fields=["room", "seq"], name="message_room_seq"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.id} by {self.sender}"

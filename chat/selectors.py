@@ -100,3 +100,23 @@ def room_info(room: Room) -> dict:
         "owner": room.owner_name,
         "created_at": protocol.iso(room.created_at),
     }
+
+
+def room_message_seq(*, room_id: UUID) -> int:
+    """The sequence number of the room's last message (0 before the first)."""
+    found = sql.rows(
+        f"SELECT message_seq FROM {sql.table(Room)} WHERE id = %s", [sql.prep(Room, "id", room_id)]
+    )
+    return found[0][0] if found else 0
+
+
+def messages_by_seq(*, room_id: UUID, after: int, before: int) -> list[tuple[int, int, str, str, datetime]]:
+    """(id, seq, sender, content, sent_at) of the room's messages with after < seq < before."""
+    return [
+        (message_id, seq, sender, content, sql.aware(sent_at))
+        for message_id, seq, sender, content, sent_at in sql.rows(
+            f"SELECT id, seq, sender, content, sent_at FROM {sql.table(Message)} "
+            "WHERE room_id = %s AND seq > %s AND seq < %s ORDER BY seq",
+            [sql.prep(Message, "room", room_id), after, before],
+        )
+    ]

@@ -204,18 +204,13 @@ def room_join(
     )
 
 
-def message_post(*, seat: Seat, content: str, now: datetime) -> int:
-    """Store a message if its room is open; returns its id.
-
-    One statement (chat/sql.py): a closed room stores nothing, and on PostgreSQL the
-    room row lock keeps ids in commit order within a room across processes.
-    """
-    message_id = sql.insert_into_open_room(
-        Message, seat.room_id, lock=True, sender=seat.name, content=content, sent_at=now
-    )
-    if message_id is None:
+def message_post(*, seat: Seat, content: str, now: datetime) -> tuple[int, int]:
+    """Store a message if its room is open; returns its id and its sequence number in
+    the room (chat/sql.py: the room row lock orders them across processes)."""
+    stored = sql.insert_message(seat.room_id, sender=seat.name, content=content, sent_at=now)
+    if stored is None:
         raise ProtocolError(ErrorCode.ROOM_CLOSED)
-    return message_id
+    return stored
 
 
 def session_room_add(*, session_key: str, room_id: UUID) -> bool:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Model
 
 
@@ -69,3 +69,41 @@ def aware(value: datetime | str) -> datetime:
     """SQLite hands datetimes back naive (in UTC), PostgreSQL aware."""
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def insert_message(room_id: UUID, *, sender: str, content: str, sent_at: datetime) -> tuple[int, int] | None:
+    """Store a message in an open room under its next sequence number; returns (id,
+    seq), or None when the room is closed or gone.
+
+    Bumping `Room.message_seq` locks the room row until commit, so a room's messages
+    get consecutive sequence numbers (and growing ids) in commit order, across
+    processes. One statement on PostgreSQL; on SQLite, whose writers are serialised
+    anyway, two in one transaction.
+    """
+    from chat.models import Message, Room
+
+    room, message = table(Room), table(Message)
+    values = [prep(Message, "sender", sender), content, prep(Message, "sent_at", sent_at)]
+    key = prep(Room, "id", room_id)
+    if connection.vendor == "postgresql":
+        found = rows(
+            f"WITH r AS (UPDATE {room} SET message_seq = message_seq + 1 WHERE id = %s AND closed_at IS NULL "
+            f"RETURNING id, message_seq) INSERT INTO {message} (room_id, seq, sender, content, sent_at) "
+            "SELECT id, message_seq, %s, %s, %s FROM r RETURNING id, seq",
+            [key, *values],
+        )
+        return found[0] if found else None
+    with transaction.atomic():
+        bumped = rows(
+            f"UPDATE {room} SET message_seq = message_seq + 1 WHERE id = %s AND closed_at IS NULL "
+            "RETURNING message_seq",
+            [key],
+        )
+        if not bumped:
+            return None
+        found = rows(
+            f"INSERT INTO {message} (room_id, seq, sender, content, sent_at) VALUES (%s, %s, %s, %s, %s) "
+            "RETURNING id",
+            [key, bumped[0][0], *values],
+        )
+        return found[0][0], bumped[0][0]

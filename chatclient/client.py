@@ -414,8 +414,8 @@ class ChatClient:
         return None  # replies nobody waits for any more, and types this client does not know
 
     def _is_new(self, message_id: int) -> bool:
-        # Ids only grow within a room, but with several server processes a message can
-        # overtake an older one: remember the ids seen rather than only the last.
+        # Remember the ids seen, not only the last: a server that delivered out of order
+        # (PROTOCOL.md forbids it, but not every server is this one) loses nothing.
         if message_id in self._seen:
             return False
         self._seen.add(message_id)

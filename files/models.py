@@ -40,6 +40,10 @@ class SharedFile(models.Model):
 
     objects = SharedFileQuerySet.as_manager()
 
+    # Not a column: the file message's sequence number in its room, set by
+    # `files.services.file_record` for the broadcast that follows it.
+    message_seq: int | None = None
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [

@@ -20,7 +20,7 @@ from django.db.models import Sum
 
 from chat import sql
 from chat.errors import ErrorCode, ProtocolError
-from chat.models import Message, Room
+from chat.models import Room
 from chat.protocol import encode, iso
 from chat.services import Seat
 from chat.workers import heavy, let_loop_run
@@ -98,10 +98,11 @@ def file_record(*, seat: Seat, name: str, mime_type: str, blob: Blob, now: datet
             raise ProtocolError(ErrorCode.ROOM_CLOSED)
         check_quota(room_id=seat.room_id, size=blob.size, now=now)
         content = validation.file_message(name, str(blob.file_id))
-        message_id = sql.insert_into_open_room(
-            Message, seat.room_id, sender=seat.name, content=content, sent_at=now
-        )
-        return SharedFile.objects.create(
+        stored = sql.insert_message(seat.room_id, sender=seat.name, content=content, sent_at=now)
+        if stored is None:
+            raise ProtocolError(ErrorCode.ROOM_CLOSED)
+        message_id, seq = stored
+        shared = SharedFile.objects.create(
             id=blob.file_id,
             room_id=seat.room_id,
             uploader_id=seat.participant_id,
@@ -115,6 +116,8 @@ def file_record(*, seat: Seat, name: str, mime_type: str, blob: Blob, now: datet
             created_at=now,
             expires_at=now + timedelta(seconds=settings.FILES_TTL),
         )
+    shared.message_seq = seq
+    return shared
 
 
 def file_delete(*, seat: Seat, file_id: uuid.UUID, now: datetime) -> SharedFile:

@@ -21,6 +21,10 @@ class FakeSocket:
         self.closed = code
 
 
+async def no_messages_yet(group: str) -> int:
+    return 0
+
+
 async def drain() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -65,6 +69,7 @@ async def test_held_events_are_filtered_by_the_snapshot():
 async def test_hub_delivers_to_local_members_but_the_excluded_one(settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
     hub = Hub()
+    hub.position = no_messages_yet
     sockets = [FakeSocket() for _ in range(3)]
     outboxes = [Outbox(s.send, s.close) for s in sockets]
     for outbox in outboxes:
@@ -100,3 +105,88 @@ async def test_events_the_snapshot_showed_are_dropped_even_when_they_arrive_late
     outbox.put_broadcast({"text": "ParticipantJoined 9", "participant_id": 9, "joined": True})
     await drain()
     assert socket.sent == ["ParticipantJoined 9"]
+
+
+async def ordered_hub(settings, stored=None):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
+    hub = Hub()
+    hub.position = no_messages_yet
+    if stored is not None:
+        hub.stored = stored
+    socket = FakeSocket()
+    outbox = Outbox(socket.send, socket.close)
+    await hub.join("room.x", outbox)
+    return hub, socket
+
+
+def message(seq: int) -> dict:
+    return {"group": "room.x", "text": f"m{seq}", "message_id": 100 + seq, "seq": seq}
+
+
+async def test_messages_that_overtook_an_earlier_one_wait_for_it(settings):
+    """Two processes publish after their own commits: the hub restores the room order."""
+    hub, socket = await ordered_hub(settings)
+    for seq in (1, 3, 4):
+        hub.deliver(message(seq))
+    hub.deliver({"group": "room.x", "text": "ParticipantJoined"})  # not a message: not held
+    await drain()
+    assert socket.sent == ["m1", "ParticipantJoined"]
+    hub.deliver(message(2))
+    hub.deliver(message(2))  # a repeat is dropped
+    await drain()
+    assert socket.sent == ["m1", "ParticipantJoined", "m2", "m3", "m4"]
+    assert hub.order["room.x"].repair is None
+    hub.task.cancel()
+
+
+async def test_a_message_that_never_arrives_is_read_from_the_database(settings, monkeypatch):
+    """Its publisher died after the commit, or Redis lost it: after GAP_WAIT the hub
+    reads it; a number the database does not have either is skipped."""
+    monkeypatch.setattr("chat.hub.GAP_WAIT", 0.01)
+    asked = []
+
+    async def stored(group, after, before):
+        asked.append((after, before))
+        return [
+            (
+                102,
+                2,
+                "Bob",
+                "c2",
+                __import__("datetime").datetime(2026, 1, 1, tzinfo=__import__("datetime").UTC),
+            )
+        ]
+
+    hub, socket = await ordered_hub(settings, stored)
+    for seq in (1, 3):
+        hub.deliver(message(seq))
+    await asyncio.sleep(0.05)
+    assert asked == [(1, 3)]
+    assert socket.sent[0] == "m1" and '"id":102' in socket.sent[1] and socket.sent[2] == "m3"
+
+    async def nothing(group, after, before):
+        return []
+
+    hub.stored = nothing
+    hub.deliver(message(5))
+    await asyncio.sleep(0.05)
+    assert socket.sent[-1] == "m5" and hub.order["room.x"].last == 5
+    hub.task.cancel()
+
+
+async def test_a_new_subscriber_starts_after_what_is_stored(settings):
+    """Messages stored before the hub joined are in the joiner's History: not sent again."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
+    hub = Hub()
+
+    async def seven(group):
+        return 7
+
+    hub.position = seven
+    socket = FakeSocket()
+    await hub.join("room.x", Outbox(socket.send, socket.close))
+    for seq in (6, 7, 8):
+        hub.deliver(message(seq))
+    await drain()
+    assert socket.sent == ["m8"]
+    hub.task.cancel()

@@ -37,10 +37,16 @@ def test_room_create_makes_unguessable_keys():
     assert seat.is_owner and seat.name == "Owner"
 
 
-def test_message_ids_grow_within_a_room():
+def test_message_ids_grow_and_sequence_numbers_count_within_a_room():
     room, seat, _ = make_room()
-    ids = [services.message_post(seat=seat, content=f"c{n}", now=timezone.now()) for n in range(5)]
+    _, other_seat, _ = make_room()
+    services.message_post(seat=other_seat, content="elsewhere", now=timezone.now())
+    posted = [services.message_post(seat=seat, content=f"c{n}", now=timezone.now()) for n in range(5)]
+    ids = [message_id for message_id, _ in posted]
     assert ids == sorted(ids) and len(set(ids)) == 5
+    assert [seq for _, seq in posted] == [1, 2, 3, 4, 5]  # per room, without gaps
+    room.refresh_from_db()
+    assert room.message_seq == 5
     stored = Message.objects.get(pk=ids[0])
     assert (stored.room_id, stored.sender, stored.content) == (room.pk, "Owner", "c0")
 

@@ -25,6 +25,8 @@ def production_env(**extra: str) -> dict[str, str]:
     """A production-like environment; tests add DATABASE_URL, REDIS_URL, limits."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(
+        # The project's settings, not the test run's (pytest-django exports tests.settings).
+        DJANGO_SETTINGS_MODULE="config.settings",
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY="e2e-test-secret-key-not-for-production-0123456789",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
