@@ -849,6 +849,74 @@ async def joins(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
+async def soak(args: argparse.Namespace) -> dict[str, Any]:
+    """--rooms rooms of --members, one sender each at --rate msg/s, for --duration s;
+    deliveries, latency, and the server's memory every --sample-every s."""
+    lean = args.receiver == "lean"
+    rooms: list[tuple[Run, Client, list[Member]]] = []
+    for k in range(args.rooms):
+        run = Run(f"soak-{k}")
+        senders, clients = await open_room(args.urls, run, args.members, f"s{k}", senders=1, lean=lean)
+        rooms.append((run, senders[0], clients))
+    memory: list[tuple[float, int]] = []
+    stop = asyncio.Event()
+
+    async def sample() -> None:
+        began = time.perf_counter()
+        while not stop.is_set():
+            if args.server_pid:
+                memory.append((round(time.perf_counter() - began, 1), rss_kib(args.server_pid)))
+            try:
+                await asyncio.wait_for(stop.wait(), args.sample_every)
+            except TimeoutError:
+                pass
+
+    sampler = asyncio.create_task(sample())
+    count = int(args.rate * args.duration)
+    step = 1 / (args.rate * len(rooms))  # spread the rooms' schedules over one interval
+    lags = await asyncio.gather(
+        *(paced_sender(sender, args.rate, k * step, count) for k, (_, sender, _) in enumerate(rooms))
+    )
+    stop.set()
+    await sampler
+    per_room = []
+    for run, _, clients in rooms:
+        await wait_for_stragglers(run, clients)
+        per_room.append(delivery_figures(run, clients))
+    latencies = [value for _, _, clients in rooms for client in clients for value in client.latencies]
+    figures: dict[str, Any] = {
+        "scenario": "soak",
+        "rooms": len(rooms),
+        "connections": sum(len(c) for *_, c in rooms),
+    }
+    for key in ("messages_sent", "deliveries_expected", "deliveries_received", "lost", "duplicates",
+                "order_violations", "unknown_messages", "errors"):  # fmt: skip
+        figures[key] = sum(room[key] for room in per_room)
+    figures["latency_ms"] = percentiles_ms(latencies, (50, 90, 99))
+    figures["max_send_lag_ms"] = round(max(lags, default=0.0) * 1000, 2)
+    if memory:
+        after_first_minute = [kib for at, kib in memory if at >= 60] or [memory[-1][1]]
+        figures["server_rss_kib"] = {
+            "start": memory[0][1],
+            "at_60s": after_first_minute[0],
+            "end": memory[-1][1],
+            "max_after_60s": max(after_first_minute),
+        }
+        figures["growth_after_first_minute_pct"] = round(
+            100 * (max(after_first_minute) - after_first_minute[0]) / after_first_minute[0], 1
+        )
+        figures["rss_samples"] = memory
+    await close_all([client for _, _, clients in rooms for client in clients])
+    return figures
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -886,7 +954,12 @@ async def idle(args: argparse.Namespace) -> dict[str, Any]:
         figures |= {"server_rss_before_kib": before, "server_rss_after_kib": after}
         figures["kib_per_connection"] = round((after - before) / len(clients), 1)
     if args.hold:
+        # Idle: what the heartbeats (every PRESENCE_HEARTBEAT s) and pings cost.
+        cpu_before = cpu_seconds(args.server_pid) if args.server_pid else None
         await asyncio.sleep(args.hold)
+        if cpu_before is not None:
+            used = cpu_seconds(args.server_pid) - cpu_before
+            figures["idle_cpu_percent_of_one_core"] = round(100 * used / args.hold, 2)
     figures["still_open"] = sum(1 for client in clients if not client.reader.done())
     await close_all(clients)
     figures["errors"] = len(run.errors)
@@ -1107,6 +1180,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--load-size", type=float, default=10, help="MiB per file during the load")
     p.add_argument("--uploaders", type=int, default=2, help="connections uploading during the load")
     p.add_argument("--load-rate", type=float, default=0, help="uploads/s in all (0: back to back)")
+    p = sub.add_parser("soak", help="many rooms chatting at a steady rate for a long time")
+    p.add_argument("--rooms", type=int, default=200)
+    p.add_argument("--members", type=int, default=5)
+    p.add_argument("--rate", type=float, default=5.0, help="messages/s per room")
+    p.add_argument("--duration", type=float, default=600.0)
+    p.add_argument("--server-pid", type=int, default=None, help="sample this PID's VmRSS")
+    p.add_argument("--sample-every", type=float, default=10.0)
     args = parser.parse_args(argv)
     args.urls = args.url or ["ws://127.0.0.1:8000/ws/"]
     args.url = args.urls[0]
@@ -1117,7 +1197,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-SCENARIOS = {"fanout": fanout, "flood": flood, "joins": joins, "idle": idle, "files": files}
+SCENARIOS = {"fanout": fanout, "flood": flood, "joins": joins, "idle": idle, "files": files, "soak": soak}
 
 
 def main(argv: list[str] | None = None) -> int:

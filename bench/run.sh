@@ -3,6 +3,7 @@
 #
 #   bash bench/run.sh one     # one process: SQLite and the in-memory layer (embedded defaults)
 #   bash bench/run.sh files   # file throughput, and chat latency during uploads (one process)
+#   bash bench/run.sh soak    # 10-minute soak (1,000 connections, 200 rooms) and 5,000 idle
 #   bash bench/run.sh two     # two processes sharing PostgreSQL and Redis
 #   bash bench/run.sh         # both
 #
@@ -105,6 +106,20 @@ files_one() {
     stop_servers
 }
 
+# Issue 7's loads on one process: a 10-minute soak of 1,000 connections in 200 rooms
+# (5 messages/s each), then 5,000 idle joined connections held for 60 s.
+soak_one() {
+    echo "== soak and idle, one process =="
+    start_one 8507
+    $LOADGEN --json --url ws://127.0.0.1:8507/ws/ soak --rooms 200 --members 5 --rate 5 --duration 600 \
+        --server-pid "${PIDS[0]}" | record soak-one
+    stop_servers
+    start_one 8508
+    $LOADGEN --json --url ws://127.0.0.1:8508/ws/ idle --count 5000 --rooms 100 --server-pid "${PIDS[0]}" \
+        --hold 60 | record idle-5000-one
+    stop_servers
+}
+
 two_processes() {
     echo "== two processes, PostgreSQL + Redis =="
     local base=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
@@ -135,7 +150,8 @@ PY
 case "${1:-all}" in
     one) one_process ;;
     files) files_one ;;
+    soak) soak_one ;;
     two) two_processes ;;
     all) one_process; files_one; two_processes ;;
-    *) echo "usage: bench/run.sh [one|files|two|all]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [one|files|soak|two|all]" >&2; exit 2 ;;
 esac

@@ -202,11 +202,20 @@ class Hub:
         async with self.lock:
             if group not in self.subscribed:
                 order = self.order[group] = RoomOrder()  # holds messages until placed
-                await self.layer.group_add(group, self.channel)
-                self.subscribed.add(group)
-                # Messages up to here are stored already (a joiner's History has them);
-                # from here on, every one reaches this hub.
-                order.last = await self.position(group)
+                try:
+                    await self.layer.group_add(group, self.channel)
+                    self.subscribed.add(group)
+                    # Messages up to here are stored already (a joiner's History has
+                    # them); from here on, every one reaches this hub.
+                    order.last = await self.position(group)
+                except BaseException:
+                    # Database or layer down: the next join subscribes afresh.
+                    self.subscribed.discard(group)
+                    self.order.pop(group, None)
+                    self.rooms.get(group, {}).pop(outbox.id, None)
+                    if not self.rooms.get(group):
+                        self.rooms.pop(group, None)
+                    raise
                 self.flush(group, order)
 
     async def leave(self, group: str, outbox: Outbox) -> None:

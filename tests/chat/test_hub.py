@@ -1,6 +1,7 @@
 """The per-socket outbox and the hub's fan-out, without sockets."""
 
 import asyncio
+from datetime import UTC, datetime
 
 from chat.hub import CLOSE_TOO_SLOW, Hub, Outbox
 
@@ -153,7 +154,7 @@ async def test_a_message_that_never_arrives_is_read_from_the_database(settings, 
                 2,
                 "Bob",
                 "c2",
-                __import__("datetime").datetime(2026, 1, 1, tzinfo=__import__("datetime").UTC),
+                datetime(2026, 1, 1, tzinfo=UTC),
             )
         ]
 
@@ -189,4 +190,29 @@ async def test_a_new_subscriber_starts_after_what_is_stored(settings):
         hub.deliver(message(seq))
     await drain()
     assert socket.sent == ["m8"]
+    hub.task.cancel()
+
+
+async def test_a_subscription_whose_position_cannot_be_read_is_undone(settings):
+    """The database is down when a process gets its first member of a room: the join
+    fails, and the next one subscribes afresh instead of holding messages forever."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
+    hub = Hub()
+
+    async def database_down(group):
+        raise RuntimeError("database down")
+
+    hub.position = database_down
+    socket = FakeSocket()
+    outbox = Outbox(socket.send, socket.close)
+    try:
+        await hub.join("room.x", outbox)
+    except RuntimeError:
+        pass
+    assert "room.x" not in hub.subscribed and "room.x" not in hub.order and "room.x" not in hub.rooms
+    hub.position = no_messages_yet
+    await hub.join("room.x", outbox)
+    hub.deliver(message(1))
+    await drain()
+    assert socket.sent == ["m1"]
     hub.task.cancel()
