@@ -118,6 +118,22 @@ def own_postgres():
     server.remove()
 
 
+async def talk_through_outage(client: Client, seen: set[int], within: float) -> list[tuple]:
+    """Send a message every half second for 10 s; each must be answered within
+    `within` s (never a hang). Returns (type, code, seconds) of each answer."""
+    outcomes = []
+    down_since = time.monotonic()
+    while time.monotonic() - down_since < 10:
+        began = time.monotonic()
+        await client.say("while a service is down")
+        reply = await client.recv(within=within)
+        outcomes.append((reply["type"], reply.get("code"), time.monotonic() - began))
+        if reply["type"] == "ChatMessage":
+            seen.add(reply["id"])
+        await asyncio.sleep(0.5)
+    return outcomes
+
+
 async def next_chat(client: Client, within: float = 10) -> dict:
     return await client.expect("ChatMessage", within=within)
 
@@ -138,16 +154,7 @@ async def test_redis_down_for_ten_seconds_then_back(shared_env, own_redis, serve
         seen.add((await next_chat(client))["id"])
 
     own_redis.stop()
-    down_since = time.monotonic()
-    outcomes = []
-    while time.monotonic() - down_since < 10:
-        began = time.monotonic()
-        await alice.say("while redis is down")
-        reply = await alice.recv(within=10)  # an answer, never a hang
-        outcomes.append((reply["type"], reply.get("code"), time.monotonic() - began))
-        if reply["type"] == "ChatMessage":
-            seen.add(reply["id"])
-        await asyncio.sleep(0.5)
+    outcomes = await talk_through_outage(alice, seen, within=10)
     assert outcomes and all(kind == "Error" and code == "server_error" for kind, code, _ in outcomes), (
         outcomes
     )
@@ -206,14 +213,7 @@ async def test_postgres_down_for_ten_seconds_then_back(own_postgres, servers, tm
         seen.add((await next_chat(client))["id"])
 
     own_postgres.stop()
-    down_since = time.monotonic()
-    outcomes = []
-    while time.monotonic() - down_since < 10:
-        began = time.monotonic()
-        await alice.say("while postgres is down")
-        reply = await alice.recv(within=15)  # an answer, never a hang
-        outcomes.append((reply["type"], reply.get("code"), time.monotonic() - began))
-        await asyncio.sleep(0.5)
+    outcomes = await talk_through_outage(alice, seen, within=15)
     assert outcomes and all(kind == "Error" and code == "server_error" for kind, code, _ in outcomes), (
         outcomes
     )
