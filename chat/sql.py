@@ -39,27 +39,24 @@ def insert_into_open_room(
     model: type[Model],
     room_id: UUID,
     *,
-    lock: bool = False,
     unless: tuple[str, list[Any]] | None = None,
     **values: Any,
 ) -> int | None:
     """INSERT one row of `model` (which has a `room`) only if the room is open, in one
     statement; returns its id, or None when the room is closed or gone.
 
-    With `lock` on PostgreSQL the room row is locked until commit, so rows of one room
-    get their ids in commit order even when several processes insert at once. `unless`
-    is an SQL condition (with its parameters) that, when true, stores nothing either.
+    `unless` is an SQL condition (with its parameters) that, when true, stores nothing
+    either. (Messages use `insert_message`, which also orders them in their room.)
     """
     from chat.models import Room
 
     columns = ", ".join(model._meta.get_field(name).column for name in ("room", *values))
     marks = ", ".join(["%s"] * len(values))
     params = [prep(model, name, value) for name, value in values.items()]
-    locking = " FOR UPDATE" if lock and connection.vendor == "postgresql" else ""
     condition, condition_params = (f" AND NOT ({unless[0]})", unless[1]) if unless else ("", [])
     found = rows(
         f"INSERT INTO {table(model)} ({columns}) SELECT id, {marks} FROM {table(Room)} "
-        f"WHERE id = %s AND closed_at IS NULL{condition}{locking} RETURNING id",
+        f"WHERE id = %s AND closed_at IS NULL{condition} RETURNING id",
         [*params, prep(Room, "id", room_id), *condition_params],
     )
     return found[0][0] if found else None

@@ -2,7 +2,7 @@
 admin call.
 
 Database work is plain sync functions (run through `database_sync_to_async`); the
-CPU-heavy steps (base64, sha256, AES-GCM, clamd) run in the low-priority file workers,
+CPU-heavy steps (base64, sha256, AES-GCM, clamd) run in the low-priority `heavy` worker threads,
 never on the event loop. `share`, `fetch` and `delete` put the two together.
 """
 
@@ -30,7 +30,6 @@ from files.models import SharedFile
 logger = logging.getLogger(__name__)
 audit = logging.getLogger("files.audit")
 
-workers = heavy
 
 # Encode in slices, letting the event loop run between them (chat/workers.py).
 _ENCODE_SLICE = 96 * 1024  # a multiple of 3
@@ -140,7 +139,7 @@ def _mark_deleted(file: SharedFile, now: datetime) -> None:
     blobs.remove_on_commit([file.blob])
 
 
-# --- CPU steps (run in the file workers) ---------------------------------------------
+# --- CPU steps (run in the heavy-work threads) ---------------------------------------------
 
 
 def check_bytes(mime_type: str, data: bytes) -> None:
@@ -191,15 +190,15 @@ def file_content_frame(file: SharedFile) -> str:
 
 async def decode(content: str) -> bytes:
     """Strict base64 of an upload, decoded beside the loop; `invalid_field` if not."""
-    return await workers.run(validation.decode_base64, content)
+    return await heavy.run(validation.decode_base64, content)
 
 
 async def share(*, seat: Seat, name: str, mime_type: str, data: bytes, now: datetime) -> SharedFile:
     """Validate and store an upload, in PROTOCOL.md's order: size, type, quota."""
     mime_type = validation.normalise_mime(mime_type)
-    await workers.run(check_bytes, mime_type, data)
+    await heavy.run(check_bytes, mime_type, data)
     await database_sync_to_async(check_quota)(room_id=seat.room_id, size=len(data), now=now)
-    blob = await workers.run(scan_and_store, uuid.uuid4(), data, seat)
+    blob = await heavy.run(scan_and_store, uuid.uuid4(), data, seat)
     try:
         return await database_sync_to_async(file_record)(
             seat=seat, name=name, mime_type=mime_type, blob=blob, now=now
@@ -214,7 +213,7 @@ async def fetch(*, seat: Seat, file_id: str, now: datetime) -> str:
     key = parse_file_id(file_id)
     file = await database_sync_to_async(live_file)(room_id=seat.room_id, file_id=key, now=now)
     try:
-        return await workers.run(file_content_frame, file)
+        return await heavy.run(file_content_frame, file)
     except FileNotFoundError:
         # Purged between the row read and the blob read.
         raise not_found() from None

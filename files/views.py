@@ -10,9 +10,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from chat.services import SESSION_ROOMS_KEY
+from chat.workers import heavy
 from files import blobs
 from files.models import SharedFile
-from files.services import workers
 
 # The bytes are the user's: never rendered, never run, never cached.
 DOWNLOAD_HEADERS = {
@@ -54,7 +54,7 @@ async def download(request: HttpRequest, file_id: str) -> HttpResponse:
     if file is None:
         return _not_found()
     try:
-        data = await workers.run(blobs.read, file.id, file.blob)
+        data = await heavy.run(blobs.read, file.id, file.blob)
     except FileNotFoundError:
         return _not_found()
     # FileResponse writes the attachment headers (name encoded per RFC 6266, length);

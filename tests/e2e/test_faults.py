@@ -118,6 +118,18 @@ def own_postgres():
     server.remove()
 
 
+async def room_across(one, two) -> tuple[Client, Client, str, set[int]]:
+    """Alice on one process, Bob on the other, and a first message both saw."""
+    alice = await Client.open(one.url)
+    join_key = (await alice.create())["room_info"]["join_key"]
+    bob = await Client.open(two.url)
+    await bob.join(join_key, "Bob")
+    await alice.expect("ParticipantJoined")
+    await alice.say("before")
+    seen = {(await next_chat(client))["id"] for client in (alice, bob)}
+    return alice, bob, join_key, seen
+
+
 async def talk_through_outage(client: Client, seen: set[int], within: float) -> list[tuple]:
     """Send a message every half second for 10 s; each must be answered within
     `within` s (never a hang). Returns (type, code, seconds) of each answer."""
@@ -141,17 +153,7 @@ async def next_chat(client: Client, within: float = 10) -> dict:
 async def test_redis_down_for_ten_seconds_then_back(shared_env, own_redis, servers):
     env = {**shared_env, "REDIS_URL": own_redis.url}
     one, two = servers(env, 2)
-    alice = await Client.open(one.url)
-    created = await alice.create()
-    join_key = created["room_info"]["join_key"]
-    bob = await Client.open(two.url)
-    await bob.join(join_key, "Bob")
-    await alice.expect("ParticipantJoined")
-    seen: set[int] = set()
-
-    await alice.say("before")
-    for client in (alice, bob):
-        seen.add((await next_chat(client))["id"])
+    alice, bob, join_key, seen = await room_across(one, two)
 
     own_redis.stop()
     outcomes = await talk_through_outage(alice, seen, within=10)
@@ -202,15 +204,7 @@ async def test_postgres_down_for_ten_seconds_then_back(own_postgres, servers, tm
     )
     manage(env, "migrate", "--noinput")
     one, two = servers(env, 2)
-    alice = await Client.open(one.url)
-    join_key = (await alice.create())["room_info"]["join_key"]
-    bob = await Client.open(two.url)
-    await bob.join(join_key, "Bob")
-    await alice.expect("ParticipantJoined")
-    seen: set[int] = set()
-    await alice.say("before")
-    for client in (alice, bob):
-        seen.add((await next_chat(client))["id"])
+    alice, bob, join_key, seen = await room_across(one, two)
 
     own_postgres.stop()
     outcomes = await talk_through_outage(alice, seen, within=15)
