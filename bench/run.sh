@@ -4,7 +4,7 @@
 #   bash bench/run.sh one     # one process: SQLite and the in-memory layer (embedded defaults)
 #   bash bench/run.sh files   # file throughput, and chat latency during uploads (one process)
 #   bash bench/run.sh soak    # 10-minute soak (1,000 connections, 200 rooms) and 5,000 idle
-#   bash bench/run.sh two     # two processes sharing PostgreSQL and Redis
+#   bash bench/run.sh two     # one and two processes sharing PostgreSQL and Redis behind nginx
 #   bash bench/run.sh         # both
 #
 # Figures go to stdout and, as JSON lines, to bench/results/<date>-<scenario>.json.
@@ -45,6 +45,57 @@ start_one() {
     local port=$1
     shift
     env "$@" PORT="$port" bash bench/start_server.sh >"${TMPDIR:-/tmp}/bench-server-$port.log" 2>&1 &
+    PIDS+=($!)
+    wait_healthy "$port"
+}
+
+# start_proxy PORT UPSTREAM_PORT...: nginx on PORT in front of the server processes, the
+# way docs/production.md puts it (least_conn, WebSocket upgrade), one worker process.
+# Debian's nginx is installed when missing.
+start_proxy() {
+    local port=$1
+    shift
+    if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx-light >/dev/null \
+            || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+                 --no-install-recommends nginx-light >/dev/null; }
+    fi
+    local dir servers=""
+    dir="$(mktemp -d "${TMPDIR:-/tmp}/chat-bench-nginx.XXXXXX")"
+    for upstream in "$@"; do servers+="server 127.0.0.1:$upstream; "; done
+    cat >"$dir/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+worker_rlimit_nofile 100000;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 50000; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    upstream chat { least_conn; $servers keepalive 32; }
+    map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
+    server {
+        listen 127.0.0.1:$port;
+        location / {
+            proxy_pass http://chat;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$connection_upgrade;
+            proxy_set_header Host \$host;
+            proxy_read_timeout 75s;
+            proxy_send_timeout 75s;
+            proxy_request_buffering off;
+            proxy_buffering off;
+        }
+    }
+}
+CONF
+    "$(command -v nginx || echo /usr/sbin/nginx)" -p "$dir" -c "$dir/nginx.conf" &
     PIDS+=($!)
     wait_healthy "$port"
 }
@@ -120,31 +171,59 @@ soak_one() {
     stop_servers
 }
 
-two_processes() {
-    echo "== two processes, PostgreSQL + Redis =="
-    local base=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
-    local redis=${REDIS_URL:-redis://127.0.0.1:6379/0}
-    local name="chat_bench_$$"
-    $PY - "$base" "$name" <<'PY'
+# A scratch PostgreSQL database beside DATABASE_URL's, made fresh (fresh_database NAME)
+# and dropped (drop_database NAME).
+fresh_database() {
+    $PY - "$DB_BASE" "$1" <<'PY'
 import sys, psycopg
 with psycopg.connect(sys.argv[1], autocommit=True) as conn:
     conn.execute(f'DROP DATABASE IF EXISTS "{sys.argv[2]}" WITH (FORCE)')
     conn.execute(f'CREATE DATABASE "{sys.argv[2]}"')
 PY
-    local url="${base%/*}/$name"
-    for port in 8511 8512; do
-        start_one "$port" DATABASE_URL="$url" REDIS_URL="$redis" CHANNEL_LAYER_PREFIX="bench$$"
-    done
-    local urls=(--url ws://127.0.0.1:8511/ws/ --url ws://127.0.0.1:8512/ws/)
-    $LOADGEN --json "${urls[@]}" fanout --members 50 --senders 4 --rate 5 --duration 30 | record fanout-two
-    $LOADGEN --json "${urls[@]}" flood --members 50 --duration 15 | record flood-two
-    $LOADGEN --json "${urls[@]}" joins --count 1500 --concurrency 20 | record joins-two
-    stop_servers
-    $PY - "$base" "$name" <<'PY'
+}
+
+drop_database() {
+    $PY - "$DB_BASE" "$1" <<'PY'
 import sys, psycopg
 with psycopg.connect(sys.argv[1], autocommit=True) as conn:
     conn.execute(f'DROP DATABASE IF EXISTS "{sys.argv[2]}" WITH (FORCE)')
 PY
+}
+
+# shared_behind_proxy N LABEL: N server processes on one scratch PostgreSQL database and
+# Redis, behind nginx on port 8510 (the generator sees one port, as a browser would);
+# fan-out, flood, joins and a many-rooms soak (200 rooms of 5, 1,000 msg/s, 2 minutes).
+shared_behind_proxy() {
+    local count=$1 label=$2 name="chat_bench_$$_$1" ports=()
+    fresh_database "$name"
+    for ((n = 1; n <= count; n++)); do
+        ports+=($((8510 + n)))
+        start_one $((8510 + n)) DATABASE_URL="${DB_BASE%/*}/$name" REDIS_URL="$REDIS" \
+            CHANNEL_LAYER_PREFIX="bench$$-$count"
+    done
+    start_proxy 8510 "${ports[@]}"
+    local url=(--url ws://127.0.0.1:8510/ws/)
+    $LOADGEN --json "${url[@]}" fanout --members 50 --senders 4 --rate 5 --duration 30 | record "fanout-$label"
+    $LOADGEN --json "${url[@]}" flood --members 50 --duration 15 | record "flood-$label"
+    $LOADGEN --json "${url[@]}" joins --count 1500 --concurrency 20 | record "joins-$label"
+    $LOADGEN --json "${url[@]}" soak --rooms 200 --members 5 --rate 5 --duration 120 | record "rooms-$label"
+    stop_servers
+    drop_database "$name"
+}
+
+# One and two processes on PostgreSQL and Redis, each behind nginx, side by side; plus
+# the many-rooms soak on the embedded defaults (SQLite, in-memory layer) for the third
+# column. DATABASE_URL and REDIS_URL default to the machine's services.
+two_processes() {
+    echo "== one and two processes behind nginx, PostgreSQL + Redis =="
+    DB_BASE=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+    REDIS=${REDIS_URL:-redis://127.0.0.1:6379/0}
+    shared_behind_proxy 1 proxy-one
+    shared_behind_proxy 2 proxy-two
+    start_one 8509
+    $LOADGEN --json --url ws://127.0.0.1:8509/ws/ soak --rooms 200 --members 5 --rate 5 --duration 120 \
+        | record rooms-one
+    stop_servers
 }
 
 case "${1:-all}" in

@@ -9,7 +9,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from chat import passwords, presence, protocol, selectors, services
+from chat import batching, passwords, presence, protocol, selectors, services, sql
 from chat.errors import ErrorCode, ProtocolError
 from chat.events import event
 from chat.hub import Outbox, hub, publish
@@ -194,8 +194,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if len(command.content) > settings.CHAT_MAX_CONTENT:
             raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
         now = timezone.now()
-        message_id, seq = await database_sync_to_async(services.message_post)(
-            seat=seat, content=command.content, now=now
+        message_id, seq = await batching.message_writer().submit(
+            sql.NewMessage(seat.room_id, seat.name, command.content, now)
         )
         await publish(
             seat.group,

@@ -207,10 +207,19 @@ def room_join(
 def message_post(*, seat: Seat, content: str, now: datetime) -> tuple[int, int]:
     """Store a message if its room is open; returns its id and its sequence number in
     the room (chat/sql.py: the room row lock orders them across processes)."""
-    stored = sql.insert_message(seat.room_id, sender=seat.name, content=content, sent_at=now)
-    if stored is None:
-        raise ProtocolError(ErrorCode.ROOM_CLOSED)
+    stored = messages_post([sql.NewMessage(seat.room_id, seat.name, content, now)])[0]
+    if isinstance(stored, ProtocolError):
+        raise stored
     return stored
+
+
+def messages_post(messages: list[sql.NewMessage]) -> list[tuple[int, int] | ProtocolError]:
+    """Store many messages in one transaction (chat/batching.py); for each, its (id, seq)
+    as `message_post` returns it, or the `room_closed` error it would raise."""
+    return [
+        stored if stored is not None else ProtocolError(ErrorCode.ROOM_CLOSED)
+        for stored in sql.insert_messages(messages)
+    ]
 
 
 def session_room_add(*, session_key: str, room_id: UUID) -> bool:

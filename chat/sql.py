@@ -5,6 +5,8 @@ SQLite takes to run it; these helpers keep the SQL short and backend-neutral by
 preparing values through the model fields, as the ORM would.
 """
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -104,3 +106,68 @@ def insert_message(room_id: UUID, *, sender: str, content: str, sent_at: datetim
             [key, bumped[0][0], *values],
         )
         return found[0][0], bumped[0][0]
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    room_id: UUID
+    sender: str
+    content: str
+    sent_at: datetime
+
+
+def insert_messages(messages: Sequence[NewMessage]) -> list[tuple[int, int] | None]:
+    """Store many messages in one transaction (one commit, one database crossing):
+    `insert_message` for each, in order; a message for a closed room gets None.
+
+    Rooms are bumped once each and in key order, so two processes writing batches that
+    share rooms lock them in the same order and never deadlock; the rows go in with one
+    INSERT, in sequence order within each room, so ids still grow with sequence numbers.
+    """
+    from chat.models import Message, Room
+
+    if len(messages) == 1:  # one statement, no transaction around it
+        one = messages[0]
+        return [insert_message(one.room_id, sender=one.sender, content=one.content, sent_at=one.sent_at)]
+    by_room: dict[UUID, list[int]] = {}
+    for index, message in enumerate(messages):
+        by_room.setdefault(message.room_id, []).append(index)
+    stored: list[tuple[int, int] | None] = [None] * len(messages)
+    room, table_name = table(Room), table(Message)
+    with transaction.atomic():
+        seqs: dict[int, int] = {}
+        for room_id in sorted(by_room, key=str):
+            indices = by_room[room_id]
+            bumped = rows(
+                f"UPDATE {room} SET message_seq = message_seq + %s WHERE id = %s AND closed_at IS NULL "
+                "RETURNING message_seq",
+                [len(indices), prep(Room, "id", room_id)],
+            )
+            if bumped:
+                first = bumped[0][0] - len(indices) + 1
+                seqs.update({index: first + offset for offset, index in enumerate(indices)})
+        if not seqs:
+            return stored
+        order = sorted(seqs, key=lambda index: (str(messages[index].room_id), seqs[index]))
+        params: list[Any] = []
+        for index in order:
+            message = messages[index]
+            params += [
+                prep(Room, "id", message.room_id),
+                seqs[index],
+                prep(Message, "sender", message.sender),
+                message.content,
+                prep(Message, "sent_at", message.sent_at),
+            ]
+        marks = ", ".join(["(%s, %s, %s, %s, %s)"] * len(order))
+        found = rows(
+            f"INSERT INTO {table_name} (room_id, seq, sender, content, sent_at) VALUES {marks} "
+            "RETURNING id, room_id, seq",
+            params,
+        )
+    # (RETURNING promises no row order on SQLite: match rows by their room and sequence.)
+    ids = {(room_id, seq): message_id for message_id, room_id, seq in found}
+    for index in order:
+        seq = seqs[index]
+        stored[index] = (ids[prep(Room, "id", messages[index].room_id), seq], seq)
+    return stored

@@ -280,10 +280,10 @@ async def test_owner_token_rejoins_as_owner(layer):
 async def test_unexpected_failure_is_server_error_and_socket_stays(layer, monkeypatch):
     owner, created = await create_room()
 
-    def broken(**kwargs):
+    def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(services, "message_post", broken)
+    monkeypatch.setattr(services, "messages_post", broken)
     await owner.send_json_to({"type": "ChatMessage", "content": encrypt(created["encryption_key"], "x")})
     await expect_error(owner, "server_error")
     await assert_open(owner)

@@ -115,7 +115,7 @@ async def fuzz_connection(url: str, seed: int, in_room: bool, tally: dict) -> No
 
 
 async def probe_chat(url: str, stop: asyncio.Event, latencies: list[float]) -> None:
-    """Two people chatting in their own room at 10 messages/s until `stop`."""
+    """Two people chatting in their own room, a message every 20 ms, until `stop`."""
     alice = await Client.open(url)
     created = await alice.create(name="Probe")
     bob = await Client.open(url)
@@ -131,7 +131,7 @@ async def probe_chat(url: str, stop: asyncio.Event, latencies: list[float]) -> N
         assert decrypt(bob.key, received["content"]) == text
         await alice.expect("ChatMessage")
         count += 1
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.02)
     await alice.close()
     await bob.close()
 

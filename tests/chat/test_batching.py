@@ -1,0 +1,147 @@
+"""Group commit of chat messages: many messages in one transaction (chat/sql.py
+`insert_messages`) and the batcher that gathers them (chat/batching.py)."""
+
+import asyncio
+import random
+import threading
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from chat import services, sql
+from chat.batching import Batcher
+from chat.errors import ErrorCode, ProtocolError
+from chat.models import Message, Room
+from tests.chat.test_services import make_room
+
+
+def new(seat, content):
+    return sql.NewMessage(seat.room_id, seat.name, content, timezone.now())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_numbers_each_room_on_and_refuses_only_the_closed_room():
+    room_a, seat_a, _ = make_room()
+    room_b, seat_b, _ = make_room()
+    closed, seat_closed, _ = make_room()
+    Room.objects.filter(pk=closed.pk).update(closed_at=timezone.now())
+    services.message_post(seat=seat_a, content="before", now=timezone.now())
+
+    batch = [
+        new(seat_a, "a1"),
+        new(seat_b, "b1"),
+        new(seat_closed, "x"),
+        new(seat_a, "a2"),
+        new(seat_b, "b2"),
+    ]
+    results = services.messages_post(batch)
+
+    assert isinstance(results[2], ProtocolError) and results[2].code == ErrorCode.ROOM_CLOSED
+    stored = [result for result in results if not isinstance(result, ProtocolError)]
+    assert [seq for _, seq in stored] == [2, 1, 3, 2]  # a1, b1, a2, b2
+    assert len({message_id for message_id, _ in stored}) == 4
+    for message, result in zip(batch, results, strict=True):
+        if isinstance(result, ProtocolError):
+            continue
+        row = Message.objects.get(pk=result[0])
+        assert (row.room_id, row.seq, row.content) == (message.room_id, result[1], message.content)
+    assert not Message.objects.filter(room=closed).exists()
+    assert list(
+        Room.objects.filter(pk__in=[room_a.pk, room_b.pk])
+        .order_by("message_seq")
+        .values_list("message_seq", flat=True)
+    ) == [2, 3]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_over_shared_rooms_neither_deadlock_nor_reorder():
+    """Two writers (like two processes) store batches spanning the same rooms in
+    different orders: every room's sequence ends up 1..n without gaps, and its ids grow
+    with its sequence numbers (what the hubs deliver by)."""
+    seats = [make_room()[1] for _ in range(4)]
+    errors = []
+
+    def writer(seed: int) -> None:
+        shuffle = random.Random(seed)
+        try:
+            for round_ in range(30):
+                batch = [
+                    new(shuffle.choice(seats), f"{seed}-{round_}-{n}") for n in range(shuffle.randint(2, 8))
+                ]
+                assert all(not isinstance(result, ProtocolError) for result in services.messages_post(batch))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for seat in seats:
+        rows = list(Message.objects.filter(room_id=seat.room_id).order_by("seq").values_list("seq", "id"))
+        assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1))
+        ids = [message_id for _, message_id in rows]
+        assert ids == sorted(ids)
+        assert Room.objects.get(pk=seat.room_id).message_seq == len(rows)
+
+
+async def test_items_submitted_during_a_write_go_together_in_the_next_one():
+    batches: list[list[int]] = []
+    release = threading.Event()
+
+    def write(items):
+        batches.append(items)
+        if len(batches) == 1:
+            release.wait(5)
+        return [ProtocolError(ErrorCode.ROOM_CLOSED) if item == 13 else item * 10 for item in items]
+
+    batcher = Batcher(write, limit=4)
+    first = asyncio.ensure_future(batcher.submit(0))
+    await asyncio.sleep(0.05)  # the first write is under way, alone
+    rest = [asyncio.ensure_future(batcher.submit(item)) for item in (1, 2, 13, 4, 5, 6)]
+    await asyncio.sleep(0.05)
+    release.set()
+    assert await first == 0
+    results = await asyncio.gather(*rest, return_exceptions=True)
+    assert batches == [[0], [1, 2, 13, 4], [5, 6]]  # at most `limit` per write
+    assert results[:3] == [10, 20, results[2]] and isinstance(results[2], ProtocolError)
+    assert results[3:] == [40, 50, 60]
+    assert batcher.task is None  # idle again: the next item is written at once
+
+
+async def test_a_failed_write_fails_its_batch_and_the_batcher_goes_on():
+    calls = []
+
+    def write(items):
+        calls.append(items)
+        if len(calls) == 1:
+            raise RuntimeError("database away")
+        return items
+
+    batcher = Batcher(write, limit=10)
+    results = await asyncio.gather(batcher.submit(1), batcher.submit(2), return_exceptions=True)
+    assert [type(result) for result in results] == [RuntimeError, RuntimeError]
+    assert await batcher.submit(3) == 3
+
+
+async def test_a_cancelled_submitter_does_not_disturb_the_others():
+    release = threading.Event()
+
+    def write(items):
+        release.wait(5)
+        return items
+
+    batcher = Batcher(write, limit=10)
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0.05)
+    gone = asyncio.ensure_future(batcher.submit(2))
+    kept = asyncio.ensure_future(batcher.submit(3))
+    await asyncio.sleep(0)
+    gone.cancel()
+    release.set()
+    assert await first == 1 and await kept == 3
+    assert gone.cancelled()
