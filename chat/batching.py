@@ -1,15 +1,19 @@
-"""Group commit: the chat messages that arrive while the database thread is busy are
-stored together, in one crossing and one transaction (chat/sql.py `insert_messages`).
+"""Batching under load: what arrives while a write is under way goes together in the
+next write.
 
-A message arriving at an idle process is written at once, alone, as before; under load
-the next batch forms while the current one is written, so a process stores many more
-messages a second and each waits for at most one write ahead of it instead of a queue
-of single writes.
+- Chat messages: those that arrive while the database thread is busy are stored in one
+  crossing and one transaction (chat/sql.py `insert_messages`): group commit.
+- Room events: those published while a channel-layer send is under way go in one layer
+  message (chat/hub.py `publish`).
+
+An item arriving when nothing is under way is written at once, alone; under load the
+next batch forms while the current one is written, so a process does many more a second
+and each item waits for at most one write ahead of it instead of a queue of single ones.
 """
 
 import asyncio
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from channels.db import database_sync_to_async
@@ -20,15 +24,17 @@ Result = TypeVar("Result")
 
 
 class Batcher(Generic[Item, Result]):
-    """Runs `write` (sync, in the database thread) over the items submitted meanwhile.
+    """Awaits `write` over the items submitted meanwhile, at most `limit` at a time.
 
     `write` returns one result per item, in order; a result that is an exception is
     raised to that item's submitter alone. If `write` itself raises, every submitter of
     that batch gets the exception.
     """
 
-    def __init__(self, write: Callable[[list[Item]], list[Result | Exception]], limit: int) -> None:
-        self.write = database_sync_to_async(write)
+    def __init__(
+        self, write: Callable[[list[Item]], Awaitable[list[Result | Exception]]], limit: int
+    ) -> None:
+        self.write = write
         self.limit = limit
         self.pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self.task: asyncio.Task | None = None
@@ -74,6 +80,7 @@ def message_writer() -> Batcher:
     writer = _message_writers.get(loop)
     if writer is None:
         # Looked up at each call, so a test can replace services.messages_post.
-        writer = Batcher(lambda batch: services.messages_post(batch), settings.CHAT_WRITE_BATCH)
+        write = database_sync_to_async(lambda batch: services.messages_post(batch))
+        writer = Batcher(write, settings.CHAT_WRITE_BATCH)
         _message_writers[loop] = writer
     return writer

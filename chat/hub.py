@@ -2,10 +2,17 @@
 
 Channels' usual pattern gives every socket its own channel and puts every socket in
 the room's group, so one chat message in a room of N becomes N layer messages, N task
-wake-ups and N dispatches. Here each server process has one hub with one channel; the
-hub joins a room's group while the process has anyone in that room, receives each
-broadcast once, and hands the pre-encoded text to the outboxes of its local sockets.
-With Redis that is one message per process per broadcast instead of one per socket.
+wake-ups and N dispatches. Here each server process has one hub with one channel, and
+every hub is in one group, the bus (`BUS_GROUP`). A process publishes its room events
+in batches (what is published while the previous send is under way goes together, in
+one layer message to the bus), and each hub hands the pre-encoded text of each event to
+the outboxes of its local sockets in that room, ignoring rooms it has nobody in.
+
+With Redis that is a few layer operations per batch instead of several per event and
+per room: two processes serving 200 busy rooms make tens of Redis calls a second, not
+thousands. The price is that every process receives every room's events, which suits
+the few processes one site runs (docs/production.md); a site with many processes would
+split the bus by room.
 
 Every frame a socket is sent (replies and broadcasts alike) goes through its `Outbox`,
 written by one task, so a socket sees frames in the order they were queued, and a
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -25,11 +33,14 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chat import selectors
+from chat.batching import Batcher
 from chat.protocol import chat_message, encode
 
 logger = logging.getLogger(__name__)
 
-EVENT_TYPE = "room.event"
+EVENT_TYPE = "room.events"
+# The layer group every process's hub is in (the layer adds its prefix).
+BUS_GROUP = "hubs"
 CLOSE_TOO_SLOW = 4002
 
 
@@ -189,7 +200,9 @@ class Hub:
             return
         layer = get_channel_layer()
         channel = await layer.new_channel("hub.")
+        await layer.group_add(BUS_GROUP, channel)  # Redis down: this join fails, the next retries
         if self.started():  # another socket started it while we waited
+            await layer.group_discard(BUS_GROUP, channel)
             return
         self.rooms, self.subscribed, self.order = {}, set(), {}
         self.lock = asyncio.Lock()
@@ -203,14 +216,12 @@ class Hub:
             if group not in self.subscribed:
                 order = self.order[group] = RoomOrder()  # holds messages until placed
                 try:
-                    await self.layer.group_add(group, self.channel)
-                    self.subscribed.add(group)
                     # Messages up to here are stored already (a joiner's History has
-                    # them); from here on, every one reaches this hub.
+                    # them); later ones reach this hub over the bus.
                     order.last = await self.position(group)
+                    self.subscribed.add(group)
                 except BaseException:
-                    # Database or layer down: the next join subscribes afresh.
-                    self.subscribed.discard(group)
+                    # Database down: the next join reads the position afresh.
                     self.order.pop(group, None)
                     self.rooms.get(group, {}).pop(outbox.id, None)
                     if not self.rooms.get(group):
@@ -229,16 +240,12 @@ class Hub:
                 order = self.order.pop(group, None)
                 if order is not None and order.repair is not None:
                     order.repair.cancel()
-                await self.layer.group_discard(group, self.channel)
 
     async def refresh(self) -> None:
-        """Called every heartbeat: renew group memberships (they expire in the layer,
-        and Redis forgets them all if it restarts)."""
-        if self.layer is None or self.lock is None:
-            return
-        async with self.lock:
-            for group in list(self.subscribed):
-                await self.layer.group_add(group, self.channel)
+        """Called every heartbeat: renew the bus membership (it expires in the layer,
+        and Redis forgets it if it restarts)."""
+        if self.layer is not None and self.started():
+            await self.layer.group_add(BUS_GROUP, self.channel)
 
     def address(self, outbox: Outbox) -> str:
         """Where a socket can be reached from any process: this hub and its outbox."""
@@ -312,7 +319,8 @@ class Hub:
                 await asyncio.sleep(1)
                 continue
             if event.get("type") == EVENT_TYPE:
-                self.deliver(event)
+                for room_event in event["events"]:
+                    self.deliver(room_event)
 
 
 hub = Hub()
@@ -326,9 +334,29 @@ async def publish(
     It is encoded to JSON once, here. `marks` (message_id, or participant_id and
     joined) let a socket that is joining drop events its snapshot already holds;
     `only` (an outbox id) narrows it to one socket, and `close` closes the sockets
-    that get it with that code once the message is written.
+    that get it with that code once the message is written. Returns once the layer has
+    taken it (batched with what other sockets publish meanwhile; see `send_events`).
     """
-    event = {"type": EVENT_TYPE, "group": group, "text": encode(message), "exclude": exclude, **marks}
+    event = {"group": group, "text": encode(message), "exclude": exclude, **marks}
+    await event_sender().submit(event)
+
+
+async def send_events(events: list[dict]) -> list[None]:
+    """One layer message to every hub, carrying `events` in the order published."""
     # The hub's layer, once started: looking it up costs a settings read per call.
     layer = hub.layer if hub.started() else get_channel_layer()
-    await layer.group_send(group, event)
+    await layer.group_send(BUS_GROUP, {"type": EVENT_TYPE, "events": events})
+    return [None] * len(events)
+
+
+_event_senders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Batcher] = weakref.WeakKeyDictionary()
+
+
+def event_sender() -> Batcher[dict, None]:
+    """This event loop's batcher of room events (one per process; sync callers such as
+    the admin and purge_files get one per call of theirs)."""
+    loop = asyncio.get_running_loop()
+    sender = _event_senders.get(loop)
+    if sender is None:
+        sender = _event_senders[loop] = Batcher(send_events, settings.CHAT_PUBLISH_BATCH)
+    return sender

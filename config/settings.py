@@ -254,6 +254,8 @@ CHAT_RATE_BURST = env_float("CHAT_RATE_BURST", 20)
 CHAT_RATE_SUSTAINED = env_float("CHAT_RATE_SUSTAINED", 10)
 # Most chat messages a process stores in one transaction (chat/batching.py).
 CHAT_WRITE_BATCH = env_int("CHAT_WRITE_BATCH", 200)
+# Most room events a process sends in one channel-layer message (chat/hub.py).
+CHAT_PUBLISH_BATCH = env_int("CHAT_PUBLISH_BATCH", 500)
 JOIN_FAILURES_PER_MINUTE = env_int("JOIN_FAILURES_PER_MINUTE", 5)
 CHAT_HISTORY_LIMIT = env_int("CHAT_HISTORY_LIMIT", 100)
 # base64 of FILES_MAX_SIZE plus 64 KiB for the JSON around it.

@@ -16,6 +16,15 @@ from chat.models import Message, Room
 from tests.chat.test_services import make_room
 
 
+def in_thread(write):
+    """A sync write run in a thread, as the database writes are."""
+
+    async def run(items):
+        return await asyncio.to_thread(write, items)
+
+    return run
+
+
 def new(seat, content):
     return sql.NewMessage(seat.room_id, seat.name, content, timezone.now())
 
@@ -99,7 +108,7 @@ async def test_items_submitted_during_a_write_go_together_in_the_next_one():
             release.wait(5)
         return [ProtocolError(ErrorCode.ROOM_CLOSED) if item == 13 else item * 10 for item in items]
 
-    batcher = Batcher(write, limit=4)
+    batcher = Batcher(in_thread(write), limit=4)
     first = asyncio.ensure_future(batcher.submit(0))
     await asyncio.sleep(0.05)  # the first write is under way, alone
     rest = [asyncio.ensure_future(batcher.submit(item)) for item in (1, 2, 13, 4, 5, 6)]
@@ -122,7 +131,7 @@ async def test_a_failed_write_fails_its_batch_and_the_batcher_goes_on():
             raise RuntimeError("database away")
         return items
 
-    batcher = Batcher(write, limit=10)
+    batcher = Batcher(in_thread(write), limit=10)
     results = await asyncio.gather(batcher.submit(1), batcher.submit(2), return_exceptions=True)
     assert [type(result) for result in results] == [RuntimeError, RuntimeError]
     assert await batcher.submit(3) == 3
@@ -135,7 +144,7 @@ async def test_a_cancelled_submitter_does_not_disturb_the_others():
         release.wait(5)
         return items
 
-    batcher = Batcher(write, limit=10)
+    batcher = Batcher(in_thread(write), limit=10)
     first = asyncio.ensure_future(batcher.submit(1))
     await asyncio.sleep(0.05)
     gone = asyncio.ensure_future(batcher.submit(2))

@@ -216,3 +216,49 @@ async def test_a_subscription_whose_position_cannot_be_read_is_undone(settings):
     await drain()
     assert socket.sent == ["m1"]
     hub.task.cancel()
+
+
+async def test_events_published_meanwhile_travel_in_one_layer_message(settings, monkeypatch):
+    """The bus: every hub gets every room's events, batched; each hands out only its rooms'."""
+    import chat.hub as hub_module
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
+    hub = Hub()
+    monkeypatch.setattr(hub_module, "hub", hub)
+    hub.position = no_messages_yet
+    here, other = FakeSocket(), FakeSocket()
+    await hub.join("room.x", Outbox(here.send, here.close))
+    sends = []
+    group_send = hub.layer.group_send
+
+    async def recording(group, message):
+        sends.append((group, [event["text"] for event in message["events"]]))
+        await group_send(group, message)
+
+    monkeypatch.setattr(hub.layer, "group_send", recording)
+    rooms = ["room.x", "room.y"] * 3
+    await asyncio.gather(*(hub_module.publish(r, {"type": "Note", "n": n}) for n, r in enumerate(rooms)))
+    assert [len(texts) for _, texts in sends] == [6]  # published in one loop tick: one message
+    await hub_module.publish("room.x", {"type": "Note", "n": 6})
+    assert [len(texts) for _, texts in sends] == [6, 1]
+    assert {group for group, _ in sends} == {hub_module.BUS_GROUP}
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+        if len(here.sent) == 4:
+            break
+    assert here.sent == [f'{{"type":"Note","n":{n}}}' for n in (0, 2, 4, 6)]
+    assert other.sent == []
+    hub.task.cancel()
+
+
+async def test_a_hub_is_on_the_bus_once_started_and_after_each_refresh(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
+    hub = Hub()
+    await hub.start()
+    from chat.hub import BUS_GROUP
+
+    assert hub.channel in hub.layer.groups[BUS_GROUP]
+    hub.layer.groups[BUS_GROUP].pop(hub.channel)  # as if Redis restarted empty
+    await hub.refresh()
+    assert hub.channel in hub.layer.groups[BUS_GROUP]
+    hub.task.cancel()
