@@ -3,7 +3,7 @@
 import { decrypt, encrypt, importKey } from "./crypto.js";
 import { contextOf, errorPlace, humanError } from "./errors.js";
 import { setUpFiles } from "./files.js";
-import { insertById, messageItem, parseFileMessage, renderMembers } from "./render.js";
+import { insertById, messageItem, parseFileMessage, pendingItem, renderMembers } from "./render.js";
 import { Connection } from "./socket.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
@@ -18,11 +18,16 @@ const state = {
   lastSent: null, // what the last frame was, for errors any request could cause
   rejoining: false,
   rejoinAttempts: 0,
-  lastText: "",
+  // Our chat messages not yet sent back by the server, by content (the random nonce makes
+  // each ciphertext unique, and chatclient matches the same way): {text, item, sent}, in
+  // the order typed. `sent`: on the current socket.
+  outbox: new Map(),
+  catchingUp: false, // a rejoin's History is coming; the outbox waits for it
   queued: null, // a lobby request waiting for the socket to open
 };
 
 const connection = new Connection({ onOpen, onMessage, onDrop });
+const NOT_SENT = "not sent yet, reconnecting…";
 
 function send(message, context) {
   state.lastSent = context;
@@ -114,6 +119,7 @@ async function enterRoom(message, name, ownerToken) {
   state.room = { info, key, name, joinKey: info.join_key, password: state.draft?.password ?? "", ownerToken };
   state.seen = new Set();
   state.maxId = null;
+  state.outbox = new Map();
   $("messages").replaceChildren();
   $("room-name").textContent = info.name;
   $("room-description").textContent = info.description;
@@ -132,6 +138,7 @@ async function enterRoom(message, name, ownerToken) {
 function exitRoom(reason = "") {
   state.room = null;
   state.rejoining = false;
+  state.outbox = new Map();
   files.reset();
   $("room").hidden = true;
   $("lobby").hidden = false;
@@ -149,7 +156,10 @@ function setMembers(names) {
 
 async function receiveMessage(message) {
   const room = state.room;
-  if (!room || state.seen.has(message.id)) return; // History and live may overlap.
+  // One of ours, live or in a rejoin's History: stored, so no longer pending.
+  const mine = state.outbox.get(message.content);
+  state.outbox.delete(message.content);
+  if (!room || state.seen.has(message.id)) return mine?.item.remove(); // History and live may overlap.
   state.seen.add(message.id);
   state.maxId = Math.max(state.maxId ?? message.id, message.id);
   const file = parseFileMessage(message.content);
@@ -167,6 +177,7 @@ async function receiveMessage(message) {
   const item = messageItem(message, body, { mine: message.sender === room.name });
   const list = $("messages");
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  mine?.item.remove();
   insertById(list, item);
   if (file) files.decorate(item, file, Boolean(room.ownerToken));
   if (atBottom) list.scrollTop = list.scrollHeight;
@@ -176,16 +187,44 @@ async function sendChat() {
   const box = $("message");
   const text = box.value;
   showError("message-error", "");
-  if (!text.trim() || !state.room) return;
+  const room = state.room;
+  if (!text.trim() || !room) return;
+  const content = await encrypt(room.key, text);
+  if (state.room !== room) return;
   if (!connection.isOpen || state.rejoining) {
     showError("message-error", "Not connected. Your message is kept; send it again once reconnected.");
     return;
   }
-  const content = await encrypt(state.room.key, text);
-  if (send({ type: "ChatMessage", content }, "chat")) {
-    state.lastText = text;
-    box.value = "";
-  }
+  // Shown as pending until the server sends it back; behind messages waiting for a
+  // rejoin's History it waits too, so they keep their order.
+  const entry = { text, item: pendingItem(room.name, text), sent: false };
+  state.outbox.set(content, entry);
+  box.value = "";
+  const list = $("messages");
+  list.append(entry.item);
+  list.scrollTop = list.scrollHeight;
+  if (!state.catchingUp) sendPending(content, entry);
+}
+
+function sendPending(content, entry) {
+  entry.sent = send({ type: "ChatMessage", content }, "chat");
+  entry.item.querySelector(".note").textContent = entry.sent ? "sending…" : NOT_SENT;
+}
+
+// After a rejoin, once its History is in: what the server did not store is sent again.
+function resendPending() {
+  state.catchingUp = false;
+  for (const [content, entry] of state.outbox) if (!entry.sent) sendPending(content, entry);
+}
+
+// An Error refusing a chat message carries no id: as the server answers frames in order,
+// it is taken to be about the last one sent, which goes back into an empty box.
+function chatRefused() {
+  const [content, entry] = [...state.outbox].findLast(([, entry]) => entry.sent) ?? [];
+  if (!entry) return;
+  state.outbox.delete(content);
+  entry.item.remove();
+  if (!$("message").value) $("message").value = entry.text;
 }
 
 $("message-form").addEventListener("submit", (event) => {
@@ -254,6 +293,12 @@ function onDrop(event, wait) {
     endPending();
   }
   files.connectionLost(Boolean(state.room?.ownerToken));
+  // Perhaps never stored: not shown as sent, and sent again after the rejoin (resendPending).
+  state.catchingUp = false;
+  for (const entry of state.outbox.values()) {
+    entry.sent = false;
+    entry.item.querySelector(".note").textContent = NOT_SENT;
+  }
   if (state.room) setStatus(`Connection lost. Reconnecting in ${Math.ceil(wait / 1000)} s…`);
 }
 
@@ -280,7 +325,8 @@ function onError(error) {
   if (state.rejoining && state.room && (context === "join" || context === "rejoin")) return rejoinFailed(error);
   if (context === "room") return exitRoom(humanError(error));
   if (files.handleError(error, context)) return;
-  if (context === "chat" && !$("message").value) $("message").value = state.lastText;
+  if (context === "chat") chatRefused();
+  if (context === "members" && state.catchingUp) resendPending(); // no Members is coming
   showError(state.room ? errorPlace(context, error) : "lobby-error", humanError(error));
 }
 
@@ -292,6 +338,12 @@ const HANDLERS = {
       state.rejoinAttempts = 0;
       setMembers(m.participants);
       setStatus(`Reconnected to ${m.room_info.name}.`);
+      // The History, if any, comes before the answer to this GetMembers (frames are
+      // answered in order): the pending messages it does not hold are sent again then.
+      if (state.outbox.size) {
+        state.catchingUp = true;
+        send({ type: "GetMembers" }, "members");
+      }
       return;
     }
     return enterRoom(m, m.participants.at(-1) ?? state.draft.name, null);
@@ -302,7 +354,11 @@ const HANDLERS = {
   ChatMessage: receiveMessage,
   ParticipantJoined: (m) => state.room && !state.members.includes(m.name) && setMembers([...state.members, m.name]),
   ParticipantLeft: (m) => state.room && setMembers(state.members.filter((name) => name !== m.name)),
-  Members: (m) => state.room && setMembers(m.participants),
+  Members: (m) => {
+    if (!state.room) return;
+    setMembers(m.participants);
+    if (state.catchingUp) resendPending();
+  },
   // A moderator deleted a message (docs/protocol-notes.md): it goes from the page; its
   // id stays seen, so History after a reconnect cannot bring it back.
   MessageDeleted: (m) => {

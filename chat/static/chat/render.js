@@ -46,11 +46,22 @@ export function messageItem(message, body, { mine }) {
   return item;
 }
 
-// Messages stay in id order even though decryption finishes out of order.
+// A message of ours the server has not sent back yet: no id, and a note for the time.
+export function pendingItem(sender, text) {
+  const head = el("p", { className: "meta" }, [
+    el("span", { className: "sender", text: sender }),
+    " ",
+    el("span", { className: "note", text: "sending…" }),
+  ]);
+  return el("li", { className: "message mine pending" }, [head, el("p", { className: "text", text })]);
+}
+
+// Messages stay in id order even though decryption finishes out of order; pending ones
+// (no id yet) stay below them all.
 export function insertById(list, item) {
   const id = Number(item.dataset.id);
   for (const other of list.children) {
-    if (Number(other.dataset.id) > id) {
+    if (!other.dataset.id || Number(other.dataset.id) > id) {
       list.insertBefore(item, other);
       return;
     }
