@@ -192,7 +192,8 @@ PY
 
 # shared_behind_proxy N LABEL: N server processes on one scratch PostgreSQL database and
 # Redis, behind nginx on port 8510 (the generator sees one port, as a browser would);
-# fan-out, flood, joins and a many-rooms soak (200 rooms of 5, 1,000 msg/s, 2 minutes).
+# fan-out, flood, joins and a many-rooms soak (200 rooms of 5, 1,000 msg/s, 2 minutes),
+# and with several processes the soak again straight to their ports, without nginx.
 shared_behind_proxy() {
     local count=$1 label=$2 name="chat_bench_$$_$1" ports=()
     fresh_database "$name"
@@ -207,6 +208,12 @@ shared_behind_proxy() {
     $LOADGEN --json "${url[@]}" flood --members 50 --duration 15 | record "flood-$label"
     $LOADGEN --json "${url[@]}" joins --count 1500 --concurrency 20 | record "joins-$label"
     $LOADGEN --json "${url[@]}" soak --rooms 200 --members 5 --rate 5 --duration 120 | record "rooms-$label"
+    if [ "$count" -gt 1 ]; then  # the same processes without the proxy: what the extra hop costs
+        local direct=()
+        for port in "${ports[@]}"; do direct+=(--url "ws://127.0.0.1:$port/ws/"); done
+        $LOADGEN --json "${direct[@]}" soak --rooms 200 --members 5 --rate 5 --duration 120 \
+            | record "rooms-$label-direct"
+    fi
     stop_servers
     drop_database "$name"
 }

@@ -170,16 +170,27 @@ REDIS_SENTINELS = [
     (host, int(port)) for host, _, port in (item.rpartition(":") for item in env_list("REDIS_SENTINELS", ""))
 ]
 REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "mymaster")
+# Seconds a Redis read may take before the call fails. An idle process's layer receive
+# waits in Redis for 5 s (channels-redis), so this must be longer: at redis-py's default
+# (5 s) an idle receive failed now and then, and the hub paused a second to retry.
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 10)
+
+
+def redis_layer_host(url: str) -> dict:
+    """One `hosts` entry of the Redis channel layer: REDIS_SENTINELS if set, else `url`."""
+    if REDIS_SENTINELS:
+        host: dict = {"sentinels": REDIS_SENTINELS, "master_name": REDIS_SENTINEL_MASTER}
+    else:
+        host = {"address": url}
+    return {**host, "socket_timeout": REDIS_SOCKET_TIMEOUT}
+
+
 if REDIS_URL or REDIS_SENTINELS:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [
-                    {"sentinels": REDIS_SENTINELS, "master_name": REDIS_SENTINEL_MASTER}
-                    if REDIS_SENTINELS
-                    else REDIS_URL
-                ],
+                "hosts": [redis_layer_host(REDIS_URL)],
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_CAPACITY,
             },

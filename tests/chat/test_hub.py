@@ -1,9 +1,15 @@
 """The per-socket outbox and the hub's fan-out, without sockets."""
 
 import asyncio
+import time
+import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from chat.hub import CLOSE_TOO_SLOW, Hub, Outbox
+from config.settings import redis_layer_host
+from tests.conftest import REDIS_URL
 
 
 class FakeSocket:
@@ -11,12 +17,14 @@ class FakeSocket:
         self.sent: list[str] = []
         self.closed: int | None = None
         self.gate = asyncio.Event()
+        self.got = asyncio.Event()  # set once anything is sent
         if not stall:
             self.gate.set()
 
     async def send(self, text: str) -> None:
         await self.gate.wait()
         self.sent.append(text)
+        self.got.set()
 
     async def close(self, code: int) -> None:
         self.closed = code
@@ -261,4 +269,30 @@ async def test_a_hub_is_on_the_bus_once_started_and_after_each_refresh(settings)
     hub.layer.groups[BUS_GROUP].pop(hub.channel)  # as if Redis restarted empty
     await hub.refresh()
     assert hub.channel in hub.layer.groups[BUS_GROUP]
+    hub.task.cancel()
+
+
+@pytest.mark.redis
+async def test_an_idle_hub_on_redis_keeps_receiving_without_errors(settings, caplog):
+    """The layer's receive waits in Redis 5 s at a time while nothing happens; the Redis
+    read timeout is longer (REDIS_SOCKET_TIMEOUT), so an idle hub neither fails nor
+    pauses, and the first event after a quiet spell arrives at once."""
+    import chat.hub as hub_module
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_layer_host(REDIS_URL)], "prefix": f"test-{uuid.uuid4().hex[:8]}"},
+        }
+    }
+    hub = Hub()
+    hub.position = no_messages_yet
+    socket = FakeSocket()
+    await hub.join("room.x", Outbox(socket.send, socket.close))
+    await asyncio.sleep(hub_module.get_channel_layer().brpop_timeout + 1.5)  # one idle receive and more
+    sent = time.perf_counter()
+    await hub.layer.group_send(hub_module.BUS_GROUP, {"type": hub_module.EVENT_TYPE, "events": [message(1)]})
+    await asyncio.wait_for(socket.got.wait(), 2)
+    assert socket.sent == ["m1"] and time.perf_counter() - sent < 0.5
+    assert "receive failed" not in caplog.text
     hub.task.cancel()
