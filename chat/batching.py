@@ -21,6 +21,7 @@ from django.conf import settings
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+Made = TypeVar("Made")
 
 
 class Batcher(Generic[Item, Result]):
@@ -68,19 +69,27 @@ class Batcher(Generic[Item, Result]):
             self.task = None
 
 
-# One batcher per event loop (one per server process; tests run several loops).
-_message_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Batcher] = weakref.WeakKeyDictionary()
+class PerLoop(Generic[Made]):
+    """One `make()` per event loop, made on first use: a server process has one loop;
+    tests, and sync callers through async_to_sync (the admin, purge_files), make more."""
+
+    def __init__(self, make: Callable[[], Made]) -> None:
+        self.make = make
+        self.made: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Made] = weakref.WeakKeyDictionary()
+
+    def get(self) -> Made:
+        loop = asyncio.get_running_loop()
+        found = self.made.get(loop)
+        if found is None:
+            found = self.made[loop] = self.make()
+        return found
 
 
-def message_writer() -> Batcher:
-    """This event loop's batcher of chat messages (services.messages_post)."""
-    from chat import services
+def _messages_post(batch: list) -> list:
+    from chat import services  # looked up at each call, so a test can replace it
 
-    loop = asyncio.get_running_loop()
-    writer = _message_writers.get(loop)
-    if writer is None:
-        # Looked up at each call, so a test can replace services.messages_post.
-        write = database_sync_to_async(lambda batch: services.messages_post(batch))
-        writer = Batcher(write, settings.CHAT_WRITE_BATCH)
-        _message_writers[loop] = writer
-    return writer
+    return services.messages_post(batch)
+
+
+# This process's batcher of chat messages (services.messages_post).
+message_writer = PerLoop(lambda: Batcher(database_sync_to_async(_messages_post), settings.CHAT_WRITE_BATCH))

@@ -194,7 +194,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if len(command.content) > settings.CHAT_MAX_CONTENT:
             raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
         now = timezone.now()
-        message_id, seq = await batching.message_writer().submit(
+        message_id, seq = await batching.message_writer.get().submit(
             sql.NewMessage(seat.room_id, seat.name, command.content, now)
         )
         await publish(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -33,7 +32,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chat import selectors
-from chat.batching import Batcher
+from chat.batching import Batcher, PerLoop
 from chat.protocol import chat_message, encode
 
 logger = logging.getLogger(__name__)
@@ -338,7 +337,7 @@ async def publish(
     taken it (batched with what other sockets publish meanwhile; see `send_events`).
     """
     event = {"group": group, "text": encode(message), "exclude": exclude, **marks}
-    await event_sender().submit(event)
+    await event_sender.get().submit(event)
 
 
 async def send_events(events: list[dict]) -> list[None]:
@@ -349,14 +348,5 @@ async def send_events(events: list[dict]) -> list[None]:
     return [None] * len(events)
 
 
-_event_senders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Batcher] = weakref.WeakKeyDictionary()
-
-
-def event_sender() -> Batcher[dict, None]:
-    """This event loop's batcher of room events (one per process; sync callers such as
-    the admin and purge_files get one per call of theirs)."""
-    loop = asyncio.get_running_loop()
-    sender = _event_senders.get(loop)
-    if sender is None:
-        sender = _event_senders[loop] = Batcher(send_events, settings.CHAT_PUBLISH_BATCH)
-    return sender
+# This process's batcher of room events.
+event_sender = PerLoop(lambda: Batcher(send_events, settings.CHAT_PUBLISH_BATCH))
