@@ -171,22 +171,16 @@ soak_one() {
     stop_servers
 }
 
-# A scratch PostgreSQL database beside DATABASE_URL's, made fresh (fresh_database NAME)
-# and dropped (drop_database NAME).
-fresh_database() {
-    $PY - "$DB_BASE" "$1" <<'PY'
+# scratch_database fresh|drop NAME: a scratch PostgreSQL database beside DB_BASE's,
+# made afresh or dropped.
+scratch_database() {
+    $PY - "$DB_BASE" "$1" "$2" <<'PY'
 import sys, psycopg
-with psycopg.connect(sys.argv[1], autocommit=True) as conn:
-    conn.execute(f'DROP DATABASE IF EXISTS "{sys.argv[2]}" WITH (FORCE)')
-    conn.execute(f'CREATE DATABASE "{sys.argv[2]}"')
-PY
-}
-
-drop_database() {
-    $PY - "$DB_BASE" "$1" <<'PY'
-import sys, psycopg
-with psycopg.connect(sys.argv[1], autocommit=True) as conn:
-    conn.execute(f'DROP DATABASE IF EXISTS "{sys.argv[2]}" WITH (FORCE)')
+_, base, action, name = sys.argv
+with psycopg.connect(base, autocommit=True) as conn:
+    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if action == "fresh":
+        conn.execute(f'CREATE DATABASE "{name}"')
 PY
 }
 
@@ -196,7 +190,7 @@ PY
 # and with several processes the soak again straight to their ports, without nginx.
 shared_behind_proxy() {
     local count=$1 label=$2 name="chat_bench_$$_$1" ports=()
-    fresh_database "$name"
+    scratch_database fresh "$name"
     for ((n = 1; n <= count; n++)); do
         ports+=($((8510 + n)))
         start_one $((8510 + n)) DATABASE_URL="${DB_BASE%/*}/$name" REDIS_URL="$REDIS" \
@@ -215,7 +209,7 @@ shared_behind_proxy() {
             | record "rooms-$label-direct"
     fi
     stop_servers
-    drop_database "$name"
+    scratch_database drop "$name"
 }
 
 # One and two processes on PostgreSQL and Redis, each behind nginx, side by side; plus

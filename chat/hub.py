@@ -174,15 +174,15 @@ async def stored_messages(group: str, after: int, before: int) -> list[tuple]:
 
 
 class Hub:
-    """This process's subscriptions to room groups, and its local fan-out."""
+    """This process's place on the bus, the rooms it has sockets in, and its local fan-out."""
 
     def __init__(self) -> None:
         self.rooms: dict[str, dict[str, Outbox]] = {}
+        # The rooms this process has sockets in, each with its message order.
         self.order: dict[str, RoomOrder] = {}
         # Where rooms stand and what they hold: the database (tests pass their own).
         self.position = room_position
         self.stored = stored_messages
-        self.subscribed: set[str] = set()
         self.channel = ""
         self.layer = None
         self.task: asyncio.Task | None = None
@@ -203,7 +203,7 @@ class Hub:
         if self.started():  # another socket started it while we waited
             await layer.group_discard(BUS_GROUP, channel)
             return
-        self.rooms, self.subscribed, self.order = {}, set(), {}
+        self.rooms, self.order = {}, {}
         self.lock = asyncio.Lock()
         self.layer, self.channel = layer, channel
         self.task = asyncio.get_running_loop().create_task(self._receive_forever())
@@ -212,13 +212,12 @@ class Hub:
         await self.start()
         self.rooms.setdefault(group, {})[outbox.id] = outbox
         async with self.lock:
-            if group not in self.subscribed:
+            if group not in self.order:
                 order = self.order[group] = RoomOrder()  # holds messages until placed
                 try:
                     # Messages up to here are stored already (a joiner's History has
                     # them); later ones reach this hub over the bus.
                     order.last = await self.position(group)
-                    self.subscribed.add(group)
                 except BaseException:
                     # Database down: the next join reads the position afresh.
                     self.order.pop(group, None)
@@ -234,10 +233,9 @@ class Hub:
         if not members:
             self.rooms.pop(group, None)
         async with self.lock:
-            if group not in self.rooms and group in self.subscribed:
-                self.subscribed.discard(group)
-                order = self.order.pop(group, None)
-                if order is not None and order.repair is not None:
+            if group not in self.rooms and group in self.order:
+                order = self.order.pop(group)
+                if order.repair is not None:
                     order.repair.cancel()
 
     async def refresh(self) -> None:
@@ -313,7 +311,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # Redis may be down for a while; the heartbeat re-subscribes our groups.
+                # Redis may be down for a while; the heartbeat puts the hub back on the bus.
                 logger.exception("hub: channel layer receive failed")
                 await asyncio.sleep(1)
                 continue
