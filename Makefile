@@ -1,39 +1,45 @@
 # Two commands set everything up: `make run` (the server, embedded defaults) and `make test`.
-PYTHON ?= python3
+# Python 3.12 or newer (README, "Python"): python3.12 or python3.13 on PATH, else pyenv's.
+PYTHON ?= $(shell ./bin/find-python)
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The venv is made anew when the interpreter's version changes (a 3.11 venv is not reused).
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: run serve test lint format migrate clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed-$(PYVER): requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed (README, Python)" >&2; exit 1; }
+	@[ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYVER)" ] \
+		&& rm -rf $(VENV) || true
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
 # Development server on SQLite and the in-memory layer: no services needed.
-run: $(VENV)/.installed
+run: $(VENV)/.installed-$(PYVER)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py migrate --noinput
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runserver $(HOST):$(PORT)
 
 # Production server process (see README, "Production"): set DJANGO_SECRET_KEY etc.
-serve: $(VENV)/.installed
+serve: $(VENV)/.installed-$(PYVER)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
 # The whole suite. With DATABASE_URL / REDIS_URL set it also runs on PostgreSQL and Redis;
 # without them it runs on SQLite and the in-memory layer and reports what it skipped.
-test: $(VENV)/.installed
+test: $(VENV)/.installed-$(PYVER)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed-$(PYVER)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: $(VENV)/.installed
+format: $(VENV)/.installed-$(PYVER)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 

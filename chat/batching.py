@@ -14,17 +14,12 @@ and each item waits for at most one write ahead of it instead of a queue of sing
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-Item = TypeVar("Item")
-Result = TypeVar("Result")
-Made = TypeVar("Made")
 
-
-class Batcher(Generic[Item, Result]):
+class Batcher[Item, Result]:
     """Awaits `write` over the items submitted meanwhile, at most `limit` at a time.
 
     `write` returns one result per item, in order; a result that is an exception is
@@ -69,7 +64,7 @@ class Batcher(Generic[Item, Result]):
             self.task = None
 
 
-class PerLoop(Generic[Made]):
+class PerLoop[Made]:
     """One `make()` per event loop, made on first use: a server process has one loop;
     tests, and sync callers through async_to_sync (the admin, purge_files), make more."""
 

@@ -14,6 +14,14 @@ thousands. The price is that every process receives every room's events, which s
 the few processes one site runs (docs/production.md); a site with many processes would
 split the bus by room.
 
+The hub is the only thing in a process that receives from the channel layer, on a
+channel of its own that is not process-local (no `!`): channels-redis makes every
+process-local channel of a layer object share one receive lock, so any other receive
+could hold the hub up. A watchdog sends the hub a probe every HUB_WATCHDOG_INTERVAL;
+a receive that makes no progress for HUB_WATCHDOG_TIMEOUT while a probe is out is
+replaced by one on a new channel (logged), without waiting for the stuck one to end,
+and each room's messages stored meanwhile are read from the database.
+
 Every frame a socket is sent (replies and broadcasts alike) goes through its `Outbox`,
 written by one task, so a socket sees frames in the order they were queued, and a
 socket that stops reading cannot hold up anyone else: its backlog is capped.
@@ -23,11 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -38,6 +48,8 @@ from chat.protocol import chat_message, encode
 logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "room.events"
+# What the watchdog sends the hub's own channel to see that its receive moves.
+PROBE_TYPE = "hub.probe"
 # The layer group every process's hub is in (the layer adds its prefix).
 BUS_GROUP = "hubs"
 CLOSE_TOO_SLOW = 4002
@@ -173,6 +185,11 @@ async def stored_messages(group: str, after: int, before: int) -> list[tuple]:
     )
 
 
+def new_hub_channel() -> str:
+    """A channel name only this hub receives from; not process-local (see above)."""
+    return f"hub.{uuid.uuid4().hex}"
+
+
 class Hub:
     """This process's place on the bus, the rooms it has sockets in, and its local fan-out."""
 
@@ -185,28 +202,115 @@ class Hub:
         self.stored = stored_messages
         self.channel = ""
         self.layer = None
+        # The watchdog; it owns `receiver`, the task that receives on `channel`.
         self.task: asyncio.Task | None = None
+        self.receiver: asyncio.Task | None = None
         self.lock: asyncio.Lock | None = None
+        # Monotonic times: the probe that is out (None when it came back), and the
+        # last time the receive returned anything.
+        self.probe_sent: float | None = None
+        self.progress = 0.0
 
     def started(self) -> bool:
-        """Whether the receive loop runs on the running event loop."""
+        """Whether the hub runs on the running event loop."""
         task = self.task
         return task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
 
     async def start(self) -> None:
-        """Called before each join: (re)start the receive loop on the running loop."""
+        """Called before each join: (re)start the hub on the running loop."""
         if self.started():
             return
         layer = get_channel_layer()
-        channel = await layer.new_channel("hub.")
+        channel = new_hub_channel()
         await layer.group_add(BUS_GROUP, channel)  # Redis down: this join fails, the next retries
         if self.started():  # another socket started it while we waited
             await layer.group_discard(BUS_GROUP, channel)
             return
         self.rooms, self.order = {}, {}
         self.lock = asyncio.Lock()
-        self.layer, self.channel = layer, channel
-        self.task = asyncio.get_running_loop().create_task(self._receive_forever())
+        self.layer = layer
+        self.receive_on(channel)
+        self.task = asyncio.get_running_loop().create_task(self._watch())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def receive_on(self, channel: str) -> None:
+        self.channel = channel
+        self.probe_sent = None
+        self.progress = time.monotonic()
+        self.receiver = asyncio.get_running_loop().create_task(self._receive_forever(channel))
+
+    async def _watch(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(settings.HUB_WATCHDOG_INTERVAL)
+                try:
+                    await self.watch()
+                except Exception:
+                    logger.exception("hub: watchdog check failed")
+        finally:
+            self.receiver.cancel()
+
+    async def watch(self) -> None:
+        """One watchdog round: replace a receive that is stuck, else send a probe."""
+        if self.receiver.done():
+            await self.restart("its receive ended")
+            return
+        if self.probe_sent is not None:
+            stalled = time.monotonic() - max(self.probe_sent, self.progress)
+            if stalled >= settings.HUB_WATCHDOG_TIMEOUT:
+                await self.restart(f"its receive made no progress for {stalled:.1f} s")
+            return
+        sent = time.monotonic()
+        try:
+            await self.layer.send(self.channel, {"type": PROBE_TYPE})
+        except ChannelFull:
+            pass  # a full channel is a probe that is not back
+        except Exception:
+            # Redis is down: the receive fails too, and retries by itself.
+            logger.warning("hub: could not send the watchdog probe", exc_info=True)
+            return
+        self.probe_sent = sent
+
+    async def restart(self, why: str) -> None:
+        """Receive on a new channel, and leave the stuck receive behind.
+
+        The old task is cancelled, but nothing waits for it: on Python 3.11 a cancel
+        can be lost (asyncio.wait_for, CPython gh-86296), and a receive on a new channel
+        does not share anything it could be holding. Events sent to the old channel are
+        lost for this process; the rooms' messages among them are read from the database.
+        """
+        old_channel, old_receiver = self.channel, self.receiver
+        channel = new_hub_channel()
+        try:
+            await self.layer.group_add(BUS_GROUP, channel)
+        except Exception:
+            logger.exception("hub: %s, and it could not join the bus again; retrying", why)
+            self.probe_sent = None
+            return
+        logger.error("hub: %s; receiving on a new channel %s (was %s)", why, channel, old_channel)
+        old_receiver.cancel()
+        self.receive_on(channel)
+        try:
+            await self.layer.group_discard(BUS_GROUP, old_channel)
+        except Exception:
+            logger.warning("hub: could not take the stuck channel off the bus", exc_info=True)
+        for group, order in list(self.order.items()):
+            await self.catch_up(group, order)
+
+    async def catch_up(self, group: str, order: RoomOrder) -> None:
+        """Hand out the room's messages stored since the last one handed out."""
+        async with self.lock:
+            if self.order.get(group) is not order or order.last is None:
+                return
+            try:
+                upto = await self.position(group)
+            except Exception:
+                logger.exception("hub: could not read where %s stands after a stall", group)
+                return
+            await self.fill(group, order, order.last, upto + 1)
 
     async def join(self, group: str, outbox: Outbox) -> None:
         await self.start()
@@ -280,7 +384,11 @@ class Hub:
         order.repair = None
         if self.order.get(group) is not order or not order.waiting or order.last is None:
             return
-        last, upto = order.last, min(order.waiting)
+        await self.fill(group, order, order.last, min(order.waiting))
+
+    async def fill(self, group: str, order: RoomOrder, last: int, upto: int) -> None:
+        """Read the room's messages with last < seq < upto, and hand out what is in order;
+        what the database does not hold either is not waited for."""
         try:
             missing = await self.stored(group, last, upto)
         except Exception:
@@ -292,7 +400,7 @@ class Hub:
                 seq, {"group": group, "text": text, "message_id": message_id, "seq": seq}
             )
         if order.last == last and last + 1 not in order.waiting:
-            order.last = upto - 1  # not in the database either: nothing to wait for
+            order.last = max(last, min(order.waiting, default=upto) - 1)
         self.flush(group, order)
 
     def fan_out(self, event: dict) -> None:
@@ -304,10 +412,10 @@ class Hub:
             if outbox_id != exclude and (only is None or outbox_id == only):
                 outbox.put_broadcast(event)
 
-    async def _receive_forever(self) -> None:
-        while True:
+    async def _receive_forever(self, channel: str) -> None:
+        while self.channel == channel:
             try:
-                event = await self.layer.receive(self.channel)
+                event = await self.layer.receive(channel)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -315,9 +423,15 @@ class Hub:
                 logger.exception("hub: channel layer receive failed")
                 await asyncio.sleep(1)
                 continue
-            if event.get("type") == EVENT_TYPE:
+            if self.channel != channel:
+                return  # replaced by the watchdog: the new receive delivers from now on
+            self.progress = time.monotonic()
+            kind = event.get("type")
+            if kind == EVENT_TYPE:
                 for room_event in event["events"]:
                     self.deliver(room_event)
+            elif kind == PROBE_TYPE:
+                self.probe_sent = None
 
 
 hub = Hub()

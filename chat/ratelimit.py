@@ -8,7 +8,8 @@ from collections import deque
 
 import redis.asyncio as redis
 from django.conf import settings
-from redis.asyncio.sentinel import Sentinel
+
+from chat import redis_clients
 
 
 class TokenBucket:
@@ -89,12 +90,7 @@ class RedisJoinFailures:
         loop = asyncio.get_running_loop()
         client = self.clients.get(loop)
         if client is None:
-            if isinstance(self.host, dict) and "sentinels" in self.host:
-                sentinel = Sentinel(self.host["sentinels"])
-                client = sentinel.master_for(self.host["master_name"])
-            else:
-                url = self.host if isinstance(self.host, str) else self.host["address"]
-                client = redis.from_url(url)
+            client = redis_clients.client(self.host, timeout=settings.REDIS_SOCKET_TIMEOUT)
             self.clients[loop] = client
         return client
 
@@ -123,12 +119,10 @@ _shared: dict[tuple[str, str], RedisJoinFailures] = {}
 def join_failures() -> JoinFailures | RedisJoinFailures:
     """Redis when the channel layer is channels_redis (its first host and prefix),
     else this process's counters."""
-    layer = settings.CHANNEL_LAYERS.get("default", {})
-    if not layer.get("BACKEND", "").startswith("channels_redis"):
+    hosts = redis_clients.layer_hosts()
+    if not hosts:
         return _local
-    config = layer.get("CONFIG", {})
-    host = config.get("hosts", ["redis://127.0.0.1:6379/0"])[0]
-    prefix = config.get("prefix", "asgi")
+    host, prefix = hosts[0], settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
     place = (repr(host), prefix)
     if place not in _shared:
         _shared[place] = RedisJoinFailures(host, prefix)

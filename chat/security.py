@@ -2,7 +2,6 @@
 
 from urllib.parse import urlsplit
 
-from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.cookie import parse_cookie
 from django.http.request import validate_host
@@ -37,6 +36,16 @@ def origin_allowed(origin: str | None, allowed_hosts: list[str]) -> bool:
     return validate_host(host, allowed_hosts)
 
 
+async def deny(receive, send) -> None:
+    """Refuse a WebSocket handshake: the server answers HTTP 403 (ASGI's close before
+    accept). Nothing else is touched. Channels' `WebsocketDenier` is a consumer, and a
+    consumer receives from the default channel layer for the life of its socket: on
+    Redis that receive shared a lock with the hub's, and a refused socket could leave
+    the process's broadcasts stuck behind it (docs/architecture.md, "The hub")."""
+    if (await receive())["type"] == "websocket.connect":
+        await send({"type": "websocket.close"})
+
+
 class OriginValidator:
     """ASGI middleware: a websocket whose Origin is not allowed gets HTTP 403."""
 
@@ -50,5 +59,5 @@ class OriginValidator:
                 if name == b"origin":
                     origin = value.decode("latin1")
             if not origin_allowed(origin, settings.ALLOWED_HOSTS):
-                return await WebsocketDenier()(scope, receive, send)
+                return await deny(receive, send)
         return await self.application(scope, receive, send)

@@ -2,15 +2,17 @@
 
 import asyncio
 import logging
+import weakref
+from collections.abc import Awaitable, Callable
 
+import redis.asyncio as redis
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from chat import selectors
+from chat import redis_clients, selectors
 from chat.errors import ProtocolError
 from chat.services import SESSION_ROOMS_KEY
 from files import validation
@@ -55,25 +57,64 @@ def _database_answers() -> None:
         cursor.execute("SELECT 1")
 
 
+# Per event loop (redis.asyncio clients belong to theirs): a client per Redis host.
+_redis_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, redis.Redis]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def _layer_answers() -> None:
-    layer = get_channel_layer()
-    channel = await layer.new_channel("healthz.")
-    await layer.send(channel, {"type": "healthz.ping"})
-    await layer.receive(channel)
+    """Each Redis host of the channel layer answers a PING on a connection of the
+    check's own. Never a receive: the hub is the only receiver in a process (chat/hub.py).
+    The in-memory layer lives in this process: nothing to ask."""
+    clients = _redis_clients.setdefault(asyncio.get_running_loop(), {})
+    for host in redis_clients.layer_hosts():
+        place = repr(host)
+        if place not in clients:
+            clients[place] = redis_clients.client(host, timeout=HEALTH_TIMEOUT)
+        await clients[place].ping()
+
+
+CHECKS: dict[str, Callable[[], Awaitable[None]]] = {
+    "database": database_sync_to_async(_database_answers),
+    "channel_layer": _layer_answers,
+}
+# The check of each kind in flight, per event loop: requests that come meanwhile share it.
+_in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _log_failure(name: str) -> Callable[[asyncio.Task], None]:
+    def done(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("healthz: %s does not answer", name, exc_info=task.exception())
+
+    return done
+
+
+def _check(name: str) -> asyncio.Task:
+    loop = asyncio.get_running_loop()
+    running = _in_flight.setdefault(loop, {})
+    task = running.get(name)
+    if task is None or task.done():
+        task = running[name] = loop.create_task(CHECKS[name]())
+        task.add_done_callback(_log_failure(name))
+    return task
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database and the channel layer answer, 503 otherwise."""
-    status = {"database": "ok", "channel_layer": "ok"}
-    checks = {
-        "database": database_sync_to_async(_database_answers)(),
-        "channel_layer": _layer_answers(),
-    }
-    for name, check in checks.items():
-        try:
-            await asyncio.wait_for(check, HEALTH_TIMEOUT)
-        except Exception:
-            logger.warning("healthz: %s does not answer", name, exc_info=True)
-            status[name] = "down"
+    """200 when the database and the channel layer answer within HEALTH_TIMEOUT, 503
+    otherwise. A flood of requests costs one check of each kind at a time, and nothing
+    is cancelled: a check that is late is bounded by its own timeouts (the database
+    pool's, HEALTH_TIMEOUT for Redis) and the next request after it starts a new one."""
+    tasks = {name: _check(name) for name in CHECKS}
+    await asyncio.wait(tasks.values(), timeout=HEALTH_TIMEOUT)
+    status = {}
+    for name, task in tasks.items():
+        answered = task.done() and not task.cancelled() and task.exception() is None
+        if not task.done():
+            logger.warning("healthz: %s did not answer within %s s", name, HEALTH_TIMEOUT)
+        status[name] = "ok" if answered else "down"
     healthy = all(value == "ok" for value in status.values())
     return JsonResponse({"status": "ok" if healthy else "down", **status}, status=200 if healthy else 503)

@@ -161,6 +161,11 @@ CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "chat")
 # Events that may wait for one layer channel before the layer drops new ones. Each
 # process has one channel for all its rooms (chat/hub.py), so this is per process.
 CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 10000)
+# The hub's watchdog (chat/hub.py): every HUB_WATCHDOG_INTERVAL seconds it sends the
+# hub a probe; a receive that returns nothing for HUB_WATCHDOG_TIMEOUT seconds while a
+# probe is out is replaced by one on a new channel.
+HUB_WATCHDOG_INTERVAL = env_float("HUB_WATCHDOG_INTERVAL", 2)
+HUB_WATCHDOG_TIMEOUT = env_float("HUB_WATCHDOG_TIMEOUT", 10)
 # Frames that may wait for one socket; a client that stops reading past this is
 # closed with 4002 instead of growing server memory.
 WS_SEND_QUEUE_LIMIT = env_int("WS_SEND_QUEUE_LIMIT", 1000)

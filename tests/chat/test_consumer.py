@@ -313,6 +313,25 @@ async def test_origin_is_checked_at_the_handshake(layer, origin, accepted):
     await communicator.disconnect()
 
 
+@pytest.mark.parametrize("origin", [b"https://evil.example", b"null"])
+async def test_a_refused_handshake_never_touches_the_channel_layer(layer, origin, monkeypatch):
+    """Only the hub receives from the layer in a process: on Redis any other receive
+    shares a lock with it (chat/hub.py), and a refused socket's could stall it."""
+    from channels.testing import WebsocketCommunicator
+
+    from config.asgi import application
+
+    def no_layer(*args, **kwargs):
+        raise AssertionError("a refused handshake asked for the channel layer")
+
+    monkeypatch.setattr("channels.consumer.get_channel_layer", no_layer)
+    monkeypatch.setattr("channels.layers.channel_layers.get_channel_layer", no_layer, raising=False)
+    communicator = WebsocketCommunicator(application, "/ws/", headers=[(b"origin", origin)])
+    connected, _ = await communicator.connect()
+    assert connected is False
+    await communicator.wait()  # the application has returned: nothing left running for it
+
+
 async def test_ghosts_of_dead_processes_leave_members_and_are_swept(layer):
     """A participant whose process stopped beating vanishes from Members and is announced."""
     owner, created = await create_room()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from chat.hub import CLOSE_TOO_SLOW, Hub, Outbox
+from chat.hub import BUS_GROUP, CLOSE_TOO_SLOW, EVENT_TYPE, Hub, Outbox
 from config.settings import redis_layer_host
 from tests.conftest import REDIS_URL
 
@@ -295,4 +295,101 @@ async def test_an_idle_hub_on_redis_keeps_receiving_without_errors(settings, cap
     await asyncio.wait_for(socket.got.wait(), 2)
     assert socket.sent == ["m1"] and time.perf_counter() - sent < 0.5
     assert "receive failed" not in caplog.text
+    hub.task.cancel()
+
+
+def freeze_receives(hub: Hub) -> tuple[asyncio.Event, set]:
+    """From now on a receive on the hub's present channel never returns, and swallows
+    its cancellation, as a receive did on Python 3.11 when asyncio.wait_for lost a
+    cancel (CPython gh-86296). Returns the event that lets frozen receives end, and
+    the channels frozen."""
+    real_receive = hub.layer.receive
+    frozen = {hub.channel}
+    thaw = asyncio.Event()
+
+    async def receive(channel):
+        if channel in frozen:
+            while not thaw.is_set():
+                try:
+                    await thaw.wait()
+                except asyncio.CancelledError:
+                    pass  # lost
+            raise asyncio.CancelledError
+        return await real_receive(channel)
+
+    hub.layer.receive = receive
+    return thaw, frozen
+
+
+async def test_a_frozen_receive_is_replaced_and_delivery_resumes(layer, settings, caplog):
+    """The watchdog's probe does not come back: the hub receives on a new channel, the
+    room's messages stored meanwhile are read from the database, and later events
+    arrive over the bus again."""
+    settings.HUB_WATCHDOG_INTERVAL = 0.05
+    settings.HUB_WATCHDOG_TIMEOUT = 0.3
+    hub = Hub()
+    stored = {seq: (100 + seq, seq, "Bob", f"c{seq}", datetime(2026, 1, 1, tzinfo=UTC)) for seq in (1, 2, 3)}
+    written = 0
+
+    async def position(group):
+        return written
+
+    async def read(group, after, before):
+        return [stored[seq] for seq in range(after + 1, min(before, written + 1))]
+
+    hub.position, hub.stored = position, read
+    socket = FakeSocket()
+    await hub.join("room.x", Outbox(socket.send, socket.close))
+
+    async def publish(seq):
+        nonlocal written
+        written = seq
+        await hub.layer.group_send(BUS_GROUP, {"type": EVENT_TYPE, "events": [message(seq)]})
+
+    async def sent(count, within):
+        for _ in range(int(within / 0.02)):
+            if len(socket.sent) >= count:
+                return socket.sent
+            await asyncio.sleep(0.02)
+        return socket.sent
+
+    await publish(1)
+    assert await sent(1, 2) == ["m1"]
+    old_channel = hub.channel
+    thaw, frozen = freeze_receives(hub)
+    await publish(2)  # taken by the receive that was already waiting; the next one freezes
+    assert await sent(2, 2) == ["m1", "m2"]
+    await publish(3)  # lands in the frozen channel
+    await asyncio.sleep(0.05)
+    assert socket.sent == ["m1", "m2"]
+
+    # Within the watchdog's timeout (and a round), m3 comes from the database.
+    got = await sent(3, 3)
+    assert got[:2] == ["m1", "m2"] and '"id":103' in got[2], got
+    assert hub.channel != old_channel and hub.channel not in frozen
+    assert "receive made no progress" in caplog.text and old_channel in caplog.text
+    # The bus reaches the new channel, and no longer the old one.
+    live = {"group": "room.x", "text": "live"}
+    await hub.layer.group_send(BUS_GROUP, {"type": EVENT_TYPE, "events": [live]})
+    assert (await sent(4, 2))[3] == "live"
+    if layer == "memory":
+        assert list(hub.layer.groups[BUS_GROUP]) == [hub.channel]
+    thaw.set()
+    hub.task.cancel()
+
+
+async def test_a_receive_that_keeps_moving_is_left_alone(settings):
+    """A probe stuck behind a backlog is no stall while events keep arriving."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
+    settings.HUB_WATCHDOG_TIMEOUT = 10
+    hub = Hub()
+    await hub.start()
+    channel = hub.channel
+    hub.probe_sent = time.monotonic() - 60
+    hub.progress = time.monotonic() - 1
+    await hub.watch()
+    assert hub.channel == channel
+    hub.progress = time.monotonic() - 11
+    await hub.watch()
+    assert hub.channel != channel
     hub.task.cancel()

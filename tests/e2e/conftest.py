@@ -1,9 +1,17 @@
 import os
+import shutil
 import uuid
 
 import pytest
 
-from tests.e2e.servers import ServerProcess, drop_postgres, manage, production_env, scratch_postgres
+from tests.e2e.servers import (
+    RedisServer,
+    ServerProcess,
+    drop_postgres,
+    manage,
+    production_env,
+    scratch_postgres,
+)
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -13,6 +21,20 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 def sqlite_env(tmp_path):
     """A production-like environment on a fresh SQLite file and the in-memory layer."""
     env = production_env(CHAT_VAR_DIR=str(tmp_path))
+    manage(env, "migrate", "--noinput")
+    return env
+
+
+@pytest.fixture
+def redis_env(tmp_path):
+    """One process's production-like environment on SQLite and Redis."""
+    if not REDIS_URL:
+        pytest.skip("REDIS_URL is not set: the Redis process tests are not run")
+    env = production_env(
+        CHAT_VAR_DIR=str(tmp_path),
+        REDIS_URL=REDIS_URL,
+        CHANNEL_LAYER_PREFIX=f"e2e-{uuid.uuid4().hex[:8]}",
+    )
     manage(env, "migrate", "--noinput")
     return env
 
@@ -50,3 +72,13 @@ def servers(tmp_path):
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed: the Redis fault test is not run")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
