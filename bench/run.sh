@@ -5,6 +5,7 @@
 #   bash bench/run.sh files   # file throughput, and chat latency during uploads (one process)
 #   bash bench/run.sh soak    # 10-minute soak (1,000 connections, 200 rooms) and 5,000 idle
 #   bash bench/run.sh two     # one and two processes sharing PostgreSQL and Redis behind nginx
+#   bash bench/run.sh redis   # one process on SQLite and Redis, direct: the hub's receive path
 #   bash bench/run.sh         # both
 #
 # Figures go to stdout and, as JSON lines, to bench/results/<date>-<scenario>.json.
@@ -227,11 +228,41 @@ two_processes() {
     stop_servers
 }
 
+# One process on SQLite and Redis, straight to its port: everything a room sends goes
+# through the hub's Redis receive. Then /healthz, 200 times, on the idle process.
+redis_one() {
+    echo "== one process, SQLite + Redis =="
+    local env=(REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}" CHANNEL_LAYER_PREFIX="bench$$-redis")
+    local url=(--url ws://127.0.0.1:8520/ws/)
+    start_one 8520 "${env[@]}"
+    $LOADGEN --json "${url[@]}" fanout --members 50 --senders 4 --rate 5 --duration 30 | record fanout-redis-one
+    $LOADGEN --json "${url[@]}" flood --members 50 --duration 15 | record flood-redis-one
+    $LOADGEN --json "${url[@]}" soak --rooms 200 --members 5 --rate 5 --duration 60 | record rooms-redis-one
+    $PY - <<'PY' | record healthz-redis-one
+import json, statistics, time, urllib.error, urllib.request
+seconds, statuses = [], []
+for _ in range(200):
+    began = time.perf_counter()
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:8520/healthz", timeout=10) as response:
+            statuses.append(response.status)
+    except urllib.error.HTTPError as exc:
+        statuses.append(exc.code)
+    seconds.append(time.perf_counter() - began)
+seconds.sort()
+print(json.dumps({"scenario": "healthz", "requests": 200, "ok": statuses.count(200),
+                  "p50_ms": round(statistics.median(seconds) * 1000, 2),
+                  "p99_ms": round(seconds[197] * 1000, 2), "max_ms": round(seconds[-1] * 1000, 2)}))
+PY
+    stop_servers
+}
+
 case "${1:-all}" in
     one) one_process ;;
     files) files_one ;;
     soak) soak_one ;;
     two) two_processes ;;
+    redis) redis_one ;;
     all) one_process; files_one; two_processes ;;
-    *) echo "usage: bench/run.sh [one|files|soak|two|all]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [one|files|soak|two|redis|all]" >&2; exit 2 ;;
 esac
