@@ -10,8 +10,6 @@ import base64
 import binascii
 import os
 import secrets
-import time
-from collections.abc import Iterator
 from functools import cache
 from uuid import UUID
 
@@ -21,6 +19,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 from django.db import transaction
+
+from files import store
 
 VERSION = b"\x01"
 NONCE_BYTES = 12
@@ -88,6 +88,7 @@ def new_name() -> str:
 
 def write(file_id: UUID, data: bytes) -> str:
     """Encrypt and store `data`; returns the blob's name."""
+    store.ready()
     return storage().save(new_name(), ContentFile(seal(file_id, data)))
 
 
@@ -97,6 +98,9 @@ def read(file_id: UUID, name: str) -> bytes:
 
 
 def remove(name: str) -> None:
+    """Delete one blob; a name that is not a blob's (a bad row) is never a path to delete."""
+    if not store.BLOB_NAME.fullmatch(name):
+        raise ValueError(f"not a blob name: {name!r}")
     storage().delete(name)
 
 
@@ -108,17 +112,3 @@ def remove_on_commit(names: list[str]) -> None:
             remove(name)
 
     transaction.on_commit(remove_all)
-
-
-def stored(older_than: float | None = None) -> Iterator[str]:
-    """Names of every blob in FILES_ROOT, optionally only those older than `older_than` s."""
-    root = settings.FILES_ROOT
-    if not os.path.isdir(root):
-        return
-    cutoff = None if older_than is None else time.time() - older_than
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            if cutoff is not None and os.path.getmtime(path) > cutoff:
-                continue
-            yield os.path.relpath(path, root).replace(os.sep, "/")

@@ -1,7 +1,7 @@
 """Removing expired and deleted files, and blobs no row refers to (`manage.py purge_files`)."""
 
 import fcntl
-import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,10 +15,8 @@ from django.db import transaction
 from chat.hub import publish
 from chat.models import room_group
 from chat.protocol import file_deleted_message
-from files import blobs
+from files import blobs, store
 from files.models import SharedFile
-
-LOCK_NAME = ".purge.lock"
 
 
 class PurgeRunning(Exception):
@@ -57,8 +55,8 @@ def machine_lock() -> Iterator[None]:
     """One purge at a time per FILES_ROOT (on PostgreSQL rows are also locked, so
     purges on several machines never take the same file)."""
     root = Path(settings.FILES_ROOT)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(root / LOCK_NAME, "a") as handle:
+    store.claim(root)
+    with open(root / store.LOCK, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -72,9 +70,11 @@ def machine_lock() -> Iterator[None]:
 def purge(*, now: datetime, dry_run: bool = False) -> PurgeReport:
     """Delete purgeable rows in one transaction (their blobs once it commits), then
     blobs without a row older than FILES_ORPHAN_GRACE, then tell connected rooms
-    about files removed before their time."""
+    about files removed before their time. store.UnsafeStore, before anything is
+    deleted, if FILES_ROOT is not a folder of blobs the server marked as its own."""
     report = PurgeReport(dry_run=dry_run)
     with machine_lock():
+        on_disk = store.blob_times(Path(settings.FILES_ROOT))
         with transaction.atomic():
             doomed = list(
                 SharedFile.objects.purgeable(now)
@@ -90,7 +90,7 @@ def purge(*, now: datetime, dry_run: bool = False) -> PurgeReport:
             if not dry_run and doomed:
                 SharedFile.objects.filter(pk__in=[file.pk for file in doomed]).delete()
                 blobs.remove_on_commit([file.blob for file in doomed])
-        report.orphans = orphans()
+        report.orphans = orphans(on_disk, older_than=time.time() - settings.FILES_ORPHAN_GRACE)
         if not dry_run:
             for name in report.orphans:
                 blobs.remove(name)
@@ -101,13 +101,11 @@ def purge(*, now: datetime, dry_run: bool = False) -> PurgeReport:
     return report
 
 
-def orphans() -> list[str]:
+def orphans(on_disk: list[tuple[str, float]], *, older_than: float) -> list[str]:
+    """Blobs no row refers to, written before `older_than` (an upload writes its blob
+    before its row)."""
     known = set(SharedFile.objects.values_list("blob", flat=True))
-    return [
-        name
-        for name in blobs.stored(older_than=settings.FILES_ORPHAN_GRACE)
-        if name not in known and not os.path.basename(name).startswith(".")
-    ]
+    return [name for name, written in on_disk if written < older_than and name not in known]
 
 
 async def announce(files: list[SharedFile]) -> None:

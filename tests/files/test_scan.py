@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from files import blobs, scan
+from files import scan
 from files.models import SharedFile
 from tests.chat.helpers import create_room, expect_error
 from tests.files.conftest import EICAR
@@ -29,7 +29,9 @@ def test_scanner_replies_are_read():
         scan.parse_reply("INSTREAM size limit exceeded. ERROR")
 
 
-async def test_infected_upload_is_refused_and_audited_clean_one_passes(settings, clamd_socket, caplog):
+async def test_infected_upload_is_refused_and_audited_clean_one_passes(
+    settings, files_root, clamd_socket, caplog
+):
     settings.CLAMAV_SOCKET = clamd_socket
     owner, created = await create_room()
     with caplog.at_level(logging.WARNING, logger="files.audit"):
@@ -39,7 +41,7 @@ async def test_infected_upload_is_refused_and_audited_clean_one_passes(settings,
     (record,) = [r for r in caplog.records if r.name == "files.audit"]
     assert "Eicar-Test-Signature" in record.getMessage() and "sha256=" in record.getMessage()
     assert f"room={created['room_info']['id']}" in record.getMessage()
-    assert await SharedFile.objects.acount() == 0 and not list(blobs.stored())
+    assert await SharedFile.objects.acount() == 0 and not list(files_root.glob("*/*"))
 
     await owner.send_json_to(text_upload(b"nothing to see here\n"))
     assert (await owner.receive_json_from())["type"] == "FileUploaded"

@@ -1,9 +1,10 @@
 """`python manage.py purge_files [--dry-run]`: run it from cron (README, "Files")."""
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from files.purge import PurgeRunning, purge
+from files.store import UnsafeStore
 
 
 class Command(BaseCommand):
@@ -18,4 +19,9 @@ class Command(BaseCommand):
         except PurgeRunning:
             self.stdout.write("purge_files: another purge is running; nothing done")
             return
+        except UnsafeStore as exc:
+            raise CommandError(
+                f"purge_files: refusing to run, nothing deleted: {exc}. FILES_ROOT must be a folder "
+                "of its own, outside the project, holding only this server's blobs (docs/production.md)."
+            ) from exc
         self.stdout.write(report.line())
