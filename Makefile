@@ -8,15 +8,15 @@ PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run serve test lint format migrate clean
+.PHONY: run serve test deploy-check lint format migrate clean
 
-$(VENV)/.installed-$(PYVER): requirements.txt
+$(VENV)/.installed-$(PYVER): requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed (README, Python)" >&2; exit 1; }
 	@[ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYVER)" ] \
 		&& rm -rf $(VENV) || true
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 # Development server on SQLite and the in-memory layer: no services needed.
@@ -34,6 +34,11 @@ serve: $(VENV)/.installed-$(PYVER)
 test: $(VENV)/.installed-$(PYVER)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# docs/production.md followed on this machine: nginx, two processes, PostgreSQL, Redis,
+# a browser, a rolling restart, the cron job (tests/deploy; also part of `make test`).
+deploy-check: $(VENV)/.installed-$(PYVER)
+	$(PY) -m pytest tests/deploy -v -s
 
 lint: $(VENV)/.installed-$(PYVER)
 	$(VENV)/bin/ruff check .

@@ -8,7 +8,7 @@ message content (ciphertext: the admin cannot read it and does not pretend to).
 """
 
 from django.contrib import admin, messages
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -16,9 +16,43 @@ from chat import moderation
 from chat.models import Message, Participant, Room
 from files.models import SharedFile
 
+# Who is present first (a name's stale rows from before a reconnect come after it), then
+# the most recent: newest join among the present, latest departure among those who left.
+PRESENT_FIRST = F("left_at").desc(nulls_first=True)
+PARTICIPANT_ORDERING = [PRESENT_FIRST, "-joined_at"]
+# How many names one "already left" warning lists before "and N more".
+GONE_NAMES_SHOWN = 10
+
 
 def actor(request: HttpRequest) -> str:
     return f"admin:{request.user.pk}"
+
+
+def already_gone_message(gone: list[Participant]) -> str:
+    """Say, in words, that these rows had left before the admin removed them, and point
+    at the present row of any name that is back in the same room (a reconnect leaves
+    the old row behind, and that is the row an admin may have picked)."""
+    if len(gone) == 1:
+        text = f"{gone[0].name} had already left {gone[0].room}; nothing to remove."
+    else:
+        names = [f"{p.name} ({p.room})" for p in gone[:GONE_NAMES_SHOWN]]
+        more = f" and {len(gone) - GONE_NAMES_SHOWN} more" if len(gone) > GONE_NAMES_SHOWN else ""
+        text = f"{len(gone)} had already left; nothing to remove: {', '.join(names)}{more}."
+    back: dict[tuple, Participant] = {}
+    for participant in gone:
+        key = (participant.room_id, participant.name_key)
+        if key not in back and (
+            Participant.objects.filter(room_id=participant.room_id, name_key=participant.name_key)
+            .filter(left_at__isnull=True)
+            .exists()
+        ):
+            back[key] = participant
+    for participant in back.values():
+        text += (
+            f" {participant.name} is in {participant.room} again on a newer row, listed first"
+            " with the present: select that row to remove them."
+        )
+    return text
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -77,7 +111,7 @@ class ParticipantInline(admin.TabularInline):
     readonly_fields = fields
     extra = 0
     can_delete = False
-    ordering = ["-joined_at"]
+    ordering = PARTICIPANT_ORDERING
     verbose_name_plural = "participants (present and past)"
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -188,8 +222,9 @@ class ParticipantAdmin(ReadOnlyAdmin):
     fields = ["name", "room", "role", "joined_at", "left_at", "last_seen", "address", "process_id"]
     readonly_fields = fields
     actions = ["remove_from_room"]
+    ordering = PARTICIPANT_ORDERING
 
-    @admin.display(boolean=True, description="present")
+    @admin.display(boolean=True, description="present", ordering=PRESENT_FIRST)
     def is_present(self, participant: Participant) -> bool:
         return participant.left_at is None
 
@@ -200,14 +235,22 @@ class ParticipantAdmin(ReadOnlyAdmin):
         description="Remove from the room (and keep the name out for a while)", permissions=["moderate"]
     )
     def remove_from_room(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Only a present row can be removed: moderation answers False for a row that
+        had left (before the click, or meanwhile), and the admin is told so by name."""
         removed = 0
-        for participant in queryset:
+        gone: list[Participant] = []
+        for participant in queryset.select_related("room"):
             if moderation.remove_participant(
                 participant_id=participant.pk, now=timezone.now(), actor=actor(request)
             ):
                 self.log_change(request, participant, "Removed from the room.")
                 removed += 1
-        self.message_user(request, f"Removed {removed} participant(s).", messages.SUCCESS)
+            else:
+                gone.append(participant)
+        if removed:
+            self.message_user(request, f"Removed {removed} participant(s).", messages.SUCCESS)
+        if gone:
+            self.message_user(request, already_gone_message(gone), messages.WARNING)
 
 
 @admin.register(Message)

@@ -1,7 +1,40 @@
 """System checks for dangerous combinations of settings."""
 
+from pathlib import Path
+
 from django.conf import settings
 from django.core.checks import Warning, register
+
+
+@register(deploy=True)
+def static_files_without_hashed_names(app_configs, **kwargs) -> list[Warning]:
+    """With DEBUG off, pages should name every static file by its hash (chat/staticfiles.py)."""
+    from django.apps import apps
+    from django.contrib.staticfiles import finders
+    from django.contrib.staticfiles.storage import staticfiles_storage
+
+    hashed = getattr(staticfiles_storage, "hashed_files", None)
+    if settings.DEBUG or hashed is None:
+        return []
+    ignore = apps.get_app_config("staticfiles").ignore_patterns
+    found = {
+        Path(getattr(storage, "prefix", None) or "", path).as_posix()
+        for finder in finders.get_finders()
+        for path, storage in finder.list(ignore)
+    }
+    missing = sorted(found - hashed.keys())
+    if not missing:
+        return []
+    manifest = Path(settings.STATIC_ROOT, staticfiles_storage.manifest_name)
+    examples = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+    return [
+        Warning(
+            f"Static files without a hashed copy in {manifest}: {len(missing)} ({examples}). Pages "
+            "name them by their plain names, which nginx and browsers may cache across releases.",
+            hint="Run `manage.py collectstatic --noinput` with every release, before the processes start.",
+            id="chat.W004",
+        )
+    ]
 
 
 @register()

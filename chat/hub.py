@@ -22,6 +22,11 @@ a receive that makes no progress for HUB_WATCHDOG_TIMEOUT while a probe is out i
 replaced by one on a new channel (logged), without waiting for the stuck one to end,
 and each room's messages stored meanwhile are read from the database.
 
+A place in a group lasts CHANNEL_GROUP_EXPIRY seconds in the Redis layer unless it is
+renewed: the watchdog renews the hub's every round, and `stop` (the server's shutdown,
+config/asgi.py) takes it out, so a process that stops is no longer sent the bus's
+events, and one that was killed is dropped by the first group send after the expiry.
+
 Every frame a socket is sent (replies and broadcasts alike) goes through its `Outbox`,
 written by one task, so a socket sees frames in the order they were queued, and a
 socket that stops reading cannot hold up anyone else: its backlog is capped.
@@ -52,6 +57,9 @@ EVENT_TYPE = "room.events"
 PROBE_TYPE = "hub.probe"
 # The layer group every process's hub is in (the layer adds its prefix).
 BUS_GROUP = "hubs"
+# Seconds a stopping hub waits for the layer to take it out of the bus (Redis down or
+# hung: the process stops anyway, and the layer drops the channel after its expiry).
+LEAVE_TIMEOUT = 2.0
 CLOSE_TOO_SLOW = 4002
 
 
@@ -232,9 +240,26 @@ class Hub:
         self.receive_on(channel)
         self.task = asyncio.get_running_loop().create_task(self._watch())
 
-    def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+    async def stop(self) -> None:
+        """The process stops: end the watchdog and the receive, then leave the bus,
+        waiting at most LEAVE_TIMEOUT for the layer."""
+        task = self.task
+        if task is None or task.get_loop() is not asyncio.get_running_loop():
+            return
+        task.cancel()
+        self.receiver.cancel()  # the watchdog does too, unless it never got to run
+        try:
+            async with asyncio.timeout(LEAVE_TIMEOUT):
+                # Once the watchdog has ended, no renewal or restart can follow the leave.
+                await asyncio.wait([task])
+                await self.layer.group_discard(BUS_GROUP, self.channel)
+        except Exception as exc:
+            why = f"no answer in {LEAVE_TIMEOUT:g} s" if isinstance(exc, TimeoutError) else repr(exc)
+            logger.warning(
+                "hub: could not leave the bus (%s); the layer drops %s after CHANNEL_GROUP_EXPIRY s",
+                why,
+                self.channel,
+            )
 
     def receive_on(self, channel: str) -> None:
         self.channel = channel
@@ -254,7 +279,8 @@ class Hub:
             self.receiver.cancel()
 
     async def watch(self) -> None:
-        """One watchdog round: replace a receive that is stuck, else send a probe."""
+        """One watchdog round: replace a receive that is stuck, else renew the hub's
+        place on the bus (CHANNEL_GROUP_EXPIRY must be several rounds) and send a probe."""
         if self.receiver.done():
             await self.restart("its receive ended")
             return
@@ -262,6 +288,14 @@ class Hub:
             stalled = time.monotonic() - max(self.probe_sent, self.progress)
             if stalled >= settings.HUB_WATCHDOG_TIMEOUT:
                 await self.restart(f"its receive made no progress for {stalled:.1f} s")
+                return
+        try:
+            await self.layer.group_add(BUS_GROUP, self.channel)
+        except Exception:
+            # Redis is down: the probe would fail too.
+            logger.warning("hub: could not renew its place on the bus", exc_info=True)
+            return
+        if self.probe_sent is not None:
             return
         sent = time.monotonic()
         try:
@@ -343,8 +377,9 @@ class Hub:
                     order.repair.cancel()
 
     async def refresh(self) -> None:
-        """Called every heartbeat: renew the bus membership (it expires in the layer,
-        and Redis forgets it if it restarts)."""
+        """Called every presence heartbeat: renew the bus membership (it expires in the
+        layer, and Redis forgets it if it restarts). The watchdog renews it too, more
+        often, and also while the process holds no socket (the heartbeat stops then)."""
         if self.layer is not None and self.started():
             await self.layer.group_add(BUS_GROUP, self.channel)
 

@@ -1,10 +1,40 @@
 """Static files (the browser app, the admin) from the server itself, also under `serve`."""
 
 import warnings
+from urllib.parse import unquote, urlsplit
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
+from django.contrib.staticfiles import storage
 from django.http import HttpResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
+
+
+class ManifestStaticFilesStorage(storage.ManifestStaticFilesStorage):
+    """Hashed names from `collectstatic`'s manifest, and the plain name for any file it lacks.
+
+    A hashed name changes whenever the file does, so WhiteNoise (and nginx) let browsers
+    keep it for good. `collectstatic` rewrites the modules' imports to hashed names too:
+    `import ... from "./x.js";`, `export ... from "./x.js";`, `import "./x.js";` and
+    `import("./x.js")`, exactly so (Django's patterns need the `;`, and no spaces inside
+    `import(...)`; tests/chat/test_static.py fails on any import left plain).
+
+    With DEBUG on, Django gives plain names whatever the manifest says. With it off:
+    without a manifest (`serve` and the tests run no collectstatic), for a file added since
+    collectstatic, or one whose hashed copy is gone from STATIC_ROOT, `{% static %}` gives
+    the plain name, which WhiteNoise serves from the apps' folders, where Django's storage
+    would fail the page with a 500. `check --deploy` says so (chat.W004).
+    """
+
+    support_js_module_import_aggregation = True
+
+    def load_manifest(self) -> tuple[dict[str, str], str]:
+        paths, manifest_hash = super().load_manifest()
+        return {name: hashed for name, hashed in paths.items() if self.exists(hashed)}, manifest_hash
+
+    def stored_name(self, name: str) -> str:
+        if self.hash_key(urlsplit(unquote(name)).path.strip()) not in self.hashed_files:
+            return name
+        return super().stored_name(name)
 
 
 class AsyncWhiteNoiseMiddleware(WhiteNoiseMiddleware):

@@ -6,6 +6,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
+from asgiref.sync import markcoroutinefunction
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
@@ -118,3 +119,22 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         status[name] = "ok" if answered else "down"
     healthy = all(value == "ok" for value in status.values())
     return JsonResponse({"status": "ok" if healthy else "down", **status}, status=200 if healthy else 503)
+
+
+class HealthzFirst:
+    """Answers `/healthz` before the middleware that checks the host. Health checks ask
+    each process on its own address (`http://127.0.0.1:8001/healthz`), which is no
+    allowed host: CommonMiddleware would answer 400 (and SECURE_REDIRECT_EXEMPT keeps
+    the HTTPS redirect off it)."""
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Awaitable[HttpResponse]]) -> None:
+        self.get_response = get_response
+        markcoroutinefunction(self)
+
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info == "/healthz":
+            return await healthz(request)
+        return await self.get_response(request)

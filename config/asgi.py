@@ -1,6 +1,8 @@
-"""ASGI entry point: HTTP through Django, WebSockets through the chat consumer."""
+"""ASGI entry point: HTTP through Django, WebSockets through the chat consumer, and the
+server's start and stop (the ASGI lifespan)."""
 
 import os
+from collections.abc import Awaitable, Callable
 
 from django.core.asgi import get_asgi_application
 
@@ -10,10 +12,29 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat import checkpoint  # noqa: E402
+from chat.hub import hub  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.security import OriginValidator  # noqa: E402
 
 checkpoint.start()
+
+
+async def lifespan(
+    scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]
+) -> None:
+    """The server's start and stop: uvicorn (`manage.py serve`) sends both; daphne
+    (`runserver`) sends neither. On stop, once uvicorn has closed the sockets, this
+    process's hub leaves the bus group (within chat.hub.LEAVE_TIMEOUT) so it is no
+    longer sent every room event."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await hub.stop()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
 
 application = ProtocolTypeRouter(
     {
@@ -21,5 +42,6 @@ application = ProtocolTypeRouter(
         # No session middleware on sockets: it wraps every send, and only joins need the
         # session (chat.consumers.session_key_of reads the cookie then).
         "websocket": OriginValidator(URLRouter(websocket_urlpatterns)),
+        "lifespan": lifespan,
     }
 )

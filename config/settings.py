@@ -1,5 +1,6 @@
 """Settings for the chat server, every knob read from the environment.
 
+A deployment keeps them in one file that CHAT_ENV_FILE names (config/envfile.py).
 Without DATABASE_URL and REDIS_URL the server runs on SQLite and the in-memory
 channel layer, so `make run` needs no services. Every limit of PROTOCOL.md is read
 from the environment variable of the same name.
@@ -10,6 +11,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+
+from config import envfile
+
+envfile.load()  # CHAT_ENV_FILE, when a deployment sets it (docs/production.md)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CHAT_VAR_DIR", BASE_DIR / "var"))
@@ -100,7 +105,10 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for development).")
+        raise ImproperlyConfigured(
+            "Set DJANGO_SECRET_KEY, in the environment or in the file CHAT_ENV_FILE names "
+            "(or DJANGO_DEBUG=1 for development)."
+        )
     SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 
@@ -118,7 +126,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The response headers of every answer, /healthz and static files included.
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chat.csp.ContentSecurityPolicyMiddleware",
+    # /healthz, before the host check (CommonMiddleware): a check asks a process on its
+    # own address, which is no allowed host (SECURE_REDIRECT_EXEMPT: over plain HTTP too).
+    "chat.views.HealthzFirst",
     # Serves the browser app's static files under `serve` (DEBUG off) as well.
     "chat.staticfiles.AsyncWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -126,8 +140,6 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "chat.csp.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -166,6 +178,19 @@ CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 10000)
 # probe is out is replaced by one on a new channel.
 HUB_WATCHDOG_INTERVAL = env_float("HUB_WATCHDOG_INTERVAL", 2)
 HUB_WATCHDOG_TIMEOUT = env_float("HUB_WATCHDOG_TIMEOUT", 10)
+# Seconds the Redis layer keeps a channel in a group unless it is added again
+# (channels-redis's group_expiry; its default is a day). Every process's hub is in the
+# bus group and renews its place every HUB_WATCHDOG_INTERVAL; a process that stops
+# leaves the group, and one that is killed is dropped by the first group send after
+# this long. Whole seconds (Redis EXPIRE), at least three renewals, and the servers'
+# clocks must agree to well within it (the layer compares each sender's clock with the
+# renewing process's).
+CHANNEL_GROUP_EXPIRY = env_int("CHANNEL_GROUP_EXPIRY", 30)
+if CHANNEL_GROUP_EXPIRY < 3 * HUB_WATCHDOG_INTERVAL:
+    raise ImproperlyConfigured(
+        f"CHANNEL_GROUP_EXPIRY ({CHANNEL_GROUP_EXPIRY} s) must be at least three hub renewals, "
+        f"3 x HUB_WATCHDOG_INTERVAL ({HUB_WATCHDOG_INTERVAL} s)."
+    )
 # Frames that may wait for one socket; a client that stops reading past this is
 # closed with 4002 instead of growing server memory.
 WS_SEND_QUEUE_LIMIT = env_int("WS_SEND_QUEUE_LIMIT", 1000)
@@ -198,6 +223,7 @@ if REDIS_URL or REDIS_SENTINELS:
                 "hosts": [redis_layer_host(REDIS_URL)],
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_CAPACITY,
+                "group_expiry": CHANNEL_GROUP_EXPIRY,
             },
         }
     }
@@ -223,7 +249,14 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-# WhiteNoise finds the apps' static files itself, so no collectstatic step is needed.
+# Pages name static files by their hashes (app.3f9c2a1b7e4d.js) from the manifest of
+# `collectstatic`, so a cache may keep a file for good and a release changes every name it
+# changes. Without a manifest (development, tests), or for a file it lacks, the plain name;
+# WhiteNoise finds the apps' static files itself, so no collectstatic step is needed there.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "chat.staticfiles.ManifestStaticFilesStorage"},
+}
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 

@@ -8,6 +8,6 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("rooms/<str:join_key>/", views.index, name="room"),
     path("files/<str:file_id>", file_views.download, name="file"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", views.healthz, name="healthz"),  # answered by views.HealthzFirst
     path("admin/", admin.site.urls),
 ]

@@ -38,13 +38,15 @@ def misplaced(root: Path) -> str | None:
     files, the generated key or the SQLite database."""
     root = root.resolve()
     project = Path(settings.BASE_DIR).resolve()
-    if root == project or root.is_relative_to(project) and not root.is_relative_to(project / "var"):
+    if root == project or (root.is_relative_to(project) and not root.is_relative_to(project / "var")):
         return f"FILES_ROOT ({root}) lies inside the project's code ({project})"
+    database = settings.DATABASES["default"]
+    sqlite = database["NAME"] if database["ENGINE"].endswith("sqlite3") else None
     for what, path in (
         ("the project", project),
         ("STATIC_ROOT", settings.STATIC_ROOT),
         ("FILES_KEY_FILE", settings.FILES_KEY_FILE),
-        ("the database", settings.DATABASES["default"]["NAME"]),
+        ("the database", sqlite),
     ):
         if path and Path(path).resolve().is_relative_to(root):
             return f"FILES_ROOT ({root}) holds {what} ({path})"

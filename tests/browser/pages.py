@@ -22,7 +22,7 @@ def create_room(page: Page, name: str, owner: str, password: str = "", descripti
     form.get_by_role("button", name="Create room").click()
     expect(page.locator("#room-name")).to_have_text(name)
     link = page.get_by_label("Share link")
-    expect(link).to_have_value(re.compile(r"^http://[^/]+/rooms/[^/]+/$"))
+    expect(link).to_have_value(re.compile(r"^https?://[^/]+/rooms/[^/]+/$"))
     return link.input_value()
 
 

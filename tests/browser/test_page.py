@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 
 from chat.errors import ErrorCode
 from tests.browser.pages import create_room, expect_members, join_room, say
+from tests.e2e.servers import manage
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -45,6 +46,22 @@ def test_static_files_are_served_by_both_servers(server_with, command):
     assert "javascript" in headers["Content-Type"]
     status, _, body = fetch(server.http)
     assert status == 200 and b'src="/static/chat/app.js"' in body
+
+
+def test_the_app_runs_from_hashed_files_after_collectstatic(sqlite_env, servers, new_page):
+    """Production after `collectstatic`: the page, and every module it imports, by hashed name."""
+    manage(sqlite_env, "collectstatic", "--noinput")
+    (server,) = servers(sqlite_env)
+    page = new_page(server.http)
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.reload()
+    create_room(page, "Hashed", "Ann")
+    say(page, "from hashed modules")
+    expect(page.locator("#messages li .text")).to_have_text(["from hashed modules"])
+    static = [url for url in requests if "/static/" in url]
+    assert len(static) == 7 and all(re.search(r"\.[0-9a-f]{12}\.(js|css)$", url) for url in static), static
+    assert page.console_errors == []
 
 
 def test_keyboard_alone_creates_a_room_and_chats(server, new_page):

@@ -2,7 +2,9 @@
 connected, over the in-memory and Redis layers."""
 
 import base64
+import html
 import os
+import re
 
 import pytest
 from channels.db import database_sync_to_async
@@ -30,6 +32,35 @@ async def act(client: AsyncClient, model: str, action: str, *pks) -> None:
         f"/admin/{model}/", {"action": action, "_selected_action": [str(pk) for pk in pks]}
     )
     assert response.status_code == 302, response.content[:500]
+
+
+async def admin_messages(client: AsyncClient, model: str) -> list[tuple[str, str]]:
+    """The (level, text) of each message the admin shows on its next page."""
+    page = (await client.get(f"/admin/{model}/")).content.decode()
+    listing = re.search(r'<ul class="messagelist">(.*?)</ul>', page, re.S)
+    found = re.findall(r'<li class="(\w+)">(.*?)</li>', listing.group(1), re.S) if listing else []
+    return [(level, html.unescape(text)) for level, text in found]
+
+
+def row_order(page: str, *rows: Participant) -> list[int]:
+    """Where each participant's row (its checkbox) is on a change list page."""
+    return [page.index(f'name="_selected_action" value="{row.pk}"') for row in rows]
+
+
+async def bob_reconnected():
+    """Bob joins, drops, joins again: a left row and a present row named Bob."""
+    owner, created = await create_room(name="Lobby")
+    join_key = created["room_info"]["join_key"]
+    first, _ = await join_room(join_key, "Bob", client=("10.0.0.2", 5000))
+    assert (await owner.receive_json_from())["type"] == "ParticipantJoined"
+    await first.disconnect()
+    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
+    bob, _ = await join_room(join_key, "Bob", client=("10.0.0.2", 5001))
+    assert (await owner.receive_json_from())["type"] == "ParticipantJoined"
+    stale = await Participant.objects.aget(name="Bob", left_at__isnull=False)
+    present = await Participant.objects.aget(name="Bob", left_at__isnull=True)
+    assert stale.pk < present.pk
+    return owner, bob, created, stale, present
 
 
 async def expect_closed(communicator, code: int) -> None:
@@ -217,5 +248,80 @@ async def test_lists_search_and_filters_render_for_staff(layer):
     assert await LogEntry.objects.filter(
         object_id=str(bob_row.pk), change_message__contains="Removed"
     ).aexists()
+    await owner.disconnect()
+    await bob.disconnect()
+
+
+async def test_participant_list_shows_the_present_before_those_who_left(layer):
+    owner, bob, created, stale, present = await bob_reconnected()
+    owner_row = await Participant.objects.aget(role=Participant.Role.OWNER)
+    admin = await staff_client()
+
+    page = (await admin.get("/admin/chat/participant/")).content.decode()
+    at_owner, at_present, at_stale = row_order(page, owner_row, present, stale)
+    assert max(at_owner, at_present) < at_stale  # both present rows before the row that left
+    assert at_present < at_owner  # among the present, the newest join first
+    assert "field-is_present" in page and "presence" in page  # the column and the filter
+    # The room page's participant list too.
+    page = (await admin.get(f"/admin/chat/room/{created['room_info']['id']}/change/")).content.decode()
+    assert page.index(f'value="{present.pk}"') < page.index(f'value="{stale.pk}"')
+    # Sorting by the "present" column, either way, and the filter still answer.
+    for query in ("?o=4", "?o=-4", "?present=no", "?present=yes"):
+        assert (await admin.get(f"/admin/chat/participant/{query}")).status_code == 200, query
+    listing = (await admin.get("/admin/chat/participant/?present=no")).content.decode()
+    assert f'value="{stale.pk}"' in listing and f'value="{present.pk}"' not in listing
+    await owner.disconnect()
+    await bob.disconnect()
+
+
+async def test_removing_someone_who_already_left_says_so_and_touches_nobody(layer):
+    owner, bob, _, stale, present = await bob_reconnected()
+    admin = await staff_client()
+
+    await act(admin, "chat/participant", "remove_from_room", stale.pk)
+    shown = await admin_messages(admin, "chat/participant")
+    assert [level for level, _ in shown] == ["warning"], shown
+    text = shown[0][1]
+    assert text.startswith("Bob had already left Lobby; nothing to remove."), text
+    assert "Bob is in Lobby again" in text, text  # points at the present row
+    assert "Removed" not in text
+    # Nobody was kicked, banned or logged; the present Bob is still there.
+    assert await bob.receive_nothing(0.2) and await owner.receive_nothing(0.1)
+    assert (await Participant.objects.aget(pk=present.pk)).left_at is None
+    assert not await Ban.objects.aexists()
+    assert not await LogEntry.objects.filter(object_id=str(stale.pk)).aexists()
+    await owner.disconnect()
+    await bob.disconnect()
+
+
+async def test_removing_a_mix_counts_the_removed_and_names_those_already_gone(layer):
+    owner, bob, created, stale, present = await bob_reconnected()
+    join_key = created["room_info"]["join_key"]
+    dave, _ = await join_room(join_key, "Dave", client=("10.0.0.4", 5000))
+    await dave.disconnect()
+    carol, _ = await join_room(join_key, "Carol", client=("10.0.0.3", 5000))
+    for communicator in (owner, bob):
+        for _ in range(3):  # Dave joined, Dave left, Carol joined
+            await communicator.receive_json_from()
+    dave_row = await Participant.objects.aget(name="Dave")
+    carol_row = await Participant.objects.aget(name="Carol")
+    assert dave_row.left_at is not None
+    admin = await staff_client()
+
+    await act(admin, "chat/participant", "remove_from_room", stale.pk, dave_row.pk, carol_row.pk)
+    await expect_error(carol, "kicked")
+    await expect_closed(carol, 4001)
+    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Carol"}
+    shown = await admin_messages(admin, "chat/participant")
+    assert [level for level, _ in shown] == ["success", "warning"], shown
+    assert shown[0][1] == "Removed 1 participant(s)."
+    warning = shown[1][1]
+    named = warning.removeprefix("2 had already left; nothing to remove: ").partition(".")[0]
+    assert sorted(named.split(", ")) == ["Bob (Lobby)", "Dave (Lobby)"], warning
+    assert "Bob is in Lobby again" in warning and "Dave is in" not in warning
+    assert (await Participant.objects.aget(pk=present.pk)).left_at is None
+    # The present Bob hears that Carol left, and nothing else: he was not kicked.
+    assert await bob.receive_json_from() == {"type": "ParticipantLeft", "name": "Carol"}
+    assert await bob.receive_nothing(0.2)
     await owner.disconnect()
     await bob.disconnect()

@@ -31,6 +31,17 @@ async def test_healthz_is_503_when_the_channel_layer_is_down(async_client, setti
     assert response.json()["channel_layer"] == "down" and response.json()["database"] == "ok"
 
 
+def test_healthz_answers_a_process_asked_on_its_own_address_over_plain_http(client, settings):
+    """A supervisor asks http://127.0.0.1:8001/healthz: no allowed host, no TLS. It gets
+    the answer, where every other path gets 400 (host) or 301 (HTTPS)."""
+    settings.ALLOWED_HOSTS = ["chat.example.org"]
+    settings.SECURE_SSL_REDIRECT = True
+    response = client.get("/healthz", HTTP_HOST="127.0.0.1:8001")
+    assert response.status_code == 200 and response.json()["status"] == "ok"
+    assert client.get("/", HTTP_HOST="127.0.0.1:8001").status_code == 400
+    assert client.get("/", HTTP_HOST="chat.example.org").status_code == 301
+
+
 @pytest.mark.parametrize("path", ["/", "/rooms/some-join-key/"])
 def test_app_pages_give_a_session_cookie(client, settings, path):
     response = client.get(path)
@@ -103,6 +114,14 @@ def test_check_deploy_is_clean_with_the_documented_production_settings(tmp_path)
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "FILES_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
     }
+    # docs/production.md, Processes: collectstatic first (without it, chat.W004).
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,

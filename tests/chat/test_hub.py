@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from redis.asyncio import Redis
 
 from chat.hub import BUS_GROUP, CLOSE_TOO_SLOW, EVENT_TYPE, Hub, Outbox
 from config.settings import redis_layer_host
@@ -393,3 +394,78 @@ async def test_a_receive_that_keeps_moving_is_left_alone(settings):
     await hub.watch()
     assert hub.channel != channel
     hub.task.cancel()
+
+
+async def bus_members(layer: str, hub: Hub) -> set[str]:
+    """The channels in the bus group, as the layer stores them (Redis: its sorted set)."""
+    if layer == "memory":
+        return set(hub.layer.groups.get(BUS_GROUP, {}))
+    client = Redis.from_url(REDIS_URL)
+    try:
+        members = await client.zrange(f"{hub.layer.prefix}:group:{BUS_GROUP}", 0, -1)
+    finally:
+        await client.aclose()
+    return {member.decode() for member in members}
+
+
+async def test_a_hub_that_stops_leaves_the_bus(layer):
+    """A process that stops takes its channel out of the group, so nobody keeps
+    sending it every room event (channels-redis keeps a member a day by default)."""
+    leaving, staying = Hub(), Hub()
+    await leaving.start()
+    await staying.start()
+    assert await bus_members(layer, leaving) == {leaving.channel, staying.channel}
+    await leaving.stop()
+    assert leaving.task.done()
+    assert await bus_members(layer, leaving) == {staying.channel}
+    await leaving.refresh()  # a heartbeat after the stop does not put it back
+    assert await bus_members(layer, leaving) == {staying.channel}
+    await staying.stop()
+    assert await bus_members(layer, staying) == set()
+
+
+async def test_stopping_never_waits_long_for_a_layer_that_hangs(settings, monkeypatch, caplog):
+    """Redis hung or unreachable: the process stops anyway, after LEAVE_TIMEOUT."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
+    monkeypatch.setattr("chat.hub.LEAVE_TIMEOUT", 0.2)
+    hub = Hub()
+    await hub.start()
+
+    async def hangs(group: str, channel: str) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(hub.layer, "group_discard", hangs)
+    began = time.monotonic()
+    await hub.stop()
+    assert time.monotonic() - began < 1
+    assert hub.task.done() and "could not leave the bus" in caplog.text
+
+
+@pytest.mark.redis
+async def test_a_hub_that_vanishes_drops_out_and_a_live_one_stays(settings):
+    """A killed process never leaves: the layer drops its channel at the first group
+    send after the group expiry. A live hub renews its place itself (its watchdog),
+    with no socket and so no presence heartbeat, and stays."""
+    settings.HUB_WATCHDOG_INTERVAL = 0.2
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [redis_layer_host(REDIS_URL)],
+                "prefix": f"test-{uuid.uuid4().hex[:8]}",
+                "group_expiry": 2,
+            },
+        }
+    }
+    live, killed = Hub(), Hub()
+    await live.start()
+    await killed.start()
+    killed.task.cancel()  # SIGKILL: its tasks end, and nothing takes it off the bus
+    killed.receiver.cancel()
+    await asyncio.sleep(0.5)
+    assert await bus_members("redis", live) == {live.channel, killed.channel}
+    await asyncio.sleep(3.2)  # past the expiry (channels-redis compares whole seconds)
+    await live.layer.group_send(BUS_GROUP, {"type": EVENT_TYPE, "events": []})
+    assert await bus_members("redis", live) == {live.channel}
+    await live.stop()
+    await live.layer.flush()

@@ -118,6 +118,16 @@ def test_the_project_or_a_folder_above_it_is_refused(settings, tmp_path, where):
         purge()
 
 
+def test_a_folder_holding_the_static_files_or_the_key_is_refused(settings, tmp_path):
+    """FILES_ROOT=/var/lib/chat, the data folder itself, would take in static/ and files.key."""
+    data = tmp_path / "var" / "lib" / "chat"
+    settings.STATIC_ROOT, settings.FILES_KEY_FILE = data / "static", data / "files.key"
+    settings.FILES_ROOT = data
+    assert errors() == ["files.E001"]
+    with pytest.raises(CommandError, match="holds STATIC_ROOT"):
+        purge()
+
+
 def test_the_projects_var_folder_is_data_and_allowed(settings, tmp_path):
     """The embedded default, FILES_ROOT = var/files inside the checkout (ignored by git)."""
     checkout = tmp_path / "chat"

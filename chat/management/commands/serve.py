@@ -57,7 +57,8 @@ class Command(BaseCommand):
             ws_ping_timeout=options["ping_timeout"],
             proxy_headers=options["proxy_headers"],
             forwarded_allow_ips=options["forwarded_allow_ips"],
-            lifespan="off",
+            # Its shutdown event stops the hub once the sockets are closed (config/asgi.py).
+            lifespan="on",
             access_log=False,
             log_config=None,
         )

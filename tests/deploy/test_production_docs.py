@@ -1,0 +1,532 @@
+"""docs/production.md, followed step by step on this machine (`make deploy-check`).
+
+A scratch folder stands for `/`. Blocks marked `run` are run as written, with the
+paths moved into that folder, `sudo -u ...` dropped, and free ports and a scratch
+database name put in; file blocks are written where they belong; `system` blocks
+(packages, users, systemd, nginx's own config) are done here by their equivalent: two
+processes started from the unit's lines and kept up as `Restart=always` would, nginx
+with the documented site file and a self-signed certificate. Then the deployment is
+used as people would: through nginx, over TLS, in a browser.
+"""
+
+import asyncio
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[2]
+DOC = PROJECT / "docs" / "production.md"
+BLOCK = re.compile(r"<!-- deploy: (run|system|file)(?: (\S+))? -->\n```[^\n]*\n(.*?)```", re.S)
+HOST = "chat.example.org"
+
+pytestmark = [pytest.mark.deploy, pytest.mark.timeout(600)]
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
+def unavailable() -> str | None:
+    if nginx_binary() is None:
+        return "nginx is not installed: the deployment docs were not followed (apt-get install nginx-light)"
+    for what, port in (("PostgreSQL", 5432), ("Redis", 6379)):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        except OSError:
+            return f"{what} is not on 127.0.0.1:{port}, as docs/production.md has it"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def blocks() -> list[tuple[str, str | None, str]]:
+    found = BLOCK.findall(DOC.read_text())
+    assert found, "docs/production.md has no deploy blocks"
+    return [(kind, target or None, text) for kind, target, text in found]
+
+
+@dataclass
+class Deployment:
+    root: Path
+    ports: dict[str, int]
+    database: str
+    swaps: dict[str, str] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
+    processes: dict[int, "Supervised"] = field(default_factory=dict)
+    nginx: subprocess.Popen | None = None
+    skipped: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        p = self.ports
+        found = subprocess.run([PROJECT / "bin" / "find-python"], capture_output=True, text=True)
+        python = found.stdout.strip()
+        self.swaps = {
+            "git clone https://github.com/OWNER/chat.git": f"git clone --quiet {self.root / 'source'}",
+            "python3.12 -m venv": f"{python} -m venv",
+            "sudo -u postgres ": "PGHOST=127.0.0.1 PGUSER=postgres ",
+            "sudo -u chat ": "",
+            "CREATE ROLE chat ": f"CREATE ROLE {self.database} ",
+            "--owner chat chat": f"--owner {self.database} {self.database}",
+            "postgres://chat:": f"postgres://{self.database}:",
+            "@127.0.0.1:5432/chat": f"@127.0.0.1:5432/{self.database}",
+            "/etc/letsencrypt/live/chat.example.org": f"{self.root}/etc/tls",
+            "/opt/chat": f"{self.root}/opt/chat",
+            "/etc/chat": f"{self.root}/etc/chat",
+            "/var/lib/chat": f"{self.root}/var/lib/chat",
+            "/var/log/chat": f"{self.root}/var/log/chat",
+            "127.0.0.1:8001": f"127.0.0.1:{p['first']}",
+            "127.0.0.1:8002": f"127.0.0.1:{p['second']}",
+            "http://127.0.0.1/healthz": f"http://127.0.0.1:{p['http']}/healthz",
+            "listen 443 ssl http2;": f"listen 127.0.0.1:{p['https']} ssl http2;",
+            "listen 80;": f"listen 127.0.0.1:{p['http']};",
+            "systemctl restart chat@$port": 'restart_chat "$port"',
+            "for port in 8001 8002;": f"for port in {p['first']} {p['second']};",
+        }
+
+    def moved(self, text: str) -> str:
+        for old, new in self.swaps.items():
+            if old in text:
+                self.used.add(old)
+                text = text.replace(old, new)
+        return text
+
+    def env(self) -> dict[str, str]:
+        """What a root shell on the machine has: a PATH, a HOME; never the test's settings."""
+        return {
+            "PATH": f"{self.root / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            "HOME": str(self.root / "home"),
+            "LANG": "C.UTF-8",
+            # Our scratch deployment shares this machine's Redis with other tests.
+            "CHANNEL_LAYER_PREFIX": f"deploy-{self.database}",
+        }
+
+    def shell(self, text: str) -> str:
+        helpers = (
+            f"manage() {{ env CHAT_ENV_FILE={self.root}/etc/chat/chat.env "
+            f'{self.root}/opt/chat/.venv/bin/python {self.root}/opt/chat/manage.py "$@"; }}\n'
+            f'restart_chat() {{ pid=$(cat {self.root}/run/chat@$1.pid); kill -TERM "$pid"; '
+            f'while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; '
+            f'until [ "$(cat {self.root}/run/chat@$1.pid)" != "$pid" ]; do sleep 0.1; done; }}\n'
+        )
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", helpers + self.moved(text)],
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            cwd=self.root,
+            timeout=300,
+        )
+        output = f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+        assert done.returncode == 0, f"this step failed:\n{text}\n{output}"
+        return done.stdout
+
+    # --- What the system blocks do, done here -------------------------------------------
+
+    def folders(self) -> None:
+        for path in ("var/lib/chat/files", "var/log/chat", "etc/chat", "etc/tls", "run", "home", "bin"):
+            (self.root / path).mkdir(parents=True, exist_ok=True)
+        # `sudo -u postgres psql` and `createdb` find the machine's PostgreSQL by PGHOST.
+        self_signed(self.root / "etc" / "tls")
+
+    def start_units(self, line: str) -> None:
+        unit = (self.root / "etc/systemd/system/chat@.service").read_text()  # moved when written
+        verify_unit(self.root / "etc/systemd/system/chat@.service")
+        ports = [int(word.split("@")[1]) for word in line.split() if word.startswith("chat@")]
+        assert ports == [8001, 8002], line
+        for port in (self.ports["first"], self.ports["second"]):
+            self.processes[port] = Supervised.from_unit(unit, port, self)
+        for port, process in self.processes.items():
+            try:
+                wait_for_health(f"http://127.0.0.1:{port}/healthz", within=60)
+            except AssertionError as exc:
+                output = process.pid_file.with_suffix(".log").read_text()
+                raise AssertionError(f"{exc}; its output:\n{output}") from None
+
+    def start_nginx(self) -> None:
+        site = self.root / "etc/nginx/sites-available/chat"
+        conf = self.root / "etc/nginx/nginx.conf"
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf.write_text(
+            f"{user}worker_processes 1;\ndaemon off;\npid {self.root}/run/nginx.pid;\n"
+            f"error_log {self.root}/var/log/nginx-error.log;\n"
+            "events { worker_connections 512; }\n"
+            f"http {{\n  access_log {self.root}/var/log/nginx-access.log;\n"
+            f"  client_body_temp_path {self.root}/run/body; proxy_temp_path {self.root}/run/proxy;\n"
+            f"  fastcgi_temp_path {self.root}/run/f; uwsgi_temp_path {self.root}/run/u;\n"
+            f"  scgi_temp_path {self.root}/run/s;\n"
+            "  include /etc/nginx/mime.types;\n"
+            f"  include {site};\n}}\n"
+        )
+        binary = nginx_binary()
+        subprocess.run([binary, "-t", "-p", str(self.root), "-c", str(conf)], check=True, capture_output=True)
+        self.nginx = subprocess.Popen([binary, "-p", str(self.root), "-c", str(conf)])
+        wait_for_health(f"https://127.0.0.1:{self.ports['https']}/healthz", within=20, host=HOST)
+
+    def follow(self, until: str) -> list[tuple[str, str | None, str]]:
+        """Follow the page up to the block that contains `until`; returns the rest."""
+        steps = blocks()
+        for index, (kind, target, text) in enumerate(steps):
+            if until in text:
+                return steps[index:]
+            self.log.append(f"{kind} {target or ''}: {text.splitlines()[0]}")
+            if kind == "file":
+                path = self.root / target.lstrip("/")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(self.moved(text))
+            elif kind == "run":
+                self.shell(text)
+            elif "useradd" in text:
+                self.folders()
+            elif "systemctl enable --now" in text:
+                self.start_units(next(line for line in text.splitlines() if "enable --now" in line))
+            elif "sites-enabled" in text:
+                self.start_nginx()
+            elif "chgrp chat" in text or "createsuperuser" in text:
+                self.skipped.append(text.strip())
+            else:
+                raise AssertionError(f"a system step this proof does not know; teach it:\n{text}")
+        raise AssertionError(f"docs/production.md has no step with {until!r}")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.stop()
+        if self.nginx is not None:
+            self.nginx.terminate()
+            self.nginx.wait(10)
+
+
+class Supervised:
+    """One `chat@PORT` unit: its ExecStart with its Environment, restarted when it exits
+    (`Restart=always`, `RestartSec`), its pid in run/chat@PORT.pid for `restart_chat`."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, pid_file: Path, pause: float) -> None:
+        self.argv, self.env, self.cwd, self.pid_file, self.pause = argv, env, cwd, pid_file, pause
+        self.stopping = False
+        self.starts = 0
+        self.process = self._start()
+        self.thread = threading.Thread(target=self._keep_up, daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def from_unit(cls, unit: str, port: int, deployment: Deployment) -> "Supervised":
+        lines = dict(
+            line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#")
+        )
+        env = {**deployment.env(), **dict([lines["Environment"].split("=", 1)])}
+        argv = shlex.split(lines["ExecStart"].replace("%i", str(port)))
+        pause = float(lines["RestartSec"])
+        assert lines["Restart"] == "always"
+        return cls(argv, env, lines["WorkingDirectory"], deployment.root / f"run/chat@{port}.pid", pause)
+
+    def _start(self) -> subprocess.Popen:
+        log = open(self.pid_file.with_suffix(".log"), "a")  # noqa: SIM115 (the child keeps it)
+        process = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=log)
+        self.pid_file.write_text(str(process.pid))
+        self.starts += 1
+        return process
+
+    def _keep_up(self) -> None:
+        while True:
+            self.process.wait()
+            if self.stopping:
+                return
+            time.sleep(self.pause)
+            if self.stopping:
+                return
+            self.process = self._start()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def verify_unit(unit: Path) -> None:
+    """systemd's own reading of the unit, where systemd-analyze is installed."""
+    if shutil.which("systemd-analyze") is None:
+        return
+    instance = unit.with_name("chat@8001.service")
+    shutil.copy(unit, instance)
+    verified = subprocess.run(["systemd-analyze", "verify", str(instance)], capture_output=True, text=True)
+    instance.unlink()
+    complaints = [line for line in verified.stderr.splitlines() if "chat@8001.service" in line]
+    assert verified.returncode == 0 and not complaints, verified.stderr
+
+
+def self_signed(folder: Path) -> None:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={HOST}",
+         "-addext", f"subjectAltName=DNS:{HOST}", "-keyout", str(folder / "privkey.pem"),
+         "-out", str(folder / "fullchain.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def tls(root: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(root / "etc/tls/fullchain.pem"))
+
+
+def fetch(url: str, *, host: str | None = None, context: ssl.SSLContext | None = None):
+    """(status, headers, body) of a GET, redirects not followed."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=context))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def wait_for_health(url: str, *, within: float, host: str | None = None) -> None:
+    context = ssl._create_unverified_context() if url.startswith("https") else None
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if fetch(url, host=host, context=context)[0] == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer 200 within {within} s"
+        time.sleep(0.2)
+
+
+def snapshot(into: Path) -> None:
+    """The project as it is now (committed or not), as the repository to clone."""
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=PROJECT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, files):
+        source = PROJECT / name
+        if source.is_file():
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, into / name)
+    git = ["git", "-c", "user.name=deploy", "-c", "user.email=deploy@localhost"]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "release"]):
+        subprocess.run([*git, *step], cwd=into, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    if reason := unavailable():
+        if os.environ.get("DEPLOY_TESTS_REQUIRED") == "1":
+            pytest.fail(f"DEPLOY_TESTS_REQUIRED=1 but {reason}")
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("root")
+    os.chmod(root, 0o755)
+    ports = {name: free_port() for name in ("first", "second", "https", "http")}
+    deploy = Deployment(root, ports, database=f"chat_{uuid.uuid4().hex[:10]}")
+    (root / "source").mkdir()
+    snapshot(root / "source")
+    began = time.monotonic()
+    try:
+        deploy.rest = deploy.follow(until="git pull --ff-only")
+        deploy.seconds = time.monotonic() - began
+        print(f"\nfirst deployment by docs/production.md: {deploy.seconds:.0f} s")
+        yield deploy
+    finally:
+        deploy.stop()
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-q",
+             "-c", f"DROP DATABASE IF EXISTS {deploy.database}",
+             "-c", f"DROP ROLE IF EXISTS {deploy.database}"],
+            capture_output=True,
+        )  # fmt: skip
+
+
+def test_every_step_of_the_page_was_followed(deployment):
+    """Every rewrite this proof makes matched the page (a changed page changes the proof),
+    and only the steps that need a real machine's root were left to it."""
+    for _, _, text in deployment.rest:
+        deployment.moved(text)
+    assert set(deployment.swaps) == deployment.used, set(deployment.swaps) - deployment.used
+    assert len(deployment.skipped) == 2, deployment.skipped
+    env_file = (deployment.root / "etc/chat/chat.env").read_text()
+    assert "DJANGO_SECRET_KEY=" in env_file and "$(" not in env_file
+
+
+def test_health_checks_answer_and_plain_http_redirects_everything_else(deployment):
+    ports = deployment.ports
+    for port in (ports["first"], ports["second"]):
+        assert fetch(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    status, _, body = fetch(f"http://127.0.0.1:{ports['http']}/healthz", host=HOST)
+    assert status == 200 and b'"ok"' in body, (status, body)
+    status, headers, _ = fetch(f"http://127.0.0.1:{ports['http']}/rooms/x/", host=HOST)
+    assert status == 301 and headers["Location"] == f"https://{HOST}/rooms/x/"
+    unverified = ssl._create_unverified_context()
+    status, headers, _ = fetch(f"https://127.0.0.1:{ports['https']}/", host=HOST, context=unverified)
+    assert status == 200 and "preload" in headers["Strict-Transport-Security"]
+
+
+def test_static_files_have_hashed_names_that_browsers_may_keep(deployment):
+    base = f"https://127.0.0.1:{deployment.ports['https']}"
+    context = ssl._create_unverified_context()
+    _, _, page = fetch(f"{base}/", host=HOST, context=context)
+    script = re.search(rb'<script type="module" src="(/static/chat/app\.[0-9a-f]{12}\.js)"', page)
+    assert script, page[:2000]
+    status, headers, body = fetch(f"{base}{script[1].decode()}", host=HOST, context=context)
+    assert status == 200 and "immutable" in headers["Cache-Control"]
+    imports = re.findall(rb'from "\./([a-z]+\.[0-9a-f]{12}\.js)"', body)
+    assert imports, body[:500]
+    for name in imports:
+        assert fetch(f"{base}/static/chat/{name.decode()}", host=HOST, context=context)[0] == 200
+
+
+def test_a_browser_session_through_nginx_chats_and_shares_a_file(deployment, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, browser_unavailable
+    from tests.browser.pages import create_room, join_room, message_texts, say
+    from tests.browser.test_files import file_items, pick
+
+    if reason := browser_unavailable():
+        pytest.skip(reason)
+    https = deployment.ports["https"]
+    playwright = sync_playwright().start()
+    # chat.example.org is this machine, as DNS would have it.
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {HOST} 127.0.0.1"]
+    )
+
+    def person(url: str):
+        page = browser.new_context(ignore_https_errors=True, accept_downloads=True).new_page()
+        page.goto(url)
+        return page
+
+    try:
+        alice = person(f"https://{HOST}:{https}/")
+        link = create_room(alice, "Through nginx", "Alice")
+        bob = person(link)
+        join_room(bob, "Bob")
+        say(alice, "hello over TLS")
+        expect(bob.locator("#messages li .text")).to_have_text(["hello over TLS"])
+        pick(alice, "notes.txt", "text/plain", b"shared through nginx\n")
+        link_in_bob = file_items(bob).get_by_role("link")
+        expect(link_in_bob).to_have_text("notes.txt")
+        with bob.expect_download() as download:
+            link_in_bob.click()
+        saved = tmp_path / "notes.txt"
+        download.value.save_as(saved)
+        assert saved.read_bytes() == b"shared through nginx\n"
+        assert "hello over TLS" in message_texts(alice)
+    finally:
+        browser.close()
+        playwright.stop()
+
+
+def test_a_rolling_restart_while_a_client_chats_loses_nothing(deployment):
+    """The upgrade steps, run as written, while a client sends: every message it was told
+    was stored is in the history, once and in order, and each process was restarted."""
+    from chatclient.client import ChatClient
+    from chatclient.events import History
+
+    upgrade = next(text for kind, _, text in deployment.rest if "git pull --ff-only" in text)
+    starts = {port: process.starts for port, process in deployment.processes.items()}
+    url = f"wss://{HOST}:{deployment.ports['https']}/ws/"
+    context = tls(deployment.root)
+
+    class ThroughNginx(ChatClient):
+        async def _open(self):
+            from websockets.asyncio.client import connect
+
+            return await connect(
+                self.url, ssl=context, host="127.0.0.1", port=deployment.ports["https"],
+                origin=f"https://{HOST}", max_size=self.max_frame, compression=None,
+            )  # fmt: skip
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        sender = await ThroughNginx.connect(url)
+        room = await sender.create_room("Upgrade", owner_name="Ann")
+        upgrading = asyncio.create_task(asyncio.to_thread(deployment.shell, upgrade))
+        sent = []
+        while not upgrading.done():
+            sent.append((await sender.send(f"message {len(sent)}")).text)
+            await asyncio.sleep(0.2)  # a person's pace, under CHAT_RATE_SUSTAINED
+        await upgrading
+        sent.append((await sender.send("after the upgrade")).text)
+        reader = await ThroughNginx.connect(url)
+        await reader.join_room(room.join_key, "Reader")
+        history = await anext(event async for event in reader.events() if isinstance(event, History))
+        await sender.close()
+        await reader.close()
+        return sent, [message.text for message in history.messages]
+
+    sent, stored = asyncio.run(scenario())
+    assert stored == sent and len(sent) > 10
+    assert all(process.starts == starts[port] + 1 for port, process in deployment.processes.items())
+
+
+def test_the_cron_line_runs_with_an_empty_environment_and_purges(deployment):
+    """The documented cron line, as cron runs it: /bin/sh, no environment at all."""
+    line = (deployment.root / "etc/cron.d/chat").read_text().strip()
+    fields = line.split(None, 6)
+    assert fields[5] == "chat", "a cron.d line names its user"
+    upload = subprocess.run(
+        [sys.executable, "-c", UPLOAD_AND_DELETE, f"wss://{HOST}:{deployment.ports['https']}/ws/",
+         str(deployment.root / "etc/tls/fullchain.pem"), str(deployment.ports["https"])],
+        capture_output=True, text=True, timeout=60, cwd=PROJECT,
+    )  # fmt: skip
+    assert upload.returncode == 0, upload.stderr
+    cron = ["env", "-i", "/bin/sh", "-c", fields[6]]
+    ran = subprocess.run(cron, capture_output=True, text=True, timeout=90)
+    assert ran.returncode == 0, ran.stderr
+    log = (deployment.root / "var/log/chat/purge.log").read_text()
+    assert "purge_files: removed 1 file (0 expired, 1 deleted" in log, log
+
+
+UPLOAD_AND_DELETE = """
+import asyncio, ssl, sys
+from websockets.asyncio.client import connect
+from chatclient.client import ChatClient
+
+url, cafile, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+context = ssl.create_default_context(cafile=cafile)
+
+class ThroughNginx(ChatClient):
+    async def _open(self):
+        return await connect(self.url, ssl=context, host="127.0.0.1", port=port,
+                             origin="https://chat.example.org", max_size=self.max_frame, compression=None)
+
+async def main():
+    client = await ThroughNginx.connect(url)
+    await client.create_room("Files", owner_name="Ann")
+    shared = await client.upload_file(b"to be purged", name="purge.txt", mime_type="text/plain")
+    await client.delete_file(shared.id)
+    await client.close()
+
+asyncio.run(main())
+"""
