@@ -40,6 +40,7 @@ import asyncio
 import base64
 import hashlib
 import ipaddress
+import itertools
 import json
 import json.scanner
 import math
@@ -59,6 +60,19 @@ from websockets.exceptions import ConnectionClosed
 
 REPLY_TIMEOUT = 30.0  # seconds to wait for RoomCreated / RoomJoined
 OPEN_TIMEOUT = 60.0  # seconds to connect and finish the WebSocket handshake
+# --sources N: connections spread over the loopback addresses 127.0.1.1-127.0.1.N, so that
+# the server's per-address limits (CONNECTIONS_PER_ADDRESS, ROOMS_PER_HOUR) see the load
+# as N people, as a real crowd would be. 0: the system's choice (127.0.0.1).
+SOURCES = 0
+_connections = itertools.count()
+
+
+def next_source() -> tuple[str, int] | None:
+    if not SOURCES:
+        return None
+    return (f"127.0.1.{next(_connections) % SOURCES + 1}", 0)
+
+
 CLOSE_TIMEOUT = 10.0  # seconds to wait for the server to end a closing connection
 STRAGGLER_TIMEOUT = 5.0  # seconds to wait for deliveries after the last send
 SETUP_CONCURRENCY = 50  # connections opened at once while setting up rooms
@@ -234,7 +248,12 @@ class Client(Member):
     async def open(cls, url: str, name: str, run: Run) -> Client:
         # No client pings: the server pings, and a busy load generator must not time out.
         ws = await connect(
-            url, max_size=None, compression=None, ping_interval=None, open_timeout=OPEN_TIMEOUT
+            url,
+            max_size=None,
+            compression=None,
+            ping_interval=None,
+            open_timeout=OPEN_TIMEOUT,
+            local_addr=next_source(),
         )
         return cls(ws, name, run)
 
@@ -395,6 +414,8 @@ class LeanClient(Member):
             sock = socket.socket(family, kind, proto)
             try:
                 sock.setblocking(False)
+                if (source := next_source()) is not None and family == socket.AF_INET:
+                    sock.bind(source)
                 await self.loop.sock_connect(sock, address)
             except OSError as exc:
                 sock.close()
@@ -1001,7 +1022,12 @@ class FileClient:
     async def open(cls, url: str, cookie: str | None = None) -> FileClient:
         headers = {"Cookie": cookie} if cookie else None
         ws = await connect(
-            url, max_size=None, compression=None, ping_interval=None, additional_headers=headers
+            url,
+            max_size=None,
+            compression=None,
+            ping_interval=None,
+            additional_headers=headers,
+            local_addr=next_source(),
         )
         return cls(ws)
 
@@ -1147,6 +1173,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
+        "--sources",
+        type=int,
+        default=0,
+        help="spread connections over 127.0.1.1-127.0.1.N, as N client addresses (0: one)",
+    )
+    parser.add_argument(
         "--receiver",
         choices=("lean", "websockets"),
         default="lean",
@@ -1201,7 +1233,9 @@ SCENARIOS = {"fanout": fanout, "flood": flood, "joins": joins, "idle": idle, "fi
 
 
 def main(argv: list[str] | None = None) -> int:
+    global SOURCES
     args = parse_args(argv)
+    SOURCES = args.sources
     raise_open_files_limit()
     try:
         figures = asyncio.run(SCENARIOS[args.scenario](args))

@@ -6,6 +6,7 @@
 #   bash bench/run.sh soak    # 10-minute soak (1,000 connections, 200 rooms) and 5,000 idle
 #   bash bench/run.sh two     # one and two processes sharing PostgreSQL and Redis behind nginx
 #   bash bench/run.sh redis   # one process on SQLite and Redis, direct: the hub's receive path
+#   bash bench/run.sh hostile # 50 rooms chatting while one attacker per attack of issue 14 tries
 #   bash bench/run.sh         # both
 #
 # Figures go to stdout and, as JSON lines, to bench/results/<date>-<scenario>.json.
@@ -257,12 +258,36 @@ PY
     stop_servers
 }
 
+# 50 rooms of 5 chatting (5 msg/s each, the chat limits at their defaults, the clients
+# spread over 50 addresses) for 60 s, alone and then while bench/hostile.py runs one
+# attacker per attack of issue 14, each from an address of its own.
+hostile_one() {
+    echo "== hostile: 50 rooms chatting, without and with the attackers =="
+    local env=(CHAT_RATE_BURST=20 CHAT_RATE_SUSTAINED=10)
+    local soak=(soak --rooms 50 --members 5 --rate 5 --duration 60 --sample-every 2)
+    start_one 8540 "${env[@]}"
+    $LOADGEN --json --url ws://127.0.0.1:8540/ws/ --sources 50 "${soak[@]}" --server-pid "${PIDS[0]}" \
+        | record hostile-baseline
+    stop_servers
+    start_one 8541 "${env[@]}"
+    local attacks="${TMPDIR:-/tmp}/bench-hostile-$$.json"
+    $PY bench/hostile.py --port 8541 --duration 90 --server-pid "${PIDS[0]}" >"$attacks" &
+    local attacker=$!
+    sleep 20  # the attackers set up (a room with a large history) and start
+    $LOADGEN --json --url ws://127.0.0.1:8541/ws/ --sources 50 "${soak[@]}" --server-pid "${PIDS[0]}" \
+        | record hostile-attacked
+    wait "$attacker" || true
+    record hostile-attacks <"$attacks"
+    stop_servers
+}
+
 case "${1:-all}" in
     one) one_process ;;
     files) files_one ;;
     soak) soak_one ;;
     two) two_processes ;;
     redis) redis_one ;;
+    hostile) hostile_one ;;
     all) one_process; files_one; two_processes ;;
-    *) echo "usage: bench/run.sh [one|files|soak|two|redis|all]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [one|files|soak|two|redis|hostile|all]" >&2; exit 2 ;;
 esac

@@ -84,3 +84,20 @@ def unverifiable_file_types(app_configs, **kwargs) -> list[Warning]:
             )
         ]
     return []
+
+
+@register(deploy=True)
+def generated_room_key_encryption_key_in_production(app_configs, **kwargs) -> list[Warning]:
+    """Room keys wrapped under a key generated on this machine: fine on a laptop only."""
+    if not settings.ROOM_KEY_ENCRYPTION_KEY:
+        return [
+            Warning(
+                "ROOM_KEY_ENCRYPTION_KEY is not set: room keys are wrapped under a key generated "
+                "into ROOM_KEY_ENCRYPTION_KEY_FILE on this machine.",
+                hint="Set ROOM_KEY_ENCRYPTION_KEY (base64 of 32 random bytes) on every server process, "
+                "keep it out of the database's backups, and move existing rooms onto it with "
+                "`manage.py rewrap_room_keys --old-key-file` (docs/production.md).",
+                id="chat.W005",
+            )
+        ]
+    return []

@@ -1,5 +1,6 @@
 """The WebSocket endpoint: decode -> parse -> one service call -> send/broadcast -> map errors."""
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,13 +11,22 @@ from django.conf import settings
 from django.utils import timezone
 
 from chat import batching, passwords, presence, protocol, selectors, services, sql
+from chat.address_limits import room_creations
 from chat.errors import ErrorCode, ProtocolError
-from chat.events import event
-from chat.hub import Outbox, hub, publish
-from chat.ratelimit import SlidingWindow, TokenBucket, join_failures
+from chat.events import error_event, event
+from chat.hub import Outbox, add_backlog, address_backlog, hub, publish
+from chat.ratelimit import (
+    SlidingWindow,
+    TokenBucket,
+    checked_password,
+    join_failures,
+    take_slot,
+    uploads_in_flight,
+)
 from chat.security import client_address, session_key_of
-from chat.workers import heavy
+from chat.workers import Busy, database, heavy, work_owner
 from files import services as files
+from files import validation
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +45,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.chat_bucket = TokenBucket(settings.CHAT_RATE_BURST, settings.CHAT_RATE_SUSTAINED)
         self.refusals = SlidingWindow(settings.ABUSE_WINDOW)
         self.uploads = SlidingWindow(60)
-        self.outbox = Outbox(self.send_text, self.close_with)
+        self.joins = SlidingWindow(60)  # JOINS_PER_MINUTE
+        self.reads = SlidingWindow(60)  # READS_PER_MINUTE
+        self.outbox = Outbox(self.send_text, self.close_with, owner=client_address(self.scope) or "unknown")
         await self.accept()
         presence.connection_opened()
         event("connect", client=client_address(self.scope))
@@ -67,23 +79,32 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Called with each client frame: errors become `Error`, never a closed socket."""
         if self.outbox.closing is not None:
             return  # closing (kicked, room closed, abuse): nothing more is done for it
+        work_owner.set(client_address(self.scope))  # its share of the work queues
+        held = 0  # this frame's share of UPLOADS_IN_FLIGHT_BYTES
+        self.reserved = 0  # what this frame's large reply holds of its address's backlog
         try:
             if text_data is None:
                 raise ProtocolError(ErrorCode.INVALID_JSON, "Binary frames are not accepted.")
             if len(text_data) > protocol.LARGE_STRING:
+                held = hold_large_frame(text_data)
                 command = await heavy.run(protocol.parse_large_frame, text_data)
             else:
                 command = protocol.parse_client_message(text_data)
             await HANDLERS[type(command)](self, command)
+        except services.SeatGone as exc:
+            await self.seat_gone(exc)
         except ProtocolError as exc:
             await self.refuse(exc)
         except Exception:
             logger.exception("unexpected error handling a client frame")
             await self.refuse(ProtocolError(ErrorCode.SERVER_ERROR))
+        finally:
+            uploads_in_flight.give(held)
+            add_backlog(self.outbox.owner, -self.reserved)
 
     async def refuse(self, exc: ProtocolError) -> None:
         self.send_json(protocol.error_message(exc.code, exc.message))
-        event("error", code=exc.code.value, client=client_address(self.scope))
+        error_event(self, code=exc.code.value, client=client_address(self.scope))  # rate-limited
         if exc.code == ErrorCode.RATE_LIMITED:
             if self.refusals.add() > settings.ABUSE_RATE_LIMITED_FRAMES:
                 event("abuse_close", close=CLOSE_ABUSE, client=client_address(self.scope))
@@ -112,19 +133,31 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- Client messages -------------------------------------------------------
 
     async def create_room(self, command: protocol.CreateRoom) -> None:
+        self.take_join()
         self.require_no_room()
-        password_hash = ""
-        if command.password:
-            password_hash = await passwords.off_loop(passwords.password_hash, command.password)
-        await hub.start()
-        room, seat, owner_token = await database_sync_to_async(services.room_create)(
-            name=command.name,
-            description=command.description,
-            password_hash=password_hash,
-            owner_name=command.owner_name,
-            where=self.where(),
-            now=timezone.now(),
-        )
+        if command.password and passwords.busy():  # refused before any Redis round trip
+            raise Busy()
+        # ROOMS_PER_HOUR per address: a place taken first, given back if no room was made.
+        rooms, address = room_creations(), client_address(self.scope) or "unknown"
+        claim = await rooms.claim(address, settings.ROOMS_PER_HOUR)
+        if claim is None:
+            raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many rooms from this address; wait a while.")
+        try:
+            password_hash = ""
+            if command.password:
+                password_hash = await passwords.off_loop(passwords.password_hash, command.password)
+            await hub.start()
+            room, seat, owner_token = await database(services.room_create)(
+                name=command.name,
+                description=command.description,
+                password_hash=password_hash,
+                owner_name=command.owner_name,
+                where=self.where(),
+                now=timezone.now(),
+            )
+        except BaseException:
+            await rooms.release(address, claim)
+            raise
         self.outbox.stale = None
         await hub.join(seat.group, self.outbox)
         self.take_seat(seat)
@@ -136,19 +169,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
         event("create", room=room.pk, participant=seat.participant_id)
 
     async def join_room(self, command: protocol.JoinRoom) -> None:
+        self.take_join()
         self.require_no_room()
+        await self.ready_for_large_reply(history_estimate())
         address = client_address(self.scope) or "unknown"
         failures = join_failures()
         if await failures.blocked(address):
             raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many wrong passwords; wait a minute.")
         door = selectors.door_cache.get(command.join_key)
         if door is None:
-            door = await database_sync_to_async(selectors.room_door)(join_key=command.join_key)
+            door = await database(selectors.room_door)(join_key=command.join_key)
             selectors.door_cache.put(command.join_key, door)
         if door.password_hash:
-            # Argon2 runs in low-priority threads, beside the loop and the database thread.
-            if not await passwords.off_loop(passwords.password_matches, command.password, door.password_hash):
-                await failures.record(address)
+            # Argon2 runs in low-priority threads, beside the loop and the database thread;
+            # the guess holds its place in the address's limit before it is checked.
+            def check() -> Awaitable[bool]:
+                return passwords.off_loop(passwords.password_matches, command.password, door.password_hash)
+
+            if not await checked_password(failures, address, check):
                 raise ProtocolError(ErrorCode.WRONG_PASSWORD)
         # Join the group before reading the history: a message committed meanwhile then
         # arrives live instead of being lost; it is held until RoomJoined and History
@@ -156,7 +194,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.outbox.hold()
         await hub.join(door.group, self.outbox)
         try:
-            joined = await database_sync_to_async(services.room_join)(
+            joined = await database(services.room_join)(
                 room=door.room,
                 name=command.name,
                 where=self.where(),
@@ -176,7 +214,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             protocol.room_joined_message(selectors.room_info(joined.room), joined.room.encryption_key, names)
         )
         if joined.history:
-            self.send_json(protocol.history_message(joined.history))
+            self.outbox.put(await history_frame(joined.history))
         self.outbox.release(stale=joined.snapshot(command.since).shows)
         await presence.announce_left(joined.swept)
         await publish(
@@ -195,7 +233,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
         now = timezone.now()
         message_id, seq = await batching.message_writer.get().submit(
-            sql.NewMessage(seat.room_id, seat.name, command.content, now)
+            sql.NewMessage(seat.room_id, seat.name, command.content, now, seat.participant_id)
         )
         await publish(
             seat.group,
@@ -205,10 +243,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
 
     async def get_members(self, command: protocol.GetMembers) -> None:
+        self.take_read()
         seat = self.require_room()
-        names = await database_sync_to_async(selectors.members_present)(
-            room_id=seat.room_id, now=timezone.now()
-        )
+        await self.ready_for_large_reply(0)
+        names = await database(selectors.members_present)(room_id=seat.room_id, now=timezone.now())
         self.send_json(protocol.members_message(names))
 
     async def leave_room(self, command: protocol.LeaveRoom) -> None:
@@ -216,16 +254,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.leave()
 
     async def upload_file(self, command: protocol.UploadFile) -> None:
-        # Strict base64 is a field rule, so it is checked before the room (PROTOCOL.md).
-        try:
-            data = await files.decode(command.content)
-        except ProtocolError:
-            if command.large:  # was the frame even JSON? (see protocol.parse_large_frame)
-                await heavy.run(protocol.check_large_string, command.content)
-            raise
-        seat = self.require_room()
-        if self.uploads.add() > settings.FILES_UPLOADS_PER_MINUTE:
+        # The cheap checks first: room, upload rate, size from the base64's length. The
+        # content is decoded only when they pass; when one fails, the content is still
+        # checked (without keeping the bytes), since strict base64 is a field rule and
+        # comes first (PROTOCOL.md). A rate-limited upload takes no place in the window.
+        seat = self.seat
+        if seat is None:
+            await self.upload_bytes(command, keep=False)
+            raise ProtocolError(ErrorCode.NOT_IN_ROOM)
+        if not take_slot(self.uploads, settings.FILES_UPLOADS_PER_MINUTE):
+            await self.upload_bytes(command, keep=False)
             raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many uploads; wait a minute.")
+        if validation.decoded_size(command.content) > settings.FILES_MAX_SIZE:
+            await self.upload_bytes(command, keep=False)
+            raise ProtocolError(ErrorCode.FILE_TOO_LARGE)
+        data = await self.upload_bytes(command)
         now = timezone.now()
         shared = await files.share(
             seat=seat, name=command.name, mime_type=command.mime_type, data=data, now=now
@@ -236,10 +279,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await publish(seat.group, link, message_id=shared.message_id, seq=shared.message_seq)
 
     async def get_file(self, command: protocol.GetFile) -> None:
+        self.take_read()
         seat = self.require_room()
         # One file frame in flight per socket: a client that does not read its
         # downloads holds at most one of them in server memory.
-        await self.outbox.drained()
+        await self.ready_for_large_reply(4 * ((settings.FILES_MAX_SIZE + 2) // 3))
         self.outbox.put(await files.fetch(seat=seat, file_id=command.file_id, now=timezone.now()))
 
     async def delete_file(self, command: protocol.DeleteFile) -> None:
@@ -248,6 +292,41 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await publish(seat.group, protocol.file_deleted_message(str(deleted.id)))
 
     # --- Helpers ------------------------------------------------------------------
+
+    async def ready_for_large_reply(self, most: int) -> None:
+        """A large reply (History, Members, FileContent) is built only once the socket
+        has written what it was sent (a client that does not read holds at most one),
+        and while its address's sockets have room for `most` more bytes under
+        WS_SEND_QUEUE_BYTES (else `rate_limited`); `most` is held for the address until
+        the frame is answered, so simultaneous requests cannot all pass the check
+        (docs/protocol-notes.md, "Large replies wait for the reader")."""
+        await self.outbox.drained()
+        backlog = address_backlog(self.outbox.owner)
+        if backlog and backlog + most > settings.WS_SEND_QUEUE_BYTES:
+            raise ProtocolError(ErrorCode.RATE_LIMITED, "Your connections have much unread; read it first.")
+        add_backlog(self.outbox.owner, most)
+        self.reserved += most
+
+    def take_join(self) -> None:
+        if not take_slot(self.joins, settings.JOINS_PER_MINUTE):
+            raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many joins; wait a minute.")
+
+    def take_read(self) -> None:
+        if not take_slot(self.reads, settings.READS_PER_MINUTE):
+            raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many requests; wait a minute.")
+
+    async def upload_bytes(self, command: protocol.UploadFile, *, keep: bool = True) -> bytes | None:
+        """The upload's bytes (strict base64, decoded beside the loop), or with
+        `keep=False` only the check that it is strict base64."""
+        try:
+            if keep:
+                return await files.decode(command.content)
+            await heavy.run(validation.check_base64, command.content)
+            return None
+        except ProtocolError:
+            if command.large:  # was the frame even JSON? (see protocol.parse_large_frame)
+                await heavy.run(protocol.check_large_string, command.content)
+            raise
 
     def require_room(self) -> services.Seat:
         if self.seat is None:
@@ -262,6 +341,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.seat = seat
         presence.live_seats.add(seat.participant_id)
         return seat
+
+    async def seat_gone(self, exc: "services.SeatGone") -> None:
+        """The database found the seat gone (a kick or close whose layer event did not
+        reach this process, or not yet): answer as the event would have, `kicked` or
+        `room_closed` then its close, or `not_in_room` with the seat dropped."""
+        await self.refuse(exc)
+        if exc.close is not None:
+            self.outbox.put_close(exc.close)
+        elif self.seat is not None:
+            await self.leave()
 
     async def leave(self) -> None:
         seat, self.seat = self.seat, None
@@ -300,3 +389,27 @@ HANDLERS: dict[type, Callable[[ChatConsumer, Any], Awaitable[None]]] = {
     protocol.GetFile: ChatConsumer.get_file,
     protocol.DeleteFile: ChatConsumer.delete_file,
 }
+
+
+def history_estimate() -> int:
+    """The most a History frame can be: CHAT_HISTORY_LIMIT messages of the longest
+    content (4 bytes a character at worst is not assumed: content is base64)."""
+    return settings.CHAT_HISTORY_LIMIT * (settings.CHAT_MAX_CONTENT + 512)
+
+
+async def history_frame(messages: list[dict]) -> str:
+    """The History frame, encoded a message at a time with the loop free in between."""
+    parts = []
+    for part in protocol.history_parts(messages):
+        parts.append(part)
+        await asyncio.sleep(0)
+    return "".join(parts)
+
+
+def hold_large_frame(text: str) -> int:
+    """Take a large frame's (an upload's) bytes from this process's
+    UPLOADS_IN_FLIGHT_BYTES before it is parsed; past it the frame is `rate_limited`
+    unread. The caller gives them back once the frame is answered."""
+    if not uploads_in_flight.take(len(text)):
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "The server is busy with uploads; try again shortly.")
+    return len(text)

@@ -63,20 +63,57 @@ LEAVE_TIMEOUT = 2.0
 CLOSE_TOO_SLOW = 4002
 
 
+def frame_size(text: str) -> int:
+    """The UTF-8 bytes of a frame (ASCII, nearly every frame, is counted in O(1))."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+# Bytes waiting in the outboxes of each client address's sockets in this process, with
+# the last frame each wrote (it may still sit in the server's write buffer): a large
+# reply is built for a socket only while its address's total is under
+# WS_SEND_QUEUE_BYTES (chat.consumers), so one address's sockets that do not read hold
+# about that much in all, not one large reply each.
+backlogs: dict[str, int] = {}
+
+
+def address_backlog(owner: str | None) -> int:
+    return backlogs.get(owner, 0) if owner is not None else 0
+
+
+def add_backlog(owner: str | None, size: int) -> None:
+    """Add `size` (negative: remove) to the bytes counted for `owner`, a client address."""
+    if owner is not None and size:
+        left = backlogs.get(owner, 0) + size
+        if left > 0:
+            backlogs[owner] = left
+        else:
+            backlogs.pop(owner, None)
+
+
 class Outbox:
     """The frames waiting for one socket, in order, and the task that writes them."""
 
     def __init__(
-        self, send: Callable[[str], Awaitable[None]], close: Callable[[int], Awaitable[None]]
+        self,
+        send: Callable[[str], Awaitable[None]],
+        close: Callable[[int], Awaitable[None]],
+        owner: str | None = None,
     ) -> None:
         self.send = send
         self.close = close
+        # The client address whose backlog this socket's bytes count toward (`backlogs`).
+        self.owner = owner
         self.id = uuid.uuid4().hex
         self.frames: deque[str | int] = deque()
         self.held: list[dict] | None = None
         # Drops room events the socket's join snapshot already showed (see `release`).
         self.stale: Callable[[dict], bool] | None = None
         self.limit = settings.WS_SEND_QUEUE_LIMIT
+        self.byte_limit = settings.WS_SEND_QUEUE_BYTES
+        # Bytes of the frames waiting and of the one being written (`frame_size`), and
+        # of the last one written, which may still sit in the server's buffer (`_write`).
+        self.bytes = 0
+        self.unconfirmed = 0
         # The close code once a close is queued: the socket's frames are then ignored.
         self.closing: int | None = None
         self.wakeup = asyncio.Event()
@@ -86,12 +123,20 @@ class Outbox:
         self.task = asyncio.get_running_loop().create_task(self._write())
 
     def put(self, text: str) -> None:
-        """Queue a frame; a socket that lets its backlog pass the limit is closed."""
-        if len(self.frames) >= self.limit:
+        """Queue a frame; a socket that lets its backlog pass either limit (frames,
+        bytes) is closed. A frame alone in the queue is always let through, so that a
+        byte limit set below one big reply does not close every socket that asks for it."""
+        size = frame_size(text)
+        if self.task.done():
+            return  # the writer has ended (closed, or the socket went away)
+        if len(self.frames) >= self.limit or (self.bytes and self.bytes + size > self.byte_limit):
             self.frames.clear()
+            self.drop_waiting()
             self.put_close(CLOSE_TOO_SLOW)
             return
         self.frames.append(text)
+        self.bytes += size
+        self.count(size)
         self.idle.clear()
         self.wakeup.set()
 
@@ -128,6 +173,18 @@ class Outbox:
     def stop(self) -> None:
         self.task.cancel()
 
+    def drop_waiting(self) -> None:
+        self.count(-self.bytes)
+        self.bytes = 0
+
+    def count(self, size: int) -> None:
+        """Add `size` (negative: remove) to the bytes of this socket's address (`backlogs`)."""
+        add_backlog(self.owner, size)
+
+    def backed_up(self) -> bool:
+        """Whether anything waits to be written, or is being written, to the socket."""
+        return not self.idle.is_set()
+
     async def drained(self) -> None:
         """Wait until every queued frame has been written (or the socket is gone):
         one big frame at a time then waits for the client to read the last one."""
@@ -142,9 +199,18 @@ class Outbox:
                     frame = self.frames.popleft()
                     if isinstance(frame, int):
                         self.frames.clear()
+                        self.drop_waiting()
                         await self.close(frame)
                         return
                     await self.send(frame)
+                    # The server's send waits until the socket took what was written
+                    # before, so the previous frame has left this process now; this one
+                    # may sit in the server's write buffer until the next send returns.
+                    written = min(self.bytes, frame_size(frame))
+                    self.bytes -= written
+                    self.count(-self.unconfirmed)
+                    self.unconfirmed = written
+                    frame = None  # not held while the writer waits for the next one
                 if not self.frames:
                     self.idle.set()
         except asyncio.CancelledError:
@@ -153,6 +219,11 @@ class Outbox:
             # The socket went away mid-write; its disconnect handler cleans up.
             logger.debug("outbox: write failed", exc_info=True)
         finally:
+            # Nothing more is written: what waits is dropped, and no longer counted.
+            self.frames.clear()
+            self.drop_waiting()
+            self.count(-self.unconfirmed)
+            self.unconfirmed = 0
             self.idle.set()
 
 
@@ -461,12 +532,59 @@ class Hub:
             if self.channel != channel:
                 return  # replaced by the watchdog: the new receive delivers from now on
             self.progress = time.monotonic()
-            kind = event.get("type")
-            if kind == EVENT_TYPE:
-                for room_event in event["events"]:
-                    self.deliver(room_event)
-            elif kind == PROBE_TYPE:
-                self.probe_sent = None
+            self.handle(event)
+
+    def handle(self, message: object) -> None:
+        """One layer message: a batch of room events, or the watchdog's probe. One that
+        is malformed (a bug, another version, anyone who can write to Redis) is logged
+        and skipped, never the end of the receive loop; so is one bad event of a batch."""
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == PROBE_TYPE:
+            self.probe_sent = None
+            return
+        events = message.get("events") if kind == EVENT_TYPE else None
+        if not isinstance(events, list):
+            logger.error("hub: skipped a malformed layer message: %s", describe(message))
+            return
+        for room_event in events:
+            problem = room_event_problem(room_event)
+            if problem is not None:
+                logger.error("hub: skipped a malformed room event: %s", problem)
+                continue
+            try:
+                self.deliver(room_event)
+            except Exception:
+                logger.exception("hub: delivering a room event failed; skipped")
+
+
+def describe(message: object) -> str:
+    """What a log line may say of a layer message: its shape, never its text."""
+    if isinstance(message, dict):
+        return f"type={message.get('type')!r:.40} keys={sorted(map(str, message))[:10]}"
+    return f"a {type(message).__name__}"
+
+
+_INT_MARKS = ("seq", "message_id", "participant_id", "close")
+_STR_MARKS = ("exclude", "only")
+
+
+def room_event_problem(event: object) -> str | None:
+    """Why a room event from the layer cannot be delivered (None when it can): the
+    fields `publish` sets must have their types."""
+    if not isinstance(event, dict):
+        return f"not an object ({describe(event)})"
+    if not isinstance(event.get("group"), str) or not isinstance(event.get("text"), str):
+        return f"group and text must be strings ({describe(event)})"
+    for key in _INT_MARKS:
+        value = event.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{key} must be an integer ({describe(event)})"
+    for key in _STR_MARKS:
+        if event.get(key) is not None and not isinstance(event[key], str):
+            return f"{key} must be a string ({describe(event)})"
+    if event.get("participant_id") is not None and not isinstance(event.get("joined"), bool):
+        return f"joined must be a boolean ({describe(event)})"
+    return None
 
 
 hub = Hub()

@@ -18,8 +18,9 @@ class Room(models.Model):
     join_key = models.CharField(max_length=64, unique=True)
     # Django password-hasher format (Argon2id); empty when the room has no password.
     password_hash = models.CharField(max_length=256, blank=True)
-    # The room's AES-256 key, base64; handed to whoever joins (see README, trust model).
-    encryption_key = models.CharField(max_length=44)
+    # The room's AES-256 key, wrapped under ROOM_KEY_ENCRYPTION_KEY with the room id as
+    # associated data (chat/keys.py): a copy of the database alone cannot read the room.
+    wrapped_key = models.CharField(max_length=128)
     # sha256 of the owner token: the token itself is only ever in the creator's hands.
     owner_token_hash = models.CharField(max_length=64)
     owner_name = models.CharField(max_length=50)
@@ -27,6 +28,10 @@ class Room(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     # The room's last message sequence number (see Message.seq).
     message_seq = models.BigIntegerField(default=0)
+
+    # Not a column: the unwrapped room key (base64), set once per room per process where
+    # the row is read for joins (selectors.room_door) or made (services.room_create).
+    encryption_key: str | None = None
 
     class Meta:
         ordering = ["-created_at"]
@@ -106,8 +111,9 @@ class Message(models.Model):
 
 
 class Ban(models.Model):
-    """A name an admin removed from a room: it may not rejoin from the same browser
-    session or client address until `until` (KICK_BAN_SECONDS)."""
+    """A participant an admin removed from a room: its browser session and its client
+    address may not rejoin under any name until `until` (KICK_BAN_SECONDS). `name_key`
+    records whom it was for (and tells a removed seat from one that left)."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="bans")
     name_key = models.CharField(max_length=200)

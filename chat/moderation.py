@@ -48,8 +48,9 @@ def delete_room(*, room_id: uuid.UUID, now: datetime, actor: str) -> None:
 
 
 def remove_participant(*, participant_id: int, now: datetime, actor: str) -> bool:
-    """Its socket gets `kicked` and close 4001, the room `ParticipantLeft`; the name is
-    banned from the room (same session or address) for KICK_BAN_SECONDS."""
+    """Its socket gets `kicked` and close 4001, the room `ParticipantLeft`; its browser
+    session and address are banned from the room, under any name, for KICK_BAN_SECONDS.
+    The database alone ends the seat's rights (services.seat_gone): the event may be lost."""
     removed = services.participant_remove(participant_id=participant_id, now=now)
     if removed is None:
         return False

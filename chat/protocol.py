@@ -14,6 +14,7 @@ import math
 import re
 import secrets
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,15 @@ _BIDI_CONTROLS = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066,
 _INVISIBLE = {0x00AD, 0x200B, 0x2060, 0xFEFF}
 _VISIBLE_CATEGORIES = ("L", "N", "P", "S")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Unicode's White_Space property: what names are trimmed of. Python's str.strip() also
+# strips U+001C-U+001F (separators Unicode counts as controls, not white space).
+UNICODE_WHITESPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+# Message ids are the database's BIGINT: a `since` outside it is no id (and would
+# overflow the query).
+SINCE_MIN, SINCE_MAX = -(2**63), 2**63 - 1
 
 
 # --- Commands ------------------------------------------------------------------
@@ -178,7 +188,7 @@ def _has_visible(text: str) -> bool:
 
 def clean_name(value: str, *, field: str, max_length: int) -> str:
     """NFC, trim Unicode whitespace, refuse control/bidi/invisible characters."""
-    name = unicodedata.normalize("NFC", value).strip()
+    name = unicodedata.normalize("NFC", value).strip(UNICODE_WHITESPACE)
     if not name:
         raise _invalid(field, "must not be empty.")
     if len(name) > max_length:
@@ -218,6 +228,8 @@ def _since(data: dict[str, Any]) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise _invalid("since", "must be an integer message id or null.")
+    if not SINCE_MIN <= value <= SINCE_MAX:
+        raise _invalid("since", "is not a message id (64-bit integer).")
     return value
 
 
@@ -399,6 +411,18 @@ def chat_message(message_id: int, sender: str, content: str, sent_at: datetime) 
 
 def history_message(messages: list[dict]) -> dict:
     return {"type": "History", "messages": messages}
+
+
+def history_parts(messages: list[dict]) -> Iterator[str]:
+    """`encode(history_message(messages))` in pieces, one message each: a History of
+    CHAT_HISTORY_LIMIT large messages (~6 MB) is encoded between other work on the loop
+    instead of in one 20 ms block (the consumer yields between pieces)."""
+    empty = encode(history_message([]))
+    at = empty.index('"messages":[]') + len('"messages":[')
+    yield empty[:at]
+    for number, message in enumerate(messages):
+        yield ("," if number else "") + encode(message)
+    yield empty[at:]
 
 
 def members_message(participants: list[str]) -> dict:

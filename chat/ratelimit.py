@@ -1,15 +1,20 @@
 """Rate limits of PROTOCOL.md's Limits table, as small clocks-in-arguments objects."""
 
 import asyncio
+import logging
 import time
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
 from django.conf import settings
 
 from chat import redis_clients
+from chat.errors import ErrorCode, ProtocolError
+
+logger = logging.getLogger(__name__)
 
 
 class TokenBucket:
@@ -69,8 +74,21 @@ class JoinFailures:
             return False
         return failures >= settings.JOIN_FAILURES_PER_MINUTE
 
-    async def record(self, address: str, now: float | None = None) -> None:
-        self.windows.setdefault(address, SlidingWindow(self.WINDOW)).add(now)
+    async def claim(self, address: str, now: float | None = None) -> float | None:
+        """Take a place in the address's limit, or None when none is left. Nothing
+        awaits between the count and the add, so on the event loop this is atomic."""
+        window = self.windows.setdefault(address, SlidingWindow(self.WINDOW))
+        now = time.monotonic() if now is None else now
+        if window.count(now) >= settings.JOIN_FAILURES_PER_MINUTE:
+            return None
+        window.add(now)
+        return now
+
+    async def release(self, address: str, claim: float) -> None:
+        """Give a place back (the password was right, or it was never checked)."""
+        window = self.windows.get(address)
+        if window is not None and claim in window.stamps:
+            window.stamps.remove(claim)
 
 
 class RedisJoinFailures:
@@ -104,12 +122,36 @@ class RedisJoinFailures:
             _, failures = await pipe.execute()
         return failures >= settings.JOIN_FAILURES_PER_MINUTE
 
-    async def record(self, address: str) -> None:
+    async def claim(self, address: str) -> str | None:
+        """Take a place in the address's limit in one script (trim, count, add), so
+        guesses arriving together on any number of processes cannot all see room."""
         now = time.time()
-        async with self.client().pipeline(transaction=True) as pipe:
-            pipe.zadd(self.key(address), {f"{now}:{uuid.uuid4().hex[:8]}": now})
-            pipe.expire(self.key(address), int(self.WINDOW) + 1)
-            await pipe.execute()
+        member = f"{now}:{uuid.uuid4().hex}"
+        script = self.client().register_script(CLAIM_SCRIPT)
+        taken = await script(
+            keys=[self.key(address)],
+            args=[now, self.WINDOW, settings.JOIN_FAILURES_PER_MINUTE, member, int(self.WINDOW) + 1],
+        )
+        return member if taken else None
+
+    async def release(self, address: str, claim: str) -> None:
+        """Give a place back. If Redis fails here the place just expires with the window."""
+        try:
+            await self.client().zrem(self.key(address), claim)
+        except (redis.RedisError, OSError):
+            logger.warning("could not give back a join-failure place; it expires in a minute")
+
+
+# KEYS[1]: an address's sorted set of failure times. ARGV: now, window, limit, member, ttl.
+CLAIM_SCRIPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, tonumber(ARGV[1]) - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
 
 
 _local = JoinFailures()
@@ -127,3 +169,57 @@ def join_failures() -> JoinFailures | RedisJoinFailures:
     if place not in _shared:
         _shared[place] = RedisJoinFailures(host, prefix)
     return _shared[place]
+
+
+async def checked_password(
+    failures: JoinFailures | RedisJoinFailures, address: str, check: Callable[[], Awaitable[bool]]
+) -> bool:
+    """Run `check` (a password check) holding a place in the address's
+    JOIN_FAILURES_PER_MINUTE, taken before it starts (PROTOCOL.md, Limits): the place
+    is kept for a wrong password and given back for a right one, or when the check did
+    not happen (refused, failed, cancelled). No place left: `rate_limited`."""
+    claim = await failures.claim(address)
+    if claim is None:
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many wrong passwords; wait a minute.")
+    try:
+        right = await check()
+    except BaseException:
+        await failures.release(address, claim)
+        raise
+    if right:
+        await failures.release(address, claim)
+    return right
+
+
+class Budget:
+    """An amount this process holds at once (upload bytes in flight): `take` refuses
+    what would pass the setting's limit, `give` returns it. One holder alone is always
+    let in, so a limit below one item slows uploads down instead of refusing them all."""
+
+    def __init__(self, limit_setting: str) -> None:
+        self.limit_setting = limit_setting
+        self.held = 0
+
+    def take(self, amount: int) -> bool:
+        if self.held and self.held + amount > getattr(settings, self.limit_setting):
+            return False
+        self.held += amount
+        return True
+
+    def give(self, amount: int) -> None:
+        self.held = max(0, self.held - amount)
+
+
+def take_slot(window: SlidingWindow, limit: int, now: float | None = None) -> bool:
+    """A place in a per-connection window (JOINS_PER_MINUTE, READS_PER_MINUTE,
+    FILES_UPLOADS_PER_MINUTE): refused frames take none, so a client that retries
+    while limited is let in again once the window has moved."""
+    if window.count(now) >= limit:
+        return False
+    window.add(now)
+    return True
+
+
+# Bytes of large frames (uploads) this process is parsing, decoding, checking and
+# storing (UPLOADS_IN_FLIGHT_BYTES; docs/protocol-notes.md).
+uploads_in_flight = Budget("UPLOADS_IN_FLIGHT_BYTES")

@@ -17,6 +17,10 @@ def layer_hosts() -> list[str | dict]:
     return list(layer.get("CONFIG", {}).get("hosts", ["redis://127.0.0.1:6379/0"]))
 
 
+# Connections one client of ours opens at most (a process has one per loop and purpose).
+MAX_CONNECTIONS = 32
+
+
 def client(host: str | dict, *, timeout: float) -> redis.Redis:
     """A client of its own for one layer host. Connecting and each call fail after
     `timeout` seconds, once: redis-py's default retries (three, with backoff of up to
@@ -26,4 +30,10 @@ def client(host: str | dict, *, timeout: float) -> redis.Redis:
         sentinel = Sentinel(host["sentinels"], sentinel_kwargs={"socket_timeout": timeout})
         return sentinel.master_for(host["master_name"], **options)
     url = host if isinstance(host, str) else host["address"]
-    return redis.from_url(url, **options)
+    # Callers past MAX_CONNECTIONS wait (up to `timeout`) for a connection instead of
+    # failing: redis-py's default pool raises "Too many connections" past 100, and 150
+    # joins arriving together would get `server_error`.
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=timeout, **options
+    )
+    return redis.Redis(connection_pool=pool)

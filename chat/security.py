@@ -61,3 +61,46 @@ class OriginValidator:
             if not origin_allowed(origin, settings.ALLOWED_HOSTS):
                 return await deny(receive, send)
         return await self.application(scope, receive, send)
+
+
+TOO_MANY_CONNECTIONS = 1013  # "try again later", where a refusal can only be a close
+
+
+async def too_many(scope, receive, send) -> None:
+    """Refuse a handshake past CONNECTIONS_PER_ADDRESS: HTTP 429 where the server offers
+    ASGI's denial response (uvicorn, `manage.py serve`), else accepted and closed with
+    1013 at once (daphne, `runserver`). Nothing else is touched, as in `deny`."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", b"10")]
+        await send({"type": "websocket.http.response.start", "status": 429, "headers": headers})
+        body = b"Too many connections from your address.\n"
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": TOO_MANY_CONNECTIONS})
+
+
+class ConnectionLimit:
+    """ASGI middleware: at most CONNECTIONS_PER_ADDRESS open WebSockets of one client
+    address (the consumer's, `client_address`: the proxy's headers when trusted) in
+    this process. A socket holds its place until its consumer has finished."""
+
+    def __init__(self, application) -> None:
+        self.application = application
+        self.open: dict[str, int] = {}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "websocket":
+            return await self.application(scope, receive, send)
+        address = client_address(scope) or "unknown"
+        if self.open.get(address, 0) >= settings.CONNECTIONS_PER_ADDRESS:
+            return await too_many(scope, receive, send)
+        self.open[address] = self.open.get(address, 0) + 1
+        try:
+            return await self.application(scope, receive, send)
+        finally:
+            self.open[address] -= 1
+            if not self.open[address]:
+                del self.open[address]

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from django.conf import settings
 
-from chat import protocol, sql
+from chat import keys, protocol, sql
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Message, Participant, Room
 
@@ -87,6 +87,8 @@ def room_door(*, join_key: str) -> Door:
     room = Room.objects.filter(join_key=join_key, closed_at__isnull=True).first()
     if room is None:
         raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
+    # Unwrapped here, once per room per process: the door is cached (door_cache).
+    room.encryption_key = keys.unwrap(room.pk, room.wrapped_key)
     return Door(room)
 
 

@@ -1,19 +1,20 @@
 """Sync writes, each one crossing from the consumer into the database: a transaction,
 or a single statement where one is enough (chat/sql.py)."""
 
-import base64
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import import_module
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from django.conf import settings
+from django.contrib.sessions.backends.base import CreateError
 from django.db import IntegrityError, transaction
+from django.db.models import Exists
 
-from chat import selectors, sql
+from chat import browser_sessions, keys, selectors, sql
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Ban, Message, Participant, Room, room_group
 from chat.protocol import name_key
@@ -103,17 +104,17 @@ def owner_token_matches(room: Room, token: str | None) -> bool:
     return token is not None and hmac.compare_digest(token_hash(token), room.owner_token_hash)
 
 
-def _ban_condition(*, room: Room, key: str, where: Where, now: datetime) -> tuple[str, list]:
-    """SQL that is true when an admin's ban keeps this name out (see `participant_remove`)."""
+def _ban_condition(*, room: Room, where: Where, now: datetime) -> tuple[str, list]:
+    """SQL that is true when an admin's ban keeps this browser session or address out
+    of the room, under any name (see `participant_remove`)."""
     ban = sql.table(Ban)
     clauses, params = ["session_hash = %s"], [where.session_hash or "-"]
     if where.address:
         clauses.append("address = %s")
         params.append(where.address)
     return (
-        f"EXISTS (SELECT 1 FROM {ban} WHERE room_id = %s AND name_key = %s AND until > %s "
-        f"AND ({' OR '.join(clauses)}))",
-        [sql.prep(Ban, "room", room.pk), key, sql.prep(Ban, "until", now), *params],
+        f"EXISTS (SELECT 1 FROM {ban} WHERE room_id = %s AND until > %s AND ({' OR '.join(clauses)}))",
+        [sql.prep(Ban, "room", room.pk), sql.prep(Ban, "until", now), *params],
     )
 
 
@@ -124,7 +125,7 @@ def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: d
     participant_id = sql.insert_into_open_room(
         Participant,
         room.pk,
-        unless=_ban_condition(room=room, key=key, where=where, now=now),
+        unless=_ban_condition(room=room, where=where, now=now),
         name=name,
         name_key=key,
         channel_name=where.channel_name,
@@ -154,16 +155,19 @@ def room_create(
 ) -> tuple[Room, Seat, str]:
     """Create a room and seat its creator as owner; returns the owner token too."""
     owner_token = secrets.token_urlsafe(32)
+    room_id, room_key = uuid4(), keys.new_room_key()
     room = Room.objects.create(
+        id=room_id,
         name=name,
         description=description,
         join_key=secrets.token_urlsafe(16),  # 128 bits
         password_hash=password_hash,
-        encryption_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+        wrapped_key=keys.wrap(room_id, room_key),
         owner_token_hash=token_hash(owner_token),
         owner_name=owner_name,
         created_at=now,
     )
+    room.encryption_key = room_key
     seat = _participant_add(room=room, name=owner_name, where=where, owner=True, now=now)
     return room, seat, owner_token
 
@@ -195,19 +199,25 @@ def room_join(
             seat = _participant_add(room=room, name=name, where=where, owner=owner, now=now)
         except IntegrityError as exc:
             raise ProtocolError(ErrorCode.NAME_TAKEN) from exc
-    return Joined(
-        seat=seat,
-        room=room,
-        present=selectors.presence_snapshot(room_id=room.pk, now=now),
-        history=selectors.history_since(room_id=room.pk, since=since, limit=settings.CHAT_HISTORY_LIMIT),
-        swept=swept,
-    )
+    try:
+        return Joined(
+            seat=seat,
+            room=room,
+            present=selectors.presence_snapshot(room_id=room.pk, now=now),
+            history=selectors.history_since(room_id=room.pk, since=since, limit=settings.CHAT_HISTORY_LIMIT),
+            swept=swept,
+        )
+    except BaseException:
+        # A join that fails after its seat was taken must not leave the seat holding the name.
+        participant_leave(participant_id=seat.participant_id, now=now)
+        raise
 
 
 def message_post(*, seat: Seat, content: str, now: datetime) -> tuple[int, int]:
-    """Store a message if its room is open; returns its id and its sequence number in
-    the room (chat/sql.py: the room row lock orders them across processes)."""
-    stored = messages_post([sql.NewMessage(seat.room_id, seat.name, content, now)])[0]
+    """Store a message if its room is open and its seat present; returns its id and its
+    sequence number in the room (chat/sql.py: the room row lock orders them across
+    processes)."""
+    stored = messages_post([sql.NewMessage(seat.room_id, seat.name, content, now, seat.participant_id)])[0]
     if isinstance(stored, ProtocolError):
         raise stored
     return stored
@@ -215,24 +225,104 @@ def message_post(*, seat: Seat, content: str, now: datetime) -> tuple[int, int]:
 
 def messages_post(messages: list[sql.NewMessage]) -> list[tuple[int, int] | ProtocolError]:
     """Store many messages in one transaction (chat/batching.py); for each, its (id, seq)
-    as `message_post` returns it, or the `room_closed` error it would raise."""
+    as `message_post` returns it, or the error it would raise: `room_closed`, or the
+    `SeatGone` of a seat an admin removed (checked in the same write, chat/sql.py)."""
     return [
-        stored if stored is not None else ProtocolError(ErrorCode.ROOM_CLOSED)
-        for stored in sql.insert_messages(messages)
+        stored if stored is not None else _refused(message)
+        for message, stored in zip(messages, sql.insert_messages(messages), strict=True)
     ]
 
 
-def session_room_add(*, session_key: str, room_id: UUID) -> bool:
-    """Record in an existing browser session that it joined a room (PROTOCOL.md, HTTP).
+def _refused(message: sql.NewMessage) -> ProtocolError:
+    if message.participant_id is None:
+        return ProtocolError(ErrorCode.ROOM_CLOSED)
+    return seat_gone(message.participant_id) or ProtocolError(ErrorCode.ROOM_CLOSED)
 
-    Never creates a session: a forged or expired cookie records nothing."""
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    if not store.exists(session_key):
+
+# --- A seat's rights end with it (issue 14, item 4) --------------------------------
+
+
+class SeatGone(ProtocolError):
+    """A connection's seat no longer holds: an admin closed its room (`room_closed`,
+    close 4000) or removed it (`kicked`, close 4001), or it was marked gone meanwhile
+    (`not_in_room`: a ghost sweep; the connection may join again). Raised by the
+    database steps of chat, uploads, GetFile and DeleteFile, so a kick or a close whose
+    layer event never reached the socket's process still ends the seat's rights."""
+
+    def __init__(self, code: ErrorCode, message: str | None = None, *, close: int | None = None) -> None:
+        super().__init__(code, message)
+        self.close = close
+
+
+CLOSE_ROOM_CLOSED = 4000
+CLOSE_KICKED = 4001
+
+
+def seat_gone(participant_id: int) -> SeatGone | None:
+    """Why a seat no longer holds, or None while it is present in an open room."""
+    found = (
+        Participant.objects.filter(pk=participant_id)
+        .values("left_at", "room_id", "name_key", "session_hash", "address", "room__closed_at")
+        .first()
+    )
+    if found is None or found["room__closed_at"] is not None:  # a deleted room takes its seats
+        return SeatGone(ErrorCode.ROOM_CLOSED, "An admin closed this room.", close=CLOSE_ROOM_CLOSED)
+    if found["left_at"] is None:
+        return None
+    # `participant_remove` bans the removed seat's session and address from its room.
+    removed = Ban.objects.filter(
+        room_id=found["room_id"],
+        name_key=found["name_key"],
+        session_hash=found["session_hash"],
+        address=found["address"],
+        until__gt=found["left_at"],
+    ).exists()
+    if removed:
+        return SeatGone(ErrorCode.KICKED, "An admin removed you from this room.", close=CLOSE_KICKED)
+    return SeatGone(ErrorCode.NOT_IN_ROOM, "You are no longer in the room; join it again.")
+
+
+def seat_check(*, seat: Seat) -> None:
+    """Raise `SeatGone` unless the seat is still present in its open room (one query)."""
+    gone = seat_gone(seat.participant_id)
+    if gone is not None:
+        raise gone
+
+
+def session_may_download(*, session_key: str, room_id: UUID, now: datetime) -> bool:
+    """`/files/<id>` (docs/protocol-notes.md): the browser session has a present seat in
+    the open room, and no admin's removal of a seat of this session there still holds."""
+    session_hash = token_hash(session_key)
+    banned = Ban.objects.filter(room_id=room_id, session_hash=session_hash, until__gt=now)
+    return (
+        Participant.objects.filter(
+            room_id=room_id, session_hash=session_hash, left_at__isnull=True, room__closed_at__isnull=True
+        )
+        .exclude(Exists(banned))
+        .exists()
+    )
+
+
+def session_room_add(*, session_key: str, room_id: UUID) -> bool:
+    """Record in the browser session that it joined a room (PROTOCOL.md, HTTP). The
+    first join makes the session row, under the key the page's cookie holds, if this
+    server minted it (chat/browser_sessions.py): a forged or expired cookie records
+    nothing."""
+    engine = import_module(settings.SESSION_ENGINE)
+    store = engine.SessionStore(session_key)
+    if store.exists(session_key):
+        rooms = store.get(SESSION_ROOMS_KEY, [])
+        if str(room_id) not in rooms:
+            store[SESSION_ROOMS_KEY] = [*rooms, str(room_id)]
+            store.save()
+        return True
+    if not browser_sessions.minted(session_key):
         return False
-    rooms = store.get(SESSION_ROOMS_KEY, [])
-    if str(room_id) not in rooms:
-        store[SESSION_ROOMS_KEY] = [*rooms, str(room_id)]
-        store.save()
+    store._session_cache = {SESSION_ROOMS_KEY: [str(room_id)]}  # new: nothing to load
+    try:
+        store.save(must_create=True)
+    except CreateError:  # another socket of this browser made it meanwhile
+        return session_room_add(session_key=session_key, room_id=room_id)
     return True
 
 
@@ -296,8 +386,8 @@ def room_close(*, room_id: UUID, now: datetime) -> bool:
 
 
 def participant_remove(*, participant_id: int, now: datetime) -> Removed | None:
-    """Mark a present participant gone and ban its name from the room, for its browser
-    session and its address, for KICK_BAN_SECONDS. None if it had left already."""
+    """Mark a present participant gone and ban its browser session and its address from
+    the room, under any name, for KICK_BAN_SECONDS. None if it had left already."""
     with transaction.atomic():
         participant = (
             Participant.objects.select_for_update().filter(pk=participant_id, left_at__isnull=True).first()

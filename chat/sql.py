@@ -70,9 +70,24 @@ def aware(value: datetime | str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def insert_message(room_id: UUID, *, sender: str, content: str, sent_at: datetime) -> tuple[int, int] | None:
+def _seat_present(participant_id: int | None) -> tuple[str, list]:
+    """SQL that is true when the sender's seat is present (not removed, not closed out):
+    checked in the same statement that stores its message (issue 14, item 4)."""
+    from chat.models import Participant
+
+    if participant_id is None:
+        return "", []
+    return f" AND EXISTS (SELECT 1 FROM {table(Participant)} WHERE id = %s AND left_at IS NULL)", [
+        participant_id
+    ]
+
+
+def insert_message(
+    room_id: UUID, *, sender: str, content: str, sent_at: datetime, participant_id: int | None = None
+) -> tuple[int, int] | None:
     """Store a message in an open room under its next sequence number; returns (id,
-    seq), or None when the room is closed or gone.
+    seq), or None when the room is closed or gone, or the seat `participant_id` (when
+    given) is no longer present.
 
     Bumping `Room.message_seq` locks the room row until commit, so a room's messages
     get consecutive sequence numbers (and growing ids) in commit order, across
@@ -84,19 +99,21 @@ def insert_message(room_id: UUID, *, sender: str, content: str, sent_at: datetim
     room, message = table(Room), table(Message)
     values = [prep(Message, "sender", sender), content, prep(Message, "sent_at", sent_at)]
     key = prep(Room, "id", room_id)
+    seated, seated_params = _seat_present(participant_id)
     if connection.vendor == "postgresql":
         found = rows(
-            f"WITH r AS (UPDATE {room} SET message_seq = message_seq + 1 WHERE id = %s AND closed_at IS NULL "
-            f"RETURNING id, message_seq) INSERT INTO {message} (room_id, seq, sender, content, sent_at) "
+            f"WITH r AS (UPDATE {room} SET message_seq = message_seq + 1 WHERE id = %s AND closed_at IS NULL"
+            f"{seated} RETURNING id, message_seq) "
+            f"INSERT INTO {message} (room_id, seq, sender, content, sent_at) "
             "SELECT id, message_seq, %s, %s, %s FROM r RETURNING id, seq",
-            [key, *values],
+            [key, *seated_params, *values],
         )
         return found[0] if found else None
     with transaction.atomic():
         bumped = rows(
-            f"UPDATE {room} SET message_seq = message_seq + 1 WHERE id = %s AND closed_at IS NULL "
+            f"UPDATE {room} SET message_seq = message_seq + 1 WHERE id = %s AND closed_at IS NULL{seated} "
             "RETURNING message_seq",
-            [key],
+            [key, *seated_params],
         )
         if not bumped:
             return None
@@ -114,11 +131,25 @@ class NewMessage:
     sender: str
     content: str
     sent_at: datetime
+    # The sender's seat: its message is stored only while the seat is present.
+    participant_id: int | None = None
+
+
+def _present_seats(participant_ids: list[int]) -> set[int]:
+    from chat.models import Participant
+
+    if not participant_ids:
+        return set()
+    unique = sorted(set(participant_ids))
+    marks = ", ".join(["%s"] * len(unique))
+    found = rows(f"SELECT id FROM {table(Participant)} WHERE id IN ({marks}) AND left_at IS NULL", unique)
+    return {participant_id for (participant_id,) in found}
 
 
 def insert_messages(messages: Sequence[NewMessage]) -> list[tuple[int, int] | None]:
     """Store many messages in one transaction (one commit, one database crossing):
-    `insert_message` for each, in order; a message for a closed room gets None.
+    `insert_message` for each, in order; a message for a closed room, or from a seat no
+    longer present (read in the same transaction), gets None.
 
     Rooms are bumped once each and in key order, so two processes writing batches that
     share rooms lock them in the same order and never deadlock; the rows go in with one
@@ -128,13 +159,23 @@ def insert_messages(messages: Sequence[NewMessage]) -> list[tuple[int, int] | No
 
     if len(messages) == 1:  # one statement, no transaction around it
         one = messages[0]
-        return [insert_message(one.room_id, sender=one.sender, content=one.content, sent_at=one.sent_at)]
-    by_room: dict[UUID, list[int]] = {}
-    for index, message in enumerate(messages):
-        by_room.setdefault(message.room_id, []).append(index)
+        return [
+            insert_message(
+                one.room_id,
+                sender=one.sender,
+                content=one.content,
+                sent_at=one.sent_at,
+                participant_id=one.participant_id,
+            )
+        ]
     stored: list[tuple[int, int] | None] = [None] * len(messages)
     room, table_name = table(Room), table(Message)
     with transaction.atomic():
+        present = _present_seats([m.participant_id for m in messages if m.participant_id is not None])
+        by_room: dict[UUID, list[int]] = {}
+        for index, message in enumerate(messages):
+            if message.participant_id is None or message.participant_id in present:
+                by_room.setdefault(message.room_id, []).append(index)
         seqs: dict[int, int] = {}
         for room_id in sorted(by_room, key=str):
             indices = by_room[room_id]

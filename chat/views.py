@@ -13,9 +13,8 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from chat import redis_clients, selectors
+from chat import browser_sessions, redis_clients, selectors
 from chat.errors import ProtocolError
-from chat.services import SESSION_ROOMS_KEY
 from files import validation
 
 logger = logging.getLogger(__name__)
@@ -47,10 +46,11 @@ def app_config(join_key: str) -> dict:
 
 
 def index(request: HttpRequest, join_key: str = "") -> HttpResponse:
-    """Called for `/` and the share link `/rooms/<join_key>/`."""
-    # A WebSocket opened with this session cookie ties its joins to the session.
-    request.session.setdefault(SESSION_ROOMS_KEY, [])
-    return render(request, "chat/index.html", {"join_key": join_key, "config": app_config(join_key)})
+    """Called for `/` and the share link `/rooms/<join_key>/`: the page, with a session
+    cookie and no session row (chat/browser_sessions.py)."""
+    response = render(request, "chat/index.html", {"join_key": join_key, "config": app_config(join_key)})
+    browser_sessions.give_cookie(request, response)
+    return response
 
 
 def _database_answers() -> None:

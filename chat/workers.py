@@ -4,11 +4,60 @@ import asyncio
 import os
 import threading
 import time
+import weakref
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.conf import settings
+
+from chat.errors import ErrorCode, ProtocolError
+
+# The client address the current frame came from (set by the consumer for each frame):
+# whose share of a queue a job takes. None (an HTTP download) counts in the total only.
+work_owner: ContextVar[str | None] = ContextVar("work_owner", default=None)
+
+
+class Busy(ProtocolError):
+    """A queue of work is full: the client that sent the work gets `rate_limited`."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.RATE_LIMITED, "The server is busy; try again in a moment.")
+
+
+class Admission:
+    """Counts the jobs waiting or running, in all and per owner, and admits one only
+    while both counts are under their bounds. Thread-safe: jobs leave from the workers."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.total = 0
+        self.owners: Counter[str] = Counter()
+
+    def enter(self, owner: str | None, limit: int, per_owner: int) -> bool:
+        with self.lock:
+            if self.total >= limit or (owner is not None and self.owners[owner] >= per_owner):
+                return False
+            self.total += 1
+            if owner is not None:
+                self.owners[owner] += 1
+            return True
+
+    def full(self, owner: str | None, limit: int, per_owner: int) -> bool:
+        """Whether `enter` would refuse now (a fast path: `enter` still decides)."""
+        with self.lock:
+            return self.total >= limit or (owner is not None and self.owners[owner] >= per_owner)
+
+    def leave(self, owner: str | None) -> None:
+        with self.lock:
+            self.total -= 1
+            if owner is not None:
+                self.owners[owner] -= 1
+                if self.owners[owner] <= 0:
+                    del self.owners[owner]
 
 
 def _lower_priority() -> None:
@@ -37,12 +86,23 @@ def let_loop_run() -> None:
 
 
 class Workers:
-    """A pool of `size_setting` threads at the lowest CPU priority, made on first use."""
+    """A pool of `size_setting` threads at the lowest CPU priority, made on first use,
+    whose queue is bounded: at most `queue_setting` jobs waiting or running, and
+    WORK_QUEUE_PER_ADDRESS of them from one client address. Past either bound `run`
+    raises `Busy` at once instead of queueing."""
 
-    def __init__(self, name: str, size_setting: str) -> None:
+    def __init__(self, name: str, size_setting: str, queue_setting: str) -> None:
         self.name = name
         self.size_setting = size_setting
+        self.queue_setting = queue_setting
         self.executor: ThreadPoolExecutor | None = None
+        self.admission = Admission()
+
+    def full(self) -> bool:
+        """Whether a job of the current frame's address would be refused now: lets a
+        handler refuse before it spends anything else (a Redis round trip) on it."""
+        limit = getattr(settings, self.queue_setting)
+        return self.admission.full(work_owner.get(), limit, settings.WORK_QUEUE_PER_ADDRESS)
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         if self.executor is None:
@@ -51,8 +111,68 @@ class Workers:
                 thread_name_prefix=self.name,
                 initializer=_lower_priority,
             )
-        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+        owner = work_owner.get()
+        limit = getattr(settings, self.queue_setting)
+        if not self.admission.enter(owner, limit, settings.WORK_QUEUE_PER_ADDRESS):
+            raise Busy()
+        try:
+            job = self.executor.submit(function, *args)
+        except BaseException:
+            self.admission.leave(owner)
+            raise
+        # Counted until the job has really ended (a cancelled waiter does not end a
+        # job already running), or was cancelled before it started.
+        job.add_done_callback(lambda _: self.admission.leave(owner))
+        return await asyncio.wrap_future(job)
 
 
 # Big-frame parsing and file work (decode, hash, encrypt): FILES_WORK_THREADS threads.
-heavy = Workers("heavy-work", "FILES_WORK_THREADS")
+heavy = Workers("heavy-work", "FILES_WORK_THREADS", "FILES_WORK_QUEUE")
+
+
+class DatabaseWork:
+    """The database thread (database_sync_to_async: one per process) for clients'
+    requests, with a bounded queue: at most DATABASE_QUEUE such calls waiting or
+    running in the process, past which `Busy`. Each connection has at most one at a
+    time (frames are handled in turn), and its address's connections and request rates
+    are bounded elsewhere, so the bound here is per process.
+
+    They wait here, not in the thread's own first-come queue, and go to the thread one
+    at a time: a batch of chat messages (chat/batching.py), which does not come here
+    and is never refused, then waits for at most one of them, not for a storm of joins.
+    Leaving a room does not come here either."""
+
+    def __init__(
+        self, to_thread: Callable[[Callable[..., Any]], Callable[..., Any]] = database_sync_to_async
+    ) -> None:
+        self.to_thread = to_thread
+        self.admission = Admission()
+        # One turn per event loop (a server has one; tests make more).
+        self.turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def turn(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self.turns.get(loop)
+        if lock is None:
+            lock = self.turns[loop] = asyncio.Lock()
+        return lock
+
+    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        call = self.to_thread(function)
+
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            limit = settings.DATABASE_QUEUE
+            if not self.admission.enter(None, limit, limit):
+                raise Busy()
+            try:
+                async with self.turn():
+                    return await call(*args, **kwargs)
+            finally:
+                self.admission.leave(None)
+
+        return run
+
+
+database = DatabaseWork()

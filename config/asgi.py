@@ -14,7 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from chat import checkpoint  # noqa: E402
 from chat.hub import hub  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
-from chat.security import OriginValidator  # noqa: E402
+from chat.security import ConnectionLimit, OriginValidator  # noqa: E402
 
 checkpoint.start()
 
@@ -41,7 +41,8 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         # No session middleware on sockets: it wraps every send, and only joins need the
         # session (chat.consumers.session_key_of reads the cookie then).
-        "websocket": OriginValidator(URLRouter(websocket_urlpatterns)),
+        # CONNECTIONS_PER_ADDRESS: past it a handshake is refused with 429 (chat.security).
+        "websocket": OriginValidator(ConnectionLimit(URLRouter(websocket_urlpatterns))),
         "lifespan": lifespan,
     }
 )

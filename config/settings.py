@@ -194,6 +194,15 @@ if CHANNEL_GROUP_EXPIRY < 3 * HUB_WATCHDOG_INTERVAL:
 # Frames that may wait for one socket; a client that stops reading past this is
 # closed with 4002 instead of growing server memory.
 WS_SEND_QUEUE_LIMIT = env_int("WS_SEND_QUEUE_LIMIT", 1000)
+# Hostile clients (issue 14, items 1 and 8): bytes that may wait for one socket (4002
+# past them too); CreateRoom/JoinRoom and GetMembers/GetFile/GetHistory frames per
+# connection per minute; open sockets of one client address in this process; bytes of
+# upload frames this process holds at once (docs/protocol-notes.md, "Uploads in flight").
+WS_SEND_QUEUE_BYTES = env_int("WS_SEND_QUEUE_BYTES", 33554432)
+JOINS_PER_MINUTE = env_int("JOINS_PER_MINUTE", 20)
+READS_PER_MINUTE = env_int("READS_PER_MINUTE", 60)
+CONNECTIONS_PER_ADDRESS = env_int("CONNECTIONS_PER_ADDRESS", 50)
+UPLOADS_IN_FLIGHT_BYTES = env_int("UPLOADS_IN_FLIGHT_BYTES", 64 * 1024 * 1024)
 # Redis behind Sentinel (failover): "host:port,host:port" of the sentinels, and the
 # name they know the primary by. Takes the place of REDIS_URL.
 REDIS_SENTINELS = [
@@ -286,6 +295,16 @@ LOGGING = {
     },
 }
 
+# `event=error` lines (one per refused frame) are rate-limited: at most this many a
+# minute for one connection and a second for the process; the next line says how many
+# were left out (chat/events.py).
+LOG_ERRORS_PER_CONNECTION = env_int("LOG_ERRORS_PER_CONNECTION", 10)
+LOG_ERRORS_PER_PROCESS = env_int("LOG_ERRORS_PER_PROCESS", 100)
+
+# Error pages (DEBUG's technical 500) and reports hide DATABASE_URL, REDIS_URL and any
+# URL with credentials, besides Django's *KEY*, *SECRET*, *PASS*... (config/reporting.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.reporting.SafeReporterFilter"
+
 # --- Protocol limits (PROTOCOL.md, "Limits"); read where used, never at import. ---
 FILES_MAX_SIZE = env_int("FILES_MAX_SIZE", 10 * 1024 * 1024)
 FILES_ALLOWED_MIME_TYPES = [
@@ -328,6 +347,19 @@ CLAMAV_HOST = env_str("CLAMAV_HOST", "")
 CLAMAV_PORT = env_int("CLAMAV_PORT", 3310)
 CLAMAV_TIMEOUT = env_float("CLAMAV_TIMEOUT", 30)
 
+# --- Room keys at rest and storage bounds (chat/keys.py, chat/retention.py) ---
+# base64 of 32 bytes: the key-encryption key that wraps every room key in the database
+# (AES-256-GCM, the room id as associated data). Unset: a key generated once into
+# ROOM_KEY_ENCRYPTION_KEY_FILE (development; chat.W005 asks production to set it).
+ROOM_KEY_ENCRYPTION_KEY = env_str("ROOM_KEY_ENCRYPTION_KEY", "")
+ROOM_KEY_ENCRYPTION_KEY_FILE = Path(env_str("ROOM_KEY_ENCRYPTION_KEY_FILE", str(VAR_DIR / "room-keys.key")))
+# The key being replaced, while `manage.py rewrap_room_keys` moves rooms off it.
+ROOM_KEY_ENCRYPTION_KEY_PREVIOUS = env_str("ROOM_KEY_ENCRYPTION_KEY_PREVIOUS", "")
+# Rooms one client address may create per hour (in Redis across processes when set).
+ROOMS_PER_HOUR = env_int("ROOMS_PER_HOUR", 20)
+# Messages older than this many days are deleted by purge_files; 0 keeps them forever.
+CHAT_RETENTION_DAYS = env_float("CHAT_RETENTION_DAYS", 0)
+
 # 51st rate-limited frame within this window closes the socket with 1008.
 ABUSE_RATE_LIMITED_FRAMES = env_int("ABUSE_RATE_LIMITED_FRAMES", 50)
 ABUSE_WINDOW = env_float("ABUSE_WINDOW", 10)
@@ -349,6 +381,15 @@ ROOM_PASSWORD_ARGON2_TIME_COST = env_int("ROOM_PASSWORD_ARGON2_TIME_COST", 4)
 # Threads (at the lowest CPU priority) that hash and check room passwords. One leaves
 # the other core of a two-core machine to the event loop during a storm of joins.
 PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 1)
+# Bounded work queues (issue 14, item 3): jobs waiting or running in the password
+# threads and in the file/big-frame threads of one process, and of those the jobs of
+# one client address; past either bound the frame is refused `rate_limited`.
+PASSWORD_HASH_QUEUE = env_int("PASSWORD_HASH_QUEUE", 32)
+FILES_WORK_QUEUE = env_int("FILES_WORK_QUEUE", 32)
+WORK_QUEUE_PER_ADDRESS = env_int("WORK_QUEUE_PER_ADDRESS", 4)
+# Clients' requests (joins, members, ...) waiting for or in the database thread of one
+# process; past it they are refused `rate_limited`. Chat writes and leaves are not counted.
+DATABASE_QUEUE = env_int("DATABASE_QUEUE", 200)
 
 # Seconds between background WAL checkpoints on SQLite (0 turns them off).
 SQLITE_CHECKPOINT_INTERVAL = env_float("SQLITE_CHECKPOINT_INTERVAL", 2)

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from chat.models import Participant, Room
-from files.validation import file_message
+from files.validation import file_message, shown_name
 
 
 class SharedFileQuerySet(models.QuerySet):
@@ -55,6 +55,11 @@ class SharedFile(models.Model):
         return self.name
 
     @property
+    def shown_name(self) -> str:
+        """The name it is announced and served under (files.validation.shown_name)."""
+        return shown_name(self.name, self.mime_type)
+
+    @property
     def link_message(self) -> str:
         """The content of the file message broadcast for it (PROTOCOL.md)."""
-        return file_message(self.name, str(self.id))
+        return file_message(self.name, self.mime_type, str(self.id))

@@ -22,7 +22,7 @@ from chat import sql
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Room
 from chat.protocol import encode, iso
-from chat.services import Seat
+from chat.services import Seat, seat_check
 from chat.workers import heavy, let_loop_run
 from files import blobs, scan, validation
 from files.models import SharedFile
@@ -39,12 +39,22 @@ def not_found() -> ProtocolError:
     return ProtocolError(ErrorCode.FILE_NOT_FOUND)
 
 
+def file_id_of(value: str) -> uuid.UUID | None:
+    """The id a `file_id` names, compared exactly as sent (PROTOCOL.md): only the
+    canonical form (lower case, hyphens) names a file, not `uuid.UUID`'s other spellings."""
+    try:
+        key = uuid.UUID(value)
+    except ValueError:
+        return None
+    return key if str(key) == value else None
+
+
 def parse_file_id(value: str) -> uuid.UUID:
     """An id that is not a valid id is `file_not_found` (PROTOCOL.md)."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise not_found() from None
+    key = file_id_of(value)
+    if key is None:
+        raise not_found()
+    return key
 
 
 def metadata(file: SharedFile) -> dict:
@@ -66,6 +76,12 @@ def live_file(*, room_id: uuid.UUID, file_id: uuid.UUID, now: datetime) -> Share
     if file is None:
         raise not_found()
     return file
+
+
+def seat_file(*, seat: Seat, file_id: uuid.UUID, now: datetime) -> SharedFile:
+    """`live_file` for a seat that is still present in its open room (else SeatGone)."""
+    seat_check(seat=seat)
+    return live_file(room_id=seat.room_id, file_id=file_id, now=now)
 
 
 def quota_used(*, room_id: uuid.UUID, now: datetime) -> int:
@@ -93,10 +109,11 @@ def file_record(*, seat: Seat, name: str, mime_type: str, blob: Blob, now: datet
     quota together; a closed room stores nothing."""
     with transaction.atomic():
         room = Room.objects.select_for_update().filter(pk=seat.room_id, closed_at__isnull=True).first()
+        seat_check(seat=seat)  # removed or closed out: nothing is stored (SeatGone)
         if room is None:
             raise ProtocolError(ErrorCode.ROOM_CLOSED)
         check_quota(room_id=seat.room_id, size=blob.size, now=now)
-        content = validation.file_message(name, str(blob.file_id))
+        content = validation.file_message(name, mime_type, str(blob.file_id))
         stored = sql.insert_message(seat.room_id, sender=seat.name, content=content, sent_at=now)
         if stored is None:
             raise ProtocolError(ErrorCode.ROOM_CLOSED)
@@ -122,6 +139,7 @@ def file_record(*, seat: Seat, name: str, mime_type: str, blob: Blob, now: datet
 def file_delete(*, seat: Seat, file_id: uuid.UUID, now: datetime) -> SharedFile:
     """Mark a file deleted (its uploader's seat or an owner); the blob goes on commit."""
     with transaction.atomic():
+        seat_check(seat=seat)
         file = (
             SharedFile.objects.select_for_update().live(now).filter(room_id=seat.room_id, pk=file_id).first()
         )
@@ -211,7 +229,7 @@ async def share(*, seat: Seat, name: str, mime_type: str, data: bytes, now: date
 async def fetch(*, seat: Seat, file_id: str, now: datetime) -> str:
     """The `FileContent` frame for a live file of the seat's room."""
     key = parse_file_id(file_id)
-    file = await database_sync_to_async(live_file)(room_id=seat.room_id, file_id=key, now=now)
+    file = await database_sync_to_async(seat_file)(seat=seat, file_id=key, now=now)
     try:
         return await heavy.run(file_content_frame, file)
     except FileNotFoundError:

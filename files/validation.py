@@ -5,6 +5,7 @@ Each refusal is a `ProtocolError` with the code PROTOCOL.md gives it.
 
 import base64
 import binascii
+import unicodedata
 
 from chat.errors import ErrorCode, ProtocolError
 from chat.workers import let_loop_run
@@ -96,10 +97,61 @@ def check_upload(mime_type: str, data: bytes, *, max_size: int, allowed: list[st
         raise ProtocolError(ErrorCode.MIME_NOT_ALLOWED, f"The file's contents are not {mime_type}.")
 
 
-def shown_name(name: str) -> str:
-    """The name in the file message's link text: PROTOCOL.md drops `[]()` CR and LF."""
-    return name.translate({ord(c): None for c in "[]()\r\n"})
+# The extensions each verifiable type may be shown and served under; the first is the
+# one appended to a name that ends in none of them (PROTOCOL.md, the file message).
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "text/plain": (".txt",),
+    "image/png": (".png",),
+    "image/jpeg": (".jpg", ".jpeg"),
+    "image/gif": (".gif",),
+    "image/webp": (".webp",),
+    "application/pdf": (".pdf",),
+    "application/zip": (".zip",),
+    "application/gzip": (".gz",),
+    "image/bmp": (".bmp",),
+    "audio/mpeg": (".mp3",),
+    "audio/ogg": (".ogg", ".oga"),
+    "application/octet-stream": (".bin",),
+}
+# What never stays in a shown name: the link's own syntax, and every control, format
+# (bidirectional overrides and isolates, zero-width and other invisible characters:
+# Unicode Cf) or line/paragraph separator character, which could disguise the name.
+_LINK_SYNTAX = frozenset("[]()")
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
-def file_message(name: str, file_id: str) -> str:
-    return f"[File: {shown_name(name)}](/files/{file_id})"
+def _visible(char: str) -> bool:
+    return char not in _LINK_SYNTAX and unicodedata.category(char) not in _HIDDEN_CATEGORIES
+
+
+def shown_name(name: str, mime_type: str) -> str:
+    """The name a file is announced (`[File: ...]`) and served (`Content-Disposition`)
+    under: without link syntax or hidden characters, and ending in an extension of its
+    verified type (`notes.html` as text/plain is `notes.html.txt`)."""
+    shown = "".join(char for char in name if _visible(char))
+    extensions = EXTENSIONS.get(mime_type, (".bin",))
+    if shown.rstrip().lower().endswith(extensions):
+        return shown
+    stem = shown.rstrip() or "file"
+    return stem + extensions[0]
+
+
+def file_message(name: str, mime_type: str, file_id: str) -> str:
+    return f"[File: {shown_name(name, mime_type)}](/files/{file_id})"
+
+
+# Slices `check_base64` decodes one at a time (a multiple of 4).
+_CHECK_SLICE = 1024 * 1024
+
+
+def check_base64(text: str) -> None:
+    """What `decode_base64` refuses, refused the same way, without keeping the bytes:
+    for an upload answered with a later error, whose content must still be judged first
+    (PROTOCOL.md's order). At most one slice is decoded at a time."""
+    last = max(0, (len(text) - 1) // _CHECK_SLICE * _CHECK_SLICE)
+    for start in range(0, last, _CHECK_SLICE):
+        piece = text[start : start + _CHECK_SLICE]
+        if "=" in piece:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "content: must be standard base64.")
+        decode_base64(piece)
+    decode_base64(text[last:])

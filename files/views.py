@@ -9,10 +9,11 @@ from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNot
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from chat.services import SESSION_ROOMS_KEY
-from chat.workers import heavy
+from chat.services import SESSION_ROOMS_KEY, session_may_download
+from chat.workers import Busy, heavy
 from files import blobs
 from files.models import SharedFile
+from files.services import file_id_of
 
 # The bytes are the user's: never rendered, never run, never cached.
 DOWNLOAD_HEADERS = {
@@ -38,29 +39,39 @@ async def _chunks(data: bytes) -> AsyncIterator[bytes]:
         yield bytes(view[start : start + CHUNK])
 
 
-def _joined_file(file_id: uuid.UUID, rooms: list[str]) -> SharedFile | None:
-    return SharedFile.objects.live(timezone.now()).filter(pk=file_id, room_id__in=rooms).first()
+def _joined_file(file_id: uuid.UUID, rooms: list[str], session_key: str) -> SharedFile | None:
+    """A live file of a room the session joined, while the session still holds a seat
+    there that no admin's removal or close has ended (services.session_may_download)."""
+    now = timezone.now()
+    file = SharedFile.objects.live(now).filter(pk=file_id, room_id__in=rooms).first()
+    if file is None or not session_may_download(session_key=session_key, room_id=file.room_id, now=now):
+        return None
+    return file
 
 
 @require_GET
 async def download(request: HttpRequest, file_id: str) -> HttpResponse:
     """Async, so decryption runs in the file workers, not in the database thread."""
-    try:
-        key = uuid.UUID(file_id)
-    except ValueError:
+    key = file_id_of(file_id)
+    if key is None:
         return _not_found()
     rooms = await request.session.aget(SESSION_ROOMS_KEY, []) if request.session.session_key else []
-    file = await database_sync_to_async(_joined_file)(key, rooms) if rooms else None
+    session_key = request.session.session_key
+    file = await database_sync_to_async(_joined_file)(key, rooms, session_key) if rooms else None
     if file is None:
         return _not_found()
     try:
         data = await heavy.run(blobs.read, file.id, file.blob)
     except FileNotFoundError:
         return _not_found()
+    except Busy:  # the file threads' queue is full (FILES_WORK_QUEUE)
+        return HttpResponse(
+            "Busy; try again.", status=503, content_type="text/plain", headers={"Retry-After": "1"}
+        )
     # FileResponse writes the attachment headers (name encoded per RFC 6266, length);
     # the body is then served from an async iterator, so no thread copies it out.
     response = FileResponse(
-        io.BytesIO(data), as_attachment=True, filename=file.name, content_type=file.mime_type
+        io.BytesIO(data), as_attachment=True, filename=file.shown_name, content_type=file.mime_type
     )
     response.streaming_content = _chunks(data)
     for name, value in DOWNLOAD_HEADERS.items():

@@ -75,3 +75,13 @@ def fresh_join_failures():
     _local.windows.clear()
     yield
     _local.windows.clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_address_limits():
+    """ROOMS_PER_HOUR is counted per process here; each test starts afresh."""
+    from chat import address_limits
+
+    address_limits._local.clear()
+    yield
+    address_limits._local.clear()

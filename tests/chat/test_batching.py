@@ -154,3 +154,37 @@ async def test_a_cancelled_submitter_does_not_disturb_the_others():
     release.set()
     assert await first == 1 and await kept == 3
     assert gone.cancelled()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_messages_of_a_removed_seat_are_refused_in_the_write_itself():
+    """Issue 14, item 4: the seat is checked in the transaction that stores the message,
+    alone or in a batch, so a kick whose layer event was lost still stops the chat."""
+    from chat.models import Participant
+    from tests.chat.test_services import join
+
+    room, owner, _ = make_room()
+    kicked = join(room, "Kicked").seat
+    left = join(room, "Left").seat
+    services.participant_remove(participant_id=kicked.participant_id, now=timezone.now())
+    Participant.objects.filter(pk=left.participant_id).update(left_at=timezone.now())  # a ghost sweep
+
+    def seated(seat, content):
+        return sql.NewMessage(seat.room_id, seat.name, content, timezone.now(), seat.participant_id)
+
+    (alone,) = services.messages_post([seated(kicked, "alone")])
+    assert isinstance(alone, services.SeatGone) and alone.code == ErrorCode.KICKED and alone.close == 4001
+    results = services.messages_post(
+        [seated(owner, "o1"), seated(kicked, "k"), seated(left, "l"), seated(owner, "o2")]
+    )
+    assert results[1].code == ErrorCode.KICKED
+    assert results[2].code == ErrorCode.NOT_IN_ROOM and results[2].close is None
+    assert [seq for _, seq in (results[0], results[3])] == [1, 2]
+    assert list(Message.objects.filter(room=room).values_list("content", flat=True).order_by("seq")) == [
+        "o1",
+        "o2",
+    ]
+
+    services.room_close(room_id=room.pk, now=timezone.now())
+    (closed,) = services.messages_post([seated(owner, "late")])
+    assert closed.code == ErrorCode.ROOM_CLOSED and closed.close == 4000

@@ -364,16 +364,18 @@ async def test_a_ghost_does_not_hold_its_name(layer):
 
 
 async def test_a_browser_session_records_the_rooms_it_joined(layer, async_client):
-    """GET / gives a session cookie; a socket opened with it ties its joins to it."""
+    """The page gives a session cookie and stores nothing; a socket opened with it ties its
+    joins to it, the first one making the session row under the cookie's key."""
     from importlib import import_module
 
     from django.conf import settings
 
     response = await async_client.get("/")
     session_key = response.cookies[settings.SESSION_COOKIE_NAME].value
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    assert not await database_sync_to_async(store_class().exists)(session_key)
     cookie = [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode())]
     owner, created = await create_room(headers=cookie)
-    store_class = import_module(settings.SESSION_ENGINE).SessionStore
     rooms = (await database_sync_to_async(store_class(session_key).load)())["chat_rooms"]
     assert rooms == [created["room_info"]["id"]]
 

@@ -43,11 +43,23 @@ def test_healthz_answers_a_process_asked_on_its_own_address_over_plain_http(clie
 
 
 @pytest.mark.parametrize("path", ["/", "/rooms/some-join-key/"])
-def test_app_pages_give_a_session_cookie(client, settings, path):
+def test_app_pages_give_a_session_cookie_and_store_no_session(client, settings, path):
+    """PROTOCOL.md (HTTP): the page gives a session cookie. Issue 14: a page view stores
+    nothing; the cookie's key is minted and signed, kept on the next view."""
+    from django.contrib.sessions.models import Session
+
+    from chat import browser_sessions
+
     response = client.get(path)
     assert response.status_code == 200
-    assert settings.SESSION_COOKIE_NAME in response.cookies
-    assert response.cookies[settings.SESSION_COOKIE_NAME]["httponly"]
+    cookie = response.cookies[settings.SESSION_COOKIE_NAME]
+    assert cookie["httponly"] and browser_sessions.minted(cookie.value)
+    assert not Session.objects.exists()
+    again = client.get(path)
+    assert settings.SESSION_COOKIE_NAME not in again.cookies and not Session.objects.exists()
+    client.cookies[settings.SESSION_COOKIE_NAME] = "forgedforgedforgedforgedforgedforgedabcd"
+    replaced = client.get(path).cookies[settings.SESSION_COOKIE_NAME].value
+    assert browser_sessions.minted(replaced) and not Session.objects.exists()
 
 
 def test_share_link_page_shows_the_join_key_as_text(client):
@@ -113,6 +125,7 @@ def test_check_deploy_is_clean_with_the_documented_production_settings(tmp_path)
         "DJANGO_ALLOWED_HOSTS": "chat.example.org",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "FILES_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "ROOM_KEY_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
     }
     # docs/production.md, Processes: collectstatic first (without it, chat.W004).
     subprocess.run(

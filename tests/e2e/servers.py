@@ -123,14 +123,16 @@ def drop_postgres(database_url: str, name: str) -> None:
 class RedisServer:
     """A throwaway redis-server that keeps nothing on disk."""
 
-    def __init__(self, workdir) -> None:
+    def __init__(self, workdir, password: str | None = None) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.password = password  # requirepass: clients must AUTH
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         args = [
@@ -144,12 +146,17 @@ class RedisServer:
             "--appendonly",
             "no",
         ]
+        if self.password:
+            args += ["--requirepass", self.password]
         self.process = subprocess.Popen([*args, "--dir", str(self.workdir)], stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while (
-            subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout
-            != b"PONG\n"
-        ):
+        cli = [
+            "redis-cli",
+            "-p",
+            str(self.port),
+            *(["--no-auth-warning", "-a", self.password] if self.password else []),
+        ]
+        while subprocess.run([*cli, "ping"], capture_output=True).stdout != b"PONG\n":
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.05)
 

@@ -100,8 +100,32 @@ def test_size_is_checked_before_the_type():
 
 
 def test_file_message_cannot_break_its_link():
-    message = validation.file_message("a](/evil)[b\r\n(c).txt", "ID")
+    message = validation.file_message("a](/evil)[b\r\n(c).txt", "text/plain", "ID")
     assert message == "[File: a/evilbc.txt](/files/ID)"
+
+
+@pytest.mark.parametrize(
+    ("name", "mime_type", "shown"),
+    [
+        ("notes.html", "text/plain", "notes.html.txt"),
+        ("x.svg", "text/plain", "x.svg.txt"),
+        ("run.bat", "text/plain", "run.bat.txt"),
+        ("run.bat.", "text/plain", "run.bat..txt"),
+        ("notes.TXT", "text/plain", "notes.TXT"),
+        ("notes.txt  ", "text/plain", "notes.txt  "),
+        ("notes.html  ", "text/plain", "notes.html.txt"),
+        ("photo.JPEG", "image/jpeg", "photo.JPEG"),
+        ("photo.png", "image/jpeg", "photo.png.jpg"),
+        ("archive", "application/zip", "archive.zip"),
+        ("evil\u202egnp.exe", "text/plain", "evilgnp.exe.txt"),
+        ("a\u2066b\u2069\u200b\u200e\u061c\ufeff\u00ad\u2060\u200d.txt", "text/plain", "ab.txt"),
+        ("line\u2028break\u2029.pdf", "application/pdf", "linebreak.pdf"),
+        ("\u202e[]()", "text/plain", "file.txt"),
+        ("r\u00e9sum\u00e9\u202etxt.exe", "text/plain", "r\u00e9sum\u00e9txt.exe.txt"),
+    ],
+)
+def test_the_shown_name_ends_in_the_verified_type_and_hides_nothing(name, mime_type, shown):
+    assert validation.shown_name(name, mime_type) == shown
 
 
 def test_system_checks_warn_about_unusable_types_and_a_generated_key(settings):

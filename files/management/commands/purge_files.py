@@ -3,19 +3,28 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from chat.retention import apply_retention
 from files.purge import PurgeRunning, purge
 from files.store import UnsafeStore
 
 
 class Command(BaseCommand):
-    help = "Delete expired and deleted files and orphaned blobs; prints a one-line summary."
+    help = (
+        "Delete expired and deleted files, orphaned blobs, expired sessions and messages older than "
+        "CHAT_RETENTION_DAYS; prints a one-line summary (and one more when sessions or messages went)."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
 
     def handle(self, *args, dry_run: bool = False, **options) -> None:
+        now = timezone.now()
+        # Sessions and old messages first: safe beside another run (chat/retention.py).
+        retention = apply_retention(now=now, dry_run=dry_run).line()
+        if retention:
+            self.stdout.write(retention)
         try:
-            report = purge(now=timezone.now(), dry_run=dry_run)
+            report = purge(now=now, dry_run=dry_run)
         except PurgeRunning:
             self.stdout.write("purge_files: another purge is running; nothing done")
             return

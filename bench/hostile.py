@@ -1,0 +1,265 @@
+"""Attackers for `bench/run.sh hostile`: one person per attack of issue 14, each from a
+loopback address of its own (127.0.2.K), for --duration seconds, while bench/loadgen.py
+keeps 50 rooms chatting. Prints one JSON object: per attack, what the attacker got.
+
+    .venv/bin/python bench/hostile.py --port 8540 --duration 60 [--attack joinleave ...]
+
+The attacks: `joinleave` (sockets that never read loop JoinRoom/LeaveRoom on a room with
+a large history), `guess` (200 simultaneous wrong passwords), `connections` (300 sockets
+from one address), `uploads` (maximum-size uploads back to back), `rooms` (CreateRoom in
+a loop), `badframes` (a flood of frames the server refuses), `sessions` (cookieless
+GET /, counting the session cookies handed out).
+"""
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+import sys
+import time
+import urllib.request
+from collections import Counter
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+ATTACKS = ("joinleave", "guess", "connections", "uploads", "rooms", "badframes", "sessions")
+
+
+def content(size: int) -> str:
+    """Chat content the server takes: base64 of nonce, ciphertext and tag (random bytes)."""
+    return base64.b64encode(os.urandom(size)).decode()
+
+
+class Raw:
+    """A WebSocket that writes and never reads: its server-side queue only grows."""
+
+    def __init__(self, sock: socket.socket, status: int) -> None:
+        self.sock, self.status = sock, status
+
+    @classmethod
+    async def open(cls, port: int, source: str) -> "Raw":
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.bind((source, 0))
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await loop.sock_sendall(sock, request.encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = await loop.sock_recv(sock, 4096)
+            if not chunk:
+                break
+            head += chunk
+        status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+        return cls(sock, status)
+
+    async def send(self, frame: dict) -> None:
+        payload = json.dumps(frame).encode()
+        mask = os.urandom(4)
+        length = len(payload)
+        if length < 126:
+            header = struct.pack("!BB", 0x81, 0x80 | length)
+        elif length < 65536:
+            header = struct.pack("!BBH", 0x81, 0x80 | 126, length)
+        else:
+            header = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        await asyncio.get_running_loop().sock_sendall(self.sock, header + mask + masked)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def ws(port: int, source: str):
+    return await connect(
+        f"ws://127.0.0.1:{port}/ws/", max_size=None, compression=None, ping_interval=None,
+        local_addr=(source, 0), open_timeout=30,
+    )  # fmt: skip
+
+
+async def reply(socket_, *types: str, within: float = 30) -> dict:
+    while True:
+        frame = json.loads(await asyncio.wait_for(socket_.recv(), within))
+        if frame["type"] in types or frame["type"] == "Error":
+            return frame
+
+
+async def outcome(socket_, *types: str) -> str:
+    try:
+        frame = await reply(socket_, *types)
+    except ConnectionClosed as exc:
+        return f"closed {exc.rcvd.code if exc.rcvd else 'abruptly'}"
+    except TimeoutError:
+        return "no answer"
+    return frame["code"] if frame["type"] == "Error" else frame["type"]
+
+
+async def room(port: int, source: str, password: str | None = None, history: int = 0) -> str:
+    """A room made by someone else (its join key), optionally with `history` large messages."""
+    async with await ws(port, source) as owner:
+        create = {"type": "CreateRoom", "name": "target", "description": "", "password": password}
+        await owner.send(json.dumps(create))
+        created = await reply(owner, "RoomCreated")
+        for k in range(history):
+            await owner.send(json.dumps({"type": "ChatMessage", "content": content(45_000)}))
+            await reply(owner, "ChatMessage")
+            if k % 15 == 14:
+                await asyncio.sleep(1.6)  # under CHAT_RATE_SUSTAINED
+        return created["room_info"]["join_key"]
+
+
+async def joinleave(port: int, source: str, until: float, got: Counter) -> None:
+    key = await room(port, "127.0.0.1", history=100)
+
+    async def one() -> None:
+        raw = await Raw.open(port, source)
+        got[f"handshake {raw.status}"] += 1
+        try:
+            while time.monotonic() < until:
+                await raw.send({"type": "JoinRoom", "join_key": key, "name": f"x{os.getpid()}"})
+                await raw.send({"type": "LeaveRoom"})
+                got["join+leave sent"] += 1
+        except OSError:
+            got["closed by the server"] += 1
+        finally:
+            raw.close()
+
+    await asyncio.gather(*(one() for _ in range(20)))
+
+
+async def guess(port: int, source: str, until: float, got: Counter) -> None:
+    key = await room(port, "127.0.0.1", password="the right one")
+
+    async def one(k: int) -> None:
+        try:
+            async with await ws(port, source) as attacker:
+                await attacker.send(json.dumps({"type": "JoinRoom", "join_key": key, "name": f"g{k}",
+                                                "password": f"guess {k}"}))  # fmt: skip
+                got[await outcome(attacker, "RoomJoined")] += 1
+        except OSError as exc:
+            got[f"refused: {type(exc).__name__}"] += 1
+        except Exception as exc:  # a refused handshake
+            got[f"refused: {type(exc).__name__}"] += 1
+
+    await asyncio.gather(*(one(k) for k in range(200)))
+
+
+async def connections(port: int, source: str, until: float, got: Counter) -> None:
+    sockets = await asyncio.gather(*(Raw.open(port, source) for _ in range(300)), return_exceptions=True)
+    got.update(f"handshake {s.status}" if isinstance(s, Raw) else type(s).__name__ for s in sockets)
+    await asyncio.sleep(max(0.0, until - time.monotonic()))
+    for s in sockets:
+        if isinstance(s, Raw):
+            s.close()
+
+
+async def uploads(port: int, source: str, until: float, got: Counter) -> None:
+    data = base64.b64encode(b"PK\x03\x04" + os.urandom(10 * 1024 * 1024 - 1024)).decode()  # a zip's magic
+    upload = {"type": "UploadFile", "name": "a.zip", "mime_type": "application/zip", "content": data}
+    frame = json.dumps(upload)
+
+    async def one() -> None:
+        async with await ws(port, source) as attacker:
+            await attacker.send(json.dumps({"type": "CreateRoom", "name": "mine", "description": ""}))
+            await reply(attacker, "RoomCreated")
+            while time.monotonic() < until:
+                await attacker.send(frame)
+                got[await outcome(attacker, "FileUploaded")] += 1
+
+    await asyncio.gather(*(one() for _ in range(4)), return_exceptions=True)
+
+
+async def rooms(port: int, source: str, until: float, got: Counter) -> None:
+    async with await ws(port, source) as attacker:
+        while time.monotonic() < until and sum(got.values()) < 2000:
+            await attacker.send(json.dumps({"type": "CreateRoom", "name": "spam", "description": ""}))
+            answer = await outcome(attacker, "RoomCreated")
+            got[answer] += 1
+            if answer.startswith("closed"):
+                break
+            await attacker.send(json.dumps({"type": "LeaveRoom"}))
+
+
+async def badframes(port: int, source: str, until: float, got: Counter) -> None:
+    async with await ws(port, source) as attacker:
+        while time.monotonic() < until and sum(got.values()) < 20000:
+            await attacker.send('{"type": "NoSuchThing"}')
+            answer = await outcome(attacker)
+            got[answer] += 1
+            if answer.startswith("closed"):
+                break
+
+
+async def sessions(port: int, source: str, until: float, got: Counter) -> None:
+    def one() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+            cookie = response.headers.get("Set-Cookie") or ""
+            return "session cookie" if "sessionid" in cookie else "no cookie"
+
+    for _ in range(1000):
+        if time.monotonic() > until:
+            break
+        got[await asyncio.to_thread(one)] += 1
+
+
+RUNNERS = {
+    "joinleave": joinleave,
+    "guess": guess,
+    "connections": connections,
+    "uploads": uploads,
+    "rooms": rooms,
+    "badframes": badframes,
+    "sessions": sessions,
+}
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return round(kib / 1024, 1)
+
+
+async def main(args: argparse.Namespace) -> dict:
+    """Every chosen attack at once, each from its own address; the server's memory
+    before and at its highest meanwhile."""
+    until = time.monotonic() + args.duration
+    before = rss_mib(args.server_pid) if args.server_pid else None
+    peak = before
+    chosen = [name for name in ATTACKS if name in (args.attack or ATTACKS)]
+    got = {name: Counter() for name in chosen}
+    runs = [
+        # An attacker the server has stopped answering is given up 30 s after the end.
+        asyncio.wait_for(RUNNERS[name](args.port, f"127.0.2.{k + 1}", until, got[name]), args.duration + 30)
+        for k, name in enumerate(chosen)
+    ]
+    attacks = asyncio.gather(*runs, return_exceptions=True)
+    while not attacks.done():
+        if args.server_pid:
+            peak = max(peak, rss_mib(args.server_pid))
+        await asyncio.wait([attacks], timeout=1)
+    figures: dict = {}
+    for name, result in zip(chosen, attacks.result(), strict=True):
+        figures[name] = dict(got[name])
+        if isinstance(result, BaseException):
+            figures[name]["ended by"] = "the 30 s grace" if isinstance(result, TimeoutError) else repr(result)
+    return {"attacks": figures, "server_rss_mib": {"before": before, "peak": peak}}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--attack", action="append", choices=ATTACKS)
+    parser.add_argument("--server-pid", type=int, default=None, help="sample this PID's VmRSS")
+    figures = asyncio.run(main(parser.parse_args()))
+    print(json.dumps({"scenario": "hostile", **figures}))
+    sys.exit(0)

@@ -1,0 +1,126 @@
+"""Quotas per client address over a sliding window: rooms created (ROOMS_PER_HOUR).
+Each counts in Redis when the channel layer is Redis, so the quota holds across
+processes, and in this process otherwise.
+
+A place is claimed before the work it pays for and given back if the work did not
+happen, so simultaneous requests from one address never get more than the quota.
+"""
+
+import asyncio
+import time
+import uuid
+import weakref
+from collections import deque
+
+import redis.asyncio as redis
+from django.conf import settings
+
+from chat import redis_clients
+
+HOUR = 3600.0
+# Addresses remembered in one process at most (the oldest are forgotten first).
+LOCAL_ADDRESSES = 100_000
+
+
+class LocalQuota:
+    """The quota in this process: right for one process on the in-memory layer."""
+
+    def __init__(self, name: str, window: float = HOUR) -> None:
+        self.name = name
+        self.window = window
+        self.claims: dict[str, deque[tuple[float, str]]] = {}
+
+    def _current(self, address: str, now: float) -> deque[tuple[float, str]]:
+        claims = self.claims.pop(address, None) or deque()
+        while claims and claims[0][0] <= now - self.window:
+            claims.popleft()
+        if len(self.claims) >= LOCAL_ADDRESSES:
+            self.claims.pop(next(iter(self.claims)))
+        self.claims[address] = claims  # most recently used last
+        return claims
+
+    async def claim(self, address: str, limit: int, now: float | None = None) -> str | None:
+        """A place in the address's quota (a token to give it back with), or None when full."""
+        now = time.monotonic() if now is None else now
+        claims = self._current(address, now)
+        if len(claims) >= limit:
+            return None
+        token = uuid.uuid4().hex
+        claims.append((now, token))
+        return token
+
+    async def release(self, address: str, token: str) -> None:
+        claims = self.claims.get(address)
+        if claims:
+            for item in claims:
+                if item[1] == token:
+                    claims.remove(item)
+                    break
+
+
+# Add a claim, then count: a claim past the limit is taken back at once (atomic in Redis).
+_CLAIM = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 1)
+return 1
+"""
+
+
+class RedisQuota:
+    """The same quota in Redis, shared by every server process: a sorted set of claim
+    times per address, trimmed to the window, claimed by one Lua script (atomic)."""
+
+    def __init__(self, name: str, host: str | dict, prefix: str, window: float = HOUR) -> None:
+        self.name = name
+        self.host = host
+        self.prefix = prefix
+        self.window = window
+        # redis.asyncio clients belong to the event loop that made them.
+        self.clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def client(self) -> redis.Redis:
+        loop = asyncio.get_running_loop()
+        client = self.clients.get(loop)
+        if client is None:
+            client = redis_clients.client(self.host, timeout=settings.REDIS_SOCKET_TIMEOUT)
+            self.clients[loop] = client
+        return client
+
+    def key(self, address: str) -> str:
+        return f"{self.prefix}:{self.name}:{address}"
+
+    async def claim(self, address: str, limit: int) -> str | None:
+        token = uuid.uuid4().hex
+        claimed = await self.client().eval(
+            _CLAIM, 1, self.key(address), time.time(), self.window, limit, token
+        )
+        return token if claimed else None
+
+    async def release(self, address: str, token: str) -> None:
+        await self.client().zrem(self.key(address), token)
+
+
+_local: dict[str, LocalQuota] = {}
+_shared: dict[tuple[str, str, str], RedisQuota] = {}
+
+
+def quota(name: str) -> LocalQuota | RedisQuota:
+    """The quota called `name`: in Redis when the channel layer is channels_redis (its
+    first host and prefix), else in this process."""
+    hosts = redis_clients.layer_hosts()
+    if not hosts:
+        return _local.setdefault(name, LocalQuota(name))
+    host, prefix = hosts[0], settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
+    place = (name, repr(host), prefix)
+    if place not in _shared:
+        _shared[place] = RedisQuota(name, host, prefix)
+    return _shared[place]
+
+
+def room_creations() -> LocalQuota | RedisQuota:
+    """ROOMS_PER_HOUR: rooms created per client address."""
+    return quota("rooms-created")

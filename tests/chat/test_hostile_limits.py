@@ -1,0 +1,118 @@
+"""Issue 14, items 1 and 8, without sockets: the outbox's byte cap, the per-connection
+windows, the per-process budget of upload bytes and the check of base64 that keeps
+nothing. The attacks themselves: tests/e2e/test_hostile_reader.py, test_upload_memory.py."""
+
+import base64
+import os
+
+import pytest
+
+from chat import hub, protocol
+from chat.errors import ProtocolError
+from chat.hub import CLOSE_TOO_SLOW, Outbox, frame_size
+from chat.ratelimit import Budget, SlidingWindow, take_slot
+from files import validation
+from tests.chat.test_hub import FakeSocket, drain
+
+
+async def test_a_socket_whose_backlog_passes_the_byte_cap_is_closed(settings):
+    settings.WS_SEND_QUEUE_LIMIT = 1000
+    settings.WS_SEND_QUEUE_BYTES = 1000
+    socket = FakeSocket(stall=True)
+    outbox = Outbox(socket.send, socket.close)
+    for _ in range(4):
+        outbox.put("x" * 300)  # 1200 bytes: the fourth passes the cap
+    assert outbox.closing == CLOSE_TOO_SLOW and outbox.bytes == 0
+    socket.gate.set()
+    await drain()
+    assert socket.closed == CLOSE_TOO_SLOW and len(socket.sent) <= 1
+
+
+async def test_one_frame_larger_than_the_byte_cap_is_still_sent(settings):
+    settings.WS_SEND_QUEUE_BYTES = 100
+    socket = FakeSocket()
+    outbox = Outbox(socket.send, socket.close)
+    outbox.put("y" * 500)
+    await drain()
+    assert socket.sent == ["y" * 500] and socket.closed is None and outbox.bytes == 0
+    outbox.put("z" * 50)
+    await drain()
+    assert socket.sent[-1] == "z" * 50 and not outbox.backed_up()
+
+
+def test_frame_size_is_utf8_bytes():
+    assert frame_size("abc") == 3
+    assert frame_size("é€😀") == 2 + 3 + 4
+
+
+def test_a_window_slot_refused_takes_no_place():
+    window = SlidingWindow(60)
+    assert [take_slot(window, 2, now=t) for t in (0, 1, 2, 3, 4)] == [True, True, False, False, False]
+    assert take_slot(window, 2, now=60.5)  # the refusals at 2-4 s hold nothing
+
+
+def test_the_budget_refuses_past_its_limit_but_lets_one_in(settings):
+    settings.UPLOADS_IN_FLIGHT_BYTES = 100
+    budget = Budget("UPLOADS_IN_FLIGHT_BYTES")
+    assert budget.take(60) and not budget.take(60)
+    budget.give(60)
+    assert budget.take(500)  # alone: let in, so a small limit slows uploads instead of ending them
+    assert not budget.take(1)
+    budget.give(500)
+    assert budget.held == 0
+
+
+def encoded(size: int) -> str:
+    return base64.b64encode(os.urandom(size)).decode()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "QQ==",
+        "QR==",  # stray bits
+        "QQ=",
+        "Q Q=",
+        encoded(3 * 1024 * 1024),
+        encoded(3 * 1024 * 1024 + 1),
+        encoded(3 * 1024 * 1024)[:-4] + "QQ==" + encoded(3),  # padding inside, across slices
+        encoded(1024 * 1024)[:1000] + "=" + encoded(1024 * 1024)[1001:],
+        encoded(2 * 1024 * 1024) + "é",
+    ],
+)
+def test_check_base64_refuses_exactly_what_decode_refuses(text):
+    try:
+        validation.decode_base64(text)
+    except ProtocolError as exc:
+        with pytest.raises(ProtocolError) as checked:
+            validation.check_base64(text)
+        assert checked.value.code == exc.code
+    else:
+        validation.check_base64(text)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_history_parts_join_to_the_history_frame(count):
+    messages = [{"id": n, "sender": "Ann é", "content": "x" * n, "reply_to": None} for n in range(count)]
+    assert "".join(protocol.history_parts(messages)) == protocol.encode(protocol.history_message(messages))
+
+
+async def test_an_address_backlog_counts_its_sockets_and_their_last_frame_written(settings):
+    settings.WS_SEND_QUEUE_BYTES = 10**6
+    stuck, reading = FakeSocket(stall=True), FakeSocket()
+    one = Outbox(stuck.send, stuck.close, owner="203.0.113.9")
+    two = Outbox(reading.send, reading.close, owner="203.0.113.9")
+    one.put("a" * 100)
+    one.put("b" * 50)
+    two.put("c" * 30)
+    await drain()
+    # `two` wrote its frame, which may still sit in the server's buffer until its next send.
+    assert hub.address_backlog("203.0.113.9") == 180
+    two.put("d" * 5)
+    await drain()
+    assert hub.address_backlog("203.0.113.9") == 155  # "c" left the process; "d" may not have
+    one.stop()
+    two.stop()
+    await drain()
+    assert hub.address_backlog("203.0.113.9") == 0 and "203.0.113.9" not in hub.backlogs

@@ -1,0 +1,91 @@
+"""Room keys at rest (chat/keys.py), their rotation (rewrap_room_keys) and chat.W005."""
+
+import base64
+import os
+from io import StringIO
+from uuid import uuid4
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from chat import checks, keys
+from chat.models import Room
+
+pytestmark = pytest.mark.django_db
+
+
+def kek() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def make_room(room_key: str) -> Room:
+    room_id = uuid4()
+    return Room.objects.create(
+        id=room_id,
+        name="r",
+        join_key=uuid4().hex,
+        wrapped_key=keys.wrap(room_id, room_key),
+        owner_token_hash="x",
+        owner_name="o",
+        created_at=timezone.now(),
+    )
+
+
+def test_a_wrapped_key_opens_only_for_its_room_under_the_key_encryption_key(settings):
+    settings.ROOM_KEY_ENCRYPTION_KEY = kek()
+    room_id, room_key = uuid4(), keys.new_room_key()
+    wrapped = keys.wrap(room_id, room_key)
+    assert len(wrapped) == keys.WRAPPED_LENGTH and room_key not in wrapped
+    assert keys.unwrap(room_id, wrapped) == room_key
+    with pytest.raises(keys.KeyUnavailable):
+        keys.unwrap(uuid4(), wrapped)
+    settings.ROOM_KEY_ENCRYPTION_KEY = kek()
+    with pytest.raises(keys.KeyUnavailable):
+        keys.unwrap(room_id, wrapped)
+
+
+def test_rewrap_moves_every_room_to_the_new_key_and_is_idempotent(settings, tmp_path):
+    old = kek()
+    settings.ROOM_KEY_ENCRYPTION_KEY = old
+    room_keys = [keys.new_room_key() for _ in range(7)]
+    rooms = [make_room(room_key) for room_key in room_keys]
+    settings.ROOM_KEY_ENCRYPTION_KEY = kek()
+    old_file = tmp_path / "old.key"
+    old_file.write_text(old + "\n")
+    out = StringIO()
+    call_command("rewrap_room_keys", "--old-key-file", str(old_file), "--batch", "3", stdout=out)
+    assert out.getvalue().strip().endswith("re-wrapped 7 room keys; 0 already under the current key")
+    for room, room_key in zip(rooms, room_keys, strict=True):
+        room.refresh_from_db()
+        assert keys.unwrap(room.pk, room.wrapped_key) == room_key
+    out = StringIO()
+    call_command("rewrap_room_keys", stdout=out)  # no old key needed: nothing left under it
+    assert out.getvalue().strip().endswith("re-wrapped 0 room keys; 7 already under the current key")
+
+
+def test_rewrap_with_the_previous_key_from_the_environment_and_a_wrong_old_key(settings):
+    old = kek()
+    settings.ROOM_KEY_ENCRYPTION_KEY = old
+    room = make_room(keys.new_room_key())
+    settings.ROOM_KEY_ENCRYPTION_KEY = kek()
+    with pytest.raises(CommandError, match="no old key was given"):
+        call_command("rewrap_room_keys", stdout=StringIO())
+    settings.ROOM_KEY_ENCRYPTION_KEY_PREVIOUS = kek()
+    with pytest.raises(CommandError, match="neither the current nor the old key"):
+        call_command("rewrap_room_keys", stdout=StringIO())
+    settings.ROOM_KEY_ENCRYPTION_KEY_PREVIOUS = old
+    # During the rotation a server reads rooms under either key.
+    assert keys.unwrap(room.pk, room.wrapped_key)
+    call_command("rewrap_room_keys", stdout=StringIO())
+    room.refresh_from_db()
+    settings.ROOM_KEY_ENCRYPTION_KEY_PREVIOUS = ""
+    assert keys.unwrap(room.pk, room.wrapped_key)
+
+
+def test_check_deploy_warns_when_the_key_encryption_key_is_generated(settings):
+    settings.ROOM_KEY_ENCRYPTION_KEY = ""
+    assert [w.id for w in checks.generated_room_key_encryption_key_in_production(None)] == ["chat.W005"]
+    settings.ROOM_KEY_ENCRYPTION_KEY = kek()
+    assert checks.generated_room_key_encryption_key_in_production(None) == []
