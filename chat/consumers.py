@@ -133,8 +133,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- Client messages -------------------------------------------------------
 
     async def create_room(self, command: protocol.CreateRoom) -> None:
-        self.take_join()
         self.require_no_room()
+        self.take_join()
         if command.password and passwords.busy():  # refused before any Redis round trip
             raise Busy()
         # ROOMS_PER_HOUR per address: a place taken first, given back if no room was made.
@@ -169,8 +169,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         event("create", room=room.pk, participant=seat.participant_id)
 
     async def join_room(self, command: protocol.JoinRoom) -> None:
-        self.take_join()
         self.require_no_room()
+        self.take_join()
         await self.ready_for_large_reply(history_estimate())
         address = client_address(self.scope) or "unknown"
         failures = join_failures()
@@ -243,8 +243,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
 
     async def get_members(self, command: protocol.GetMembers) -> None:
-        self.take_read()
         seat = self.require_room()
+        self.take_read()
         await self.ready_for_large_reply(0)
         names = await database(selectors.members_present)(room_id=seat.room_id, now=timezone.now())
         self.send_json(protocol.members_message(names))
@@ -279,8 +279,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await publish(seat.group, link, message_id=shared.message_id, seq=shared.message_seq)
 
     async def get_file(self, command: protocol.GetFile) -> None:
-        self.take_read()
         seat = self.require_room()
+        self.take_read()
         # One file frame in flight per socket: a client that does not read its
         # downloads holds at most one of them in server memory.
         await self.ready_for_large_reply(4 * ((settings.FILES_MAX_SIZE + 2) // 3))

@@ -242,6 +242,27 @@ async def test_chat_rate_limit_then_1008_for_sustained_abuse(layer, settings):
     assert await Message.objects.filter(room_id=created["room_info"]["id"]).acount() == 3
 
 
+async def test_the_connections_state_is_checked_before_its_rate_limits(layer, settings):
+    """PROTOCOL.md: state (`already_in_room`, `not_in_room`) answers before rate limits."""
+    settings.JOINS_PER_MINUTE = 1
+    settings.READS_PER_MINUTE = 0
+    owner, created = await create_room()  # the one join of the minute
+    await owner.send_json_to({"type": "CreateRoom", "name": "Again", "description": ""})
+    await expect_error(owner, "already_in_room")
+    await owner.send_json_to({"type": "JoinRoom", "join_key": created["room_info"]["join_key"], "name": "X"})
+    await expect_error(owner, "already_in_room")
+    await owner.send_json_to({"type": "GetMembers"})
+    await expect_error(owner, "rate_limited")
+    await owner.send_json_to({"type": "LeaveRoom"})
+    no_file = "00000000-0000-0000-0000-000000000000"
+    for frame in ({"type": "GetMembers"}, {"type": "GetFile", "file_id": no_file}):
+        await owner.send_json_to(frame)
+        await expect_error(owner, "not_in_room")
+    await owner.send_json_to({"type": "CreateRoom", "name": "Third", "description": ""})
+    await expect_error(owner, "rate_limited")
+    await owner.disconnect()
+
+
 async def test_wrong_passwords_rate_limit_the_address(layer, settings):
     """Past JOIN_FAILURES_PER_MINUTE wrong passwords, even the right one is rate_limited."""
     settings.JOIN_FAILURES_PER_MINUTE = 2
