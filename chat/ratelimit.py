@@ -1,10 +1,7 @@
 """Rate limits of PROTOCOL.md's Limits table, as small clocks-in-arguments objects."""
 
-import asyncio
 import logging
 import time
-import uuid
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -12,6 +9,7 @@ import redis.asyncio as redis
 from django.conf import settings
 
 from chat import redis_clients
+from chat.address_limits import RedisQuota
 from chat.errors import ErrorCode, ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -91,29 +89,15 @@ class JoinFailures:
             window.stamps.remove(claim)
 
 
-class RedisJoinFailures:
-    """The same counters in Redis, shared by every server process: one sorted set of
-    failure times per address, trimmed to the last minute. Without it an attacker
-    spread over N processes would get N times the limit."""
+class RedisJoinFailures(RedisQuota):
+    """The same counters in Redis, shared by every server process (an attacker spread
+    over N processes would otherwise get N times the limit): address_limits' quota over
+    the last minute, which a guess claims in one script before its password is checked."""
 
     WINDOW = 60.0
 
     def __init__(self, host: str | dict, prefix: str) -> None:
-        self.host = host  # a URL, or channels_redis's {"sentinels": ..., "master_name": ...}
-        self.prefix = prefix
-        # redis.asyncio clients belong to the event loop that made them.
-        self.clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def client(self) -> redis.Redis:
-        loop = asyncio.get_running_loop()
-        client = self.clients.get(loop)
-        if client is None:
-            client = redis_clients.client(self.host, timeout=settings.REDIS_SOCKET_TIMEOUT)
-            self.clients[loop] = client
-        return client
-
-    def key(self, address: str) -> str:
-        return f"{self.prefix}:join-failures:{address}"
+        super().__init__("join-failures", host, prefix, window=self.WINDOW)
 
     async def blocked(self, address: str) -> bool:
         async with self.client().pipeline(transaction=True) as pipe:
@@ -123,35 +107,14 @@ class RedisJoinFailures:
         return failures >= settings.JOIN_FAILURES_PER_MINUTE
 
     async def claim(self, address: str) -> str | None:
-        """Take a place in the address's limit in one script (trim, count, add), so
-        guesses arriving together on any number of processes cannot all see room."""
-        now = time.time()
-        member = f"{now}:{uuid.uuid4().hex}"
-        script = self.client().register_script(CLAIM_SCRIPT)
-        taken = await script(
-            keys=[self.key(address)],
-            args=[now, self.WINDOW, settings.JOIN_FAILURES_PER_MINUTE, member, int(self.WINDOW) + 1],
-        )
-        return member if taken else None
+        return await super().claim(address, settings.JOIN_FAILURES_PER_MINUTE)
 
     async def release(self, address: str, claim: str) -> None:
         """Give a place back. If Redis fails here the place just expires with the window."""
         try:
-            await self.client().zrem(self.key(address), claim)
+            await super().release(address, claim)
         except (redis.RedisError, OSError):
             logger.warning("could not give back a join-failure place; it expires in a minute")
-
-
-# KEYS[1]: an address's sorted set of failure times. ARGV: now, window, limit, member, ttl.
-CLAIM_SCRIPT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, tonumber(ARGV[1]) - tonumber(ARGV[2]))
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-    return 0
-end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return 1
-"""
 
 
 _local = JoinFailures()
