@@ -3,8 +3,10 @@
 import io
 import uuid
 from collections.abc import AsyncIterator
+from importlib import import_module
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotFound
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -39,9 +41,17 @@ async def _chunks(data: bytes) -> AsyncIterator[bytes]:
         yield bytes(view[start : start + CHUNK])
 
 
-def _joined_file(file_id: uuid.UUID, rooms: list[str], session_key: str) -> SharedFile | None:
+def _joined_file(file_id: uuid.UUID, session_key: str) -> SharedFile | None:
     """A live file of a room the session joined, while the session still holds a seat
-    there that no admin's removal or close has ended (services.session_may_download)."""
+    there that no admin's removal or close has ended (services.session_may_download).
+
+    The session is read from its store, not through `request.session`: Django's
+    middleware drops the cookie of a session it read and found empty, and a page's
+    cookie has no row until its first join (chat/browser_sessions.py)."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    rooms = store.load().get(SESSION_ROOMS_KEY, [])
+    if not rooms:
+        return None
     now = timezone.now()
     file = SharedFile.objects.live(now).filter(pk=file_id, room_id__in=rooms).first()
     if file is None or not session_may_download(session_key=session_key, room_id=file.room_id, now=now):
@@ -53,11 +63,10 @@ def _joined_file(file_id: uuid.UUID, rooms: list[str], session_key: str) -> Shar
 async def download(request: HttpRequest, file_id: str) -> HttpResponse:
     """Async, so decryption runs in the file workers, not in the database thread."""
     key = file_id_of(file_id)
-    if key is None:
+    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
+    if key is None or not session_key:
         return _not_found()
-    rooms = await request.session.aget(SESSION_ROOMS_KEY, []) if request.session.session_key else []
-    session_key = request.session.session_key
-    file = await database_sync_to_async(_joined_file)(key, rooms, session_key) if rooms else None
+    file = await database_sync_to_async(_joined_file)(key, session_key)
     if file is None:
         return _not_found()
     try:

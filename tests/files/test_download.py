@@ -38,6 +38,20 @@ async def shared_pdf(communicator) -> str:
     return uploaded["metadata"]["id"]
 
 
+async def test_a_page_cookie_used_before_its_first_join_is_kept():
+    """The page's cookie has no session row until a join makes it; a download tried
+    before that is 404 and must not make the browser drop the cookie its socket uses."""
+    browser, headers = await browser_session()
+    other, created = await create_room()
+    file_id = await shared_pdf(other)
+    early = await browser.get(f"/files/{file_id}")
+    assert early.status_code == 404 and "sessionid" not in early.cookies
+    member, _ = await join_room(created["room_info"]["join_key"], "Member", headers=headers)
+    assert (await browser.get(f"/files/{file_id}")).status_code == 200
+    for communicator in (other, member):
+        await communicator.disconnect()
+
+
 async def test_a_session_that_joined_the_room_downloads_an_attachment():
     browser, headers = await browser_session()
     owner, created = await create_room(headers=headers)
