@@ -21,6 +21,7 @@ from tests.e2e.servers import (
     production_env,
     scratch_postgres,
 )
+from tests.e2e.test_servers import guesses_limited_across
 from tests.e2e.wsclient import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -62,14 +63,7 @@ async def check_password_redis(env: dict, servers, locked_redis) -> None:
     await bob.say("through a locked Redis")
     assert decrypt(alice.key, (await alice.expect("ChatMessage"))["content"]) == "through a locked Redis"
     # The join-failure limit holds across the processes (its counters are in Redis).
-    attackers = [await Client.open(one.url), await Client.open(two.url)]
-    for guess in range(4):
-        attacker = attackers[guess % 2]
-        await attacker.send(type="JoinRoom", join_key=join_key, name="Mallory", password=f"guess{guess}")
-        assert (await attacker.recv())["code"] == "wrong_password"
-    for attacker in attackers:
-        await attacker.send(type="JoinRoom", join_key=join_key, name="Mallory", password="right")
-        assert (await attacker.recv())["code"] == "rate_limited"
+    attackers = await guesses_limited_across(one, two, join_key)
     for client in (alice, bob, *attackers):
         await client.close()
     assert locked_redis.password not in one.log_path.read_text()

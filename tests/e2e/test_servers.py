@@ -87,11 +87,9 @@ async def test_transport_limit_follows_files_max_size(sqlite_env, servers, comma
     await bystander.close()
 
 
-async def test_wrong_password_limit_holds_across_processes(shared_env, servers):
-    """The per-address counter lives in Redis: spreading guesses over processes gains nothing."""
-    one, two = servers({**shared_env, "JOIN_FAILURES_PER_MINUTE": "4"}, 2)
-    owner = await Client.open(one.url)
-    join_key = (await owner.create(password="right"))["room_info"]["join_key"]
+async def guesses_limited_across(one, two, join_key: str) -> list[Client]:
+    """Four wrong guesses spread over two processes, then even the right password is
+    rate_limited on both (JOIN_FAILURES_PER_MINUTE=4, counted in Redis); the attackers."""
     attackers = [await Client.open(one.url), await Client.open(two.url)]
     for guess in range(4):
         attacker = attackers[guess % 2]
@@ -100,5 +98,14 @@ async def test_wrong_password_limit_holds_across_processes(shared_env, servers):
     for attacker in attackers:
         await attacker.send(type="JoinRoom", join_key=join_key, name="Mallory", password="right")
         assert (await attacker.recv())["code"] == "rate_limited"
+    return attackers
+
+
+async def test_wrong_password_limit_holds_across_processes(shared_env, servers):
+    """The per-address counter lives in Redis: spreading guesses over processes gains nothing."""
+    one, two = servers({**shared_env, "JOIN_FAILURES_PER_MINUTE": "4"}, 2)
+    owner = await Client.open(one.url)
+    join_key = (await owner.create(password="right"))["room_info"]["join_key"]
+    attackers = await guesses_limited_across(one, two, join_key)
     for client in (owner, *attackers):
         await client.close()
