@@ -75,6 +75,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    async def websocket_receive(self, message: dict) -> None:
+        # Channels' dispatch loop keeps the last message until the next one arrives: the
+        # frame is taken out of it, so that an idle socket does not hold its last upload.
+        await self.receive(text_data=message.pop("text", None), bytes_data=message.pop("bytes", None))
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called with each client frame: errors become `Error`, never a closed socket."""
         if self.outbox.closing is not None:
@@ -246,7 +251,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         seat = self.require_room()
         self.take_read()
         await self.ready_for_large_reply(0)
-        names = await database(selectors.members_present)(room_id=seat.room_id, now=timezone.now())
+        # The seat is checked in the same query (SeatGone): a kick whose event was lost lists no one.
+        names = await database(services.seat_members)(seat=seat, now=timezone.now())
         self.send_json(protocol.members_message(names))
 
     async def leave_room(self, command: protocol.LeaveRoom) -> None:

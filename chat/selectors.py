@@ -16,12 +16,26 @@ def presence_cutoff(now: datetime) -> datetime:
     return now - timedelta(seconds=settings.PRESENCE_TIMEOUT)
 
 
-def members_present(*, room_id: UUID, now: datetime) -> list[str]:
-    """Names of the participants connected now, in join order."""
-    return [name for _, name in presence_snapshot(room_id=room_id, now=now)]
+# The reads below run for every join or GetMembers: SQL, not the ORM (see chat/sql.py).
 
 
-# The reads below run for every join: SQL, not the ORM (see chat/sql.py).
+def members_present(*, room_id: UUID, participant_id: int, now: datetime) -> list[str] | None:
+    """Names of the participants connected now, in join order, as seen by the seat
+    `participant_id`; None when that seat is no longer present in its open room
+    (removed, closed out, swept), checked in the same query (issue 14)."""
+    participant, room = sql.table(Participant), sql.table(Room)
+    found = sql.rows(
+        f"SELECT p.name FROM {participant} s JOIN {room} r ON r.id = s.room_id AND r.closed_at IS NULL "
+        f"LEFT JOIN {participant} p ON p.room_id = s.room_id AND p.left_at IS NULL AND p.last_seen >= %s "
+        "WHERE s.id = %s AND s.room_id = %s AND s.left_at IS NULL ORDER BY p.joined_at, p.id",
+        [
+            sql.prep(Participant, "last_seen", presence_cutoff(now)),
+            participant_id,
+            sql.prep(Participant, "room", room_id),
+        ],
+    )
+    # The seat's row comes back once, with a NULL name, when nobody is connected now.
+    return [name for (name,) in found if name is not None] if found else None
 
 
 def presence_snapshot(*, room_id: UUID, now: datetime) -> list[tuple[int, str]]:

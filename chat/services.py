@@ -289,6 +289,15 @@ def seat_check(*, seat: Seat) -> None:
         raise gone
 
 
+def seat_members(*, seat: Seat, now: datetime) -> list[str]:
+    """The names `Members` lists, for a seat still present in its open room, else its
+    `SeatGone` (the seat is checked in the query that reads the names)."""
+    names = selectors.members_present(room_id=seat.room_id, participant_id=seat.participant_id, now=now)
+    if names is None:
+        raise seat_gone(seat.participant_id) or SeatGone(ErrorCode.NOT_IN_ROOM)
+    return names
+
+
 def session_may_download(*, session_key: str, room_id: UUID, now: datetime) -> bool:
     """`/files/<id>` (docs/protocol-notes.md): the browser session has a present seat in
     the open room, and no admin's removal of a seat of this session there still holds."""

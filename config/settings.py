@@ -328,6 +328,14 @@ JOIN_FAILURES_PER_MINUTE = env_int("JOIN_FAILURES_PER_MINUTE", 5)
 CHAT_HISTORY_LIMIT = env_int("CHAT_HISTORY_LIMIT", 100)
 # base64 of FILES_MAX_SIZE plus 64 KiB for the JSON around it.
 WS_MAX_FRAME = env_int("WS_MAX_FRAME", 4 * ((FILES_MAX_SIZE + 2) // 3) + 64 * 1024)
+# Frames over 256 KiB (uploads) arriving or being handled at once, per client address and
+# per process, and the bytes of them an address may send a minute after a burst of two
+# (chat/frame_budget.py; `serve` only). Past them the server waits before reading on.
+LARGE_FRAMES_PER_ADDRESS = env_int("LARGE_FRAMES_PER_ADDRESS", 2)
+LARGE_FRAMES_PER_PROCESS = env_int("LARGE_FRAMES_PER_PROCESS", 16)
+LARGE_FRAME_BYTES_PER_MINUTE = env_int(
+    "LARGE_FRAME_BYTES_PER_MINUTE", FILES_UPLOADS_PER_MINUTE * WS_MAX_FRAME
+)
 
 # --- Files at rest (files/blobs.py) ---
 # Private directory of the encrypted blobs: outside any web root, never served directly.

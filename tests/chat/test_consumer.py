@@ -476,3 +476,40 @@ async def test_after_a_database_outage_nobody_is_swept_until_every_process_could
     await presence.beat_once()
     assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
     await close_all(owner, bob)
+
+
+def end_seat(how: str, participant_id: int, room_id: str) -> None:
+    """End a seat in the database alone, as a kick or close whose layer event was lost."""
+    now = timezone.now()
+    if how == "kicked":
+        services.participant_remove(participant_id=participant_id, now=now)
+    elif how == "closed":
+        services.room_close(room_id=room_id, now=now)
+    else:  # swept as a ghost meanwhile
+        Participant.objects.filter(pk=participant_id).update(left_at=now)
+
+
+@pytest.mark.parametrize(
+    "how, code, close",
+    [("kicked", "kicked", 4001), ("closed", "room_closed", 4000), ("swept", "not_in_room", None)],
+)
+async def test_get_members_after_the_seat_ended_without_its_event(layer, how, code, close):
+    """Issue 14: GetMembers checks the seat in the database as chat and files do, so a
+    removed seat lists no one: `kicked` (4001), `room_closed` (4000), or `not_in_room`
+    with the seat dropped and the socket open."""
+    owner, created = await create_room()
+    bob, _ = await join_room(created["room_info"]["join_key"], "Bob", client=("10.0.0.2", 5000))
+    await owner.receive_json_from()
+    bob_id = (await Participant.objects.aget(name="Bob")).pk
+    await database_sync_to_async(end_seat)(how, bob_id, created["room_info"]["id"])
+
+    await bob.send_json_to({"type": "GetMembers"})
+    await expect_error(bob, code)
+    if close is not None:
+        assert await bob.receive_output(2) == {"type": "websocket.close", "code": close}
+    else:
+        await bob.send_json_to({"type": "GetMembers"})
+        await expect_error(bob, "not_in_room")
+        await close_all(bob)
+    assert await owner.receive_nothing(0.2)  # nothing was announced: the event was lost
+    await close_all(owner)

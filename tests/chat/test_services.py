@@ -80,6 +80,25 @@ def test_sweep_announces_each_ghost_once():
     assert services.presence_sweep(now=timezone.now()) == []
 
 
+def test_members_are_listed_only_to_a_present_seat_in_one_query(django_assert_num_queries):
+    room, owner, _ = make_room()
+    bob = join(room, "Bob").seat
+    make_room()  # another room's people are not listed
+    now = timezone.now()
+    with django_assert_num_queries(1):  # the seat is checked in the query that lists
+        assert services.seat_members(seat=bob, now=now) == ["Owner", "Bob"]
+    Participant.objects.update(last_seen=now - timedelta(hours=1))
+    assert services.seat_members(seat=bob, now=now) == []  # nobody seen lately: still present
+    services.participant_remove(participant_id=bob.participant_id, now=now)
+    with pytest.raises(services.SeatGone) as info:
+        services.seat_members(seat=bob, now=now)
+    assert info.value.code == ErrorCode.KICKED and info.value.close == 4001
+    services.room_close(room_id=room.pk, now=now)
+    with pytest.raises(services.SeatGone) as info:
+        services.seat_members(seat=owner, now=now)
+    assert info.value.code == ErrorCode.ROOM_CLOSED and info.value.close == 4000
+
+
 def test_concurrent_joins_with_one_name_exactly_one_wins():
     """Twelve threads, each with its own database connection, join as the same name
     (in different cases) at the same instant: the database lets exactly one in.

@@ -1,6 +1,8 @@
 """Issue 14, item 8: upload memory. A process holds at most UPLOADS_IN_FLIGHT_BYTES of
 upload frames at once (past it uploads are `rate_limited`, the sockets staying usable),
-and an upload refused as `rate_limited` is no upload attempt (FILES_UPLOADS_PER_MINUTE)."""
+an upload refused as `rate_limited` is no upload attempt (FILES_UPLOADS_PER_MINUTE), and
+one address's large frames wait their turn (chat/frame_budget.py) instead of piling up
+in memory however many sockets bring them."""
 
 import asyncio
 import base64
@@ -34,7 +36,9 @@ async def test_uploads_past_the_bytes_in_flight_are_rate_limited(env, servers):
     (server,) = servers({**env, "UPLOADS_IN_FLIGHT_BYTES": str(24 * MIB)})
     owner = await Client.open(server.url)
     join_key = (await owner.create())["room_info"]["join_key"]
-    uploaders = [await Client.open(server.url) for _ in range(8)]
+    # From addresses of their own: one address's large frames wait their turn
+    # (LARGE_FRAMES_PER_ADDRESS), so they would never reach the app together.
+    uploaders = [await Client.open(server.url, local_addr=(f"127.0.50.{n + 1}", 0)) for n in range(8)]
     for number, uploader in enumerate(uploaders):
         await uploader.join(join_key, f"U{number}")
     content = zip_content(8 * MIB)
@@ -87,3 +91,69 @@ async def test_a_rate_limited_upload_is_not_an_upload_attempt(sqlite_env, server
     await asyncio.sleep(max(0.0, started + 61 - time.monotonic()))
     assert (await upload())["type"] == "FileUploaded"
     await owner.close()
+
+
+ATTACK_SOCKETS = 20
+
+
+async def test_one_address_large_frames_wait_their_turn_in_bounded_memory(env, servers):
+    """ATTACK_SOCKETS sockets of one address each send a maximum-size frame at once.
+    Read all together they would hold about 14-28 MiB each (bytes and text) in the server;
+    with LARGE_FRAMES_PER_ADDRESS (2) the rest wait unread, paced to a frame a second
+    here, and every one is still answered. Another address uploads meanwhile without
+    waiting behind them."""
+    frame = 14 * MIB
+    (server,) = servers({**env, "LARGE_FRAME_BYTES_PER_MINUTE": str(60 * frame)})
+    pid = server.process.pid
+    bystander = await Client.open(server.url, local_addr=("127.0.70.2", 0))
+    await bystander.create()
+    attackers = await asyncio.gather(
+        *(Client.open(server.url, local_addr=("127.0.70.1", 0)) for _ in range(ATTACK_SOCKETS))
+    )
+    content = zip_content(10 * MIB - 1024)  # a 13.3 MiB frame; not in a room: not_in_room
+    before = rss_mib(pid)
+    peak = before
+    sampling = True
+
+    async def sample() -> None:
+        nonlocal peak
+        while sampling:
+            peak = max(peak, rss_mib(pid))
+            await asyncio.sleep(0.05)
+
+    async def attack(attacker: Client) -> float:
+        await attacker.send(type="UploadFile", name="a.zip", mime_type="application/zip", content=content)
+        assert (await attacker.recv(within=120))["code"] == "not_in_room"
+        return time.monotonic()
+
+    sampler = asyncio.create_task(sample())
+    started = time.monotonic()
+    attack_tasks = [asyncio.create_task(attack(a)) for a in attackers]
+    await asyncio.sleep(1)  # the attack under way
+    small = zip_content(1 * MIB)
+    await bystander.send(type="UploadFile", name="b.zip", mime_type="application/zip", content=small)
+    assert (await bystander.expect("FileUploaded", within=60))["type"] == "FileUploaded"
+    bystander_done = time.monotonic()
+    answered = await asyncio.gather(*attack_tasks)
+    sampling = False
+    await sampler
+    grown = peak - before
+    await asyncio.sleep(0.5)
+    kept = rss_mib(pid) - before  # the sockets idle now, their frames answered
+    took = max(answered) - started
+    print(f"\nRSS grew {grown:.0f} MiB at most, {kept:.0f} MiB kept; answered over {took:.1f} s")
+    # Paced: 20 frames of 13.3 MiB after a burst of two 14 MiB frames, at 14 MiB/s.
+    assert took > 12
+    assert bystander_done < max(answered)
+    # Two frames at a time, a few copies each: +47 MiB for 12 sockets here, against +166
+    # MiB with the budget lifted (LARGE_FRAMES_PER_ADDRESS=1000), six of them refused
+    # `rate_limited` by UPLOADS_IN_FLIGHT_BYTES; and no socket keeps its last frame.
+    assert grown < 120, grown
+    # An idle socket holds nothing of the frame it sent (Channels' dispatch loop and
+    # websockets' parser each kept the last one: 28 MiB a socket).
+    assert kept < 40, kept
+    for attacker in attackers:  # every socket still usable
+        await attacker.send(type="GetMembers")
+        assert (await attacker.recv(within=30))["code"] == "not_in_room"
+        await attacker.close()
+    await bystander.close()

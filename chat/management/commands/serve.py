@@ -5,12 +5,15 @@ what daphne costs per WebSocket frame on this workload (bench/README.md), so it 
 production; `runserver` stays daphne's, for development. Both take WS_MAX_FRAME.
 """
 
+import ctypes
 import gc
 
 import uvicorn
 from channels.routing import get_default_application
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+from chat.frame_budget import BudgetedWebSocket
 
 
 class Command(BaseCommand):
@@ -38,6 +41,7 @@ class Command(BaseCommand):
         # 40-60 ms long under connection churn, so the default stays.
         gc.freeze()
         gc.set_threshold(settings.GC_GEN0_THRESHOLD, 10, 10)
+        give_back_large_blocks()
         self.stdout.write(
             f"Serving on {options['host']}:{options['port']} "
             f"(WebSocket frames up to {settings.WS_MAX_FRAME} bytes)"
@@ -48,7 +52,9 @@ class Command(BaseCommand):
             port=options["port"],
             loop="uvloop",
             http="httptools",
-            ws="websockets-sansio",
+            # The sans-I/O `websockets` protocol, reading large frames within their
+            # budget per address and per process (chat/frame_budget.py).
+            ws=BudgetedWebSocket,
             ws_max_size=settings.WS_MAX_FRAME,
             # Content is ciphertext and files are compressed already; deflate would
             # only cost CPU (and compressing secrets beside attacker text is a risk).
@@ -63,3 +69,19 @@ class Command(BaseCommand):
             log_config=None,
         )
         uvicorn.Server(config).run()
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def give_back_large_blocks() -> None:
+    """Keep every block over 1 MiB in a mapping of its own, returned to the system when
+    freed. glibc raises that threshold to the largest block freed so far (up to 32 MiB),
+    after which each upload's 10-14 MiB buffers come from the heap and their pages stay
+    with the process: the uploads attack peaked 43 MiB higher (bench/README.md, "Hostile
+    clients"). A no-op where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, 1024 * 1024)

@@ -1,0 +1,264 @@
+"""Large incoming frames, bounded per client address and per process (issue 14).
+
+A frame of up to WS_MAX_FRAME (14 MiB: an upload, or junk that size) costs the server
+its bytes while it arrives, while it waits for the app and while the app handles it, and
+the CPU to receive, parse and check it, whatever the answer. Per-connection limits do
+not bound that: one address may open CONNECTIONS_PER_ADDRESS sockets. So a socket whose
+incoming bytes pass LARGE_FRAME takes a slot, one of LARGE_FRAMES_PER_ADDRESS for its
+address and one of LARGE_FRAMES_PER_PROCESS, and keeps it until the app asks for its next
+frame; and the bytes of an address's large frames are paced to
+LARGE_FRAME_BYTES_PER_MINUTE (a burst of two whole frames first). A socket that must
+wait is not read meanwhile: the sender's TCP window fills and its frame simply takes
+longer, nothing is refused and its frames keep their order. Small frames (chat) never
+wait. `manage.py serve` reads through `BudgetedWebSocket`; `runserver` (daphne, for
+development) does not (docs/protocol-notes.md, "Large frames wait their turn").
+"""
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
+
+# Bytes past which a socket's incoming data is a large frame: above any chat frame.
+LARGE_FRAME = 256 * 1024
+# Seconds a paced socket waits at least, so that it reads in steps, not a read at a time.
+PACE_STEP = 0.25
+# Addresses whose pace is remembered before those that have refilled are dropped.
+MAX_PACES = 4096
+
+
+class Reader:
+    """The budget's view of one socket: its address, whether it holds a slot, and how
+    to stop and restart reading it."""
+
+    def __init__(self, address: str, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        self.address, self.pause, self.resume = address, pause, resume
+        self.slot = False
+
+
+class Pace:
+    """Bytes an address may still send in large frames now: `burst` at most, refilled
+    at `rate` a second, negative after a frame that took more than was there."""
+
+    def __init__(self, burst: float, now: float) -> None:
+        self.tokens, self.stamp = burst, now
+
+    def refill(self, now: float, rate: float, burst: float) -> float:
+        self.tokens = min(burst, self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        return self.tokens
+
+
+class FrameBudget:
+    """Slots and pace for large frames; plain logic, driven by `BudgetedWebSocket`.
+
+    `take(reader, nbytes)` is called with the bytes of each read once the socket's
+    frame is large, and says whether reading may go on; when it may not, the reader is
+    paused and resumed by the budget once its turn comes (FIFO). `done(reader)` gives
+    the slot back when the app has handled the frame; `forget` when the socket closes."""
+
+    def __init__(
+        self,
+        *,
+        per_address: int,
+        per_process: int,
+        bytes_per_minute: int,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        call_later: Callable[[float, Callable[[], None]], Any] | None = None,
+    ) -> None:
+        self.per_address, self.per_process = per_address, per_process
+        self.rate, self.burst = bytes_per_minute / 60, burst
+        self.clock = clock
+        self.call_later = call_later or (lambda delay, f: asyncio.get_running_loop().call_later(delay, f))
+        self.slots: dict[str, int] = {}  # address -> slots held
+        self.held = 0  # slots held in the process
+        self.paces: dict[str, Pace] = {}
+        self.waiting: dict[Reader, None] = {}  # paused readers, oldest first
+        self.timer: Any = None
+
+    def take(self, reader: Reader, nbytes: int) -> bool:
+        if reader in self.waiting:  # bytes read before the pause took effect
+            self._charge(reader.address, nbytes)
+            return False
+        if not reader.slot and not self._free_slot(reader.address):
+            return self._wait(reader, nbytes)
+        self._hold(reader)
+        if self._charge(reader.address, nbytes) < 0:
+            return self._wait(reader, 0)
+        return True
+
+    def done(self, reader: Reader) -> None:
+        if reader.slot:
+            reader.slot = False
+            self.held -= 1
+            left = self.slots[reader.address] - 1
+            if left:
+                self.slots[reader.address] = left
+            else:
+                del self.slots[reader.address]
+            self._pump()
+
+    def forget(self, reader: Reader) -> None:
+        self.waiting.pop(reader, None)
+        self.done(reader)
+
+    # --- Inside -------------------------------------------------------------------
+
+    def _free_slot(self, address: str) -> bool:
+        return self.held < self.per_process and self.slots.get(address, 0) < self.per_address
+
+    def _hold(self, reader: Reader) -> None:
+        if not reader.slot:
+            reader.slot = True
+            self.held += 1
+            self.slots[reader.address] = self.slots.get(reader.address, 0) + 1
+
+    def _tokens(self, address: str) -> float:
+        pace = self.paces.get(address)
+        if pace is None:
+            return self.burst
+        tokens = pace.refill(self.clock(), self.rate, self.burst)
+        if tokens >= self.burst and address not in self.slots:
+            del self.paces[address]  # full again: nothing to remember
+        return tokens
+
+    def _charge(self, address: str, nbytes: int) -> float:
+        tokens = self._tokens(address) - nbytes
+        if address not in self.paces:
+            if len(self.paces) >= MAX_PACES:  # many addresses: drop those full again
+                for other in list(self.paces):
+                    self._tokens(other)
+            self.paces[address] = Pace(self.burst, self.clock())
+        self.paces[address].tokens = tokens
+        return tokens
+
+    def _wait(self, reader: Reader, owed: int) -> bool:
+        if owed:
+            self._charge(reader.address, owed)
+        self.waiting[reader] = None
+        reader.pause()
+        self._pump()
+        return False
+
+    def _pump(self) -> None:
+        """Resume, oldest first, every waiting reader whose address has pace left and
+        that holds a slot or finds one free; wake again when the next pace is back."""
+        soonest = None
+        for reader in list(self.waiting):
+            tokens = self._tokens(reader.address)
+            if tokens < 0:
+                soonest = min(soonest or float("inf"), -tokens / self.rate)
+            elif reader.slot or self._free_slot(reader.address):
+                self._hold(reader)
+                del self.waiting[reader]
+                reader.resume()
+        if soonest is not None and self.timer is None:
+            self.timer = self.call_later(max(soonest, PACE_STEP), self._wake)
+
+    def _wake(self) -> None:
+        self.timer = None
+        self._pump()
+
+
+_budget: FrameBudget | None = None
+
+
+def budget() -> FrameBudget:
+    """This process's budget, from settings, made on first use."""
+    global _budget
+    if _budget is None:
+        _budget = FrameBudget(
+            per_address=settings.LARGE_FRAMES_PER_ADDRESS,
+            per_process=settings.LARGE_FRAMES_PER_PROCESS,
+            bytes_per_minute=settings.LARGE_FRAME_BYTES_PER_MINUTE,
+            burst=2 * settings.WS_MAX_FRAME,
+        )
+    return _budget
+
+
+class BudgetedWebSocket(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, reading large frames within `budget()`.
+
+    The socket's bytes count from the first read after the app last asked for a frame
+    with nothing left over; a frame that is still arriving, queued for the app or being
+    handled holds its slot until the app asks for the next one. Reading stops when
+    uvicorn's queue is full (its own pause) or the budget says wait (this one)."""
+
+    reader: Reader | None = None
+    arrived = 0  # bytes read since the socket last had nothing pending
+    charged = False  # whether those bytes count against the budget yet
+    budget_paused = False
+    budget_resumed_at = float("-inf")
+
+    def data_received(self, data: bytes) -> None:
+        self.arrived += len(data)
+        if self.arrived > LARGE_FRAME and not self.close_sent and (reader := self.reader or self._reader()):
+            # Charged once each: every byte so far when the frame turns large, then each read.
+            budget().take(reader, len(data) if self.charged else self.arrived)
+            self.charged = True
+        super().data_received(data)
+
+    async def receive(self) -> Any:
+        # The app asks for its next frame: the one before is handled.
+        if self.queue.empty() and not self.frames:
+            self.arrived = len(self.conn.reader.buffer)
+            if self.arrived <= LARGE_FRAME:
+                self.charged = False
+                if self.reader is not None:
+                    budget().done(self.reader)
+        message = await self.queue.get()
+        if self.read_paused and self.queue.empty():
+            self.read_paused = False
+            if not self.budget_paused:
+                self.transport.resume_reading()
+        return message
+
+    # websockets' parser keeps the last frame it parsed until the next one comes, and
+    # an idle socket's next may never come: drop each frame's bytes once uvicorn has
+    # taken them (an idle socket held its last 14 MiB upload twice over, with Channels).
+    def handle_text(self, event: Frame) -> None:
+        super().handle_text(event)
+        event.data = b""
+
+    def handle_bytes(self, event: Frame) -> None:
+        super().handle_bytes(event)
+        event.data = b""
+
+    def handle_cont(self, event: Frame) -> None:
+        super().handle_cont(event)
+        event.data = b""
+
+    def keepalive_timeout(self) -> None:
+        # The pong may wait unread behind a frame the budget holds: give it its time
+        # again from when reading resumed, rather than close a socket told to wait.
+        if self.budget_paused or self.loop.time() - self.budget_resumed_at < self.ping_timeout:
+            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
+            return
+        super().keepalive_timeout()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.reader is not None:
+            budget().forget(self.reader)
+        super().connection_lost(exc)
+
+    def _reader(self) -> Reader | None:
+        client = getattr(self, "scope", {}).get("client") or self.client
+        if not client:
+            return None  # no address to count against (a Unix socket)
+        self.reader = Reader(client[0], self._budget_pause, self._budget_resume)
+        return self.reader
+
+    def _budget_pause(self) -> None:
+        self.budget_paused = True
+        self.transport.pause_reading()
+
+    def _budget_resume(self) -> None:
+        self.budget_paused = False
+        self.budget_resumed_at = self.loop.time()
+        if not self.read_paused and not self.disconnected:
+            self.transport.resume_reading()

@@ -1,0 +1,143 @@
+"""chat/frame_budget.py: large frames take slots per address and per process, and an
+address's large-frame bytes are paced; a socket that must wait is paused, then resumed
+in its turn. The budget's logic alone, on a clock and timers of the test's."""
+
+from chat.frame_budget import PACE_STEP, FrameBudget, Reader
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[tuple[float, object]] = []
+
+    def call_later(self, delay: float, callback) -> object:
+        self.timers.append((self.now + delay, callback))
+        return callback
+
+    def advance(self, seconds: float) -> None:
+        """Move on, firing every timer that falls due, in order."""
+        until = self.now + seconds
+        while self.timers and min(t for t, _ in self.timers) <= until:
+            due, callback = min(self.timers, key=lambda timer: timer[0])
+            self.timers.remove((due, callback))
+            self.now = due
+            callback()
+        self.now = until
+
+
+class Socket:
+    def __init__(self, budget: FrameBudget, address: str) -> None:
+        self.paused = False
+        self.reader = Reader(address, self.pause, self.resume)
+        self.budget = budget
+
+    def pause(self) -> None:
+        assert not self.paused
+        self.paused = True
+
+    def resume(self) -> None:
+        assert self.paused
+        self.paused = False
+
+    def read(self, nbytes: int) -> bool:
+        return self.budget.take(self.reader, nbytes)
+
+
+MIB = 1024 * 1024
+
+
+def make(per_address=2, per_process=16, per_minute=60 * MIB, burst=4 * MIB) -> tuple[FrameBudget, Clock]:
+    clock = Clock()
+    budget = FrameBudget(
+        per_address=per_address,
+        per_process=per_process,
+        bytes_per_minute=per_minute,
+        burst=burst,
+        clock=lambda: clock.now,
+        call_later=clock.call_later,
+    )
+    return budget, clock
+
+
+def test_an_address_holds_at_most_its_slots_and_the_next_socket_waits_its_turn():
+    budget, _ = make()
+    one, two, three = (Socket(budget, "10.0.0.1") for _ in range(3))
+    assert one.read(300_000) and two.read(300_000)
+    assert not three.read(300_000) and three.paused
+    # Another address is not held up by this one.
+    assert Socket(budget, "10.0.0.2").read(300_000)
+    budget.done(one.reader)
+    assert not three.paused and three.reader.slot and not one.reader.slot
+    assert three.read(100_000)  # reading on within its slot
+
+
+def test_the_process_holds_at_most_its_slots_whatever_the_addresses():
+    budget, _ = make(per_process=3)
+    sockets = [Socket(budget, f"10.0.1.{n}") for n in range(5)]
+    assert [s.read(300_000) for s in sockets] == [True, True, True, False, False]
+    budget.done(sockets[1].reader)
+    assert not sockets[3].paused and sockets[4].paused  # oldest first
+    budget.forget(sockets[0].reader)  # a socket that closes gives its slot back
+    assert not sockets[4].paused
+    assert budget.held == 3
+
+
+def test_a_closed_waiting_socket_is_never_resumed():
+    budget, _ = make(per_address=1)
+    one, two = Socket(budget, "10.0.0.1"), Socket(budget, "10.0.0.1")
+    one.read(300_000)
+    two.read(300_000)
+    budget.forget(two.reader)
+    budget.done(one.reader)
+    assert two.paused and budget.held == 0 and not budget.slots and not budget.waiting
+
+
+def test_an_address_bytes_are_paced_after_its_burst():
+    budget, clock = make(per_minute=60 * MIB, burst=4 * MIB)  # 1 MiB a second
+    sender = Socket(budget, "10.0.0.1")
+    assert sender.read(4 * MIB)  # the burst: straight through
+    assert not sender.read(2 * MIB) and sender.paused  # 2 MiB owed: two seconds
+    clock.advance(1.5)
+    assert sender.paused
+    clock.advance(0.6)
+    assert not sender.paused
+    # The pace belongs to the address: its other sockets wait for it too.
+    other = Socket(budget, "10.0.0.1")
+    assert not other.read(1 * MIB) and other.paused
+    clock.advance(1.1)
+    assert not other.paused
+
+
+def test_a_paced_socket_waits_at_least_a_step_so_it_reads_in_steps():
+    budget, clock = make(per_minute=60 * MIB, burst=1 * MIB)
+    sender = Socket(budget, "10.0.0.1")
+    sender.read(1 * MIB + 10)  # owes 10 bytes: microseconds, but waits a step
+    assert sender.paused
+    clock.advance(PACE_STEP / 2)
+    assert sender.paused
+    clock.advance(PACE_STEP)
+    assert not sender.paused
+
+
+def test_an_address_that_stops_sending_is_forgotten_once_its_pace_is_full():
+    budget, clock = make(per_minute=60 * MIB, burst=1 * MIB)
+    sender = Socket(budget, "10.0.0.1")
+    sender.read(512 * 1024)
+    budget.done(sender.reader)
+    clock.advance(1)
+    Socket(budget, "10.0.0.2").read(300_000)  # any later read looks at its own address only
+    assert "10.0.0.1" in budget.paces
+    assert budget._tokens("10.0.0.1") == 1 * MIB
+    assert "10.0.0.1" not in budget.paces
+
+
+def test_many_addresses_leave_only_the_paces_still_refilling(monkeypatch):
+    monkeypatch.setattr("chat.frame_budget.MAX_PACES", 10)
+    budget, clock = make(per_minute=60 * MIB, burst=1 * MIB)
+    for n in range(10):
+        sender = Socket(budget, f"10.0.2.{n}")
+        sender.read(300_000)
+        budget.done(sender.reader)
+    clock.advance(1)  # all of them full again
+    Socket(budget, "10.0.3.1").read(300_000)
+    assert list(budget.paces) == ["10.0.3.1"]
