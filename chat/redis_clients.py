@@ -4,7 +4,7 @@ join-failure counters (chat/ratelimit.py) and the health check (chat/views.py)."
 import redis.asyncio as redis
 from django.conf import settings
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 
@@ -21,6 +21,11 @@ def layer_hosts() -> list[str | dict]:
 MAX_CONNECTIONS = 32
 
 
+class BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):
+    """The primary's connections through Sentinel, at most `max_connections`, callers
+    past it waiting their turn (redis-py's own Sentinel pool fails them past 100)."""
+
+
 def client(host: str | dict, *, timeout: float) -> redis.Redis:
     """A client of its own for one layer host. Connecting and each call fail after
     `timeout` seconds, once: redis-py's default retries (three, with backoff of up to
@@ -28,7 +33,13 @@ def client(host: str | dict, *, timeout: float) -> redis.Redis:
     options = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
     if isinstance(host, dict) and "sentinels" in host:
         sentinel = Sentinel(host["sentinels"], sentinel_kwargs={"socket_timeout": timeout})
-        return sentinel.master_for(host["master_name"], **options)
+        return sentinel.master_for(
+            host["master_name"],
+            connection_pool_class=BlockingSentinelPool,
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout,
+            **options,
+        )
     url = host if isinstance(host, str) else host["address"]
     # Callers past MAX_CONNECTIONS wait (up to `timeout`) for a connection instead of
     # failing: redis-py's default pool raises "Too many connections" past 100, and 150

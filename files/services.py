@@ -1,9 +1,11 @@
 """Sharing, fetching and deleting files: what the consumer, the HTTP view and the
 admin call.
 
-Database work is plain sync functions (run through `database_sync_to_async`); the
-CPU-heavy steps (base64, sha256, AES-GCM, clamd) run in the low-priority `heavy` worker threads,
-never on the event loop. `share`, `fetch` and `delete` put the two together.
+Database work is plain sync functions, run through the bounded database queue
+(`chat.workers.database`: past DATABASE_QUEUE, `rate_limited`) except an upload's final
+write, whose work is done by then (`database_sync_to_async`); the CPU-heavy steps
+(base64, sha256, AES-GCM, clamd) run in the low-priority `heavy` worker threads, never
+on the event loop. `share`, `fetch` and `delete` put the two together.
 """
 
 import base64
@@ -23,7 +25,7 @@ from chat.errors import ErrorCode, ProtocolError
 from chat.models import Room
 from chat.protocol import encode, iso
 from chat.services import Seat, seat_check
-from chat.workers import heavy, let_loop_run
+from chat.workers import database, heavy, let_loop_run
 from files import blobs, scan, validation
 from files.models import SharedFile
 
@@ -215,7 +217,7 @@ async def share(*, seat: Seat, name: str, mime_type: str, data: bytes, now: date
     """Validate and store an upload, in PROTOCOL.md's order: size, type, quota."""
     mime_type = validation.normalise_mime(mime_type)
     await heavy.run(check_bytes, mime_type, data)
-    await database_sync_to_async(check_quota)(room_id=seat.room_id, size=len(data), now=now)
+    await database(check_quota)(room_id=seat.room_id, size=len(data), now=now)
     blob = await heavy.run(scan_and_store, uuid.uuid4(), data, seat)
     try:
         return await database_sync_to_async(file_record)(
@@ -229,7 +231,7 @@ async def share(*, seat: Seat, name: str, mime_type: str, data: bytes, now: date
 async def fetch(*, seat: Seat, file_id: str, now: datetime) -> str:
     """The `FileContent` frame for a live file of the seat's room."""
     key = parse_file_id(file_id)
-    file = await database_sync_to_async(seat_file)(seat=seat, file_id=key, now=now)
+    file = await database(seat_file)(seat=seat, file_id=key, now=now)
     try:
         return await heavy.run(file_content_frame, file)
     except FileNotFoundError:
@@ -238,7 +240,7 @@ async def fetch(*, seat: Seat, file_id: str, now: datetime) -> str:
 
 
 async def delete(*, seat: Seat, file_id: str, now: datetime) -> SharedFile:
-    return await database_sync_to_async(file_delete)(seat=seat, file_id=parse_file_id(file_id), now=now)
+    return await database(file_delete)(seat=seat, file_id=parse_file_id(file_id), now=now)
 
 
 def file_remove(*, file_id: uuid.UUID, now: datetime) -> SharedFile | None:

@@ -64,8 +64,10 @@ def servers(tmp_path):
     """Start servers with `servers(env, n)` (or one on a given `port`); all are stopped at teardown."""
     started: list[ServerProcess] = []
 
-    def start(env, count=1, command="serve", port=None):
-        new = [ServerProcess(env, command, log_dir=tmp_path, port=port).start() for _ in range(count)]
+    def start(env, count=1, command="serve", port=None, args=()):
+        new = [
+            ServerProcess(env, command, log_dir=tmp_path, port=port, args=args).start() for _ in range(count)
+        ]
         started.extend(new)
         return new
 

@@ -51,9 +51,11 @@ class ServerProcess:
         command: str = "serve",
         log_dir: Path | None = None,
         port: int | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.env = env
         self.command = command
+        self.args = args
         self.port = port or free_port()
         self.log_path = (log_dir or Path("/tmp")) / f"server-{self.port}.log"
         self.process: subprocess.Popen | None = None
@@ -71,6 +73,7 @@ class ServerProcess:
             args = ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
         else:
             args = ["runserver", "--noreload", f"127.0.0.1:{self.port}"]
+        args += self.args
         log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the child)
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, stdout=log, stderr=log

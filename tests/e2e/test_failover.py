@@ -2,12 +2,14 @@
 own redis-server processes), the channel layer configured through Sentinel. Killing the
 primary, the replica is promoted and cross-process delivery resumes by itself."""
 
+import asyncio
 import shutil
 import subprocess
 import time
 
 import pytest
 
+from chat import redis_clients
 from tests.chat.helpers import decrypt
 from tests.e2e.servers import free_port
 from tests.e2e.wsclient import Client
@@ -105,3 +107,18 @@ async def test_delivery_resumes_after_the_primary_dies(shared_env, sentinel_trio
         assert server.process.poll() is None
     await alice.close()
     await bob.close()
+
+
+async def test_our_clients_through_sentinel_open_a_bounded_number_of_connections(sentinel_trio):
+    """redis_clients.client behind Sentinel: 200 calls at once share at most
+    MAX_CONNECTIONS connections, waiting their turn, and every call is answered
+    (redis-py's own Sentinel pool failed them past 100: "Too many connections")."""
+    host = {"sentinels": [("127.0.0.1", sentinel_trio["sentinel"])], "master_name": "chat"}
+    client = redis_clients.client(host, timeout=10)
+    try:
+        assert all(await asyncio.gather(*(client.ping() for _ in range(200))))
+        pool = client.connection_pool
+        opened = len(pool._available_connections) + len(pool._in_use_connections)
+        assert opened <= redis_clients.MAX_CONNECTIONS, opened
+    finally:
+        await client.aclose()

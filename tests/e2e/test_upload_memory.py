@@ -157,3 +157,26 @@ async def test_one_address_large_frames_wait_their_turn_in_bounded_memory(env, s
         assert (await attacker.recv(within=30))["code"] == "not_in_room"
         await attacker.close()
     await bystander.close()
+
+
+async def test_a_socket_the_budget_holds_is_not_closed_for_its_unread_pong(sqlite_env, servers):
+    """A socket paced by its address's budget is not read, so the client's answers to
+    the server's keepalive pings wait unread: the server must not take that for a dead
+    peer (1011 "keepalive ping timeout") while it is the one not reading."""
+    env = {
+        **sqlite_env,
+        "FILES_MAX_SIZE": str(1 * MIB),  # frames of 1.4 MiB: a burst of two is 2.8 MiB
+        "LARGE_FRAME_BYTES_PER_MINUTE": str(60 * 300 * 1024),  # then 300 KiB/s
+    }
+    (server,) = servers(env, args=("--ping-interval", "0.5", "--ping-timeout", "0.5"))
+    client = await Client.open(server.url)
+    await client.create()
+    content = zip_content(1 * MIB - 1024)
+    started = time.monotonic()
+    upload = {"type": "UploadFile", "mime_type": "application/zip", "content": content}
+    for number in range(4):  # the third and fourth wait about 4.5 s each, unread
+        await client.send(**upload, name=f"{number}.zip")
+        assert (await client.expect("FileUploaded", within=60))["type"] == "FileUploaded"
+    assert time.monotonic() - started > 5  # they did wait, far past the keepalive's 1 s
+    assert await client.members() == ["Owner"]
+    await client.close()

@@ -284,3 +284,23 @@ async def test_large_frames_take_the_shortcut_with_the_same_answers(layer):
         await expect_error(owner, code)
     await assert_open(owner)
     await close_all(owner)
+
+
+async def test_file_requests_wait_in_the_bounded_database_queue(layer, settings):
+    """GetFile, DeleteFile and an upload's quota check go through the database queue
+    (DATABASE_QUEUE): past it they are `rate_limited` at once, and work again after."""
+    owner, _ = await create_room()
+    metadata = await upload(owner, b"hello", name="a.txt", mime_type="text/plain")
+    await owner.receive_json_from()  # the link
+    settings.DATABASE_QUEUE = 0  # full
+    for frame in (
+        {"type": "GetFile", "file_id": metadata["id"]},
+        {"type": "DeleteFile", "file_id": metadata["id"]},
+        upload_frame(b"again", name="b.txt", mime_type="text/plain"),
+    ):
+        await owner.send_json_to(frame)
+        await expect_error(owner, "rate_limited")
+    settings.DATABASE_QUEUE = 200
+    await owner.send_json_to({"type": "GetFile", "file_id": metadata["id"]})
+    assert (await owner.receive_json_from())["type"] == "FileContent"
+    await close_all(owner)
