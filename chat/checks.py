@@ -101,3 +101,23 @@ def generated_room_key_encryption_key_in_production(app_configs, **kwargs) -> li
             )
         ]
     return []
+
+
+@register()
+def history_larger_than_the_send_queue(app_configs, **kwargs) -> list[Warning]:
+    """A full History that cannot fit in WS_SEND_QUEUE_BYTES makes every join wait for
+    all other sockets of its address to have read everything (docs/protocol-notes.md,
+    "Large replies wait for the reader")."""
+    from chat.consumers import history_estimate
+
+    if history_estimate() > settings.WS_SEND_QUEUE_BYTES:
+        return [
+            Warning(
+                f"CHAT_HISTORY_LIMIT x CHAT_MAX_CONTENT (about {history_estimate()} bytes of History) "
+                f"is more than WS_SEND_QUEUE_BYTES ({settings.WS_SEND_QUEUE_BYTES}): a join is refused "
+                "`rate_limited` whenever another socket of its address has anything unread.",
+                hint="Raise WS_SEND_QUEUE_BYTES or lower CHAT_HISTORY_LIMIT or CHAT_MAX_CONTENT.",
+                id="chat.W006",
+            )
+        ]
+    return []

@@ -38,6 +38,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = None
     seat: services.Seat | None = None
     outbox: Outbox | None = None
+    # The place the frame being handled took in a per-connection window (see `give_back`).
+    slot: SlidingWindow | None = None
 
     async def connect(self) -> None:
         """Called when the handshake has passed the origin check."""
@@ -86,6 +88,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return  # closing (kicked, room closed, abuse): nothing more is done for it
         work_owner.set(client_address(self.scope))  # its share of the work queues
         held = 0  # this frame's share of UPLOADS_IN_FLIGHT_BYTES
+        self.slot = None
         self.reserved = 0  # what this frame's large reply holds of its address's backlog
         try:
             if text_data is None:
@@ -99,6 +102,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except services.SeatGone as exc:
             await self.seat_gone(exc)
         except ProtocolError as exc:
+            self.give_back(exc)
             await self.refuse(exc)
         except Exception:
             logger.exception("unexpected error handling a client frame")
@@ -106,6 +110,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         finally:
             uploads_in_flight.give(held)
             add_backlog(self.outbox.owner, -self.reserved)
+
+    def give_back(self, exc: ProtocolError) -> None:
+        """PROTOCOL.md: only frames that reach the rate check count toward a limit, and
+        one answered `rate_limited` counts only toward the 1008 rule. A frame that took
+        its place in JOINS_PER_MINUTE, READS_PER_MINUTE or FILES_UPLOADS_PER_MINUTE and is
+        then refused by another limit (ROOMS_PER_HOUR, JOIN_FAILURES_PER_MINUTE, a busy
+        queue) or by a field rule judged after the cheap checks (an upload's base64)
+        gives it back."""
+        if self.slot is not None and exc.code in GIVEN_BACK:
+            self.slot.give_back()
 
     async def refuse(self, exc: ProtocolError) -> None:
         self.send_json(protocol.error_message(exc.code, exc.message))
@@ -271,6 +285,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not take_slot(self.uploads, settings.FILES_UPLOADS_PER_MINUTE):
             await self.upload_bytes(command, keep=False)
             raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many uploads; wait a minute.")
+        self.slot = self.uploads
         if validation.decoded_size(command.content) > settings.FILES_MAX_SIZE:
             await self.upload_bytes(command, keep=False)
             raise ProtocolError(ErrorCode.FILE_TOO_LARGE)
@@ -316,10 +331,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def take_join(self) -> None:
         if not take_slot(self.joins, settings.JOINS_PER_MINUTE):
             raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many joins; wait a minute.")
+        self.slot = self.joins
 
     def take_read(self) -> None:
         if not take_slot(self.reads, settings.READS_PER_MINUTE):
             raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many requests; wait a minute.")
+        self.slot = self.reads
 
     async def upload_bytes(self, command: protocol.UploadFile, *, keep: bool = True) -> bytes | None:
         """The upload's bytes (strict base64, decoded beside the loop), or with
@@ -383,6 +400,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 session_key=session_key, room_id=seat.room_id
             )
 
+
+# Answers after which a frame gives back its place in a per-connection window (`give_back`).
+GIVEN_BACK = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.INVALID_FIELD, ErrorCode.INVALID_JSON})
 
 # Client commands and their handlers: an explicit table, never getattr(self, type).
 HANDLERS: dict[type, Callable[[ChatConsumer, Any], Awaitable[None]]] = {

@@ -52,6 +52,11 @@ class SlidingWindow:
             self.stamps.popleft()
         return len(self.stamps)
 
+    def give_back(self) -> None:
+        """Drop the newest event: the frame that took it did not count after all."""
+        if self.stamps:
+            self.stamps.pop()
+
 
 class JoinFailures:
     """`wrong_password` answers per client address over the last minute, in this

@@ -5,14 +5,13 @@ import uuid
 from collections.abc import AsyncIterator
 from importlib import import_module
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotFound
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from chat.services import SESSION_ROOMS_KEY, session_may_download
-from chat.workers import Busy, heavy
+from chat.workers import Busy, database, heavy
 from files import blobs
 from files.models import SharedFile
 from files.services import file_id_of
@@ -66,14 +65,14 @@ async def download(request: HttpRequest, file_id: str) -> HttpResponse:
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
     if key is None or not session_key:
         return _not_found()
-    file = await database_sync_to_async(_joined_file)(key, session_key)
-    if file is None:
-        return _not_found()
     try:
+        file = await database(_joined_file)(key, session_key)
+        if file is None:
+            return _not_found()
         data = await heavy.run(blobs.read, file.id, file.blob)
     except FileNotFoundError:
         return _not_found()
-    except Busy:  # the file threads' queue is full (FILES_WORK_QUEUE)
+    except Busy:  # a bounded queue is full: the database's or the file threads'
         return HttpResponse(
             "Busy; try again.", status=503, content_type="text/plain", headers={"Retry-After": "1"}
         )

@@ -116,3 +116,21 @@ async def test_an_address_backlog_counts_its_sockets_and_their_last_frame_writte
     two.stop()
     await drain()
     assert hub.address_backlog("203.0.113.9") == 0 and "203.0.113.9" not in hub.backlogs
+
+
+def test_a_history_larger_than_the_send_queue_is_a_warning(settings):
+    from django.core.checks import run_checks
+
+    assert "chat.W006" not in [m.id for m in run_checks()]  # the defaults fit
+    settings.CHAT_MAX_CONTENT = 1_000_000  # 100 of them: about 100 MB of History
+    (warning,) = [m for m in run_checks() if m.id == "chat.W006"]
+    assert "WS_SEND_QUEUE_BYTES (33554432)" in warning.msg
+
+
+def test_a_place_given_back_is_free_again_and_only_the_newest_goes():
+    window = SlidingWindow(60)
+    assert take_slot(window, 2, now=0) and take_slot(window, 2, now=1)
+    assert not take_slot(window, 2, now=2)
+    window.give_back()  # the frame at 1 s was refused by a later check after all
+    assert take_slot(window, 2, now=3)
+    assert window.count(now=60.5) == 1  # the place taken at 0 s left; 3 s stays

@@ -24,7 +24,7 @@ REFUSED = 200
 
 
 async def refuse(url: str, origin: str) -> int:
-    """Open a socket with a refused Origin; returns the handshake's HTTP status."""
+    """Open a socket with `origin`; returns the handshake's HTTP status (101: accepted)."""
     try:
         async with connect(url, origin=origin, open_timeout=10):
             return 101

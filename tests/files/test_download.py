@@ -115,3 +115,17 @@ async def test_a_forged_session_cookie_records_nothing():
     client.cookies["sessionid"] = "forgedforgedforgedforged"
     assert (await client.get(f"/files/{file_id}")).status_code == 404
     await owner.disconnect()
+
+
+async def test_a_download_past_the_database_queue_is_503_and_nothing_else(settings):
+    """The download's database read waits in the bounded queue (DATABASE_QUEUE) like a
+    socket's: past it the answer is 503 with Retry-After, and the next one is served."""
+    browser, headers = await browser_session()
+    owner, _ = await create_room(headers=headers)
+    file_id = await shared_pdf(owner)
+    settings.DATABASE_QUEUE = 0
+    busy = await browser.get(f"/files/{file_id}")
+    assert busy.status_code == 503 and busy["Retry-After"] == "1"
+    settings.DATABASE_QUEUE = 200
+    assert (await browser.get(f"/files/{file_id}")).status_code == 200
+    await owner.disconnect()
