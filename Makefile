@@ -33,6 +33,8 @@ serve: $(VENV)/.installed-$(PYVER)
 # without them it runs on SQLite and the in-memory layer and reports what it skipped.
 test: $(VENV)/.installed-$(PYVER)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # docs/production.md followed on this machine: nginx, two processes, PostgreSQL, Redis,
@@ -43,6 +45,7 @@ deploy-check: $(VENV)/.installed-$(PYVER)
 lint: $(VENV)/.installed-$(PYVER)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed-$(PYVER)
 	$(VENV)/bin/ruff check --fix .

@@ -108,7 +108,7 @@ def history_larger_than_the_send_queue(app_configs, **kwargs) -> list[Warning]:
     """A full History that cannot fit in WS_SEND_QUEUE_BYTES makes every join wait for
     all other sockets of its address to have read everything (docs/protocol-notes.md,
     "Large replies wait for the reader")."""
-    from chat.consumers import history_estimate
+    from chat.actions import history_estimate
 
     if history_estimate() > settings.WS_SEND_QUEUE_BYTES:
         return [

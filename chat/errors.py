@@ -1,6 +1,6 @@
 """One base error with a `code`; every refusal the protocol knows is one of these."""
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class ErrorCode(StrEnum):
@@ -53,3 +53,13 @@ class ProtocolError(Exception):
         self.code = code
         self.message = message or DEFAULT_MESSAGES[code]
         super().__init__(f"{code.value}: {self.message}")
+
+
+class CloseCode(IntEnum):
+    """The close codes the server sends (PROTOCOL.md), besides the transport's own."""
+
+    ABUSE = 1008  # right after the 51st `rate_limited` frame within 10 s
+    TRY_AGAIN_LATER = 1013  # `runserver` only: past CONNECTIONS_PER_ADDRESS (serve answers 429)
+    ROOM_CLOSED = 4000  # an admin closed the room
+    KICKED = 4001  # an admin removed the participant
+    TOO_SLOW = 4002  # past WS_SEND_QUEUE_LIMIT or WS_SEND_QUEUE_BYTES unread

@@ -57,7 +57,8 @@ class Participant(models.Model):
     name = models.CharField(max_length=50)
     # casefold() of the NFC name: what uniqueness compares (PROTOCOL.md, Precise rules).
     name_key = models.CharField(max_length=200)
-    channel_name = models.CharField(max_length=200)
+    # The socket's outbox (chat/outbox.py, `Outbox.id`): what an admin's kick addresses.
+    outbox_id = models.CharField(max_length=200)
     # Which server process holds the socket (for operators; presence goes by seat ids).
     process_id = models.CharField(max_length=32)
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)

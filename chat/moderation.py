@@ -12,14 +12,11 @@ from asgiref.sync import async_to_sync
 from django.db import transaction
 
 from chat import protocol, services
-from chat.errors import ErrorCode
+from chat.errors import CloseCode, ErrorCode
 from chat.events import event
 from chat.hub import publish
 from chat.models import Room, room_group
 from files import services as files
-
-CLOSE_ROOM_CLOSED = 4000
-CLOSE_KICKED = 4001
 
 
 def _tell(group: str, message: dict, **marks: int | str) -> None:
@@ -32,7 +29,7 @@ def close_room(*, room_id: uuid.UUID, now: datetime, actor: str) -> bool:
     closed = services.room_close(room_id=room_id, now=now)
     if closed:
         message = protocol.error_message(ErrorCode.ROOM_CLOSED, "An admin closed this room.")
-        _tell(room_group(room_id), message, close=CLOSE_ROOM_CLOSED)
+        _tell(room_group(room_id), message, close=CloseCode.ROOM_CLOSED)
         event("moderation", action="close_room", room=room_id, actor=actor)
     return closed
 
@@ -54,13 +51,12 @@ def remove_participant(*, participant_id: int, now: datetime, actor: str) -> boo
     removed = services.participant_remove(participant_id=participant_id, now=now)
     if removed is None:
         return False
-    outbox_id = removed.channel_name.rpartition("#")[2]
     kicked = protocol.error_message(ErrorCode.KICKED, "An admin removed you from this room.")
-    _tell(removed.group, kicked, only=outbox_id, close=CLOSE_KICKED)
+    _tell(removed.group, kicked, only=removed.outbox_id, close=CloseCode.KICKED)
     _tell(
         removed.group,
         protocol.participant_left_message(removed.name),
-        exclude=outbox_id,
+        exclude=removed.outbox_id,
         participant_id=removed.participant_id,
         joined=False,
     )

@@ -14,7 +14,7 @@ import math
 import re
 import secrets
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -277,7 +277,7 @@ def _upload_file(data: dict[str, Any]) -> UploadFile:
     )
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[dict[str, Any]], Command]] = {
     "CreateRoom": _create_room,
     "JoinRoom": _join_room,
     "ChatMessage": lambda data: ChatMessage(content=_ciphertext(data)),
@@ -336,7 +336,7 @@ def parse_large_frame(text: str) -> Command:
 
     The long string has no backslash and no quote; it can still hold control
     characters JSON forbids, which the decoder would refuse. Its one use, base64
-    content, refuses those as well; the consumer then asks `check_large_string`
+    content, refuses those as well; chat/actions.py then asks `check_large_string`
     which error it is (`invalid_json` or `invalid_field`), as PROTOCOL.md's order says.
     """
     span = _longest_plain_string(text)
@@ -382,6 +382,51 @@ def error_message(code: ErrorCode, message: str) -> dict[str, Any]:
     return {"type": "Error", "message": message, "code": code.value}
 
 
+def room_info(
+    *,
+    room_id: object,
+    name: str,
+    description: str,
+    join_key: str,
+    has_password: bool,
+    owner: str,
+    created_at: datetime,
+) -> dict[str, Any]:
+    """`room_info` of RoomCreated and RoomJoined."""
+    return {
+        "id": str(room_id),
+        "name": name,
+        "description": description,
+        "join_key": join_key,
+        "has_password": has_password,
+        "owner": owner,
+        "created_at": iso(created_at),
+    }
+
+
+def file_metadata(*, file_id: object, name: str, mime_type: str, size: int, expires_at: datetime) -> dict:
+    """`metadata` of FileUploaded and FileContent."""
+    return {
+        "id": str(file_id),
+        "name": name,
+        "mime_type": mime_type,
+        "size": size,
+        "expires_at": iso(expires_at),
+    }
+
+
+def file_message(shown_name: str, file_id: object) -> str:
+    """The chat content announcing a file: `[File: NAME](/files/ID)` (PROTOCOL.md)."""
+    return f"[File: {shown_name}](/files/{file_id})"
+
+
+def file_content_frame(metadata: dict, content: str) -> str:
+    """The whole `FileContent` frame around `content`, the file's base64, which is
+    neither copied into a dict nor scanned again by the encoder (it is plain ASCII)."""
+    head = encode({"type": "FileContent", "metadata": metadata})
+    return f'{head[:-1]},"content":"{content}"}}'
+
+
 def room_created_message(room_info: dict, encryption_key: str, owner_token: str) -> dict:
     return {
         "type": "RoomCreated",
@@ -416,7 +461,7 @@ def history_message(messages: list[dict]) -> dict:
 def history_parts(messages: list[dict]) -> Iterator[str]:
     """`encode(history_message(messages))` in pieces, one message each: a History of
     CHAT_HISTORY_LIMIT large messages (~6 MB) is encoded between other work on the loop
-    instead of in one 20 ms block (the consumer yields between pieces)."""
+    instead of in one 20 ms block (`actions.history_frame` yields between pieces)."""
     empty = encode(history_message([]))
     at = empty.index('"messages":[]') + len('"messages":[')
     yield empty[:at]

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.http.cookie import parse_cookie
 from django.http.request import validate_host
 
+from chat.errors import CloseCode
+
 
 def client_address(scope: dict) -> str | None:
     """The client's IP address (the proxy's, unless the server trusts its headers)."""
@@ -63,9 +65,6 @@ class OriginValidator:
         return await self.application(scope, receive, send)
 
 
-TOO_MANY_CONNECTIONS = 1013  # "try again later", where a refusal can only be a close
-
-
 async def too_many(scope, receive, send) -> None:
     """Refuse a handshake past CONNECTIONS_PER_ADDRESS: HTTP 429 where the server offers
     ASGI's denial response (uvicorn, `manage.py serve`), else accepted and closed with
@@ -79,7 +78,7 @@ async def too_many(scope, receive, send) -> None:
         await send({"type": "websocket.http.response.body", "body": body})
     else:
         await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": TOO_MANY_CONNECTIONS})
+        await send({"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER})
 
 
 class ConnectionLimit:

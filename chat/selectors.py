@@ -1,4 +1,4 @@
-"""Sync reads. Called through database_sync_to_async from the consumer."""
+"""Sync reads. Called through the database queue from chat/actions.py."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -107,15 +107,15 @@ def room_door(*, join_key: str) -> Door:
 
 
 def room_info(room: Room) -> dict:
-    return {
-        "id": str(room.id),
-        "name": room.name,
-        "description": room.description,
-        "join_key": room.join_key,
-        "has_password": room.has_password,
-        "owner": room.owner_name,
-        "created_at": protocol.iso(room.created_at),
-    }
+    return protocol.room_info(
+        room_id=room.id,
+        name=room.name,
+        description=room.description,
+        join_key=room.join_key,
+        has_password=room.has_password,
+        owner=room.owner_name,
+        created_at=room.created_at,
+    )
 
 
 def room_message_seq(*, room_id: UUID) -> int:

@@ -1,4 +1,4 @@
-"""Sync writes, each one crossing from the consumer into the database: a transaction,
+"""Sync writes, each one crossing from an action into the database: a transaction,
 or a single statement where one is enough (chat/sql.py)."""
 
 import hashlib
@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists
 
 from chat import browser_sessions, keys, selectors, sql
-from chat.errors import ErrorCode, ProtocolError
+from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.models import Ban, Message, Participant, Room, room_group
 from chat.protocol import name_key
 
@@ -25,7 +25,7 @@ HEARTBEAT_BATCH = 500
 
 @dataclass(frozen=True)
 class Seat:
-    """A connection's place in a room: what the consumer keeps between frames."""
+    """A connection's place in a room: what its `actions.Connection` keeps between frames."""
 
     participant_id: int
     room_id: UUID
@@ -89,7 +89,7 @@ class Swept:
 class Where:
     """Where a connection is: the columns every new participant row records."""
 
-    channel_name: str
+    outbox_id: str
     process_id: str
     address: str | None
     # sha256 of the browser session key the socket carried, or "".
@@ -128,7 +128,7 @@ def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: d
         unless=_ban_condition(room=room, where=where, now=now),
         name=name,
         name_key=key,
-        channel_name=where.channel_name,
+        outbox_id=where.outbox_id,
         process_id=where.process_id,
         role=Participant.Role.OWNER if owner else Participant.Role.MEMBER,
         address=where.address,
@@ -254,10 +254,6 @@ class SeatGone(ProtocolError):
         self.close = close
 
 
-CLOSE_ROOM_CLOSED = 4000
-CLOSE_KICKED = 4001
-
-
 def seat_gone(participant_id: int) -> SeatGone | None:
     """Why a seat no longer holds, or None while it is present in an open room."""
     found = (
@@ -266,7 +262,7 @@ def seat_gone(participant_id: int) -> SeatGone | None:
         .first()
     )
     if found is None or found["room__closed_at"] is not None:  # a deleted room takes its seats
-        return SeatGone(ErrorCode.ROOM_CLOSED, "An admin closed this room.", close=CLOSE_ROOM_CLOSED)
+        return SeatGone(ErrorCode.ROOM_CLOSED, "An admin closed this room.", close=CloseCode.ROOM_CLOSED)
     if found["left_at"] is None:
         return None
     # `participant_remove` bans the removed seat's session and address from its room.
@@ -278,7 +274,7 @@ def seat_gone(participant_id: int) -> SeatGone | None:
         until__gt=found["left_at"],
     ).exists()
     if removed:
-        return SeatGone(ErrorCode.KICKED, "An admin removed you from this room.", close=CLOSE_KICKED)
+        return SeatGone(ErrorCode.KICKED, "An admin removed you from this room.", close=CloseCode.KICKED)
     return SeatGone(ErrorCode.NOT_IN_ROOM, "You are no longer in the room; join it again.")
 
 
@@ -381,7 +377,7 @@ class Removed:
     group: str
     name: str
     participant_id: int
-    channel_name: str
+    outbox_id: str
 
 
 @transaction.atomic
@@ -413,7 +409,7 @@ def participant_remove(*, participant_id: int, now: datetime) -> Removed | None:
             until=now + timedelta(seconds=settings.KICK_BAN_SECONDS),
         )
     group = room_group(participant.room_id)
-    return Removed(group, participant.name, participant.pk, participant.channel_name)
+    return Removed(group, participant.name, participant.pk, participant.outbox_id)
 
 
 def messages_delete(*, message_ids: list[int]) -> list[tuple[str, int]]:

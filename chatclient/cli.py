@@ -95,12 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     # No -h, no abbreviations, and the last positional optional (see parse_args): a join
     # key is url-safe base64 and may well start with "-".
-    subparser = {"parents": [common], "add_help": False, "allow_abbrev": False}
-    create = commands.add_parser("create", help="create a room and join it as its owner", **subparser)
+    create = commands.add_parser(
+        "create",
+        help="create a room and join it as its owner",
+        parents=[common],
+        add_help=False,
+        allow_abbrev=False,
+    )
     create.add_argument("room", nargs="?", help="room name")
     create.add_argument("--description", default="", help="room description")
     create.add_argument("--name", help="your name in the room (default: Owner)")
-    join = commands.add_parser("join", help="join a room by its join key", **subparser)
+    join = commands.add_parser(
+        "join", help="join a room by its join key", parents=[common], add_help=False, allow_abbrev=False
+    )
     join.add_argument("join_key", nargs="?", help="the room's join key")
     join.add_argument("--name", required=True, help="your name in the room")
     return parser
@@ -299,6 +306,8 @@ class Output:
             print(text, flush=True)
 
     def entered(self, room: RoomInfo, client: ChatClient) -> None:
+        if client.name is None:
+            raise RuntimeError("entered() called before the client joined a room")
         record = {"event": "room", **asdict(room), "me": client.name, "owner_token": client.owner_token}
         lock = " (password)" if room.has_password else ""
         text = f"* in room {clean(room.name)}{lock} as {clean(client.name)}; join key: {room.join_key}"
@@ -322,10 +331,9 @@ class Output:
 
 def describe(event: Event) -> str:
     match event:
-        case Message(text=None):
-            return f"[{clock(event.sent_at)}] {clean(event.sender)}: (a message that does not decrypt)"
         case Message():
-            return f"[{clock(event.sent_at)}] {clean(event.sender)}: {clean(event.text)}"
+            text = "(a message that does not decrypt)" if event.text is None else clean(event.text)
+            return f"[{clock(event.sent_at)}] {clean(event.sender)}: {text}"
         case FileShared():
             shared = f"shared {clean(event.name)}: /get {event.file_id}"
             return f"[{clock(event.sent_at)}] {clean(event.sender)} {shared}"

@@ -164,7 +164,7 @@ class ChatClient:
             await self._request([frame], lambda reply: reply["type"] == reply_type)
         finally:
             self._joining = None
-        return self.room
+        return self._current_room()
 
     async def send(self, text: str) -> Message:
         """Encrypt and send `text`; returns it as stored (with its id) once the server echoes it."""
@@ -269,6 +269,17 @@ class ChatClient:
             raise ChatError("not_in_room", "Join a room first.")
         return self._key
 
+    def _current_room(self) -> RoomInfo:
+        if self.room is None:
+            raise ChatError("not_in_room", "Not in a room.")
+        return self.room
+
+    def _websocket(self) -> ClientConnection:
+        """The open connection; `connect()` sets it before any request is sent or frame read."""
+        if self._ws is None:
+            raise RuntimeError("not connected: open the client with ChatClient.connect()")
+        return self._ws
+
     async def _open(self) -> ClientConnection:
         try:
             options: dict[str, Any] = {"ssl": self.ssl_context} if self.ssl_context else {}
@@ -304,7 +315,7 @@ class ChatClient:
     async def _send(self, frames: list[dict[str, Any]]) -> None:
         try:
             for frame in frames:
-                await self._ws.send(json.dumps(frame))
+                await self._websocket().send(json.dumps(frame))
         except ConnectionClosed:
             pass  # the reader sees the drop too, and fails or resends the request
 
@@ -344,9 +355,10 @@ class ChatClient:
 
     async def _read(self) -> int:
         """Handle frames until the connection closes; returns the close code."""
+        ws = self._websocket()  # replaced only by _reconnect, after this returns
         try:
             while True:
-                self._handle(await self._ws.recv())
+                self._handle(await ws.recv())
         except ConnectionClosed as exc:
             return exc.rcvd.code if exc.rcvd else 1006
 
@@ -429,6 +441,8 @@ class ChatClient:
         link = FILE_LINK.match(content) if content.startswith("[File: ") else None
         if link:
             return FileShared(frame["id"], sender, link["shown"], link["file_id"], frame["sent_at"])
+        if self._key is None:  # no room key: an unreadable frame, reported as an ErrorEvent by _handle
+            raise ValueError("a chat message arrived outside a room")
         try:
             text = decrypt(self._key, content)
         except DecryptError:
@@ -446,7 +460,7 @@ class ChatClient:
                 if self._seat is None:
                     self._queue.put_nowait(Reconnected(None))
                 else:
-                    await self._rejoin()
+                    await self._rejoin(self._seat)
                 return
             except ChatError as exc:
                 if exc.code not in RETRY_CODES or loop.time() + delay > deadline:
@@ -454,36 +468,37 @@ class ChatClient:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _rejoin(self) -> None:
+    async def _rejoin(self, seat: _Seat) -> None:
+        ws = self._websocket()
         frame = {
             "type": "JoinRoom",
-            "join_key": self._seat.join_key,
-            "name": self._seat.name,
-            "password": self._seat.password,
+            "join_key": seat.join_key,
+            "name": seat.name,
+            "password": seat.password,
             "since": self._last_id or None,
             "owner_token": self.owner_token,
         }
         try:
-            await self._ws.send(json.dumps(frame))
-            reply = json.loads(await self._ws.recv())
+            await ws.send(json.dumps(frame))
+            reply = json.loads(await ws.recv())
         except ConnectionClosed as exc:
             raise ConnectionLost("connection_lost", "The connection dropped while rejoining.") from exc
         if reply["type"] != "RoomJoined":
-            await self._ws.close()
+            await ws.close()
             raise ChatError(reply.get("code", "invalid_frame"), reply.get("message", "Rejoining failed."))
         self._enter(reply)
         # Read up to the reply to a GetMembers, so that the History (if any) is handled
         # before a request that the drop interrupted is sent again.
-        frames = []
+        frames: list[str | bytes] = []
         try:
-            await self._ws.send(json.dumps({"type": "GetMembers"}))
-            while json.loads(frame := await self._ws.recv()).get("type") != "Members":
-                frames.append(frame)
+            await ws.send(json.dumps({"type": "GetMembers"}))
+            while json.loads(raw := await ws.recv()).get("type") != "Members":
+                frames.append(raw)
         except ConnectionClosed as exc:
             raise ConnectionLost("connection_lost", "The connection dropped while rejoining.") from exc
         self._queue.put_nowait(Reconnected(self.room))
-        for frame in frames:
-            self._handle(frame)
+        for raw in frames:
+            self._handle(raw)
 
     def _fail_pending(self, exc: ChatError) -> None:
         if self._pending is not None and not self._pending.future.done():

@@ -40,7 +40,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # No session middleware on sockets: it wraps every send, and only joins need the
-        # session (chat.consumers.session_key_of reads the cookie then).
+        # session (chat.security.session_key_of reads the cookie then).
         # CONNECTIONS_PER_ADDRESS: past it a handshake is refused with 429 (chat.security).
         "websocket": OriginValidator(ConnectionLimit(URLRouter(websocket_urlpatterns))),
         "lifespan": lifespan,

@@ -1,4 +1,4 @@
-"""Sharing, fetching and deleting files: what the consumer, the HTTP view and the
+"""Sharing, fetching and deleting files: what chat/actions.py, the HTTP view and the
 admin call.
 
 Database work is plain sync functions, run through the bounded database queue
@@ -23,7 +23,7 @@ from django.db.models import Sum
 from chat import sql
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Room
-from chat.protocol import encode, iso
+from chat.protocol import file_content_frame, file_metadata
 from chat.services import Seat, seat_check
 from chat.workers import database, heavy, let_loop_run
 from files import blobs, scan, validation
@@ -60,13 +60,9 @@ def parse_file_id(value: str) -> uuid.UUID:
 
 
 def metadata(file: SharedFile) -> dict:
-    return {
-        "id": str(file.id),
-        "name": file.name,
-        "mime_type": file.mime_type,
-        "size": file.size,
-        "expires_at": iso(file.expires_at),
-    }
+    return file_metadata(
+        file_id=file.id, name=file.name, mime_type=file.mime_type, size=file.size, expires_at=file.expires_at
+    )
 
 
 # --- Database steps (sync) ----------------------------------------------------------
@@ -198,14 +194,12 @@ def encode_content(data: bytes) -> str:
     return "".join(parts)
 
 
-def file_content_frame(file: SharedFile) -> str:
+def file_content(file: SharedFile) -> str:
     """The whole `FileContent` frame, built around the base64 without re-scanning it."""
-    content = encode_content(blobs.read(file.id, file.blob))
-    head = encode({"type": "FileContent", "metadata": metadata(file)})
-    return f'{head[:-1]},"content":"{content}"}}'
+    return file_content_frame(metadata(file), encode_content(blobs.read(file.id, file.blob)))
 
 
-# --- What the consumer calls (async) --------------------------------------------------
+# --- What chat/actions.py calls (async) ----------------------------------------------
 
 
 async def decode(content: str) -> bytes:
@@ -233,7 +227,7 @@ async def fetch(*, seat: Seat, file_id: str, now: datetime) -> str:
     key = parse_file_id(file_id)
     file = await database(seat_file)(seat=seat, file_id=key, now=now)
     try:
-        return await heavy.run(file_content_frame, file)
+        return await heavy.run(file_content, file)
     except FileNotFoundError:
         # Purged between the row read and the blob read.
         raise not_found() from None

@@ -7,6 +7,7 @@ import base64
 import binascii
 import unicodedata
 
+from chat import protocol
 from chat.errors import ErrorCode, ProtocolError
 from chat.workers import let_loop_run
 
@@ -137,7 +138,7 @@ def shown_name(name: str, mime_type: str) -> str:
 
 
 def file_message(name: str, mime_type: str, file_id: str) -> str:
-    return f"[File: {shown_name(name, mime_type)}](/files/{file_id})"
+    return protocol.file_message(shown_name(name, mime_type), file_id)
 
 
 # Slices `check_base64` decodes one at a time (a multiple of 4).

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from chat import hub, protocol
-from chat.errors import ProtocolError
-from chat.hub import CLOSE_TOO_SLOW, Outbox, frame_size
+from chat import outbox, protocol
+from chat.errors import CloseCode, ProtocolError
+from chat.outbox import Outbox, frame_size
 from chat.ratelimit import Budget, SlidingWindow, take_slot
 from files import validation
 from tests.chat.test_hub import FakeSocket, drain
@@ -22,10 +22,10 @@ async def test_a_socket_whose_backlog_passes_the_byte_cap_is_closed(settings):
     outbox = Outbox(socket.send, socket.close)
     for _ in range(4):
         outbox.put("x" * 300)  # 1200 bytes: the fourth passes the cap
-    assert outbox.closing == CLOSE_TOO_SLOW and outbox.bytes == 0
+    assert outbox.closing == CloseCode.TOO_SLOW and outbox.bytes == 0
     socket.gate.set()
     await drain()
-    assert socket.closed == CLOSE_TOO_SLOW and len(socket.sent) <= 1
+    assert socket.closed == CloseCode.TOO_SLOW and len(socket.sent) <= 1
 
 
 async def test_one_frame_larger_than_the_byte_cap_is_still_sent(settings):
@@ -108,14 +108,14 @@ async def test_an_address_backlog_counts_its_sockets_and_their_last_frame_writte
     two.put("c" * 30)
     await drain()
     # `two` wrote its frame, which may still sit in the server's buffer until its next send.
-    assert hub.address_backlog("203.0.113.9") == 180
+    assert outbox.address_backlog("203.0.113.9") == 180
     two.put("d" * 5)
     await drain()
-    assert hub.address_backlog("203.0.113.9") == 155  # "c" left the process; "d" may not have
+    assert outbox.address_backlog("203.0.113.9") == 155  # "c" left the process; "d" may not have
     one.stop()
     two.stop()
     await drain()
-    assert hub.address_backlog("203.0.113.9") == 0 and "203.0.113.9" not in hub.backlogs
+    assert outbox.address_backlog("203.0.113.9") == 0 and "203.0.113.9" not in outbox.backlogs
 
 
 def test_a_history_larger_than_the_send_queue_is_a_warning(settings):

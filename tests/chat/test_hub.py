@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from redis.asyncio import Redis
 
-from chat.hub import BUS_GROUP, CLOSE_TOO_SLOW, EVENT_TYPE, Hub, Outbox
+from chat.errors import CloseCode
+from chat.hub import BUS_GROUP, EVENT_TYPE, Hub
+from chat.outbox import Outbox
 from config.settings import redis_layer_host
 from tests.conftest import REDIS_URL
 
@@ -61,7 +63,7 @@ async def test_a_socket_that_stops_reading_is_closed_at_the_cap(settings):
     assert len(outbox.frames) <= 11
     socket.gate.set()
     await drain()
-    assert socket.closed == CLOSE_TOO_SLOW and len(socket.sent) <= 1
+    assert socket.closed == CloseCode.TOO_SLOW and len(socket.sent) <= 1
 
 
 async def test_held_events_are_filtered_by_the_snapshot():

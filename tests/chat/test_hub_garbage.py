@@ -6,7 +6,8 @@ import asyncio
 import logging
 
 from chat import hub as hub_module
-from chat.hub import BUS_GROUP, EVENT_TYPE, Hub, Outbox
+from chat.hub import BUS_GROUP, EVENT_TYPE, Hub
+from chat.outbox import Outbox
 from tests.chat.test_hub import FakeSocket, no_messages_yet
 
 GARBAGE = [

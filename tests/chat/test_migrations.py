@@ -1,6 +1,7 @@
-"""chat/migrations/0004_room_key_wrapped.py on rows that exist: the plain room keys are
-wrapped under ROOM_KEY_ENCRYPTION_KEY, and come back plain when it is reversed. Runs on
-the suite's database (SQLite, or PostgreSQL with DATABASE_URL)."""
+"""Migrations on rows that exist: 0004 wraps the plain room keys under
+ROOM_KEY_ENCRYPTION_KEY (and reversed, they come back plain); 0005 keeps each
+participant's outbox id. Runs on the suite's database (SQLite, or PostgreSQL with
+DATABASE_URL)."""
 
 import base64
 import os
@@ -70,3 +71,23 @@ def test_0004_wraps_the_plain_room_keys_and_reversing_it_unwraps_them(settings):
         assert back.get_model("chat", "Message").objects.count() == len(plain)  # the rows stay
     finally:
         migrate(latest())  # the schema the rest of the suite expects
+
+
+def test_0005_keeps_only_the_outbox_id_of_each_participant():
+    """channel_name was "HUB_CHANNEL#OUTBOX_ID"; the row keeps the outbox id alone."""
+    try:
+        apps = migrate(WRAPPED)
+        room = apps.get_model("chat", "Room").objects.create(
+            name="r", join_key="k0005", wrapped_key="w", owner_token_hash="x", owner_name="o",
+            created_at=timezone.now(),
+        )  # fmt: skip
+        now = timezone.now()
+        outbox = uuid4().hex
+        row = apps.get_model("chat", "Participant").objects.create(
+            room=room, name="A", name_key="a", channel_name=f"hub.x1!{uuid4().hex}#{outbox}",
+            process_id="p", joined_at=now, last_seen=now,
+        )  # fmt: skip
+        Participant = migrate([("chat", "0005_participant_outbox_id")]).get_model("chat", "Participant")
+        assert Participant.objects.get(pk=row.pk).outbox_id == outbox
+    finally:
+        migrate(latest())

@@ -1,0 +1,455 @@
+"""What each client command does, step by step: the orchestration between one socket
+and the domain (services, selectors, files, the hub), the mirror of chat/moderation.py
+for what an admin does. chat/consumers.py decodes a frame, calls `run` and sends.
+
+Each action checks in PROTOCOL.md's order (the connection's state, then rate limits,
+then the rest), does its database work through the bounded queue (`workers.database`)
+or the group commit (`batching`), and answers on the socket's `Outbox` before it
+broadcasts through the hub (`hub.publish`).
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from chat import batching, passwords, presence, protocol, selectors, services, sql
+from chat.address_limits import room_creations
+from chat.errors import CloseCode, ErrorCode, ProtocolError
+from chat.events import error_event, event
+from chat.hub import hub, publish
+from chat.outbox import Outbox, add_backlog, address_backlog
+from chat.ratelimit import (
+    SlidingWindow,
+    TokenBucket,
+    checked_password,
+    join_failures,
+    take_slot,
+    uploads_in_flight,
+)
+from chat.workers import Busy, database, heavy
+from files import services as files
+from files import validation
+
+logger = logging.getLogger(__name__)
+
+# Answers after which a frame gives back the place it took in a per-connection window:
+# PROTOCOL.md counts only frames that reach the rate check, and a `rate_limited` one
+# only toward the 1008 rule (an upload's base64 is judged after its cheap checks).
+GIVEN_BACK = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.INVALID_FIELD, ErrorCode.INVALID_JSON})
+
+
+def _minute() -> SlidingWindow:
+    return SlidingWindow(60)
+
+
+@dataclass(eq=False)
+class Connection:
+    """One socket's state: who it is, its seat, its per-connection limits and its
+    outbox. `slot` and `reserved` belong to the frame being handled."""
+
+    outbox: Outbox
+    address: str | None
+    session_key: str | None
+    seat: services.Seat | None = None
+    chat_bucket: TokenBucket = field(
+        default_factory=lambda: TokenBucket(settings.CHAT_RATE_BURST, settings.CHAT_RATE_SUSTAINED)
+    )
+    refusals: SlidingWindow = field(default_factory=lambda: SlidingWindow(settings.ABUSE_WINDOW))
+    uploads: SlidingWindow = field(default_factory=_minute)  # FILES_UPLOADS_PER_MINUTE
+    joins: SlidingWindow = field(default_factory=_minute)  # JOINS_PER_MINUTE
+    reads: SlidingWindow = field(default_factory=_minute)  # READS_PER_MINUTE
+    slot: SlidingWindow | None = None  # the window place this frame took
+    reserved: int = 0  # what this frame's large reply holds of its address's backlog
+
+    def send(self, message: dict) -> None:
+        """Queue a reply behind everything queued for this socket before it."""
+        self.outbox.put(protocol.encode(message))
+
+
+# --- The socket's life ----------------------------------------------------------------
+
+
+def open_connection(
+    send: Callable[[str], Awaitable[None]],
+    close: Callable[[int], Awaitable[None]],
+    address: str | None,
+    session_key: str | None,
+) -> Connection:
+    outbox = Outbox(send, close, owner=address or "unknown")
+    presence.connection_opened()
+    event("connect", client=address)
+    return Connection(outbox, address, session_key)
+
+
+async def close_connection(conn: Connection, code: int) -> None:
+    """However the socket closed: leave the room."""
+    seat = conn.seat
+    event("disconnect", code=code, room=seat and seat.room_id, participant=seat and seat.participant_id)
+    try:
+        if conn.seat is not None:
+            await leave(conn)
+    except Exception:
+        # The database or the layer is down: the seat ages out like a ghost.
+        logger.exception("leaving the room on disconnect failed")
+    finally:
+        conn.outbox.stop()
+        presence.connection_closed()
+
+
+def hold_frame(text: str) -> int:
+    """A large frame (an upload) takes its bytes from this process's
+    UPLOADS_IN_FLIGHT_BYTES before it is parsed; past it the frame is `rate_limited`
+    unread. `frame_done` gives them back once the frame is answered."""
+    if len(text) <= protocol.LARGE_STRING:
+        return 0
+    if not uploads_in_flight.take(len(text)):
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "The server is busy with uploads; try again shortly.")
+    return len(text)
+
+
+def frame_done(conn: Connection, held: int) -> None:
+    uploads_in_flight.give(held)
+    add_backlog(conn.outbox.owner, -conn.reserved)
+    conn.slot, conn.reserved = None, 0
+
+
+async def run(conn: Connection, command: Any) -> None:
+    """Do what `command` asks; a seat the database found gone is answered as its
+    event would have been."""
+    try:
+        await ACTIONS[type(command)](conn, command)
+    except services.SeatGone as exc:
+        await seat_gone(conn, exc)
+
+
+async def refuse(conn: Connection, exc: ProtocolError) -> None:
+    """Answer a refused frame with its `Error`; past ABUSE_RATE_LIMITED_FRAMES
+    `rate_limited` answers in ABUSE_WINDOW, close the socket with 1008."""
+    if conn.slot is not None and exc.code in GIVEN_BACK:
+        conn.slot.give_back()
+    conn.send(protocol.error_message(exc.code, exc.message))
+    error_event(conn, code=exc.code.value, client=conn.address)  # rate-limited
+    if exc.code == ErrorCode.RATE_LIMITED:
+        if conn.refusals.add() > settings.ABUSE_RATE_LIMITED_FRAMES:
+            event("abuse_close", close=CloseCode.ABUSE, client=conn.address)
+            conn.outbox.put_close(CloseCode.ABUSE)
+
+
+# --- Commands ----------------------------------------------------------------------
+
+
+async def create_room(conn: Connection, command: protocol.CreateRoom) -> None:
+    require_no_room(conn)
+    take_join(conn)
+    if command.password and passwords.busy():  # refused before any Redis round trip
+        raise Busy()
+    # ROOMS_PER_HOUR per address: a place taken first, given back if no room was made.
+    rooms, address = room_creations(), conn.address or "unknown"
+    claim = await rooms.claim(address, settings.ROOMS_PER_HOUR)
+    if claim is None:
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many rooms from this address; wait a while.")
+    try:
+        password_hash = ""
+        if command.password:
+            password_hash = await passwords.off_loop(passwords.password_hash, command.password)
+        await hub.start()
+        room, seat, owner_token = await database(services.room_create)(
+            name=command.name,
+            description=command.description,
+            password_hash=password_hash,
+            owner_name=command.owner_name,
+            where=where(conn),
+            now=timezone.now(),
+        )
+    except BaseException:
+        await rooms.release(address, claim)
+        raise
+    conn.outbox.stale = None
+    await hub.join(seat.group, conn.outbox)
+    take_seat(conn, seat)
+    # Before the reply: a page that fetches /files/<id> right after must be let in.
+    await remember_room(conn, seat)
+    conn.send(protocol.room_created_message(selectors.room_info(room), room.encryption_key, owner_token))
+    event("create", room=room.pk, participant=seat.participant_id)
+
+
+async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
+    require_no_room(conn)
+    take_join(conn)
+    await ready_for_large_reply(conn, history_estimate())
+    address = conn.address or "unknown"
+    failures = join_failures()
+    if await failures.blocked(address):
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many wrong passwords; wait a minute.")
+    door = selectors.door_cache.get(command.join_key)
+    if door is None:
+        door = await database(selectors.room_door)(join_key=command.join_key)
+        selectors.door_cache.put(command.join_key, door)
+    if door.password_hash:
+        # Argon2 runs in low-priority threads, beside the loop and the database thread;
+        # the guess holds its place in the address's limit before it is checked.
+        def check() -> Awaitable[bool]:
+            return passwords.off_loop(passwords.password_matches, command.password, door.password_hash)
+
+        if not await checked_password(failures, address, check):
+            raise ProtocolError(ErrorCode.WRONG_PASSWORD)
+    # Join the group before reading the history: a message committed meanwhile then
+    # arrives live instead of being lost; it is held until RoomJoined and History
+    # are queued, and dropped if History already holds it.
+    conn.outbox.hold()
+    await hub.join(door.group, conn.outbox)
+    try:
+        joined = await database(services.room_join)(
+            room=door.room,
+            name=command.name,
+            where=where(conn),
+            owner_token=command.owner_token,
+            since=command.since,
+            now=timezone.now(),
+        )
+    except BaseException:
+        conn.outbox.held = conn.outbox.stale = None
+        await hub.leave(door.group, conn.outbox)
+        raise
+    seat = take_seat(conn, joined.seat)
+    await remember_room(conn, seat)  # before the reply, as in create_room
+    event("join", room=seat.room_id, participant=seat.participant_id, owner=seat.is_owner)
+    names = [name for _, name in joined.present]
+    info = selectors.room_info(joined.room)
+    conn.send(protocol.room_joined_message(info, joined.room.encryption_key, names))
+    if joined.history:
+        conn.outbox.put(await history_frame(joined.history))
+    conn.outbox.release(stale=joined.snapshot(command.since).shows)
+    await presence.announce_left(joined.swept)
+    await publish(
+        seat.group,
+        protocol.participant_joined_message(seat.name),
+        exclude=conn.outbox.id,
+        participant_id=seat.participant_id,
+        joined=True,
+    )
+
+
+async def chat_message(conn: Connection, command: protocol.ChatMessage) -> None:
+    seat = require_room(conn)
+    if not conn.chat_bucket.take():
+        raise ProtocolError(ErrorCode.RATE_LIMITED)
+    if len(command.content) > settings.CHAT_MAX_CONTENT:
+        raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
+    now = timezone.now()
+    message_id, seq = await batching.message_writer.get().submit(
+        sql.NewMessage(seat.room_id, seat.name, command.content, now, seat.participant_id)
+    )
+    await publish(
+        seat.group,
+        protocol.chat_message(message_id, seat.name, command.content, now),
+        message_id=message_id,
+        seq=seq,
+    )
+
+
+async def get_members(conn: Connection, command: protocol.GetMembers) -> None:
+    seat = require_room(conn)
+    take_read(conn)
+    await ready_for_large_reply(conn, 0)
+    # The seat is checked in the same query (SeatGone): a kick whose event was lost lists no one.
+    names = await database(services.seat_members)(seat=seat, now=timezone.now())
+    conn.send(protocol.members_message(names))
+
+
+async def leave_room(conn: Connection, command: protocol.LeaveRoom) -> None:
+    require_room(conn)
+    await leave(conn)
+
+
+async def upload_file(conn: Connection, command: protocol.UploadFile) -> None:
+    # The cheap checks first: room, upload rate, size from the base64's length. The
+    # content is decoded only when they pass; when one fails, the content is still
+    # checked (without keeping the bytes), since strict base64 is a field rule and
+    # comes first (PROTOCOL.md). A rate-limited upload takes no place in the window.
+    seat = conn.seat
+    if seat is None:
+        await check_content(command)
+        raise ProtocolError(ErrorCode.NOT_IN_ROOM)
+    if not take_slot(conn.uploads, settings.FILES_UPLOADS_PER_MINUTE):
+        await check_content(command)
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many uploads; wait a minute.")
+    conn.slot = conn.uploads
+    if validation.decoded_size(command.content) > settings.FILES_MAX_SIZE:
+        await check_content(command)
+        raise ProtocolError(ErrorCode.FILE_TOO_LARGE)
+    data = await content_bytes(command)
+    now = timezone.now()
+    shared = await files.share(seat=seat, name=command.name, mime_type=command.mime_type, data=data, now=now)
+    conn.send(protocol.file_uploaded_message(files.metadata(shared)))
+    event("file_uploaded", room=seat.room_id, file=shared.id, size=shared.size)
+    link = protocol.chat_message(shared.message_id, seat.name, shared.link_message, now)
+    assert shared.message_seq is not None  # set by the write that stored the link message
+    await publish(seat.group, link, message_id=shared.message_id, seq=shared.message_seq)
+
+
+async def get_file(conn: Connection, command: protocol.GetFile) -> None:
+    seat = require_room(conn)
+    take_read(conn)
+    # One file frame in flight per socket: a client that does not read its
+    # downloads holds at most one of them in server memory.
+    await ready_for_large_reply(conn, 4 * ((settings.FILES_MAX_SIZE + 2) // 3))
+    conn.outbox.put(await files.fetch(seat=seat, file_id=command.file_id, now=timezone.now()))
+
+
+async def delete_file(conn: Connection, command: protocol.DeleteFile) -> None:
+    seat = require_room(conn)
+    deleted = await files.delete(seat=seat, file_id=command.file_id, now=timezone.now())
+    await publish(seat.group, protocol.file_deleted_message(str(deleted.id)))
+
+
+# Client commands and their actions: an explicit table, never getattr(self, type).
+ACTIONS: dict[type, Callable[[Connection, Any], Awaitable[None]]] = {
+    protocol.CreateRoom: create_room,
+    protocol.JoinRoom: join_room,
+    protocol.ChatMessage: chat_message,
+    protocol.GetMembers: get_members,
+    protocol.LeaveRoom: leave_room,
+    protocol.UploadFile: upload_file,
+    protocol.GetFile: get_file,
+    protocol.DeleteFile: delete_file,
+}
+
+
+# --- Steps the commands share --------------------------------------------------------
+
+
+def where(conn: Connection) -> services.Where:
+    return services.Where(
+        conn.outbox.id,
+        presence.PROCESS_ID,
+        conn.address,
+        services.token_hash(conn.session_key) if conn.session_key else "",
+    )
+
+
+async def ready_for_large_reply(conn: Connection, most: int) -> None:
+    """A large reply (History, Members, FileContent) is built only once the socket
+    has written what it was sent (a client that does not read holds at most one),
+    and while its address's sockets have room for `most` more bytes under
+    WS_SEND_QUEUE_BYTES (else `rate_limited`); `most` is held for the address until
+    the frame is answered, so simultaneous requests cannot all pass the check
+    (docs/protocol-notes.md, "Large replies wait for the reader")."""
+    await conn.outbox.drained()
+    backlog = address_backlog(conn.outbox.owner)
+    if backlog and backlog + most > settings.WS_SEND_QUEUE_BYTES:
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "Your connections have much unread; read it first.")
+    add_backlog(conn.outbox.owner, most)
+    conn.reserved += most
+
+
+def take_join(conn: Connection) -> None:
+    if not take_slot(conn.joins, settings.JOINS_PER_MINUTE):
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many joins; wait a minute.")
+    conn.slot = conn.joins
+
+
+def take_read(conn: Connection) -> None:
+    if not take_slot(conn.reads, settings.READS_PER_MINUTE):
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many requests; wait a minute.")
+    conn.slot = conn.reads
+
+
+async def content_bytes(command: protocol.UploadFile) -> bytes:
+    """The upload's bytes: strict base64, decoded beside the loop."""
+    try:
+        return await files.decode(command.content)
+    except ProtocolError:
+        await judge_large_frame(command)
+        raise
+
+
+async def check_content(command: protocol.UploadFile) -> None:
+    """Only the check that the upload's content is strict base64, keeping nothing."""
+    try:
+        await heavy.run(validation.check_base64, command.content)
+    except ProtocolError:
+        await judge_large_frame(command)
+        raise
+
+
+async def judge_large_frame(command: protocol.UploadFile) -> None:
+    """A large frame's content refused as base64: was the frame even JSON?
+    (`invalid_json` comes first; see protocol.parse_large_frame)."""
+    if command.large:
+        await heavy.run(protocol.check_large_string, command.content)
+
+
+def require_room(conn: Connection) -> services.Seat:
+    if conn.seat is None:
+        raise ProtocolError(ErrorCode.NOT_IN_ROOM)
+    return conn.seat
+
+
+def require_no_room(conn: Connection) -> None:
+    if conn.seat is not None:
+        raise ProtocolError(ErrorCode.ALREADY_IN_ROOM)
+
+
+def take_seat(conn: Connection, seat: services.Seat) -> services.Seat:
+    conn.seat = seat
+    presence.live_seats.add(seat.participant_id)
+    return seat
+
+
+async def seat_gone(conn: Connection, exc: services.SeatGone) -> None:
+    """The database found the seat gone (a kick or close whose layer event did not
+    reach this process, or not yet): answer as the event would have, `kicked` or
+    `room_closed` then its close, or `not_in_room` with the seat dropped."""
+    await refuse(conn, exc)
+    if exc.close is not None:
+        conn.outbox.put_close(exc.close)
+    elif conn.seat is not None:
+        await leave(conn)
+
+
+async def leave(conn: Connection) -> None:
+    seat, conn.seat = require_room(conn), None
+    presence.live_seats.discard(seat.participant_id)
+    try:
+        left = await database_sync_to_async(services.participant_leave)(
+            participant_id=seat.participant_id, now=timezone.now()
+        )
+    finally:
+        await hub.leave(seat.group, conn.outbox)
+    if left:
+        await publish(
+            seat.group,
+            protocol.participant_left_message(seat.name),
+            participant_id=seat.participant_id,
+            joined=False,
+        )
+
+
+async def remember_room(conn: Connection, seat: services.Seat) -> None:
+    """Let the browser session behind this socket download the room's files."""
+    if conn.session_key:
+        await database_sync_to_async(services.session_room_add)(
+            session_key=conn.session_key, room_id=seat.room_id
+        )
+
+
+def history_estimate() -> int:
+    """The most a History frame can be: CHAT_HISTORY_LIMIT messages of the longest
+    content (4 bytes a character at worst is not assumed: content is base64)."""
+    return settings.CHAT_HISTORY_LIMIT * (settings.CHAT_MAX_CONTENT + 512)
+
+
+async def history_frame(messages: list[dict]) -> str:
+    """The History frame, encoded a message at a time with the loop free in between."""
+    parts = []
+    for part in protocol.history_parts(messages):
+        parts.append(part)
+        await asyncio.sleep(0)
+    return "".join(parts)

@@ -1,0 +1,185 @@
+"""Every frame a socket is sent, replies and broadcasts alike, goes through its `Outbox`:
+a queue written by one task, so a socket sees frames in the order they were queued,
+and a socket that stops reading cannot hold up anyone else: past WS_SEND_QUEUE_LIMIT
+frames or WS_SEND_QUEUE_BYTES bytes it is closed with 4002. The bytes waiting for
+all sockets of one client address are counted too (`backlogs`), for the large replies
+that wait for them (chat/actions.py, `ready_for_large_reply`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from django.conf import settings
+
+from chat.errors import CloseCode
+
+logger = logging.getLogger(__name__)
+
+
+def frame_size(text: str) -> int:
+    """The UTF-8 bytes of a frame (ASCII, nearly every frame, is counted in O(1))."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+# Bytes waiting in the outboxes of each client address's sockets in this process, with
+# the last frame each wrote (it may still sit in the server's write buffer): a large
+# reply is built for a socket only while its address's total is under
+# WS_SEND_QUEUE_BYTES (chat.actions), so one address's sockets that do not read hold
+# about that much in all, not one large reply each.
+backlogs: dict[str, int] = {}
+
+
+def address_backlog(owner: str | None) -> int:
+    return backlogs.get(owner, 0) if owner is not None else 0
+
+
+def add_backlog(owner: str | None, size: int) -> None:
+    """Add `size` (negative: remove) to the bytes counted for `owner`, a client address."""
+    if owner is not None and size:
+        left = backlogs.get(owner, 0) + size
+        if left > 0:
+            backlogs[owner] = left
+        else:
+            backlogs.pop(owner, None)
+
+
+class Outbox:
+    """The frames waiting for one socket, in order, and the task that writes them."""
+
+    def __init__(
+        self,
+        send: Callable[[str], Awaitable[None]],
+        close: Callable[[int], Awaitable[None]],
+        owner: str | None = None,
+    ) -> None:
+        self.send = send
+        self.close = close
+        # The client address whose backlog this socket's bytes count toward (`backlogs`).
+        self.owner = owner
+        self.id = uuid.uuid4().hex
+        self.frames: deque[str | int] = deque()
+        self.held: list[dict] | None = None
+        # Drops room events the socket's join snapshot already showed (see `release`).
+        self.stale: Callable[[dict], bool] | None = None
+        self.limit = settings.WS_SEND_QUEUE_LIMIT
+        self.byte_limit = settings.WS_SEND_QUEUE_BYTES
+        # Bytes of the frames waiting and of the one being written (`frame_size`), and
+        # of the last one written, which may still sit in the server's buffer (`_write`).
+        self.bytes = 0
+        self.unconfirmed = 0
+        # The close code once a close is queued: the socket's frames are then ignored.
+        self.closing: int | None = None
+        self.wakeup = asyncio.Event()
+        # Set while nothing waits to be written (see `drained`).
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.task = asyncio.get_running_loop().create_task(self._write())
+
+    def put(self, text: str) -> None:
+        """Queue a frame; a socket that lets its backlog pass either limit (frames,
+        bytes) is closed. A frame alone in the queue is always let through, so that a
+        byte limit set below one big reply does not close every socket that asks for it."""
+        size = frame_size(text)
+        if self.task.done():
+            return  # the writer has ended (closed, or the socket went away)
+        if len(self.frames) >= self.limit or (self.bytes and self.bytes + size > self.byte_limit):
+            self.frames.clear()
+            self.drop_waiting()
+            self.put_close(CloseCode.TOO_SLOW)
+            return
+        self.frames.append(text)
+        self.bytes += size
+        self.count(size)
+        self.idle.clear()
+        self.wakeup.set()
+
+    def put_broadcast(self, event: dict) -> None:
+        """Room events wait while the socket is joining (see `hold`)."""
+        if self.held is not None:
+            self.held.append(event)
+        elif self.stale is None or not self.stale(event):
+            self.put(event["text"])
+            if event.get("close"):
+                # An admin closed the room (4000) or removed this participant (4001).
+                self.put_close(event["close"])
+
+    def put_close(self, code: int) -> None:
+        """Close the socket once every frame queued before has been written."""
+        if self.closing is None:
+            self.closing = code
+        self.frames.append(code)
+        self.idle.clear()
+        self.wakeup.set()
+
+    def hold(self) -> None:
+        """Hold room events until `release`: a joiner gets RoomJoined and History first."""
+        self.held = []
+
+    def release(self, stale: Callable[[dict], bool] | None = None) -> None:
+        """Send the held events, and from now on every room event, unless `stale`
+        says the joiner's snapshot already showed it."""
+        held, self.held = self.held or [], None
+        self.stale = stale
+        for event in held:
+            self.put_broadcast(event)
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+    def drop_waiting(self) -> None:
+        self.count(-self.bytes)
+        self.bytes = 0
+
+    def count(self, size: int) -> None:
+        """Add `size` (negative: remove) to the bytes of this socket's address (`backlogs`)."""
+        add_backlog(self.owner, size)
+
+    def backed_up(self) -> bool:
+        """Whether anything waits to be written, or is being written, to the socket."""
+        return not self.idle.is_set()
+
+    async def drained(self) -> None:
+        """Wait until every queued frame has been written (or the socket is gone):
+        one big frame at a time then waits for the client to read the last one."""
+        await self.idle.wait()
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                while self.frames:
+                    frame = self.frames.popleft()
+                    if isinstance(frame, int):
+                        self.frames.clear()
+                        self.drop_waiting()
+                        await self.close(frame)
+                        return
+                    await self.send(frame)
+                    # The server's send waits until the socket took what was written
+                    # before, so the previous frame has left this process now; this one
+                    # may sit in the server's write buffer until the next send returns.
+                    written = min(self.bytes, frame_size(frame))
+                    self.bytes -= written
+                    self.count(-self.unconfirmed)
+                    self.unconfirmed = written
+                    frame = None  # not held while the writer waits for the next one
+                if not self.frames:
+                    self.idle.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The socket went away mid-write; its disconnect handler cleans up.
+            logger.debug("outbox: write failed", exc_info=True)
+        finally:
+            # Nothing more is written: what waits is dropped, and no longer counted.
+            self.frames.clear()
+            self.drop_waiting()
+            self.count(-self.unconfirmed)
+            self.unconfirmed = 0
+            self.idle.set()
