@@ -78,4 +78,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.base_send({"type": "websocket.send", "text": text})
 
     async def close_with(self, code: int) -> None:
-        await self.close(code=code)
+        # A plain int: daphne's WebSocket library refuses a close code whose type is not
+        # exactly int, and a CloseCode is an IntEnum.
+        await self.close(code=int(code))

@@ -78,7 +78,7 @@ async def too_many(scope, receive, send) -> None:
         await send({"type": "websocket.http.response.body", "body": body})
     else:
         await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER})
+        await send({"type": "websocket.close", "code": int(CloseCode.TRY_AGAIN_LATER)})
 
 
 class ConnectionLimit:

@@ -11,27 +11,25 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from chat import checkpoint  # noqa: E402
-from chat.hub import hub  # noqa: E402
+from chat import runtime  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.security import ConnectionLimit, OriginValidator  # noqa: E402
 
-checkpoint.start()
+runtime.start()  # every background task and thread: listed in chat/runtime.py
 
 
 async def lifespan(
     scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]
 ) -> None:
     """The server's start and stop: uvicorn (`manage.py serve`) sends both; daphne
-    (`runserver`) sends neither. On stop, once uvicorn has closed the sockets, this
-    process's hub leaves the bus group (within chat.hub.LEAVE_TIMEOUT) so it is no
-    longer sent every room event."""
+    (`runserver`) sends neither. On stop, once uvicorn has closed the sockets,
+    `runtime.stop` (the hub leaves the bus group)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await hub.stop()
+            await runtime.stop()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -43,10 +43,14 @@ def env_float(name: str, default: float) -> float:
 
 
 def env_bool(name: str, default: bool) -> bool:
+    """1/true/yes/on or 0/false/no/off, any case; anything else (a typo) stops the start."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+    value = raw.strip().lower()
+    if value not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        raise ImproperlyConfigured(f"{name} must be 1/true/yes/on or 0/false/no/off, not {raw!r}")
+    return value in {"1", "true", "yes", "on"}
 
 
 def env_list(name: str, default: str) -> list[str]:

@@ -1,0 +1,38 @@
+"""Every background task and thread a server process runs, in one list: what starts
+it and what stops it. `start` and `stop` are called by the ASGI application
+(config/asgi.py) when the process starts and, under `manage.py serve`, when it stops
+(uvicorn's lifespan; daphne sends none, and its process simply ends).
+
+- SQLite WAL checkpoints, a thread (chat/checkpoint.py): started by `start` when the
+  database is SQLite; ends with the process.
+- The hub's layer receive and watchdog, tasks (chat/hub.py): started by the first room
+  created or joined (`hub.start`); `stop` takes the hub off the bus.
+- Presence's heartbeat and ghost sweep, a task (chat/presence.py): started by the first
+  socket (`connection_opened`), cancelled when the last one closes.
+- Each socket's outbox writer, a task (chat/outbox.py): from its accept to its close.
+- Group commit of chat messages (chat/batching.py, `message_writer`) and batched room
+  events to the bus (chat/hub.py, `event_sender`): a task per burst, ending when
+  nothing waits.
+- CPU work (chat/workers.py, `heavy`: base64, files, large frames) and password hashing
+  (chat/passwords.py), threads made on first use; they end with the process.
+- Database calls: Channels' one thread (`database_sync_to_async`); clients' requests
+  wait for it in the bounded queue `workers.database`.
+- The large-frame budget's wake-ups (chat/frame_budget.py, `serve` only): timers while
+  a paced socket waits.
+
+Everything but the checkpoint thread starts on first use, so a process that serves
+only pages never runs the hub or the heartbeat.
+"""
+
+from chat import checkpoint
+from chat.hub import hub
+
+
+def start() -> None:
+    checkpoint.start()
+
+
+async def stop() -> None:
+    """Once the server has closed the sockets: the hub leaves the bus group (within
+    chat.hub.LEAVE_TIMEOUT), so this process is no longer sent every room event."""
+    await hub.stop()
