@@ -1,6 +1,8 @@
-"""What each client command does, step by step: the orchestration between one socket
-and the domain (services, selectors, files, the hub), the mirror of chat/moderation.py
-for what an admin does. chat/consumers.py decodes a frame, calls `run` and sends.
+"""What each chat command does, step by step: the orchestration between one socket and
+the domain (services, selectors, the hub), the mirror of chat/moderation.py for what an
+admin does. chat/consumers.py decodes a frame, calls `run` and sends; the files'
+commands (UploadFile, GetFile, DeleteFile) are in files/actions.py, built on the steps
+here.
 
 Each action checks in PROTOCOL.md's order (the connection's state, then rate limits,
 then the rest), does its database work through the bounded queue (`workers.database`)
@@ -18,11 +20,11 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from chat import batching, passwords, presence, protocol, selectors, services, sql
+from chat import batching, passwords, presence, protocol, selectors, services
 from chat.address_limits import room_creations
 from chat.errors import CloseCode, ErrorCode, ProtocolError
-from chat.events import error_event, event
 from chat.hub import hub, publish
+from chat.oplog import error_event, event
 from chat.outbox import Outbox, add_backlog, address_backlog
 from chat.ratelimit import (
     SlidingWindow,
@@ -32,9 +34,7 @@ from chat.ratelimit import (
     take_slot,
     uploads_in_flight,
 )
-from chat.workers import Busy, database, heavy
-from files import services as files
-from files import validation
+from chat.workers import Busy, database
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,10 @@ class Connection:
         self.outbox.put(protocol.encode(message))
 
 
+# What runs a client command: a coroutine of the connection and the parsed command.
+type Action = Callable[[Connection, Any], Awaitable[None]]
+
+
 # --- The socket's life ----------------------------------------------------------------
 
 
@@ -103,27 +107,29 @@ async def close_connection(conn: Connection, code: int) -> None:
 
 
 def hold_frame(text: str) -> int:
-    """A large frame (an upload) takes its bytes from this process's
-    UPLOADS_IN_FLIGHT_BYTES before it is parsed; past it the frame is `rate_limited`
-    unread. `frame_done` gives them back once the frame is answered."""
-    if len(text) <= protocol.LARGE_STRING:
-        return 0
+    """A large frame (over protocol.LARGE_STRING: an upload) takes its bytes from this
+    process's UPLOADS_IN_FLIGHT_BYTES before it is parsed; past it the frame is
+    `rate_limited` unread. `frame_done` gives them back once the frame is answered."""
     if not uploads_in_flight.take(len(text)):
         raise ProtocolError(ErrorCode.RATE_LIMITED, "The server is busy with uploads; try again shortly.")
     return len(text)
 
 
 def frame_done(conn: Connection, held: int) -> None:
-    uploads_in_flight.give(held)
-    add_backlog(conn.outbox.owner, -conn.reserved)
-    conn.slot, conn.reserved = None, 0
+    """The frame is answered: what it held goes back, and its window place is settled."""
+    if held:
+        uploads_in_flight.give(held)
+    if conn.reserved:
+        add_backlog(conn.outbox.owner, -conn.reserved)
+        conn.reserved = 0
+    conn.slot = None
 
 
-async def run(conn: Connection, command: Any) -> None:
+async def run(conn: Connection, action: Action, command: Any) -> None:
     """Do what `command` asks; a seat the database found gone is answered as its
     event would have been."""
     try:
-        await ACTIONS[type(command)](conn, command)
+        await action(conn, command)
     except services.SeatGone as exc:
         await seat_gone(conn, exc)
 
@@ -171,7 +177,7 @@ async def create_room(conn: Connection, command: protocol.CreateRoom) -> None:
         await rooms.release(address, claim)
         raise
     conn.outbox.stale = None
-    await hub.join(seat.group, conn.outbox)
+    await hub.join(seat.room_id, conn.outbox)
     take_seat(conn, seat)
     # Before the reply: a page that fetches /files/<id> right after must be let in.
     await remember_room(conn, seat)
@@ -199,11 +205,11 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
 
         if not await checked_password(failures, address, check):
             raise ProtocolError(ErrorCode.WRONG_PASSWORD)
-    # Join the group before reading the history: a message committed meanwhile then
+    # Join the room in the hub before reading the history: a message committed meanwhile then
     # arrives live instead of being lost; it is held until RoomJoined and History
     # are queued, and dropped if History already holds it.
     conn.outbox.hold()
-    await hub.join(door.group, conn.outbox)
+    await hub.join(door.room.pk, conn.outbox)
     try:
         joined = await database(services.room_join)(
             room=door.room,
@@ -215,7 +221,7 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
         )
     except BaseException:
         conn.outbox.held = conn.outbox.stale = None
-        await hub.leave(door.group, conn.outbox)
+        await hub.leave(door.room.pk, conn.outbox)
         raise
     seat = take_seat(conn, joined.seat)
     await remember_room(conn, seat)  # before the reply, as in create_room
@@ -228,7 +234,7 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
     conn.outbox.release(stale=joined.snapshot(command.since).shows)
     await presence.announce_left(joined.swept)
     await publish(
-        seat.group,
+        seat.room_id,
         protocol.participant_joined_message(seat.name),
         exclude=conn.outbox.id,
         participant_id=seat.participant_id,
@@ -243,11 +249,9 @@ async def chat_message(conn: Connection, command: protocol.ChatMessage) -> None:
     if len(command.content) > settings.CHAT_MAX_CONTENT:
         raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
     now = timezone.now()
-    message_id, seq = await batching.message_writer.get().submit(
-        sql.NewMessage(seat.room_id, seat.name, command.content, now, seat.participant_id)
-    )
+    message_id, seq = await batching.post_message(seat, command.content, now)
     await publish(
-        seat.group,
+        seat.room_id,
         protocol.chat_message(message_id, seat.name, command.content, now),
         message_id=message_id,
         seq=seq,
@@ -268,57 +272,14 @@ async def leave_room(conn: Connection, command: protocol.LeaveRoom) -> None:
     await leave(conn)
 
 
-async def upload_file(conn: Connection, command: protocol.UploadFile) -> None:
-    # The cheap checks first: room, upload rate, size from the base64's length. The
-    # content is decoded only when they pass; when one fails, the content is still
-    # checked (without keeping the bytes), since strict base64 is a field rule and
-    # comes first (PROTOCOL.md). A rate-limited upload takes no place in the window.
-    seat = conn.seat
-    if seat is None:
-        await check_content(command)
-        raise ProtocolError(ErrorCode.NOT_IN_ROOM)
-    if not take_slot(conn.uploads, settings.FILES_UPLOADS_PER_MINUTE):
-        await check_content(command)
-        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many uploads; wait a minute.")
-    conn.slot = conn.uploads
-    if validation.decoded_size(command.content) > settings.FILES_MAX_SIZE:
-        await check_content(command)
-        raise ProtocolError(ErrorCode.FILE_TOO_LARGE)
-    data = await content_bytes(command)
-    now = timezone.now()
-    shared = await files.share(seat=seat, name=command.name, mime_type=command.mime_type, data=data, now=now)
-    conn.send(protocol.file_uploaded_message(files.metadata(shared)))
-    event("file_uploaded", room=seat.room_id, file=shared.id, size=shared.size)
-    link = protocol.chat_message(shared.message_id, seat.name, shared.link_message, now)
-    assert shared.message_seq is not None  # set by the write that stored the link message
-    await publish(seat.group, link, message_id=shared.message_id, seq=shared.message_seq)
-
-
-async def get_file(conn: Connection, command: protocol.GetFile) -> None:
-    seat = require_room(conn)
-    take_read(conn)
-    # One file frame in flight per socket: a client that does not read its
-    # downloads holds at most one of them in server memory.
-    await ready_for_large_reply(conn, 4 * ((settings.FILES_MAX_SIZE + 2) // 3))
-    conn.outbox.put(await files.fetch(seat=seat, file_id=command.file_id, now=timezone.now()))
-
-
-async def delete_file(conn: Connection, command: protocol.DeleteFile) -> None:
-    seat = require_room(conn)
-    deleted = await files.delete(seat=seat, file_id=command.file_id, now=timezone.now())
-    await publish(seat.group, protocol.file_deleted_message(str(deleted.id)))
-
-
-# Client commands and their actions: an explicit table, never getattr(self, type).
-ACTIONS: dict[type, Callable[[Connection, Any], Awaitable[None]]] = {
+# The chat's commands and their actions: an explicit table, never getattr(self, type).
+# files/actions.py has the files' commands; config/routing.py gives the consumer both.
+ACTIONS: dict[type, Action] = {
     protocol.CreateRoom: create_room,
     protocol.JoinRoom: join_room,
     protocol.ChatMessage: chat_message,
     protocol.GetMembers: get_members,
     protocol.LeaveRoom: leave_room,
-    protocol.UploadFile: upload_file,
-    protocol.GetFile: get_file,
-    protocol.DeleteFile: delete_file,
 }
 
 
@@ -361,31 +322,6 @@ def take_read(conn: Connection) -> None:
     conn.slot = conn.reads
 
 
-async def content_bytes(command: protocol.UploadFile) -> bytes:
-    """The upload's bytes: strict base64, decoded beside the loop."""
-    try:
-        return await files.decode(command.content)
-    except ProtocolError:
-        await judge_large_frame(command)
-        raise
-
-
-async def check_content(command: protocol.UploadFile) -> None:
-    """Only the check that the upload's content is strict base64, keeping nothing."""
-    try:
-        await heavy.run(validation.check_base64, command.content)
-    except ProtocolError:
-        await judge_large_frame(command)
-        raise
-
-
-async def judge_large_frame(command: protocol.UploadFile) -> None:
-    """A large frame's content refused as base64: was the frame even JSON?
-    (`invalid_json` comes first; see protocol.parse_large_frame)."""
-    if command.large:
-        await heavy.run(protocol.check_large_string, command.content)
-
-
 def require_room(conn: Connection) -> services.Seat:
     if conn.seat is None:
         raise ProtocolError(ErrorCode.NOT_IN_ROOM)
@@ -422,10 +358,10 @@ async def leave(conn: Connection) -> None:
             participant_id=seat.participant_id, now=timezone.now()
         )
     finally:
-        await hub.leave(seat.group, conn.outbox)
+        await hub.leave(seat.room_id, conn.outbox)
     if left:
         await publish(
-            seat.group,
+            seat.room_id,
             protocol.participant_left_message(seat.name),
             participant_id=seat.participant_id,
             joined=False,

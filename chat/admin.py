@@ -14,7 +14,6 @@ from django.utils import timezone
 
 from chat import moderation
 from chat.models import Message, Participant, Room
-from files.models import SharedFile
 
 # Who is present first (a name's stale rows from before a reconnect come after it), then
 # the most recent: newest join among the present, latest departure among those who left.
@@ -118,41 +117,23 @@ class ParticipantInline(admin.TabularInline):
         return False
 
 
-class FileInline(admin.TabularInline):
-    model = SharedFile
-    fields = ["name", "uploader_name", "mime_type", "size", "created_at", "expires_at", "deleted_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    fk_name = "room"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(Room)
 class RoomAdmin(ReadOnlyAdmin):
-    list_display = ["name", "owner_name", "created_at", "is_open", "present", "live_files"]
+    list_display = ["name", "owner_name", "created_at", "is_open", "present"]
     list_filter = [OpenFilter, PasswordFilter]
     search_fields = ["name", "=join_key"]
     fields = ["name", "description", "join_key", "has_password", "owner_name", "created_at", "closed_at"]
     readonly_fields = fields
-    inlines = [ParticipantInline, FileInline]
+    inlines = [ParticipantInline]
     actions = ["close_rooms", "delete_rooms"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        now = timezone.now()
         return (
             super()
             .get_queryset(request)
             .annotate(
                 present_count=Count(
                     "participants", filter=Q(participants__left_at__isnull=True), distinct=True
-                ),
-                live_file_count=Count(
-                    "files",
-                    filter=Q(files__deleted_at__isnull=True, files__expires_at__gt=now),
-                    distinct=True,
                 ),
             )
         )
@@ -168,10 +149,6 @@ class RoomAdmin(ReadOnlyAdmin):
     @admin.display(description="present", ordering="present_count")
     def present(self, room: Room) -> int:
         return room.present_count
-
-    @admin.display(description="live files", ordering="live_file_count")
-    def live_files(self, room: Room) -> int:
-        return room.live_file_count
 
     def delete_model(self, request: HttpRequest, obj: Room) -> None:
         moderation.delete_room(room_id=obj.pk, now=timezone.now(), actor=actor(request))

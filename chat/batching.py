@@ -9,14 +9,24 @@ next write.
 An item arriving when nothing is under way is written at once, alone; under load the
 next batch forms while the current one is written, so a process does many more a second
 and each item waits for at most one write ahead of it instead of a queue of single ones.
+
+`Batcher` and `PerLoop` are the generic part; `post_message` is the one way a client's
+chat message is stored.
 """
 
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+
+from chat.sql import NewMessage
+
+if TYPE_CHECKING:
+    from chat.services import Seat
 
 
 class Batcher[Item, Result]:
@@ -80,6 +90,13 @@ class PerLoop[Made]:
         return found
 
 
+class PerLoopBatcher[Item, Result](PerLoop[Batcher[Item, Result]]):
+    """A `Batcher` per event loop: what a process submits to from anywhere."""
+
+    async def submit(self, item: Item) -> Result:
+        return await self.get().submit(item)
+
+
 def _messages_post(batch: list) -> list:
     from chat import services  # looked up at each call, so a test can replace it
 
@@ -87,4 +104,13 @@ def _messages_post(batch: list) -> list:
 
 
 # This process's batcher of chat messages (services.messages_post).
-message_writer = PerLoop(lambda: Batcher(database_sync_to_async(_messages_post), settings.CHAT_WRITE_BATCH))
+message_writer = PerLoopBatcher(
+    lambda: Batcher(database_sync_to_async(_messages_post), settings.CHAT_WRITE_BATCH)
+)
+
+
+async def post_message(seat: "Seat", content: str, now: datetime) -> tuple[int, int]:
+    """Store a client's chat message, group-committed with the others that arrive while
+    the database thread is busy; its (id, room sequence number), or the error
+    `services.message_post` would raise (`room_closed`, `SeatGone`)."""
+    return await message_writer.submit(NewMessage(seat.room_id, seat.name, content, now, seat.participant_id))

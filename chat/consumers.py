@@ -1,15 +1,17 @@
 """The WebSocket endpoint: a Channels JSON consumer whose `decode_json` is PROTOCOL.md's
-strict decoding and whose `receive_json` runs one action (chat/actions.py). Every
-refused frame is an `Error` frame; the socket stays open."""
+strict decoding and whose `receive_json` runs one action from its table of commands
+(config/routing.py: chat/actions.py's and files/actions.py's). Every refused frame is an
+`Error` frame; the socket stays open."""
 
 import logging
+from collections.abc import Mapping
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from chat import actions, protocol
 from chat.errors import ErrorCode, ProtocolError
 from chat.security import client_address, session_key_of
-from chat.workers import heavy, work_owner
+from chat.workers import file_work, work_owner
 
 logger = logging.getLogger(__name__)
 
@@ -18,6 +20,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # No channel per socket: rooms reach sockets through this process's hub (chat/hub.py).
     channel_layer_alias = None
     conn: actions.Connection | None = None
+
+    def __init__(self, commands: Mapping[type, actions.Action]) -> None:
+        super().__init__()
+        self.commands = commands  # each command's type and the action that runs it
 
     async def connect(self) -> None:
         """Called when the handshake has passed the origin check."""
@@ -53,7 +59,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         try:
             if text_data is None:
                 raise ProtocolError(ErrorCode.INVALID_JSON, "Binary frames are not accepted.")
-            held = actions.hold_frame(text_data)
+            if len(text_data) > protocol.LARGE_STRING:
+                held = actions.hold_frame(text_data)
             await self.receive_json(await self.decode_json(text_data))
         except ProtocolError as exc:
             await actions.refuse(conn, exc)
@@ -67,11 +74,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def decode_json(cls, text_data: str) -> protocol.Command:
         """PROTOCOL.md's strict JSON and fields; a large frame (an upload) off the loop."""
         if len(text_data) > protocol.LARGE_STRING:
-            return await heavy.run(protocol.parse_large_frame, text_data)
+            return await file_work.run(protocol.parse_large_frame, text_data)
         return protocol.parse_client_message(text_data)
 
     async def receive_json(self, content: protocol.Command, **kwargs: object) -> None:
-        await actions.run(self.conn, content)
+        await actions.run(self.conn, self.commands[type(content)], content)
 
     async def send_text(self, text: str) -> None:
         # Straight to the server: this runs once per frame per socket.

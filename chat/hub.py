@@ -37,6 +37,7 @@ import asyncio
 import logging
 import time
 import uuid
+from typing import TypedDict, Unpack, get_type_hints
 
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
@@ -44,13 +45,38 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chat import selectors
-from chat.batching import Batcher, PerLoop
+from chat.batching import Batcher, PerLoopBatcher
 from chat.outbox import Outbox
 from chat.protocol import chat_message, encode
 
 logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "room.events"
+
+
+class Marks(TypedDict, total=False):
+    """What a publisher may add to a room event besides its room and text."""
+
+    exclude: str | None  # an outbox id that does not get it (the sender)
+    only: str  # the one outbox id that gets it (a kick)
+    close: int  # close the sockets that get it with this code, once it is written
+    # A chat message's id and room sequence number (the hub's order, a joiner's snapshot).
+    message_id: int
+    seq: int
+    # Presence: whose arrival or departure, for a joiner's snapshot (`Seat.shows`).
+    participant_id: int
+    joined: bool
+
+
+class RoomEvent(Marks):
+    """One room event as it crosses the channel layer, in a batch:
+    `{"type": EVENT_TYPE, "events": [RoomEvent, ...]}` sent to the bus (`send_events`).
+    A hub checks the types of every event it receives (`room_event_problem`)."""
+
+    room: str  # the room's id in hex: how the hub and the bus name a room
+    text: str  # the server message, encoded to JSON once by the publisher
+
+
 # What the watchdog sends the hub's own channel to see that its receive moves.
 PROBE_TYPE = "hub.probe"
 # The layer group every process's hub is in (the layer adds its prefix).
@@ -73,7 +99,7 @@ class RoomOrder:
 
     def __init__(self) -> None:
         self.last: int | None = None  # None until the room's position is read
-        self.waiting: dict[int, dict] = {}
+        self.waiting: dict[int, RoomEvent] = {}
         self.repair: asyncio.TimerHandle | None = None
 
 
@@ -81,19 +107,19 @@ class RoomOrder:
 GAP_WAIT = 0.5
 
 
-def room_of(group: str) -> uuid.UUID:
-    return uuid.UUID(hex=group.removeprefix("room."))
+def room_of(room: str) -> uuid.UUID:
+    return uuid.UUID(hex=room)
 
 
-async def room_position(group: str) -> int:
-    """The sequence number of the group's room's last stored message."""
-    return await database_sync_to_async(selectors.room_message_seq)(room_id=room_of(group))
+async def room_position(room: str) -> int:
+    """The sequence number of the room's last stored message."""
+    return await database_sync_to_async(selectors.room_message_seq)(room_id=room_of(room))
 
 
-async def stored_messages(group: str, after: int, before: int) -> list[tuple]:
+async def stored_messages(room: str, after: int, before: int) -> list[tuple]:
     """(id, seq, sender, content, sent_at) of the room's messages with after < seq < before."""
     return await database_sync_to_async(selectors.messages_by_seq)(
-        room_id=room_of(group), after=after, before=before
+        room_id=room_of(room), after=after, before=before
     )
 
 
@@ -235,48 +261,50 @@ class Hub:
             await self.layer.group_discard(BUS_GROUP, old_channel)
         except Exception:
             logger.warning("hub: could not take the stuck channel off the bus", exc_info=True)
-        for group, order in list(self.order.items()):
-            await self.catch_up(group, order)
+        for room, order in list(self.order.items()):
+            await self.catch_up(room, order)
 
-    async def catch_up(self, group: str, order: RoomOrder) -> None:
+    async def catch_up(self, room: str, order: RoomOrder) -> None:
         """Hand out the room's messages stored since the last one handed out."""
         async with self.lock:
-            if self.order.get(group) is not order or order.last is None:
+            if self.order.get(room) is not order or order.last is None:
                 return
             try:
-                upto = await self.position(group)
+                upto = await self.position(room)
             except Exception:
-                logger.exception("hub: could not read where %s stands after a stall", group)
+                logger.exception("hub: could not read where %s stands after a stall", room)
                 return
-            await self.fill(group, order, order.last, upto + 1)
+            await self.fill(room, order, order.last, upto + 1)
 
-    async def join(self, group: str, outbox: Outbox) -> None:
+    async def join(self, room_id: uuid.UUID, outbox: Outbox) -> None:
         await self.start()
-        self.rooms.setdefault(group, {})[outbox.id] = outbox
+        room = room_id.hex
+        self.rooms.setdefault(room, {})[outbox.id] = outbox
         async with self.lock:
-            if group not in self.order:
-                order = self.order[group] = RoomOrder()  # holds messages until placed
+            if room not in self.order:
+                order = self.order[room] = RoomOrder()  # holds messages until placed
                 try:
                     # Messages up to here are stored already (a joiner's History has
                     # them); later ones reach this hub over the bus.
-                    order.last = await self.position(group)
+                    order.last = await self.position(room)
                 except BaseException:
                     # Database down: the next join reads the position afresh.
-                    self.order.pop(group, None)
-                    self.rooms.get(group, {}).pop(outbox.id, None)
-                    if not self.rooms.get(group):
-                        self.rooms.pop(group, None)
+                    self.order.pop(room, None)
+                    self.rooms.get(room, {}).pop(outbox.id, None)
+                    if not self.rooms.get(room):
+                        self.rooms.pop(room, None)
                     raise
-                self.flush(group, order)
+                self.flush(room, order)
 
-    async def leave(self, group: str, outbox: Outbox) -> None:
-        members = self.rooms.get(group, {})
+    async def leave(self, room_id: uuid.UUID, outbox: Outbox) -> None:
+        room = room_id.hex
+        members = self.rooms.get(room, {})
         members.pop(outbox.id, None)
         if not members:
-            self.rooms.pop(group, None)
+            self.rooms.pop(room, None)
         async with self.lock:
-            if group not in self.rooms and group in self.order:
-                order = self.order.pop(group)
+            if room not in self.rooms and room in self.order:
+                order = self.order.pop(room)
                 if order.repair is not None:
                     order.repair.cancel()
 
@@ -287,17 +315,17 @@ class Hub:
         if self.layer is not None and self.started():
             await self.layer.group_add(BUS_GROUP, self.channel)
 
-    def deliver(self, event: dict) -> None:
+    def deliver(self, event: RoomEvent) -> None:
         """A room event from the layer: messages go through their room's order."""
-        seq, group = event.get("seq"), event["group"]
-        order = self.order.get(group)
+        seq, room = event.get("seq"), event["room"]
+        order = self.order.get(room)
         if seq is None or order is None:
             self.fan_out(event)
         elif order.last is None or seq > order.last:
             order.waiting[seq] = event
-            self.flush(group, order)
+            self.flush(room, order)
 
-    def flush(self, group: str, order: RoomOrder) -> None:
+    def flush(self, room: str, order: RoomOrder) -> None:
         """Hand out the waiting messages that are next in order; if one is missing,
         ask the database for it after GAP_WAIT."""
         if order.last is None:
@@ -309,37 +337,35 @@ class Hub:
             order.last += 1
         if order.waiting and order.repair is None:
             loop = asyncio.get_running_loop()
-            order.repair = loop.call_later(GAP_WAIT, lambda: loop.create_task(self.repair(group, order)))
+            order.repair = loop.call_later(GAP_WAIT, lambda: loop.create_task(self.repair(room, order)))
         elif not order.waiting and order.repair is not None:
             order.repair.cancel()
             order.repair = None
 
-    async def repair(self, group: str, order: RoomOrder) -> None:
+    async def repair(self, room: str, order: RoomOrder) -> None:
         """Read the messages a gap is waiting for, and hand everything out in order."""
         order.repair = None
-        if self.order.get(group) is not order or not order.waiting or order.last is None:
+        if self.order.get(room) is not order or not order.waiting or order.last is None:
             return
-        await self.fill(group, order, order.last, min(order.waiting))
+        await self.fill(room, order, order.last, min(order.waiting))
 
-    async def fill(self, group: str, order: RoomOrder, last: int, upto: int) -> None:
+    async def fill(self, room: str, order: RoomOrder, last: int, upto: int) -> None:
         """Read the room's messages with last < seq < upto, and hand out what is in order;
         what the database does not hold either is not waited for."""
         try:
-            missing = await self.stored(group, last, upto)
+            missing = await self.stored(room, last, upto)
         except Exception:
             logger.exception("hub: could not read missing messages; delivering what arrived")
             missing = []
         for message_id, seq, sender, content, sent_at in missing:
             text = encode(chat_message(message_id, sender, content, sent_at))
-            order.waiting.setdefault(
-                seq, {"group": group, "text": text, "message_id": message_id, "seq": seq}
-            )
+            order.waiting.setdefault(seq, {"room": room, "text": text, "message_id": message_id, "seq": seq})
         if order.last == last and last + 1 not in order.waiting:
             order.last = max(last, min(order.waiting, default=upto) - 1)
-        self.flush(group, order)
+        self.flush(room, order)
 
-    def fan_out(self, event: dict) -> None:
-        members = self.rooms.get(event["group"])
+    def fan_out(self, event: RoomEvent) -> None:
+        members = self.rooms.get(event["room"])
         if not members:
             return
         exclude, only = event.get("exclude"), event.get("only")
@@ -393,24 +419,33 @@ def describe(message: object) -> str:
     return f"a {type(message).__name__}"
 
 
-_INT_MARKS = ("seq", "message_id", "participant_id", "close")
-_STR_MARKS = ("exclude", "only")
+def _required_first(item: tuple[str, object]) -> bool:
+    return item[0] not in RoomEvent.__required_keys__
+
+
+# Each field's type, read from `RoomEvent`: room and text (checked first) must be there,
+# the marks may be absent or None.
+_FIELD_TYPES = {
+    key: hint if hint in (int, bool) else str
+    for key, hint in sorted(get_type_hints(RoomEvent).items(), key=_required_first)
+}
+_TYPE_NAMES = {int: "an integer", bool: "a boolean", str: "a string"}
+
+
+def _of_type(value: object, kind: type) -> bool:
+    """isinstance, but a bool is not an integer here (a CloseCode is)."""
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
 
 
 def room_event_problem(event: object) -> str | None:
-    """Why a room event from the layer cannot be delivered (None when it can): the
-    fields `publish` sets must have their types."""
+    """Why a room event from the layer cannot be delivered (None when it can): its
+    fields must have `RoomEvent`'s types."""
     if not isinstance(event, dict):
         return f"not an object ({describe(event)})"
-    if not isinstance(event.get("group"), str) or not isinstance(event.get("text"), str):
-        return f"group and text must be strings ({describe(event)})"
-    for key in _INT_MARKS:
+    for key, kind in _FIELD_TYPES.items():
         value = event.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            return f"{key} must be an integer ({describe(event)})"
-    for key in _STR_MARKS:
-        if event.get(key) is not None and not isinstance(event[key], str):
-            return f"{key} must be a string ({describe(event)})"
+        if (value is not None or key in RoomEvent.__required_keys__) and not _of_type(value, kind):
+            return f"{key} must be {_TYPE_NAMES[kind]} ({describe(event)})"
     if event.get("participant_id") is not None and not isinstance(event.get("joined"), bool):
         return f"joined must be a boolean ({describe(event)})"
     return None
@@ -419,22 +454,16 @@ def room_event_problem(event: object) -> str | None:
 hub = Hub()
 
 
-async def publish(
-    group: str, message: dict, *, exclude: str | None = None, **marks: int | bool | str
-) -> None:
-    """Send a server message to every socket in `group`, in every process, but `exclude`.
-
-    It is encoded to JSON once, here. `marks` (message_id, or participant_id and
-    joined) let a socket that is joining drop events its snapshot already holds;
-    `only` (an outbox id) narrows it to one socket, and `close` closes the sockets
-    that get it with that code once the message is written. Returns once the layer has
-    taken it (batched with what other sockets publish meanwhile; see `send_events`).
-    """
-    event = {"group": group, "text": encode(message), "exclude": exclude, **marks}
-    await event_sender.get().submit(event)
+async def publish(room_id: uuid.UUID, message: dict, **marks: Unpack[Marks]) -> None:
+    """Send a server message to every socket in the room, in every process. It is
+    encoded to JSON once, here; `marks` are `RoomEvent`'s other fields. Returns once the
+    layer has taken it (batched with what other sockets publish meanwhile; see
+    `send_events`)."""
+    event: RoomEvent = {"room": room_id.hex, "text": encode(message), **marks}
+    await event_sender.submit(event)
 
 
-async def send_events(events: list[dict]) -> list[None]:
+async def send_events(events: list[RoomEvent]) -> list[None]:
     """One layer message to every hub, carrying `events` in the order published."""
     # The hub's layer, once started: looking it up costs a settings read per call.
     layer = hub.layer if hub.started() else get_channel_layer()
@@ -443,4 +472,4 @@ async def send_events(events: list[dict]) -> list[None]:
 
 
 # This process's batcher of room events.
-event_sender = PerLoop(lambda: Batcher(send_events, settings.CHAT_PUBLISH_BATCH))
+event_sender = PerLoopBatcher(lambda: Batcher(send_events, settings.CHAT_PUBLISH_BATCH))

@@ -20,13 +20,25 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from files.blobs import _development_key
-
 VERSION = b"\x01"
 NONCE_BYTES = 12
 ROOM_KEY_BYTES = 32
 # base64 of 1 + 12 + 32 + 16 bytes.
 WRAPPED_LENGTH = 84
+
+
+def development_key(key_file: str) -> bytes:
+    """Read a key generated on this machine, or create it once (atomically, mode 0600):
+    the room keys' key-encryption key here, and the files' key (files/blobs.py)."""
+    try:
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(key_file, "rb") as handle:
+            return base64.b64decode(handle.read().strip())
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(base64.b64encode(os.urandom(32)) + b"\n")
+    with open(key_file, "rb") as handle:
+        return base64.b64decode(handle.read().strip())
 
 
 class KeyUnavailable(Exception):
@@ -48,7 +60,7 @@ def parse_kek(value: str, name: str = "ROOM_KEY_ENCRYPTION_KEY") -> bytes:
 def _cipher(configured: str, key_file: str) -> AESGCM:
     if configured:
         return AESGCM(parse_kek(configured))
-    return AESGCM(parse_kek(base64.b64encode(_development_key(key_file)).decode()))
+    return AESGCM(parse_kek(base64.b64encode(development_key(key_file)).decode()))
 
 
 def current() -> AESGCM:

@@ -6,11 +6,6 @@ from django.db import models
 from django.db.models import Q
 
 
-def room_group(room_id: uuid.UUID) -> str:
-    """The Channels group of a room: built from its primary key, never from user text."""
-    return f"room.{room_id.hex}"
-
-
 class Room(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100)
@@ -42,10 +37,6 @@ class Room(models.Model):
     @property
     def has_password(self) -> bool:
         return bool(self.password_hash)
-
-    @property
-    def group_name(self) -> str:
-        return room_group(self.id)
 
 
 class Participant(models.Model):

@@ -7,20 +7,19 @@ Called from sync code (admin views run in a worker thread under ASGI).
 
 import uuid
 from datetime import datetime
+from typing import Unpack
 
 from asgiref.sync import async_to_sync
-from django.db import transaction
 
 from chat import protocol, services
 from chat.errors import CloseCode, ErrorCode
-from chat.events import event
-from chat.hub import publish
-from chat.models import Room, room_group
-from files import services as files
+from chat.hub import Marks, publish
+from chat.models import Room
+from chat.oplog import event
 
 
-def _tell(group: str, message: dict, **marks: int | str) -> None:
-    async_to_sync(publish)(group, message, **marks)
+def tell(room_id: uuid.UUID, message: dict, **marks: Unpack[Marks]) -> None:
+    async_to_sync(publish)(room_id, message, **marks)
 
 
 def close_room(*, room_id: uuid.UUID, now: datetime, actor: str) -> bool:
@@ -29,18 +28,16 @@ def close_room(*, room_id: uuid.UUID, now: datetime, actor: str) -> bool:
     closed = services.room_close(room_id=room_id, now=now)
     if closed:
         message = protocol.error_message(ErrorCode.ROOM_CLOSED, "An admin closed this room.")
-        _tell(room_group(room_id), message, close=CloseCode.ROOM_CLOSED)
+        tell(room_id, message, close=CloseCode.ROOM_CLOSED)
         event("moderation", action="close_room", room=room_id, actor=actor)
     return closed
 
 
 def delete_room(*, room_id: uuid.UUID, now: datetime, actor: str) -> None:
     """Close it (telling whoever is in it), then delete it with its participants,
-    messages and files; the blobs go once that commits."""
+    messages and files (the files' blobs go once that commits: files/signals.py)."""
     close_room(room_id=room_id, now=now, actor=actor)
-    with transaction.atomic():
-        files.room_files_drop(room_id=room_id)
-        Room.objects.filter(pk=room_id).delete()
+    Room.objects.filter(pk=room_id).delete()
     event("moderation", action="delete_room", room=room_id, actor=actor)
 
 
@@ -52,9 +49,9 @@ def remove_participant(*, participant_id: int, now: datetime, actor: str) -> boo
     if removed is None:
         return False
     kicked = protocol.error_message(ErrorCode.KICKED, "An admin removed you from this room.")
-    _tell(removed.group, kicked, only=removed.outbox_id, close=CloseCode.KICKED)
-    _tell(
-        removed.group,
+    tell(removed.room_id, kicked, only=removed.outbox_id, close=CloseCode.KICKED)
+    tell(
+        removed.room_id,
         protocol.participant_left_message(removed.name),
         exclude=removed.outbox_id,
         participant_id=removed.participant_id,
@@ -67,17 +64,7 @@ def remove_participant(*, participant_id: int, now: datetime, actor: str) -> boo
 def delete_messages(*, message_ids: list[int], actor: str) -> int:
     """Delete messages; each room is told `MessageDeleted {id}` (docs/protocol-notes.md)."""
     deleted = services.messages_delete(message_ids=message_ids)
-    for group, message_id in deleted:
-        _tell(group, protocol.message_deleted_message(message_id))
+    for room_id, message_id in deleted:
+        tell(room_id, protocol.message_deleted_message(message_id))
         event("moderation", action="delete_message", message=message_id, actor=actor)
     return len(deleted)
-
-
-def delete_file(*, file_id: uuid.UUID, now: datetime, actor: str) -> bool:
-    """The room gets `FileDeleted`; the blob goes once the row's change commits."""
-    file = files.file_remove(file_id=file_id, now=now)
-    if file is None:
-        return False
-    _tell(room_group(file.room_id), protocol.file_deleted_message(str(file.id)))
-    event("moderation", action="delete_file", file=file.id, room=file.room_id, actor=actor)
-    return True

@@ -42,15 +42,15 @@ def password_matches(password: str | None, encoded: str) -> bool:
     return RoomPasswordHasher().verify(password, encoded)
 
 
-_workers = Workers("password-hash", "PASSWORD_HASH_THREADS", "PASSWORD_HASH_QUEUE")
+hashing = Workers("password-hash", "PASSWORD_HASH_THREADS", "PASSWORD_HASH_QUEUE")
 
 
 async def off_loop(function, *args):
     """Run a password function in the low-priority hashing threads
     (PASSWORD_HASH_THREADS of them), never on the loop or the database thread."""
-    return await _workers.run(function, *args)
+    return await hashing.run(function, *args)
 
 
 def busy() -> bool:
     """Whether the hashing threads' queue would refuse this frame's work now."""
-    return _workers.full()
+    return hashing.full()

@@ -31,8 +31,10 @@ live_seats: set[int] = set()
 
 _connections = 0
 _task: asyncio.Task | None = None
-# Since when (monotonic) this process's heartbeats have been succeeding without a break.
+# Since when (`clock`) this process's heartbeats have been succeeding without a break.
 _beating_since: float | None = None
+# The clock the sweep's guard reads (tests put their own in its place).
+clock = time.monotonic
 
 
 def connection_opened() -> None:
@@ -66,8 +68,8 @@ async def beat_once() -> None:
         _beating_since = None
         raise
     if _beating_since is None:
-        _beating_since = time.monotonic()
-    if time.monotonic() - _beating_since >= settings.PRESENCE_TIMEOUT:
+        _beating_since = clock()
+    if clock() - _beating_since >= settings.PRESENCE_TIMEOUT:
         swept = await database_sync_to_async(services.presence_sweep)(now=now)
         await announce_left(swept)
     await hub.refresh()
@@ -76,7 +78,7 @@ async def beat_once() -> None:
 async def announce_left(swept: list[services.Swept]) -> None:
     for ghost in swept:
         await publish(
-            ghost.group,
+            ghost.room_id,
             protocol.participant_left_message(ghost.name),
             participant_id=ghost.participant_id,
             joined=False,

@@ -235,13 +235,61 @@ def _since(data: dict[str, Any]) -> int | None:
 
 def _ciphertext(data: dict[str, Any]) -> str:
     content = _required_str(data, "content")
-    try:
-        raw = base64.b64decode(content, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise _invalid("content", "must be base64 ciphertext (see Encryption).") from exc
+    raw = decode_base64(content, "content")
     if len(raw) < MIN_CIPHERTEXT_BYTES:
         raise _invalid("content", "ciphertext is shorter than nonce and tag.")
     return content
+
+
+# --- Base64: the one rule for every base64 field of a client's frames -----------------
+
+# Decoded a slice at a time (a multiple of 4), `pause` called between slices.
+_BASE64_SLICE = 128 * 1024
+# `check_base64` keeps at most this much decoded at once (a multiple of 4).
+_CHECK_SLICE = 1024 * 1024
+
+
+def decode_base64(text: str, field: str, pause: Callable[[], None] | None = None) -> bytes:
+    """PROTOCOL.md's "standard base64" (RFC 4648 section 4), strictly: its alphabet,
+    `=` padding only where it belongs, no whitespace, no stray bits; else `invalid_field`
+    naming `field`. `pause` runs between slices of a long text (in a worker thread,
+    chat/workers.py `let_loop_run`, so the event loop gets the GIL)."""
+    try:
+        raw = text.encode("ascii")
+        if len(raw) % 4:
+            raise ValueError("length is not a multiple of 4")
+        parts = []
+        for start in range(0, len(raw), _BASE64_SLICE):
+            piece = raw[start : start + _BASE64_SLICE]
+            if b"=" in piece[:-2] or (piece.endswith(b"=") and start + len(piece) < len(raw)):
+                raise ValueError("padding inside the data")
+            parts.append(binascii.a2b_base64(piece, strict_mode=True))
+            if pause is not None:
+                pause()
+        data = b"".join(parts)
+    except (UnicodeEncodeError, ValueError, binascii.Error) as exc:
+        raise _invalid(field, "must be standard base64.") from exc
+    tail = len(data) % 3 or 3
+    if data and base64.b64encode(data[-tail:]) != raw[-4:]:
+        raise _invalid(field, "base64 with stray bits.")
+    return data
+
+
+def check_base64(text: str, field: str, pause: Callable[[], None] | None = None) -> None:
+    """What `decode_base64` refuses, refused the same way, keeping at most one slice of
+    the bytes (an upload answered with a later error is still judged first)."""
+    last = max(0, (len(text) - 1) // _CHECK_SLICE * _CHECK_SLICE)
+    for start in range(0, last, _CHECK_SLICE):
+        piece = text[start : start + _CHECK_SLICE]
+        if "=" in piece:
+            raise _invalid(field, "must be standard base64.")
+        decode_base64(piece, field, pause)
+    decode_base64(text[last:], field, pause)
+
+
+def decoded_size(text: str) -> int:
+    """The size base64 `text` decodes to, without decoding it."""
+    return len(text) // 4 * 3 - text[-2:].count("=")
 
 
 def _create_room(data: dict[str, Any]) -> CreateRoom:

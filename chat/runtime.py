@@ -13,8 +13,9 @@ it and what stops it. `start` and `stop` are called by the ASGI application
 - Group commit of chat messages (chat/batching.py, `message_writer`) and batched room
   events to the bus (chat/hub.py, `event_sender`): a task per burst, ending when
   nothing waits.
-- CPU work (chat/workers.py, `heavy`: base64, files, large frames) and password hashing
-  (chat/passwords.py), threads made on first use; they end with the process.
+- Upload and download work (chat/workers.py, `file_work`: large frames, base64, sha256,
+  AES-GCM, clamd) and password hashing (chat/passwords.py, `hashing`), low-priority
+  threads made on first use; they end with the process.
 - Database calls: Channels' one thread (`database_sync_to_async`); clients' requests
   wait for it in the bounded queue `workers.database`.
 - The large-frame budget's wake-ups (chat/frame_budget.py, `serve` only): timers while

@@ -71,10 +71,6 @@ class Door:
     def password_hash(self) -> str:
         return self.room.password_hash
 
-    @property
-    def group(self) -> str:
-        return self.room.group_name
-
 
 class DoorCache:
     """join_key -> Door, remembered per process so that a join needs one database

@@ -16,7 +16,7 @@ from django.db.models import Exists
 
 from chat import browser_sessions, keys, selectors, sql
 from chat.errors import CloseCode, ErrorCode, ProtocolError
-from chat.models import Ban, Message, Participant, Room, room_group
+from chat.models import Ban, Message, Participant, Room
 from chat.protocol import name_key
 
 SESSION_ROOMS_KEY = "chat_rooms"
@@ -29,7 +29,6 @@ class Seat:
 
     participant_id: int
     room_id: UUID
-    group: str
     name: str
     is_owner: bool
 
@@ -80,7 +79,7 @@ class Snapshot:
 class Swept:
     """A participant of a dead process, marked as left: its room must be told."""
 
-    group: str
+    room_id: UUID
     name: str
     participant_id: int
 
@@ -140,7 +139,7 @@ def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: d
         if Room.objects.filter(pk=room.pk, closed_at__isnull=True).exists():
             raise ProtocolError(ErrorCode.FORBIDDEN, "You were removed from this room; try again later.")
         raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
-    return Seat(participant_id, room.pk, room.group_name, name, owner)
+    return Seat(participant_id, room.pk, name, owner)
 
 
 @transaction.atomic
@@ -363,7 +362,7 @@ def _ghosts_sweep(participants, *, now: datetime) -> list[Swept]:
     for pk, room_id, name in list(ghosts):
         # Several processes may sweep at once: whoever updates the row announces it.
         if Participant.objects.filter(pk=pk, left_at__isnull=True).update(left_at=now):
-            swept.append(Swept(room_group(room_id), name, pk))
+            swept.append(Swept(room_id, name, pk))
     return swept
 
 
@@ -372,9 +371,9 @@ def _ghosts_sweep(participants, *, now: datetime) -> list[Swept]:
 
 @dataclass(frozen=True)
 class Removed:
-    """A participant an admin removed: where its socket is, and its room's group."""
+    """A participant an admin removed: its room, and its socket's outbox."""
 
-    group: str
+    room_id: UUID
     name: str
     participant_id: int
     outbox_id: str
@@ -408,13 +407,12 @@ def participant_remove(*, participant_id: int, now: datetime) -> Removed | None:
             address=participant.address,
             until=now + timedelta(seconds=settings.KICK_BAN_SECONDS),
         )
-    group = room_group(participant.room_id)
-    return Removed(group, participant.name, participant.pk, participant.outbox_id)
+    return Removed(participant.room_id, participant.name, participant.pk, participant.outbox_id)
 
 
-def messages_delete(*, message_ids: list[int]) -> list[tuple[str, int]]:
-    """Delete messages; returns (room group, id) of each, to tell the rooms."""
+def messages_delete(*, message_ids: list[int]) -> list[tuple[UUID, int]]:
+    """Delete messages; returns (room id, id) of each, to tell the rooms."""
     with transaction.atomic():
         found = list(Message.objects.filter(pk__in=message_ids).values_list("room_id", "pk"))
         Message.objects.filter(pk__in=[pk for _, pk in found]).delete()
-    return [(room_group(room_id), pk) for room_id, pk in found]
+    return found

@@ -1,28 +1,38 @@
-"""Static files (the browser app, the admin) from the server itself, also under `serve`."""
+"""Static files (the browser app, the admin) from the server itself, also under `serve`.
+
+Served by WhiteNoise through the async wrapper below rather than by ServeStatic's async
+middleware: at the same throughput ServeStatic cost 13-30 % more server CPU per request
+(bench/README.md, "Static files: ServeStatic or the WhiteNoise wrapper").
+"""
 
 import warnings
 from urllib.parse import unquote, urlsplit
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
-from django.contrib.staticfiles import storage
 from django.http import HttpResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
+from whitenoise.storage import CompressedManifestStaticFilesStorage
 
 
-class ManifestStaticFilesStorage(storage.ManifestStaticFilesStorage):
+class ManifestStaticFilesStorage(CompressedManifestStaticFilesStorage):
     """Hashed names from `collectstatic`'s manifest, and the plain name for any file it lacks.
 
     A hashed name changes whenever the file does, so WhiteNoise (and nginx) let browsers
     keep it for good. `collectstatic` rewrites the modules' imports to hashed names too:
     `import ... from "./x.js";`, `export ... from "./x.js";`, `import "./x.js";` and
     `import("./x.js")`, exactly so (Django's patterns need the `;`, and no spaces inside
-    `import(...)`; tests/chat/test_static.py fails on any import left plain).
+    `import(...)`; tests/chat/test_static.py fails on any import left plain). It also
+    writes a gzip copy beside each file worth compressing (`app.3f9c2a1b7e4d.js.gz`; a
+    Brotli `.br` too where the `brotli` module is installed), which WhiteNoise sends with
+    `Content-Encoding` to a client that accepts it.
 
     With DEBUG on, Django gives plain names whatever the manifest says. With it off:
     without a manifest (`serve` and the tests run no collectstatic), for a file added since
     collectstatic, or one whose hashed copy is gone from STATIC_ROOT, `{% static %}` gives
     the plain name, which WhiteNoise serves from the apps' folders, where Django's storage
-    would fail the page with a 500. `check --deploy` says so (chat.W004).
+    would fail the page with a 500 (and so would WhiteNoise's and ServeStatic's, even with
+    their MANIFEST_STRICT off: they hash the file in STATIC_ROOT, which may be missing).
+    `check --deploy` says so (chat.W004).
     """
 
     support_js_module_import_aggregation = True

@@ -8,14 +8,12 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as redis
 from asgiref.sync import markcoroutinefunction
 from channels.db import database_sync_to_async
-from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from chat import browser_sessions, redis_clients, selectors
 from chat.errors import ProtocolError
-from files import validation
 
 logger = logging.getLogger(__name__)
 
@@ -31,17 +29,12 @@ def room_has_password(join_key: str) -> bool | None:
 
 
 def app_config(join_key: str) -> dict:
-    """What the page's script needs from the server, handed over through json_script.
-
-    The page offers exactly the types the server accepts (never html or svg, only
-    types whose bytes it can verify), so it can refuse the others before sending."""
-    allowed = [validation.normalise_mime(t) for t in settings.FILES_ALLOWED_MIME_TYPES]
+    """What the page's script needs from the server, handed over through json_script
+    (the files' part comes from files/context_processors.py)."""
     return {
         "join_key": join_key,
         # A share link asks for a password only when the room has one.
         "has_password": room_has_password(join_key) if join_key else None,
-        "files_max_size": settings.FILES_MAX_SIZE,
-        "files_allowed_mime_types": [t for t in allowed if validation.mime_allowed(t, allowed)],
     }
 
 

@@ -1,4 +1,6 @@
-"""Low-priority worker threads for CPU-heavy work, so it never runs on the event loop."""
+"""Where work that must not run on the event loop goes, each queue bounded: `file_work`
+(low-priority threads for uploads and downloads), `database` (the database thread, for
+clients' requests); chat/passwords.py has the password-hashing threads."""
 
 import asyncio
 import os
@@ -126,8 +128,9 @@ class Workers:
         return await asyncio.wrap_future(job)
 
 
-# Big-frame parsing and file work (decode, hash, encrypt): FILES_WORK_THREADS threads.
-heavy = Workers("heavy-work", "FILES_WORK_THREADS", "FILES_WORK_QUEUE")
+# Uploads and downloads: large-frame parsing, base64, sha256, AES-GCM, clamd, reading
+# blobs (FILES_WORK_THREADS threads, FILES_WORK_QUEUE jobs).
+file_work = Workers("file-work", "FILES_WORK_THREADS", "FILES_WORK_QUEUE")
 
 
 class DatabaseWork:

@@ -12,8 +12,8 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat import runtime  # noqa: E402
-from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.security import ConnectionLimit, OriginValidator  # noqa: E402
+from config.routing import websocket_urlpatterns  # noqa: E402
 
 runtime.start()  # every background task and thread: listed in chat/runtime.py
 

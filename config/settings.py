@@ -6,82 +6,97 @@ channel layer, so `make run` needs no services. Every limit of PROTOCOL.md is re
 from the environment variable of the same name.
 """
 
-import os
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
+import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from config import envfile
+from config import envfile, sqlite
 
 envfile.load()  # CHAT_ENV_FILE, when a deployment sets it (docs/production.md)
 
+
+class Env(environ.Env):
+    """django-environ's reader (env.str, env.int, env.float, env.bool, env.list, env.db_url),
+    strict where django-environ is lenient, so a typo stops the start naming its variable:
+
+    - a number or boolean set to nothing (blank) is its default;
+    - a value that does not parse is ImproperlyConfigured (django-environ lets int()'s
+      ValueError out and reads a float from its digits alone: "5s" as 5.0, "1e3" as 13.0);
+    - a boolean is 1/true/yes/on or 0/false/no/off, any case (django-environ reads a typo
+      as False);
+    - a list drops blank items and the spaces around each;
+    - a value starting with "$" is itself (django-environ would read the variable it
+      names; a secret key may start with "$").
+    """
+
+    TRUE = {"1", "true", "yes", "on"}
+    FALSE = {"0", "false", "no", "off"}
+    EXPECTED = {bool: "1/true/yes/on or 0/false/no/off", int: "a number (int)", float: "a number (float)"}
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        raw = self.ENVIRON.get(var)
+        if raw is None or (cast in self.EXPECTED and raw.strip() == ""):
+            if default is self.NOTSET:
+                raise ImproperlyConfigured(f"Set the {var} environment variable")
+            return default
+        try:
+            return self.parse_value(raw, cast)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{var} must be {self.EXPECTED[cast]}, not {raw!r}") from exc
+
+    @classmethod
+    def parse_value(cls, value, cast):
+        if cast is bool:
+            value = value.strip().lower()
+            if value not in cls.TRUE | cls.FALSE:
+                raise ValueError(value)
+            return value in cls.TRUE
+        if cast is float:
+            return float(value)
+        if cast is list:
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return super().parse_value(value, cast)
+
+
+env = Env()
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("CHAT_VAR_DIR", BASE_DIR / "var"))
-
-
-def env_str(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def _env_number(name: str, default, cast):
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return cast(raw)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be a number ({cast.__name__}), not {raw!r}") from exc
-
-
-def env_int(name: str, default: int) -> int:
-    return _env_number(name, default, int)
-
-
-def env_float(name: str, default: float) -> float:
-    return _env_number(name, default, float)
-
-
-def env_bool(name: str, default: bool) -> bool:
-    """1/true/yes/on or 0/false/no/off, any case; anything else (a typo) stops the start."""
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().lower()
-    if value not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
-        raise ImproperlyConfigured(f"{name} must be 1/true/yes/on or 0/false/no/off, not {raw!r}")
-    return value in {"1", "true", "yes", "on"}
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+# Data: the SQLite database, generated keys, blobs, static files. Nothing here creates it:
+# the first SQLite connection makes the folder (config/sqlite.py), and each file's writer
+# makes its own (files/store.py, files/blobs.py, chat/keys.py, collectstatic).
+VAR_DIR = Path(env.str("CHAT_VAR_DIR", str(BASE_DIR / "var")))
 
 
 def database_from_url(url: str) -> dict:
-    """Turn DATABASE_URL (postgres://... or sqlite:///path) into a DATABASES entry."""
-    parts = urlsplit(url)
-    if parts.scheme in {"postgres", "postgresql", "pgsql"}:
+    """DATABASE_URL as a DATABASES entry: postgres://user:pass@host:port/db, or
+    sqlite:////abs/path (sqlite:///abs/path too: a SQLite path is always absolute here)."""
+    try:
+        parsed = env.db_url_config(url)
+    except ValueError as exc:  # a port that is not a number; never echo the URL (a password)
+        raise ImproperlyConfigured(f"DATABASE_URL does not parse: {exc}") from exc
+    if parsed.get("ENGINE") == "django.db.backends.postgresql":
         return {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": unquote(parts.path.lstrip("/")),
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(parts.port or ""),
+            "NAME": parsed["NAME"],
+            "USER": parsed["USER"],
+            "PASSWORD": parsed["PASSWORD"],
+            "HOST": parsed["HOST"],
+            "PORT": str(parsed["PORT"]),
             # Django docs, "Persistent connections": under ASGI use CONN_MAX_AGE 0;
             # psycopg's pool gives the reuse back without leaking connections.
             "CONN_MAX_AGE": 0,
             # A request waits at most DATABASE_POOL_TIMEOUT s for a connection: with the
             # database down, clients get server_error in seconds instead of hanging.
             "OPTIONS": {
-                "pool": {"min_size": 1, "max_size": 8, "timeout": env_float("DATABASE_POOL_TIMEOUT", 5)},
-                "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 5),
+                "pool": {"min_size": 1, "max_size": 8, "timeout": env.float("DATABASE_POOL_TIMEOUT", 5)},
+                "connect_timeout": env.int("DATABASE_CONNECT_TIMEOUT", 5),
             },
         }
-    if parts.scheme == "sqlite":
-        path = unquote(parts.path)
-        return sqlite_database(Path(path[1:] if path.startswith("//") else path))
-    raise ImproperlyConfigured(f"DATABASE_URL scheme {parts.scheme!r} is not supported")
+    if parsed.get("ENGINE") == "django.db.backends.sqlite3":
+        return sqlite_database(Path("/", parsed["NAME"]))
+    raise ImproperlyConfigured(f"DATABASE_URL scheme {urlsplit(url).scheme!r} is not supported")
 
 
 def sqlite_database(path: Path) -> dict:
@@ -96,17 +111,19 @@ def sqlite_database(path: Path) -> dict:
             # connections only checkpoint as a safety net.
             "init_command": (
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                f"PRAGMA wal_autocheckpoint={env_int('SQLITE_WAL_AUTOCHECKPOINT', 20000)};"
+                f"PRAGMA wal_autocheckpoint={env.int('SQLITE_WAL_AUTOCHECKPOINT', 20000)};"
             ),
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
+            # sqlite3.connect's connection class: makes the database's folder first.
+            "factory": sqlite.Connection,
         },
         "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
     }
 
 
-DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+DEBUG = env.bool("DJANGO_DEBUG", False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -114,7 +131,7 @@ if not SECRET_KEY:
             "(or DJANGO_DEBUG=1 for development)."
         )
     SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 
 INSTALLED_APPS = [
     "daphne",
@@ -159,29 +176,28 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "files.context_processors.upload_limits",  # the page's upload limits
             ],
         },
     },
 ]
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
-if DATABASE_URL:
-    DATABASES = {"default": database_from_url(DATABASE_URL)}
-else:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES = {"default": sqlite_database(VAR_DIR / "db.sqlite3")}
+DATABASE_URL = env.str("DATABASE_URL", "")
+DATABASES = {
+    "default": database_from_url(DATABASE_URL) if DATABASE_URL else sqlite_database(VAR_DIR / "db.sqlite3")
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = os.environ.get("REDIS_URL", "")
-CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "chat")
+REDIS_URL = env.str("REDIS_URL", "")
+CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", "chat")
 # Events that may wait for one layer channel before the layer drops new ones. Each
 # process has one channel for all its rooms (chat/hub.py), so this is per process.
-CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 10000)
+CHANNEL_CAPACITY = env.int("CHANNEL_CAPACITY", 10000)
 # The hub's watchdog (chat/hub.py): every HUB_WATCHDOG_INTERVAL seconds it sends the
 # hub a probe; a receive that returns nothing for HUB_WATCHDOG_TIMEOUT seconds while a
 # probe is out is replaced by one on a new channel.
-HUB_WATCHDOG_INTERVAL = env_float("HUB_WATCHDOG_INTERVAL", 2)
-HUB_WATCHDOG_TIMEOUT = env_float("HUB_WATCHDOG_TIMEOUT", 10)
+HUB_WATCHDOG_INTERVAL = env.float("HUB_WATCHDOG_INTERVAL", 2)
+HUB_WATCHDOG_TIMEOUT = env.float("HUB_WATCHDOG_TIMEOUT", 10)
 # Seconds the Redis layer keeps a channel in a group unless it is added again
 # (channels-redis's group_expiry; its default is a day). Every process's hub is in the
 # bus group and renews its place every HUB_WATCHDOG_INTERVAL; a process that stops
@@ -189,7 +205,7 @@ HUB_WATCHDOG_TIMEOUT = env_float("HUB_WATCHDOG_TIMEOUT", 10)
 # this long. Whole seconds (Redis EXPIRE), at least three renewals, and the servers'
 # clocks must agree to well within it (the layer compares each sender's clock with the
 # renewing process's).
-CHANNEL_GROUP_EXPIRY = env_int("CHANNEL_GROUP_EXPIRY", 30)
+CHANNEL_GROUP_EXPIRY = env.int("CHANNEL_GROUP_EXPIRY", 30)
 if CHANNEL_GROUP_EXPIRY < 3 * HUB_WATCHDOG_INTERVAL:
     raise ImproperlyConfigured(
         f"CHANNEL_GROUP_EXPIRY ({CHANNEL_GROUP_EXPIRY} s) must be at least three hub renewals, "
@@ -197,26 +213,27 @@ if CHANNEL_GROUP_EXPIRY < 3 * HUB_WATCHDOG_INTERVAL:
     )
 # Frames that may wait for one socket; a client that stops reading past this is
 # closed with 4002 instead of growing server memory.
-WS_SEND_QUEUE_LIMIT = env_int("WS_SEND_QUEUE_LIMIT", 1000)
+WS_SEND_QUEUE_LIMIT = env.int("WS_SEND_QUEUE_LIMIT", 1000)
 # Hostile clients (issue 14, items 1 and 8): bytes that may wait for one socket (4002
 # past them too); CreateRoom/JoinRoom and GetMembers/GetFile/GetHistory frames per
 # connection per minute; open sockets of one client address in this process; bytes of
 # upload frames this process holds at once (docs/protocol-notes.md, "Uploads in flight").
-WS_SEND_QUEUE_BYTES = env_int("WS_SEND_QUEUE_BYTES", 33554432)
-JOINS_PER_MINUTE = env_int("JOINS_PER_MINUTE", 20)
-READS_PER_MINUTE = env_int("READS_PER_MINUTE", 60)
-CONNECTIONS_PER_ADDRESS = env_int("CONNECTIONS_PER_ADDRESS", 50)
-UPLOADS_IN_FLIGHT_BYTES = env_int("UPLOADS_IN_FLIGHT_BYTES", 64 * 1024 * 1024)
+WS_SEND_QUEUE_BYTES = env.int("WS_SEND_QUEUE_BYTES", 33554432)
+JOINS_PER_MINUTE = env.int("JOINS_PER_MINUTE", 20)
+READS_PER_MINUTE = env.int("READS_PER_MINUTE", 60)
+CONNECTIONS_PER_ADDRESS = env.int("CONNECTIONS_PER_ADDRESS", 50)
+UPLOADS_IN_FLIGHT_BYTES = env.int("UPLOADS_IN_FLIGHT_BYTES", 64 * 1024 * 1024)
 # Redis behind Sentinel (failover): "host:port,host:port" of the sentinels, and the
 # name they know the primary by. Takes the place of REDIS_URL.
 REDIS_SENTINELS = [
-    (host, int(port)) for host, _, port in (item.rpartition(":") for item in env_list("REDIS_SENTINELS", ""))
+    (host, int(port))
+    for host, _, port in (item.rpartition(":") for item in env.list("REDIS_SENTINELS", default=[]))
 ]
-REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "mymaster")
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", "mymaster")
 # Seconds a Redis read may take before the call fails. An idle process's layer receive
 # waits in Redis for 5 s (channels-redis), so this must be longer: at redis-py's default
 # (5 s) an idle receive failed now and then, and the hub paused a second to retry.
-REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 10)
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", 10)
 
 
 def redis_layer_host(url: str) -> dict:
@@ -275,23 +292,23 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # Production is served over TLS (README, Production): plain HTTP is redirected, and
 # browsers are told to use HTTPS only. Both can be turned off for a plain-HTTP test.
-SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SSL_REDIRECT", not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000)
 # Set these to 0 when the chat shares its domain with sites that are not all HTTPS.
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
-SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", True)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
     # One line per connection from the servers themselves is noise at this volume.
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
@@ -301,114 +318,122 @@ LOGGING = {
 
 # `event=error` lines (one per refused frame) are rate-limited: at most this many a
 # minute for one connection and a second for the process; the next line says how many
-# were left out (chat/events.py).
-LOG_ERRORS_PER_CONNECTION = env_int("LOG_ERRORS_PER_CONNECTION", 10)
-LOG_ERRORS_PER_PROCESS = env_int("LOG_ERRORS_PER_PROCESS", 100)
+# were left out (chat/oplog.py).
+LOG_ERRORS_PER_CONNECTION = env.int("LOG_ERRORS_PER_CONNECTION", 10)
+LOG_ERRORS_PER_PROCESS = env.int("LOG_ERRORS_PER_PROCESS", 100)
 
 # Error pages (DEBUG's technical 500) and reports hide DATABASE_URL, REDIS_URL and any
 # URL with credentials, besides Django's *KEY*, *SECRET*, *PASS*... (config/reporting.py).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "config.reporting.SafeReporterFilter"
 
 # --- Protocol limits (PROTOCOL.md, "Limits"); read where used, never at import. ---
-FILES_MAX_SIZE = env_int("FILES_MAX_SIZE", 10 * 1024 * 1024)
+FILES_MAX_SIZE = env.int("FILES_MAX_SIZE", 10 * 1024 * 1024)
 FILES_ALLOWED_MIME_TYPES = [
     item.lower()
-    for item in env_list(
+    for item in env.list(
         "FILES_ALLOWED_MIME_TYPES",
-        "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,application/zip",
+        default=[
+            "image/png",
+            "image/jpeg",
+            "image/gif",
+            "image/webp",
+            "application/pdf",
+            "text/plain",
+            "application/zip",
+        ],
     )
 ]
-FILES_TTL = env_int("FILES_TTL", 86400)
-FILES_ROOM_QUOTA = env_int("FILES_ROOM_QUOTA", 100 * 1024 * 1024)
-FILES_UPLOADS_PER_MINUTE = env_int("FILES_UPLOADS_PER_MINUTE", 10)
-CHAT_MAX_CONTENT = env_int("CHAT_MAX_CONTENT", 65536)
-CHAT_RATE_BURST = env_float("CHAT_RATE_BURST", 20)
-CHAT_RATE_SUSTAINED = env_float("CHAT_RATE_SUSTAINED", 10)
+FILES_TTL = env.int("FILES_TTL", 86400)
+FILES_ROOM_QUOTA = env.int("FILES_ROOM_QUOTA", 100 * 1024 * 1024)
+FILES_UPLOADS_PER_MINUTE = env.int("FILES_UPLOADS_PER_MINUTE", 10)
+CHAT_MAX_CONTENT = env.int("CHAT_MAX_CONTENT", 65536)
+CHAT_RATE_BURST = env.float("CHAT_RATE_BURST", 20)
+CHAT_RATE_SUSTAINED = env.float("CHAT_RATE_SUSTAINED", 10)
 # Most chat messages a process stores in one transaction (chat/batching.py).
-CHAT_WRITE_BATCH = env_int("CHAT_WRITE_BATCH", 200)
+CHAT_WRITE_BATCH = env.int("CHAT_WRITE_BATCH", 200)
 # Most room events a process sends in one channel-layer message (chat/hub.py).
-CHAT_PUBLISH_BATCH = env_int("CHAT_PUBLISH_BATCH", 500)
-JOIN_FAILURES_PER_MINUTE = env_int("JOIN_FAILURES_PER_MINUTE", 5)
-CHAT_HISTORY_LIMIT = env_int("CHAT_HISTORY_LIMIT", 100)
+CHAT_PUBLISH_BATCH = env.int("CHAT_PUBLISH_BATCH", 500)
+JOIN_FAILURES_PER_MINUTE = env.int("JOIN_FAILURES_PER_MINUTE", 5)
+CHAT_HISTORY_LIMIT = env.int("CHAT_HISTORY_LIMIT", 100)
 # base64 of FILES_MAX_SIZE plus 64 KiB for the JSON around it.
-WS_MAX_FRAME = env_int("WS_MAX_FRAME", 4 * ((FILES_MAX_SIZE + 2) // 3) + 64 * 1024)
+WS_MAX_FRAME = env.int("WS_MAX_FRAME", 4 * ((FILES_MAX_SIZE + 2) // 3) + 64 * 1024)
 # Frames over 256 KiB (uploads) arriving or being handled at once, per client address and
 # per process, and the bytes of them an address may send a minute after a burst of two
 # (chat/frame_budget.py; `serve` only). Past them the server waits before reading on.
-LARGE_FRAMES_PER_ADDRESS = env_int("LARGE_FRAMES_PER_ADDRESS", 2)
-LARGE_FRAMES_PER_PROCESS = env_int("LARGE_FRAMES_PER_PROCESS", 16)
-LARGE_FRAME_BYTES_PER_MINUTE = env_int(
+LARGE_FRAMES_PER_ADDRESS = env.int("LARGE_FRAMES_PER_ADDRESS", 2)
+LARGE_FRAMES_PER_PROCESS = env.int("LARGE_FRAMES_PER_PROCESS", 16)
+LARGE_FRAME_BYTES_PER_MINUTE = env.int(
     "LARGE_FRAME_BYTES_PER_MINUTE", FILES_UPLOADS_PER_MINUTE * WS_MAX_FRAME
 )
 
 # --- Files at rest (files/blobs.py) ---
 # Private directory of the encrypted blobs: outside any web root, never served directly.
-FILES_ROOT = Path(env_str("FILES_ROOT", str(VAR_DIR / "files")))
+FILES_ROOT = Path(env.str("FILES_ROOT", str(VAR_DIR / "files")))
 # base64 of 32 bytes: the AES-256-GCM key of the blobs. Unset: a key generated once into
 # FILES_KEY_FILE (development; chat.W002 asks production to set it).
-FILES_ENCRYPTION_KEY = env_str("FILES_ENCRYPTION_KEY", "")
-FILES_KEY_FILE = Path(env_str("FILES_KEY_FILE", str(VAR_DIR / "files.key")))
+FILES_ENCRYPTION_KEY = env.str("FILES_ENCRYPTION_KEY", "")
+FILES_KEY_FILE = Path(env.str("FILES_KEY_FILE", str(VAR_DIR / "files.key")))
 # Blobs without a row are removed by purge_files once older than this (an upload in
 # flight writes its blob just before its row).
-FILES_ORPHAN_GRACE = env_float("FILES_ORPHAN_GRACE", 3600)
+FILES_ORPHAN_GRACE = env.float("FILES_ORPHAN_GRACE", 3600)
 # Threads that decode, hash and encrypt files beside the event loop.
-FILES_WORK_THREADS = env_int("FILES_WORK_THREADS", 1)
+FILES_WORK_THREADS = env.int("FILES_WORK_THREADS", 1)
 # Malware scanning: off unless a clamd is configured (unix socket, or host and port).
-CLAMAV_SOCKET = env_str("CLAMAV_SOCKET", "")
-CLAMAV_HOST = env_str("CLAMAV_HOST", "")
-CLAMAV_PORT = env_int("CLAMAV_PORT", 3310)
-CLAMAV_TIMEOUT = env_float("CLAMAV_TIMEOUT", 30)
+CLAMAV_SOCKET = env.str("CLAMAV_SOCKET", "")
+CLAMAV_HOST = env.str("CLAMAV_HOST", "")
+CLAMAV_PORT = env.int("CLAMAV_PORT", 3310)
+CLAMAV_TIMEOUT = env.float("CLAMAV_TIMEOUT", 30)
 
 # --- Room keys at rest and storage bounds (chat/keys.py, chat/retention.py) ---
 # base64 of 32 bytes: the key-encryption key that wraps every room key in the database
 # (AES-256-GCM, the room id as associated data). Unset: a key generated once into
 # ROOM_KEY_ENCRYPTION_KEY_FILE (development; chat.W005 asks production to set it).
-ROOM_KEY_ENCRYPTION_KEY = env_str("ROOM_KEY_ENCRYPTION_KEY", "")
-ROOM_KEY_ENCRYPTION_KEY_FILE = Path(env_str("ROOM_KEY_ENCRYPTION_KEY_FILE", str(VAR_DIR / "room-keys.key")))
+ROOM_KEY_ENCRYPTION_KEY = env.str("ROOM_KEY_ENCRYPTION_KEY", "")
+ROOM_KEY_ENCRYPTION_KEY_FILE = Path(env.str("ROOM_KEY_ENCRYPTION_KEY_FILE", str(VAR_DIR / "room-keys.key")))
 # The key being replaced, while `manage.py rewrap_room_keys` moves rooms off it.
-ROOM_KEY_ENCRYPTION_KEY_PREVIOUS = env_str("ROOM_KEY_ENCRYPTION_KEY_PREVIOUS", "")
+ROOM_KEY_ENCRYPTION_KEY_PREVIOUS = env.str("ROOM_KEY_ENCRYPTION_KEY_PREVIOUS", "")
 # Rooms one client address may create per hour (in Redis across processes when set).
-ROOMS_PER_HOUR = env_int("ROOMS_PER_HOUR", 20)
+ROOMS_PER_HOUR = env.int("ROOMS_PER_HOUR", 20)
 # Messages older than this many days are deleted by purge_files; 0 keeps them forever.
-CHAT_RETENTION_DAYS = env_float("CHAT_RETENTION_DAYS", 0)
+CHAT_RETENTION_DAYS = env.float("CHAT_RETENTION_DAYS", 0)
 
 # 51st rate-limited frame within this window closes the socket with 1008.
-ABUSE_RATE_LIMITED_FRAMES = env_int("ABUSE_RATE_LIMITED_FRAMES", 50)
-ABUSE_WINDOW = env_float("ABUSE_WINDOW", 10)
+ABUSE_RATE_LIMITED_FRAMES = env.int("ABUSE_RATE_LIMITED_FRAMES", 50)
+ABUSE_WINDOW = env.float("ABUSE_WINDOW", 10)
 # A participant an admin removed may not rejoin that room under that name, from the
 # same browser session or client address, for this long.
-KICK_BAN_SECONDS = env_float("KICK_BAN_SECONDS", 3600)
+KICK_BAN_SECONDS = env.float("KICK_BAN_SECONDS", 3600)
 
 # Presence: every process refreshes its participants' last_seen every
 # PRESENCE_HEARTBEAT seconds; a participant unseen for PRESENCE_TIMEOUT is a ghost
 # (its process died) and is swept. Worst case a ghost shows for
 # PRESENCE_TIMEOUT + PRESENCE_HEARTBEAT seconds: 45 + 15 = 60 s by default.
-PRESENCE_HEARTBEAT = env_float("PRESENCE_HEARTBEAT", 15)
-PRESENCE_TIMEOUT = env_float("PRESENCE_TIMEOUT", 45)
+PRESENCE_HEARTBEAT = env.float("PRESENCE_HEARTBEAT", 15)
+PRESENCE_TIMEOUT = env.float("PRESENCE_TIMEOUT", 45)
 
 # Room passwords: Argon2id (memory-hard) at OWASP's minimum profile m=9 MiB, t=4,
 # p=1, about 20 ms of one core here; see README "Room passwords".
-ROOM_PASSWORD_ARGON2_MEMORY_KIB = env_int("ROOM_PASSWORD_ARGON2_MEMORY_KIB", 9 * 1024)
-ROOM_PASSWORD_ARGON2_TIME_COST = env_int("ROOM_PASSWORD_ARGON2_TIME_COST", 4)
+ROOM_PASSWORD_ARGON2_MEMORY_KIB = env.int("ROOM_PASSWORD_ARGON2_MEMORY_KIB", 9 * 1024)
+ROOM_PASSWORD_ARGON2_TIME_COST = env.int("ROOM_PASSWORD_ARGON2_TIME_COST", 4)
 # Threads (at the lowest CPU priority) that hash and check room passwords. One leaves
 # the other core of a two-core machine to the event loop during a storm of joins.
-PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 1)
+PASSWORD_HASH_THREADS = env.int("PASSWORD_HASH_THREADS", 1)
 # Bounded work queues (issue 14, item 3): jobs waiting or running in the password
 # threads and in the file/big-frame threads of one process, and of those the jobs of
 # one client address; past either bound the frame is refused `rate_limited`.
-PASSWORD_HASH_QUEUE = env_int("PASSWORD_HASH_QUEUE", 32)
-FILES_WORK_QUEUE = env_int("FILES_WORK_QUEUE", 32)
-WORK_QUEUE_PER_ADDRESS = env_int("WORK_QUEUE_PER_ADDRESS", 4)
+PASSWORD_HASH_QUEUE = env.int("PASSWORD_HASH_QUEUE", 32)
+FILES_WORK_QUEUE = env.int("FILES_WORK_QUEUE", 32)
+WORK_QUEUE_PER_ADDRESS = env.int("WORK_QUEUE_PER_ADDRESS", 4)
 # Clients' requests (joins, members, ...) waiting for or in the database thread of one
 # process; past it they are refused `rate_limited`. Chat writes and leaves are not counted.
-DATABASE_QUEUE = env_int("DATABASE_QUEUE", 200)
+DATABASE_QUEUE = env.int("DATABASE_QUEUE", 200)
 
 # Seconds between background WAL checkpoints on SQLite (0 turns them off).
-SQLITE_CHECKPOINT_INTERVAL = env_float("SQLITE_CHECKPOINT_INTERVAL", 2)
+SQLITE_CHECKPOINT_INTERVAL = env.float("SQLITE_CHECKPOINT_INTERVAL", 2)
 
 # `manage.py serve` sets the garbage collector's young-generation threshold to this
 # (Python's default); see the comment there.
-GC_GEN0_THRESHOLD = env_int("GC_GEN0_THRESHOLD", 700)
+GC_GEN0_THRESHOLD = env.int("GC_GEN0_THRESHOLD", 700)
 
 # daphne's runserver reads these; `manage.py serve` passes the same value.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = WS_MAX_FRAME

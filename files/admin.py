@@ -1,12 +1,16 @@
-"""Shared files in the admin: listed with their state; deleting tells the room."""
+"""Shared files in the admin: listed with their state; deleting tells the room
+(files/moderation.py). A room's page shows its files, and the room list how many are
+live: the chat's RoomAdmin, extended here, since `chat` knows nothing of files."""
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from chat import moderation
+from chat import admin as chat_admin
 from chat.admin import ReadOnlyAdmin, actor
+from chat.models import Room
+from files import moderation
 from files.models import SharedFile
 
 
@@ -59,3 +63,34 @@ class SharedFileAdmin(ReadOnlyAdmin):
                 self.log_change(request, file, "Deleted the file.")
                 deleted += 1
         self.message_user(request, f"Deleted {deleted} file(s).", messages.SUCCESS)
+
+
+class FileInline(admin.TabularInline):
+    model = SharedFile
+    fields = ["name", "uploader_name", "mime_type", "size", "created_at", "expires_at", "deleted_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    fk_name = "room"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+admin.site.unregister(Room)
+
+
+@admin.register(Room)
+class RoomAdmin(chat_admin.RoomAdmin):
+    list_display = [*chat_admin.RoomAdmin.list_display, "live_files"]
+    inlines = [*chat_admin.RoomAdmin.inlines, FileInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        live = Q(files__deleted_at__isnull=True, files__expires_at__gt=timezone.now())
+        return (
+            super().get_queryset(request).annotate(live_file_count=Count("files", filter=live, distinct=True))
+        )
+
+    @admin.display(description="live files", ordering="live_file_count")
+    def live_files(self, room: Room) -> int:
+        return room.live_file_count

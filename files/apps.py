@@ -6,4 +6,7 @@ class FilesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from files import checks  # noqa: F401  (registers the system checks)
+        from files import (  # noqa: F401  (registers the system checks and the signal)
+            checks,
+            signals,
+        )

@@ -20,6 +20,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 from django.db import transaction
 
+from chat.keys import development_key
 from files import store
 
 VERSION = b"\x01"
@@ -44,23 +45,10 @@ def _key(configured: str, key_file: str) -> AESGCM:
         except (binascii.Error, ValueError) as exc:
             raise ImproperlyConfigured("FILES_ENCRYPTION_KEY must be base64 of 32 bytes.") from exc
     else:
-        raw = _development_key(key_file)
+        raw = development_key(key_file)
     if len(raw) != 32:
         raise ImproperlyConfigured("FILES_ENCRYPTION_KEY must be base64 of 32 bytes.")
     return AESGCM(raw)
-
-
-def _development_key(key_file: str) -> bytes:
-    """Read the generated key, or create it once (atomically, mode 0600)."""
-    try:
-        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        with open(key_file, "rb") as handle:
-            return base64.b64decode(handle.read().strip())
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(base64.b64encode(os.urandom(32)) + b"\n")
-    with open(key_file, "rb") as handle:
-        return base64.b64decode(handle.read().strip())
 
 
 def cipher() -> AESGCM:

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from chat.models import Participant, Room
-from files.validation import file_message, shown_name
+from files.validation import shown_name
 
 
 class SharedFileQuerySet(models.QuerySet):
@@ -40,9 +40,10 @@ class SharedFile(models.Model):
 
     objects = SharedFileQuerySet.as_manager()
 
-    # Not a column: the file message's sequence number in its room, set by
-    # `files.services.file_record` for the broadcast that follows it.
+    # Not columns: the file message's sequence number in its room and its content (the
+    # `[File: ...]` link), set by `files.services.file_record` for the broadcast after it.
     message_seq: int | None = None
+    message_content: str | None = None
 
     class Meta:
         ordering = ["-created_at"]
@@ -58,8 +59,3 @@ class SharedFile(models.Model):
     def shown_name(self) -> str:
         """The name it is announced and served under (files.validation.shown_name)."""
         return shown_name(self.name, self.mime_type)
-
-    @property
-    def link_message(self) -> str:
-        """The content of the file message broadcast for it (PROTOCOL.md)."""
-        return file_message(self.name, self.mime_type, str(self.id))

@@ -13,7 +13,6 @@ from django.conf import settings
 from django.db import transaction
 
 from chat.hub import publish
-from chat.models import room_group
 from chat.protocol import file_deleted_message
 from files import blobs, store
 from files.models import SharedFile
@@ -111,4 +110,4 @@ def orphans(on_disk: list[tuple[str, float]], *, older_than: float) -> list[str]
 async def announce(files: list[SharedFile]) -> None:
     """FileDeleted through the channel layer, so every server process hears it."""
     for file in files:
-        await publish(room_group(file.room_id), file_deleted_message(str(file.id)))
+        await publish(file.room_id, file_deleted_message(str(file.id)))

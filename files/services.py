@@ -1,10 +1,10 @@
-"""Sharing, fetching and deleting files: what chat/actions.py, the HTTP view and the
+"""Sharing, fetching and deleting files: what files/actions.py, the HTTP view and the
 admin call.
 
 Database work is plain sync functions, run through the bounded database queue
 (`chat.workers.database`: past DATABASE_QUEUE, `rate_limited`) except an upload's final
 write, whose work is done by then (`database_sync_to_async`); the CPU-heavy steps
-(base64, sha256, AES-GCM, clamd) run in the low-priority `heavy` worker threads, never
+(base64, sha256, AES-GCM, clamd) run in the low-priority `file_work` worker threads, never
 on the event loop. `share`, `fetch` and `delete` put the two together.
 """
 
@@ -20,12 +20,11 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 
-from chat import sql
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Room
 from chat.protocol import file_content_frame, file_metadata
-from chat.services import Seat, seat_check
-from chat.workers import database, heavy, let_loop_run
+from chat.services import Seat, message_post, seat_check
+from chat.workers import database, file_work, let_loop_run
 from files import blobs, scan, validation
 from files.models import SharedFile
 
@@ -112,10 +111,7 @@ def file_record(*, seat: Seat, name: str, mime_type: str, blob: Blob, now: datet
             raise ProtocolError(ErrorCode.ROOM_CLOSED)
         check_quota(room_id=seat.room_id, size=blob.size, now=now)
         content = validation.file_message(name, mime_type, str(blob.file_id))
-        stored = sql.insert_message(seat.room_id, sender=seat.name, content=content, sent_at=now)
-        if stored is None:
-            raise ProtocolError(ErrorCode.ROOM_CLOSED)
-        message_id, seq = stored
+        message_id, seq = message_post(seat=seat, content=content, now=now)
         shared = SharedFile.objects.create(
             id=blob.file_id,
             room_id=seat.room_id,
@@ -130,7 +126,7 @@ def file_record(*, seat: Seat, name: str, mime_type: str, blob: Blob, now: datet
             created_at=now,
             expires_at=now + timedelta(seconds=settings.FILES_TTL),
         )
-    shared.message_seq = seq
+    shared.message_seq, shared.message_content = seq, content
     return shared
 
 
@@ -155,7 +151,7 @@ def _mark_deleted(file: SharedFile, now: datetime) -> None:
     blobs.remove_on_commit([file.blob])
 
 
-# --- CPU steps (run in the heavy-work threads) ---------------------------------------------
+# --- CPU steps (run in the file-work threads) ---------------------------------------------
 
 
 def check_bytes(mime_type: str, data: bytes) -> None:
@@ -204,15 +200,15 @@ def file_content(file: SharedFile) -> str:
 
 async def decode(content: str) -> bytes:
     """Strict base64 of an upload, decoded beside the loop; `invalid_field` if not."""
-    return await heavy.run(validation.decode_base64, content)
+    return await file_work.run(validation.decode_base64, content)
 
 
 async def share(*, seat: Seat, name: str, mime_type: str, data: bytes, now: datetime) -> SharedFile:
     """Validate and store an upload, in PROTOCOL.md's order: size, type, quota."""
     mime_type = validation.normalise_mime(mime_type)
-    await heavy.run(check_bytes, mime_type, data)
+    await file_work.run(check_bytes, mime_type, data)
     await database(check_quota)(room_id=seat.room_id, size=len(data), now=now)
-    blob = await heavy.run(scan_and_store, uuid.uuid4(), data, seat)
+    blob = await file_work.run(scan_and_store, uuid.uuid4(), data, seat)
     try:
         return await database_sync_to_async(file_record)(
             seat=seat, name=name, mime_type=mime_type, blob=blob, now=now
@@ -227,7 +223,7 @@ async def fetch(*, seat: Seat, file_id: str, now: datetime) -> str:
     key = parse_file_id(file_id)
     file = await database(seat_file)(seat=seat, file_id=key, now=now)
     try:
-        return await heavy.run(file_content, file)
+        return await file_work.run(file_content, file)
     except FileNotFoundError:
         # Purged between the row read and the blob read.
         raise not_found() from None
@@ -249,5 +245,6 @@ def file_remove(*, file_id: uuid.UUID, now: datetime) -> SharedFile | None:
 
 
 def room_files_drop(*, room_id: uuid.UUID) -> None:
-    """Before a room is deleted (its rows cascade): its blobs go once that commits."""
+    """Before a room is deleted (its rows cascade, files/signals.py): its blobs go once
+    that commits."""
     blobs.remove_on_commit(list(SharedFile.objects.filter(room_id=room_id).values_list("blob", flat=True)))

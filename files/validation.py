@@ -3,8 +3,6 @@
 Each refusal is a `ProtocolError` with the code PROTOCOL.md gives it.
 """
 
-import base64
-import binascii
 import unicodedata
 
 from chat import protocol
@@ -30,38 +28,14 @@ SIGNATURES: dict[str, tuple[bytes, ...]] = {
 # Checked inside `bytes_match`: image/webp (RIFF....WEBP) and text/plain (UTF-8, no NUL).
 VERIFIABLE = frozenset({*SIGNATURES, "image/webp", "text/plain"})
 
-# Decode in slices, letting the event loop run between them (chat/workers.py).
-_DECODE_SLICE = 128 * 1024  # a multiple of 4
-
 
 def decode_base64(text: str) -> bytes:
-    """Strict standard base64 (RFC 4648 section 4): the alphabet, `=` padding only
-    where it belongs, no whitespace, no stray bits. An empty result is refused too."""
-    try:
-        raw = text.encode("ascii")
-        if len(raw) % 4:
-            raise ValueError("length is not a multiple of 4")
-        parts = []
-        for start in range(0, len(raw), _DECODE_SLICE):
-            piece = raw[start : start + _DECODE_SLICE]
-            if b"=" in piece[:-2] or (piece.endswith(b"=") and start + len(piece) < len(raw)):
-                raise ValueError("padding inside the data")
-            parts.append(binascii.a2b_base64(piece, strict_mode=True))
-            let_loop_run()
-        data = b"".join(parts)
-    except (UnicodeEncodeError, ValueError, binascii.Error) as exc:
-        raise ProtocolError(ErrorCode.INVALID_FIELD, "content: must be standard base64.") from exc
-    tail = len(data) % 3 or 3
-    if data and base64.b64encode(data[-tail:]) != raw[-4:]:
-        raise ProtocolError(ErrorCode.INVALID_FIELD, "content: base64 with stray bits.")
+    """An upload's bytes: PROTOCOL.md's one base64 rule (`protocol.decode_base64`),
+    decoded in slices that let the event loop run, and never empty."""
+    data = protocol.decode_base64(text, "content", pause=let_loop_run)
     if not data:
         raise ProtocolError(ErrorCode.INVALID_FIELD, "content: an empty file cannot be shared.")
     return data
-
-
-def decoded_size(text: str) -> int:
-    """The size base64 `text` decodes to, without decoding it."""
-    return len(text) // 4 * 3 - text[-2:].count("=")
 
 
 def normalise_mime(value: str) -> str:
@@ -141,18 +115,10 @@ def file_message(name: str, mime_type: str, file_id: str) -> str:
     return protocol.file_message(shown_name(name, mime_type), file_id)
 
 
-# Slices `check_base64` decodes one at a time (a multiple of 4).
-_CHECK_SLICE = 1024 * 1024
-
-
 def check_base64(text: str) -> None:
     """What `decode_base64` refuses, refused the same way, without keeping the bytes:
     for an upload answered with a later error, whose content must still be judged first
-    (PROTOCOL.md's order). At most one slice is decoded at a time."""
-    last = max(0, (len(text) - 1) // _CHECK_SLICE * _CHECK_SLICE)
-    for start in range(0, last, _CHECK_SLICE):
-        piece = text[start : start + _CHECK_SLICE]
-        if "=" in piece:
-            raise ProtocolError(ErrorCode.INVALID_FIELD, "content: must be standard base64.")
-        decode_base64(piece)
-    decode_base64(text[last:])
+    (PROTOCOL.md's order)."""
+    protocol.check_base64(text, "content", pause=let_loop_run)
+    if not text:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "content: an empty file cannot be shared.")

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from chat.services import SESSION_ROOMS_KEY, session_may_download
-from chat.workers import Busy, database, heavy
+from chat.workers import Busy, database, file_work
 from files import blobs
 from files.models import SharedFile
 from files.services import file_id_of
@@ -69,7 +69,7 @@ async def download(request: HttpRequest, file_id: str) -> HttpResponse:
         file = await database(_joined_file)(key, session_key)
         if file is None:
             return _not_found()
-        data = await heavy.run(blobs.read, file.id, file.blob)
+        data = await file_work.run(blobs.read, file.id, file.blob)
     except FileNotFoundError:
         return _not_found()
     except Busy:  # a bounded queue is full: the database's or the file threads'

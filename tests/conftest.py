@@ -1,4 +1,5 @@
-"""Shared fixtures: the channel layer over in-memory and Redis, and service URLs."""
+"""Shared fixtures: the channel layer over in-memory and Redis, the rooms socket tests
+start from, and service URLs. The helpers they are built with: tests/helpers.py."""
 
 import os
 import uuid
@@ -46,6 +47,44 @@ async def layer(request, settings):
     channel_layer = get_channel_layer()
     yield request.param
     await channel_layer.flush()
+
+
+@pytest.fixture
+async def room(layer):
+    """An owner connected with a room created (over each `layer`): `.owner` (the
+    communicator), `.created` (RoomCreated), `.key`, `.join_key`, `.id`. The socket is
+    closed at teardown, whether the test passed or not."""
+    from tests import helpers
+
+    opened = await helpers.open_room()
+    yield opened
+    await helpers.close_all(opened.owner)
+
+
+@pytest.fixture
+async def room_of_two(layer):
+    """`room`, and Bob joined from another address (`.member`, `.joined`: RoomJoined);
+    the owner's ParticipantJoined for Bob is already read. Both sockets are closed at
+    teardown, whether the test passed or not."""
+    from tests import helpers
+
+    opened = await helpers.open_room_of_two()
+    yield opened
+    await helpers.close_all(opened.owner, opened.member)
+
+
+@pytest.fixture
+async def connection():
+    """A socket's `actions.Connection` without a socket (tests.helpers.Socketless:
+    `.conn`, `.socket`, `await .frames()`), closed at teardown as a closed socket's is,
+    its seat dropped first so that no leave is written."""
+    from chat import actions
+    from tests import helpers
+
+    opened = helpers.Socketless.open()
+    yield opened
+    opened.conn.seat = None
+    await actions.close_connection(opened.conn, 1000)
 
 
 @pytest.fixture(autouse=True)

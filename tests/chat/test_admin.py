@@ -1,7 +1,6 @@
 """Moderation through the admin (Django's test client, as staff) while sockets are
 connected, over the in-memory and Redis layers."""
 
-import base64
 import html
 import os
 import re
@@ -14,7 +13,16 @@ from django.test import AsyncClient
 
 from chat.models import Ban, Message, Participant, Room
 from files.models import SharedFile
-from tests.chat.helpers import connect, create_room, encrypt, expect_error, join_room
+from tests.helpers import (
+    close_all,
+    connect,
+    create_room,
+    encrypt,
+    expect_closed,
+    expect_error,
+    join_room,
+    upload_frame,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
 
@@ -47,8 +55,11 @@ def row_order(page: str, *rows: Participant) -> list[int]:
     return [page.index(f'name="_selected_action" value="{row.pk}"') for row in rows]
 
 
-async def bob_reconnected():
-    """Bob joins, drops, joins again: a left row and a present row named Bob."""
+@pytest.fixture
+async def bob_reconnected(layer):
+    """Bob joins "Lobby", drops, joins again: a left row and a present row named Bob.
+    Yields (owner, bob, RoomCreated, the left row, the present row); the sockets are
+    closed at teardown."""
     owner, created = await create_room(name="Lobby")
     join_key = created["room_info"]["join_key"]
     first, _ = await join_room(join_key, "Bob", client=("10.0.0.2", 5000))
@@ -60,24 +71,13 @@ async def bob_reconnected():
     stale = await Participant.objects.aget(name="Bob", left_at__isnull=False)
     present = await Participant.objects.aget(name="Bob", left_at__isnull=True)
     assert stale.pk < present.pk
-    return owner, bob, created, stale, present
+    yield owner, bob, created, stale, present
+    await close_all(owner, bob)
 
 
-async def expect_closed(communicator, code: int) -> None:
-    output = await communicator.receive_output(2)
-    assert output == {"type": "websocket.close", "code": code}, output
-
-
-async def room_of_two():
-    owner, created = await create_room()
-    bob, _ = await join_room(created["room_info"]["join_key"], "Bob", client=("10.0.0.2", 5000))
-    assert (await owner.receive_json_from())["type"] == "ParticipantJoined"
-    return owner, bob, created
-
-
-async def test_close_room_disconnects_everyone_and_the_key_stops_working(layer):
-    owner, bob, created = await room_of_two()
-    await bob.send_json_to({"type": "ChatMessage", "content": encrypt(created["encryption_key"], "hi")})
+async def test_close_room_disconnects_everyone_and_the_key_stops_working(room_of_two):
+    owner, bob, created = room_of_two.owner, room_of_two.member, room_of_two.created
+    await bob.send_json_to({"type": "ChatMessage", "content": encrypt(room_of_two.key, "hi")})
     for communicator in (owner, bob):
         assert (await communicator.receive_json_from())["type"] == "ChatMessage"
     admin = await staff_client()
@@ -99,9 +99,8 @@ async def test_close_room_disconnects_everyone_and_the_key_stops_working(layer):
     await late.disconnect()
 
 
-async def test_remove_participant_kicks_it_tells_the_room_and_bans_the_name(layer, settings):
-    owner, bob, created = await room_of_two()
-    join_key = created["room_info"]["join_key"]
+async def test_remove_participant_kicks_it_tells_the_room_and_bans_the_name(room_of_two, settings):
+    owner, bob, join_key = room_of_two.owner, room_of_two.member, room_of_two.join_key
     admin = await staff_client()
     bob_row = await Participant.objects.aget(name="Bob", left_at__isnull=True)
 
@@ -120,20 +119,13 @@ async def test_remove_participant_kicks_it_tells_the_room_and_bans_the_name(laye
     elsewhere, _ = await join_room(join_key, "Bob", client=("10.0.0.3", 5000))
     ban = await Ban.objects.aget()
     assert ban.name_key == "bob" and ban.address == "10.0.0.2"
-    for communicator in (owner, again, elsewhere):
-        await communicator.disconnect()
+    await close_all(again, elsewhere)
 
 
-async def test_delete_file_tells_the_room_and_the_blob_goes(layer, files_root):
-    owner, bob, _ = await room_of_two()
+async def test_delete_file_tells_the_room_and_the_blob_goes(room_of_two, files_root):
+    owner, bob = room_of_two.owner, room_of_two.member
     png = b"\x89PNG\r\n\x1a\n" + os.urandom(100)
-    frame = {
-        "type": "UploadFile",
-        "name": "a.png",
-        "mime_type": "image/png",
-        "content": base64.b64encode(png).decode(),
-    }
-    await bob.send_json_to(frame)
+    await bob.send_json_to(upload_frame(png, name="a.png", mime_type="image/png"))
     file_id = (await bob.receive_json_from())["metadata"]["id"]
     for communicator in (owner, bob):
         assert (await communicator.receive_json_from())["type"] == "ChatMessage"
@@ -145,13 +137,11 @@ async def test_delete_file_tells_the_room_and_the_blob_goes(layer, files_root):
         assert await communicator.receive_json_from() == {"type": "FileDeleted", "file_id": file_id}
     assert (await SharedFile.objects.aget(pk=file_id)).deleted_at is not None
     assert not (files_root / blob).exists()
-    await owner.disconnect()
-    await bob.disconnect()
 
 
-async def test_delete_messages_tells_the_room(layer):
-    owner, bob, created = await room_of_two()
-    await owner.send_json_to({"type": "ChatMessage", "content": encrypt(created["encryption_key"], "oops")})
+async def test_delete_messages_tells_the_room(room_of_two):
+    owner, bob = room_of_two.owner, room_of_two.member
+    await owner.send_json_to({"type": "ChatMessage", "content": encrypt(room_of_two.key, "oops")})
     message_id = (await owner.receive_json_from())["id"]
     await bob.receive_json_from()
     admin = await staff_client()
@@ -163,28 +153,20 @@ async def test_delete_messages_tells_the_room(layer):
     for communicator in (owner, bob):
         assert await communicator.receive_json_from() == {"type": "MessageDeleted", "id": message_id}
     assert not await Message.objects.filter(pk=message_id).aexists()
-    await owner.disconnect()
-    await bob.disconnect()
 
 
-async def test_delete_room_removes_messages_files_and_blobs(layer, files_root):
-    owner, created = await create_room()
-    frame = {
-        "type": "UploadFile",
-        "name": "n.txt",
-        "mime_type": "text/plain",
-        "content": base64.b64encode(b"hi").decode(),
-    }
-    await owner.send_json_to(frame)
+async def test_delete_room_removes_messages_files_and_blobs(room, files_root):
+    owner = room.owner
+    await owner.send_json_to(upload_frame(b"hi", name="n.txt", mime_type="text/plain"))
     file_id = (await owner.receive_json_from())["metadata"]["id"]
     await owner.receive_json_from()
     blob = (await SharedFile.objects.aget(pk=file_id)).blob
     admin = await staff_client()
 
-    await act(admin, "chat/room", "delete_rooms", created["room_info"]["id"])
+    await act(admin, "chat/room", "delete_rooms", room.id)
     await expect_error(owner, "room_closed")
     await expect_closed(owner, 4000)
-    assert not await Room.objects.filter(pk=created["room_info"]["id"]).aexists()
+    assert not await Room.objects.filter(pk=room.id).aexists()
     assert await Message.objects.acount() == 0 and await SharedFile.objects.acount() == 0
     assert not (files_root / blob).exists()
 
@@ -230,13 +212,12 @@ async def test_non_staff_cannot_reach_any_admin_page(path):
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-async def test_lists_search_and_filters_render_for_staff(layer):
-    owner, bob, created = await room_of_two()
+async def test_lists_search_and_filters_render_for_staff(room_of_two):
     admin = await staff_client()
     pages = [
         "/admin/chat/room/?state=open&password=no",
         "/admin/chat/room/?state=closed",
-        f"/admin/chat/room/?q={created['room_info']['join_key']}",
+        f"/admin/chat/room/?q={room_of_two.join_key}",
         "/admin/chat/participant/?present=yes&q=Bob",
         "/admin/chat/message/",
         "/admin/files/sharedfile/?state=expired",
@@ -253,12 +234,10 @@ async def test_lists_search_and_filters_render_for_staff(layer):
     assert await LogEntry.objects.filter(
         object_id=str(bob_row.pk), change_message__contains="Removed"
     ).aexists()
-    await owner.disconnect()
-    await bob.disconnect()
 
 
-async def test_participant_list_shows_the_present_before_those_who_left(layer):
-    owner, bob, created, stale, present = await bob_reconnected()
+async def test_participant_list_shows_the_present_before_those_who_left(bob_reconnected):
+    owner, bob, created, stale, present = bob_reconnected
     owner_row = await Participant.objects.aget(role=Participant.Role.OWNER)
     admin = await staff_client()
 
@@ -275,12 +254,10 @@ async def test_participant_list_shows_the_present_before_those_who_left(layer):
         assert (await admin.get(f"/admin/chat/participant/{query}")).status_code == 200, query
     listing = (await admin.get("/admin/chat/participant/?present=no")).content.decode()
     assert f'value="{stale.pk}"' in listing and f'value="{present.pk}"' not in listing
-    await owner.disconnect()
-    await bob.disconnect()
 
 
-async def test_removing_someone_who_already_left_says_so_and_touches_nobody(layer):
-    owner, bob, _, stale, present = await bob_reconnected()
+async def test_removing_someone_who_already_left_says_so_and_touches_nobody(bob_reconnected):
+    owner, bob, _, stale, present = bob_reconnected
     admin = await staff_client()
 
     await act(admin, "chat/participant", "remove_from_room", stale.pk)
@@ -295,12 +272,10 @@ async def test_removing_someone_who_already_left_says_so_and_touches_nobody(laye
     assert (await Participant.objects.aget(pk=present.pk)).left_at is None
     assert not await Ban.objects.aexists()
     assert not await LogEntry.objects.filter(object_id=str(stale.pk)).aexists()
-    await owner.disconnect()
-    await bob.disconnect()
 
 
-async def test_removing_a_mix_counts_the_removed_and_names_those_already_gone(layer):
-    owner, bob, created, stale, present = await bob_reconnected()
+async def test_removing_a_mix_counts_the_removed_and_names_those_already_gone(bob_reconnected):
+    owner, bob, created, stale, present = bob_reconnected
     join_key = created["room_info"]["join_key"]
     dave, _ = await join_room(join_key, "Dave", client=("10.0.0.4", 5000))
     await dave.disconnect()
@@ -328,5 +303,3 @@ async def test_removing_a_mix_counts_the_removed_and_names_those_already_gone(la
     # The present Bob hears that Carol left, and nothing else: he was not kicked.
     assert await bob.receive_json_from() == {"type": "ParticipantLeft", "name": "Carol"}
     assert await bob.receive_nothing(0.2)
-    await owner.disconnect()
-    await bob.disconnect()

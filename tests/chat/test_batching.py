@@ -13,7 +13,7 @@ from chat import services, sql
 from chat.batching import Batcher
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Message, Room
-from tests.chat.test_services import make_room
+from tests.helpers import join_seat, make_room
 
 
 def in_thread(write):
@@ -161,11 +161,10 @@ def test_messages_of_a_removed_seat_are_refused_in_the_write_itself():
     """Issue 14, item 4: the seat is checked in the transaction that stores the message,
     alone or in a batch, so a kick whose layer event was lost still stops the chat."""
     from chat.models import Participant
-    from tests.chat.test_services import join
 
     room, owner, _ = make_room()
-    kicked = join(room, "Kicked").seat
-    left = join(room, "Left").seat
+    kicked = join_seat(room, "Kicked").seat
+    left = join_seat(room, "Left").seat
     services.participant_remove(participant_id=kicked.participant_id, now=timezone.now())
     Participant.objects.filter(pk=left.participant_id).update(left_at=timezone.now())  # a ghost sweep
 

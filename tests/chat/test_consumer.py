@@ -1,6 +1,5 @@
 """The consumer through config.asgi.application, over the in-memory and Redis layers."""
 
-import asyncio
 import base64
 from datetime import timedelta
 
@@ -10,22 +9,20 @@ from django.utils import timezone
 
 from chat import presence, services
 from chat.models import Message, Participant, Room
-from tests.chat.helpers import (
+from tests.helpers import (
     assert_open,
+    close_all,
     connect,
     create_room,
     decrypt,
     encrypt,
+    expect_closed,
     expect_error,
     join_room,
+    rejoin_as_owner,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
-
-
-async def close_all(*communicators):
-    for communicator in communicators:
-        await communicator.disconnect()
 
 
 async def test_create_room_answers_room_created(layer):
@@ -44,13 +41,12 @@ async def test_create_room_answers_room_created(layer):
     await close_all(owner)
 
 
-async def test_join_chat_and_presence(layer):
+async def test_join_chat_and_presence(room):
     """A joiner sees the members, the room hears of them, and chat reaches everyone."""
-    owner, created = await create_room()
-    key = created["encryption_key"]
-    bob, joined = await join_room(created["room_info"]["join_key"], "Bob", path="/")
+    owner, key = room.owner, room.key
+    bob, joined = await join_room(room.join_key, "Bob", path="/")
     assert joined["participants"] == ["Owner", "Bob"]
-    assert joined["encryption_key"] == key and joined["room_info"] == created["room_info"]
+    assert joined["encryption_key"] == key and joined["room_info"] == room.created["room_info"]
     assert await owner.receive_json_from() == {"type": "ParticipantJoined", "name": "Bob"}
 
     await bob.send_json_to({"type": "ChatMessage", "content": encrypt(key, "héllo 👋")})
@@ -68,30 +64,26 @@ async def test_join_chat_and_presence(layer):
     await owner.send_json_to({"type": "GetMembers"})
     assert await owner.receive_json_from() == {"type": "Members", "participants": ["Owner"]}
     await assert_open(bob)
-    await close_all(owner, bob)
+    await close_all(bob)
 
 
-async def test_closing_the_socket_leaves_the_room(layer):
-    owner, created = await create_room()
-    bob, _ = await join_room(created["room_info"]["join_key"], "Bob")
-    await owner.receive_json_from()
+async def test_closing_the_socket_leaves_the_room(room_of_two):
+    owner, bob = room_of_two.owner, room_of_two.member
     await bob.disconnect()
     assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
     assert not await Participant.objects.filter(name="Bob", left_at__isnull=True).aexists()
-    await close_all(owner)
 
 
-async def test_history_for_late_joiners_and_since(layer):
+async def test_history_for_late_joiners_and_since(room):
     """A late joiner gets History oldest first; `since` gives only later messages."""
-    owner, created = await create_room()
-    key = created["encryption_key"]
+    owner, key = room.owner, room.key
     ids, live = [], []
     for n in range(3):
         await owner.send_json_to({"type": "ChatMessage", "content": encrypt(key, f"m{n}")})
         live.append(await owner.receive_json_from())
         ids.append(live[-1]["id"])
     assert ids == sorted(ids) and len(set(ids)) == 3
-    join_key = created["room_info"]["join_key"]
+    join_key = room.join_key
 
     late, _ = await join_room(join_key, "Late")
     history = await late.receive_json_from()
@@ -112,30 +104,26 @@ async def test_history_for_late_joiners_and_since(layer):
     )
     assert (await latest.receive_json_from())["type"] == "RoomJoined"
     assert await latest.receive_nothing(timeout=0.2)
-    await close_all(owner, late, later, latest)
+    await close_all(late, later, latest)
 
 
-async def test_history_is_capped(layer, settings):
-    settings.CHAT_HISTORY_LIMIT = 2
-    owner, created = await create_room()
+async def test_history_is_capped(room, settings):
+    settings.CHAT_HISTORY_LIMIT = 2  # read when a joiner's History is made
     for n in range(4):
-        await owner.send_json_to(
-            {"type": "ChatMessage", "content": encrypt(created["encryption_key"], str(n))}
-        )
-        await owner.receive_json_from()
-    late, _ = await join_room(created["room_info"]["join_key"], "Late")
+        await room.owner.send_json_to({"type": "ChatMessage", "content": encrypt(room.key, str(n))})
+        await room.owner.receive_json_from()
+    late, _ = await join_room(room.join_key, "Late")
     messages = (await late.receive_json_from())["messages"]
-    assert [decrypt(created["encryption_key"], m["content"]) for m in messages] == ["2", "3"]
-    await close_all(owner, late)
+    assert [decrypt(room.key, m["content"]) for m in messages] == ["2", "3"]
+    await close_all(late)
 
 
-async def test_non_members_receive_nothing(layer):
-    owner, created = await create_room()
+async def test_non_members_receive_nothing(room):
     other, _ = await create_room(name="Other room")
-    await owner.send_json_to({"type": "ChatMessage", "content": encrypt(created["encryption_key"], "x")})
-    await owner.receive_json_from()
+    await room.owner.send_json_to({"type": "ChatMessage", "content": encrypt(room.key, "x")})
+    await room.owner.receive_json_from()
     assert await other.receive_nothing(timeout=0.2)
-    await close_all(owner, other)
+    await close_all(other)
 
 
 async def test_join_errors_keep_the_socket_open(layer):
@@ -162,13 +150,11 @@ async def test_join_errors_keep_the_socket_open(layer):
     await close_all(owner, guest)
 
 
-async def test_name_is_free_again_after_leaving(layer):
-    owner, created = await create_room()
-    bob, _ = await join_room(created["room_info"]["join_key"], "Bob")
+async def test_name_is_free_again_after_leaving(room_of_two):
+    bob = room_of_two.member
     await bob.send_json_to({"type": "LeaveRoom"})
-    await bob.send_json_to({"type": "JoinRoom", "join_key": created["room_info"]["join_key"], "name": "BOB"})
+    await bob.send_json_to({"type": "JoinRoom", "join_key": room_of_two.join_key, "name": "BOB"})
     assert (await bob.receive_json_from())["type"] == "RoomJoined"
-    await close_all(owner, bob)
 
 
 @pytest.mark.parametrize(
@@ -190,8 +176,8 @@ async def test_room_messages_without_a_room_are_not_in_room(layer, frame):
     await close_all(communicator)
 
 
-async def test_malformed_frames_get_errors_and_the_socket_stays(layer):
-    owner, created = await create_room()
+async def test_malformed_frames_get_errors_and_the_socket_stays(room):
+    owner = room.owner
     bad = [
         ("text", "{not json"),
         ("text", "[1, 2]"),
@@ -208,19 +194,14 @@ async def test_malformed_frames_get_errors_and_the_socket_stays(layer):
             await owner.send_to(text_data=payload)
         await expect_error(owner, code)
     await assert_open(owner)
-    await close_all(owner)
 
 
-async def test_content_over_the_limit_is_message_too_large(layer, settings):
-    settings.CHAT_MAX_CONTENT = 100
-    owner, created = await create_room()
-    await owner.send_json_to(
-        {"type": "ChatMessage", "content": encrypt(created["encryption_key"], "x" * 200)}
-    )
-    await expect_error(owner, "message_too_large")
-    await owner.send_json_to({"type": "ChatMessage", "content": encrypt(created["encryption_key"], "short")})
-    assert (await owner.receive_json_from())["type"] == "ChatMessage"
-    await close_all(owner)
+async def test_content_over_the_limit_is_message_too_large(room, settings):
+    settings.CHAT_MAX_CONTENT = 100  # read for each ChatMessage
+    await room.owner.send_json_to({"type": "ChatMessage", "content": encrypt(room.key, "x" * 200)})
+    await expect_error(room.owner, "message_too_large")
+    await room.owner.send_json_to({"type": "ChatMessage", "content": encrypt(room.key, "short")})
+    assert (await room.owner.receive_json_from())["type"] == "ChatMessage"
 
 
 async def test_chat_rate_limit_then_1008_for_sustained_abuse(layer, settings):
@@ -278,110 +259,34 @@ async def test_wrong_passwords_rate_limit_the_address(layer, settings):
     await close_all(owner, attacker, friend)
 
 
-async def test_owner_token_rejoins_as_owner(layer):
-    owner, created = await create_room()
-    await owner.disconnect()
-    again = await connect()
-    await again.send_json_to(
-        {
-            "type": "JoinRoom",
-            "join_key": created["room_info"]["join_key"],
-            "name": "Boss",
-            "owner_token": created["owner_token"],
-        }
-    )
-    joined = await again.receive_json_from()
+async def test_owner_token_rejoins_as_owner(room):
+    await room.owner.disconnect()
+    again, joined = await rejoin_as_owner(room.created, "Boss")
     assert joined["room_info"]["owner"] == "Owner"
     assert await Participant.objects.filter(name="Boss", role="owner").aexists()
-    stranger, _ = await join_room(created["room_info"]["join_key"], "Eve")
+    stranger, _ = await join_room(room.join_key, "Eve")
     assert await Participant.objects.filter(name="Eve", role="member").aexists()
     await close_all(again, stranger)
 
 
-async def test_unexpected_failure_is_server_error_and_socket_stays(layer, monkeypatch):
-    owner, created = await create_room()
-
+async def test_unexpected_failure_is_server_error_and_socket_stays(room, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(services, "messages_post", broken)
-    await owner.send_json_to({"type": "ChatMessage", "content": encrypt(created["encryption_key"], "x")})
-    await expect_error(owner, "server_error")
-    await assert_open(owner)
-    await close_all(owner)
+    await room.owner.send_json_to({"type": "ChatMessage", "content": encrypt(room.key, "x")})
+    await expect_error(room.owner, "server_error")
+    await assert_open(room.owner)
 
 
-@pytest.mark.parametrize(
-    ("origin", "accepted"),
-    [
-        (None, True),
-        (b"http://localhost:8000", True),
-        (b"https://127.0.0.1", True),
-        (b"https://evil.example", False),
-        (b"null", False),
-        (b"http://localhost.evil.example", False),
-    ],
-)
-async def test_origin_is_checked_at_the_handshake(layer, origin, accepted):
-    from channels.testing import WebsocketCommunicator
-
-    from config.asgi import application
-
-    headers = [(b"origin", origin)] if origin else []
-    communicator = WebsocketCommunicator(application, "/ws/", headers=headers)
-    connected, _ = await communicator.connect()
-    assert connected is accepted
-    await communicator.disconnect()
-
-
-@pytest.mark.parametrize("origin", [b"https://evil.example", b"null"])
-async def test_a_refused_handshake_never_touches_the_channel_layer(layer, origin, monkeypatch):
-    """Only the hub receives from the layer in a process: on Redis any other receive
-    shares a lock with it (chat/hub.py), and a refused socket's could stall it."""
-    from channels.testing import WebsocketCommunicator
-
-    from config.asgi import application
-
-    def no_layer(*args, **kwargs):
-        raise AssertionError("a refused handshake asked for the channel layer")
-
-    monkeypatch.setattr("channels.consumer.get_channel_layer", no_layer)
-    monkeypatch.setattr("channels.layers.channel_layers.get_channel_layer", no_layer, raising=False)
-    communicator = WebsocketCommunicator(application, "/ws/", headers=[(b"origin", origin)])
-    connected, _ = await communicator.connect()
-    assert connected is False
-    await communicator.wait()  # the application has returned: nothing left running for it
-
-
-async def test_ghosts_of_dead_processes_leave_members_and_are_swept(layer):
-    """A participant whose process stopped beating vanishes from Members and is announced."""
-    owner, created = await create_room()
-    ghost, _ = await join_room(created["room_info"]["join_key"], "Ghost")
-    await owner.receive_json_from()
-    stale = timezone.now() - timedelta(hours=1)
-    ghost_row = await Participant.objects.aget(name="Ghost")
-    presence.live_seats.discard(ghost_row.pk)  # its process no longer vouches for it
-    await Participant.objects.filter(name="Ghost").aupdate(last_seen=stale, process_id="dead")
-    await owner.send_json_to({"type": "GetMembers"})
-    assert (await owner.receive_json_from())["participants"] == ["Owner"]
-    await presence.beat_once()
-    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Ghost"}
-    assert await Participant.objects.filter(name="Ghost", left_at__isnull=False).aexists()
-    await presence.beat_once()
-    assert await owner.receive_nothing(timeout=0.2)
-    await database_sync_to_async(lambda: None)()
-    await close_all(owner, ghost)
-
-
-async def test_a_ghost_does_not_hold_its_name(layer):
-    owner, created = await create_room()
+async def test_a_ghost_does_not_hold_its_name(room):
     presence.live_seats.discard((await Participant.objects.aget(name="Owner")).pk)
     await Participant.objects.filter(name="Owner").aupdate(
         last_seen=timezone.now() - timedelta(hours=1), process_id="dead"
     )
-    back, joined = await join_room(created["room_info"]["join_key"], "owner")
+    back, joined = await join_room(room.join_key, "owner")
     assert joined["participants"] == ["owner"]
-    await close_all(owner, back)
+    await close_all(back)
 
 
 async def test_a_browser_session_records_the_rooms_it_joined(layer, async_client):
@@ -406,76 +311,25 @@ async def test_a_browser_session_records_the_rooms_it_joined(layer, async_client
     await close_all(owner, other)
 
 
-async def test_events_held_during_a_join_are_not_shown_twice(layer):
+async def test_events_held_during_a_join_are_not_shown_twice(room):
     """A joiner never gets ParticipantJoined for someone its RoomJoined already lists."""
-    owner, created = await create_room()
-    join_key = created["room_info"]["join_key"]
-    first, _ = await join_room(join_key, "First")
-    second, joined = await join_room(join_key, "Second")
+    first, _ = await join_room(room.join_key, "First")
+    second, joined = await join_room(room.join_key, "Second")
     assert joined["participants"] == ["Owner", "First", "Second"]
     assert await second.receive_nothing(timeout=0.3)
-    await close_all(owner, first, second)
+    await close_all(first, second)
 
 
-async def test_a_closed_room_refuses_joins_even_when_its_key_was_seen(layer):
+async def test_a_closed_room_refuses_joins_even_when_its_key_was_seen(room_of_two):
     """The process remembers join keys, but the seat INSERT checks the room is open."""
-    owner, created = await create_room()
-    join_key = created["room_info"]["join_key"]
-    bob, _ = await join_room(join_key, "Bob")
-    await Room.objects.filter(pk=created["room_info"]["id"]).aupdate(closed_at=timezone.now())
+    bob = room_of_two.member
+    await Room.objects.filter(pk=room_of_two.id).aupdate(closed_at=timezone.now())
     carol = await connect()
-    await carol.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "Carol"})
+    await carol.send_json_to({"type": "JoinRoom", "join_key": room_of_two.join_key, "name": "Carol"})
     await expect_error(carol, "room_not_found")
-    await bob.send_json_to({"type": "ChatMessage", "content": encrypt(created["encryption_key"], "x")})
+    await bob.send_json_to({"type": "ChatMessage", "content": encrypt(room_of_two.key, "x")})
     await expect_error(bob, "room_closed")
-    await close_all(owner, bob, carol)
-
-
-async def test_a_leave_the_database_missed_ages_out_like_a_ghost(layer, monkeypatch):
-    """A socket that closes while its leave cannot be written is no longer kept fresh."""
-    owner, created = await create_room()
-    bob, _ = await join_room(created["room_info"]["join_key"], "Bob")
-    await owner.receive_json_from()
-
-    def database_down(**kwargs):
-        raise RuntimeError("database down")
-
-    monkeypatch.setattr(services, "participant_leave", database_down)
-    await bob.disconnect()
-    monkeypatch.undo()
-    assert await Participant.objects.filter(name="Bob", left_at__isnull=True).aexists()
-    await Participant.objects.filter(name="Bob").aupdate(last_seen=timezone.now() - timedelta(hours=1))
-    await presence.beat_once()
-    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
-    await close_all(owner)
-
-
-async def test_after_a_database_outage_nobody_is_swept_until_every_process_could_beat(
-    layer, monkeypatch, settings
-):
-    """Participants look stale after an outage until their own process beats again."""
-    settings.PRESENCE_TIMEOUT = 0.3
-    owner, created = await create_room()
-    bob, _ = await join_room(created["room_info"]["join_key"], "Bob")
-    await owner.receive_json_from()
-    bob_id = (await Participant.objects.aget(name="Bob")).pk
-    presence.live_seats.discard(bob_id)  # as if held by another process that has not beaten yet
-
-    def database_down(**kwargs):
-        raise RuntimeError("database down")
-
-    monkeypatch.setattr(services, "presence_heartbeat", database_down)
-    with pytest.raises(RuntimeError):
-        await presence.beat_once()
-    monkeypatch.undo()
-    await Participant.objects.filter(pk=bob_id).aupdate(last_seen=timezone.now() - timedelta(hours=1))
-    await presence.beat_once()  # the database is back: beat, but no sweep yet
-    assert await owner.receive_nothing(timeout=0.2)
-    assert await Participant.objects.filter(pk=bob_id, left_at__isnull=True).aexists()
-    await asyncio.sleep(0.35)  # beating without a break for PRESENCE_TIMEOUT: sweeping again
-    await presence.beat_once()
-    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
-    await close_all(owner, bob)
+    await close_all(carol)
 
 
 def end_seat(how: str, participant_id: int, room_id: str) -> None:
@@ -493,23 +347,19 @@ def end_seat(how: str, participant_id: int, room_id: str) -> None:
     "how, code, close",
     [("kicked", "kicked", 4001), ("closed", "room_closed", 4000), ("swept", "not_in_room", None)],
 )
-async def test_get_members_after_the_seat_ended_without_its_event(layer, how, code, close):
+async def test_get_members_after_the_seat_ended_without_its_event(room_of_two, how, code, close):
     """Issue 14: GetMembers checks the seat in the database as chat and files do, so a
     removed seat lists no one: `kicked` (4001), `room_closed` (4000), or `not_in_room`
     with the seat dropped and the socket open."""
-    owner, created = await create_room()
-    bob, _ = await join_room(created["room_info"]["join_key"], "Bob", client=("10.0.0.2", 5000))
-    await owner.receive_json_from()
+    owner, bob = room_of_two.owner, room_of_two.member
     bob_id = (await Participant.objects.aget(name="Bob")).pk
-    await database_sync_to_async(end_seat)(how, bob_id, created["room_info"]["id"])
+    await database_sync_to_async(end_seat)(how, bob_id, room_of_two.id)
 
     await bob.send_json_to({"type": "GetMembers"})
     await expect_error(bob, code)
     if close is not None:
-        assert await bob.receive_output(2) == {"type": "websocket.close", "code": close}
+        await expect_closed(bob, close)
     else:
         await bob.send_json_to({"type": "GetMembers"})
         await expect_error(bob, "not_in_room")
-        await close_all(bob)
     assert await owner.receive_nothing(0.2)  # nothing was announced: the event was lost
-    await close_all(owner)

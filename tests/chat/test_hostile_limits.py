@@ -1,6 +1,7 @@
-"""Issue 14, items 1 and 8, without sockets: the outbox's byte cap, the per-connection
-windows, the per-process budget of upload bytes and the check of base64 that keeps
-nothing. The attacks themselves: tests/e2e/test_hostile_reader.py, test_upload_memory.py."""
+"""Issue 14, items 1 and 8, without sockets: the outbox's byte cap and its address's
+backlog, and the check of base64 that keeps nothing. The per-connection windows and the
+budget of upload bytes: tests/chat/test_ratelimit.py. The attacks themselves:
+tests/e2e/test_hostile_reader.py, test_upload_memory.py."""
 
 import base64
 import os
@@ -10,9 +11,8 @@ import pytest
 from chat import outbox, protocol
 from chat.errors import CloseCode, ProtocolError
 from chat.outbox import Outbox, frame_size
-from chat.ratelimit import Budget, SlidingWindow, take_slot
 from files import validation
-from tests.chat.test_hub import FakeSocket, drain
+from tests.helpers import FakeSocket, drain
 
 
 async def test_a_socket_whose_backlog_passes_the_byte_cap_is_closed(settings):
@@ -43,23 +43,6 @@ async def test_one_frame_larger_than_the_byte_cap_is_still_sent(settings):
 def test_frame_size_is_utf8_bytes():
     assert frame_size("abc") == 3
     assert frame_size("é€😀") == 2 + 3 + 4
-
-
-def test_a_window_slot_refused_takes_no_place():
-    window = SlidingWindow(60)
-    assert [take_slot(window, 2, now=t) for t in (0, 1, 2, 3, 4)] == [True, True, False, False, False]
-    assert take_slot(window, 2, now=60.5)  # the refusals at 2-4 s hold nothing
-
-
-def test_the_budget_refuses_past_its_limit_but_lets_one_in(settings):
-    settings.UPLOADS_IN_FLIGHT_BYTES = 100
-    budget = Budget("UPLOADS_IN_FLIGHT_BYTES")
-    assert budget.take(60) and not budget.take(60)
-    budget.give(60)
-    assert budget.take(500)  # alone: let in, so a small limit slows uploads instead of ending them
-    assert not budget.take(1)
-    budget.give(500)
-    assert budget.held == 0
 
 
 def encoded(size: int) -> str:
@@ -125,12 +108,3 @@ def test_a_history_larger_than_the_send_queue_is_a_warning(settings):
     settings.CHAT_MAX_CONTENT = 1_000_000  # 100 of them: about 100 MB of History
     (warning,) = [m for m in run_checks() if m.id == "chat.W006"]
     assert "WS_SEND_QUEUE_BYTES (33554432)" in warning.msg
-
-
-def test_a_place_given_back_is_free_again_and_only_the_newest_goes():
-    window = SlidingWindow(60)
-    assert take_slot(window, 2, now=0) and take_slot(window, 2, now=1)
-    assert not take_slot(window, 2, now=2)
-    window.give_back()  # the frame at 1 s was refused by a later check after all
-    assert take_slot(window, 2, now=3)
-    assert window.count(now=60.5) == 1  # the place taken at 0 s left; 3 s stays

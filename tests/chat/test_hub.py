@@ -13,33 +13,7 @@ from chat.hub import BUS_GROUP, EVENT_TYPE, Hub
 from chat.outbox import Outbox
 from config.settings import redis_layer_host
 from tests.conftest import REDIS_URL
-
-
-class FakeSocket:
-    def __init__(self, stall: bool = False) -> None:
-        self.sent: list[str] = []
-        self.closed: int | None = None
-        self.gate = asyncio.Event()
-        self.got = asyncio.Event()  # set once anything is sent
-        if not stall:
-            self.gate.set()
-
-    async def send(self, text: str) -> None:
-        await self.gate.wait()
-        self.sent.append(text)
-        self.got.set()
-
-    async def close(self, code: int) -> None:
-        self.closed = code
-
-
-async def no_messages_yet(group: str) -> int:
-    return 0
-
-
-async def drain() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
+from tests.helpers import ROOM_X, ROOM_Y, FakeSocket, X, drain, no_messages_yet
 
 
 async def test_outbox_sends_in_order_and_closes_after_what_was_queued():
@@ -85,14 +59,14 @@ async def test_hub_delivers_to_local_members_but_the_excluded_one(settings):
     sockets = [FakeSocket() for _ in range(3)]
     outboxes = [Outbox(s.send, s.close) for s in sockets]
     for outbox in outboxes:
-        await hub.join("room.x", outbox)
-    hub.deliver({"group": "room.x", "text": "hi", "exclude": outboxes[0].id})
-    hub.deliver({"group": "room.y", "text": "elsewhere"})
-    hub.deliver({"group": "room.x", "text": "just you", "only": outboxes[2].id})
+        await hub.join(ROOM_X, outbox)
+    hub.deliver({"room": X, "text": "hi", "exclude": outboxes[0].id})
+    hub.deliver({"room": ROOM_Y.hex, "text": "elsewhere"})
+    hub.deliver({"room": X, "text": "just you", "only": outboxes[2].id})
     await drain()
     assert [s.sent for s in sockets] == [[], ["hi"], ["hi", "just you"]]
     for outbox in outboxes:
-        await hub.leave("room.x", outbox)
+        await hub.leave(ROOM_X, outbox)
     assert hub.rooms == {} and hub.order == {}
     hub.task.cancel()
 
@@ -127,12 +101,12 @@ async def ordered_hub(settings, stored=None):
         hub.stored = stored
     socket = FakeSocket()
     outbox = Outbox(socket.send, socket.close)
-    await hub.join("room.x", outbox)
+    await hub.join(ROOM_X, outbox)
     return hub, socket
 
 
 def message(seq: int) -> dict:
-    return {"group": "room.x", "text": f"m{seq}", "message_id": 100 + seq, "seq": seq}
+    return {"room": X, "text": f"m{seq}", "message_id": 100 + seq, "seq": seq}
 
 
 async def test_messages_that_overtook_an_earlier_one_wait_for_it(settings):
@@ -140,14 +114,14 @@ async def test_messages_that_overtook_an_earlier_one_wait_for_it(settings):
     hub, socket = await ordered_hub(settings)
     for seq in (1, 3, 4):
         hub.deliver(message(seq))
-    hub.deliver({"group": "room.x", "text": "ParticipantJoined"})  # not a message: not held
+    hub.deliver({"room": X, "text": "ParticipantJoined"})  # not a message: not held
     await drain()
     assert socket.sent == ["m1", "ParticipantJoined"]
     hub.deliver(message(2))
     hub.deliver(message(2))  # a repeat is dropped
     await drain()
     assert socket.sent == ["m1", "ParticipantJoined", "m2", "m3", "m4"]
-    assert hub.order["room.x"].repair is None
+    assert hub.order[X].repair is None
     hub.task.cancel()
 
 
@@ -157,7 +131,7 @@ async def test_a_message_that_never_arrives_is_read_from_the_database(settings, 
     monkeypatch.setattr("chat.hub.GAP_WAIT", 0.01)
     asked = []
 
-    async def stored(group, after, before):
+    async def stored(room, after, before):
         asked.append((after, before))
         return [
             (
@@ -176,13 +150,13 @@ async def test_a_message_that_never_arrives_is_read_from_the_database(settings, 
     assert asked == [(1, 3)]
     assert socket.sent[0] == "m1" and '"id":102' in socket.sent[1] and socket.sent[2] == "m3"
 
-    async def nothing(group, after, before):
+    async def nothing(room, after, before):
         return []
 
     hub.stored = nothing
     hub.deliver(message(5))
     await asyncio.sleep(0.05)
-    assert socket.sent[-1] == "m5" and hub.order["room.x"].last == 5
+    assert socket.sent[-1] == "m5" and hub.order[X].last == 5
     hub.task.cancel()
 
 
@@ -191,12 +165,12 @@ async def test_a_new_subscriber_starts_after_what_is_stored(settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
     hub = Hub()
 
-    async def seven(group):
+    async def seven(room):
         return 7
 
     hub.position = seven
     socket = FakeSocket()
-    await hub.join("room.x", Outbox(socket.send, socket.close))
+    await hub.join(ROOM_X, Outbox(socket.send, socket.close))
     for seq in (6, 7, 8):
         hub.deliver(message(seq))
     await drain()
@@ -210,19 +184,19 @@ async def test_a_subscription_whose_position_cannot_be_read_is_undone(settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
     hub = Hub()
 
-    async def database_down(group):
+    async def database_down(room):
         raise RuntimeError("database down")
 
     hub.position = database_down
     socket = FakeSocket()
     outbox = Outbox(socket.send, socket.close)
     try:
-        await hub.join("room.x", outbox)
+        await hub.join(ROOM_X, outbox)
     except RuntimeError:
         pass
-    assert "room.x" not in hub.order and "room.x" not in hub.rooms
+    assert X not in hub.order and X not in hub.rooms
     hub.position = no_messages_yet
-    await hub.join("room.x", outbox)
+    await hub.join(ROOM_X, outbox)
     hub.deliver(message(1))
     await drain()
     assert socket.sent == ["m1"]
@@ -238,7 +212,7 @@ async def test_events_published_meanwhile_travel_in_one_layer_message(settings, 
     monkeypatch.setattr(hub_module, "hub", hub)
     hub.position = no_messages_yet
     here, other = FakeSocket(), FakeSocket()
-    await hub.join("room.x", Outbox(here.send, here.close))
+    await hub.join(ROOM_X, Outbox(here.send, here.close))
     sends = []
     group_send = hub.layer.group_send
 
@@ -247,10 +221,10 @@ async def test_events_published_meanwhile_travel_in_one_layer_message(settings, 
         await group_send(group, message)
 
     monkeypatch.setattr(hub.layer, "group_send", recording)
-    rooms = ["room.x", "room.y"] * 3
+    rooms = [ROOM_X, ROOM_Y] * 3
     await asyncio.gather(*(hub_module.publish(r, {"type": "Note", "n": n}) for n, r in enumerate(rooms)))
     assert [len(texts) for _, texts in sends] == [6]  # published in one loop tick: one message
-    await hub_module.publish("room.x", {"type": "Note", "n": 6})
+    await hub_module.publish(ROOM_X, {"type": "Note", "n": 6})
     assert [len(texts) for _, texts in sends] == [6, 1]
     assert {group for group, _ in sends} == {hub_module.BUS_GROUP}
     for _ in range(20):
@@ -291,7 +265,7 @@ async def test_an_idle_hub_on_redis_keeps_receiving_without_errors(settings, cap
     hub = Hub()
     hub.position = no_messages_yet
     socket = FakeSocket()
-    await hub.join("room.x", Outbox(socket.send, socket.close))
+    await hub.join(ROOM_X, Outbox(socket.send, socket.close))
     await asyncio.sleep(hub_module.get_channel_layer().brpop_timeout + 1.5)  # one idle receive and more
     sent = time.perf_counter()
     await hub.layer.group_send(hub_module.BUS_GROUP, {"type": hub_module.EVENT_TYPE, "events": [message(1)]})
@@ -334,15 +308,15 @@ async def test_a_frozen_receive_is_replaced_and_delivery_resumes(layer, settings
     stored = {seq: (100 + seq, seq, "Bob", f"c{seq}", datetime(2026, 1, 1, tzinfo=UTC)) for seq in (1, 2, 3)}
     written = 0
 
-    async def position(group):
+    async def position(room):
         return written
 
-    async def read(group, after, before):
+    async def read(room, after, before):
         return [stored[seq] for seq in range(after + 1, min(before, written + 1))]
 
     hub.position, hub.stored = position, read
     socket = FakeSocket()
-    await hub.join("room.x", Outbox(socket.send, socket.close))
+    await hub.join(ROOM_X, Outbox(socket.send, socket.close))
 
     async def publish(seq):
         nonlocal written
@@ -372,7 +346,7 @@ async def test_a_frozen_receive_is_replaced_and_delivery_resumes(layer, settings
     assert hub.channel != old_channel and hub.channel not in frozen
     assert "receive made no progress" in caplog.text and old_channel in caplog.text
     # The bus reaches the new channel, and no longer the old one.
-    live = {"group": "room.x", "text": "live"}
+    live = {"room": X, "text": "live"}
     await hub.layer.group_send(BUS_GROUP, {"type": EVENT_TYPE, "events": [live]})
     assert (await sent(4, 2))[3] == "live"
     if layer == "memory":

@@ -8,7 +8,7 @@ import logging
 from chat import hub as hub_module
 from chat.hub import BUS_GROUP, EVENT_TYPE, Hub
 from chat.outbox import Outbox
-from tests.chat.test_hub import FakeSocket, no_messages_yet
+from tests.helpers import ROOM_X, FakeSocket, X, no_messages_yet
 
 GARBAGE = [
     {"type": EVENT_TYPE},
@@ -20,27 +20,27 @@ GARBAGE = [
     {"type": EVENT_TYPE, "events": [1, "x", None, [], {}]},
     {
         "type": EVENT_TYPE,
-        "events": [{"group": 5, "text": "t"}, {"group": "room.x"}, {"group": "room.x", "text": 5}],
+        "events": [{"room": 5, "text": "t"}, {"room": X}, {"room": X, "text": 5}],
     },
-    {"type": EVENT_TYPE, "events": [{"group": "room.x", "text": "t", "seq": "1"}]},
-    {"type": EVENT_TYPE, "events": [{"group": "room.x", "text": "t", "seq": True}]},
-    {"type": EVENT_TYPE, "events": [{"group": "room.x", "text": "t", "exclude": 3}]},
-    {"type": EVENT_TYPE, "events": [{"group": "room.x", "text": "t", "close": "4000"}]},
-    {"type": EVENT_TYPE, "events": [{"group": "room.x", "text": "t", "participant_id": 3}]},
-    {"type": EVENT_TYPE, "events": [{"group": "room.x", "text": "t", "message_id": 1.5}]},
+    {"type": EVENT_TYPE, "events": [{"room": X, "text": "t", "seq": "1"}]},
+    {"type": EVENT_TYPE, "events": [{"room": X, "text": "t", "seq": True}]},
+    {"type": EVENT_TYPE, "events": [{"room": X, "text": "t", "exclude": 3}]},
+    {"type": EVENT_TYPE, "events": [{"room": X, "text": "t", "close": "4000"}]},
+    {"type": EVENT_TYPE, "events": [{"room": X, "text": "t", "participant_id": 3}]},
+    {"type": EVENT_TYPE, "events": [{"room": X, "text": "t", "message_id": 1.5}]},
 ]
 
 
 def test_room_event_problem_names_what_is_wrong_and_passes_what_publish_sends():
     room_event_problem = hub_module.room_event_problem
-    assert room_event_problem({"group": "g", "text": "t", "exclude": None, "message_id": 4, "seq": 2}) is None
-    assert room_event_problem({"group": "g", "text": "t", "participant_id": 3, "joined": False}) is None
-    assert room_event_problem({"group": "g", "text": "t", "only": "abc", "close": 4001}) is None
-    assert "seq" in room_event_problem({"group": "g", "text": "t", "seq": "1"})
-    assert "joined" in room_event_problem({"group": "g", "text": "t", "participant_id": 3})
+    assert room_event_problem({"room": "g", "text": "t", "exclude": None, "message_id": 4, "seq": 2}) is None
+    assert room_event_problem({"room": "g", "text": "t", "participant_id": 3, "joined": False}) is None
+    assert room_event_problem({"room": "g", "text": "t", "only": "abc", "close": 4001}) is None
+    assert "seq" in room_event_problem({"room": "g", "text": "t", "seq": "1"})
+    assert "joined" in room_event_problem({"room": "g", "text": "t", "participant_id": 3})
     assert "not an object" in room_event_problem([1])
     # The log line never carries the text (ciphertext, but still: shapes only).
-    assert "secret" not in room_event_problem({"group": 1, "text": "secret"})
+    assert "secret" not in room_event_problem({"room": 1, "text": "secret"})
 
 
 async def test_malformed_layer_messages_are_skipped_and_the_receive_carries_on(layer, settings, caplog):
@@ -48,16 +48,16 @@ async def test_malformed_layer_messages_are_skipped_and_the_receive_carries_on(l
     hub = Hub()
     hub.position = no_messages_yet
     socket = FakeSocket()
-    await hub.join("room.x", Outbox(socket.send, socket.close))
+    await hub.join(ROOM_X, Outbox(socket.send, socket.close))
     receiver = hub.receiver
     caplog.set_level(logging.ERROR, logger="chat.hub")
     for garbage in GARBAGE:
         await hub.layer.group_send(BUS_GROUP, garbage)
     # A batch with a bad event between good ones: the good ones still arrive, in order.
     batch = [
-        {"group": "room.x", "text": "before"},
-        {"group": "room.x", "text": 1},
-        {"group": "room.x", "text": "after"},
+        {"room": X, "text": "before"},
+        {"room": X, "text": 1},
+        {"room": X, "text": "after"},
     ]
     await hub.layer.group_send(BUS_GROUP, {"type": EVENT_TYPE, "events": batch})
     for _ in range(100):

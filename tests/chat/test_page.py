@@ -9,9 +9,13 @@ pytestmark = pytest.mark.django_db
 
 
 def page_config(content: bytes) -> dict:
-    match = re.search(rb'<script id="chat-config" type="application/json">(.*?)</script>', content)
-    assert match, "the page hands its config over through json_script"
-    return json.loads(match.group(1))
+    """The chat's and the files' config, as the page's script reads them."""
+    config = {}
+    for name in (b"chat-config", b"files-config"):
+        match = re.search(rb'<script id="' + name + rb'" type="application/json">(.*?)</script>', content)
+        assert match, "the page hands its config over through json_script"
+        config.update(json.loads(match.group(1)))
+    return config
 
 
 def test_app_page_has_a_csp_without_inline_scripts(client):

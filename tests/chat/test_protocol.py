@@ -7,6 +7,7 @@ import pytest
 
 from chat import protocol
 from chat.errors import ErrorCode, ProtocolError
+from files import validation
 
 CIPHERTEXT = base64.b64encode(b"\x00" * 40).decode()
 
@@ -225,3 +226,41 @@ def test_a_set_aside_string_with_what_json_forbids_is_invalid_json(bad):
     with pytest.raises(protocol.ProtocolError) as caught:
         protocol.check_large_string(BIG + bad)
     assert caught.value.code == "invalid_json"
+
+
+VALID_40 = base64.b64encode(bytes(range(40))).decode()  # 40 bytes: "...Jyg=" (one pad)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        VALID_40[:-2] + "h=",  # stray bits in the last quantum
+        VALID_40 + "\n",  # whitespace
+        " " + VALID_40[1:],
+        VALID_40[:-1],  # not a multiple of 4
+        VALID_40[:8] + "=" + VALID_40[9:],  # padding inside
+        VALID_40 + "====",  # padding beyond the end
+        VALID_40.replace("/", "_").replace("+", "-")
+        if "/" in VALID_40
+        else VALID_40[:-4] + "-_-_",  # urlsafe
+        VALID_40[:-4] + "QUé=",  # not ASCII
+    ],
+)
+def test_chat_content_and_uploads_follow_one_base64_rule(text):
+    """PROTOCOL.md's "standard base64", strictly, for a ChatMessage as for an upload:
+    each text is refused `invalid_field` on `content` by both."""
+    with pytest.raises(ProtocolError) as chat:
+        protocol.parse_client_message(json.dumps({"type": "ChatMessage", "content": text}))
+    with pytest.raises(ProtocolError) as upload:
+        validation.decode_base64(text)
+    assert chat.value.code == upload.value.code == ErrorCode.INVALID_FIELD
+    assert chat.value.message.startswith("content: ") and upload.value.message.startswith("content: ")
+
+
+def test_base64_decodes_in_slices_calling_pause_between_them():
+    data = bytes(range(256)) * 2000  # 512,000 bytes: several 128 KiB slices of base64
+    pauses = []
+    assert (
+        protocol.decode_base64(base64.b64encode(data).decode(), "content", lambda: pauses.append(1)) == data
+    )
+    assert len(pauses) == -(-len(base64.b64encode(data)) // (128 * 1024))

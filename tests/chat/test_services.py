@@ -10,23 +10,9 @@ from django.utils import timezone
 from chat import services
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Message, Participant
+from tests.helpers import join_seat, make_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-WHERE = services.Where("chan", "proc", "127.0.0.1")
-
-
-def make_room(**kwargs):
-    room, seat, token = services.room_create(
-        name="Room", description="", password_hash="", owner_name="Owner", where=WHERE, now=timezone.now()
-    )
-    return room, seat, token
-
-
-def join(room, name, **kwargs):
-    return services.room_join(
-        room=room, name=name, where=WHERE, owner_token=None, since=None, now=timezone.now(), **kwargs
-    )
 
 
 def test_room_create_makes_unguessable_keys():
@@ -75,14 +61,14 @@ def test_sweep_announces_each_ghost_once():
     room, seat, _ = make_room()
     Participant.objects.update(last_seen=timezone.now() - timedelta(minutes=5))
     assert services.presence_sweep(now=timezone.now()) == [
-        services.Swept(room.group_name, "Owner", seat.participant_id)
+        services.Swept(room.id, "Owner", seat.participant_id)
     ]
     assert services.presence_sweep(now=timezone.now()) == []
 
 
 def test_members_are_listed_only_to_a_present_seat_in_one_query(django_assert_num_queries):
     room, owner, _ = make_room()
-    bob = join(room, "Bob").seat
+    bob = join_seat(room, "Bob").seat
     make_room()  # another room's people are not listed
     now = timezone.now()
     with django_assert_num_queries(1):  # the seat is checked in the query that lists
@@ -111,7 +97,7 @@ def test_concurrent_joins_with_one_name_exactly_one_wins():
     def attempt(name):
         try:
             barrier.wait()
-            join(room, name)
+            join_seat(room, name)
             outcomes.append("joined")
         except ProtocolError as exc:
             outcomes.append(exc.code.value)

@@ -1,7 +1,10 @@
 """Static files across releases: after collectstatic the pages name every file by its hash
 (the modules' imports too) and those are cached for good; without a manifest, or for a
-file it lacks, the plain names, served from the apps' folders."""
+file it lacks, the plain names, served from the apps' folders. WhiteNoise serves them
+(chat/staticfiles.py): the gzip copy to a client that accepts it, 304 to one that has
+the file."""
 
+import gzip
 import json
 import re
 import shutil
@@ -25,6 +28,11 @@ A_YEAR = 365 * 24 * 3600
 
 def specifiers(code: str) -> list[str]:
     return [a or b for a, b in SPECIFIER.findall(code)]
+
+
+def body(response) -> bytes:
+    """The content of a response, whole or streamed (as a file may be)."""
+    return b"".join(response) if response.streaming else response.content
 
 
 def page_links(content: bytes) -> list[str]:
@@ -75,7 +83,7 @@ def test_page_names_hashed_modules_whose_imports_are_hashed_and_cached_for_good(
         response = client.get(url)
         assert response.status_code == 200, url
         assert "javascript" in response["Content-Type"] and cached_for_good(response), (url, response.headers)
-        imports = specifiers(response.content.decode())
+        imports = specifiers(body(response).decode())
         assert all(HASHED.search(name) for name in imports), (url, imports)
         new = {urljoin(url, name) for name in imports} - seen
         seen |= new
@@ -103,6 +111,61 @@ def test_admin_pages_name_hashed_files(client, static_root):
         assert response.status_code == 200 and cached_for_good(response), link
 
 
+def hashed_name(static_root: Path, name: str) -> str:
+    return json.loads((static_root / "staticfiles.json").read_text())["paths"][name]
+
+
+@pytest.mark.parametrize("name", ["chat/app.js", "chat/app.css", "chat/crypto.js", "admin/css/base.css"])
+def test_a_hashed_file_comes_gzipped_to_a_client_that_accepts_it(client, static_root, name):
+    url = f"/static/{hashed_name(static_root, name)}"
+    plain = client.get(url)
+    assert plain.status_code == 200 and "Content-Encoding" not in plain and cached_for_good(plain)
+    assert plain["Vary"] == "Accept-Encoding"
+    packed = client.get(url, headers={"Accept-Encoding": "gzip, deflate, br, zstd"})
+    assert packed.status_code == 200 and packed["Content-Encoding"] == "gzip", packed.headers
+    assert packed["Vary"] == "Accept-Encoding" and cached_for_good(packed)
+    assert packed["Content-Type"] == plain["Content-Type"] and packed["ETag"] == plain["ETag"]
+    original = (static_root / hashed_name(static_root, name)).read_bytes()
+    assert body(plain) == original
+    compressed = body(packed)
+    assert gzip.decompress(compressed) == original
+    assert int(packed["Content-Length"]) == len(compressed) < len(original)
+
+
+def test_collectstatic_writes_a_gzip_copy_of_every_module_and_stylesheet(static_root):
+    paths = json.loads((static_root / "staticfiles.json").read_text())["paths"]
+    chat = [hashed for name, hashed in paths.items() if name.startswith("chat/")]
+    assert len(chat) == len(list(SOURCE.iterdir()))
+    for hashed in chat:
+        packed = (static_root / f"{hashed}.gz").read_bytes()
+        assert gzip.decompress(packed) == (static_root / hashed).read_bytes(), hashed
+
+
+@pytest.mark.parametrize("encoding", ["", "gzip"])
+def test_a_client_that_has_the_file_gets_304(client, static_root, encoding):
+    url = f"/static/{hashed_name(static_root, 'chat/app.js')}"
+    first = client.get(url, headers={"Accept-Encoding": encoding})
+    again = client.get(url, headers={"Accept-Encoding": encoding, "If-None-Match": first["ETag"]})
+    assert again.status_code == 304 and body(again) == b""
+    assert again["ETag"] == first["ETag"] and cached_for_good(again)
+    assert client.get(url, headers={"If-Modified-Since": first["Last-Modified"]}).status_code == 304
+    assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+async def test_static_files_are_served_on_the_async_path(async_client, static_root):
+    """`serve` runs the middleware chain async, as the async client does."""
+    response = await async_client.get(
+        f"/static/{hashed_name(static_root, 'chat/app.js')}", headers={"Accept-Encoding": "gzip"}
+    )
+    assert response.status_code == 200 and response["Content-Encoding"] == "gzip"
+    assert cached_for_good(response) and b"JoinRoom" in gzip.decompress(response.content)
+
+
+def test_a_missing_static_file_is_a_404(client, static_root):
+    assert client.get("/static/chat/missing.js").status_code == 404
+    assert client.get("/static/chat/../../config/settings.py").status_code == 404
+
+
 def test_without_a_manifest_the_page_names_plain_files(client, production, tmp_path):
     """Development and the tests run no collectstatic: plain names, served from the apps' folders."""
     production.STATIC_ROOT = tmp_path / "never-collected"
@@ -110,7 +173,9 @@ def test_without_a_manifest_the_page_names_plain_files(client, production, tmp_p
     assert response.status_code == 200
     assert page_links(response.content) == ["/static/chat/app.css", "/static/chat/app.js"]
     script = client.get("/static/chat/app.js")
-    assert script.status_code == 200 and not cached_for_good(script)
+    assert script.status_code == 200 and script["Cache-Control"] == "max-age=60, public"
+    assert b"JoinRoom" in body(script)
+    assert client.get("/static/chat/app.js", headers={"If-None-Match": script["ETag"]}).status_code == 304
     assert client.get("/admin/login/").status_code == 200
 
 
@@ -127,7 +192,7 @@ def test_a_stale_manifest_never_names_a_missing_file(client, static_root, stale)
     assert response.status_code == 200
     css, app = sorted(page_links(response.content), key=lambda link: link.endswith(".js"))
     assert app == "/static/chat/app.js" and HASHED.search(css)
-    for url in [app, *(urljoin(app, name) for name in specifiers(client.get(app).content.decode()))]:
+    for url in [app, *(urljoin(app, name) for name in specifiers(body(client.get(app)).decode()))]:
         assert client.get(url).status_code == 200, url
 
 

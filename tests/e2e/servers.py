@@ -1,4 +1,5 @@
-"""Real server processes for end-to-end tests: start, wait for /healthz, kill."""
+"""Real server processes for end-to-end tests: start, wait for /healthz, kill, and read
+their memory."""
 
 import os
 import signal
@@ -174,3 +175,12 @@ class RedisServer:
 
     def thaw(self) -> None:
         self.process.send_signal(signal.SIGCONT)
+
+
+def rss_mib(pid: int) -> float:
+    """The resident memory of a (server) process, in MiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")

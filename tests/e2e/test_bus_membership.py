@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from chat.hub import BUS_GROUP
-from tests.chat.helpers import decrypt
+from chatclient.crypto import decrypt
 from tests.e2e.servers import ROOT, manage, production_env
 from tests.e2e.wsclient import Client
 

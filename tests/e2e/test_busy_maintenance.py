@@ -26,7 +26,11 @@ def manage_out(env: dict, *args: str) -> str:
 def moderate(env: dict, code: str) -> str:
     """An admin action through the same services the admin uses, from another process."""
     return manage_out(
-        env, "shell", "-c", f"from chat import moderation\nfrom django.utils import timezone\n{code}"
+        env,
+        "shell",
+        "-c",
+        "from chat import moderation\nfrom files import moderation as file_moderation\n"
+        f"from django.utils import timezone\n{code}",
     )
 
 
@@ -73,7 +77,7 @@ async def test_purge_and_moderation_during_busy_rooms(shared_env, servers):
                         env,
                         "from files.models import SharedFile\n"
                         "for f in SharedFile.objects.live(timezone.now())[:1]:\n"
-                        "    moderation.delete_file(file_id=f.pk, now=timezone.now(), actor='test')",
+                        "    file_moderation.delete_file(file_id=f.pk, now=timezone.now(), actor='test')",
                     )
                 )
         return lines

@@ -5,25 +5,15 @@ found broken (issue 14, "The contract, re-read line by line"; item 9's `since`).
 import asyncio
 import base64
 import json
-import urllib.request
-from http.cookies import SimpleCookie
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.test_files import download
-from tests.e2e.wsclient import Client
+from tests.e2e.wsclient import Client, download, session_cookie
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 BOTH = pytest.mark.parametrize("command", ["serve", "runserver"])
-
-
-def session_cookie(base_url: str) -> str:
-    """A browser session as the page gets one: from `GET /`."""
-    with urllib.request.urlopen(f"{base_url}/") as response:
-        cookie = SimpleCookie(response.headers.get("Set-Cookie") or "")
-    return f"sessionid={cookie['sessionid'].value}"
 
 
 async def refused(client: Client, code: str, **frame) -> dict:

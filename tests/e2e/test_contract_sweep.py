@@ -32,8 +32,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.servers import manage
-from tests.e2e.test_refused_handshakes import refuse as handshake_status
-from tests.e2e.wsclient import Client
+from tests.e2e.wsclient import Client, handshake_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

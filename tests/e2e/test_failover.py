@@ -10,9 +10,9 @@ import time
 import pytest
 
 from chat import redis_clients
-from tests.chat.helpers import decrypt
+from chatclient.crypto import decrypt
 from tests.e2e.servers import free_port
-from tests.e2e.wsclient import Client
+from tests.e2e.wsclient import Client, room_of_two
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -79,11 +79,7 @@ async def test_delivery_resumes_after_the_primary_dies(shared_env, sentinel_trio
     env = {k: v for k, v in shared_env.items() if k != "REDIS_URL"}
     env |= {"REDIS_SENTINELS": f"127.0.0.1:{sentinel_trio['sentinel']}", "REDIS_SENTINEL_MASTER": "chat"}
     one, two = servers(env, 2)
-    alice = await Client.open(one.url)
-    join_key = (await alice.create())["room_info"]["join_key"]
-    bob = await Client.open(two.url)
-    await bob.join(join_key, "Bob")
-    await alice.expect("ParticipantJoined")
+    alice, bob, join_key = await room_of_two(one.url, two.url)
     await alice.say("through the primary")
     assert decrypt(bob.key, (await bob.expect("ChatMessage"))["content"]) == "through the primary"
 

@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from tests.chat.helpers import decrypt
+from chatclient.crypto import decrypt
 from tests.e2e.servers import free_port, manage, production_env
-from tests.e2e.wsclient import Client
+from tests.e2e.wsclient import Client, room_of_two
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -71,11 +71,7 @@ def own_postgres():
 
 async def room_across(one, two) -> tuple[Client, Client, str, set[int]]:
     """Alice on one process, Bob on the other, and a first message both saw."""
-    alice = await Client.open(one.url)
-    join_key = (await alice.create())["room_info"]["join_key"]
-    bob = await Client.open(two.url)
-    await bob.join(join_key, "Bob")
-    await alice.expect("ParticipantJoined")
+    alice, bob, join_key = await room_of_two(one.url, two.url)
     await alice.say("before")
     seen = {(await next_chat(client))["id"] for client in (alice, bob)}
     return alice, bob, join_key, seen

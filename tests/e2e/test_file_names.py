@@ -3,26 +3,15 @@ hide characters, over the protocol and over HTTP, against a real server process.
 
 import asyncio
 import base64
-import urllib.error
-import urllib.request
-from http.cookies import SimpleCookie
 from urllib.parse import unquote
 
 import pytest
 
-from tests.e2e.test_files import download
-from tests.e2e.wsclient import Client
+from tests.e2e.wsclient import Client, download, session_cookie
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 TEXT = b"just some text\n"
-
-
-def session_cookie(base_url: str) -> str:
-    """A browser session as the page gets one: the cookie of the app page."""
-    with urllib.request.urlopen(f"{base_url}/") as response:
-        cookie = SimpleCookie(response.headers["Set-Cookie"])
-    return f"sessionid={cookie['sessionid'].value}"
 
 
 async def share(client: Client, name: str) -> tuple[dict, str]:

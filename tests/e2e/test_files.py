@@ -3,13 +3,10 @@
 import asyncio
 import base64
 import os
-import urllib.request
-from email.message import Message
-from http.cookies import SimpleCookie
 
 import pytest
 
-from tests.e2e.wsclient import Client
+from tests.e2e.wsclient import Client, download, session_cookie
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -18,22 +15,6 @@ MAX = 10 * 1024 * 1024
 
 def zip_of(size: int) -> bytes:
     return b"PK\x03\x04" + os.urandom(size - 4)
-
-
-def session_cookie(base_url: str) -> str:
-    """Load the app page like a browser and keep its session cookie."""
-    with urllib.request.urlopen(f"{base_url}/") as response:
-        cookie = SimpleCookie(response.headers["Set-Cookie"])
-    return f"sessionid={cookie['sessionid'].value}"
-
-
-def download(base_url: str, path: str, cookie: str | None) -> tuple[int, bytes, Message]:
-    request = urllib.request.Request(f"{base_url}{path}", headers={"Cookie": cookie} if cookie else {})
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, response.read(), response.headers
-    except urllib.error.HTTPError as error:
-        return error.code, error.read(), error.headers
 
 
 @pytest.mark.parametrize("command", ["serve", "runserver"])

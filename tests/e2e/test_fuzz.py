@@ -13,8 +13,8 @@ from websockets.exceptions import ConnectionClosed
 
 from chat import protocol
 from chat.errors import ProtocolError
-from tests.chat.helpers import decrypt
-from tests.e2e.wsclient import Client
+from chatclient.crypto import decrypt
+from tests.e2e.wsclient import Client, room_of_two
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -127,11 +127,7 @@ async def fuzz_connection(url: str, join_key: str, seed: int, tally: dict) -> No
 
 async def probe_chat(url: str, stop: asyncio.Event, latencies: list[float]) -> None:
     """Two people chatting in their own room, a message every 20 ms, until `stop`."""
-    alice = await Client.open(url)
-    created = await alice.create(name="Probe")
-    bob = await Client.open(url)
-    await bob.join(created["room_info"]["join_key"], "Bob")
-    await alice.expect("ParticipantJoined")
+    alice, bob, _ = await room_of_two(url, name="Probe")
     count = 0
     while not stop.is_set():
         text = f"probe {count}"

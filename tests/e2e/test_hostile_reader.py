@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.e2e.test_slow_client import rss_mib
+from tests.e2e.servers import rss_mib
 from tests.e2e.wsclient import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

@@ -7,16 +7,16 @@ import pytest
 from channels_redis.core import RedisChannelLayer
 
 from chat.hub import BUS_GROUP, EVENT_TYPE
-from tests.chat.helpers import decrypt
-from tests.e2e.wsclient import Client
+from chatclient.crypto import decrypt
+from tests.e2e.wsclient import Client, room_of_two
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 GARBAGE = [
     {"type": EVENT_TYPE},
     {"type": EVENT_TYPE, "events": "x"},
-    {"type": EVENT_TYPE, "events": [1, None, {"group": 5}, {"group": "room.x", "text": 5}]},
-    {"type": EVENT_TYPE, "events": [{"group": "g", "text": "t", "seq": "1", "participant_id": "p"}]},
+    {"type": EVENT_TYPE, "events": [1, None, {"room": 5}, {"room": "room.x", "text": 5}]},
+    {"type": EVENT_TYPE, "events": [{"room": "g", "text": "t", "seq": "1", "participant_id": "p"}]},
     {"type": "no.such.type"},
 ]
 
@@ -29,11 +29,7 @@ async def inject_garbage(env: dict) -> None:
 
 
 async def chat_survives_garbage(env: dict, alice_server, bob_server) -> None:
-    alice = await Client.open(alice_server.url)
-    join_key = (await alice.create(name="Garbage"))["room_info"]["join_key"]
-    bob = await Client.open(bob_server.url)
-    await bob.join(join_key, "Bob")
-    await alice.expect("ParticipantJoined")
+    alice, bob, join_key = await room_of_two(alice_server.url, bob_server.url, name="Garbage")
     await inject_garbage(env)
     # Right after it, within less than a watchdog round: presence and chat arrive.
     carol = await Client.open(bob_server.url)

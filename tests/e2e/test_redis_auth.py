@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.chat.helpers import decrypt
+from chatclient.crypto import decrypt
 from tests.e2e.conftest import DATABASE_URL
 from tests.e2e.servers import (
     RedisServer,
@@ -21,8 +21,7 @@ from tests.e2e.servers import (
     production_env,
     scratch_postgres,
 )
-from tests.e2e.test_servers import guesses_limited_across
-from tests.e2e.wsclient import Client
+from tests.e2e.wsclient import Client, guesses_limited_across
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -12,24 +12,13 @@ import urllib.error
 import urllib.request
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
 
-from tests.chat.helpers import decrypt
-from tests.e2e.wsclient import Client
+from chatclient.crypto import decrypt
+from tests.e2e.wsclient import Client, handshake_status, room_of_two
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 REFUSED = 200
-
-
-async def refuse(url: str, origin: str) -> int:
-    """Open a socket with `origin`; returns the handshake's HTTP status (101: accepted)."""
-    try:
-        async with connect(url, origin=origin, open_timeout=10):
-            return 101
-    except InvalidStatus as exc:
-        return exc.response.status_code
 
 
 async def refused_handshakes(url: str, count: int) -> list[int]:
@@ -37,7 +26,7 @@ async def refused_handshakes(url: str, count: int) -> list[int]:
     statuses: list[int] = []
     origins = ["http://evil.example", "null"]
     for start in range(0, count, 10):
-        batch = [refuse(url, origins[n % 2]) for n in range(start, min(start + 10, count))]
+        batch = [handshake_status(url, origins[n % 2]) for n in range(start, min(start + 10, count))]
         statuses.extend(await asyncio.gather(*batch))
     return statuses
 
@@ -49,11 +38,7 @@ async def next_chat(client: Client, within: float = 5) -> dict:
 @pytest.mark.parametrize("command", ["serve", "runserver"])
 async def test_refused_handshakes_never_silence_a_chatting_room(redis_env, servers, command):
     (server,) = servers(redis_env, command=command)
-    alice = await Client.open(server.url)
-    join_key = (await alice.create())["room_info"]["join_key"]
-    bob = await Client.open(server.url)
-    await bob.join(join_key, "Bob")
-    await alice.expect("ParticipantJoined")
+    alice, bob, join_key = await room_of_two(server.url)
 
     refusing = asyncio.create_task(refused_handshakes(server.url, REFUSED))
     sent = 0

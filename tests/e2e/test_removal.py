@@ -18,9 +18,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.servers import ROOT
-from tests.e2e.test_file_names import session_cookie
-from tests.e2e.test_files import download
-from tests.e2e.wsclient import Client
+from tests.e2e.wsclient import Client, download, session_cookie
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -5,8 +5,8 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.chat.helpers import decrypt
-from tests.e2e.wsclient import Client
+from chatclient.crypto import decrypt
+from tests.e2e.wsclient import Client, guesses_limited_across
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -85,20 +85,6 @@ async def test_transport_limit_follows_files_max_size(sqlite_env, servers, comma
     await bystander.say("still here")
     assert (await bystander.expect("ChatMessage"))["sender"] == "Owner"
     await bystander.close()
-
-
-async def guesses_limited_across(one, two, join_key: str) -> list[Client]:
-    """Four wrong guesses spread over two processes, then even the right password is
-    rate_limited on both (JOIN_FAILURES_PER_MINUTE=4, counted in Redis); the attackers."""
-    attackers = [await Client.open(one.url), await Client.open(two.url)]
-    for guess in range(4):
-        attacker = attackers[guess % 2]
-        await attacker.send(type="JoinRoom", join_key=join_key, name="Mallory", password=f"guess{guess}")
-        assert (await attacker.recv())["code"] == "wrong_password"
-    for attacker in attackers:
-        await attacker.send(type="JoinRoom", join_key=join_key, name="Mallory", password="right")
-        assert (await attacker.recv())["code"] == "rate_limited"
-    return attackers
 
 
 async def test_wrong_password_limit_holds_across_processes(shared_env, servers):

@@ -9,20 +9,13 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.e2e.servers import rss_mib
 from tests.e2e.wsclient import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 MESSAGES = 1500
 CONTENT = base64.b64encode(os.urandom(45_000)).decode()  # 60,000 characters of "ciphertext"
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 async def test_a_stuck_reader_is_capped_and_closed_while_the_room_goes_on(sqlite_env, servers):

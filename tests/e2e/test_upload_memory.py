@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_slow_client import rss_mib
+from tests.e2e.servers import rss_mib
 from tests.e2e.wsclient import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

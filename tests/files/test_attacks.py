@@ -1,7 +1,6 @@
 """Access control tried as an attacker would: guessed keys and file ids, lying types,
 hostile file names, downloads replayed from other sessions."""
 
-import base64
 import secrets
 import uuid
 
@@ -9,27 +8,16 @@ import pytest
 from django.test import AsyncClient
 
 from files.models import SharedFile
-from tests.chat.helpers import connect, create_room, expect_error
-from tests.files.test_download import browser_session
+from tests.helpers import browser_session, connect, create_room, expect_error, upload_frame
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
 
-def upload(name: str, mime_type: str, data: bytes) -> dict:
-    return {
-        "type": "UploadFile",
-        "name": name,
-        "mime_type": mime_type,
-        "content": base64.b64encode(data).decode(),
-    }
-
-
-async def test_guessed_join_keys_and_file_ids_find_nothing(settings):
+async def test_guessed_join_keys_and_file_ids_find_nothing(room, settings):
     settings.JOINS_PER_MINUTE = 1000  # 50 guesses on one socket (the limit: tests/e2e/test_hostile_reader.py)
-    owner, created = await create_room()
-    await owner.send_json_to(upload("a.txt", "text/plain", b"secret"))
-    file_id = (await owner.receive_json_from())["metadata"]["id"]
-    assert len(created["room_info"]["join_key"]) >= 22  # 128 random bits
+    await room.owner.send_json_to(upload_frame(b"secret", name="a.txt", mime_type="text/plain"))
+    file_id = (await room.owner.receive_json_from())["metadata"]["id"]
+    assert len(room.join_key) >= 22  # 128 random bits
     guesser = await connect(client=("10.9.9.9", 1))
     for _ in range(50):
         await guesser.send_json_to({"type": "JoinRoom", "join_key": secrets.token_urlsafe(16), "name": "G"})
@@ -51,7 +39,7 @@ async def test_guessed_join_keys_and_file_ids_find_nothing(settings):
 async def test_a_download_url_replayed_from_another_session_is_404():
     member, headers = await browser_session()
     owner, created = await create_room(headers=headers)
-    await owner.send_json_to(upload("a.txt", "text/plain", b"for members only"))
+    await owner.send_json_to(upload_frame(b"for members only", name="a.txt", mime_type="text/plain"))
     file_id = (await owner.receive_json_from())["metadata"]["id"]
     assert (await member.get(f"/files/{file_id}")).status_code == 200
     thief, _ = await browser_session()  # has a session of its own, never joined
@@ -79,7 +67,7 @@ async def test_whatever_is_accepted_is_served_inert(data, mime_type, accepted):
     frame or run (nosniff, sandbox CSP)."""
     member, headers = await browser_session()
     owner, _ = await create_room(headers=headers)
-    await owner.send_json_to(upload("x", mime_type, data))
+    await owner.send_json_to(upload_frame(data, name="x", mime_type=mime_type))
     reply = await owner.receive_json_from()
     if not accepted:
         assert reply == {"type": "Error", "code": "mime_not_allowed", "message": reply["message"]}
@@ -104,9 +92,9 @@ async def test_whatever_is_accepted_is_served_inert(data, mime_type, accepted):
         ("[x](javascript:alert(1))", None),
     ],
 )
-async def test_hostile_file_names_never_reach_the_disk_or_break_the_link(name, code, files_root):
-    owner, _ = await create_room()
-    await owner.send_json_to(upload(name, "text/plain", b"hello"))
+async def test_hostile_file_names_never_reach_the_disk_or_break_the_link(room, name, code, files_root):
+    owner = room.owner
+    await owner.send_json_to(upload_frame(b"hello", name=name, mime_type="text/plain"))
     reply = await owner.receive_json_from()
     if code:
         assert reply["code"] == code

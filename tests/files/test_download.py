@@ -1,6 +1,5 @@
 """`/files/<id>` over HTTP: only a browser session that joined the file's room gets it."""
 
-import base64
 import os
 from datetime import timedelta
 
@@ -9,47 +8,30 @@ from django.test import AsyncClient
 from django.utils import timezone
 
 from files.models import SharedFile
-from tests.chat.helpers import create_room, join_room
+from tests.helpers import browser_session, close_all, create_room, join_room, upload_frame
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
 
 PDF = b"%PDF-1.7\n" + os.urandom(3000)
 
 
-async def browser_session() -> tuple[AsyncClient, list]:
-    """A client that loaded the app page, and the WebSocket headers carrying its cookie."""
-    client = AsyncClient()
-    response = await client.get("/")
-    assert response.status_code == 200
-    cookie = client.cookies["sessionid"].value
-    return client, [(b"cookie", f"sessionid={cookie}".encode()), (b"origin", b"http://localhost")]
-
-
 async def shared_pdf(communicator) -> str:
-    frame = {
-        "type": "UploadFile",
-        "name": 'report "Q3".pdf',
-        "mime_type": "application/pdf",
-        "content": base64.b64encode(PDF).decode(),
-    }
-    await communicator.send_json_to(frame)
+    await communicator.send_json_to(upload_frame(PDF, name='report "Q3".pdf', mime_type="application/pdf"))
     uploaded = await communicator.receive_json_from()
     assert uploaded["type"] == "FileUploaded", uploaded
     return uploaded["metadata"]["id"]
 
 
-async def test_a_page_cookie_used_before_its_first_join_is_kept():
+async def test_a_page_cookie_used_before_its_first_join_is_kept(room):
     """The page's cookie has no session row until a join makes it; a download tried
     before that is 404 and must not make the browser drop the cookie its socket uses."""
     browser, headers = await browser_session()
-    other, created = await create_room()
-    file_id = await shared_pdf(other)
+    file_id = await shared_pdf(room.owner)
     early = await browser.get(f"/files/{file_id}")
     assert early.status_code == 404 and "sessionid" not in early.cookies
-    member, _ = await join_room(created["room_info"]["join_key"], "Member", headers=headers)
+    member, _ = await join_room(room.join_key, "Member", headers=headers)
     assert (await browser.get(f"/files/{file_id}")).status_code == 200
-    for communicator in (other, member):
-        await communicator.disconnect()
+    await close_all(member)
 
 
 async def test_a_session_that_joined_the_room_downloads_an_attachment():
@@ -72,13 +54,11 @@ async def test_a_session_that_joined_the_room_downloads_an_attachment():
     joiner, joiner_headers = await browser_session()
     bob, _ = await join_room(created["room_info"]["join_key"], "Bob", headers=joiner_headers)
     assert (await joiner.get(f"/files/{file_id}")).status_code == 200
-    await owner.disconnect()
-    await bob.disconnect()
+    await close_all(owner, bob)
 
 
-async def test_every_refusal_is_the_same_plain_404():
-    owner, created = await create_room()
-    file_id = await shared_pdf(owner)
+async def test_every_refusal_is_the_same_plain_404(room):
+    file_id = await shared_pdf(room.owner)
     outsider, outsider_headers = await browser_session()
     other, _ = await create_room(name="Other", headers=outsider_headers)
     no_session = AsyncClient()
@@ -91,7 +71,7 @@ async def test_every_refusal_is_the_same_plain_404():
     ]
     # A session of the room, but the file expired or was deleted.
     member, member_headers = await browser_session()
-    bob, _ = await join_room(created["room_info"]["join_key"], "Bob", headers=member_headers)
+    bob, _ = await join_room(room.join_key, "Bob", headers=member_headers)
     await SharedFile.objects.filter(pk=file_id).aupdate(expires_at=timezone.now() - timedelta(seconds=1))
     refusals.append(await member.get(f"/files/{file_id}"))
     await SharedFile.objects.filter(pk=file_id).aupdate(
@@ -103,8 +83,7 @@ async def test_every_refusal_is_the_same_plain_404():
     assert len({response.content for response in refusals}) == 1
     await SharedFile.objects.filter(pk=file_id).aupdate(deleted_at=None)
     assert (await member.get(f"/files/{file_id}")).status_code == 200
-    for communicator in (owner, other, bob):
-        await communicator.disconnect()
+    await close_all(other, bob)
 
 
 async def test_a_forged_session_cookie_records_nothing():

@@ -10,35 +10,14 @@ from datetime import timedelta
 import pytest
 from channels.db import database_sync_to_async
 from django.core.management import call_command
-from django.utils import timezone
 
 from chat import services
-from chat.models import Participant, room_group
+from chat.models import Participant
 from files import blobs, purge
 from files.models import SharedFile
-from files.services import file_record, scan_and_store
-from tests.chat.helpers import create_room
+from tests.helpers import seat_in_new_room, stored_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-WHERE = services.Where("chan", "proc", "127.0.0.1")
-
-
-def seat_in_new_room() -> services.Seat:
-    _, seat, _ = services.room_create(
-        name="Room", description="", password_hash="", owner_name="Owner", where=WHERE, now=timezone.now()
-    )
-    return seat
-
-
-def stored_file(seat: services.Seat, *, age: timedelta = timedelta(0), deleted: bool = False) -> SharedFile:
-    """A file uploaded `age` ago (FILES_TTL is a day), optionally deleted since."""
-    created = timezone.now() - age
-    blob = scan_and_store(uuid.uuid4(), os.urandom(100))
-    file = file_record(seat=seat, name="note.txt", mime_type="text/plain", blob=blob, now=created)
-    if deleted:
-        SharedFile.objects.filter(pk=file.pk).update(deleted_at=timezone.now())
-    return file
 
 
 def run(*args: str) -> str:
@@ -107,21 +86,20 @@ def test_a_second_purge_at_the_same_time_does_nothing():
 
 
 @pytest.mark.timeout(30)
-async def test_rooms_hear_of_files_removed_before_their_time(layer):
+async def test_rooms_hear_of_files_removed_before_their_time(room):
     """A connected room gets FileDeleted, through the channel layer, for a file the
     purge removes before it expired; expired files are not announced."""
-    owner, created = await create_room()
-    deleted, expired = await database_sync_to_async(_files_in)(created["room_info"]["id"])
+    owner = room.owner
+    deleted, expired = await database_sync_to_async(_files_in)(room.id)
     line = await database_sync_to_async(run)()
     assert "removed 2 files (1 expired, 1 deleted" in line and "told 1 room " in line
     assert await owner.receive_json_from() == {"type": "FileDeleted", "file_id": str(deleted.pk)}
     assert await owner.receive_nothing(0.2)
-    await owner.disconnect()
 
 
 def _files_in(room_id: str) -> tuple[SharedFile, SharedFile]:
     owner = Participant.objects.get(room_id=room_id)
-    seat = services.Seat(owner.pk, owner.room_id, room_group(owner.room_id), owner.name, True)
+    seat = services.Seat(owner.pk, owner.room_id, owner.name, True)
     return stored_file(seat, deleted=True), stored_file(seat, age=timedelta(days=2))
 
 

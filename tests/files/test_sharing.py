@@ -13,20 +13,21 @@ from django.utils import timezone
 from chat.models import Message
 from files import blobs
 from files.models import SharedFile
-from tests.chat.helpers import assert_open, connect, create_room, encrypt, expect_error, join_room
+from tests.helpers import (
+    assert_open,
+    close_all,
+    connect,
+    create_room,
+    encrypt,
+    expect_error,
+    join_room,
+    rejoin_as_owner,
+    upload_frame,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
 
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(2000)
-
-
-def upload_frame(data: bytes, name: str = "pic.png", mime_type: str = "image/png") -> dict:
-    return {
-        "type": "UploadFile",
-        "name": name,
-        "mime_type": mime_type,
-        "content": base64.b64encode(data).decode(),
-    }
 
 
 async def upload(communicator, data: bytes = PNG, **kw) -> dict:
@@ -37,20 +38,8 @@ async def upload(communicator, data: bytes = PNG, **kw) -> dict:
     return uploaded["metadata"]
 
 
-async def room_of_two():
-    owner, created = await create_room()
-    bob, _ = await join_room(created["room_info"]["join_key"], "Bob")
-    assert (await owner.receive_json_from())["type"] == "ParticipantJoined"
-    return owner, bob, created
-
-
-async def close_all(*communicators):
-    for communicator in communicators:
-        await communicator.disconnect()
-
-
-async def test_upload_shares_a_link_and_get_file_gives_the_exact_bytes(layer):
-    owner, bob, created = await room_of_two()
+async def test_upload_shares_a_link_and_get_file_gives_the_exact_bytes(room_of_two):
+    owner, bob = room_of_two.owner, room_of_two.member
     metadata = await upload(bob, name="holiday (1).png", mime_type="Image/PNG")
     assert metadata["name"] == "holiday (1).png" and metadata["mime_type"] == "image/png"
     assert metadata["size"] == len(PNG) and metadata["expires_at"].endswith("Z")
@@ -66,17 +55,15 @@ async def test_upload_shares_a_link_and_get_file_gives_the_exact_bytes(layer):
     assert base64.b64decode(content["content"]) == PNG
 
     # The link is history like any message; the row records the plaintext's sha256.
-    stored = await Message.objects.aget(room_id=created["room_info"]["id"])
+    stored = await Message.objects.aget(room_id=room_of_two.id)
     assert stored.content == link
     shared = await SharedFile.objects.aget(pk=metadata["id"])
     assert shared.sha256 == hashlib.sha256(PNG).hexdigest() and shared.uploader_name == "Bob"
-    await close_all(owner, bob)
 
 
-async def test_blobs_are_encrypted_private_and_randomly_named(layer, files_root):
-    owner, created = await create_room()
+async def test_blobs_are_encrypted_private_and_randomly_named(room, files_root):
     secret = b"the launch code is 0000\n" * 40
-    metadata = await upload(owner, secret, name="launch-codes.txt", mime_type="text/plain")
+    metadata = await upload(room.owner, secret, name="launch-codes.txt", mime_type="text/plain")
     shared = await SharedFile.objects.aget(pk=metadata["id"])
     path = files_root / shared.blob
     raw = path.read_bytes()
@@ -88,13 +75,11 @@ async def test_blobs_are_encrypted_private_and_randomly_named(layer, files_root)
     # Sealed to its own id: another file's id cannot open it.
     with pytest.raises(Exception):  # noqa: B017 (cryptography's InvalidTag)
         blobs.open_sealed(uuid.uuid4(), raw)
-    await close_all(owner)
 
 
-async def test_files_of_another_room_unknown_and_malformed_ids_are_not_found(layer):
-    owner, created = await create_room()
-    metadata = await upload(owner)
-    await owner.receive_json_from()  # the link
+async def test_files_of_another_room_unknown_and_malformed_ids_are_not_found(room):
+    metadata = await upload(room.owner)
+    await room.owner.receive_json_from()  # the link
     other, _ = await create_room(name="Other")
     for file_id in (metadata["id"], "00000000-0000-0000-0000-000000000000", "../../etc/passwd"):
         for kind in ("GetFile", "DeleteFile"):
@@ -102,11 +87,11 @@ async def test_files_of_another_room_unknown_and_malformed_ids_are_not_found(lay
             error = await expect_error(other, "file_not_found")
             assert error["message"] == "File not found or expired"
     await assert_open(other)
-    await close_all(owner, other)
+    await close_all(other)
 
 
-async def test_an_expired_file_is_unreachable_before_any_purge(layer):
-    owner, _ = await create_room()
+async def test_an_expired_file_is_unreachable_before_any_purge(room):
+    owner = room.owner
     metadata = await upload(owner)
     await owner.receive_json_from()
     await SharedFile.objects.filter(pk=metadata["id"]).aupdate(
@@ -116,11 +101,10 @@ async def test_an_expired_file_is_unreachable_before_any_purge(layer):
     await expect_error(owner, "file_not_found")
     await owner.send_json_to({"type": "DeleteFile", "file_id": metadata["id"]})
     await expect_error(owner, "file_not_found")
-    await close_all(owner)
 
 
-async def test_delete_by_uploader_tells_the_room_and_removes_the_blob(layer, files_root):
-    owner, bob, _ = await room_of_two()
+async def test_delete_by_uploader_tells_the_room_and_removes_the_blob(room_of_two, files_root):
+    owner, bob = room_of_two.owner, room_of_two.member
     metadata = await upload(bob)
     for communicator in (owner, bob):
         await communicator.receive_json_from()
@@ -131,11 +115,10 @@ async def test_delete_by_uploader_tells_the_room_and_removes_the_blob(layer, fil
     assert not (files_root / shared.blob).exists()
     await owner.send_json_to({"type": "GetFile", "file_id": metadata["id"]})
     await expect_error(owner, "file_not_found")
-    await close_all(owner, bob)
 
 
-async def test_only_the_uploader_or_the_owner_may_delete(layer):
-    owner, bob, created = await room_of_two()
+async def test_only_the_uploader_or_the_owner_may_delete(room_of_two):
+    owner, bob = room_of_two.owner, room_of_two.member
     metadata = await upload(owner)
     for communicator in (owner, bob):
         await communicator.receive_json_from()
@@ -149,32 +132,22 @@ async def test_only_the_uploader_or_the_owner_may_delete(layer):
     await owner.send_json_to({"type": "DeleteFile", "file_id": bobs["id"]})
     for communicator in (owner, bob):
         assert await communicator.receive_json_from() == {"type": "FileDeleted", "file_id": bobs["id"]}
-    await close_all(owner, bob)
 
 
-async def test_the_right_to_delete_ends_when_the_uploading_connection_leaves(layer):
-    owner, bob, created = await room_of_two()
+async def test_the_right_to_delete_ends_when_the_uploading_connection_leaves(room_of_two):
+    owner, bob = room_of_two.owner, room_of_two.member
     metadata = await upload(bob)
     for communicator in (owner, bob):
         await communicator.receive_json_from()
     await bob.disconnect()
     assert (await owner.receive_json_from())["type"] == "ParticipantLeft"
-    again, _ = await join_room(created["room_info"]["join_key"], "Bob")
+    again, _ = await join_room(room_of_two.join_key, "Bob")
     assert (await again.receive_json_from())["type"] == "History"
     await again.send_json_to({"type": "DeleteFile", "file_id": metadata["id"]})
     await expect_error(again, "forbidden")
     # The owner, back with the token on a new connection, regains the right.
     await owner.disconnect()
-    back = await connect()
-    await back.send_json_to(
-        {
-            "type": "JoinRoom",
-            "join_key": created["room_info"]["join_key"],
-            "name": "Owner",
-            "owner_token": created["owner_token"],
-        }
-    )
-    assert (await back.receive_json_from())["type"] == "RoomJoined"
+    back, _ = await rejoin_as_owner(room_of_two.created, "Owner")
     assert (await back.receive_json_from())["type"] == "History"
     await back.send_json_to({"type": "DeleteFile", "file_id": metadata["id"]})
     assert await back.receive_json_from() == {"type": "FileDeleted", "file_id": metadata["id"]}
@@ -207,10 +180,10 @@ async def test_invalid_content_is_a_field_error_even_outside_a_room(layer):
     ],
 )
 async def test_refused_uploads_store_nothing_and_the_socket_stays(
-    layer, settings, files_root, data, mime_type, code
+    room, settings, files_root, data, mime_type, code
 ):
-    settings.FILES_MAX_SIZE = 1024
-    owner, _ = await create_room()
+    settings.FILES_MAX_SIZE = 1024  # read for each upload
+    owner = room.owner
     await owner.send_json_to(upload_frame(data, name="f", mime_type=mime_type))
     await expect_error(owner, code)
     assert await SharedFile.objects.acount() == 0 and not list(files_root.glob("*/*"))
@@ -218,12 +191,11 @@ async def test_refused_uploads_store_nothing_and_the_socket_stays(
         {"type": "ChatMessage", "content": encrypt(base64.b64encode(os.urandom(32)).decode(), "hi")}
     )
     assert (await owner.receive_json_from())["type"] == "ChatMessage"
-    await close_all(owner)
 
 
-async def test_room_quota_counts_live_files_only(layer, settings):
-    settings.FILES_ROOM_QUOTA = 5000
-    owner, _ = await create_room()
+async def test_room_quota_counts_live_files_only(room, settings):
+    settings.FILES_ROOM_QUOTA = 5000  # read for each upload
+    owner = room.owner
     first = await upload(owner, PNG)  # 2008 bytes
     await owner.receive_json_from()
     await upload(owner, PNG)
@@ -235,12 +207,11 @@ async def test_room_quota_counts_live_files_only(layer, settings):
     await owner.send_json_to({"type": "DeleteFile", "file_id": first["id"]})
     assert (await owner.receive_json_from())["type"] == "FileDeleted"
     await upload(owner, PNG)
-    await close_all(owner)
 
 
-async def test_uploads_per_minute_are_rate_limited_per_connection(layer, settings):
-    settings.FILES_UPLOADS_PER_MINUTE = 2
-    owner, created = await create_room()
+async def test_uploads_per_minute_are_rate_limited_per_connection(room, settings):
+    settings.FILES_UPLOADS_PER_MINUTE = 2  # read for each upload
+    owner = room.owner
     for _ in range(2):
         await upload(owner, b"hello", name="a.txt", mime_type="text/plain")
         await owner.receive_json_from()
@@ -248,10 +219,10 @@ async def test_uploads_per_minute_are_rate_limited_per_connection(layer, setting
     await owner.send_json_to(upload_frame(b"<html>", mime_type="text/html"))
     await expect_error(owner, "rate_limited")
     # Another connection has its own allowance.
-    bob, _ = await join_room(created["room_info"]["join_key"], "Bob")
+    bob, _ = await join_room(room.join_key, "Bob")
     assert (await bob.receive_json_from())["type"] == "History"
     await upload(bob, b"hello", name="b.txt", mime_type="text/plain")
-    await close_all(owner, bob)
+    await close_all(bob)
 
 
 async def test_get_file_and_delete_file_need_a_room(layer):
@@ -262,9 +233,9 @@ async def test_get_file_and_delete_file_need_a_room(layer):
     await close_all(lonely)
 
 
-async def test_large_frames_take_the_shortcut_with_the_same_answers(layer):
+async def test_large_frames_take_the_shortcut_with_the_same_answers(room):
     """Over protocol.LARGE_STRING the content skips the JSON decoder (chat/protocol.py)."""
-    owner, _ = await create_room()
+    owner = room.owner
     big = b"\x89PNG\r\n\x1a\n" + os.urandom(200_000)
     metadata = await upload(owner, big)
     await owner.receive_json_from()
@@ -283,13 +254,12 @@ async def test_large_frames_take_the_shortcut_with_the_same_answers(layer):
         )
         await expect_error(owner, code)
     await assert_open(owner)
-    await close_all(owner)
 
 
-async def test_file_requests_wait_in_the_bounded_database_queue(layer, settings):
+async def test_file_requests_wait_in_the_bounded_database_queue(room, settings):
     """GetFile, DeleteFile and an upload's quota check go through the database queue
     (DATABASE_QUEUE): past it they are `rate_limited` at once, and work again after."""
-    owner, _ = await create_room()
+    owner = room.owner
     metadata = await upload(owner, b"hello", name="a.txt", mime_type="text/plain")
     await owner.receive_json_from()  # the link
     settings.DATABASE_QUEUE = 0  # full
@@ -303,4 +273,3 @@ async def test_file_requests_wait_in_the_bounded_database_queue(layer, settings)
     settings.DATABASE_QUEUE = 200
     await owner.send_json_to({"type": "GetFile", "file_id": metadata["id"]})
     assert (await owner.receive_json_from())["type"] == "FileContent"
-    await close_all(owner)

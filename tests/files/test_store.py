@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 
 from files import blobs, store
 from files.models import SharedFile
-from tests.files.test_purge import seat_in_new_room, stored_file
+from tests.helpers import seat_in_new_room, stored_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -4,6 +4,7 @@ import base64
 
 import pytest
 
+from chat import protocol
 from chat.errors import ProtocolError
 from files import validation
 
@@ -37,7 +38,7 @@ def code_of(call) -> str:
 def test_decode_base64_round_trips(size):
     data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
     assert validation.decode_base64(base64.b64encode(data).decode()) == data
-    assert validation.decoded_size(base64.b64encode(data).decode()) == size
+    assert protocol.decoded_size(base64.b64encode(data).decode()) == size
 
 
 @pytest.mark.parametrize(

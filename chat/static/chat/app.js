@@ -7,6 +7,8 @@ import { insertById, messageItem, parseFileMessage, pendingItem, renderMembers }
 import { Connection } from "./socket.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
+// Upload limits and types (files/context_processors.py).
+const filesConfig = JSON.parse(document.getElementById("files-config").textContent);
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -255,7 +257,7 @@ $("copy-link").addEventListener("click", async () => {
   }
 });
 
-const files = setUpFiles({ config, send, connection, showError });
+const files = setUpFiles({ config: filesConfig, send, connection, showError });
 
 // --- The socket ----------------------------------------------------------------------
 

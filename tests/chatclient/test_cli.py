@@ -15,7 +15,7 @@ import pytest
 
 from chatclient import FileShared, Joined, Left, Message
 from chatclient.cli import parse_args, ws_url
-from tests.client.conftest import next_of
+from tests.chatclient.conftest import next_of
 from tests.e2e.servers import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]

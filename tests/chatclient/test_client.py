@@ -1,7 +1,6 @@
-"""The client library against a real server: chat, members, history, errors, the shared vectors."""
+"""The client library against a real server: chat, members, history, errors. Its crypto
+against the shared vectors: tests/chatclient/test_crypto.py."""
 
-import base64
-import json
 import ssl
 import subprocess
 import sys
@@ -15,13 +14,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from chatclient import ChatError, ConnectionLost, History, Joined, Left, Message, decrypt, encrypt
-from tests.client.conftest import CuttableProxy, next_of
+from chatclient import ChatError, ConnectionLost, History, Joined, Left, Message
+from tests.chatclient.conftest import CuttableProxy, next_of
 from tests.e2e.servers import ROOT
 
 pytestmark = pytest.mark.e2e
-
-VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "aes_gcm.json").read_text())
 
 
 async def test_two_clients_chat_and_see_each_other(clients):
@@ -86,14 +83,6 @@ async def test_protocol_errors_raise_with_their_code_and_the_client_carries_on(c
         await bob.join_room(room.join_key, "Bobby", password="right")
     assert refused.value.code == "already_in_room"
     assert (await bob.send("still here")).text == "still here"
-
-
-@pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda case: repr(case["plaintext"][:12]))
-def test_shared_vector_decrypts_with_the_client(case):
-    """The vectors every client shares (the browser's tests read them too)."""
-    assert decrypt(VECTORS["key"], case["content"]) == case["plaintext"]
-    nonce = base64.b64decode(case["nonce"])
-    assert encrypt(VECTORS["key"], case["plaintext"], nonce=nonce) == case["content"]
 
 
 def test_the_library_imports_nothing_from_django_or_the_server():

@@ -3,7 +3,7 @@
 import pytest
 
 from chatclient import ChatError, FileDeleted, FileShared, Reconnected
-from tests.client.conftest import CuttableProxy, next_of
+from tests.chatclient.conftest import CuttableProxy, next_of
 
 pytestmark = pytest.mark.e2e
 

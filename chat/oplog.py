@@ -1,7 +1,8 @@
-"""Structured operational log lines: `event=NAME key=value ...` on the `chat.events`
-logger, one per connection opened or closed, room created or joined, error answered,
-rate limit tripped. Never message content, keys, passwords, tokens or session ids:
-only ids, codes, counts and the client address."""
+"""The operational log: structured lines `event=NAME key=value ...` on the
+`chat.events` logger (the name operators filter on, docs/production.md "Logs"), one per
+connection opened or closed, room created or joined, error answered, rate limit
+tripped, moderation action. Never message content, keys, passwords, tokens or session
+ids: only ids, codes, counts and the client address."""
 
 import logging
 import math

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from chat import moderation
 from chat.models import Participant
-from tests.chat.helpers import connect, create_room, encrypt, expect_error, join_room
+from tests.helpers import connect, create_room, encrypt, expect_error, join_room
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
 

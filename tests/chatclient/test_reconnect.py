@@ -18,7 +18,7 @@ from chatclient import (
     Reconnected,
     Reconnecting,
 )
-from tests.client.conftest import CuttableProxy, next_of
+from tests.chatclient.conftest import CuttableProxy, next_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from chatclient import ChatClient, ConnectionLost, ErrorEvent, Left, Message, MessageDeleted
-from tests.client.conftest import next_of
+from tests.chatclient.conftest import next_of
 from tests.e2e.servers import manage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

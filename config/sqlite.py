@@ -1,0 +1,17 @@
+"""SQLite connections that create their database file's folder first.
+
+Importing the settings creates no directory: on a fresh checkout the first connection
+(`make run`'s migrate, `manage.py serve`, the test database) makes CHAT_VAR_DIR here.
+Django's SQLite backend hands DATABASES["default"]["OPTIONS"] to sqlite3.connect, whose
+`factory` names this class; the backend itself stays Django's own.
+"""
+
+import sqlite3
+from pathlib import Path
+
+
+class Connection(sqlite3.Connection):
+    def __init__(self, database, *args, **kwargs):
+        if database != ":memory:" and not str(database).startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(database, *args, **kwargs)

@@ -1,0 +1,20 @@
+"""What the browser app's file sharing needs from the server, on every page a template
+renders: templates/chat/index.html hands it to the script as json_script "files-config"
+(beside the chat's own "chat-config", chat/views.py)."""
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from files import validation
+
+
+def upload_limits(request: HttpRequest) -> dict:
+    """The page offers exactly the types the server accepts (never html or svg, only
+    types whose bytes it can verify), so it can refuse the others before sending."""
+    allowed = [validation.normalise_mime(t) for t in settings.FILES_ALLOWED_MIME_TYPES]
+    return {
+        "files_config": {
+            "files_max_size": settings.FILES_MAX_SIZE,
+            "files_allowed_mime_types": [t for t in allowed if validation.mime_allowed(t, allowed)],
+        }
+    }

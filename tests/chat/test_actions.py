@@ -1,0 +1,277 @@
+"""chat/actions.py without a socket: each command's refusals in PROTOCOL.md's order (the
+connection's state, then rate limits, then the rest), what a refusal puts on the
+outbox and gives back, large frames' share of upload bytes, a seat the database found
+gone, and a socket's opening and closing. Through sockets: tests/chat/test_consumer.py."""
+
+import uuid
+
+import pytest
+
+from chat import actions, outbox, passwords, presence, protocol, ratelimit, services
+from chat.errors import CloseCode, ErrorCode, ProtocolError
+from chat.ratelimit import TokenBucket
+from tests.helpers import Socketless, make_room, refusal
+
+ADDRESS = "203.0.113.5"  # the `connection` fixture's
+
+
+def a_seat() -> services.Seat:
+    return services.Seat(participant_id=10**9, room_id=uuid.uuid4(), name="Ann", is_owner=False)
+
+
+CREATE = protocol.CreateRoom(name="R", description="", password=None, owner_name="Owner")
+JOIN = protocol.JoinRoom(join_key="no-such-key", password=None, name="Ann", since=None, owner_token=None)
+
+
+@pytest.fixture
+def backlog_full(settings) -> int:
+    """The connection's address has more than WS_SEND_QUEUE_BYTES unread in its sockets."""
+    unread = settings.WS_SEND_QUEUE_BYTES + 1
+    outbox.add_backlog(ADDRESS, unread)
+    yield unread
+    outbox.add_backlog(ADDRESS, -unread)
+
+
+# --- Refusal order -----------------------------------------------------------------------
+
+
+async def state_then_joins(conn, action, command, settings) -> None:
+    """With no join left this minute: `already_in_room` in a room (the state first),
+    `rate_limited` outside one."""
+    settings.JOINS_PER_MINUTE = 0
+    conn.seat = a_seat()
+    assert (await refusal(conn, action, command)).code == ErrorCode.ALREADY_IN_ROOM
+    conn.seat = None
+    refused = await refusal(conn, action, command)
+    assert refused.code == ErrorCode.RATE_LIMITED and "joins" in refused.message
+    settings.JOINS_PER_MINUTE = 20
+
+
+async def test_create_room_checks_the_room_then_joins_then_the_hash_queue_then_rooms_per_hour(
+    connection, settings, monkeypatch
+):
+    conn = connection.conn
+    await state_then_joins(conn, actions.create_room, CREATE, settings)
+    settings.ROOMS_PER_HOUR = 0
+    monkeypatch.setattr(passwords, "busy", lambda: True)
+    with_password = protocol.CreateRoom(name="R", description="", password="pw", owner_name="Owner")
+    refused = await refusal(conn, actions.create_room, with_password)
+    assert refused.code == ErrorCode.RATE_LIMITED and "busy" in refused.message  # before the quota
+    refused = await refusal(conn, actions.create_room, CREATE)  # no password: no hashing
+    assert refused.code == ErrorCode.RATE_LIMITED and "rooms" in refused.message
+    assert conn.joins.count() == 0  # a `rate_limited` frame gives its join place back
+    assert [frame["code"] for frame in await connection.frames()] == [
+        "already_in_room",
+        "rate_limited",
+        "rate_limited",
+        "rate_limited",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_join_room_checks_the_room_then_joins_then_unread_then_failures_then_the_key(
+    connection, settings, backlog_full
+):
+    conn = connection.conn
+    settings.JOIN_FAILURES_PER_MINUTE = 2
+    await state_then_joins(conn, actions.join_room, JOIN, settings)
+    for _ in range(2):  # this address's wrong passwords of the minute
+        await ratelimit.join_failures().claim(ADDRESS)
+    refused = await refusal(conn, actions.join_room, JOIN)
+    assert refused.code == ErrorCode.RATE_LIMITED and "unread" in refused.message
+    outbox.add_backlog(ADDRESS, -backlog_full)  # read at last
+    refused = await refusal(conn, actions.join_room, JOIN)
+    assert refused.code == ErrorCode.RATE_LIMITED and "wrong passwords" in refused.message
+    ratelimit.join_failures().windows.clear()
+    assert (await refusal(conn, actions.join_room, JOIN)).code == ErrorCode.ROOM_NOT_FOUND
+    outbox.add_backlog(ADDRESS, backlog_full)  # as the fixture left it
+    assert conn.joins.count() == 1  # only the frame that got past the rate limits kept its place
+    # What each join held for its History was given back once it was answered; the
+    # address keeps only the last Error frame written (it may sit in the server's buffer).
+    await connection.frames()
+    assert conn.reserved == 0
+    assert outbox.address_backlog(ADDRESS) == backlog_full + conn.outbox.unconfirmed
+
+
+async def test_chat_checks_the_room_then_the_bucket_then_the_size(connection, settings):
+    conn = connection.conn
+    settings.CHAT_MAX_CONTENT = 10
+    conn.chat_bucket = TokenBucket(burst=1, rate=0)
+    too_large = protocol.ChatMessage(content="x" * 11)
+    assert (await refusal(conn, actions.chat_message, too_large)).code == ErrorCode.NOT_IN_ROOM
+    conn.seat = a_seat()
+    # The bucket's one token was not taken by the frame refused `not_in_room`:
+    assert (await refusal(conn, actions.chat_message, too_large)).code == ErrorCode.MESSAGE_TOO_LARGE
+    # ... and the size is judged after the bucket, so that frame took it.
+    assert (await refusal(conn, actions.chat_message, too_large)).code == ErrorCode.RATE_LIMITED
+
+
+async def test_members_checks_the_room_then_reads_then_unread(connection, settings, backlog_full):
+    conn = connection.conn
+    settings.READS_PER_MINUTE = 0
+    members = protocol.GetMembers()
+    assert (await refusal(conn, actions.get_members, members)).code == ErrorCode.NOT_IN_ROOM
+    conn.seat = a_seat()
+    refused = await refusal(conn, actions.get_members, members)
+    assert refused.code == ErrorCode.RATE_LIMITED and "requests" in refused.message
+    settings.READS_PER_MINUTE = 60
+    refused = await refusal(conn, actions.get_members, members)
+    assert refused.code == ErrorCode.RATE_LIMITED and "unread" in refused.message
+    assert conn.reads.count() == 0 and conn.reserved == 0  # the read place given back
+
+
+async def test_leave_without_a_room_is_not_in_room(connection):
+    conn = connection.conn
+    assert (await refusal(conn, actions.leave_room, protocol.LeaveRoom())).code == ErrorCode.NOT_IN_ROOM
+    assert await connection.frames() == [
+        {"type": "Error", "message": "Join a room first.", "code": "not_in_room"}
+    ]
+
+
+def test_the_chat_table_runs_each_chat_command():
+    assert actions.ACTIONS == {
+        protocol.CreateRoom: actions.create_room,
+        protocol.JoinRoom: actions.join_room,
+        protocol.ChatMessage: actions.chat_message,
+        protocol.GetMembers: actions.get_members,
+        protocol.LeaveRoom: actions.leave_room,
+    }
+
+
+# --- Answers on the outbox ---------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_members_are_answered_on_the_outbox(connection):
+    conn = connection.conn
+    _, conn.seat, _ = await actions.database(make_room)()
+    await actions.run(conn, actions.get_members, protocol.GetMembers())
+    actions.frame_done(conn, 0)
+    assert await connection.frames() == [{"type": "Members", "participants": ["Owner"]}]
+    assert conn.reads.count() == 1 and conn.reserved == 0
+
+
+async def test_refusals_are_error_frames_and_too_many_rate_limited_close_1008(connection, settings):
+    settings.ABUSE_RATE_LIMITED_FRAMES = 3
+    conn = connection.conn
+    await actions.refuse(conn, ProtocolError(ErrorCode.NOT_IN_ROOM))  # not counted toward 1008
+    for _ in range(3):
+        await actions.refuse(conn, ProtocolError(ErrorCode.RATE_LIMITED))
+    assert connection.socket.closed is None and conn.outbox.closing is None
+    await actions.refuse(conn, ProtocolError(ErrorCode.RATE_LIMITED))
+    frames = await connection.frames()
+    assert [frame["code"] for frame in frames] == ["not_in_room"] + ["rate_limited"] * 4
+    assert frames[1] == {"type": "Error", "message": "Too many requests; slow down.", "code": "rate_limited"}
+    assert connection.socket.closed == CloseCode.ABUSE  # after the fourth answer
+
+
+@pytest.mark.parametrize(
+    ("code", "given_back"),
+    [
+        (ErrorCode.RATE_LIMITED, True),
+        (ErrorCode.INVALID_FIELD, True),
+        (ErrorCode.INVALID_JSON, True),
+        (ErrorCode.ROOM_NOT_FOUND, False),
+        (ErrorCode.WRONG_PASSWORD, False),
+        (ErrorCode.FILE_TOO_LARGE, False),
+    ],
+)
+async def test_a_refused_frame_gives_its_window_place_back_only_for_some_codes(connection, code, given_back):
+    conn = connection.conn
+    actions.take_join(conn)
+    assert conn.slot is conn.joins and conn.joins.count() == 1
+    await actions.refuse(conn, ProtocolError(code))
+    assert conn.joins.count() == (0 if given_back else 1)
+    actions.frame_done(conn, 0)
+    assert conn.slot is None
+
+
+async def test_a_large_frame_holds_its_bytes_until_it_is_answered(connection, settings):
+    settings.UPLOADS_IN_FLIGHT_BYTES = 3 * protocol.LARGE_STRING
+    before = ratelimit.uploads_in_flight.held
+    large = "x" * (2 * protocol.LARGE_STRING)
+    held = actions.hold_frame(large)
+    assert held == len(large) and ratelimit.uploads_in_flight.held == before + held
+    try:
+        with pytest.raises(ProtocolError) as refused:
+            actions.hold_frame(large)  # two would pass UPLOADS_IN_FLIGHT_BYTES
+        assert refused.value.code == ErrorCode.RATE_LIMITED
+    finally:
+        actions.frame_done(connection.conn, held)
+    assert ratelimit.uploads_in_flight.held == before
+
+
+# --- A seat gone, and the socket's life --------------------------------------------------
+
+
+async def test_a_seat_the_database_found_gone_is_answered_as_its_event_would_be(connection):
+    conn = connection.conn
+    conn.seat = a_seat()
+
+    async def kicked(conn, command):
+        raise services.SeatGone(ErrorCode.KICKED, close=CloseCode.KICKED)
+
+    await actions.run(conn, kicked, protocol.ChatMessage(content="x"))
+    assert [frame["code"] for frame in await connection.frames()] == ["kicked"]
+    assert connection.socket.closed == CloseCode.KICKED
+
+
+async def test_a_seat_swept_meanwhile_is_dropped_and_the_socket_stays(connection, monkeypatch):
+    conn, seat = connection.conn, a_seat()
+    actions.take_seat(conn, seat)
+    assert seat.participant_id in presence.live_seats
+    left = []
+
+    def participant_leave(*, participant_id, now):
+        left.append(participant_id)
+        return False  # the sweep marked it left already: nobody is told again
+
+    monkeypatch.setattr(services, "participant_leave", participant_leave)
+    monkeypatch.setattr(actions, "database_sync_to_async", _in_loop)
+    hub_left = []
+
+    async def leave_hub(room_id, outbox):
+        hub_left.append((room_id, outbox))
+
+    monkeypatch.setattr(actions.hub, "leave", leave_hub)
+
+    async def swept(conn, command):
+        raise services.SeatGone(ErrorCode.NOT_IN_ROOM)
+
+    await actions.run(conn, swept, protocol.GetMembers())
+    assert [frame["code"] for frame in await connection.frames()] == ["not_in_room"]
+    assert conn.seat is None and left == [seat.participant_id]
+    assert hub_left == [(seat.room_id, conn.outbox)]  # its room's events stop coming
+    assert seat.participant_id not in presence.live_seats
+    assert connection.socket.closed is None and conn.outbox.closing is None
+
+
+def _in_loop(function):
+    async def call(**kwargs):
+        return function(**kwargs)
+
+    return call
+
+
+async def test_a_socket_counts_toward_presence_while_open_and_leaves_its_room_on_close(monkeypatch, caplog):
+    opened_before = presence._connections
+    opened = Socketless.open(address=None, session_key="s" * 32)
+    conn = opened.conn
+    assert (conn.address, conn.session_key, conn.seat) == (None, "s" * 32, None)
+    assert conn.outbox.owner == "unknown" and presence._connections == opened_before + 1
+    conn.seat = a_seat()
+
+    def database_down(**kwargs):
+        raise RuntimeError("database down")
+
+    async def leave_hub(room_id, outbox):
+        pass
+
+    monkeypatch.setattr(services, "participant_leave", database_down)
+    monkeypatch.setattr(actions, "database_sync_to_async", _in_loop)
+    monkeypatch.setattr(actions.hub, "leave", leave_hub)
+    await actions.close_connection(conn, 1006)  # the leave fails: logged, the socket still closes
+    assert "leaving the room on disconnect failed" in caplog.text
+    assert conn.seat is None and presence._connections == opened_before
+    await opened.frames()
+    assert conn.outbox.task.done()

@@ -1,0 +1,237 @@
+"""chat/ratelimit.py and chat/address_limits.py without sockets: the token bucket, the
+sliding windows and their places (`take_slot`, `give_back`), the budget of upload bytes,
+the join-failure limit (a guess holds its place before it is checked, in the process and
+in Redis) and the per-address quotas (ROOMS_PER_HOUR). Time is passed in as `now`."""
+
+import asyncio
+import uuid
+
+import pytest
+
+from chat import address_limits, ratelimit, workers
+from chat.address_limits import LocalQuota, RedisQuota, quota, room_creations
+from chat.errors import ProtocolError
+from chat.ratelimit import (
+    Budget,
+    JoinFailures,
+    RedisJoinFailures,
+    SlidingWindow,
+    TokenBucket,
+    checked_password,
+    join_failures,
+    take_slot,
+)
+from config.settings import redis_layer_host
+from tests.conftest import REDIS_URL
+
+# --- The token bucket and the windows --------------------------------------------------
+
+
+def test_a_bucket_gives_its_burst_then_refills_at_its_rate():
+    bucket = TokenBucket(burst=3, rate=2, now=0)
+    assert [bucket.take(now=0) for _ in range(4)] == [True, True, True, False]
+    assert not bucket.take(now=0.4)  # 0.8 of a token
+    assert bucket.take(now=0.5)  # one token after half a second at 2 a second
+    assert not bucket.take(now=0.5)
+    assert [bucket.take(now=100) for _ in range(4)] == [True, True, True, False]  # never past the burst
+
+
+def test_a_window_counts_only_its_last_seconds():
+    window = SlidingWindow(10)
+    assert [window.add(now=t) for t in (0, 1, 5)] == [1, 2, 3]
+    assert window.count(now=9.9) == 3
+    assert window.count(now=10) == 2  # the event at 0 s left exactly 10 s later
+    assert window.count(now=15.5) == 0
+
+
+def test_a_window_slot_refused_takes_no_place():
+    window = SlidingWindow(60)
+    assert [take_slot(window, 2, now=t) for t in (0, 1, 2, 3, 4)] == [True, True, False, False, False]
+    assert take_slot(window, 2, now=60.5)  # the refusals at 2-4 s hold nothing
+
+
+def test_a_place_given_back_is_free_again_and_only_the_newest_goes():
+    window = SlidingWindow(60)
+    assert take_slot(window, 2, now=0) and take_slot(window, 2, now=1)
+    assert not take_slot(window, 2, now=2)
+    window.give_back()  # the frame at 1 s was refused by a later check after all
+    assert take_slot(window, 2, now=3)
+    assert window.count(now=60.5) == 1  # the place taken at 0 s left; 3 s stays
+    SlidingWindow(60).give_back()  # nothing to give back: nothing happens
+
+
+def test_the_budget_refuses_past_its_limit_but_lets_one_in(settings):
+    settings.UPLOADS_IN_FLIGHT_BYTES = 100
+    budget = Budget("UPLOADS_IN_FLIGHT_BYTES")
+    assert budget.take(60) and not budget.take(60)
+    budget.give(60)
+    assert budget.take(500)  # alone: let in, so a small limit slows uploads instead of ending them
+    assert not budget.take(1)
+    budget.give(500)
+    assert budget.held == 0
+
+
+# --- Join failures -----------------------------------------------------------------------
+
+
+async def guesses(failures, address: str, answers: list[bool]) -> list[str]:
+    """Checks running together, each answering as `answers` says after a moment."""
+
+    async def one(right: bool) -> str:
+        async def check() -> bool:
+            await asyncio.sleep(0.01)
+            return right
+
+        try:
+            return "right" if await checked_password(failures, address, check) else "wrong"
+        except ProtocolError as exc:
+            return exc.code.value
+
+    return await asyncio.gather(*(one(right) for right in answers))
+
+
+@pytest.fixture
+def limit_of_five(settings):
+    settings.JOIN_FAILURES_PER_MINUTE = 5
+
+
+async def test_parallel_guesses_in_process_get_at_most_the_limit(limit_of_five):
+    failures = JoinFailures()
+    codes = await guesses(failures, "10.0.0.9", [False] * 100)
+    assert codes.count("wrong") == 5 and codes.count("rate_limited") == 95
+    assert await guesses(failures, "10.0.0.9", [True]) == ["rate_limited"]
+    assert await failures.blocked("10.0.0.9")
+    assert await guesses(failures, "10.0.0.8", [True]) == ["right"]
+
+
+async def test_right_passwords_and_failed_checks_give_their_place_back(limit_of_five):
+    failures = JoinFailures()
+    assert (await guesses(failures, "a", [True] * 5)).count("right") == 5
+    assert await guesses(failures, "a", [True] * 20) == ["right"] * 5 + ["rate_limited"] * 15
+
+    async def broken() -> bool:
+        raise workers.Busy()
+
+    for _ in range(10):
+        with pytest.raises(workers.Busy):
+            await checked_password(failures, "a", broken)
+    assert not await failures.blocked("a")
+    assert (await guesses(failures, "a", [False] * 10)).count("wrong") == 5
+
+
+async def test_local_places_leave_the_window_after_a_minute(limit_of_five):
+    failures = JoinFailures()
+    for _ in range(5):
+        assert await failures.claim("a", now=100.0) is not None
+    assert await failures.claim("a", now=159.0) is None
+    assert await failures.claim("a", now=160.5) is not None
+
+
+async def test_an_address_is_blocked_at_the_limit_and_forgotten_once_its_window_is_empty(limit_of_five):
+    failures = JoinFailures()
+    assert not await failures.blocked("a", now=0)
+    claims = [await failures.claim("a", now=t) for t in range(5)]
+    assert await failures.blocked("a", now=10)
+    await failures.release("a", claims[-1])  # a right password: its place comes back
+    assert not await failures.blocked("a", now=10)
+    await failures.release("a", 12345.0)  # a place it never held: nothing changes
+    await failures.release("b", claims[0])
+    assert len(failures.windows["a"].stamps) == 4
+    assert not await failures.blocked("a", now=70)
+    assert "a" not in failures.windows  # nothing left in its window: forgotten
+
+
+@pytest.mark.redis
+async def test_parallel_guesses_on_redis_from_two_clients_get_at_most_the_limit(limit_of_five):
+    """Two counters on one Redis key space stand for two processes."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    one, two = (RedisJoinFailures(redis_layer_host(REDIS_URL), prefix) for _ in range(2))
+    address = "10.1.1.1"
+    codes = await asyncio.gather(guesses(one, address, [False] * 50), guesses(two, address, [False] * 50))
+    codes = codes[0] + codes[1]
+    assert codes.count("wrong") == 5 and codes.count("rate_limited") == 95
+    assert await one.blocked(address) and await two.blocked(address)
+    assert await guesses(two, address, [True]) == ["rate_limited"]
+    # A right password gives its place back.
+    other = "10.1.1.2"
+    for _ in range(5):
+        assert await guesses(one, other, [True]) == ["right"]
+    assert (await guesses(two, other, [False] * 10)).count("wrong") == 5
+    await one.client().delete(one.key(address), one.key(other))
+
+
+def redis_layer(settings, prefix: str) -> None:
+    """A channels_redis layer in the settings (never reached: nothing is claimed)."""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"], "prefix": prefix},
+        }
+    }
+
+
+def test_join_failures_count_in_redis_when_the_layer_is_redis(settings, monkeypatch):
+    """One counter per layer host and prefix, shared by every socket of the process."""
+    monkeypatch.setattr(ratelimit, "_shared", {})
+    assert join_failures() is ratelimit._local  # the in-memory layer of the tests
+    redis_layer(settings, "one")
+    shared = join_failures()
+    assert isinstance(shared, RedisJoinFailures) and shared.prefix == "one"
+    assert join_failures() is shared
+    redis_layer(settings, "two")
+    assert join_failures() is not shared
+
+
+# --- Quotas per address (address_limits) ------------------------------------------------
+
+
+async def test_a_local_quota_holds_its_limit_over_its_window_and_takes_places_back():
+    rooms = LocalQuota("rooms", window=3600)
+    first = await rooms.claim("10.0.0.1", 2, now=0)
+    second = await rooms.claim("10.0.0.1", 2, now=10)
+    assert first and second and first != second
+    assert await rooms.claim("10.0.0.1", 2, now=20) is None
+    assert await rooms.claim("10.0.0.2", 2, now=20) is not None  # each address its own
+    await rooms.release("10.0.0.1", second)  # no room was made: the place comes back
+    assert await rooms.claim("10.0.0.1", 2, now=30) is not None
+    assert await rooms.claim("10.0.0.1", 2, now=3599) is None
+    assert await rooms.claim("10.0.0.1", 2, now=3600) is not None  # the claim at 0 s has left
+    await rooms.release("10.0.0.9", "nothing")  # an address it never saw: nothing happens
+
+
+async def test_a_local_quota_forgets_the_least_recent_address_first(monkeypatch):
+    monkeypatch.setattr(address_limits, "LOCAL_ADDRESSES", 3)
+    rooms = LocalQuota("rooms")
+    for address in ("a", "b", "c"):
+        await rooms.claim(address, 1, now=0)
+    await rooms.claim("a", 1, now=1)  # refused, but "a" is now the most recent
+    await rooms.claim("d", 1, now=2)
+    assert list(rooms.claims) == ["c", "a", "d"]  # "b" forgotten
+    assert await rooms.claim("b", 1, now=3) is not None  # forgotten: a fresh quota
+    assert await rooms.claim("a", 1, now=3) is None
+
+
+def test_room_creations_are_counted_where_the_layer_is(settings, monkeypatch):
+    monkeypatch.setattr(address_limits, "_shared", {})
+    local = room_creations()
+    assert isinstance(local, LocalQuota) and local is quota("rooms-created")
+    assert quota("other") is not local
+    redis_layer(settings, "p")
+    shared = room_creations()
+    assert isinstance(shared, RedisQuota) and shared.key("10.0.0.1") == "p:rooms-created:10.0.0.1"
+    assert room_creations() is shared
+
+
+@pytest.mark.redis
+async def test_a_redis_quota_is_shared_and_atomic():
+    """Two quotas on one key space stand for two processes; 30 claims at once get the limit."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    one, two = (RedisQuota("rooms", redis_layer_host(REDIS_URL), prefix) for _ in range(2))
+    claims = await asyncio.gather(*((one, two)[n % 2].claim("10.2.2.2", 20) for n in range(30)))
+    tokens = [claim for claim in claims if claim is not None]
+    assert len(tokens) == 20
+    await two.release("10.2.2.2", tokens[0])
+    assert await one.claim("10.2.2.2", 20) is not None
+    assert await two.claim("10.2.2.2", 20) is None
+    assert await one.claim("10.2.2.3", 20) is not None
+    await one.client().delete(one.key("10.2.2.2"), one.key("10.2.2.3"))
