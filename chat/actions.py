@@ -172,6 +172,7 @@ async def create_room(conn: Connection, command: protocol.CreateRoom) -> None:
             owner_name=command.owner_name,
             where=where(conn),
             now=timezone.now(),
+            key_check=command.key_check if command.sealed else None,
         )
     except BaseException:
         await rooms.release(address, claim)
@@ -181,7 +182,8 @@ async def create_room(conn: Connection, command: protocol.CreateRoom) -> None:
     take_seat(conn, seat)
     # Before the reply: a page that fetches /files/<id> right after must be let in.
     await remember_room(conn, seat)
-    conn.send(protocol.room_created_message(selectors.room_info(room), room.encryption_key, owner_token))
+    info = selectors.room_info(room)
+    conn.send(protocol.room_created_message(info, room.encryption_key, owner_token, seat.name))
     event("create", room=room.pk, participant=seat.participant_id)
 
 
@@ -228,7 +230,7 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
     event("join", room=seat.room_id, participant=seat.participant_id, owner=seat.is_owner)
     names = [name for _, name in joined.present]
     info = selectors.room_info(joined.room)
-    conn.send(protocol.room_joined_message(info, joined.room.encryption_key, names))
+    conn.send(protocol.room_joined_message(info, joined.room.encryption_key, names, seat.name))
     if joined.history:
         conn.outbox.put(await history_frame(joined.history))
     conn.outbox.release(stale=joined.snapshot(command.since).shows)

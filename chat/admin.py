@@ -119,10 +119,12 @@ class ParticipantInline(admin.TabularInline):
 
 @admin.register(Room)
 class RoomAdmin(ReadOnlyAdmin):
-    list_display = ["name", "owner_name", "created_at", "is_open", "present"]
-    list_filter = [OpenFilter, PasswordFilter]
+    list_display = ["name", "owner_name", "created_at", "is_open", "sealed", "present"]
+    list_filter = [OpenFilter, PasswordFilter, "sealed"]
     search_fields = ["name", "=join_key"]
-    fields = ["name", "description", "join_key", "has_password", "owner_name", "created_at", "closed_at"]
+    fields = [
+        "name", "description", "join_key", "has_password", "sealed", "owner_name", "created_at", "closed_at",
+    ]  # fmt: skip
     readonly_fields = fields
     inlines = [ParticipantInline]
     actions = ["close_rooms", "delete_rooms"]

@@ -15,7 +15,15 @@ class Room(models.Model):
     password_hash = models.CharField(max_length=256, blank=True)
     # The room's AES-256 key, wrapped under ROOM_KEY_ENCRYPTION_KEY with the room id as
     # associated data (chat/keys.py): a copy of the database alone cannot read the room.
-    wrapped_key = models.CharField(max_length=128)
+    # Empty in a sealed room: its key never reaches the server.
+    wrapped_key = models.CharField(max_length=128, blank=True)
+    # A sealed room (PROTOCOL.md, "Sealed rooms"): the key lives only in the share link's
+    # fragment; `key_check` (base64 of 16 bytes derived from it, as the creator sent it)
+    # lets joiners tell a wrong link from a right one.
+    # Defaults in the database too, so that a process of the previous release, which
+    # knows neither column, can still create rooms during a rolling restart.
+    sealed = models.BooleanField(default=False, db_default=False)
+    key_check = models.CharField(max_length=24, blank=True, default="", db_default="")
     # sha256 of the owner token: the token itself is only ever in the creator's hands.
     owner_token_hash = models.CharField(max_length=64)
     owner_name = models.CharField(max_length=50)

@@ -24,6 +24,11 @@ from chat.errors import ErrorCode, ProtocolError
 MAX_DEPTH = 32
 MAX_INT_DIGITS = 20
 MIN_CIPHERTEXT_BYTES = 12 + 16  # nonce + GCM tag
+# Sealed rooms (PROTOCOL.md, "Sealed rooms"): the key check's bytes, and what every
+# upload to a sealed room is called (the real name and type are inside the ciphertext).
+KEY_CHECK_BYTES = 16
+SEALED_FILE_NAME = "encrypted.bin"
+SEALED_FILE_TYPE = "application/octet-stream"
 NAME_MAX = 50
 ROOM_NAME_MAX = 100
 DESCRIPTION_MAX = 1000
@@ -53,6 +58,8 @@ class CreateRoom:
     description: str
     password: str | None
     owner_name: str
+    sealed: bool = False
+    key_check: str | None = None  # only in a sealed room: base64 of 16 bytes, as sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +304,9 @@ def _create_room(data: dict[str, Any]) -> CreateRoom:
     description = unicodedata.normalize("NFC", _required_str(data, "description"))
     if len(description) > DESCRIPTION_MAX:
         raise _invalid("description", f"at most {DESCRIPTION_MAX} characters.")
+    sealed = data.get("sealed")
+    if sealed is not None and not isinstance(sealed, bool):
+        raise _invalid("sealed", "must be true or false.")
     return CreateRoom(
         name=clean_name(_required_str(data, "name"), field="name", max_length=ROOM_NAME_MAX),
         description=description,
@@ -304,7 +314,24 @@ def _create_room(data: dict[str, Any]) -> CreateRoom:
         owner_name=clean_name(
             "Owner" if owner_name is None else owner_name, field="owner_name", max_length=NAME_MAX
         ),
+        sealed=bool(sealed),
+        key_check=_key_check(data, sealed=bool(sealed)),
     )
+
+
+def _key_check(data: dict[str, Any], *, sealed: bool) -> str | None:
+    """A sealed room's `key_check`: standard base64 of 16 bytes (24 characters ending in
+    `==`), kept as sent. A standard room has none (null counts as absent)."""
+    key_check = _optional_str(data, "key_check")
+    if not sealed:
+        if key_check is not None:
+            raise _invalid("key_check", "only a sealed room has one (send sealed: true).")
+        return None
+    if key_check is None:
+        raise _invalid("key_check", "a sealed room needs one (PROTOCOL.md, Sealed rooms).")
+    if len(key_check) != 24 or len(decode_base64(key_check, "key_check")) != KEY_CHECK_BYTES:
+        raise _invalid("key_check", "must be standard base64 of 16 bytes.")
+    return key_check
 
 
 def _join_room(data: dict[str, Any]) -> JoinRoom:
@@ -439,6 +466,8 @@ def room_info(
     has_password: bool,
     owner: str,
     created_at: datetime,
+    sealed: bool,
+    key_check: str | None,
 ) -> dict[str, Any]:
     """`room_info` of RoomCreated and RoomJoined."""
     return {
@@ -449,6 +478,8 @@ def room_info(
         "has_password": has_password,
         "owner": owner,
         "created_at": iso(created_at),
+        "sealed": sealed,
+        "key_check": key_check,
     }
 
 
@@ -475,21 +506,27 @@ def file_content_frame(metadata: dict, content: str) -> str:
     return f'{head[:-1]},"content":"{content}"}}'
 
 
-def room_created_message(room_info: dict, encryption_key: str, owner_token: str) -> dict:
+def room_created_message(room_info: dict, encryption_key: str | None, owner_token: str, name: str) -> dict:
+    """`encryption_key` is None (null) in a sealed room; `name` is the creator's, as stored."""
     return {
         "type": "RoomCreated",
         "room_info": room_info,
         "encryption_key": encryption_key,
         "owner_token": owner_token,
+        "name": name,
     }
 
 
-def room_joined_message(room_info: dict, encryption_key: str, participants: list[str]) -> dict:
+def room_joined_message(
+    room_info: dict, encryption_key: str | None, participants: list[str], name: str
+) -> dict:
+    """`encryption_key` is None (null) in a sealed room; `name` is the joiner's, as stored."""
     return {
         "type": "RoomJoined",
         "room_info": room_info,
         "encryption_key": encryption_key,
         "participants": participants,
+        "name": name,
     }
 
 

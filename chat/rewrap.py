@@ -55,7 +55,7 @@ def rewrap_all(*, old: AESGCM | None, batch: int = 500) -> RewrapReport:
     new, report, after = keys.current(), RewrapReport(), None
     while True:
         with transaction.atomic():
-            rows = Room.objects.order_by("pk")
+            rows = Room.objects.filter(sealed=False).order_by("pk")  # a sealed room has no key
             if after is not None:
                 rows = rows.filter(pk__gt=after)
             chunk = list(rows.select_for_update().values_list("pk", "wrapped_key")[:batch])

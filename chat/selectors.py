@@ -97,8 +97,9 @@ def room_door(*, join_key: str) -> Door:
     room = Room.objects.filter(join_key=join_key, closed_at__isnull=True).first()
     if room is None:
         raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
-    # Unwrapped here, once per room per process: the door is cached (door_cache).
-    room.encryption_key = keys.unwrap(room.pk, room.wrapped_key)
+    # Unwrapped here, once per room per process: the door is cached (door_cache). A
+    # sealed room has no key on the server.
+    room.encryption_key = None if room.sealed else keys.unwrap(room.pk, room.wrapped_key)
     return Door(room)
 
 
@@ -111,6 +112,8 @@ def room_info(room: Room) -> dict:
         has_password=room.has_password,
         owner=room.owner_name,
         created_at=room.created_at,
+        sealed=room.sealed,
+        key_check=room.key_check or None,
     )
 
 

@@ -31,6 +31,7 @@ class Seat:
     room_id: UUID
     name: str
     is_owner: bool
+    sealed: bool = False  # its room is sealed (PROTOCOL.md): uploads follow its rules
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: d
         if Room.objects.filter(pk=room.pk, closed_at__isnull=True).exists():
             raise ProtocolError(ErrorCode.FORBIDDEN, "You were removed from this room; try again later.")
         raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
-    return Seat(participant_id, room.pk, name, owner)
+    return Seat(participant_id, room.pk, name, owner, room.sealed)
 
 
 @transaction.atomic
@@ -151,17 +152,22 @@ def room_create(
     owner_name: str,
     where: Where,
     now: datetime,
+    key_check: str | None = None,
 ) -> tuple[Room, Seat, str]:
-    """Create a room and seat its creator as owner; returns the owner token too."""
+    """Create a room and seat its creator as owner; returns the owner token too. With a
+    `key_check` the room is sealed: no key is made or stored (PROTOCOL.md)."""
     owner_token = secrets.token_urlsafe(32)
-    room_id, room_key = uuid4(), keys.new_room_key()
+    room_id = uuid4()
+    room_key = None if key_check is not None else keys.new_room_key()
     room = Room.objects.create(
         id=room_id,
         name=name,
         description=description,
         join_key=secrets.token_urlsafe(16),  # 128 bits
         password_hash=password_hash,
-        wrapped_key=keys.wrap(room_id, room_key),
+        wrapped_key="" if room_key is None else keys.wrap(room_id, room_key),
+        sealed=key_check is not None,
+        key_check=key_check or "",
         owner_token_hash=token_hash(owner_token),
         owner_name=owner_name,
         created_at=now,

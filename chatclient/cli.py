@@ -105,10 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("room", nargs="?", help="room name")
     create.add_argument("--description", default="", help="room description")
     create.add_argument("--name", help="your name in the room (default: Owner)")
-    join = commands.add_parser(
-        "join", help="join a room by its join key", parents=[common], add_help=False, allow_abbrev=False
+    create.add_argument(
+        "--sealed",
+        action="store_true",
+        help="a sealed room: the server never sees its key, which travels only in the share link",
     )
-    join.add_argument("join_key", nargs="?", help="the room's join key")
+    join = commands.add_parser(
+        "join",
+        help="join a room by its share link or join key",
+        parents=[common],
+        add_help=False,
+        allow_abbrev=False,
+    )
+    join.add_argument(
+        "join_key",
+        nargs="?",
+        help="the room's whole share link (a sealed room needs all of it), or its join key",
+    )
     join.add_argument("--name", required=True, help="your name in the room")
     return parser
 
@@ -144,7 +157,9 @@ async def run(args: argparse.Namespace) -> int:
         return EXIT_CONNECTION
     try:
         if args.command == "create":
-            room = await client.create_room(args.room, args.description, args.password, args.name)
+            room = await client.create_room(
+                args.room, args.description, args.password, args.name, sealed=args.sealed
+            )
         else:
             room = await client.join_room(args.join_key, args.name, args.password)
         out.entered(room, client)
@@ -311,6 +326,10 @@ class Output:
         record = {"event": "room", **asdict(room), "me": client.name, "owner_token": client.owner_token}
         lock = " (password)" if room.has_password else ""
         text = f"* in room {clean(room.name)}{lock} as {clean(client.name)}; join key: {room.join_key}"
+        if room.sealed:
+            text += f"\n* sealed room; share this whole link: {room.share_link}"
+            if not client.can_read:
+                text += "\n* This link is incomplete: ask for the whole link. Nothing here can be read."
         self.emit(record, text)
 
     def event(self, event: Event, history: bool = False) -> None:
@@ -332,8 +351,9 @@ class Output:
 def describe(event: Event) -> str:
     match event:
         case Message():
-            text = "(a message that does not decrypt)" if event.text is None else clean(event.text)
-            return f"[{clock(event.sent_at)}] {clean(event.sender)}: {text}"
+            if event.text is None:  # never shown under a name it may not be from
+                return f"[{clock(event.sent_at)}] (a message that could not be verified)"
+            return f"[{clock(event.sent_at)}] {clean(event.sender)}: {clean(event.text)}"
         case FileShared():
             shared = f"shared {clean(event.name)}: /get {event.file_id}"
             return f"[{clock(event.sent_at)}] {clean(event.sender)} {shared}"

@@ -11,19 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import mimetypes
 import ssl
 import unicodedata
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from chatclient.crypto import DecryptError, decrypt, encrypt
+from chatclient.crypto import (
+    DecryptError,
+    LinkError,
+    SealedKeys,
+    decrypt,
+    encrypt,
+    link_fragment,
+    new_room_secret,
+    open_file,
+    open_message,
+    seal_file,
+    seal_message,
+    secret_from_link,
+)
 from chatclient.events import (
     FILE_LINK,
     ErrorEvent,
@@ -48,6 +63,9 @@ DEFAULT_MAX_FRAME = 64 * 1024 * 1024
 SEEN_IDS = 10_000
 # Close codes after which reconnecting cannot help (PROTOCOL.md, Transport).
 FINAL_CLOSE_CODES = {4000: "room_closed", 4001: "kicked", 1008: "abuse", 1009: "frame_too_large"}
+# Types a client never shares or opens from a sealed room, whatever it is told
+# (PROTOCOL.md: the clients apply the never-html-or-svg rule there).
+NEVER_SHARED = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml", "text/xml"})
 # Rejoin refusals worth retrying: a ghost of the old connection may hold the name until
 # the server's presence sweep removes it.
 RETRY_CODES = {"connection_failed", "connection_lost", "name_taken", "rate_limited", "server_error"}
@@ -111,6 +129,11 @@ class ChatClient:
         self.name: str | None = None
         self.owner_token: str | None = None
         self._key: str | None = None
+        # A sealed room: the secret from the share link, the keys derived from it (None
+        # until they match the room's key_check), and each shared file's card by id.
+        self._secret: bytes | None = None
+        self._sealed: SealedKeys | None = None
+        self._cards: dict[str, dict[str, Any]] = {}
         self._seat: _Seat | None = None
         self._joining: _Seat | None = None
         self._last_id = 0
@@ -142,8 +165,17 @@ class ChatClient:
     # --- Requests ----------------------------------------------------------------
 
     async def create_room(
-        self, name: str, description: str = "", password: str | None = None, owner_name: str | None = None
+        self,
+        name: str,
+        description: str = "",
+        password: str | None = None,
+        owner_name: str | None = None,
+        *,
+        sealed: bool = False,
     ) -> RoomInfo:
+        """Create a room and enter it as its owner. `sealed=True` makes a room the server
+        can never read: its secret is drawn here and travels only in the returned
+        `RoomInfo.share_link` (`.../rooms/KEY/#k=...`)."""
         frame: dict[str, Any] = {
             "type": "CreateRoom",
             "name": name,
@@ -152,14 +184,43 @@ class ChatClient:
         }
         if owner_name is not None:
             frame["owner_name"] = owner_name
-        return await self._enter_room(_Seat("", "", password), frame, "RoomCreated")
+        secret = new_room_secret() if sealed else None
+        if secret is not None:
+            frame |= {"sealed": True, "key_check": SealedKeys.from_secret(secret).key_check}
+        return await self._enter_room(_Seat("", "", password), frame, "RoomCreated", secret)
 
-    async def join_room(self, join_key: str, name: str, password: str | None = None) -> RoomInfo:
+    async def join_room(
+        self, join_key: str, name: str, password: str | None = None, *, secret: bytes | None = None
+    ) -> RoomInfo:
+        """Join with a join key, or with a whole share link (`https://host/rooms/KEY/#k=...`),
+        whose fragment holds a sealed room's secret (or pass `secret`). A sealed room
+        joined without its secret shows nothing readable; with a secret that is not the
+        room's, the client leaves again and raises `ChatError` `link_wrong`."""
+        if "/rooms/" in join_key:
+            link = join_key
+            join_key = unquote(urlsplit(link).path.rstrip("/").rpartition("/")[2])
+            if "#" in link and secret is None:
+                try:
+                    secret = secret_from_link(link)
+                except LinkError as exc:
+                    raise ChatError("link_incomplete", str(exc)) from None
         frame = {"type": "JoinRoom", "join_key": join_key, "name": name, "password": password}
-        return await self._enter_room(_Seat(join_key, name, password), frame, "RoomJoined")
+        room = await self._enter_room(_Seat(join_key, name, password), frame, "RoomJoined", secret)
+        if room.sealed and secret is not None and self._sealed is None:
+            await self.leave()
+            raise ChatError("link_wrong", "This link is incomplete or wrong: ask for the whole link.")
+        return room
 
-    async def _enter_room(self, seat: _Seat, frame: dict[str, Any], reply_type: str) -> RoomInfo:
+    @property
+    def can_read(self) -> bool:
+        """Whether this client holds the room's key (a sealed room needs its whole link)."""
+        return self._sealed is not None or self._key is not None
+
+    async def _enter_room(
+        self, seat: _Seat, frame: dict[str, Any], reply_type: str, secret: bytes | None = None
+    ) -> RoomInfo:
         self._joining = seat  # the reader takes it up with the reply, before any History
+        self._secret = secret
         try:
             await self._request([frame], lambda reply: reply["type"] == reply_type)
         finally:
@@ -168,7 +229,9 @@ class ChatClient:
 
     async def send(self, text: str) -> Message:
         """Encrypt and send `text`; returns it as stored (with its id) once the server echoes it."""
-        content = encrypt(self._room_key(), text)
+        content = (
+            self._seal({"t": "text", "body": text}) if self._in_sealed() else encrypt(self._room_key(), text)
+        )
         # Retried after a reconnect unless the rejoin's History shows it was stored.
         reply = await self._request(
             [{"type": "ChatMessage", "content": content}],
@@ -196,6 +259,8 @@ class ChatClient:
             data = await asyncio.to_thread(lambda: path.expanduser().read_bytes())
             name = name or path.name
         mime_type = mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if self._in_sealed():
+            return await self._upload_sealed(data, name, mime_type)
         frame = {
             "type": "UploadFile",
             "name": name,
@@ -205,13 +270,60 @@ class ChatClient:
         reply = await self._request([frame], lambda reply: reply["type"] == "FileUploaded")
         return FileMetadata.from_wire(reply["metadata"])
 
+    async def _upload_sealed(self, data: bytes, name: str, mime_type: str) -> FileMetadata:
+        """Encrypt the file under a key of its own, upload the ciphertext as
+        encrypted.bin, then announce it with an encrypted card (PROTOCOL.md)."""
+        if mime_type.split(";")[0].strip().lower() in NEVER_SHARED:
+            raise ChatError("mime_not_allowed", f"Files of type {mime_type} are never shared.")
+        file_key, blob = await asyncio.to_thread(seal_file, data)
+        frame = {
+            "type": "UploadFile",
+            "name": "encrypted.bin",
+            "mime_type": "application/octet-stream",
+            "content": base64.b64encode(blob).decode(),
+        }
+        reply = await self._request([frame], lambda reply: reply["type"] == "FileUploaded")
+        stored = reply["metadata"]
+        card = {
+            "t": "file",
+            "id": stored["id"],
+            "name": name,
+            "mime_type": mime_type,
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "key": base64.b64encode(file_key).decode(),
+        }
+        self._cards[stored["id"].lower()] = card
+        content = self._seal(card)
+        await self._request(
+            [{"type": "ChatMessage", "content": content}],
+            lambda reply: reply["type"] == "ChatMessage" and reply.get("content") == content,
+            retry=True,
+        )
+        return FileMetadata(stored["id"], name, mime_type, len(data), stored["expires_at"])
+
     async def download_file(self, file_id: str) -> tuple[FileMetadata, bytes]:
+        """The file's metadata and bytes. In a sealed room the bytes are decrypted with the
+        key from its card and checked against the card's size and sha256: a file that
+        does not match is refused (`ChatError` `file_tampered`), nothing returned."""
+        card = self._cards.get(file_id.lower()) if self._in_sealed() else None
+        if self._in_sealed() and card is None:
+            raise ChatError("file_not_found", "No card for this file has been seen in this room.")
         reply = await self._request(
             [{"type": "GetFile", "file_id": file_id}],
             lambda reply: reply["type"] == "FileContent" and _same_id(reply["metadata"]["id"], file_id),
             retry=True,
         )
-        return FileMetadata.from_wire(reply["metadata"]), base64.b64decode(reply["content"])
+        metadata, data = FileMetadata.from_wire(reply["metadata"]), base64.b64decode(reply["content"])
+        if card is None:
+            return metadata, data
+        try:
+            data = await asyncio.to_thread(open_file, base64.b64decode(card["key"]), data)
+        except (DecryptError, ValueError) as exc:
+            raise ChatError("file_tampered", "The file does not open with its key: refused.") from exc
+        if len(data) != card["size"] or hashlib.sha256(data).hexdigest() != card["sha256"]:
+            raise ChatError("file_tampered", "The file does not match its size and sha256: refused.")
+        return replace(metadata, name=card["name"], mime_type=card["mime_type"], size=card["size"]), data
 
     async def delete_file(self, file_id: str) -> None:
         await self._request(
@@ -230,6 +342,8 @@ class ChatClient:
             if exc.code != "not_in_room" or isinstance(exc, ConnectionLost):
                 raise
         self._seat = self.room = self._key = self.name = self.owner_token = None
+        self._secret = self._sealed = None
+        self._cards = {}
 
     async def close(self) -> None:
         """Close the connection; `events()` then ends without an error."""
@@ -263,6 +377,23 @@ class ChatClient:
             yield event
 
     # --- Internals ---------------------------------------------------------------
+
+    def _in_sealed(self) -> bool:
+        room = self._current_room()
+        if room.sealed and self._sealed is None:
+            raise ChatError("link_incomplete", "This link is incomplete: ask for the whole link.")
+        return room.sealed
+
+    def _seal(self, payload: dict[str, Any]) -> str:
+        assert self._sealed is not None and self.room is not None and self.name is not None
+        return seal_message(self._sealed.message_key, self.room.id, self.name, payload)
+
+    def _share_link(self, join_key: str) -> str:
+        """The page's address of a room on this server, with the secret's fragment."""
+        parts = urlsplit(self.url)
+        scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+        link = f"{scheme}://{parts.netloc}/rooms/{join_key}/"
+        return link + "#" + link_fragment(self._secret) if self._secret is not None else link
 
     def _room_key(self) -> str:
         if self._key is None:
@@ -395,8 +526,14 @@ class ChatClient:
         seat = self._joining or self._seat
         if seat is None:
             return  # nobody asked to be in a room
-        self.room = RoomInfo.from_wire(frame["room_info"])
+        info = frame["room_info"]
+        self.room = RoomInfo.from_wire(info, self._share_link(info["join_key"]))
         self._key = frame["encryption_key"]
+        self._sealed = None
+        if self.room.sealed and self._secret is not None:
+            keys = SealedKeys.from_secret(self._secret)
+            # A secret that is not this room's is never used: nothing is sent under it.
+            self._sealed = keys if keys.key_check == self.room.key_check else None
         if frame["type"] == "RoomCreated":
             self.owner_token = frame["owner_token"]
             seat = _Seat(self.room.join_key, self.room.owner, seat.password)
@@ -404,7 +541,9 @@ class ChatClient:
             self._last_id = 0
             self._seen = set()
         self._seat, self._joining = seat, None
-        self.name = unicodedata.normalize("NFC", seat.name).strip()
+        # The name the server stored (RoomCreated and RoomJoined say it): the `sender` of
+        # this client's messages, which a sealed room's messages are bound to.
+        self.name = frame.get("name") or unicodedata.normalize("NFC", seat.name).strip()
 
     def _event(self, frame: dict[str, Any]) -> Event | None:
         kind = frame["type"]
@@ -441,6 +580,8 @@ class ChatClient:
         link = FILE_LINK.match(content) if content.startswith("[File: ") else None
         if link:
             return FileShared(frame["id"], sender, link["shown"], link["file_id"], frame["sent_at"])
+        if self.room is not None and self.room.sealed:
+            return self._sealed_message(frame)
         if self._key is None:  # no room key: an unreadable frame, reported as an ErrorEvent by _handle
             raise ValueError("a chat message arrived outside a room")
         try:
@@ -448,6 +589,27 @@ class ChatClient:
         except DecryptError:
             text = None
         return Message(frame["id"], sender, text, frame["sent_at"])
+
+    def _sealed_message(self, frame: dict[str, Any]) -> Message | FileShared:
+        """A sealed room's message: verified as `sender`'s (or text None), a text or a
+        file card; a file card's key is kept for `download_file`."""
+        assert self.room is not None
+        sender, unreadable = frame["sender"], Message(frame["id"], frame["sender"], None, frame["sent_at"])
+        if self._sealed is None:
+            return unreadable
+        try:
+            payload = open_message(self._sealed.message_key, self.room.id, sender, frame["content"])
+        except DecryptError:
+            return unreadable
+        if payload["t"] == "text" and isinstance(payload.get("body"), str):
+            return Message(frame["id"], sender, payload["body"], frame["sent_at"])
+        if payload["t"] == "file" and _is_card(payload):
+            self._cards[payload["id"].lower()] = payload
+            return FileShared(
+                frame["id"], sender, payload["name"], payload["id"], frame["sent_at"],
+                payload["mime_type"], payload["size"], payload["sha256"],
+            )  # fmt: skip
+        return Message(frame["id"], sender, "(unsupported message)", frame["sent_at"])
 
     async def _reconnect(self) -> None:
         """Reopen the connection and rejoin the room, backing off while that fails."""
@@ -511,6 +673,16 @@ class ChatClient:
         self._fail_pending(failure or ConnectionLost("closed", "The client was closed."))
         self._ready.set()
         self._queue.put_nowait(_END)
+
+
+def _is_card(payload: dict[str, Any]) -> bool:
+    """A file card as PROTOCOL.md has it, with a type the client would ever open."""
+    strings = ("id", "name", "mime_type", "sha256", "key")
+    return (
+        all(isinstance(payload.get(field), str) for field in strings)
+        and isinstance(payload.get("size"), int)
+        and payload["mime_type"].split(";")[0].strip().lower() not in NEVER_SHARED
+    )
 
 
 def _same_id(one: str, other: str) -> bool:

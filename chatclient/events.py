@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # The server's file message (PROTOCOL.md, "After a successful UploadFile"): plaintext,
@@ -20,10 +20,22 @@ class RoomInfo:
     has_password: bool
     owner: str
     created_at: str
+    # A sealed room: its key lives only in the share link's fragment (PROTOCOL.md).
+    sealed: bool = False
+    key_check: str | None = None
+    # The page's address for this room; in a sealed room with `#k=` and the secret, the
+    # only way the key travels: share all of it, and only with the people you invite.
+    share_link: str = field(default="", compare=False)  # depends on the address used
 
     @classmethod
-    def from_wire(cls, info: dict[str, Any]) -> RoomInfo:
-        return cls(**{name: info[name] for name in cls.__slots__})
+    def from_wire(cls, info: dict[str, Any], share_link: str = "") -> RoomInfo:
+        required = ("id", "name", "description", "join_key", "has_password", "owner", "created_at")
+        return cls(
+            **{name: info[name] for name in required},
+            sealed=info.get("sealed") is True,
+            key_check=info.get("key_check"),
+            share_link=share_link,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +53,9 @@ class FileMetadata:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A chat message. `text` is None when the content does not open with the room key."""
+    """A chat message. `text` is None when the content does not open with the room key,
+    or in a sealed room does not verify as sent by `sender` (show it as "could not be
+    verified", never under that name)."""
 
     id: int
     sender: str
@@ -51,13 +65,19 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class FileShared:
-    """The server's plaintext file message: `name` is the file name as shown in the link."""
+    """A file shared in the room: the server's plaintext file message in a standard room
+    (`name` as the link shows it), or the uploader's encrypted card in a sealed room
+    (`name`, `mime_type`, `size` and `sha256` as the uploader gave them; the client keeps
+    the file's key to download it)."""
 
     id: int
     sender: str
     name: str
     file_id: str
     sent_at: str
+    mime_type: str | None = None
+    size: int | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

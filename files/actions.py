@@ -30,7 +30,9 @@ async def upload_file(conn: Connection, command: protocol.UploadFile) -> None:
         await check_content(command)
         raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many uploads; wait a minute.")
     conn.slot = conn.uploads
-    if protocol.decoded_size(command.content) > settings.FILES_MAX_SIZE:
+    # A sealed room's file arrives encrypted: its nonce and tag come on top of the limit.
+    overhead = protocol.MIN_CIPHERTEXT_BYTES if seat.sealed else 0
+    if protocol.decoded_size(command.content) > settings.FILES_MAX_SIZE + overhead:
         await check_content(command)
         raise ProtocolError(ErrorCode.FILE_TOO_LARGE)
     data = await content_bytes(command)
@@ -38,6 +40,8 @@ async def upload_file(conn: Connection, command: protocol.UploadFile) -> None:
     shared = await files.share(seat=seat, name=command.name, mime_type=command.mime_type, data=data, now=now)
     conn.send(protocol.file_uploaded_message(files.metadata(shared)))
     event("file_uploaded", room=seat.room_id, file=shared.id, size=shared.size)
+    if seat.sealed:
+        return  # its uploader announces it with an encrypted card (PROTOCOL.md)
     # Both set by the write that stored the file's message (services.file_record).
     assert shared.message_seq is not None and shared.message_content is not None
     link = protocol.chat_message(shared.message_id, seat.name, shared.message_content, now)

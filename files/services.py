@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 
+from chat import protocol
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Room
 from chat.protocol import file_content_frame, file_metadata
@@ -110,8 +111,9 @@ def file_record(*, seat: Seat, name: str, mime_type: str, blob: Blob, now: datet
         if room is None:
             raise ProtocolError(ErrorCode.ROOM_CLOSED)
         check_quota(room_id=seat.room_id, size=blob.size, now=now)
-        content = validation.file_message(name, mime_type, str(blob.file_id))
-        message_id, seq = message_post(seat=seat, content=content, now=now)
+        # A sealed room's file is announced by its uploader's own (encrypted) message.
+        content = None if seat.sealed else validation.file_message(name, mime_type, str(blob.file_id))
+        message_id, seq = message_post(seat=seat, content=content, now=now) if content else (None, None)
         shared = SharedFile.objects.create(
             id=blob.file_id,
             room_id=seat.room_id,
@@ -161,7 +163,8 @@ def check_bytes(mime_type: str, data: bytes) -> None:
 
 
 def scan_and_store(file_id: uuid.UUID, data: bytes, seat: Seat | None = None) -> Blob:
-    if scan.enabled():
+    """Scan (not a sealed room's ciphertext: nothing could be found in it) and store."""
+    if scan.enabled() and not (seat is not None and seat.sealed):
         try:
             signature = scan.scan(data)
         except scan.ScannerUnavailable as exc:
@@ -204,9 +207,18 @@ async def decode(content: str) -> bytes:
 
 
 async def share(*, seat: Seat, name: str, mime_type: str, data: bytes, now: datetime) -> SharedFile:
-    """Validate and store an upload, in PROTOCOL.md's order: size, type, quota."""
+    """Validate and store an upload, in PROTOCOL.md's order: size, type, quota. A sealed
+    room's upload is ciphertext: its name and type must say so, and neither its bytes'
+    type nor malware can be checked (PROTOCOL.md, "Sealed rooms")."""
     mime_type = validation.normalise_mime(mime_type)
-    await file_work.run(check_bytes, mime_type, data)
+    if seat.sealed:
+        if name != protocol.SEALED_FILE_NAME or mime_type != protocol.SEALED_FILE_TYPE:
+            raise ProtocolError(
+                ErrorCode.MIME_NOT_ALLOWED,
+                f"A sealed room takes only {protocol.SEALED_FILE_TYPE} named {protocol.SEALED_FILE_NAME}.",
+            )
+    else:
+        await file_work.run(check_bytes, mime_type, data)
     await database(check_quota)(room_id=seat.room_id, size=len(data), now=now)
     blob = await file_work.run(scan_and_store, uuid.uuid4(), data, seat)
     try:

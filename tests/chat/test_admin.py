@@ -229,6 +229,10 @@ async def test_lists_search_and_filters_render_for_staff(room_of_two):
     listing = (await admin.get("/admin/chat/room/?state=open")).content.decode()
     assert "1 room" in listing and 'class="field-present">2<' in listing  # two present
     assert "0 rooms" in (await admin.get("/admin/chat/room/?state=closed")).content.decode()
+    # Whether a room is sealed is shown and filtered on; this one is not.
+    assert 'class="field-sealed"><img' in listing and 'alt="False"' in listing
+    assert "0 rooms" in (await admin.get("/admin/chat/room/?sealed__exact=1")).content.decode()
+    assert "1 room" in (await admin.get("/admin/chat/room/?sealed__exact=0")).content.decode()
     bob_row = await Participant.objects.aget(name="Bob", left_at__isnull=True)
     await act(admin, "chat/participant", "remove_from_room", bob_row.pk)
     assert await LogEntry.objects.filter(

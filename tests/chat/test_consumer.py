@@ -29,8 +29,11 @@ async def test_create_room_answers_room_created(layer):
     """The creator gets room_info, a 32-byte key and an owner token, and is its owner."""
     owner, created = await create_room(password="s3cret", owner_name="Alice")
     info = created["room_info"]
-    assert set(info) == {"id", "name", "description", "join_key", "has_password", "owner", "created_at"}
+    assert set(info) == {
+        "id", "name", "description", "join_key", "has_password", "owner", "created_at", "sealed", "key_check",
+    }  # fmt: skip
     assert info["has_password"] is True and info["owner"] == "Alice" and info["name"] == "Room"
+    assert info["sealed"] is False and info["key_check"] is None and created["name"] == "Alice"
     assert info["created_at"].endswith("Z")
     assert len(base64.b64decode(created["encryption_key"], validate=True)) == 32
     assert len(info["join_key"]) >= 16 and created["owner_token"]
@@ -45,7 +48,7 @@ async def test_join_chat_and_presence(room):
     """A joiner sees the members, the room hears of them, and chat reaches everyone."""
     owner, key = room.owner, room.key
     bob, joined = await join_room(room.join_key, "Bob", path="/")
-    assert joined["participants"] == ["Owner", "Bob"]
+    assert joined["participants"] == ["Owner", "Bob"] and joined["name"] == "Bob"
     assert joined["encryption_key"] == key and joined["room_info"] == room.created["room_info"]
     assert await owner.receive_json_from() == {"type": "ParticipantJoined", "name": "Bob"}
 

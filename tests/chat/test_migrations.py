@@ -91,3 +91,23 @@ def test_0005_keeps_only_the_outbox_id_of_each_participant():
         assert Participant.objects.get(pk=row.pk).outbox_id == outbox
     finally:
         migrate(latest())
+
+
+def test_0006_lets_the_previous_release_create_rooms_during_a_rolling_restart():
+    """A process of the release before 0006 inserts rooms without `sealed` and
+    `key_check`: the database's defaults make them standard rooms, not an error."""
+    try:
+        migrate(latest())
+        room_id = uuid4()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO chat_room (id, name, description, join_key, password_hash, wrapped_key,"
+                " owner_token_hash, owner_name, created_at, message_seq)"
+                " VALUES (%s, 'r', '', %s, '', 'w', 'x', 'o', %s, 0)",
+                [room_id.hex if connection.vendor == "sqlite" else room_id, room_id.hex, timezone.now()],
+            )
+        Room = migrate(latest()).get_model("chat", "Room")
+        room = Room.objects.get(pk=room_id)
+        assert room.sealed is False and room.key_check == ""
+    finally:
+        migrate(latest())

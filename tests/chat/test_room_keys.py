@@ -51,6 +51,8 @@ def test_rewrap_moves_every_room_to_the_new_key_and_is_idempotent(settings, tmp_
     settings.ROOM_KEY_ENCRYPTION_KEY = old
     room_keys = [keys.new_room_key() for _ in range(7)]
     rooms = [make_room(room_key) for room_key in room_keys]
+    sealed = make_room(keys.new_room_key())
+    Room.objects.filter(pk=sealed.pk).update(sealed=True, wrapped_key="", key_check="A" * 22 + "==")
     settings.ROOM_KEY_ENCRYPTION_KEY = kek()
     old_file = tmp_path / "old.key"
     old_file.write_text(old + "\n")
@@ -63,6 +65,8 @@ def test_rewrap_moves_every_room_to_the_new_key_and_is_idempotent(settings, tmp_
     out = StringIO()
     call_command("rewrap_room_keys", stdout=out)  # no old key needed: nothing left under it
     assert out.getvalue().strip().endswith("re-wrapped 0 room keys; 7 already under the current key")
+    sealed.refresh_from_db()
+    assert sealed.wrapped_key == ""  # a sealed room has no key to re-wrap, and is passed over
 
 
 def test_rewrap_with_the_previous_key_from_the_environment_and_a_wrong_old_key(settings):

@@ -133,6 +133,11 @@ def test_room_info_is_what_room_created_and_room_joined_carry():
         "has_password": False,
         "owner": "Owner",
         "created_at": room.created_at.isoformat().replace("+00:00", "Z"),
+        "sealed": False,
+        "key_check": None,
     }
     room.password_hash = "argon2$x"
     assert selectors.room_info(room)["has_password"] is True
+    room.sealed, room.key_check = True, "AAECAwQFBgcICQoLDA0ODw=="
+    sealed = selectors.room_info(room)
+    assert sealed["sealed"] is True and sealed["key_check"] == "AAECAwQFBgcICQoLDA0ODw=="

@@ -241,3 +241,27 @@ async def test_terminal_chat_sends_receives_and_runs_commands(server, clients, t
     bob.type("/quit")
     assert await bob.exit_status() == 0
     assert await next_of(alice, Left) == Left("Bob")
+
+
+async def test_sealed_rooms_from_the_command_line_travel_by_their_whole_link(server):
+    """`create --sealed` prints the share link with its secret; `join LINK` reads and
+    writes; the link without its fragment joins and reads nothing, and says why."""
+    status, lines, _ = await run_cli("create", server.url, "Quiet", "--sealed", "--name", "Ann", "--json")
+    assert status == 0
+    (room,) = lines
+    assert room["sealed"] is True and "#k=" in room["share_link"] and room["key_check"]
+    link = room["share_link"]
+    status, lines, _ = await run_cli("join", server.url, link, "--name", "Bob", "--send", "psst", "--json")
+    assert status == 0 and [(line["event"], line.get("text")) for line in lines] == [
+        ("room", None),
+        ("message", "psst"),
+    ]
+    status, lines, _ = await run_cli("join", server.url, link, "--name", "Cy", "--listen", "1", "--json")
+    assert [(line["sender"], line["text"]) for line in lines[1:]] == [("Bob", "psst")]
+    status, lines, _ = await run_cli(
+        "join", server.url, link.partition("#")[0], "--name", "Eve", "--listen", "1", parse=False
+    )
+    text = "\n".join(lines)
+    assert "This link is incomplete: ask for the whole link." in text and "psst" not in text
+    status, lines, _ = await run_cli("join", server.url, link[:-4], "--name", "Eve", "--json")
+    assert (status, lines[0]["code"]) == (1, "link_incomplete")
