@@ -43,6 +43,9 @@ def index(request: HttpRequest, join_key: str = "") -> HttpResponse:
     cookie and no session row (chat/browser_sessions.py)."""
     response = render(request, "chat/index.html", {"join_key": join_key, "config": app_config(join_key)})
     browser_sessions.give_cookie(request, response)
+    # A sealed room's key is in this page's address (its #fragment): no request the page
+    # makes may carry the address on. Only here: the admin's forms need same-origin (CSRF).
+    response["Referrer-Policy"] = "no-referrer"
     return response
 
 

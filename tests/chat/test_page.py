@@ -56,3 +56,12 @@ def test_static_files_are_served_with_debug_off(client, settings):
     response = client.get("/static/chat/app.js")
     assert response.status_code == 200
     assert b"JoinRoom" in response.content
+
+
+def test_app_pages_send_no_referrer_and_the_admin_keeps_same_origin(client):
+    """A sealed room's key is in the page's #fragment: nothing the page loads or links to
+    may be told the page's address. The admin keeps Django's same-origin (its CSRF check
+    needs the Origin that no-referrer would blank)."""
+    for path in ("/", "/rooms/k3y/"):
+        assert client.get(path, HTTP_HOST="127.0.0.1:8000")["Referrer-Policy"] == "no-referrer", path
+    assert client.get("/admin/login/", HTTP_HOST="127.0.0.1:8000")["Referrer-Policy"] == "same-origin"

@@ -1,0 +1,120 @@
+// Sealed rooms as PROTOCOL.md, "Sealed rooms", says: the room secret lives only in the
+// share link's fragment (#k=...), which browsers never send to a server. Every key comes
+// from it through WebCrypto's HKDF-SHA256 (RFC 5869, empty salt); the Python client
+// (chatclient/crypto.py) derives the same with `cryptography`, and the tests check both
+// ways (tests/browser/test_sealed.py).
+
+import { fromBase64, toBase64 } from "./crypto.js";
+
+const SECRET_BYTES = 32;
+const NONCE_BYTES = 12;
+const TAG_BYTES = 16;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+const FILE_AD = encoder.encode("roomchat/v1/file");
+const SECRET_TEXT = /^[A-Za-z0-9_-]{43}$/;
+
+export const INCOMPLETE_LINK = "This link is incomplete: ask for the whole link.";
+
+export function newSecret() {
+  return crypto.getRandomValues(new Uint8Array(SECRET_BYTES));
+}
+
+function toBase64Url(bytes) {
+  return toBase64(bytes).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+// "k=" and the secret as base64url without padding (43 characters).
+export function fragmentOf(secret) {
+  return `k=${toBase64Url(secret)}`;
+}
+
+// The secret in a fragment ("#k=..." or "k=..."), or null when it is missing or not whole.
+export function secretFromFragment(fragment) {
+  const params = new URLSearchParams(fragment.replace(/^#/, ""));
+  const text = params.get("k");
+  if (!text || !SECRET_TEXT.test(text)) return null;
+  const secret = fromBase64(text.replaceAll("-", "+").replaceAll("_", "/") + "=");
+  // The last character must carry no stray bits: the text is the secret's one spelling.
+  return secret.length === SECRET_BYTES && toBase64Url(secret) === text ? secret : null;
+}
+
+async function hkdf(secret, info, length) {
+  const base = await crypto.subtle.importKey("raw", secret, "HKDF", false, ["deriveBits"]);
+  const bits = await crypto.subtle.deriveBits(
+    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(), info: encoder.encode(info) },
+    base,
+    length * 8,
+  );
+  return new Uint8Array(bits);
+}
+
+// {messageKey (a CryptoKey), keyCheck (base64 of 16 bytes)} for a room secret.
+export async function deriveKeys(secret) {
+  const raw = await hkdf(secret, "roomchat/v1/message-key", 32);
+  const messageKey = await crypto.subtle.importKey("raw", raw, { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+  return { messageKey, keyCheck: toBase64(await hkdf(secret, "roomchat/v1/key-check", 16)) };
+}
+
+function associatedData(roomId, sender) {
+  return encoder.encode(`roomchat/v1|${roomId}|${sender}`);
+}
+
+async function seal(key, plain, additionalData, nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES))) {
+  const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv: nonce, additionalData }, key, plain));
+  const out = new Uint8Array(NONCE_BYTES + sealed.length);
+  out.set(nonce);
+  out.set(sealed, NONCE_BYTES);
+  return out;
+}
+
+async function open(key, raw, additionalData) {
+  if (raw.length < NONCE_BYTES + TAG_BYTES) throw new Error("too short");
+  return new Uint8Array(
+    await crypto.subtle.decrypt(
+      { name: "AES-GCM", iv: raw.subarray(0, NONCE_BYTES), additionalData },
+      key,
+      raw.subarray(NONCE_BYTES),
+    ),
+  );
+}
+
+// A message's content: the payload ({t: "text", body} or a file card) sealed under the
+// message key and bound to the room and to the sender's name as the server stored it.
+export async function sealMessage(messageKey, roomId, sender, payload) {
+  const plain = encoder.encode(JSON.stringify(payload));
+  return toBase64(await seal(messageKey, plain, associatedData(roomId, sender)));
+}
+
+// The payload of a message from `sender` as the server delivered it; throws when it does
+// not verify (another key, or a sender the server changed).
+export async function openMessage(messageKey, roomId, sender, content) {
+  const plain = await open(messageKey, fromBase64(content), associatedData(roomId, sender));
+  const payload = JSON.parse(decoder.decode(plain));
+  if (typeof payload !== "object" || payload === null || typeof payload.t !== "string") {
+    throw new Error("not a sealed message");
+  }
+  return payload;
+}
+
+// A file for a sealed room: {key: its own file key (base64), blob: nonce || ciphertext || tag}.
+export async function sealFile(bytes) {
+  const raw = crypto.getRandomValues(new Uint8Array(32));
+  const key = await crypto.subtle.importKey("raw", raw, { name: "AES-GCM" }, false, ["encrypt"]);
+  return { key: toBase64(raw), blob: await seal(key, bytes, FILE_AD) };
+}
+
+// The file's bytes, checked against the size and sha256 its card gives; throws otherwise.
+export async function openFile(card, blob) {
+  const key = await crypto.subtle.importKey("raw", fromBase64(card.key), { name: "AES-GCM" }, false, ["decrypt"]);
+  const bytes = await open(key, blob, FILE_AD);
+  if (bytes.length !== card.size || (await sha256Hex(bytes)) !== card.sha256) {
+    throw new Error("the file does not match its card");
+  }
+  return bytes;
+}
+
+export async function sha256Hex(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+}
