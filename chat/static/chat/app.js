@@ -3,6 +3,7 @@
 import { decrypt, encrypt, importKey } from "./crypto.js";
 import { contextOf, errorPlace, humanError } from "./errors.js";
 import { setUpFiles } from "./files.js";
+import { INCOMPLETE_LINK, secretFromFragment } from "./sealed.js";
 import { insertById, messageItem, parseFileMessage, pendingItem, renderMembers } from "./render.js";
 import { Connection } from "./socket.js";
 
@@ -385,6 +386,8 @@ function onMessage(message) {
 if (config.join_key) {
   $("join-password-field").hidden = config.has_password === false;
   if (config.has_password === null) showError("join-key-error", humanError({ code: "room_not_found" }));
+  // A fragment is a sealed room's secret (PROTOCOL.md, "Sealed rooms"): one cut short is told.
+  if (location.hash && !secretFromFragment(location.hash)) showError("join-key-error", INCOMPLETE_LINK);
   $("join-name").focus();
 }
 connection.open();
