@@ -63,7 +63,7 @@ class Marks(TypedDict, total=False):
     # A chat message's id and room sequence number (the hub's order, a joiner's snapshot).
     message_id: int
     seq: int
-    # Presence: whose arrival or departure, for a joiner's snapshot (`Seat.shows`).
+    # Presence: whose arrival or departure, for a joiner's snapshot (`services.Snapshot.shows`).
     participant_id: int
     joined: bool
 

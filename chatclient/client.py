@@ -273,7 +273,7 @@ class ChatClient:
     async def _upload_sealed(self, data: bytes, name: str, mime_type: str) -> FileMetadata:
         """Encrypt the file under a key of its own, upload the ciphertext as
         encrypted.bin, then announce it with an encrypted card (PROTOCOL.md)."""
-        if mime_type.split(";")[0].strip().lower() in NEVER_SHARED:
+        if _never_shared(mime_type):
             raise ChatError("mime_not_allowed", f"Files of type {mime_type} are never shared.")
         file_key, blob = await asyncio.to_thread(seal_file, data)
         frame = {
@@ -306,8 +306,9 @@ class ChatClient:
         """The file's metadata and bytes. In a sealed room the bytes are decrypted with the
         key from its card and checked against the card's size and sha256: a file that
         does not match is refused (`ChatError` `file_tampered`), nothing returned."""
-        card = self._cards.get(file_id.lower()) if self._in_sealed() else None
-        if self._in_sealed() and card is None:
+        sealed = self._in_sealed()
+        card = self._cards.get(file_id.lower()) if sealed else None
+        if sealed and card is None:
             raise ChatError("file_not_found", "No card for this file has been seen in this room.")
         reply = await self._request(
             [{"type": "GetFile", "file_id": file_id}],
@@ -675,13 +676,17 @@ class ChatClient:
         self._queue.put_nowait(_END)
 
 
+def _never_shared(mime_type: str) -> bool:
+    return mime_type.split(";")[0].strip().lower() in NEVER_SHARED
+
+
 def _is_card(payload: dict[str, Any]) -> bool:
     """A file card as PROTOCOL.md has it, with a type the client would ever open."""
     strings = ("id", "name", "mime_type", "sha256", "key")
     return (
         all(isinstance(payload.get(field), str) for field in strings)
         and isinstance(payload.get("size"), int)
-        and payload["mime_type"].split(";")[0].strip().lower() not in NEVER_SHARED
+        and not _never_shared(payload["mime_type"])
     )
 
 
