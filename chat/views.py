@@ -20,22 +20,23 @@ logger = logging.getLogger(__name__)
 HEALTH_TIMEOUT = 2.0
 
 
-def room_has_password(join_key: str) -> bool | None:
-    """Whether the open room behind a share link has a password; None when there is none."""
+def share_link_room(join_key: str) -> dict:
+    """What a share link's page tells before joining: whether the room has a password
+    (None when no open room has this key) and whether it is sealed."""
     try:
-        return selectors.room_door(join_key=join_key).password_hash != ""
+        room = selectors.room_door(join_key=join_key).room
     except ProtocolError:
-        return None
+        return {"has_password": None, "sealed": False}
+    return {"has_password": room.password_hash != "", "sealed": room.sealed}
 
 
 def app_config(join_key: str) -> dict:
     """What the page's script needs from the server, handed over through json_script
     (the files' part comes from files/context_processors.py)."""
-    return {
-        "join_key": join_key,
-        # A share link asks for a password only when the room has one.
-        "has_password": room_has_password(join_key) if join_key else None,
-    }
+    # A share link asks for a password only when the room has one, and for the whole
+    # link when a sealed room's secret is missing from the address.
+    room = share_link_room(join_key) if join_key else {"has_password": None, "sealed": False}
+    return {"join_key": join_key, **room}
 
 
 def index(request: HttpRequest, join_key: str = "") -> HttpResponse:

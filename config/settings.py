@@ -316,6 +316,11 @@ LOGGING = {
     },
 }
 
+# `manage.py serve` writes one line per HTTP request (uvicorn's access log, at INFO) to
+# the log output when this is on. Off by default: a proxy in front usually logs requests
+# already, and these lines hold each room page's join key (/rooms/KEY/) and client address.
+CHAT_ACCESS_LOG = env.bool("CHAT_ACCESS_LOG", False)
+
 # `event=error` lines (one per refused frame) are rate-limited: at most this many a
 # minute for one connection and a second for the process; the next line says how many
 # were left out (chat/oplog.py).

@@ -282,12 +282,12 @@ async def no_messages_yet(room: str) -> int:
 WHERE = services.Where("chan", "proc", "127.0.0.1")
 
 
-def make_room(**kwargs):
-    """A room made through the services (sync, in the test's database); returns
-    (room, the owner's seat, the owner token)."""
-    room, seat, token = services.room_create(
-        name="Room", description="", password_hash="", owner_name="Owner", where=WHERE, now=timezone.now()
-    )
+def make_room(**fields):
+    """A room made through the services (sync, in the test's database), with `fields`
+    of room_create (password_hash, key_check for a sealed room...) over the defaults;
+    returns (room, the owner's seat, the owner token)."""
+    defaults = {"name": "Room", "description": "", "password_hash": "", "owner_name": "Owner"}
+    room, seat, token = services.room_create(where=WHERE, now=timezone.now(), **(defaults | fields))
     return room, seat, token
 
 

@@ -1,28 +1,38 @@
 """What a person does on the page, as Playwright steps (by visible labels and roles)."""
 
+import asyncio
 import json
 import re
 import sqlite3
+import threading
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
 
 # The Python client's own crypto (cryptography's AESGCM): what the page must interoperate with.
+from chatclient import ChatClient, FileShared, History, Message
 from chatclient.crypto import encrypt
 
 
-def create_room(page: Page, name: str, owner: str, password: str = "", description: str = "") -> str:
-    """Create a room from `/`; returns the share link the page shows."""
+def create_room(
+    page: Page, name: str, owner: str, password: str = "", description: str = "", sealed: bool = False
+) -> str:
+    """Create a room from `/`; returns the share link the page shows. The page offers a
+    sealed room by default: `sealed=False` unticks it."""
     form = page.locator("#create-form")
     form.get_by_label("Room name").fill(name)
     form.get_by_label("Description").fill(description)
     form.get_by_label("Password").fill(password)
     form.get_by_label("Your name").fill(owner)
+    form.get_by_label("Sealed room (the server never sees the key)").set_checked(sealed)
     form.get_by_role("button", name="Create room").click()
     expect(page.locator("#room-name")).to_have_text(name)
     link = page.get_by_label("Share link")
-    expect(link).to_have_value(re.compile(r"^https?://[^/]+/rooms/[^/]+/$"))
+    fragment = "#k=[A-Za-z0-9_-]{43}" if sealed else ""
+    expect(link).to_have_value(re.compile(rf"^https?://[^/]+/rooms/[^/#]+/{fragment}$"))
     return link.input_value()
 
 
@@ -61,7 +71,8 @@ def stored_contents(env: dict[str, str]) -> list[str]:
 
 class PythonClient:
     """A plain, synchronous websocket client (no browser, no Origin) with the Python client's
-    crypto; chatclient.ChatClient itself is asyncio, which these sync tests cannot run."""
+    crypto, for frames the real client would never send; the real one (asyncio) runs
+    through ClientThread."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -96,4 +107,48 @@ class PythonClient:
 
 
 def join_key_of(link: str) -> str:
-    return link.rstrip("/").rsplit("/", 1)[1]
+    return link.split("#")[0].rstrip("/").rsplit("/", 1)[1]
+
+
+WITHIN = 20  # seconds: a bound for a loaded CI machine, not a wait
+
+
+class ClientThread:
+    """An asyncio loop in a daemon thread, to drive a ChatClient from sync test code."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.clients: list[ChatClient] = []
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = WITHIN) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def connect(self, url: str) -> ChatClient:
+        client = self.run(ChatClient.connect(url))
+        self.clients.append(client)
+        return client
+
+    def stop(self) -> None:
+        for client in self.clients:
+            self.run(client.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(WITHIN)
+        self.loop.close()
+
+
+async def next_from(client: ChatClient, kind: type, sender: str) -> Message | FileShared:
+    """The next `kind` event sent by `sender` (live or in a History), skipping the rest,
+    such as the client's own messages coming back."""
+    while True:
+        event = await asyncio.wait_for(client.next_event(), WITHIN)
+        events = event.messages if isinstance(event, History) else [event]
+        for item in events:
+            if isinstance(item, kind) and item.sender == sender:
+                return item
+
+
+def expect_texts(page, texts: list[str], senders: list[str]) -> None:
+    expect(page.locator("#messages li .text")).to_have_text(texts)
+    expect(page.locator("#messages li .sender")).to_have_text(senders)

@@ -132,9 +132,9 @@ def test_phone_width_has_no_horizontal_scroll(server, new_page):
 
 def test_every_control_has_a_visible_label(server, new_page):
     page = new_page(server.http)
-    for label in ("Room name", "Description", "Your name"):
+    for label in ("Room name", "Description", "Your name", "Sealed room (the server never sees the key)"):
         expect(page.locator("#create-form").get_by_label(label, exact=True)).to_be_visible()
-    for label in ("Join key", "Password", "Your name"):
+    for label in ("Join key or invitation link", "Password", "Your name"):
         expect(page.locator("#join-form").get_by_label(label, exact=True)).to_be_visible()
     expect(page.locator("#create-form").get_by_label("Password", exact=True)).to_be_visible()
     create_room(page, "Labels", "Ann")
@@ -142,6 +142,12 @@ def test_every_control_has_a_visible_label(server, new_page):
     for name in ("Send", "Leave", "Copy link", "Send file"):
         expect(page.get_by_role("button", name=name, exact=True)).to_be_visible()
     expect(page.get_by_role("log")).to_have_attribute("aria-live", re.compile("polite"))
+    # A sealed room's link without its fragment asks for the whole link, labelled.
+    sealed = new_page(server.http)
+    bare = create_room(sealed, "Sealed labels", "Ann", sealed=True).split("#")[0]
+    other = new_page(bare)
+    expect(other.get_by_label("Whole link", exact=True)).to_be_visible()
+    expect(other.get_by_role("button", name="Use this link", exact=True)).to_be_visible()
 
 
 def test_every_error_code_of_the_server_has_words_on_the_page(server, new_page):

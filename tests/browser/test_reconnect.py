@@ -62,11 +62,13 @@ def test_page_reconnects_after_restart_and_shows_missed_messages_once(server_wit
     expect(alice.get_by_label("Share link")).to_have_value(link)
 
 
-def test_page_rejoins_after_the_server_process_is_killed(server_with, new_page):
-    """SIGKILL leaves the page's seat behind as a ghost; the page rejoins once it is swept."""
+@pytest.mark.parametrize("sealed", [False, True], ids=["standard", "sealed"])
+def test_page_rejoins_after_the_server_process_is_killed(sealed, server_with, new_page):
+    """SIGKILL leaves the page's seat behind as a ghost; the page rejoins once it is swept
+    (a sealed room's pages keep their keys across the rejoin)."""
     server = server_with(PRESENCE_HEARTBEAT="0.5", PRESENCE_TIMEOUT="2")
     alice = new_page(server.http)
-    link = create_room(alice, "Crash", "Alice")
+    link = create_room(alice, "Crash", "Alice", sealed=sealed)
     bob = new_page(link)
     join_room(bob, "Bob")
     say(bob, "first")

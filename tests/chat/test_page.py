@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+from tests.helpers import make_room
+
 pytestmark = pytest.mark.django_db
 
 
@@ -40,9 +42,20 @@ def test_page_config_offers_only_the_file_types_the_server_accepts(client, setti
     assert config == {
         "join_key": "k3y",
         "has_password": None,  # no open room has this key
+        "sealed": False,
         "files_max_size": 1234,
         "files_allowed_mime_types": ["image/png", "text/plain"],
     }
+
+
+def test_a_sealed_rooms_share_link_says_so_before_joining(client):
+    """The page asks for the whole link of a sealed room before the person joins."""
+    sealed, _, _ = make_room(key_check="A" * 22 + "==")
+    standard, _, _ = make_room(password_hash="not-empty")
+    config = page_config(client.get(f"/rooms/{sealed.join_key}/").content)
+    assert (config["has_password"], config["sealed"]) == (False, True)
+    config = page_config(client.get(f"/rooms/{standard.join_key}/").content)
+    assert (config["has_password"], config["sealed"]) == (True, False)
 
 
 def test_join_key_reaches_the_script_escaped(client):

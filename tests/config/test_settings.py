@@ -176,3 +176,13 @@ def test_a_port_that_is_not_a_number_is_refused_without_the_password():
     with pytest.raises(ImproperlyConfigured, match="DATABASE_URL does not parse") as refused:
         database_from_url("postgres://u:s3cr3t@h:abc/db")
     assert "s3cr3t" not in str(refused.value)
+
+
+def test_the_access_log_is_off_unless_asked_for(tmp_path):
+    """`serve` passes CHAT_ACCESS_LOG to uvicorn; tests/e2e/test_zero_knowledge.py reads the lines."""
+    code = "import django; django.setup()\nfrom django.conf import settings\nprint(settings.CHAT_ACCESS_LOG)"
+    unset = start(tmp_path, code, DJANGO_DEBUG="1")
+    on = start(tmp_path, code, DJANGO_DEBUG="1", CHAT_ACCESS_LOG="on")
+    typo = start(tmp_path, code, DJANGO_DEBUG="1", CHAT_ACCESS_LOG="yes please")
+    assert (unset.stdout, on.stdout) == ("False\n", "True\n"), unset.stderr + on.stderr
+    assert "ImproperlyConfigured: CHAT_ACCESS_LOG must be 1/true/yes/on" in typo.stderr

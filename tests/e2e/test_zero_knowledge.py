@@ -1,17 +1,16 @@
-"""Zero knowledge, tested (issue 16): after a session of chat and files in a sealed room
-and in a standard room, everything the server held or saw is dumped (every table of
-the database, the file store, the session's Redis traffic through MONITOR, the server's
-log output) and every 32-byte value found in it (raw, base64, base64url, hex) is tried
-as the sealed room's secret, its message key and each file's key: none opens anything.
-The same search on the standard room finds its key once the key-encryption key is
-added, and finds the sealed room's secret when it is planted: the search can fail.
+"""Zero knowledge, tested (issue 16): after a session of chat and files in a sealed room,
+from the Python client and from the browser app (each reading the other's messages and
+files), and in a standard room, everything the server held or saw is dumped (every table
+of the database, the file store, the session's Redis traffic through MONITOR, the
+server's log output with its HTTP access lines) and every 32-byte value found in it (raw,
+base64, base64url, hex) is tried as the sealed room's secret, its message key and each
+file's key: none opens anything. The same search on the standard room finds its key once
+the key-encryption key is added, and finds the sealed room's secret when it is planted:
+the search can fail."""
 
-The sealed session here is the Python client's; the browser's part of the session is
-added with the browser app's sealed rooms (tests/browser)."""
-
-import asyncio
 import base64
 import binascii
+import os
 import re
 import threading
 import uuid
@@ -22,8 +21,9 @@ import pytest
 import redis
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from playwright.sync_api import expect
 
-from chatclient import ChatClient
+from chatclient import FileShared, Message
 from chatclient.crypto import (
     DecryptError,
     SealedKeys,
@@ -31,12 +31,30 @@ from chatclient.crypto import (
     open_message,
     secret_from_link,
 )
+from tests.browser.conftest import browser, browser_unavailable, new_page  # noqa: F401 (fixtures)
+from tests.browser.pages import ClientThread, expect_texts, join_room, next_from, say
+from tests.browser.test_files import file_items, pick, tiny_png
 from tests.conftest import REDIS_URL
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+# tests/browser/conftest.py skips (or with BROWSER_TESTS_REQUIRED=1 fails) browser tests
+# without chromium; that hook only runs when tests/browser is collected, so this module
+# says the same for itself.
+NO_BROWSER = browser_unavailable()
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.browser,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(
+        NO_BROWSER is not None and os.environ.get("BROWSER_TESTS_REQUIRED") != "1", reason=str(NO_BROWSER)
+    ),
+]
 
 BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{43,}={0,2}")
 HEX_RUN = re.compile(r"[0-9a-fA-F]{64,}")
+# uvicorn's access line, as the server's log output has it (CHAT_ACCESS_LOG).
+ACCESS_LINE = re.compile(
+    r'uvicorn\.access .* - "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/1\.1" (?P<status>\d{3})'
+)
 
 
 class Monitor:
@@ -119,24 +137,77 @@ def database_dump(url: str) -> tuple[list[str], list[bytes], dict[str, list[dict
     return texts, blobs, tables
 
 
-async def sealed_and_standard_session(url: str) -> dict:
-    """Chat and a file in a sealed room and in a standard room, from two clients each."""
-    alice, bob = await ChatClient.connect(url), await ChatClient.connect(url)
+PDF = b"%PDF-1.7 sealed file " + bytes(range(256)) * 8
+PNG = tiny_png(4, 3)
+
+
+def sealed_and_standard_session(url: str, http: str, open_page) -> dict:
+    """Chat and files in a sealed room from two Python clients and a browser, each reading
+    the others; then chat in a standard room from the two Python clients. The clients'
+    coroutines run on a loop of their own (Playwright's sync API owns this thread), one
+    step at a time, between the browser's steps."""
+    runner = ClientThread()
     try:
-        sealed = await alice.create_room("Sealed", "zk", owner_name="Alice", sealed=True)
-        await bob.join_room(sealed.share_link, "Bob")
-        await alice.send("sealed words from Alice")
-        await bob.send("sealed words from Bob")
-        await bob.upload_file(b"%PDF-1.7 sealed file " + bytes(range(256)) * 8, name="secret.pdf")
-        await alice.leave()
-        await bob.leave()
-        standard = await alice.create_room("Standard", "control", owner_name="Alice")
-        await bob.join_room(standard.join_key, "Bob")
-        await alice.send("standard words")
-        return {"sealed": sealed, "standard": standard, "standard_key": alice._key}
+        alice, bob = runner.connect(url), runner.connect(url)
+        sealed = runner.run(alice.create_room("Sealed", "zk", owner_name="Alice", sealed=True))
+        assert sealed.share_link.startswith(f"{http}/rooms/{sealed.join_key}/#k=")
+        runner.run(bob.join_room(sealed.share_link, "Bob"))
+        runner.run(alice.send("sealed words from Alice"))
+        runner.run(bob.send("sealed words from Bob"))
+        bob_file = runner.run(bob.upload_file(PDF, name="secret.pdf"))
+
+        carol = browser_part(open_page, sealed.share_link)
+        said = runner.run(next_from(alice, Message, "Carol"))
+        assert said.text == "sealed words from Carol"
+        card = runner.run(next_from(alice, FileShared, "Carol"))
+        assert (card.name, card.mime_type, card.size) == ("carol dot.png", "image/png", len(PNG))
+        assert runner.run(alice.download_file(card.file_id))[1] == PNG
+        runner.run(alice.send("Alice read Carol"))
+        texts = [
+            "sealed words from Alice",
+            "sealed words from Bob",
+            "File: secret.pdf",
+            "sealed words from Carol",
+            "File: carol dot.png",
+            "Alice read Carol",
+        ]
+        expect_texts(carol, texts, ["Alice", "Bob", "Bob", "Carol", "Carol", "Alice"])
+        with carol.expect_download() as download:
+            file_items(carol).first.get_by_role("button", name="secret.pdf", exact=True).click()
+        assert Path(download.value.path()).read_bytes() == PDF
+        assert carol.console_errors == []
+
+        runner.run(alice.leave())
+        runner.run(bob.leave())
+        standard = runner.run(alice.create_room("Standard", "control", owner_name="Alice"))
+        runner.run(bob.join_room(standard.join_key, "Bob"))
+        runner.run(alice.send("standard words"))
+        return {"sealed": sealed, "bob_file": bob_file.id, "standard": standard, "standard_key": alice._key}
     finally:
-        await alice.close()
-        await bob.close()
+        runner.stop()
+
+
+def browser_part(open_page, share_link: str):
+    """Carol, in the browser, opens the share link, reads what the Python clients wrote
+    before she came, says something and shares a picture (previewed after decryption)."""
+    carol = open_page(share_link)
+    join_room(carol, "Carol")
+    expect_texts(
+        carol,
+        ["sealed words from Alice", "sealed words from Bob", "File: secret.pdf"],
+        ["Alice", "Bob", "Bob"],
+    )
+    say(carol, "sealed words from Carol")
+    pick(carol, "carol dot.png", "image/png", PNG)
+    expect(carol.locator("#status")).to_have_text(f"Shared carol dot.png ({len(PNG)} bytes).")
+    preview = file_items(carol).nth(1).get_by_role("img", name="Preview of carol dot.png")
+    expect(preview).to_have_js_property("naturalWidth", 4)
+    return carol
+
+
+def access_lines(log: str) -> list[tuple[str, str, str]]:
+    """(method, path, status) of every HTTP access line in the server's log output."""
+    return [match.group("method", "path", "status") for match in ACCESS_LINE.finditer(log)]
 
 
 def opens_sealed(candidate: bytes, room_id: str, key_check: str, messages: list, files: list) -> bool:
@@ -185,17 +256,18 @@ def opens_standard(candidate: bytes, wrapped: list[tuple[uuid.UUID, str]], conte
     return False
 
 
-def test_nothing_the_server_holds_or_saw_opens_a_sealed_room(shared_env, servers):
+def test_nothing_the_server_holds_or_saw_opens_a_sealed_room(shared_env, servers, new_page):  # noqa: F811
     monitor = Monitor(REDIS_URL)
-    (server,) = servers(shared_env, 1)
+    (server,) = servers({**shared_env, "CHAT_ACCESS_LOG": "1"}, 1)
     try:
-        session = asyncio.run(sealed_and_standard_session(server.url))
+        session = sealed_and_standard_session(server.url, server.http, new_page)
     finally:
         redis_lines = monitor.stop()
     server.stop()
     var = Path(shared_env["CHAT_VAR_DIR"])
     texts, blobs, tables = database_dump(shared_env["DATABASE_URL"])
-    texts += redis_lines + [server.log_path.read_text(errors="replace")]
+    log = server.log_path.read_text(errors="replace")
+    texts += redis_lines + [log]
     store = [path for path in (var / "files").rglob("*") if path.is_file()]
     blobs += [path.read_bytes() for path in store]
     found = candidates(texts, blobs)
@@ -207,7 +279,9 @@ def test_nothing_the_server_holds_or_saw_opens_a_sealed_room(shared_env, servers
     messages = [
         (row["sender"], row["content"]) for row in tables["chat_message"] if row["room_id"] == sealed_id
     ]
-    assert len(messages) == 3  # two texts and the file's card, all ciphertext
+    # Texts from Alice (two), Bob and Carol, and the cards of Bob's and Carol's files:
+    # all ciphertext.
+    assert len(messages) == 6
     # The sealed file as its uploader sent it: the operator can open the store's
     # encryption at rest (its key is the server's), and gets the client's ciphertext.
     files_key = AESGCM(base64.b64decode((var / "files.key").read_bytes().strip()))
@@ -215,7 +289,17 @@ def test_nothing_the_server_holds_or_saw_opens_a_sealed_room(shared_env, servers
     for row in tables["files_sharedfile"]:
         raw = (var / "files" / row["blob"]).read_bytes()
         sealed_files.append(files_key.decrypt(raw[1:13], raw[13:], row["id"].bytes))
-    assert len(sealed_files) == 1
+    assert len(sealed_files) == 2  # Bob's (the Python client's) and Carol's (the page's)
+
+    # The HTTP access lines are in the dump: Carol's page, its scripts, the file her page
+    # fetched; the share link's fragment never reached the server.
+    requests = access_lines(log)
+    assert ("GET", f"/rooms/{sealed.join_key}/", "200") in requests
+    assert ("GET", f"/files/{session['bob_file']}", "200") in requests
+    assert any(path.startswith("/static/") for _, path, _ in requests)
+    secret_text = sealed.share_link.partition("#k=")[2]
+    assert len(secret_text) == 43
+    assert not [line for line in log.splitlines() if "#k=" in line or secret_text in line]
 
     def leaks(values: set[bytes]) -> list[bytes]:
         return [

@@ -65,7 +65,8 @@ class Command(BaseCommand):
             forwarded_allow_ips=options["forwarded_allow_ips"],
             # Its shutdown event stops the hub once the sockets are closed (config/asgi.py).
             lifespan="on",
-            access_log=False,
+            # One line per HTTP request, only when asked for (CHAT_ACCESS_LOG).
+            access_log=settings.CHAT_ACCESS_LOG,
             log_config=None,
         )
         uvicorn.Server(config).run()

@@ -1,9 +1,19 @@
 // The browser app: lobby (create or join), then the room. Wire format: PROTOCOL.md.
 
-import { decrypt, encrypt, importKey } from "./crypto.js";
+import { decrypt, encrypt, importKey, needsSecureContext } from "./crypto.js";
 import { contextOf, errorPlace, humanError } from "./errors.js";
 import { setUpFiles } from "./files.js";
-import { INCOMPLETE_LINK, secretFromFragment } from "./sealed.js";
+import {
+  deriveKeys,
+  fragmentOf,
+  INCOMPLETE_LINK,
+  isCard,
+  newSecret,
+  openMessage,
+  sealMessage,
+  secretFromFragment,
+  shareLinkParts,
+} from "./sealed.js";
 import { insertById, messageItem, parseFileMessage, pendingItem, renderMembers } from "./render.js";
 import { Connection } from "./socket.js";
 
@@ -13,7 +23,11 @@ const filesConfig = JSON.parse(document.getElementById("files-config").textConte
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  room: null, // {info, key, name, joinKey, password, ownerToken}
+  // {info, key, name, joinKey, password, ownerToken, secret, sealed, frames}. A sealed
+  // room (info.sealed) has no key but `sealed`, the keys from its secret, or null while
+  // the page lacks the whole link; its messages are then kept in `frames` to be read
+  // once the person pastes the link.
+  room: null,
   seen: new Set(),
   maxId: null,
   members: [],
@@ -68,23 +82,31 @@ function required(id, text) {
   return false;
 }
 
-$("create-form").addEventListener("submit", (event) => {
+$("create-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   clearErrors($("lobby"));
   if (!required("create-name", "Enter a room name.") || !required("create-owner", "Enter your name.")) return;
   const password = $("create-password").value;
-  state.draft = { name: $("create-owner").value.trim(), password };
-  lobbyRequest(
-    "create",
-    {
-      type: "CreateRoom",
-      name: $("create-name").value,
-      description: $("create-description").value,
-      password: password || null,
-      owner_name: $("create-owner").value,
-    },
-    "create-form",
-  );
+  const message = {
+    type: "CreateRoom",
+    name: $("create-name").value,
+    description: $("create-description").value,
+    password: password || null,
+    owner_name: $("create-owner").value,
+  };
+  // A sealed room's secret is drawn here and never leaves the page but in the share link.
+  let secret = null;
+  if ($("create-sealed").checked) {
+    try {
+      needsSecureContext();
+      secret = newSecret();
+      Object.assign(message, { sealed: true, key_check: (await deriveKeys(secret)).keyCheck });
+    } catch (error) {
+      return showError("create-error", error.message);
+    }
+  }
+  state.draft = { password, secret };
+  lobbyRequest("create", message, "create-form");
 });
 
 $("join-form").addEventListener("submit", (event) => {
@@ -92,8 +114,13 @@ $("join-form").addEventListener("submit", (event) => {
   clearErrors($("lobby"));
   if (!required("join-key", "Enter the room's join key.") || !required("join-name", "Enter your name.")) return;
   const password = $("join-password").value;
-  const joinKey = $("join-key").value.trim();
-  state.draft = { name: $("join-name").value.trim(), password, joinKey };
+  // The field takes a join key or a whole share link (whose fragment is the secret);
+  // on a share link's page the secret is in the page's own address.
+  const typed = $("join-key").value.trim();
+  const link = shareLinkParts(typed);
+  const joinKey = link?.joinKey ?? typed;
+  const secret = link ? link.secret : joinKey === config.join_key ? secretFromFragment(location.hash) : null;
+  state.draft = { password, secret };
   lobbyRequest(
     "join",
     { type: "JoinRoom", join_key: joinKey, password: password || null, name: $("join-name").value },
@@ -108,18 +135,46 @@ function endPending() {
 
 // --- Room --------------------------------------------------------------------------
 
-async function enterRoom(message, name, ownerToken) {
+// The keys of a sealed room from a secret, or null when there is no secret or it is not
+// this room's (its key_check differs): the link was cut short or is another one.
+async function sealedKeys(secret, keyCheck) {
+  if (!secret) return null;
+  needsSecureContext();
+  const keys = await deriveKeys(secret);
+  return keys.keyCheck === keyCheck ? keys : null;
+}
+
+function shareLinkOf(room) {
+  const link = `${location.origin}/rooms/${encodeURIComponent(room.joinKey)}/`;
+  return room.sealed ? `${link}#${fragmentOf(room.secret)}` : link;
+}
+
+async function enterRoom(message, ownerToken) {
   endPending();
-  let key;
+  const info = message.room_info;
+  const secret = state.draft?.secret ?? null;
+  let key = null;
+  let sealed = null;
   try {
-    key = await importKey(message.encryption_key);
+    if (info.sealed) sealed = await sealedKeys(secret, info.key_check);
+    else key = await importKey(message.encryption_key);
   } catch (error) {
     showError("lobby-error", error.message);
     send({ type: "LeaveRoom" }, "room");
     return;
   }
-  const info = message.room_info;
-  state.room = { info, key, name, joinKey: info.join_key, password: state.draft?.password ?? "", ownerToken };
+  const room = {
+    info,
+    key,
+    sealed,
+    secret: sealed ? secret : null,
+    frames: new Map(),
+    name: message.name,
+    joinKey: info.join_key,
+    password: state.draft?.password ?? "",
+    ownerToken,
+  };
+  state.room = room;
   state.seen = new Set();
   state.maxId = null;
   state.outbox = new Map();
@@ -127,19 +182,98 @@ async function enterRoom(message, name, ownerToken) {
   $("room-name").textContent = info.name;
   $("room-description").textContent = info.description;
   document.title = `${info.name} · Encrypted chat rooms`;
-  setMembers(message.participants ?? [name]);
+  setMembers(message.participants ?? [room.name]);
   $("share").hidden = !ownerToken;
-  if (ownerToken) $("share-link").value = `${location.origin}/rooms/${encodeURIComponent(info.join_key)}/`;
+  $("share-link").value = shareLinkOf(room);
+  // The address keeps a sealed room's whole link: a reload finds the secret again.
+  if (sealed) history.replaceState(null, "", shareLinkOf(room));
   $("copy-status").textContent = "";
   clearErrors($("room"));
   $("lobby").hidden = true;
   $("room").hidden = false;
-  setStatus(`In room ${info.name} as ${name}.`);
+  setLocked(room);
+  setStatus(`In room ${info.name} as ${room.name}.`);
+  if (!(info.sealed && !sealed)) $("message").focus();
+}
+
+// A sealed room without its whole link: members are shown, nothing can be read or sent,
+// and the person is asked for the link.
+function setLocked(room) {
+  const locked = Boolean(room?.info.sealed && !room.sealed);
+  for (const node of document.querySelectorAll("#message-form :is(textarea, button), #file-form :is(input, button)")) {
+    node.disabled = locked;
+  }
+  if (locked) showLinkForm(INCOMPLETE_LINK);
+  else hideLinkForm();
+}
+
+function showLinkForm(problem) {
+  $("link-problem").textContent = problem;
+  $("link-form").hidden = false;
+}
+
+function hideLinkForm() {
+  $("link-form").hidden = true;
+  $("whole-link").value = "";
+  showError("whole-link-error", "");
+}
+
+// The whole share link pasted: on a share link's page, its secret goes into the address;
+// in a sealed room, it is checked against the room's key_check and the room is read.
+$("link-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  showError("whole-link-error", "");
+  const link = shareLinkParts($("whole-link").value);
+  if (!link?.secret) return showError("whole-link-error", INCOMPLETE_LINK);
+  const room = state.room;
+  if (!room) {
+    const address = `${location.origin}/rooms/${encodeURIComponent(link.joinKey)}/#${fragmentOf(link.secret)}`;
+    if (link.joinKey !== config.join_key) return location.assign(address); // another room's page
+    history.replaceState(null, "", address);
+    hideLinkForm();
+    showError("join-key-error", "");
+    return $("join-name").focus();
+  }
+  if (link.joinKey !== room.joinKey) return showError("whole-link-error", "This link is for another room.");
+  let keys;
+  try {
+    keys = await sealedKeys(link.secret, room.info.key_check);
+  } catch (error) {
+    return showError("whole-link-error", error.message);
+  }
+  if (state.room !== room) return;
+  if (!keys) return showError("whole-link-error", INCOMPLETE_LINK);
+  room.sealed = keys;
+  room.secret = link.secret;
+  history.replaceState(null, "", shareLinkOf(room));
+  $("share-link").value = shareLinkOf(room);
+  setLocked(room);
+  inbox = inbox.then(() => readAgain(room));
   $("message").focus();
+});
+
+// The messages that came while the room was locked, read now that its keys are here.
+async function readAgain(room) {
+  const frames = [...room.frames.values()];
+  room.frames = new Map();
+  for (const message of frames) {
+    if (state.room !== room) return;
+    state.seen.delete(message.id);
+    document.querySelector(`#messages li[data-id="${CSS.escape(String(message.id))}"]`)?.remove();
+    await receiveMessage(message);
+  }
+}
+
+// A fragment is a sealed room's secret (PROTOCOL.md, "Sealed rooms"): a sealed room's
+// share link without it, or with one cut short, is told, with a field for the whole link.
+function askForWholeLink() {
+  if (config.sealed && !secretFromFragment(location.hash)) showLinkForm(INCOMPLETE_LINK);
 }
 
 function exitRoom(reason = "") {
   state.room = null;
+  setLocked(null);
+  askForWholeLink();
   state.rejoining = false;
   state.outbox = new Map();
   files.reset();
@@ -157,6 +291,38 @@ function setMembers(names) {
   $("members-heading").textContent = `Members (${state.members.length})`;
 }
 
+// What a message says: {text}, {file}, or why it cannot be shown (render.js, messageItem).
+async function readBody(room, message) {
+  if (room.info.sealed) return readSealed(room, message);
+  const file = parseFileMessage(message.content);
+  if (file) return { file };
+  try {
+    return { text: await decrypt(room.key, message.content) };
+  } catch {
+    return { undecryptable: true };
+  }
+}
+
+// A sealed room's message opens only under the keys and with the sender the server
+// delivered: one it re-attributed does not verify, and is never shown under a name.
+async function readSealed(room, message) {
+  if (!room.sealed) {
+    room.frames.set(message.id, message);
+    return { locked: true };
+  }
+  let payload;
+  try {
+    payload = await openMessage(room.sealed.messageKey, room.info.id, message.sender, message.content);
+  } catch {
+    return { unverified: true };
+  }
+  if (payload.t === "text" && typeof payload.body === "string") return { text: payload.body };
+  if (payload.t === "file" && isCard(payload)) {
+    return { file: { name: payload.name, id: payload.id.toLowerCase(), card: payload } };
+  }
+  return { unsupported: true };
+}
+
 async function receiveMessage(message) {
   const room = state.room;
   // One of ours, live or in a rejoin's History: stored, so no longer pending.
@@ -165,24 +331,14 @@ async function receiveMessage(message) {
   if (!room || state.seen.has(message.id)) return mine?.item.remove(); // History and live may overlap.
   state.seen.add(message.id);
   state.maxId = Math.max(state.maxId ?? message.id, message.id);
-  const file = parseFileMessage(message.content);
-  let body;
-  if (file) {
-    body = { file };
-  } else {
-    try {
-      body = { text: await decrypt(room.key, message.content) };
-    } catch {
-      body = { undecryptable: true };
-    }
-  }
+  const body = await readBody(room, message);
   if (state.room !== room) return;
   const item = messageItem(message, body, { mine: message.sender === room.name });
   const list = $("messages");
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   mine?.item.remove();
   insertById(list, item);
-  if (file) files.decorate(item, file, Boolean(room.ownerToken));
+  if (body.file) files.decorate(item, body.file, Boolean(room.ownerToken));
   if (atBottom) list.scrollTop = list.scrollHeight;
 }
 
@@ -192,21 +348,37 @@ async function sendChat() {
   showError("message-error", "");
   const room = state.room;
   if (!text.trim() || !room) return;
-  const content = await encrypt(room.key, text);
+  if (room.info.sealed && !room.sealed) return showError("message-error", INCOMPLETE_LINK);
+  const content = room.sealed
+    ? await sealMessage(room.sealed.messageKey, room.info.id, room.name, { t: "text", body: text })
+    : await encrypt(room.key, text);
   if (state.room !== room) return;
   if (!connection.isOpen || state.rejoining) {
     showError("message-error", "Not connected. Your message is kept; send it again once reconnected.");
     return;
   }
-  // Shown as pending until the server sends it back; behind messages waiting for a
-  // rejoin's History it waits too, so they keep their order.
-  const entry = { text, item: pendingItem(room.name, text), sent: false };
-  state.outbox.set(content, entry);
   box.value = "";
+  post(content, { text, item: pendingItem(room.name, text), sent: false });
+}
+
+// A chat content of ours, shown as pending until the server sends it back; behind
+// messages waiting for a rejoin's History it waits too, so they keep their order.
+function post(content, entry) {
+  state.outbox.set(content, entry);
   const list = $("messages");
   list.append(entry.item);
   list.scrollTop = list.scrollHeight;
-  if (!state.catchingUp) sendPending(content, entry);
+  if (!state.catchingUp && !state.rejoining) sendPending(content, entry);
+}
+
+// A sealed room's file, stored: its card (with the file's key) goes to the room as a
+// message. Kept in the outbox like any message, so a dropped connection sends it again.
+async function postCard(card) {
+  const room = state.room;
+  if (!room?.sealed) return;
+  const content = await sealMessage(room.sealed.messageKey, room.info.id, room.name, card);
+  if (state.room !== room) return;
+  post(content, { text: null, item: pendingItem(room.name, `File: ${card.name}`), sent: false });
 }
 
 function sendPending(content, entry) {
@@ -221,13 +393,14 @@ function resendPending() {
 }
 
 // An Error refusing a chat message carries no id: as the server answers frames in order,
-// it is taken to be about the last one sent, which goes back into an empty box.
+// it is taken to be about the last one sent, which goes back into an empty box (a file's
+// card has no text to give back).
 function chatRefused() {
   const [content, entry] = [...state.outbox].findLast(([, entry]) => entry.sent) ?? [];
   if (!entry) return;
   state.outbox.delete(content);
   entry.item.remove();
-  if (!$("message").value) $("message").value = entry.text;
+  if (entry.text !== null && !$("message").value) $("message").value = entry.text;
 }
 
 $("message-form").addEventListener("submit", (event) => {
@@ -258,7 +431,14 @@ $("copy-link").addEventListener("click", async () => {
   }
 });
 
-const files = setUpFiles({ config: filesConfig, send, connection, showError });
+const files = setUpFiles({
+  config: filesConfig,
+  send,
+  connection,
+  showError,
+  currentRoom: () => state.room,
+  postCard,
+});
 
 // --- The socket ----------------------------------------------------------------------
 
@@ -334,11 +514,12 @@ function onError(error) {
 }
 
 const HANDLERS = {
-  RoomCreated: (m) => enterRoom(m, m.room_info.owner, m.owner_token),
+  RoomCreated: (m) => enterRoom(m, m.owner_token),
   RoomJoined: (m) => {
     if (state.room && state.rejoining) {
       state.rejoining = false;
       state.rejoinAttempts = 0;
+      state.room.name = m.name;
       setMembers(m.participants);
       setStatus(`Reconnected to ${m.room_info.name}.`);
       // The History, if any, comes before the answer to this GetMembers (frames are
@@ -349,7 +530,7 @@ const HANDLERS = {
       }
       return;
     }
-    return enterRoom(m, m.participants.at(-1) ?? state.draft.name, null);
+    return enterRoom(m, null);
   },
   History: async (m) => {
     for (const message of m.messages) await receiveMessage(message);
@@ -366,6 +547,7 @@ const HANDLERS = {
   // id stays seen, so History after a reconnect cannot bring it back.
   MessageDeleted: (m) => {
     state.seen.add(m.id);
+    state.room?.frames.delete(m.id);
     document.querySelector(`#messages li[data-id="${CSS.escape(String(m.id))}"]`)?.remove();
   },
   FileUploaded: (m) => files.uploaded(m.metadata),
@@ -386,8 +568,7 @@ function onMessage(message) {
 if (config.join_key) {
   $("join-password-field").hidden = config.has_password === false;
   if (config.has_password === null) showError("join-key-error", humanError({ code: "room_not_found" }));
-  // A fragment is a sealed room's secret (PROTOCOL.md, "Sealed rooms"): one cut short is told.
-  if (location.hash && !secretFromFragment(location.hash)) showError("join-key-error", INCOMPLETE_LINK);
+  askForWholeLink();
   $("join-name").focus();
 }
 connection.open();

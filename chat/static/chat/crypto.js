@@ -22,10 +22,15 @@ export function fromBase64(text) {
   return bytes;
 }
 
-export function importKey(keyBase64) {
+// WebCrypto exists only in a secure context: said in words rather than as a TypeError.
+export function needsSecureContext() {
   if (!globalThis.crypto?.subtle) {
     throw new Error("This page needs a secure context (https or localhost) to encrypt.");
   }
+}
+
+export function importKey(keyBase64) {
+  needsSecureContext();
   return crypto.subtle.importKey("raw", fromBase64(keyBase64), { name: "AES-GCM" }, false, [
     "encrypt",
     "decrypt",

@@ -1,8 +1,11 @@
 // Files: checks before sending, upload progress, download links, image previews, delete.
+// In a sealed room a file is encrypted here before it is sent, and fetched, decrypted
+// and checked against its card here before it is offered or previewed (PROTOCOL.md).
 
 import { fromBase64, toBase64 } from "./crypto.js";
 import { humanError } from "./errors.js";
 import { el } from "./render.js";
+import { INCOMPLETE_LINK, openFile, sealFile, sha256Hex } from "./sealed.js";
 
 const $ = (id) => document.getElementById(id);
 const PREVIEW_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
@@ -44,6 +47,67 @@ export function checkFile(file, config) {
   return null;
 }
 
+function baseType(mimeType) {
+  return mimeType.split(";")[0].trim().toLowerCase();
+}
+
+class FileGone extends Error {}
+class TooLarge extends Error {}
+
+const SEALED_OVERHEAD = 28; // nonce and tag
+
+// A sealed file's blob over HTTP (the session cookie says who asks), with progress; never
+// more than `limit` bytes are kept (the card says how large the file is).
+async function fetchBlob(fileId, limit, onProgress) {
+  let response;
+  try {
+    response = await fetch(`/files/${fileId}`, { credentials: "same-origin", cache: "no-store" });
+  } catch {
+    throw new Error("The file could not be fetched. Check the connection and try again.");
+  }
+  if (response.status === 404) throw new FileGone("This file has expired or was deleted.");
+  if (!response.ok) throw new Error(`The server could not send this file (${response.status}). Try again.`);
+  const total = Number(response.headers.get("Content-Length")) || 0;
+  const reader = response.body.getReader();
+  const chunks = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    loaded += value.length;
+    if (loaded > limit) {
+      reader.cancel();
+      throw new TooLarge();
+    }
+    chunks.push(value);
+    if (total) onProgress(loaded / total);
+  }
+  const blob = new Uint8Array(loaded);
+  let offset = 0;
+  for (const chunk of chunks) {
+    blob.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return blob;
+}
+
+// A sealed file's bytes, only once they open under the card's key and match its size and
+// sha256: anything else is refused, and nothing is offered.
+async function openSealed(card, onProgress = () => {}) {
+  const refused = new Error(`${card.name} does not match what was shared: it was refused and nothing was saved.`);
+  let blob;
+  try {
+    blob = await fetchBlob(card.id, card.size + SEALED_OVERHEAD, onProgress);
+  } catch (error) {
+    throw error instanceof TooLarge ? refused : error;
+  }
+  try {
+    return await openFile(card, blob);
+  } catch {
+    throw refused;
+  }
+}
+
 function readWithProgress(file, onProgress) {
   return new Promise((resolve, reject) => {
     const reader = new FileReader();
@@ -54,14 +118,17 @@ function readWithProgress(file, onProgress) {
   });
 }
 
-export function setUpFiles({ config, send, connection, showError }) {
-  let upload = null; // {name, timer}
+export function setUpFiles({ config, send, connection, showError, currentRoom, postCard }) {
+  let upload = null; // {name, timer, card}: card, a sealed room's file card without its id
   const previews = []; // file ids asked for with GetFile, answered in order
   const blobUrls = new Map();
   const deletedIds = new Set();
   // Files this connection uploaded: PROTOCOL.md gives the right to delete them to the
   // uploading connection only (and to owners), so a reconnect forgets them.
   const mine = new Set();
+  // Sealed images are fetched and decrypted one at a time; a reset drops what is queued.
+  let previewQueue = Promise.resolve();
+  let generation = 0;
 
   function progress(label, fraction) {
     $("upload").hidden = false;
@@ -93,8 +160,19 @@ export function setUpFiles({ config, send, connection, showError }) {
     } catch {
       return finish("This file could not be read. Pick it again.");
     }
-    progress(`Encoding ${file.name}`, 0.4);
-    const frame = { type: "UploadFile", name: file.name, mime_type: typeOf(file), content: toBase64(bytes) };
+    const room = currentRoom();
+    let frame;
+    if (room?.info.sealed) {
+      if (!room.sealed) return finish(INCOMPLETE_LINK);
+      progress(`Encrypting ${file.name}`, 0.4);
+      const sealed = await sealFile(bytes);
+      if (!upload || currentRoom() !== room) return;
+      upload.card = { name: file.name, mime_type: typeOf(file), size: bytes.length, sha256: await sha256Hex(bytes), key: sealed.key };
+      frame = { type: "UploadFile", name: "encrypted.bin", mime_type: "application/octet-stream", content: toBase64(sealed.blob) };
+    } else {
+      progress(`Encoding ${file.name}`, 0.4);
+      frame = { type: "UploadFile", name: file.name, mime_type: typeOf(file), content: toBase64(bytes) };
+    }
     const size = frame.content.length;
     if (!upload || !send(frame, "upload")) return finish("Not connected. Try again once reconnected.");
     progress(`Sending ${file.name}`, 0.5);
@@ -138,10 +216,64 @@ export function setUpFiles({ config, send, connection, showError }) {
     item.append(button);
   }
 
+  function note(item, text) {
+    let line = item.querySelector(".file-note");
+    if (!line) {
+      line = el("p", { className: "file-note", attrs: { role: "status" } });
+      item.querySelector(".text").after(line);
+    }
+    line.textContent = text;
+  }
+
+  // A click on a sealed file's name: fetched, decrypted, checked, then saved under its name.
+  async function saveSealed(item, card) {
+    const button = item.querySelector(".file-link");
+    if (button.disabled) return;
+    button.disabled = true;
+    note(item, `Downloading ${card.name}…`);
+    try {
+      const bytes = await openSealed(card, (part) => note(item, `Downloading ${card.name}… ${Math.round(part * 100)} %`));
+      note(item, "");
+      // Never rendered by the page: saved as bytes under the card's name.
+      const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+      const anchor = el("a", { attrs: { href: url, download: card.name } });
+      document.body.append(anchor);
+      anchor.click();
+      anchor.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    } catch (error) {
+      if (error instanceof FileGone) item.classList.add("expired");
+      note(item, error.message);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function previewSealed(card) {
+    const id = card.id.toLowerCase();
+    const round = generation;
+    previewQueue = previewQueue.then(async () => {
+      if (round !== generation || blobUrls.has(id) || deletedIds.has(id)) return;
+      try {
+        const bytes = await openSealed(card);
+        if (round !== generation) return;
+        const url = URL.createObjectURL(new Blob([bytes], { type: baseType(card.mime_type) }));
+        blobUrls.set(id, url);
+        for (const item of itemsOf(id)) showPreview(item, card.name, url);
+      } catch (error) {
+        if (round !== generation) return;
+        for (const item of itemsOf(id)) {
+          if (error instanceof FileGone) item.classList.add("expired");
+          note(item, error.message);
+        }
+      }
+    });
+  }
+
   function markDeleted(item) {
     item.classList.add("deleted");
     item.querySelector(".text").replaceChildren("File deleted: ", item.dataset.fileName);
-    for (const node of item.querySelectorAll(".preview, .delete-file")) node.remove();
+    for (const node of item.querySelectorAll(".preview, .delete-file, .file-note")) node.remove();
   }
 
   return {
@@ -150,17 +282,27 @@ export function setUpFiles({ config, send, connection, showError }) {
       item.dataset.fileName = file.name;
       if (deletedIds.has(file.id)) return markDeleted(item);
       if (isOwner || mine.has(file.id)) addDeleteButton(item);
+      if (file.card) {
+        item.querySelector(".file-link").addEventListener("click", () => saveSealed(item, file.card));
+        if (!PREVIEW_TYPES.has(baseType(file.card.mime_type))) return;
+        if (blobUrls.has(file.id)) return showPreview(item, file.name, blobUrls.get(file.id));
+        return previewSealed(file.card);
+      }
       if (file.isImage) {
         if (blobUrls.has(file.id)) return showPreview(item, file.name, blobUrls.get(file.id));
         if (send({ type: "GetFile", file_id: file.id }, "preview")) previews.push(file.id);
       }
     },
     uploaded(metadata) {
+      const card = upload?.card;
       mine.add(metadata.id);
       for (const item of itemsOf(metadata.id)) addDeleteButton(item);
       finish();
       $("file-form").reset();
-      $("status").textContent = `Shared ${metadata.name} (${formatSize(metadata.size)}).`;
+      // A sealed room's file is announced by its card, which names it and holds its key.
+      if (card) postCard({ t: "file", id: metadata.id, ...card });
+      const shown = card ?? metadata;
+      $("status").textContent = `Shared ${shown.name} (${formatSize(shown.size)}).`;
     },
     content(metadata, content) {
       const index = previews.indexOf(metadata.id);
@@ -198,6 +340,7 @@ export function setUpFiles({ config, send, connection, showError }) {
       if (upload) finish("The connection dropped during the upload. Send the file again.");
     },
     reset() {
+      generation += 1;
       previews.length = 0;
       mine.clear();
       deletedIds.clear();

@@ -24,22 +24,39 @@ export function localTime(iso) {
   return Number.isNaN(when.getTime()) ? "" : when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
-// body: {text} | {undecryptable: true} | {file: {name, id}}
+// What a message's body can be. Messages the page cannot attribute (a sealed room's
+// message that does not verify, or one it has no key for) carry no sender's name.
+const UNATTRIBUTED = {
+  unverified: "This message could not be verified.",
+  locked: "Sealed message: open the room's whole link to read it.",
+};
+
+// body: {text} | {undecryptable: true} | {unsupported: true} | {unverified: true} |
+// {locked: true} | {file: {name, id, card?}} (a card: a sealed room's file, fetched and
+// decrypted in the page, so a button rather than a link to the encrypted blob).
 export function messageItem(message, body, { mine }) {
-  const head = el("p", { className: "meta" }, [
-    el("span", { className: "sender", text: message.sender }),
-    " ",
-    el("time", { text: localTime(message.sent_at), attrs: { datetime: message.sent_at } }),
-  ]);
-  const item = el("li", { className: mine ? "message mine" : "message", attrs: { "data-id": String(message.id) } }, [head]);
-  if (body.file) {
+  const kind = Object.keys(UNATTRIBUTED).find((key) => body[key]);
+  const time = el("time", { text: localTime(message.sent_at), attrs: { datetime: message.sent_at } });
+  const head = kind
+    ? el("p", { className: "meta" }, [time])
+    : el("p", { className: "meta" }, [el("span", { className: "sender", text: message.sender }), " ", time]);
+  const item = el("li", { className: mine && !kind ? "message mine" : "message", attrs: { "data-id": String(message.id) } }, [head]);
+  if (kind) {
+    item.classList.add(kind);
+    item.append(el("p", { className: "text", text: UNATTRIBUTED[kind] }));
+  } else if (body.file) {
     item.classList.add("file");
     item.dataset.fileId = body.file.id;
-    const link = el("a", { text: body.file.name, attrs: { href: `/files/${body.file.id}` } });
+    const link = body.file.card
+      ? el("button", { text: body.file.name, className: "file-link", attrs: { type: "button" } })
+      : el("a", { text: body.file.name, attrs: { href: `/files/${body.file.id}` } });
     item.append(el("p", { className: "text" }, ["File: ", link]));
   } else if (body.undecryptable) {
     item.classList.add("undecryptable");
     item.append(el("p", { className: "text", text: "This message could not be decrypted." }));
+  } else if (body.unsupported) {
+    item.classList.add("undecryptable");
+    item.append(el("p", { className: "text", text: "(unsupported message)" }));
   } else {
     item.append(el("p", { className: "text", text: body.text }));
   }

@@ -118,3 +118,45 @@ export async function sha256Hex(bytes) {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
 }
+
+// Types never shared or opened from a sealed room, whatever a card says: the clients
+// apply the never-html-or-svg rule there (PROTOCOL.md; chatclient's NEVER_SHARED).
+const NEVER_SHARED = new Set(["text/html", "application/xhtml+xml", "image/svg+xml", "text/xml"]);
+const FILE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function neverShared(mimeType) {
+  return NEVER_SHARED.has(mimeType.split(";")[0].trim().toLowerCase());
+}
+
+// A file card as PROTOCOL.md has it, of a type the page would ever open. Its id goes
+// into a URL, so it must be a file id and nothing else.
+export function isCard(payload) {
+  return (
+    ["id", "name", "mime_type", "sha256", "key"].every((field) => typeof payload[field] === "string") &&
+    Number.isSafeInteger(payload.size) &&
+    payload.size >= 0 &&
+    FILE_ID.test(payload.id) &&
+    !neverShared(payload.mime_type)
+  );
+}
+
+// {joinKey, secret (null when the fragment is missing or cut short)} of a share link, or
+// null for text that is not one (a bare join key, say).
+export function shareLinkParts(text) {
+  if (!text.includes("/rooms/")) return null;
+  let url;
+  try {
+    url = new URL(text.trim(), location.href);
+  } catch {
+    return null;
+  }
+  const match = /^\/rooms\/([^/]+)\/$/.exec(url.pathname);
+  if (!match) return null;
+  let joinKey;
+  try {
+    joinKey = decodeURIComponent(match[1]);
+  } catch {
+    return null;
+  }
+  return { joinKey, secret: secretFromFragment(url.hash) };
+}

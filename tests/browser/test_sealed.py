@@ -1,0 +1,249 @@
+"""Sealed rooms in the page (issue 16): offered by default, the secret only in the share
+link's fragment, a cut-short or missing link told in plain words with a field for the
+whole one, re-attributed messages never shown under a name, files encrypted before they
+leave the page and checked after they come back. Desktop and phone widths."""
+
+import base64
+import hashlib
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from chatclient.crypto import SealedKeys, seal_file, seal_message, secret_from_link
+from tests.browser.pages import (
+    PythonClient,
+    create_room,
+    expect_members,
+    join_key_of,
+    join_room,
+    say,
+    stored_contents,
+)
+from tests.browser.test_files import file_items, pick, tiny_png
+from tests.e2e.servers import manage
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(150)]
+
+INCOMPLETE = "This link is incomplete: ask for the whole link."
+SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 375, "height": 740}}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_sealed_room_is_the_default_and_its_link_reads_in_another_browser(
+    size, server, sqlite_env, new_page
+):
+    alice = new_page(server.http, viewport=SIZES[size])
+    expect(alice.get_by_label("Sealed room (the server never sees the key)")).to_be_checked()
+    link = create_room(alice, "Sealed", "Alice", password="pw", sealed=True)
+    # The creator's address is the whole link: a reload finds the secret again.
+    assert alice.url == link
+    created = next(frame for frame in alice.frames_sent if frame["type"] == "CreateRoom")
+    assert created["sealed"] is True and re.fullmatch(r"[A-Za-z0-9+/]{22}==", created["key_check"])
+    secret = link.split("#k=")[1]
+    assert all(secret not in str(frame) for frame in alice.frames_sent)
+
+    bob = new_page(link, viewport=SIZES[size])
+    # Every request Bob's page makes from here on (scripts, styles, the socket, files).
+    requests = []
+    bob.on("request", lambda request: requests.append((request.url, request.all_headers())))
+    bob.reload()
+    expect(bob.locator("#link-form")).to_be_hidden()
+    join_room(bob, "Bob", password="pw")
+    expect_members(bob, "Alice", "Bob (you)")
+    say(alice, "only for Bob 🔒")
+    say(bob, "and back")
+    for page in (alice, bob):
+        expect(page.locator("#messages li .text")).to_have_text(["only for Bob 🔒", "and back"])
+        expect(page.locator("#messages li .sender")).to_have_text(["Alice", "Bob"])
+    assert bob.url == link  # the page keeps the fragment: the link can be shared again
+    stored = stored_contents(sqlite_env)
+    assert len(stored) == 2 and not any("only for Bob" in content for content in stored)
+    assert all(secret not in str(frame) for page in (alice, bob) for frame in page.frames_sent)
+    # No request carries the fragment: not in its address, not as a Referer.
+    assert len(requests) >= 5, requests
+    assert not [request for request in requests if secret in str(request) or "#k=" in str(request)]
+    # A Referer is blank, or a script's own address (a module importing another): never the page's.
+    referers = {headers.get("referer", "") for _, headers in requests}
+    assert referers and all(referer == "" or "/static/" in referer for referer in referers), referers
+    assert alice.console_errors == [] and bob.console_errors == []
+
+
+def test_a_missing_or_cut_short_link_is_told_and_the_whole_link_opens_the_room(server, new_page):
+    alice = new_page(server.http)
+    link = create_room(alice, "Sealed", "Alice", sealed=True)
+    say(alice, "written before Bob came")
+    bare, secret = link.split("#")
+
+    cut = new_page(link[:-3])
+    expect(cut.locator("#link-problem")).to_have_text(INCOMPLETE)
+    missing = new_page(bare)
+    expect(missing.locator("#link-problem")).to_have_text(INCOMPLETE)
+    expect(missing.get_by_label("Whole link")).to_be_visible()
+
+    # Joining without the secret shows who is there, and nothing readable.
+    join_room(missing, "Bob")
+    expect_members(missing, "Alice", "Bob (you)")
+    expect(missing.locator("#messages li.locked .text")).to_have_text(
+        ["Sealed message: open the room's whole link to read it."]
+    )
+    expect(missing.locator("#messages li .sender")).to_have_count(0)
+    expect(missing.get_by_label("Message", exact=True)).to_be_disabled()
+    expect(missing.get_by_role("button", name="Send file")).to_be_disabled()
+
+    # Another room's secret (a wrong link) is refused; the whole link opens the room.
+    wrong = link[:-43] + ("A" if link[-43] != "A" else "B") + link[-42:]
+    for pasted in (wrong, bare, link[:-1]):
+        missing.get_by_label("Whole link").fill(pasted)
+        missing.get_by_role("button", name="Use this link").click()
+        expect(missing.locator("#whole-link-error")).to_have_text(INCOMPLETE)
+    missing.get_by_label("Whole link").fill(link)
+    missing.get_by_role("button", name="Use this link").click()
+    expect(missing.locator("#link-form")).to_be_hidden()
+    expect(missing.locator("#messages li .text")).to_have_text(["written before Bob came"])
+    assert missing.url.endswith("#" + secret)
+    say(missing, "now I can read")
+    expect(alice.locator("#messages li .text")).to_have_text(["written before Bob came", "now I can read"])
+
+    # On the lobby of a cut-short link, the whole link goes into the address before joining.
+    cut.get_by_label("Whole link").fill(link)
+    cut.get_by_role("button", name="Use this link").click()
+    expect(cut.locator("#link-form")).to_be_hidden()
+    join_room(cut, "Carol")
+    expect(cut.locator("#messages li .text")).to_have_text(["written before Bob came", "now I can read"])
+    assert not any("#k=" in str(frame) for page in (missing, cut) for frame in page.frames_sent)
+
+
+def test_a_whole_link_pasted_as_join_key_opens_the_room(server, new_page):
+    alice = new_page(server.http)
+    link = create_room(alice, "Sealed", "Alice", sealed=True)
+    say(alice, "hello")
+    bob = new_page(server.http)
+    join_room(bob, "Bob", join_key=link)
+    expect(bob.locator("#messages li .text")).to_have_text(["hello"])
+    assert bob.url == link
+
+
+def test_a_message_whose_sender_the_server_swapped_is_never_shown_under_a_name(server, sqlite_env, new_page):
+    alice = new_page(server.http)
+    link = create_room(alice, "Sealed", "Alice", sealed=True)
+    bob = new_page(link)
+    join_room(bob, "Bob")
+    say(alice, "I, Alice, wrote this")
+    expect(bob.locator("#messages li .text")).to_have_text(["I, Alice, wrote this"])
+    # The server (its database) says Bob wrote it.
+    with sqlite3.connect(Path(sqlite_env["CHAT_VAR_DIR"]) / "db.sqlite3") as db:
+        db.execute("UPDATE chat_message SET sender = 'Bob'")
+    carol = new_page(link)
+    join_room(carol, "Carol")
+    item = carol.locator("#messages li")
+    expect(item.locator(".text")).to_have_text(["This message could not be verified."])
+    expect(item).to_have_class(re.compile("unverified"))
+    expect(item.locator(".sender")).to_have_count(0)
+    expect(carol.locator("#messages")).not_to_contain_text("Alice, wrote")
+
+
+def test_sealed_files_are_encrypted_in_the_page_previewed_saved_and_a_tampered_one_refused(
+    server, sqlite_env, new_page, tmp_path
+):
+    alice = new_page(server.http)
+    link = create_room(alice, "Sealed", "Alice", sealed=True)
+    bob = new_page(link)
+    join_room(bob, "Bob")
+    alice.evaluate(
+        """() => {
+            const label = document.getElementById("upload-label");
+            window.progressSteps = [];
+            new MutationObserver(() => progressSteps.push(label.textContent))
+                .observe(label, {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+    png = tiny_png()
+    pick(alice, "red dot.png", "image/png", png)
+    expect(alice.locator("#status")).to_have_text(f"Shared red dot.png ({len(png)} bytes).")
+    assert "Encrypting red dot.png" in alice.evaluate("progressSteps")
+    upload = next(frame for frame in alice.frames_sent if frame["type"] == "UploadFile")
+    assert (upload["name"], upload["mime_type"]) == ("encrypted.bin", "application/octet-stream")
+    assert len(base64.b64decode(upload["content"])) == len(png) + 28
+    assert base64.b64encode(png).decode() not in str(alice.frames_sent)
+    for page in (alice, bob):
+        item = file_items(page)
+        expect(item.get_by_role("button", name="red dot.png", exact=True)).to_be_visible()
+        preview = item.get_by_role("img", name="Preview of red dot.png")
+        expect(preview).to_have_attribute("src", re.compile(r"^blob:"))
+        expect(preview).to_have_js_property("naturalWidth", 3)
+    # No "[File: ...]" message: the card is ciphertext like any message.
+    assert not any(content.startswith("[File:") for content in stored_contents(sqlite_env))
+
+    with bob.expect_download() as download:
+        file_items(bob).get_by_role("button", name="red dot.png", exact=True).click()
+    assert download.value.suggested_filename == "red dot.png"
+    download.value.save_as(tmp_path / "saved.png")
+    assert (tmp_path / "saved.png").read_bytes() == png
+
+    # One byte of the stored ciphertext flipped (under the store's own at-rest key, so
+    # the server serves it): refused in words, nothing saved.
+    pick(alice, "notes.txt", "text/plain", b"the real words\n" * 50)
+    expect(file_items(bob)).to_have_count(2)
+    manage(
+        sqlite_env,
+        "shell",
+        "-c",
+        "from files import blobs\nfrom files.models import SharedFile\n"
+        "f = SharedFile.objects.order_by('-created_at').first()\n"
+        "data = bytearray(blobs.read(f.id, f.blob)); data[40] ^= 1\n"
+        "name = blobs.write(f.id, bytes(data)); blobs.remove(f.blob)\n"
+        "SharedFile.objects.filter(pk=f.pk).update(blob=name)\n",
+    )
+    downloads = []
+    bob.on("download", lambda download: downloads.append(download))
+    file_items(bob).nth(1).get_by_role("button", name="notes.txt", exact=True).click()
+    expect(file_items(bob).nth(1).locator(".file-note")).to_have_text(
+        "notes.txt does not match what was shared: it was refused and nothing was saved."
+    )
+    assert downloads == []
+    assert alice.console_errors == [] and bob.console_errors == []
+
+
+def test_hostile_cards_are_never_opened(server, new_page):
+    """A member (here a raw websocket client with the room's keys) sends cards the page
+    must not act on: an svg or html file, an id that is a path, a card that lies about
+    the size. None is rendered or fetched; the lie is refused when saved."""
+    alice = new_page(server.http)
+    link = create_room(alice, "Sealed", "Alice", sealed=True)
+    keys = SealedKeys.from_secret(secret_from_link(link))
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'
+    with PythonClient(server.url) as mallory:
+        joined = mallory.join(join_key_of(link), "Mallory")
+        room_id, name = joined["room_info"]["id"], joined["name"]
+        file_key, blob = seal_file(svg)
+        mallory.send(
+            type="UploadFile",
+            name="encrypted.bin",
+            mime_type="application/octet-stream",
+            content=base64.b64encode(blob).decode(),
+        )
+        file_id = mallory.expect("FileUploaded")["metadata"]["id"]
+        card = {
+            "t": "file", "id": file_id, "name": "x.svg", "mime_type": "image/svg+xml", "size": len(svg),
+            "sha256": hashlib.sha256(svg).hexdigest(), "key": base64.b64encode(file_key).decode(),
+        }  # fmt: skip
+        for lie in (
+            card,
+            card | {"name": "x.html", "mime_type": "text/html; charset=utf-8"},
+            card | {"name": "x.png", "mime_type": "image/png", "id": "../../admin/"},
+            card | {"name": "small.png", "mime_type": "image/png", "size": 3},
+            {"t": "poll", "question": "?"},
+        ):
+            mallory.send(type="ChatMessage", content=seal_message(keys.message_key, room_id, name, lie))
+            mallory.expect("ChatMessage")
+    texts = alice.locator("#messages li .text")
+    expect(texts).to_have_text(["(unsupported message)"] * 3 + ["File: small.png", "(unsupported message)"])
+    lying = file_items(alice)
+    expect(lying.locator(".file-note")).to_have_text(
+        "small.png does not match what was shared: it was refused and nothing was saved."
+    )
+    expect(alice.locator("#messages img")).to_have_count(0)
+    assert alice.dialogs == [] and alice.console_errors == []
