@@ -871,14 +871,17 @@ async def joins(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
-    """--rooms rooms of --members, one sender each at --rate msg/s, for --duration s;
-    deliveries, latency, and the server's memory every --sample-every s."""
+    """--rooms rooms of --members, --senders of them sending --rate msg/s in all per room,
+    for --duration s; deliveries, latency, the server's memory every --sample-every s and
+    its CPU time over the sending (with --server-pid)."""
     lean = args.receiver == "lean"
-    rooms: list[tuple[Run, Client, list[Member]]] = []
+    rooms: list[tuple[Run, list[Client], list[Member]]] = []
     for k in range(args.rooms):
         run = Run(f"soak-{k}")
-        senders, clients = await open_room(args.urls, run, args.members, f"s{k}", senders=1, lean=lean)
-        rooms.append((run, senders[0], clients))
+        senders, clients = await open_room(
+            args.urls, run, args.members, f"s{k}", senders=args.senders, lean=lean
+        )
+        rooms.append((run, senders, clients))
     memory: list[tuple[float, int]] = []
     stop = asyncio.Event()
 
@@ -893,10 +896,14 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 pass
 
     sampler = asyncio.create_task(sample())
-    count = int(args.rate * args.duration)
-    step = 1 / (args.rate * len(rooms))  # spread the rooms' schedules over one interval
+    talkers = [sender for _, senders, _ in rooms for sender in senders]
+    rate = args.rate * len(rooms) / len(talkers)  # per sender
+    count = int(rate * args.duration)
+    step = 1 / (rate * len(talkers))  # spread the senders' schedules over one interval
+    cpu_before = cpu_seconds(args.server_pid) if args.server_pid else None
+    began = time.perf_counter()
     lags = await asyncio.gather(
-        *(paced_sender(sender, args.rate, k * step, count) for k, (_, sender, _) in enumerate(rooms))
+        *(paced_sender(sender, rate, k * step, count) for k, sender in enumerate(talkers))
     )
     stop.set()
     await sampler
@@ -904,17 +911,26 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     for run, _, clients in rooms:
         await wait_for_stragglers(run, clients)
         per_room.append(delivery_figures(run, clients))
+    elapsed = time.perf_counter() - began
+    server_cpu = cpu_seconds(args.server_pid) - cpu_before if cpu_before is not None else None
     latencies = [value for _, _, clients in rooms for client in clients for value in client.latencies]
     figures: dict[str, Any] = {
         "scenario": "soak",
         "rooms": len(rooms),
         "connections": sum(len(c) for *_, c in rooms),
+        "senders": len(talkers),
     }
     for key in ("messages_sent", "deliveries_expected", "deliveries_received", "lost", "duplicates",
                 "order_violations", "unknown_messages", "errors"):  # fmt: skip
         figures[key] = sum(room[key] for room in per_room)
     figures["latency_ms"] = percentiles_ms(latencies, (50, 90, 99))
     figures["max_send_lag_ms"] = round(max(lags, default=0.0) * 1000, 2)
+    figures["messages_per_s"] = round(figures["messages_sent"] / elapsed, 1)
+    if server_cpu is not None:
+        # From the first send until every delivery is in (or the stragglers' timeout).
+        figures["server_cpu_seconds"] = round(server_cpu, 2)
+        figures["server_cpu_percent_of_one_core"] = round(100 * server_cpu / elapsed, 1)
+        figures["messages_per_server_cpu_second"] = round(figures["messages_sent"] / max(server_cpu, 1e-9), 1)
     if memory:
         after_first_minute = [kib for at, kib in memory if at >= 60] or [memory[-1][1]]
         figures["server_rss_kib"] = {
@@ -1216,6 +1232,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rooms", type=int, default=200)
     p.add_argument("--members", type=int, default=5)
     p.add_argument("--rate", type=float, default=5.0, help="messages/s per room")
+    p.add_argument("--senders", type=int, default=1, help="members of each room that send (sharing its rate)")
     p.add_argument("--duration", type=float, default=600.0)
     p.add_argument("--server-pid", type=int, default=None, help="sample this PID's VmRSS")
     p.add_argument("--sample-every", type=float, default=10.0)

@@ -148,3 +148,41 @@ def test_fragments_parse_exactly_as_the_python_client_parses_them(server, new_pa
         "stray bits": None,
         "with another parameter": whole,
     }
+
+
+def test_base64_is_the_same_with_and_without_the_browsers_own(server, new_page):
+    """crypto.js uses Uint8Array's toBase64/fromBase64 where the browser has them and its
+    own chunked btoa/atob elsewhere: both give Python's base64, both ways, at every length
+    around a chunk's edge, and refuse the same broken text."""
+    page = new_page(server.http)
+    data = bytes(range(256)) * 130  # 33,280 bytes: past the fallback's 32,768-byte chunk
+    lengths = [0, 1, 2, 3, 4, 32767, 32768, 32769, len(data)]
+    results = in_page(
+        page,
+        """
+        const data = c.fromBase64(arg.data);
+        const run = () => ({
+          encoded: arg.lengths.map((n) => c.toBase64(data.subarray(0, n))),
+          decoded: arg.encoded.map((text) => Array.from(c.fromBase64(text)).length),
+          broken: arg.broken.map((text) => {
+            try { c.fromBase64(text); return "read"; } catch { return "refused"; }
+          }),
+        });
+        const own = run();
+        const toBase64 = Uint8Array.prototype.toBase64, fromBase64 = Uint8Array.fromBase64;
+        delete Uint8Array.prototype.toBase64; delete Uint8Array.fromBase64;
+        try { return { native: typeof toBase64 === "function", own, fallback: run() }; }
+        finally { Uint8Array.prototype.toBase64 = toBase64; Uint8Array.fromBase64 = fromBase64; }
+        """,
+        {
+            "data": base64.b64encode(data).decode(),
+            "lengths": lengths,
+            "encoded": [base64.b64encode(data[:n]).decode() for n in lengths],
+            "broken": ["abc$", "a", "ab=c"],
+        },
+    )
+    assert results["native"], "this Chromium has Uint8Array.prototype.toBase64: the fast path is tested"
+    for path in ("own", "fallback"):
+        assert results[path]["encoded"] == [base64.b64encode(data[:n]).decode() for n in lengths], path
+        assert results[path]["decoded"] == lengths, path
+        assert results[path]["broken"] == ["refused"] * 3, path

@@ -6,7 +6,10 @@ const TAG_BYTES = 16;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
+// The browser's own base64 (Uint8Array.prototype.toBase64, Chromium 140 and later) where
+// it has one: 10 MiB in ~20 ms instead of ~1 s of the main thread (bench/sealed_files.py).
 export function toBase64(bytes) {
+  if (typeof bytes.toBase64 === "function") return bytes.toBase64();
   let binary = "";
   // Chunks keep String.fromCharCode's argument list small for large files.
   for (let i = 0; i < bytes.length; i += 0x8000) {
@@ -16,6 +19,7 @@ export function toBase64(bytes) {
 }
 
 export function fromBase64(text) {
+  if (typeof Uint8Array.fromBase64 === "function") return Uint8Array.fromBase64(text);
   const binary = atob(text);
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
