@@ -954,6 +954,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_figures(figures: dict[str, Any], used: float) -> dict[str, Any]:
+    """The server's CPU over a whole scenario, and its work per CPU-second."""
+    out: dict[str, Any] = {"scenario_server_cpu_seconds": round(used, 2)}
+    for done in ("deliveries_received", "joins"):
+        if isinstance(figures.get(done), int):
+            out[f"{done}_per_server_cpu_second"] = round(figures[done] / max(used, 1e-9), 1)
+    return out
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -1189,6 +1198,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
+        "--cpu-pid",
+        type=int,
+        default=None,
+        help="the server's PID: report its CPU seconds over the whole scenario, set-up included, "
+        "and the deliveries (or joins) per server CPU-second",
+    )
+    parser.add_argument(
         "--sources",
         type=int,
         default=0,
@@ -1255,7 +1271,10 @@ def main(argv: list[str] | None = None) -> int:
     SOURCES = args.sources
     raise_open_files_limit()
     try:
+        cpu_before = cpu_seconds(args.cpu_pid) if args.cpu_pid else None
         figures = asyncio.run(SCENARIOS[args.scenario](args))
+        if cpu_before is not None:
+            figures |= cpu_figures(figures, cpu_seconds(args.cpu_pid) - cpu_before)
     except (ProtocolFailure, OSError, TimeoutError, ConnectionClosed) as exc:
         print(f"{args.scenario}: could not run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

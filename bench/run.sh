@@ -7,6 +7,7 @@
 #   bash bench/run.sh two     # one and two processes sharing PostgreSQL and Redis behind nginx
 #   bash bench/run.sh redis   # one process on SQLite and Redis, direct: the hub's receive path
 #   bash bench/run.sh hostile # 50 rooms chatting while one attacker per attack of issue 14 tries
+#   bash bench/run.sh relay   # issue 17's table: each load on bench/relay.py, then on one serve
 #   bash bench/run.sh         # both
 #
 # Figures go to stdout and, as JSON lines, to bench/results/<date>-<scenario>.json.
@@ -285,6 +286,37 @@ hostile_one() {
     stop_servers
 }
 
+# start_relay PORT: bench/relay.py, the plain websockets relay that stores nothing.
+start_relay() {
+    $PY bench/relay.py --port "$1" >"${TMPDIR:-/tmp}/bench-relay-$1.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+    echo "relay on port $1 did not start" >&2
+    return 1
+}
+
+# Issue 17's table, side by side: the relay and one serve process (embedded defaults),
+# one run of each load on a fresh process, the server's CPU read from /proc.
+relay_table() {
+    local port=8560 name
+    for target in relay server; do
+        for load in rooms-1000 rooms-2000 rooms-5000 fanout joins idle-1000 idle-3000; do
+            port=$((port + 1))
+            if [ "$target" = relay ]; then start_relay "$port"; else start_one "$port"; fi
+            local url=ws://127.0.0.1:$port/ws/ pid=${PIDS[0]}
+            case $load in
+                rooms-*) $LOADGEN --json --url "$url" soak --rooms 200 --members 5 --senders 5 \
+                             --rate $((${load#rooms-} / 200)) --duration 20 --server-pid "$pid" ;;
+                fanout) $LOADGEN --json --cpu-pid "$pid" --url "$url" fanout --members 50 --senders 1 \
+                             --rate 20 --duration 30 ;;
+                joins) $LOADGEN --json --cpu-pid "$pid" --url "$url" joins --count 3000 --concurrency 20 ;;
+                idle-*) $LOADGEN --json --url "$url" idle --count "${load#idle-}" --rooms 200 --server-pid "$pid" ;;
+            esac | record "$load-$target" || true
+            stop_servers
+        done
+    done
+}
+
 case "${1:-all}" in
     one) one_process ;;
     files) files_one ;;
@@ -292,6 +324,7 @@ case "${1:-all}" in
     two) two_processes ;;
     redis) redis_one ;;
     hostile) hostile_one ;;
+    relay) relay_table ;;
     all) one_process; files_one; two_processes ;;
-    *) echo "usage: bench/run.sh [one|files|soak|two|redis|hostile|all]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [one|files|soak|two|redis|hostile|relay|all]" >&2; exit 2 ;;
 esac

@@ -12,7 +12,7 @@ broadcasts through the hub (`hub.publish`).
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from chat.address_limits import room_creations
 from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.hub import hub, publish
 from chat.oplog import error_event, event
-from chat.outbox import Outbox, add_backlog, address_backlog
+from chat.outbox import WRITE_NOW, Outbox, add_backlog, address_backlog
 from chat.ratelimit import (
     SlidingWindow,
     TokenBucket,
@@ -84,11 +84,18 @@ def open_connection(
     close: Callable[[int], Awaitable[None]],
     address: str | None,
     session_key: str | None,
+    write_now: Callable[[str], bool] | None = None,
 ) -> Connection:
-    outbox = Outbox(send, close, owner=address or "unknown")
+    """`write_now`: the server's immediate write, where it offers one (chat/outbox.py)."""
+    outbox = Outbox(send, close, owner=address or "unknown", write_now=write_now)
     presence.connection_opened()
     event("connect", client=address)
     return Connection(outbox, address, session_key)
+
+
+def immediate_writer(scope: Mapping[str, Any]) -> Callable[[str], bool] | None:
+    """The immediate write `manage.py serve` offers in the socket's scope, if any."""
+    return scope.get("extensions", {}).get(WRITE_NOW)
 
 
 async def close_connection(conn: Connection, code: int) -> None:

@@ -28,7 +28,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         """Called when the handshake has passed the origin check."""
         self.conn = actions.open_connection(
-            self.send_text, self.close_with, client_address(self.scope), session_key_of(self.scope)
+            self.send_text,
+            self.close_with,
+            client_address(self.scope),
+            session_key_of(self.scope),
+            actions.immediate_writer(self.scope),
         )
         await self.accept()
 

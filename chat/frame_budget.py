@@ -21,7 +21,10 @@ from typing import Any
 
 from django.conf import settings
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 from websockets.frames import Frame
+
+from chat.outbox import WRITE_NOW
 
 # Bytes past which a socket's incoming data is a large frame: above any chat frame.
 LARGE_FRAME = 256 * 1024
@@ -232,6 +235,23 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
     def handle_cont(self, event: Frame) -> None:
         super().handle_cont(event)
         event.data = b""
+
+    async def run_asgi(self) -> None:
+        self.scope["extensions"] = {**self.scope.get("extensions", {}), WRITE_NOW: self.write_now}
+        await super().run_asgi()
+
+    def write_now(self, text: str) -> bool:
+        """Write a text frame at once if the socket takes it without waiting, as the
+        ASGI send would (chat/outbox.py); False when it would wait (the write buffer is
+        past its high-water mark) or cannot write (closing, gone): then use send."""
+        if not (self.handshake_complete and self.writable.is_set()) or self.close_sent or self.disconnected:
+            return False
+        try:
+            self.conn.send_text(text.encode())
+        except InvalidState:
+            return False
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     def keepalive_timeout(self) -> None:
         # The pong may wait unread behind a frame the budget holds: give it its time

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from chat.errors import CloseCode
 from chat.hub import BUS_GROUP, EVENT_TYPE, Hub
-from chat.outbox import Outbox
+from chat.outbox import WRITE_NOW_MAX, Outbox
 from config.settings import redis_layer_host
 from tests.conftest import REDIS_URL
 from tests.helpers import ROOM_X, ROOM_Y, FakeSocket, X, drain, no_messages_yet
@@ -25,6 +25,43 @@ async def test_outbox_sends_in_order_and_closes_after_what_was_queued():
     outbox.put("after close")
     await drain()
     assert socket.sent == ["a", "b", "c"] and socket.closed == 1008
+
+
+class Immediate:
+    """A server's immediate write (chat/outbox.py, WRITE_NOW) that takes frames while
+    `taking`, recording them in the same list as the socket's queued sends."""
+
+    def __init__(self, socket: FakeSocket) -> None:
+        self.socket, self.taking = socket, True
+
+    def __call__(self, text: str) -> bool:
+        if self.taking:
+            self.socket.sent.append(text)
+        return self.taking
+
+
+async def test_frames_are_written_at_once_while_the_socket_takes_them_and_keep_their_order():
+    socket = FakeSocket(stall=True)  # a queued send would wait for the gate
+    immediate = Immediate(socket)
+    outbox = Outbox(socket.send, socket.close, write_now=immediate)
+    outbox.put("a")
+    outbox.put("b")
+    assert socket.sent == ["a", "b"] and not outbox.backed_up()  # no task woken, nothing queued
+    immediate.taking = False  # the socket's write buffer is past its high-water mark
+    outbox.put("c")
+    immediate.taking = True
+    outbox.put("d")  # "c" is queued: "d" waits behind it, though the socket would take it
+    outbox.put("x" * (WRITE_NOW_MAX + 1))  # large frames always queue
+    assert socket.sent == ["a", "b"] and list(outbox.frames) == ["c", "d", "x" * (WRITE_NOW_MAX + 1)]
+    socket.gate.set()
+    await drain()
+    assert socket.sent == ["a", "b", "c", "d", "x" * (WRITE_NOW_MAX + 1)]
+    outbox.put("e")
+    assert socket.sent[-1] == "e" and not outbox.backed_up()  # drained: at once again
+    outbox.put_close(1008)
+    outbox.put("after close")
+    await drain()
+    assert socket.sent[-1] == "e" and socket.closed == 1008
 
 
 async def test_a_socket_that_stops_reading_is_closed_at_the_cap(settings):
