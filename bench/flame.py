@@ -1,5 +1,5 @@
 """The summary of a py-spy profile (its raw collapsed stacks, `py-spy record -f raw`) that
-bench/README.md keeps beside the figures: where the samples are, by thread, by the
+bench/README.md keeps beside the figures: where the samples are, by outermost frame, by the
 function they were in (self), and by the frames they were under (inclusive).
 
     .venv/bin/python bench/flame.py /tmp/prof-8601.txt [--top 25]
@@ -56,7 +56,7 @@ def summary(stacks: list[tuple[list[str], int]], top: int) -> str:
         return rows
 
     lines = [f"{total} samples"]
-    lines += table("by thread", threads)
+    lines += table("by outermost frame (main thread, a worker thread, a task seen alone)", threads)
     lines += table("self (the function a sample was in)", leaves)
     lines += table("inclusive (under this frame)", inclusive)
     return "\n".join(lines)

@@ -37,6 +37,19 @@ def pick(page, name: str, mime_type: str, data: bytes) -> None:
     page.get_by_role("button", name="Send file").click()
 
 
+def record_progress(page) -> None:
+    """Record every step the progress label shows (they pass faster than a test could
+    look) in the page's `progressSteps`."""
+    page.evaluate(
+        """() => {
+            const label = document.getElementById("upload-label");
+            window.progressSteps = [];
+            new MutationObserver(() => progressSteps.push(label.textContent))
+                .observe(label, {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+
+
 def file_items(page):
     return page.locator("#messages li.file")
 
@@ -48,15 +61,7 @@ def test_image_upload_shows_link_and_preview_downloads_and_deletes(server, new_p
     join_room(bob, "Bob")
     png = tiny_png()
 
-    # Record every step the progress label shows (they pass faster than a test could look).
-    alice.evaluate(
-        """() => {
-            const label = document.getElementById("upload-label");
-            window.progressSteps = [];
-            new MutationObserver(() => progressSteps.push(label.textContent))
-                .observe(label, {childList: true, characterData: true, subtree: true});
-        }"""
-    )
+    record_progress(alice)
     pick(alice, "red dot [1].png", "image/png", png)
     expect(alice.locator("#status")).to_have_text(re.compile(r"Shared red dot \[1\]\.png \(\d+ bytes\)"))
     expect(alice.locator("#upload")).to_be_hidden()

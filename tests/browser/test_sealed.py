@@ -22,7 +22,7 @@ from tests.browser.pages import (
     say,
     stored_contents,
 )
-from tests.browser.test_files import file_items, pick, tiny_png
+from tests.browser.test_files import file_items, pick, record_progress, tiny_png
 from tests.e2e.servers import manage
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(150)]
@@ -152,14 +152,7 @@ def test_sealed_files_are_encrypted_in_the_page_previewed_saved_and_a_tampered_o
     link = create_room(alice, "Sealed", "Alice", sealed=True)
     bob = new_page(link)
     join_room(bob, "Bob")
-    alice.evaluate(
-        """() => {
-            const label = document.getElementById("upload-label");
-            window.progressSteps = [];
-            new MutationObserver(() => progressSteps.push(label.textContent))
-                .observe(label, {childList: true, characterData: true, subtree: true});
-        }"""
-    )
+    record_progress(alice)
     png = tiny_png()
     pick(alice, "red dot.png", "image/png", png)
     expect(alice.locator("#status")).to_have_text(f"Shared red dot.png ({len(png)} bytes).")
