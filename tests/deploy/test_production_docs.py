@@ -475,7 +475,9 @@ def test_a_rolling_restart_while_a_client_chats_loses_nothing(deployment):
         sent = []
         while not upgrading.done():
             sent.append((await sender.send(f"message {len(sent)}")).text)
-            await asyncio.sleep(0.2)  # a person's pace, under CHAT_RATE_SUSTAINED
+            # A person's pace, under CHAT_RATE_SUSTAINED, and slow enough that an upgrade
+            # of up to 50 s keeps every message within one History (CHAT_HISTORY_LIMIT).
+            await asyncio.sleep(0.5)
         await upgrading
         sent.append((await sender.send("after the upgrade")).text)
         reader = await ThroughNginx.connect(url)
