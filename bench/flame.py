@@ -14,7 +14,8 @@ from collections import Counter
 from pathlib import Path
 
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
-PLACES = ("site-packages/", "lib/python3.12/", "lib/python3.11/", "/work/main/")
+# Where a frame's file is cut: the package's folder, the standard library's, or this checkout.
+PLACES = ("site-packages/", "lib/python3.12/", "lib/python3.11/", f"{Path(__file__).resolve().parents[1]}/")
 
 
 def short(frame: str) -> str:

@@ -184,9 +184,10 @@ async function enterRoom(message, ownerToken) {
   document.title = `${info.name} · Encrypted chat rooms`;
   setMembers(message.participants ?? [room.name]);
   $("share").hidden = !ownerToken;
-  $("share-link").value = shareLinkOf(room);
+  const link = shareLinkOf(room);
+  $("share-link").value = link;
   // The address keeps a sealed room's whole link: a reload finds the secret again.
-  if (sealed) history.replaceState(null, "", shareLinkOf(room));
+  if (sealed) history.replaceState(null, "", link);
   $("copy-status").textContent = "";
   clearErrors($("room"));
   $("lobby").hidden = true;
@@ -245,8 +246,9 @@ $("link-form").addEventListener("submit", async (event) => {
   if (!keys) return showError("whole-link-error", INCOMPLETE_LINK);
   room.sealed = keys;
   room.secret = link.secret;
-  history.replaceState(null, "", shareLinkOf(room));
-  $("share-link").value = shareLinkOf(room);
+  const whole = shareLinkOf(room);
+  history.replaceState(null, "", whole);
+  $("share-link").value = whole;
   setLocked(room);
   inbox = inbox.then(() => readAgain(room));
   $("message").focus();
