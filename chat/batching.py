@@ -1,8 +1,9 @@
 """Batching under load: what arrives while a write is under way goes together in the
 next write.
 
-- Chat messages: those that arrive while the database thread is busy are stored in one
-  crossing and one transaction (chat/sql.py `insert_messages`): group commit.
+- Chat messages: those that arrive while the database thread is busy, or within
+  CHAT_WRITE_INTERVAL of the last write's start, are stored in one crossing and one
+  transaction (chat/sql.py `insert_messages`): group commit.
 - Room events: those published while a channel-layer send is under way go in one layer
   message (chat/hub.py `publish`).
 
@@ -30,7 +31,10 @@ if TYPE_CHECKING:
 
 
 class Batcher[Item, Result]:
-    """Awaits `write` over the items submitted meanwhile, at most `limit` at a time.
+    """Awaits `write` over the items submitted meanwhile, at most `limit` at a time,
+    starting writes at least `interval` seconds apart: an item that finds the last write
+    started longer ago is written at once, and under load each write takes what came in
+    the interval (fewer, larger writes: each costs a thread hop and a commit).
 
     `write` returns one result per item, in order; a result that is an exception is
     raised to that item's submitter alone. If `write` itself raises, every submitter of
@@ -38,10 +42,15 @@ class Batcher[Item, Result]:
     """
 
     def __init__(
-        self, write: Callable[[list[Item]], Awaitable[list[Result | Exception]]], limit: int
+        self,
+        write: Callable[[list[Item]], Awaitable[list[Result | Exception]]],
+        limit: int,
+        interval: float = 0.0,
     ) -> None:
         self.write = write
         self.limit = limit
+        self.interval = interval
+        self.started = float("-inf")  # when the last write started (the loop's clock)
         self.pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self.task: asyncio.Task | None = None
 
@@ -54,7 +63,12 @@ class Batcher[Item, Result]:
 
     async def drain(self) -> None:
         try:
+            loop = asyncio.get_running_loop()
             while self.pending:
+                wait = self.started + self.interval - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self.started = loop.time()
                 batch, self.pending = self.pending[: self.limit], self.pending[self.limit :]
                 try:
                     results = await self.write([item for item, _ in batch])
@@ -105,7 +119,11 @@ def _messages_post(batch: list) -> list:
 
 # This process's batcher of chat messages (services.messages_post).
 message_writer = PerLoopBatcher(
-    lambda: Batcher(database_sync_to_async(_messages_post), settings.CHAT_WRITE_BATCH)
+    lambda: Batcher(
+        database_sync_to_async(_messages_post),
+        settings.CHAT_WRITE_BATCH,
+        settings.CHAT_WRITE_INTERVAL,
+    )
 )
 
 

@@ -5,7 +5,7 @@ SQLite takes to run it; these helpers keep the SQL short and backend-neutral by
 preparing values through the model fields, as the ORM would.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -135,14 +135,16 @@ class NewMessage:
     participant_id: int | None = None
 
 
-def _present_seats(participant_ids: list[int]) -> set[int]:
+def _present_seats(messages: Sequence[NewMessage], run: Callable[[str, list], list[tuple]]) -> set[int]:
+    """Which of the messages' senders' seats are present, read with `run`."""
     from chat.models import Participant
 
-    if not participant_ids:
+    seats = sorted({m.participant_id for m in messages if m.participant_id is not None})
+    if not seats:
         return set()
-    unique = sorted(set(participant_ids))
-    marks = ", ".join(["%s"] * len(unique))
-    found = rows(f"SELECT id FROM {table(Participant)} WHERE id IN ({marks}) AND left_at IS NULL", unique)
+    found = run(
+        f"SELECT id FROM {table(Participant)} WHERE id IN ({marks(len(seats))}) AND left_at IS NULL", seats
+    )
     return {participant_id for (participant_id,) in found}
 
 
@@ -151,12 +153,12 @@ def insert_messages(messages: Sequence[NewMessage]) -> list[tuple[int, int] | No
     `insert_message` for each, in order; a message for a closed room, or from a seat no
     longer present (read in the same transaction), gets None.
 
-    Rooms are bumped once each and in key order, so two processes writing batches that
-    share rooms lock them in the same order and never deadlock; the rows go in with one
-    INSERT, in sequence order within each room, so ids still grow with sequence numbers.
+    Each room's sequence number is bumped once by the batch's count of its messages,
+    and the rows go in with one INSERT, in sequence order within each room, so ids
+    still grow with sequence numbers.
     """
-    from chat.models import Message, Room
-
+    if connection.vendor == "sqlite":
+        return _insert_messages_sqlite(messages)
     if len(messages) == 1:  # one statement, no transaction around it
         one = messages[0]
         return [
@@ -168,47 +170,99 @@ def insert_messages(messages: Sequence[NewMessage]) -> list[tuple[int, int] | No
                 participant_id=one.participant_id,
             )
         ]
-    stored: list[tuple[int, int] | None] = [None] * len(messages)
-    room, table_name = table(Room), table(Message)
+    from chat.models import Room
+
     with transaction.atomic():
-        present = _present_seats([m.participant_id for m in messages if m.participant_id is not None])
-        by_room: dict[UUID, list[int]] = {}
-        for index, message in enumerate(messages):
-            if message.participant_id is None or message.participant_id in present:
-                by_room.setdefault(message.room_id, []).append(index)
-        seqs: dict[int, int] = {}
-        for room_id in sorted(by_room, key=str):
-            indices = by_room[room_id]
-            bumped = rows(
-                f"UPDATE {room} SET message_seq = message_seq + %s WHERE id = %s AND closed_at IS NULL "
-                "RETURNING message_seq",
-                [len(indices), prep(Room, "id", room_id)],
+        by_room = _by_room(messages, _present_seats(messages, rows))
+        # Rooms are bumped one at a time in key order, so that two processes writing
+        # batches that share rooms lock them in the same order and never deadlock.
+        bumped = []
+        for key in sorted(by_room):
+            bumped += rows(
+                f"UPDATE {table(Room)} SET message_seq = message_seq + %s "
+                "WHERE id = %s AND closed_at IS NULL RETURNING id, message_seq",
+                [len(by_room[key]), key],
             )
-            if bumped:
-                first = bumped[0][0] - len(indices) + 1
-                seqs.update({index: first + offset for offset, index in enumerate(indices)})
-        if not seqs:
-            return stored
-        order = sorted(seqs, key=lambda index: (str(messages[index].room_id), seqs[index]))
-        params: list[Any] = []
-        for index in order:
-            message = messages[index]
+        return _insert_rows(messages, by_room, bumped, rows)
+
+
+def _insert_messages_sqlite(messages: Sequence[NewMessage]) -> list[tuple[int, int] | None]:
+    """`insert_messages` on SQLite, whose writers take turns anyway: three statements
+    (the seats, every room's bump at once, the rows) on the driver's own cursor, whose
+    cost is a fraction of Django's cursor wrappers' on this path (bench/README.md,
+    issue 17). Its errors still become Django's (`wrap_database_errors`)."""
+    from chat.models import Room
+
+    with transaction.atomic(), connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+
+        def driver_rows(sql: str, params: list) -> list[tuple]:
+            return cursor.execute(sql.replace("%s", "?"), params).fetchall()
+
+        by_room = _by_room(messages, _present_seats(messages, driver_rows))
+        if not by_room:
+            return [None] * len(messages)
+        counts = [value for key, indices in by_room.items() for value in (key, len(indices))]
+        cases = " ".join(["WHEN %s THEN %s"] * len(by_room))
+        bumped = driver_rows(
+            f"UPDATE {table(Room)} SET message_seq = message_seq + CASE id {cases} END "
+            f"WHERE id IN ({marks(len(by_room))}) AND closed_at IS NULL RETURNING id, message_seq",
+            [*counts, *by_room],
+        )
+        return _insert_rows(messages, by_room, bumped, driver_rows)
+
+
+def marks(count: int) -> str:
+    return ", ".join(["%s"] * count)
+
+
+def _by_room(messages: Sequence[NewMessage], present: set[int]) -> dict[Any, list[int]]:
+    """The indices of the messages that may be stored (no seat, or one present), by
+    their room's key as the database stores it, in order."""
+    from chat.models import Room
+
+    by_room: dict[Any, list[int]] = {}
+    for index, message in enumerate(messages):
+        if message.participant_id is None or message.participant_id in present:
+            by_room.setdefault(prep(Room, "id", message.room_id), []).append(index)
+    return by_room
+
+
+def _insert_rows(
+    messages: Sequence[NewMessage],
+    by_room: dict[Any, list[int]],
+    bumped: list[tuple],
+    run: Callable[[str, list], list[tuple]],
+) -> list[tuple[int, int] | None]:
+    """INSERT the messages of the rooms that were bumped (`bumped`: each open room's key
+    and its new last sequence number), numbered on from where each room stood; each
+    message's (id, seq), or None when its room was not bumped or it was not stored."""
+    from chat.models import Message
+
+    stored: list[tuple[int, int] | None] = [None] * len(messages)
+    if not bumped:
+        return stored
+    params: list[Any] = []
+    numbered: list[tuple[int, Any, int]] = []  # (index, room key, seq)
+    for key, last in sorted(bumped, key=lambda row: str(row[0])):
+        indices = by_room[key]
+        for offset, index in enumerate(indices):
+            message, seq = messages[index], last - len(indices) + 1 + offset
+            numbered.append((index, key, seq))
             params += [
-                prep(Room, "id", message.room_id),
-                seqs[index],
+                key,
+                seq,
                 prep(Message, "sender", message.sender),
                 message.content,
                 prep(Message, "sent_at", message.sent_at),
             ]
-        marks = ", ".join(["(%s, %s, %s, %s, %s)"] * len(order))
-        found = rows(
-            f"INSERT INTO {table_name} (room_id, seq, sender, content, sent_at) VALUES {marks} "
-            "RETURNING id, room_id, seq",
-            params,
-        )
+    found = run(
+        f"INSERT INTO {table(Message)} (room_id, seq, sender, content, sent_at) VALUES "
+        f"{', '.join(['(%s, %s, %s, %s, %s)'] * len(numbered))} RETURNING id, room_id, seq",
+        params,
+    )
     # (RETURNING promises no row order on SQLite: match rows by their room and sequence.)
-    ids = {(room_id, seq): message_id for message_id, room_id, seq in found}
-    for index in order:
-        seq = seqs[index]
-        stored[index] = (ids[prep(Room, "id", messages[index].room_id), seq], seq)
+    ids = {(key, seq): message_id for message_id, key, seq in found}
+    for index, key, seq in numbered:
+        stored[index] = (ids[key, seq], seq)
     return stored

@@ -122,6 +122,45 @@ async def test_items_submitted_during_a_write_go_together_in_the_next_one():
     assert batcher.task is None  # idle again: the next item is written at once
 
 
+async def test_writes_start_an_interval_apart_and_a_lone_item_goes_at_once():
+    """CHAT_WRITE_INTERVAL: under load each write takes what came in the interval; an
+    item that finds the last write started longer ago is not held."""
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+    batches: list[list[int]] = []
+
+    async def write(items):
+        starts.append(loop.time())
+        batches.append(items)
+        return items
+
+    batcher = Batcher(write, limit=10, interval=0.3)
+    before = loop.time()
+    assert await batcher.submit(1) == 1
+    assert starts[0] - before < 0.1  # the first write is not held
+    assert await asyncio.gather(*(batcher.submit(item) for item in (2, 3, 4))) == [2, 3, 4]
+    assert batches == [[1], [2, 3, 4]]  # what came in the interval, together
+    assert starts[1] - starts[0] >= 0.29
+    await asyncio.sleep(0.35)
+    before = loop.time()
+    assert await batcher.submit(5) == 5
+    assert starts[2] - before < 0.1  # the interval has passed: at once again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_batch_stores_nothing_and_raises_djangos_error():
+    """The SQLite path runs on the driver's cursor: its errors are still Django's, and
+    the transaction leaves no room bumped."""
+    from django.db import IntegrityError
+
+    room, seat, _ = make_room()
+    with pytest.raises(IntegrityError):
+        sql.insert_messages([new(seat, "fine"), new(seat, None)])  # content may not be NULL
+    assert Room.objects.get(pk=room.pk).message_seq == 0
+    assert not Message.objects.filter(room=room).exists()
+    assert [seq for _, seq in sql.insert_messages([new(seat, "after")])] == [1]
+
+
 async def test_a_failed_write_fails_its_batch_and_the_batcher_goes_on():
     calls = []
 
