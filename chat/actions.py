@@ -84,7 +84,7 @@ def open_connection(
     close: Callable[[int], Awaitable[None]],
     address: str | None,
     session_key: str | None,
-    write_now: Callable[[str], bool] | None = None,
+    write_now: Callable[[str, bytes | None], bool] | None = None,
 ) -> Connection:
     """`write_now`: the server's immediate write, where it offers one (chat/outbox.py)."""
     outbox = Outbox(send, close, owner=address or "unknown", write_now=write_now)
@@ -93,7 +93,7 @@ def open_connection(
     return Connection(outbox, address, session_key)
 
 
-def immediate_writer(scope: Mapping[str, Any]) -> Callable[[str], bool] | None:
+def immediate_writer(scope: Mapping[str, Any]) -> Callable[[str, bytes | None], bool] | None:
     """The immediate write `manage.py serve` offers in the socket's scope, if any."""
     return scope.get("extensions", {}).get(WRITE_NOW)
 

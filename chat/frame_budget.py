@@ -23,6 +23,7 @@ from django.conf import settings
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame
+from websockets.protocol import State
 
 from chat.outbox import WRITE_NOW
 
@@ -240,12 +241,17 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
         self.scope["extensions"] = {**self.scope.get("extensions", {}), WRITE_NOW: self.write_now}
         await super().run_asgi()
 
-    def write_now(self, text: str) -> bool:
+    def write_now(self, text: str, frame: bytes | None = None) -> bool:
         """Write a text frame at once if the socket takes it without waiting, as the
         ASGI send would (chat/outbox.py); False when it would wait (the write buffer is
-        past its high-water mark) or cannot write (closing, gone): then use send."""
+        past its high-water mark) or cannot write (closing, gone): then use send.
+        `frame`: the frame already serialized (`outbox.text_frame`, once for every
+        socket of a room), written as it is where no extension transforms frames."""
         if not (self.handshake_complete and self.writable.is_set()) or self.close_sent or self.disconnected:
             return False
+        if frame is not None and not self.conn.extensions and self.conn.state is State.OPEN:
+            self.transport.write(frame)
+            return True
         try:
             self.conn.send_text(text.encode())
         except InvalidState:

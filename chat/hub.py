@@ -46,7 +46,7 @@ from django.conf import settings
 
 from chat import selectors
 from chat.batching import Batcher, PerLoopBatcher
-from chat.outbox import Outbox
+from chat.outbox import WRITE_NOW_MAX, Outbox, text_frame
 from chat.protocol import chat_message, encode
 
 logger = logging.getLogger(__name__)
@@ -369,9 +369,10 @@ class Hub:
         if not members:
             return
         exclude, only = event.get("exclude"), event.get("only")
+        frame = text_frame(event["text"]) if len(event["text"]) <= WRITE_NOW_MAX else None
         for outbox_id, outbox in members.items():
             if outbox_id != exclude and (only is None or outbox_id == only):
-                outbox.put_broadcast(event)
+                outbox.put_broadcast(event, frame)
 
     async def _receive_forever(self, channel: str) -> None:
         while self.channel == channel:

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from django.conf import settings
+from websockets.frames import Frame, Opcode
 
 from chat.errors import CloseCode
 
@@ -27,9 +28,17 @@ def frame_size(text: str) -> int:
 
 
 # The ASGI scope extension under which `manage.py serve`'s WebSocket protocol
-# (chat/frame_budget.py) offers `write_now(text) -> bool`: the frame written to the
+# (chat/frame_budget.py) offers `write_now(text, frame) -> bool`: the frame written to the
 # socket at once when it takes it without waiting, else False.
 WRITE_NOW = "chat.write_now"
+
+
+# (The server's frames are never masked: one serialized frame serves every socket.)
+def text_frame(text: str) -> bytes:
+    """A server text frame as `write_now` writes it, serialized by websockets."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+
+
 # Frames up to this size may be written at once; larger replies (History, files) always
 # go through the queue, where the address's backlog counts them (`backlogs`).
 WRITE_NOW_MAX = 16 * 1024
@@ -72,7 +81,7 @@ class Outbox:
         send: Callable[[str], Awaitable[None]],
         close: Callable[[int], Awaitable[None]],
         owner: str | None = None,
-        write_now: Callable[[str], bool] | None = None,
+        write_now: Callable[[str, bytes | None], bool] | None = None,
     ) -> None:
         self.send = send
         self.write_now = write_now
@@ -98,10 +107,11 @@ class Outbox:
         self.idle.set()
         self.task = asyncio.get_running_loop().create_task(self._write())
 
-    def put(self, text: str) -> None:
+    def put(self, text: str, frame: bytes | None = None) -> None:
         """Queue a frame; a socket that lets its backlog pass either limit (frames,
         bytes) is closed. A frame alone in the queue is always let through, so that a
-        byte limit set below one big reply does not close every socket that asks for it."""
+        byte limit set below one big reply does not close every socket that asks for it.
+        `frame`: `text` serialized already (`text_frame`), for a write at once."""
         size = frame_size(text)
         if self.task.done():
             return  # the writer has ended (closed, or the socket went away)
@@ -110,7 +120,7 @@ class Outbox:
             and size <= WRITE_NOW_MAX
             and self.idle.is_set()  # nothing queued or being written: the order holds
             and self.closing is None
-            and self.write_now(text)
+            and self.write_now(text, frame)
         ):
             return
         if len(self.frames) >= self.limit or (self.bytes and self.bytes + size > self.byte_limit):
@@ -124,12 +134,13 @@ class Outbox:
         self.idle.clear()
         self.wakeup.set()
 
-    def put_broadcast(self, event: dict) -> None:
-        """Room events wait while the socket is joining (see `hold`)."""
+    def put_broadcast(self, event: dict, frame: bytes | None = None) -> None:
+        """Room events wait while the socket is joining (see `hold`). `frame`: the
+        event's text serialized once for all the room's sockets (`text_frame`)."""
         if self.held is not None:
             self.held.append(event)
         elif self.stale is None or not self.stale(event):
-            self.put(event["text"])
+            self.put(event["text"], frame)
             if event.get("close"):
                 # An admin closed the room (4000) or removed this participant (4001).
                 self.put_close(event["close"])

@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
+from websockets.client import ClientProtocol
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from chat.errors import CloseCode
 from chat.hub import BUS_GROUP, EVENT_TYPE, Hub
@@ -33,10 +36,12 @@ class Immediate:
 
     def __init__(self, socket: FakeSocket) -> None:
         self.socket, self.taking = socket, True
+        self.frames: list[bytes | None] = []  # the serialized frames it was handed
 
-    def __call__(self, text: str) -> bool:
+    def __call__(self, text: str, frame: bytes | None = None) -> bool:
         if self.taking:
             self.socket.sent.append(text)
+            self.frames.append(frame)
         return self.taking
 
 
@@ -105,6 +110,37 @@ async def test_hub_delivers_to_local_members_but_the_excluded_one(settings):
     for outbox in outboxes:
         await hub.leave(ROOM_X, outbox)
     assert hub.rooms == {} and hub.order == {}
+    hub.task.cancel()
+
+
+def client_reads(frame: bytes) -> str:
+    """What a WebSocket client reads from `frame` (websockets' own parser)."""
+    client = ClientProtocol(parse_uri("ws://x/"), state=State.OPEN)
+    client.receive_data(frame)
+    (event,) = client.events_received()
+    return event.data.decode()
+
+
+async def test_a_room_event_is_serialized_once_for_every_socket_it_is_written_to(settings):
+    """Under `serve` the hub hands every socket of a room the same serialized frame,
+    which each client reads as the event's text; a large event is left to the queue."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
+    hub = Hub()
+    hub.position = no_messages_yet
+    sockets = [FakeSocket() for _ in range(3)]
+    writers = [Immediate(socket) for socket in sockets]
+    for socket, writer in zip(sockets, writers, strict=True):
+        await hub.join(ROOM_X, Outbox(socket.send, socket.close, write_now=writer))
+    text = '{"type": "ChatMessage", "content": "' + "é" * 100 + '"}'
+    hub.deliver({"room": X, "text": text})
+    frames = [writer.frames[0] for writer in writers]
+    assert frames[0] is frames[1] is frames[2]  # one serialization for the room
+    assert client_reads(frames[0]) == text
+    large = "x" * (WRITE_NOW_MAX + 1)
+    hub.deliver({"room": X, "text": large})
+    await drain()
+    assert all(socket.sent == [text, large] for socket in sockets)
+    assert all(len(writer.frames) == 1 for writer in writers)  # the large one was queued
     hub.task.cancel()
 
 
