@@ -358,7 +358,7 @@ CHAT_RATE_SUSTAINED = env.float("CHAT_RATE_SUSTAINED", 10)
 CHAT_WRITE_BATCH = env.int("CHAT_WRITE_BATCH", 200)
 # Least seconds between the starts of two such transactions: under load the messages of
 # that span go together (a message that finds the writer idle longer is written at once).
-CHAT_WRITE_INTERVAL = env.float("CHAT_WRITE_INTERVAL", 0.005)
+CHAT_WRITE_INTERVAL = env.float("CHAT_WRITE_INTERVAL", 0.01)
 # Most room events a process sends in one channel-layer message (chat/hub.py).
 CHAT_PUBLISH_BATCH = env.int("CHAT_PUBLISH_BATCH", 500)
 JOIN_FAILURES_PER_MINUTE = env.int("JOIN_FAILURES_PER_MINUTE", 5)
