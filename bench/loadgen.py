@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import hashlib
 import ipaddress
 import itertools
@@ -124,6 +125,7 @@ class Member:
         self.aead: AESGCM | None = None
         self.reply: asyncio.Future[dict[str, Any]] | None = None
         self.latencies: list[float] = []  # seconds, one per matched delivery
+        self.slow: list[tuple[float, float]] = []  # (sent at, latency) of those over SLOW
         self.seen_ids: set[int] = set()
         self.seen_contents: set[str] = set()
         self.last_id: int | None = None
@@ -173,7 +175,10 @@ class Member:
         if sent_at is None:
             self.unknown += 1
             return
-        self.latencies.append(now - sent_at)
+        latency = now - sent_at
+        self.latencies.append(latency)
+        if latency > SLOW:
+            self.slow.append((sent_at, latency))
         self.last_receive = now
         run.delivered += 1
         if run.target is not None and run.delivered >= run.target:
@@ -665,7 +670,40 @@ async def open_client(url: str, name: str, run: Run, lean: bool) -> Member:
 # --- Helpers ----------------------------------------------------------------------
 
 
-def percentiles_ms(samples: list[float], points: tuple[int, ...] = (50, 90, 99)) -> dict[str, float]:
+# Deliveries slower than this (seconds) are kept with the time they were sent, so that
+# a soak's tail can be laid beside the server's log (`slow_by_second`).
+SLOW = 0.05
+
+
+# The generator's own collector passes of 20 ms or more (perf_counter at start, seconds,
+# generation): a pause here delays reading, and would pass for the server's.
+GC_PAUSES: list[tuple[float, float, int]] = []
+_gc_began = [0.0]
+
+
+def _time_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_began[0] = time.perf_counter()
+    elif (took := time.perf_counter() - _gc_began[0]) >= 0.02:
+        GC_PAUSES.append((_gc_began[0], took, info["generation"]))
+
+
+gc.callbacks.append(_time_gc)
+
+
+def slow_by_second(clients: list[Any], began: float) -> dict[str, Any]:
+    """The soak's slow deliveries: how many, and the seconds (since the first send)
+    when the slowest were sent, with their worst latency in ms, worst first."""
+    slow = [(sent_at, latency) for client in clients for sent_at, latency in client.slow]
+    worst: dict[int, float] = {}
+    for sent_at, latency in slow:
+        second = int(sent_at - began)
+        worst[second] = max(worst.get(second, 0.0), latency)
+    seconds = sorted(worst.items(), key=lambda item: -item[1])[:20]
+    return {"count": len(slow), "worst_seconds": [[second, round(ms * 1000, 1)] for second, ms in seconds]}
+
+
+def percentiles_ms(samples: list[float], points: tuple[float, ...] = (50, 90, 99)) -> dict[str, float]:
     """Nearest-rank percentiles of samples in seconds, in milliseconds."""
     if not samples:
         return {}
@@ -901,17 +939,25 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     count = int(rate * args.duration)
     step = 1 / (rate * len(talkers))  # spread the senders' schedules over one interval
     cpu_before = cpu_seconds(args.server_pid) if args.server_pid else None
+    # The generator is the instrument: its own collector passes (477 ms over what it
+    # tracks after ten minutes) would read as the server's latency. Off while it measures.
+    gc.collect()
+    gc.disable()
     began = time.perf_counter()
-    lags = await asyncio.gather(
-        *(paced_sender(sender, rate, k * step, count) for k, sender in enumerate(talkers))
-    )
-    stop.set()
-    await sampler
-    per_room = []
-    for run, _, clients in rooms:
-        await wait_for_stragglers(run, clients)
-        per_room.append(delivery_figures(run, clients))
+    try:
+        lags = await asyncio.gather(
+            *(paced_sender(sender, rate, k * step, count) for k, sender in enumerate(talkers))
+        )
+        stop.set()
+        await sampler
+        # Every room's last deliveries are in before any figure is worked out: that work
+        # holds the loop, and would make deliveries still on their way look late.
+        for run, _, clients in rooms:
+            await wait_for_stragglers(run, clients)
+    finally:
+        gc.enable()
     elapsed = time.perf_counter() - began
+    per_room = [delivery_figures(run, clients) for run, _, clients in rooms]
     server_cpu = cpu_seconds(args.server_pid) - cpu_before if cpu_before is not None else None
     latencies = [value for _, _, clients in rooms for client in clients for value in client.latencies]
     figures: dict[str, Any] = {
@@ -923,7 +969,15 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("messages_sent", "deliveries_expected", "deliveries_received", "lost", "duplicates",
                 "order_violations", "unknown_messages", "errors"):  # fmt: skip
         figures[key] = sum(room[key] for room in per_room)
-    figures["latency_ms"] = percentiles_ms(latencies, (50, 90, 99))
+    figures["latency_ms"] = percentiles_ms(latencies, (50, 90, 99, 99.9))
+    figures[f"slower_than_{SLOW * 1000:g}_ms"] = slow_by_second(
+        [client for _, _, clients in rooms for client in clients], began
+    )
+    figures["generator_gc_pauses"] = [
+        [round(at - began, 1), round(took * 1000, 1), generation]
+        for at, took, generation in GC_PAUSES
+        if at >= began
+    ]
     figures["max_send_lag_ms"] = round(max(lags, default=0.0) * 1000, 2)
     figures["messages_per_s"] = round(figures["messages_sent"] / elapsed, 1)
     if server_cpu is not None:

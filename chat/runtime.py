@@ -21,16 +21,52 @@ it and what stops it. `start` and `stop` are called by the ASGI application
 - The large-frame budget's wake-ups (chat/frame_budget.py, `serve` only): timers while
   a paced socket waits.
 
+- Timing of Python's garbage collector (`watch_collector`): a callback, no thread.
+
 Everything but the checkpoint thread starts on first use, so a process that serves
 only pages never runs the hub or the heartbeat.
 """
 
+import gc
+import time
+
+from django.conf import settings
+
 from chat import checkpoint
 from chat.hub import hub
+from chat.oplog import event
 
 
 def start() -> None:
     checkpoint.start()
+    watch_collector()
+    # Everything loaded so far (Django, the apps, their modules) lives as long as the
+    # process: out of the collector's sight, a full pass scans only what serving made.
+    # Such a pass stopped a 10-minute soak for 211 ms (bench/README.md, issue 17).
+    gc.collect()
+    gc.freeze()
+
+
+def watch_collector() -> None:
+    """A pass of Python's cyclic garbage collector stops every thread of the process
+    for as long as it takes: one of GC_PAUSE_LOG seconds or more is logged
+    (`event=gc_pause`), so that a latency spike can be laid beside it. Once per process."""
+    if settings.GC_PAUSE_LOG <= 0 or _collector_timing in gc.callbacks:
+        return
+    gc.callbacks.append(_collector_timing)
+
+
+_collection_began = [0.0]
+
+
+def _collector_timing(phase: str, info: dict) -> None:
+    if phase == "start":
+        _collection_began[0] = time.perf_counter()
+        return
+    took = time.perf_counter() - _collection_began[0]
+    if took >= settings.GC_PAUSE_LOG:
+        generation, collected = info["generation"], info["collected"]
+        event("gc_pause", generation=generation, ms=round(took * 1000, 1), collected=collected)
 
 
 async def stop() -> None:

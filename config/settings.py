@@ -438,6 +438,8 @@ DATABASE_QUEUE = env.int("DATABASE_QUEUE", 200)
 
 # Seconds between background WAL checkpoints on SQLite (0 turns them off).
 SQLITE_CHECKPOINT_INTERVAL = env.float("SQLITE_CHECKPOINT_INTERVAL", 2)
+# A garbage-collector pass of at least this many seconds is logged (event=gc_pause); 0: off.
+GC_PAUSE_LOG = env.float("GC_PAUSE_LOG", 0.02)
 
 # `manage.py serve` sets the garbage collector's young-generation threshold to this
 # (Python's default); see the comment there.
