@@ -28,6 +28,7 @@ only pages never runs the hub or the heartbeat.
 """
 
 import gc
+import sys
 import time
 
 from django.conf import settings
@@ -60,6 +61,8 @@ _collection_began = [0.0]
 
 
 def _collector_timing(phase: str, info: dict) -> None:
+    if sys.is_finalizing():
+        return  # the process is ending: its log's stream may be closed already
     if phase == "start":
         _collection_began[0] = time.perf_counter()
         return
