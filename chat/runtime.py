@@ -20,7 +20,6 @@ it and what stops it. `start` and `stop` are called by the ASGI application
   wait for it in the bounded queue `workers.database`.
 - The large-frame budget's wake-ups (chat/frame_budget.py, `serve` only): timers while
   a paced socket waits.
-
 - Timing of Python's garbage collector (`watch_collector`): a callback, no thread.
 
 Everything but the checkpoint thread starts on first use, so a process that serves
