@@ -1,18 +1,25 @@
-"""Room broadcasts: one channel-layer message per process, fanned out locally.
+"""Room broadcasts: one channel-layer message per receiving process and batch, fanned
+out locally.
 
 Channels' usual pattern gives every socket its own channel and puts every socket in
 the room's group, so one chat message in a room of N becomes N layer messages, N task
-wake-ups and N dispatches. Here each server process has one hub with one channel, and
-every hub is in one group, the bus (`BUS_GROUP`). A process publishes its room events
-in batches (what is published while the previous send is under way goes together, in
-one layer message to the bus), and each hub hands the pre-encoded text of each event to
-the outboxes of its local sockets in that room, ignoring rooms it has nobody in.
+wake-ups and N dispatches. Here each server process has one hub with one channel, in
+the layer group of each room it has sockets in (`room_group`): the room bus. A process
+publishes its room events in batches (what is published while the previous send is
+under way goes together): one read of the batch's room groups and one layer message to
+each hub with a member in any of them, carrying that hub's events in publish order
+(`send_events`, with chat/layers.py's `group_members` and `send_many`). Each hub hands
+the pre-encoded text of each event to the outboxes of its local sockets in that room.
 
-With Redis that is a few layer operations per batch instead of several per event and
-per room: two processes serving 200 busy rooms make tens of Redis calls a second, not
-thousands. The price is that every process receives every room's events, which suits
-the few processes one site runs (docs/production.md); a site with many processes would
-split the bus by room.
+So a process receives the events of its own rooms and no others, and publishing a
+batch costs two Redis round trips (per Redis server) however many rooms and processes
+it reaches. With a proxy that sends a room's members to one process
+(docs/production.md, "Room affinity"), each event crosses Redis once and is received
+once.
+
+A hub joins a room's group when the room's first local socket joins, before it reads
+where the room stands; it leaves at its next watchdog round once the room has had no
+local socket for that long (a member who reconnects at once finds it still there).
 
 The hub is the only thing in a process that receives from the channel layer, on a
 channel of its own that is not process-local (no `!`): channels-redis makes every
@@ -23,9 +30,10 @@ replaced by one on a new channel (logged), without waiting for the stuck one to 
 and each room's messages stored meanwhile are read from the database.
 
 A place in a group lasts CHANNEL_GROUP_EXPIRY seconds in the Redis layer unless it is
-renewed: the watchdog renews the hub's every round, and `stop` (the server's shutdown,
-config/asgi.py) takes it out, so a process that stops is no longer sent the bus's
-events, and one that was killed is dropped by the first group send after the expiry.
+renewed: the watchdog renews the hub's places every round (Redis may also have
+restarted empty), and `stop` (the server's shutdown, config/asgi.py) takes them out,
+so a process that stops is no longer sent its rooms' events, and one that was killed is
+dropped by the first send to each room after the expiry.
 
 The hub hands each event to the `Outbox` of each local socket in its room
 (chat/outbox.py).
@@ -70,7 +78,8 @@ class Marks(TypedDict, total=False):
 
 class RoomEvent(Marks):
     """One room event as it crosses the channel layer, in a batch:
-    `{"type": EVENT_TYPE, "events": [RoomEvent, ...]}` sent to the bus (`send_events`).
+    `{"type": EVENT_TYPE, "events": [RoomEvent, ...]}` sent to each hub in the room's
+    group (`send_events`).
     A hub checks the types of every event it receives (`room_event_problem`)."""
 
     room: str  # the room's id in hex: how the hub and the bus name a room
@@ -79,11 +88,14 @@ class RoomEvent(Marks):
 
 # What the watchdog sends the hub's own channel to see that its receive moves.
 PROBE_TYPE = "hub.probe"
-# The layer group every process's hub is in (the layer adds its prefix).
-BUS_GROUP = "hubs"
-# Seconds a stopping hub waits for the layer to take it out of the bus (Redis down or
-# hung: the process stops anyway, and the layer drops the channel after its expiry).
+# Seconds a stopping hub waits for the layer to take it out of its groups (Redis down
+# or hung: the process stops anyway, and the layer drops the channel after its expiry).
 LEAVE_TIMEOUT = 2.0
+
+
+def room_group(room: str) -> str:
+    """The layer group of the hubs with a socket in `room` (the layer adds its prefix)."""
+    return f"room.{room}"
 
 
 class RoomOrder:
@@ -129,12 +141,15 @@ def new_hub_channel() -> str:
 
 
 class Hub:
-    """This process's place on the bus, the rooms it has sockets in, and its local fan-out."""
+    """This process's place on the room bus, the rooms it has sockets in, and its local fan-out."""
 
     def __init__(self) -> None:
         self.rooms: dict[str, dict[str, Outbox]] = {}
         # The rooms this process has sockets in, each with its message order.
         self.order: dict[str, RoomOrder] = {}
+        # The rooms whose group `channel` is in: those of `rooms`, and those whose last
+        # local socket left since the last watchdog round.
+        self.groups: set[str] = set()
         # Where rooms stand and what they hold: the database (tests pass their own).
         self.position = room_position
         self.stored = stored_messages
@@ -143,11 +158,14 @@ class Hub:
         # The watchdog; it owns `receiver`, the task that receives on `channel`.
         self.task: asyncio.Task | None = None
         self.receiver: asyncio.Task | None = None
+        # Held while the groups change and while a room's order is set up or repaired.
         self.lock: asyncio.Lock | None = None
         # Monotonic times: the probe that is out (None when it came back), and the
         # last time the receive returned anything.
         self.probe_sent: float | None = None
         self.progress = 0.0
+        # Room events received from the layer since the hub started (bench/, issue 17).
+        self.received = 0
 
     def started(self) -> bool:
         """Whether the hub runs on the running event loop."""
@@ -158,21 +176,15 @@ class Hub:
         """Called before each join: (re)start the hub on the running loop."""
         if self.started():
             return
-        layer = get_channel_layer()
-        channel = new_hub_channel()
-        await layer.group_add(BUS_GROUP, channel)  # Redis down: this join fails, the next retries
-        if self.started():  # another socket started it while we waited
-            await layer.group_discard(BUS_GROUP, channel)
-            return
-        self.rooms, self.order = {}, {}
+        self.rooms, self.order, self.groups = {}, {}, set()
         self.lock = asyncio.Lock()
-        self.layer = layer
-        self.receive_on(channel)
+        self.layer = get_channel_layer()
+        self.receive_on(new_hub_channel())
         self.task = asyncio.get_running_loop().create_task(self._watch())
 
     async def stop(self) -> None:
-        """The process stops: end the watchdog and the receive, then leave the bus,
-        waiting at most LEAVE_TIMEOUT for the layer."""
+        """The process stops: end the watchdog and the receive, then leave every room
+        group, waiting at most LEAVE_TIMEOUT for the layer."""
         task = self.task
         if task is None or task.get_loop() is not asyncio.get_running_loop():
             return
@@ -182,7 +194,7 @@ class Hub:
             async with asyncio.timeout(LEAVE_TIMEOUT):
                 # Once the watchdog has ended, no renewal or restart can follow the leave.
                 await asyncio.wait([task])
-                await self.layer.group_discard(BUS_GROUP, self.channel)
+                await self.layer.group_discard_many(map(room_group, self.groups), self.channel)
         except Exception as exc:
             why = f"no answer in {LEAVE_TIMEOUT:g} s" if isinstance(exc, TimeoutError) else repr(exc)
             logger.warning(
@@ -209,8 +221,9 @@ class Hub:
             self.receiver.cancel()
 
     async def watch(self) -> None:
-        """One watchdog round: replace a receive that is stuck, else renew the hub's
-        place on the bus (CHANNEL_GROUP_EXPIRY must be several rounds) and send a probe."""
+        """One watchdog round: replace a receive that is stuck, else leave the groups of
+        rooms nobody is in here any more, renew the others (CHANNEL_GROUP_EXPIRY must be
+        several rounds) and send a probe."""
         if self.receiver.done():
             await self.restart("its receive ended")
             return
@@ -220,7 +233,7 @@ class Hub:
                 await self.restart(f"its receive made no progress for {stalled:.1f} s")
                 return
         try:
-            await self.layer.group_add(BUS_GROUP, self.channel)
+            await self.renew()
         except Exception:
             # Redis is down: the probe would fail too.
             logger.warning("hub: could not renew its place on the bus", exc_info=True)
@@ -238,6 +251,16 @@ class Hub:
             return
         self.probe_sent = sent
 
+    async def renew(self) -> None:
+        """Leave the groups of rooms without a local socket, and renew the others."""
+        async with self.lock:
+            idle = self.groups - self.rooms.keys()
+            if idle:
+                await self.layer.group_discard_many(map(room_group, idle), self.channel)
+                self.groups -= idle
+            if self.groups:
+                await self.layer.group_add_many(map(room_group, self.groups), self.channel)
+
     async def restart(self, why: str) -> None:
         """Receive on a new channel, and leave the stuck receive behind.
 
@@ -248,17 +271,19 @@ class Hub:
         """
         old_channel, old_receiver = self.channel, self.receiver
         channel = new_hub_channel()
+        async with self.lock:
+            groups = list(map(room_group, self.groups))
+            try:
+                await self.layer.group_add_many(groups, channel)
+            except Exception:
+                logger.exception("hub: %s, and it could not join its rooms again; retrying", why)
+                self.probe_sent = None
+                return
+            logger.error("hub: %s; receiving on a new channel %s (was %s)", why, channel, old_channel)
+            old_receiver.cancel()
+            self.receive_on(channel)
         try:
-            await self.layer.group_add(BUS_GROUP, channel)
-        except Exception:
-            logger.exception("hub: %s, and it could not join the bus again; retrying", why)
-            self.probe_sent = None
-            return
-        logger.error("hub: %s; receiving on a new channel %s (was %s)", why, channel, old_channel)
-        old_receiver.cancel()
-        self.receive_on(channel)
-        try:
-            await self.layer.group_discard(BUS_GROUP, old_channel)
+            await self.layer.group_discard_many(groups, old_channel)
         except Exception:
             logger.warning("hub: could not take the stuck channel off the bus", exc_info=True)
         for room, order in list(self.order.items()):
@@ -284,11 +309,15 @@ class Hub:
             if room not in self.order:
                 order = self.order[room] = RoomOrder()  # holds messages until placed
                 try:
-                    # Messages up to here are stored already (a joiner's History has
-                    # them); later ones reach this hub over the bus.
+                    # In the room's group first: messages stored from here on reach
+                    # this hub; those stored before are in the room's position (and in
+                    # a joiner's History).
+                    if room not in self.groups:
+                        await self.layer.group_add(room_group(room), self.channel)
+                        self.groups.add(room)
                     order.last = await self.position(room)
                 except BaseException:
-                    # Database down: the next join reads the position afresh.
+                    # Redis or the database down: the next join tries afresh.
                     self.order.pop(room, None)
                     self.rooms.get(room, {}).pop(outbox.id, None)
                     if not self.rooms.get(room):
@@ -297,6 +326,7 @@ class Hub:
                 self.flush(room, order)
 
     async def leave(self, room_id: uuid.UUID, outbox: Outbox) -> None:
+        """The room's group is left at the next watchdog round, if nobody is back."""
         room = room_id.hex
         members = self.rooms.get(room, {})
         members.pop(outbox.id, None)
@@ -309,11 +339,12 @@ class Hub:
                     order.repair.cancel()
 
     async def refresh(self) -> None:
-        """Called every presence heartbeat: renew the bus membership (it expires in the
-        layer, and Redis forgets it if it restarts). The watchdog renews it too, more
-        often, and also while the process holds no socket (the heartbeat stops then)."""
+        """Called every presence heartbeat: renew the hub's places in its rooms' groups
+        (they expire in the layer, and Redis forgets them if it restarts). The watchdog
+        renews them too, more often, and also while the process holds no socket (the
+        heartbeat stops then)."""
         if self.layer is not None and self.started():
-            await self.layer.group_add(BUS_GROUP, self.channel)
+            await self.renew()
 
     def deliver(self, event: RoomEvent) -> None:
         """A room event from the layer: messages go through their room's order."""
@@ -402,6 +433,7 @@ class Hub:
         if not isinstance(events, list):
             logger.error("hub: skipped a malformed layer message: %s", describe(message))
             return
+        self.received += len(events)
         for room_event in events:
             problem = room_event_problem(room_event)
             if problem is not None:
@@ -465,10 +497,16 @@ async def publish(room_id: uuid.UUID, message: dict, **marks: Unpack[Marks]) -> 
 
 
 async def send_events(events: list[RoomEvent]) -> list[None]:
-    """One layer message to every hub, carrying `events` in the order published."""
+    """Send each hub in the rooms' groups one layer message with its rooms' events, in
+    the order published."""
     # The hub's layer, once started: looking it up costs a settings read per call.
     layer = hub.layer if hub.started() else get_channel_layer()
-    await layer.group_send(BUS_GROUP, {"type": EVENT_TYPE, "events": events})
+    members = await layer.group_members({room_group(event["room"]): None for event in events})
+    batches: dict[str, list[RoomEvent]] = {}
+    for event in events:
+        for channel in members[room_group(event["room"])]:
+            batches.setdefault(channel, []).append(event)
+    await layer.send_many({channel: {"type": EVENT_TYPE, "events": its} for channel, its in batches.items()})
     return [None] * len(events)
 
 

@@ -1,8 +1,12 @@
 """Redis clients of the server's own, beside the channel layer's connections: the
 join-failure counters (chat/ratelimit.py) and the health check (chat/views.py)."""
 
+import functools
+
 import redis.asyncio as redis
+from channels_redis.core import RedisChannelLayer
 from django.conf import settings
+from django.utils.module_loading import import_string
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -10,11 +14,17 @@ from redis.backoff import NoBackoff
 
 def layer_hosts() -> list[str | dict]:
     """The Redis hosts of the default channel layer: URLs, or channels_redis's host
-    dicts (`address` or `sentinels`); empty when the layer is not channels_redis."""
+    dicts (`address` or `sentinels`); empty when the layer is not channels_redis's (or
+    chat.layers.RedisChannelLayer, its subclass)."""
     layer = settings.CHANNEL_LAYERS.get("default", {})
-    if not layer.get("BACKEND", "").startswith("channels_redis"):
+    if not is_redis(layer.get("BACKEND", "")):
         return []
     return list(layer.get("CONFIG", {}).get("hosts", ["redis://127.0.0.1:6379/0"]))
+
+
+@functools.cache
+def is_redis(backend: str) -> bool:
+    return bool(backend) and issubclass(import_string(backend), RedisChannelLayer)
 
 
 # Connections one client of ours opens at most (a process has one per loop and purpose).

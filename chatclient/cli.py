@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
 async def run(args: argparse.Namespace) -> int:
     out = Output(args.json)
     try:
-        client = await ChatClient.connect(ws_url(args.url))
+        joining = args.join_key if args.command == "join" else None
+        client = await ChatClient.connect(ws_url(args.url), room=joining)
     except ConnectionLost as exc:
         out.fail(exc)
         return EXIT_CONNECTION

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
@@ -108,6 +108,21 @@ class _Pending:
 _END = object()
 
 
+def affinity_hint(join_key: str) -> str:
+    """What a socket's address carries (`/ws/?room=HINT`) so that a proxy hashing it
+    sends a room's members to one server process (docs/production.md, "Room
+    affinity"): 8 hex digits of SHA-256 over the join key, never the key itself.
+    The browser app computes the same (chat/static/chat/socket.js)."""
+    return hashlib.sha256(f"chat-room-affinity:{join_key}".encode()).hexdigest()[:8]
+
+
+def join_key_of(key_or_link: str) -> str:
+    """The join key itself, or the one in a share link (`https://host/rooms/KEY/#k=...`)."""
+    if "/rooms/" not in key_or_link:
+        return key_or_link
+    return unquote(urlsplit(key_or_link).path.rstrip("/").rpartition("/")[2])
+
+
 class ChatClient:
     """One connection to a chat server, in at most one room at a time."""
 
@@ -119,8 +134,12 @@ class ChatClient:
         reconnect_timeout: float = 120.0,
         max_frame: int = DEFAULT_MAX_FRAME,
         ssl_context: ssl.SSLContext | None = None,
+        room: str | None = None,
     ) -> None:
         self.url = url
+        # The join key (or share link) of the room about to be joined: the first socket
+        # carries its affinity hint; later ones carry the hint of the room it is in.
+        self.about_to_join = join_key_of(room) if room else None
         self.ssl_context = ssl_context  # for wss:// with a private CA; by default the system's trust store
         self.reconnect = reconnect
         self.reconnect_timeout = reconnect_timeout
@@ -149,7 +168,9 @@ class ChatClient:
 
     @classmethod
     async def connect(cls, url: str, **options: Any) -> ChatClient:
-        """Open the connection; raises `ConnectionLost` (`connection_failed`) if it cannot."""
+        """Open the connection; raises `ConnectionLost` (`connection_failed`) if it cannot.
+        Pass `room=` the join key or share link you are about to join, so that a proxy
+        with room affinity (docs/production.md) sends you where its members are."""
         client = cls(url, **options)
         client._ws = await client._open()
         client._ready.set()
@@ -198,7 +219,7 @@ class ChatClient:
         room's, the client leaves again and raises `ChatError` `link_wrong`."""
         if "/rooms/" in join_key:
             link = join_key
-            join_key = unquote(urlsplit(link).path.rstrip("/").rpartition("/")[2])
+            join_key = join_key_of(link)
             if "#" in link and secret is None:
                 try:
                     secret = secret_from_link(link)
@@ -412,10 +433,20 @@ class ChatClient:
             raise RuntimeError("not connected: open the client with ChatClient.connect()")
         return self._ws
 
+    def _socket_url(self) -> str:
+        """The server's address with the affinity hint of the room this client is in,
+        or about to join (`/ws/?room=HINT`)."""
+        join_key = self.room.join_key if self.room is not None else self.about_to_join
+        if not join_key:
+            return self.url
+        parts = urlsplit(self.url)
+        query = "&".join(filter(None, [parts.query, urlencode({"room": affinity_hint(join_key)})]))
+        return urlunsplit(parts._replace(query=query))
+
     async def _open(self) -> ClientConnection:
         try:
             options: dict[str, Any] = {"ssl": self.ssl_context} if self.ssl_context else {}
-            return await connect(self.url, max_size=self.max_frame, compression=None, **options)
+            return await connect(self._socket_url(), max_size=self.max_frame, compression=None, **options)
         except (OSError, TimeoutError, WebSocketException) as exc:
             raise ConnectionLost("connection_failed", f"cannot connect to {self.url}: {exc}") from exc
 

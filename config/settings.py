@@ -188,10 +188,14 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# One Redis URL, or several separated by commas: the channel layer then spreads room
+# groups and process channels over them (channels-redis's consistent hashing); the
+# join-failure counters and quotas live on the first (docs/production.md, "Redis").
 REDIS_URL = env.str("REDIS_URL", "")
 CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", "chat")
-# Events that may wait for one layer channel before the layer drops new ones. Each
-# process has one channel for all its rooms (chat/hub.py), so this is per process.
+# Layer messages (batches of room events) that may wait for one layer channel before the
+# layer drops new ones. Each process has one channel for all its rooms (chat/hub.py), so
+# this is per process.
 CHANNEL_CAPACITY = env.int("CHANNEL_CAPACITY", 10000)
 # The hub's watchdog (chat/hub.py): every HUB_WATCHDOG_INTERVAL seconds it sends the
 # hub a probe; a receive that returns nothing for HUB_WATCHDOG_TIMEOUT seconds while a
@@ -200,9 +204,9 @@ HUB_WATCHDOG_INTERVAL = env.float("HUB_WATCHDOG_INTERVAL", 2)
 HUB_WATCHDOG_TIMEOUT = env.float("HUB_WATCHDOG_TIMEOUT", 10)
 # Seconds the Redis layer keeps a channel in a group unless it is added again
 # (channels-redis's group_expiry; its default is a day). Every process's hub is in the
-# bus group and renews its place every HUB_WATCHDOG_INTERVAL; a process that stops
-# leaves the group, and one that is killed is dropped by the first group send after
-# this long. Whole seconds (Redis EXPIRE), at least three renewals, and the servers'
+# group of each room it has sockets in and renews its places every HUB_WATCHDOG_INTERVAL;
+# a process that stops leaves its groups, and one that is killed is dropped by the first
+# send to each room after this long. Whole seconds (Redis EXPIRE), at least three renewals, and the servers'
 # clocks must agree to well within it (the layer compares each sender's clock with the
 # renewing process's).
 CHANNEL_GROUP_EXPIRY = env.int("CHANNEL_GROUP_EXPIRY", 30)
@@ -248,9 +252,9 @@ def redis_layer_host(url: str) -> dict:
 if REDIS_URL or REDIS_SENTINELS:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "chat.layers.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [redis_layer_host(REDIS_URL)],
+                "hosts": [redis_layer_host(url) for url in REDIS_URL.split(",")],
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_CAPACITY,
                 "group_expiry": CHANNEL_GROUP_EXPIRY,

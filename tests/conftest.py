@@ -38,7 +38,7 @@ async def layer(request, settings):
     if request.param == "redis":
         settings.CHANNEL_LAYERS = {
             "default": {
-                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "BACKEND": "chat.layers.RedisChannelLayer",
                 "CONFIG": {"hosts": [redis_layer_host(REDIS_URL)], "prefix": f"test-{uuid.uuid4().hex[:8]}"},
             }
         }

@@ -88,12 +88,13 @@ def new_page(browser):
         page.console_errors = []
         page.on("pageerror", lambda error: page.console_errors.append(str(error)))
         page.frames_sent = []  # every WebSocket frame the page sent, decoded
-        page.on(
-            "websocket",
-            lambda socket: socket.on(
-                "framesent", lambda payload: page.frames_sent.append(json.loads(payload))
-            ),
-        )
+        page.socket_urls = []  # the address of every WebSocket the page opened
+
+        def opened(socket) -> None:
+            page.socket_urls.append(socket.url)
+            socket.on("framesent", lambda payload: page.frames_sent.append(json.loads(payload)))
+
+        page.on("websocket", opened)
         page.goto(url)
         return page
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from chatclient.client import affinity_hint
 from chatclient.crypto import decrypt
 from tests.browser.pages import (
     PythonClient,
@@ -34,6 +35,12 @@ def test_create_share_join_chat_and_leave(server, sqlite_env, new_page):
     assert link.startswith(f"{server.http}/rooms/")
 
     bob = new_page(link)
+    # The share link's page opens its socket with the room's affinity hint, never the key.
+    hint = affinity_hint(join_key_of(link))
+    expect(bob.get_by_label("Join key")).to_be_hidden()
+    assert [url.partition("/ws/")[2] for url in bob.socket_urls] == [f"?room={hint}"]
+    in_page = "async (key) => (await import('/static/chat/socket.js')).affinityHint(key)"
+    assert bob.evaluate(in_page, "k-é") == affinity_hint("k-é")
     expect(bob.get_by_role("button", name="Create room")).to_be_hidden()
     expect(bob.get_by_label("Join key")).to_be_hidden()
     expect(bob.locator("#join-form").get_by_label("Your name")).to_be_focused()

@@ -5,6 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from chatclient.client import affinity_hint
 from chatclient.crypto import decrypt
 from tests.browser.pages import (
     PythonClient,
@@ -60,6 +61,10 @@ def test_page_reconnects_after_restart_and_shows_missed_messages_once(server_wit
     assert created and joins and all(join["since"] == before["id"] for join in joins)
     assert all(join["owner_token"] and join["name"] == "Alice" for join in joins)
     expect(alice.get_by_label("Share link")).to_have_value(link)
+    # The creator's first socket could carry no affinity hint; the reconnects carry the room's.
+    queries = [url.partition("/ws/")[2] for url in alice.socket_urls]
+    hint = affinity_hint(join_key_of(link))
+    assert queries[0] == "" and queries[1:] and set(queries[1:]) == {f"?room={hint}"}
 
 
 @pytest.mark.parametrize("sealed", [False, True], ids=["standard", "sealed"])

@@ -12,7 +12,7 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from chat.errors import CloseCode
-from chat.hub import BUS_GROUP, EVENT_TYPE, Hub
+from chat.hub import EVENT_TYPE, Hub, room_group, send_events
 from chat.outbox import WRITE_NOW_MAX, Outbox
 from config.settings import redis_layer_host
 from tests.conftest import REDIS_URL
@@ -276,50 +276,93 @@ async def test_a_subscription_whose_position_cannot_be_read_is_undone(settings):
     hub.task.cancel()
 
 
-async def test_events_published_meanwhile_travel_in_one_layer_message(settings, monkeypatch):
-    """The bus: every hub gets every room's events, batched; each hands out only its rooms'."""
+async def test_events_published_meanwhile_reach_only_the_hubs_of_their_rooms(layer, monkeypatch):
+    """The room bus: what is published in one loop tick is one layer message per hub,
+    carrying its rooms' events in order and no other room's."""
     import chat.hub as hub_module
 
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
-    hub = Hub()
-    monkeypatch.setattr(hub_module, "hub", hub)
-    hub.position = no_messages_yet
-    here, other = FakeSocket(), FakeSocket()
-    await hub.join(ROOM_X, Outbox(here.send, here.close))
+    here, there = Hub(), Hub()  # two processes' hubs: one has room X, the other room Y
+    monkeypatch.setattr(hub_module, "hub", here)
+    x_socket, y_socket = FakeSocket(), FakeSocket()
+    for hub, room, socket in ((here, ROOM_X, x_socket), (there, ROOM_Y, y_socket)):
+        hub.position = no_messages_yet
+        await hub.join(room, Outbox(socket.send, socket.close))
     sends = []
-    group_send = hub.layer.group_send
+    send_many = here.layer.send_many
 
-    async def recording(group, message):
-        sends.append((group, [event["text"] for event in message["events"]]))
-        await group_send(group, message)
+    async def recording(messages):
+        sends.append({channel: len(message["events"]) for channel, message in messages.items()})
+        await send_many(messages)
 
-    monkeypatch.setattr(hub.layer, "group_send", recording)
+    monkeypatch.setattr(here.layer, "send_many", recording)
     rooms = [ROOM_X, ROOM_Y] * 3
     await asyncio.gather(*(hub_module.publish(r, {"type": "Note", "n": n}) for n, r in enumerate(rooms)))
-    assert [len(texts) for _, texts in sends] == [6]  # published in one loop tick: one message
+    assert sends == [{here.channel: 3, there.channel: 3}]  # one tick: one message per hub
     await hub_module.publish(ROOM_X, {"type": "Note", "n": 6})
-    assert [len(texts) for _, texts in sends] == [6, 1]
-    assert {group for group, _ in sends} == {hub_module.BUS_GROUP}
-    for _ in range(20):
-        await asyncio.sleep(0.01)
-        if len(here.sent) == 4:
+    assert sends[1:] == [{here.channel: 1}]  # the hub without a socket in X gets nothing
+    for _ in range(50):
+        if len(x_socket.sent) == 4 and len(y_socket.sent) == 3:
             break
-    assert here.sent == [f'{{"type":"Note","n":{n}}}' for n in (0, 2, 4, 6)]
-    assert other.sent == []
-    hub.task.cancel()
+        await asyncio.sleep(0.02)
+    assert x_socket.sent == [f'{{"type":"Note","n":{n}}}' for n in (0, 2, 4, 6)]
+    assert y_socket.sent == [f'{{"type":"Note","n":{n}}}' for n in (1, 3, 5)]
+    assert (here.received, there.received) == (4, 3)
+    for hub in (here, there):
+        await hub.stop()
 
 
-async def test_a_hub_is_on_the_bus_once_started_and_after_each_refresh(settings):
+async def test_a_hub_is_in_its_rooms_groups_once_joined_and_after_each_refresh(settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
     hub = Hub()
-    await hub.start()
-    from chat.hub import BUS_GROUP
-
-    assert hub.channel in hub.layer.groups[BUS_GROUP]
-    hub.layer.groups[BUS_GROUP].pop(hub.channel)  # as if Redis restarted empty
+    hub.position = no_messages_yet
+    socket = FakeSocket()
+    await hub.join(ROOM_X, Outbox(socket.send, socket.close))
+    group = hub.layer.groups[room_group(X)]
+    assert hub.channel in group
+    group.pop(hub.channel)  # as if Redis restarted empty
     await hub.refresh()
-    assert hub.channel in hub.layer.groups[BUS_GROUP]
+    assert hub.channel in hub.layer.groups[room_group(X)]
     hub.task.cancel()
+
+
+async def test_a_room_without_local_sockets_is_left_at_the_next_watchdog_round(layer):
+    """The last socket of a room leaves: the hub stays in the room's group until its
+    next round (a member who reconnects at once finds it there, and misses nothing),
+    then leaves it, and a later join comes back in."""
+    hub = Hub()
+    written = 0
+
+    async def position(room):
+        return written
+
+    async def publish(seq):
+        nonlocal written
+        written = seq
+        await hub.layer.group_send(room_group(X), {"type": EVENT_TYPE, "events": [message(seq)]})
+
+    hub.position = position
+    first, again = FakeSocket(), FakeSocket()
+    outbox = Outbox(first.send, first.close)
+    await hub.join(ROOM_X, outbox)
+    await hub.leave(ROOM_X, outbox)
+    assert await group_members(layer, hub, X) == {hub.channel} and hub.groups == {X}
+    await publish(1)  # stored before the next join: that joiner's History has it
+    back = Outbox(again.send, again.close)
+    await hub.join(ROOM_X, back)  # within the round
+    await hub.renew()
+    assert await group_members(layer, hub, X) == {hub.channel}
+    await publish(2)
+    for _ in range(50):
+        if again.sent:
+            break
+        await asyncio.sleep(0.02)
+    assert again.sent == ["m2"] and first.sent == []
+    await hub.leave(ROOM_X, back)
+    await hub.renew()
+    assert await group_members(layer, hub, X) == set() and hub.groups == set()
+    await hub.join(ROOM_X, Outbox(again.send, again.close))
+    assert await group_members(layer, hub, X) == {hub.channel}
+    await hub.stop()
 
 
 @pytest.mark.redis
@@ -331,7 +374,7 @@ async def test_an_idle_hub_on_redis_keeps_receiving_without_errors(settings, cap
 
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "chat.layers.RedisChannelLayer",
             "CONFIG": {"hosts": [redis_layer_host(REDIS_URL)], "prefix": f"test-{uuid.uuid4().hex[:8]}"},
         }
     }
@@ -341,7 +384,7 @@ async def test_an_idle_hub_on_redis_keeps_receiving_without_errors(settings, cap
     await hub.join(ROOM_X, Outbox(socket.send, socket.close))
     await asyncio.sleep(hub_module.get_channel_layer().brpop_timeout + 1.5)  # one idle receive and more
     sent = time.perf_counter()
-    await hub.layer.group_send(hub_module.BUS_GROUP, {"type": hub_module.EVENT_TYPE, "events": [message(1)]})
+    await hub.layer.group_send(room_group(X), {"type": hub_module.EVENT_TYPE, "events": [message(1)]})
     await asyncio.wait_for(socket.got.wait(), 2)
     assert socket.sent == ["m1"] and time.perf_counter() - sent < 0.5
     assert "receive failed" not in caplog.text
@@ -394,7 +437,7 @@ async def test_a_frozen_receive_is_replaced_and_delivery_resumes(layer, settings
     async def publish(seq):
         nonlocal written
         written = seq
-        await hub.layer.group_send(BUS_GROUP, {"type": EVENT_TYPE, "events": [message(seq)]})
+        await hub.layer.group_send(room_group(X), {"type": EVENT_TYPE, "events": [message(seq)]})
 
     async def sent(count, within):
         for _ in range(int(within / 0.02)):
@@ -420,10 +463,10 @@ async def test_a_frozen_receive_is_replaced_and_delivery_resumes(layer, settings
     assert "receive made no progress" in caplog.text and old_channel in caplog.text
     # The bus reaches the new channel, and no longer the old one.
     live = {"room": X, "text": "live"}
-    await hub.layer.group_send(BUS_GROUP, {"type": EVENT_TYPE, "events": [live]})
+    await hub.layer.group_send(room_group(X), {"type": EVENT_TYPE, "events": [live]})
     assert (await sent(4, 2))[3] == "live"
     if layer == "memory":
-        assert list(hub.layer.groups[BUS_GROUP]) == [hub.channel]
+        assert list(hub.layer.groups[room_group(X)]) == [hub.channel]
     thaw.set()
     hub.task.cancel()
 
@@ -445,45 +488,51 @@ async def test_a_receive_that_keeps_moving_is_left_alone(settings):
     hub.task.cancel()
 
 
-async def bus_members(layer: str, hub: Hub) -> set[str]:
-    """The channels in the bus group, as the layer stores them (Redis: its sorted set)."""
+async def group_members(layer: str, hub: Hub, room: str) -> set[str]:
+    """The channels in the room's group, as the layer stores them (Redis: its sorted set)."""
     if layer == "memory":
-        return set(hub.layer.groups.get(BUS_GROUP, {}))
+        return set(hub.layer.groups.get(room_group(room), {}))
     client = Redis.from_url(REDIS_URL)
     try:
-        members = await client.zrange(f"{hub.layer.prefix}:group:{BUS_GROUP}", 0, -1)
+        members = await client.zrange(f"{hub.layer.prefix}:group:{room_group(room)}", 0, -1)
     finally:
         await client.aclose()
     return {member.decode() for member in members}
 
 
-async def test_a_hub_that_stops_leaves_the_bus(layer):
-    """A process that stops takes its channel out of the group, so nobody keeps
-    sending it every room event (channels-redis keeps a member a day by default)."""
-    leaving, staying = Hub(), Hub()
-    await leaving.start()
-    await staying.start()
-    assert await bus_members(layer, leaving) == {leaving.channel, staying.channel}
+async def joined(hub: Hub, room: uuid.UUID = ROOM_X) -> Hub:
+    hub.position = no_messages_yet
+    socket = FakeSocket()
+    await hub.join(room, Outbox(socket.send, socket.close))
+    return hub
+
+
+async def test_a_hub_that_stops_leaves_its_rooms(layer):
+    """A process that stops takes its channel out of its rooms' groups, so nobody keeps
+    sending it their events (channels-redis keeps a member a day by default)."""
+    leaving, staying = await joined(Hub()), await joined(Hub())
+    await joined(leaving, ROOM_Y)
+    assert await group_members(layer, leaving, X) == {leaving.channel, staying.channel}
     await leaving.stop()
     assert leaving.task.done()
-    assert await bus_members(layer, leaving) == {staying.channel}
+    assert await group_members(layer, leaving, X) == {staying.channel}
+    assert await group_members(layer, leaving, ROOM_Y.hex) == set()
     await leaving.refresh()  # a heartbeat after the stop does not put it back
-    assert await bus_members(layer, leaving) == {staying.channel}
+    assert await group_members(layer, leaving, X) == {staying.channel}
     await staying.stop()
-    assert await bus_members(layer, staying) == set()
+    assert await group_members(layer, staying, X) == set()
 
 
 async def test_stopping_never_waits_long_for_a_layer_that_hangs(settings, monkeypatch, caplog):
     """Redis hung or unreachable: the process stops anyway, after LEAVE_TIMEOUT."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
     monkeypatch.setattr("chat.hub.LEAVE_TIMEOUT", 0.2)
-    hub = Hub()
-    await hub.start()
+    hub = await joined(Hub())
 
-    async def hangs(group: str, channel: str) -> None:
+    async def hangs(groups, channel: str) -> None:
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(hub.layer, "group_discard", hangs)
+    monkeypatch.setattr(hub.layer, "group_discard_many", hangs)
     began = time.monotonic()
     await hub.stop()
     assert time.monotonic() - began < 1
@@ -498,7 +547,7 @@ async def test_a_hub_that_vanishes_drops_out_and_a_live_one_stays(settings):
     settings.HUB_WATCHDOG_INTERVAL = 0.2
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "chat.layers.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [redis_layer_host(REDIS_URL)],
                 "prefix": f"test-{uuid.uuid4().hex[:8]}",
@@ -506,15 +555,13 @@ async def test_a_hub_that_vanishes_drops_out_and_a_live_one_stays(settings):
             },
         }
     }
-    live, killed = Hub(), Hub()
-    await live.start()
-    await killed.start()
+    live, killed = await joined(Hub()), await joined(Hub())
     killed.task.cancel()  # SIGKILL: its tasks end, and nothing takes it off the bus
     killed.receiver.cancel()
     await asyncio.sleep(0.5)
-    assert await bus_members("redis", live) == {live.channel, killed.channel}
+    assert await group_members("redis", live, X) == {live.channel, killed.channel}
     await asyncio.sleep(3.2)  # past the expiry (channels-redis compares whole seconds)
-    await live.layer.group_send(BUS_GROUP, {"type": EVENT_TYPE, "events": []})
-    assert await bus_members("redis", live) == {live.channel}
+    await send_events([message(1)])
+    assert await group_members("redis", live, X) == {live.channel}
     await live.stop()
     await live.layer.flush()

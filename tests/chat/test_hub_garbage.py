@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from chat import hub as hub_module
-from chat.hub import BUS_GROUP, EVENT_TYPE, Hub
+from chat.hub import EVENT_TYPE, Hub, room_group
 from chat.outbox import Outbox
 from tests.helpers import ROOM_X, FakeSocket, X, no_messages_yet
 
@@ -52,14 +52,14 @@ async def test_malformed_layer_messages_are_skipped_and_the_receive_carries_on(l
     receiver = hub.receiver
     caplog.set_level(logging.ERROR, logger="chat.hub")
     for garbage in GARBAGE:
-        await hub.layer.group_send(BUS_GROUP, garbage)
+        await hub.layer.group_send(room_group(X), garbage)
     # A batch with a bad event between good ones: the good ones still arrive, in order.
     batch = [
         {"room": X, "text": "before"},
         {"room": X, "text": 1},
         {"room": X, "text": "after"},
     ]
-    await hub.layer.group_send(BUS_GROUP, {"type": EVENT_TYPE, "events": batch})
+    await hub.layer.group_send(room_group(X), {"type": EVENT_TYPE, "events": batch})
     for _ in range(100):
         if len(socket.sent) >= 2:
             break

@@ -164,7 +164,7 @@ def redis_layer(settings, prefix: str) -> None:
     """A channels_redis layer in the settings (never reached: nothing is claimed)."""
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "chat.layers.RedisChannelLayer",
             "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"], "prefix": prefix},
         }
     }

@@ -1,10 +1,12 @@
 """Reconnecting: the event stream goes on across a server restart and a cut, nothing lost or repeated."""
 
 import asyncio
+import hashlib
 import json
 
 import pytest
 from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
 
 from chatclient import (
     ChatClient,
@@ -18,6 +20,7 @@ from chatclient import (
     Reconnected,
     Reconnecting,
 )
+from chatclient.client import affinity_hint
 from tests.chatclient.conftest import CuttableProxy, next_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -152,3 +155,44 @@ async def test_a_rejoin_carries_since_and_the_owner_token():
         await client.close()
     rejoin = {"type": "JoinRoom", "join_key": "k", "name": "Owner", "password": None}
     assert received[1:] == [{**rejoin, "since": 7, "owner_token": "t"}, {"type": "GetMembers"}]
+
+
+async def test_sockets_carry_the_affinity_hint_of_the_room_they_are_for():
+    """The first socket carries the hint of the room about to be joined (`room=`), a
+    reconnect the hint of the room the client is in; never the join key itself."""
+    paths = []
+
+    async def handler(websocket):
+        paths.append(websocket.request.path)
+        try:
+            frame = json.loads(await websocket.recv())
+        except ConnectionClosed:
+            return  # the plain client
+        reply = {"room_info": FAKE_ROOM, "encryption_key": FAKE_KEY, "participants": ["Owner"]}
+        if frame["type"] == "CreateRoom":
+            await websocket.send(json.dumps({"type": "RoomCreated", **reply, "owner_token": "t"}))
+            await websocket.close(1012)
+        else:
+            await websocket.send(json.dumps({"type": "RoomJoined", **reply}))
+            await websocket.recv()  # the rejoin's GetMembers
+            await websocket.send(json.dumps({"type": "Members", "participants": ["Owner"]}))
+            await websocket.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as fake:
+        port = fake.sockets[0].getsockname()[1]
+        plain = await ChatClient.connect(f"ws://127.0.0.1:{port}/ws/?v=1", reconnect=False)
+        await plain.close()
+        client = await ChatClient.connect(
+            f"ws://127.0.0.1:{port}/ws/", room="https://h/rooms/secret-key/#k=x"
+        )
+        room = await client.create_room("Room")
+        assert await client.next_event() == Reconnecting(1012)
+        assert await client.next_event() == Reconnected(room)
+        await client.close()
+    assert paths == [
+        "/ws/?v=1",
+        f"/ws/?room={affinity_hint('secret-key')}",
+        f"/ws/?room={affinity_hint(FAKE_ROOM['join_key'])}",
+    ]
+    assert affinity_hint("secret-key") == hashlib.sha256(b"chat-room-affinity:secret-key").hexdigest()[:8]
+    assert "secret-key" not in paths[1]

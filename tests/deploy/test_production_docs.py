@@ -448,25 +448,58 @@ def test_a_browser_session_through_nginx_chats_and_shares_a_file(deployment, tmp
         playwright.stop()
 
 
+def through_nginx(deployment: Deployment) -> type:
+    """The Python client, connecting to nginx's port as if it were chat.example.org."""
+    from websockets.asyncio.client import connect
+
+    from chatclient.client import ChatClient
+
+    context = tls(deployment.root)
+
+    class ThroughNginx(ChatClient):
+        async def _open(self):
+            return await connect(
+                self._socket_url(), ssl=context, host="127.0.0.1", port=deployment.ports["https"],
+                origin=f"https://{HOST}", max_size=self.max_frame, compression=None,
+            )  # fmt: skip
+
+    return ThroughNginx
+
+
+def test_a_rooms_members_land_on_one_process(deployment):
+    """nginx hashes the room hint the client puts in the socket's address
+    (docs/production.md, "Room affinity"): every member who joins a room with it is
+    served by one process."""
+    ThroughNginx = through_nginx(deployment)
+    url = f"wss://{HOST}:{deployment.ports['https']}/ws/"
+
+    async def scenario() -> str:
+        owner = await ThroughNginx.connect(url)
+        room = await owner.create_room("Affinity", owner_name="Ann")
+        members = [await ThroughNginx.connect(url, room=room.share_link) for _ in range(8)]
+        for n, member in enumerate(members):
+            await member.join_room(room.join_key, f"Member {n}")
+        for client in (owner, *members):
+            await client.close()
+        return room.id
+
+    room_id = asyncio.run(scenario())
+    joins = {
+        port: process.pid_file.with_suffix(".log").read_text().count(f"event=join room={room_id}")
+        for port, process in deployment.processes.items()
+    }
+    assert sorted(joins.values()) == [0, 8], joins
+
+
 def test_a_rolling_restart_while_a_client_chats_loses_nothing(deployment):
     """The upgrade steps, run as written, while a client sends: every message it was told
     was stored is in the history, once and in order, and each process was restarted."""
-    from chatclient.client import ChatClient
     from chatclient.events import History
 
     upgrade = next(text for kind, _, text in deployment.rest if "git pull --ff-only" in text)
     starts = {port: process.starts for port, process in deployment.processes.items()}
     url = f"wss://{HOST}:{deployment.ports['https']}/ws/"
-    context = tls(deployment.root)
-
-    class ThroughNginx(ChatClient):
-        async def _open(self):
-            from websockets.asyncio.client import connect
-
-            return await connect(
-                self.url, ssl=context, host="127.0.0.1", port=deployment.ports["https"],
-                origin=f"https://{HOST}", max_size=self.max_frame, compression=None,
-            )  # fmt: skip
+    ThroughNginx = through_nginx(deployment)
 
     async def scenario() -> tuple[list[str], list[str]]:
         sender = await ThroughNginx.connect(url)

@@ -1,9 +1,10 @@
-"""The bus group holds the processes that run, not those that ran (issue 13).
+"""The room groups hold the processes that run, not those that ran (issue 13).
 
-Every process's hub is in one layer group (`chat.hub.BUS_GROUP`) and is sent every room
-event. A `manage.py serve` that stops (SIGTERM, SIGINT) takes its channel out of the
-group; one that is killed drops out at the first group send after CHANNEL_GROUP_EXPIRY
-(channels-redis's default is a day). The group is read straight from Redis."""
+Every process's hub is in the layer group of each room it has sockets in
+(`chat.hub.room_group`) and is sent that room's events. A `manage.py serve` that stops
+(SIGTERM, SIGINT) takes its channel out of its groups; one that is killed drops out at
+the first send to the room after CHANNEL_GROUP_EXPIRY (channels-redis's default is a
+day). The groups are read straight from Redis."""
 
 import asyncio
 import signal
@@ -14,7 +15,6 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from chat.hub import BUS_GROUP
 from chatclient.crypto import decrypt
 from tests.e2e.servers import ROOT, manage, production_env
 from tests.e2e.wsclient import Client
@@ -23,10 +23,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 async def bus_members(env: dict[str, str]) -> set[str]:
-    """The channels in the bus group: channels-redis's sorted set `<prefix>:group:<group>`."""
+    """The channels in any room group: channels-redis's sorted sets `<prefix>:group:<group>`."""
     client = Redis.from_url(env["REDIS_URL"])
     try:
-        members = await client.zrange(f"{env['CHANNEL_LAYER_PREFIX']}:group:{BUS_GROUP}", 0, -1)
+        members = set()
+        for key in await client.keys(f"{env['CHANNEL_LAYER_PREFIX']}:group:*"):
+            members.update(await client.zrange(key, 0, -1))
     finally:
         await client.aclose()
     return {member.decode() for member in members}

@@ -1,12 +1,12 @@
-"""Malformed messages written into the Redis channel layer's bus reach every server
-process's hub: each is logged and skipped, and chat, presence and cross-process
+"""Malformed messages written into the Redis channel layer's room groups reach the
+server processes' hubs: each is logged and skipped, and chat, presence and cross-process
 delivery carry on (issue 14, item 9). Before, the first one ended the hub's receive
 loop, and events went missing until the watchdog replaced it."""
 
 import pytest
 from channels_redis.core import RedisChannelLayer
 
-from chat.hub import BUS_GROUP, EVENT_TYPE
+from chat.hub import EVENT_TYPE
 from chatclient.crypto import decrypt
 from tests.e2e.wsclient import Client, room_of_two
 
@@ -22,9 +22,13 @@ GARBAGE = [
 
 
 async def inject_garbage(env: dict) -> None:
+    """Send every garbage message to every room group there is."""
     layer = RedisChannelLayer(hosts=[env["REDIS_URL"]], prefix=env["CHANNEL_LAYER_PREFIX"])
-    for message in GARBAGE:
-        await layer.group_send(BUS_GROUP, message)
+    keys = await layer.connection(0).keys(f"{env['CHANNEL_LAYER_PREFIX']}:group:*")
+    assert keys, "no room group to send to"
+    for key in keys:
+        for message in GARBAGE:
+            await layer.group_send(key.decode().partition(":group:")[2], message)
     await layer.close_pools()
 
 

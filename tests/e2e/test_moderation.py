@@ -32,7 +32,7 @@ def two_servers_on_the_test_database(transactional_db, servers, settings, tmp_pa
     prefix = f"mod-{uuid.uuid4().hex[:8]}"
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "chat.layers.RedisChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": prefix},
         }
     }

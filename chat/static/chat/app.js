@@ -15,7 +15,7 @@ import {
   shareLinkParts,
 } from "./sealed.js";
 import { insertById, messageItem, parseFileMessage, pendingItem, renderMembers } from "./render.js";
-import { Connection } from "./socket.js";
+import { Connection, affinityHint } from "./socket.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 // Upload limits and types (files/context_processors.py).
@@ -175,6 +175,10 @@ async function enterRoom(message, ownerToken) {
     ownerToken,
   };
   state.room = room;
+  // A reconnect goes where the room's other members are (a creator's first socket could not).
+  affinityHint(info.join_key).then((hint) => {
+    connection.hint = hint;
+  });
   state.seen = new Set();
   state.maxId = null;
   state.outbox = new Map();
@@ -572,5 +576,6 @@ if (config.join_key) {
   if (config.has_password === null) showError("join-key-error", humanError({ code: "room_not_found" }));
   askForWholeLink();
   $("join-name").focus();
+  connection.hint = await affinityHint(config.join_key);
 }
 connection.open();

@@ -1,5 +1,7 @@
 // One WebSocket to this server's /ws/ (same origin, so it carries the session cookie),
-// reopened with backoff whenever it drops.
+// reopened with backoff whenever it drops. It carries the affinity hint of the room it
+// is for (`hint`), so that a proxy hashing it sends a room's members to one server
+// process (docs/production.md, "Room affinity").
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
@@ -7,6 +9,7 @@ const MAX_DELAY_MS = 15000;
 export class Connection {
   constructor({ onOpen, onMessage, onDrop }) {
     this.url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws/`;
+    this.hint = null;
     this.handlers = { onOpen, onMessage, onDrop };
     this.failures = 0;
     this.socket = null;
@@ -15,7 +18,7 @@ export class Connection {
 
   open() {
     clearTimeout(this.timer);
-    const socket = new WebSocket(this.url);
+    const socket = new WebSocket(this.hint ? `${this.url}?room=${this.hint}` : this.url);
     this.socket = socket;
     socket.addEventListener("open", () => {
       this.failures = 0;
@@ -54,4 +57,14 @@ export class Connection {
     this.socket.send(JSON.stringify(message));
     return true;
   }
+}
+
+// A room's affinity hint, as chatclient.client.affinity_hint: 8 hex digits of SHA-256
+// over the join key, never the key itself. Null where WebCrypto is missing (a page
+// served over plain HTTP from another host: the room cannot be entered there anyway).
+export async function affinityHint(joinKey) {
+  if (!globalThis.crypto?.subtle) return null;
+  const text = new TextEncoder().encode(`chat-room-affinity:${joinKey}`);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", text));
+  return Array.from(digest.slice(0, 4), (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
