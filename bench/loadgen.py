@@ -659,6 +659,13 @@ class LeanClient(Member):
             self._connection_lost()
 
 
+def hinted(url: str, join_key: str) -> str:
+    """`url` with the room's affinity hint (`?room=`), as chatclient.client.affinity_hint
+    makes it: 8 hex digits of SHA-256 over the join key."""
+    hint = hashlib.sha256(f"chat-room-affinity:{join_key}".encode()).hexdigest()[:8]
+    return f"{url}{'&' if '?' in url else '?'}room={hint}"
+
+
 async def open_client(url: str, name: str, run: Run, lean: bool) -> Member:
     """The lean receiver for a listening connection when asked for, the URL is ws:// and
     the system has epoll (Linux); else `websockets`."""
@@ -737,16 +744,28 @@ async def open_room(
     password: str | None = None,
     senders: int = 1,
     lean: bool = False,
+    affinity: bool = False,
 ) -> tuple[list[Client], list[Member]]:
     """One creator plus members - 1 joiners in a new room: the first `senders` of them
     (the creator first) are `websockets` clients, the rest listen on the lean receiver
-    if `lean`. Returns the senders and all members, senders first."""
-    owner = await Client.open(pick(urls, 0), f"{prefix}-0", run)
-    created = await owner.create_room(f"{prefix} room", password)
-    join_key = created["room_info"]["join_key"]
+    if `lean`. Returns the senders and all members, senders first.
+
+    With `affinity`, every member's socket carries the room's affinity hint (a proxy
+    hashing it puts them on one server process): the room is created on a socket of its
+    own, which leaves once the first member, in the creator's place, has joined."""
+    if affinity:
+        setup = await Client.open(pick(urls, 0), f"{prefix}-setup", run)
+        join_key = (await setup.create_room(f"{prefix} room", password))["room_info"]["join_key"]
+        owner = await Client.open(hinted(pick(urls, 0), join_key), f"{prefix}-0", run)
+        await owner.join(join_key, password)
+        await setup.close()
+    else:
+        owner = await Client.open(pick(urls, 0), f"{prefix}-0", run)
+        join_key = (await owner.create_room(f"{prefix} room", password))["room_info"]["join_key"]
 
     async def join(index: int) -> Member:
-        client = await open_client(pick(urls, index), f"{prefix}-{index}", run, lean and index >= senders)
+        url = hinted(pick(urls, index), join_key) if affinity else pick(urls, index)
+        client = await open_client(url, f"{prefix}-{index}", run, lean and index >= senders)
         await client.join(join_key, password)
         return client
 
@@ -917,7 +936,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     for k in range(args.rooms):
         run = Run(f"soak-{k}")
         senders, clients = await open_room(
-            args.urls, run, args.members, f"s{k}", senders=args.senders, lean=lean
+            args.urls, run, args.members, f"s{k}", senders=args.senders, lean=lean, affinity=args.affinity
         )
         rooms.append((run, senders, clients))
     memory: list[tuple[float, int]] = []
@@ -1306,6 +1325,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=600.0)
     p.add_argument("--server-pid", type=int, default=None, help="sample this PID's VmRSS")
     p.add_argument("--sample-every", type=float, default=10.0)
+    p.add_argument("--affinity", action="store_true", help="every member's socket carries the room hint")
     args = parser.parse_args(argv)
     args.urls = args.url or ["ws://127.0.0.1:8000/ws/"]
     args.url = args.urls[0]

@@ -8,6 +8,7 @@
 #   bash bench/run.sh redis   # one process on SQLite and Redis, direct: the hub's receive path
 #   bash bench/run.sh hostile # 50 rooms chatting while one attacker per attack of issue 14 tries
 #   bash bench/run.sh relay   # issue 17's table: each load on bench/relay.py, then on one serve
+#   bash bench/run.sh processes # 1, 2, 4, 8 processes behind nginx with room affinity (issue 17)
 #   bash bench/run.sh         # both
 #
 # Figures go to stdout and, as JSON lines, to bench/results/<date>-<scenario>.json.
@@ -57,7 +58,8 @@ start_one() {
 }
 
 # start_proxy PORT UPSTREAM_PORT...: nginx on PORT in front of the server processes, the
-# way docs/production.md puts it (least_conn, WebSocket upgrade), one worker process.
+# way docs/production.md puts it (WebSocket upgrade), one worker process; least_conn, or
+# the room affinity hash with PROXY_AFFINITY=1.
 # Debian's nginx is installed when missing.
 start_proxy() {
     local port=$1
@@ -69,7 +71,10 @@ start_proxy() {
     fi
     local dir servers=""
     dir="$(mktemp -d "${TMPDIR:-/tmp}/chat-bench-nginx.XXXXXX")"
-    for upstream in "$@"; do servers+="server 127.0.0.1:$upstream; "; done
+    for upstream in "$@"; do servers+="server 127.0.0.1:$upstream max_fails=0; "; done
+    # PROXY_AFFINITY=1: docs/production.md's room affinity (hash of the socket's room hint).
+    local balance="least_conn;"
+    [ "${PROXY_AFFINITY:-0}" = 1 ] && balance="hash \$chat_affinity consistent;"
     cat >"$dir/nginx.conf" <<CONF
 daemon off;
 worker_processes 1;
@@ -84,7 +89,8 @@ http {
     fastcgi_temp_path $dir/fastcgi;
     uwsgi_temp_path $dir/uwsgi;
     scgi_temp_path $dir/scgi;
-    upstream chat { least_conn; $servers keepalive 32; }
+    map \$arg_room \$chat_affinity { "~^[0-9a-f]{8}\$" \$arg_room; default \$request_id; }
+    upstream chat { $balance $servers keepalive 32; }
     map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
     server {
         listen 127.0.0.1:$port;
@@ -94,6 +100,7 @@ http {
             proxy_set_header Upgrade \$http_upgrade;
             proxy_set_header Connection \$connection_upgrade;
             proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
             proxy_read_timeout 75s;
             proxy_send_timeout 75s;
             proxy_request_buffering off;
@@ -201,7 +208,7 @@ shared_behind_proxy() {
     for ((n = 1; n <= count; n++)); do
         ports+=($((8510 + n)))
         start_one $((8510 + n)) DATABASE_URL="${DB_BASE%/*}/$name" REDIS_URL="$REDIS" \
-            CHANNEL_LAYER_PREFIX="bench$$-$count"
+            CHANNEL_LAYER_PREFIX="bench$$-$count" SERVE_ARGS=--proxy-headers
     done
     start_proxy 8510 "${ports[@]}"
     local url=(--url ws://127.0.0.1:8510/ws/)
@@ -317,6 +324,40 @@ relay_table() {
     done
 }
 
+# Issue 17, part 5: 1, 2, 4 and 8 processes on one scratch PostgreSQL database and Redis
+# behind nginx with room affinity, 200 rooms of 5 at 200 msg/s in all for 30 s (below
+# what the machine saturates at); then 4 and 8 without affinity. bench/scale.py reports
+# per process the room events published and received, and Redis commands per message.
+scale_processes() {
+    echo "== 1, 2, 4, 8 processes behind nginx, PostgreSQL + Redis =="
+    DB_BASE=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+    REDIS=${REDIS_URL:-redis://127.0.0.1:6379/0}
+    local work="${TMPDIR:-/tmp}/bench-scale-$$"
+    mkdir -p "$work"
+    for run in 1:1 2:1 4:1 8:1 4:0 8:0; do
+        local count=${run%:*} affinity=${run#*:} name="chat_bench_$$_scale" ports=() pids=() logs=()
+        local label="scale-$count-$([ "$affinity" = 1 ] && echo affinity || echo least-conn)"
+        scratch_database fresh "$name"
+        for ((n = 1; n <= count; n++)); do
+            ports+=($((8580 + n)))
+            start_one $((8580 + n)) DATABASE_URL="${DB_BASE%/*}/$name" REDIS_URL="$REDIS" \
+                CHANNEL_LAYER_PREFIX="bench$$-$label" SERVE_ARGS=--proxy-headers
+            pids+=("${PIDS[-1]}")
+            logs+=("${TMPDIR:-/tmp}/bench-server-$((8580 + n)).log")
+        done
+        PROXY_AFFINITY=$affinity start_proxy 8580 "${ports[@]}"
+        $PY bench/scale.py snapshot "$REDIS" "${pids[@]}" >"$work/before.json"
+        $LOADGEN --json --url ws://127.0.0.1:8580/ws/ soak --rooms 200 --members 5 --senders 5 --rate 1 \
+            --duration 30 $([ "$affinity" = 1 ] && echo --affinity) >"$work/soak.json"
+        $PY bench/scale.py snapshot "$REDIS" "${pids[@]}" >"$work/after.json"
+        stop_servers  # each process logs its totals as it stops
+        $PY bench/scale.py summary "$work/before.json" "$work/after.json" "$work/soak.json" "${logs[@]}" \
+            | $PY -c "import json, sys; print(json.dumps({'scenario': '$label', **json.load(sys.stdin)}))" \
+            | record "$label"
+        scratch_database drop "$name"
+    done
+}
+
 case "${1:-all}" in
     one) one_process ;;
     files) files_one ;;
@@ -325,6 +366,7 @@ case "${1:-all}" in
     redis) redis_one ;;
     hostile) hostile_one ;;
     relay) relay_table ;;
+    processes) scale_processes ;;
     all) one_process; files_one; two_processes ;;
-    *) echo "usage: bench/run.sh [one|files|soak|two|redis|hostile|relay|all]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [one|files|soak|two|redis|hostile|relay|processes|all]" >&2; exit 2 ;;
 esac

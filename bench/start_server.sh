@@ -25,4 +25,6 @@ export CHAT_VAR_DIR
 
 echo "start_server.sh: CHAT_VAR_DIR=$CHAT_VAR_DIR, open files $(ulimit -n), port ${PORT:-8000}" >&2
 .venv/bin/python manage.py migrate --noinput -v0
-exec .venv/bin/python manage.py serve --host 127.0.0.1 --port "${PORT:-8000}"
+# SERVE_ARGS: more options for serve (behind bench/run.sh's nginx: --proxy-headers).
+# shellcheck disable=SC2086
+exec .venv/bin/python manage.py serve --host 127.0.0.1 --port "${PORT:-8000}" ${SERVE_ARGS:-}

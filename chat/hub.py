@@ -164,7 +164,9 @@ class Hub:
         # last time the receive returned anything.
         self.probe_sent: float | None = None
         self.progress = 0.0
-        # Room events received from the layer since the hub started (bench/, issue 17).
+        # Room events this process published, and received from the layer (logged when
+        # the process stops: bench/processes.sh).
+        self.published = 0
         self.received = 0
 
     def started(self) -> bool:
@@ -507,6 +509,7 @@ async def send_events(events: list[RoomEvent]) -> list[None]:
         for channel in members[room_group(event["room"])]:
             batches.setdefault(channel, []).append(event)
     await layer.send_many({channel: {"type": EVENT_TYPE, "events": its} for channel, its in batches.items()})
+    hub.published += len(events)
     return [None] * len(events)
 
 

@@ -6,7 +6,7 @@ it and what stops it. `start` and `stop` are called by the ASGI application
 - SQLite WAL checkpoints, a thread (chat/checkpoint.py): started by `start` when the
   database is SQLite; ends with the process.
 - The hub's layer receive and watchdog, tasks (chat/hub.py): started by the first room
-  created or joined (`hub.start`); `stop` takes the hub off the bus.
+  created or joined (`hub.start`); `stop` takes the hub off the room bus.
 - Presence's heartbeat and ghost sweep, a task (chat/presence.py): started by the first
   socket (`connection_opened`), cancelled when the last one closes.
 - Each socket's outbox writer, a task (chat/outbox.py): from its accept to its close.
@@ -72,6 +72,8 @@ def _collector_timing(phase: str, info: dict) -> None:
 
 
 async def stop() -> None:
-    """Once the server has closed the sockets: the hub leaves the bus group (within
-    chat.hub.LEAVE_TIMEOUT), so this process is no longer sent every room event."""
+    """Once the server has closed the sockets: the hub leaves its room groups (within
+    chat.hub.LEAVE_TIMEOUT), so this process is no longer sent their events; the log
+    says how many room events it published and received (`event=hub_totals`)."""
     await hub.stop()
+    event("hub_totals", published=hub.published, received=hub.received)

@@ -117,7 +117,8 @@ def test_a_message_stored_whose_echo_was_lost_is_not_resent(server_with, new_pag
 
         server_side.on_message(to_page)  # page to server is forwarded as it is
 
-    alice.route_web_socket(re.compile(r"/ws/$"), route)
+    # The page's reconnects carry the room's affinity hint (`?room=`).
+    alice.route_web_socket(re.compile(r"/ws/(\?room=[0-9a-f]{8})?$"), route)
     alice.reload()  # the page's socket now goes through the route
     join_key = join_key_of(create_room(alice, "Lossy", "Alice"))
 

@@ -7,6 +7,7 @@ the first send to the room after CHANNEL_GROUP_EXPIRY (channels-redis's default 
 day). The groups are read straight from Redis."""
 
 import asyncio
+import re
 import signal
 import subprocess
 import sys
@@ -40,11 +41,17 @@ async def test_a_process_that_stops_leaves_the_bus(redis_env, servers, signum):
     alice = await Client.open(server.url)
     await alice.create()  # the first join starts the process's hub
     assert len(await bus_members(redis_env)) == 1
+    await alice.say("one room event")
+    await alice.expect("ChatMessage")
     began = time.monotonic()
     server.process.send_signal(signum)  # a socket is still open: the server closes it first
     await asyncio.to_thread(server.process.wait, 20)
     assert time.monotonic() - began < 10
     assert await bus_members(redis_env) == set()
+    # What it published and received over the layer, for bench/processes.sh: her message,
+    # and her departure as the server closed her socket (which may have come too late).
+    totals = re.search(r"event=hub_totals published=(\d+) received=(\d+)", server.log_path.read_text())
+    assert totals and totals[1] == "2" and totals[2] in ("1", "2"), totals
     await alice.close()
 
 
