@@ -185,6 +185,10 @@ soak_one() {
     stop_servers
 }
 
+# Processes that share a database must share the key that wraps room keys (each
+# CHAT_VAR_DIR would otherwise generate its own, and no process could open another's rooms).
+SHARED_KEYS=(ROOM_KEY_ENCRYPTION_KEY="$($PY -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')")
+
 # scratch_database fresh|drop NAME: a scratch PostgreSQL database beside DB_BASE's,
 # made afresh or dropped.
 scratch_database() {
@@ -208,7 +212,7 @@ shared_behind_proxy() {
     for ((n = 1; n <= count; n++)); do
         ports+=($((8510 + n)))
         start_one $((8510 + n)) DATABASE_URL="${DB_BASE%/*}/$name" REDIS_URL="$REDIS" \
-            CHANNEL_LAYER_PREFIX="bench$$-$count" SERVE_ARGS=--proxy-headers
+            CHANNEL_LAYER_PREFIX="bench$$-$count" SERVE_ARGS=--proxy-headers "${SHARED_KEYS[@]}"
     done
     start_proxy 8510 "${ports[@]}"
     local url=(--url ws://127.0.0.1:8510/ws/)
@@ -341,7 +345,7 @@ scale_processes() {
         for ((n = 1; n <= count; n++)); do
             ports+=($((8580 + n)))
             start_one $((8580 + n)) DATABASE_URL="${DB_BASE%/*}/$name" REDIS_URL="$REDIS" \
-                CHANNEL_LAYER_PREFIX="bench$$-$label" SERVE_ARGS=--proxy-headers
+                CHANNEL_LAYER_PREFIX="bench$$-$label" SERVE_ARGS=--proxy-headers "${SHARED_KEYS[@]}"
             pids+=("${PIDS[-1]}")
             logs+=("${TMPDIR:-/tmp}/bench-server-$((8580 + n)).log")
         done
