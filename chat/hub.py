@@ -18,8 +18,7 @@ it reaches. With a proxy that sends a room's members to one process
 once.
 
 A hub joins a room's group when the room's first local socket joins, before it reads
-where the room stands; it leaves at its next watchdog round once the room has had no
-local socket for that long (a member who reconnects at once finds it still there).
+where the room stands, and leaves it when the last one leaves.
 
 The hub is the only thing in a process that receives from the channel layer, on a
 channel of its own that is not process-local (no `!`): channels-redis makes every
@@ -147,8 +146,8 @@ class Hub:
         self.rooms: dict[str, dict[str, Outbox]] = {}
         # The rooms this process has sockets in, each with its message order.
         self.order: dict[str, RoomOrder] = {}
-        # The rooms whose group `channel` is in: those of `rooms`, and those whose last
-        # local socket left since the last watchdog round.
+        # The rooms whose group `channel` is in: those of `rooms`, and any whose leave
+        # the layer did not take (Redis down), until the next watchdog round.
         self.groups: set[str] = set()
         # Where rooms stand and what they hold: the database (tests pass their own).
         self.position = room_position
@@ -164,8 +163,10 @@ class Hub:
         # last time the receive returned anything.
         self.probe_sent: float | None = None
         self.progress = 0.0
+        # The task leaving the groups of rooms left (`prune`), while it runs.
+        self.pruning: asyncio.Task | None = None
         # Room events this process published, and received from the layer (logged when
-        # the process stops: bench/processes.sh).
+        # the process stops, `event=hub_totals`: bench/run.sh processes).
         self.published = 0
         self.received = 0
 
@@ -192,6 +193,8 @@ class Hub:
             return
         task.cancel()
         self.receiver.cancel()  # the watchdog does too, unless it never got to run
+        if self.pruning is not None:
+            self.pruning.cancel()  # what it had to leave, the leave below does
         try:
             async with asyncio.timeout(LEAVE_TIMEOUT):
                 # Once the watchdog has ended, no renewal or restart can follow the leave.
@@ -224,8 +227,8 @@ class Hub:
 
     async def watch(self) -> None:
         """One watchdog round: replace a receive that is stuck, else leave the groups of
-        rooms nobody is in here any more, renew the others (CHANNEL_GROUP_EXPIRY must be
-        several rounds) and send a probe."""
+        rooms nobody is in here any more (`renew`), renew the others (CHANNEL_GROUP_EXPIRY
+        must be several rounds) and send a probe."""
         if self.receiver.done():
             await self.restart("its receive ended")
             return
@@ -254,12 +257,10 @@ class Hub:
         self.probe_sent = sent
 
     async def renew(self) -> None:
-        """Leave the groups of rooms without a local socket, and renew the others."""
+        """Leave the groups of rooms without a local socket (a leave the layer did not
+        take), and renew the others."""
         async with self.lock:
-            idle = self.groups - self.rooms.keys()
-            if idle:
-                await self.layer.group_discard_many(map(room_group, idle), self.channel)
-                self.groups -= idle
+            await self.leave_idle()
             if self.groups:
                 await self.layer.group_add_many(map(room_group, self.groups), self.channel)
 
@@ -328,17 +329,38 @@ class Hub:
                 self.flush(room, order)
 
     async def leave(self, room_id: uuid.UUID, outbox: Outbox) -> None:
-        """The room's group is left at the next watchdog round, if nobody is back."""
+        """The room's last local socket leaving takes the hub out of the room's group,
+        soon after and without waiting (`prune`)."""
         room = room_id.hex
         members = self.rooms.get(room, {})
         members.pop(outbox.id, None)
         if not members:
             self.rooms.pop(room, None)
         async with self.lock:
-            if room not in self.rooms and room in self.order:
-                order = self.order.pop(room)
-                if order.repair is not None:
-                    order.repair.cancel()
+            if room in self.rooms:
+                return
+            order = self.order.pop(room, None)
+            if order is not None and order.repair is not None:
+                order.repair.cancel()
+        if room in self.groups and (self.pruning is None or self.pruning.done()):
+            self.pruning = asyncio.get_running_loop().create_task(self.prune())
+
+    async def prune(self) -> None:
+        """Leave the groups of the rooms left meanwhile, in one call, in the background:
+        a leave never waits for Redis, and one it does not answer within LEAVE_TIMEOUT
+        holds up joins no longer than that (the next watchdog round tries again)."""
+        try:
+            async with self.lock, asyncio.timeout(LEAVE_TIMEOUT):
+                await self.leave_idle()
+        except Exception:
+            logger.warning("hub: could not leave the groups of rooms left; next round", exc_info=True)
+
+    async def leave_idle(self) -> None:
+        """Leave the groups of the rooms without a local socket (the lock is held)."""
+        idle = self.groups - self.rooms.keys()
+        if idle:
+            await self.layer.group_discard_many(map(room_group, idle), self.channel)
+            self.groups -= idle
 
     async def refresh(self) -> None:
         """Called every presence heartbeat: renew the hub's places in its rooms' groups

@@ -74,7 +74,10 @@ class Outbox:
     of a broadcast to a socket that keeps up, which the profile of many rooms showed as
     a fifth of the event loop's time. A socket that does not keep up stops taking
     frames at once (its write buffer passed the server's high-water mark), and from
-    then on they queue, under the limits below, as they always did."""
+    then on they queue, under the limits below, as they always did.
+
+    The writer task and the queue exist only while frames wait: an idle socket holds
+    neither (each cost about a kilobyte per socket; bench/README.md, idle memory)."""
 
     def __init__(
         self,
@@ -89,7 +92,7 @@ class Outbox:
         # The client address whose backlog this socket's bytes count toward (`backlogs`).
         self.owner = owner
         self.id = uuid.uuid4().hex
-        self.frames: deque[str | int] = deque()
+        self.frames: deque[str | int] = EMPTY
         self.held: list[dict] | None = None
         # Drops room events the socket's join snapshot already showed (see `release`).
         self.stale: Callable[[dict], bool] | None = None
@@ -101,24 +104,25 @@ class Outbox:
         self.unconfirmed = 0
         # The close code once a close is queued: the socket's frames are then ignored.
         self.closing: int | None = None
-        self.wakeup = asyncio.Event()
-        # Set while nothing waits to be written (see `drained`).
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self.task = asyncio.get_running_loop().create_task(self._write())
+        # The writer, while frames wait or one is being written; `ended` once it closed
+        # the socket, failed or was stopped: nothing is written after that.
+        self.task: asyncio.Task | None = None
+        self.ended = False
+        # Those waiting in `drained` until the writer is done.
+        self.waiters: list[asyncio.Future[None]] = []
 
     def put(self, text: str, frame: bytes | None = None) -> None:
         """Queue a frame; a socket that lets its backlog pass either limit (frames,
         bytes) is closed. A frame alone in the queue is always let through, so that a
         byte limit set below one big reply does not close every socket that asks for it.
         `frame`: `text` serialized already (`text_frame`), for a write at once."""
-        size = frame_size(text)
-        if self.task.done():
+        if self.ended:
             return  # the writer has ended (closed, or the socket went away)
+        size = frame_size(text)
         if (
             self.write_now is not None
             and size <= WRITE_NOW_MAX
-            and self.idle.is_set()  # nothing queued or being written: the order holds
+            and self.task is None  # nothing queued or being written: the order holds
             and self.closing is None
             and self.write_now(text, frame)
         ):
@@ -128,11 +132,17 @@ class Outbox:
             self.drop_waiting()
             self.put_close(CloseCode.TOO_SLOW)
             return
-        self.frames.append(text)
+        self.queue(text)
         self.bytes += size
         self.count(size)
-        self.idle.clear()
-        self.wakeup.set()
+
+    def queue(self, item: str | int) -> None:
+        """Append to the frames waiting, and start the writer if it is not running."""
+        if self.frames is EMPTY:
+            self.frames = deque()
+        self.frames.append(item)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._write())
 
     def put_broadcast(self, event: dict, frame: bytes | None = None) -> None:
         """Room events wait while the socket is joining (see `hold`). `frame`: the
@@ -147,11 +157,11 @@ class Outbox:
 
     def put_close(self, code: int) -> None:
         """Close the socket once every frame queued before has been written."""
+        if self.ended:
+            return
         if self.closing is None:
             self.closing = code
-        self.frames.append(code)
-        self.idle.clear()
-        self.wakeup.set()
+        self.queue(code)
 
     def hold(self) -> None:
         """Hold room events until `release`: a joiner gets RoomJoined and History first."""
@@ -166,7 +176,11 @@ class Outbox:
             self.put_broadcast(event)
 
     def stop(self) -> None:
-        self.task.cancel()
+        """Nothing more is written; what waits is dropped."""
+        if self.task is not None:
+            self.task.cancel()  # a writer that had not started yet never runs its finally
+        self.end()
+        self.writer_done()
 
     def drop_waiting(self) -> None:
         self.count(-self.bytes)
@@ -178,45 +192,63 @@ class Outbox:
 
     def backed_up(self) -> bool:
         """Whether anything waits to be written, or is being written, to the socket."""
-        return not self.idle.is_set()
+        return self.task is not None
 
     async def drained(self) -> None:
         """Wait until every queued frame has been written (or the socket is gone):
         one big frame at a time then waits for the client to read the last one."""
-        await self.idle.wait()
+        if self.task is not None:
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            await waiter
 
     async def _write(self) -> None:
         try:
-            while True:
-                await self.wakeup.wait()
-                self.wakeup.clear()
-                while self.frames:
-                    frame = self.frames.popleft()
-                    if isinstance(frame, int):
-                        self.frames.clear()
-                        self.drop_waiting()
-                        await self.close(frame)
-                        return
-                    await self.send(frame)
-                    # The server's send waits until the socket took what was written
-                    # before, so the previous frame has left this process now; this one
-                    # may sit in the server's write buffer until the next send returns.
-                    written = min(self.bytes, frame_size(frame))
-                    self.bytes -= written
-                    self.count(-self.unconfirmed)
-                    self.unconfirmed = written
-                    frame = None  # not held while the writer waits for the next one
-                if not self.frames:
-                    self.idle.set()
+            while self.frames:
+                frame = self.frames.popleft()
+                if isinstance(frame, int):
+                    self.ended = True
+                    self.frames.clear()
+                    self.drop_waiting()
+                    await self.close(frame)
+                    return
+                await self.send(frame)
+                # The server's send waits until the socket took what was written
+                # before, so the previous frame has left this process now; this one
+                # may sit in the server's write buffer until the next send returns.
+                written = min(self.bytes, frame_size(frame))
+                self.bytes -= written
+                self.count(-self.unconfirmed)
+                self.unconfirmed = written
+                frame = None  # not held while the writer waits for the next one
         except asyncio.CancelledError:
+            self.end()
             raise
         except Exception:
             # The socket went away mid-write; its disconnect handler cleans up.
             logger.debug("outbox: write failed", exc_info=True)
+            self.end()
         finally:
-            # Nothing more is written: what waits is dropped, and no longer counted.
-            self.frames.clear()
-            self.drop_waiting()
-            self.count(-self.unconfirmed)
-            self.unconfirmed = 0
-            self.idle.set()
+            self.writer_done()
+
+    def writer_done(self) -> None:
+        """No writer runs any more: those waiting in `drained` go on."""
+        self.task = None
+        self.frames = EMPTY
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.waiters = []
+
+    def end(self) -> None:
+        """Nothing more is written: what waits is dropped, and no longer counted."""
+        self.ended = True
+        self.frames = EMPTY
+        self.drop_waiting()
+        self.count(-self.unconfirmed)
+        self.unconfirmed = 0
+
+
+# The queue of every outbox with nothing waiting (never appended to: `Outbox.queue`
+# makes a socket its own first).
+EMPTY: deque[str | int] = deque(maxlen=0)

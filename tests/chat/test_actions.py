@@ -274,4 +274,4 @@ async def test_a_socket_counts_toward_presence_while_open_and_leaves_its_room_on
     assert "leaving the room on disconnect failed" in caplog.text
     assert conn.seat is None and presence._connections == opened_before
     await opened.frames()
-    assert conn.outbox.task.done()
+    assert conn.outbox.ended and conn.outbox.task is None
