@@ -338,7 +338,8 @@ scale_processes() {
     REDIS=${REDIS_URL:-redis://127.0.0.1:6379/0}
     local work="${TMPDIR:-/tmp}/bench-scale-$$"
     mkdir -p "$work"
-    for run in 1:1 2:1 4:1 8:1 4:0 8:0; do
+    # SCALE_RUNS: COUNT:AFFINITY pairs to run instead (e.g. "4:1 4:0"); SCALE_DURATION: seconds.
+    for run in ${SCALE_RUNS:-1:1 2:1 4:1 8:1 4:0 8:0}; do
         local count=${run%:*} affinity=${run#*:} name="chat_bench_$$_scale" ports=() pids=() logs=()
         local label="scale-$count-$([ "$affinity" = 1 ] && echo affinity || echo least-conn)"
         scratch_database fresh "$name"
@@ -352,7 +353,7 @@ scale_processes() {
         PROXY_AFFINITY=$affinity start_proxy 8580 "${ports[@]}"
         $PY bench/scale.py snapshot "$REDIS" "${pids[@]}" >"$work/before.json"
         $LOADGEN --json --url ws://127.0.0.1:8580/ws/ soak --rooms 200 --members 5 --senders 5 --rate 1 \
-            --duration 30 $([ "$affinity" = 1 ] && echo --affinity) >"$work/soak.json"
+            --duration "${SCALE_DURATION:-30}" $([ "$affinity" = 1 ] && echo --affinity) >"$work/soak.json"
         $PY bench/scale.py snapshot "$REDIS" "${pids[@]}" >"$work/after.json"
         stop_servers  # each process logs its totals as it stops
         $PY bench/scale.py summary "$work/before.json" "$work/after.json" "$work/soak.json" "${logs[@]}" \
