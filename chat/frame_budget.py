@@ -251,7 +251,7 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
-        if self.handshake_complete:
+        if self.response is not None and self.handshake_complete:
             self.response = None
 
     def write_now(self, text: str, frame: bytes | None = None) -> bool:

@@ -351,7 +351,9 @@ class Hub:
         holds up joins no longer than that (the next watchdog round tries again)."""
         try:
             async with self.lock, asyncio.timeout(LEAVE_TIMEOUT):
-                await self.leave_idle()
+                # Rooms left while a call was under way are left by the next one.
+                while self.groups - self.rooms.keys():
+                    await self.leave_idle()
         except Exception:
             logger.warning("hub: could not leave the groups of rooms left; next round", exc_info=True)
 
@@ -525,10 +527,11 @@ async def send_events(events: list[RoomEvent]) -> list[None]:
     the order published."""
     # The hub's layer, once started: looking it up costs a settings read per call.
     layer = hub.layer if hub.started() else get_channel_layer()
-    members = await layer.group_members({room_group(event["room"]): None for event in events})
+    groups = [room_group(event["room"]) for event in events]
+    members = await layer.group_members(dict.fromkeys(groups))
     batches: dict[str, list[RoomEvent]] = {}
-    for event in events:
-        for channel in members[room_group(event["room"])]:
+    for event, group in zip(events, groups, strict=True):
+        for channel in members[group]:
             batches.setdefault(channel, []).append(event)
     await layer.send_many({channel: {"type": EVENT_TYPE, "events": its} for channel, its in batches.items()})
     hub.published += len(events)

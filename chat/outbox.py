@@ -207,9 +207,7 @@ class Outbox:
             while self.frames:
                 frame = self.frames.popleft()
                 if isinstance(frame, int):
-                    self.ended = True
-                    self.frames.clear()
-                    self.drop_waiting()
+                    self.end()  # the address's count is released at the close, not at the disconnect
                     await self.close(frame)
                     return
                 await self.send(frame)
@@ -241,9 +239,9 @@ class Outbox:
         self.waiters = []
 
     def end(self) -> None:
-        """Nothing more is written: what waits is dropped, and no longer counted."""
+        """Nothing more is written: what waits is dropped (`writer_done` empties the
+        queue), and no longer counted."""
         self.ended = True
-        self.frames = EMPTY
         self.drop_waiting()
         self.count(-self.unconfirmed)
         self.unconfirmed = 0
