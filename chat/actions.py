@@ -184,7 +184,7 @@ async def create_room(conn: Connection, command: protocol.CreateRoom) -> None:
     except BaseException:
         await rooms.release(address, claim)
         raise
-    conn.outbox.stale = None
+    conn.outbox.keep_stale(None)
     await hub.join(seat.room_id, conn.outbox)
     take_seat(conn, seat)
     # Before the reply: a page that fetches /files/<id> right after must be let in.
@@ -229,7 +229,8 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
             now=timezone.now(),
         )
     except BaseException:
-        conn.outbox.held = conn.outbox.stale = None
+        conn.outbox.held = None
+        conn.outbox.keep_stale(None)
         await hub.leave(door.room.pk, conn.outbox)
         raise
     seat = take_seat(conn, joined.seat)

@@ -6,6 +6,7 @@ strict decoding and whose `receive_json` runs one action from its table of comma
 import logging
 from collections.abc import Mapping
 
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from chat import actions, protocol
@@ -39,6 +40,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.conn is not None:
             await actions.close_connection(self.conn, code)
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        # Channels' also hops to the database thread to close its stale connections:
+        # database_sync_to_async checks them around every call already, and the hop was
+        # one more per socket's life (bench/README.md, joins). No groups to leave.
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     async def dispatch(self, message: dict) -> None:
         # Channels' dispatch hops to the database thread to close stale connections

@@ -21,11 +21,13 @@ from typing import Any
 
 from django.conf import settings
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.datastructures import Headers
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from chat.lean_async import EventQueue, Flag
 from chat.outbox import WRITE_NOW
 
 # Bytes past which a socket's incoming data is a large frame: above any chat frame.
@@ -34,6 +36,8 @@ LARGE_FRAME = 256 * 1024
 PACE_STEP = 0.25
 # Addresses whose pace is remembered before those that have refilled are dropped.
 MAX_PACES = 4096
+# What a handshake request's headers become once read (`BudgetedWebSocket.handle_connect`).
+FORGOTTEN = Headers()
 
 
 class Reader:
@@ -200,6 +204,12 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
     budget_paused = False
     budget_resumed_at = float("-inf")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The same queue and flow-control flag without asyncio's deques (chat/lean_async.py).
+        self.queue = EventQueue()  # type: ignore[assignment]
+        self.writable = Flag(True)  # type: ignore[assignment]
+
     def data_received(self, data: bytes) -> None:
         self.arrived += len(data)
         if self.arrived > LARGE_FRAME and not self.close_sent and (reader := self.reader or self._reader()):
@@ -243,16 +253,23 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
         await super().run_asgi()
 
     # uvicorn keeps the handshake's request and response for the socket's life, and
-    # reads neither once the response is sent: their headers were about 2 KiB of each
-    # idle socket (bench/README.md, idle memory). The scope keeps the request's headers.
+    # websockets' parser keeps the request too (a local of its generator), though
+    # neither reads them once the response is sent; and the scope keeps the request's
+    # headers, which the app reads only before it accepts (the Origin, the session
+    # cookie, the proxy's address). Together about 3 KiB of each idle socket, more with
+    # a browser's cookies (bench/README.md, idle memory): forgotten once used.
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         self.request = None
+        event.headers = FORGOTTEN  # the scope has its own copy, as bytes
 
     async def send(self, message: Any) -> None:
         await super().send(message)
         if self.response is not None and self.handshake_complete:
             self.response = None
+            # Accepted (or refused): the app has read what it needed of the headers.
+            # The list is cleared in place, as every copy of the scope shares it.
+            self.scope["headers"].clear()
 
     def write_now(self, text: str, frame: bytes | None = None) -> bool:
         """Write a text frame at once if the socket takes it without waiting, as the

@@ -9,7 +9,10 @@ that wait for them (chat/actions.py, `ready_for_large_reply`).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -39,6 +42,10 @@ def text_frame(text: str) -> bytes:
     return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
 
 
+# Seconds a joiner's snapshot filters room events (`Outbox.keep_stale`): far longer than
+# an event takes from its commit to the sockets, even through Redis.
+STALE_WINDOW = 60.0
+
 # Frames up to this size may be written at once; larger replies (History, files) always
 # go through the queue, where the address's backlog counts them (`backlogs`).
 WRITE_NOW_MAX = 16 * 1024
@@ -66,6 +73,27 @@ def add_backlog(owner: str | None, size: int) -> None:
             backlogs.pop(owner, None)
 
 
+class Ids:
+    """Outbox ids, unique across processes: they name a socket in its participant's row
+    and in a kick's event, which every process of the room sees. A random prefix per
+    process (a forked child takes a new one) and a counter: uuid4 per socket was 3 % of
+    a join's CPU (bench/README.md, joins)."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.prefix = uuid.uuid4().hex
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}.{next(self.counter)}"
+
+
+ids = Ids()
+
+
 class Outbox:
     """The frames waiting for one socket, in order, and the task that writes them.
 
@@ -91,11 +119,12 @@ class Outbox:
         self.close = close
         # The client address whose backlog this socket's bytes count toward (`backlogs`).
         self.owner = owner
-        self.id = uuid.uuid4().hex
+        self.id = ids.next()
         self.frames: deque[str | int] = EMPTY
         self.held: list[dict] | None = None
-        # Drops room events the socket's join snapshot already showed (see `release`).
+        # Drops room events the socket's join snapshot already showed (`keep_stale`).
         self.stale: Callable[[dict], bool] | None = None
+        self.stale_until = 0.0
         self.limit = settings.WS_SEND_QUEUE_LIMIT
         self.byte_limit = settings.WS_SEND_QUEUE_BYTES
         # Bytes of the frames waiting and of the one being written (`frame_size`), and
@@ -149,7 +178,7 @@ class Outbox:
         event's text serialized once for all the room's sockets (`text_frame`)."""
         if self.held is not None:
             self.held.append(event)
-        elif self.stale is None or not self.stale(event):
+        elif not self.is_stale(event):
             self.put(event["text"], frame)
             if event.get("close"):
                 # An admin closed the room (4000) or removed this participant (4001).
@@ -171,12 +200,30 @@ class Outbox:
         """Send the held events, and from now on every room event, unless `stale`
         says the joiner's snapshot already showed it."""
         held, self.held = self.held or [], None
-        self.stale = stale
+        self.keep_stale(stale)
         for event in held:
             self.put_broadcast(event)
 
+    def keep_stale(self, stale: Callable[[dict], bool] | None) -> None:
+        """Drop the room events `stale` says the join snapshot showed, for STALE_WINDOW
+        seconds: only events that raced the join can be stale. Past the window the
+        next event lets the snapshot go (it lists every member present at the join:
+        kept for the socket's life, a room's members held its size squared between
+        them)."""
+        self.stale = stale
+        self.stale_until = time.monotonic() + STALE_WINDOW if stale is not None else 0.0
+
+    def is_stale(self, event: dict) -> bool:
+        if self.stale is None:
+            return False
+        if time.monotonic() > self.stale_until:
+            self.stale = None
+            return False
+        return self.stale(event)
+
     def stop(self) -> None:
         """Nothing more is written; what waits is dropped."""
+        self.stale = None
         if self.task is not None:
             self.task.cancel()  # a writer that had not started yet never runs its finally
         self.end()

@@ -4,6 +4,8 @@ or a single statement where one is enough (chat/sql.py)."""
 import hashlib
 import hmac
 import secrets
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import import_module
@@ -48,7 +50,7 @@ class Joined:
         shown = [message["id"] for message in self.history] + ([since] if since is not None else [])
         return Snapshot(
             own_id=self.seat.participant_id,
-            present=frozenset(participant_id for participant_id, _ in self.present),
+            present=array("q", sorted(participant_id for participant_id, _ in self.present)),
             shown_up_to=max(shown, default=None),
         )
 
@@ -60,7 +62,8 @@ class Snapshot:
     before the join can be delivered just after it."""
 
     own_id: int
-    present: frozenset[int]
+    # Ids of those present, sorted: 8 bytes each (a frozenset of ints took about 60).
+    present: array
     # The newest message id the joiner has (History's last, or its `since`): ids are
     # committed in order within a room, so every message up to it was already shown.
     shown_up_to: int | None
@@ -68,12 +71,17 @@ class Snapshot:
     def shows(self, event: dict) -> bool:
         participant_id = event.get("participant_id")
         if participant_id is not None:
+            listed = self.lists(participant_id)
             if event["joined"]:
-                return participant_id in self.present
+                return listed
             # Someone not listed who joined before us had left before the snapshot.
-            return participant_id not in self.present and participant_id < self.own_id
+            return not listed and participant_id < self.own_id
         message_id = event.get("message_id")
         return message_id is not None and self.shown_up_to is not None and message_id <= self.shown_up_to
+
+    def lists(self, participant_id: int) -> bool:
+        at = bisect_left(self.present, participant_id)
+        return at < len(self.present) and self.present[at] == participant_id
 
 
 @dataclass(frozen=True)

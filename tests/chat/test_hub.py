@@ -1,6 +1,8 @@
 """The per-socket outbox and the hub's fan-out, without sockets."""
 
 import asyncio
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -122,6 +124,59 @@ async def test_held_events_are_filtered_by_the_snapshot():
     outbox.release(stale=lambda event: event["message_id"] == 1)
     await drain()
     assert socket.sent == ["RoomJoined", "new"]
+
+
+async def test_the_snapshot_filters_only_for_its_window(monkeypatch):
+    monkeypatch.setattr("chat.outbox.STALE_WINDOW", 0.05)
+    socket = FakeSocket()
+    outbox = Outbox(socket.send, socket.close)
+    outbox.hold()
+    outbox.release(stale=lambda event: event["message_id"] == 1)
+    outbox.put_broadcast({"text": "raced the join", "message_id": 1})
+    assert outbox.stale is not None
+    await asyncio.sleep(0.1)
+    # Past the window the snapshot (every member present at the join) is let go.
+    outbox.put_broadcast({"text": "later", "message_id": 1})
+    assert outbox.stale is None
+    await drain()
+    assert socket.sent == ["later"]
+
+
+def test_a_stopped_outbox_keeps_no_snapshot():
+    outbox = Outbox(FakeSocket().send, FakeSocket().close)
+    outbox.hold()
+    outbox.release(stale=lambda event: False)
+    outbox.stop()
+    assert outbox.stale is None
+
+
+FORK_IDS = """
+import os
+from chat.outbox import ids
+mine = ids.next()
+reader, writer = os.pipe()
+if os.fork() == 0:
+    os.write(writer, ids.next().encode())
+    os._exit(0)
+os.wait()
+print(mine, os.read(reader, 200).decode())
+"""
+
+
+def test_outbox_ids_differ_across_sockets_and_forks():
+    first, second = (
+        Outbox(FakeSocket().send, FakeSocket().close),
+        Outbox(FakeSocket().send, FakeSocket().close),
+    )
+    assert first.id != second.id
+    # A forked child (a pre-forking server) numbers its sockets under a prefix of its own;
+    # forked from a single-threaded process, not from this one.
+    parent, child = subprocess.run(
+        [sys.executable, "-c", FORK_IDS], capture_output=True, text=True, check=True
+    ).stdout.split()
+    # The same count, under another prefix: without the new prefix the two would be equal.
+    assert parent.endswith(".0") and child.endswith(".0")
+    assert parent.partition(".")[0] != child.partition(".")[0]
 
 
 async def test_hub_delivers_to_local_members_but_the_excluded_one(settings):

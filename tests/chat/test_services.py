@@ -1,7 +1,9 @@
 """Services against the database, without sockets."""
 
 import threading
+from array import array
 from datetime import timedelta
+from uuid import uuid4
 
 import pytest
 from django.db import connection, connections
@@ -9,7 +11,7 @@ from django.utils import timezone
 
 from chat import services
 from chat.errors import ErrorCode, ProtocolError
-from chat.models import Message, Participant
+from chat.models import Message, Participant, Room
 from tests.helpers import join_seat, make_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -115,12 +117,23 @@ def test_concurrent_joins_with_one_name_exactly_one_wins():
 
 
 def test_a_join_snapshot_knows_which_room_events_it_already_showed():
-    snapshot = services.Snapshot(own_id=10, present=frozenset({3, 10}), shown_up_to=41)
+    snapshot = services.Snapshot(own_id=10, present=array("q", [3, 10]), shown_up_to=41)
     assert snapshot.shows({"participant_id": 3, "joined": True})  # listed in RoomJoined
     assert not snapshot.shows({"participant_id": 12, "joined": True})  # joined after us
     assert snapshot.shows({"participant_id": 5, "joined": False})  # left before we joined
     assert not snapshot.shows({"participant_id": 3, "joined": False})  # leaves now
     assert not snapshot.shows({"participant_id": 12, "joined": False})  # came and went after us
     assert snapshot.shows({"message_id": 41}) and not snapshot.shows({"message_id": 42})
-    since = services.Snapshot(own_id=10, present=frozenset(), shown_up_to=50)
+    since = services.Snapshot(own_id=10, present=array("q"), shown_up_to=50)
     assert since.shows({"message_id": 50}) and not since.shows({"message_id": 51})
+
+
+def test_a_join_snapshot_lists_those_present_whatever_their_order():
+    seat = services.Seat(participant_id=10, room_id=uuid4(), name="Ann", is_owner=False)
+    present = [(10, "Ann"), (3, "Zoe"), (7, "Bob")]  # by name, not by id
+    joined = services.Joined(seat=seat, room=Room(), present=present, history=[], swept=[])
+    snapshot = joined.snapshot(since=None)
+    for listed in (3, 7, 10):
+        assert snapshot.shows({"participant_id": listed, "joined": True})
+    for other in (1, 4, 8, 11):
+        assert not snapshot.shows({"participant_id": other, "joined": True})
