@@ -197,7 +197,7 @@ async def create_room(conn: Connection, command: protocol.CreateRoom) -> None:
 async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
     require_no_room(conn)
     take_join(conn)
-    await ready_for_large_reply(conn, history_estimate())
+    await ready_for_large_reply(conn, history_estimate(settings.CHAT_HISTORY_LIMIT))
     address = conn.address or "unknown"
     failures = join_failures()
     if await failures.blocked(address):
@@ -259,13 +259,24 @@ async def chat_message(conn: Connection, command: protocol.ChatMessage) -> None:
     if len(command.content) > settings.CHAT_MAX_CONTENT:
         raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
     now = timezone.now()
-    message_id, seq = await batching.post_message(seat, command.content, now)
+    message_id, seq = await batching.post_message(seat, command.content, now, command.reply_to)
     await publish(
         seat.room_id,
-        protocol.chat_message(message_id, seat.name, command.content, now),
+        protocol.chat_message(message_id, seat.name, command.content, now, command.reply_to),
         message_id=message_id,
         seq=seq,
     )
+
+
+async def get_history(conn: Connection, command: protocol.GetHistory) -> None:
+    """Older messages, a page at a time (PROTOCOL.md, Conversations)."""
+    seat = require_room(conn)
+    take_read(conn)
+    await ready_for_large_reply(conn, history_estimate(command.limit))
+    page = await database(selectors.history_before)(
+        room_id=seat.room_id, before=command.before, limit=command.limit
+    )
+    conn.outbox.put(await history_frame(page, command.before))
 
 
 async def get_members(conn: Connection, command: protocol.GetMembers) -> None:
@@ -288,6 +299,7 @@ ACTIONS: dict[type, Action] = {
     protocol.CreateRoom: create_room,
     protocol.JoinRoom: join_room,
     protocol.ChatMessage: chat_message,
+    protocol.GetHistory: get_history,
     protocol.GetMembers: get_members,
     protocol.LeaveRoom: leave_room,
 }
@@ -386,16 +398,16 @@ async def remember_room(conn: Connection, seat: services.Seat) -> None:
         )
 
 
-def history_estimate() -> int:
-    """The most a History frame can be: CHAT_HISTORY_LIMIT messages of the longest
-    content (4 bytes a character at worst is not assumed: content is base64)."""
-    return settings.CHAT_HISTORY_LIMIT * (settings.CHAT_MAX_CONTENT + 512)
+def history_estimate(count: int) -> int:
+    """The most a History frame of `count` messages can be: each of the longest content
+    (4 bytes a character at worst is not assumed: content is base64)."""
+    return count * (settings.CHAT_MAX_CONTENT + 512)
 
 
-async def history_frame(messages: list[dict]) -> str:
+async def history_frame(messages: list[dict], before: int | None = None) -> str:
     """The History frame, encoded a message at a time with the loop free in between."""
     parts = []
-    for part in protocol.history_parts(messages):
+    for part in protocol.history_parts(messages, before):
         parts.append(part)
         await asyncio.sleep(0)
     return "".join(parts)

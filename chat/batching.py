@@ -127,8 +127,11 @@ message_writer = PerLoopBatcher(
 )
 
 
-async def post_message(seat: "Seat", content: str, now: datetime) -> tuple[int, int]:
+async def post_message(
+    seat: "Seat", content: str, now: datetime, reply_to: int | None = None
+) -> tuple[int, int]:
     """Store a client's chat message, group-committed with the others that arrive while
     the database thread is busy; its (id, room sequence number), or the error
-    `services.message_post` would raise (`room_closed`, `SeatGone`)."""
-    return await message_writer.submit(NewMessage(seat.room_id, seat.name, content, now, seat.participant_id))
+    `services.message_post` would raise (`room_closed`, `SeatGone`, `message_not_found`)."""
+    message = NewMessage(seat.room_id, seat.name, content, now, seat.participant_id, reply_to)
+    return await message_writer.submit(message)

@@ -76,10 +76,11 @@ def history_larger_than_the_send_queue(app_configs, **kwargs) -> list[Warning]:
     "Large replies wait for the reader")."""
     from chat.actions import history_estimate
 
-    if history_estimate() > settings.WS_SEND_QUEUE_BYTES:
+    most = history_estimate(settings.CHAT_HISTORY_LIMIT)
+    if most > settings.WS_SEND_QUEUE_BYTES:
         return [
             Warning(
-                f"CHAT_HISTORY_LIMIT x CHAT_MAX_CONTENT (about {history_estimate()} bytes of History) "
+                f"CHAT_HISTORY_LIMIT x CHAT_MAX_CONTENT (about {most} bytes of History) "
                 f"is more than WS_SEND_QUEUE_BYTES ({settings.WS_SEND_QUEUE_BYTES}): a join is refused "
                 "`rate_limited` whenever another socket of its address has anything unread.",
                 hint="Raise WS_SEND_QUEUE_BYTES or lower CHAT_HISTORY_LIMIT or CHAT_MAX_CONTENT.",

@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     MIME_NOT_ALLOWED = "mime_not_allowed"
     QUOTA_EXCEEDED = "quota_exceeded"
     FILE_NOT_FOUND = "file_not_found"
+    MESSAGE_NOT_FOUND = "message_not_found"
     FORBIDDEN = "forbidden"
     ROOM_CLOSED = "room_closed"
     KICKED = "kicked"
@@ -39,6 +40,7 @@ DEFAULT_MESSAGES = {
     ErrorCode.MIME_NOT_ALLOWED: "That file type is not allowed.",
     ErrorCode.QUOTA_EXCEEDED: "The room's file quota is used up.",
     ErrorCode.FILE_NOT_FOUND: "File not found or expired",
+    ErrorCode.MESSAGE_NOT_FOUND: "No such message in this room.",
     ErrorCode.FORBIDDEN: "You are not allowed to do that.",
     ErrorCode.ROOM_CLOSED: "The room was closed.",
     ErrorCode.KICKED: "You were removed from the room.",

@@ -128,7 +128,8 @@ async def room_position(room: str) -> int:
 
 
 async def stored_messages(room: str, after: int, before: int) -> list[tuple]:
-    """(id, seq, sender, content, sent_at) of the room's messages with after < seq < before."""
+    """(id, seq, sender, content, sent_at, reply_to) of the room's messages with
+    after < seq < before."""
     return await database_sync_to_async(selectors.messages_by_seq)(
         room_id=room_of(room), after=after, before=before
     )
@@ -414,8 +415,8 @@ class Hub:
         except Exception:
             logger.exception("hub: could not read missing messages; delivering what arrived")
             missing = []
-        for message_id, seq, sender, content, sent_at in missing:
-            text = encode(chat_message(message_id, sender, content, sent_at))
+        for message_id, seq, sender, content, sent_at, reply_to in missing:
+            text = encode(chat_message(message_id, sender, content, sent_at, reply_to))
             order.waiting.setdefault(seq, {"room": room, "text": text, "message_id": message_id, "seq": seq})
         if order.last == last and last + 1 not in order.waiting:
             order.last = max(last, min(order.waiting, default=upto) - 1)

@@ -99,6 +99,14 @@ class Message(models.Model):
     # missed (chat/hub.py), so messages stored by different processes reach every
     # socket in id order.
     seq = models.BigIntegerField(null=True, blank=True)
+    # The participant (its row's id) who sent it: edits and deletes are theirs, also
+    # after they resume with their participant token. Null for the server's own lines.
+    author = models.BigIntegerField(null=True, blank=True)
+    # The id of the message of the same room this one answers (PROTOCOL.md,
+    # Conversations); it stays when that message is deleted, and clients show it gone.
+    reply_to = models.BigIntegerField(null=True, blank=True)
+    # When its author last edited it; the row keeps only the latest content.
+    edited_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [

@@ -47,6 +47,8 @@ UNICODE_WHITESPACE = (
 # Message ids are the database's BIGINT: a `since` outside it is no id (and would
 # overflow the query).
 SINCE_MIN, SINCE_MAX = -(2**63), 2**63 - 1
+# GetHistory's `limit` (PROTOCOL.md, Conversations): 1-100, 50 when absent.
+HISTORY_PAGE, HISTORY_PAGE_MAX = 50, 100
 
 
 # --- Commands ------------------------------------------------------------------
@@ -74,6 +76,13 @@ class JoinRoom:
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     content: str
+    reply_to: int | None = None  # the id of a message of the same room
+
+
+@dataclass(frozen=True, slots=True)
+class GetHistory:
+    before: int  # messages with a smaller id, the newest `limit` of them
+    limit: int = HISTORY_PAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +115,17 @@ class DeleteFile:
     file_id: str
 
 
-Command = CreateRoom | JoinRoom | ChatMessage | GetMembers | LeaveRoom | UploadFile | GetFile | DeleteFile
+Command = (
+    CreateRoom
+    | JoinRoom
+    | ChatMessage
+    | GetHistory
+    | GetMembers
+    | LeaveRoom
+    | UploadFile
+    | GetFile
+    | DeleteFile
+)
 
 
 # --- Decoding ------------------------------------------------------------------
@@ -229,15 +248,28 @@ def _password(data: dict[str, Any]) -> str | None:
     return _optional_str(data, "password") or None
 
 
-def _since(data: dict[str, Any]) -> int | None:
-    value = data.get("since")
+def _message_id(data: dict[str, Any], field: str) -> int | None:
+    """An optional message id: a JSON integer within the database's BIGINT."""
+    value = data.get(field)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid("since", "must be an integer message id or null.")
+        raise _invalid(field, "must be an integer message id or null.")
     if not SINCE_MIN <= value <= SINCE_MAX:
-        raise _invalid("since", "is not a message id (64-bit integer).")
+        raise _invalid(field, "is not a message id (64-bit integer).")
     return value
+
+
+def _get_history(data: dict[str, Any]) -> GetHistory:
+    before = _message_id(data, "before")
+    if before is None:
+        raise _invalid("before", "is required: the id of the oldest message the client has.")
+    limit = data.get("limit")
+    if limit is None:
+        return GetHistory(before=before)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= HISTORY_PAGE_MAX:
+        raise _invalid("limit", f"must be an integer from 1 to {HISTORY_PAGE_MAX}.")
+    return GetHistory(before=before, limit=limit)
 
 
 def _ciphertext(data: dict[str, Any]) -> str:
@@ -339,7 +371,7 @@ def _join_room(data: dict[str, Any]) -> JoinRoom:
         join_key=_required_str(data, "join_key"),
         password=_password(data),
         name=clean_name(_required_str(data, "name"), field="name", max_length=NAME_MAX),
-        since=_since(data),
+        since=_message_id(data, "since"),
         owner_token=_optional_str(data, "owner_token"),
     )
 
@@ -355,7 +387,10 @@ def _upload_file(data: dict[str, Any]) -> UploadFile:
 _PARSERS: dict[str, Callable[[dict[str, Any]], Command]] = {
     "CreateRoom": _create_room,
     "JoinRoom": _join_room,
-    "ChatMessage": lambda data: ChatMessage(content=_ciphertext(data)),
+    "ChatMessage": lambda data: ChatMessage(
+        content=_ciphertext(data), reply_to=_message_id(data, "reply_to")
+    ),
+    "GetHistory": _get_history,
     "GetMembers": lambda data: GetMembers(),
     "LeaveRoom": lambda data: LeaveRoom(),
     "UploadFile": _upload_file,
@@ -530,24 +565,50 @@ def room_joined_message(
     }
 
 
-def message_entry(message_id: int, sender: str, content: str, sent_at: datetime) -> dict:
-    """One stored chat message, as `History` lists it."""
-    return {"id": message_id, "sender": sender, "content": content, "sent_at": iso(sent_at)}
+def message_entry(
+    message_id: int,
+    sender: str,
+    content: str,
+    sent_at: datetime,
+    reply_to: int | None = None,
+    edited_at: datetime | None = None,
+) -> dict:
+    """One stored chat message, as `History` lists it (PROTOCOL.md, Conversations)."""
+    return {
+        **chat_entry(message_id, sender, content, sent_at, reply_to),
+        "edited_at": iso(edited_at) if edited_at is not None else None,
+        "reactions": [],
+    }
 
 
-def chat_message(message_id: int, sender: str, content: str, sent_at: datetime) -> dict:
-    return {"type": "ChatMessage", **message_entry(message_id, sender, content, sent_at)}
+def chat_entry(message_id: int, sender: str, content: str, sent_at: datetime, reply_to: int | None) -> dict:
+    return {
+        "id": message_id,
+        "sender": sender,
+        "content": content,
+        "sent_at": iso(sent_at),
+        "reply_to": reply_to,
+    }
 
 
-def history_message(messages: list[dict]) -> dict:
-    return {"type": "History", "messages": messages}
+def chat_message(
+    message_id: int, sender: str, content: str, sent_at: datetime, reply_to: int | None = None
+) -> dict:
+    return {"type": "ChatMessage", **chat_entry(message_id, sender, content, sent_at, reply_to)}
 
 
-def history_parts(messages: list[dict]) -> Iterator[str]:
-    """`encode(history_message(messages))` in pieces, one message each: a History of
-    CHAT_HISTORY_LIMIT large messages (~6 MB) is encoded between other work on the loop
-    instead of in one 20 ms block (`actions.history_frame` yields between pieces)."""
-    empty = encode(history_message([]))
+def history_message(messages: list[dict], before: int | None = None) -> dict:
+    """The join's History, or (`before`) a page of older messages asked by GetHistory."""
+    if before is None:
+        return {"type": "History", "messages": messages}
+    return {"type": "History", "messages": messages, "before": before}
+
+
+def history_parts(messages: list[dict], before: int | None = None) -> Iterator[str]:
+    """`encode(history_message(messages, before))` in pieces, one message each: a History
+    of CHAT_HISTORY_LIMIT large messages (~6 MB) is encoded between other work on the
+    loop instead of in one 20 ms block (`actions.history_frame` yields between pieces)."""
+    empty = encode(history_message([], before))
     at = empty.index('"messages":[]') + len('"messages":[')
     yield empty[:at]
     for number, message in enumerate(messages):

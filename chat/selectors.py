@@ -47,17 +47,42 @@ def presence_snapshot(*, room_id: UUID, now: datetime) -> list[tuple[int, str]]:
     )
 
 
+HISTORY_COLUMNS = "id, sender, content, sent_at, reply_to, edited_at"
+
+
+def _entries(found: list[tuple]) -> list[dict]:
+    """History entries of rows of HISTORY_COLUMNS, in the order given."""
+    return [
+        protocol.message_entry(
+            mid, sender, content, sql.aware(sent_at), reply_to, edited and sql.aware(edited)
+        )
+        for mid, sender, content, sent_at, reply_to, edited in found
+    ]
+
+
 def history_since(*, room_id: UUID, since: int | None, limit: int) -> list[dict]:
     """The newest `limit` messages after `since`, oldest first."""
     newest = sql.rows(
-        f"SELECT id, sender, content, sent_at FROM {sql.table(Message)} "
+        f"SELECT {HISTORY_COLUMNS} FROM {sql.table(Message)} "
         "WHERE room_id = %s AND id > %s ORDER BY id DESC LIMIT %s",
         [sql.prep(Message, "room", room_id), -1 if since is None else since, limit],
     )
-    return [
-        protocol.message_entry(mid, sender, content, sql.aware(sent_at))
-        for mid, sender, content, sent_at in reversed(newest)
-    ]
+    return _entries(newest[::-1])
+
+
+def history_before(*, room_id: UUID, before: int, limit: int) -> list[dict]:
+    """The newest `limit` messages older than `before`, oldest first: GetHistory's page
+    (an empty one: the start of the room)."""
+    older = sql.rows(
+        f"SELECT {HISTORY_COLUMNS} FROM {sql.table(Message)} "
+        "WHERE room_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
+        [sql.prep(Message, "room", room_id), before, limit],
+    )
+    return _entries(older[::-1])
+
+
+def message_in_room(message_id: int, room_id: UUID) -> bool:
+    return Message.objects.filter(pk=message_id, room_id=room_id).exists()
 
 
 @dataclass(frozen=True)
@@ -125,12 +150,15 @@ def room_message_seq(*, room_id: UUID) -> int:
     return found[0][0] if found else 0
 
 
-def messages_by_seq(*, room_id: UUID, after: int, before: int) -> list[tuple[int, int, str, str, datetime]]:
-    """(id, seq, sender, content, sent_at) of the room's messages with after < seq < before."""
+def messages_by_seq(
+    *, room_id: UUID, after: int, before: int
+) -> list[tuple[int, int, str, str, datetime, int | None]]:
+    """(id, seq, sender, content, sent_at, reply_to) of the room's messages with
+    after < seq < before."""
     return [
-        (message_id, seq, sender, content, sql.aware(sent_at))
-        for message_id, seq, sender, content, sent_at in sql.rows(
-            f"SELECT id, seq, sender, content, sent_at FROM {sql.table(Message)} "
+        (message_id, seq, sender, content, sql.aware(sent_at), reply_to)
+        for message_id, seq, sender, content, sent_at, reply_to in sql.rows(
+            f"SELECT id, seq, sender, content, sent_at, reply_to FROM {sql.table(Message)} "
             "WHERE room_id = %s AND seq > %s AND seq < %s ORDER BY seq",
             [sql.prep(Message, "room", room_id), after, before],
         )

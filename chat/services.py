@@ -226,11 +226,13 @@ def room_join(
         raise
 
 
-def message_post(*, seat: Seat, content: str, now: datetime) -> tuple[int, int]:
+def message_post(*, seat: Seat, content: str, now: datetime, reply_to: int | None = None) -> tuple[int, int]:
     """Store a message if its room is open and its seat present; returns its id and its
     sequence number in the room (chat/sql.py: the room row lock orders them across
     processes)."""
-    stored = messages_post([sql.NewMessage(seat.room_id, seat.name, content, now, seat.participant_id)])[0]
+    stored = messages_post(
+        [sql.NewMessage(seat.room_id, seat.name, content, now, seat.participant_id, reply_to)]
+    )[0]
     if isinstance(stored, ProtocolError):
         raise stored
     return stored
@@ -239,7 +241,8 @@ def message_post(*, seat: Seat, content: str, now: datetime) -> tuple[int, int]:
 def messages_post(messages: list[sql.NewMessage]) -> list[tuple[int, int] | ProtocolError]:
     """Store many messages in one transaction (chat/batching.py); for each, its (id, seq)
     as `message_post` returns it, or the error it would raise: `room_closed`, or the
-    `SeatGone` of a seat an admin removed (checked in the same write, chat/sql.py)."""
+    `SeatGone` of a seat an admin removed (checked in the same write, chat/sql.py), or
+    `message_not_found` for a reply to a message that is not the room's."""
     return [
         stored if stored is not None else _refused(message)
         for message, stored in zip(messages, sql.insert_messages(messages), strict=True)
@@ -247,9 +250,12 @@ def messages_post(messages: list[sql.NewMessage]) -> list[tuple[int, int] | Prot
 
 
 def _refused(message: sql.NewMessage) -> ProtocolError:
-    if message.participant_id is None:
-        return ProtocolError(ErrorCode.ROOM_CLOSED)
-    return seat_gone(message.participant_id) or ProtocolError(ErrorCode.ROOM_CLOSED)
+    gone = seat_gone(message.participant_id) if message.participant_id is not None else None
+    if gone is not None:
+        return gone
+    if message.reply_to is not None and not selectors.message_in_room(message.reply_to, message.room_id):
+        return ProtocolError(ErrorCode.MESSAGE_NOT_FOUND, "The message answered is not in this room.")
+    return ProtocolError(ErrorCode.ROOM_CLOSED)
 
 
 # --- A seat's rights end with it (issue 14, item 4) --------------------------------

@@ -82,12 +82,31 @@ def _seat_present(participant_id: int | None) -> tuple[str, list]:
     ]
 
 
+def _reply_found(reply_to: int | None, room_key: Any) -> tuple[str, list]:
+    """SQL that is true when the message answered is one of the room's (`reply_to`)."""
+    from chat.models import Message
+
+    if reply_to is None:
+        return "", []
+    return f" AND EXISTS (SELECT 1 FROM {table(Message)} WHERE id = %s AND room_id = %s)", [
+        reply_to,
+        room_key,
+    ]
+
+
 def insert_message(
-    room_id: UUID, *, sender: str, content: str, sent_at: datetime, participant_id: int | None = None
+    room_id: UUID,
+    *,
+    sender: str,
+    content: str,
+    sent_at: datetime,
+    participant_id: int | None = None,
+    reply_to: int | None = None,
 ) -> tuple[int, int] | None:
     """Store a message in an open room under its next sequence number; returns (id,
-    seq), or None when the room is closed or gone, or the seat `participant_id` (when
-    given) is no longer present.
+    seq), or None when the room is closed or gone, the seat `participant_id` (when
+    given) is no longer present, or the message it answers (`reply_to`) is not the
+    room's.
 
     Bumping `Room.message_seq` locks the room row until commit, so a room's messages
     get consecutive sequence numbers (and growing ids) in commit order, across
@@ -97,29 +116,36 @@ def insert_message(
     from chat.models import Message, Room
 
     room, message = table(Room), table(Message)
-    values = [prep(Message, "sender", sender), content, prep(Message, "sent_at", sent_at)]
+    values = [
+        prep(Message, "sender", sender),
+        content,
+        prep(Message, "sent_at", sent_at),
+        reply_to,
+        participant_id,
+    ]
     key = prep(Room, "id", room_id)
     seated, seated_params = _seat_present(participant_id)
+    answers, answers_params = _reply_found(reply_to, key)
     if connection.vendor == "postgresql":
         found = rows(
             f"WITH r AS (UPDATE {room} SET message_seq = message_seq + 1 WHERE id = %s AND closed_at IS NULL"
-            f"{seated} RETURNING id, message_seq) "
-            f"INSERT INTO {message} (room_id, seq, sender, content, sent_at) "
-            "SELECT id, message_seq, %s, %s, %s FROM r RETURNING id, seq",
-            [key, *seated_params, *values],
+            f"{seated}{answers} RETURNING id, message_seq) "
+            f"INSERT INTO {message} (room_id, seq, sender, content, sent_at, reply_to, author) "
+            "SELECT id, message_seq, %s, %s, %s, %s, %s FROM r RETURNING id, seq",
+            [key, *seated_params, *answers_params, *values],
         )
         return found[0] if found else None
     with transaction.atomic():
         bumped = rows(
-            f"UPDATE {room} SET message_seq = message_seq + 1 WHERE id = %s AND closed_at IS NULL{seated} "
-            "RETURNING message_seq",
-            [key, *seated_params],
+            f"UPDATE {room} SET message_seq = message_seq + 1 WHERE id = %s AND closed_at IS NULL"
+            f"{seated}{answers} RETURNING message_seq",
+            [key, *seated_params, *answers_params],
         )
         if not bumped:
             return None
         found = rows(
-            f"INSERT INTO {message} (room_id, seq, sender, content, sent_at) VALUES (%s, %s, %s, %s, %s) "
-            "RETURNING id",
+            f"INSERT INTO {message} (room_id, seq, sender, content, sent_at, reply_to, author) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
             [key, bumped[0][0], *values],
         )
         return found[0][0], bumped[0][0]
@@ -133,6 +159,8 @@ class NewMessage:
     sent_at: datetime
     # The sender's seat: its message is stored only while the seat is present.
     participant_id: int | None = None
+    # The message of the same room it answers: stored only if that one is there.
+    reply_to: int | None = None
 
 
 def _present_seats(messages: Sequence[NewMessage], run: Callable[[str, list], list[tuple]]) -> set[int]:
@@ -146,6 +174,19 @@ def _present_seats(messages: Sequence[NewMessage], run: Callable[[str, list], li
         f"SELECT id FROM {table(Participant)} WHERE id IN ({marks(len(seats))}) AND left_at IS NULL", seats
     )
     return {participant_id for (participant_id,) in found}
+
+
+def _replies_found(
+    messages: Sequence[NewMessage], run: Callable[[str, list], list[tuple]]
+) -> set[tuple[Any, int]]:
+    """(room key, id) of the messages the batch answers that are there, read with `run`."""
+    from chat.models import Message
+
+    wanted = sorted({m.reply_to for m in messages if m.reply_to is not None})
+    if not wanted:
+        return set()
+    found = run(f"SELECT room_id, id FROM {table(Message)} WHERE id IN ({marks(len(wanted))})", wanted)
+    return {(room_key, message_id) for room_key, message_id in found}
 
 
 def insert_messages(messages: Sequence[NewMessage]) -> list[tuple[int, int] | None]:
@@ -168,12 +209,13 @@ def insert_messages(messages: Sequence[NewMessage]) -> list[tuple[int, int] | No
                 content=one.content,
                 sent_at=one.sent_at,
                 participant_id=one.participant_id,
+                reply_to=one.reply_to,
             )
         ]
     from chat.models import Room
 
     with transaction.atomic():
-        by_room = _by_room(messages, _present_seats(messages, rows))
+        by_room = _by_room(messages, _present_seats(messages, rows), _replies_found(messages, rows))
         # Rooms are bumped one at a time in key order, so that two processes writing
         # batches that share rooms lock them in the same order and never deadlock.
         bumped = []
@@ -199,7 +241,9 @@ def _insert_messages_sqlite(messages: Sequence[NewMessage]) -> list[tuple[int, i
         def driver_rows(sql: str, params: list) -> list[tuple]:
             return cursor.execute(sql.replace("%s", "?"), params).fetchall()
 
-        by_room = _by_room(messages, _present_seats(messages, driver_rows))
+        by_room = _by_room(
+            messages, _present_seats(messages, driver_rows), _replies_found(messages, driver_rows)
+        )
         if not by_room:
             return [None] * len(messages)
         counts = [value for key, indices in by_room.items() for value in (key, len(indices))]
@@ -216,15 +260,22 @@ def marks(count: int) -> str:
     return ", ".join(["%s"] * count)
 
 
-def _by_room(messages: Sequence[NewMessage], present: set[int]) -> dict[Any, list[int]]:
-    """The indices of the messages that may be stored (no seat, or one present), by
-    their room's key as the database stores it, in order."""
+def _by_room(
+    messages: Sequence[NewMessage], present: set[int], replies: set[tuple[Any, int]]
+) -> dict[Any, list[int]]:
+    """The indices of the messages that may be stored (no seat, or one present; no
+    reply, or one to a message of their room that is there), by their room's key as the
+    database stores it, in order."""
     from chat.models import Room
 
     by_room: dict[Any, list[int]] = {}
     for index, message in enumerate(messages):
-        if message.participant_id is None or message.participant_id in present:
-            by_room.setdefault(prep(Room, "id", message.room_id), []).append(index)
+        key = prep(Room, "id", message.room_id)
+        if message.participant_id is not None and message.participant_id not in present:
+            continue
+        if message.reply_to is not None and (key, message.reply_to) not in replies:
+            continue
+        by_room.setdefault(key, []).append(index)
     return by_room
 
 
@@ -255,10 +306,12 @@ def _insert_rows(
                 prep(Message, "sender", message.sender),
                 message.content,
                 prep(Message, "sent_at", message.sent_at),
+                message.reply_to,
+                message.participant_id,
             ]
     found = run(
-        f"INSERT INTO {table(Message)} (room_id, seq, sender, content, sent_at) VALUES "
-        f"{', '.join(['(%s, %s, %s, %s, %s)'] * len(numbered))} RETURNING id, room_id, seq",
+        f"INSERT INTO {table(Message)} (room_id, seq, sender, content, sent_at, reply_to, author) VALUES "
+        f"{', '.join(['(%s, %s, %s, %s, %s, %s, %s)'] * len(numbered))} RETURNING id, room_id, seq",
         params,
     )
     # (RETURNING promises no row order on SQLite: match rows by their room and sequence.)

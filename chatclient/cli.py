@@ -40,11 +40,17 @@ EXIT_CONNECTION = 3  # no connection, or it ended for good (room closed, kicked,
 HELP = """\
 Type a line to send it (start it with // to send a line that starts with /).
   /members            who is here
+  /reply ID TEXT      answer the message #ID
+  /older [N]          show N older messages (default 20)
   /upload PATH        share a file
   /get ID [DEST]      download a file (into DEST, a file or directory; default: here)
   /delete ID          delete a file (yours, or any if you own the room)
   /leave              leave the room and quit
   /quit               quit (Ctrl-D too)"""
+
+# Messages remembered for reply quotes, and how much of one a quote shows.
+QUOTED = 1000
+QUOTE_LENGTH = 60
 
 KINDS = {
     Message: "message",
@@ -260,9 +266,22 @@ async def command(client: ChatClient, line: str, out: Output) -> bool:
     if not line.startswith("/") or line.startswith("//"):
         await client.send(line.removeprefix("/") if line.startswith("//") else line)
         return True
+    if line.startswith("/reply "):  # the text is taken as typed, quotes and all
+        _, message_id, *text = line.split(maxsplit=2)
+        if text and message_id.removeprefix("#").isdigit():
+            await client.send(text[0], reply_to=int(message_id.removeprefix("#")))
+        else:
+            out.note(HELP)
+        return True
     name, *args = shlex.split(line[1:]) or [""]
     if name == "members":
         out.note("Here: " + ", ".join(await client.members()))
+    elif name == "older" and (not args or args[0].isdigit() and 1 <= int(args[0]) <= 100):
+        page = await client.history(limit=int(args[0]) if args else 20)
+        for message in page:
+            out.event(message, history=True)
+        if not page:
+            out.note("* that is the start of the room")
     elif name == "upload" and len(args) == 1:
         metadata = await client.upload_file(args[0])
         out.note(f"* uploaded {metadata.name} ({metadata.size} bytes), id {metadata.id}")
@@ -313,6 +332,8 @@ class Output:
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
+        # Recent messages' senders and texts by id, for the quote above a reply.
+        self.said: dict[int, tuple[str, str | None]] = {}
 
     def emit(self, record: dict, text: str) -> None:
         print(json.dumps(record, ensure_ascii=False) if self.as_json else text, flush=True)
@@ -341,7 +362,14 @@ class Output:
         record = {"event": KINDS[type(event)], **asdict(event)}
         if history:
             record["history"] = True
-        self.emit(record, describe(event))
+        text = describe(event)
+        if isinstance(event, Message):
+            if event.reply_to is not None:
+                text = f"{quote(event.reply_to, self.said.get(event.reply_to))}\n{text}"
+            self.said[event.id] = (event.sender, event.text)
+            if len(self.said) > QUOTED:
+                del self.said[next(iter(self.said))]
+        self.emit(record, text)
 
     def fail(self, exc: ChatError) -> None:
         if self.as_json:
@@ -349,12 +377,21 @@ class Output:
         print(f"error: {exc.code}: {clean(exc.message)}", file=sys.stderr, flush=True)
 
 
+def quote(message_id: int, said: tuple[str, str | None] | None) -> str:
+    """The line above a reply: the start of the message it answers, when known here."""
+    sender, text = said or ("", None)
+    if text is None:
+        return f"  \u21aa #{message_id}"
+    start = text if len(text) <= QUOTE_LENGTH else text[: QUOTE_LENGTH - 1] + "\u2026"
+    return f"  \u21aa #{message_id} {clean(sender)}: {clean(start)}"
+
+
 def describe(event: Event) -> str:
     match event:
         case Message():
             if event.text is None:  # never shown under a name it may not be from
-                return f"[{clock(event.sent_at)}] (a message that could not be verified)"
-            return f"[{clock(event.sent_at)}] {clean(event.sender)}: {clean(event.text)}"
+                return f"[{clock(event.sent_at)} #{event.id}] (a message that could not be verified)"
+            return f"[{clock(event.sent_at)} #{event.id}] {clean(event.sender)}: {clean(event.text)}"
         case FileShared():
             shared = f"shared {clean(event.name)}: /get {event.file_id}"
             return f"[{clock(event.sent_at)}] {clean(event.sender)} {shared}"

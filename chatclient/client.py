@@ -61,6 +61,8 @@ from chatclient.events import (
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024
 # Message ids remembered to drop repeats (History and live can both hold one).
 SEEN_IDS = 10_000
+# Above every message id (the server's are 64-bit): `history()` from the newest.
+MESSAGE_ID_MAX = 2**63 - 1
 # Close codes after which reconnecting cannot help (PROTOCOL.md, Transport).
 FINAL_CLOSE_CODES = {4000: "room_closed", 4001: "kicked", 1008: "abuse", 1009: "frame_too_large"}
 # Types a client never shares or opens from a sealed room, whatever it is told
@@ -156,6 +158,7 @@ class ChatClient:
         self._seat: _Seat | None = None
         self._joining: _Seat | None = None
         self._last_id = 0
+        self._oldest_id: int | None = None  # where `history()` pages back from
         self._seen: set[int] = set()
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -248,18 +251,38 @@ class ChatClient:
             self._joining = None
         return self._current_room()
 
-    async def send(self, text: str) -> Message:
-        """Encrypt and send `text`; returns it as stored (with its id) once the server echoes it."""
+    async def send(self, text: str, reply_to: int | None = None) -> Message:
+        """Encrypt and send `text`, as an answer to the message `reply_to` (an id of this
+        room's) if given; returns it as stored (with its id) once the server echoes it."""
         content = (
             self._seal({"t": "text", "body": text}) if self._in_sealed() else encrypt(self._room_key(), text)
         )
+        frame: dict[str, Any] = {"type": "ChatMessage", "content": content}
+        if reply_to is not None:
+            frame["reply_to"] = reply_to
         # Retried after a reconnect unless the rejoin's History shows it was stored.
         reply = await self._request(
-            [{"type": "ChatMessage", "content": content}],
+            [frame],
             lambda reply: reply["type"] == "ChatMessage" and reply.get("content") == content,
             retry=True,
         )
-        return Message(reply["id"], reply["sender"], text, reply["sent_at"])
+        return Message(reply["id"], reply["sender"], text, reply["sent_at"], reply.get("reply_to"))
+
+    async def history(self, before: int | None = None, limit: int = 50) -> list[Message | FileShared]:
+        """Up to `limit` (1-100) of the room's messages older than the id `before`,
+        oldest first; by default older than the oldest this client has had, so that
+        calls in a row page back. An empty list: the start of the room."""
+        if before is None:
+            before = self._oldest_id if self._oldest_id is not None else MESSAGE_ID_MAX
+        reply = await self._request(
+            [{"type": "GetHistory", "before": before, "limit": limit}],
+            lambda reply: reply["type"] == "History" and reply.get("before") == before,
+            retry=True,
+        )
+        page = [self._message(message) for message in reply["messages"]]
+        if page:
+            self._oldest_id = min(page[0].id, self._oldest_id or page[0].id)
+        return page
 
     async def members(self) -> list[str]:
         reply = await self._request(
@@ -531,6 +554,9 @@ class ChatClient:
             kind = frame["type"]
             if kind in ("RoomCreated", "RoomJoined"):
                 self._enter(frame)
+            if kind == "History" and "before" in frame:
+                self._answer(frame)  # a page `history()` asked for: its caller's, not an event
+                return
             if self._answer(frame) and kind not in ("ChatMessage", "FileDeleted", "History"):
                 return
             event = self._event(frame)
@@ -544,7 +570,7 @@ class ChatClient:
         pending = self._pending
         if pending is None or pending.future.done():
             return False
-        if frame["type"] == "History":
+        if frame["type"] == "History" and "before" not in frame:
             stored = [{"type": "ChatMessage", **message} for message in frame["messages"]]
             replies = [message for message in stored if pending.answers(message)]
         else:
@@ -571,6 +597,7 @@ class ChatClient:
             seat = _Seat(self.room.join_key, self.room.owner, seat.password)
         if self._joining is not None:  # a new room, not a rejoin: ids start over
             self._last_id = 0
+            self._oldest_id = None
             self._seen = set()
         self._seat, self._joining = seat, None
         # The name the server stored (RoomCreated and RoomJoined say it): the `sender` of
@@ -605,6 +632,7 @@ class ChatClient:
         if len(self._seen) > SEEN_IDS:
             self._seen = set(sorted(self._seen)[-SEEN_IDS // 2 :])
         self._last_id = max(self._last_id, message_id)
+        self._oldest_id = min(self._oldest_id or message_id, message_id)
         return True
 
     def _message(self, frame: dict[str, Any]) -> Message | FileShared:
@@ -620,7 +648,7 @@ class ChatClient:
             text = decrypt(self._key, content)
         except DecryptError:
             text = None
-        return Message(frame["id"], sender, text, frame["sent_at"])
+        return Message(frame["id"], sender, text, frame["sent_at"], frame.get("reply_to"))
 
     def _sealed_message(self, frame: dict[str, Any]) -> Message | FileShared:
         """A sealed room's message: verified as `sender`'s (or text None), a text or a
@@ -634,7 +662,7 @@ class ChatClient:
         except DecryptError:
             return unreadable
         if payload["t"] == "text" and isinstance(payload.get("body"), str):
-            return Message(frame["id"], sender, payload["body"], frame["sent_at"])
+            return Message(frame["id"], sender, payload["body"], frame["sent_at"], frame.get("reply_to"))
         if payload["t"] == "file" and _is_card(payload):
             self._cards[payload["id"].lower()] = payload
             return FileShared(

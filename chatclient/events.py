@@ -61,6 +61,7 @@ class Message:
     sender: str
     text: str | None
     sent_at: str
+    reply_to: int | None = None  # the id of the message this one answers
 
 
 @dataclass(frozen=True, slots=True)

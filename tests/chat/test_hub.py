@@ -298,6 +298,7 @@ async def test_a_message_that_never_arrives_is_read_from_the_database(settings, 
                 "Bob",
                 "c2",
                 datetime(2026, 1, 1, tzinfo=UTC),
+                101,
             )
         ]
 
@@ -306,7 +307,8 @@ async def test_a_message_that_never_arrives_is_read_from_the_database(settings, 
         hub.deliver(message(seq))
     await asyncio.sleep(0.05)
     assert asked == [(1, 3)]
-    assert socket.sent[0] == "m1" and '"id":102' in socket.sent[1] and socket.sent[2] == "m3"
+    assert socket.sent[0] == "m1" and socket.sent[2] == "m3"
+    assert '"id":102' in socket.sent[1] and '"reply_to":101' in socket.sent[1]  # as it was broadcast
 
     async def nothing(room, after, before):
         return []
@@ -514,7 +516,9 @@ async def test_a_frozen_receive_is_replaced_and_delivery_resumes(layer, settings
     settings.HUB_WATCHDOG_INTERVAL = 0.05
     settings.HUB_WATCHDOG_TIMEOUT = 0.3
     hub = Hub()
-    stored = {seq: (100 + seq, seq, "Bob", f"c{seq}", datetime(2026, 1, 1, tzinfo=UTC)) for seq in (1, 2, 3)}
+    stored = {
+        seq: (100 + seq, seq, "Bob", f"c{seq}", datetime(2026, 1, 1, tzinfo=UTC), None) for seq in (1, 2, 3)
+    }
     written = 0
 
     async def position(room):

@@ -105,6 +105,17 @@ def test_missing_or_unknown_type_is_unknown_type(text):
         {"type": "ChatMessage", "content": "[File: x](/files/1)"},
         {"type": "ChatMessage", "content": base64.b64encode(b"short").decode()},
         {"type": "ChatMessage", "content": CIPHERTEXT[:-2]},
+        {"type": "ChatMessage", "content": CIPHERTEXT, "reply_to": "3"},
+        {"type": "ChatMessage", "content": CIPHERTEXT, "reply_to": True},
+        {"type": "ChatMessage", "content": CIPHERTEXT, "reply_to": 2**63},
+        {"type": "GetHistory"},
+        {"type": "GetHistory", "before": None},
+        {"type": "GetHistory", "before": "10"},
+        {"type": "GetHistory", "before": 10.5},
+        {"type": "GetHistory", "before": 10, "limit": 0},
+        {"type": "GetHistory", "before": 10, "limit": 101},
+        {"type": "GetHistory", "before": 10, "limit": "5"},
+        {"type": "GetHistory", "before": 10, "limit": True},
         {"type": "UploadFile", "name": "a\x00b", "mime_type": "text/plain", "content": ""},
         {"type": "UploadFile", "name": "n" * 256, "mime_type": "text/plain", "content": ""},
         {"type": "GetFile"},
@@ -113,6 +124,21 @@ def test_missing_or_unknown_type_is_unknown_type(text):
 )
 def test_bad_fields_are_invalid_field(fields):
     assert code_of(frame(**fields)) == ErrorCode.INVALID_FIELD
+
+
+def test_conversation_fields_are_read():
+    assert protocol.parse_client_message(frame(type="ChatMessage", content=CIPHERTEXT, reply_to=7)) == (
+        protocol.ChatMessage(content=CIPHERTEXT, reply_to=7)
+    )
+    assert (
+        protocol.parse_client_message(frame(type="ChatMessage", content=CIPHERTEXT, reply_to=None)).reply_to
+        is None
+    )
+    assert protocol.parse_client_message(frame(type="GetHistory", before=10)) == protocol.GetHistory(
+        before=10, limit=50
+    )
+    assert protocol.parse_client_message(frame(type="GetHistory", before=10, limit=100)).limit == 100
+    assert protocol.parse_client_message(frame(type="GetHistory", before=10, limit=None)).limit == 50
 
 
 def test_names_are_normalised_and_trimmed():

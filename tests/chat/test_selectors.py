@@ -74,7 +74,7 @@ def test_history_is_the_newest_after_since_oldest_first():
     history = selectors.history_since(room_id=room.pk, since=None, limit=3)
     assert [entry["id"] for entry in history] == ids[2:]
     assert [entry["content"] for entry in history] == ["c2", "c3", "c4"]
-    assert set(history[0]) == {"id", "sender", "content", "sent_at"}
+    assert set(history[0]) == {"id", "sender", "content", "sent_at", "reply_to", "edited_at", "reactions"}
     assert history[0]["sender"] == "Owner" and history[0]["sent_at"].endswith("Z")
     assert [e["id"] for e in selectors.history_since(room_id=room.pk, since=ids[0], limit=10)] == ids[1:]
     assert selectors.history_since(room_id=room.pk, since=ids[-1], limit=10) == []
@@ -89,11 +89,11 @@ def test_the_message_sequence_and_messages_between_two_numbers():
     assert selectors.room_message_seq(room_id=room.pk) == 4
     assert selectors.room_message_seq(room_id=uuid.uuid4()) == 0
     between = selectors.messages_by_seq(room_id=room.pk, after=1, before=4)
-    assert [(message_id, seq, sender, content) for message_id, seq, sender, content, _ in between] == [
+    assert [(message_id, seq, sender, content) for message_id, seq, sender, content, _, _ in between] == [
         (posted[1][0], 2, "Owner", "c1"),
         (posted[2][0], 3, "Owner", "c2"),
     ]
-    assert all(sent_at.tzinfo is not None for *_, sent_at in between)
+    assert all(sent_at.tzinfo is not None and reply_to is None for *_, sent_at, reply_to in between)
 
 
 def test_the_door_is_the_open_room_with_exactly_that_key():

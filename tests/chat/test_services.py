@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from chat import services
+from chat import services, sql
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Message, Participant, Room
 from tests.helpers import join_seat, make_room
@@ -137,3 +137,27 @@ def test_a_join_snapshot_lists_those_present_whatever_their_order():
         assert snapshot.shows({"participant_id": listed, "joined": True})
     for other in (1, 4, 8, 11):
         assert not snapshot.shows({"participant_id": other, "joined": True})
+
+
+def test_a_batch_stores_its_replies_to_the_rooms_own_messages_only():
+    room, seat, _ = make_room()
+    _, other_seat, _ = make_room()
+    now = timezone.now()
+    (question, _), (elsewhere, _) = (
+        services.message_post(seat=seat, content="q", now=now),
+        services.message_post(seat=other_seat, content="x", now=now),
+    )
+    batch = [
+        sql.NewMessage(room.pk, seat.name, "a1", now, seat.participant_id, reply_to=question),
+        sql.NewMessage(room.pk, seat.name, "a2", now, seat.participant_id, reply_to=elsewhere),
+        sql.NewMessage(room.pk, seat.name, "a3", now, seat.participant_id, reply_to=question + 10_000),
+        sql.NewMessage(room.pk, seat.name, "a4", now, seat.participant_id),
+    ]
+    first, second, third, fourth = services.messages_post(batch)
+    for refused in (second, third):
+        assert isinstance(refused, ProtocolError) and refused.code == ErrorCode.MESSAGE_NOT_FOUND
+    # The others are stored, numbered on without a gap where the refused ones were.
+    assert (first[1], fourth[1]) == (2, 3)
+    stored = Message.objects.filter(room=room).order_by("seq").values_list("content", "reply_to", "author")
+    me = seat.participant_id  # each message remembers its author's seat, for edits and deletes
+    assert list(stored) == [("q", None, me), ("a1", question, me), ("a4", None, me)]

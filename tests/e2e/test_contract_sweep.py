@@ -1207,7 +1207,15 @@ async def test_rooms_order_and_history(sqlite_env, servers, command):
         if expected:
             assert [m["id"] for m in history["messages"]] == expected, (since, history)
             for message in history["messages"]:
-                assert set(message) == {"id", "sender", "content", "sent_at"}, message
+                assert set(message) == {
+                    "id",
+                    "sender",
+                    "content",
+                    "sent_at",
+                    "reply_to",
+                    "edited_at",
+                    "reactions",
+                }, message
                 utc(message["sent_at"])
         # "omitted when empty": the next frame answers the next request.
         assert (await late.ask(type="GetMembers"))["type"] == "Members"

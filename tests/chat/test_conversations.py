@@ -1,0 +1,103 @@
+"""PROTOCOL.md, "Conversations", through config.asgi.application: older history a page
+at a time (`GetHistory`) and replies (`reply_to`)."""
+
+import pytest
+
+from chat.models import Message
+from tests.helpers import assert_open, close_all, create_room, decrypt, encrypt, expect_error
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
+
+
+async def say(sender, listeners, key: str, text: str, **fields) -> dict:
+    """`sender` says `text`; every one of `listeners` (the sender among them) gets it."""
+    await sender.send_json_to({"type": "ChatMessage", "content": encrypt(key, text), **fields})
+    got = [await listener.receive_json_from() for listener in listeners]
+    assert all(message == got[0] for message in got) and got[0]["type"] == "ChatMessage", got
+    return got[0]
+
+
+async def page(communicator, **fields) -> dict:
+    await communicator.send_json_to({"type": "GetHistory", **fields})
+    reply = await communicator.receive_json_from()
+    assert reply["type"] == "History", reply
+    return reply
+
+
+async def test_older_history_comes_a_page_at_a_time(room):
+    owner, key = room.owner, room.key
+    ids = [(await say(owner, [owner], key, f"m{n}"))["id"] for n in range(7)]
+    other, _ = await create_room()  # another room's messages never come back here
+    await say(other, [other], key, "elsewhere")
+
+    newest = await page(owner, before=ids[-1], limit=3)
+    assert newest["before"] == ids[-1]
+    assert [m["id"] for m in newest["messages"]] == ids[3:6]  # the newest three older ones, oldest first
+    assert [decrypt(key, m["content"]) for m in newest["messages"]] == ["m3", "m4", "m5"]
+    entry = newest["messages"][0]
+    assert set(entry) == {"id", "sender", "content", "sent_at", "reply_to", "edited_at", "reactions"}
+    assert entry["reply_to"] is None and entry["edited_at"] is None and entry["reactions"] == []
+
+    older = await page(owner, before=newest["messages"][0]["id"])  # default limit: 50
+    assert [m["id"] for m in older["messages"]] == ids[:3]
+    start = await page(owner, before=ids[0])
+    assert start == {"type": "History", "messages": [], "before": ids[0]}  # the start of the room
+    assert [m["id"] for m in (await page(owner, before=2**63 - 1, limit=100))["messages"]] == ids
+    await close_all(other)
+
+
+async def test_get_history_needs_a_room_and_counts_as_a_read(room, settings):
+    outsider, _ = await create_room()
+    await outsider.send_json_to({"type": "LeaveRoom"})
+    await outsider.send_json_to({"type": "GetHistory", "before": 10})
+    await expect_error(outsider, "not_in_room")
+    await outsider.send_json_to({"type": "GetHistory", "before": "10"})
+    await expect_error(outsider, "invalid_field")  # fields come before the connection's state
+
+    settings.READS_PER_MINUTE = 2
+    await page(room.owner, before=10)
+    await room.owner.send_json_to({"type": "GetMembers"})
+    assert (await room.owner.receive_json_from())["type"] == "Members"
+    await room.owner.send_json_to({"type": "GetHistory", "before": 10})
+    await expect_error(room.owner, "rate_limited")  # READS_PER_MINUTE covers both
+    await close_all(outsider)
+
+
+async def test_a_reply_names_the_message_it_answers(room_of_two):
+    owner, bob, key = room_of_two.owner, room_of_two.member, room_of_two.key
+    first = await say(owner, [owner, bob], key, "question")
+    assert first["reply_to"] is None  # every broadcast says, null when absent
+    answer = await say(bob, [owner, bob], key, "answer", reply_to=first["id"])
+    assert answer["reply_to"] == first["id"]
+    stored = await Message.objects.aget(pk=answer["id"])
+    assert stored.reply_to == first["id"]
+    history = await page(owner, before=answer["id"] + 1)
+    assert [(m["id"], m["reply_to"]) for m in history["messages"]] == [
+        (first["id"], None),
+        (answer["id"], first["id"]),
+    ]
+
+
+async def test_a_reply_to_a_message_not_in_the_room_is_message_not_found(room_of_two):
+    owner, bob, key = room_of_two.owner, room_of_two.member, room_of_two.key
+    other, created = await create_room()
+    elsewhere = await say(other, [other], created["encryption_key"], "not yours")
+    mine = await say(owner, [owner, bob], key, "here")
+    before = await Message.objects.acount()
+    for missing in (elsewhere["id"], mine["id"] + 1000, 0):
+        await bob.send_json_to({"type": "ChatMessage", "content": encrypt(key, "re"), "reply_to": missing})
+        await expect_error(bob, "message_not_found")
+    assert await Message.objects.acount() == before  # nothing stored, nothing broadcast
+    assert await owner.receive_nothing(timeout=0.1)
+    await assert_open(bob)
+    # The connection goes on: a good reply right after is stored and broadcast.
+    assert (await say(bob, [owner, bob], key, "re", reply_to=mine["id"]))["reply_to"] == mine["id"]
+    await close_all(other)
+
+
+async def test_a_reply_to_a_deleted_message_is_message_not_found(room):
+    owner, key = room.owner, room.key
+    gone = await say(owner, [owner], key, "soon gone")
+    await Message.objects.filter(pk=gone["id"]).adelete()
+    await owner.send_json_to({"type": "ChatMessage", "content": encrypt(key, "re"), "reply_to": gone["id"]})
+    await expect_error(owner, "message_not_found")

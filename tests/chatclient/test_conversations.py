@@ -1,0 +1,77 @@
+"""Replies and older history (PROTOCOL.md, "Conversations") through the client library
+and the terminal chat's commands, against a real server."""
+
+import pytest
+
+from chatclient import ChatError, History, Message
+from chatclient.cli import QUOTE_LENGTH, Output, command
+from tests.chatclient.conftest import next_of
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
+
+
+async def message_with_id(client, message_id: int) -> Message:
+    while (message := await next_of(client, Message)).id != message_id:
+        pass
+    return message
+
+
+@pytest.fixture
+def env(env):
+    """The server's History on joining holds the newest three: older ones are paged."""
+    return {**env, "CHAT_HISTORY_LIMIT": "3"}
+
+
+async def test_replies_and_pages_of_older_messages(clients):
+    alice = await clients()
+    room = await alice.create_room("Threads", owner_name="Alice")
+    said = [await alice.send(f"m{n}") for n in range(5)]
+    bob = await clients()
+    await bob.join_room(room.join_key, "Bob")
+    assert (await next_of(bob, History)).messages == said[2:]
+
+    answer = await bob.send("re m1", reply_to=said[1].id)
+    assert answer.reply_to == said[1].id
+    assert await message_with_id(alice, answer.id) == answer  # the broadcast says what it answers
+    with pytest.raises(ChatError) as refused:
+        await bob.send("re nothing", reply_to=answer.id + 1000)
+    assert refused.value.code == "message_not_found"
+
+    assert await bob.history(limit=1) == [said[1]]  # older than the oldest it has
+    assert await bob.history() == [said[0]]  # and on from there
+    assert await bob.history() == []  # the start of the room
+    assert await bob.history(before=said[4].id, limit=2) == said[2:4]
+    carol = await clients()
+    await carol.join_room(room.join_key, "Carol")
+    assert [m.reply_to for m in (await next_of(carol, History)).messages][-1] == said[1].id
+    assert await carol.history(before=answer.id + 1, limit=1) == [answer]
+
+
+async def test_the_terminal_chat_replies_and_pages_back(clients, capsys):
+    alice = await clients()
+    room = await alice.create_room("Terminal", owner_name="Alice")
+    await alice.send("the oldest")
+    first = await alice.send("the question, which is long enough to be cut in the quote above a reply")
+    second = await alice.send("second")
+    await alice.send("third")
+    bob = await clients()
+    await bob.join_room(room.join_key, "Bob")
+    out = Output(as_json=False)
+    for message in (await next_of(bob, History)).messages:  # the newest three of the four
+        out.event(message, history=True)
+
+    assert await command(bob, f'/reply #{first.id} yes, and "quoted"', out)
+    reply = await next_of(bob, Message)  # Bob's queue held History only
+    assert (reply.text, reply.reply_to) == ('yes, and "quoted"', first.id)
+    out.event(reply)
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[-2] == f"  \u21aa #{first.id} Alice: {first.text[: QUOTE_LENGTH - 1]}\u2026"
+    assert shown[-1].endswith(f'#{reply.id}] Bob: yes, and "quoted"')
+
+    assert await command(bob, "/older 5", out)
+    assert capsys.readouterr().out.endswith("] Alice: the oldest\n")
+    assert await command(bob, "/older", out)
+    assert capsys.readouterr().out == "* that is the start of the room\n"
+    assert await command(bob, "/reply nonsense", out)
+    assert "/reply ID TEXT" in capsys.readouterr().out
+    assert second.id > first.id
