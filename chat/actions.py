@@ -254,10 +254,7 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
 
 async def chat_message(conn: Connection, command: protocol.ChatMessage) -> None:
     seat = require_room(conn)
-    if not conn.chat_bucket.take():
-        raise ProtocolError(ErrorCode.RATE_LIMITED)
-    if len(command.content) > settings.CHAT_MAX_CONTENT:
-        raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
+    take_chat(conn, command.content)
     now = timezone.now()
     message_id, seq = await batching.post_message(seat, command.content, now, command.reply_to)
     await publish(
@@ -266,6 +263,35 @@ async def chat_message(conn: Connection, command: protocol.ChatMessage) -> None:
         message_id=message_id,
         seq=seq,
     )
+
+
+def take_chat(conn: Connection, content: str | None = None) -> None:
+    """The chat rate limit, which edits and deletes count toward too, and the content's size."""
+    if not conn.chat_bucket.take():
+        raise ProtocolError(ErrorCode.RATE_LIMITED)
+    if content is not None and len(content) > settings.CHAT_MAX_CONTENT:
+        raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
+
+
+async def edit_message(conn: Connection, command: protocol.EditMessage) -> None:
+    seat = require_room(conn)
+    take_chat(conn, command.content)
+    now = timezone.now()
+    step = await database(services.message_edit)(
+        seat=seat, message_id=command.id, content=command.content, now=now
+    )
+    await publish(seat.room_id, protocol.message_edited_message(command.id, command.content, now), seq=step)
+
+
+async def delete_message(conn: Connection, command: protocol.DeleteMessage) -> None:
+    seat = require_room(conn)
+    take_chat(conn)
+    step, after = await database(services.message_delete)(
+        seat=seat, message_id=command.id, now=timezone.now()
+    )
+    await publish(seat.room_id, protocol.message_deleted_message(command.id), seq=step)
+    for message in after:  # the file of a file's message (files/signals.py)
+        await publish(seat.room_id, message)
 
 
 async def get_history(conn: Connection, command: protocol.GetHistory) -> None:
@@ -299,6 +325,8 @@ ACTIONS: dict[type, Action] = {
     protocol.CreateRoom: create_room,
     protocol.JoinRoom: join_room,
     protocol.ChatMessage: chat_message,
+    protocol.EditMessage: edit_message,
+    protocol.DeleteMessage: delete_message,
     protocol.GetHistory: get_history,
     protocol.GetMembers: get_members,
     protocol.LeaveRoom: leave_room,

@@ -47,6 +47,8 @@ UNICODE_WHITESPACE = (
 # Message ids are the database's BIGINT: a `since` outside it is no id (and would
 # overflow the query).
 SINCE_MIN, SINCE_MAX = -(2**63), 2**63 - 1
+# How the server's file message starts (PROTOCOL.md): client content, base64, never does.
+FILE_MESSAGE_PREFIX = "[File: "
 # GetHistory's `limit` (PROTOCOL.md, Conversations): 1-100, 50 when absent.
 HISTORY_PAGE, HISTORY_PAGE_MAX = 50, 100
 
@@ -77,6 +79,17 @@ class JoinRoom:
 class ChatMessage:
     content: str
     reply_to: int | None = None  # the id of a message of the same room
+
+
+@dataclass(frozen=True, slots=True)
+class EditMessage:
+    id: int
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteMessage:
+    id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +132,8 @@ Command = (
     CreateRoom
     | JoinRoom
     | ChatMessage
+    | EditMessage
+    | DeleteMessage
     | GetHistory
     | GetMembers
     | LeaveRoom
@@ -260,10 +275,15 @@ def _message_id(data: dict[str, Any], field: str) -> int | None:
     return value
 
 
+def _required_message_id(data: dict[str, Any], field: str) -> int:
+    value = _message_id(data, field)
+    if value is None:
+        raise _invalid(field, "is required: a message id.")
+    return value
+
+
 def _get_history(data: dict[str, Any]) -> GetHistory:
-    before = _message_id(data, "before")
-    if before is None:
-        raise _invalid("before", "is required: the id of the oldest message the client has.")
+    before = _required_message_id(data, "before")
     limit = data.get("limit")
     if limit is None:
         return GetHistory(before=before)
@@ -390,6 +410,8 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], Command]] = {
     "ChatMessage": lambda data: ChatMessage(
         content=_ciphertext(data), reply_to=_message_id(data, "reply_to")
     ),
+    "EditMessage": lambda data: EditMessage(id=_required_message_id(data, "id"), content=_ciphertext(data)),
+    "DeleteMessage": lambda data: DeleteMessage(id=_required_message_id(data, "id")),
     "GetHistory": _get_history,
     "GetMembers": lambda data: GetMembers(),
     "LeaveRoom": lambda data: LeaveRoom(),
@@ -531,7 +553,7 @@ def file_metadata(*, file_id: object, name: str, mime_type: str, size: int, expi
 
 def file_message(shown_name: str, file_id: object) -> str:
     """The chat content announcing a file: `[File: NAME](/files/ID)` (PROTOCOL.md)."""
-    return f"[File: {shown_name}](/files/{file_id})"
+    return f"{FILE_MESSAGE_PREFIX}{shown_name}](/files/{file_id})"
 
 
 def file_content_frame(metadata: dict, content: str) -> str:
@@ -597,6 +619,10 @@ def chat_message(
     return {"type": "ChatMessage", **chat_entry(message_id, sender, content, sent_at, reply_to)}
 
 
+def message_edited_message(message_id: int, content: str, edited_at: datetime) -> dict:
+    return {"type": "MessageEdited", "id": message_id, "content": content, "edited_at": iso(edited_at)}
+
+
 def history_message(messages: list[dict], before: int | None = None) -> dict:
     """The join's History, or (`before`) a page of older messages asked by GetHistory."""
     if before is None:
@@ -629,7 +655,7 @@ def file_uploaded_message(metadata: dict) -> dict:
 
 
 def message_deleted_message(message_id: int) -> dict:
-    """Not in PROTOCOL.md's list: an admin deleted a message (docs/protocol-notes.md)."""
+    """Its author, an owner (PROTOCOL.md, Conversations) or an admin deleted a message."""
     return {"type": "MessageDeleted", "id": message_id}
 
 

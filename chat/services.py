@@ -15,11 +15,12 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError
 from django.db import IntegrityError, transaction
 from django.db.models import Exists
+from django.dispatch import Signal
 
 from chat import browser_sessions, keys, selectors, sql
 from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.models import Ban, Message, Participant, Room
-from chat.protocol import name_key
+from chat.protocol import FILE_MESSAGE_PREFIX, name_key
 
 SESSION_ROOMS_KEY = "chat_rooms"
 HEARTBEAT_BATCH = 500
@@ -436,3 +437,64 @@ def messages_delete(*, message_ids: list[int]) -> list[tuple[UUID, int]]:
         found = list(Message.objects.filter(pk__in=message_ids).values_list("room_id", "pk"))
         Message.objects.filter(pk__in=[pk for _, pk in found]).delete()
     return found
+
+
+# --- A participant's own messages (PROTOCOL.md, Conversations) -------------------------
+
+# Sent inside the transaction that deletes a participant's message, with its `room_id`
+# and `content`. A receiver may return a room message to publish once it commits:
+# files/signals.py deletes the file of a file's message and returns its FileDeleted.
+message_deleted = Signal()
+
+
+def _room_step(seat: Seat) -> int:
+    """Take the room's next sequence number for an edit or a delete, so that every
+    process hands it out after the message it changes (chat/hub.py orders a room's
+    events by it); the room row stays locked until the transaction ends. The seat is
+    checked first (`SeatGone`), and a closed room is `room_closed`."""
+    seat_check(seat=seat)
+    stepped = sql.room_step(seat.room_id)
+    if stepped is None:
+        raise ProtocolError(ErrorCode.ROOM_CLOSED)
+    return stepped
+
+
+def _own_message(seat: Seat, message_id: int, *, owner_may: bool) -> dict:
+    """The message's author and content, if it is in the seat's room and the seat may
+    change it: its author, or (`owner_may`) an owner of the room."""
+    found = (
+        Message.objects.filter(pk=message_id, room_id=seat.room_id)
+        .values("author", "content", "sent_at")
+        .first()
+    )
+    if found is None:
+        raise ProtocolError(ErrorCode.MESSAGE_NOT_FOUND)
+    if found["author"] != seat.participant_id and not (owner_may and seat.is_owner):
+        raise ProtocolError(ErrorCode.FORBIDDEN, "Only its author may change this message.")
+    return found
+
+
+def message_edit(*, seat: Seat, message_id: int, content: str, now: datetime) -> int:
+    """Replace the content of the seat's own message, within CHAT_EDIT_WINDOW of its
+    sending and never a file's message; returns the edit's room sequence number."""
+    with transaction.atomic():
+        step = _room_step(seat)
+        found = _own_message(seat, message_id, owner_may=False)
+        if found["content"].startswith(FILE_MESSAGE_PREFIX):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "A file's message cannot be edited.")
+        if now - found["sent_at"] > timedelta(seconds=settings.CHAT_EDIT_WINDOW):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "This message is too old to edit.")
+        Message.objects.filter(pk=message_id).update(content=content, edited_at=now)
+    return step
+
+
+def message_delete(*, seat: Seat, message_id: int, now: datetime) -> tuple[int, list[dict]]:
+    """Delete a message of the seat's (or any, for an owner): its content is gone at
+    once. Returns the delete's room sequence number and the room messages the
+    `message_deleted` receivers ask to publish after it."""
+    with transaction.atomic():
+        step = _room_step(seat)
+        found = _own_message(seat, message_id, owner_may=True)
+        Message.objects.filter(pk=message_id).delete()
+        replies = message_deleted.send(Message, room_id=seat.room_id, content=found["content"], now=now)
+    return step, [reply for _, reply in replies if reply]

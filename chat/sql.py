@@ -151,6 +151,19 @@ def insert_message(
         return found[0][0], bumped[0][0]
 
 
+def room_step(room_id: UUID) -> int | None:
+    """Take an open room's next sequence number (the room row stays locked until the
+    transaction commits); None when the room is closed or gone."""
+    from chat.models import Room
+
+    found = rows(
+        f"UPDATE {table(Room)} SET message_seq = message_seq + 1 WHERE id = %s AND closed_at IS NULL "
+        "RETURNING message_seq",
+        [prep(Room, "id", room_id)],
+    )
+    return found[0][0] if found else None
+
+
 @dataclass(frozen=True)
 class NewMessage:
     room_id: UUID

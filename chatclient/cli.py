@@ -29,6 +29,7 @@ from chatclient.events import (
     Left,
     Message,
     MessageDeleted,
+    MessageEdited,
     Reconnected,
     Reconnecting,
     RoomInfo,
@@ -41,10 +42,11 @@ HELP = """\
 Type a line to send it (start it with // to send a line that starts with /).
   /members            who is here
   /reply ID TEXT      answer the message #ID
+  /edit ID TEXT       change the text of your message #ID
+  /delete ID          delete message #ID (yours, or any if you own the room), or a file by its id
   /older [N]          show N older messages (default 20)
   /upload PATH        share a file
   /get ID [DEST]      download a file (into DEST, a file or directory; default: here)
-  /delete ID          delete a file (yours, or any if you own the room)
   /leave              leave the room and quit
   /quit               quit (Ctrl-D too)"""
 
@@ -59,6 +61,7 @@ KINDS = {
     Left: "left",
     FileDeleted: "file_deleted",
     MessageDeleted: "message_deleted",
+    MessageEdited: "message_edited",
     ErrorEvent: "error",
     Reconnecting: "reconnecting",
     Reconnected: "reconnected",
@@ -266,12 +269,14 @@ async def command(client: ChatClient, line: str, out: Output) -> bool:
     if not line.startswith("/") or line.startswith("//"):
         await client.send(line.removeprefix("/") if line.startswith("//") else line)
         return True
-    if line.startswith("/reply "):  # the text is taken as typed, quotes and all
-        _, message_id, *text = line.split(maxsplit=2)
-        if text and message_id.removeprefix("#").isdigit():
+    if line.startswith(("/reply ", "/edit ")):  # the text is taken as typed, quotes and all
+        name, message_id, *text = line.split(maxsplit=2)
+        if not (text and message_id.removeprefix("#").isdigit()):
+            out.note(HELP)
+        elif name == "/reply":
             await client.send(text[0], reply_to=int(message_id.removeprefix("#")))
         else:
-            out.note(HELP)
+            await client.edit(int(message_id.removeprefix("#")), text[0])
         return True
     name, *args = shlex.split(line[1:]) or [""]
     if name == "members":
@@ -289,7 +294,9 @@ async def command(client: ChatClient, line: str, out: Output) -> bool:
         metadata, data = await client.download_file(args[0])
         target = await asyncio.to_thread(save, metadata.name, metadata.id, data, args[1:])
         out.note(f"* saved {metadata.name} ({metadata.size} bytes) to {target}")
-    elif name == "delete" and len(args) == 1:
+    elif name == "delete" and len(args) == 1 and args[0].removeprefix("#").isdigit():
+        await client.delete_message(int(args[0].removeprefix("#")))
+    elif name == "delete" and len(args) == 1:  # a file's id (a UUID)
         await client.delete_file(args[0])
     elif name == "leave":
         await client.leave()
@@ -391,7 +398,8 @@ def describe(event: Event) -> str:
         case Message():
             if event.text is None:  # never shown under a name it may not be from
                 return f"[{clock(event.sent_at)} #{event.id}] (a message that could not be verified)"
-            return f"[{clock(event.sent_at)} #{event.id}] {clean(event.sender)}: {clean(event.text)}"
+            edited = " (edited)" if event.edited_at else ""
+            return f"[{clock(event.sent_at)} #{event.id}] {clean(event.sender)}: {clean(event.text)}{edited}"
         case FileShared():
             shared = f"shared {clean(event.name)}: /get {event.file_id}"
             return f"[{clock(event.sent_at)}] {clean(event.sender)} {shared}"
@@ -402,7 +410,11 @@ def describe(event: Event) -> str:
         case FileDeleted():
             return f"* file {event.file_id} was deleted"
         case MessageDeleted():
-            return f"* an admin deleted message {event.id}"
+            return f"* message #{event.id} was deleted"
+        case MessageEdited():
+            if event.text is None:
+                return f"* message #{event.id} was edited (the new text could not be verified)"
+            return f"* #{event.id} edited: {clean(event.sender or '?')}: {clean(event.text)}"
         case ErrorEvent():
             return f"! {event.code}: {clean(event.message)}"
         case Reconnecting():

@@ -51,6 +51,7 @@ from chatclient.events import (
     Left,
     Message,
     MessageDeleted,
+    MessageEdited,
     Reconnected,
     Reconnecting,
     RoomInfo,
@@ -61,6 +62,9 @@ from chatclient.events import (
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024
 # Message ids remembered to drop repeats (History and live can both hold one).
 SEEN_IDS = 10_000
+# Frames every socket in the room gets, the asker's included: an event also when they
+# answer this client's own request.
+EVERYONES = ("ChatMessage", "FileDeleted", "History", "MessageEdited", "MessageDeleted")
 # Above every message id (the server's are 64-bit): `history()` from the newest.
 MESSAGE_ID_MAX = 2**63 - 1
 # Close codes after which reconnecting cannot help (PROTOCOL.md, Transport).
@@ -159,6 +163,8 @@ class ChatClient:
         self._joining: _Seat | None = None
         self._last_id = 0
         self._oldest_id: int | None = None  # where `history()` pages back from
+        # Who sent each message seen: a sealed room's edit is bound to its sender's name.
+        self._senders: dict[int, str] = {}
         self._seen: set[int] = set()
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -267,6 +273,26 @@ class ChatClient:
             retry=True,
         )
         return Message(reply["id"], reply["sender"], text, reply["sent_at"], reply.get("reply_to"))
+
+    async def edit(self, message_id: int, text: str) -> MessageEdited:
+        """Replace the text of one's own message (within the server's edit window)."""
+        # Only its author may edit it: in a sealed room the new text is bound to this
+        # client's name, as the message was.
+        content = (
+            self._seal({"t": "text", "body": text}) if self._in_sealed() else encrypt(self._room_key(), text)
+        )
+        reply = await self._request(
+            [{"type": "EditMessage", "id": message_id, "content": content}],
+            lambda reply: reply["type"] == "MessageEdited" and reply.get("content") == content,
+        )
+        return MessageEdited(message_id, self.name, text, reply["edited_at"])
+
+    async def delete_message(self, message_id: int) -> None:
+        """Delete a message: one's own, or any in a room one owns."""
+        await self._request(
+            [{"type": "DeleteMessage", "id": message_id}],
+            lambda reply: reply["type"] == "MessageDeleted" and reply.get("id") == message_id,
+        )
 
     async def history(self, before: int | None = None, limit: int = 50) -> list[Message | FileShared]:
         """Up to `limit` (1-100) of the room's messages older than the id `before`,
@@ -557,7 +583,7 @@ class ChatClient:
             if kind == "History" and "before" in frame:
                 self._answer(frame)  # a page `history()` asked for: its caller's, not an event
                 return
-            if self._answer(frame) and kind not in ("ChatMessage", "FileDeleted", "History"):
+            if self._answer(frame) and kind not in EVERYONES:
                 return
             event = self._event(frame)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -599,6 +625,7 @@ class ChatClient:
             self._last_id = 0
             self._oldest_id = None
             self._seen = set()
+            self._senders = {}
         self._seat, self._joining = seat, None
         # The name the server stored (RoomCreated and RoomJoined say it): the `sender` of
         # this client's messages, which a sealed room's messages are bound to.
@@ -619,6 +646,8 @@ class ChatClient:
             return FileDeleted(frame["file_id"])
         if kind == "MessageDeleted":
             return MessageDeleted(frame["id"])
+        if kind == "MessageEdited":
+            return self._edited(frame)
         if kind == "Error":
             return ErrorEvent(frame["code"], frame["message"])
         return None  # replies nobody waits for any more, and types this client does not know
@@ -635,8 +664,26 @@ class ChatClient:
         self._oldest_id = min(self._oldest_id or message_id, message_id)
         return True
 
+    def _edited(self, frame: dict[str, Any]) -> MessageEdited:
+        sender = self._senders.get(frame["id"])
+        text: str | None = None
+        try:
+            if self.room is not None and self.room.sealed:
+                if self._sealed is not None and sender is not None:
+                    payload = open_message(self._sealed.message_key, self.room.id, sender, frame["content"])
+                    text = payload.get("body") if payload.get("t") == "text" else None
+            elif self._key is not None:
+                text = decrypt(self._key, frame["content"])
+        except DecryptError:
+            text = None
+        return MessageEdited(frame["id"], sender, text if isinstance(text, str) else None, frame["edited_at"])
+
     def _message(self, frame: dict[str, Any]) -> Message | FileShared:
         content, sender = frame["content"], frame["sender"]
+        self._senders[frame["id"]] = sender
+        if len(self._senders) > SEEN_IDS:
+            for old in sorted(self._senders)[: SEEN_IDS // 2]:
+                del self._senders[old]
         link = FILE_LINK.match(content) if content.startswith("[File: ") else None
         if link:
             return FileShared(frame["id"], sender, link["shown"], link["file_id"], frame["sent_at"])
@@ -648,7 +695,9 @@ class ChatClient:
             text = decrypt(self._key, content)
         except DecryptError:
             text = None
-        return Message(frame["id"], sender, text, frame["sent_at"], frame.get("reply_to"))
+        return Message(
+            frame["id"], sender, text, frame["sent_at"], frame.get("reply_to"), frame.get("edited_at")
+        )
 
     def _sealed_message(self, frame: dict[str, Any]) -> Message | FileShared:
         """A sealed room's message: verified as `sender`'s (or text None), a text or a
@@ -662,7 +711,14 @@ class ChatClient:
         except DecryptError:
             return unreadable
         if payload["t"] == "text" and isinstance(payload.get("body"), str):
-            return Message(frame["id"], sender, payload["body"], frame["sent_at"], frame.get("reply_to"))
+            return Message(
+                frame["id"],
+                sender,
+                payload["body"],
+                frame["sent_at"],
+                frame.get("reply_to"),
+                frame.get("edited_at"),
+            )
         if payload["t"] == "file" and _is_card(payload):
             self._cards[payload["id"].lower()] = payload
             return FileShared(

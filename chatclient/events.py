@@ -62,6 +62,7 @@ class Message:
     text: str | None
     sent_at: str
     reply_to: int | None = None  # the id of the message this one answers
+    edited_at: str | None = None  # when its author last edited it (History says)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +106,21 @@ class FileDeleted:
 
 @dataclass(frozen=True, slots=True)
 class MessageDeleted:
-    """An admin deleted the message with this id (this server's addition to PROTOCOL.md)."""
+    """The message with this id was deleted: by its author, an owner or an admin."""
 
     id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdited:
+    """Its author edited the message `id`: `text` is its new text, None when it does not
+    open (or, in a sealed room, when this client never had the message, whose sender
+    the new content is bound to)."""
+
+    id: int
+    sender: str | None
+    text: str | None
+    edited_at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +153,7 @@ Event = (
     | Left
     | FileDeleted
     | MessageDeleted
+    | MessageEdited
     | ErrorEvent
     | Reconnecting
     | Reconnected

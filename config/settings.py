@@ -356,6 +356,8 @@ FILES_TTL = env.int("FILES_TTL", 86400)
 FILES_ROOM_QUOTA = env.int("FILES_ROOM_QUOTA", 100 * 1024 * 1024)
 FILES_UPLOADS_PER_MINUTE = env.int("FILES_UPLOADS_PER_MINUTE", 10)
 CHAT_MAX_CONTENT = env.int("CHAT_MAX_CONTENT", 65536)
+# Seconds after sending during which the author may edit a message (PROTOCOL.md, Conversations).
+CHAT_EDIT_WINDOW = env.int("CHAT_EDIT_WINDOW", 86400)
 CHAT_RATE_BURST = env.float("CHAT_RATE_BURST", 20)
 CHAT_RATE_SUSTAINED = env.float("CHAT_RATE_SUSTAINED", 10)
 # Most chat messages a process stores in one transaction (chat/batching.py).

@@ -245,11 +245,13 @@ async def delete(*, seat: Seat, file_id: str, now: datetime) -> SharedFile:
     return await database(file_delete)(seat=seat, file_id=parse_file_id(file_id), now=now)
 
 
-def file_remove(*, file_id: uuid.UUID, now: datetime) -> SharedFile | None:
-    """An admin's delete: like `file_delete` without the rights check. None if the
-    file was not live (expired or deleted already)."""
+def file_remove(*, file_id: uuid.UUID, now: datetime, room_id: uuid.UUID | None = None) -> SharedFile | None:
+    """An admin's delete, or its message's (`room_id`: only a file of that room): like
+    `file_delete` without the rights check. None if the file was not live (expired or
+    deleted already)."""
     with transaction.atomic():
-        file = SharedFile.objects.select_for_update().live(now).filter(pk=file_id).first()
+        live = SharedFile.objects.select_for_update().live(now).filter(pk=file_id)
+        file = (live.filter(room_id=room_id) if room_id is not None else live).first()
         if file is None:
             return None
         _mark_deleted(file, now)

@@ -1,12 +1,23 @@
 """PROTOCOL.md, "Conversations", through config.asgi.application: older history a page
-at a time (`GetHistory`) and replies (`reply_to`)."""
+at a time (`GetHistory`), replies (`reply_to`), edits and deletes."""
 
 import pytest
 
 from chat.models import Message
-from tests.helpers import assert_open, close_all, create_room, decrypt, encrypt, expect_error
+from tests.helpers import (
+    assert_open,
+    close_all,
+    create_room,
+    decrypt,
+    encrypt,
+    expect_error,
+    join_room,
+    upload_frame,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 
 
 async def say(sender, listeners, key: str, text: str, **fields) -> dict:
@@ -101,3 +112,89 @@ async def test_a_reply_to_a_deleted_message_is_message_not_found(room):
     await Message.objects.filter(pk=gone["id"]).adelete()
     await owner.send_json_to({"type": "ChatMessage", "content": encrypt(key, "re"), "reply_to": gone["id"]})
     await expect_error(owner, "message_not_found")
+
+
+async def edit(communicator, message_id: int, content: str) -> None:
+    await communicator.send_json_to({"type": "EditMessage", "id": message_id, "content": content})
+
+
+async def test_an_author_edits_within_the_window_and_everyone_sees_it(room_of_two):
+    owner, bob, key = room_of_two.owner, room_of_two.member, room_of_two.key
+    said = await say(bob, [owner, bob], key, "tpyo")
+    fixed = encrypt(key, "typo")
+    await edit(bob, said["id"], fixed)
+    for communicator in (owner, bob):
+        edited = await communicator.receive_json_from()
+        assert set(edited) == {"type", "id", "content", "edited_at"}
+        assert (edited["type"], edited["id"], edited["content"]) == ("MessageEdited", said["id"], fixed)
+    (entry,) = (await page(owner, before=said["id"] + 1))["messages"][-1:]
+    assert (decrypt(key, entry["content"]), entry["edited_at"]) == ("typo", edited["edited_at"])
+    assert entry["sent_at"] == said["sent_at"]  # only the latest content is kept, and when
+
+
+async def test_edits_that_are_refused(room_of_two, settings):
+    owner, bob, key = room_of_two.owner, room_of_two.member, room_of_two.key
+    owners = await say(owner, [owner, bob], key, "mine")
+    await edit(bob, owners["id"], encrypt(key, "hijacked"))  # an owner's message is still not Bob's
+    assert "author" in (await expect_error(bob, "forbidden"))["message"]
+    await edit(bob, owners["id"] + 1000, encrypt(key, "x"))
+    await expect_error(bob, "message_not_found")
+    await edit(bob, owners["id"], "not ciphertext")
+    await expect_error(bob, "invalid_field")
+    settings.CHAT_EDIT_WINDOW = 0
+    await edit(owner, owners["id"], encrypt(key, "late"))
+    assert "old" in (await expect_error(owner, "forbidden"))["message"]
+    await owner.send_json_to(upload_frame(PNG))
+    assert (await owner.receive_json_from())["type"] == "FileUploaded"
+    link = await owner.receive_json_from()
+    settings.CHAT_EDIT_WINDOW = 86400
+    await edit(owner, link["id"], encrypt(key, "no longer a file"))
+    assert "file" in (await expect_error(owner, "forbidden"))["message"]
+    assert (await Message.objects.aget(pk=owners["id"])).edited_at is None  # nothing changed
+    assert await bob.receive_json_from() == link  # and no edit of anything
+    assert await bob.receive_nothing(timeout=0.1)
+    await assert_open(bob)
+
+
+async def test_edits_and_deletes_count_toward_the_chat_rate_limit(room, settings):
+    settings.CHAT_RATE_BURST, settings.CHAT_RATE_SUSTAINED = 2, 0.001
+    talker, joined = await join_room(room.join_key, "Talker")
+    said = await say(talker, [talker], room.key, "one")
+    await edit(talker, said["id"], encrypt(room.key, "two"))
+    assert (await talker.receive_json_from())["type"] == "MessageEdited"
+    await talker.send_json_to({"type": "DeleteMessage", "id": said["id"]})
+    await expect_error(talker, "rate_limited")
+    await close_all(talker)
+
+
+async def test_deletes_by_the_author_or_an_owner(room_of_two):
+    owner, bob, key = room_of_two.owner, room_of_two.member, room_of_two.key
+    bobs = await say(bob, [owner, bob], key, "oops")
+    owners = await say(owner, [owner, bob], key, "rules")
+    await bob.send_json_to({"type": "DeleteMessage", "id": owners["id"]})
+    await expect_error(bob, "forbidden")
+    await bob.send_json_to({"type": "DeleteMessage", "id": bobs["id"]})
+    for communicator in (owner, bob):
+        assert await communicator.receive_json_from() == {"type": "MessageDeleted", "id": bobs["id"]}
+    assert not await Message.objects.filter(pk=bobs["id"]).aexists()  # erased, not hidden
+    await bob.send_json_to({"type": "DeleteMessage", "id": bobs["id"]})
+    await expect_error(bob, "message_not_found")
+    reply = await say(owner, [owner, bob], key, "re", reply_to=owners["id"])
+    await owner.send_json_to({"type": "DeleteMessage", "id": owners["id"]})  # an owner may delete any
+    for communicator in (owner, bob):
+        assert await communicator.receive_json_from() == {"type": "MessageDeleted", "id": owners["id"]}
+    assert [m["id"] for m in (await page(bob, before=reply["id"] + 1))["messages"]] == [reply["id"]]
+
+
+async def test_deleting_a_files_message_deletes_the_file(room_of_two):
+    owner, bob = room_of_two.owner, room_of_two.member
+    await bob.send_json_to(upload_frame(PNG))
+    metadata = (await bob.receive_json_from())["metadata"]
+    link = await bob.receive_json_from()
+    assert link["content"].startswith("[File: ") and await owner.receive_json_from() == link
+    await bob.send_json_to({"type": "DeleteMessage", "id": link["id"]})
+    for communicator in (owner, bob):
+        assert await communicator.receive_json_from() == {"type": "MessageDeleted", "id": link["id"]}
+        assert await communicator.receive_json_from() == {"type": "FileDeleted", "file_id": metadata["id"]}
+    await owner.send_json_to({"type": "GetFile", "file_id": metadata["id"]})
+    await expect_error(owner, "file_not_found")

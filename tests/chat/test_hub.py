@@ -283,6 +283,21 @@ async def test_messages_that_overtook_an_earlier_one_wait_for_it(settings):
     hub.task.cancel()
 
 
+async def test_an_edit_or_delete_waits_for_the_message_it_changes(settings):
+    """Edits and deletes take the room's next sequence number (chat/services.py): one
+    published by another process that overtakes its message is held until it."""
+    hub, socket = await ordered_hub(settings)
+    hub.deliver(message(1))
+    hub.deliver({"room": X, "text": "MessageDeleted 102", "seq": 4})
+    hub.deliver({"room": X, "text": "MessageEdited 102", "seq": 3})
+    await drain()
+    assert socket.sent == ["m1"]
+    hub.deliver(message(2))
+    await drain()
+    assert socket.sent == ["m1", "m2", "MessageEdited 102", "MessageDeleted 102"]
+    hub.task.cancel()
+
+
 async def test_a_message_that_never_arrives_is_read_from_the_database(settings, monkeypatch):
     """Its publisher died after the commit, or Redis lost it: after GAP_WAIT the hub
     reads it; a number the database does not have either is skipped."""

@@ -3,7 +3,7 @@ and the terminal chat's commands, against a real server."""
 
 import pytest
 
-from chatclient import ChatError, History, Message
+from chatclient import ChatError, History, Message, MessageDeleted, MessageEdited
 from chatclient.cli import QUOTE_LENGTH, Output, command
 from tests.chatclient.conftest import next_of
 
@@ -75,3 +75,29 @@ async def test_the_terminal_chat_replies_and_pages_back(clients, capsys):
     assert await command(bob, "/reply nonsense", out)
     assert "/reply ID TEXT" in capsys.readouterr().out
     assert second.id > first.id
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+async def test_edits_and_deletes_reach_the_others(clients, sealed):
+    alice = await clients()
+    room = await alice.create_room("Edits", owner_name="Alice", sealed=sealed)
+    bob = await clients()
+    await bob.join_room(room.share_link if sealed else room.join_key, "Bob")
+    said = await bob.send("tpyo")
+    assert await message_with_id(alice, said.id) == said
+
+    edited = await bob.edit(said.id, "typo")
+    assert (edited.id, edited.sender, edited.text) == (said.id, "Bob", "typo")
+    assert await next_of(alice, MessageEdited) == edited  # verified as Bob's in a sealed room too
+    with pytest.raises(ChatError) as refused:
+        await alice.edit(said.id, "not mine")
+    assert refused.value.code == "forbidden"
+    (again,) = await alice.history(before=said.id + 1, limit=1)
+    assert (again.text, again.edited_at) == ("typo", edited.edited_at)
+
+    await alice.delete_message(said.id)  # the owner may delete anyone's
+    assert await next_of(bob, MessageDeleted) == MessageDeleted(said.id)
+    with pytest.raises(ChatError) as refused:
+        await bob.delete_message(said.id)
+    assert refused.value.code == "message_not_found"
+    assert await bob.history(before=said.id + 1) == []
