@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -64,6 +65,10 @@ class Connection:
     uploads: SlidingWindow = field(default_factory=_minute)  # FILES_UPLOADS_PER_MINUTE
     joins: SlidingWindow = field(default_factory=_minute)  # JOINS_PER_MINUTE
     reads: SlidingWindow = field(default_factory=_minute)  # READS_PER_MINUTE
+    # Typing (PROTOCOL.md, Conversations): when one was last forwarded, and the bucket
+    # that bounds the frames dropped meanwhile (made by the first Typing).
+    typed_at: float = float("-inf")
+    typing_bucket: TokenBucket | None = None
     slot: SlidingWindow | None = None  # the window place this frame took
     reserved: int = 0  # what this frame's large reply holds of its address's backlog
 
@@ -149,9 +154,15 @@ async def refuse(conn: Connection, exc: ProtocolError) -> None:
     conn.send(protocol.error_message(exc.code, exc.message))
     error_event(conn, code=exc.code.value, client=conn.address)  # rate-limited
     if exc.code == ErrorCode.RATE_LIMITED:
-        if conn.refusals.add() > settings.ABUSE_RATE_LIMITED_FRAMES:
-            event("abuse_close", close=CloseCode.ABUSE, client=conn.address)
-            conn.outbox.put_close(CloseCode.ABUSE)
+        count_refusal(conn)
+
+
+def count_refusal(conn: Connection) -> None:
+    """A frame refused for its rate: past ABUSE_RATE_LIMITED_FRAMES of them in
+    ABUSE_WINDOW, the socket is closed with 1008."""
+    if conn.refusals.add() > settings.ABUSE_RATE_LIMITED_FRAMES:
+        event("abuse_close", close=CloseCode.ABUSE, client=conn.address)
+        conn.outbox.put_close(CloseCode.ABUSE)
 
 
 # --- Commands ----------------------------------------------------------------------
@@ -294,6 +305,37 @@ async def delete_message(conn: Connection, command: protocol.DeleteMessage) -> N
         await publish(seat.room_id, message)
 
 
+async def react(conn: Connection, command: protocol.React) -> None:
+    seat = require_room(conn)
+    take_chat(conn)
+    step, state = await database(services.message_react)(
+        seat=seat, message_id=command.id, emoji=command.emoji, on=command.on
+    )
+    await publish(seat.room_id, protocol.reactions_message(command.id, state), seq=step)
+
+
+# Seconds between two Typing frames a connection's room is told of (PROTOCOL.md).
+TYPING_INTERVAL = 3.0
+
+
+async def typing(conn: Connection, command: protocol.Typing) -> None:
+    """Tell the others, at most once per TYPING_INTERVAL; the rest are dropped without
+    an answer, and a flood of them (past TYPING_FRAMES_PER_SECOND) counts toward the
+    1008 rule. Nothing is stored."""
+    seat = require_room(conn)
+    if conn.typing_bucket is None:
+        rate = settings.TYPING_FRAMES_PER_SECOND
+        conn.typing_bucket = TokenBucket(2 * rate, rate)
+    if not conn.typing_bucket.take():
+        count_refusal(conn)
+        return
+    now = monotonic()
+    if now - conn.typed_at < TYPING_INTERVAL:
+        return
+    conn.typed_at = now
+    await publish(seat.room_id, protocol.typing_message(seat.name), exclude=conn.outbox.id)
+
+
 async def get_history(conn: Connection, command: protocol.GetHistory) -> None:
     """Older messages, a page at a time (PROTOCOL.md, Conversations)."""
     seat = require_room(conn)
@@ -327,6 +369,8 @@ ACTIONS: dict[type, Action] = {
     protocol.ChatMessage: chat_message,
     protocol.EditMessage: edit_message,
     protocol.DeleteMessage: delete_message,
+    protocol.React: react,
+    protocol.Typing: typing,
     protocol.GetHistory: get_history,
     protocol.GetMembers: get_members,
     protocol.LeaveRoom: leave_room,

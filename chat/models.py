@@ -118,6 +118,24 @@ class Message(models.Model):
         return f"#{self.id} by {self.sender}"
 
 
+class Reaction(models.Model):
+    """One participant's emoji on a message (PROTOCOL.md, Conversations): at most one of
+    each emoji per participant, at most REACTIONS_PER_MESSAGE distinct emoji a message."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    participant_id = models.BigIntegerField()
+    name = models.CharField(max_length=50)  # the participant's, when they reacted
+    emoji = models.CharField(max_length=32)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "participant_id", "emoji"], name="reaction_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.emoji} by {self.name} on #{self.message_id}"
+
+
 class Ban(models.Model):
     """A participant an admin removed from a room: its browser session and its client
     address may not rejoin under any name until `until` (KICK_BAN_SECONDS). `name_key`

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from emoji import EMOJI_DATA, STATUS
+
 from chat.errors import ErrorCode, ProtocolError
 
 MAX_DEPTH = 32
@@ -49,6 +51,9 @@ UNICODE_WHITESPACE = (
 SINCE_MIN, SINCE_MAX = -(2**63), 2**63 - 1
 # How the server's file message starts (PROTOCOL.md): client content, base64, never does.
 FILE_MESSAGE_PREFIX = "[File: "
+# A reaction's emoji: one RGI emoji of at most this many bytes of UTF-8.
+EMOJI_MAX_BYTES = 32
+FULLY_QUALIFIED = STATUS["fully_qualified"]
 # GetHistory's `limit` (PROTOCOL.md, Conversations): 1-100, 50 when absent.
 HISTORY_PAGE, HISTORY_PAGE_MAX = 50, 100
 
@@ -93,6 +98,18 @@ class DeleteMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class React:
+    id: int
+    emoji: str
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class GetHistory:
     before: int  # messages with a smaller id, the newest `limit` of them
     limit: int = HISTORY_PAGE
@@ -134,6 +151,8 @@ Command = (
     | ChatMessage
     | EditMessage
     | DeleteMessage
+    | React
+    | Typing
     | GetHistory
     | GetMembers
     | LeaveRoom
@@ -282,6 +301,24 @@ def _required_message_id(data: dict[str, Any], field: str) -> int:
     return value
 
 
+def _react(data: dict[str, Any]) -> React:
+    message_id = _required_message_id(data, "id")
+    emoji = _required_str(data, "emoji")
+    if len(emoji.encode("utf-8", "surrogatepass")) > EMOJI_MAX_BYTES or not is_rgi_emoji(emoji):
+        raise _invalid("emoji", "must be one emoji (an RGI emoji sequence).")
+    on = data.get("on")
+    if not isinstance(on, bool):
+        raise _invalid("on", "must be true (add the reaction) or false (take it back).")
+    return React(id=message_id, emoji=emoji, on=on)
+
+
+def is_rgi_emoji(text: str) -> bool:
+    """One fully-qualified emoji of Unicode's list (the `emoji` package's data): what
+    Unicode calls an RGI emoji, a skin tone, flag or family sequence included."""
+    found = EMOJI_DATA.get(text)
+    return found is not None and found["status"] == FULLY_QUALIFIED
+
+
 def _get_history(data: dict[str, Any]) -> GetHistory:
     before = _required_message_id(data, "before")
     limit = data.get("limit")
@@ -412,6 +449,8 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], Command]] = {
     ),
     "EditMessage": lambda data: EditMessage(id=_required_message_id(data, "id"), content=_ciphertext(data)),
     "DeleteMessage": lambda data: DeleteMessage(id=_required_message_id(data, "id")),
+    "React": _react,
+    "Typing": lambda data: Typing(),
     "GetHistory": _get_history,
     "GetMembers": lambda data: GetMembers(),
     "LeaveRoom": lambda data: LeaveRoom(),
@@ -594,12 +633,13 @@ def message_entry(
     sent_at: datetime,
     reply_to: int | None = None,
     edited_at: datetime | None = None,
+    reactions: list[dict] | None = None,
 ) -> dict:
     """One stored chat message, as `History` lists it (PROTOCOL.md, Conversations)."""
     return {
         **chat_entry(message_id, sender, content, sent_at, reply_to),
         "edited_at": iso(edited_at) if edited_at is not None else None,
-        "reactions": [],
+        "reactions": reactions or [],
     }
 
 
@@ -617,6 +657,15 @@ def chat_message(
     message_id: int, sender: str, content: str, sent_at: datetime, reply_to: int | None = None
 ) -> dict:
     return {"type": "ChatMessage", **chat_entry(message_id, sender, content, sent_at, reply_to)}
+
+
+def reactions_message(message_id: int, reactions: list[dict]) -> dict:
+    """A message's whole reaction state: [{emoji, names}], the first emoji first."""
+    return {"type": "Reactions", "id": message_id, "reactions": reactions}
+
+
+def typing_message(name: str) -> dict:
+    return {"type": "Typing", "name": name}
 
 
 def message_edited_message(message_id: int, content: str, edited_at: datetime) -> dict:

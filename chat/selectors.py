@@ -8,7 +8,7 @@ from django.conf import settings
 
 from chat import keys, protocol, sql
 from chat.errors import ErrorCode, ProtocolError
-from chat.models import Message, Participant, Room
+from chat.models import Message, Participant, Reaction, Room
 
 
 def presence_cutoff(now: datetime) -> datetime:
@@ -51,13 +51,39 @@ HISTORY_COLUMNS = "id, sender, content, sent_at, reply_to, edited_at"
 
 
 def _entries(found: list[tuple]) -> list[dict]:
-    """History entries of rows of HISTORY_COLUMNS, in the order given."""
+    """History entries of rows of HISTORY_COLUMNS, in the order given, with their reactions."""
+    reactions = reactions_of([row[0] for row in found])
     return [
         protocol.message_entry(
-            mid, sender, content, sql.aware(sent_at), reply_to, edited and sql.aware(edited)
+            mid,
+            sender,
+            content,
+            sql.aware(sent_at),
+            reply_to,
+            edited and sql.aware(edited),
+            reactions.get(mid),
         )
         for mid, sender, content, sent_at, reply_to, edited in found
     ]
+
+
+def reactions_of(message_ids: list[int]) -> dict[int, list[dict]]:
+    """Each message's reactions as `Reactions` and History list them: [{emoji, names}],
+    each emoji where it was first given, its names in the order they reacted."""
+    if not message_ids:
+        return {}
+    found = sql.rows(
+        f"SELECT message_id, emoji, name FROM {sql.table(Reaction)} "
+        f"WHERE message_id IN ({sql.marks(len(message_ids))}) ORDER BY id",
+        list(message_ids),
+    )
+    states: dict[int, dict[str, list[str]]] = {}
+    for message_id, emoji, name in found:
+        states.setdefault(message_id, {}).setdefault(emoji, []).append(name)
+    return {
+        message_id: [{"emoji": emoji, "names": names} for emoji, names in state.items()]
+        for message_id, state in states.items()
+    }
 
 
 def history_since(*, room_id: UUID, since: int | None, limit: int) -> list[dict]:

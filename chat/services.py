@@ -19,7 +19,7 @@ from django.dispatch import Signal
 
 from chat import browser_sessions, keys, selectors, sql
 from chat.errors import CloseCode, ErrorCode, ProtocolError
-from chat.models import Ban, Message, Participant, Room
+from chat.models import Ban, Message, Participant, Reaction, Room
 from chat.protocol import FILE_MESSAGE_PREFIX, name_key
 
 SESSION_ROOMS_KEY = "chat_rooms"
@@ -498,3 +498,26 @@ def message_delete(*, seat: Seat, message_id: int, now: datetime) -> tuple[int, 
         Message.objects.filter(pk=message_id).delete()
         replies = message_deleted.send(Message, room_id=seat.room_id, content=found["content"], now=now)
     return step, [reply for _, reply in replies if reply]
+
+
+def message_react(*, seat: Seat, message_id: int, emoji: str, on: bool) -> tuple[int, list[dict]]:
+    """Add (`on`) or take back the seat's `emoji` on a message of its room; returns the
+    change's room sequence number and the message's whole reaction state. A new emoji
+    past REACTIONS_PER_MESSAGE distinct ones is `quota_exceeded`, and nothing changes."""
+    with transaction.atomic():
+        step = _room_step(seat)
+        if not Message.objects.filter(pk=message_id, room_id=seat.room_id).exists():
+            raise ProtocolError(ErrorCode.MESSAGE_NOT_FOUND)
+        mine = Reaction.objects.filter(message_id=message_id, participant_id=seat.participant_id, emoji=emoji)
+        if not on:
+            mine.delete()
+        elif not mine.exists():
+            given = set(Reaction.objects.filter(message_id=message_id).values_list("emoji", flat=True))
+            if emoji not in given and len(given) >= settings.REACTIONS_PER_MESSAGE:
+                raise ProtocolError(
+                    ErrorCode.QUOTA_EXCEEDED, "This message has as many different reactions as it may."
+                )
+            Reaction.objects.create(
+                message_id=message_id, participant_id=seat.participant_id, name=seat.name, emoji=emoji
+            )
+        return step, selectors.reactions_of([message_id]).get(message_id, [])

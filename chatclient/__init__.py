@@ -17,9 +17,11 @@ from chatclient.events import (
     Message,
     MessageDeleted,
     MessageEdited,
+    Reactions,
     Reconnected,
     Reconnecting,
     RoomInfo,
+    Typing,
 )
 
 __all__ = [
@@ -38,9 +40,11 @@ __all__ = [
     "Message",
     "MessageDeleted",
     "MessageEdited",
+    "Reactions",
     "Reconnected",
     "Reconnecting",
     "RoomInfo",
+    "Typing",
     "decrypt",
     "encrypt",
 ]

@@ -30,9 +30,11 @@ from chatclient.events import (
     Message,
     MessageDeleted,
     MessageEdited,
+    Reactions,
     Reconnected,
     Reconnecting,
     RoomInfo,
+    Typing,
 )
 
 EXIT_REFUSED = 1  # the server refused a request (a protocol error)
@@ -43,6 +45,7 @@ Type a line to send it (start it with // to send a line that starts with /).
   /members            who is here
   /reply ID TEXT      answer the message #ID
   /edit ID TEXT       change the text of your message #ID
+  /react ID EMOJI     react to message #ID (again with the same emoji: take it back)
   /delete ID          delete message #ID (yours, or any if you own the room), or a file by its id
   /older [N]          show N older messages (default 20)
   /upload PATH        share a file
@@ -62,6 +65,8 @@ KINDS = {
     FileDeleted: "file_deleted",
     MessageDeleted: "message_deleted",
     MessageEdited: "message_edited",
+    Reactions: "reactions",
+    Typing: "typing",
     ErrorEvent: "error",
     Reconnecting: "reconnecting",
     Reconnected: "reconnected",
@@ -281,6 +286,11 @@ async def command(client: ChatClient, line: str, out: Output) -> bool:
     name, *args = shlex.split(line[1:]) or [""]
     if name == "members":
         out.note("Here: " + ", ".join(await client.members()))
+    elif name == "react" and len(args) == 2 and args[0].removeprefix("#").isdigit():
+        reacted_to = int(args[0].removeprefix("#"))
+        given = out.reactions.get(reacted_to, ())
+        mine = any(emoji == args[1] and client.name in names for emoji, names in given)
+        await client.react(reacted_to, args[1], on=not mine)
     elif name == "older" and (not args or args[0].isdigit() and 1 <= int(args[0]) <= 100):
         page = await client.history(limit=int(args[0]) if args else 20)
         for message in page:
@@ -339,8 +349,10 @@ class Output:
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
-        # Recent messages' senders and texts by id, for the quote above a reply.
+        # Recent messages' senders and texts by id, for the quote above a reply, and
+        # their reactions (for /react to take one's own back).
         self.said: dict[int, tuple[str, str | None]] = {}
+        self.reactions: dict[int, tuple[tuple[str, tuple[str, ...]], ...]] = {}
 
     def emit(self, record: dict, text: str) -> None:
         print(json.dumps(record, ensure_ascii=False) if self.as_json else text, flush=True)
@@ -370,6 +382,10 @@ class Output:
         if history:
             record["history"] = True
         text = describe(event)
+        if isinstance(event, Message | Reactions):
+            self.reactions[event.id] = event.reactions
+            if len(self.reactions) > QUOTED:
+                del self.reactions[next(iter(self.reactions))]
         if isinstance(event, Message):
             if event.reply_to is not None:
                 text = f"{quote(event.reply_to, self.said.get(event.reply_to))}\n{text}"
@@ -393,13 +409,25 @@ def quote(message_id: int, said: tuple[str, str | None] | None) -> str:
     return f"  \u21aa #{message_id} {clean(sender)}: {clean(start)}"
 
 
+def chips(reactions: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+    """Reactions as the terminal shows them: `👍 2 (Ann, Bob)  🎉 1 (Ann)`."""
+    return "  ".join(
+        f"{clean(emoji)} {len(names)} ({', '.join(map(clean, names))})" for emoji, names in reactions
+    )
+
+
 def describe(event: Event) -> str:
     match event:
         case Message():
             if event.text is None:  # never shown under a name it may not be from
                 return f"[{clock(event.sent_at)} #{event.id}] (a message that could not be verified)"
             edited = " (edited)" if event.edited_at else ""
-            return f"[{clock(event.sent_at)} #{event.id}] {clean(event.sender)}: {clean(event.text)}{edited}"
+            line = f"[{clock(event.sent_at)} #{event.id}] {clean(event.sender)}: {clean(event.text)}{edited}"
+            return line + (f"\n    {chips(event.reactions)}" if event.reactions else "")
+        case Reactions():
+            return f"* #{event.id} reactions: {chips(event.reactions) or 'none'}"
+        case Typing():
+            return f"* {clean(event.name)} is typing..."
         case FileShared():
             shared = f"shared {clean(event.name)}: /get {event.file_id}"
             return f"[{clock(event.sent_at)}] {clean(event.sender)} {shared}"

@@ -52,9 +52,11 @@ from chatclient.events import (
     Message,
     MessageDeleted,
     MessageEdited,
+    Reactions,
     Reconnected,
     Reconnecting,
     RoomInfo,
+    Typing,
 )
 
 # Room history (100 messages of up to 64 Ki characters) and a FileContent of a 10 MiB
@@ -64,7 +66,7 @@ DEFAULT_MAX_FRAME = 64 * 1024 * 1024
 SEEN_IDS = 10_000
 # Frames every socket in the room gets, the asker's included: an event also when they
 # answer this client's own request.
-EVERYONES = ("ChatMessage", "FileDeleted", "History", "MessageEdited", "MessageDeleted")
+EVERYONES = ("ChatMessage", "FileDeleted", "History", "MessageEdited", "MessageDeleted", "Reactions")
 # Above every message id (the server's are 64-bit): `history()` from the newest.
 MESSAGE_ID_MAX = 2**63 - 1
 # Close codes after which reconnecting cannot help (PROTOCOL.md, Transport).
@@ -293,6 +295,23 @@ class ChatClient:
             [{"type": "DeleteMessage", "id": message_id}],
             lambda reply: reply["type"] == "MessageDeleted" and reply.get("id") == message_id,
         )
+
+    async def react(self, message_id: int, emoji: str, on: bool = True) -> Reactions:
+        """Add one emoji to a message (`on=False`: take it back); returns the message's
+        whole reaction state."""
+        reply = await self._request(
+            [{"type": "React", "id": message_id, "emoji": emoji, "on": on}],
+            lambda reply: reply["type"] == "Reactions" and reply.get("id") == message_id,
+        )
+        return _reactions(reply)
+
+    async def typing(self) -> None:
+        """Tell the room this client is typing; nothing comes back. The server forwards
+        one every 3 s at most: send it again while typing goes on."""
+        await self._ready.wait()
+        if self._failure is not None:
+            raise self._failure
+        await self._send([{"type": "Typing"}])
 
     async def history(self, before: int | None = None, limit: int = 50) -> list[Message | FileShared]:
         """Up to `limit` (1-100) of the room's messages older than the id `before`,
@@ -648,6 +667,10 @@ class ChatClient:
             return MessageDeleted(frame["id"])
         if kind == "MessageEdited":
             return self._edited(frame)
+        if kind == "Reactions":
+            return _reactions(frame)
+        if kind == "Typing":
+            return Typing(frame["name"])
         if kind == "Error":
             return ErrorEvent(frame["code"], frame["message"])
         return None  # replies nobody waits for any more, and types this client does not know
@@ -695,9 +718,7 @@ class ChatClient:
             text = decrypt(self._key, content)
         except DecryptError:
             text = None
-        return Message(
-            frame["id"], sender, text, frame["sent_at"], frame.get("reply_to"), frame.get("edited_at")
-        )
+        return Message(frame["id"], sender, text, frame["sent_at"], *_later_state(frame))
 
     def _sealed_message(self, frame: dict[str, Any]) -> Message | FileShared:
         """A sealed room's message: verified as `sender`'s (or text None), a text or a
@@ -711,14 +732,7 @@ class ChatClient:
         except DecryptError:
             return unreadable
         if payload["t"] == "text" and isinstance(payload.get("body"), str):
-            return Message(
-                frame["id"],
-                sender,
-                payload["body"],
-                frame["sent_at"],
-                frame.get("reply_to"),
-                frame.get("edited_at"),
-            )
+            return Message(frame["id"], sender, payload["body"], frame["sent_at"], *_later_state(frame))
         if payload["t"] == "file" and _is_card(payload):
             self._cards[payload["id"].lower()] = payload
             return FileShared(
@@ -789,6 +803,20 @@ class ChatClient:
         self._fail_pending(failure or ConnectionLost("closed", "The client was closed."))
         self._ready.set()
         self._queue.put_nowait(_END)
+
+
+def _reactions(frame: dict[str, Any]) -> Reactions:
+    return Reactions(frame["id"], _reaction_state(frame.get("reactions") or []))
+
+
+def _reaction_state(reactions: list[dict[str, Any]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((reaction["emoji"], tuple(reaction["names"])) for reaction in reactions)
+
+
+def _later_state(frame: dict[str, Any]) -> tuple[Any, ...]:
+    """A message frame's `reply_to`, `edited_at` and reactions (History's entries have
+    all three, a live ChatMessage the first), as `Message` takes them."""
+    return frame.get("reply_to"), frame.get("edited_at"), _reaction_state(frame.get("reactions") or [])
 
 
 def _never_shared(mime_type: str) -> bool:

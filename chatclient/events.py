@@ -63,6 +63,8 @@ class Message:
     sent_at: str
     reply_to: int | None = None  # the id of the message this one answers
     edited_at: str | None = None  # when its author last edited it (History says)
+    # Its reactions when History brought it, as `Reactions.reactions` (later: `Reactions` events).
+    reactions: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,22 @@ class MessageEdited:
 
 
 @dataclass(frozen=True, slots=True)
+class Reactions:
+    """A message's whole reaction state: (emoji, names of those who gave it), the first
+    given first. Apply it as it is: the same state twice changes nothing."""
+
+    id: int
+    reactions: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """Someone in the room is typing (show it for about 6 s)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorEvent:
     """An `Error` that answers none of this client's requests (e.g. `room_closed`)."""
 
@@ -154,6 +172,8 @@ Event = (
     | FileDeleted
     | MessageDeleted
     | MessageEdited
+    | Reactions
+    | Typing
     | ErrorEvent
     | Reconnecting
     | Reconnected

@@ -358,6 +358,11 @@ FILES_UPLOADS_PER_MINUTE = env.int("FILES_UPLOADS_PER_MINUTE", 10)
 CHAT_MAX_CONTENT = env.int("CHAT_MAX_CONTENT", 65536)
 # Seconds after sending during which the author may edit a message (PROTOCOL.md, Conversations).
 CHAT_EDIT_WINDOW = env.int("CHAT_EDIT_WINDOW", 86400)
+# Distinct emoji one message may hold (PROTOCOL.md, Conversations).
+REACTIONS_PER_MESSAGE = env.int("REACTIONS_PER_MESSAGE", 20)
+# Typing frames a connection may send a second (burst: twice that) before the extra ones,
+# dropped without an answer anyway, count toward the 1008 rule (ABUSE_RATE_LIMITED_FRAMES).
+TYPING_FRAMES_PER_SECOND = env.float("TYPING_FRAMES_PER_SECOND", 10)
 CHAT_RATE_BURST = env.float("CHAT_RATE_BURST", 20)
 CHAT_RATE_SUSTAINED = env.float("CHAT_RATE_SUSTAINED", 10)
 # Most chat messages a process stores in one transaction (chat/batching.py).

@@ -135,6 +135,8 @@ def test_the_chat_table_runs_each_chat_command():
         protocol.ChatMessage: actions.chat_message,
         protocol.EditMessage: actions.edit_message,
         protocol.DeleteMessage: actions.delete_message,
+        protocol.React: actions.react,
+        protocol.Typing: actions.typing,
         protocol.GetHistory: actions.get_history,
         protocol.GetMembers: actions.get_members,
         protocol.LeaveRoom: actions.leave_room,

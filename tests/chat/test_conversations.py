@@ -198,3 +198,92 @@ async def test_deleting_a_files_message_deletes_the_file(room_of_two):
         assert await communicator.receive_json_from() == {"type": "FileDeleted", "file_id": metadata["id"]}
     await owner.send_json_to({"type": "GetFile", "file_id": metadata["id"]})
     await expect_error(owner, "file_not_found")
+
+
+async def react(communicator, message_id: int, emoji: str, on: bool = True) -> None:
+    await communicator.send_json_to({"type": "React", "id": message_id, "emoji": emoji, "on": on})
+
+
+async def test_reactions_carry_the_whole_state(room_of_two):
+    owner, bob, key = room_of_two.owner, room_of_two.member, room_of_two.key
+    said = await say(owner, [owner, bob], key, "lunch?")
+    steps = [
+        (bob, "👍", True, [{"emoji": "👍", "names": ["Bob"]}]),
+        (owner, "👍", True, [{"emoji": "👍", "names": ["Bob", "Owner"]}]),
+        (
+            owner,
+            "👨‍👩‍👧",
+            True,
+            [{"emoji": "👍", "names": ["Bob", "Owner"]}, {"emoji": "👨‍👩‍👧", "names": ["Owner"]}],
+        ),
+        (
+            owner,
+            "👨‍👩‍👧",
+            True,
+            [{"emoji": "👍", "names": ["Bob", "Owner"]}, {"emoji": "👨‍👩‍👧", "names": ["Owner"]}],
+        ),
+        (bob, "👍", False, [{"emoji": "👍", "names": ["Owner"]}, {"emoji": "👨‍👩‍👧", "names": ["Owner"]}]),
+    ]
+    for who, emoji, on, state in steps:
+        await react(who, said["id"], emoji, on)
+        for communicator in (owner, bob):  # everyone, the reactor included; twice changes nothing
+            assert await communicator.receive_json_from() == {
+                "type": "Reactions",
+                "id": said["id"],
+                "reactions": state,
+            }
+    (entry,) = (await page(bob, before=said["id"] + 1))["messages"]
+    assert entry["reactions"] == steps[-1][3]
+
+
+async def test_reactions_that_are_refused(room_of_two, settings):
+    owner, bob, key = room_of_two.owner, room_of_two.member, room_of_two.key
+    said = await say(owner, [owner, bob], key, "vote")
+    for bad in ("a", "👍👍", "🏽", "❤", "", "x" * 40):  # not one RGI emoji (❤ lacks its VS16)
+        await react(bob, said["id"], bad)
+        await expect_error(bob, "invalid_field")
+    await bob.send_json_to({"type": "React", "id": said["id"], "emoji": "👍"})  # `on` is required
+    await expect_error(bob, "invalid_field")
+    await react(bob, said["id"] + 1000, "👍")
+    await expect_error(bob, "message_not_found")
+    settings.REACTIONS_PER_MESSAGE = 2
+    for emoji in ("👍", "❤️"):
+        await react(bob, said["id"], emoji)
+        for communicator in (owner, bob):
+            assert (await communicator.receive_json_from())["type"] == "Reactions"
+    await react(owner, said["id"], "🎉")
+    await expect_error(owner, "quota_exceeded")
+    await react(owner, said["id"], "👍")  # an emoji already there is still welcome
+    (state,) = {(await c.receive_json_from())["reactions"][0]["names"][-1] for c in (owner, bob)}
+    assert state == "Owner"
+    assert await bob.receive_nothing(timeout=0.1)
+
+
+async def test_typing_is_forwarded_at_most_every_three_seconds(room_of_two, monkeypatch):
+    owner, bob = room_of_two.owner, room_of_two.member
+    clock = [1000.0]
+    monkeypatch.setattr("chat.actions.monotonic", lambda: clock[0])
+    await bob.send_json_to({"type": "Typing"})
+    assert await owner.receive_json_from() == {"type": "Typing", "name": "Bob"}
+    for _ in range(5):  # dropped, without an answer to anyone
+        await bob.send_json_to({"type": "Typing"})
+    assert await owner.receive_nothing(timeout=0.1) and await bob.receive_nothing(timeout=0.1)
+    clock[0] += 3
+    await bob.send_json_to({"type": "Typing"})
+    assert await owner.receive_json_from() == {"type": "Typing", "name": "Bob"}
+    assert not await Message.objects.aexists()  # nothing stored
+
+
+async def test_a_flood_of_typing_is_closed_as_abuse(room_of_two, settings):
+    settings.TYPING_FRAMES_PER_SECOND = 1
+    settings.ABUSE_RATE_LIMITED_FRAMES = 5
+    bob = room_of_two.member
+    for _ in range(10):
+        await bob.send_json_to({"type": "Typing"})
+    await expect_closed_with_abuse(bob)
+
+
+async def expect_closed_with_abuse(communicator) -> None:
+    while (output := await communicator.receive_output(2))["type"] != "websocket.close":
+        assert output["type"] == "websocket.send" and '"Typing"' not in output.get("text", "")
+    assert output["code"] == 1008

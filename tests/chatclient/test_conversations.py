@@ -3,7 +3,7 @@ and the terminal chat's commands, against a real server."""
 
 import pytest
 
-from chatclient import ChatError, History, Message, MessageDeleted, MessageEdited
+from chatclient import ChatError, History, Message, MessageDeleted, MessageEdited, Reactions, Typing
 from chatclient.cli import QUOTE_LENGTH, Output, command
 from tests.chatclient.conftest import next_of
 
@@ -101,3 +101,46 @@ async def test_edits_and_deletes_reach_the_others(clients, sealed):
         await bob.delete_message(said.id)
     assert refused.value.code == "message_not_found"
     assert await bob.history(before=said.id + 1) == []
+
+
+async def test_reactions_and_typing(clients, capsys):
+    alice = await clients()
+    room = await alice.create_room("Reacts", owner_name="Alice")
+    bob = await clients()
+    await bob.join_room(room.join_key, "Bob")
+    said = await alice.send("pizza?")
+    state = await bob.react(said.id, "🍕")
+    assert state == Reactions(said.id, (("🍕", ("Bob",)),))
+    assert await next_of(alice, Reactions) == state
+    with pytest.raises(ChatError) as refused:
+        await bob.react(said.id, "pizza")
+    assert refused.value.code == "invalid_field"
+
+    await bob.typing()
+    assert await next_of(alice, Typing) == Typing("Bob")
+    await bob.typing()  # within 3 s: dropped by the server, and nothing comes back
+    assert (await bob.members()) == ["Alice", "Bob"]
+
+    out = Output(as_json=False)
+    (entry,) = await alice.history(before=said.id + 1, limit=1)  # History carries reactions
+    assert entry.reactions == state.reactions
+    out.event(entry)
+    assert await command(alice, f"/react {said.id} 🍕", out)  # Alice adds hers
+    out.event(await reactions_of(alice, ("Bob", "Alice")))
+    assert await command(bob, f"/react #{said.id} 🍕", out)  # Bob's is there: taken back
+    out.event(await reactions_of(bob, ("Alice",)))
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[-4:] == [
+        shown[-4],
+        "    🍕 1 (Bob)",
+        f"* #{said.id} reactions: 🍕 2 (Bob, Alice)",
+        f"* #{said.id} reactions: 🍕 1 (Alice)",
+    ]
+    assert shown[-4].endswith("] Alice: pizza?")
+
+
+async def reactions_of(client, names: tuple[str, ...]) -> Reactions:
+    """The client's next Reactions event whose one emoji's names are `names`."""
+    while (state := await next_of(client, Reactions)).reactions[0][1] != names:
+        pass
+    return state

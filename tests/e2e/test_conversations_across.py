@@ -1,7 +1,7 @@
-"""Edits and deletes across two processes on PostgreSQL and Redis (issue 18): every
-socket of the room, on either process, sees each message, its edit and its delete once,
-in one order (the room's, as the database committed them), never a change before the
-message it changes."""
+"""Edits, deletes and reactions across two processes on PostgreSQL and Redis (issue 18):
+every socket of the room, on either process, sees each message and each change of it
+once, in one order (the room's, as the database committed them), never a change before
+the message it changes nor after its delete."""
 
 import asyncio
 
@@ -12,7 +12,7 @@ from tests.e2e.wsclient import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
-CHANGES = ("ChatMessage", "MessageEdited", "MessageDeleted")
+CHANGES = ("ChatMessage", "MessageEdited", "MessageDeleted", "Reactions")
 MESSAGES = 20
 
 
@@ -30,7 +30,7 @@ async def listen(
             await heard.put(frame)
 
 
-async def test_edits_and_deletes_reach_every_socket_once_after_their_message(shared_env, servers):
+async def test_changes_reach_every_socket_once_after_their_message(shared_env, servers):
     one, two = servers({**shared_env, "CHAT_RATE_BURST": "1000", "CHAT_RATE_SUSTAINED": "1000"}, 2)
     alice, carol = await Client.open(one.url), await Client.open(one.url)
     bob, dave = await Client.open(two.url), await Client.open(two.url)
@@ -62,7 +62,16 @@ async def test_edits_and_deletes_reach_every_socket_once_after_their_message(sha
                 await alice.send(type="DeleteMessage", id=frame["id"])
                 deleted += 1
 
-    await asyncio.wait_for(asyncio.gather(bob_writes(), alice_deletes()), 60)
+    async def carol_reacts() -> None:
+        """Carol (process one) reacts to every third message as soon as she sees it."""
+        reacted = 0
+        while reacted < (MESSAGES + 2) // 3:
+            frame = await heard["carol"].get()
+            if frame["type"] == "ChatMessage" and int(decrypt(carol.key, frame["content"])[1:]) % 3 == 0:
+                await carol.send(type="React", id=frame["id"], emoji="\U0001f44d", on=True)
+                reacted += 1
+
+    await asyncio.wait_for(asyncio.gather(bob_writes(), alice_deletes(), carol_reacts()), 60)
     await asyncio.sleep(2)  # the last events arrive everywhere
     stop.set()
     await asyncio.gather(*listeners)
