@@ -104,11 +104,16 @@ def immediate_writer(scope: Mapping[str, Any]) -> Callable[[str, bytes | None], 
 
 
 async def close_connection(conn: Connection, code: int) -> None:
-    """However the socket closed: leave the room."""
+    """However the socket closed: leave the room, unless its participant resumed on
+    another connection (closed 4003), which holds the seat now."""
     seat = conn.seat
     event("disconnect", code=code, room=seat and seat.room_id, participant=seat and seat.participant_id)
     try:
-        if conn.seat is not None:
+        if seat is not None and conn.outbox.closing == CloseCode.REPLACED:
+            conn.seat = None
+            presence.live_seats.discard(seat.participant_id)
+            await hub.leave(seat.room_id, conn.outbox)
+        elif seat is not None:
             await leave(conn)
     except Exception:
         # The database or the layer is down: the seat ages out like a ghost.
@@ -201,7 +206,7 @@ async def create_room(conn: Connection, command: protocol.CreateRoom) -> None:
     # Before the reply: a page that fetches /files/<id> right after must be let in.
     await remember_room(conn, seat)
     info = selectors.room_info(room)
-    conn.send(protocol.room_created_message(info, room.encryption_key, owner_token, seat.name))
+    conn.send(protocol.room_created_message(info, room.encryption_key, owner_token, seat.name, seat.token))
     event("create", room=room.pk, participant=seat.participant_id)
 
 
@@ -238,6 +243,7 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
             owner_token=command.owner_token,
             since=command.since,
             now=timezone.now(),
+            participant_token=command.participant_token,
         )
     except BaseException:
         conn.outbox.held = None
@@ -249,11 +255,16 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
     event("join", room=seat.room_id, participant=seat.participant_id, owner=seat.is_owner)
     names = [name for _, name in joined.present]
     info = selectors.room_info(joined.room)
-    conn.send(protocol.room_joined_message(info, joined.room.encryption_key, names, seat.name))
+    conn.send(protocol.room_joined_message(info, joined.room.encryption_key, names, seat.name, seat.token))
     if joined.history:
         conn.outbox.put(await history_frame(joined.history))
     conn.outbox.release(stale=joined.snapshot(command.since).shows)
     await presence.announce_left(joined.swept)
+    if joined.replaced is not None:
+        # Resumed while present: its other connection is closed, and nobody else is told.
+        await publish(seat.room_id, REPLACED, only=joined.replaced, close=CloseCode.REPLACED)
+    if joined.returned:
+        return
     await publish(
         seat.room_id,
         protocol.participant_joined_message(seat.name),
@@ -313,6 +324,9 @@ async def react(conn: Connection, command: protocol.React) -> None:
     )
     await publish(seat.room_id, protocol.reactions_message(command.id, state), seq=step)
 
+
+# The room event that closes a resumed participant's other connection: no frame, a close.
+REPLACED: dict = {}
 
 # Seconds between two Typing frames a connection's room is told of (PROTOCOL.md).
 TYPING_INTERVAL = 3.0

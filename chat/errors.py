@@ -65,3 +65,4 @@ class CloseCode(IntEnum):
     ROOM_CLOSED = 4000  # an admin closed the room
     KICKED = 4001  # an admin removed the participant
     TOO_SLOW = 4002  # past WS_SEND_QUEUE_LIMIT or WS_SEND_QUEUE_BYTES unread
+    REPLACED = 4003  # the participant resumed on another connection

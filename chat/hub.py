@@ -518,8 +518,9 @@ async def publish(room_id: uuid.UUID, message: dict, **marks: Unpack[Marks]) -> 
     """Send a server message to every socket in the room, in every process. It is
     encoded to JSON once, here; `marks` are `RoomEvent`'s other fields. Returns once the
     layer has taken it (batched with what other sockets publish meanwhile; see
-    `send_events`)."""
-    event: RoomEvent = {"room": room_id.hex, "text": encode(message), **marks}
+    `send_events`). An empty `message` sends no frame: only its `close` (a resumed
+    participant's other connection, 4003)."""
+    event: RoomEvent = {"room": room_id.hex, "text": encode(message) if message else "", **marks}
     await event_sender.submit(event)
 
 

@@ -64,6 +64,10 @@ class Participant(models.Model):
     address = models.GenericIPAddressField(null=True, blank=True)
     # sha256 of the browser session's key, when the socket carried one (for kick bans).
     session_hash = models.CharField(max_length=64, blank=True, default="")
+    # sha256 of the participant token (PROTOCOL.md, Conversations: resuming); emptied
+    # when an admin removes the participant, which makes the token dead. A database
+    # default too: a process of the previous release still records joins meanwhile.
+    token_hash = models.CharField(max_length=64, blank=True, default="", db_default="")
     joined_at = models.DateTimeField()
     left_at = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField()
@@ -81,6 +85,7 @@ class Participant(models.Model):
         indexes = [
             models.Index(fields=["left_at", "last_seen"], name="participant_presence"),
             models.Index(fields=["process_id", "left_at"], name="participant_process"),
+            models.Index(fields=["room", "token_hash"], name="participant_token"),
         ]
 
     def __str__(self) -> str:

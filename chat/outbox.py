@@ -179,7 +179,8 @@ class Outbox:
         if self.held is not None:
             self.held.append(event)
         elif not self.is_stale(event):
-            self.put(event["text"], frame)
+            if event["text"]:
+                self.put(event["text"], frame)
             if event.get("close"):
                 # An admin closed the room (4000) or removed this participant (4001).
                 self.put_close(event["close"])

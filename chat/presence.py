@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import Counter
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -25,9 +26,24 @@ logger = logging.getLogger(__name__)
 # One id per server process, recorded with each participant (which process holds it).
 PROCESS_ID = uuid.uuid4().hex
 
-# Participants whose sockets this process holds now: only these are kept fresh, so a
-# row whose leave could not be written (database down) ages out like a ghost.
-live_seats: set[int] = set()
+
+class LiveSeats(Counter[int]):
+    """Participants whose sockets this process holds now, each with how many: only these
+    are kept fresh, so a row whose leave could not be written (database down) ages out
+    like a ghost. A participant that resumed on a second socket here (PROTOCOL.md,
+    Conversations) is held twice until the first one's close."""
+
+    def add(self, participant_id: int) -> None:
+        self[participant_id] += 1
+
+    def discard(self, participant_id: int) -> None:
+        if self[participant_id] > 1:
+            self[participant_id] -= 1
+        else:
+            self.pop(participant_id, None)
+
+
+live_seats = LiveSeats()
 
 _connections = 0
 _task: asyncio.Task | None = None

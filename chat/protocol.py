@@ -78,6 +78,7 @@ class JoinRoom:
     name: str
     since: int | None
     owner_token: str | None
+    participant_token: str | None = None  # comes back as that participant (Conversations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +431,7 @@ def _join_room(data: dict[str, Any]) -> JoinRoom:
         name=clean_name(_required_str(data, "name"), field="name", max_length=NAME_MAX),
         since=_message_id(data, "since"),
         owner_token=_optional_str(data, "owner_token"),
+        participant_token=_optional_str(data, "participant_token"),
     )
 
 
@@ -602,7 +604,9 @@ def file_content_frame(metadata: dict, content: str) -> str:
     return f'{head[:-1]},"content":"{content}"}}'
 
 
-def room_created_message(room_info: dict, encryption_key: str | None, owner_token: str, name: str) -> dict:
+def room_created_message(
+    room_info: dict, encryption_key: str | None, owner_token: str, name: str, participant_token: str
+) -> dict:
     """`encryption_key` is None (null) in a sealed room; `name` is the creator's, as stored."""
     return {
         "type": "RoomCreated",
@@ -610,11 +614,12 @@ def room_created_message(room_info: dict, encryption_key: str | None, owner_toke
         "encryption_key": encryption_key,
         "owner_token": owner_token,
         "name": name,
+        "participant_token": participant_token,
     }
 
 
 def room_joined_message(
-    room_info: dict, encryption_key: str | None, participants: list[str], name: str
+    room_info: dict, encryption_key: str | None, participants: list[str], name: str, participant_token: str
 ) -> dict:
     """`encryption_key` is None (null) in a sealed room; `name` is the joiner's, as stored."""
     return {
@@ -623,6 +628,7 @@ def room_joined_message(
         "encryption_key": encryption_key,
         "participants": participants,
         "name": name,
+        "participant_token": participant_token,
     }
 
 

@@ -6,7 +6,7 @@ import hmac
 import secrets
 from array import array
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import import_module
 from uuid import UUID, uuid4
@@ -35,6 +35,8 @@ class Seat:
     name: str
     is_owner: bool
     sealed: bool = False  # its room is sealed (PROTOCOL.md): uploads follow its rules
+    # The participant token RoomCreated or RoomJoined hands out (only the join's seat has it).
+    token: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ class Joined:
     history: list[dict]
     # Ghosts of dead processes swept to make room for this join.
     swept: list["Swept"]
+    # A resumed participant (its token): the outbox of the connection it was present on,
+    # which is closed with 4003, and whether it was present (the room is not told).
+    replaced: str | None = None
+    returned: bool = False
 
     def snapshot(self, since: int | None) -> "Snapshot":
         shown = [message["id"] for message in self.history] + ([since] if since is not None else [])
@@ -129,8 +135,10 @@ def _ban_condition(*, room: Room, where: Where, now: datetime) -> tuple[str, lis
 
 def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: datetime) -> Seat:
     """One INSERT, into an open room only, and not for a name banned from there; the
-    partial unique index refuses a name that is present in the room."""
+    partial unique index refuses a name that is present in the room. The seat carries
+    the new participant's token."""
     key = name_key(name)
+    token = secrets.token_urlsafe(32)
     participant_id = sql.insert_into_open_room(
         Participant,
         room.pk,
@@ -142,6 +150,7 @@ def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: d
         role=Participant.Role.OWNER if owner else Participant.Role.MEMBER,
         address=where.address,
         session_hash=where.session_hash,
+        token_hash=token_hash(token),
         joined_at=now,
         last_seen=now,
     )
@@ -149,7 +158,49 @@ def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: d
         if Room.objects.filter(pk=room.pk, closed_at__isnull=True).exists():
             raise ProtocolError(ErrorCode.FORBIDDEN, "You were removed from this room; try again later.")
         raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
-    return Seat(participant_id, room.pk, name, owner, room.sealed)
+    return Seat(participant_id, room.pk, name, owner, room.sealed, token)
+
+
+def _participant_resume(
+    *, room: Room, name: str, token: str, where: Where, owner: bool, now: datetime
+) -> tuple[Seat, str | None, bool] | None:
+    """Seat again the participant whose token this is (PROTOCOL.md, Conversations), on
+    this connection: its row, so its messages and uploads are still its own. Returns the
+    seat, the outbox it was present on (else None) and whether it was present; None for a
+    wrong, unknown or dead token (a new participant joins instead). `name` must be its
+    name, compared as names are (else `invalid_field`). If it had left, the unique index
+    refuses it while its name is present (IntegrityError, as for a new participant)."""
+    found = (
+        Participant.objects.filter(room=room, token_hash=token_hash(token))
+        .exclude(token_hash="")
+        .values("id", "name", "name_key", "outbox_id", "left_at", "role")
+        .first()
+    )
+    if found is None:
+        return None
+    if name_key(name) != found["name_key"]:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "name: is not the name of this participant token.")
+    participant, room_table = sql.table(Participant), sql.table(Room)
+    moved = sql.execute(
+        f"UPDATE {participant} SET left_at = NULL, outbox_id = %s, process_id = %s, address = %s, "
+        "session_hash = %s, last_seen = %s WHERE id = %s AND token_hash <> '' "
+        f"AND EXISTS (SELECT 1 FROM {room_table} WHERE id = %s AND closed_at IS NULL)",
+        [
+            where.outbox_id,
+            where.process_id,
+            sql.prep(Participant, "address", where.address),
+            where.session_hash,
+            sql.prep(Participant, "last_seen", now),
+            found["id"],
+            sql.prep(Room, "id", room.pk),
+        ],
+    )
+    if not moved:
+        raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
+    present = found["left_at"] is None
+    is_owner = owner or found["role"] == Participant.Role.OWNER
+    seat = Seat(found["id"], room.pk, found["name"], is_owner, room.sealed, token)
+    return seat, found["outbox_id"] if present else None, present
 
 
 @transaction.atomic
@@ -194,23 +245,34 @@ def room_join(
     owner_token: str | None,
     since: int | None,
     now: datetime,
+    participant_token: str | None = None,
 ) -> Joined:
-    """Seat a participant in `room` (password already checked) and read what they
-    need to see.
+    """Seat a participant in `room` (password already checked), a new one or the one
+    `participant_token` names, and read what they need to see.
 
-    No transaction around it: the INSERT commits on its own (the room must be open,
-    the unique index decides name races), and the reads after it see at least
-    everything before it.
+    No transaction around it: the INSERT (or the resumed row's UPDATE) commits on its
+    own (the room must be open, the unique index decides name races), and the reads
+    after it see at least everything before it.
     """
     owner = owner_token_matches(room, owner_token)
+
+    def seated() -> tuple[Seat, str | None, bool]:
+        if participant_token:
+            resumed = _participant_resume(
+                room=room, name=name, token=participant_token, where=where, owner=owner, now=now
+            )
+            if resumed is not None:
+                return resumed
+        return _participant_add(room=room, name=name, where=where, owner=owner, now=now), None, False
+
     swept: list[Swept] = []
     try:
-        seat = _participant_add(room=room, name=name, where=where, owner=owner, now=now)
+        seat, replaced, returned = seated()
     except IntegrityError:
         # The name may be held by a ghost of a dead process: sweep the room, try once more.
         swept = _ghosts_sweep(Participant.objects.filter(room=room), now=now)
         try:
-            seat = _participant_add(room=room, name=name, where=where, owner=owner, now=now)
+            seat, replaced, returned = seated()
         except IntegrityError as exc:
             raise ProtocolError(ErrorCode.NAME_TAKEN) from exc
     try:
@@ -220,6 +282,8 @@ def room_join(
             present=selectors.presence_snapshot(room_id=room.pk, now=now),
             history=selectors.history_since(room_id=room.pk, since=since, limit=settings.CHAT_HISTORY_LIMIT),
             swept=swept,
+            replaced=replaced,
+            returned=returned,
         )
     except BaseException:
         # A join that fails after its seat was taken must not leave the seat holding the name.
@@ -420,7 +484,8 @@ def participant_remove(*, participant_id: int, now: datetime) -> Removed | None:
         if participant is None:
             return None
         participant.left_at = now
-        participant.save(update_fields=["left_at"])
+        participant.token_hash = ""  # its participant token is dead
+        participant.save(update_fields=["left_at", "token_hash"])
         Ban.objects.create(
             room_id=participant.room_id,
             name_key=participant.name_key,

@@ -70,7 +70,13 @@ EVERYONES = ("ChatMessage", "FileDeleted", "History", "MessageEdited", "MessageD
 # Above every message id (the server's are 64-bit): `history()` from the newest.
 MESSAGE_ID_MAX = 2**63 - 1
 # Close codes after which reconnecting cannot help (PROTOCOL.md, Transport).
-FINAL_CLOSE_CODES = {4000: "room_closed", 4001: "kicked", 1008: "abuse", 1009: "frame_too_large"}
+FINAL_CLOSE_CODES = {
+    4000: "room_closed",
+    4001: "kicked",
+    4003: "replaced",  # the same participant resumed on another connection: let it have the room
+    1008: "abuse",
+    1009: "frame_too_large",
+}
 # Types a client never shares or opens from a sealed room, whatever it is told
 # (PROTOCOL.md: the clients apply the never-html-or-svg rule there).
 NEVER_SHARED = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml", "text/xml"})
@@ -155,6 +161,9 @@ class ChatClient:
         self.room: RoomInfo | None = None
         self.name: str | None = None
         self.owner_token: str | None = None
+        # This client's participant in its room (PROTOCOL.md, Conversations): a reconnect
+        # comes back as it, with its messages and uploads still its own.
+        self.participant_token: str | None = None
         self._key: str | None = None
         # A sealed room: the secret from the share link, the keys derived from it (None
         # until they match the room's key_check), and each shared file's card by id.
@@ -222,12 +231,21 @@ class ChatClient:
         return await self._enter_room(_Seat("", "", password), frame, "RoomCreated", secret)
 
     async def join_room(
-        self, join_key: str, name: str, password: str | None = None, *, secret: bytes | None = None
+        self,
+        join_key: str,
+        name: str,
+        password: str | None = None,
+        *,
+        secret: bytes | None = None,
+        participant_token: str | None = None,
     ) -> RoomInfo:
         """Join with a join key, or with a whole share link (`https://host/rooms/KEY/#k=...`),
         whose fragment holds a sealed room's secret (or pass `secret`). A sealed room
         joined without its secret shows nothing readable; with a secret that is not the
-        room's, the client leaves again and raises `ChatError` `link_wrong`."""
+        room's, the client leaves again and raises `ChatError` `link_wrong`.
+        `participant_token` (a client's `participant_token` from before, with its name):
+        come back as that participant, whose messages and uploads stay its own; its other
+        connection, if any, is closed (`ConnectionLost` `replaced` there)."""
         if "/rooms/" in join_key:
             link = join_key
             join_key = join_key_of(link)
@@ -237,6 +255,8 @@ class ChatClient:
                 except LinkError as exc:
                     raise ChatError("link_incomplete", str(exc)) from None
         frame = {"type": "JoinRoom", "join_key": join_key, "name": name, "password": password}
+        if participant_token:
+            frame["participant_token"] = participant_token
         room = await self._enter_room(_Seat(join_key, name, password), frame, "RoomJoined", secret)
         if room.sealed and secret is not None and self._sealed is None:
             await self.leave()
@@ -431,7 +451,7 @@ class ChatClient:
         except ChatError as exc:
             if exc.code != "not_in_room" or isinstance(exc, ConnectionLost):
                 raise
-        self._seat = self.room = self._key = self.name = self.owner_token = None
+        self._seat = self.room = self._key = self.name = self.owner_token = self.participant_token = None
         self._secret = self._sealed = None
         self._cards = {}
 
@@ -640,6 +660,7 @@ class ChatClient:
         if frame["type"] == "RoomCreated":
             self.owner_token = frame["owner_token"]
             seat = _Seat(self.room.join_key, self.room.owner, seat.password)
+        self.participant_token = frame.get("participant_token")
         if self._joining is not None:  # a new room, not a rejoin: ids start over
             self._last_id = 0
             self._oldest_id = None
@@ -770,6 +791,8 @@ class ChatClient:
             "since": self._last_id or None,
             "owner_token": self.owner_token,
         }
+        if self.participant_token:
+            frame["participant_token"] = self.participant_token
         try:
             await ws.send(json.dumps(frame))
             reply = json.loads(await ws.recv())

@@ -1,12 +1,17 @@
 """PROTOCOL.md, "Conversations", through config.asgi.application: older history a page
-at a time (`GetHistory`), replies (`reply_to`), edits and deletes."""
+at a time (`GetHistory`), replies (`reply_to`), edits, deletes, reactions, typing and
+resuming with a participant token."""
 
 import pytest
+from channels.db import database_sync_to_async
+from django.utils import timezone
 
-from chat.models import Message
+from chat import moderation
+from chat.models import Message, Participant
 from tests.helpers import (
     assert_open,
     close_all,
+    connect,
     create_room,
     decrypt,
     encrypt,
@@ -287,3 +292,73 @@ async def expect_closed_with_abuse(communicator) -> None:
     while (output := await communicator.receive_output(2))["type"] != "websocket.close":
         assert output["type"] == "websocket.send" and '"Typing"' not in output.get("text", "")
     assert output["code"] == 1008
+
+
+async def resume(token: str, name: str, join_key: str, client=("10.0.0.2", 5001), **fields) -> tuple:
+    """A new connection that joins with a participant token; (communicator, RoomJoined)."""
+    communicator = await connect(client=client)
+    await communicator.send_json_to(
+        {"type": "JoinRoom", "join_key": join_key, "name": name, "participant_token": token, **fields}
+    )
+    return communicator, await communicator.receive_json_from()
+
+
+async def test_a_present_participant_resumes_and_its_old_connection_closes_4003(room_of_two):
+    owner, bob, key = room_of_two.owner, room_of_two.member, room_of_two.key
+    token = room_of_two.joined["participant_token"]
+    assert len(token) >= 43 and room_of_two.created["participant_token"] != token
+    said = await say(bob, [owner, bob], key, "before")
+    again, joined = await resume(token, "BOB", room_of_two.join_key)  # names compare as names do
+    assert (joined["type"], joined["name"], joined["participant_token"]) == ("RoomJoined", "Bob", token)
+    assert await bob.receive_output(2) == {"type": "websocket.close", "code": 4003}  # no frame first
+    assert await owner.receive_nothing(timeout=0.2)  # no ParticipantLeft, no ParticipantJoined
+    assert (await again.receive_json_from())["type"] == "History"
+    await edit(again, said["id"], encrypt(key, "after"))  # still the author
+    assert (await again.receive_json_from())["type"] == "MessageEdited"
+    await again.send_json_to({"type": "GetMembers"})
+    assert (await again.receive_json_from())["participants"] == ["Owner", "Bob"]
+    await close_all(again)
+
+
+async def test_a_participant_that_left_comes_back_as_itself(room_of_two):
+    owner, bob, key = room_of_two.owner, room_of_two.member, room_of_two.key
+    token = room_of_two.joined["participant_token"]
+    said = await say(bob, [owner, bob], key, "mine")
+    await bob.send_json_to({"type": "LeaveRoom"})
+    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
+    again, joined = await resume(token, "Bob", room_of_two.join_key)
+    assert joined["participant_token"] == token
+    assert await owner.receive_json_from() == {"type": "ParticipantJoined", "name": "Bob"}
+    await again.receive_json_from()  # History
+    await again.send_json_to({"type": "DeleteMessage", "id": said["id"]})  # its message still
+    assert await again.receive_json_from() == {"type": "MessageDeleted", "id": said["id"]}
+    await close_all(again)
+
+
+async def test_tokens_that_do_not_resume(room_of_two):
+    owner, bob, key = room_of_two.owner, room_of_two.member, room_of_two.key
+    token = room_of_two.joined["participant_token"]
+    said = await say(bob, [owner, bob], key, "bob's")
+    other, refused = await resume(token, "Robert", room_of_two.join_key)
+    assert (refused["type"], refused["code"]) == ("Error", "invalid_field")  # the token is Bob's
+    stranger, joined = await resume("not-a-token", "Carol", room_of_two.join_key)  # a new one, no error
+    assert joined["type"] == "RoomJoined" and joined["participant_token"] != "not-a-token"
+    await stranger.receive_json_from()  # History
+    await edit(stranger, said["id"], encrypt(key, "hijack"))
+    await expect_error(stranger, "forbidden")
+    await database_sync_to_async(moderation.remove_participant)(
+        participant_id=(await Participant.objects.aget(name="Bob")).pk, now=timezone.now(), actor="test"
+    )
+    elsewhere, rejoined = await resume(token, "Bob", room_of_two.join_key, client=("10.0.0.9", 5000))
+    assert rejoined["participant_token"] != token  # a removed participant's token is dead
+    await close_all(other, stranger, elsewhere)
+
+
+async def test_the_name_check_comes_after_the_password_and_before_name_taken():
+    owner, created = await create_room(password="right")
+    token, join_key = created["participant_token"], created["room_info"]["join_key"]
+    wrong, refused = await resume(token, "Someone", join_key, password="wrong")
+    assert refused["code"] == "wrong_password"
+    other, refused = await resume("unknown", "Owner", join_key, password="right")
+    assert refused["code"] == "name_taken"  # an unknown token: a new participant, whose name is taken
+    await close_all(owner, wrong, other)

@@ -3,9 +3,19 @@ and the terminal chat's commands, against a real server."""
 
 import pytest
 
-from chatclient import ChatError, History, Message, MessageDeleted, MessageEdited, Reactions, Typing
+from chatclient import (
+    ChatError,
+    ConnectionLost,
+    History,
+    Message,
+    MessageDeleted,
+    MessageEdited,
+    Reactions,
+    Reconnected,
+    Typing,
+)
 from chatclient.cli import QUOTE_LENGTH, Output, command
-from tests.chatclient.conftest import next_of
+from tests.chatclient.conftest import CuttableProxy, next_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -144,3 +154,37 @@ async def reactions_of(client, names: tuple[str, ...]) -> Reactions:
     while (state := await next_of(client, Reactions)).reactions[0][1] != names:
         pass
     return state
+
+
+async def test_a_reconnect_comes_back_as_the_same_participant(server, clients):
+    proxy = CuttableProxy(server.port)
+    await proxy.start()
+    alice = await clients()
+    room = await alice.create_room("Resume", owner_name="Alice")
+    bob = await clients(proxy.url)
+    await bob.join_room(room.join_key, "Bob")
+    token = bob.participant_token
+    said = await bob.send("before the cut")
+    await proxy.cut()
+    await proxy.start()
+    assert isinstance(await next_of(bob, Reconnected), Reconnected)
+    assert bob.participant_token == token
+    edited = await bob.edit(said.id, "after the cut")  # still its author
+    assert edited.text == "after the cut"
+    assert await bob.members() == ["Alice", "Bob"]
+
+
+async def test_a_second_client_takes_the_participant_over(clients):
+    alice = await clients()
+    room = await alice.create_room("Tabs", owner_name="Alice")
+    first = await clients()
+    await first.join_room(room.join_key, "Bob")
+    said = await first.send("from the first")
+    second = await clients()
+    await second.join_room(room.join_key, "Bob", participant_token=first.participant_token)
+    with pytest.raises(ConnectionLost) as ended:
+        async for _ in first.events():
+            pass
+    assert (ended.value.code, ended.value.close_code) == ("replaced", 4003)  # and no reconnect
+    assert (await second.edit(said.id, "from the second")).text == "from the second"
+    assert await alice.members() == ["Alice", "Bob"]
