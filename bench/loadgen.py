@@ -284,6 +284,9 @@ class Client(Member):
         self.run.sent[content] = time.perf_counter()
         await self.ws.send(json.dumps({"type": "ChatMessage", "content": content}))
 
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(frame))
+
     async def close(self) -> None:
         self.closing = True
         await self.ws.close()
@@ -780,19 +783,51 @@ async def close_all(clients: list[Member]) -> None:
     await bounded(SETUP_CONCURRENCY, [client.close for client in clients])
 
 
+# What a --typing-share / --react-share frame sends, by turn (issue 18's mixed load).
+EMOJI = ("\U0001f44d", "\U0001f389", "\u2764\ufe0f", "\U0001f602")
+
+
 async def paced_sender(
-    client: Client, rate: float, offset: float, count: int | None, stop: asyncio.Event | None = None
+    client: Client,
+    rate: float,
+    offset: float,
+    count: int | None,
+    stop: asyncio.Event | None = None,
+    typing: float = 0.0,
+    react: float = 0.0,
 ) -> float:
-    """Send on a fixed schedule (start + i / rate), not sleep after send; returns max lag (s)."""
-    start, lag, index = time.perf_counter() + offset, 0.0, 0
-    while (count is None or index < count) and not (stop is not None and stop.is_set()):
-        due = start + index / rate
+    """Send on a fixed schedule (start + i / rate), not sleep after send; returns max lag (s).
+    `typing` and `react`: the shares of all frames that are `Typing` and `React` (on the
+    last message the sender saw, an emoji by turn, on and off), sent between the chat
+    messages, which keep `rate`: the frames go at rate / (1 - typing - react)."""
+    chat_share = 1.0 - typing - react
+    frame_rate = rate / chat_share
+    start, lag, index, chats, owed = time.perf_counter() + offset, 0.0, 0, 0, [0.0, 0.0]
+    while (count is None or chats < count) and not (stop is not None and stop.is_set()):
+        due = start + index / frame_rate
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         lag = max(lag, time.perf_counter() - due)
-        await client.send_chat(client.encrypt(f"{client.name} says hello #{index}"))
         index += 1
+        owed[0] += typing
+        owed[1] += react
+        if owed[1] >= 1 and client.last_id is not None:
+            owed[1] -= 1
+            turn = index % (2 * len(EMOJI))
+            frame = {
+                "type": "React",
+                "id": client.last_id,
+                "emoji": EMOJI[turn % len(EMOJI)],
+                "on": turn < len(EMOJI),
+            }
+            await client.send_frame(frame)
+        elif owed[0] >= 1:
+            owed[0] -= 1
+            await client.send_frame({"type": "Typing"})
+        else:
+            await client.send_chat(client.encrypt(f"{client.name} says hello #{chats}"))
+            chats += 1
     return lag
 
 
@@ -964,8 +999,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     gc.disable()
     began = time.perf_counter()
     try:
+        mix = {"typing": args.typing_share, "react": args.react_share}
         lags = await asyncio.gather(
-            *(paced_sender(sender, rate, k * step, count) for k, sender in enumerate(talkers))
+            *(paced_sender(sender, rate, k * step, count, **mix) for k, sender in enumerate(talkers))
         )
         stop.set()
         await sampler
@@ -1326,6 +1362,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--server-pid", type=int, default=None, help="sample this PID's VmRSS")
     p.add_argument("--sample-every", type=float, default=10.0)
     p.add_argument("--affinity", action="store_true", help="every member's socket carries the room hint")
+    p.add_argument("--typing-share", type=float, default=0.0, help="share of all frames that are Typing")
+    p.add_argument("--react-share", type=float, default=0.0, help="share of all frames that are React")
     args = parser.parse_args(argv)
     args.urls = args.url or ["ws://127.0.0.1:8000/ws/"]
     args.url = args.urls[0]

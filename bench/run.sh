@@ -9,6 +9,7 @@
 #   bash bench/run.sh hostile # 50 rooms chatting while one attacker per attack of issue 14 tries
 #   bash bench/run.sh relay   # issue 17's table: each load on bench/relay.py, then on one serve
 #   bash bench/run.sh processes # 1, 2, 4, 8 processes behind nginx with room affinity (issue 17)
+#   bash bench/run.sh mixed   # chat with and without 20 % Typing and 10 % React frames (issue 18)
 #   bash bench/run.sh         # both
 #
 # Figures go to stdout and, as JSON lines, to bench/results/<date>-<scenario>.json.
@@ -363,6 +364,25 @@ scale_processes() {
     done
 }
 
+# Issue 18: 200 rooms of 5 at 1,000 chat messages/s, with and without 20 % of all frames
+# Typing and 10 % React (on the last message each sender saw), three runs of each,
+# alternating, each on a fresh process; the chat's latency is what is compared.
+mixed_frames() {
+    echo "== chat with and without Typing and React, one process =="
+    local port=8570
+    for round in 1 2 3; do
+        for mix in plain mixed; do
+            port=$((port + 1))
+            start_one "$port" CHAT_RATE_BURST=100000 CHAT_RATE_SUSTAINED=100000
+            local extra=()
+            [ "$mix" = mixed ] && extra=(--typing-share 0.2 --react-share 0.1)
+            $LOADGEN --json --url "ws://127.0.0.1:$port/ws/" soak --rooms 200 --members 5 --senders 5 --rate 5 \
+                --duration 30 --server-pid "${PIDS[0]}" "${extra[@]}" | record "mixed-$mix-$round" || true
+            stop_servers
+        done
+    done
+}
+
 case "${1:-all}" in
     one) one_process ;;
     files) files_one ;;
@@ -372,6 +392,7 @@ case "${1:-all}" in
     hostile) hostile_one ;;
     relay) relay_table ;;
     processes) scale_processes ;;
+    mixed) mixed_frames ;;
     all) one_process; files_one; two_processes ;;
-    *) echo "usage: bench/run.sh [one|files|soak|two|redis|hostile|relay|processes|all]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [one|files|soak|two|redis|hostile|relay|processes|mixed|all]" >&2; exit 2 ;;
 esac

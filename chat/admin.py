@@ -7,10 +7,18 @@ password hash, the room key and the owner token hash are never shown, and neithe
 message content (ciphertext: the admin cannot read it and does not pretend to).
 """
 
+from uuid import UUID
+
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, Q, QuerySet
-from django.http import HttpRequest
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
 from chat import moderation
 from chat.models import Message, Participant, Room
@@ -104,17 +112,81 @@ class PasswordFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ParticipantInline(admin.TabularInline):
-    model = Participant
-    fields = ["name", "role", "joined_at", "left_at", "last_seen", "address"]
-    readonly_fields = fields
+def moderation_button(url: str, label: str) -> str:
+    """A button on the room's page that posts its form (and so its CSRF token) to `url`."""
+    return format_html(
+        '<button type="submit" class="button" formmethod="post" formaction="{}">{}</button>', url, label
+    )
+
+
+class ModeratedInline(admin.TabularInline):
+    """An inline of the room's page, read-only, with a moderation button on each row for
+    those who may moderate (Django's delete permission on the model)."""
+
     extra = 0
     can_delete = False
-    ordering = PARTICIPANT_ORDERING
-    verbose_name_plural = "participants (present and past)"
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+    def get_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        fields = list(self.fields or [])
+        opts = self.model._meta
+        if request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}"):
+            fields.append("moderate")
+        return fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        return self.get_fields(request, obj)
+
+
+class ParticipantInline(ModeratedInline):
+    model = Participant
+    fields = ["name", "role", "joined_at", "left_at", "last_seen", "address"]
+    ordering = PARTICIPANT_ORDERING
+    verbose_name_plural = "participants (present and past)"
+
+    @admin.display(description="")
+    def moderate(self, participant: Participant) -> str:
+        if participant.left_at is not None:
+            return ""
+        url = reverse("admin:chat_room_remove", args=[participant.room_id, participant.pk])
+        return moderation_button(url, "Remove")
+
+
+# Messages a room's admin page lists (the newest): a room may hold millions.
+ROOM_PAGE_MESSAGES = 50
+
+
+class NewestMessages(BaseInlineFormSet):
+    def get_queryset(self) -> QuerySet:
+        return super().get_queryset()[:ROOM_PAGE_MESSAGES]
+
+
+class MessageInline(ModeratedInline):
+    model = Message
+    formset = NewestMessages
+    fields = ["id", "sender", "sent_at", "kind", "length"]
+    ordering = ["-id"]
+    verbose_name_plural = f"messages (the newest {ROOM_PAGE_MESSAGES}; their ciphertext is not shown)"
+
+    @admin.display(description="kind")
+    def kind(self, message: Message) -> str:
+        return message_kind(message)
+
+    @admin.display(description="characters")
+    def length(self, message: Message) -> int:
+        return len(message.content)
+
+    @admin.display(description="")
+    def moderate(self, message: Message) -> str:
+        return moderation_button(
+            reverse("admin:chat_room_delete_message", args=[message.room_id, message.pk]), "Delete"
+        )
+
+
+def message_kind(message: Message) -> str:
+    return "file link" if message.content.startswith("[File: ") else "ciphertext (not readable here)"
 
 
 @admin.register(Room)
@@ -126,8 +198,72 @@ class RoomAdmin(ReadOnlyAdmin):
         "name", "description", "join_key", "has_password", "sealed", "owner_name", "created_at", "closed_at",
     ]  # fmt: skip
     readonly_fields = fields
-    inlines = [ParticipantInline]
+    inlines = [ParticipantInline, MessageInline]
     actions = ["close_rooms", "delete_rooms"]
+
+    def get_urls(self) -> list:
+        """The room page's own moderation (issue 18): each a POST from its button."""
+        view = self.admin_site.admin_view
+        return [
+            path("<uuid:room_id>/close/", view(self.close_view), name="chat_room_close"),
+            path(
+                "<uuid:room_id>/remove/<int:participant_id>/", view(self.remove_view), name="chat_room_remove"
+            ),
+            path(
+                "<uuid:room_id>/delete-message/<int:message_id>/",
+                view(self.delete_message_view),
+                name="chat_room_delete_message",
+            ),
+            *super().get_urls(),
+        ]
+
+    def moderated(self, request: HttpRequest, room_id: UUID) -> Room:
+        if not self.has_moderate_permission(request):
+            raise PermissionDenied
+        return Room.objects.get(pk=room_id)
+
+    def back_to(self, room: Room) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:chat_room_change", args=[room.pk]))
+
+    @method_decorator(require_POST)
+    def close_view(self, request: HttpRequest, room_id: UUID) -> HttpResponseRedirect:
+        room = self.moderated(request, room_id)
+        if moderation.close_room(room_id=room.pk, now=timezone.now(), actor=actor(request)):
+            self.log_change(request, room, "Closed the room.")
+            self.message_user(request, f"Closed {room}: everyone in it was disconnected.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"{room} was closed already.", messages.WARNING)
+        return self.back_to(room)
+
+    @method_decorator(require_POST)
+    def remove_view(self, request: HttpRequest, room_id: UUID, participant_id: int) -> HttpResponseRedirect:
+        room = self.moderated(request, room_id)
+        participant = Participant.objects.filter(pk=participant_id, room=room).first()
+        if participant is not None and moderation.remove_participant(
+            participant_id=participant.pk, now=timezone.now(), actor=actor(request)
+        ):
+            self.log_change(request, participant, "Removed from the room.")
+            self.message_user(request, f"Removed {participant.name} from {room}.", messages.SUCCESS)
+        else:
+            gone = [participant] if participant is not None else []
+            self.message_user(
+                request, already_gone_message(gone) if gone else "No such participant.", messages.WARNING
+            )
+        return self.back_to(room)
+
+    @method_decorator(require_POST)
+    def delete_message_view(
+        self, request: HttpRequest, room_id: UUID, message_id: int
+    ) -> HttpResponseRedirect:
+        room = self.moderated(request, room_id)
+        message = Message.objects.filter(pk=message_id, room=room).first()
+        if message is not None:
+            self.log_deletions(request, [message])
+            moderation.delete_messages(message_ids=[message.pk], actor=actor(request))
+            self.message_user(request, f"Deleted message {message_id}.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"Message {message_id} was deleted already.", messages.WARNING)
+        return self.back_to(room)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
@@ -243,7 +379,7 @@ class MessageAdmin(ReadOnlyAdmin):
 
     @admin.display(description="kind")
     def kind(self, message: Message) -> str:
-        return "file link" if message.content.startswith("[File: ") else "ciphertext (not readable here)"
+        return message_kind(message)
 
     @admin.display(description="characters")
     def length(self, message: Message) -> int:

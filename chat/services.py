@@ -513,14 +513,13 @@ message_deleted = Signal()
 
 
 def _room_step(seat: Seat) -> int:
-    """Take the room's next sequence number for an edit or a delete, so that every
-    process hands it out after the message it changes (chat/hub.py orders a room's
-    events by it); the room row stays locked until the transaction ends. The seat is
-    checked first (`SeatGone`), and a closed room is `room_closed`."""
-    seat_check(seat=seat)
-    stepped = sql.room_step(seat.room_id)
+    """Take the room's next sequence number for an edit, a delete or a reaction, so that
+    every process hands it out after the message it changes (chat/hub.py orders a
+    room's events by it); the room row stays locked until the transaction ends. A seat
+    no longer present is its `SeatGone`, a closed room `room_closed`."""
+    stepped = sql.room_step(seat.room_id, seat.participant_id)
     if stepped is None:
-        raise ProtocolError(ErrorCode.ROOM_CLOSED)
+        raise seat_gone(seat.participant_id) or ProtocolError(ErrorCode.ROOM_CLOSED)
     return stepped
 
 
@@ -571,18 +570,23 @@ def message_react(*, seat: Seat, message_id: int, emoji: str, on: bool) -> tuple
     past REACTIONS_PER_MESSAGE distinct ones is `quota_exceeded`, and nothing changes."""
     with transaction.atomic():
         step = _room_step(seat)
-        if not Message.objects.filter(pk=message_id, room_id=seat.room_id).exists():
-            raise ProtocolError(ErrorCode.MESSAGE_NOT_FOUND)
         mine = Reaction.objects.filter(message_id=message_id, participant_id=seat.participant_id, emoji=emoji)
-        if not on:
-            mine.delete()
-        elif not mine.exists():
-            given = set(Reaction.objects.filter(message_id=message_id).values_list("emoji", flat=True))
-            if emoji not in given and len(given) >= settings.REACTIONS_PER_MESSAGE:
+        if on:
+            changed = sql.reaction_add(
+                seat.room_id,
+                message_id,
+                seat.participant_id,
+                seat.name,
+                emoji,
+                settings.REACTIONS_PER_MESSAGE,
+            )
+        else:
+            changed = mine.filter(message__room_id=seat.room_id).delete()[0] > 0
+        if not changed:  # why not: the cheap path above is the common one
+            if not Message.objects.filter(pk=message_id, room_id=seat.room_id).exists():
+                raise ProtocolError(ErrorCode.MESSAGE_NOT_FOUND)
+            if on and not mine.exists():
                 raise ProtocolError(
                     ErrorCode.QUOTA_EXCEEDED, "This message has as many different reactions as it may."
                 )
-            Reaction.objects.create(
-                message_id=message_id, participant_id=seat.participant_id, name=seat.name, emoji=emoji
-            )
         return step, selectors.reactions_of([message_id]).get(message_id, [])

@@ -151,17 +151,39 @@ def insert_message(
         return found[0][0], bumped[0][0]
 
 
-def room_step(room_id: UUID) -> int | None:
-    """Take an open room's next sequence number (the room row stays locked until the
-    transaction commits); None when the room is closed or gone."""
+def room_step(room_id: UUID, participant_id: int) -> int | None:
+    """Take an open room's next sequence number for a change by a present seat (the room
+    row stays locked until the transaction commits); None when the room is closed or
+    gone, or the seat no longer present."""
     from chat.models import Room
 
+    seated, seated_params = _seat_present(participant_id)
     found = rows(
-        f"UPDATE {table(Room)} SET message_seq = message_seq + 1 WHERE id = %s AND closed_at IS NULL "
+        f"UPDATE {table(Room)} SET message_seq = message_seq + 1 WHERE id = %s AND closed_at IS NULL{seated} "
         "RETURNING message_seq",
-        [prep(Room, "id", room_id)],
+        [prep(Room, "id", room_id), *seated_params],
     )
     return found[0][0] if found else None
+
+
+def reaction_add(
+    room_id: UUID, message_id: int, participant_id: int, name: str, emoji: str, most: int
+) -> bool:
+    """Store a participant's emoji on a message of the room, unless it is there already
+    or the message would pass `most` distinct emoji; True if a row was added."""
+    from chat.models import Message, Reaction
+
+    reaction = table(Reaction)
+    added = rows(
+        f"INSERT INTO {reaction} (message_id, participant_id, name, emoji) SELECT %s, %s, %s, %s "
+        f"WHERE EXISTS (SELECT 1 FROM {table(Message)} WHERE id = %s AND room_id = %s) "
+        f"AND (EXISTS (SELECT 1 FROM {reaction} WHERE message_id = %s AND emoji = %s) "
+        f"OR (SELECT COUNT(DISTINCT emoji) FROM {reaction} WHERE message_id = %s) < %s) "
+        "ON CONFLICT DO NOTHING RETURNING id",
+        [message_id, participant_id, name, emoji, message_id, prep(Message, "room", room_id)]
+        + [message_id, emoji, message_id, most],
+    )
+    return bool(added)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import re
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import AsyncClient
 
 from chat.models import Ban, Message, Participant, Room
@@ -307,3 +307,78 @@ async def test_removing_a_mix_counts_the_removed_and_names_those_already_gone(bo
     # The present Bob hears that Carol left, and nothing else: he was not kicked.
     assert await bob.receive_json_from() == {"type": "ParticipantLeft", "name": "Carol"}
     assert await bob.receive_nothing(0.2)
+
+
+# --- The room's own page (issue 18) ---------------------------------------------------
+
+
+async def room_page(client: AsyncClient, room_id: str) -> str:
+    response = await client.get(f"/admin/chat/room/{room_id}/change/")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+async def press(client: AsyncClient, url: str) -> None:
+    """A moderation button: its form posted to its formaction (with the page's CSRF token)."""
+    response = await client.post(url, {})
+    assert response.status_code == 302, response.content[:300]
+
+
+async def test_the_room_page_carries_the_moderation(room_of_two):
+    owner, bob, key = room_of_two.owner, room_of_two.member, room_of_two.key
+    await bob.send_json_to({"type": "ChatMessage", "content": encrypt(key, "spam")})
+    spam = (await owner.receive_json_from())["id"]
+    await bob.receive_json_from()
+    client = await staff_client()
+    room_id = room_of_two.id
+    bob_row = await Participant.objects.aget(name="Bob")
+    page = await room_page(client, room_id)
+    assert "Back to the list of rooms" in page and ">Close</a>" not in page
+    close_url, remove_url, delete_url = (
+        f"/admin/chat/room/{room_id}/close/",
+        f"/admin/chat/room/{room_id}/remove/{bob_row.pk}/",
+        f"/admin/chat/room/{room_id}/delete-message/{spam}/",
+    )
+    for url in (close_url, remove_url, delete_url):
+        assert f'formaction="{url}"' in page
+    assert (await client.get(delete_url)).status_code == 405  # only a POST moderates
+
+    await press(client, delete_url)
+    for communicator in (owner, bob):
+        assert await communicator.receive_json_from() == {"type": "MessageDeleted", "id": spam}
+    assert not await Message.objects.filter(pk=spam).aexists()
+
+    await press(client, remove_url)
+    await expect_error(bob, "kicked")
+    await expect_closed(bob, 4001)
+    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
+    assert f"/remove/{bob_row.pk}/" not in await room_page(client, room_id)  # gone: no button
+
+    await press(client, close_url)
+    await expect_error(owner, "room_closed")
+    await expect_closed(owner, 4000)
+    assert (await Room.objects.aget(pk=room_id)).closed_at is not None
+    assert "Close room" not in await room_page(client, room_id)
+    assert (
+        await LogEntry.objects.filter(
+            change_message__in=["Removed from the room.", "Closed the room."]
+        ).acount()
+        == 2
+    )
+
+
+async def test_the_room_page_moderates_only_for_moderators(room_of_two):
+    """Staff who may only view rooms see no buttons, and a post is refused."""
+
+    def viewer() -> User:
+        user = User.objects.create_user(f"viewer{os.urandom(4).hex()}", "v@example.org", "pw", is_staff=True)
+        user.user_permissions.add(Permission.objects.get(codename="view_room"))
+        return user
+
+    client = AsyncClient()
+    await client.aforce_login(await database_sync_to_async(viewer)())
+    page = await room_page(client, room_of_two.id)
+    assert "Close room" not in page and "formaction" not in page
+    response = await client.post(f"/admin/chat/room/{room_of_two.id}/close/", {})
+    assert response.status_code == 403
+    assert (await Room.objects.aget(pk=room_of_two.id)).closed_at is None
