@@ -163,30 +163,30 @@ class NewestMessages(BaseInlineFormSet):
         return super().get_queryset()[:ROOM_PAGE_MESSAGES]
 
 
-class MessageInline(ModeratedInline):
+class MessageColumns:
+    """What the admin shows of a message: never its content, which it cannot read."""
+
+    @admin.display(description="kind")
+    def kind(self, message: Message) -> str:
+        return "file link" if message.content.startswith("[File: ") else "ciphertext (not readable here)"
+
+    @admin.display(description="characters")
+    def length(self, message: Message) -> int:
+        return len(message.content)
+
+
+class MessageInline(MessageColumns, ModeratedInline):
     model = Message
     formset = NewestMessages
     fields = ["id", "sender", "sent_at", "kind", "length"]
     ordering = ["-id"]
     verbose_name_plural = f"messages (the newest {ROOM_PAGE_MESSAGES}; their ciphertext is not shown)"
 
-    @admin.display(description="kind")
-    def kind(self, message: Message) -> str:
-        return message_kind(message)
-
-    @admin.display(description="characters")
-    def length(self, message: Message) -> int:
-        return len(message.content)
-
     @admin.display(description="")
     def moderate(self, message: Message) -> str:
         return moderation_button(
             reverse("admin:chat_room_delete_message", args=[message.room_id, message.pk]), "Delete"
         )
-
-
-def message_kind(message: Message) -> str:
-    return "file link" if message.content.startswith("[File: ") else "ciphertext (not readable here)"
 
 
 @admin.register(Room)
@@ -369,21 +369,13 @@ class ParticipantAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdmin):
+class MessageAdmin(MessageColumns, ReadOnlyAdmin):
     list_display = ["id", "room", "sender", "sent_at", "kind", "length"]
     search_fields = ["sender", "=room__join_key"]
     list_select_related = ["room"]
     fields = ["id", "room", "sender", "sent_at", "kind", "length"]
     readonly_fields = fields
     actions = ["delete_messages"]
-
-    @admin.display(description="kind")
-    def kind(self, message: Message) -> str:
-        return message_kind(message)
-
-    @admin.display(description="characters")
-    def length(self, message: Message) -> int:
-        return len(message.content)
 
     def delete_model(self, request: HttpRequest, obj: Message) -> None:
         moderation.delete_messages(message_ids=[obj.pk], actor=actor(request))

@@ -35,6 +35,7 @@ from files.models import SharedFile
 from files.services import file_record, scan_and_store
 
 __all__ = [
+    "HISTORY_ENTRY",
     "decrypt",
     "encrypt",
     "connect",
@@ -65,6 +66,10 @@ __all__ = [
     "seat_in_new_room",
     "stored_file",
 ]
+
+
+# The fields of a History entry (PROTOCOL.md, Conversations).
+HISTORY_ENTRY = {"id", "sender", "content", "sent_at", "reply_to", "edited_at", "reactions"}
 
 
 # --- Sockets --------------------------------------------------------------------------

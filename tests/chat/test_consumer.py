@@ -10,6 +10,7 @@ from django.utils import timezone
 from chat import presence, services
 from chat.models import Message, Participant, Room
 from tests.helpers import (
+    HISTORY_ENTRY,
     assert_open,
     close_all,
     connect,
@@ -93,15 +94,7 @@ async def test_history_for_late_joiners_and_since(room):
     assert history["type"] == "History"
     assert [m["id"] for m in history["messages"]] == ids
     assert [decrypt(key, m["content"]) for m in history["messages"]] == ["m0", "m1", "m2"]
-    assert set(history["messages"][0]) == {
-        "id",
-        "sender",
-        "content",
-        "sent_at",
-        "reply_to",
-        "edited_at",
-        "reactions",
-    }
+    assert set(history["messages"][0]) == HISTORY_ENTRY
     # A History entry is the broadcast plus what can change later (edits, reactions).
     later_state = ("edited_at", "reactions")
     assert [{"type": "ChatMessage", **without(m, later_state)} for m in history["messages"]] == live

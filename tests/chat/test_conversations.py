@@ -9,6 +9,7 @@ from django.utils import timezone
 from chat import moderation
 from chat.models import Message, Participant
 from tests.helpers import (
+    HISTORY_ENTRY,
     assert_open,
     close_all,
     connect,
@@ -51,7 +52,7 @@ async def test_older_history_comes_a_page_at_a_time(room):
     assert [m["id"] for m in newest["messages"]] == ids[3:6]  # the newest three older ones, oldest first
     assert [decrypt(key, m["content"]) for m in newest["messages"]] == ["m3", "m4", "m5"]
     entry = newest["messages"][0]
-    assert set(entry) == {"id", "sender", "content", "sent_at", "reply_to", "edited_at", "reactions"}
+    assert set(entry) == HISTORY_ENTRY
     assert entry["reply_to"] is None and entry["edited_at"] is None and entry["reactions"] == []
 
     older = await page(owner, before=newest["messages"][0]["id"])  # default limit: 50

@@ -11,7 +11,7 @@ from django.utils import timezone
 from chat import selectors, services
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Participant, Room
-from tests.helpers import join_seat, make_room
+from tests.helpers import HISTORY_ENTRY, join_seat, make_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,7 +74,7 @@ def test_history_is_the_newest_after_since_oldest_first():
     history = selectors.history_since(room_id=room.pk, since=None, limit=3)
     assert [entry["id"] for entry in history] == ids[2:]
     assert [entry["content"] for entry in history] == ["c2", "c3", "c4"]
-    assert set(history[0]) == {"id", "sender", "content", "sent_at", "reply_to", "edited_at", "reactions"}
+    assert set(history[0]) == HISTORY_ENTRY
     assert history[0]["sender"] == "Owner" and history[0]["sent_at"].endswith("Z")
     assert [e["id"] for e in selectors.history_since(room_id=room.pk, since=ids[0], limit=10)] == ids[1:]
     assert selectors.history_since(room_id=room.pk, since=ids[-1], limit=10) == []

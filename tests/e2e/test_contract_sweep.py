@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.servers import manage
 from tests.e2e.wsclient import Client, handshake_status
+from tests.helpers import HISTORY_ENTRY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -1207,15 +1208,7 @@ async def test_rooms_order_and_history(sqlite_env, servers, command):
         if expected:
             assert [m["id"] for m in history["messages"]] == expected, (since, history)
             for message in history["messages"]:
-                assert set(message) == {
-                    "id",
-                    "sender",
-                    "content",
-                    "sent_at",
-                    "reply_to",
-                    "edited_at",
-                    "reactions",
-                }, message
+                assert set(message) == HISTORY_ENTRY, message
                 utc(message["sent_at"])
         # "omitted when empty": the next frame answers the next request.
         assert (await late.ask(type="GetMembers"))["type"] == "Members"
