@@ -485,8 +485,11 @@ async def remember_room(conn: Connection, seat: services.Seat) -> None:
 
 
 def history_estimate(count: int) -> int:
-    """The most a History frame of `count` messages can be: each of the longest content
-    (4 bytes a character at worst is not assumed: content is base64)."""
+    """What a History frame of `count` messages is reserved as: each of the longest
+    content (4 bytes a character at worst is not assumed: content is base64). Reactions
+    are not counted: a message's are bounded (REACTIONS_PER_MESSAGE_IN_ALL names), and
+    reserving for the most of them would hold every join behind a NAT back for a room
+    nobody reacts in (docs/protocol-notes.md, "Reactions")."""
     return count * (settings.CHAT_MAX_CONTENT + 512)
 
 

@@ -567,7 +567,8 @@ def message_delete(*, seat: Seat, message_id: int, now: datetime) -> tuple[int, 
 def message_react(*, seat: Seat, message_id: int, emoji: str, on: bool) -> tuple[int, list[dict]]:
     """Add (`on`) or take back the seat's `emoji` on a message of its room; returns the
     change's room sequence number and the message's whole reaction state. A new emoji
-    past REACTIONS_PER_MESSAGE distinct ones is `quota_exceeded`, and nothing changes."""
+    past REACTIONS_PER_MESSAGE distinct ones, or a reaction past
+    REACTIONS_PER_MESSAGE_IN_ALL, is `quota_exceeded`, and nothing changes."""
     with transaction.atomic():
         step = _room_step(seat)
         mine = Reaction.objects.filter(message_id=message_id, participant_id=seat.participant_id, emoji=emoji)
@@ -578,7 +579,8 @@ def message_react(*, seat: Seat, message_id: int, emoji: str, on: bool) -> tuple
                 seat.participant_id,
                 seat.name,
                 emoji,
-                settings.REACTIONS_PER_MESSAGE,
+                kinds=settings.REACTIONS_PER_MESSAGE,
+                in_all=settings.REACTIONS_PER_MESSAGE_IN_ALL,
             )
         else:
             changed = mine.filter(message__room_id=seat.room_id).delete()[0] > 0
@@ -586,7 +588,5 @@ def message_react(*, seat: Seat, message_id: int, emoji: str, on: bool) -> tuple
             if not Message.objects.filter(pk=message_id, room_id=seat.room_id).exists():
                 raise ProtocolError(ErrorCode.MESSAGE_NOT_FOUND)
             if on and not mine.exists():
-                raise ProtocolError(
-                    ErrorCode.QUOTA_EXCEEDED, "This message has as many different reactions as it may."
-                )
+                raise ProtocolError(ErrorCode.QUOTA_EXCEEDED, "This message has as many reactions as it may.")
         return step, selectors.reactions_of([message_id]).get(message_id, [])

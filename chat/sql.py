@@ -167,10 +167,11 @@ def room_step(room_id: UUID, participant_id: int) -> int | None:
 
 
 def reaction_add(
-    room_id: UUID, message_id: int, participant_id: int, name: str, emoji: str, most: int
+    room_id: UUID, message_id: int, participant_id: int, name: str, emoji: str, *, kinds: int, in_all: int
 ) -> bool:
-    """Store a participant's emoji on a message of the room, unless it is there already
-    or the message would pass `most` distinct emoji; True if a row was added."""
+    """Store a participant's emoji on a message of the room, unless it is there already,
+    or the message would pass `kinds` distinct emoji or `in_all` reactions; True if a
+    row was added."""
     from chat.models import Message, Reaction
 
     reaction = table(Reaction)
@@ -179,9 +180,10 @@ def reaction_add(
         f"WHERE EXISTS (SELECT 1 FROM {table(Message)} WHERE id = %s AND room_id = %s) "
         f"AND (EXISTS (SELECT 1 FROM {reaction} WHERE message_id = %s AND emoji = %s) "
         f"OR (SELECT COUNT(DISTINCT emoji) FROM {reaction} WHERE message_id = %s) < %s) "
+        f"AND (SELECT COUNT(*) FROM {reaction} WHERE message_id = %s) < %s "
         "ON CONFLICT DO NOTHING RETURNING id",
         [message_id, participant_id, name, emoji, message_id, prep(Message, "room", room_id)]
-        + [message_id, emoji, message_id, most],
+        + [message_id, emoji, message_id, kinds, message_id, in_all],
     )
     return bool(added)
 

@@ -360,6 +360,9 @@ CHAT_MAX_CONTENT = env.int("CHAT_MAX_CONTENT", 65536)
 CHAT_EDIT_WINDOW = env.int("CHAT_EDIT_WINDOW", 86400)
 # Distinct emoji one message may hold (PROTOCOL.md, Conversations).
 REACTIONS_PER_MESSAGE = env.int("REACTIONS_PER_MESSAGE", 20)
+# Reactions (one person's emoji) one message may hold in all: each is a name in every
+# History entry and Reactions frame of that message, so it bounds their size.
+REACTIONS_PER_MESSAGE_IN_ALL = env.int("REACTIONS_PER_MESSAGE_IN_ALL", 500)
 # Typing frames a connection may send a second (burst: twice that) before the extra ones,
 # dropped without an answer anyway, count toward the 1008 rule (ABUSE_RATE_LIMITED_FRAMES).
 TYPING_FRAMES_PER_SECOND = env.float("TYPING_FRAMES_PER_SECOND", 10)

@@ -259,9 +259,12 @@ async def test_reactions_that_are_refused(room_of_two, settings):
             assert (await communicator.receive_json_from())["type"] == "Reactions"
     await react(owner, said["id"], "🎉")
     await expect_error(owner, "quota_exceeded")
+    settings.REACTIONS_PER_MESSAGE_IN_ALL = 3  # Bob's two, and Owner's first
     await react(owner, said["id"], "👍")  # an emoji already there is still welcome
     (state,) = {(await c.receive_json_from())["reactions"][0]["names"][-1] for c in (owner, bob)}
     assert state == "Owner"
+    await react(owner, said["id"], "❤️")  # a fourth reaction in all: past the bound
+    await expect_error(owner, "quota_exceeded")
     assert await bob.receive_nothing(timeout=0.1)
 
 
