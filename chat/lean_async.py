@@ -16,10 +16,13 @@ class EventQueue:
     """The ASGI events waiting for a socket's app: `put_nowait`, `get`, `empty` and
     `qsize` as in `asyncio.Queue`, unbounded (uvicorn bounds it by pausing reads)."""
 
-    __slots__ = ("items", "getters")
+    __slots__ = ("items", "head", "getters")
 
     def __init__(self) -> None:
+        # Items from `head` on wait; those before it were taken. One read of the socket
+        # can queue thousands of small frames: taking from the front stays O(1).
         self.items: list[Any] = []
+        self.head = 0
         self.getters: list[asyncio.Future[None]] = []
 
     def put_nowait(self, item: Any) -> None:
@@ -31,20 +34,25 @@ class EventQueue:
                 getter.set_result(None)
 
     async def get(self) -> Any:
-        while not self.items:
+        while self.empty():
             getter = asyncio.get_running_loop().create_future()
             self.getters.append(getter)
             try:
                 await getter
             finally:
                 self.getters.remove(getter)
-        return self.items.pop(0)
+        item, self.items[self.head] = self.items[self.head], None
+        self.head += 1
+        if self.head == len(self.items):
+            self.items.clear()
+            self.head = 0
+        return item
 
     def empty(self) -> bool:
-        return not self.items
+        return self.head == len(self.items)
 
     def qsize(self) -> int:
-        return len(self.items)
+        return len(self.items) - self.head
 
 
 class Flag:

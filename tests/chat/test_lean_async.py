@@ -21,8 +21,11 @@ async def test_the_queue_hands_items_out_in_order() -> None:
     for item in range(3):
         queue.put_nowait(item)
     assert queue.qsize() == 3
-    assert [await queue.get() for _ in range(3)] == [0, 1, 2]
-    assert queue.empty()
+    assert await queue.get() == 0
+    queue.put_nowait(3)  # while others wait
+    assert queue.qsize() == 3
+    assert [await queue.get() for _ in range(3)] == [1, 2, 3]
+    assert queue.empty() and queue.items == []  # nothing held once drained
 
 
 async def test_a_reader_waits_for_the_next_item() -> None:
