@@ -188,6 +188,10 @@ def reaction_add(
     return bool(added)
 
 
+# Messages one INSERT of a batch stores (7 parameters each).
+INSERT_ROWS = 1000
+
+
 @dataclass(frozen=True)
 class NewMessage:
     room_id: UUID
@@ -330,27 +334,33 @@ def _insert_rows(
     stored: list[tuple[int, int] | None] = [None] * len(messages)
     if not bumped:
         return stored
-    params: list[Any] = []
+    rows_: list[list[Any]] = []
     numbered: list[tuple[int, Any, int]] = []  # (index, room key, seq)
     for key, last in sorted(bumped, key=lambda row: str(row[0])):
         indices = by_room[key]
         for offset, index in enumerate(indices):
             message, seq = messages[index], last - len(indices) + 1 + offset
             numbered.append((index, key, seq))
-            params += [
-                key,
-                seq,
-                prep(Message, "sender", message.sender),
-                message.content,
-                prep(Message, "sent_at", message.sent_at),
-                message.reply_to,
-                message.participant_id,
-            ]
-    found = run(
-        f"INSERT INTO {table(Message)} (room_id, seq, sender, content, sent_at, reply_to, author) VALUES "
-        f"{', '.join(['(%s, %s, %s, %s, %s, %s, %s)'] * len(numbered))} RETURNING id, room_id, seq",
-        params,
-    )
+            rows_.append(
+                [
+                    key,
+                    seq,
+                    prep(Message, "sender", message.sender),
+                    message.content,
+                    prep(Message, "sent_at", message.sent_at),
+                    message.reply_to,
+                    message.participant_id,
+                ]
+            )
+    found: list[tuple] = []
+    # At most INSERT_ROWS rows a statement: SQLite takes at most 32,766 parameters in one.
+    for start in range(0, len(rows_), INSERT_ROWS):
+        chunk = rows_[start : start + INSERT_ROWS]
+        found += run(
+            f"INSERT INTO {table(Message)} (room_id, seq, sender, content, sent_at, reply_to, author) VALUES "
+            f"{', '.join(['(%s, %s, %s, %s, %s, %s, %s)'] * len(chunk))} RETURNING id, room_id, seq",
+            [value for row in chunk for value in row],
+        )
     # (RETURNING promises no row order on SQLite: match rows by their room and sequence.)
     ids = {(key, seq): message_id for message_id, key, seq in found}
     for index, key, seq in numbered:

@@ -1,5 +1,6 @@
 """Services against the database, without sockets."""
 
+import sqlite3
 import threading
 from array import array
 from datetime import timedelta
@@ -161,3 +162,30 @@ def test_a_batch_stores_its_replies_to_the_rooms_own_messages_only():
     stored = Message.objects.filter(room=room).order_by("seq").values_list("content", "reply_to", "author")
     me = seat.participant_id  # each message remembers its author's seat, for edits and deletes
     assert list(stored) == [("q", None, me), ("a1", question, me), ("a4", None, me)]
+
+
+def test_a_batch_larger_than_one_statement_takes_is_stored_whole():
+    """SQLite's default build takes at most 32,766 parameters a statement (Debian's
+    raises it; the test puts the default back): 5,000 messages (35,000) go in statements
+    of INSERT_ROWS, in one transaction, numbered without a gap."""
+    room, seat, _ = make_room()
+    now = timezone.now()
+    batch = [sql.NewMessage(room.pk, seat.name, f"m{n}", now, seat.participant_id) for n in range(5000)]
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        driver = connection.connection
+        was = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        driver.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32766)
+        try:
+            stored = services.messages_post(batch)
+        finally:
+            driver.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, was)
+    else:
+        stored = services.messages_post(batch)
+    assert [seq for _, seq in stored] == list(range(1, 5001))
+    assert list(Message.objects.filter(room=room).order_by("seq").values_list("content", flat=True)[:3]) == [
+        "m0",
+        "m1",
+        "m2",
+    ]
+    assert Message.objects.filter(room=room).count() == 5000
