@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 
 from chat import moderation
 from chat.models import Message, Participant, Room
+from chat.protocol import FILE_MESSAGE_PREFIX
 
 # Who is present first (a name's stale rows from before a reconnect come after it), then
 # the most recent: newest join among the present, latest departure among those who left.
@@ -168,7 +169,11 @@ class MessageColumns:
 
     @admin.display(description="kind")
     def kind(self, message: Message) -> str:
-        return "file link" if message.content.startswith("[File: ") else "ciphertext (not readable here)"
+        return (
+            "file link"
+            if message.content.startswith(FILE_MESSAGE_PREFIX)
+            else "ciphertext (not readable here)"
+        )
 
     @admin.display(description="characters")
     def length(self, message: Message) -> int:
