@@ -8,7 +8,7 @@ PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run serve test deploy-check lint format migrate clean
+.PHONY: run serve test deploy-check screenshots lint format migrate clean
 
 $(VENV)/.installed-$(PYVER): requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed (README, Python)" >&2; exit 1; }
@@ -41,6 +41,11 @@ test: $(VENV)/.installed-$(PYVER)
 # a browser, a rolling restart, the cron job (tests/deploy; also part of `make test`).
 deploy-check: $(VENV)/.installed-$(PYVER)
 	$(PY) -m pytest tests/deploy -v -s
+
+# The README's pictures of the browser app (docs/screenshots/), from a real room in chromium
+# (Debian's fonts-noto-color-emoji draws the emoji; without it they are boxes).
+screenshots: $(VENV)/.installed-$(PYVER)
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/browser/test_screenshots.py -q
 
 lint: $(VENV)/.installed-$(PYVER)
 	$(VENV)/bin/ruff check .

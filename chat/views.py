@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as redis
 from asgiref.sync import markcoroutinefunction
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -36,7 +37,8 @@ def app_config(join_key: str) -> dict:
     # A share link asks for a password only when the room has one, and for the whole
     # link when a sealed room's secret is missing from the address.
     room = share_link_room(join_key) if join_key else {"has_password": None, "sealed": False}
-    return {"join_key": join_key, **room}
+    # How long one's own messages stay editable (the page offers Edit only within it).
+    return {"join_key": join_key, "edit_window": settings.CHAT_EDIT_WINDOW, **room}
 
 
 def index(request: HttpRequest, join_key: str = "") -> HttpResponse:

@@ -90,7 +90,8 @@ def test_keyboard_alone_creates_a_room_and_chats(server, new_page):
     page.keyboard.type("and sent")
     page.keyboard.press("Enter")
     expect(page.locator("#messages li .text")).to_have_text(["typed\nand sent"])
-    for _ in range(6):  # back over the message list and the share link to Leave
+    # back over the message's actions, the list, its buttons and the share link to Leave
+    for _ in range(12):
         page.keyboard.press("Shift+Tab")
         if page.evaluate("document.activeElement.id") == "leave":
             break

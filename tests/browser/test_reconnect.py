@@ -47,7 +47,11 @@ def test_page_reconnects_after_restart_and_shows_missed_messages_once(server_wit
 
         expect(alice.locator("#status")).to_have_text("Reconnected to Sturdy.", timeout=30000)
         expect(alice.locator("#messages li .text")).to_have_text(["before", "missed one", "missed two"])
-        expect_members(alice, "Bob", "Alice (you)")  # join order: Bob was back first
+        # Alice came back as herself (her participant_token), so she keeps her place
+        # before Bob, who joined anew.
+        expect_members(alice, "Alice (you)", "Bob")
+        rejoin = [frame for frame in alice.frames_sent if frame["type"] == "JoinRoom"][-1]
+        assert rejoin["participant_token"] and rejoin["since"] == before["id"]
         say(alice, "back again")
         received = bob.expect("ChatMessage", sender="Alice")
         assert decrypt(bob.key, received["content"]) == "back again"

@@ -31,6 +31,7 @@ def test_app_page_has_a_csp_without_inline_scripts(client):
 def test_page_config_offers_only_the_file_types_the_server_accepts(client, settings):
     """Never html or svg, and not a type whose bytes the server cannot verify."""
     settings.FILES_MAX_SIZE = 1234
+    settings.CHAT_EDIT_WINDOW = 600
     settings.FILES_ALLOWED_MIME_TYPES = [
         "image/PNG",
         "text/html",
@@ -43,6 +44,7 @@ def test_page_config_offers_only_the_file_types_the_server_accepts(client, setti
         "join_key": "k3y",
         "has_password": None,  # no open room has this key
         "sealed": False,
+        "edit_window": 600,  # Edit is offered on one's own messages for this long
         "files_max_size": 1234,
         "files_allowed_mime_types": ["image/png", "text/plain"],
     }

@@ -1,6 +1,7 @@
 // The browser app: lobby (create or join), then the room. Wire format: PROTOCOL.md.
 
 import { decrypt, encrypt, importKey, needsSecureContext } from "./crypto.js";
+import { setUpConversation, quoteOf } from "./conversation.js";
 import { contextOf, errorPlace, humanError } from "./errors.js";
 import { setUpFiles } from "./files.js";
 import {
@@ -14,8 +15,18 @@ import {
   secretFromFragment,
   shareLinkParts,
 } from "./sealed.js";
-import { insertById, messageItem, parseFileMessage, pendingItem, renderMembers } from "./render.js";
+import {
+  insertById,
+  markEdited,
+  messageItem,
+  parseFileMessage,
+  pendingItem,
+  renderMembers,
+  renderReactions,
+  setText,
+} from "./render.js";
 import { Connection, affinityHint } from "./socket.js";
+import { atBottom, setUpUnread } from "./unread.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 // Upload limits and types (files/context_processors.py).
@@ -29,7 +40,12 @@ const state = {
   // once the person pastes the link.
   room: null,
   seen: new Set(),
+  deleted: new Set(), // ids of messages deleted while on the page: quotes of them say so
   maxId: null,
+  minId: null, // the oldest message shown: older ones come with GetHistory {before: minId}
+  olderPending: false, // a GetHistory is answered in order, one at a time
+  historyStart: false, // an empty older page came: nothing is older
+  seeking: null, // the id a reply's quote was clicked for, while older pages come
   members: [],
   pending: null, // "create" | "join" while the lobby waits for its answer
   lastSent: null, // what the last frame was, for errors any request could cause
@@ -43,7 +59,7 @@ const state = {
   queued: null, // a lobby request waiting for the socket to open
 };
 
-const connection = new Connection({ onOpen, onMessage, onDrop });
+const connection = new Connection({ onOpen, onMessage, onDrop, onReplaced });
 const NOT_SENT = "not sent yet, reconnecting…";
 
 function send(message, context) {
@@ -72,6 +88,7 @@ function lobbyRequest(context, message, formId) {
   if (!send(message, context)) {
     state.queued = { message, context };
     setStatus("Connecting to the server…");
+    if (connection.stopped) connection.open();
   }
 }
 
@@ -121,12 +138,40 @@ $("join-form").addEventListener("submit", (event) => {
   const joinKey = link?.joinKey ?? typed;
   const secret = link ? link.secret : joinKey === config.join_key ? secretFromFragment(location.hash) : null;
   state.draft = { password, secret };
+  const name = $("join-name").value;
   lobbyRequest(
     "join",
-    { type: "JoinRoom", join_key: joinKey, password: password || null, name: $("join-name").value },
+    {
+      type: "JoinRoom",
+      join_key: joinKey,
+      password: password || null,
+      name,
+      participant_token: savedParticipant(joinKey, name),
+    },
     "join-form",
   );
 });
+
+// The participant token of this tab's last visit to a room (sessionStorage: this tab
+// only, gone when it closes): joining again under the same name comes back as the same
+// participant, with the rights on its messages and files (PROTOCOL.md, "Resuming").
+function savedParticipant(joinKey, name) {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(`chat:participant:${joinKey}`));
+    const same = saved?.name.toLocaleLowerCase() === name.trim().toLocaleLowerCase();
+    return same && typeof saved.token === "string" ? saved.token : null;
+  } catch {
+    return null;
+  }
+}
+
+function saveParticipant(room) {
+  try {
+    sessionStorage.setItem(`chat:participant:${room.joinKey}`, JSON.stringify({ name: room.name, token: room.participantToken }));
+  } catch {
+    // storage refused: a reload joins as someone new
+  }
+}
 
 function endPending() {
   state.pending = null;
@@ -173,19 +218,24 @@ async function enterRoom(message, ownerToken) {
     joinKey: info.join_key,
     password: state.draft?.password ?? "",
     ownerToken,
+    participantToken: message.participant_token ?? null,
   };
   state.room = room;
+  if (room.participantToken) saveParticipant(room);
   // A reconnect goes where the room's other members are (a creator's first socket could not).
   affinityHint(info.join_key).then((hint) => {
     connection.hint = hint;
   });
-  state.seen = new Set();
-  state.maxId = null;
-  state.outbox = new Map();
+  Object.assign(state, { seen: new Set(), deleted: new Set(), maxId: null, minId: null, outbox: new Map() });
+  Object.assign(state, { olderPending: false, historyStart: false, seeking: null });
+  $("load-older").hidden = false;
+  $("load-older").disabled = false;
+  $("history-start").hidden = true;
+  conversation.reset();
   $("messages").replaceChildren();
   $("room-name").textContent = info.name;
   $("room-description").textContent = info.description;
-  document.title = `${info.name} · Encrypted chat rooms`;
+  unread.enter(info);
   setMembers(message.participants ?? [room.name]);
   $("share").hidden = !ownerToken;
   const link = shareLinkOf(room);
@@ -283,6 +333,8 @@ function exitRoom(reason = "") {
   state.rejoining = false;
   state.outbox = new Map();
   files.reset();
+  conversation.reset();
+  unread.leave();
   $("room").hidden = true;
   $("lobby").hidden = false;
   document.title = "Encrypted chat rooms";
@@ -329,7 +381,13 @@ async function readSealed(room, message) {
   return { unsupported: true };
 }
 
-async function receiveMessage(message) {
+function messageById(id) {
+  return document.querySelector(`#messages li.message[data-id="${CSS.escape(String(id))}"]`);
+}
+
+// A message arrives: `live` (a ChatMessage), or in a History, `older` when it answers a
+// GetHistory (it goes above, and the view stays on what the person was reading).
+async function receiveMessage(message, { live = false, older = false } = {}) {
   const room = state.room;
   // One of ours, live or in a rejoin's History: stored, so no longer pending.
   const mine = state.outbox.get(message.content);
@@ -337,15 +395,131 @@ async function receiveMessage(message) {
   if (!room || state.seen.has(message.id)) return mine?.item.remove(); // History and live may overlap.
   state.seen.add(message.id);
   state.maxId = Math.max(state.maxId ?? message.id, message.id);
+  state.minId = Math.min(state.minId ?? message.id, message.id);
   const body = await readBody(room, message);
   if (state.room !== room) return;
-  const item = messageItem(message, body, { mine: message.sender === room.name });
+  const own = message.sender === room.name;
+  const item = messageItem(message, body, { mine: own, me: room.name });
   const list = $("messages");
-  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  const wasAtBottom = atBottom(list);
+  const fromBottom = list.scrollHeight - list.scrollTop;
   mine?.item.remove();
   insertById(list, item);
   if (body.file) files.decorate(item, body.file, Boolean(room.ownerToken));
-  if (atBottom) list.scrollTop = list.scrollHeight;
+  fillQuotes(item);
+  if (older) list.scrollTop = list.scrollHeight - fromBottom;
+  else if (wasAtBottom) list.scrollTop = list.scrollHeight;
+  if (live) conversation.notTyping(message.sender);
+  unread.added(item, { mine: own, live, wasAtBottom });
+  if (live && item.classList.contains("mentions-me")) conversation.notifyMention(message.sender, body.text, room.info.name);
+}
+
+// A reply's quote shows the start of the message it answers once that one is on the
+// page; quotes of a message change with it (edited, deleted, read after a sealed room's
+// link is pasted).
+function fillQuotes(item) {
+  const quote = item.querySelector(".quote");
+  if (quote) quote.textContent = quoteText(Number(quote.dataset.replyTo));
+  const id = CSS.escape(item.dataset.id);
+  for (const other of document.querySelectorAll(`#messages .quote[data-reply-to="${id}"]`)) {
+    other.textContent = quoteOf(item);
+  }
+}
+
+function quoteText(id) {
+  const original = messageById(id);
+  if (original) return quoteOf(original);
+  return state.deleted.has(id) ? quoteOf(null) : "Earlier message";
+}
+
+// A quote clicked: its message is scrolled to and focused, after older pages come in
+// when it is further up than the page has loaded.
+function showMessage(id) {
+  const item = messageById(id);
+  if (item) {
+    state.seeking = null;
+    for (const other of document.querySelectorAll("#messages .highlight")) other.classList.remove("highlight");
+    item.classList.add("highlight");
+    item.tabIndex = -1;
+    item.addEventListener("blur", () => item.classList.remove("highlight"), { once: true });
+    item.scrollIntoView({ block: "center" });
+    item.focus({ preventScroll: true });
+    return;
+  }
+  if (state.deleted.has(id) || state.historyStart || id > (state.minId ?? 0)) {
+    state.seeking = null;
+    showError("message-error", humanError({ code: "message_not_found" }));
+    return;
+  }
+  state.seeking = id;
+  loadOlder(100);
+}
+
+function loadOlder(limit = 50) {
+  if (!state.room || state.rejoining || state.olderPending || state.historyStart) return;
+  if (state.minId === null) return reachedStart();
+  state.olderPending = send({ type: "GetHistory", before: state.minId, limit }, "history");
+  $("load-older").disabled = state.olderPending;
+}
+
+function olderArrived(empty) {
+  state.olderPending = false;
+  $("load-older").disabled = false;
+  if (empty) reachedStart();
+  if (state.seeking !== null) showMessage(state.seeking);
+}
+
+function reachedStart() {
+  state.historyStart = true;
+  $("load-older").hidden = true;
+  $("history-start").hidden = false;
+}
+
+$("load-older").addEventListener("click", () => loadOlder());
+$("messages").addEventListener("scroll", () => {
+  const list = $("messages");
+  if (list.scrollTop < 40 && list.scrollHeight > list.clientHeight) loadOlder();
+});
+$("messages").addEventListener("click", (event) => {
+  const quote = event.target.closest("button.quote");
+  if (quote) showMessage(Number(quote.dataset.replyTo));
+});
+
+// What the page's person may do to a message: Edit their own text within the edit
+// window, Delete their own or, as the room's owner, any. The server decides; this only
+// offers what it would accept.
+function rights(item) {
+  const room = state.room;
+  const attributed = !item.matches(".unverified, .locked");
+  const own = Boolean(room) && attributed && item.dataset.sender === room.name;
+  const age = Date.now() - Date.parse(item.dataset.sentAt);
+  const edit = own && item.classList.contains("chat-text") && age < config.edit_window * 1000;
+  return { edit, delete: own || Boolean(room?.ownerToken) };
+}
+
+function lastEditable() {
+  const own = [...document.querySelectorAll("#messages li.message.mine.chat-text")];
+  return own.reverse().find((item) => rights(item).edit) ?? null;
+}
+
+function react(item, emoji, on) {
+  showError("message-error", "");
+  send({ type: "React", id: Number(item.dataset.id), emoji, on }, "react");
+}
+
+// A sealed room's file card is text to the server: its file is deleted with it here.
+function removeMessage(item) {
+  showError("message-error", "");
+  send({ type: "DeleteMessage", id: Number(item.dataset.id) }, "delete");
+  if (state.room?.info.sealed && item.dataset.fileId) send({ type: "DeleteFile", file_id: item.dataset.fileId }, "file");
+}
+
+// The content of a text message as this room wants it: encrypted with the room key, or
+// sealed under the room's keys with our name (an edit seals with the same data).
+function contentOf(room, text) {
+  return room.sealed
+    ? sealMessage(room.sealed.messageKey, room.info.id, room.name, { t: "text", body: text })
+    : encrypt(room.key, text);
 }
 
 async function sendChat() {
@@ -355,16 +529,18 @@ async function sendChat() {
   const room = state.room;
   if (!text.trim() || !room) return;
   if (room.info.sealed && !room.sealed) return showError("message-error", INCOMPLETE_LINK);
-  const content = room.sealed
-    ? await sealMessage(room.sealed.messageKey, room.info.id, room.name, { t: "text", body: text })
-    : await encrypt(room.key, text);
+  const composing = conversation.composing();
+  const content = await contentOf(room, text);
   if (state.room !== room) return;
   if (!connection.isOpen || state.rejoining) {
     showError("message-error", "Not connected. Your message is kept; send it again once reconnected.");
     return;
   }
+  conversation.stopComposing();
   box.value = "";
-  post(content, { text, item: pendingItem(room.name, text), sent: false });
+  if (composing?.kind === "edit") return send({ type: "EditMessage", id: composing.id, content }, "edit");
+  const replyTo = composing?.kind === "reply" ? composing.id : null;
+  post(content, { text, replyTo, item: pendingItem(room.name, text), sent: false });
 }
 
 // A chat content of ours, shown as pending until the server sends it back; behind
@@ -384,11 +560,12 @@ async function postCard(card) {
   if (!room?.sealed) return;
   const content = await sealMessage(room.sealed.messageKey, room.info.id, room.name, card);
   if (state.room !== room) return;
-  post(content, { text: null, item: pendingItem(room.name, `File: ${card.name}`), sent: false });
+  post(content, { text: null, replyTo: null, item: pendingItem(room.name, `File: ${card.name}`), sent: false });
 }
 
 function sendPending(content, entry) {
-  entry.sent = send({ type: "ChatMessage", content }, "chat");
+  const reply = entry.replyTo === null ? {} : { reply_to: entry.replyTo };
+  entry.sent = send({ type: "ChatMessage", content, ...reply }, "chat");
   entry.item.querySelector(".note").textContent = entry.sent ? "sending…" : NOT_SENT;
 }
 
@@ -415,6 +592,7 @@ $("message-form").addEventListener("submit", (event) => {
 });
 
 $("message").addEventListener("keydown", (event) => {
+  if (conversation.composerKey(event)) return;
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
     sendChat();
@@ -446,6 +624,19 @@ const files = setUpFiles({
   postCard,
 });
 
+const conversation = setUpConversation({
+  rights,
+  lastEditable,
+  react,
+  remove: removeMessage,
+  members: () => state.members,
+  me: () => state.room?.name,
+  // Never answered, so not `send`: it would become the frame errors are blamed on.
+  sendTyping: () => !state.rejoining && connection.send({ type: "Typing" }),
+});
+
+const unread = setUpUnread();
+
 // --- The socket ----------------------------------------------------------------------
 
 function rejoin() {
@@ -459,6 +650,7 @@ function rejoin() {
       name: room.name,
       since: state.maxId,
       owner_token: room.ownerToken ?? null,
+      participant_token: room.participantToken,
     },
     "rejoin",
   );
@@ -475,13 +667,24 @@ function onOpen() {
   state.queued = null;
 }
 
+// Another tab or window took this participant over (close 4003): this page steps back
+// to the lobby and stays off the socket until the person acts, so that the two do not
+// take the seat from each other in turns.
+function onReplaced() {
+  files.connectionLost();
+  exitRoom("You opened this room in another tab or window.");
+}
+
 function onDrop(event, wait) {
   if (state.pending) {
     showError(`${state.pending}-error`, "No connection to the server. Try again in a moment.");
     state.queued = null;
     endPending();
   }
-  files.connectionLost(Boolean(state.room?.ownerToken));
+  files.connectionLost();
+  // A GetHistory in flight is answered on no socket now: the button comes back.
+  state.seeking = null;
+  if (state.olderPending) olderArrived(false);
   // Perhaps never stored: not shown as sent, and sent again after the rejoin (resendPending).
   state.catchingUp = false;
   for (const entry of state.outbox.values()) {
@@ -516,6 +719,10 @@ function onError(error) {
   if (files.handleError(error, context)) return;
   if (context === "chat") chatRefused();
   if (context === "members" && state.catchingUp) resendPending(); // no Members is coming
+  if (context === "history") {
+    state.seeking = null;
+    olderArrived(false);
+  }
   showError(state.room ? errorPlace(context, error) : "lobby-error", humanError(error));
 }
 
@@ -526,6 +733,7 @@ const HANDLERS = {
       state.rejoining = false;
       state.rejoinAttempts = 0;
       state.room.name = m.name;
+      state.room.participantToken = m.participant_token ?? state.room.participantToken;
       setMembers(m.participants);
       setStatus(`Reconnected to ${m.room_info.name}.`);
       // The History, if any, comes before the answer to this GetMembers (frames are
@@ -538,29 +746,68 @@ const HANDLERS = {
     }
     return enterRoom(m, null);
   },
+  // The join's (or a rejoin's) History, or a page of older messages (`before`).
   History: async (m) => {
-    for (const message of m.messages) await receiveMessage(message);
+    const older = m.before !== undefined;
+    for (const message of m.messages) await receiveMessage(message, { older });
+    if (older) olderArrived(m.messages.length === 0);
   },
-  ChatMessage: receiveMessage,
+  ChatMessage: (m) => receiveMessage(m, { live: true }),
+  MessageEdited: messageEdited,
+  Reactions: (m) => {
+    const item = messageById(m.id);
+    if (item && state.room) renderReactions(item, m.reactions, state.room.name);
+  },
+  Typing: (m) => state.room && conversation.typing(m.name),
   ParticipantJoined: (m) => state.room && !state.members.includes(m.name) && setMembers([...state.members, m.name]),
-  ParticipantLeft: (m) => state.room && setMembers(state.members.filter((name) => name !== m.name)),
+  ParticipantLeft: (m) => {
+    if (!state.room) return;
+    setMembers(state.members.filter((name) => name !== m.name));
+    conversation.notTyping(m.name);
+  },
   Members: (m) => {
     if (!state.room) return;
     setMembers(m.participants);
     if (state.catchingUp) resendPending();
   },
-  // A moderator deleted a message (docs/protocol-notes.md): it goes from the page; its
+  // Its author, an owner or a moderator deleted a message: it goes from the page; its
   // id stays seen, so History after a reconnect cannot bring it back.
   MessageDeleted: (m) => {
     state.seen.add(m.id);
+    state.deleted.add(m.id);
     state.room?.frames.delete(m.id);
-    document.querySelector(`#messages li[data-id="${CSS.escape(String(m.id))}"]`)?.remove();
+    conversation.forget(m.id);
+    messageById(m.id)?.remove();
+    for (const quote of document.querySelectorAll(`#messages .quote[data-reply-to="${CSS.escape(String(m.id))}"]`)) {
+      quote.textContent = quoteOf(null);
+    }
   },
   FileUploaded: (m) => files.uploaded(m.metadata),
   FileContent: (m) => files.content(m.metadata, m.content),
   FileDeleted: (m) => files.deleted(m.file_id),
   Error: onError,
 };
+
+// An edit: the new text replaces the old one, read like any message (a sealed room's
+// edit opens only under the original sender's name). Edits of messages not on the page
+// are left to History, which carries the latest content.
+async function messageEdited(m) {
+  const room = state.room;
+  const locked = room?.frames.get(m.id);
+  if (locked) Object.assign(locked, { content: m.content, edited_at: m.edited_at });
+  const item = messageById(m.id);
+  if (!room || !item?.classList.contains("chat-text")) return;
+  const body = await readBody(room, { id: m.id, sender: item.dataset.sender, content: m.content });
+  if (state.room !== room || !item.isConnected) return;
+  if (body.text === undefined) {
+    item.classList.replace("chat-text", "undecryptable");
+    item.querySelector(".text").textContent = "This edit could not be read.";
+  } else {
+    setText(item, body.text, item.classList.contains("mine") ? null : room.name);
+  }
+  markEdited(item);
+  fillQuotes(item);
+}
 
 // One frame at a time, in order: entering a room awaits the key import, and the
 // History right behind RoomJoined must wait for it.
@@ -569,6 +816,10 @@ let inbox = Promise.resolve();
 function onMessage(message) {
   inbox = inbox.then(() => HANDLERS[message.type]?.(message)).catch((error) => console.error(error));
 }
+
+// The lobby's buttons come disabled in the page, so that no form is sent natively (as a
+// GET with its password in the address) before this script has taken them over.
+endPending();
 
 // A share link asks only for a name, and for a password when the room has one.
 if (config.join_key) {

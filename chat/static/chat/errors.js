@@ -38,7 +38,6 @@ const CONTEXT_OF = {
   wrong_password: "join",
   name_taken: "join",
   message_too_large: "chat",
-  message_not_found: "chat",
   file_too_large: "upload",
   mime_not_allowed: "upload",
   quota_exceeded: "upload",
@@ -47,6 +46,7 @@ const CONTEXT_OF = {
 };
 
 export function contextOf(error, lastSent) {
+  if (error.code === "message_too_large" && lastSent === "edit") return "edit"; // an edit is content too
   return CONTEXT_OF[error.code] ?? lastSent;
 }
 
@@ -64,7 +64,8 @@ export function errorPlace(context, error) {
     if (field && fields[field]) return `${fields[field]}-error`;
     return `${context}-error`;
   }
-  if (context === "chat") return "message-error";
+  // What is done to messages: sending, editing, deleting, reacting, older history.
+  if (["chat", "edit", "delete", "react", "history"].includes(context)) return "message-error";
   if (context === "upload" || context === "file") return "file-error";
   return "lobby-error";
 }

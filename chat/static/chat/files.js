@@ -123,8 +123,9 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
   const previews = []; // file ids asked for with GetFile, answered in order
   const blobUrls = new Map();
   const deletedIds = new Set();
-  // Files this connection uploaded: PROTOCOL.md gives the right to delete them to the
-  // uploading connection only (and to owners), so a reconnect forgets them.
+  // Files this page uploaded: their uploader may delete them (and owners may delete any).
+  // The right is the participant's, which a reconnect resumes, so it is kept until the
+  // room is left.
   const mine = new Set();
   // Sealed images are fetched and decrypted one at a time; a reset drops what is queued.
   let previewQueue = Promise.resolve();
@@ -333,10 +334,8 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
       }
       return false;
     },
-    connectionLost(isOwner) {
+    connectionLost() {
       previews.length = 0;
-      mine.clear();
-      if (!isOwner) for (const button of document.querySelectorAll("#messages .delete-file")) button.remove();
       if (upload) finish("The connection dropped during the upload. Send the file again.");
     },
     reset() {

@@ -34,13 +34,17 @@ const UNATTRIBUTED = {
 // body: {text} | {undecryptable: true} | {unsupported: true} | {unverified: true} |
 // {locked: true} | {file: {name, id, card?}} (a card: a sealed room's file, fetched and
 // decrypted in the page, so a button rather than a link to the encrypted blob).
-export function messageItem(message, body, { mine }) {
+// `me`: the reader's name, whose mentions are highlighted.
+export function messageItem(message, body, { mine, me }) {
   const kind = Object.keys(UNATTRIBUTED).find((key) => body[key]);
   const time = el("time", { text: localTime(message.sent_at), attrs: { datetime: message.sent_at } });
   const head = kind
     ? el("p", { className: "meta" }, [time])
     : el("p", { className: "meta" }, [el("span", { className: "sender", text: message.sender }), " ", time]);
   const item = el("li", { className: mine && !kind ? "message mine" : "message", attrs: { "data-id": String(message.id) } }, [head]);
+  item.dataset.sender = message.sender;
+  item.dataset.sentAt = message.sent_at;
+  if (message.reply_to != null) item.append(quoteButton(message.reply_to));
   if (kind) {
     item.classList.add(kind);
     item.append(el("p", { className: "text", text: UNATTRIBUTED[kind] }));
@@ -58,9 +62,75 @@ export function messageItem(message, body, { mine }) {
     item.classList.add("undecryptable");
     item.append(el("p", { className: "text", text: "(unsupported message)" }));
   } else {
-    item.append(el("p", { className: "text", text: body.text }));
+    item.classList.add("chat-text");
+    item.append(el("p", { className: "text" }));
+    setText(item, body.text, mine ? null : me);
   }
+  if (message.edited_at) markEdited(item);
+  item.append(el("ul", { className: "reactions", attrs: { "aria-label": "Reactions" } }));
+  if (message.reactions?.length) renderReactions(item, message.reactions, me);
+  item.append(
+    el("button", {
+      text: "⋯",
+      className: "message-actions",
+      attrs: { type: "button", "aria-haspopup": "menu", "aria-label": "Message actions" },
+    }),
+  );
   return item;
+}
+
+// A reply's quote of the message it answers, filled in by the page (app.js, fillQuotes).
+function quoteButton(id) {
+  return el("button", {
+    className: "quote",
+    text: "Earlier message",
+    attrs: { type: "button", "data-reply-to": String(id), title: "Show the message this answers" },
+  });
+}
+
+// A text message's words, with `@me` marked (case does not matter; a longer name that
+// starts with mine is not a mention of me).
+export function setText(item, text, me) {
+  const line = item.querySelector(".text");
+  item.dataset.text = text;
+  if (!me) return line.replaceChildren(text);
+  const parts = text.split(mentionPattern(me));
+  // split with one capturing group: [text, mention, text, mention, ...]
+  line.replaceChildren(...parts.map((part, i) => (i % 2 ? el("mark", { className: "mention", text: part }) : part)));
+  item.classList.toggle("mentions-me", parts.length > 1);
+}
+
+export function mentionPattern(name) {
+  const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`(@${escaped})(?![\\p{L}\\p{N}_])`, "giu");
+}
+
+export function markEdited(item) {
+  if (item.querySelector(".edited")) return;
+  item.querySelector(".meta").append(" ", el("span", { className: "edited", text: "edited" }));
+}
+
+// The whole reaction state of a message ([{emoji, names}]): one chip each, pressed when
+// the reader is among the names; who reacted is in its title and on hover or focus.
+export function renderReactions(item, reactions, me) {
+  item.querySelector(".reactions").replaceChildren(
+    ...reactions.map(({ emoji, names }) => {
+      const who = names.join(", ");
+      const chip = el("button", {
+        className: "reaction",
+        text: `${emoji} ${names.length}`,
+        attrs: {
+          type: "button",
+          "aria-pressed": String(names.includes(me)),
+          "data-emoji": emoji,
+          "data-names": who,
+          title: who,
+          "aria-label": `${emoji} ${names.length}: ${who}`,
+        },
+      });
+      return el("li", {}, [chip]);
+    }),
+  );
 }
 
 // A message of ours the server has not sent back yet: no id, and a note for the time.
@@ -77,6 +147,7 @@ export function pendingItem(sender, text) {
 // (no id yet) stay below them all.
 export function insertById(list, item) {
   const id = Number(item.dataset.id);
+  // The unread divider carries a fractional id: it sorts in like a message.
   for (const other of list.children) {
     if (!other.dataset.id || Number(other.dataset.id) > id) {
       list.insertBefore(item, other);

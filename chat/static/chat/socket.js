@@ -1,16 +1,19 @@
 // One WebSocket to this server's /ws/ (same origin, so it carries the session cookie),
-// reopened with backoff whenever it drops. It carries the affinity hint of the room it
+// reopened with backoff whenever it drops, but for close 4003 (another tab or window
+// took the participant over: reopening would take it back, in turns). It carries the affinity hint of the room it
 // is for (`hint`), so that a proxy hashing it sends a room's members to one server
 // process (docs/production.md, "Room affinity").
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
+const REPLACED = 4003;
 
 export class Connection {
-  constructor({ onOpen, onMessage, onDrop }) {
+  constructor({ onOpen, onMessage, onDrop, onReplaced }) {
     this.url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws/`;
     this.hint = null;
-    this.handlers = { onOpen, onMessage, onDrop };
+    this.handlers = { onOpen, onMessage, onDrop, onReplaced };
+    this.stopped = false; // closed for good (4003) until `open()` is called again
     this.failures = 0;
     this.socket = null;
     this.timer = null;
@@ -18,6 +21,7 @@ export class Connection {
 
   open() {
     clearTimeout(this.timer);
+    this.stopped = false;
     const socket = new WebSocket(this.hint ? `${this.url}?room=${this.hint}` : this.url);
     this.socket = socket;
     socket.addEventListener("open", () => {
@@ -35,6 +39,11 @@ export class Connection {
     });
     socket.addEventListener("close", (event) => {
       if (this.socket !== socket) return;
+      if (event.code === REPLACED) {
+        this.stopped = true;
+        this.handlers.onReplaced();
+        return;
+      }
       const delay = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** this.failures);
       this.failures += 1;
       // Jitter keeps a room's browsers from all reconnecting in the same instant.

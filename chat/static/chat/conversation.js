@@ -1,0 +1,365 @@
+// What people do to messages (PROTOCOL.md, "Conversations"): the message menu (Reply,
+// Edit, Delete, React), the reaction picker and chips, the delete confirmation, the
+// composer's reply or edit line, "is typing", and @mentions. The page's state and the
+// socket stay in app.js, which hands in what this needs as `deps`.
+
+import { el } from "./render.js";
+
+const $ = (id) => document.getElementById(id);
+const COMMON_EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "👀"];
+const TYPING_EVERY_MS = 3200; // the server forwards one Typing a connection per 3 s
+const TYPING_SHOWN_MS = 6000; // and clients show it for 6 s
+const QUOTE_CHARS = 80;
+
+// "Alice: the start of what she wrote…" (a reply's quote, the reply line, the dialog).
+export function quoteOf(item) {
+  if (!item) return "Deleted message";
+  const text = item.dataset.text ?? item.querySelector(".text")?.textContent ?? "";
+  const start = text.length > QUOTE_CHARS ? `${text.slice(0, QUOTE_CHARS)}…` : text;
+  return item.dataset.sender ? `${item.dataset.sender}: ${start}` : start;
+}
+
+// deps: {send(message, context), sendTyping(), rights(item) -> {edit, delete},
+// members() -> names, me() -> name, react(item, emoji, on), remove(item)}
+export function setUpConversation(deps) {
+  const box = $("message");
+  const menu = $("message-menu");
+  const picker = $("emoji-picker");
+  let target = null; // {item, button}: the message the menu or picker is open for
+  let composing = null; // {kind: "reply" | "edit", id}
+
+  // --- The message menu and the picker: one of each, placed by the message's button.
+
+  function place(popup, button) {
+    popup.hidden = false;
+    const anchor = button.getBoundingClientRect();
+    const width = popup.offsetWidth;
+    const below = anchor.bottom + popup.offsetHeight + 4 <= window.innerHeight;
+    popup.style.left = `${Math.max(4, Math.min(anchor.right - width, window.innerWidth - width - 4))}px`;
+    popup.style.top = `${below ? anchor.bottom + 4 : Math.max(4, anchor.top - popup.offsetHeight - 4)}px`;
+  }
+
+  function closePopups({ refocus = false } = {}) {
+    const was = target;
+    if (menu.hidden && picker.hidden) return;
+    menu.hidden = true;
+    picker.hidden = true;
+    target = null;
+    was?.button.setAttribute("aria-expanded", "false");
+    if (refocus && was?.button.isConnected) was.button.focus();
+  }
+
+  function openMenu(item, button) {
+    closePopups();
+    const rights = deps.rights(item);
+    menu.querySelector("[data-action=edit]").hidden = !rights.edit;
+    menu.querySelector("[data-action=delete]").hidden = !rights.delete;
+    target = { item, button };
+    button.setAttribute("aria-expanded", "true");
+    place(menu, button);
+    menuItems()[0].focus();
+  }
+
+  function menuItems() {
+    return [...menu.querySelectorAll("[role=menuitem]")].filter((node) => !node.hidden);
+  }
+
+  menu.addEventListener("keydown", (event) => {
+    const items = menuItems();
+    const at = items.indexOf(document.activeElement);
+    const moves = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: items.length - 1 };
+    if (event.key in moves) {
+      event.preventDefault();
+      items[(moves[event.key] + items.length) % items.length].focus();
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      closePopups({ refocus: true });
+    } else if (event.key === "Tab") {
+      closePopups();
+    }
+  });
+
+  menu.addEventListener("click", (event) => {
+    const action = event.target.closest("[role=menuitem]")?.dataset.action;
+    if (!action || !target) return;
+    const { item, button } = target;
+    closePopups();
+    if (action === "reply") startComposing("reply", item);
+    else if (action === "edit") startComposing("edit", item);
+    else if (action === "delete") confirmDelete(item, button);
+    else if (action === "react") openPicker(item, button);
+  });
+
+  for (const emoji of COMMON_EMOJI) {
+    const button = el("button", { text: emoji, attrs: { type: "button", "data-emoji": emoji } });
+    $("emoji-common").append(button);
+  }
+
+  function openPicker(item, button) {
+    closePopups();
+    target = { item, button };
+    button.setAttribute("aria-expanded", "true");
+    $("emoji-any").value = "";
+    place(picker, button);
+    picker.querySelector("button").focus();
+  }
+
+  function pick(emoji) {
+    const item = target?.item;
+    closePopups({ refocus: true });
+    if (item && emoji) deps.react(item, emoji, true);
+  }
+
+  $("emoji-common").addEventListener("click", (event) => pick(event.target.closest("[data-emoji]")?.dataset.emoji));
+  $("emoji-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    pick($("emoji-any").value.trim());
+  });
+  picker.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      closePopups({ refocus: true });
+    }
+  });
+
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest("#message-menu, #emoji-picker, .message-actions")) closePopups();
+  });
+  window.addEventListener("resize", () => closePopups());
+
+  $("messages").addEventListener("click", (event) => {
+    const actions = event.target.closest(".message-actions");
+    if (actions) {
+      const open = target?.button === actions;
+      closePopups();
+      if (!open) openMenu(actions.closest("li.message"), actions);
+      return;
+    }
+    const chip = event.target.closest("button.reaction");
+    if (chip) deps.react(chip.closest("li.message"), chip.dataset.emoji, chip.getAttribute("aria-pressed") !== "true");
+  });
+
+  // --- Delete, after a confirmation in the page (never window.confirm).
+
+  function confirmDelete(item, button) {
+    const dialog = $("confirm-delete");
+    $("confirm-delete-quote").textContent = quoteOf(item);
+    dialog.returnValue = "";
+    dialog.onclose = () => {
+      if (dialog.returnValue === "delete" && item.isConnected) deps.remove(item);
+      else if (button.isConnected) button.focus();
+    };
+    dialog.showModal();
+    $("confirm-delete-yes").focus();
+  }
+
+  // --- The composer's reply or edit line.
+
+  function startComposing(kind, item) {
+    composing = { kind, id: Number(item.dataset.id) };
+    $("composer-context-text").textContent =
+      kind === "reply" ? `Replying to ${quoteOf(item)}` : "Editing your message";
+    $("composer-context").hidden = false;
+    if (kind === "edit") box.value = item.dataset.text ?? "";
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  }
+
+  function stopComposing() {
+    if (composing?.kind === "edit") box.value = "";
+    composing = null;
+    $("composer-context").hidden = true;
+  }
+
+  $("composer-cancel").addEventListener("click", () => {
+    stopComposing();
+    box.focus();
+  });
+
+  // --- Who is typing.
+
+  const typists = new Map(); // name -> the timer that forgets them
+
+  function showTyping() {
+    const names = [...typists.keys()];
+    let text = "";
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else if (names.length === 3) text = `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
+    else if (names.length > 3) text = `${names[0]}, ${names[1]} and ${names.length - 2} others are typing…`;
+    $("typing").textContent = text;
+  }
+
+  function notTyping(name) {
+    if (!typists.has(name)) return;
+    clearTimeout(typists.get(name));
+    typists.delete(name);
+    showTyping();
+  }
+
+  // Typing goes out at most once per TYPING_EVERY_MS; typing on past a message just sent
+  // goes out when that time is up, so the others see it again.
+  let typedAt = -Infinity;
+  let typingTimer = null;
+  function typed() {
+    if (!box.value.trim() || composing?.kind === "edit") return;
+    const wait = typedAt + TYPING_EVERY_MS - performance.now();
+    if (wait > 0) {
+      typingTimer ??= setTimeout(() => {
+        typingTimer = null;
+        typed();
+      }, wait);
+      return;
+    }
+    typedAt = performance.now();
+    deps.sendTyping();
+  }
+
+  box.addEventListener("input", () => {
+    updateMentions();
+    typed();
+  });
+
+  // --- @mentions: completing a present member's name while typing.
+
+  const mentionList = $("mention-list");
+  let mention = null; // {start, options, index}: the "@prefix" being typed
+
+  function updateMentions() {
+    const before = box.value.slice(0, box.selectionStart);
+    const typed = /(?:^|\s)@([^\s@]{0,50})$/u.exec(before);
+    const prefix = typed?.[1].toLocaleLowerCase();
+    const options = typed
+      ? deps
+          .members()
+          .filter((name) => name !== deps.me() && name.toLocaleLowerCase().startsWith(prefix))
+          .slice(0, 8)
+      : [];
+    // Nothing to offer, or the one name is typed whole already (Enter then sends).
+    if (!options.length || (options.length === 1 && options[0].toLocaleLowerCase() === prefix)) {
+      return closeMentions();
+    }
+    mention = { start: before.length - typed[1].length - 1, options, index: 0 };
+    mentionList.replaceChildren(
+      ...options.map((name, i) =>
+        el("li", { text: name, attrs: { role: "option", id: `mention-${i}`, "data-name": name } }),
+      ),
+    );
+    mentionList.hidden = false;
+    selectMention(0);
+  }
+
+  function selectMention(index) {
+    mention.index = (index + mention.options.length) % mention.options.length;
+    for (const [i, option] of [...mentionList.children].entries()) {
+      option.setAttribute("aria-selected", String(i === mention.index));
+    }
+    box.setAttribute("aria-activedescendant", `mention-${mention.index}`);
+  }
+
+  function closeMentions() {
+    mention = null;
+    mentionList.hidden = true;
+    mentionList.replaceChildren();
+    box.removeAttribute("aria-activedescendant");
+  }
+
+  function complete(name) {
+    const end = box.selectionStart;
+    const inserted = `@${name} `;
+    box.setRangeText(inserted, mention.start, end, "end");
+    closeMentions();
+    box.focus();
+  }
+
+  // Keep the box's focus while an option is clicked.
+  mentionList.addEventListener("mousedown", (event) => event.preventDefault());
+  mentionList.addEventListener("click", (event) => {
+    const name = event.target.closest("[data-name]")?.dataset.name;
+    if (name && mention) complete(name);
+  });
+  box.addEventListener("blur", () => setTimeout(() => document.activeElement !== box && closeMentions(), 0));
+  box.addEventListener("click", updateMentions);
+
+  // The message box's keys that are not "send": true when handled here.
+  function composerKey(event) {
+    if (mention) {
+      if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+        event.preventDefault();
+        selectMention(mention.index + (event.key === "ArrowDown" ? 1 : -1));
+        return true;
+      }
+      if ((event.key === "Enter" || event.key === "Tab") && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        complete(mention.options[mention.index]);
+        return true;
+      }
+      if (event.key === "Escape") {
+        event.preventDefault();
+        closeMentions();
+        return true;
+      }
+    }
+    if (event.key === "Escape" && composing) {
+      event.preventDefault();
+      stopComposing();
+      return true;
+    }
+    if (event.key === "ArrowUp" && !box.value && !composing) {
+      const item = deps.lastEditable();
+      if (!item) return false;
+      event.preventDefault();
+      startComposing("edit", item);
+      return true;
+    }
+    return false;
+  }
+
+  // --- Mention notifications: permission asked on a click, never on load.
+
+  const notify = $("notify");
+  function showNotifyButton() {
+    notify.hidden = !("Notification" in window) || Notification.permission !== "default";
+  }
+  notify.addEventListener("click", async () => {
+    await Notification.requestPermission();
+    showNotifyButton();
+  });
+  showNotifyButton();
+
+  return {
+    composerKey,
+    // {kind, id} of the reply or edit being written, or null.
+    composing: () => composing,
+    stopComposing,
+    // A message was deleted or edited: a reply or edit of it is no longer being written.
+    forget(id) {
+      if (composing?.id === id) stopComposing();
+      if (target && Number(target.item.dataset.id) === id) closePopups();
+    },
+    typing(name) {
+      if (name === deps.me()) return;
+      clearTimeout(typists.get(name));
+      typists.set(
+        name,
+        setTimeout(() => notTyping(name), TYPING_SHOWN_MS),
+      );
+      showTyping();
+    },
+    notTyping,
+    notifyMention(sender, text, roomName) {
+      if (document.visibilityState !== "hidden" || !("Notification" in window)) return;
+      if (Notification.permission !== "granted") return;
+      new Notification(`${sender} mentioned you in ${roomName}`, { body: text.slice(0, 200) });
+    },
+    reset() {
+      closePopups();
+      stopComposing();
+      closeMentions();
+      for (const name of [...typists.keys()]) notTyping(name);
+      typedAt = -Infinity;
+      clearTimeout(typingTimer);
+      typingTimer = null;
+    },
+  };
+}
