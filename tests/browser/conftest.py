@@ -79,20 +79,24 @@ def new_page(browser):
     """Open pages, each in its own context (its own cookies, like another person)."""
     contexts = []
 
-    def open_page(url: str, **options):
+    def open_page(url: str, init_script: str | None = None, **options):
         context = browser.new_context(**options)
         contexts.append(context)
+        if init_script is not None:  # runs in every document of the context, before its scripts
+            context.add_init_script(init_script)
         page = context.new_page()
         page.dialogs = []  # every alert() the page fires; XSS tests expect none
         page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
         page.console_errors = []
         page.on("pageerror", lambda error: page.console_errors.append(str(error)))
         page.frames_sent = []  # every WebSocket frame the page sent, decoded
+        page.frames_received = []  # every WebSocket frame the page received, decoded
         page.socket_urls = []  # the address of every WebSocket the page opened
 
         def opened(socket) -> None:
             page.socket_urls.append(socket.url)
             socket.on("framesent", lambda payload: page.frames_sent.append(json.loads(payload)))
+            socket.on("framereceived", lambda payload: page.frames_received.append(json.loads(payload)))
 
         page.on("websocket", opened)
         page.goto(url)

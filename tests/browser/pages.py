@@ -152,3 +152,55 @@ async def next_from(client: ChatClient, kind: type, sender: str) -> Message | Fi
 def expect_texts(page, texts: list[str], senders: list[str]) -> None:
     expect(page.locator("#messages li .text")).to_have_text(texts)
     expect(page.locator("#messages li .sender")).to_have_text(senders)
+
+
+# --- Conversations (PROTOCOL.md): the message menu and the page's visibility -----------
+
+
+def activate(page: Page, target) -> None:
+    """Tap `target` on a touch screen (a phone's context), else click it."""
+    if page.evaluate("() => navigator.maxTouchPoints > 0"):
+        target.tap()
+    else:
+        target.click()
+
+
+def message_item(page: Page, text: str):
+    """The message `li` whose own `.text` is exactly `text` (not a reply quoting it)."""
+    own_text = page.locator(".text").filter(has_text=re.compile(rf"^{re.escape(text)}$"))
+    return page.locator("#messages li.message").filter(has=own_text)
+
+
+def open_message_menu(page: Page, item):
+    """Click (on a touch screen: tap) the message's "Message actions" button; returns the
+    open `#message-menu`."""
+    activate(page, item.get_by_role("button", name="Message actions"))
+    menu = page.locator("#message-menu")
+    expect(menu).to_be_visible()
+    return menu
+
+
+def act_on(page: Page, text: str, action: str) -> None:
+    """Choose Reply, Edit, Delete or React in the menu of the message saying `text`."""
+    menu = open_message_menu(page, message_item(page, text))
+    activate(page, menu.get_by_role("menuitem", name=action, exact=True))
+
+
+# An init script: document.visibilityState and document.hidden read window.__visibility,
+# so a test can "hide" the tab (then dispatch a visibilitychange event, as set_visibility does).
+VISIBILITY_SCRIPT = """
+window.__visibility = "visible";
+Object.defineProperty(Document.prototype, "visibilityState", {
+  configurable: true, get() { return window.__visibility; },
+});
+Object.defineProperty(Document.prototype, "hidden", {
+  configurable: true, get() { return window.__visibility === "hidden"; },
+});
+"""
+
+
+def set_visibility(page: Page, state: str) -> None:
+    page.evaluate(
+        "(state) => { window.__visibility = state; document.dispatchEvent(new Event('visibilitychange')); }",
+        state,
+    )
