@@ -564,45 +564,11 @@ def message_delete(*, seat: Seat, message_id: int, now: datetime) -> tuple[int, 
     return step, [reply for _, reply in replies if reply]
 
 
-@dataclass(frozen=True)
-class Reacting:
-    """A seat's `React`, as a batch of reactions takes it (chat/batching.py)."""
-
-    seat: Seat
-    message_id: int
-    emoji: str
-    on: bool
-
-
-def messages_react(changes: list[Reacting]) -> list[tuple[int, list[dict]] | ProtocolError]:
-    """Apply many reactions in one transaction (chat/batching.py), each as
-    `message_react` alone would, in a savepoint of its own: for each, its room sequence
-    number and its message's whole reaction state just after it, or the error
-    `message_react` would raise (and nothing of it is kept). A later reaction sees the
-    earlier ones, so two that race for a message's last place get one each way.
-
-    They are applied room by room in key order (the order `sql.insert_messages` locks
-    rooms in), each room's in the order given, so that two processes' batches never
-    wait for each other's room rows in a circle."""
-    done: dict[int, tuple[int, list[dict]] | ProtocolError] = {}
-    with transaction.atomic():
-        for index in sorted(range(len(changes)), key=lambda at: changes[at].seat.room_id):
-            change = changes[index]
-            try:
-                done[index] = message_react(
-                    seat=change.seat, message_id=change.message_id, emoji=change.emoji, on=change.on
-                )
-            except ProtocolError as exc:
-                done[index] = exc
-    return [done[index] for index in range(len(changes))]
-
-
 def message_react(*, seat: Seat, message_id: int, emoji: str, on: bool) -> tuple[int, list[dict]]:
     """Add (`on`) or take back the seat's `emoji` on a message of its room; returns the
     change's room sequence number and the message's whole reaction state. A new emoji
     past REACTIONS_PER_MESSAGE distinct ones, or a reaction past
-    REACTIONS_PER_MESSAGE_IN_ALL, is `quota_exceeded`, and nothing changes (inside
-    `messages_react` its atomic block is a savepoint, so that holds in a batch too)."""
+    REACTIONS_PER_MESSAGE_IN_ALL, is `quota_exceeded`, and nothing changes."""
     with transaction.atomic():
         step = _room_step(seat)
         mine = Reaction.objects.filter(message_id=message_id, participant_id=seat.participant_id, emoji=emoji)
