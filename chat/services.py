@@ -19,7 +19,7 @@ from django.dispatch import Signal
 
 from chat import browser_sessions, keys, selectors, sql
 from chat.errors import CloseCode, ErrorCode, ProtocolError
-from chat.models import Ban, Message, Participant, Reaction, Room
+from chat.models import Ban, Message, Participant, Room
 from chat.protocol import FILE_MESSAGE_PREFIX, name_key
 
 SESSION_ROOMS_KEY = "chat_rooms"
@@ -569,24 +569,25 @@ def message_react(*, seat: Seat, message_id: int, emoji: str, on: bool) -> tuple
     change's room sequence number and the message's whole reaction state. A new emoji
     past REACTIONS_PER_MESSAGE distinct ones, or a reaction past
     REACTIONS_PER_MESSAGE_IN_ALL, is `quota_exceeded`, and nothing changes."""
+    room_id, participant_id = seat.room_id, seat.participant_id
     with transaction.atomic():
         step = _room_step(seat)
-        mine = Reaction.objects.filter(message_id=message_id, participant_id=seat.participant_id, emoji=emoji)
         if on:
             changed = sql.reaction_add(
-                seat.room_id,
+                room_id,
                 message_id,
-                seat.participant_id,
+                participant_id,
                 seat.name,
                 emoji,
                 kinds=settings.REACTIONS_PER_MESSAGE,
                 in_all=settings.REACTIONS_PER_MESSAGE_IN_ALL,
             )
         else:
-            changed = mine.filter(message__room_id=seat.room_id).delete()[0] > 0
+            changed = sql.reaction_remove(room_id, message_id, participant_id, emoji)
         if not changed:  # why not: the cheap path above is the common one
-            if not Message.objects.filter(pk=message_id, room_id=seat.room_id).exists():
+            in_room, given = sql.reaction_refusal(room_id, message_id, participant_id, emoji)
+            if not in_room:
                 raise ProtocolError(ErrorCode.MESSAGE_NOT_FOUND)
-            if on and not mine.exists():
+            if on and not given:
                 raise ProtocolError(ErrorCode.QUOTA_EXCEEDED, "This message has as many reactions as it may.")
         return step, selectors.reactions_of([message_id]).get(message_id, [])

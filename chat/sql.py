@@ -188,6 +188,36 @@ def reaction_add(
     return bool(added)
 
 
+def reaction_remove(room_id: UUID, message_id: int, participant_id: int, emoji: str) -> bool:
+    """Take a participant's emoji off a message of the room; True if it was there. One
+    statement, as `reaction_add`: under load each statement the database thread runs
+    waits its turn for the interpreter (bench/README.md, "Chat beside Typing and React")."""
+    from chat.models import Message, Reaction
+
+    return (
+        execute(
+            f"DELETE FROM {table(Reaction)} WHERE message_id = %s AND participant_id = %s AND emoji = %s "
+            f"AND EXISTS (SELECT 1 FROM {table(Message)} WHERE id = %s AND room_id = %s)",
+            [message_id, participant_id, emoji, message_id, prep(Message, "room", room_id)],
+        )
+        > 0
+    )
+
+
+def reaction_refusal(room_id: UUID, message_id: int, participant_id: int, emoji: str) -> tuple[bool, bool]:
+    """Why a reaction changed nothing: (the message is in the room, the participant's
+    emoji is on it), in one statement."""
+    from chat.models import Message, Reaction
+
+    found = rows(
+        f"SELECT EXISTS (SELECT 1 FROM {table(Message)} WHERE id = %s AND room_id = %s), "
+        f"EXISTS (SELECT 1 FROM {table(Reaction)} "
+        "WHERE message_id = %s AND participant_id = %s AND emoji = %s)",
+        [message_id, prep(Message, "room", room_id), message_id, participant_id, emoji],
+    )
+    return bool(found[0][0]), bool(found[0][1])
+
+
 # Messages one INSERT of a batch stores (7 parameters each).
 INSERT_ROWS = 1000
 

@@ -250,8 +250,9 @@ async def test_reactions_that_are_refused(room_of_two, settings):
         await expect_error(bob, "invalid_field")
     await bob.send_json_to({"type": "React", "id": said["id"], "emoji": "👍"})  # `on` is required
     await expect_error(bob, "invalid_field")
-    await react(bob, said["id"] + 1000, "👍")
-    await expect_error(bob, "message_not_found")
+    for on in (True, False):  # taking one back from a message not in the room says so too
+        await react(bob, said["id"] + 1000, "👍", on)
+        await expect_error(bob, "message_not_found")
     settings.REACTIONS_PER_MESSAGE = 2
     for emoji in ("👍", "❤️"):
         await react(bob, said["id"], emoji)
