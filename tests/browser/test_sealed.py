@@ -133,16 +133,22 @@ def test_a_message_whose_sender_the_server_swapped_is_never_shown_under_a_name(s
     join_room(bob, "Bob")
     say(alice, "I, Alice, wrote this")
     expect(bob.locator("#messages li .text")).to_have_text(["I, Alice, wrote this"])
-    # The server (its database) says Bob wrote it.
+    alice.locator("#messages li.message").get_by_role("button", name="Message actions").click()
+    alice.get_by_role("menuitem", name="Reply").click()
+    say(alice, "and this answers it")
+    expect(bob.locator("#messages li .quote")).to_have_text(["Alice: I, Alice, wrote this"])
+    # The server (its database) says Bob wrote the first.
     with sqlite3.connect(Path(sqlite_env["CHAT_VAR_DIR"]) / "db.sqlite3") as db:
-        db.execute("UPDATE chat_message SET sender = 'Bob'")
+        db.execute("UPDATE chat_message SET sender = 'Bob' WHERE id = (SELECT MIN(id) FROM chat_message)")
     carol = new_page(link)
     join_room(carol, "Carol")
-    item = carol.locator("#messages li")
-    expect(item.locator(".text")).to_have_text(["This message could not be verified."])
+    item = carol.locator("#messages li.message").first
+    expect(item.locator(".text")).to_have_text("This message could not be verified.")
     expect(item).to_have_class(re.compile("unverified"))
     expect(item.locator(".sender")).to_have_count(0)
     expect(carol.locator("#messages")).not_to_contain_text("Alice, wrote")
+    # Nor does a reply's quote name the sender the server claims.
+    expect(carol.locator("#messages li .quote")).to_have_text(["This message could not be verified."])
 
 
 def test_sealed_files_are_encrypted_in_the_page_previewed_saved_and_a_tampered_one_refused(

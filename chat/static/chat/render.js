@@ -42,7 +42,8 @@ export function messageItem(message, body, { mine, me }) {
     ? el("p", { className: "meta" }, [time])
     : el("p", { className: "meta" }, [el("span", { className: "sender", text: message.sender }), " ", time]);
   const item = el("li", { className: mine && !kind ? "message mine" : "message", attrs: { "data-id": String(message.id) } }, [head]);
-  item.dataset.sender = message.sender;
+  // Never for a message the page cannot attribute: quotes and rights read it.
+  if (!kind) item.dataset.sender = message.sender;
   item.dataset.sentAt = message.sent_at;
   if (message.reply_to != null) item.append(quoteButton(message.reply_to));
   if (kind) {
