@@ -319,9 +319,7 @@ async def delete_message(conn: Connection, command: protocol.DeleteMessage) -> N
 async def react(conn: Connection, command: protocol.React) -> None:
     seat = require_room(conn)
     take_chat(conn)
-    step, state = await database(services.message_react)(
-        seat=seat, message_id=command.id, emoji=command.emoji, on=command.on
-    )
+    step, state = await batching.post_reaction(seat, command.id, command.emoji, command.on)
     await publish(seat.room_id, protocol.reactions_message(command.id, state), seq=step)
 
 

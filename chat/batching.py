@@ -4,6 +4,8 @@ next write.
 - Chat messages: those that arrive while the database thread is busy, or within
   CHAT_WRITE_INTERVAL of the last write's start, are stored in one crossing and one
   transaction (chat/sql.py `insert_messages`): group commit.
+- Reactions: likewise, in a transaction of their own (chat/services.py
+  `messages_react`), each still taking its room's next sequence number.
 - Room events: those published while a channel-layer send is under way go in one layer
   message (chat/hub.py `publish`).
 
@@ -12,7 +14,7 @@ next batch forms while the current one is written, so a process does many more a
 and each item waits for at most one write ahead of it instead of a queue of single ones.
 
 `Batcher` and `PerLoop` are the generic part; `post_message` is the one way a client's
-chat message is stored.
+chat message is stored, `post_reaction` the one way its reaction is.
 """
 
 import asyncio
@@ -135,3 +137,30 @@ async def post_message(
     `services.message_post` would raise (`room_closed`, `SeatGone`, `message_not_found`)."""
     message = NewMessage(seat.room_id, seat.name, content, now, seat.participant_id, reply_to)
     return await message_writer.submit(message)
+
+
+def _messages_react(batch: list) -> list:
+    from chat import services  # looked up at each call, as above
+
+    return services.messages_react(batch)
+
+
+# This process's batcher of reactions (services.messages_react): batched as messages are,
+# in transactions of their own.
+reaction_writer = PerLoopBatcher(
+    lambda: Batcher(
+        database_sync_to_async(_messages_react),
+        settings.CHAT_WRITE_BATCH,
+        settings.CHAT_WRITE_INTERVAL,
+    )
+)
+
+
+async def post_reaction(seat: "Seat", message_id: int, emoji: str, on: bool) -> tuple[int, list[dict]]:
+    """Add (`on`) or take back a client's reaction, group-committed with the others that
+    arrive while the database thread is busy; its room sequence number and the message's
+    whole reaction state, or the error `services.message_react` would raise (`SeatGone`,
+    `room_closed`, `message_not_found`, `quota_exceeded`)."""
+    from chat.services import Reacting
+
+    return await reaction_writer.submit(Reacting(seat, message_id, emoji, on))

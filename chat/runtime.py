@@ -10,9 +10,9 @@ it and what stops it. `start` and `stop` are called by the ASGI application
 - Presence's heartbeat and ghost sweep, a task (chat/presence.py): started by the first
   socket (`connection_opened`), cancelled when the last one closes.
 - Each socket's outbox writer, a task (chat/outbox.py): from its accept to its close.
-- Group commit of chat messages (chat/batching.py, `message_writer`) and batched room
-  events to the bus (chat/hub.py, `event_sender`): a task per burst, ending when
-  nothing waits.
+- Group commit of chat messages and of reactions (chat/batching.py, `message_writer`,
+  `reaction_writer`) and batched room events to the bus (chat/hub.py,
+  `event_sender`): a task per burst, ending when nothing waits.
 - Upload and download work (chat/workers.py, `file_work`: large frames, base64, sha256,
   AES-GCM, clamd) and password hashing (chat/passwords.py, `hashing`), low-priority
   threads made on first use; they end with the process.

@@ -6,6 +6,7 @@ import hmac
 import secrets
 from array import array
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import import_module
@@ -564,30 +565,95 @@ def message_delete(*, seat: Seat, message_id: int, now: datetime) -> tuple[int, 
     return step, [reply for _, reply in replies if reply]
 
 
-def message_react(*, seat: Seat, message_id: int, emoji: str, on: bool) -> tuple[int, list[dict]]:
-    """Add (`on`) or take back the seat's `emoji` on a message of its room; returns the
-    change's room sequence number and the message's whole reaction state. A new emoji
-    past REACTIONS_PER_MESSAGE distinct ones, or a reaction past
-    REACTIONS_PER_MESSAGE_IN_ALL, is `quota_exceeded`, and nothing changes."""
-    room_id, participant_id = seat.room_id, seat.participant_id
+@dataclass(frozen=True)
+class Reacting:
+    """A seat's `React`, as a batch of reactions takes it (chat/batching.py)."""
+
+    seat: Seat
+    message_id: int
+    emoji: str
+    on: bool
+
+
+def messages_react(changes: list[Reacting]) -> list[tuple[int, list[dict]] | ProtocolError]:
+    """Apply many reactions in one transaction (chat/batching.py), in order, each as it
+    would be alone: for each, its room sequence number and its message's whole reaction
+    state just after it, or why it changed nothing (`SeatGone`, `room_closed`,
+    `message_not_found`, `quota_exceeded`: a new emoji past REACTIONS_PER_MESSAGE
+    distinct ones, or a reaction past REACTIONS_PER_MESSAGE_IN_ALL). A later reaction
+    sees the earlier ones, so two that race for a message's last place get one each way.
+
+    Seven statements for the whole batch (`sql.reactions_read`, `sql.reactions_write`),
+    not several for each reaction: under load every statement of the database thread
+    waits its turn for the interpreter (bench/README.md, "Chat beside Typing and React")."""
+    if not changes:
+        return []
+    keys = [sql.prep(Room, "id", change.seat.room_id) for change in changes]
     with transaction.atomic():
-        step = _room_step(seat)
-        if on:
-            changed = sql.reaction_add(
-                room_id,
-                message_id,
-                participant_id,
-                seat.name,
-                emoji,
-                kinds=settings.REACTIONS_PER_MESSAGE,
-                in_all=settings.REACTIONS_PER_MESSAGE_IN_ALL,
-            )
-        else:
-            changed = sql.reaction_remove(room_id, message_id, participant_id, emoji)
-        if not changed:  # why not: the cheap path above is the common one
-            in_room, given = sql.reaction_refusal(room_id, message_id, participant_id, emoji)
-            if not in_room:
-                raise ProtocolError(ErrorCode.MESSAGE_NOT_FOUND)
-            if on and not given:
-                raise ProtocolError(ErrorCode.QUOTA_EXCEEDED, "This message has as many reactions as it may.")
-        return step, selectors.reactions_of([message_id]).get(message_id, [])
+        read = sql.reactions_read(
+            sorted(set(keys)),
+            sorted({change.seat.participant_id for change in changes}),
+            sorted({change.message_id for change in changes}),
+        )
+        # Each message's reactions in order, as [id (None: added by this batch), seat, name, emoji].
+        on_message: dict[int, list[list]] = {}
+        for reaction_id, message_id, participant_id, name, emoji in read.rows:
+            on_message.setdefault(message_id, []).append([reaction_id, participant_id, name, emoji])
+        steps: Counter = Counter()
+        removed: list[int] = []
+        results: list[tuple[int, list[dict]] | ProtocolError] = []
+        for change, key in zip(changes, keys, strict=True):
+            seat = change.seat
+            if key not in read.seqs or seat.participant_id not in read.present:
+                results.append(seat_gone(seat.participant_id) or ProtocolError(ErrorCode.ROOM_CLOSED))
+                continue
+            if read.rooms_of.get(change.message_id) != key:
+                results.append(ProtocolError(ErrorCode.MESSAGE_NOT_FOUND))
+                continue
+            entries = on_message.setdefault(change.message_id, [])
+            mine = next((e for e in entries if e[1] == seat.participant_id and e[3] == change.emoji), None)
+            if change.on and mine is None:
+                if _reactions_full(entries, change.emoji):
+                    full = "This message has as many reactions as it may."
+                    results.append(ProtocolError(ErrorCode.QUOTA_EXCEEDED, full))
+                    continue
+                entries.append([None, seat.participant_id, seat.name, change.emoji])
+            elif not change.on and mine is not None:
+                entries.remove(mine)
+                if mine[0] is not None:
+                    removed.append(mine[0])
+            steps[key] += 1
+            results.append((read.seqs[key] + steps[key], _reaction_state(entries)))
+        added = [
+            (message_id, seat_id, name, emoji)
+            for message_id, entries in on_message.items()
+            for reaction_id, seat_id, name, emoji in entries
+            if reaction_id is None
+        ]
+        sql.reactions_write(dict(steps), added, removed)
+    return results
+
+
+def _reactions_full(entries: list[list], emoji: str) -> bool:
+    """Whether a message with these reactions takes no more of `emoji`."""
+    kinds = {entry[3] for entry in entries}
+    new_kind = emoji not in kinds and len(kinds) >= settings.REACTIONS_PER_MESSAGE
+    return new_kind or len(entries) >= settings.REACTIONS_PER_MESSAGE_IN_ALL
+
+
+def _reaction_state(entries: list[list]) -> list[dict]:
+    """[{emoji, names}] as `selectors.reactions_of` reads it: each emoji where it was
+    first given, its names in the order they reacted."""
+    state: dict[str, list[str]] = {}
+    for _, _, name, emoji in entries:
+        state.setdefault(emoji, []).append(name)
+    return [{"emoji": emoji, "names": names} for emoji, names in state.items()]
+
+
+def message_react(*, seat: Seat, message_id: int, emoji: str, on: bool) -> tuple[int, list[dict]]:
+    """Add (`on`) or take back the seat's `emoji` on a message of its room, alone (see
+    `messages_react`): its room sequence number and the message's whole reaction state."""
+    (result,) = messages_react([Reacting(seat, message_id, emoji, on)])
+    if isinstance(result, ProtocolError):
+        raise result
+    return result

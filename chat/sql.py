@@ -166,56 +166,71 @@ def room_step(room_id: UUID, participant_id: int) -> int | None:
     return found[0][0] if found else None
 
 
-def reaction_add(
-    room_id: UUID, message_id: int, participant_id: int, name: str, emoji: str, *, kinds: int, in_all: int
-) -> bool:
-    """Store a participant's emoji on a message of the room, unless it is there already,
-    or the message would pass `kinds` distinct emoji or `in_all` reactions; True if a
-    row was added."""
-    from chat.models import Message, Reaction
+@dataclass(frozen=True)
+class ReactionsRead:
+    """What a batch of reactions is checked against, read in its transaction."""
 
-    reaction = table(Reaction)
-    added = rows(
-        f"INSERT INTO {reaction} (message_id, participant_id, name, emoji) SELECT %s, %s, %s, %s "
-        f"WHERE EXISTS (SELECT 1 FROM {table(Message)} WHERE id = %s AND room_id = %s) "
-        f"AND (EXISTS (SELECT 1 FROM {reaction} WHERE message_id = %s AND emoji = %s) "
-        f"OR (SELECT COUNT(DISTINCT emoji) FROM {reaction} WHERE message_id = %s) < %s) "
-        f"AND (SELECT COUNT(*) FROM {reaction} WHERE message_id = %s) < %s "
-        "ON CONFLICT DO NOTHING RETURNING id",
-        [message_id, participant_id, name, emoji, message_id, prep(Message, "room", room_id)]
-        + [message_id, emoji, message_id, kinds, message_id, in_all],
+    seqs: dict[Any, int]  # each open room's key -> its message_seq (locked on PostgreSQL)
+    present: set[int]  # the batch's seats still present
+    rooms_of: dict[int, Any]  # each message of the batch that exists -> its room's key
+    rows: list[tuple[int, int, int, str, str]]  # their reactions: id, message, seat, name, emoji
+
+
+def reactions_read(room_keys: list, participant_ids: list[int], message_ids: list[int]) -> ReactionsRead:
+    """Four statements for a whole batch. On PostgreSQL the rooms are locked first, in
+    key order (as `insert_messages` locks them), so that what is read holds until the
+    commit: every change to a message's reactions takes its room's lock."""
+    from chat.models import Message, Participant, Reaction, Room
+
+    lock = " ORDER BY id FOR UPDATE" if connection.vendor == "postgresql" else ""
+    rooms = rows(
+        f"SELECT id, message_seq FROM {table(Room)} "
+        f"WHERE id IN ({marks(len(room_keys))}) AND closed_at IS NULL{lock}",
+        room_keys,
     )
-    return bool(added)
-
-
-def reaction_remove(room_id: UUID, message_id: int, participant_id: int, emoji: str) -> bool:
-    """Take a participant's emoji off a message of the room; True if it was there. One
-    statement, as `reaction_add`: under load each statement the database thread runs
-    waits its turn for the interpreter (bench/README.md, "Chat beside Typing and React")."""
-    from chat.models import Message, Reaction
-
-    return (
-        execute(
-            f"DELETE FROM {table(Reaction)} WHERE message_id = %s AND participant_id = %s AND emoji = %s "
-            f"AND EXISTS (SELECT 1 FROM {table(Message)} WHERE id = %s AND room_id = %s)",
-            [message_id, participant_id, emoji, message_id, prep(Message, "room", room_id)],
-        )
-        > 0
+    present = rows(
+        f"SELECT id FROM {table(Participant)} "
+        f"WHERE id IN ({marks(len(participant_ids))}) AND left_at IS NULL",
+        participant_ids,
     )
-
-
-def reaction_refusal(room_id: UUID, message_id: int, participant_id: int, emoji: str) -> tuple[bool, bool]:
-    """Why a reaction changed nothing: (the message is in the room, the participant's
-    emoji is on it), in one statement."""
-    from chat.models import Message, Reaction
-
+    messages = rows(
+        f"SELECT id, room_id FROM {table(Message)} WHERE id IN ({marks(len(message_ids))})", message_ids
+    )
     found = rows(
-        f"SELECT EXISTS (SELECT 1 FROM {table(Message)} WHERE id = %s AND room_id = %s), "
-        f"EXISTS (SELECT 1 FROM {table(Reaction)} "
-        "WHERE message_id = %s AND participant_id = %s AND emoji = %s)",
-        [message_id, prep(Message, "room", room_id), message_id, participant_id, emoji],
+        f"SELECT id, message_id, participant_id, name, emoji FROM {table(Reaction)} "
+        f"WHERE message_id IN ({marks(len(message_ids))}) ORDER BY id",
+        message_ids,
     )
-    return bool(found[0][0]), bool(found[0][1])
+    return ReactionsRead(
+        seqs=dict(rooms),
+        present={participant_id for (participant_id,) in present},
+        rooms_of=dict(messages),
+        rows=found,
+    )
+
+
+def reactions_write(
+    steps: dict[Any, int], added: list[tuple[int, int, str, str]], removed: list[int]
+) -> None:
+    """Bump each room's sequence by its count of changes, delete the `removed` reaction
+    ids, insert the `added` ones (message, seat, name, emoji) in order: three statements."""
+    from chat.models import Reaction, Room
+
+    if steps:
+        cases = " ".join(["WHEN %s THEN %s"] * len(steps))
+        execute(
+            f"UPDATE {table(Room)} SET message_seq = message_seq + CASE id {cases} END "
+            f"WHERE id IN ({marks(len(steps))})",
+            [*(value for key, count in steps.items() for value in (key, count)), *steps],
+        )
+    if removed:
+        execute(f"DELETE FROM {table(Reaction)} WHERE id IN ({marks(len(removed))})", removed)
+    if added:
+        values = ", ".join(["(%s, %s, %s, %s)"] * len(added))
+        execute(
+            f"INSERT INTO {table(Reaction)} (message_id, participant_id, name, emoji) VALUES {values}",
+            [value for row in added for value in row],
+        )
 
 
 # Messages one INSERT of a batch stores (7 parameters each).

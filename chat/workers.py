@@ -141,9 +141,9 @@ class DatabaseWork:
     are bounded elsewhere, so the bound here is per process.
 
     They wait here, not in the thread's own first-come queue, and go to the thread one
-    at a time: a batch of chat messages (chat/batching.py), which does not come here
-    and is never refused, then waits for at most one of them, not for a storm of joins.
-    Leaving a room does not come here either."""
+    at a time: a batch of chat messages or of reactions (chat/batching.py), which does
+    not come here and is never refused, then waits for at most one of them, not for a
+    storm of joins. Leaving a room does not come here either."""
 
     def __init__(
         self, to_thread: Callable[[Callable[..., Any]], Callable[..., Any]] = database_sync_to_async

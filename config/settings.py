@@ -368,7 +368,7 @@ REACTIONS_PER_MESSAGE_IN_ALL = env.int("REACTIONS_PER_MESSAGE_IN_ALL", 500)
 TYPING_FRAMES_PER_SECOND = env.float("TYPING_FRAMES_PER_SECOND", 10)
 CHAT_RATE_BURST = env.float("CHAT_RATE_BURST", 20)
 CHAT_RATE_SUSTAINED = env.float("CHAT_RATE_SUSTAINED", 10)
-# Most chat messages a process stores in one transaction (chat/batching.py).
+# Most chat messages (or reactions) a process stores in one transaction (chat/batching.py).
 CHAT_WRITE_BATCH = env.int("CHAT_WRITE_BATCH", 200)
 # Least seconds between the starts of two such transactions: under load the messages of
 # that span go together (a message that finds the writer idle longer is written at once).

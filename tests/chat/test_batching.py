@@ -9,7 +9,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from chat import services, sql
+from chat import selectors, services, sql
 from chat.batching import Batcher
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Message, Room
@@ -226,3 +226,176 @@ def test_messages_of_a_removed_seat_are_refused_in_the_write_itself():
     services.room_close(room_id=room.pk, now=timezone.now())
     (closed,) = services.messages_post([seated(owner, "late")])
     assert closed.code == ErrorCode.ROOM_CLOSED and closed.close == 4000
+
+
+# --- Reactions (services.messages_react, batching.reaction_writer) --------------------
+
+
+def reacting(seat, message_id, emoji, on=True):
+    return services.Reacting(seat, message_id, emoji, on)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_of_reactions_from_several_seats_commits_once_each_in_its_room_order():
+    """Issue 18: one transaction for the batch, each reaction still taking its room's
+    next sequence number and answered as it would be alone; a refused one keeps nothing,
+    its number included."""
+    from unittest import mock
+
+    from chat.models import Reaction
+
+    room, owner, _ = make_room()
+    bob, carol = join_seat(room, "Bob").seat, join_seat(room, "Carol").seat
+    kicked = join_seat(room, "Kicked").seat
+    other, elsewhere, _ = make_room(owner_name="Elsewhere")
+    said, _ = services.message_post(seat=owner, content="lunch?", now=timezone.now())
+    there, _ = services.message_post(seat=elsewhere, content="other room", now=timezone.now())
+    services.participant_remove(participant_id=kicked.participant_id, now=timezone.now())
+
+    batch = [
+        reacting(bob, said, "👍"),
+        reacting(elsewhere, there, "🎉"),
+        reacting(carol, said, "👍"),
+        reacting(bob, there, "👍"),  # a message of another room
+        reacting(owner, said, "👍", on=False),  # nothing to take back: answered all the same
+        reacting(kicked, said, "👍"),
+        reacting(carol, said + there + 1000, "👍"),
+    ]
+    default = connections["default"]
+    with mock.patch.object(default, "commit", wraps=default.commit) as commit:
+        results = services.messages_react(batch)
+    assert commit.call_count == 1
+
+    both = [{"emoji": "👍", "names": ["Bob", "Carol"]}]
+    assert results[0] == (2, [{"emoji": "👍", "names": ["Bob"]}])
+    assert results[1] == (2, [{"emoji": "🎉", "names": ["Elsewhere"]}])
+    assert results[2] == (3, both)
+    assert results[4] == (4, both)
+    assert results[3].code == ErrorCode.MESSAGE_NOT_FOUND
+    assert isinstance(results[5], services.SeatGone) and results[5].code == ErrorCode.KICKED
+    assert results[6].code == ErrorCode.MESSAGE_NOT_FOUND
+    # One sequence number per reaction answered, none for a refused one.
+    assert Room.objects.get(pk=room.pk).message_seq == 4
+    assert Room.objects.get(pk=other.pk).message_seq == 2
+    assert Reaction.objects.count() == 3
+    # The same reactions one at a time, as before the batch: the same answers.
+    assert services.message_react(seat=carol, message_id=said, emoji="👍", on=True) == (5, both)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_of_reactions_costs_the_statements_of_one():
+    """The database thread's cost under load is per statement (bench/README.md): a batch
+    of 40 reactions, on and off, on several messages and rooms, runs no more statements
+    than one reaction does, and leaves exactly the rows its answers describe."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chat.models import Reaction
+
+    room, owner, _ = make_room()
+    seats = [owner] + [join_seat(room, f"P{n}").seat for n in range(4)]
+    said = [services.message_post(seat=owner, content=f"m{n}", now=timezone.now())[0] for n in range(4)]
+    with CaptureQueriesContext(connection) as one:
+        services.messages_react([reacting(seats[1], said[0], "👍")])
+    batch = [
+        reacting(seat, said[n % 4], emoji, on=(n // 20) % 2 == 0)
+        for n in range(40)
+        for seat, emoji in [(seats[n % 5], ("👍", "🎉")[n % 2])]
+    ]
+    with CaptureQueriesContext(connection) as many:
+        results = services.messages_react(batch)
+    assert len(many.captured_queries) <= len(one.captured_queries)
+    assert all(not isinstance(result, ProtocolError) for result in results)
+    # The last answer for each message is what is stored.
+    last = {change.message_id: state for change, (_, state) in zip(batch, results, strict=True)}
+    for message_id, state in last.items():
+        stored = selectors.reactions_of([message_id]).get(message_id, [])
+        assert stored == state
+    assert Reaction.objects.count() == sum(len(e["names"]) for state in last.values() for e in state)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_per_message_bounds_hold_inside_one_batch(settings):
+    """Two reactions of one batch that race for a message's last place: the first
+    takes it, the second is `quota_exceeded`, for distinct emoji and in all alike."""
+    from chat.models import Reaction
+
+    settings.REACTIONS_PER_MESSAGE = 2
+    settings.REACTIONS_PER_MESSAGE_IN_ALL = 4
+    room, owner, _ = make_room()
+    bob, carol, dave = (join_seat(room, name).seat for name in ("Bob", "Carol", "Dave"))
+    said, _ = services.message_post(seat=owner, content="vote", now=timezone.now())
+    services.message_react(seat=bob, message_id=said, emoji="👍", on=True)
+
+    results = services.messages_react(
+        [
+            reacting(carol, said, "❤️"),  # the last distinct emoji
+            reacting(owner, said, "🎉"),  # a third: past REACTIONS_PER_MESSAGE
+            reacting(owner, said, "👍"),  # an emoji already there: the third in all
+            reacting(carol, said, "❤️"),  # already hers: nothing changes, still answered
+            reacting(dave, said, "👍"),  # the fourth in all: the last place
+            reacting(carol, said, "👍"),  # the fifth: past REACTIONS_PER_MESSAGE_IN_ALL
+            reacting(bob, said, "👍", on=False),  # a place freed...
+            reacting(carol, said, "👍"),  # ...and taken in the same batch
+        ]
+    )
+    refused = [index for index, result in enumerate(results) if isinstance(result, ProtocolError)]
+    assert refused == [1, 5]
+    assert {results[index].code for index in refused} == {ErrorCode.QUOTA_EXCEEDED}
+    assert [result[0] for result in results if not isinstance(result, ProtocolError)] == [3, 4, 5, 6, 7, 8]
+    assert results[4][1] == [
+        {"emoji": "👍", "names": ["Bob", "Owner", "Dave"]},
+        {"emoji": "❤️", "names": ["Carol"]},
+    ]
+    # Bob's 👍 is gone: each emoji is listed where its first remaining reaction is.
+    final = [{"emoji": "❤️", "names": ["Carol"]}, {"emoji": "👍", "names": ["Owner", "Dave", "Carol"]}]
+    assert results[7][1] == final
+    assert Reaction.objects.filter(message_id=said).count() == 4
+    assert Room.objects.get(pk=room.pk).message_seq == 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_reaction_and_message_batches_over_shared_rooms_do_not_deadlock():
+    """Two writers (like two processes) apply batches of reactions spanning the same
+    rooms in different orders, beside batches of messages: no deadlock (rooms are taken
+    in key order, as `sql.insert_messages` takes them), and each room's sequence ends up
+    counting every message and reaction once."""
+    from chat.models import Reaction
+
+    rooms = [make_room() for _ in range(4)]
+    seats = [[owner, *(join_seat(room, f"M{n}").seat for n in range(3))] for room, owner, _ in rooms]
+    said = [services.message_post(seat=owner, content="hi", now=timezone.now())[0] for _, owner, _ in rooms]
+    emoji = ["👍", "❤️", "🎉"]
+    errors, applied = [], []
+
+    def writer(seed: int) -> None:
+        shuffle = random.Random(seed)
+        try:
+            for _ in range(20):
+                picks = [shuffle.randrange(4) for _ in range(shuffle.randint(2, 8))]
+                changes = [
+                    reacting(
+                        shuffle.choice(seats[at]), said[at], shuffle.choice(emoji), shuffle.random() < 0.7
+                    )
+                    for at in picks
+                ]
+                assert all(
+                    not isinstance(result, ProtocolError) for result in services.messages_react(changes)
+                )
+                applied.append(len(changes))
+                posted = services.messages_post([new(seats[at][0], "m") for at in picks[::-1]])
+                assert all(not isinstance(result, ProtocolError) for result in posted)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    steps = sum(Room.objects.get(pk=room.pk).message_seq for room, _, _ in rooms)
+    assert steps == Message.objects.count() + sum(applied)
+    assert Reaction.objects.count() <= sum(applied)

@@ -2,6 +2,8 @@
 at a time (`GetHistory`), replies (`reply_to`), edits, deletes, reactions, typing and
 resuming with a participant token."""
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
@@ -267,6 +269,65 @@ async def test_reactions_that_are_refused(room_of_two, settings):
     await react(owner, said["id"], "❤️")  # a fourth reaction in all: past the bound
     await expect_error(owner, "quota_exceeded")
     assert await bob.receive_nothing(timeout=0.1)
+
+
+async def test_reactions_of_several_connections_go_in_one_batch(room_of_two, settings, monkeypatch):
+    """Issue 18: React frames from several connections that arrive within
+    CHAT_WRITE_INTERVAL of the last write are stored in one batch (one transaction:
+    services.messages_react), each answered as it would be alone, the race for a
+    message's last emoji included."""
+    from chat import batching, services
+
+    settings.CHAT_WRITE_INTERVAL = 1.0
+    # A batcher of this test's own, made with the interval above.
+    monkeypatch.setattr(batching, "reaction_writer", batching.PerLoopBatcher(batching.reaction_writer.make))
+    batches: list[list[tuple[str, str, bool]]] = []
+    messages_react = services.messages_react
+
+    def spy(changes):
+        batches.append([(change.seat.name, change.emoji, change.on) for change in changes])
+        return messages_react(changes)
+
+    monkeypatch.setattr(services, "messages_react", spy)
+    owner, bob, key = room_of_two.owner, room_of_two.member, room_of_two.key
+    carol, _ = await join_room(room_of_two.join_key, "Carol", client=("10.0.0.3", 5000))
+    for communicator in (owner, bob):
+        assert await communicator.receive_json_from() == {"type": "ParticipantJoined", "name": "Carol"}
+    everyone = (owner, bob, carol)
+    said = await say(owner, everyone, key, "vote")
+    settings.REACTIONS_PER_MESSAGE = 2
+
+    await react(bob, said["id"], "👍")  # the writer is idle: stored at once, alone
+    first = [{"emoji": "👍", "names": ["Bob"]}]
+    for communicator in everyone:
+        assert await communicator.receive_json_from() == {
+            "type": "Reactions",
+            "id": said["id"],
+            "reactions": first,
+        }
+    await react(owner, said["id"], "❤️")  # the last distinct emoji...
+    await asyncio.sleep(0.05)
+    await react(carol, said["id"], "🎉")  # ...which Carol's comes too late for
+    await asyncio.sleep(0.05)
+    await react(bob, said["id"], "👍", on=False)
+
+    states = [
+        [{"emoji": "👍", "names": ["Bob"]}, {"emoji": "❤️", "names": ["Owner"]}],
+        [{"emoji": "❤️", "names": ["Owner"]}],
+    ]
+    broadcasts = [{"type": "Reactions", "id": said["id"], "reactions": state} for state in states]
+    for communicator in (owner, bob):
+        assert [await communicator.receive_json_from() for _ in states] == broadcasts
+    got = [await carol.receive_json_from() for _ in range(3)]
+    (refusal,) = [frame for frame in got if frame["type"] == "Error"]
+    assert refusal["code"] == "quota_exceeded"
+    assert [frame for frame in got if frame["type"] != "Error"] == broadcasts
+    assert await owner.receive_nothing(timeout=0.1) and await bob.receive_nothing(timeout=0.1)
+    assert batches == [
+        [("Bob", "👍", True)],
+        [("Owner", "❤️", True), ("Carol", "🎉", True), ("Bob", "👍", False)],
+    ]
+    await close_all(carol)
 
 
 async def test_typing_is_forwarded_at_most_every_three_seconds(room_of_two, monkeypatch):
