@@ -113,20 +113,25 @@ class PerLoopBatcher[Item, Result](PerLoop[Batcher[Item, Result]]):
         return await self.get().submit(item)
 
 
-def _messages_post(batch: list) -> list:
-    from chat import services  # looked up at each call, so a test can replace it
+def _database_batcher(write: str) -> PerLoopBatcher:
+    """Group commit on the database thread of `services.<write>` (looked up at each
+    call, so that a test can replace it)."""
 
-    return services.messages_post(batch)
+    def run(batch: list) -> list:
+        from chat import services
+
+        return getattr(services, write)(batch)
+
+    return PerLoopBatcher(
+        lambda: Batcher(database_sync_to_async(run), settings.CHAT_WRITE_BATCH, settings.CHAT_WRITE_INTERVAL)
+    )
 
 
 # This process's batcher of chat messages (services.messages_post).
-message_writer = PerLoopBatcher(
-    lambda: Batcher(
-        database_sync_to_async(_messages_post),
-        settings.CHAT_WRITE_BATCH,
-        settings.CHAT_WRITE_INTERVAL,
-    )
-)
+message_writer = _database_batcher("messages_post")
+# This process's batcher of reactions (services.messages_react): batched as messages are,
+# in transactions of their own.
+reaction_writer = _database_batcher("messages_react")
 
 
 async def post_message(
@@ -137,23 +142,6 @@ async def post_message(
     `services.message_post` would raise (`room_closed`, `SeatGone`, `message_not_found`)."""
     message = NewMessage(seat.room_id, seat.name, content, now, seat.participant_id, reply_to)
     return await message_writer.submit(message)
-
-
-def _messages_react(batch: list) -> list:
-    from chat import services  # looked up at each call, as above
-
-    return services.messages_react(batch)
-
-
-# This process's batcher of reactions (services.messages_react): batched as messages are,
-# in transactions of their own.
-reaction_writer = PerLoopBatcher(
-    lambda: Batcher(
-        database_sync_to_async(_messages_react),
-        settings.CHAT_WRITE_BATCH,
-        settings.CHAT_WRITE_INTERVAL,
-    )
-)
 
 
 async def post_reaction(seat: "Seat", message_id: int, emoji: str, on: bool) -> tuple[int, list[dict]]:

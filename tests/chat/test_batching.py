@@ -16,6 +16,27 @@ from chat.models import Message, Room
 from tests.helpers import join_seat, make_room
 
 
+def in_two_threads(writer) -> None:
+    """Run `writer(1)` and `writer(2)` at once, each in a thread with its own database
+    connection, to the end; fail with what either raised."""
+    errors = []
+
+    def run(seed: int) -> None:
+        try:
+            writer(seed)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
 def in_thread(write):
     """A sync write run in a thread, as the database writes are."""
 
@@ -69,27 +90,14 @@ def test_concurrent_batches_over_shared_rooms_neither_deadlock_nor_reorder():
     different orders: every room's sequence ends up 1..n without gaps, and its ids grow
     with its sequence numbers (what the hubs deliver by)."""
     seats = [make_room()[1] for _ in range(4)]
-    errors = []
 
     def writer(seed: int) -> None:
         shuffle = random.Random(seed)
-        try:
-            for round_ in range(30):
-                batch = [
-                    new(shuffle.choice(seats), f"{seed}-{round_}-{n}") for n in range(shuffle.randint(2, 8))
-                ]
-                assert all(not isinstance(result, ProtocolError) for result in services.messages_post(batch))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
+        for round_ in range(30):
+            batch = [new(shuffle.choice(seats), f"{seed}-{round_}-{n}") for n in range(shuffle.randint(2, 8))]
+            assert all(not isinstance(result, ProtocolError) for result in services.messages_post(batch))
 
-    threads = [threading.Thread(target=writer, args=(seed,)) for seed in (1, 2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    in_two_threads(writer)
     for seat in seats:
         rows = list(Message.objects.filter(room_id=seat.room_id).order_by("seq").values_list("seq", "id"))
         assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1))
@@ -366,36 +374,22 @@ def test_concurrent_reaction_and_message_batches_over_shared_rooms_do_not_deadlo
     seats = [[owner, *(join_seat(room, f"M{n}").seat for n in range(3))] for room, owner, _ in rooms]
     said = [services.message_post(seat=owner, content="hi", now=timezone.now())[0] for _, owner, _ in rooms]
     emoji = ["👍", "❤️", "🎉"]
-    errors, applied = [], []
+    applied = []
 
     def writer(seed: int) -> None:
         shuffle = random.Random(seed)
-        try:
-            for _ in range(20):
-                picks = [shuffle.randrange(4) for _ in range(shuffle.randint(2, 8))]
-                changes = [
-                    reacting(
-                        shuffle.choice(seats[at]), said[at], shuffle.choice(emoji), shuffle.random() < 0.7
-                    )
-                    for at in picks
-                ]
-                assert all(
-                    not isinstance(result, ProtocolError) for result in services.messages_react(changes)
-                )
-                applied.append(len(changes))
-                posted = services.messages_post([new(seats[at][0], "m") for at in picks[::-1]])
-                assert all(not isinstance(result, ProtocolError) for result in posted)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
+        for _ in range(20):
+            picks = [shuffle.randrange(4) for _ in range(shuffle.randint(2, 8))]
+            changes = [
+                reacting(shuffle.choice(seats[at]), said[at], shuffle.choice(emoji), shuffle.random() < 0.7)
+                for at in picks
+            ]
+            assert all(not isinstance(result, ProtocolError) for result in services.messages_react(changes))
+            applied.append(len(changes))
+            posted = services.messages_post([new(seats[at][0], "m") for at in picks[::-1]])
+            assert all(not isinstance(result, ProtocolError) for result in posted)
 
-    threads = [threading.Thread(target=writer, args=(seed,)) for seed in (1, 2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    in_two_threads(writer)
     steps = sum(Room.objects.get(pk=room.pk).message_seq for room, _, _ in rooms)
     assert steps == Message.objects.count() + sum(applied)
     assert Reaction.objects.count() <= sum(applied)
