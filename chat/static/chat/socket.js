@@ -1,8 +1,8 @@
 // One WebSocket to this server's /ws/ (same origin, so it carries the session cookie),
 // reopened with backoff whenever it drops, but for close 4003 (another tab or window
-// took the participant over: reopening would take it back, in turns). It carries the affinity hint of the room it
-// is for (`hint`), so that a proxy hashing it sends a room's members to one server
-// process (docs/production.md, "Room affinity").
+// took the participant over: reopening would take it back, in turns). It carries the
+// affinity hint of the room it is for (`hint`), so that a proxy hashing it sends a
+// room's members to one server process (docs/production.md, "Room affinity").
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
