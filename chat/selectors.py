@@ -1,5 +1,6 @@
 """Sync reads. Called through the database queue from chat/actions.py."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -77,13 +78,19 @@ def reactions_of(message_ids: list[int]) -> dict[int, list[dict]]:
         f"WHERE message_id IN ({sql.marks(len(message_ids))}) ORDER BY id",
         list(message_ids),
     )
-    states: dict[int, dict[str, list[str]]] = {}
+    given: dict[int, list[tuple[str, str]]] = {}
     for message_id, emoji, name in found:
-        states.setdefault(message_id, {}).setdefault(emoji, []).append(name)
-    return {
-        message_id: [{"emoji": emoji, "names": names} for emoji, names in state.items()]
-        for message_id, state in states.items()
-    }
+        given.setdefault(message_id, []).append((emoji, name))
+    return {message_id: reaction_state(pairs) for message_id, pairs in given.items()}
+
+
+def reaction_state(given: Iterable[tuple[str, str]]) -> list[dict]:
+    """A message's reactions, (emoji, name) in the order given, as `Reactions` lists
+    them: each emoji where it was first given, its names in that order."""
+    state: dict[str, list[str]] = {}
+    for emoji, name in given:
+        state.setdefault(emoji, []).append(name)
+    return [{"emoji": emoji, "names": names} for emoji, names in state.items()]
 
 
 def history_since(*, room_id: UUID, since: int | None, limit: int) -> list[dict]:

@@ -623,7 +623,8 @@ def messages_react(changes: list[Reacting]) -> list[tuple[int, list[dict]] | Pro
                 if mine[0] is not None:
                     removed.append(mine[0])
             steps[key] += 1
-            results.append((read.seqs[key] + steps[key], _reaction_state(entries)))
+            state = selectors.reaction_state((emoji, name) for _, _, name, emoji in entries)
+            results.append((read.seqs[key] + steps[key], state))
         added = [
             (message_id, seat_id, name, emoji)
             for message_id, entries in on_message.items()
@@ -639,15 +640,6 @@ def _reactions_full(entries: list[list], emoji: str) -> bool:
     kinds = {entry[3] for entry in entries}
     new_kind = emoji not in kinds and len(kinds) >= settings.REACTIONS_PER_MESSAGE
     return new_kind or len(entries) >= settings.REACTIONS_PER_MESSAGE_IN_ALL
-
-
-def _reaction_state(entries: list[list]) -> list[dict]:
-    """[{emoji, names}] as `selectors.reactions_of` reads it: each emoji where it was
-    first given, its names in the order they reacted."""
-    state: dict[str, list[str]] = {}
-    for _, _, name, emoji in entries:
-        state.setdefault(emoji, []).append(name)
-    return [{"emoji": emoji, "names": names} for emoji, names in state.items()]
 
 
 def message_react(*, seat: Seat, message_id: int, emoji: str, on: bool) -> tuple[int, list[dict]]:

@@ -315,7 +315,7 @@ async function readAgain(room) {
   for (const message of frames) {
     if (state.room !== room) return;
     state.seen.delete(message.id);
-    document.querySelector(`#messages li[data-id="${CSS.escape(String(message.id))}"]`)?.remove();
+    messageById(message.id)?.remove();
     await receiveMessage(message);
   }
 }
@@ -420,10 +420,12 @@ async function receiveMessage(message, { live = false, older = false } = {}) {
 function fillQuotes(item) {
   const quote = item.querySelector(".quote");
   if (quote) quote.textContent = quoteText(Number(quote.dataset.replyTo));
-  const id = CSS.escape(item.dataset.id);
-  for (const other of document.querySelectorAll(`#messages .quote[data-reply-to="${id}"]`)) {
-    other.textContent = quoteOf(item);
-  }
+  for (const other of quotesOf(item.dataset.id)) other.textContent = quoteOf(item);
+}
+
+// The quotes of the message `id` in the replies on the page.
+function quotesOf(id) {
+  return document.querySelectorAll(`#messages .quote[data-reply-to="${CSS.escape(String(id))}"]`);
 }
 
 function quoteText(id) {
@@ -778,9 +780,7 @@ const HANDLERS = {
     state.room?.frames.delete(m.id);
     conversation.forget(m.id);
     messageById(m.id)?.remove();
-    for (const quote of document.querySelectorAll(`#messages .quote[data-reply-to="${CSS.escape(String(m.id))}"]`)) {
-      quote.textContent = quoteOf(null);
-    }
+    for (const quote of quotesOf(m.id)) quote.textContent = quoteOf(null);
   },
   FileUploaded: (m) => files.uploaded(m.metadata),
   FileContent: (m) => files.content(m.metadata, m.content),

@@ -35,6 +35,7 @@ export function setUpUnread() {
   let room = null; // {id, title}
   let readUpTo = null; // the newest message id read, as stored
   let unreadAfter = null; // messages of others past this id get the divider before them
+  let newest = null; // the newest message id on the page
   let hiddenCount = 0;
 
   function showTitle() {
@@ -42,17 +43,11 @@ export function setUpUnread() {
     document.title = hiddenCount ? `(${hiddenCount}) ${room.title}` : room.title;
   }
 
-  function newestId() {
-    const ids = [...list.querySelectorAll("li.message[data-id]")].map((item) => Number(item.dataset.id));
-    return ids.length ? Math.max(...ids) : null;
-  }
-
   // Everything down to the bottom is read when the tab is visible and the list is there.
   function read() {
     if (!room || document.visibilityState === "hidden") return;
     if (!atBottom(list)) return;
     jump.hidden = true;
-    const newest = newestId();
     if (newest !== null && newest > (readUpTo ?? 0)) {
       readUpTo = newest;
       storeRead(room.id, newest);
@@ -82,7 +77,7 @@ export function setUpUnread() {
     if (document.visibilityState === "hidden") {
       // What comes from now on is unread: the divider moves to the first of it.
       list.querySelector(".unread-divider")?.remove();
-      unreadAfter = readUpTo ?? newestId() ?? 0;
+      unreadAfter = readUpTo ?? newest ?? 0;
       return;
     }
     hiddenCount = 0;
@@ -95,6 +90,7 @@ export function setUpUnread() {
       room = { id: info.id, title: `${info.name} · Encrypted chat rooms` };
       readUpTo = storedRead(info.id);
       unreadAfter = readUpTo; // the first visit has nothing unread
+      newest = null;
       hiddenCount = 0;
       jump.hidden = true;
       showTitle();
@@ -106,6 +102,7 @@ export function setUpUnread() {
       const hidden = document.visibilityState === "hidden";
       const unseen = !mine && (!live || hidden || !wasAtBottom);
       const id = Number(item.dataset.id);
+      newest = Math.max(newest ?? id, id);
       if (unseen && unreadAfter !== null && id > unreadAfter) placeDivider(id);
       if (live && !mine && hidden) {
         hiddenCount += 1;
