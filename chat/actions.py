@@ -265,6 +265,16 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
         await publish(seat.room_id, REPLACED, only=joined.replaced, close=CloseCode.REPLACED)
     if joined.returned:
         return
+    if joined.replaced is not None:
+        # Resumed a ghost that joiners since were not shown: swept for the others, as the
+        # heartbeat's sweep would have, and back (below), whoever sweeps first.
+        await publish(
+            seat.room_id,
+            protocol.participant_left_message(seat.name),
+            exclude=conn.outbox.id,
+            participant_id=seat.participant_id,
+            joined=False,
+        )
     await publish(
         seat.room_id,
         protocol.participant_joined_message(seat.name),

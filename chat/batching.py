@@ -57,11 +57,19 @@ class Batcher[Item, Result]:
         self.task: asyncio.Task | None = None
 
     async def submit(self, item: Item) -> Result:
+        return await self._queue(item)
+
+    async def submit_all(self, items: list[Item]) -> list[Result]:
+        """Submit the items in order, all before anything submitted after this call."""
+        futures = [self._queue(item) for item in items]
+        return [await future for future in futures]
+
+    def _queue(self, item: Item) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self.pending.append((item, future))
         if self.task is None:
             self.task = asyncio.create_task(self.drain())
-        return await future
+        return future
 
     async def drain(self) -> None:
         try:
@@ -111,6 +119,9 @@ class PerLoopBatcher[Item, Result](PerLoop[Batcher[Item, Result]]):
 
     async def submit(self, item: Item) -> Result:
         return await self.get().submit(item)
+
+    async def submit_all(self, items: list[Item]) -> list[Result]:
+        return await self.get().submit_all(items)
 
 
 def _database_batcher(write: str) -> PerLoopBatcher:

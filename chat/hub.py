@@ -520,8 +520,17 @@ async def publish(room_id: uuid.UUID, message: dict, **marks: Unpack[Marks]) -> 
     layer has taken it (batched with what other sockets publish meanwhile; see
     `send_events`). An empty `message` sends no frame: only its `close` (a resumed
     participant's other connection, 4003)."""
-    event: RoomEvent = {"room": room_id.hex, "text": encode(message) if message else "", **marks}
-    await event_sender.submit(event)
+    await event_sender.submit(room_event(room_id, message, **marks))
+
+
+async def publish_all(events: list[RoomEvent]) -> None:
+    """Publish `room_event`s in this order, all of them ahead of whatever is published
+    after this call began (a sweep's leaves before the resumes that read them)."""
+    await event_sender.submit_all(events)
+
+
+def room_event(room_id: uuid.UUID, message: dict, **marks: Unpack[Marks]) -> RoomEvent:
+    return {"room": room_id.hex, "text": encode(message) if message else "", **marks}
 
 
 async def send_events(events: list[RoomEvent]) -> list[None]:

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from chat import protocol, services
-from chat.hub import hub, publish
+from chat.hub import hub, publish_all, room_event
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +92,19 @@ async def beat_once() -> None:
 
 
 async def announce_left(swept: list[services.Swept]) -> None:
-    for ghost in swept:
-        await publish(
-            ghost.room_id,
-            protocol.participant_left_message(ghost.name),
-            participant_id=ghost.participant_id,
-            joined=False,
-        )
+    """Tell each swept ghost's room. All at once, before anything else is published: a
+    ghost that resumes (chat/actions.py, join_room) is announced after its sweep."""
+    await publish_all(
+        [
+            room_event(
+                ghost.room_id,
+                protocol.participant_left_message(ghost.name),
+                participant_id=ghost.participant_id,
+                joined=False,
+            )
+            for ghost in swept
+        ]
+    )
 
 
 async def _beat_forever() -> None:

@@ -50,7 +50,9 @@ class Joined:
     # Ghosts of dead processes swept to make room for this join.
     swept: list["Swept"]
     # A resumed participant (its token): the outbox of the connection it was present on,
-    # which is closed with 4003, and whether it was present (the room is not told).
+    # which is closed with 4003, and whether it was present and seen within
+    # PRESENCE_TIMEOUT (the room is not told). A ghost past that timeout is absent from
+    # the lists of those who joined since: the room is told it left and joined again.
     replaced: str | None = None
     returned: bool = False
 
@@ -63,7 +65,7 @@ class Joined:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Snapshot:
     """What a joiner was shown (RoomJoined, History), kept to drop room events that
     reach its socket later but happened before: with Redis, an event published just
@@ -71,6 +73,7 @@ class Snapshot:
 
     own_id: int
     # Ids of those present, sorted: 8 bytes each (a frozenset of ints took about 60).
+    # One that leaves is taken out: a participant that resumes comes back with its id.
     present: array
     # The newest message id the joiner has (History's last, or its `since`): ids are
     # committed in order within a room, so every message up to it was already shown.
@@ -79,17 +82,19 @@ class Snapshot:
     def shows(self, event: dict) -> bool:
         participant_id = event.get("participant_id")
         if participant_id is not None:
-            listed = self.lists(participant_id)
+            at = bisect_left(self.present, participant_id)
+            listed = at < len(self.present) and self.present[at] == participant_id
             if event["joined"]:
                 return listed
+            if participant_id == self.own_id:
+                return True  # older than our join: the sweep of the ghost we resumed
+            if listed:
+                del self.present[at]  # leaves now; if it resumes, that join is news
+                return False
             # Someone not listed who joined before us had left before the snapshot.
-            return not listed and participant_id < self.own_id
+            return participant_id < self.own_id
         message_id = event.get("message_id")
         return message_id is not None and self.shown_up_to is not None and message_id <= self.shown_up_to
-
-    def lists(self, participant_id: int) -> bool:
-        at = bisect_left(self.present, participant_id)
-        return at < len(self.present) and self.present[at] == participant_id
 
 
 @dataclass(frozen=True)
@@ -167,14 +172,15 @@ def _participant_resume(
 ) -> tuple[Seat, str | None, bool] | None:
     """Seat again the participant whose token this is (PROTOCOL.md, Conversations), on
     this connection: its row, so its messages and uploads are still its own. Returns the
-    seat, the outbox it was present on (else None) and whether it was present; None for a
+    seat, the outbox it was present on (else None) and whether it was present and seen
+    within PRESENCE_TIMEOUT (not yet a ghost every snapshot leaves out); None for a
     wrong, unknown or dead token (a new participant joins instead). `name` must be its
     name, compared as names are (else `invalid_field`). If it had left, the unique index
     refuses it while its name is present (IntegrityError, as for a new participant)."""
     found = (
         Participant.objects.filter(room=room, token_hash=token_hash(token))
         .exclude(token_hash="")
-        .values("id", "name", "name_key", "outbox_id", "left_at", "role")
+        .values("id", "name", "name_key", "outbox_id", "left_at", "last_seen", "role")
         .first()
     )
     if found is None:
@@ -199,9 +205,10 @@ def _participant_resume(
     if not moved:
         raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
     present = found["left_at"] is None
+    seen = present and found["last_seen"] >= selectors.presence_cutoff(now)
     is_owner = owner or found["role"] == Participant.Role.OWNER
     seat = Seat(found["id"], room.pk, found["name"], is_owner, room.sealed, token)
-    return seat, found["outbox_id"] if present else None, present
+    return seat, found["outbox_id"] if present else None, seen
 
 
 @transaction.atomic
@@ -441,13 +448,12 @@ def presence_sweep(*, now: datetime) -> list[Swept]:
 
 
 def _ghosts_sweep(participants, *, now: datetime) -> list[Swept]:
-    ghosts = participants.filter(
-        left_at__isnull=True, last_seen__lt=selectors.presence_cutoff(now)
-    ).values_list("pk", "room_id", "name")
+    stale = {"left_at__isnull": True, "last_seen__lt": selectors.presence_cutoff(now)}
     swept = []
-    for pk, room_id, name in list(ghosts):
-        # Several processes may sweep at once: whoever updates the row announces it.
-        if Participant.objects.filter(pk=pk, left_at__isnull=True).update(left_at=now):
+    for pk, room_id, name in list(participants.filter(**stale).values_list("pk", "room_id", "name")):
+        # Several processes may sweep at once: whoever updates the row announces it. A
+        # participant that resumed on the row meanwhile is fresh again: not swept.
+        if Participant.objects.filter(pk=pk, **stale).update(left_at=now):
             swept.append(Swept(room_id, name, pk))
     return swept
 

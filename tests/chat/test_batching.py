@@ -130,6 +130,30 @@ async def test_items_submitted_during_a_write_go_together_in_the_next_one():
     assert batcher.task is None  # idle again: the next item is written at once
 
 
+async def test_items_submitted_together_go_ahead_of_a_submitter_that_started_meanwhile():
+    """`submit_all` queues every item before it first waits: a task woken at the same
+    time (a join that read a sweep's result) cannot slip its item in between."""
+    written: list[str] = []
+
+    async def write(items):
+        written.extend(items)
+        return items
+
+    batcher = Batcher(write, limit=1)
+    ready = asyncio.get_running_loop().create_future()
+
+    async def later():
+        await ready
+        return await batcher.submit("joined")
+
+    other = asyncio.ensure_future(later())
+    await asyncio.sleep(0)  # `later` waits on `ready`
+    ready.set_result(None)  # it is woken next, as a join is after a sweep's result
+    assert await batcher.submit_all(["left 1", "left 2"]) == ["left 1", "left 2"]
+    assert await other == "joined"
+    assert written == ["left 1", "left 2", "joined"]
+
+
 async def test_writes_start_an_interval_apart_and_a_lone_item_goes_at_once():
     """CHAT_WRITE_INTERVAL: under load each write takes what came in the interval; an
     item that finds the last write started longer ago is not held."""

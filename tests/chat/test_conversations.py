@@ -3,12 +3,13 @@ at a time (`GetHistory`), replies (`reply_to`), edits, deletes, reactions, typin
 resuming with a participant token."""
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chat import moderation
+from chat import moderation, presence
 from chat.models import Message, Participant
 from tests.helpers import (
     HISTORY_ENTRY,
@@ -384,6 +385,31 @@ async def test_a_present_participant_resumes_and_its_old_connection_closes_4003(
     await again.send_json_to({"type": "GetMembers"})
     assert (await again.receive_json_from())["participants"] == ["Owner", "Bob"]
     await close_all(again)
+
+
+async def test_a_ghost_past_its_timeout_resumes_and_every_member_list_gets_it_back(room_of_two):
+    """After its process died (the row stale, not yet swept), a participant resumes: one who
+    joined meanwhile was not shown it, so the room is told it left and joined again (as
+    if the sweep had come first), and its own new connection is told neither."""
+    owner, bob = room_of_two.owner, room_of_two.member
+    token, join_key = room_of_two.joined["participant_token"], room_of_two.join_key
+    await Participant.objects.filter(name="Bob").aupdate(last_seen=timezone.now() - timedelta(hours=1))
+    carol, joined = await join_room(join_key, "Carol", client=("10.0.0.3", 5002))
+    assert joined["participants"] == ["Owner", "Carol"]  # Bob is a ghost
+    for member in (owner, bob):  # Bob's socket is still open here: its process "died"
+        assert await member.receive_json_from() == {"type": "ParticipantJoined", "name": "Carol"}
+    again, rejoined = await resume(token, "Bob", join_key)
+    assert rejoined["participant_token"] == token and rejoined["participants"] == ["Owner", "Bob", "Carol"]
+    assert await bob.receive_output(2) == {"type": "websocket.close", "code": 4003}
+    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
+    assert await owner.receive_json_from() == {"type": "ParticipantJoined", "name": "Bob"}
+    # Carol's join snapshot drops the leave of someone it did not list (chat/services.py,
+    # Snapshot): she just sees Bob join.
+    assert await carol.receive_json_from() == {"type": "ParticipantJoined", "name": "Bob"}
+    assert await again.receive_nothing(timeout=0.2)
+    await presence.beat_once()  # the resumed row is fresh: the sweep leaves it alone
+    assert await owner.receive_nothing(timeout=0.2)
+    await close_all(carol, again)
 
 
 async def test_a_participant_that_left_comes_back_as_itself(room_of_two):

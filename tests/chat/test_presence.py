@@ -39,7 +39,7 @@ def clock(monkeypatch) -> Clock:
 def no_database(monkeypatch):
     """The heartbeat and the sweep in memory: `beats` counts heartbeats, `down` makes
     them fail, `swept` is what each sweep returns, `sweeps` counts sweeps and
-    `announced` holds what was published."""
+    `announced` holds what was published, a list per call."""
     state = type("State", (), {})()
     state.beats, state.sweeps, state.down, state.announced = 0, 0, False, []
     state.swept = []
@@ -54,8 +54,8 @@ def no_database(monkeypatch):
         state.sweeps += 1
         return list(state.swept)
 
-    async def publish(room_id, message, **fields):
-        state.announced.append((room_id, message, fields))
+    async def publish_all(events):
+        state.announced.append(events)
 
     async def refresh():
         pass
@@ -69,7 +69,7 @@ def no_database(monkeypatch):
     monkeypatch.setattr(presence, "database_sync_to_async", in_loop)
     monkeypatch.setattr(services, "presence_heartbeat", heartbeat)
     monkeypatch.setattr(services, "presence_sweep", sweep)
-    monkeypatch.setattr(presence, "publish", publish)
+    monkeypatch.setattr(presence, "publish_all", publish_all)
     monkeypatch.setattr(presence.hub, "refresh", refresh)
     return state
 
@@ -106,9 +106,21 @@ async def test_each_ghost_swept_is_announced_to_its_room(no_database):
     room_a, room_b = uuid.uuid4(), uuid.uuid4()
     no_database.swept = [services.Swept(room_a, "Ann", 1), services.Swept(room_b, "Ben", 2)]
     await presence.beat_once()  # a process beating for long (tests/conftest.py): it sweeps
-    assert no_database.announced == [
-        (room_a, {"type": "ParticipantLeft", "name": "Ann"}, {"participant_id": 1, "joined": False}),
-        (room_b, {"type": "ParticipantLeft", "name": "Ben"}, {"participant_id": 2, "joined": False}),
+    assert no_database.announced == [  # in one call: ahead of any join that read the sweep
+        [
+            {
+                "room": room_a.hex,
+                "text": '{"type":"ParticipantLeft","name":"Ann"}',
+                "participant_id": 1,
+                "joined": False,
+            },
+            {
+                "room": room_b.hex,
+                "text": '{"type":"ParticipantLeft","name":"Ben"}',
+                "participant_id": 2,
+                "joined": False,
+            },
+        ]
     ]
 
 

@@ -124,6 +124,8 @@ def test_a_join_snapshot_knows_which_room_events_it_already_showed():
     assert snapshot.shows({"participant_id": 5, "joined": False})  # left before we joined
     assert not snapshot.shows({"participant_id": 3, "joined": False})  # leaves now
     assert not snapshot.shows({"participant_id": 12, "joined": False})  # came and went after us
+    assert snapshot.shows({"participant_id": 10, "joined": False})  # our ghost's sweep, resumed
+    assert not snapshot.shows({"participant_id": 3, "joined": True})  # 3 left above and resumed
     assert snapshot.shows({"message_id": 41}) and not snapshot.shows({"message_id": 42})
     since = services.Snapshot(own_id=10, present=array("q"), shown_up_to=50)
     assert since.shows({"message_id": 50}) and not since.shows({"message_id": 51})
