@@ -51,6 +51,7 @@ import select
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -134,6 +135,9 @@ class Member:
         self.own: set[str] = set()  # flood: own messages not yet echoed
         self.window: asyncio.Semaphore | None = None
         self.closing = False
+        # Frames other than chat: sent (Typing, React) and received (Typing, Reactions...).
+        self.sent_kinds: Counter[str] = Counter()
+        self.received_kinds: Counter[str] = Counter()
 
     def _dispatch(self, raw: str, now: float) -> None:
         try:
@@ -157,6 +161,8 @@ class Member:
             self._answer(message)
         elif kind == "Error":
             self._refused(message)
+        else:
+            self.received_kinds[kind] += 1
 
     def _delivered(self, message_id: int, content: str, now: float) -> None:
         seen_ids, seen_contents = self.seen_ids, self.seen_contents
@@ -822,9 +828,11 @@ async def paced_sender(
                 "on": turn < len(EMOJI),
             }
             await client.send_frame(frame)
+            client.sent_kinds["React"] += 1
         elif owed[0] >= 1:
             owed[0] -= 1
             await client.send_frame({"type": "Typing"})
+            client.sent_kinds["Typing"] += 1
         else:
             await client.send_chat(client.encrypt(f"{client.name} says hello #{chats}"))
             chats += 1
@@ -1025,9 +1033,11 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 "order_violations", "unknown_messages", "errors"):  # fmt: skip
         figures[key] = sum(room[key] for room in per_room)
     figures["latency_ms"] = percentiles_ms(latencies, (50, 90, 99, 99.9))
-    figures[f"slower_than_{SLOW * 1000:g}_ms"] = slow_by_second(
-        [client for _, _, clients in rooms for client in clients], began
-    )
+    members = [client for _, _, clients in rooms for client in clients]
+    if args.typing_share or args.react_share:
+        figures["other_frames_sent"] = dict(sum((client.sent_kinds for client in members), Counter()))
+        figures["other_frames_received"] = dict(sum((client.received_kinds for client in members), Counter()))
+    figures[f"slower_than_{SLOW * 1000:g}_ms"] = slow_by_second(members, began)
     figures["generator_gc_pauses"] = [
         [round(at - began, 1), round(took * 1000, 1), generation]
         for at, took, generation in GC_PAUSES
