@@ -719,6 +719,24 @@ def slow_by_second(clients: list[Any], began: float) -> dict[str, Any]:
     return {"count": len(slow), "worst_seconds": [[second, round(ms * 1000, 1)] for second, ms in seconds]}
 
 
+async def watch_loop(stop: asyncio.Event, stalls: dict[int, float], began: float, tick: float = 5e-3) -> None:
+    """The generator's own stalls: how late its loop wakes from a `tick` sleep, the worst
+    per second (since `began`). A delivery read during a stall looks that much slower,
+    though the server sent it in time: the soak's slow seconds are checked against these."""
+    while not stop.is_set():
+        due = time.perf_counter() + tick
+        await asyncio.sleep(tick)
+        now = time.perf_counter()
+        second = int(now - began)
+        stalls[second] = max(stalls.get(second, 0.0), now - due)
+
+
+def worst_seconds(by_second: dict[int, float], over: float) -> list[list[float]]:
+    """[second, ms] of the seconds whose worst is over `over` seconds, worst first (20 at most)."""
+    seconds = sorted(((s, v) for s, v in by_second.items() if v > over), key=lambda item: -item[1])[:20]
+    return [[second, round(value * 1000, 1)] for second, value in seconds]
+
+
 def percentiles_ms(samples: list[float], points: tuple[float, ...] = (50, 90, 99)) -> dict[str, float]:
     """Nearest-rank percentiles of samples in seconds, in milliseconds."""
     if not samples:
@@ -1006,6 +1024,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     gc.collect()
     gc.disable()
     began = time.perf_counter()
+    stalls: dict[int, float] = {}
+    watcher = asyncio.create_task(watch_loop(stop, stalls, began))
     try:
         mix = {"typing": args.typing_share, "react": args.react_share}
         lags = await asyncio.gather(
@@ -1013,6 +1033,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         )
         stop.set()
         await sampler
+        await watcher
         # Every room's last deliveries are in before any figure is worked out: that work
         # holds the loop, and would make deliveries still on their way look late.
         for run, _, clients in rooms:
@@ -1038,6 +1059,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         figures["other_frames_sent"] = dict(sum((client.sent_kinds for client in members), Counter()))
         figures["other_frames_received"] = dict(sum((client.received_kinds for client in members), Counter()))
     figures[f"slower_than_{SLOW * 1000:g}_ms"] = slow_by_second(members, began)
+    figures["generator_loop_stalls_over_20_ms"] = worst_seconds(stalls, 0.020)
     figures["generator_gc_pauses"] = [
         [round(at - began, 1), round(took * 1000, 1), generation]
         for at, took, generation in GC_PAUSES

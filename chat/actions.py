@@ -470,9 +470,7 @@ async def leave(conn: Connection) -> None:
     seat, conn.seat = require_room(conn), None
     presence.live_seats.discard(seat.participant_id)
     try:
-        left = await database_sync_to_async(services.participant_leave)(
-            participant_id=seat.participant_id, now=timezone.now()
-        )
+        left = await batching.post_leave(seat.participant_id, timezone.now())
     finally:
         await hub.leave(seat.room_id, conn.outbox)
     if left:
