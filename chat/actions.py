@@ -268,19 +268,19 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
     if joined.replaced is not None:
         # Resumed a ghost that joiners since were not shown: swept for the others, as the
         # heartbeat's sweep would have, and back (below), whoever sweeps first.
-        await publish(
-            seat.room_id,
-            protocol.participant_left_message(seat.name),
-            exclude=conn.outbox.id,
-            participant_id=seat.participant_id,
-            joined=False,
-        )
+        await tell_others(conn, seat, arrived=False)
+    await tell_others(conn, seat, arrived=True)
+
+
+async def tell_others(conn: Connection, seat: services.Seat, *, arrived: bool) -> None:
+    """`ParticipantJoined` (or `ParticipantLeft`) of this socket's seat to the others."""
+    message = protocol.participant_joined_message if arrived else protocol.participant_left_message
     await publish(
         seat.room_id,
-        protocol.participant_joined_message(seat.name),
+        message(seat.name),
         exclude=conn.outbox.id,
         participant_id=seat.participant_id,
-        joined=True,
+        joined=arrived,
     )
 
 
