@@ -61,8 +61,7 @@ class Batcher[Item, Result]:
 
     async def submit_all(self, items: list[Item]) -> list[Result]:
         """Submit the items in order, all before anything submitted after this call."""
-        futures = [self._queue(item) for item in items]
-        return [await future for future in futures]
+        return list(await asyncio.gather(*[self._queue(item) for item in items]))
 
     def _queue(self, item: Item) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
