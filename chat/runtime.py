@@ -21,11 +21,14 @@ it and what stops it. `start` and `stop` are called by the ASGI application
 - The large-frame budget's wake-ups (chat/frame_budget.py, `serve` only): timers while
   a paced socket waits.
 - Timing of Python's garbage collector (`watch_collector`): a callback, no thread.
+- The event loop's stalls (`watch_loop`), a task: started by uvicorn's lifespan startup
+  (`manage.py serve`; daphne sends none), cancelled by `stop`.
 
 Everything but the checkpoint thread starts on first use, so a process that serves
 only pages never runs the hub or the heartbeat.
 """
 
+import asyncio
 import gc
 import sys
 import time
@@ -71,9 +74,37 @@ def _collector_timing(phase: str, info: dict) -> None:
         event("gc_pause", generation=generation, ms=round(took * 1000, 1), collected=collected)
 
 
+# Seconds between two wake-ups of the loop watcher (`watch_loop`).
+LOOP_TICK = 0.01
+_loop_watcher: asyncio.Task | None = None
+
+
+def watch_loop() -> None:
+    """Nothing else runs on the event loop while a callback runs or the loop waits for
+    the interpreter: a wake-up LOOP_STALL_LOG seconds or more late is logged
+    (`event=loop_stall`), so that a latency spike can be laid beside it. A wake-up every
+    LOOP_TICK; called in the loop, once per process."""
+    global _loop_watcher
+    if settings.LOOP_STALL_LOG <= 0 or (_loop_watcher is not None and not _loop_watcher.done()):
+        return
+    _loop_watcher = asyncio.get_running_loop().create_task(_watch_loop_forever())
+
+
+async def _watch_loop_forever() -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + LOOP_TICK
+        await asyncio.sleep(LOOP_TICK)
+        late = loop.time() - due
+        if late >= settings.LOOP_STALL_LOG:
+            event("loop_stall", ms=round(late * 1000, 1))
+
+
 async def stop() -> None:
     """Once the server has closed the sockets: the hub leaves its room groups (within
     chat.hub.LEAVE_TIMEOUT), so this process is no longer sent their events; the log
     says how many room events it published and received (`event=hub_totals`)."""
+    if _loop_watcher is not None:
+        _loop_watcher.cancel()
     await hub.stop()
     event("hub_totals", published=hub.published, received=hub.received)

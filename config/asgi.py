@@ -22,11 +22,12 @@ async def lifespan(
     scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]
 ) -> None:
     """The server's start and stop: uvicorn (`manage.py serve`) sends both; daphne
-    (`runserver`) sends neither. On stop, once uvicorn has closed the sockets,
-    `runtime.stop` (the hub leaves the bus group)."""
+    (`runserver`) sends neither. On start, `runtime.watch_loop`; on stop, once uvicorn
+    has closed the sockets, `runtime.stop` (the hub leaves the bus group)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            runtime.watch_loop()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await runtime.stop()

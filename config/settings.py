@@ -454,6 +454,9 @@ DATABASE_QUEUE = env.int("DATABASE_QUEUE", 200)
 SQLITE_CHECKPOINT_INTERVAL = env.float("SQLITE_CHECKPOINT_INTERVAL", 2)
 # A garbage-collector pass of at least this many seconds is logged (event=gc_pause); 0: off.
 GC_PAUSE_LOG = env.float("GC_PAUSE_LOG", 0.02)
+# Under `manage.py serve`, an event loop that wakes this many seconds or more late is
+# logged (event=loop_stall: nothing else ran meanwhile); 0: off.
+LOOP_STALL_LOG = env.float("LOOP_STALL_LOG", 0.04)
 
 # `manage.py serve` sets the garbage collector's young-generation threshold to this
 # (Python's default); see the comment there.

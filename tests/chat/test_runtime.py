@@ -1,7 +1,9 @@
 """What a server process starts besides sockets (chat/runtime.py)."""
 
+import asyncio
 import gc
 import logging
+import time
 
 import pytest
 
@@ -39,3 +41,39 @@ def test_the_collector_is_not_watched_when_the_setting_is_off(unwatched, setting
     settings.GC_PAUSE_LOG = 0
     runtime.watch_collector()
     assert runtime._collector_timing not in gc.callbacks
+
+
+@pytest.fixture
+async def loop_watched(settings):
+    """`runtime.watch_loop` in this test's loop, its task stopped after."""
+    settings.LOOP_STALL_LOG = 0.05
+    runtime._loop_watcher = None
+    runtime.watch_loop()
+    watcher = runtime._loop_watcher
+    yield watcher
+    watcher.cancel()
+    runtime._loop_watcher = None
+
+
+def loop_stall_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("event=loop_stall")]
+
+
+async def test_a_loop_held_past_loop_stall_log_is_logged_with_how_late_it_woke(loop_watched, caplog):
+    caplog.set_level(logging.INFO, logger="chat.events")
+    runtime.watch_loop()  # once per process, however often it is called
+    assert runtime._loop_watcher is loop_watched
+    await asyncio.sleep(0.03)  # the watcher is waiting out a tick
+    time.sleep(0.25)  # noqa: ASYNC251 - a callback that holds the loop, on purpose
+    await asyncio.sleep(0.03)
+    stalls = [float(line.removeprefix("event=loop_stall ms=")) for line in loop_stall_lines(caplog)]
+    # The hold, less the tick it fell in; any other stall (a loaded machine) is shorter.
+    assert [ms for ms in stalls if ms >= 250 - runtime.LOOP_TICK * 1000] == [max(stalls)]
+    assert max(stalls) < 1000
+
+
+async def test_the_loop_is_not_watched_when_the_setting_is_off(settings):
+    settings.LOOP_STALL_LOG = 0
+    runtime._loop_watcher = None
+    runtime.watch_loop()
+    assert runtime._loop_watcher is None
