@@ -470,7 +470,9 @@ async def leave(conn: Connection) -> None:
     seat, conn.seat = require_room(conn), None
     presence.live_seats.discard(seat.participant_id)
     try:
-        left = await batching.post_leave(seat.participant_id, timezone.now())
+        left = await database_sync_to_async(services.participant_leave)(
+            participant_id=seat.participant_id, now=timezone.now()
+        )
     finally:
         await hub.leave(seat.room_id, conn.outbox)
     if left:

@@ -142,9 +142,6 @@ message_writer = _database_batcher("messages_post")
 # This process's batcher of reactions (services.messages_react): batched as messages are,
 # in transactions of their own.
 reaction_writer = _database_batcher("messages_react")
-# This process's batcher of leaves (services.participants_leave): a join storm's leaves
-# in one statement each interval, not a transaction and a thread hop each.
-leave_writer = _database_batcher("participants_leave")
 
 
 async def post_message(
@@ -165,9 +162,3 @@ async def post_reaction(seat: "Seat", message_id: int, emoji: str, on: bool) -> 
     from chat.services import Reacting
 
     return await reaction_writer.submit(Reacting(seat, message_id, emoji, on))
-
-
-async def post_leave(participant_id: int, now: datetime) -> bool:
-    """Mark a participant gone, group-committed with the other leaves that arrive while
-    the database thread is busy; False when it was gone already (swept or removed)."""
-    return await leave_writer.submit((participant_id, now))

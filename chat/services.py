@@ -433,28 +433,6 @@ def participant_leave(*, participant_id: int, now: datetime) -> bool:
     )
 
 
-def participants_leave(leaves: list[tuple[int, datetime]]) -> list[bool]:
-    """Many leaves (participant id, when) in one statement (chat/batching.py): for each,
-    whether it marked its participant gone, as `participant_leave` answers. They are
-    marked with the latest time of the batch, at most CHAT_WRITE_INTERVAL after theirs."""
-    if not leaves:
-        return []
-    ids = [participant_id for participant_id, _ in leaves]
-    marked = {
-        participant_id
-        for (participant_id,) in sql.rows(
-            f"UPDATE {sql.table(Participant)} SET left_at = %s "
-            f"WHERE id IN ({', '.join(['%s'] * len(ids))}) AND left_at IS NULL RETURNING id",
-            [sql.prep(Participant, "left_at", max(at for _, at in leaves)), *ids],
-        )
-    }
-    results = []
-    for participant_id in ids:  # the same participant twice: its first leave marked it
-        results.append(participant_id in marked)
-        marked.discard(participant_id)
-    return results
-
-
 def presence_heartbeat(*, participant_ids: list[int], now: datetime) -> int:
     """Called every PRESENCE_HEARTBEAT seconds by each process for the sockets it holds."""
     refreshed = 0

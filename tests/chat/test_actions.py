@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from chat import actions, batching, outbox, passwords, presence, protocol, ratelimit, services
+from chat import actions, outbox, passwords, presence, protocol, ratelimit, services
 from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.ratelimit import TokenBucket
 from tests.helpers import Socketless, make_room, refusal
@@ -227,11 +227,12 @@ async def test_a_seat_swept_meanwhile_is_dropped_and_the_socket_stays(connection
     assert seat.participant_id in presence.live_seats
     left = []
 
-    async def post_leave(participant_id, now):
+    def participant_leave(*, participant_id, now):
         left.append(participant_id)
         return False  # the sweep marked it left already: nobody is told again
 
-    monkeypatch.setattr(batching, "post_leave", post_leave)
+    monkeypatch.setattr(services, "participant_leave", participant_leave)
+    monkeypatch.setattr(actions, "database_sync_to_async", _in_loop)
     hub_left = []
 
     async def leave_hub(room_id, outbox):
@@ -250,6 +251,13 @@ async def test_a_seat_swept_meanwhile_is_dropped_and_the_socket_stays(connection
     assert connection.socket.closed is None and conn.outbox.closing is None
 
 
+def _in_loop(function):
+    async def call(**kwargs):
+        return function(**kwargs)
+
+    return call
+
+
 async def test_a_socket_counts_toward_presence_while_open_and_leaves_its_room_on_close(monkeypatch, caplog):
     opened_before = presence._connections
     opened = Socketless.open(address=None, session_key="s" * 32)
@@ -258,13 +266,14 @@ async def test_a_socket_counts_toward_presence_while_open_and_leaves_its_room_on
     assert conn.outbox.owner == "unknown" and presence._connections == opened_before + 1
     conn.seat = a_seat()
 
-    async def database_down(participant_id, now):
+    def database_down(**kwargs):
         raise RuntimeError("database down")
 
     async def leave_hub(room_id, outbox):
         pass
 
-    monkeypatch.setattr(batching, "post_leave", database_down)
+    monkeypatch.setattr(services, "participant_leave", database_down)
+    monkeypatch.setattr(actions, "database_sync_to_async", _in_loop)
     monkeypatch.setattr(actions.hub, "leave", leave_hub)
     await actions.close_connection(conn, 1006)  # the leave fails: logged, the socket still closes
     assert "leaving the room on disconnect failed" in caplog.text

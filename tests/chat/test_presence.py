@@ -191,11 +191,11 @@ async def test_a_leave_the_database_missed_ages_out_like_a_ghost(room_of_two, mo
     """A socket that closes while its leave cannot be written is no longer kept fresh."""
     owner, bob = room_of_two.owner, room_of_two.member
 
-    def database_down(leaves):
+    def database_down(**kwargs):
         raise RuntimeError("database down")
 
     with monkeypatch.context() as down:
-        down.setattr(services, "participants_leave", database_down)
+        down.setattr(services, "participant_leave", database_down)
         await bob.disconnect()
     assert await Participant.objects.filter(name="Bob", left_at__isnull=True).aexists()
     await Participant.objects.filter(name="Bob").aupdate(last_seen=timezone.now() - timedelta(hours=1))

@@ -69,20 +69,6 @@ def test_sweep_announces_each_ghost_once():
     assert services.presence_sweep(now=timezone.now()) == []
 
 
-def test_a_batch_of_leaves_is_one_statement_and_marks_each_participant_once(django_assert_num_queries):
-    room, owner, _ = make_room()
-    bob, carol = join_seat(room, "Bob").seat, join_seat(room, "Carol").seat
-    earlier = timezone.now() - timedelta(seconds=1)
-    services.participant_leave(participant_id=carol.participant_id, now=earlier)  # gone already
-    now = timezone.now()
-    leaves = [(bob.participant_id, earlier), (carol.participant_id, now), (bob.participant_id, now)]
-    with django_assert_num_queries(1):
-        assert services.participants_leave(leaves) == [True, False, False]
-    left = dict(Participant.objects.values_list("name", "left_at"))
-    assert left == {"Owner": None, "Bob": now, "Carol": earlier}  # the batch's latest time
-    assert services.participants_leave([]) == []
-
-
 def test_members_are_listed_only_to_a_present_seat_in_one_query(django_assert_num_queries):
     room, owner, _ = make_room()
     bob = join_seat(room, "Bob").seat
