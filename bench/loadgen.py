@@ -1024,6 +1024,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     gc.collect()
     gc.disable()
     began = time.perf_counter()
+    began_unix = time.time()  # the same moment on the clock of the server's log
     stalls: dict[int, float] = {}
     watcher = asyncio.create_task(watch_loop(stop, stalls, began))
     try:
@@ -1058,6 +1059,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     if args.typing_share or args.react_share:
         figures["other_frames_sent"] = dict(sum((client.sent_kinds for client in members), Counter()))
         figures["other_frames_received"] = dict(sum((client.received_kinds for client in members), Counter()))
+    figures["first_send_unix"] = round(began_unix, 3)
     figures[f"slower_than_{SLOW * 1000:g}_ms"] = slow_by_second(members, began)
     figures["generator_loop_stalls_over_20_ms"] = worst_seconds(stalls, 0.020)
     figures["generator_gc_pauses"] = [

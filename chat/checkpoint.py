@@ -6,6 +6,17 @@ chat messages one of them took 6-11 ms instead of 0.2 ms (bench/README.md). The 
 connections therefore checkpoint only as a safety net (`SQLITE_WAL_AUTOCHECKPOINT`
 pages), and a background thread with its own connection runs PASSIVE checkpoints,
 which never wait for readers or writers, every `SQLITE_CHECKPOINT_INTERVAL` seconds.
+
+A PASSIVE checkpoint copies the log but does not start it over: the next write does,
+and only if the whole log was copied when it began. Under a steady load something was
+nearly always written while the checkpoint ran, so the log grew until a chat write
+reached the safety net and checkpointed 20,000 pages itself: 20-40 ms, every 4 s at
+1,000 msg/s, the 10-minute soak's p99.9 (bench/README.md, issue 17). So a log still
+`SQLITE_WAL_RESTART` pages long after the PASSIVE pass gets a FULL one at once. FULL
+holds writers off while it copies what came in during the first pass (a few ms), then
+the next write starts the log over. It waits at most FULL_WAIT for the writer, and as
+long for readers of an older snapshot (another thread's long read), then gives up: a
+long read never holds writers up for longer than that.
 """
 
 import logging
@@ -45,7 +56,18 @@ def _checkpoint_forever() -> None:
             logger.exception("sqlite checkpoint failed")
 
 
-def checkpoint(path: str) -> tuple[int, int, int]:
-    """One PASSIVE checkpoint: (busy, WAL frames, frames copied), as SQLite reports it."""
-    with closing(sqlite3.connect(path, timeout=5)) as db:
-        return db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+# Seconds a FULL checkpoint waits for the writer and for readers of an older snapshot.
+FULL_WAIT = 0.05
+
+
+def checkpoint(path: str, restart_at: int | None = None, wait: float = FULL_WAIT) -> tuple[int, int, int]:
+    """One round: a PASSIVE checkpoint and, if the log is still `restart_at` pages or
+    longer (default SQLITE_WAL_RESTART; 0: never), a FULL one that waits at most `wait`
+    seconds. (busy, WAL frames, frames copied) of the last, as SQLite reports it."""
+    if restart_at is None:
+        restart_at = settings.SQLITE_WAL_RESTART
+    with closing(sqlite3.connect(path, timeout=wait)) as db:
+        result = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if 0 < restart_at <= result[1]:
+            result = db.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+        return result

@@ -110,7 +110,7 @@ def sqlite_database(path: Path) -> dict:
             # Checkpoints run in a background thread (chat/checkpoint.py); the serving
             # connections only checkpoint as a safety net.
             "init_command": (
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY; "
                 f"PRAGMA wal_autocheckpoint={env.int('SQLITE_WAL_AUTOCHECKPOINT', 20000)};"
             ),
             "transaction_mode": "IMMEDIATE",
@@ -450,8 +450,10 @@ WORK_QUEUE_PER_ADDRESS = env.int("WORK_QUEUE_PER_ADDRESS", 4)
 # process; past it they are refused `rate_limited`. Chat writes and leaves are not counted.
 DATABASE_QUEUE = env.int("DATABASE_QUEUE", 200)
 
-# Seconds between background WAL checkpoints on SQLite (0 turns them off).
-SQLITE_CHECKPOINT_INTERVAL = env.float("SQLITE_CHECKPOINT_INTERVAL", 2)
+# Seconds between background WAL checkpoints on SQLite (0 turns them off), and the log's
+# length in pages past which such a checkpoint also starts the log over (0: never).
+SQLITE_CHECKPOINT_INTERVAL = env.float("SQLITE_CHECKPOINT_INTERVAL", 0.5)
+SQLITE_WAL_RESTART = env.int("SQLITE_WAL_RESTART", 4000)
 # A garbage-collector pass of at least this many seconds is logged (event=gc_pause); 0: off.
 GC_PAUSE_LOG = env.float("GC_PAUSE_LOG", 0.02)
 # Under `manage.py serve`, an event loop that wakes this many seconds or more late is

@@ -1,6 +1,7 @@
 """Background WAL checkpoints for SQLite."""
 
 import sqlite3
+import threading
 from contextlib import closing
 
 from chat import checkpoint
@@ -17,3 +18,62 @@ def test_a_passive_checkpoint_copies_the_whole_log(tmp_path):
         busy, logged, copied = checkpoint.checkpoint(path)
         assert busy == 0 and logged > 0 and copied == logged
         assert db.execute("SELECT count(*) FROM t").fetchone() == (200,)
+
+
+def wal_database(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    db.execute("CREATE TABLE t (v TEXT)")
+    return db
+
+
+def write(db: sqlite3.Connection, rows: int) -> None:
+    db.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * rows)
+
+
+def held_back(path: str, writer: sqlite3.Connection) -> sqlite3.Connection:
+    """A reader whose snapshot is older than the log's end: PASSIVE cannot copy the
+    pages written after it, as a pass cannot copy those written while it runs."""
+    write(writer, 200)
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchone()
+    write(writer, 200)
+    return reader
+
+
+def log_length(path: str) -> int:
+    return checkpoint.checkpoint(path, restart_at=0)[1]
+
+
+def test_a_long_log_is_copied_whole_once_the_old_read_ends_and_the_next_write_starts_it_over(tmp_path):
+    path = str(tmp_path / "db.sqlite3")
+    with closing(wal_database(path)) as writer:
+        reader = held_back(path, writer)
+        threading.Timer(0.2, reader.close).start()
+        busy, logged, copied = checkpoint.checkpoint(path, restart_at=1, wait=5)
+        assert busy == 0 and logged > 0 and copied == logged
+        write(writer, 1)
+        assert 0 < log_length(path) < logged / 10
+
+
+def test_without_restarts_a_pass_leaves_the_log_as_long_as_it_was(tmp_path):
+    path = str(tmp_path / "db.sqlite3")
+    with closing(wal_database(path)) as writer:
+        reader = held_back(path, writer)
+        busy, logged, copied = checkpoint.checkpoint(path, restart_at=0, wait=5)
+        assert busy == 0 and 0 < copied < logged
+        reader.close()
+        write(writer, 1)
+        assert log_length(path) > logged
+
+
+def test_a_read_that_does_not_end_makes_the_full_pass_give_up_instead_of_holding_writers(tmp_path):
+    path = str(tmp_path / "db.sqlite3")
+    with closing(wal_database(path)) as writer:
+        reader = held_back(path, writer)
+        busy, logged, copied = checkpoint.checkpoint(path, restart_at=1, wait=0.05)
+        assert busy == 1 and copied < logged
+        write(writer, 1)  # the writer was let go
+        reader.close()

@@ -156,7 +156,8 @@ def test_a_sqlite_url_names_an_absolute_path_as_before(url):
         "CONN_MAX_AGE": None,
         "OPTIONS": {
             "init_command": (
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=20000;"
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY; "
+                "PRAGMA wal_autocheckpoint=20000;"
             ),
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
