@@ -52,7 +52,8 @@ class Participant(models.Model):
         OWNER = "owner"
         MEMBER = "member"
 
-    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="participants")
+    # No index of its own: those below that begin with the room serve its lookups.
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="participants", db_index=False)
     name = models.CharField(max_length=50)
     # casefold() of the NFC name: what uniqueness compares (PROTOCOL.md, Precise rules).
     name_key = models.CharField(max_length=200)
@@ -95,7 +96,9 @@ class Participant(models.Model):
 class Message(models.Model):
     # Global auto-increment: strictly increasing within each room, not by 1.
     id = models.BigAutoField(primary_key=True)
-    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    # No index of its own: those below that begin with the room serve its lookups, and
+    # each index is written by every message (bench/README.md, issue 17).
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages", db_index=False)
     sender = models.CharField(max_length=50)
     content = models.TextField()
     sent_at = models.DateTimeField()
@@ -127,7 +130,8 @@ class Reaction(models.Model):
     """One participant's emoji on a message (PROTOCOL.md, Conversations): at most one of
     each emoji per participant, at most REACTIONS_PER_MESSAGE distinct emoji a message."""
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    # No index of its own: `reaction_once` begins with the message.
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions", db_index=False)
     participant_id = models.BigIntegerField()
     name = models.CharField(max_length=50)  # the participant's, when they reacted
     emoji = models.CharField(max_length=32)

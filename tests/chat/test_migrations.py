@@ -1,7 +1,7 @@
 """Migrations on rows that exist: 0004 wraps the plain room keys under
 ROOM_KEY_ENCRYPTION_KEY (and reversed, they come back plain); 0005 keeps each
-participant's outbox id. Runs on the suite's database (SQLite, or PostgreSQL with
-DATABASE_URL)."""
+participant's outbox id; 0010 drops the foreign keys' own indexes. Runs on the suite's
+database (SQLite, or PostgreSQL with DATABASE_URL)."""
 
 import base64
 import os
@@ -109,5 +109,33 @@ def test_0006_lets_the_previous_release_create_rooms_during_a_rolling_restart():
         Room = migrate(latest()).get_model("chat", "Room")
         room = Room.objects.get(pk=room_id)
         assert room.sealed is False and room.key_check == ""
+    finally:
+        migrate(latest())
+
+
+# Each foreign key that 0010 leaves without an index of its own, and the index that
+# begins with its column instead.
+COVERED = [("chat_message", "room_id"), ("chat_participant", "room_id"), ("chat_reaction", "message_id")]
+
+
+def indexes_beginning_with(table: str, column: str) -> list[list[str]]:
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, table).values()
+    return [
+        entry["columns"]
+        for entry in found
+        if (entry["index"] or entry["unique"]) and entry["columns"][:1] == [column]
+    ]
+
+
+def test_0010_drops_the_foreign_keys_own_indexes_and_reversing_it_makes_them_again():
+    try:
+        migrate([("chat", "0009_participant_token")])
+        for table, column in COVERED:
+            assert [column] in indexes_beginning_with(table, column)
+        migrate([("chat", "0010_drop_room_indexes_covered")])
+        for table, column in COVERED:
+            left = indexes_beginning_with(table, column)
+            assert [column] not in left and left  # a longer one still serves the lookups
     finally:
         migrate(latest())
