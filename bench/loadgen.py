@@ -1025,6 +1025,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     gc.disable()
     began = time.perf_counter()
     began_unix = time.time()  # the same moment on the clock of the server's log
+    generator_cpu = time.process_time()  # this process's own CPU, all its threads
     stalls: dict[int, float] = {}
     watcher = asyncio.create_task(watch_loop(stop, stalls, began))
     try:
@@ -1042,6 +1043,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         gc.enable()
     elapsed = time.perf_counter() - began
+    generator_cpu = time.process_time() - generator_cpu
     per_room = [delivery_figures(run, clients) for run, _, clients in rooms]
     server_cpu = cpu_seconds(args.server_pid) - cpu_before if cpu_before is not None else None
     latencies = [value for _, _, clients in rooms for client in clients for value in client.latencies]
@@ -1069,6 +1071,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     ]
     figures["max_send_lag_ms"] = round(max(lags, default=0.0) * 1000, 2)
     figures["messages_per_s"] = round(figures["messages_sent"] / elapsed, 1)
+    # Whether the machine let the generator make this load: the generator beside the server.
+    figures["generator_cpu_percent_of_one_core"] = round(100 * generator_cpu / elapsed, 1)
     if server_cpu is not None:
         # From the first send until every delivery is in (or the stragglers' timeout).
         figures["server_cpu_seconds"] = round(server_cpu, 2)

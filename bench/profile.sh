@@ -5,6 +5,7 @@
 #
 # SCENARIO: flood (one room of 50, one sender as fast as the server takes it) or rooms
 # (200 rooms of 5, everyone sending, 1,000 messages/s in all: issue 17's many-rooms load)
+# or rooms-5000 (the same at 5,000 messages/s)
 # or mixed (rooms, with 20 % of the frames Typing and 10 % React: issue 18's mixed load)
 # or joins (3,000 joins without a password, 20 at a time, each on a new connection).
 # Writes /tmp/prof-PORT.txt (py-spy's raw collapsed stacks, 200 Hz, 14 s; summarise it
@@ -24,6 +25,8 @@ for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && b
 case $scenario in
     flood) load=(flood --members 50 --duration 15); connections=0 ;;
     rooms) load=(soak --rooms 200 --members 5 --senders 5 --rate 5 --duration 30 --server-pid "$server")
+           connections=1000 ;;
+    rooms-5000) load=(soak --rooms 200 --members 5 --senders 5 --rate 25 --duration 30 --server-pid "$server")
            connections=1000 ;;
     mixed) load=(soak --rooms 200 --members 5 --senders 5 --rate 5 --duration 30 --server-pid "$server"
                  --typing-share 0.2 --react-share 0.1)
