@@ -13,10 +13,10 @@ nearly always written while the checkpoint ran, so the log grew until a chat wri
 reached the safety net and checkpointed 20,000 pages itself: 20-40 ms, every 4 s at
 1,000 msg/s, the 10-minute soak's p99.9 (bench/README.md, issue 17). So a log still
 `SQLITE_WAL_RESTART` pages long after the PASSIVE pass gets a FULL one at once. FULL
-holds writers off while it copies what came in during the first pass (a few ms), then
-the next write starts the log over. It waits at most FULL_WAIT for the writer, and as
-long for readers of an older snapshot (another thread's long read), then gives up: a
-long read never holds writers up for longer than that.
+holds writers off while it copies what came in during the first pass (5-15 ms in the
+runs of bench/README.md), then the next write starts the log over. It waits at most
+FULL_WAIT for the writer, and as long for readers of an older snapshot (another
+thread's long read), then gives up: a long read never holds writers up for longer.
 """
 
 import logging
