@@ -8,7 +8,8 @@ the Python client's own crypto (chatclient.crypto), never a copy of it.
 
 Tests without sockets: a fake socket for outboxes and hubs (`FakeSocket`, `drain`), a
 socket's `actions.Connection` over one (`Socketless`, the `connection` fixture) and what
-an action refused (`refusal`), and rooms, seats and files made through the services
+an action refused (`refusal`), a stand-in for `database_sync_to_async` that calls in
+the loop (`in_loop`), and rooms, seats and files made through the services
 (`make_room`, `join_seat`, `seat_in_new_room`, `stored_file`).
 
 End-to-end tests keep their own helpers beside them (tests/e2e/servers.py, wsclient.py),
@@ -316,3 +317,13 @@ def stored_file(seat: services.Seat, *, age: timedelta = timedelta(0), deleted: 
     if deleted:
         SharedFile.objects.filter(pk=file.pk).update(deleted_at=timezone.now())
     return file
+
+
+def in_loop(function):
+    """`database_sync_to_async` for tests that replace the database call itself: no
+    database thread, no connection to check; keyword arguments, as the callers pass."""
+
+    async def call(**kwargs):
+        return function(**kwargs)
+
+    return call

@@ -10,7 +10,7 @@ import pytest
 from chat import actions, outbox, passwords, presence, protocol, ratelimit, services
 from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.ratelimit import TokenBucket
-from tests.helpers import Socketless, make_room, refusal
+from tests.helpers import Socketless, in_loop, make_room, refusal
 
 ADDRESS = "203.0.113.5"  # the `connection` fixture's
 
@@ -232,7 +232,7 @@ async def test_a_seat_swept_meanwhile_is_dropped_and_the_socket_stays(connection
         return False  # the sweep marked it left already: nobody is told again
 
     monkeypatch.setattr(services, "participant_leave", participant_leave)
-    monkeypatch.setattr(actions, "database_sync_to_async", _in_loop)
+    monkeypatch.setattr(actions, "database_sync_to_async", in_loop)
     hub_left = []
 
     async def leave_hub(room_id, outbox):
@@ -251,13 +251,6 @@ async def test_a_seat_swept_meanwhile_is_dropped_and_the_socket_stays(connection
     assert connection.socket.closed is None and conn.outbox.closing is None
 
 
-def _in_loop(function):
-    async def call(**kwargs):
-        return function(**kwargs)
-
-    return call
-
-
 async def test_a_socket_counts_toward_presence_while_open_and_leaves_its_room_on_close(monkeypatch, caplog):
     opened_before = presence._connections
     opened = Socketless.open(address=None, session_key="s" * 32)
@@ -273,7 +266,7 @@ async def test_a_socket_counts_toward_presence_while_open_and_leaves_its_room_on
         pass
 
     monkeypatch.setattr(services, "participant_leave", database_down)
-    monkeypatch.setattr(actions, "database_sync_to_async", _in_loop)
+    monkeypatch.setattr(actions, "database_sync_to_async", in_loop)
     monkeypatch.setattr(actions.hub, "leave", leave_hub)
     await actions.close_connection(conn, 1006)  # the leave fails: logged, the socket still closes
     assert "leaving the room on disconnect failed" in caplog.text

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from chat import presence, services
 from chat.models import Participant
-from tests.helpers import drain
+from tests.helpers import drain, in_loop
 
 
 class Clock:
@@ -59,12 +59,6 @@ def no_database(monkeypatch):
 
     async def refresh():
         pass
-
-    def in_loop(function):  # no database thread, no connection to check
-        async def call(**kwargs):
-            return function(**kwargs)
-
-        return call
 
     monkeypatch.setattr(presence, "database_sync_to_async", in_loop)
     monkeypatch.setattr(services, "presence_heartbeat", heartbeat)
