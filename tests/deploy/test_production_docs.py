@@ -52,10 +52,18 @@ def unavailable() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: every probe stays bound until all are picked (one at a
+    time, the kernel may hand out a port just let go: nginx then had its http and https
+    servers on one port, and answered plain HTTP with 400)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def blocks() -> list[tuple[str, str | None, str]]:
@@ -348,7 +356,8 @@ def deployment(tmp_path_factory):
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("root")
     os.chmod(root, 0o755)
-    ports = {name: free_port() for name in ("first", "second", "https", "http")}
+    names = ("first", "second", "https", "http")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     deploy = Deployment(root, ports, database=f"chat_{uuid.uuid4().hex[:10]}")
     (root / "source").mkdir()
     snapshot(root / "source")
