@@ -10,8 +10,10 @@ flagged by `check --deploy` (chat.W005). Unwrapping happens once per room per pr
 
 import base64
 import binascii
+import contextlib
 import os
 import secrets
+import tempfile
 from functools import cache
 from uuid import UUID
 
@@ -28,15 +30,24 @@ WRAPPED_LENGTH = 84
 
 
 def development_key(key_file: str) -> bytes:
-    """Read a key generated on this machine, or create it once (atomically, mode 0600):
-    the room keys' key-encryption key here, and the files' key (files/blobs.py)."""
-    try:
-        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        with open(key_file, "rb") as handle:
-            return base64.b64decode(handle.read().strip())
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(base64.b64encode(os.urandom(32)) + b"\n")
+    """Read a key generated on this machine, or create it once (mode 0600): the room keys'
+    key-encryption key here, and the files' key (files/blobs.py).
+
+    The key is written whole into a temporary file and then linked into place, so
+    processes starting together on one fresh directory never read a half-written file
+    and all end up with the one key that won the link.
+    """
+    if not os.path.exists(key_file):
+        descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(key_file) or ".")  # mode 0600
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(base64.b64encode(os.urandom(32)) + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, key_file)
+        finally:
+            os.unlink(temporary)
     with open(key_file, "rb") as handle:
         return base64.b64decode(handle.read().strip())
 

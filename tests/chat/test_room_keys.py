@@ -1,6 +1,7 @@
 """Room keys at rest (chat/keys.py), their rotation (rewrap_room_keys) and chat.W005."""
 
 import base64
+import multiprocessing
 import os
 from io import StringIO
 from uuid import uuid4
@@ -93,3 +94,29 @@ def test_check_deploy_warns_when_the_key_encryption_key_is_generated(settings):
     assert [w.id for w in checks.generated_room_key_encryption_key_in_production(None)] == ["chat.W005"]
     settings.ROOM_KEY_ENCRYPTION_KEY = kek()
     assert checks.generated_room_key_encryption_key_in_production(None) == []
+
+
+def _read_key(path: str, start, results) -> None:
+    start.wait()
+    try:
+        results.put(keys.development_key(path))
+    except Exception as exc:  # the failure is the test's answer
+        results.put(repr(exc))
+
+
+def test_processes_starting_together_read_one_whole_development_key(tmp_path):
+    # Two server processes on one fresh CHAT_VAR_DIR: the one that does not create the
+    # key file must never read it before it is written (an empty read failed a room create).
+    context = multiprocessing.get_context("fork")
+    for attempt in range(20):
+        path = str(tmp_path / f"key-{attempt}")
+        start, results = context.Barrier(6), context.Queue()
+        readers = [context.Process(target=_read_key, args=(path, start, results)) for _ in range(6)]
+        for reader in readers:
+            reader.start()
+        read = [results.get(timeout=10) for _ in readers]
+        for reader in readers:
+            reader.join()
+        assert len(read[0]) == 32, read
+        assert read == [read[0]] * 6
+        assert os.stat(path).st_mode & 0o777 == 0o600
