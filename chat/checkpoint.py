@@ -48,12 +48,20 @@ def start() -> None:
 
 
 def _checkpoint_forever() -> None:
+    # One connection for the thread's life: opening one each round cost more than the
+    # round itself, twice a second on an idle server.
+    db: sqlite3.Connection | None = None
     while True:
         time.sleep(settings.SQLITE_CHECKPOINT_INTERVAL)
         try:
-            checkpoint(str(connections["default"].settings_dict["NAME"]))
+            if db is None:
+                db = sqlite3.connect(str(connections["default"].settings_dict["NAME"]), timeout=FULL_WAIT)
+            checkpoint_on(db)
         except Exception:
             logger.exception("sqlite checkpoint failed")
+            if db is not None:
+                db.close()
+                db = None
 
 
 # Seconds a FULL checkpoint waits for the writer and for readers of an older snapshot.
@@ -61,13 +69,19 @@ FULL_WAIT = 0.05
 
 
 def checkpoint(path: str, restart_at: int | None = None, wait: float = FULL_WAIT) -> tuple[int, int, int]:
+    """One round on a connection of its own to the database at `path` (see `checkpoint_on`)."""
+    with closing(sqlite3.connect(path, timeout=wait)) as db:
+        return checkpoint_on(db, restart_at)
+
+
+def checkpoint_on(db: sqlite3.Connection, restart_at: int | None = None) -> tuple[int, int, int]:
     """One round: a PASSIVE checkpoint and, if the log is still `restart_at` pages or
-    longer (default SQLITE_WAL_RESTART; 0: never), a FULL one that waits at most `wait`
-    seconds. (busy, WAL frames, frames copied) of the last, as SQLite reports it."""
+    longer (default SQLITE_WAL_RESTART; 0: never), a FULL one that waits at most as
+    long as `db`'s busy timeout. (busy, WAL frames, frames copied) of the last, as
+    SQLite reports it."""
     if restart_at is None:
         restart_at = settings.SQLITE_WAL_RESTART
-    with closing(sqlite3.connect(path, timeout=wait)) as db:
-        result = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if 0 < restart_at <= result[1]:
-            result = db.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
-        return result
+    result = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    if 0 < restart_at <= result[1]:
+        result = db.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+    return result

@@ -457,8 +457,10 @@ SQLITE_WAL_RESTART = env.int("SQLITE_WAL_RESTART", 4000)
 # A garbage-collector pass of at least this many seconds is logged (event=gc_pause); 0: off.
 GC_PAUSE_LOG = env.float("GC_PAUSE_LOG", 0.02)
 # Under `manage.py serve`, an event loop that wakes this many seconds or more late is
-# logged (event=loop_stall: nothing else ran meanwhile); 0: off.
+# logged (event=loop_stall: nothing else ran meanwhile); 0: off. The watcher wakes every
+# LOOP_STALL_TICK seconds: a stall of LOOP_STALL_LOG + LOOP_STALL_TICK is always logged.
 LOOP_STALL_LOG = env.float("LOOP_STALL_LOG", 0.04)
+LOOP_STALL_TICK = env.float("LOOP_STALL_TICK", 0.05)
 
 # `manage.py serve` sets the garbage collector's young-generation threshold to this
 # (Python's default); see the comment there.
