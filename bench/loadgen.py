@@ -7,9 +7,11 @@ Scenarios (each has --help):
           every member times every delivery against the sender's send time.
   flood   --members M --duration D --window W
           one sender, as fast as the server takes it, at most W messages in flight.
-  joins   --count N --concurrency C [--password PW] [--chat-probe]
+  joins   --count N --concurrency C [--password PW] [--chat-probe] [--no-join]
           N JoinRoom operations, each on a fresh connection; with --chat-probe a second
-          room chats at 20 messages/s meanwhile and reports its latency.
+          room chats at 20 messages/s meanwhile and reports its latency; with --no-join
+          each connection opens and closes without joining (what a join cycle costs
+          before the join).
   idle    --count N --rooms R [--server-pid PID]
           N idle connections joined in R rooms; server RSS per connection from /proc.
 
@@ -964,7 +966,8 @@ async def joins(args: argparse.Namespace) -> dict[str, Any]:
         client = await Client.open(pick(args.urls, index), f"joiner-{index}", run)
         opened = time.perf_counter()
         try:
-            await client.join(join_key, args.password)
+            if not args.no_join:
+                await client.join(join_key, args.password)
             join_times.append(time.perf_counter() - opened)
             connect_times.append(opened - began)
         except ProtocolFailure as exc:
@@ -976,7 +979,7 @@ async def joins(args: argparse.Namespace) -> dict[str, Any]:
     await bounded(args.concurrency, [lambda i=i: one(i) for i in range(args.count)])
     elapsed = time.perf_counter() - start
     stop.set()
-    figures: dict[str, Any] = {"scenario": "joins", "password": bool(args.password)}
+    figures: dict[str, Any] = {"scenario": "joins", "password": bool(args.password), "joined": not args.no_join}
     figures |= {"joins": len(join_times), "failed": args.count - len(join_times)}
     figures |= {"concurrency": args.concurrency, "joins_per_s": round(len(join_times) / elapsed, 1)}
     figures["join_latency_ms"] = percentiles_ms(join_times, (50, 99))
@@ -1379,6 +1382,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--password", default=None, help="the room's password (Argon2 on every join)")
     p.add_argument("--chat-probe", action="store_true", help="time a 20 msg/s chat in another room")
+    p.add_argument("--no-join", action="store_true", help="open and close each connection only")
     p = sub.add_parser("idle", help="many idle joined connections, server RSS per connection")
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--rooms", type=int, default=10)
