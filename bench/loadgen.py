@@ -979,7 +979,8 @@ async def joins(args: argparse.Namespace) -> dict[str, Any]:
     await bounded(args.concurrency, [lambda i=i: one(i) for i in range(args.count)])
     elapsed = time.perf_counter() - start
     stop.set()
-    figures: dict[str, Any] = {"scenario": "joins", "password": bool(args.password), "joined": not args.no_join}
+    figures: dict[str, Any] = {"scenario": "joins", "password": bool(args.password)}
+    figures["joined"] = not args.no_join
     figures |= {"joins": len(join_times), "failed": args.count - len(join_times)}
     figures |= {"concurrency": args.concurrency, "joins_per_s": round(len(join_times) / elapsed, 1)}
     figures["join_latency_ms"] = percentiles_ms(join_times, (50, 99))
