@@ -635,3 +635,30 @@ def test_a_page_resumes_as_its_participant_and_yields_to_another_tab(width, serv
     finally:
         thread.stop()
     assert alice.console_errors == [] and bob.console_errors == []
+
+
+def test_the_creator_who_reloads_and_joins_again_is_the_owner_again(width, server, new_page):
+    """The page keeps the owner token of a room it created (sessionStorage, this tab): after
+    a reload it joins again through the share link with it, and has the owner's share
+    panel and rights on the others' messages. Another tab on the link does not."""
+    alice, bob, link = two_in_a_room(server, new_page, width, room="Owned")
+    owner_token = received(alice, "RoomCreated")[0]["owner_token"]
+    say(bob, "from Bob")
+    expect(message_item(alice, "from Bob")).to_have_count(1)
+    assert menu_actions(alice, message_item(alice, "from Bob")) == ["Reply", "Delete", "React"]
+
+    alice.goto(link)  # a reload, on the room's own page
+    join_room(alice, "Alice")
+    expect(alice.locator("#room-name")).to_have_text("Owned")
+    assert frames(alice, "JoinRoom")[-1]["owner_token"] == owner_token
+    expect(alice.locator("#share")).to_be_visible()
+    expect(message_item(alice, "from Bob")).to_have_count(1)  # the History
+    assert menu_actions(alice, message_item(alice, "from Bob")) == ["Reply", "Delete", "React"]
+    act_on(alice, "from Bob", "Delete")
+    activate(alice, alice.locator("dialog#confirm-delete").get_by_role("button", name="Delete message"))
+    expect(message_item(bob, "from Bob")).to_have_count(0)  # the server agreed: an owner's delete
+
+    # Bob's tab never created the room: no token, no share panel.
+    assert all(frame["owner_token"] is None for frame in frames(bob, "JoinRoom"))
+    expect(bob.locator("#share")).to_be_hidden()
+    assert alice.console_errors == [] and bob.console_errors == []

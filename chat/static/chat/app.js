@@ -137,7 +137,8 @@ $("join-form").addEventListener("submit", (event) => {
   const link = shareLinkParts(typed);
   const joinKey = link?.joinKey ?? typed;
   const secret = link ? link.secret : joinKey === config.join_key ? secretFromFragment(location.hash) : null;
-  state.draft = { password, secret };
+  const ownerToken = savedOwner(joinKey);
+  state.draft = { password, secret, ownerToken };
   const name = $("join-name").value;
   lobbyRequest(
     "join",
@@ -147,6 +148,7 @@ $("join-form").addEventListener("submit", (event) => {
       password: password || null,
       name,
       participant_token: savedParticipant(joinKey, name),
+      owner_token: ownerToken,
     },
     "join-form",
   );
@@ -170,6 +172,25 @@ function saveParticipant(room) {
     sessionStorage.setItem(`chat:participant:${room.joinKey}`, JSON.stringify({ name: room.name, token: room.participantToken }));
   } catch {
     // storage refused: a reload joins as someone new
+  }
+}
+
+// The owner token of a room this tab created (sessionStorage, as above): the creator
+// who reloads and joins again through the share link is its owner again, on the page
+// as on the server. A wrong or stale one joins without owner rights (PROTOCOL.md).
+function savedOwner(joinKey) {
+  try {
+    return sessionStorage.getItem(`chat:owner:${joinKey}`);
+  } catch {
+    return null;
+  }
+}
+
+function saveOwner(room) {
+  try {
+    sessionStorage.setItem(`chat:owner:${room.joinKey}`, room.ownerToken);
+  } catch {
+    // storage refused: a reload joins without owner rights
   }
 }
 
@@ -222,6 +243,7 @@ async function enterRoom(message, ownerToken) {
   };
   state.room = room;
   if (room.participantToken) saveParticipant(room);
+  if (room.ownerToken) saveOwner(room);
   // A reconnect goes where the room's other members are (a creator's first socket could not).
   affinityHint(info.join_key).then((hint) => {
     connection.hint = hint;
@@ -746,7 +768,7 @@ const HANDLERS = {
       }
       return;
     }
-    return enterRoom(m, null);
+    return enterRoom(m, state.draft?.ownerToken ?? null);
   },
   // The join's (or a rejoin's) History, or a page of older messages (`before`).
   History: async (m) => {
