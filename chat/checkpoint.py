@@ -81,7 +81,8 @@ def checkpoint_on(db: sqlite3.Connection, restart_at: int | None = None) -> tupl
     SQLite reports it."""
     if restart_at is None:
         restart_at = settings.SQLITE_WAL_RESTART
-    result = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    # fetchall: each statement run to its end, so a kept connection holds nothing open.
+    (result,) = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     if 0 < restart_at <= result[1]:
-        result = db.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+        (result,) = db.execute("PRAGMA wal_checkpoint(FULL)").fetchall()
     return result
