@@ -38,7 +38,8 @@ def development_key(key_file: str) -> bytes:
     and all end up with the one key that won the link.
     """
     if not os.path.exists(key_file):
-        descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(key_file) or ".")  # mode 0600
+        directory, name = os.path.split(key_file)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=directory or ".")  # mode 0600
         try:
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(base64.b64encode(os.urandom(32)) + b"\n")

@@ -461,6 +461,8 @@ GC_PAUSE_LOG = env.float("GC_PAUSE_LOG", 0.02)
 # LOOP_STALL_TICK seconds: a stall of LOOP_STALL_LOG + LOOP_STALL_TICK is always logged.
 LOOP_STALL_LOG = env.float("LOOP_STALL_LOG", 0.04)
 LOOP_STALL_TICK = env.float("LOOP_STALL_TICK", 0.05)
+if LOOP_STALL_TICK <= 0:  # a timer due at once, again and again: the loop would spin
+    raise ImproperlyConfigured(f"LOOP_STALL_TICK must be more than 0 seconds, not {LOOP_STALL_TICK}")
 
 # `manage.py serve` sets the garbage collector's young-generation threshold to this
 # (Python's default); see the comment there.

@@ -120,3 +120,4 @@ def test_processes_starting_together_read_one_whole_development_key(tmp_path):
         assert len(read[0]) == 32, read
         assert read == [read[0]] * 6
         assert os.stat(path).st_mode & 0o777 == 0o600
+    assert sorted(os.listdir(tmp_path)) == sorted(f"key-{attempt}" for attempt in range(20))  # no temporaries

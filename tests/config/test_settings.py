@@ -109,6 +109,12 @@ def test_a_number_typo_stops_django_setup_naming_the_variable(tmp_path):
     assert "ImproperlyConfigured: CHANNEL_CAPACITY must be a number (int), not 'abc'" in done.stderr
 
 
+def test_a_loop_stall_tick_of_zero_stops_django_setup(tmp_path):
+    done = start(tmp_path, "import django; django.setup()", DJANGO_DEBUG="1", LOOP_STALL_TICK="0")
+    assert done.returncode != 0
+    assert "ImproperlyConfigured: LOOP_STALL_TICK must be more than 0 seconds, not 0.0" in done.stderr
+
+
 # What the hand-written database_from_url before django-environ gave for these URLs
 # (DATABASE_POOL_TIMEOUT and DATABASE_CONNECT_TIMEOUT unset).
 POOL = {"pool": {"min_size": 1, "max_size": 8, "timeout": 5.0}, "connect_timeout": 5}
