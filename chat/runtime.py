@@ -100,7 +100,6 @@ class LoopWatcher:
         self.loop = loop
         self.tick = tick
         self.threshold = threshold
-        self.ended = False
         self.due = loop.time() + tick
         self.timer = loop.call_at(self.due, self.wake)
 
@@ -113,11 +112,10 @@ class LoopWatcher:
         self.timer = self.loop.call_at(self.due, self.wake)
 
     def cancel(self) -> None:
-        self.ended = True
         self.timer.cancel()
 
     def done(self) -> bool:
-        return self.ended
+        return self.timer.cancelled()
 
 
 async def stop() -> None:
