@@ -68,7 +68,8 @@ class FrameBudget:
     `take(reader, nbytes)` is called with the bytes of each read once the socket's
     frame is large, and says whether reading may go on; when it may not, the reader is
     paused and resumed by the budget once its turn comes (FIFO). `done(reader)` gives
-    the slot back when the app has handled the frame; `forget` when the socket closes."""
+    the slot back when the app has handled the frame, and stops the socket waiting;
+    `forget` when the socket closes."""
 
     def __init__(
         self,
@@ -102,6 +103,12 @@ class FrameBudget:
         return True
 
     def done(self, reader: Reader) -> None:
+        # The read that paused a socket is still parsed, and may have ended its frame:
+        # handled, nothing large is pending, so it reads on (resumed later it would take
+        # a slot for nothing, and keep it while idle).
+        if reader in self.waiting:
+            del self.waiting[reader]
+            reader.resume()
         if reader.slot:
             reader.slot = False
             self.held -= 1

@@ -92,6 +92,27 @@ def test_a_closed_waiting_socket_is_never_resumed():
     assert two.paused and budget.held == 0 and not budget.slots and not budget.waiting
 
 
+def test_a_socket_paused_by_the_read_that_ended_its_frame_reads_on_once_it_is_handled():
+    # The read that pauses a socket is still parsed: when it held the frame's last
+    # bytes, the app handles that frame while the socket waits. Nothing large is pending
+    # then: the socket must read on and hold no slot. (Resumed later, each took a slot
+    # it never gave back, and a third socket of the address stayed unread for good.)
+    budget, clock = make(per_address=2, per_minute=60 * MIB, burst=1 * MIB)
+    a, b, c = (Socket(budget, "10.0.0.1") for _ in range(3))
+    assert not a.read(2 * MIB) and a.paused  # past the burst: paced
+    assert not b.read(300_000) and b.paused  # a slot, but no pace left
+    assert not c.read(300_000) and c.paused  # no slot
+    for socket in (a, b, c):  # each frame was whole in that read: the app handles it
+        budget.done(socket.reader)
+    assert not any(s.paused for s in (a, b, c))
+    assert budget.held == 0 and not budget.slots and not budget.waiting
+    clock.advance(10)
+    assert not any(s.paused for s in (a, b, c)) and budget.held == 0
+    # The address's next large frames have both slots again.
+    assert a.read(300_000) and b.read(300_000)
+    assert not c.read(300_000) and c.paused
+
+
 def test_an_address_bytes_are_paced_after_its_burst():
     budget, clock = make(per_minute=60 * MIB, burst=4 * MIB)  # 1 MiB a second
     sender = Socket(budget, "10.0.0.1")
