@@ -2,9 +2,10 @@
 """Load generator for the chat server: a real WebSocket client speaking PROTOCOL.md.
 
 Scenarios (each has --help):
-  fanout  --members M --senders S --rate R --duration D
+  fanout  --members M --senders S --rate R --duration D [--server-pid PID]
           one room of M connections; S of them send R AES-GCM messages/s each for D s;
-          every member times every delivery against the sender's send time.
+          every member times every delivery against the sender's send time; with
+          --server-pid, the server's CPU from the first send to the last delivery.
   flood   --members M --duration D --window W
           one sender, as fast as the server takes it, at most W messages in flight.
   joins   --count N --concurrency C [--password PW] [--chat-probe] [--no-join]
@@ -903,11 +904,20 @@ async def fanout(args: argparse.Namespace) -> dict[str, Any]:
     count = int(args.rate * args.duration)
     # Stagger the senders evenly within one interval so their schedules interleave.
     step = 1 / (args.rate * len(senders))
+    cpu_before = cpu_seconds(args.server_pid) if args.server_pid else None
     lags = await asyncio.gather(*(paced_sender(c, args.rate, k * step, count) for k, c in enumerate(senders)))
     await wait_for_stragglers(run, clients)
     figures = {"scenario": "fanout", "senders": len(senders), "rate_per_sender": args.rate}
     figures |= delivery_figures(run, clients)
     figures["max_send_lag_ms"] = round(max(lags, default=0.0) * 1000, 2)
+    if cpu_before is not None:
+        # From the first send until every delivery is in, as soak's: the room's joins
+        # and leaves are not in it (--cpu-pid counts them too).
+        server_cpu = cpu_seconds(args.server_pid) - cpu_before
+        figures["server_cpu_seconds"] = round(server_cpu, 2)
+        figures["deliveries_per_server_cpu_second"] = round(
+            figures["deliveries_received"] / max(server_cpu, 1e-9), 1
+        )
     await close_all(clients)
     return figures
 
@@ -1374,6 +1384,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--senders", type=int, default=4)
     p.add_argument("--rate", type=float, default=5.0, help="messages/s per sender")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of sending")
+    p.add_argument("--server-pid", type=int, default=None, help="its CPU over the sending alone")
     p = sub.add_parser("flood", help="one sender as fast as the server takes it")
     p.add_argument("--members", type=int, default=50)
     p.add_argument("--duration", type=float, default=10.0)

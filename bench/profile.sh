@@ -7,8 +7,9 @@
 # (200 rooms of 5, everyone sending, 1,000 messages/s in all: issue 17's many-rooms load)
 # or rooms-5000 (the same at 5,000 messages/s)
 # or mixed (rooms, with 20 % of the frames Typing and 10 % React: issue 18's mixed load)
-# or joins (3,000 joins without a password, 20 at a time, each on a new connection).
-# Writes /tmp/prof-PORT.txt (py-spy's raw collapsed stacks, 200 Hz, 14 s; summarise it
+# or joins (3,000 joins without a password, 20 at a time, each on a new connection)
+# or fanout (one room of 50, one sender at 20 messages/s: 1,000 deliveries/s, issue 17's fan-out).
+# Writes /tmp/prof-PORT.txt (py-spy's raw collapsed stacks, PROFILE_RATE Hz, default 200, 14 s; summarise it
 # with `.venv/bin/python bench/flame.py /tmp/prof-PORT.txt`) and /tmp/prof-SCENARIO-PORT.json
 # (the load's figures). py-spy is not a requirement: `.venv/bin/pip install py-spy`
 # first. Runs CHECKOUT's own bench scripts.
@@ -32,6 +33,7 @@ case $scenario in
                  --typing-share 0.2 --react-share 0.1)
            connections=1000 ;;
     joins) load=(joins --count 3000 --concurrency 20); connections=0 ;;
+    fanout) load=(fanout --members 50 --senders 1 --rate 20 --duration 30); connections=50 ;;
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
 .venv/bin/python bench/loadgen.py --sources 200 --json --url "ws://127.0.0.1:$port/ws/" "${load[@]}" \
@@ -40,5 +42,5 @@ loadgen=$!
 # The profile covers the load, not its set-up: it starts once every connection is open.
 while [ "$(find /proc/$server/fd -lname 'socket:*' 2>/dev/null | wc -l)" -lt "$connections" ]; do sleep 0.2; done
 sleep 1
-.venv/bin/py-spy record -p "$server" -r 200 -d 14 -f raw -o "/tmp/prof-$port.txt" --nonblocking >/dev/null 2>&1
+.venv/bin/py-spy record -p "$server" -r "${PROFILE_RATE:-200}" -d 14 -f raw -o "/tmp/prof-$port.txt" $([ -n "${PROFILE_NATIVE:-}" ] && echo --native || echo --nonblocking) >/dev/null 2>&1
 wait $loadgen

@@ -320,7 +320,7 @@ relay_table() {
                 rooms-*) $LOADGEN --json --url "$url" soak --rooms 200 --members 5 --senders 5 \
                              --rate $((${load#rooms-} / 200)) --duration 20 --server-pid "$pid" ;;
                 fanout) $LOADGEN --json --cpu-pid "$pid" --url "$url" fanout --members 50 --senders 1 \
-                             --rate 20 --duration 30 ;;
+                             --rate 20 --duration 30 --server-pid "$pid" ;;
                 joins) $LOADGEN --json --cpu-pid "$pid" --url "$url" joins --count 3000 --concurrency 20 ;;
                 idle-*) $LOADGEN --json --url "$url" idle --count "${load#idle-}" --rooms 200 --server-pid "$pid" ;;
             esac | record "$load-$target" || true
