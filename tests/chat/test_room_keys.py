@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from chat import checks, keys
 from chat.models import Room
+from tests.chat import key_reader
 
 pytestmark = pytest.mark.django_db
 
@@ -96,22 +97,17 @@ def test_check_deploy_warns_when_the_key_encryption_key_is_generated(settings):
     assert checks.generated_room_key_encryption_key_in_production(None) == []
 
 
-def _read_key(path: str, start, results) -> None:
-    start.wait()
-    try:
-        results.put(keys.development_key(path))
-    except Exception as exc:  # the failure is the test's answer
-        results.put(repr(exc))
-
-
 def test_processes_starting_together_read_one_whole_development_key(tmp_path):
     # Two server processes on one fresh CHAT_VAR_DIR: the one that does not create the
     # key file must never read it before it is written (an empty read failed a room create).
-    context = multiprocessing.get_context("fork")
+    # Forked from a fresh forkserver, not from this process: forking a process with
+    # threads (the test run's) can leave a child stuck on a lock another thread held.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["tests.chat.key_reader"])
     for attempt in range(20):
         path = str(tmp_path / f"key-{attempt}")
         start, results = context.Barrier(6), context.Queue()
-        readers = [context.Process(target=_read_key, args=(path, start, results)) for _ in range(6)]
+        readers = [context.Process(target=key_reader.read_key, args=(path, start, results)) for _ in range(6)]
         for reader in readers:
             reader.start()
         read = [results.get(timeout=10) for _ in readers]
