@@ -71,8 +71,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await handler(message)
 
     async def websocket_receive(self, message: dict) -> None:
-        # Channels' dispatch loop keeps the last message until the next one arrives: the
-        # frame is taken out of it, so that an idle socket does not hold its last upload.
+        # The frame is taken out of the message, so that nothing that keeps the message
+        # (Channels' own loop kept the last one until the next arrived) keeps an idle
+        # socket's last upload.
         await self.receive(text_data=message.pop("text", None), bytes_data=message.pop("bytes", None))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
