@@ -9,7 +9,9 @@
 # or mixed (rooms, with 20 % of the frames Typing and 10 % React: issue 18's mixed load)
 # or joins (3,000 joins without a password, 20 at a time, each on a new connection)
 # or fanout (one room of 50, one sender at 20 messages/s: 1,000 deliveries/s, issue 17's fan-out).
-# Writes /tmp/prof-PORT.txt (py-spy's raw collapsed stacks, PROFILE_RATE Hz, default 200, 14 s; summarise it
+# Writes /tmp/prof-PORT.txt (py-spy's raw collapsed stacks, PROFILE_RATE Hz, default 200,
+# 14 s; with PROFILE_NATIVE=1 also the C frames, pausing the process for each sample, and
+# idle threads are then sampled too; summarise it
 # with `.venv/bin/python bench/flame.py /tmp/prof-PORT.txt`) and /tmp/prof-SCENARIO-PORT.json
 # (the load's figures). py-spy is not a requirement: `.venv/bin/pip install py-spy`
 # first. Runs CHECKOUT's own bench scripts.
@@ -42,5 +44,8 @@ loadgen=$!
 # The profile covers the load, not its set-up: it starts once every connection is open.
 while [ "$(find /proc/$server/fd -lname 'socket:*' 2>/dev/null | wc -l)" -lt "$connections" ]; do sleep 0.2; done
 sleep 1
-.venv/bin/py-spy record -p "$server" -r "${PROFILE_RATE:-200}" -d 14 -f raw -o "/tmp/prof-$port.txt" $([ -n "${PROFILE_NATIVE:-}" ] && echo --native || echo --nonblocking) >/dev/null 2>&1
+mode=--nonblocking  # py-spy cannot read C frames without pausing the process
+[ -n "${PROFILE_NATIVE:-}" ] && mode=--native
+.venv/bin/py-spy record -p "$server" -r "${PROFILE_RATE:-200}" -d 14 -f raw -o "/tmp/prof-$port.txt" "$mode" \
+    >/dev/null 2>&1
 wait $loadgen
