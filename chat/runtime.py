@@ -20,7 +20,8 @@ it and what stops it. `start` and `stop` are called by the ASGI application
   wait for it in the bounded queue `workers.database`.
 - The large-frame budget's wake-ups (chat/frame_budget.py, `serve` only): timers while
   a paced socket waits.
-- Timing of Python's garbage collector (`watch_collector`): a callback, no thread.
+- Timing of Python's garbage collector (`watch_collector`): a callback, no thread; its
+  young generation's size (`tune_collector`, `manage.py serve`).
 - The event loop's stalls (`watch_loop`), a timer every LOOP_STALL_TICK: started by
   uvicorn's lifespan startup (`manage.py serve`; daphne sends none), cancelled by `stop`.
 
@@ -48,6 +49,16 @@ def start() -> None:
     # Such a pass stopped a 10-minute soak for 211 ms (bench/README.md, issue 17).
     gc.collect()
     gc.freeze()
+
+
+def tune_collector() -> None:
+    """The young generation's threshold from GC_GEN0_THRESHOLD (Python's is 700). At
+    700 and 5,000 messages/s, what a message holds for a group commit's 10 ms outlived
+    two young passes and reached the oldest generation, whose growth then set off a
+    full pass every 1.5-2 s: 15-50 ms each, walking every socket's objects. At 5,000,
+    two full passes a run instead of 13-15, and the collector's time a seventh
+    (bench/README.md, issue 17). Called by `manage.py serve`."""
+    gc.set_threshold(settings.GC_GEN0_THRESHOLD, 10, 10)
 
 
 def watch_collector() -> None:

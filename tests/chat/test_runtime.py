@@ -79,3 +79,13 @@ async def test_the_loop_is_not_watched_when_the_setting_is_off(settings):
     runtime._loop_watcher = None
     runtime.watch_loop()
     assert runtime._loop_watcher is None
+
+
+def test_the_young_generation_threshold_comes_from_the_setting(settings):
+    saved = gc.get_threshold()
+    settings.GC_GEN0_THRESHOLD = 4321
+    try:
+        runtime.tune_collector()
+        assert gc.get_threshold() == (4321, 10, 10)
+    finally:
+        gc.set_threshold(*saved)

@@ -13,6 +13,7 @@ from channels.routing import get_default_application
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from chat import runtime
 from chat.frame_budget import BudgetedWebSocket
 
 
@@ -37,10 +38,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         # Freeze what start-up made (Django, the app: ~10^5 objects) so that the
         # collector's full passes stop walking it: chat p99 went from 10.6-12.7 ms to
-        # 8 ms (bench/README.md). A larger young generation made collections rarer but
-        # 40-60 ms long under connection churn, so the default stays.
+        # 8 ms (bench/README.md).
         gc.freeze()
-        gc.set_threshold(settings.GC_GEN0_THRESHOLD, 10, 10)
+        runtime.tune_collector()
         give_back_large_blocks()
         self.stdout.write(
             f"Serving on {options['host']}:{options['port']} "
