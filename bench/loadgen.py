@@ -30,6 +30,10 @@ delivered frame of a `websockets` connection, so that one load generator can tak
 deliveries/s next to the server on a small machine; `--receiver websockets` puts them back
 on `websockets` (to compare, or where there is no epoll). Both count the same way (Member).
 
+Every scenario also reports machine_steal_percent: the share of the machine's CPU time
+its host gave to other guests over the run (/proc/stat). On a virtual machine the same
+build's figures move with it, so a run with much steal compares only with its neighbours.
+
 The human summary goes to stdout, or to stderr with --json (stdout then holds one JSON
 object). Exit status: 0 all delivered in order, 1 anything lost, duplicated, out of
 order, refused with Error or closed by the server, 2 the scenario could not run.
@@ -1115,6 +1119,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_ticks() -> list[int] | None:
+    """The machine's CPU time so far by kind, in clock ticks (/proc/stat's first line:
+    user, nice, system, idle, iowait, irq, softirq, steal, ...); None where there is none."""
+    try:
+        with open("/proc/stat") as stat:
+            return [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_figures(before: list[int] | None, after: list[int] | None) -> dict[str, Any]:
+    """The share of the machine's CPU time that its host gave to others over the run
+    (steal): on a virtual machine the same build's figures move with it."""
+    if before is None or after is None or len(before) < 8 or len(after) < 8:
+        return {}
+    spent = [later - earlier for earlier, later in zip(before, after, strict=True)]
+    return {"machine_steal_percent": round(100 * spent[7] / max(sum(spent), 1), 1)}
+
+
 def cpu_figures(figures: dict[str, Any], used: float) -> dict[str, Any]:
     """The server's CPU over a whole scenario, and its work per CPU-second."""
     out: dict[str, Any] = {"scenario_server_cpu_seconds": round(used, 2)}
@@ -1438,9 +1461,11 @@ def main(argv: list[str] | None = None) -> int:
     raise_open_files_limit()
     try:
         cpu_before = cpu_seconds(args.cpu_pid) if args.cpu_pid else None
+        machine_before = machine_ticks()
         figures = asyncio.run(SCENARIOS[args.scenario](args))
         if cpu_before is not None:
             figures |= cpu_figures(figures, cpu_seconds(args.cpu_pid) - cpu_before)
+        figures |= steal_figures(machine_before, machine_ticks())
     except (ProtocolFailure, OSError, TimeoutError, ConnectionClosed) as exc:
         print(f"{args.scenario}: could not run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

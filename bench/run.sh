@@ -308,11 +308,13 @@ start_relay() {
 }
 
 # Issue 17's table, side by side: the relay and one serve process (embedded defaults),
-# one run of each load on a fresh process, the server's CPU read from /proc.
+# one run of each load on a fresh process, the server's CPU read from /proc. Each load
+# runs on the relay and then on the server, so that the two runs of a ratio are minutes
+# apart at most: this machine's speed moves with its host's steal.
 relay_table() {
     local port=8560 name
-    for target in relay server; do
-        for load in rooms-1000 rooms-2000 rooms-5000 fanout joins idle-1000 idle-3000; do
+    for load in rooms-1000 rooms-2000 rooms-5000 fanout joins idle-1000 idle-3000; do
+        for target in relay server; do
             port=$((port + 1))
             if [ "$target" = relay ]; then start_relay "$port"; else start_one "$port"; fi
             local url=ws://127.0.0.1:$port/ws/ pid=${PIDS[0]}
