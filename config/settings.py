@@ -467,6 +467,8 @@ if LOOP_STALL_TICK <= 0:  # a timer due at once, again and again: the loop would
 # `manage.py serve` sets the garbage collector's young-generation threshold to this
 # (Python's is 700); see chat/runtime.py's `tune_collector`.
 GC_GEN0_THRESHOLD = env.int("GC_GEN0_THRESHOLD", 5000)
+if GC_GEN0_THRESHOLD < 1:  # 0 turns the collector off: closed sockets' cycles would stay
+    raise ImproperlyConfigured(f"GC_GEN0_THRESHOLD must be at least 1, not {GC_GEN0_THRESHOLD}")
 
 # daphne's runserver reads these; `manage.py serve` passes the same value.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = WS_MAX_FRAME

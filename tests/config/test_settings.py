@@ -115,6 +115,13 @@ def test_a_loop_stall_tick_of_zero_stops_django_setup(tmp_path):
     assert "ImproperlyConfigured: LOOP_STALL_TICK must be more than 0 seconds, not 0.0" in done.stderr
 
 
+def test_a_young_generation_threshold_of_zero_stops_django_setup(tmp_path):
+    """0 would turn the garbage collector off for good under `manage.py serve`."""
+    done = start(tmp_path, "import django; django.setup()", DJANGO_DEBUG="1", GC_GEN0_THRESHOLD="0")
+    assert done.returncode != 0
+    assert "ImproperlyConfigured: GC_GEN0_THRESHOLD must be at least 1, not 0" in done.stderr
+
+
 # What the hand-written database_from_url before django-environ gave for these URLs
 # (DATABASE_POOL_TIMEOUT and DATABASE_CONNECT_TIMEOUT unset).
 POOL = {"pool": {"min_size": 1, "max_size": 8, "timeout": 5.0}, "connect_timeout": 5}
