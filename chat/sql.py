@@ -5,23 +5,26 @@ SQLite takes to run it; these helpers keep the SQL short and backend-neutral by
 preparing values through the model fields, as the ORM would.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Model
 
 
 def prep(model: type[Model], field: str, value: Any) -> Any:
     """A value as the database backend wants it (UUIDs are text on SQLite)."""
-    return model._meta.get_field(field).get_db_prep_value(value, connection)
+    # The connection itself, not the `connection` proxy: each of the proxy's attribute
+    # reads looks the connection up again (a tenth of a one-message batch's cost).
+    return model._meta.get_field(field).get_db_prep_value(value, connections[DEFAULT_DB_ALIAS])
 
 
 def table(model: type[Model]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
+    return connections[DEFAULT_DB_ALIAS].ops.quote_name(model._meta.db_table)
 
 
 def rows(sql: str, params: list) -> list[tuple]:
@@ -321,8 +324,7 @@ def _insert_messages_sqlite(messages: Sequence[NewMessage]) -> list[tuple[int, i
     issue 17). Its errors still become Django's (`wrap_database_errors`)."""
     from chat.models import Room
 
-    with transaction.atomic(), connection.wrap_database_errors:
-        cursor = connection.connection.cursor()
+    with driver_transaction() as cursor:
 
         def driver_rows(sql: str, params: list) -> list[tuple]:
             return cursor.execute(sql.replace("%s", "?"), params).fetchall()
@@ -340,6 +342,30 @@ def _insert_messages_sqlite(messages: Sequence[NewMessage]) -> list[tuple[int, i
             [*counts, *by_room],
         )
         return _insert_rows(messages, by_room, bumped, driver_rows)
+
+
+@contextmanager
+def driver_transaction() -> Iterator[Any]:
+    """A write transaction on SQLite's own driver connection, and a cursor of it: BEGIN
+    IMMEDIATE, then COMMIT, or ROLLBACK if the block raises. `transaction.atomic` costs
+    about ten times as much around a one-message batch (bench/README.md, issue 17).
+    Inside a caller's atomic block it is that block's savepoint, through
+    `transaction.atomic`. Errors still become Django's (`wrap_database_errors`)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.in_atomic_block:
+        with transaction.atomic(), db.wrap_database_errors:
+            yield db.connection.cursor()
+        return
+    db.ensure_connection()
+    driver = db.connection
+    with db.wrap_database_errors:
+        cursor = driver.execute("BEGIN IMMEDIATE")
+        try:
+            yield cursor
+            driver.commit()
+        except BaseException:
+            driver.rollback()
+            raise
 
 
 def marks(count: int) -> str:

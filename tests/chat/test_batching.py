@@ -193,6 +193,46 @@ def test_a_failed_batch_stores_nothing_and_raises_djangos_error():
     assert [seq for _, seq in sql.insert_messages([new(seat, "after")])] == [1]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_that_fails_in_python_midway_is_rolled_back(monkeypatch):
+    """The SQLite path's own transaction (BEGIN IMMEDIATE on the driver) rolls back on
+    any exception, not only the database's: the room's bump, already run, is undone."""
+    room, seat, _ = make_room()
+
+    def broken(*args):
+        raise RuntimeError("after the bump")
+
+    monkeypatch.setattr(sql, "_insert_rows", broken)
+    with pytest.raises(RuntimeError):
+        sql.insert_messages([new(seat, "lost"), new(seat, "lost too")])
+    monkeypatch.undo()
+    assert Room.objects.get(pk=room.pk).message_seq == 0
+    # Nothing was left open: a transaction still open would refuse the next BEGIN.
+    assert [seq for _, seq in sql.insert_messages([new(seat, "after")])] == [1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_inside_a_callers_transaction_is_part_of_it():
+    """Within an atomic block the batch is a savepoint of the caller's transaction:
+    it goes when the caller's block is rolled back, and a failed batch leaves the
+    caller's own writes in place."""
+    from django.db import IntegrityError, transaction
+
+    room, seat, _ = make_room()
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        sql.insert_messages([new(seat, "rolled back with the caller")])
+        1 / 0  # noqa: B018 - the caller's block fails after the batch
+    assert not Message.objects.filter(room=room).exists()
+
+    with transaction.atomic():
+        Room.objects.filter(pk=room.pk).update(description="kept")
+        with pytest.raises(IntegrityError):
+            sql.insert_messages([new(seat, "fine"), new(seat, None)])
+    assert Room.objects.get(pk=room.pk).description == "kept"
+    assert not Message.objects.filter(room=room).exists()
+    assert [seq for _, seq in sql.insert_messages([new(seat, "after")])] == [1]
+
+
 async def test_a_failed_write_fails_its_batch_and_the_batcher_goes_on():
     calls = []
 
