@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
@@ -35,7 +34,7 @@ from chat.ratelimit import (
     take_slot,
     uploads_in_flight,
 )
-from chat.workers import Busy, database
+from chat.workers import Busy, database, on_database_thread
 
 logger = logging.getLogger(__name__)
 
@@ -470,7 +469,7 @@ async def leave(conn: Connection) -> None:
     seat, conn.seat = require_room(conn), None
     presence.live_seats.discard(seat.participant_id)
     try:
-        left = await database_sync_to_async(services.participant_leave)(
+        left = await on_database_thread(services.participant_leave)(
             participant_id=seat.participant_id, now=timezone.now()
         )
     finally:
@@ -487,7 +486,7 @@ async def leave(conn: Connection) -> None:
 async def remember_room(conn: Connection, seat: services.Seat) -> None:
     """Let the browser session behind this socket download the room's files."""
     if conn.session_key:
-        await database_sync_to_async(services.session_room_add)(
+        await on_database_thread(services.session_room_add)(
             session_key=conn.session_key, room_id=seat.room_id
         )
 

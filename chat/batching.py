@@ -23,10 +23,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat.sql import NewMessage
+from chat.workers import on_database_thread
 
 if TYPE_CHECKING:
     from chat.services import Seat
@@ -133,7 +133,7 @@ def _database_batcher(write: str) -> PerLoopBatcher:
         return getattr(services, write)(batch)
 
     return PerLoopBatcher(
-        lambda: Batcher(database_sync_to_async(run), settings.CHAT_WRITE_BATCH, settings.CHAT_WRITE_INTERVAL)
+        lambda: Batcher(on_database_thread(run), settings.CHAT_WRITE_BATCH, settings.CHAT_WRITE_INTERVAL)
     )
 
 

@@ -57,14 +57,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def websocket_disconnect(self, message: dict) -> None:
         # Channels' also hops to the database thread to close its stale connections:
-        # database_sync_to_async checks them around every call already, and the hop was
+        # workers.on_database_thread checks them after every call already, and the hop was
         # one more per socket's life (bench/README.md, joins). No groups to leave.
         await self.disconnect(message["code"])
         raise StopConsumer()
 
     async def dispatch(self, message: dict) -> None:
         # Channels' dispatch hops to the database thread to close stale connections
-        # before every handler; database_sync_to_async already does that check.
+        # before every handler; workers.on_database_thread already does that check.
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")

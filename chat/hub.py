@@ -46,7 +46,6 @@ import time
 import uuid
 from typing import TypedDict, Unpack, get_type_hints
 
-from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -55,6 +54,7 @@ from chat import selectors
 from chat.batching import Batcher, PerLoopBatcher
 from chat.outbox import WRITE_NOW_MAX, Outbox, text_frame
 from chat.protocol import chat_message, encode
+from chat.workers import on_database_thread
 
 logger = logging.getLogger(__name__)
 
@@ -124,13 +124,13 @@ def room_of(room: str) -> uuid.UUID:
 
 async def room_position(room: str) -> int:
     """The sequence number of the room's last stored message."""
-    return await database_sync_to_async(selectors.room_message_seq)(room_id=room_of(room))
+    return await on_database_thread(selectors.room_message_seq)(room_id=room_of(room))
 
 
 async def stored_messages(room: str, after: int, before: int) -> list[tuple]:
     """(id, seq, sender, content, sent_at, reply_to) of the room's messages with
     after < seq < before."""
-    return await database_sync_to_async(selectors.messages_by_seq)(
+    return await on_database_thread(selectors.messages_by_seq)(
         room_id=room_of(room), after=after, before=before
     )
 

@@ -14,12 +14,12 @@ import time
 import uuid
 from collections import Counter
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from chat import protocol, services
 from chat.hub import hub, publish_all, room_event
+from chat.workers import on_database_thread
 
 logger = logging.getLogger(__name__)
 
@@ -79,14 +79,14 @@ async def beat_once() -> None:
     global _beating_since
     now = timezone.now()
     try:
-        await database_sync_to_async(services.presence_heartbeat)(participant_ids=list(live_seats), now=now)
+        await on_database_thread(services.presence_heartbeat)(participant_ids=list(live_seats), now=now)
     except Exception:
         _beating_since = None
         raise
     if _beating_since is None:
         _beating_since = clock()
     if clock() - _beating_since >= settings.PRESENCE_TIMEOUT:
-        swept = await database_sync_to_async(services.presence_sweep)(now=now)
+        swept = await on_database_thread(services.presence_sweep)(now=now)
         await announce_left(swept)
     await hub.refresh()
 

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
 from asgiref.sync import markcoroutinefunction
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -15,6 +14,7 @@ from django.shortcuts import render
 
 from chat import browser_sessions, redis_clients, selectors
 from chat.errors import ProtocolError
+from chat.workers import on_database_thread
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ async def _layer_answers() -> None:
 
 
 CHECKS: dict[str, Callable[[], Awaitable[None]]] = {
-    "database": database_sync_to_async(_database_answers),
+    "database": on_database_thread(_database_answers),
     "channel_layer": _layer_answers,
 }
 # The check of each kind in flight, per event loop: requests that come meanwhile share it.

@@ -8,13 +8,15 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any
 
+from asgiref.sync import AsyncToSync, SyncToAsync
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 
 from chat.errors import ErrorCode, ProtocolError
 
@@ -133,8 +135,41 @@ class Workers:
 file_work = Workers("file-work", "FILES_WORK_THREADS", "FILES_WORK_QUEUE")
 
 
+def on_database_thread[R](function: Callable[..., R]) -> Callable[..., Awaitable[R]]:
+    """`database_sync_to_async(function)`, on the same thread (so the same database
+    connection), at about half its CPU a call: asgiref's copy of the caller's context
+    into the thread and back, which no database call here reads, is left out (bench/
+    README.md, issue 17). Old and broken connections are closed after each call, as
+    Channels does (on PostgreSQL, CONN_MAX_AGE 0, that gives the connection back).
+
+    Only where asgiref would use its one process-wide database thread (a server's
+    loop, a test's): under a sync caller (`async_to_sync`) or a thread-sensitive
+    context, the call goes through `database_sync_to_async` itself."""
+    through_asgiref = database_sync_to_async(function)
+
+    async def call(*args: Any, **kwargs: Any) -> R:
+        if (
+            getattr(AsyncToSync.executors, "current", None) is not None
+            or SyncToAsync.thread_sensitive_context.get(None) is not None
+            or asyncio.get_running_loop() in AsyncToSync.loop_thread_executors
+        ):
+            return await through_asgiref(*args, **kwargs)
+        return await asyncio.wrap_future(
+            SyncToAsync.single_thread_executor.submit(_closing, function, args, kwargs)
+        )
+
+    return call
+
+
+def _closing[R](function: Callable[..., R], args: tuple, kwargs: dict) -> R:
+    try:
+        return function(*args, **kwargs)
+    finally:
+        close_old_connections()
+
+
 class DatabaseWork:
-    """The database thread (database_sync_to_async: one per process) for clients'
+    """The database thread (`on_database_thread`: one per process) for clients'
     requests, with a bounded queue: at most DATABASE_QUEUE such calls waiting or
     running in the process, past which `Busy`. Each connection has at most one at a
     time (frames are handled in turn), and its address's connections and request rates
@@ -146,7 +181,7 @@ class DatabaseWork:
     storm of joins. Leaving a room does not come here either."""
 
     def __init__(
-        self, to_thread: Callable[[Callable[..., Any]], Callable[..., Any]] = database_sync_to_async
+        self, to_thread: Callable[[Callable[..., Any]], Callable[..., Any]] = on_database_thread
     ) -> None:
         self.to_thread = to_thread
         self.admission = Admission()

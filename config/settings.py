@@ -103,7 +103,7 @@ def sqlite_database(path: Path) -> dict:
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": path,
-        # One process, one database thread (database_sync_to_async): a persistent
+        # One process, one database thread (chat/workers.py, `on_database_thread`): a persistent
         # connection in WAL mode keeps joins and posts off the fsync path.
         "CONN_MAX_AGE": None,
         "OPTIONS": {

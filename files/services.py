@@ -3,7 +3,7 @@ admin call.
 
 Database work is plain sync functions, run through the bounded database queue
 (`chat.workers.database`: past DATABASE_QUEUE, `rate_limited`) except an upload's final
-write, whose work is done by then (`database_sync_to_async`); the CPU-heavy steps
+write, whose work is done by then (`chat.workers.on_database_thread`); the CPU-heavy steps
 (base64, sha256, AES-GCM, clamd) run in the low-priority `file_work` worker threads, never
 on the event loop. `share`, `fetch` and `delete` put the two together.
 """
@@ -15,7 +15,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
@@ -25,7 +24,7 @@ from chat.errors import ErrorCode, ProtocolError
 from chat.models import Room
 from chat.protocol import file_content_frame, file_metadata
 from chat.services import Seat, message_post, seat_check
-from chat.workers import database, file_work, let_loop_run
+from chat.workers import database, file_work, let_loop_run, on_database_thread
 from files import blobs, scan, validation
 from files.models import SharedFile
 
@@ -222,7 +221,7 @@ async def share(*, seat: Seat, name: str, mime_type: str, data: bytes, now: date
     await database(check_quota)(room_id=seat.room_id, size=len(data), now=now)
     blob = await file_work.run(scan_and_store, uuid.uuid4(), data, seat)
     try:
-        return await database_sync_to_async(file_record)(
+        return await on_database_thread(file_record)(
             seat=seat, name=name, mime_type=mime_type, blob=blob, now=now
         )
     except BaseException:

@@ -8,7 +8,7 @@ the Python client's own crypto (chatclient.crypto), never a copy of it.
 
 Tests without sockets: a fake socket for outboxes and hubs (`FakeSocket`, `drain`), a
 socket's `actions.Connection` over one (`Socketless`, the `connection` fixture) and what
-an action refused (`refusal`), a stand-in for `database_sync_to_async` that calls in
+an action refused (`refusal`), a stand-in for `workers.on_database_thread` that calls in
 the loop (`in_loop`), and rooms, seats and files made through the services
 (`make_room`, `join_seat`, `seat_in_new_room`, `stored_file`).
 
@@ -320,7 +320,7 @@ def stored_file(seat: services.Seat, *, age: timedelta = timedelta(0), deleted: 
 
 
 def in_loop(function):
-    """`database_sync_to_async` for tests that replace the database call itself: no
+    """`workers.on_database_thread` for tests that replace the database call itself: no
     database thread, no connection to check; keyword arguments, as the callers pass."""
 
     async def call(**kwargs):

@@ -232,7 +232,7 @@ async def test_a_seat_swept_meanwhile_is_dropped_and_the_socket_stays(connection
         return False  # the sweep marked it left already: nobody is told again
 
     monkeypatch.setattr(services, "participant_leave", participant_leave)
-    monkeypatch.setattr(actions, "database_sync_to_async", in_loop)
+    monkeypatch.setattr(actions, "on_database_thread", in_loop)
     hub_left = []
 
     async def leave_hub(room_id, outbox):
@@ -266,7 +266,7 @@ async def test_a_socket_counts_toward_presence_while_open_and_leaves_its_room_on
         pass
 
     monkeypatch.setattr(services, "participant_leave", database_down)
-    monkeypatch.setattr(actions, "database_sync_to_async", in_loop)
+    monkeypatch.setattr(actions, "on_database_thread", in_loop)
     monkeypatch.setattr(actions.hub, "leave", leave_hub)
     await actions.close_connection(conn, 1006)  # the leave fails: logged, the socket still closes
     assert "leaving the room on disconnect failed" in caplog.text

@@ -60,7 +60,7 @@ def no_database(monkeypatch):
     async def refresh():
         pass
 
-    monkeypatch.setattr(presence, "database_sync_to_async", in_loop)
+    monkeypatch.setattr(presence, "on_database_thread", in_loop)
     monkeypatch.setattr(services, "presence_heartbeat", heartbeat)
     monkeypatch.setattr(services, "presence_sweep", sweep)
     monkeypatch.setattr(presence, "publish_all", publish_all)

@@ -81,3 +81,56 @@ async def test_the_database_queue_refuses_past_its_bound(settings):
     assert await asyncio.gather(*waiting) == [True, True]
     assert work.admission.total == 0
     assert await work(sum)([1, 2]) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_lean_database_hop_runs_where_database_sync_to_async_does():
+    """Same thread, so the same connection: a write through one is read through the
+    other at once, and under a sync caller (async_to_sync) both run in that caller."""
+    from asgiref.sync import async_to_sync
+    from channels.db import database_sync_to_async
+
+    assert (
+        await workers.on_database_thread(threading.get_ident)()
+        == await database_sync_to_async(threading.get_ident)()
+    )
+
+    def under_a_sync_caller() -> tuple[int, int, int]:
+        async def both() -> tuple[int, int]:
+            return (
+                await workers.on_database_thread(threading.get_ident)(),
+                await database_sync_to_async(threading.get_ident)(),
+            )
+
+        lean, asgiref = async_to_sync(both)()
+        return lean, asgiref, threading.get_ident()
+
+    lean, asgiref, caller = await sync_to_async(under_a_sync_caller, thread_sensitive=False)()
+    assert lean == asgiref == caller
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_lean_database_hop_closes_an_obsolete_connection_after_the_call():
+    """As database_sync_to_async does (on PostgreSQL, CONN_MAX_AGE 0, every call's): a
+    connection past its age is closed after the call, even one that raised, and the
+    next call opens a new one."""
+    import time
+
+    from django.db import DatabaseError, connections
+
+    def age_out_and_fail() -> None:
+        db = connections["default"]
+        db.ensure_connection()
+        db.close_at = time.monotonic() - 1
+        raise DatabaseError("failed")
+
+    with pytest.raises(DatabaseError):
+        await workers.on_database_thread(age_out_and_fail)()
+    assert await workers.on_database_thread(lambda: connections["default"].connection is None)()
+
+    def count_rooms() -> int:
+        from chat.models import Room
+
+        return Room.objects.count()
+
+    assert await workers.on_database_thread(count_rooms)() == 0
