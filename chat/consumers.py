@@ -64,7 +64,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def dispatch(self, message: dict) -> None:
         # Channels' dispatch hops to the database thread to close stale connections
-        # before every handler; workers.on_database_thread already does that check.
+        # before every handler; workers.on_database_thread does that check after each call.
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")

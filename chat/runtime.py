@@ -16,7 +16,7 @@ it and what stops it. `start` and `stop` are called by the ASGI application
 - Upload and download work (chat/workers.py, `file_work`: large frames, base64, sha256,
   AES-GCM, clamd) and password hashing (chat/passwords.py, `hashing`), low-priority
   threads made on first use; they end with the process.
-- Database calls: Channels' one thread (`workers.on_database_thread`); clients' requests
+- Database calls: asgiref's one thread (`workers.on_database_thread`); clients' requests
   wait for it in the bounded queue `workers.database`.
 - The large-frame budget's wake-ups (chat/frame_budget.py, `serve` only): timers while
   a paced socket waits.

@@ -145,7 +145,6 @@ def on_database_thread[R](function: Callable[..., R]) -> Callable[..., Awaitable
     Only where asgiref would use its one process-wide database thread (a server's
     loop, a test's): under a sync caller (`async_to_sync`) or a thread-sensitive
     context, the call goes through `database_sync_to_async` itself."""
-    through_asgiref = database_sync_to_async(function)
 
     async def call(*args: Any, **kwargs: Any) -> R:
         if (
@@ -153,7 +152,7 @@ def on_database_thread[R](function: Callable[..., R]) -> Callable[..., Awaitable
             or SyncToAsync.thread_sensitive_context.get(None) is not None
             or asyncio.get_running_loop() in AsyncToSync.loop_thread_executors
         ):
-            return await through_asgiref(*args, **kwargs)
+            return await database_sync_to_async(function)(*args, **kwargs)
         return await asyncio.wrap_future(
             SyncToAsync.single_thread_executor.submit(_closing, function, args, kwargs)
         )
