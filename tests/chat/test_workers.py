@@ -85,8 +85,8 @@ async def test_the_database_queue_refuses_past_its_bound(settings):
 
 @pytest.mark.django_db(transaction=True)
 async def test_the_lean_database_hop_runs_where_database_sync_to_async_does():
-    """Same thread, so the same connection: a write through one is read through the
-    other at once, and under a sync caller (async_to_sync) both run in that caller."""
+    """Same thread, so the same connection: both run on one thread, and under a sync
+    caller (async_to_sync) both run in that caller."""
     from asgiref.sync import async_to_sync
     from channels.db import database_sync_to_async
 
