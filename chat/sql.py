@@ -18,8 +18,8 @@ from django.db.models import Model
 
 def prep(model: type[Model], field: str, value: Any) -> Any:
     """A value as the database backend wants it (UUIDs are text on SQLite)."""
-    # The connection itself, not the `connection` proxy: each of the proxy's attribute
-    # reads looks the connection up again (a tenth of a one-message batch's cost).
+    # The connection itself, not the `connection` proxy, whose every attribute read
+    # looks the connection up again.
     return model._meta.get_field(field).get_db_prep_value(value, connections[DEFAULT_DB_ALIAS])
 
 
