@@ -217,15 +217,19 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
     failures = join_failures()
     if await failures.blocked(address):
         raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many wrong passwords; wait a minute.")
-    door = selectors.door_cache.get(command.join_key)
+    door = remembered = selectors.door_cache.get(command.join_key)
     if door is None:
-        door = await database(selectors.room_door)(join_key=command.join_key)
-        selectors.door_cache.put(command.join_key, door)
+        door = await open_door(command.join_key)
     if door.password_hash:
         # Argon2 runs in low-priority threads, beside the loop and the database thread;
         # the guess holds its place in the address's limit before it is checked.
-        def check() -> Awaitable[bool]:
-            return passwords.off_loop(passwords.password_matches, command.password, door.password_hash)
+        async def check() -> bool:
+            right = await passwords.off_loop(passwords.password_matches, command.password, door.password_hash)
+            if not right and remembered is not None:
+                # The room may have closed since this process remembered its door: then
+                # the answer is room_not_found, and the guess is not counted.
+                await open_door(command.join_key)
+            return right
 
         if not await checked_password(failures, address, check):
             raise ProtocolError(ErrorCode.WRONG_PASSWORD)
@@ -244,10 +248,12 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
             now=timezone.now(),
             participant_token=command.participant_token,
         )
-    except BaseException:
+    except BaseException as exc:
         conn.outbox.held = None
         conn.outbox.keep_stale(None)
         await hub.leave(door.room.pk, conn.outbox)
+        if isinstance(exc, ProtocolError) and exc.code == ErrorCode.ROOM_NOT_FOUND:
+            selectors.door_cache.forget(command.join_key)  # closed: no more password checks
         raise
     seat = take_seat(conn, joined.seat)
     await remember_room(conn, seat)  # before the reply, as in create_room
@@ -269,6 +275,19 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
         # heartbeat's sweep would have, and back (below), whoever sweeps first.
         await tell_others(conn, seat, arrived=False)
     await tell_others(conn, seat, arrived=True)
+
+
+async def open_door(join_key: str) -> selectors.Door:
+    """The open room's door, read from the database and remembered; a key no open room
+    has is forgotten and answered room_not_found."""
+    try:
+        door = await database(selectors.room_door)(join_key=join_key)
+    except ProtocolError as exc:
+        if exc.code == ErrorCode.ROOM_NOT_FOUND:
+            selectors.door_cache.forget(join_key)
+        raise
+    selectors.door_cache.put(join_key, door)
+    return door
 
 
 async def tell_others(conn: Connection, seat: services.Seat, *, arrived: bool) -> None:

@@ -295,6 +295,15 @@ def _message_id(data: dict[str, Any], field: str) -> int | None:
     return value
 
 
+def _since(data: dict[str, Any]) -> int | None:
+    """`JoinRoom.since`: a JSON integer; past the database's BIGINT it is above (or
+    below) every id, which gives no `History` (or all of it), never an error."""
+    value = data.get("since")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return min(max(value, SINCE_MIN), SINCE_MAX)
+    return _message_id(data, "since")
+
+
 def _required_message_id(data: dict[str, Any], field: str) -> int:
     value = _message_id(data, field)
     if value is None:
@@ -429,7 +438,7 @@ def _join_room(data: dict[str, Any]) -> JoinRoom:
         join_key=_required_str(data, "join_key"),
         password=_password(data),
         name=clean_name(_required_str(data, "name"), field="name", max_length=NAME_MAX),
-        since=_message_id(data, "since"),
+        since=_since(data),
         owner_token=_optional_str(data, "owner_token"),
         participant_token=_optional_str(data, "participant_token"),
     )

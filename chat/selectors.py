@@ -132,7 +132,8 @@ class Door:
 
 class DoorCache:
     """join_key -> Door, remembered per process so that a join needs one database
-    crossing, not two."""
+    crossing, not two. A room closed since is found by the seat INSERT, or by a fresh
+    read after a wrong password (chat/actions.py), and then forgotten."""
 
     def __init__(self, size: int = 10_000) -> None:
         self.size = size
@@ -142,9 +143,12 @@ class DoorCache:
         return self.doors.get(join_key)
 
     def put(self, join_key: str, door: Door) -> None:
-        if len(self.doors) >= self.size:
+        if join_key not in self.doors and len(self.doors) >= self.size:
             self.doors.pop(next(iter(self.doors)))
         self.doors[join_key] = door
+
+    def forget(self, join_key: str) -> None:
+        self.doors.pop(join_key, None)
 
 
 door_cache = DoorCache()

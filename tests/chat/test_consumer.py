@@ -7,7 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chat import presence, services
+from chat import presence, selectors, services
 from chat.models import Message, Participant, Room
 from tests.helpers import (
     HISTORY_ENTRY,
@@ -110,7 +110,13 @@ async def test_history_for_late_joiners_and_since(room):
     )
     assert (await latest.receive_json_from())["type"] == "RoomJoined"
     assert await latest.receive_nothing(timeout=0.2)
-    await close_all(late, later, latest)
+
+    # Past the database's 64-bit ids, still above every id: no History, never an error.
+    beyond = await connect()
+    await beyond.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "Beyond", "since": 10**19})
+    assert (await beyond.receive_json_from())["type"] == "RoomJoined"
+    assert await beyond.receive_nothing(timeout=0.2)
+    await close_all(late, later, latest, beyond)
 
 
 async def test_history_is_capped(room, settings):
@@ -263,6 +269,42 @@ async def test_wrong_passwords_rate_limit_the_address(layer, settings):
     await expect_error(attacker, "rate_limited")
     friend, _ = await join_room(join_key, "Friend", password="pw", client=("10.7.7.7", 1))
     await close_all(owner, attacker, friend)
+
+
+async def test_a_closed_room_is_not_found_whatever_the_password_once_its_door_was_seen(layer, settings):
+    """PROTOCOL.md: room_not_found when no open room has the key. The process remembers
+    the room's door from an earlier join; a wrong password makes it read the room again,
+    finds it closed, forgets it, and does not count the guess."""
+    settings.JOIN_FAILURES_PER_MINUTE = 1
+    owner, created = await create_room(password="pw")
+    join_key = created["room_info"]["join_key"]
+    friend, _ = await join_room(join_key, "Friend", password="pw")
+    assert selectors.door_cache.get(join_key) is not None
+    await Room.objects.filter(join_key=join_key).aupdate(closed_at=timezone.now())
+    guesser = await connect(client=("10.6.6.7", 1))
+    await guesser.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "G", "password": "x"})
+    await expect_error(guesser, "room_not_found")
+    assert selectors.door_cache.get(join_key) is None
+    # The guess took no place in the address's one: a wrong password elsewhere is still
+    # answered as such, not rate_limited.
+    other_owner, other = await create_room(password="pw2")
+    await guesser.send_json_to(
+        {"type": "JoinRoom", "join_key": other["room_info"]["join_key"], "name": "G", "password": "x"}
+    )
+    await expect_error(guesser, "wrong_password")
+    await close_all(owner, friend, guesser, other_owner)
+
+
+async def test_the_right_password_on_a_closed_room_forgets_its_door(layer):
+    owner, created = await create_room(password="pw")
+    join_key = created["room_info"]["join_key"]
+    friend, _ = await join_room(join_key, "Friend", password="pw")
+    await Room.objects.filter(join_key=join_key).aupdate(closed_at=timezone.now())
+    late = await connect()
+    await late.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "Late", "password": "pw"})
+    await expect_error(late, "room_not_found")
+    assert selectors.door_cache.get(join_key) is None
+    await close_all(owner, friend, late)
 
 
 async def test_owner_token_rejoins_as_owner(room):

@@ -175,6 +175,19 @@ def test_null_optional_fields_mean_absent():
     assert (command.since, command.owner_token, command.password) == (None, None, None)
 
 
+HIGHEST, LOWEST = 2**63 - 1, -(2**63)
+
+
+@pytest.mark.parametrize(
+    ("since", "read_as"),
+    [(HIGHEST, HIGHEST), (2**63, HIGHEST), (10**19, HIGHEST), (LOWEST, LOWEST), (-(10**19), LOWEST)],
+)
+def test_a_since_past_the_database_ids_is_above_or_below_every_id(since, read_as):
+    """PROTOCOL.md: a `since` above every id gives no History and is never an error."""
+    command = protocol.parse_client_message(frame(type="JoinRoom", join_key="k", name="n", since=since))
+    assert command.since == read_as
+
+
 def test_unknown_extra_fields_are_ignored():
     assert protocol.parse_client_message(frame(type="GetMembers", extra={"a": 1})) == protocol.GetMembers()
 

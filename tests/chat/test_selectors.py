@@ -121,6 +121,11 @@ def test_the_door_cache_forgets_the_oldest_past_its_size():
     assert cache.get("a") is doors["a"] and cache.get("x") is None
     cache.put("c", doors["c"])
     assert cache.get("a") is None and cache.get("b") is doors["b"] and cache.get("c") is doors["c"]
+    cache.put("b", doors["a"])  # a key it has is replaced, and nothing else goes
+    assert cache.get("b") is doors["a"] and cache.get("c") is doors["c"]
+    cache.forget("b")
+    cache.forget("x")
+    assert cache.get("b") is None and cache.get("c") is doors["c"]
 
 
 def test_room_info_is_what_room_created_and_room_joined_carry():
