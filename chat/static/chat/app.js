@@ -3,13 +3,15 @@
 import { decrypt, encrypt, importKey, needsSecureContext } from "./crypto.js";
 import { setUpConversation, quoteOf } from "./conversation.js";
 import { contextOf, errorPlace, humanError } from "./errors.js";
-import { setUpFiles } from "./files.js";
+import { setUpFiles, shownName } from "./files.js";
 import {
   deriveKeys,
   fragmentOf,
   INCOMPLETE_LINK,
   isCard,
+  joinKeyOf,
   newSecret,
+  NOT_A_LINK,
   openMessage,
   sealMessage,
   secretFromFragment,
@@ -131,11 +133,17 @@ $("join-form").addEventListener("submit", (event) => {
   clearErrors($("lobby"));
   if (!required("join-key", "Enter the room's join key.") || !required("join-name", "Enter your name.")) return;
   const password = $("join-password").value;
-  // The field takes a join key or a whole share link (whose fragment is the secret);
-  // on a share link's page the secret is in the page's own address.
+  // The field takes a join key or a whole share link (whose fragment is the secret), even
+  // inside a sentence; on a share link's page the secret is in the page's own address.
+  // Anything else is refused here: what was pasted may hold the secret, and only the
+  // join key ever goes to the server.
   const typed = $("join-key").value.trim();
+  const joinKey = joinKeyOf(typed);
+  if (joinKey === null) {
+    showError("join-key-error", NOT_A_LINK);
+    return $("join-key").focus();
+  }
   const link = shareLinkParts(typed);
-  const joinKey = link?.joinKey ?? typed;
   const secret = link ? link.secret : joinKey === config.join_key ? secretFromFragment(location.hash) : null;
   const ownerToken = savedOwner(joinKey);
   state.draft = { password, secret, ownerToken };
@@ -397,8 +405,11 @@ async function readSealed(room, message) {
     return { unverified: true };
   }
   if (payload.t === "text" && typeof payload.body === "string") return { text: payload.body };
-  if (payload.t === "file" && isCard(payload)) {
-    return { file: { name: payload.name, id: payload.id.toLowerCase(), card: payload } };
+  // A card of a type this server would not take, or html or svg, is never offered; its
+  // name is shown and saved as the server names a standard room's files.
+  if (payload.t === "file" && isCard(payload, filesConfig.files_allowed_mime_types)) {
+    const card = { ...payload, name: shownName(payload.name, payload.mime_type) };
+    return { file: { name: card.name, id: card.id.toLowerCase(), card } };
   }
   return { unsupported: true };
 }

@@ -5,7 +5,7 @@
 import { fromBase64, toBase64 } from "./crypto.js";
 import { humanError } from "./errors.js";
 import { el } from "./render.js";
-import { INCOMPLETE_LINK, openFile, sealFile, sha256Hex } from "./sealed.js";
+import { baseType, INCOMPLETE_LINK, openFile, sealFile, sha256Hex } from "./sealed.js";
 
 const $ = (id) => document.getElementById(id);
 const PREVIEW_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
@@ -47,8 +47,33 @@ export function checkFile(file, config) {
   return null;
 }
 
-function baseType(mimeType) {
-  return mimeType.split(";")[0].trim().toLowerCase();
+// The extensions each type may be saved under; the first is appended to a name that ends
+// in none of them, as the server names a standard room's files (files/validation.py,
+// EXTENSIONS and shown_name): a sealed card's `x.html` as text/plain saves as `x.html.txt`.
+const EXTENSIONS = {
+  "text/plain": [".txt"],
+  "image/png": [".png"],
+  "image/jpeg": [".jpg", ".jpeg"],
+  "image/gif": [".gif"],
+  "image/webp": [".webp"],
+  "application/pdf": [".pdf"],
+  "application/zip": [".zip"],
+  "application/gzip": [".gz"],
+  "image/bmp": [".bmp"],
+  "audio/mpeg": [".mp3"],
+  "audio/ogg": [".ogg", ".oga"],
+  "application/octet-stream": [".bin"],
+};
+// Link syntax and every control, format (bidirectional, zero-width...) or line/paragraph
+// separator character, which could disguise a name.
+const HIDDEN = /[[\]()\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+
+export function shownName(name, mimeType) {
+  const shown = name.replace(HIDDEN, "");
+  const extensions = EXTENSIONS[baseType(mimeType)] ?? [".bin"];
+  const stem = shown.trimEnd();
+  if (extensions.some((extension) => stem.toLowerCase().endsWith(extension))) return shown;
+  return (stem || "file") + extensions[0];
 }
 
 class FileGone extends Error {}
@@ -235,9 +260,9 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
     try {
       const bytes = await openSealed(card, (part) => note(item, `Downloading ${card.name}… ${Math.round(part * 100)} %`));
       note(item, "");
-      // Never rendered by the page: saved as bytes under the card's name.
+      // Never rendered by the page: saved as bytes under the card's name, made safe.
       const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
-      const anchor = el("a", { attrs: { href: url, download: card.name } });
+      const anchor = el("a", { attrs: { href: url, download: shownName(card.name, card.mime_type) } });
       document.body.append(anchor);
       anchor.click();
       anchor.remove();

@@ -124,39 +124,51 @@ export async function sha256Hex(bytes) {
 const NEVER_SHARED = new Set(["text/html", "application/xhtml+xml", "image/svg+xml", "text/xml"]);
 const FILE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export function neverShared(mimeType) {
-  return NEVER_SHARED.has(mimeType.split(";")[0].trim().toLowerCase());
+export function baseType(mimeType) {
+  return mimeType.split(";")[0].trim().toLowerCase();
 }
 
-// A file card as PROTOCOL.md has it, of a type the page would ever open. Its id goes
-// into a URL, so it must be a file id and nothing else.
-export function isCard(payload) {
+export function neverShared(mimeType) {
+  return NEVER_SHARED.has(baseType(mimeType));
+}
+
+// A file card as PROTOCOL.md has it, of a type the server would take in a standard room
+// (`allowedTypes`, its files_allowed_mime_types) and never html or svg. Its id goes into
+// a URL, so it must be a file id and nothing else.
+export function isCard(payload, allowedTypes) {
   return (
     ["id", "name", "mime_type", "sha256", "key"].every((field) => typeof payload[field] === "string") &&
     Number.isSafeInteger(payload.size) &&
     payload.size >= 0 &&
     FILE_ID.test(payload.id) &&
+    allowedTypes.includes(baseType(payload.mime_type)) &&
     !neverShared(payload.mime_type)
   );
 }
 
+// A join key as the server draws them (secrets.token_urlsafe, chat/services.py):
+// base64url, at most 64 characters (chat/models.py). A share link is found wherever it
+// sits in what was pasted, with or without its scheme and host, with or without the
+// slash before "#": "rooms/", the key, then its fragment's own characters and nothing
+// that would make it another address.
+const JOIN_KEY = /^[A-Za-z0-9_-]{1,64}$/;
+const SHARE_LINK = /(?:^|[\s/])rooms\/([A-Za-z0-9_-]{1,64})\/?(#[\w=&-]*)?(?![\w/%?#&=-])/;
+
+export const NOT_A_LINK = "This is not a valid join key or invitation link: check what you pasted.";
+
 // {joinKey, secret (null when the fragment is missing or cut short)} of a share link, or
-// null for text that is not one (a bare join key, say).
+// null for text that holds none (a bare join key, say).
 export function shareLinkParts(text) {
-  if (!text.includes("/rooms/")) return null;
-  let url;
-  try {
-    url = new URL(text.trim(), location.href);
-  } catch {
-    return null;
-  }
-  const match = /^\/rooms\/([^/]+)\/$/.exec(url.pathname);
+  const match = SHARE_LINK.exec(text);
   if (!match) return null;
-  let joinKey;
-  try {
-    joinKey = decodeURIComponent(match[1]);
-  } catch {
-    return null;
-  }
-  return { joinKey, secret: secretFromFragment(url.hash) };
+  return { joinKey: match[1], secret: match[2] ? secretFromFragment(match[2]) : null };
+}
+
+// The join key in what was typed in the lobby: a share link's, or the text itself when it
+// is a bare join key; null for anything else, which must never reach the server (a
+// fragment in it would be the room's secret).
+export function joinKeyOf(text) {
+  const link = shareLinkParts(text);
+  if (link) return link.joinKey;
+  return JOIN_KEY.test(text) ? text : null;
 }
