@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument(
         "join_key",
         nargs="?",
-        help="the room's whole share link (a sealed room needs all of it), or its join key",
+        help="the room's whole share link (a sealed room needs all of it), or its join key "
+        "(default: $CHAT_ROOM_LINK, which keeps a sealed room's secret out of ps and shell history)",
     )
     join.add_argument("--name", required=True, help="your name in the room")
     return parser
@@ -147,8 +148,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     last = "room" if args.command == "create" else "join_key"
     if getattr(args, last) is None and len(unknown) == 1:
         setattr(args, last, unknown.pop())
+    if args.command == "join" and args.join_key is None:
+        args.join_key = os.environ.get("CHAT_ROOM_LINK") or None  # like $CHAT_ROOM_PASSWORD
     if getattr(args, last) is None:
-        parser.error(f"{args.command}: the {last.replace('_', ' ')} is required")
+        also = " (or $CHAT_ROOM_LINK)" if args.command == "join" else ""
+        parser.error(f"{args.command}: the {last.replace('_', ' ')} is required{also}")
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args

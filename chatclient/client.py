@@ -16,7 +16,7 @@ import json
 import mimetypes
 import ssl
 import unicodedata
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -80,9 +80,17 @@ FINAL_CLOSE_CODES = {
 # Types a client never shares or opens from a sealed room, whatever it is told
 # (PROTOCOL.md: the clients apply the never-html-or-svg rule there).
 NEVER_SHARED = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml", "text/xml"})
+# Types a sealed room's files may have (PROTOCOL.md: the clients apply the allow-list
+# there). The server's FILES_ALLOWED_MIME_TYPES is not told over the WebSocket: this is its
+# default (config/settings.py); a client of a server that allows others passes its list.
+ALLOWED_MIME_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain", "application/zip"}
+)
 # Rejoin refusals worth retrying: a ghost of the old connection may hold the name until
 # the server's presence sweep removes it.
 RETRY_CODES = {"connection_failed", "connection_lost", "name_taken", "rate_limited", "server_error"}
+# Errors that answer a request without ending anything: the server was busy, or failed once.
+BUSY_CODES = ("rate_limited", "server_error")
 
 
 class ChatError(Exception):
@@ -149,8 +157,11 @@ class ChatClient:
         max_frame: int = DEFAULT_MAX_FRAME,
         ssl_context: ssl.SSLContext | None = None,
         room: str | None = None,
+        allowed_mime_types: Iterable[str] = ALLOWED_MIME_TYPES,
     ) -> None:
         self.url = url
+        # What a sealed room's files may be, shared or opened; never html or svg.
+        self.allowed_mime_types = frozenset(map(_base_type, allowed_mime_types)) - NEVER_SHARED
         # The join key (or share link) of the room about to be joined: the first socket
         # carries its affinity hint; later ones carry the hint of the room it is in.
         self.about_to_join = join_key_of(room) if room else None
@@ -358,7 +369,9 @@ class ChatClient:
     async def upload_file(
         self, path_or_bytes: str | Path | bytes, name: str | None = None, mime_type: str | None = None
     ) -> FileMetadata:
-        """Upload a file (a path, `~` allowed, or bytes with a `name`); the room sees `FileShared`."""
+        """Upload a file (a path, `~` allowed, or bytes with a `name`); the room sees `FileShared`.
+        In a sealed room this client applies the allow-list (`allowed_mime_types`, never
+        html or svg): another type is refused here (`ChatError` `mime_not_allowed`)."""
         if isinstance(path_or_bytes, bytes | bytearray | memoryview):
             if name is None:
                 raise ValueError("name is required when uploading bytes")
@@ -382,8 +395,11 @@ class ChatClient:
     async def _upload_sealed(self, data: bytes, name: str, mime_type: str) -> FileMetadata:
         """Encrypt the file under a key of its own, upload the ciphertext as
         encrypted.bin, then announce it with an encrypted card (PROTOCOL.md)."""
-        if _never_shared(mime_type):
-            raise ChatError("mime_not_allowed", f"Files of type {mime_type} are never shared.")
+        if _base_type(mime_type) not in self.allowed_mime_types:
+            allowed = ", ".join(sorted(self.allowed_mime_types))
+            raise ChatError(
+                "mime_not_allowed", f"Files of type {mime_type} are not shared here. Allowed: {allowed}."
+            )
         file_key, blob = await asyncio.to_thread(seal_file, data)
         frame = {
             "type": "UploadFile",
@@ -728,11 +744,13 @@ class ChatClient:
         if len(self._senders) > SEEN_IDS:
             for old in sorted(self._senders)[: SEEN_IDS // 2]:
                 del self._senders[old]
+        # A sealed room has no server file messages (PROTOCOL.md): there a "[File: ...]"
+        # is whatever the server made up, and is shown as unverifiable like any other.
+        if self.room is not None and self.room.sealed:
+            return self._sealed_message(frame)
         link = FILE_LINK.match(content) if content.startswith("[File: ") else None
         if link:
             return FileShared(frame["id"], sender, link["shown"], link["file_id"], frame["sent_at"])
-        if self.room is not None and self.room.sealed:
-            return self._sealed_message(frame)
         if self._key is None:  # no room key: an unreadable frame, reported as an ErrorEvent by _handle
             raise ValueError("a chat message arrived outside a room")
         try:
@@ -754,7 +772,7 @@ class ChatClient:
             return unreadable
         if payload["t"] == "text" and isinstance(payload.get("body"), str):
             return Message(frame["id"], sender, payload["body"], frame["sent_at"], *_later_state(frame))
-        if payload["t"] == "file" and _is_card(payload):
+        if payload["t"] == "file" and _is_card(payload, self.allowed_mime_types):
             self._cards[payload["id"].lower()] = payload
             return FileShared(
                 frame["id"], sender, payload["name"], payload["id"], frame["sent_at"],
@@ -803,14 +821,18 @@ class ChatClient:
             raise ChatError(reply.get("code", "invalid_frame"), reply.get("message", "Rejoining failed."))
         self._enter(reply)
         # Read up to the reply to a GetMembers, so that the History (if any) is handled
-        # before a request that the drop interrupted is sent again.
+        # before a request that the drop interrupted is sent again. The list itself is not
+        # needed: an Error in its place (a busy server's rate_limited, a server_error)
+        # answers it just as well, since the server answers frames in order.
         frames: list[str | bytes] = []
         try:
             await ws.send(json.dumps({"type": "GetMembers"}))
-            while json.loads(raw := await ws.recv()).get("type") != "Members":
+            while (answer := json.loads(raw := await ws.recv())).get("type") not in ("Members", "Error"):
                 frames.append(raw)
         except ConnectionClosed as exc:
             raise ConnectionLost("connection_lost", "The connection dropped while rejoining.") from exc
+        if answer.get("code") not in (None, *BUSY_CODES):
+            frames.append(raw)  # not the GetMembers' answer (e.g. room_closed): an event
         self._queue.put_nowait(Reconnected(self.room))
         for raw in frames:
             self._handle(raw)
@@ -842,17 +864,18 @@ def _later_state(frame: dict[str, Any]) -> tuple[Any, ...]:
     return frame.get("reply_to"), frame.get("edited_at"), _reaction_state(frame.get("reactions") or [])
 
 
-def _never_shared(mime_type: str) -> bool:
-    return mime_type.split(";")[0].strip().lower() in NEVER_SHARED
+def _base_type(mime_type: str) -> str:
+    """`Text/Plain; charset=x` -> `text/plain` (PROTOCOL.md: types compare without parameters)."""
+    return mime_type.split(";")[0].strip().lower()
 
 
-def _is_card(payload: dict[str, Any]) -> bool:
+def _is_card(payload: dict[str, Any], allowed: frozenset[str]) -> bool:
     """A file card as PROTOCOL.md has it, with a type the client would ever open."""
     strings = ("id", "name", "mime_type", "sha256", "key")
     return (
         all(isinstance(payload.get(field), str) for field in strings)
         and isinstance(payload.get("size"), int)
-        and not _never_shared(payload["mime_type"])
+        and _base_type(payload["mime_type"]) in allowed
     )
 
 

@@ -25,7 +25,9 @@ class RoomInfo:
     key_check: str | None = None
     # The page's address for this room; in a sealed room with `#k=` and the secret, the
     # only way the key travels: share all of it, and only with the people you invite.
-    share_link: str = field(default="", compare=False)  # depends on the address used
+    # It depends on the address used (not compared), and a repr (a log line, a traceback)
+    # never shows it.
+    share_link: str = field(default="", compare=False, repr=False)
 
     @classmethod
     def from_wire(cls, info: dict[str, Any], share_link: str = "") -> RoomInfo:

@@ -42,6 +42,23 @@ def test_a_join_key_may_start_with_a_dash(key):
     assert parse_args(["join", "--name", "Bob", "ws://host/ws/", key]).join_key == key
 
 
+def test_the_link_to_join_may_come_from_the_environment(monkeypatch, capsys):
+    """$CHAT_ROOM_LINK, like $CHAT_ROOM_PASSWORD, keeps a sealed room's secret off the
+    command line (ps, shell history); one given on the command line wins."""
+    link = "https://chat.example/rooms/-AbC/#k=" + "A" * 43
+    monkeypatch.setenv("CHAT_ROOM_LINK", link)
+    assert parse_args(["join", "ws://host/ws/", "--name", "Bob"]).join_key == link
+    assert parse_args(["join", "ws://host/ws/", "-Other", "--name", "Bob"]).join_key == "-Other"
+    assert parse_args(["join", "--name", "Bob", "ws://host/ws/", "plain"]).join_key == "plain"
+    with pytest.raises(SystemExit):
+        parse_args(["join", "--help"])
+    assert "(default: $CHAT_ROOM_LINK" in " ".join(capsys.readouterr().out.split())
+    monkeypatch.setenv("CHAT_ROOM_LINK", "")
+    with pytest.raises(SystemExit):
+        parse_args(["join", "ws://host/ws/", "--name", "Bob"])
+    assert "the join key is required (or $CHAT_ROOM_LINK)" in capsys.readouterr().err
+
+
 def test_urls_are_taken_as_websocket_addresses():
     assert ws_url("https://chat.example.org/ws/") == "wss://chat.example.org/ws/"
     assert ws_url("http://127.0.0.1:8000/") == "ws://127.0.0.1:8000/"
@@ -265,3 +282,16 @@ async def test_sealed_rooms_from_the_command_line_travel_by_their_whole_link(ser
     assert "This link is incomplete: ask for the whole link." in text and "psst" not in text
     status, lines, _ = await run_cli("join", server.url, link[:-4], "--name", "Eve", "--json")
     assert (status, lines[0]["code"]) == (1, "link_incomplete")
+
+
+async def test_join_takes_a_sealed_rooms_link_from_the_environment(server, monkeypatch):
+    """`CHAT_ROOM_LINK=... join URL --name NAME`: the secret never shows on the command line."""
+    status, lines, _ = await run_cli("create", server.url, "Quiet", "--sealed", "--name", "Ann", "--json")
+    (room,) = lines
+    monkeypatch.setenv("CHAT_ROOM_LINK", room["share_link"])
+    status, lines, _ = await run_cli("join", server.url, "--name", "Bob", "--send", "psst", "--json")
+    assert status == 0 and [(line["event"], line.get("text")) for line in lines] == [
+        ("room", None),
+        ("message", "psst"),
+    ]
+    assert lines[0]["join_key"] == room["join_key"] and lines[0]["sealed"] is True

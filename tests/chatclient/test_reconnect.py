@@ -10,6 +10,7 @@ from websockets.exceptions import ConnectionClosed
 
 from chatclient import (
     ChatClient,
+    ChatError,
     ConnectionLost,
     ErrorEvent,
     History,
@@ -81,6 +82,35 @@ async def test_messages_sent_while_a_client_is_away_arrive_once_as_history(serve
     last = await bob.send("back")
     assert await next_of(bob, Message) == last
     assert await next_of(alice, Message) == last
+
+
+async def test_a_rejoin_whose_members_a_busy_server_refuses_is_back_all_the_same(env, servers):
+    """A busy server answers GetMembers `rate_limited` (docs/protocol-notes.md; here every
+    time, READS_PER_MINUTE=0). The rejoin's GetMembers only marks the end of its History:
+    the client is back with what it missed, and its requests go through."""
+    (server,) = servers({**env, "READS_PER_MINUTE": "0"}, 1)
+    proxy = CuttableProxy(server.port)
+    await proxy.start()
+    alice = await ChatClient.connect(server.url)
+    bob = await ChatClient.connect(proxy.url)
+    try:
+        room = await alice.create_room("Busy", owner_name="Alice")
+        await bob.join_room(room.join_key, "Bob")
+        with pytest.raises(ChatError) as refused:
+            await bob.members()
+        assert refused.value.code == "rate_limited"
+
+        await proxy.cut()
+        assert await next_of(alice, Left) == Left("Bob")
+        missed = await alice.send("while Bob is away")
+        await proxy.start()
+        assert await next_of(bob, Reconnected) == Reconnected(room)
+        assert await next_of(bob, History) == History([missed])
+        back = await asyncio.wait_for(bob.send("back"), 10)
+        assert await messages_until(alice, back.id) == [missed, back]
+    finally:
+        await bob.close()
+        await alice.close()
 
 
 # A scripted stand-in for a server, for what a real one cannot be made to do on cue.

@@ -5,11 +5,12 @@ tampered file are each refused in plain words (PROTOCOL.md, "Sealed rooms")."""
 
 import asyncio
 import base64
+import dataclasses
 import sqlite3
 
 import pytest
 
-from chatclient import ChatError, FileShared, History, Message
+from chatclient import ChatError, FileShared, History, Message, RoomInfo
 from chatclient.crypto import LinkError, SealedKeys, link_fragment, new_room_secret, secret_from_link
 from tests.chatclient.conftest import next_of
 from tests.e2e.servers import manage
@@ -33,6 +34,18 @@ def test_share_links_carry_exactly_a_32_byte_secret():
             secret_from_link(broken)
     # The browser derives the same key check from the same secret (tests/browser).
     assert len(base64.b64decode(SealedKeys.from_secret(secret).key_check)) == 16
+
+
+def test_a_room_info_never_prints_its_share_link():
+    """The share link holds a sealed room's secret: a repr (a log line, a traceback,
+    a debugger) leaves it out; the field itself and asdict() still have it."""
+    fragment = link_fragment(new_room_secret())
+    link = "https://chat.example/rooms/AbC/#" + fragment
+    room = RoomInfo(
+        "r", "Sealed", "", "AbC", False, "Ann", "2026-01-01T00:00:00Z", True, "c" * 22 + "==", link
+    )
+    assert room.share_link == link and dataclasses.asdict(room)["share_link"] == link
+    assert fragment[2:] not in repr(room) and fragment[2:] not in str(room) and "AbC" in repr(room)
 
 
 async def test_a_sealed_room_reads_and_shares_files_with_its_whole_link(clients, server):
@@ -75,6 +88,41 @@ async def test_a_sealed_room_reads_and_shares_files_with_its_whole_link(clients,
     contents = [content for (content,) in database.execute("SELECT content FROM chat_message")]
     assert len(contents) == 2 and not any("report" in c or "only for Bob" in c for c in contents)
     database.close()
+
+
+async def test_a_sealed_rooms_files_keep_to_the_type_allow_list_on_both_ends(clients, server):
+    """PROTOCOL.md: in a sealed room the clients apply the allow-list (the server sees only
+    application/octet-stream). A type off the list is never uploaded, and a card of one
+    (from a client told to allow more) is never offered, nor its key kept."""
+    alice = await clients()
+    room = await alice.create_room("Sealed", owner_name="Alice", sealed=True)
+    for name, mime_type in (
+        ("setup.exe", None),
+        ("data.bin", None),
+        ("page.txt", "text/html; charset=utf-8"),
+    ):
+        with pytest.raises(ChatError) as refused:
+            await alice.upload_file(b"MZ\x90\x00 not for sharing", name=name, mime_type=mime_type)
+        assert (
+            refused.value.code == "mime_not_allowed" and "Allowed: application/pdf" in refused.value.message
+        )
+    database = sqlite3.connect(server.env["CHAT_VAR_DIR"] + "/db.sqlite3")
+    assert database.execute("SELECT COUNT(*) FROM files_sharedfile").fetchone() == (0,)
+    database.close()
+    notes = await alice.upload_file(b"plain words", name="notes", mime_type="Text/Plain; charset=utf-8")
+
+    loose = await clients(allowed_mime_types={"application/x-msdownload", "text/html"})
+    await loose.join_room(room.share_link, "Mallory")
+    with pytest.raises(ChatError) as refused:
+        await loose.upload_file(b"<p>hi</p>", name="page.html")  # never html, whatever it is told
+    assert refused.value.code == "mime_not_allowed"
+    sent = await loose.upload_file(b"MZ\x90\x00", name="setup.exe", mime_type="application/x-msdownload")
+    seen = await next_of(alice, Message)
+    assert (seen.sender, seen.text) == ("Mallory", "(unsupported message)")
+    with pytest.raises(ChatError) as refused:
+        await alice.download_file(sent.id)
+    assert refused.value.code == "file_not_found"
+    assert (await alice.download_file(notes.id))[1] == b"plain words"
 
 
 async def test_wrong_missing_and_truncated_fragments_are_told_in_plain_words(clients):
@@ -138,3 +186,22 @@ async def test_a_tampered_file_is_refused_and_nothing_returned(clients, server):
     with pytest.raises(ChatError) as refused:
         await bob.download_file(uploaded.id)
     assert refused.value.code == "file_tampered" and "refused" in refused.value.message
+
+
+async def test_a_file_message_the_server_makes_up_in_a_sealed_room_is_unverifiable(clients, server):
+    """A sealed room has no server file messages: a plaintext "[File: ...]" there is the
+    server's own invention, shown as unverifiable, never as a file its `sender` shared."""
+    alice = await clients()
+    room = await alice.create_room("Sealed", owner_name="Alice", sealed=True)
+    await alice.send("an honest message")
+    forged = "[File: invoice.pdf](/files/8c5e5c8e-2f59-4a8e-9d52-0a4f7b1c3d2e)"
+    database = sqlite3.connect(server.env["CHAT_VAR_DIR"] + "/db.sqlite3")
+    database.execute("UPDATE chat_message SET content = ?", [forged])
+    database.commit()
+    database.close()
+    for link in (room.share_link, room.share_link.partition("#")[0]):  # with and without the key
+        reader = await clients()
+        await reader.join_room(link, "Bob")
+        (message,) = (await next_of(reader, History)).messages
+        assert isinstance(message, Message) and (message.sender, message.text) == ("Alice", None)
+        await reader.leave()
