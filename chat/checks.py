@@ -1,9 +1,13 @@
 """System checks for dangerous combinations of settings."""
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.core.checks import Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+from chat.keys import parse_kek
 
 
 @register(deploy=True)
@@ -50,6 +54,31 @@ def in_memory_layer_in_production(app_configs, **kwargs) -> list[Warning]:
             )
         ]
     return []
+
+
+def key_errors(names: Iterable[str], check_id: str) -> list[Error]:
+    """An error for each of these settings that holds a key other than base64 of 32
+    bytes (chat/keys.py): the server stops at start, not at the first room or file."""
+    errors = []
+    for name in names:
+        try:
+            if value := getattr(settings, name):
+                parse_kek(value, name)
+        except ImproperlyConfigured as exc:
+            errors.append(
+                Error(
+                    str(exc),
+                    hint="Make one with python3 -c 'import base64, os; "
+                    "print(base64.b64encode(os.urandom(32)).decode())' (docs/production.md).",
+                    id=check_id,
+                )
+            )
+    return errors
+
+
+@register()
+def malformed_room_key_encryption_keys(app_configs, **kwargs) -> list[Error]:
+    return key_errors(("ROOM_KEY_ENCRYPTION_KEY", "ROOM_KEY_ENCRYPTION_KEY_PREVIOUS"), "chat.E001")
 
 
 @register(deploy=True)

@@ -20,8 +20,9 @@ from django.db import close_old_connections
 
 from chat.errors import ErrorCode, ProtocolError
 
-# The client address the current frame came from (set by the consumer for each frame):
-# whose share of a queue a job takes. None (an HTTP download) counts in the total only.
+# The client address the current frame or download came from (set by the consumer for
+# each frame, and by files/views.py): whose share of a queue a job takes. None counts in
+# the total only.
 work_owner: ContextVar[str | None] = ContextVar("work_owner", default=None)
 
 

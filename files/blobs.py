@@ -6,8 +6,6 @@ key comes from FILES_ENCRYPTION_KEY; without it a key is generated once into
 FILES_KEY_FILE (mode 0600), which suits a laptop and is flagged by `check --deploy`.
 """
 
-import base64
-import binascii
 import os
 import secrets
 from functools import cache
@@ -20,7 +18,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 from django.db import transaction
 
-from chat.keys import development_key
+from chat.keys import development_key, parse_kek
 from files import store
 
 VERSION = b"\x01"
@@ -39,15 +37,9 @@ def storage() -> FileSystemStorage:
 
 @cache
 def _key(configured: str, key_file: str) -> AESGCM:
-    if configured:
-        try:
-            raw = base64.b64decode(configured, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ImproperlyConfigured("FILES_ENCRYPTION_KEY must be base64 of 32 bytes.") from exc
-    else:
-        raw = development_key(key_file)
+    raw = parse_kek(configured, "FILES_ENCRYPTION_KEY") if configured else development_key(key_file)
     if len(raw) != 32:
-        raise ImproperlyConfigured("FILES_ENCRYPTION_KEY must be base64 of 32 bytes.")
+        raise ImproperlyConfigured(f"{key_file} must hold 32 bytes.")
     return AESGCM(raw)
 
 

@@ -1,5 +1,6 @@
 """The files' system checks: `manage.py check` refuses a FILES_ROOT the purge could not
-safely clean (files/store.py), and warns of a generated file key in production and of
+safely clean (files/store.py) and a FILES_ENCRYPTION_KEY that is not base64 of 32
+bytes, and warns of a generated file key in production and of
 allowed types that are never accepted. The warnings keep the `chat.` ids they had when
 these checks lived in chat/checks.py, so that SILENCED_SYSTEM_CHECKS keeps working."""
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from chat.checks import key_errors
 from files import store
 from files.validation import NEVER_ALLOWED, VERIFIABLE
 
@@ -25,6 +27,11 @@ def files_root_is_a_store(app_configs, **kwargs) -> list[Error]:
             id="files.E001",
         )
     ]
+
+
+@register()
+def malformed_file_key(app_configs, **kwargs) -> list[Error]:
+    return key_errors(("FILES_ENCRYPTION_KEY",), "files.E002")
 
 
 @register(deploy=True)

@@ -10,8 +10,9 @@ from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNot
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from chat.security import client_address
 from chat.services import SESSION_ROOMS_KEY, session_may_download
-from chat.workers import Busy, database, file_work
+from chat.workers import Busy, database, file_work, work_owner
 from files import blobs
 from files.models import SharedFile
 from files.services import file_id_of
@@ -23,6 +24,9 @@ DOWNLOAD_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; sandbox",
     "Cross-Origin-Resource-Policy": "same-origin",
     "Referrer-Policy": "no-referrer",
+    # nginx in front (docs/production.md) passes the plaintext on as it comes, instead of
+    # buffering a large one into a temporary file on its disk.
+    "X-Accel-Buffering": "no",
 }
 
 
@@ -65,6 +69,9 @@ async def download(request: HttpRequest, file_id: str) -> HttpResponse:
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
     if key is None or not session_key:
         return _not_found()
+    # Its share of the file threads is its address's, as a socket's frames' is: one
+    # client's downloads cannot hold them all (WORK_QUEUE_PER_ADDRESS).
+    work_owner.set(client_address(request.scope))
     try:
         file = await database(_joined_file)(key, session_key)
         if file is None:

@@ -97,6 +97,18 @@ def test_check_deploy_warns_when_the_key_encryption_key_is_generated(settings):
     assert checks.generated_room_key_encryption_key_in_production(None) == []
 
 
+@pytest.mark.parametrize("value", ["not base64!", base64.b64encode(b"16 bytes, short.").decode(), "QUJD\n"])
+@pytest.mark.parametrize("name", ["ROOM_KEY_ENCRYPTION_KEY", "ROOM_KEY_ENCRYPTION_KEY_PREVIOUS"])
+def test_a_malformed_key_encryption_key_stops_the_server_at_start(settings, name, value):
+    """chat.E001: an error of `manage.py check` (and so of serve's start), not a failure
+    at the first room."""
+    setattr(settings, name, value)
+    (error,) = checks.malformed_room_key_encryption_keys(None)
+    assert (error.id, error.msg) == ("chat.E001", f"{name} must be base64 of 32 bytes.")
+    setattr(settings, name, kek() + "\n")  # as read from a file: the line's end is allowed
+    assert checks.malformed_room_key_encryption_keys(None) == []
+
+
 def test_processes_starting_together_read_one_whole_development_key(tmp_path):
     # Two server processes on one fresh CHAT_VAR_DIR: the one that does not create the
     # key file must never read it before it is written (an empty read failed a room create).

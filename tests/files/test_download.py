@@ -7,6 +7,7 @@ import pytest
 from django.test import AsyncClient
 from django.utils import timezone
 
+from chat.workers import file_work
 from files.models import SharedFile
 from tests.helpers import browser_session, close_all, create_room, join_room, upload_frame
 
@@ -49,6 +50,7 @@ async def test_a_session_that_joined_the_room_downloads_an_attachment():
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Cache-Control"] == "private, no-store"
     assert "default-src 'none'" in response["Content-Security-Policy"]
+    assert response["X-Accel-Buffering"] == "no"  # no plaintext in nginx's temporary files
 
     # A joiner's session gets it too.
     joiner, joiner_headers = await browser_session()
@@ -93,6 +95,38 @@ async def test_a_forged_session_cookie_records_nothing():
     client = AsyncClient()
     client.cookies["sessionid"] = "forgedforgedforgedforged"
     assert (await client.get(f"/files/{file_id}")).status_code == 404
+    await owner.disconnect()
+
+
+async def get_from(browser: AsyncClient, path: str, address: str):
+    """A GET whose ASGI scope's client is `address` (`AsyncClient.get` always sends
+    127.0.0.1)."""
+    return await browser.request(
+        method="GET", path=path, query_string="", headers=[(b"host", b"testserver")], client=[address, 1]
+    )
+
+
+async def test_one_address_cannot_hold_every_file_thread_with_downloads(settings):
+    """A download takes its share of the file threads from its client address's
+    WORK_QUEUE_PER_ADDRESS, as a socket's frames do: an address whose share is in use
+    gets 503, and another address is served meanwhile."""
+    browser, headers = await browser_session()
+    owner, _ = await create_room(headers=headers)
+    file_id = await shared_pdf(owner)
+    settings.WORK_QUEUE_PER_ADDRESS = 2
+    hog = "10.9.9.9"
+    for _ in range(2):  # two downloads of the hog's still being decrypted
+        assert file_work.admission.enter(hog, settings.FILES_WORK_QUEUE, 2)
+    try:
+        busy = await get_from(browser, f"/files/{file_id}", hog)
+        assert busy.status_code == 503 and busy["Retry-After"] == "1"
+        served = await get_from(browser, f"/files/{file_id}", "10.8.8.8")
+        assert served.status_code == 200
+        assert b"".join([chunk async for chunk in served.streaming_content]) == PDF
+    finally:
+        for _ in range(2):
+            file_work.admission.leave(hog)
+    assert (await get_from(browser, f"/files/{file_id}", hog)).status_code == 200
     await owner.disconnect()
 
 

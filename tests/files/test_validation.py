@@ -142,3 +142,16 @@ def test_system_checks_warn_about_unusable_types_and_a_generated_key(settings):
     assert "chat.W002" in [m.id for m in run_checks(include_deployment_checks=True)]
     settings.FILES_ENCRYPTION_KEY = base64.b64encode(bytes(32)).decode()
     assert "chat.W002" not in [m.id for m in run_checks(include_deployment_checks=True)]
+
+
+@pytest.mark.parametrize("value", ["not base64!", base64.b64encode(bytes(16)).decode()])
+def test_a_malformed_file_key_stops_the_server_at_start(settings, value):
+    """files.E002: an error of `manage.py check` (and so of serve's start), not a
+    failure at the first upload."""
+    from django.core.checks import run_checks
+
+    settings.FILES_ENCRYPTION_KEY = value
+    (error,) = [m for m in run_checks() if m.id == "files.E002"]
+    assert error.msg == "FILES_ENCRYPTION_KEY must be base64 of 32 bytes."
+    settings.FILES_ENCRYPTION_KEY = base64.b64encode(bytes(32)).decode() + "\n"
+    assert "files.E002" not in [m.id for m in run_checks()]
