@@ -1,6 +1,8 @@
 """What a person does on the page, as Playwright steps (by visible labels and roles)."""
 
 import asyncio
+import base64
+import hashlib
 import json
 import re
 import sqlite3
@@ -14,7 +16,7 @@ from websockets.sync.client import connect
 
 # The Python client's own crypto (cryptography's AESGCM): what the page must interoperate with.
 from chatclient import ChatClient, FileShared, History, Message
-from chatclient.crypto import encrypt
+from chatclient.crypto import SealedKeys, encrypt, seal_file, seal_message, secret_from_link
 
 
 def create_room(
@@ -104,6 +106,35 @@ class PythonClient:
 
     def say(self, text: str) -> None:
         self.send(type="ChatMessage", content=encrypt(self.key, text))
+
+    def join_sealed(self, link: str, name: str) -> None:
+        """Join the sealed room of `link`, holding its keys: `say_sealed` then sends as
+        a member whose client would send anything."""
+        self.sealed_keys = SealedKeys.from_secret(secret_from_link(link))
+        joined = self.join(join_key_of(link), name)
+        self.room_id, self.name = joined["room_info"]["id"], joined["name"]
+
+    def say_sealed(self, payload: dict) -> None:
+        self.send(
+            type="ChatMessage",
+            content=seal_message(self.sealed_keys.message_key, self.room_id, self.name, payload),
+        )
+        self.expect("ChatMessage")
+
+    def upload_sealed(self, data: bytes, name: str, mime_type: str) -> dict:
+        """Upload `data` sealed, as a sealed room's client does; its card (not sent)."""
+        file_key, blob = seal_file(data)
+        self.send(
+            type="UploadFile",
+            name="encrypted.bin",
+            mime_type="application/octet-stream",
+            content=base64.b64encode(blob).decode(),
+        )
+        file_id = self.expect("FileUploaded")["metadata"]["id"]
+        return {
+            "t": "file", "id": file_id, "name": name, "mime_type": mime_type, "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(), "key": base64.b64encode(file_key).decode(),
+        }  # fmt: skip
 
 
 def join_key_of(link: str) -> str:

@@ -4,7 +4,6 @@ whole one, re-attributed messages never shown under a name, files encrypted befo
 leave the page and checked after they come back. Desktop and phone widths."""
 
 import base64
-import hashlib
 import re
 import sqlite3
 from pathlib import Path
@@ -12,12 +11,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from chatclient.crypto import SealedKeys, seal_file, seal_message, secret_from_link
 from tests.browser.pages import (
     PythonClient,
     create_room,
     expect_members,
-    join_key_of,
     join_room,
     say,
     stored_contents,
@@ -212,23 +209,10 @@ def test_hostile_cards_are_never_opened(server, new_page):
     the size. None is rendered or fetched; the lie is refused when saved."""
     alice = new_page(server.http)
     link = create_room(alice, "Sealed", "Alice", sealed=True)
-    keys = SealedKeys.from_secret(secret_from_link(link))
     svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'
     with PythonClient(server.url) as mallory:
-        joined = mallory.join(join_key_of(link), "Mallory")
-        room_id, name = joined["room_info"]["id"], joined["name"]
-        file_key, blob = seal_file(svg)
-        mallory.send(
-            type="UploadFile",
-            name="encrypted.bin",
-            mime_type="application/octet-stream",
-            content=base64.b64encode(blob).decode(),
-        )
-        file_id = mallory.expect("FileUploaded")["metadata"]["id"]
-        card = {
-            "t": "file", "id": file_id, "name": "x.svg", "mime_type": "image/svg+xml", "size": len(svg),
-            "sha256": hashlib.sha256(svg).hexdigest(), "key": base64.b64encode(file_key).decode(),
-        }  # fmt: skip
+        mallory.join_sealed(link, "Mallory")
+        card = mallory.upload_sealed(svg, "x.svg", "image/svg+xml")
         for lie in (
             card,
             card | {"name": "x.html", "mime_type": "text/html; charset=utf-8"},
@@ -236,8 +220,7 @@ def test_hostile_cards_are_never_opened(server, new_page):
             card | {"name": "small.png", "mime_type": "image/png", "size": 3},
             {"t": "poll", "question": "?"},
         ):
-            mallory.send(type="ChatMessage", content=seal_message(keys.message_key, room_id, name, lie))
-            mallory.expect("ChatMessage")
+            mallory.say_sealed(lie)
     texts = alice.locator("#messages li .text")
     expect(texts).to_have_text(["(unsupported message)"] * 3 + ["File: small.png", "(unsupported message)"])
     lying = file_items(alice)

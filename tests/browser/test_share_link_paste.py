@@ -5,13 +5,9 @@ but no share link is refused in words, with nothing sent. And the file cards a s
 room's members send are held to the server's type allow-list, and saved under a safe name.
 """
 
-import base64
-import hashlib
-
 import pytest
 from playwright.sync_api import expect
 
-from chatclient.crypto import SealedKeys, seal_file, seal_message, secret_from_link
 from tests.browser.pages import PythonClient, create_room, join_key_of, join_room, say
 from tests.browser.test_files import file_items
 
@@ -86,31 +82,16 @@ def test_cards_outside_the_allow_list_are_not_offered_and_names_are_saved_safely
     characters that could disguise it."""
     alice = new_page(server.http)
     link = create_room(alice, "Sealed", "Alice", sealed=True)
-    keys = SealedKeys.from_secret(secret_from_link(link))
-    text = b"just words\n"
     with PythonClient(server.url) as mallory:
-        joined = mallory.join(join_key_of(link), "Mallory")
-        room_id, name = joined["room_info"]["id"], joined["name"]
-        file_key, blob = seal_file(text)
-        mallory.send(
-            type="UploadFile",
-            name="encrypted.bin",
-            mime_type="application/octet-stream",
-            content=base64.b64encode(blob).decode(),
-        )
-        file_id = mallory.expect("FileUploaded")["metadata"]["id"]
-        card = {
-            "t": "file", "id": file_id, "name": "notes.txt", "mime_type": "text/plain", "size": len(text),
-            "sha256": hashlib.sha256(text).hexdigest(), "key": base64.b64encode(file_key).decode(),
-        }  # fmt: skip
+        mallory.join_sealed(link, "Mallory")
+        card = mallory.upload_sealed(b"just words\n", "notes.txt", "text/plain")
         for sent in (
             card | {"name": "setup.exe", "mime_type": "application/x-msdownload"},
             card | {"name": "page.xhtml", "mime_type": "application/javascript"},
             card | {"name": "x.html", "mime_type": "Text/Plain; charset=utf-8"},
             card | {"name": "invoice\u202etxt.exe", "mime_type": "text/plain"},
         ):
-            mallory.send(type="ChatMessage", content=seal_message(keys.message_key, room_id, name, sent))
-            mallory.expect("ChatMessage")
+            mallory.say_sealed(sent)
     texts = alice.locator("#messages li .text")
     expect(texts).to_have_text(
         ["(unsupported message)"] * 2 + ["File: x.html.txt", "File: invoicetxt.exe.txt"]
