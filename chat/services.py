@@ -161,10 +161,16 @@ def _participant_add(*, room: Room, name: str, where: Where, owner: bool, now: d
         last_seen=now,
     )
     if participant_id is None:
-        if Room.objects.filter(pk=room.pk, closed_at__isnull=True).exists():
-            raise ProtocolError(ErrorCode.FORBIDDEN, "You were removed from this room; try again later.")
-        raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
+        raise _seat_refused(room)
     return Seat(participant_id, room.pk, name, owner, room.sealed, token)
+
+
+def _seat_refused(room: Room) -> ProtocolError:
+    """Why a seat was not taken in `room`: an admin's removal bans this browser session
+    or address (forbidden), or the room is closed or gone."""
+    if Room.objects.filter(pk=room.pk, closed_at__isnull=True).exists():
+        return ProtocolError(ErrorCode.FORBIDDEN, "You were removed from this room; try again later.")
+    return ProtocolError(ErrorCode.ROOM_NOT_FOUND)
 
 
 def _participant_resume(
@@ -176,7 +182,8 @@ def _participant_resume(
     within PRESENCE_TIMEOUT (not yet a ghost every snapshot leaves out); None for a
     wrong, unknown or dead token (a new participant joins instead). `name` must be its
     name, compared as names are (else `invalid_field`). If it had left, the unique index
-    refuses it while its name is present (IntegrityError, as for a new participant)."""
+    refuses it while its name is present (IntegrityError, as for a new participant). An
+    admin's ban of this session or address refuses it too (`forbidden`)."""
     found = (
         Participant.objects.filter(room=room, token_hash=token_hash(token))
         .exclude(token_hash="")
@@ -188,10 +195,13 @@ def _participant_resume(
     if name_key(name) != found["name_key"]:
         raise ProtocolError(ErrorCode.INVALID_FIELD, "name: is not the name of this participant token.")
     participant, room_table = sql.table(Participant), sql.table(Room)
+    # A ban holds here too: an admin's removal keeps the session and address out under
+    # any seat, the ones it held before included.
+    banned, ban_params = _ban_condition(room=room, where=where, now=now)
     moved = sql.execute(
         f"UPDATE {participant} SET left_at = NULL, outbox_id = %s, process_id = %s, address = %s, "
         "session_hash = %s, last_seen = %s WHERE id = %s AND token_hash <> '' "
-        f"AND EXISTS (SELECT 1 FROM {room_table} WHERE id = %s AND closed_at IS NULL)",
+        f"AND EXISTS (SELECT 1 FROM {room_table} WHERE id = %s AND closed_at IS NULL) AND NOT ({banned})",
         [
             where.outbox_id,
             where.process_id,
@@ -200,10 +210,11 @@ def _participant_resume(
             sql.prep(Participant, "last_seen", now),
             found["id"],
             sql.prep(Room, "id", room.pk),
+            *ban_params,
         ],
     )
     if not moved:
-        raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
+        raise _seat_refused(room)
     present = found["left_at"] is None
     seen = present and found["last_seen"] >= selectors.presence_cutoff(now)
     is_owner = owner or found["role"] == Participant.Role.OWNER

@@ -122,6 +122,33 @@ async def test_remove_participant_kicks_it_tells_the_room_and_bans_the_name(room
     await close_all(again, elsewhere)
 
 
+async def test_a_removed_address_cannot_come_back_by_resuming_a_seat_it_held_before(room_of_two):
+    """The ban holds under any seat, not only a new one: a seat the address held earlier
+    (left, its token kept) cannot be resumed while the ban lasts."""
+    owner, bob, join_key = room_of_two.owner, room_of_two.member, room_of_two.join_key
+    alt, joined = await join_room(join_key, "Alt", client=("10.0.0.2", 5001))
+    token = joined["participant_token"]
+    await alt.send_json_to({"type": "LeaveRoom"})
+    for told in ("ParticipantJoined", "ParticipantLeft"):
+        assert (await owner.receive_json_from())["type"] == told
+    admin = await staff_client()
+    bob_row = await Participant.objects.aget(name="Bob", left_at__isnull=True)
+    await act(admin, "chat/participant", "remove_from_room", bob_row.pk)
+    for told in ("ParticipantJoined", "ParticipantLeft"):  # Alt's, before the kick
+        assert (await bob.receive_json_from())["type"] == told
+    await expect_error(bob, "kicked")
+    await expect_closed(bob, 4001)
+
+    await alt.send_json_to(
+        {"type": "JoinRoom", "join_key": join_key, "name": "Alt", "participant_token": token}
+    )
+    assert "removed" in (await expect_error(alt, "forbidden"))["message"]
+    assert not await Participant.objects.filter(name="Alt", left_at__isnull=True).aexists()
+    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
+    assert await owner.receive_nothing(0.2)  # nobody came back
+    await close_all(alt)
+
+
 async def test_delete_file_tells_the_room_and_the_blob_goes(room_of_two, files_root):
     owner, bob = room_of_two.owner, room_of_two.member
     png = b"\x89PNG\r\n\x1a\n" + os.urandom(100)
