@@ -73,7 +73,7 @@ class Snapshot:
 
     own_id: int
     # Ids of those present, sorted: 8 bytes each (a frozenset of ints took about 60).
-    # One that leaves is taken out: a participant that resumes comes back with its id.
+    # One that leaves is taken out, one that joins (or resumes) since is put in.
     present: array
     # The newest message id the joiner has (History's last, or its `since`): ids are
     # committed in order within a room, so every message up to it was already shown.
@@ -85,6 +85,8 @@ class Snapshot:
             at = bisect_left(self.present, participant_id)
             listed = at < len(self.present) and self.present[at] == participant_id
             if event["joined"]:
+                if not listed:
+                    self.present.insert(at, participant_id)  # news: its next leave is news too
                 return listed
             if participant_id == self.own_id:
                 return True  # older than our join: the sweep of the ghost we resumed

@@ -131,6 +131,19 @@ def test_a_join_snapshot_knows_which_room_events_it_already_showed():
     assert since.shows({"message_id": 50}) and not since.shows({"message_id": 51})
 
 
+def test_a_join_snapshot_shows_every_leave_of_one_that_comes_back_after_it():
+    """One older than the joiner that resumes after the join and leaves again: each of
+    its comings and goings is news, however often within the window (before, its second
+    leave was taken for one older than the join, and it stayed listed for ever)."""
+    snapshot = services.Snapshot(own_id=10, present=array("q", [3, 10]), shown_up_to=None)
+    for _ in range(2):
+        assert not snapshot.shows({"participant_id": 3, "joined": False})  # leaves
+        assert not snapshot.shows({"participant_id": 3, "joined": True})  # resumes
+    assert not snapshot.shows({"participant_id": 3, "joined": False})
+    assert not snapshot.shows({"participant_id": 5, "joined": True})  # had left before us; resumes
+    assert not snapshot.shows({"participant_id": 5, "joined": False})  # and leaves: news
+
+
 def test_a_join_snapshot_lists_those_present_whatever_their_order():
     seat = services.Seat(participant_id=10, room_id=uuid4(), name="Ann", is_owner=False)
     present = [(10, "Ann"), (3, "Zoe"), (7, "Bob")]  # by name, not by id
