@@ -489,7 +489,7 @@ async def leave(conn: Connection) -> None:
     presence.live_seats.discard(seat.participant_id)
     try:
         left = await on_database_thread(services.participant_leave)(
-            participant_id=seat.participant_id, now=timezone.now()
+            participant_id=seat.participant_id, now=timezone.now(), outbox_id=conn.outbox.id
         )
     finally:
         await hub.leave(seat.room_id, conn.outbox)

@@ -308,7 +308,7 @@ def room_join(
         )
     except BaseException:
         # A join that fails after its seat was taken must not leave the seat holding the name.
-        participant_leave(participant_id=seat.participant_id, now=now)
+        participant_leave(participant_id=seat.participant_id, now=now, outbox_id=where.outbox_id)
         raise
 
 
@@ -436,12 +436,15 @@ def session_room_add(*, session_key: str, room_id: UUID) -> bool:
     return True
 
 
-def participant_leave(*, participant_id: int, now: datetime) -> bool:
-    """Mark a participant gone; False when it was already gone (swept or removed)."""
+def participant_leave(*, participant_id: int, now: datetime, outbox_id: str | None = None) -> bool:
+    """Mark a participant gone; False when it was already gone (swept or removed), or,
+    with `outbox_id` (the socket leaving), when another socket holds it now: it resumed
+    there, and the old socket's close must not end it (PROTOCOL.md, Conversations)."""
+    held, params = (" AND outbox_id = %s", [outbox_id]) if outbox_id is not None else ("", [])
     return bool(
         sql.execute(
-            f"UPDATE {sql.table(Participant)} SET left_at = %s WHERE id = %s AND left_at IS NULL",
-            [sql.prep(Participant, "left_at", now), participant_id],
+            f"UPDATE {sql.table(Participant)} SET left_at = %s WHERE id = %s AND left_at IS NULL{held}",
+            [sql.prep(Participant, "left_at", now), participant_id, *params],
         )
     )
 

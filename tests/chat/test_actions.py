@@ -227,7 +227,8 @@ async def test_a_seat_swept_meanwhile_is_dropped_and_the_socket_stays(connection
     assert seat.participant_id in presence.live_seats
     left = []
 
-    def participant_leave(*, participant_id, now):
+    def participant_leave(*, participant_id, now, outbox_id):
+        assert outbox_id == conn.outbox.id  # only the seat this socket holds
         left.append(participant_id)
         return False  # the sweep marked it left already: nobody is told again
 

@@ -117,6 +117,28 @@ def test_concurrent_joins_with_one_name_exactly_one_wins():
     print(f"concurrent joins ran on {connection.vendor}")
 
 
+def test_a_seat_resumed_on_another_socket_is_not_ended_by_the_old_sockets_leave():
+    """The old socket's close may come after the resume (it dropped, or was closing for
+    another reason when the 4003 came): its leave must not end the seat the new socket
+    holds, nor be announced."""
+    room, _, _ = make_room()
+
+    def join_on(socket: str, token: str | None = None) -> services.Joined:
+        where = services.Where(socket, "proc", "10.0.0.2")
+        return services.room_join(
+            room=room, name="Bob", where=where, owner_token=None, since=None, now=timezone.now(),
+            participant_token=token,
+        )  # fmt: skip
+
+    seat = join_on("old-socket").seat
+    resumed = join_on("new-socket", seat.token)
+    assert resumed.seat.participant_id == seat.participant_id
+    now = timezone.now()
+    assert not services.participant_leave(participant_id=seat.participant_id, now=now, outbox_id="old-socket")
+    assert Participant.objects.get(pk=seat.participant_id).left_at is None
+    assert services.participant_leave(participant_id=seat.participant_id, now=now, outbox_id="new-socket")
+
+
 def test_a_join_snapshot_knows_which_room_events_it_already_showed():
     snapshot = services.Snapshot(own_id=10, present=array("q", [3, 10]), shown_up_to=41)
     assert snapshot.shows({"participant_id": 3, "joined": True})  # listed in RoomJoined
