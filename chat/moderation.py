@@ -64,7 +64,8 @@ def remove_participant(*, participant_id: int, now: datetime, actor: str) -> boo
 def delete_messages(*, message_ids: list[int], actor: str) -> int:
     """Delete messages; each room is told `MessageDeleted {id}` (docs/protocol-notes.md)."""
     deleted = services.messages_delete(message_ids=message_ids)
-    for room_id, message_id in deleted:
-        tell(room_id, protocol.message_deleted_message(message_id))
+    for room_id, message_id, seq in deleted:
+        in_order = {"seq": seq} if seq is not None else {}  # after the message, on every process
+        tell(room_id, protocol.message_deleted_message(message_id), **in_order)
         event("moderation", action="delete_message", message=message_id, actor=actor)
     return len(deleted)

@@ -519,12 +519,15 @@ def participant_remove(*, participant_id: int, now: datetime) -> Removed | None:
     return Removed(participant.room_id, participant.name, participant.pk, participant.outbox_id)
 
 
-def messages_delete(*, message_ids: list[int]) -> list[tuple[UUID, int]]:
-    """Delete messages; returns (room id, id) of each, to tell the rooms."""
+def messages_delete(*, message_ids: list[int]) -> list[tuple[UUID, int, int | None]]:
+    """Delete messages (an admin's action); returns (room id, id, seq) of each, to tell
+    the rooms. Each delete takes its open room's next sequence number, as a member's
+    does (`_room_step`), so that every process hands it out after the message it
+    removes; a closed room has nobody to tell in order (None)."""
     with transaction.atomic():
-        found = list(Message.objects.filter(pk__in=message_ids).values_list("room_id", "pk"))
+        found = list(Message.objects.filter(pk__in=message_ids).order_by("pk").values_list("room_id", "pk"))
         Message.objects.filter(pk__in=[pk for _, pk in found]).delete()
-    return found
+        return [(room_id, pk, sql.room_step(room_id, None)) for room_id, pk in found]
 
 
 # --- A participant's own messages (PROTOCOL.md, Conversations) -------------------------

@@ -154,10 +154,10 @@ def insert_message(
         return found[0][0], bumped[0][0]
 
 
-def room_step(room_id: UUID, participant_id: int) -> int | None:
-    """Take an open room's next sequence number for a change by a present seat (the room
-    row stays locked until the transaction commits); None when the room is closed or
-    gone, or the seat no longer present."""
+def room_step(room_id: UUID, participant_id: int | None) -> int | None:
+    """Take an open room's next sequence number for a change by a present seat, or by
+    an admin (no seat); the room row stays locked until the transaction commits. None
+    when the room is closed or gone, or the seat no longer present."""
     from chat.models import Room
 
     seated, seated_params = _seat_present(participant_id)

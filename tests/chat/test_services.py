@@ -139,6 +139,18 @@ def test_a_seat_resumed_on_another_socket_is_not_ended_by_the_old_sockets_leave(
     assert services.participant_leave(participant_id=seat.participant_id, now=now, outbox_id="new-socket")
 
 
+def test_an_admins_delete_takes_the_rooms_next_sequence_number():
+    """So that every process's hub hands MessageDeleted out after the message it
+    removes, as it does a member's delete; a closed room has nobody to order it for."""
+    room, seat, _ = make_room()
+    (message_id, seq), (later_id, _) = services.messages_post(
+        [sql.NewMessage(room.pk, "Owner", text, timezone.now(), seat.participant_id) for text in "xy"]
+    )
+    assert services.messages_delete(message_ids=[message_id]) == [(room.pk, message_id, seq + 2)]
+    services.room_close(room_id=room.pk, now=timezone.now())
+    assert services.messages_delete(message_ids=[later_id]) == [(room.pk, later_id, None)]
+
+
 def test_a_join_snapshot_knows_which_room_events_it_already_showed():
     snapshot = services.Snapshot(own_id=10, present=array("q", [3, 10]), shown_up_to=41)
     assert snapshot.shows({"participant_id": 3, "joined": True})  # listed in RoomJoined
