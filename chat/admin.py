@@ -11,7 +11,7 @@ from uuid import UUID
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Model, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
@@ -222,10 +222,20 @@ class RoomAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
-    def moderated(self, request: HttpRequest, room_id: UUID) -> Room:
-        if not self.has_moderate_permission(request):
+    def moderated(self, request: HttpRequest, room_id: UUID, acting_on: type[Model] = Room) -> Room:
+        """The room, for a user who may moderate what the button acts on (Django's
+        delete permission on that model, as its inline shows the button), else 403."""
+        opts = acting_on._meta
+        if not request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}"):
             raise PermissionDenied
         return Room.objects.get(pk=room_id)
+
+    def get_deleted_objects(self, objs, request: HttpRequest) -> tuple:
+        """A room's Delete takes its participants, messages and files with it
+        (moderation.delete_room): the room's own delete permission is enough, though
+        none of those may be deleted on its own here (their admins refuse it)."""
+        deleted, counts, _, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
 
     def back_to(self, room: Room) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:chat_room_change", args=[room.pk]))
@@ -242,7 +252,7 @@ class RoomAdmin(ReadOnlyAdmin):
 
     @method_decorator(require_POST)
     def remove_view(self, request: HttpRequest, room_id: UUID, participant_id: int) -> HttpResponseRedirect:
-        room = self.moderated(request, room_id)
+        room = self.moderated(request, room_id, Participant)
         participant = Participant.objects.filter(pk=participant_id, room=room).first()
         if participant is not None and moderation.remove_participant(
             participant_id=participant.pk, now=timezone.now(), actor=actor(request)
@@ -260,7 +270,7 @@ class RoomAdmin(ReadOnlyAdmin):
     def delete_message_view(
         self, request: HttpRequest, room_id: UUID, message_id: int
     ) -> HttpResponseRedirect:
-        room = self.moderated(request, room_id)
+        room = self.moderated(request, room_id, Message)
         message = Message.objects.filter(pk=message_id, room=room).first()
         if message is not None:
             self.log_deletions(request, [message])

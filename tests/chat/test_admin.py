@@ -394,6 +394,45 @@ async def test_the_room_page_carries_the_moderation(room_of_two):
     )
 
 
+async def test_the_room_pages_delete_deletes_the_room_with_everything_in_it(room_of_two):
+    """Django's Delete on the room's page: participants and messages cannot be deleted
+    on their own here, which must not refuse the room's delete that takes them along."""
+    admin = await staff_client()
+    confirm = await admin.get(f"/admin/chat/room/{room_of_two.id}/delete/")
+    assert confirm.status_code == 200 and b"Cannot delete" not in confirm.content
+    response = await admin.post(f"/admin/chat/room/{room_of_two.id}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    for communicator in (room_of_two.owner, room_of_two.member):
+        await expect_error(communicator, "room_closed")
+        await expect_closed(communicator, 4000)
+    assert not await Room.objects.filter(pk=room_of_two.id).aexists()
+    assert not await Participant.objects.filter(room_id=room_of_two.id).aexists()
+
+
+async def test_the_room_pages_buttons_take_the_permission_of_what_they_act_on(room_of_two):
+    """Staff who may close rooms (delete_room) but not remove participants or delete
+    messages see neither button, and a post to either is refused."""
+
+    def closer() -> User:
+        user = User.objects.create_user(f"closer{os.urandom(4).hex()}", "c@example.org", "pw", is_staff=True)
+        for codename in ("view_room", "delete_room"):
+            user.user_permissions.add(Permission.objects.get(codename=codename))
+        return user
+
+    await room_of_two.owner.send_json_to({"type": "ChatMessage", "content": encrypt(room_of_two.key, "x")})
+    message_id = (await room_of_two.owner.receive_json_from())["id"]
+    client = AsyncClient()
+    await client.aforce_login(await database_sync_to_async(closer)())
+    page = await room_page(client, room_of_two.id)
+    assert "Close room" in page and ">Remove<" not in page and ">Delete</button>" not in page
+    bob = await Participant.objects.aget(name="Bob", left_at__isnull=True)
+    for url in (f"remove/{bob.pk}/", f"delete-message/{message_id}/"):
+        response = await client.post(f"/admin/chat/room/{room_of_two.id}/{url}", {})
+        assert response.status_code == 403, url
+    assert await Participant.objects.filter(pk=bob.pk, left_at__isnull=True).aexists()
+    assert await Message.objects.filter(pk=message_id).aexists()
+
+
 async def test_the_room_page_moderates_only_for_moderators(room_of_two):
     """Staff who may only view rooms see no buttons, and a post is refused."""
 
