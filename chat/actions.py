@@ -237,7 +237,11 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
     # arrives live instead of being lost; it is held until RoomJoined and History
     # are queued, and dropped if History already holds it.
     conn.outbox.hold()
-    await hub.join(door.room.pk, conn.outbox)
+    try:
+        await hub.join(door.room.pk, conn.outbox)
+    except BaseException:
+        conn.outbox.held = None  # the hub dropped the socket: nothing would release them
+        raise
     try:
         joined = await database(services.room_join)(
             room=door.room,

@@ -93,6 +93,25 @@ async def test_join_room_checks_the_room_then_joins_then_unread_then_failures_th
     assert outbox.address_backlog(ADDRESS) == backlog_full + conn.outbox.unconfirmed
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_a_join_the_hub_cannot_take_holds_no_room_events(connection, monkeypatch):
+    """The hub's join failed (Redis down): the socket's outbox stops holding room events,
+    or a room it creates or joins later would never be released to it."""
+    conn = connection.conn
+    room, _, _ = await actions.database(make_room)()
+
+    async def down(room_id, outbox):
+        raise ConnectionError("the layer is down")
+
+    monkeypatch.setattr(actions.hub, "join", down)
+    command = protocol.JoinRoom(
+        join_key=room.join_key, password=None, name="Ann", since=None, owner_token=None
+    )
+    with pytest.raises(ConnectionError):
+        await actions.join_room(conn, command)
+    assert conn.outbox.held is None and conn.seat is None
+
+
 async def test_chat_checks_the_room_then_the_bucket_then_the_size(connection, settings):
     conn = connection.conn
     settings.CHAT_MAX_CONTENT = 10
