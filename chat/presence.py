@@ -85,10 +85,21 @@ async def beat_once() -> None:
         raise
     if _beating_since is None:
         _beating_since = clock()
+    tell_ended(await on_database_thread(services.seats_ended)(participant_ids=list(live_seats)))
     if clock() - _beating_since >= settings.PRESENCE_TIMEOUT:
         swept = await on_database_thread(services.presence_sweep)(now=now)
         await announce_left(swept)
     await hub.refresh()
+
+
+def tell_ended(ended: list[tuple[uuid.UUID, str, services.SeatGone]]) -> None:
+    """Seats an admin removed, or whose room was closed, while their sockets here still
+    receive the room: that event never reached this process (the layer lost it). Each
+    socket is told as the event would have told it, `kicked` or `room_closed` and its
+    close, within PRESENCE_HEARTBEAT instead of at its next frame."""
+    for room_id, outbox_id, gone in ended:
+        message = protocol.error_message(gone.code, gone.message)
+        hub.fan_out(room_event(room_id, message, only=outbox_id, close=gone.close))
 
 
 async def announce_left(swept: list[services.Swept]) -> None:

@@ -15,7 +15,7 @@ from uuid import UUID, uuid4
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError
 from django.db import IntegrityError, transaction
-from django.db.models import Exists
+from django.db.models import Exists, Q
 from django.dispatch import Signal
 
 from chat import browser_sessions, keys, selectors, sql
@@ -456,6 +456,24 @@ def presence_heartbeat(*, participant_ids: list[int], now: datetime) -> int:
         batch = participant_ids[start : start + HEARTBEAT_BATCH]
         refreshed += Participant.objects.filter(pk__in=batch, left_at__isnull=True).update(last_seen=now)
     return refreshed
+
+
+def seats_ended(*, participant_ids: list[int]) -> list[tuple[UUID, str, SeatGone]]:
+    """Of these seats (those a process's sockets hold), the ones an admin removed or
+    whose room was closed: each with its room, the socket its row names and why. The
+    heartbeat tells those sockets what the lost event would have (chat/presence.py)."""
+    ended = []
+    for start in range(0, len(participant_ids), HEARTBEAT_BATCH):
+        batch = participant_ids[start : start + HEARTBEAT_BATCH]
+        for participant_id, room_id, outbox_id in (
+            Participant.objects.filter(pk__in=batch)
+            .filter(Q(left_at__isnull=False) | Q(room__closed_at__isnull=False))
+            .values_list("pk", "room_id", "outbox_id")
+        ):
+            gone = seat_gone(participant_id)
+            if gone is not None and gone.close is not None:
+                ended.append((room_id, outbox_id, gone))
+    return ended
 
 
 def presence_sweep(*, now: datetime) -> list[Swept]:

@@ -413,5 +413,26 @@ async def test_get_members_after_the_seat_ended_without_its_event(room_of_two, h
     assert await owner.receive_nothing(0.2)  # nothing was announced: the event was lost
 
 
+@pytest.mark.parametrize("how, code, close", [("kicked", "kicked", 4001), ("closed", "room_closed", 4000)])
+async def test_a_socket_whose_kick_or_close_was_lost_is_told_at_the_next_heartbeat(
+    room_of_two, how, code, close
+):
+    """Issue 14: a kick or close ends every right of the seat at once, receiving the
+    room's messages included. Its event lost, a socket that sends nothing is told by
+    its process's next heartbeat, as the event would have told it."""
+    owner, bob = room_of_two.owner, room_of_two.member
+    bob_id = (await Participant.objects.aget(name="Bob")).pk
+    await database_sync_to_async(end_seat)(how, bob_id, room_of_two.id)
+    assert await bob.receive_nothing(0.2)  # the event was lost
+    await presence.beat_once()
+    await expect_error(bob, code)
+    await expect_closed(bob, close)
+    if how == "kicked":  # the owner's seat holds: the owner is told nothing
+        assert await owner.receive_nothing(0.2)
+    else:
+        await expect_error(owner, "room_closed")
+        await expect_closed(owner, 4000)
+
+
 def without(entry: dict, keys: tuple[str, ...]) -> dict:
     return {key: value for key, value in entry.items() if key not in keys}

@@ -37,9 +37,9 @@ def clock(monkeypatch) -> Clock:
 
 @pytest.fixture
 def no_database(monkeypatch):
-    """The heartbeat and the sweep in memory: `beats` counts heartbeats, `down` makes
-    them fail, `swept` is what each sweep returns, `sweeps` counts sweeps and
-    `announced` holds what was published, a list per call."""
+    """The heartbeat, the check for ended seats and the sweep in memory: `beats`
+    counts heartbeats, `down` makes them fail, `swept` is what each sweep returns,
+    `sweeps` counts sweeps and `announced` holds what was published, a list per call."""
     state = type("State", (), {})()
     state.beats, state.sweeps, state.down, state.announced = 0, 0, False, []
     state.swept = []
@@ -54,6 +54,9 @@ def no_database(monkeypatch):
         state.sweeps += 1
         return list(state.swept)
 
+    def seats_ended(*, participant_ids):
+        return []  # every seat this process holds is still there
+
     async def publish_all(events):
         state.announced.append(events)
 
@@ -63,6 +66,7 @@ def no_database(monkeypatch):
     monkeypatch.setattr(presence, "on_database_thread", in_loop)
     monkeypatch.setattr(services, "presence_heartbeat", heartbeat)
     monkeypatch.setattr(services, "presence_sweep", sweep)
+    monkeypatch.setattr(services, "seats_ended", seats_ended)
     monkeypatch.setattr(presence, "publish_all", publish_all)
     monkeypatch.setattr(presence.hub, "refresh", refresh)
     return state
