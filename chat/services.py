@@ -541,9 +541,12 @@ def messages_delete(*, message_ids: list[int]) -> list[tuple[UUID, int, int | No
     """Delete messages (an admin's action); returns (room id, id, seq) of each, to tell
     the rooms. Each delete takes its open room's next sequence number, as a member's
     does (`_room_step`), so that every process hands it out after the message it
-    removes; a closed room has nobody to tell in order (None)."""
+    removes; a closed room has nobody to tell in order (None). Rooms are stepped in key
+    order, as message batches lock them (chat/sql.py), so that the two never deadlock."""
     with transaction.atomic():
-        found = list(Message.objects.filter(pk__in=message_ids).order_by("pk").values_list("room_id", "pk"))
+        found = list(
+            Message.objects.filter(pk__in=message_ids).order_by("room_id", "pk").values_list("room_id", "pk")
+        )
         Message.objects.filter(pk__in=[pk for _, pk in found]).delete()
         return [(room_id, pk, sql.room_step(room_id, None)) for room_id, pk in found]
 
