@@ -12,9 +12,13 @@ def upload_limits(request: HttpRequest) -> dict:
     """The page offers exactly the types the server accepts (never html or svg, only
     types whose bytes it can verify), so it can refuse the others before sending."""
     allowed = [validation.normalise_mime(t) for t in settings.FILES_ALLOWED_MIME_TYPES]
+    offered = [t for t in allowed if validation.mime_allowed(t, allowed)]
     return {
         "files_config": {
             "files_max_size": settings.FILES_MAX_SIZE,
-            "files_allowed_mime_types": [t for t in allowed if validation.mime_allowed(t, allowed)],
+            "files_allowed_mime_types": offered,
+            # What a sealed room's files are saved under, as the server names a standard
+            # room's (validation.shown_name): the page's `shownName`.
+            "files_extensions": {t: validation.EXTENSIONS.get(t, (".bin",)) for t in offered},
         }
     }

@@ -408,7 +408,7 @@ async function readSealed(room, message) {
   // A card of a type this server would not take, or html or svg, is never offered; its
   // name is shown and saved as the server names a standard room's files.
   if (payload.t === "file" && isCard(payload, filesConfig.files_allowed_mime_types)) {
-    const card = { ...payload, name: shownName(payload.name, payload.mime_type) };
+    const card = { ...payload, name: shownName(payload.name, payload.mime_type, filesConfig.files_extensions) };
     return { file: { name: card.name, id: card.id.toLowerCase(), card } };
   }
   return { unsupported: true };

@@ -47,33 +47,20 @@ export function checkFile(file, config) {
   return null;
 }
 
-// The extensions each type may be saved under; the first is appended to a name that ends
-// in none of them, as the server names a standard room's files (files/validation.py,
-// EXTENSIONS and shown_name): a sealed card's `x.html` as text/plain saves as `x.html.txt`.
-const EXTENSIONS = {
-  "text/plain": [".txt"],
-  "image/png": [".png"],
-  "image/jpeg": [".jpg", ".jpeg"],
-  "image/gif": [".gif"],
-  "image/webp": [".webp"],
-  "application/pdf": [".pdf"],
-  "application/zip": [".zip"],
-  "application/gzip": [".gz"],
-  "image/bmp": [".bmp"],
-  "audio/mpeg": [".mp3"],
-  "audio/ogg": [".ogg", ".oga"],
-  "application/octet-stream": [".bin"],
-};
 // Link syntax and every control, format (bidirectional, zero-width...) or line/paragraph
 // separator character, which could disguise a name.
 const HIDDEN = /[[\]()\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
 
-export function shownName(name, mimeType) {
+// `name` as the server names a standard room's files (files/validation.py, shown_name):
+// without what could disguise it, and ending in an extension of its type, appended when
+// it ends in none (`extensions`: the page's files_extensions): `x.html` as text/plain is
+// `x.html.txt`.
+export function shownName(name, mimeType, extensions) {
   const shown = name.replace(HIDDEN, "");
-  const extensions = EXTENSIONS[baseType(mimeType)] ?? [".bin"];
+  const endings = extensions[baseType(mimeType)] ?? [".bin"];
   const stem = shown.trimEnd();
-  if (extensions.some((extension) => stem.toLowerCase().endsWith(extension))) return shown;
-  return (stem || "file") + extensions[0];
+  if (endings.some((ending) => stem.toLowerCase().endsWith(ending))) return shown;
+  return (stem || "file") + endings[0];
 }
 
 class FileGone extends Error {}
@@ -260,9 +247,10 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
     try {
       const bytes = await openSealed(card, (part) => note(item, `Downloading ${card.name}… ${Math.round(part * 100)} %`));
       note(item, "");
-      // Never rendered by the page: saved as bytes under the card's name, made safe.
+      // Never rendered by the page: saved as bytes under the card's name (made safe when
+      // the card was read, app.js readSealed).
       const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
-      const anchor = el("a", { attrs: { href: url, download: shownName(card.name, card.mime_type) } });
+      const anchor = el("a", { attrs: { href: url, download: card.name } });
       document.body.append(anchor);
       anchor.click();
       anchor.remove();
