@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Unpack
 
 from asgiref.sync import async_to_sync
+from django.utils import timezone
 
 from chat import protocol, services
 from chat.errors import CloseCode, ErrorCode
@@ -62,10 +63,13 @@ def remove_participant(*, participant_id: int, now: datetime, actor: str) -> boo
 
 
 def delete_messages(*, message_ids: list[int], actor: str) -> int:
-    """Delete messages; each room is told `MessageDeleted {id}` (docs/protocol-notes.md)."""
-    deleted = services.messages_delete(message_ids=message_ids)
-    for room_id, message_id, seq in deleted:
+    """Delete messages; each room is told `MessageDeleted {id}` (docs/protocol-notes.md),
+    and a file's message takes its file with it (`FileDeleted`), as a member's delete does."""
+    deleted = services.messages_delete(message_ids=message_ids, now=timezone.now())
+    for room_id, message_id, seq, after in deleted:
         in_order = {"seq": seq} if seq is not None else {}  # after the message, on every process
         tell(room_id, protocol.message_deleted_message(message_id), **in_order)
+        for message in after:  # the file of a file's message (files/signals.py)
+            tell(room_id, message)
         event("moderation", action="delete_message", message=message_id, actor=actor)
     return len(deleted)

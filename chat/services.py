@@ -537,18 +537,29 @@ def participant_remove(*, participant_id: int, now: datetime) -> Removed | None:
     return Removed(participant.room_id, participant.name, participant.pk, participant.outbox_id)
 
 
-def messages_delete(*, message_ids: list[int]) -> list[tuple[UUID, int, int | None]]:
-    """Delete messages (an admin's action); returns (room id, id, seq) of each, to tell
-    the rooms. Each delete takes its open room's next sequence number, as a member's
+def messages_delete(
+    *, message_ids: list[int], now: datetime
+) -> list[tuple[UUID, int, int | None, list[dict]]]:
+    """Delete messages (an admin's action); returns (room id, id, seq, after) of each, to
+    tell the rooms. Each delete takes its open room's next sequence number, as a member's
     does (`_room_step`), so that every process hands it out after the message it
     removes; a closed room has nobody to tell in order (None). Rooms are stepped in key
-    order, as message batches lock them (chat/sql.py), so that the two never deadlock."""
+    order, as message batches lock them (chat/sql.py), so that the two never deadlock.
+    `after`: the room messages the `message_deleted` receivers ask to publish after it,
+    as for a member's delete (a file's message takes its file: its FileDeleted)."""
     with transaction.atomic():
         found = list(
-            Message.objects.filter(pk__in=message_ids).order_by("room_id", "pk").values_list("room_id", "pk")
+            Message.objects.filter(pk__in=message_ids)
+            .order_by("room_id", "pk")
+            .values_list("room_id", "pk", "content")
         )
-        Message.objects.filter(pk__in=[pk for _, pk in found]).delete()
-        return [(room_id, pk, sql.room_step(room_id, None)) for room_id, pk in found]
+        Message.objects.filter(pk__in=[pk for _, pk, _ in found]).delete()
+        deleted = []
+        for room_id, pk, content in found:
+            step = sql.room_step(room_id, None)
+            replies = message_deleted.send(Message, room_id=room_id, content=content, now=now)
+            deleted.append((room_id, pk, step, [reply for _, reply in replies if reply]))
+        return deleted
 
 
 # --- A participant's own messages (PROTOCOL.md, Conversations) -------------------------

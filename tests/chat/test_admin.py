@@ -182,6 +182,27 @@ async def test_delete_messages_tells_the_room(room_of_two):
     assert not await Message.objects.filter(pk=message_id).aexists()
 
 
+async def test_an_admins_delete_of_a_file_message_takes_the_file_with_it(room_of_two, files_root):
+    """As a member's delete does (PROTOCOL.md, Conversations): the room is told
+    MessageDeleted then FileDeleted, the file can no longer be fetched, its blob goes."""
+    owner, bob = room_of_two.owner, room_of_two.member
+    png = b"\x89PNG\r\n\x1a\n" + os.urandom(100)
+    await bob.send_json_to(upload_frame(png, name="a.png", mime_type="image/png"))
+    file_id = (await bob.receive_json_from())["metadata"]["id"]
+    message_id = [(await communicator.receive_json_from())["id"] for communicator in (owner, bob)][0]
+    blob = (await SharedFile.objects.aget(pk=file_id)).blob
+    admin = await staff_client()
+
+    await act(admin, "chat/message", "delete_messages", message_id)
+    for communicator in (owner, bob):
+        assert await communicator.receive_json_from() == {"type": "MessageDeleted", "id": message_id}
+        assert await communicator.receive_json_from() == {"type": "FileDeleted", "file_id": file_id}
+    assert (await SharedFile.objects.aget(pk=file_id)).deleted_at is not None
+    assert not (files_root / blob).exists()
+    await owner.send_json_to({"type": "GetFile", "file_id": file_id})
+    await expect_error(owner, "file_not_found")
+
+
 async def test_delete_room_removes_messages_files_and_blobs(room, files_root):
     owner = room.owner
     await owner.send_json_to(upload_frame(b"hi", name="n.txt", mime_type="text/plain"))

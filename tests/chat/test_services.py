@@ -146,9 +146,12 @@ def test_an_admins_delete_takes_the_rooms_next_sequence_number():
     (message_id, seq), (later_id, _) = services.messages_post(
         [sql.NewMessage(room.pk, "Owner", text, timezone.now(), seat.participant_id) for text in "xy"]
     )
-    assert services.messages_delete(message_ids=[message_id]) == [(room.pk, message_id, seq + 2)]
+    deleted = services.messages_delete(message_ids=[message_id], now=timezone.now())
+    assert deleted == [(room.pk, message_id, seq + 2, [])]
     services.room_close(room_id=room.pk, now=timezone.now())
-    assert services.messages_delete(message_ids=[later_id]) == [(room.pk, later_id, None)]
+    assert services.messages_delete(message_ids=[later_id], now=timezone.now()) == [
+        (room.pk, later_id, None, [])
+    ]
 
 
 def test_a_join_snapshot_knows_which_room_events_it_already_showed():
