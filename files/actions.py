@@ -7,7 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from chat import protocol
-from chat.actions import Action, Connection, ready_for_large_reply, require_room, take_read
+from chat.actions import Action, Connection, ready_for_large_reply, require_room, take_chat, take_read
 from chat.errors import ErrorCode, ProtocolError
 from chat.hub import publish
 from chat.oplog import event
@@ -59,6 +59,7 @@ async def get_file(conn: Connection, command: protocol.GetFile) -> None:
 
 async def delete_file(conn: Connection, command: protocol.DeleteFile) -> None:
     seat = require_room(conn)
+    take_chat(conn)  # a database transaction each, as DeleteMessage
     deleted = await files.delete(seat=seat, file_id=command.file_id, now=timezone.now())
     await publish(seat.room_id, protocol.file_deleted_message(str(deleted.id)))
 

@@ -209,6 +209,20 @@ async def test_room_quota_counts_live_files_only(room, settings):
     await upload(owner, PNG)
 
 
+async def test_delete_file_counts_toward_the_chat_rate_as_delete_message_does(room, settings):
+    """Each DeleteFile costs a database transaction: without a rate, one socket could
+    keep the database thread busy for everyone (docs/protocol-notes.md)."""
+    settings.CHAT_RATE_BURST = 3
+    settings.CHAT_RATE_SUSTAINED = 0.001
+    bob, _ = await join_room(room.join_key, "Bob")
+    for _ in range(3):
+        await bob.send_json_to({"type": "DeleteFile", "file_id": str(uuid.uuid4())})
+        await expect_error(bob, "file_not_found")
+    await bob.send_json_to({"type": "DeleteFile", "file_id": str(uuid.uuid4())})
+    await expect_error(bob, "rate_limited")
+    await close_all(bob)
+
+
 async def test_uploads_per_minute_are_rate_limited_per_connection(room, settings):
     settings.FILES_UPLOADS_PER_MINUTE = 2  # read for each upload
     owner = room.owner
