@@ -67,9 +67,20 @@ def check_upload(mime_type: str, data: bytes, *, max_size: int, allowed: list[st
     if len(data) > max_size:
         raise ProtocolError(ErrorCode.FILE_TOO_LARGE, f"The file is over {max_size} bytes.")
     if not mime_allowed(mime_type, allowed):
-        raise ProtocolError(ErrorCode.MIME_NOT_ALLOWED, f"Files of type {mime_type!r} are not allowed.")
+        shown = _quoted(mime_type)
+        raise ProtocolError(ErrorCode.MIME_NOT_ALLOWED, f"Files of type {shown} are not allowed.")
     if not bytes_match(mime_type, data):
         raise ProtocolError(ErrorCode.MIME_NOT_ALLOWED, f"The file's contents are not {mime_type}.")
+
+
+# The longest part of a client's `mime_type` an error repeats: the field has no length
+# limit of its own (only the frame's), and a reply as large as the frame would pass the
+# address's backlog accounting, which counts only large replies (chat/outbox.py).
+SHOWN_TYPE = 100
+
+
+def _quoted(mime_type: str) -> str:
+    return repr(mime_type if len(mime_type) <= SHOWN_TYPE else mime_type[:SHOWN_TYPE] + "\u2026")
 
 
 # The extensions each verifiable type may be shown and served under; the first is the

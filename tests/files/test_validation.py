@@ -89,6 +89,17 @@ def test_text_must_be_utf8_without_nul(data):
     )
 
 
+def test_a_refused_type_is_repeated_in_the_error_at_most_in_part():
+    """`mime_type` has no length limit but the frame's: a reply repeating a 3 MB type whole
+    would be as large as the frame."""
+    with pytest.raises(ProtocolError) as refused:
+        validation.check_upload("x/" + "y" * 3_000_000, b"data", max_size=10, allowed=ALLOWED)
+    assert refused.value.code == "mime_not_allowed" and len(refused.value.message) < 200
+    with pytest.raises(ProtocolError) as short:
+        validation.check_upload("text/html", b"<p>", max_size=10, allowed=ALLOWED)
+    assert short.value.message == "Files of type 'text/html' are not allowed."
+
+
 def test_size_is_checked_before_the_type():
     big_html = b"<html>" * 100
     assert code_of(lambda: validation.check_upload("text/html", big_html, max_size=10, allowed=ALLOWED)) == (
