@@ -224,7 +224,9 @@ async def share(*, seat: Seat, name: str, mime_type: str, data: bytes, now: date
         return await on_database_thread(file_record)(
             seat=seat, name=name, mime_type=mime_type, blob=blob, now=now
         )
-    except BaseException:
+    except Exception:
+        # Not on a cancel: the database thread may still commit the row, which needs
+        # its blob; one whose row never comes is an orphan for purge_files.
         blobs.remove(blob.name)
         raise
 

@@ -1,17 +1,20 @@
 """UploadFile, GetFile and DeleteFile through the consumer, over the in-memory and Redis layers."""
 
+import asyncio
 import base64
 import hashlib
 import os
 import stat
+import time
 import uuid
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from chat.models import Message
-from files import blobs
+from files import blobs, services
 from files.models import SharedFile
 from tests.helpers import (
     assert_open,
@@ -21,6 +24,7 @@ from tests.helpers import (
     encrypt,
     expect_error,
     join_room,
+    make_room,
     rejoin_as_owner,
     upload_frame,
 )
@@ -287,3 +291,31 @@ async def test_file_requests_wait_in_the_bounded_database_queue(room, settings):
     settings.DATABASE_QUEUE = 200
     await owner.send_json_to({"type": "GetFile", "file_id": metadata["id"]})
     assert (await owner.receive_json_from())["type"] == "FileContent"
+
+
+async def test_an_upload_cancelled_while_its_row_is_written_keeps_that_rows_blob(monkeypatch, files_root):
+    """The database thread goes on writing the row (and the file's message) after the
+    socket's task is cancelled (its connection went away): the blob stays with the row,
+    or, when the row is not written, is an orphan for `purge_files`, never a dead link."""
+    room, seat, _ = await sync_to_async(make_room)()
+    written = services.file_record
+
+    def slow_record(**fields):
+        time.sleep(0.5)
+        return written(**fields)
+
+    monkeypatch.setattr(services, "file_record", slow_record)
+    upload = asyncio.create_task(
+        services.share(seat=seat, name="a.txt", mime_type="text/plain", data=b"hello", now=timezone.now())
+    )
+    await asyncio.sleep(0.2)
+    upload.cancel()
+    for _ in range(50):
+        shared = await SharedFile.objects.filter(room_id=room.pk).afirst()
+        if shared is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert shared is not None
+    await asyncio.sleep(0.1)
+    assert (files_root / shared.blob).exists()
+    assert blobs.read(shared.id, shared.blob) == b"hello"
