@@ -196,3 +196,6 @@ def take_slot(window: SlidingWindow, limit: int, now: float | None = None) -> bo
 # Bytes of large frames (uploads) this process is parsing, decoding, checking and
 # storing (UPLOADS_IN_FLIGHT_BYTES; docs/protocol-notes.md).
 uploads_in_flight = Budget("UPLOADS_IN_FLIGHT_BYTES")
+# Bytes of `/files/<id>` downloads this process holds until their clients read them
+# (DOWNLOADS_IN_FLIGHT_BYTES; files/views.py).
+downloads_in_flight = Budget("DOWNLOADS_IN_FLIGHT_BYTES")

@@ -227,6 +227,7 @@ JOINS_PER_MINUTE = env.int("JOINS_PER_MINUTE", 20)
 READS_PER_MINUTE = env.int("READS_PER_MINUTE", 60)
 CONNECTIONS_PER_ADDRESS = env.int("CONNECTIONS_PER_ADDRESS", 50)
 UPLOADS_IN_FLIGHT_BYTES = env.int("UPLOADS_IN_FLIGHT_BYTES", 64 * 1024 * 1024)
+DOWNLOADS_IN_FLIGHT_BYTES = env.int("DOWNLOADS_IN_FLIGHT_BYTES", 256 * 1024 * 1024)
 # Redis behind Sentinel (failover): "host:port,host:port" of the sentinels, and the
 # name they know the primary by. Takes the place of REDIS_URL.
 REDIS_SENTINELS = [

@@ -2,6 +2,7 @@
 
 import io
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from importlib import import_module
 
@@ -10,6 +11,8 @@ from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNot
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from chat.outbox import add_backlog, address_backlog
+from chat.ratelimit import downloads_in_flight
 from chat.security import client_address
 from chat.services import SESSION_ROOMS_KEY, session_may_download
 from chat.workers import Busy, database, file_work, work_owner
@@ -33,15 +36,51 @@ DOWNLOAD_HEADERS = {
 CHUNK = 256 * 1024
 
 
+def _busy() -> HttpResponse:
+    return HttpResponse(
+        "Busy; try again.", status=503, content_type="text/plain", headers={"Retry-After": "1"}
+    )
+
+
 def _not_found() -> HttpResponse:
     # One answer for unknown, expired, deleted and other rooms' files alike.
     return HttpResponseNotFound("Not found", content_type="text/plain")
 
 
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    view = memoryview(data)
-    for start in range(0, len(view), CHUNK):
-        yield bytes(view[start : start + CHUNK])
+class Reservation:
+    """The bytes of a download's plaintext, held in memory until the client has read
+    them: counted for its client address with its sockets' unread bytes (the address's
+    backlog, under WS_SEND_QUEUE_BYTES, as a socket's large replies are) and in this
+    process's DOWNLOADS_IN_FLIGHT_BYTES. One that passes either is 503: a client that
+    opens downloads and never reads them holds about that much, not a file each."""
+
+    def __init__(self, address: str | None, size: int) -> None:
+        self.address, self.size = address, size
+
+    @classmethod
+    def take(cls, address: str | None, size: int) -> "Reservation | None":
+        backlog = address_backlog(address)
+        if backlog and backlog + size > settings.WS_SEND_QUEUE_BYTES:
+            return None
+        if not downloads_in_flight.take(size):
+            return None
+        add_backlog(address, size)
+        return cls(address, size)
+
+    def release(self) -> None:
+        if self.size:
+            add_backlog(self.address, -self.size)
+            downloads_in_flight.give(self.size)
+            self.size = 0
+
+
+async def _chunks(data: bytes, held: Reservation) -> AsyncIterator[bytes]:
+    try:
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK):
+            yield bytes(view[start : start + CHUNK])
+    finally:
+        held.release()
 
 
 def _joined_file(file_id: uuid.UUID, session_key: str) -> SharedFile | None:
@@ -71,24 +110,34 @@ async def download(request: HttpRequest, file_id: str) -> HttpResponse:
         return _not_found()
     # Its share of the file threads is its address's, as a socket's frames' is: one
     # client's downloads cannot hold them all (WORK_QUEUE_PER_ADDRESS).
-    work_owner.set(client_address(request.scope))
+    address = client_address(request.scope)
+    work_owner.set(address)
     try:
         file = await database(_joined_file)(key, session_key)
         if file is None:
             return _not_found()
-        data = await file_work.run(blobs.read, file.id, file.blob)
+        held = Reservation.take(address, file.size)
+        if held is None:
+            return _busy()
+        try:
+            data = await file_work.run(blobs.read, file.id, file.blob)
+        except BaseException:
+            held.release()
+            raise
     except FileNotFoundError:
         return _not_found()
     except Busy:  # a bounded queue is full: the database's or the file threads'
-        return HttpResponse(
-            "Busy; try again.", status=503, content_type="text/plain", headers={"Retry-After": "1"}
-        )
+        return _busy()
     # FileResponse writes the attachment headers (name encoded per RFC 6266, length);
     # the body is then served from an async iterator, so no thread copies it out.
     response = FileResponse(
         io.BytesIO(data), as_attachment=True, filename=file.shown_name, content_type=file.mime_type
     )
-    response.streaming_content = _chunks(data)
+    response.streaming_content = _chunks(data, held)
+    # Given back when the body is sent, when Django closes the response, or when the
+    # response goes (a client gone before its body started: the iterator never runs).
+    response._resource_closers.append(held.release)
+    weakref.finalize(response, held.release)
     for name, value in DOWNLOAD_HEADERS.items():
         response[name] = value
     return response

@@ -1,5 +1,6 @@
 """`/files/<id>` over HTTP: only a browser session that joined the file's room gets it."""
 
+import gc
 import os
 from datetime import timedelta
 
@@ -7,6 +8,8 @@ import pytest
 from django.test import AsyncClient
 from django.utils import timezone
 
+from chat.outbox import address_backlog
+from chat.ratelimit import downloads_in_flight
 from chat.workers import file_work
 from files.models import SharedFile
 from tests.helpers import browser_session, close_all, create_room, join_room, upload_frame
@@ -141,4 +144,41 @@ async def test_a_download_past_the_database_queue_is_503_and_nothing_else(settin
     assert busy.status_code == 503 and busy["Retry-After"] == "1"
     settings.DATABASE_QUEUE = 200
     assert (await browser.get(f"/files/{file_id}")).status_code == 200
+    await owner.disconnect()
+
+
+async def test_downloads_a_client_does_not_read_hold_its_address_to_its_backlog(settings):
+    """The plaintext of a download waits in memory until its client reads it: one
+    address's unread downloads count with its sockets' unread bytes (WS_SEND_QUEUE_BYTES)
+    and the process's in DOWNLOADS_IN_FLIGHT_BYTES; past either the answer is 503. The
+    bytes come back when the body is read, or when an unread response goes."""
+    browser, headers = await browser_session()
+    owner, _ = await create_room(headers=headers)
+    file_id = await shared_pdf(owner)
+    settings.WS_SEND_QUEUE_BYTES = 2 * len(PDF)
+    hog, other = "10.6.6.6", "10.5.5.5"
+    gc.collect()  # unread responses of other tests (the test client's refer to themselves)
+    unread = [await get_from(browser, f"/files/{file_id}", hog) for _ in range(2)]
+    assert [response.status_code for response in unread] == [200, 200]
+    busy = await get_from(browser, f"/files/{file_id}", hog)
+    assert busy.status_code == 503 and busy["Retry-After"] == "1"
+    served = await get_from(browser, f"/files/{file_id}", other)  # its own address's share
+    assert b"".join([chunk async for chunk in served.streaming_content]) == PDF
+    assert b"".join([chunk async for chunk in unread.pop().streaming_content]) == PDF
+    unread.append(await get_from(browser, f"/files/{file_id}", hog))
+    assert unread[-1].status_code == 200
+    assert (await get_from(browser, f"/files/{file_id}", hog)).status_code == 503
+    unread.clear()  # dropped unread (a client gone before its body started)
+    gc.collect()  # the test client's response refers to itself (`response.json`)
+    dropped = await get_from(browser, f"/files/{file_id}", hog)
+    assert dropped.status_code == 200
+    dropped.close()  # as Django's handler closes a response once it is sent or abandoned
+
+    gc.collect()  # unread responses of this module's other tests
+    assert downloads_in_flight.held == 0 and address_backlog(hog) == 0  # every byte given back
+    settings.DOWNLOADS_IN_FLIGHT_BYTES = len(PDF)  # the whole process: one at a time
+    first = await get_from(browser, f"/files/{file_id}", other)
+    assert (await get_from(browser, f"/files/{file_id}", "10.7.7.7")).status_code == 503
+    assert b"".join([chunk async for chunk in first.streaming_content]) == PDF
+    assert (await get_from(browser, f"/files/{file_id}", "10.7.7.7")).status_code == 200
     await owner.disconnect()
