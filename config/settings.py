@@ -355,6 +355,10 @@ FILES_ALLOWED_MIME_TYPES = [
 ]
 FILES_TTL = env.int("FILES_TTL", 86400)
 FILES_ROOM_QUOTA = env.int("FILES_ROOM_QUOTA", 100 * 1024 * 1024)
+# Live files' bytes one client address may have uploaded in all rooms, and all rooms'
+# together (files/services.py check_quota).
+FILES_ADDRESS_QUOTA = env.int("FILES_ADDRESS_QUOTA", 1024 * 1024 * 1024)
+FILES_TOTAL_QUOTA = env.int("FILES_TOTAL_QUOTA", 20 * 1024 * 1024 * 1024)
 FILES_UPLOADS_PER_MINUTE = env.int("FILES_UPLOADS_PER_MINUTE", 10)
 CHAT_MAX_CONTENT = env.int("CHAT_MAX_CONTENT", 65536)
 # Seconds after sending during which the author may edit a message (PROTOCOL.md, Conversations).

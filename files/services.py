@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Sum
 
 from chat import protocol
 from chat.errors import ErrorCode, ProtocolError
-from chat.models import Room
+from chat.models import Participant, Room
 from chat.protocol import file_content_frame, file_metadata
 from chat.services import Seat, message_post, seat_check
 from chat.workers import database, file_work, let_loop_run, on_database_thread
@@ -81,14 +81,31 @@ def seat_file(*, seat: Seat, file_id: uuid.UUID, now: datetime) -> SharedFile:
     return live_file(room_id=seat.room_id, file_id=file_id, now=now)
 
 
+def _bytes(files: models.QuerySet) -> int:
+    return files.aggregate(total=Sum("size"))["total"] or 0
+
+
 def quota_used(*, room_id: uuid.UUID, now: datetime) -> int:
-    used = SharedFile.objects.live(now).filter(room_id=room_id).aggregate(total=Sum("size"))["total"]
-    return used or 0
+    return _bytes(SharedFile.objects.live(now).filter(room_id=room_id))
 
 
-def check_quota(*, room_id: uuid.UUID, size: int, now: datetime) -> None:
-    if quota_used(room_id=room_id, now=now) + size > settings.FILES_ROOM_QUOTA:
+def check_quota(*, room_id: uuid.UUID, size: int, now: datetime, participant_id: int | None = None) -> None:
+    """The live files' bytes with this upload's, under the room's FILES_ROOM_QUOTA, its
+    uploader's client address's FILES_ADDRESS_QUOTA (over every room: an address makes
+    rooms and joins others') and the server's FILES_TOTAL_QUOTA (the disk is shared)."""
+    live = SharedFile.objects.live(now)
+    if _bytes(live.filter(room_id=room_id)) + size > settings.FILES_ROOM_QUOTA:
         raise ProtocolError(ErrorCode.QUOTA_EXCEEDED)
+    address = (
+        Participant.objects.filter(pk=participant_id).values_list("address", flat=True).first()
+        if participant_id is not None
+        else None
+    )
+    if address and _bytes(live.filter(uploader__address=address)) + size > settings.FILES_ADDRESS_QUOTA:
+        message = "Your files in all rooms use up your quota; delete some or wait for them to expire."
+        raise ProtocolError(ErrorCode.QUOTA_EXCEEDED, message)
+    if _bytes(live) + size > settings.FILES_TOTAL_QUOTA:
+        raise ProtocolError(ErrorCode.QUOTA_EXCEEDED, "The server's file storage is full; try again later.")
 
 
 @dataclass(frozen=True)
@@ -109,7 +126,7 @@ def file_record(*, seat: Seat, name: str, mime_type: str, blob: Blob, now: datet
         seat_check(seat=seat)  # removed or closed out: nothing is stored (SeatGone)
         if room is None:
             raise ProtocolError(ErrorCode.ROOM_CLOSED)
-        check_quota(room_id=seat.room_id, size=blob.size, now=now)
+        check_quota(room_id=seat.room_id, size=blob.size, now=now, participant_id=seat.participant_id)
         # A sealed room's file is announced by its uploader's own (encrypted) message.
         content = None if seat.sealed else validation.file_message(name, mime_type, str(blob.file_id))
         message_id, seq = message_post(seat=seat, content=content, now=now) if content else (None, None)
@@ -218,7 +235,9 @@ async def share(*, seat: Seat, name: str, mime_type: str, data: bytes, now: date
             )
     else:
         await file_work.run(check_bytes, mime_type, data)
-    await database(check_quota)(room_id=seat.room_id, size=len(data), now=now)
+    await database(check_quota)(
+        room_id=seat.room_id, size=len(data), now=now, participant_id=seat.participant_id
+    )
     blob = await file_work.run(scan_and_store, uuid.uuid4(), data, seat)
     try:
         return await on_database_thread(file_record)(

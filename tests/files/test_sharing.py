@@ -319,3 +319,44 @@ async def test_an_upload_cancelled_while_its_row_is_written_keeps_that_rows_blob
     await asyncio.sleep(0.1)
     assert (files_root / shared.blob).exists()
     assert blobs.read(shared.id, shared.blob) == b"hello"
+
+
+async def test_one_address_cannot_fill_room_after_room_past_its_own_quota(layer, settings):
+    """Each room has FILES_ROOM_QUOTA, and an address can make rooms and join others':
+    its live files in all of them are held to FILES_ADDRESS_QUOTA; another address still
+    uploads, and a deleted file gives its bytes back."""
+    settings.FILES_ROOM_QUOTA = 4000
+    settings.FILES_ADDRESS_QUOTA = 10000
+    rooms = [await create_room(name=f"R{n}", client=("10.9.9.9", 5000 + n)) for n in range(3)]
+    uploaded = []
+    for owner, _ in rooms[:2]:
+        for _ in range(2):
+            uploaded.append(await upload(owner, b"a" * 2000, name="a.txt", mime_type="text/plain"))
+            await owner.receive_json_from()
+    third = rooms[2][0]
+    uploaded.append(await upload(third, b"a" * 2000, name="a.txt", mime_type="text/plain"))
+    await third.receive_json_from()
+    await third.send_json_to(upload_frame(b"a" * 2000, name="a.txt", mime_type="text/plain"))
+    assert "all rooms" in (await expect_error(third, "quota_exceeded"))["message"]
+    other, _ = await join_room(rooms[2][1]["room_info"]["join_key"], "Bob", client=("10.8.8.8", 5000))
+    assert (await other.receive_json_from())["type"] == "History"
+    assert (await third.receive_json_from())["type"] == "ParticipantJoined"
+    await upload(other, b"b" * 1000, name="b.txt", mime_type="text/plain")
+    for communicator in (other, third):
+        assert (await communicator.receive_json_from())["type"] == "ChatMessage"
+    owner = rooms[0][0]
+    await owner.send_json_to({"type": "DeleteFile", "file_id": uploaded[0]["id"]})
+    assert (await owner.receive_json_from())["type"] == "FileDeleted"
+    assert (await upload(third, b"a" * 1000, name="a.txt", mime_type="text/plain"))["size"] == 1000
+    await close_all(other, *(owner for owner, _ in rooms))
+
+
+async def test_all_rooms_files_are_held_to_the_servers_total(layer, settings):
+    settings.FILES_TOTAL_QUOTA = 3000
+    first, _ = await create_room(name="A", client=("10.7.7.1", 5000))
+    second, _ = await create_room(name="B", client=("10.7.7.2", 5000))
+    await upload(first, b"a" * 2000, name="a.txt", mime_type="text/plain")
+    await second.send_json_to(upload_frame(b"b" * 2000, name="b.txt", mime_type="text/plain"))
+    assert "storage is full" in (await expect_error(second, "quota_exceeded"))["message"]
+    await upload(second, b"b" * 1000, name="b.txt", mime_type="text/plain")
+    await close_all(first, second)
