@@ -25,7 +25,7 @@ from chat.address_limits import room_creations
 from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.hub import hub, publish
 from chat.oplog import error_event, event
-from chat.outbox import WRITE_NOW, Outbox, add_backlog, address_backlog
+from chat.outbox import WRITABLE, WRITE_NOW, Outbox, add_backlog, address_backlog
 from chat.ratelimit import (
     SlidingWindow,
     TokenBucket,
@@ -89,9 +89,11 @@ def open_connection(
     address: str | None,
     session_key: str | None,
     write_now: Callable[[str, bytes | None], bool] | None = None,
+    writable: Callable[[], Awaitable[object]] | None = None,
 ) -> Connection:
-    """`write_now`: the server's immediate write, where it offers one (chat/outbox.py)."""
-    outbox = Outbox(send, close, owner=address or "unknown", write_now=write_now)
+    """`write_now`, `writable`: the server's immediate write and its wait for the socket's
+    write buffer to drain, where it offers them (chat/outbox.py)."""
+    outbox = Outbox(send, close, owner=address or "unknown", write_now=write_now, writable=writable)
     presence.connection_opened()
     event("connect", client=address)
     return Connection(outbox, address, session_key)
@@ -100,6 +102,11 @@ def open_connection(
 def immediate_writer(scope: Mapping[str, Any]) -> Callable[[str, bytes | None], bool] | None:
     """The immediate write `manage.py serve` offers in the socket's scope, if any."""
     return scope.get("extensions", {}).get(WRITE_NOW)
+
+
+def writable_waiter(scope: Mapping[str, Any]) -> Callable[[], Awaitable[object]] | None:
+    """The wait for a drained write buffer `manage.py serve` offers, if any."""
+    return scope.get("extensions", {}).get(WRITABLE)
 
 
 async def close_connection(conn: Connection, code: int) -> None:

@@ -48,6 +48,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             client_address(self.scope),
             session_key_of(self.scope),
             actions.immediate_writer(self.scope),
+            actions.writable_waiter(self.scope),
         )
         await self.accept()
 

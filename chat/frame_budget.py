@@ -28,7 +28,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 
 from chat.lean_async import EventQueue, Flag
-from chat.outbox import WRITE_NOW
+from chat.outbox import WRITABLE, WRITE_NOW
 
 # Bytes past which a socket's incoming data is a large frame: above any chat frame.
 LARGE_FRAME = 256 * 1024
@@ -256,7 +256,11 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
         event.data = b""
 
     async def run_asgi(self) -> None:
-        self.scope["extensions"] = {**self.scope.get("extensions", {}), WRITE_NOW: self.write_now}
+        self.scope["extensions"] = {
+            **self.scope.get("extensions", {}),
+            WRITE_NOW: self.write_now,
+            WRITABLE: self.writable.wait,
+        }
         await super().run_asgi()
 
     # uvicorn keeps the handshake's request and response for the socket's life, and

@@ -34,6 +34,9 @@ def frame_size(text: str) -> int:
 # (chat/frame_budget.py) offers `write_now(text, frame) -> bool`: the frame written to the
 # socket at once when it takes it without waiting, else False.
 WRITE_NOW = "chat.write_now"
+# ... and `writable() -> Awaitable`: returns once the socket's write buffer is below its
+# low-water mark (what was written has left, but for the last few kilobytes).
+WRITABLE = "chat.writable"
 
 
 # (The server's frames are never masked: one serialized frame serves every socket.)
@@ -113,9 +116,11 @@ class Outbox:
         close: Callable[[int], Awaitable[None]],
         owner: str | None = None,
         write_now: Callable[[str, bytes | None], bool] | None = None,
+        writable: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.send = send
         self.write_now = write_now
+        self.writable = writable
         self.close = close
         # The client address whose backlog this socket's bytes count toward (`backlogs`).
         self.owner = owner
@@ -267,6 +272,13 @@ class Outbox:
                 self.count(-self.unconfirmed)
                 self.unconfirmed = written
                 frame = None  # not held while the writer waits for the next one
+                if not self.frames and self.unconfirmed and self.writable is not None:
+                    # The last one: counted until the client has read it, not until the
+                    # next frame that may never come (an address's sockets that had read
+                    # everything were refused large replies; `ready_for_large_reply`).
+                    await self.writable()
+                    self.count(-self.unconfirmed)
+                    self.unconfirmed = 0
         except asyncio.CancelledError:
             self.end()
             raise

@@ -15,7 +15,7 @@ from websockets.uri import parse_uri
 
 from chat.errors import CloseCode
 from chat.hub import EVENT_TYPE, Hub, room_group, send_events
-from chat.outbox import WRITE_NOW_MAX, Outbox
+from chat.outbox import WRITE_NOW_MAX, Outbox, address_backlog
 from config.settings import redis_layer_host
 from tests.conftest import REDIS_URL
 from tests.helpers import ROOM_X, ROOM_Y, FakeSocket, X, drain, no_messages_yet
@@ -677,3 +677,22 @@ async def test_a_hub_that_vanishes_drops_out_and_a_live_one_stays(settings):
     assert await group_members("redis", live, X) == {live.channel}
     await live.stop()
     await live.layer.flush()
+
+
+async def test_a_large_frame_counts_for_its_address_until_the_client_has_read_it():
+    """Only until then: an address whose sockets had read everything was refused large
+    replies (`ready_for_large_reply`) while its last big frame stayed counted, until a
+    next frame that may never come."""
+    socket = FakeSocket()
+    drained = asyncio.Event()
+    outbox = Outbox(socket.send, socket.close, owner="10.4.4.4", writable=drained.wait)
+    big = "x" * (WRITE_NOW_MAX + 1)
+    outbox.put(big)
+    await drain()
+    assert socket.sent == [big] and address_backlog("10.4.4.4") == len(big)  # not read yet
+    drained.set()  # the client read it: the write buffer drained
+    await drain()
+    assert address_backlog("10.4.4.4") == 0 and outbox.task is None
+    outbox.put("after")
+    await drain()
+    assert socket.sent == [big, "after"]
