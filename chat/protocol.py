@@ -534,7 +534,16 @@ def parse_large_frame(text: str) -> Command:
         else:
             if isinstance(command, UploadFile) and command.content == _PLACEHOLDER:
                 return UploadFile(command.name, command.mime_type, text[start:end], large=True)
+    if text.count(",") + text.count("{") + text.count("[") > MAX_LARGE_FRAME_VALUES:
+        raise _invalid_json(f"A frame over {LARGE_STRING} characters holds too many JSON values.")
     return parse_client_message(text)
+
+
+# Values a large frame decoded in full may hold (its commas and containers, counted
+# before decoding): the decoder builds each as an object, 14 MB of `{},` made 320 MiB of
+# them and held the interpreter for 2.5 s. No frame of the protocol has more than a few
+# dozen; a description full of commas, about a thousand (docs/protocol-notes.md).
+MAX_LARGE_FRAME_VALUES = 10_000
 
 
 _JSON_FORBIDDEN = re.compile("[\x00-\x1f\ud800-\udfff]")
