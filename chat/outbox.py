@@ -60,6 +60,8 @@ WRITE_NOW_MAX = 16 * 1024
 # WS_SEND_QUEUE_BYTES (chat.actions), so one address's sockets that do not read hold
 # about that much in all, not one large reply each.
 backlogs: dict[str, int] = {}
+# Their sum: every address's (WS_SEND_QUEUE_BYTES_PER_PROCESS).
+backlog_total = 0
 
 
 def address_backlog(owner: str | None) -> int:
@@ -68,12 +70,25 @@ def address_backlog(owner: str | None) -> int:
 
 def add_backlog(owner: str | None, size: int) -> None:
     """Add `size` (negative: remove) to the bytes counted for `owner`, a client address."""
+    global backlog_total
     if owner is not None and size:
-        left = backlogs.get(owner, 0) + size
+        had = backlogs.get(owner, 0)
+        left = had + size
         if left > 0:
             backlogs[owner] = left
         else:
             backlogs.pop(owner, None)
+        backlog_total += max(left, 0) - had
+
+
+def over_backlog(owner: str | None, size: int) -> bool:
+    """Whether `size` more bytes would take the address's sockets past
+    WS_SEND_QUEUE_BYTES_PER_ADDRESS or this process's past WS_SEND_QUEUE_BYTES_PER_PROCESS:
+    a socket's own limit alone let one address hold it in every room it joined."""
+    return (
+        address_backlog(owner) + size > settings.WS_SEND_QUEUE_BYTES_PER_ADDRESS
+        or backlog_total + size > settings.WS_SEND_QUEUE_BYTES_PER_PROCESS
+    )
 
 
 class Ids:
@@ -147,8 +162,9 @@ class Outbox:
 
     def put(self, text: str, frame: bytes | None = None) -> None:
         """Queue a frame; a socket that lets its backlog pass either limit (frames,
-        bytes) is closed. A frame alone in the queue is always let through, so that a
-        byte limit set below one big reply does not close every socket that asks for it.
+        bytes), or its address's or the process's bytes (`over_backlog`), is closed. A
+        frame alone in the queue is always let through, so that a byte limit set below
+        one big reply does not close every socket that asks for it.
         `frame`: `text` serialized already (`text_frame`), for a write at once."""
         if self.ended:
             return  # the writer has ended (closed, or the socket went away)
@@ -161,7 +177,9 @@ class Outbox:
             and self.write_now(text, frame)
         ):
             return
-        if len(self.frames) >= self.limit or (self.bytes and self.bytes + size > self.byte_limit):
+        if len(self.frames) >= self.limit or (
+            self.bytes and (self.bytes + size > self.byte_limit or over_backlog(self.owner, size))
+        ):
             self.frames.clear()
             self.drop_waiting()
             self.put_close(CloseCode.TOO_SLOW)

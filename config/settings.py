@@ -223,6 +223,10 @@ WS_SEND_QUEUE_LIMIT = env.int("WS_SEND_QUEUE_LIMIT", 1000)
 # connection per minute; open sockets of one client address in this process; bytes of
 # upload frames this process holds at once (docs/protocol-notes.md, "Uploads in flight").
 WS_SEND_QUEUE_BYTES = env.int("WS_SEND_QUEUE_BYTES", 33554432)
+# The same for all of one client address's sockets, and all of this process's: a socket
+# that queues past either is closed 4002 too (chat/outbox.py over_backlog).
+WS_SEND_QUEUE_BYTES_PER_ADDRESS = env.int("WS_SEND_QUEUE_BYTES_PER_ADDRESS", 2 * WS_SEND_QUEUE_BYTES)
+WS_SEND_QUEUE_BYTES_PER_PROCESS = env.int("WS_SEND_QUEUE_BYTES_PER_PROCESS", 16 * WS_SEND_QUEUE_BYTES)
 JOINS_PER_MINUTE = env.int("JOINS_PER_MINUTE", 20)
 READS_PER_MINUTE = env.int("READS_PER_MINUTE", 60)
 CONNECTIONS_PER_ADDRESS = env.int("CONNECTIONS_PER_ADDRESS", 50)

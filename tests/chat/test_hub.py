@@ -13,6 +13,7 @@ from websockets.client import ClientProtocol
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from chat import outbox as outbox_module
 from chat.errors import CloseCode
 from chat.hub import EVENT_TYPE, Hub, room_group, send_events
 from chat.outbox import WRITE_NOW_MAX, Outbox, address_backlog
@@ -696,3 +697,28 @@ async def test_a_large_frame_counts_for_its_address_until_the_client_has_read_it
     outbox.put("after")
     await drain()
     assert socket.sent == [big, "after"]
+
+
+async def test_sockets_that_do_not_read_are_bounded_per_address_and_per_process(settings):
+    """A socket's own WS_SEND_QUEUE_BYTES let one address hold that much in every room it
+    joined: the socket that takes its address's sockets, or the process's, past their
+    total is closed 4002 as one past its own limit is; others go on."""
+    settings.WS_SEND_QUEUE_BYTES_PER_ADDRESS = 250
+    settings.WS_SEND_QUEUE_BYTES_PER_PROCESS = outbox_module.backlog_total + 450  # other tests' own
+    stalled = [FakeSocket(stall=True) for _ in range(4)]
+    owners = ["10.3.3.3", "10.3.3.3", "10.3.3.4", "10.3.3.5"]
+    outboxes = [Outbox(s.send, s.close, owner=o) for s, o in zip(stalled, owners, strict=True)]
+    for outbox in outboxes[:2]:
+        for _ in range(2):
+            outbox.put("x" * 50)
+    assert outboxes[0].closing is None and outboxes[1].closing is None  # 200 bytes for 10.3.3.3
+    outboxes[1].put("x" * 100)  # 300: past its address's total
+    assert outboxes[1].closing == CloseCode.TOO_SLOW and outboxes[0].closing is None
+    for _ in range(4):
+        outboxes[2].put("y" * 50)  # 200 for 10.3.3.4: 300 in all (the closed socket's went)
+    assert outboxes[2].closing is None
+    outboxes[3].put("z" * 50)  # one frame alone always passes
+    outboxes[3].put("z" * 150)  # 500: past the process's total
+    assert outboxes[3].closing == CloseCode.TOO_SLOW and outboxes[2].closing is None
+    for outbox in outboxes:
+        outbox.stop()
