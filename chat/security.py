@@ -1,5 +1,6 @@
 """The WebSocket handshake's Origin check (PROTOCOL.md, Transport)."""
 
+import ipaddress
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -10,9 +11,23 @@ from chat.errors import CloseCode
 
 
 def client_address(scope: dict) -> str | None:
-    """The client's IP address (the proxy's, unless the server trusts its headers)."""
+    """The client's IP address (the proxy's, unless the server trusts its headers), as
+    every per-address limit counts it: an IPv6 address is its network of
+    IPV6_PREFIX_LENGTH bits (64: one customer's, who has 2**64 addresses to choose from)."""
     client = scope.get("client")
-    return client[0] if client else None
+    return address_key(client[0]) if client else None
+
+
+def address_key(address: str) -> str:
+    if ":" not in address:
+        return address
+    try:
+        ip = ipaddress.IPv6Address(address)
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, settings.IPV6_PREFIX_LENGTH), strict=False).network_address)
 
 
 def session_key_of(scope: dict) -> str | None:

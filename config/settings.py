@@ -230,6 +230,9 @@ WS_SEND_QUEUE_BYTES_PER_PROCESS = env.int("WS_SEND_QUEUE_BYTES_PER_PROCESS", 16 
 JOINS_PER_MINUTE = env.int("JOINS_PER_MINUTE", 20)
 READS_PER_MINUTE = env.int("READS_PER_MINUTE", 60)
 CONNECTIONS_PER_ADDRESS = env.int("CONNECTIONS_PER_ADDRESS", 50)
+# An IPv6 client is counted by its network of this many bits in every per-address limit
+# (chat/security.py client_address): 64, a customer's usual allocation; 128, each address.
+IPV6_PREFIX_LENGTH = env.int("IPV6_PREFIX_LENGTH", 64)
 UPLOADS_IN_FLIGHT_BYTES = env.int("UPLOADS_IN_FLIGHT_BYTES", 64 * 1024 * 1024)
 DOWNLOADS_IN_FLIGHT_BYTES = env.int("DOWNLOADS_IN_FLIGHT_BYTES", 256 * 1024 * 1024)
 # Redis behind Sentinel (failover): "host:port,host:port" of the sentinels, and the

@@ -47,6 +47,17 @@ def test_the_client_address_is_the_scopes():
     assert client_address({}) is None
 
 
+def test_an_ipv6_client_is_counted_by_its_network(settings):
+    """A client with a /64 has 2**64 addresses: every per-address limit (connections,
+    rooms, guesses, queues) would be none if each counted apart."""
+    assert client_address({"client": ("2001:db8:1:2:aaaa::1", 1)}) == "2001:db8:1:2::"
+    assert client_address({"client": ("2001:db8:1:2:ffff:1:2:3", 1)}) == "2001:db8:1:2::"
+    assert client_address({"client": ("2001:db8:1:3::1", 1)}) == "2001:db8:1:3::"
+    assert client_address({"client": ("::ffff:192.0.2.7", 1)}) == "192.0.2.7"
+    settings.IPV6_PREFIX_LENGTH = 128
+    assert client_address({"client": ("2001:db8:1:2:aaaa::1", 1)}) == "2001:db8:1:2:aaaa::1"
+
+
 def test_the_session_key_comes_from_the_session_cookie(settings):
     cookie = f"theme=dark; {settings.SESSION_COOKIE_NAME}=abc123; other=1".encode()
     assert session_key_of({"headers": [(b"origin", b"x"), (b"cookie", cookie)]}) == "abc123"
@@ -93,6 +104,29 @@ async def test_too_many_is_429_where_the_server_can_say_so_else_1013():
     gone = Asgi({"type": "websocket.disconnect", "code": 1006})
     await too_many({}, gone.receive, gone.send)
     assert gone.sent == []
+
+
+async def test_the_addresses_of_one_ipv6_network_share_its_connections(settings):
+    settings.CONNECTIONS_PER_ADDRESS = 2
+    finish = asyncio.Event()
+
+    async def app(scope, receive, send):
+        await finish.wait()
+
+    limit = ConnectionLimit(app)
+    held = [
+        asyncio.create_task(limit({"type": "websocket", "client": (f"2001:db8::{n}", 1)}, None, None))
+        for n in (1, 2)
+    ]
+    await asyncio.sleep(0)
+    refused = Asgi({"type": "websocket.connect"})
+    await limit({"type": "websocket", "client": ("2001:db8::ffff:3", 1)}, refused.receive, refused.send)
+    assert refused.sent[-1] == {"type": "websocket.close", "code": 1013}
+    other = asyncio.create_task(limit({"type": "websocket", "client": ("2001:db8:0:1::1", 1)}, None, None))
+    await asyncio.sleep(0)
+    assert limit.open == {"2001:db8::": 2, "2001:db8:0:1::": 1}
+    finish.set()
+    await asyncio.gather(*held, other)
 
 
 async def test_an_address_holds_at_most_its_connections_until_they_end(settings):
