@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as redis
 from django.conf import settings
 
-from chat import redis_clients
+from chat import address_limits, redis_clients
 from chat.address_limits import RedisQuota
 from chat.errors import ErrorCode, ProtocolError
 
@@ -65,14 +65,29 @@ class SlidingWindow:
 
 class JoinFailures:
     """`wrong_password` answers per client address over the last minute, in this
-    process: right for one process on the in-memory layer."""
+    process: right for one process on the in-memory layer.
+
+    `windows` is kept least recently claimed first, so addresses whose minute has
+    passed are forgotten from its front as later calls meet them, and at most
+    address_limits.LOCAL_ADDRESSES are remembered (the least recent go first)."""
 
     WINDOW = 60.0
 
     def __init__(self) -> None:
         self.windows: dict[str, SlidingWindow] = {}
 
+    def _prune(self, now: float) -> None:
+        """Forget the least recently claimed addresses while their windows are empty:
+        the first one still counting was claimed after all those before it."""
+        while self.windows:
+            oldest = next(iter(self.windows))
+            if self.windows[oldest].count(now):
+                return
+            del self.windows[oldest]
+
     async def blocked(self, address: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        self._prune(now)
         window = self.windows.get(address)
         if window is None:
             return False
@@ -84,19 +99,28 @@ class JoinFailures:
 
     async def claim(self, address: str, now: float | None = None) -> float | None:
         """Take a place in the address's limit, or None when none is left. Nothing
-        awaits between the count and the add, so on the event loop this is atomic."""
-        window = self.windows.setdefault(address, SlidingWindow(self.WINDOW))
+        awaits between the count and the add, so on the event loop this is atomic.
+        A refused claim still makes the address the most recent: one that keeps
+        guessing is not the one the cap forgets."""
         now = time.monotonic() if now is None else now
+        self._prune(now)
+        window = self.windows.pop(address, None) or SlidingWindow(self.WINDOW)
+        if len(self.windows) >= address_limits.LOCAL_ADDRESSES:
+            del self.windows[next(iter(self.windows))]
+        self.windows[address] = window  # most recently claimed last
         if window.count(now) >= settings.JOIN_FAILURES_PER_MINUTE:
             return None
         window.add(now)
         return now
 
     async def release(self, address: str, claim: float) -> None:
-        """Give a place back (the password was right, or it was never checked)."""
+        """Give a place back (the password was right, or it was never checked); an
+        address with no place left is forgotten."""
         window = self.windows.get(address)
         if window is not None and claim in window.stamps:
             window.stamps.remove(claim)
+            if not window.stamps:
+                del self.windows[address]
 
 
 class RedisJoinFailures(RedisQuota):

@@ -141,6 +141,37 @@ async def test_an_address_is_blocked_at_the_limit_and_forgotten_once_its_window_
     assert "a" not in failures.windows  # nothing left in its window: forgotten
 
 
+async def test_addresses_whose_minute_has_passed_are_forgotten_when_others_come(limit_of_five):
+    failures = JoinFailures()
+    for n in range(1000):
+        claim = await failures.claim(f"10.0.{n // 256}.{n % 256}", now=n / 100)
+        assert claim is not None
+        if n % 2:
+            await failures.release(f"10.0.{n // 256}.{n % 256}", claim)  # a right password
+    assert len(failures.windows) == 500  # right passwords leave nothing behind
+    assert not await failures.blocked("192.0.2.1", now=3600)  # an hour later, someone else
+    assert failures.windows == {}
+    await failures.claim("10.0.0.0", now=3600)
+    for n in range(100):
+        await failures.claim(f"10.9.0.{n}", now=3630 + n / 100)
+    await failures.blocked("192.0.2.1", now=3661)  # 10.0.0.0's minute has passed, not the others'
+    assert "10.0.0.0" not in failures.windows and len(failures.windows) == 100
+
+
+async def test_a_flood_of_addresses_keeps_the_cap_and_a_guesser_stays_blocked(limit_of_five, monkeypatch):
+    monkeypatch.setattr(address_limits, "LOCAL_ADDRESSES", 10)
+    failures = JoinFailures()
+    for _ in range(5):
+        await failures.claim("10.0.0.1", now=0)
+    for n in range(1000):
+        assert await failures.claim(f"2001:db8::{n:x}", now=1 + n / 100) is not None
+        assert len(failures.windows) <= 10
+        if n % 5 == 0:  # the guesser keeps trying among them: refused, and remembered
+            assert await failures.claim("10.0.0.1", now=1 + n / 100) is None
+    assert await failures.blocked("10.0.0.1", now=11)
+    assert "2001:db8::0" not in failures.windows  # the least recent went first
+
+
 @pytest.mark.redis
 async def test_parallel_guesses_on_redis_from_two_clients_get_at_most_the_limit(limit_of_five):
     """Two counters on one Redis key space stand for two processes."""
