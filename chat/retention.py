@@ -1,15 +1,24 @@
-"""What `manage.py purge_files` clears besides files: expired browser sessions and, with
-CHAT_RETENTION_DAYS set, messages older than that. Deletes go in small batches, each
-its own statement, so a run never holds long locks; two runs at once (or a run killed
-half way, then run again) only split the work between them."""
+"""What `manage.py purge_files` clears besides files: expired browser sessions, expired
+bans, participants that left more than PARTICIPANTS_RETENTION_DAYS ago and, with
+CHAT_RETENTION_DAYS set, messages older than that. Deletes go in small batches, each its
+own transaction, so a run never holds long locks; two runs at once (or a run killed
+half way, then run again) only split the work between them.
+
+A participant's row is what its token resumes (services._participant_resume), so
+PARTICIPANTS_RETENTION_DAYS is how long a token can come back after its participant
+left; later it joins as a new participant. Its messages keep their `author` (ids are
+never reused, so nobody else gets them) and its files lose their uploader (SET_NULL):
+only an owner can delete them then. Present participants are never deleted."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.sessions.models import Session
+from django.db import transaction
+from django.db.models import QuerySet
 
-from chat.models import Message
+from chat.models import Ban, Message, Participant
 
 BATCH = 1000
 
@@ -19,18 +28,31 @@ class RetentionReport:
     dry_run: bool
     sessions: int = 0
     messages: int = 0
+    participants: int = 0
+    bans: int = 0
 
     def line(self) -> str | None:
         """One line when anything went (or would go), else None (purge_files then prints only its own)."""
-        if not (self.sessions or self.messages):
+        parts = []
+        if self.sessions or self.messages:
+            days = settings.CHAT_RETENTION_DAYS
+            parts.append(
+                f"{self.sessions} expired session{'s' * (self.sessions != 1)} and {self.messages} "
+                f"message{'s' * (self.messages != 1)} older than CHAT_RETENTION_DAYS ({days:g})"
+            )
+        if self.participants:
+            days = settings.PARTICIPANTS_RETENTION_DAYS
+            parts.append(
+                f"{self.participants} participant{'s' * (self.participants != 1)} "
+                f"gone longer than PARTICIPANTS_RETENTION_DAYS ({days:g})"
+            )
+        if self.bans:
+            parts.append(f"{self.bans} expired ban{'s' * (self.bans != 1)}")
+        if not parts:
             return None
         label = "purge_files (dry run)" if self.dry_run else "purge_files"
         verb = "would remove" if self.dry_run else "removed"
-        days = settings.CHAT_RETENTION_DAYS
-        return (
-            f"{label}: {verb} {self.sessions} expired session{'s' * (self.sessions != 1)} and "
-            f"{self.messages} message{'s' * (self.messages != 1)} older than CHAT_RETENTION_DAYS ({days:g})"
-        )
+        return f"{label}: {verb} {'; '.join(parts)}"
 
 
 def message_cutoff(now: datetime) -> datetime | None:
@@ -39,22 +61,43 @@ def message_cutoff(now: datetime) -> datetime | None:
     return now - timedelta(days=days) if days > 0 else None
 
 
-def _delete_in_batches(queryset) -> int:
+def participant_cutoff(now: datetime) -> datetime | None:
+    """Participants that left before this go; None keeps them (PARTICIPANTS_RETENTION_DAYS 0)."""
+    days = settings.PARTICIPANTS_RETENTION_DAYS
+    return now - timedelta(days=days) if days > 0 else None
+
+
+def _delete_in_batches(queryset: QuerySet) -> int:
+    """Delete what `queryset` selects, BATCH rows a transaction. Each batch is locked as
+    it is chosen (FOR UPDATE on PostgreSQL, skipping rows another run holds): a row
+    changed meanwhile so that it no longer matches (a participant resuming) is left
+    alone, and one changed after waits for the delete, then finds no row."""
+    model = queryset.model
     removed = 0
     while True:
-        batch = list(queryset.values_list("pk", flat=True)[:BATCH])
-        if not batch:
-            return removed
-        removed += queryset.model.objects.filter(pk__in=batch).delete()[0]
+        with transaction.atomic():
+            batch = list(queryset.select_for_update(skip_locked=True).values_list("pk", flat=True)[:BATCH])
+            if not batch:
+                return removed
+            # Counted per model: what cascades with them (reactions, ...) is not counted.
+            removed += model.objects.filter(pk__in=batch).delete()[1].get(model._meta.label, 0)
 
 
 def apply_retention(*, now: datetime, dry_run: bool = False) -> RetentionReport:
     report = RetentionReport(dry_run=dry_run)
-    sessions = Session.objects.filter(expire_date__lt=now)
-    cutoff = message_cutoff(now)
-    messages = Message.objects.filter(sent_at__lt=cutoff) if cutoff else Message.objects.none()
-    if dry_run:
-        report.sessions, report.messages = sessions.count(), messages.count()
-    else:
-        report.sessions, report.messages = _delete_in_batches(sessions), _delete_in_batches(messages)
+    message_before, participant_before = message_cutoff(now), participant_cutoff(now)
+    doomed = {
+        "sessions": Session.objects.filter(expire_date__lt=now),
+        "messages": (
+            Message.objects.filter(sent_at__lt=message_before) if message_before else Message.objects.none()
+        ),
+        "participants": (
+            Participant.objects.filter(left_at__lt=participant_before)
+            if participant_before
+            else Participant.objects.none()
+        ),
+        "bans": Ban.objects.filter(until__lte=now),
+    }
+    for name, queryset in doomed.items():
+        setattr(report, name, queryset.count() if dry_run else _delete_in_batches(queryset))
     return report

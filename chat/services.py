@@ -182,10 +182,10 @@ def _participant_resume(
     this connection: its row, so its messages and uploads are still its own. Returns the
     seat, the outbox it was present on (else None) and whether it was present and seen
     within PRESENCE_TIMEOUT (not yet a ghost every snapshot leaves out); None for a
-    wrong, unknown or dead token (a new participant joins instead). `name` must be its
-    name, compared as names are (else `invalid_field`). If it had left, the unique index
-    refuses it while its name is present (IntegrityError, as for a new participant). An
-    admin's ban of this session or address refuses it too (`forbidden`)."""
+    wrong, unknown, dead or purged token (a new participant joins instead). `name` must
+    be its name, compared as names are (else `invalid_field`). If it had left, the unique
+    index refuses it while its name is present (IntegrityError, as for a new
+    participant). An admin's ban of this session or address refuses it too (`forbidden`)."""
     found = (
         Participant.objects.filter(room=room, token_hash=token_hash(token))
         .exclude(token_hash="")
@@ -216,6 +216,8 @@ def _participant_resume(
         ],
     )
     if not moved:
+        if not Participant.objects.filter(pk=found["id"]).exists():
+            return None  # purged meanwhile (chat/retention.py): a new participant joins
         raise _seat_refused(room)
     present = found["left_at"] is None
     seen = present and found["last_seen"] >= selectors.presence_cutoff(now)

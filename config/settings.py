@@ -430,6 +430,9 @@ ROOM_KEY_ENCRYPTION_KEY_PREVIOUS = env.str("ROOM_KEY_ENCRYPTION_KEY_PREVIOUS", "
 ROOMS_PER_HOUR = env.int("ROOMS_PER_HOUR", 20)
 # Messages older than this many days are deleted by purge_files; 0 keeps them forever.
 CHAT_RETENTION_DAYS = env.float("CHAT_RETENTION_DAYS", 0)
+# Participants who left more than this many days ago are deleted by purge_files (their
+# tokens then join as new participants); 0 keeps them forever.
+PARTICIPANTS_RETENTION_DAYS = env.float("PARTICIPANTS_RETENTION_DAYS", 3)
 
 # 51st rate-limited frame within this window closes the socket with 1008.
 ABUSE_RATE_LIMITED_FRAMES = env.int("ABUSE_RATE_LIMITED_FRAMES", 50)

@@ -10,8 +10,9 @@ from files.store import UnsafeStore
 
 class Command(BaseCommand):
     help = (
-        "Delete expired and deleted files, orphaned blobs, expired sessions and messages older than "
-        "CHAT_RETENTION_DAYS; prints a one-line summary (and one more when sessions or messages went)."
+        "Delete expired and deleted files, orphaned blobs, expired sessions and bans, participants "
+        "gone longer than PARTICIPANTS_RETENTION_DAYS and messages older than CHAT_RETENTION_DAYS; "
+        "prints a one-line summary (and one more when rows other than files went)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -19,7 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, dry_run: bool = False, **options) -> None:
         now = timezone.now()
-        # Sessions and old messages first: safe beside another run (chat/retention.py).
+        # Sessions, bans, old participants and messages first: safe beside another run (chat/retention.py).
         retention = apply_retention(now=now, dry_run=dry_run).line()
         if retention:
             self.stdout.write(retention)

@@ -1,0 +1,133 @@
+"""chat/retention.py, what `purge_files` deletes besides files: participants gone longer
+than PARTICIPANTS_RETENTION_DAYS (in batches, what refers to them kept as the schema
+says) and expired bans. Times are backdated, never slept."""
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from chat import retention, services
+from chat.errors import ErrorCode, ProtocolError
+from chat.models import Ban, Message, Participant
+from files.models import SharedFile
+from tests.helpers import join_seat, make_room, stored_file
+
+pytestmark = pytest.mark.django_db
+
+DAY = timedelta(days=1)
+
+
+@pytest.fixture(autouse=True)
+def three_days(settings):
+    settings.PARTICIPANTS_RETENTION_DAYS = 3
+
+
+def gone(room, name: str, ago: timedelta) -> services.Seat:
+    """A participant of `room` that left `ago` (backdated)."""
+    seat = join_seat(room, name).seat
+    services.participant_leave(participant_id=seat.participant_id, now=timezone.now())
+    Participant.objects.filter(pk=seat.participant_id).update(left_at=timezone.now() - ago)
+    return seat
+
+
+def test_participants_gone_longer_than_the_retention_go_and_the_others_stay(monkeypatch):
+    monkeypatch.setattr(retention, "BATCH", 2)  # several batches
+    room, owner, _ = make_room()
+    Participant.objects.filter(pk=owner.participant_id).update(joined_at=timezone.now() - 30 * DAY)
+    young = gone(room, "Young", 3 * DAY - timedelta(minutes=1))
+    author = join_seat(room, "Author").seat
+    message_id, _ = services.message_post(seat=author, content="hello", now=timezone.now())
+    upload = stored_file(author)
+    services.participant_leave(participant_id=author.participant_id, now=timezone.now())
+    Participant.objects.filter(pk=author.participant_id).update(
+        left_at=timezone.now() - 3 * DAY - timedelta(minutes=1)
+    )
+    old = [gone(room, f"Old {n}", 10 * DAY) for n in range(4)]
+    kept = {owner.participant_id, young.participant_id}
+
+    dry = retention.apply_retention(now=timezone.now(), dry_run=True)
+    assert dry.participants == 5 and Participant.objects.count() == 7
+
+    report = retention.apply_retention(now=timezone.now())
+    assert report.participants == 5
+    assert set(Participant.objects.values_list("pk", flat=True)) == kept
+    # What referred to the author: its message keeps `author` (a plain id), its file
+    # stays and loses its uploader (SET_NULL), so only an owner may delete it now.
+    assert Message.objects.get(pk=message_id).author == author.participant_id
+    assert SharedFile.objects.filter(pk=upload.pk, uploader__isnull=True).exists()
+    # Ids are never reused: nobody new becomes the author of the old messages.
+    newcomer = join_seat(room, "Newcomer").seat
+    assert newcomer.participant_id > max(seat.participant_id for seat in old)
+
+    again = retention.apply_retention(now=timezone.now())
+    assert (again.participants, again.line()) == (0, None)
+    assert set(Participant.objects.values_list("pk", flat=True)) == kept | {newcomer.participant_id}
+
+
+def test_a_purged_participants_token_joins_as_a_new_participant():
+    room, _, _ = make_room()
+    old = join_seat(room, "Ann").seat
+    message_id, _ = services.message_post(seat=old, content="hi", now=timezone.now())
+    services.participant_leave(participant_id=old.participant_id, now=timezone.now() - 4 * DAY)
+    retention.apply_retention(now=timezone.now())
+    back = join_seat(room, "Ann", participant_token=old.token).seat
+    assert back.participant_id != old.participant_id
+    with pytest.raises(ProtocolError) as refused:  # the message it wrote is no longer its own
+        services.message_edit(seat=back, message_id=message_id, content="mine?", now=timezone.now())
+    assert refused.value.code == ErrorCode.FORBIDDEN
+
+
+def test_a_row_purged_while_its_token_resumes_joins_as_new(monkeypatch):
+    room, _, _ = make_room()
+    old = gone(room, "Ann", 4 * DAY)
+    ban_condition = services._ban_condition
+
+    def purged_meanwhile(**kwargs):  # runs between the token's lookup and its UPDATE
+        retention.apply_retention(now=timezone.now())
+        return ban_condition(**kwargs)
+
+    monkeypatch.setattr(services, "_ban_condition", purged_meanwhile)
+    back = join_seat(room, "Ann", participant_token=old.token).seat
+    assert back.participant_id != old.participant_id
+    assert not Participant.objects.filter(pk=old.participant_id).exists()
+
+
+def test_retention_zero_keeps_every_participant(settings):
+    settings.PARTICIPANTS_RETENTION_DAYS = 0
+    room, _, _ = make_room()
+    gone(room, "Ann", 1000 * DAY)
+    assert retention.apply_retention(now=timezone.now()).participants == 0
+    assert Participant.objects.count() == 2
+
+
+def test_expired_bans_go_and_live_ones_stay():
+    room, _, _ = make_room()
+    now = timezone.now()
+    places = [services.Where("chan", "proc", address) for address in ("10.0.0.1", "10.0.0.2")]
+    for name, where in zip(("Ann", "Bob"), places, strict=True):
+        seat = services.room_join(
+            room=room, name=name, where=where, owner_token=None, since=None, now=now
+        ).seat
+        services.participant_remove(participant_id=seat.participant_id, now=now)
+    expired, live = Ban.objects.order_by("pk")
+    Ban.objects.filter(pk=expired.pk).update(until=now - timedelta(seconds=1))
+    report = retention.apply_retention(now=now)
+    assert report.bans == 1
+    assert list(Ban.objects.values_list("pk", flat=True)) == [live.pk]
+    with pytest.raises(ProtocolError) as refused:  # the live ban still keeps Bob's address out
+        services.room_join(room=room, name="Cy", where=places[1], owner_token=None, since=None, now=now)
+    assert refused.value.code == ErrorCode.FORBIDDEN
+    assert retention.apply_retention(now=now).bans == 0
+
+
+def test_purge_files_says_what_went():
+    room, _, _ = make_room()
+    gone(room, "Ann", 4 * DAY)
+    out = io.StringIO()
+    call_command("purge_files", stdout=out)
+    assert out.getvalue().splitlines()[0] == (
+        "purge_files: removed 1 participant gone longer than PARTICIPANTS_RETENTION_DAYS (3)"
+    )
