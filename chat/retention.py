@@ -1,8 +1,9 @@
 """What `manage.py purge_files` clears besides files: expired browser sessions, expired
-bans, participants that left more than PARTICIPANTS_RETENTION_DAYS ago and, with
-CHAT_RETENTION_DAYS set, messages older than that. Deletes go in small batches, each its
-own transaction, so a run never holds long locks; two runs at once (or a run killed
-half way, then run again) only split the work between them.
+bans, participants that left more than PARTICIPANTS_RETENTION_DAYS ago, rooms made
+more than UNUSED_ROOMS_RETENTION_DAYS ago that nobody ever wrote in and nobody is in
+and, with CHAT_RETENTION_DAYS set, messages older than that. Deletes go in small
+batches, each its own transaction, so a run never holds long locks; two runs at once
+(or a run killed half way, then run again) only split the work between them.
 
 A participant's row is what its token resumes (services._participant_resume), so
 PARTICIPANTS_RETENTION_DAYS is how long a token can come back after its participant
@@ -16,9 +17,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
-from chat.models import Ban, Message, Participant
+from chat.models import Ban, Message, Participant, Room
 
 BATCH = 1000
 
@@ -30,6 +31,7 @@ class RetentionReport:
     messages: int = 0
     participants: int = 0
     bans: int = 0
+    rooms: int = 0
 
     def line(self) -> str | None:
         """One line when anything went (or would go), else None (purge_files then prints only its own)."""
@@ -48,6 +50,10 @@ class RetentionReport:
             )
         if self.bans:
             parts.append(f"{self.bans} expired ban{'s' * (self.bans != 1)}")
+        if self.rooms:
+            days = settings.UNUSED_ROOMS_RETENTION_DAYS
+            rooms = f"{self.rooms} room{'s' * (self.rooms != 1)}"
+            parts.append(f"{rooms} unused for UNUSED_ROOMS_RETENTION_DAYS ({days:g})")
         if not parts:
             return None
         label = "purge_files (dry run)" if self.dry_run else "purge_files"
@@ -65,6 +71,18 @@ def participant_cutoff(now: datetime) -> datetime | None:
     """Participants that left before this go; None keeps them (PARTICIPANTS_RETENTION_DAYS 0)."""
     days = settings.PARTICIPANTS_RETENTION_DAYS
     return now - timedelta(days=days) if days > 0 else None
+
+
+def unused_rooms(now: datetime) -> QuerySet:
+    """Rooms made more than UNUSED_ROOMS_RETENTION_DAYS ago in which no message was ever
+    stored (message_seq 0, so no files either) and nobody is present; none with 0."""
+    days = settings.UNUSED_ROOMS_RETENTION_DAYS
+    if days <= 0:
+        return Room.objects.none()
+    present = Participant.objects.filter(room=OuterRef("pk"), left_at__isnull=True)
+    return Room.objects.filter(created_at__lt=now - timedelta(days=days), message_seq=0).exclude(
+        Exists(present)
+    )
 
 
 def _delete_in_batches(queryset: QuerySet) -> int:
@@ -97,6 +115,7 @@ def apply_retention(*, now: datetime, dry_run: bool = False) -> RetentionReport:
             else Participant.objects.none()
         ),
         "bans": Ban.objects.filter(until__lte=now),
+        "rooms": unused_rooms(now),
     }
     for name, queryset in doomed.items():
         setattr(report, name, queryset.count() if dry_run else _delete_in_batches(queryset))

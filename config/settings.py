@@ -433,6 +433,9 @@ CHAT_RETENTION_DAYS = env.float("CHAT_RETENTION_DAYS", 0)
 # Participants who left more than this many days ago are deleted by purge_files (their
 # tokens then join as new participants); 0 keeps them forever.
 PARTICIPANTS_RETENTION_DAYS = env.float("PARTICIPANTS_RETENTION_DAYS", 3)
+# Rooms made more than this many days ago that nobody ever wrote in (no message, no
+# file) and nobody is in are deleted by purge_files; 0 keeps them forever.
+UNUSED_ROOMS_RETENTION_DAYS = env.float("UNUSED_ROOMS_RETENTION_DAYS", 7)
 
 # 51st rate-limited frame within this window closes the socket with 1008.
 ABUSE_RATE_LIMITED_FRAMES = env.int("ABUSE_RATE_LIMITED_FRAMES", 50)

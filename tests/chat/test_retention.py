@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from chat import retention, services
 from chat.errors import ErrorCode, ProtocolError
-from chat.models import Ban, Message, Participant
+from chat.models import Ban, Message, Participant, Room
 from files.models import SharedFile
 from tests.helpers import join_seat, make_room, stored_file
 
@@ -131,3 +131,36 @@ def test_purge_files_says_what_went():
     assert out.getvalue().splitlines()[0] == (
         "purge_files: removed 1 participant gone longer than PARTICIPANTS_RETENTION_DAYS (3)"
     )
+
+
+def test_rooms_nobody_used_go_after_their_retention_and_the_others_stay(settings):
+    settings.UNUSED_ROOMS_RETENTION_DAYS = 7
+    now = timezone.now()
+
+    def room_made(ago: timedelta, owner_left: timedelta | None = None):
+        room, owner, _ = make_room()
+        Room.objects.filter(pk=room.pk).update(created_at=now - ago)
+        if owner_left is not None:
+            services.participant_leave(participant_id=owner.participant_id, now=now - owner_left)
+        return room, owner
+
+    unused, _ = room_made(8 * DAY, owner_left=8 * DAY)
+    closed, _ = room_made(30 * DAY)
+    services.room_close(room_id=closed.pk, now=now - 20 * DAY)  # closed and never used: goes too
+    young, _ = room_made(6 * DAY, owner_left=6 * DAY)
+    occupied, _ = room_made(30 * DAY)
+    spoken, speaker = room_made(30 * DAY)
+    services.message_post(seat=speaker, content="hi", now=now - 29 * DAY)
+    services.participant_leave(participant_id=speaker.participant_id, now=now - 29 * DAY)
+    Message.objects.filter(room=spoken).delete()  # its history gone (CHAT_RETENTION_DAYS): still used
+    kept = {young.pk, occupied.pk, spoken.pk}
+
+    assert retention.apply_retention(now=now, dry_run=True).rooms == 2 and Room.objects.count() == 5
+    report = retention.apply_retention(now=now)
+    assert report.rooms == 2
+    assert set(Room.objects.values_list("pk", flat=True)) == kept
+    assert not Participant.objects.filter(room_id__in=[unused.pk, closed.pk]).exists()
+    assert retention.apply_retention(now=now).rooms == 0
+
+    settings.UNUSED_ROOMS_RETENTION_DAYS = 0
+    assert retention.apply_retention(now=now + 1000 * DAY).rooms == 0

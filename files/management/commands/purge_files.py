@@ -11,7 +11,8 @@ from files.store import UnsafeStore
 class Command(BaseCommand):
     help = (
         "Delete expired and deleted files, orphaned blobs, expired sessions and bans, participants "
-        "gone longer than PARTICIPANTS_RETENTION_DAYS and messages older than CHAT_RETENTION_DAYS; "
+        "gone longer than PARTICIPANTS_RETENTION_DAYS, rooms unused for UNUSED_ROOMS_RETENTION_DAYS "
+        "and messages older than CHAT_RETENTION_DAYS; "
         "prints a one-line summary (and one more when rows other than files went)."
     )
 
@@ -20,7 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, dry_run: bool = False, **options) -> None:
         now = timezone.now()
-        # Sessions, bans, old participants and messages first: safe beside another run (chat/retention.py).
+        # Old rows first (chat/retention.py): safe beside another run.
         retention = apply_retention(now=now, dry_run=dry_run).line()
         if retention:
             self.stdout.write(retention)
