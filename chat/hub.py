@@ -105,7 +105,8 @@ class RoomOrder:
     message can overtake another's by a few milliseconds; each message carries its
     room sequence number (`Message.seq`, consecutive), and this puts them back in
     order. A message still missing after GAP_WAIT (its publisher died after the commit,
-    or Redis lost it) is read from the database instead.
+    or Redis lost it) is read from the database instead, and one numbered past where the
+    room stands (no commit published it) is dropped.
     """
 
     def __init__(self) -> None:
@@ -298,12 +299,7 @@ class Hub:
         async with self.lock:
             if self.order.get(room) is not order or order.last is None:
                 return
-            try:
-                upto = await self.position(room)
-            except Exception:
-                logger.exception("hub: could not read where %s stands after a stall", room)
-                return
-            await self.fill(room, order, order.last, upto + 1)
+            await self.fill(room, order, order.last, None)
 
     async def join(self, room_id: uuid.UUID, outbox: Outbox) -> None:
         await self.start()
@@ -407,19 +403,32 @@ class Hub:
             return
         await self.fill(room, order, order.last, min(order.waiting))
 
-    async def fill(self, room: str, order: RoomOrder, last: int, upto: int) -> None:
-        """Read the room's messages with last < seq < upto, and hand out what is in order;
-        what the database does not hold either is not waited for."""
+    async def fill(self, room: str, order: RoomOrder, last: int, upto: int | None) -> None:
+        """Read the room's messages with last < seq < upto (None: all those stored), and
+        hand out what is in order; what the database does not hold either is not waited
+        for. `last` never passes where the room stands: an event that arrived numbered
+        past it was published by no commit (a bug, or anyone who can write to Redis) and
+        is dropped, else it would silence the room here. If the database cannot be read,
+        the events wait for the next try, GAP_WAIT later."""
+        arrived = list(order.waiting)  # committed before the position is read
         try:
-            missing = await self.stored(room, last, upto)
+            position = await self.position(room)
+            before = position + 1 if upto is None else min(upto, position + 1)
+            missing = await self.stored(room, last, before)
         except Exception:
-            logger.exception("hub: could not read missing messages; delivering what arrived")
-            missing = []
+            logger.exception("hub: could not read the missing messages of %s; trying again", room)
+            self.flush(room, order)
+            return
+        beyond = [seq for seq in arrived if seq > position and order.waiting.pop(seq, None) is not None]
+        if beyond:
+            logger.error(
+                "hub: dropped %s event(s) of %s numbered past its last step %s", len(beyond), room, position
+            )
         for message_id, seq, sender, content, sent_at, reply_to in missing:
             text = encode(chat_message(message_id, sender, content, sent_at, reply_to))
             order.waiting.setdefault(seq, {"room": room, "text": text, "message_id": message_id, "seq": seq})
         if order.last == last and last + 1 not in order.waiting:
-            order.last = max(last, min(order.waiting, default=upto) - 1)
+            order.last = max(last, min(order.waiting, default=before) - 1)
         self.flush(room, order)
 
     def fan_out(self, event: RoomEvent) -> None:

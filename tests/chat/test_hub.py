@@ -268,6 +268,20 @@ def message(seq: int) -> dict:
     return {"room": X, "text": f"m{seq}", "message_id": 100 + seq, "seq": seq}
 
 
+def standing_at(seq: int):
+    """A hub's `position`: the room's last step is `seq`."""
+
+    async def position(room: str) -> int:
+        return seq
+
+    return position
+
+
+async def nothing(room: str, after: int, before: int) -> list[tuple]:
+    """A hub's `stored`: no message in that range (the steps of edits, deletes, reactions)."""
+    return []
+
+
 async def test_messages_that_overtook_an_earlier_one_wait_for_it(settings):
     """Two processes publish after their own commits: the hub restores the room order."""
     hub, socket = await ordered_hub(settings)
@@ -319,6 +333,7 @@ async def test_a_message_that_never_arrives_is_read_from_the_database(settings, 
         ]
 
     hub, socket = await ordered_hub(settings, stored)
+    hub.position = standing_at(3)
     for seq in (1, 3):
         hub.deliver(message(seq))
     await asyncio.sleep(0.05)
@@ -326,13 +341,56 @@ async def test_a_message_that_never_arrives_is_read_from_the_database(settings, 
     assert socket.sent[0] == "m1" and socket.sent[2] == "m3"
     assert '"id":102' in socket.sent[1] and '"reply_to":101' in socket.sent[1]  # as it was broadcast
 
-    async def nothing(room, after, before):
-        return []
-
-    hub.stored = nothing
+    hub.stored, hub.position = nothing, standing_at(5)
     hub.deliver(message(5))
     await asyncio.sleep(0.05)
     assert socket.sent[-1] == "m5" and hub.order[X].last == 5
+    hub.task.cancel()
+
+
+async def test_an_event_numbered_past_where_the_room_stands_is_dropped(settings, monkeypatch, caplog):
+    """A well-typed event with a far seq (a bug, or anyone who can write to Redis) is
+    published by no commit: the gap repair drops it instead of moving the room's order
+    past it, which would drop every later message here as shown already. One that
+    arrives while the position is read may be newer than it: it is kept."""
+    monkeypatch.setattr("chat.hub.GAP_WAIT", 0.01)
+    hub, socket = await ordered_hub(settings, nothing)
+    hub.handle({"type": EVENT_TYPE, "events": [{"room": X, "text": "far", "seq": 2**62}]})
+    await asyncio.sleep(0.05)
+    assert (hub.order[X].last, hub.order[X].waiting) == (0, {})
+    assert "numbered past its last step 0" in caplog.text
+
+    async def read_while_3_arrives(room: str) -> int:
+        hub.deliver(message(3))  # committed after the read began
+        return 2
+
+    hub.position = read_while_3_arrives
+    hub.deliver(message(2))  # 1 is a change that never arrives
+    await asyncio.sleep(0.05)
+    assert socket.sent == ["m2", "m3"] and hub.order[X].last == 3
+    hub.position = standing_at(3)
+    hub.deliver(message(4))
+    await drain()
+    assert socket.sent == ["m2", "m3", "m4"]
+    hub.task.cancel()
+
+
+async def test_a_gap_the_database_cannot_be_asked_about_waits_for_it(settings, monkeypatch):
+    """The database is down when a gap is repaired: nothing is skipped, the next try is
+    GAP_WAIT later."""
+    monkeypatch.setattr("chat.hub.GAP_WAIT", 0.01)
+    hub, socket = await ordered_hub(settings, nothing)
+
+    async def database_down(room: str) -> int:
+        raise RuntimeError("database down")
+
+    hub.position = database_down
+    hub.deliver(message(2))
+    await asyncio.sleep(0.05)
+    assert socket.sent == [] and hub.order[X].last == 0
+    hub.deliver(message(1))
+    await drain()
+    assert socket.sent == ["m1", "m2"]
     hub.task.cancel()
 
 
