@@ -63,19 +63,24 @@ def connection_opened() -> None:
 
 
 def connection_closed() -> None:
-    global _connections, _task
+    """The last socket closing stops the beat: a break in the beats, so the sweep waits
+    again from the next first beat (`beat_once`)."""
+    global _connections, _task, _beating_since
     _connections = max(0, _connections - 1)
     if _connections == 0 and _task is not None and _task.get_loop() is asyncio.get_running_loop():
         _task.cancel()
         _task = None
+        _beating_since = None
 
 
 async def beat_once() -> None:
     """One heartbeat plus sweep; announces swept ghosts to their rooms.
 
     The sweep waits until this process has been beating for PRESENCE_TIMEOUT without a
-    break: after the database was down, every process's participants look stale until
-    their own process has beaten again, and none of them may be taken for a ghost."""
+    break (a failed beat, or a time without sockets and so without beats): after the
+    database was down, every process's participants look stale until their own process
+    has beaten again, and none of them may be taken for a ghost. A process that held no
+    socket meanwhile cannot tell whether the database was down."""
     global _beating_since
     now = timezone.now()
     try:

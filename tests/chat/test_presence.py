@@ -100,6 +100,32 @@ async def test_the_sweep_waits_for_presence_timeout_of_unbroken_beats(no_databas
     assert no_database.sweeps == 2
 
 
+async def test_the_sweep_waits_again_after_a_time_without_sockets(no_database, clock, settings, monkeypatch):
+    """Without sockets the heartbeat stops, so the process cannot see a database outage
+    meanwhile: the first beat with a socket again starts the wait anew."""
+    settings.PRESENCE_TIMEOUT = 45
+    settings.PRESENCE_HEARTBEAT = 3600  # the task never beats by itself here
+    monkeypatch.setattr(presence, "_connections", 0)
+    monkeypatch.setattr(presence, "_task", None)
+    presence._beating_since = None
+    presence.connection_opened()
+    await presence.beat_once()
+    clock.now += 45
+    await presence.beat_once()
+    assert no_database.sweeps == 1
+    presence.connection_closed()  # the last socket: the heartbeat stops
+    clock.now += 600  # the database may have been down meanwhile
+    presence.connection_opened()
+    await presence.beat_once()
+    clock.now += 44
+    await presence.beat_once()
+    assert no_database.sweeps == 1
+    clock.now += 1
+    await presence.beat_once()
+    assert no_database.sweeps == 2
+    presence.connection_closed()
+
+
 async def test_each_ghost_swept_is_announced_to_its_room(no_database):
     room_a, room_b = uuid.uuid4(), uuid.uuid4()
     no_database.swept = [services.Swept(room_a, "Ann", 1), services.Swept(room_b, "Ben", 2)]
