@@ -341,7 +341,8 @@ async def edit_message(conn: Connection, command: protocol.EditMessage) -> None:
     step = await database(services.message_edit)(
         seat=seat, message_id=command.id, content=command.content, now=now
     )
-    await publish(seat.room_id, protocol.message_edited_message(command.id, command.content, now), seq=step)
+    edited = protocol.message_edited_message(command.id, command.content, now)
+    await publish(seat.room_id, edited, seq=step, changes=command.id)
 
 
 async def delete_message(conn: Connection, command: protocol.DeleteMessage) -> None:
@@ -350,7 +351,7 @@ async def delete_message(conn: Connection, command: protocol.DeleteMessage) -> N
     step, after = await database(services.message_delete)(
         seat=seat, message_id=command.id, now=timezone.now()
     )
-    await publish(seat.room_id, protocol.message_deleted_message(command.id), seq=step)
+    await publish(seat.room_id, protocol.message_deleted_message(command.id), seq=step, changes=command.id)
     for message in after:  # the file of a file's message (files/signals.py)
         await publish(seat.room_id, message)
 
@@ -359,7 +360,7 @@ async def react(conn: Connection, command: protocol.React) -> None:
     seat = require_room(conn)
     take_chat(conn)
     step, state = await batching.post_reaction(seat, command.id, command.emoji, command.on)
-    await publish(seat.room_id, protocol.reactions_message(command.id, state), seq=step)
+    await publish(seat.room_id, protocol.reactions_message(command.id, state), seq=step, changes=command.id)
 
 
 # The room event that closes a resumed participant's other connection: no frame, a close.

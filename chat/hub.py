@@ -70,6 +70,9 @@ class Marks(TypedDict, total=False):
     # A chat message's id and room sequence number (the hub's order, a joiner's snapshot).
     message_id: int
     seq: int
+    # An edit's, delete's or reaction's message id (with its seq): the hub hands out one
+    # that comes late unless a later change of that message went out (`RoomOrder.late`).
+    changes: int
     # Presence: whose arrival or departure, for a joiner's snapshot (`services.Snapshot.shows`).
     participant_id: int
     joined: bool
@@ -107,12 +110,46 @@ class RoomOrder:
     order. A message still missing after GAP_WAIT (its publisher died after the commit,
     or Redis lost it) is read from the database instead, and one numbered past where the
     room stands (no commit published it) is dropped.
+
+    The database holds no edit, delete or reaction by its number, so the order passes
+    one still missing after GAP_WAIT; when it comes, it is handed out all the same
+    unless a later change of its message went out (each carries the message's whole
+    state, and a delete is the last). So the last change handed out for each message
+    is kept, for at most CHANGES_KEPT messages.
     """
 
     def __init__(self) -> None:
         self.last: int | None = None  # None until the room's position is read
         self.waiting: dict[int, RoomEvent] = {}
         self.repair: asyncio.TimerHandle | None = None
+        # Message id -> the seq of its last change handed out, the least recent first.
+        self.changed: dict[int, int] = {}
+        # No late change up to this seq is handed out: the joiners' History showed it,
+        # or a later change of its message may have been forgotten.
+        self.known_after = 0
+
+    def note(self, event: RoomEvent) -> None:
+        """A change is handed out: keep its seq, forgetting the least recent past CHANGES_KEPT."""
+        message_id = event.get("changes")
+        if message_id is not None:
+            self.changed.pop(message_id, None)
+            self.changed[message_id] = event["seq"]
+            if len(self.changed) > CHANGES_KEPT:
+                self.known_after = max(self.known_after, self.changed.pop(next(iter(self.changed))))
+
+    def late(self, event: RoomEvent) -> bool:
+        """Whether an event that comes after the order passed its seq is handed out
+        (and noted): only a change no later change of its message went out after. A
+        message never: it was read from the database, or has been deleted."""
+        message_id, seq = event.get("changes"), event["seq"]
+        if message_id is None or seq <= self.known_after or self.changed.get(message_id, 0) >= seq:
+            return False
+        self.note(event)
+        return True
+
+
+# Messages whose last change each room's order keeps (`RoomOrder.changed`).
+CHANGES_KEPT = 128
 
 
 # Seconds a room message waits for an earlier one before the database is asked for it.
@@ -315,7 +352,7 @@ class Hub:
                     if room not in self.groups:
                         await self.layer.group_add(room_group(room), self.channel)
                         self.groups.add(room)
-                    order.last = await self.position(room)
+                    order.last = order.known_after = await self.position(room)
                 except BaseException:
                     # Redis or the database down: the next join tries afresh.
                     self.order.pop(room, None)
@@ -378,6 +415,8 @@ class Hub:
         elif order.last is None or seq > order.last:
             order.waiting[seq] = event
             self.flush(room, order)
+        elif order.late(event):
+            self.fan_out(event)
 
     def flush(self, room: str, order: RoomOrder) -> None:
         """Hand out the waiting messages that are next in order; if one is missing,
@@ -385,8 +424,11 @@ class Hub:
         if order.last is None:
             return
         for seq in [seq for seq in order.waiting if seq <= order.last]:
-            del order.waiting[seq]  # shown already (History, or read from the database)
+            # Shown already (History, or read from the database), or a late change.
+            if order.late(event := order.waiting.pop(seq)):
+                self.fan_out(event)
         while (event := order.waiting.pop(order.last + 1, None)) is not None:
+            order.note(event)
             self.fan_out(event)
             order.last += 1
         if order.waiting and order.repair is None:

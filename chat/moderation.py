@@ -67,7 +67,8 @@ def delete_messages(*, message_ids: list[int], actor: str) -> int:
     and a file's message takes its file with it (`FileDeleted`), as a member's delete does."""
     deleted = services.messages_delete(message_ids=message_ids, now=timezone.now())
     for room_id, message_id, seq, after in deleted:
-        in_order = {"seq": seq} if seq is not None else {}  # after the message, on every process
+        # After the message, on every process; naming it, should it come late (chat/hub.py).
+        in_order = {"seq": seq, "changes": message_id} if seq is not None else {}
         tell(room_id, protocol.message_deleted_message(message_id), **in_order)
         for message in after:  # the file of a file's message (files/signals.py)
             tell(room_id, message)

@@ -454,3 +454,32 @@ async def test_the_name_check_comes_after_the_password_and_before_name_taken():
     other, refused = await resume("unknown", "Owner", join_key, password="right")
     assert refused["code"] == "name_taken"  # an unknown token: a new participant, whose name is taken
     await close_all(owner, wrong, other)
+
+
+async def test_edits_deletes_and_reactions_name_their_message_on_the_bus(room_of_two, monkeypatch):
+    """With its seq, each names the message it changes (`changes`), so that a hub hands
+    out one that comes after the room's order passed it (chat/hub.py, RoomOrder.late)."""
+    from chat.hub import hub
+
+    owner, bob, key = room_of_two.owner, room_of_two.member, room_of_two.key
+    first = await say(owner, [owner, bob], key, "one")
+    second = await say(owner, [owner, bob], key, "two")
+    marks = []
+    deliver = hub.deliver
+
+    def recording(event):
+        if event.get("seq") is not None:
+            marks.append((event["seq"], event.get("changes")))
+        deliver(event)
+
+    monkeypatch.setattr(hub, "deliver", recording)
+    await edit(owner, first["id"], encrypt(key, "uno"))
+    await react(bob, first["id"], "👍")
+    await owner.send_json_to({"type": "DeleteMessage", "id": first["id"]})
+    for _ in range(3):
+        for communicator in (owner, bob):
+            await communicator.receive_json_from()
+    await database_sync_to_async(moderation.delete_messages)(message_ids=[second["id"]], actor="admin")
+    for communicator in (owner, bob):
+        assert await communicator.receive_json_from() == {"type": "MessageDeleted", "id": second["id"]}
+    assert marks == [(3, first["id"]), (4, first["id"]), (5, first["id"]), (6, second["id"])]

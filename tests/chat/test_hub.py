@@ -394,6 +394,61 @@ async def test_a_gap_the_database_cannot_be_asked_about_waits_for_it(settings, m
     hub.task.cancel()
 
 
+def change(seq: int, message_id: int, text: str) -> dict:
+    """An edit, a delete or a reaction of message `message_id`, as published."""
+    return {"room": X, "text": text, "seq": seq, "changes": message_id}
+
+
+async def test_a_change_that_comes_after_its_place_is_handed_out_unless_a_later_one_went_out(
+    settings, monkeypatch
+):
+    """The database holds no edit, delete or reaction by its number, so the order passes
+    one that is late (its publisher was slow, GAP_WAIT); when it comes it is handed out
+    all the same, unless a later change of its message went out already."""
+    monkeypatch.setattr("chat.hub.GAP_WAIT", 0.01)
+    hub, socket = await ordered_hub(settings, nothing)
+    hub.position = standing_at(6)
+    hub.deliver(message(1))
+    hub.deliver(message(3))  # 2 is the delete of 101, late
+    hub.deliver(change(5, 103, "Reactions 103 b"))  # 4 is an earlier reaction to 103, late
+    hub.deliver(message(6))
+    await asyncio.sleep(0.05)
+    assert socket.sent == ["m1", "m3", "Reactions 103 b", "m6"] and hub.order[X].last == 6
+    hub.deliver(change(2, 101, "MessageDeleted 101"))
+    hub.deliver(change(4, 103, "Reactions 103 a"))  # older than what went out: dropped
+    hub.deliver(change(2, 101, "MessageDeleted 101"))  # a repeat: dropped
+    hub.deliver(message(3))  # a late message was read from the database: dropped
+    await drain()
+    assert socket.sent == ["m1", "m3", "Reactions 103 b", "m6", "MessageDeleted 101"]
+    hub.task.cancel()
+
+
+async def test_a_late_change_that_may_be_stale_is_dropped_and_the_changes_kept_are_bounded(
+    settings, monkeypatch
+):
+    """A late change is dropped when the joiner's History showed it, or when a later
+    change of its message may have gone out and been forgotten: the order keeps the last
+    change of at most CHANGES_KEPT messages."""
+    monkeypatch.setattr("chat.hub.GAP_WAIT", 0.01)
+    monkeypatch.setattr("chat.hub.CHANGES_KEPT", 2)
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
+    hub = Hub()
+    hub.position, hub.stored = standing_at(1), nothing
+    socket = FakeSocket()
+    await hub.join(ROOM_X, Outbox(socket.send, socket.close))
+    hub.deliver(change(1, 100, "MessageEdited 100"))  # in the joiner's History
+    hub.position = standing_at(5)
+    hub.deliver(change(3, 101, "MessageEdited 101 b"))  # 2 is an earlier edit of 101, late
+    await asyncio.sleep(0.05)
+    hub.deliver(change(4, 102, "Reactions 102"))
+    hub.deliver(change(5, 103, "Reactions 103"))  # 101's change is forgotten
+    assert list(hub.order[X].changed) == [102, 103]
+    hub.deliver(change(2, 101, "MessageEdited 101 a"))
+    await drain()
+    assert socket.sent == ["MessageEdited 101 b", "Reactions 102", "Reactions 103"]
+    hub.task.cancel()
+
+
 async def test_a_new_subscriber_starts_after_what_is_stored(settings):
     """Messages stored before the hub joined are in the joiner's History: not sent again."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
