@@ -29,10 +29,13 @@ replaced by one on a new channel (logged), without waiting for the stuck one to 
 and each room's messages stored meanwhile are read from the database.
 
 A place in a group lasts CHANNEL_GROUP_EXPIRY seconds in the Redis layer unless it is
-renewed: the watchdog renews the hub's places every round (Redis may also have
-restarted empty), and `stop` (the server's shutdown, config/asgi.py) takes them out,
-so a process that stops is no longer sent its rooms' events, and one that was killed is
-dropped by the first send to each room after the expiry.
+renewed: the watchdog renews the hub's places every round, and `stop` (the server's
+shutdown, config/asgi.py) takes them out, so a process that stops is no longer sent its
+rooms' events, and one that was killed is dropped by the first send to each room after
+the expiry. Redis may also have restarted empty, and sent the hub nothing meanwhile: a
+renewal that finds the hub's place gone reads each such room's messages stored since
+from the database (`renew`), and a publish that finds its own process's hub missing
+from a room it is in hands the event to that hub itself and renews at once.
 
 The hub hands each event to the `Outbox` of each local socket in its room
 (chat/outbox.py).
@@ -204,6 +207,8 @@ class Hub:
         self.progress = 0.0
         # The task leaving the groups of rooms left (`prune`), while it runs.
         self.pruning: asyncio.Task | None = None
+        # The task renewing the hub's places out of turn (`renew_soon`), while it runs.
+        self.renewing: asyncio.Task | None = None
         # Room events this process published, and received from the layer (logged when
         # the process stops, `event=hub_totals`: bench/run.sh processes).
         self.published = 0
@@ -232,8 +237,9 @@ class Hub:
             return
         task.cancel()
         self.receiver.cancel()  # the watchdog does too, unless it never got to run
-        if self.pruning is not None:
-            self.pruning.cancel()  # what it had to leave, the leave below does
+        for background in (self.pruning, self.renewing):
+            if background is not None:
+                background.cancel()  # what it had to leave, the leave below does
         try:
             async with asyncio.timeout(LEAVE_TIMEOUT):
                 # Once the watchdog has ended, no renewal or restart can follow the leave.
@@ -297,11 +303,31 @@ class Hub:
 
     async def renew(self) -> None:
         """Leave the groups of rooms without a local socket (a leave the layer did not
-        take), and renew the others."""
+        take), and renew the others. A group the hub was no longer in (Redis restarted
+        empty, or its place expired) sent it nothing meanwhile: the room's messages
+        stored since are read from the database (`catch_up`)."""
         async with self.lock:
             await self.leave_idle()
-            if self.groups:
-                await self.layer.group_add_many(map(room_group, self.groups), self.channel)
+            rooms = {room_group(room): room for room in self.groups}
+            lost = await self.layer.group_add_many(rooms, self.channel) if rooms else []
+        if lost:
+            logger.warning("hub: the bus had lost its place in %s room group(s); catching up", len(lost))
+        for group in lost:
+            order = self.order.get(rooms[group])
+            if order is not None:
+                await self.catch_up(rooms[group], order)
+
+    def renew_soon(self) -> None:
+        """A publish found this hub missing from a group it is in: renew its places now,
+        in the background, rather than at the next watchdog round."""
+        if self.renewing is None or self.renewing.done():
+            self.renewing = asyncio.get_running_loop().create_task(self._renew_now())
+
+    async def _renew_now(self) -> None:
+        try:
+            await self.renew()
+        except Exception:
+            logger.warning("hub: could not renew its place on the bus", exc_info=True)
 
     async def restart(self, why: str) -> None:
         """Receive on a new channel, and leave the stuck receive behind.
@@ -588,13 +614,23 @@ async def send_events(events: list[RoomEvent]) -> list[None]:
     """Send each hub in the rooms' groups one layer message with its rooms' events, in
     the order published."""
     # The hub's layer, once started: looking it up costs a settings read per call.
-    layer = hub.layer if hub.started() else get_channel_layer()
+    started = hub.started()
+    layer = hub.layer if started else get_channel_layer()
     groups = [room_group(event["room"]) for event in events]
     members = await layer.group_members(dict.fromkeys(groups))
     batches: dict[str, list[RoomEvent]] = {}
+    missed: list[RoomEvent] = []
     for event, group in zip(events, groups, strict=True):
         for channel in members[group]:
             batches.setdefault(channel, []).append(event)
+        if started and hub.channel not in members[group] and event["room"] in hub.groups:
+            missed.append(event)
+    if missed:
+        # The bus lost this hub's place (Redis restarted empty): its own sockets get the
+        # events at once, and it rejoins its rooms and reads what it missed meanwhile.
+        for event in missed:
+            hub.deliver(event)
+        hub.renew_soon()
     await layer.send_many({channel: {"type": EVENT_TYPE, "events": its} for channel, its in batches.items()})
     hub.published += len(events)
     return [None] * len(events)

@@ -7,7 +7,9 @@ those groups' members (`group_members`) and one message per receiving hub
 (`send_many`), and a hub renews or leaves all its groups at once (`group_add_many`,
 `group_discard_many`). On Redis each of these is one round trip per Redis server
 (a pipeline, or one Lua script), whatever the number of groups and hubs; channels-redis's
-own `group_send` takes four round trips per group.
+own `group_send` takes four round trips per group. `group_add_many` says which groups
+the channel was not in (Redis restarted, or its place expired): the hub reads what it
+missed there from the database.
 
 `InMemoryChannelLayer` (one process, no services) also fixes two costs of Channels' own:
 it walks every channel and group membership on every `receive()` to drop expired
@@ -56,9 +58,16 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
             self._cleaned_at = now
             super()._clean_expired()
 
-    async def group_add_many(self, groups: Iterable[str], channel: str) -> None:
+    async def group_add_many(self, groups: Iterable[str], channel: str) -> list[str]:
+        """Put `channel` in each group (or renew it there); returns the groups it was
+        not in (or had expired from), as the Redis layer does."""
+        cutoff = time.time() - self.group_expiry
+        added = []
         for group in groups:
+            if self.groups.get(group, {}).get(channel, cutoff - 1) < cutoff:
+                added.append(group)
             await self.group_add(group, channel)
+        return added
 
     async def group_discard_many(self, groups: Iterable[str], channel: str) -> None:
         for group in groups:
@@ -150,19 +159,22 @@ class RedisChannelLayer(ChannelsRedisChannelLayer):
         servers = self._by_server(names)
         return await asyncio.gather(*(call(index, part) for index, part in sorted(servers.items())))
 
-    async def group_add_many(self, groups: Iterable[str], channel: str) -> None:
+    async def group_add_many(self, groups: Iterable[str], channel: str) -> list[str]:
+        """Put `channel` in each group (or renew it there); returns the groups it was
+        not in: Redis forgot it (a restart), or a send dropped it as expired."""
         assert self.require_valid_channel_name(channel), "Channel name not valid"
 
-        async def add(index: int, part: list[str]) -> None:
+        async def add(index: int, part: list[str]) -> list[str]:
             pipe = self.connection(index).pipeline(transaction=False)
             now = time.time()
             for group in part:
                 key = self._group_key(group)
                 pipe.zadd(key, {channel: now})
                 pipe.expire(key, self.group_expiry)
-            await pipe.execute()
+            replies = await pipe.execute()
+            return [group for n, group in enumerate(part) if replies[2 * n]]
 
-        await self._each_server(groups, add)
+        return [group for added in await self._each_server(groups, add) for group in added]
 
     async def group_discard_many(self, groups: Iterable[str], channel: str) -> None:
         async def discard(index: int, part: list[str]) -> None:

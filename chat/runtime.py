@@ -6,7 +6,9 @@ it and what stops it. `start` and `stop` are called by the ASGI application
 - SQLite WAL checkpoints, a thread with its own connection (chat/checkpoint.py):
   started by `start` when the database is SQLite; ends with the process.
 - The hub's layer receive and watchdog, tasks (chat/hub.py): started by the first room
-  created or joined (`hub.start`); `stop` takes the hub off the room bus.
+  created or joined (`hub.start`); `stop` takes the hub off the room bus. Two short
+  tasks of its own: leaving rooms left (`Hub.prune`) and renewing its places when a
+  publish found one lost (`Hub.renew_soon`); `stop` cancels both.
 - Presence's heartbeat and ghost sweep, a task (chat/presence.py): started by the first
   socket (`connection_opened`), cancelled when the last one closes.
 - Each socket's outbox writer, a task (chat/outbox.py): from its accept to its close.

@@ -541,6 +541,66 @@ async def test_a_hub_is_in_its_rooms_groups_once_joined_and_after_each_refresh(s
     hub.task.cancel()
 
 
+async def test_a_renewal_that_finds_the_hubs_place_lost_reads_what_was_stored_meanwhile(layer, caplog):
+    """Redis restarted empty: what was published meanwhile reached no hub. The next
+    renewal (the watchdog's, or the heartbeat's) puts the hub back in the room's group
+    and reads the room's messages stored since from the database."""
+    hub = Hub()
+    stored = {
+        seq: (100 + seq, seq, "Bob", f"c{seq}", datetime(2026, 1, 1, tzinfo=UTC), None) for seq in (1, 2)
+    }
+    written = 0
+
+    async def position(room):
+        return written
+
+    async def read(room, after, before):
+        return [stored[seq] for seq in range(after + 1, min(before, written + 1))]
+
+    hub.position, hub.stored = position, read
+    socket = FakeSocket()
+    await hub.join(ROOM_X, Outbox(socket.send, socket.close))
+    await hub.layer.group_discard(room_group(X), hub.channel)  # Redis forgot the group
+    written = 2  # two messages stored, and published to nobody
+    await hub.renew()
+    await drain()
+    assert len(socket.sent) == 2 and '"id":101' in socket.sent[0] and '"id":102' in socket.sent[1]
+    assert "lost its place in 1 room group" in caplog.text
+    assert await group_members(layer, hub, X) == {hub.channel}
+    await hub.renew()  # its place kept: nothing is read again
+    await drain()
+    assert len(socket.sent) == 2
+    await hub.stop()
+
+
+async def test_a_publish_that_finds_its_own_hub_missing_hands_out_at_once_and_rejoins(layer, monkeypatch):
+    """Redis restarted empty: a publish finds no place of this process's hub in a room
+    it has sockets in. Its own sockets get the event all the same (a sender its echo, a
+    delete or a close its local targets), and the hub renews its places at once instead
+    of at the next watchdog round."""
+    import chat.hub as hub_module
+
+    here = Hub()
+    monkeypatch.setattr(hub_module, "hub", here)
+    here.position = no_messages_yet
+    socket = FakeSocket()
+    await here.join(ROOM_X, Outbox(socket.send, socket.close))
+    await here.layer.group_discard(room_group(X), here.channel)
+    await hub_module.publish(ROOM_X, {"type": "Note", "n": 1})
+    await drain()
+    assert socket.sent == ['{"type":"Note","n":1}']
+    await here.renewing
+    assert await group_members(layer, here, X) == {here.channel}
+    await hub_module.publish(ROOM_X, {"type": "Note", "n": 2})  # over the bus again, once
+    for _ in range(50):
+        if len(socket.sent) == 2:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.05)
+    assert socket.sent == ['{"type":"Note","n":1}', '{"type":"Note","n":2}']
+    await here.stop()
+
+
 async def test_a_room_without_local_sockets_is_left_at_once_and_a_failed_leave_next_round(layer, monkeypatch):
     """The last socket of a room leaves: the hub leaves the room's group, so nothing of
     the room reaches this process any more; a member back later joins it again and

@@ -1,0 +1,65 @@
+"""Redis restarts empty (a crash without persistence) under two server processes that
+share a SQLite file: it forgets every hub's place in its rooms' groups, and each
+process finds out by itself (chat/hub.py, `Hub.renew`, `send_events`).
+
+Each test runs its own redis-server on a free port, so the machine's stays up."""
+
+import asyncio
+import time
+
+import pytest
+
+from chatclient.crypto import decrypt
+from tests.e2e.servers import manage, production_env
+from tests.e2e.wsclient import Client, room_of_two
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def restarting(tmp_path, own_redis):
+    """Two processes' environment on one SQLite file and the test's own Redis."""
+    env = production_env(CHAT_VAR_DIR=str(tmp_path), REDIS_URL=own_redis.url, CHANNEL_LAYER_PREFIX="restart")
+    manage(env, "migrate", "--noinput")
+    return env
+
+
+async def restart(redis) -> None:
+    redis.stop()
+    redis.start()
+    await asyncio.sleep(0.6)  # the processes' receives are back on the new Redis
+
+
+async def frames(client: Client, within: float) -> list[dict]:
+    """Every frame the client gets within `within` seconds."""
+    got = []
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            got.append(await client.recv(within=left))
+        except TimeoutError:
+            break
+    return got
+
+
+async def test_after_a_redis_restart_nothing_waits_for_a_later_message(restarting, own_redis, servers):
+    """A message sent right after the restart reaches its sender at once and the other
+    process within a watchdog round (HUB_WATCHDOG_INTERVAL, 2 s), without a later
+    message to set off the gap repair; the sender's own delete reaches the sender."""
+    one, two = servers(restarting, 2)
+    alice, bob, _ = await room_of_two(one.url, two.url)
+    await alice.say("first")
+    first = await alice.expect("ChatMessage")
+    assert (await bob.expect("ChatMessage"))["id"] == first["id"]
+    await restart(own_redis)
+
+    await alice.say("right after the restart")
+    echo = await alice.expect("ChatMessage", within=2)
+    assert decrypt(alice.key, echo["content"]) == "right after the restart"
+    await alice.send(type="DeleteMessage", id=first["id"])
+    assert await alice.expect("MessageDeleted", within=2) == {"type": "MessageDeleted", "id": first["id"]}
+    got = [frame for frame in await frames(bob, 6) if frame["type"] == "ChatMessage"]
+    assert [frame["id"] for frame in got] == [echo["id"]], got
+    for server in (one, two):
+        assert server.process.poll() is None
+        assert "lost its place" in server.log_path.read_text()
