@@ -117,7 +117,7 @@ async def close_connection(conn: Connection, code: int) -> None:
     try:
         if seat is not None and conn.outbox.closing == CloseCode.REPLACED:
             conn.seat = None
-            presence.live_seats.discard(seat.participant_id)
+            presence.live_seats.discard(seat.participant_id, conn.outbox.id)
             await hub.leave(seat.room_id, conn.outbox)
         elif seat is not None:
             await leave(conn)
@@ -481,7 +481,7 @@ def require_no_room(conn: Connection) -> None:
 
 def take_seat(conn: Connection, seat: services.Seat) -> services.Seat:
     conn.seat = seat
-    presence.live_seats.add(seat.participant_id)
+    presence.live_seats.add(seat.participant_id, conn.outbox.id)
     return seat
 
 
@@ -498,7 +498,7 @@ async def seat_gone(conn: Connection, exc: services.SeatGone) -> None:
 
 async def leave(conn: Connection) -> None:
     seat, conn.seat = require_room(conn), None
-    presence.live_seats.discard(seat.participant_id)
+    presence.live_seats.discard(seat.participant_id, conn.outbox.id)
     try:
         left = await on_database_thread(services.participant_leave)(
             participant_id=seat.participant_id, now=timezone.now(), outbox_id=conn.outbox.id

@@ -12,12 +12,12 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import Counter
 
 from django.conf import settings
 from django.utils import timezone
 
 from chat import protocol, services
+from chat.errors import CloseCode
 from chat.hub import hub, publish_all, room_event
 from chat.workers import on_database_thread
 
@@ -27,19 +27,22 @@ logger = logging.getLogger(__name__)
 PROCESS_ID = uuid.uuid4().hex
 
 
-class LiveSeats(Counter[int]):
-    """Participants whose sockets this process holds now, each with how many: only these
-    are kept fresh, so a row whose leave could not be written (database down) ages out
-    like a ghost. A participant that resumed on a second socket here (PROTOCOL.md,
-    Conversations) is held twice until the first one's close."""
+class LiveSeats(dict[int, set[str]]):
+    """Participants whose sockets this process holds now, each with those sockets'
+    outbox ids: only these are kept fresh, so a row whose leave could not be written
+    (database down) ages out like a ghost. A participant that resumed on a second socket
+    here (PROTOCOL.md, Conversations) is held by both until the first one's close."""
 
-    def add(self, participant_id: int) -> None:
-        self[participant_id] += 1
+    def add(self, participant_id: int, outbox_id: str) -> None:
+        self.setdefault(participant_id, set()).add(outbox_id)
 
-    def discard(self, participant_id: int) -> None:
-        if self[participant_id] > 1:
-            self[participant_id] -= 1
-        else:
+    def discard(self, participant_id: int, outbox_id: str | None = None) -> None:
+        """That socket no longer holds the participant (None: no socket here does)."""
+        held = self.get(participant_id, set())
+        if outbox_id is None:
+            held.clear()
+        held.discard(outbox_id or "")
+        if not held:
             self.pop(participant_id, None)
 
 
@@ -90,21 +93,26 @@ async def beat_once() -> None:
         raise
     if _beating_since is None:
         _beating_since = clock()
-    tell_ended(await on_database_thread(services.seats_ended)(participant_ids=list(live_seats)))
+    held = {participant_id: set(outboxes) for participant_id, outboxes in live_seats.items()}
+    tell_ended(await on_database_thread(services.seats_ended)(held=held))
     if clock() - _beating_since >= settings.PRESENCE_TIMEOUT:
         swept = await on_database_thread(services.presence_sweep)(now=now)
         await announce_left(swept)
     await hub.refresh()
 
 
-def tell_ended(ended: list[tuple[uuid.UUID, str, services.SeatGone]]) -> None:
-    """Seats an admin removed, or whose room was closed, while their sockets here still
-    receive the room: that event never reached this process (the layer lost it). Each
-    socket is told as the event would have told it, `kicked` or `room_closed` and its
-    close, within PRESENCE_HEARTBEAT instead of at its next frame."""
+def tell_ended(ended: list[tuple[uuid.UUID, str, services.SeatGone | None]]) -> None:
+    """Seats an admin removed, or whose room was closed, or that resumed on another
+    socket, while their sockets here still receive the room: that event never reached
+    this process (the layer lost it). Each socket is told as the event would have told
+    it, `kicked` or `room_closed` and its close, or for a resumed seat (None) the close
+    4003 alone, within PRESENCE_HEARTBEAT instead of at its next frame."""
     for room_id, outbox_id, gone in ended:
-        message = protocol.error_message(gone.code, gone.message)
-        hub.fan_out(room_event(room_id, message, only=outbox_id, close=gone.close))
+        if gone is None:
+            hub.fan_out(room_event(room_id, {}, only=outbox_id, close=CloseCode.REPLACED))
+        else:
+            message = protocol.error_message(gone.code, gone.message)
+            hub.fan_out(room_event(room_id, message, only=outbox_id, close=gone.close))
 
 
 async def announce_left(swept: list[services.Swept]) -> None:

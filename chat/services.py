@@ -7,6 +7,7 @@ import secrets
 from array import array
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import import_module
@@ -460,20 +461,31 @@ def presence_heartbeat(*, participant_ids: list[int], now: datetime) -> int:
     return refreshed
 
 
-def seats_ended(*, participant_ids: list[int]) -> list[tuple[UUID, str, SeatGone]]:
-    """Of these seats (those a process's sockets hold), the ones an admin removed or
-    whose room was closed: each with its room, the socket its row names and why. The
+def seats_ended(*, held: Mapping[int, Collection[str]]) -> list[tuple[UUID, str, SeatGone | None]]:
+    """Of the seats a process's sockets hold (each with those sockets' outbox ids), the
+    ones an admin removed or whose room was closed: each with its room, the socket its
+    row names and why; and each socket of a seat that resumed on another socket since
+    (its row names that one), with None. One query per HEARTBEAT_BATCH seats. The
     heartbeat tells those sockets what the lost event would have (chat/presence.py)."""
-    ended = []
-    for start in range(0, len(participant_ids), HEARTBEAT_BATCH):
-        batch = participant_ids[start : start + HEARTBEAT_BATCH]
-        for participant_id, room_id, outbox_id in (
+    ended: list[tuple[UUID, str, SeatGone | None]] = []
+    ids = list(held)
+    for start in range(0, len(ids), HEARTBEAT_BATCH):
+        batch = ids[start : start + HEARTBEAT_BATCH]
+        outboxes = [outbox_id for participant_id in batch for outbox_id in held[participant_id]]
+        twice = [participant_id for participant_id in batch if len(held[participant_id]) > 1]
+        for participant_id, room_id, outbox_id, left_at, closed_at in (
             Participant.objects.filter(pk__in=batch)
-            .filter(Q(left_at__isnull=False) | Q(room__closed_at__isnull=False))
-            .values_list("pk", "room_id", "outbox_id")
+            .filter(
+                Q(left_at__isnull=False)
+                | Q(room__closed_at__isnull=False)
+                | ~Q(outbox_id__in=outboxes)
+                | Q(pk__in=twice)
+            )
+            .values_list("pk", "room_id", "outbox_id", "left_at", "room__closed_at")
         ):
-            gone = seat_gone(participant_id)
-            if gone is not None and gone.close is not None:
+            if left_at is None and closed_at is None:
+                ended += [(room_id, old, None) for old in held[participant_id] if old != outbox_id]
+            elif (gone := seat_gone(participant_id)) is not None and gone.close is not None:
                 ended.append((room_id, outbox_id, gone))
     return ended
 

@@ -11,8 +11,10 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from chat import presence, services
+from chat.errors import CloseCode
 from chat.models import Participant
-from tests.helpers import drain, in_loop
+from chat.outbox import Outbox
+from tests.helpers import FakeSocket, drain, in_loop
 
 
 class Clock:
@@ -54,7 +56,7 @@ def no_database(monkeypatch):
         state.sweeps += 1
         return list(state.swept)
 
-    def seats_ended(*, participant_ids):
+    def seats_ended(*, held):
         return []  # every seat this process holds is still there
 
     async def publish_all(events):
@@ -185,6 +187,18 @@ async def test_a_failed_heartbeat_is_logged_and_the_next_one_runs(monkeypatch, s
     await asyncio.gather(task, return_exceptions=True)
     assert len(beats) >= 2
     assert "presence heartbeat failed" in caplog.text
+
+
+async def test_a_socket_whose_seat_resumed_elsewhere_is_closed_4003_without_a_frame(monkeypatch):
+    """The heartbeat found the seat's row naming another socket: the 4003 event that
+    would have closed this one was lost."""
+    room = uuid.uuid4()
+    socket = FakeSocket()
+    outbox = Outbox(socket.send, socket.close)
+    monkeypatch.setattr(presence.hub, "rooms", {room.hex: {outbox.id: outbox}})
+    presence.tell_ended([(room, outbox.id, None)])
+    await drain()
+    assert socket.sent == [] and socket.closed == CloseCode.REPLACED
 
 
 # --- Through sockets and the database -------------------------------------------------

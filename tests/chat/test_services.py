@@ -11,7 +11,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from chat import services, sql
-from chat.errors import ErrorCode, ProtocolError
+from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.models import Message, Participant, Room
 from tests.helpers import join_seat, make_room
 
@@ -241,3 +241,24 @@ def test_a_batch_larger_than_one_statement_takes_is_stored_whole():
         "m2",
     ]
     assert Message.objects.filter(room=room).count() == 5000
+
+
+def test_seats_ended_names_the_sockets_of_seats_resumed_elsewhere_and_those_removed():
+    """What a process's heartbeat tells the sockets it holds when the event was lost: a
+    seat that resumed on another socket (its row names that one) closes each other
+    socket with 4003 and no frame (None); a removed seat is `kicked` on the socket its
+    row names."""
+    room, owner, _ = make_room()
+    bob, carol, dave = (join_seat(room, name).seat for name in ("Bob", "Carol", "Dave"))
+    held = {seat.participant_id: {"chan"} for seat in (owner, bob, carol, dave)}  # WHERE's outbox
+    assert services.seats_ended(held=held) == []
+    Participant.objects.filter(pk=bob.participant_id).update(outbox_id="elsewhere")  # resumed elsewhere
+    held[carol.participant_id].add("old")  # resumed here, on "chan", from "old"
+    services.participant_remove(participant_id=dave.participant_id, now=timezone.now())
+    ended = services.seats_ended(held=held)
+    assert sorted((room_id, outbox_id) for room_id, outbox_id, gone in ended if gone is None) == [
+        (room.pk, "chan"),  # Bob's socket here
+        (room.pk, "old"),  # Carol's older one
+    ]
+    kicked = [(outbox_id, gone.code, gone.close) for _, outbox_id, gone in ended if gone is not None]
+    assert kicked == [("chan", ErrorCode.KICKED, CloseCode.KICKED)]

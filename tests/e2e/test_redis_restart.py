@@ -8,6 +8,7 @@ import asyncio
 import time
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from chatclient.crypto import decrypt
 from tests.e2e.servers import manage, production_env
@@ -19,7 +20,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 @pytest.fixture
 def restarting(tmp_path, own_redis):
     """Two processes' environment on one SQLite file and the test's own Redis."""
-    env = production_env(CHAT_VAR_DIR=str(tmp_path), REDIS_URL=own_redis.url, CHANNEL_LAYER_PREFIX="restart")
+    env = production_env(
+        CHAT_VAR_DIR=str(tmp_path),
+        REDIS_URL=own_redis.url,
+        CHANNEL_LAYER_PREFIX="restart",
+        PRESENCE_HEARTBEAT="1",
+        PRESENCE_TIMEOUT="5",
+    )
     manage(env, "migrate", "--noinput")
     return env
 
@@ -63,3 +70,26 @@ async def test_after_a_redis_restart_nothing_waits_for_a_later_message(restartin
     for server in (one, two):
         assert server.process.poll() is None
         assert "lost its place" in server.log_path.read_text()
+
+
+async def test_a_socket_whose_4003_was_lost_is_closed_by_its_heartbeat(restarting, own_redis, servers):
+    """Bob resumes on the other process right after the restart: the 4003 event to his
+    old socket finds no hub of that process in the room's group. Its heartbeat
+    (PRESENCE_HEARTBEAT, 1 s here) sees the seat's row name another socket and closes
+    the old one with 4003, without a frame, so it no longer acts as Bob."""
+    one, two = servers(restarting, 2)
+    alice = await Client.open(one.url)
+    join_key = (await alice.create())["room_info"]["join_key"]
+    bob = await Client.open(two.url)
+    joined = await bob.join(join_key, "Bob")
+    await alice.expect("ParticipantJoined")
+    await restart(own_redis)
+    again = await Client.open(one.url)
+    await again.send(
+        type="JoinRoom", join_key=join_key, name="Bob", participant_token=joined["participant_token"]
+    )
+    await again.expect("RoomJoined")
+    with pytest.raises(ConnectionClosed):
+        frame = await bob.recv(within=4)
+        pytest.fail(f"the old socket got {frame}")
+    assert bob.connection.close_code == 4003
