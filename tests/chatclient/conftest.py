@@ -1,9 +1,15 @@
 """The client library against a real server process (`manage.py serve`) on a free port."""
 
 import asyncio
+import base64
+import json
 import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from chatclient import ChatClient, Event
 from tests.e2e.conftest import servers, shared_env, sqlite_env  # noqa: F401 (fixtures)
@@ -86,3 +92,71 @@ class CuttableProxy:
             pass
         finally:
             writer.close()
+
+
+# A scripted stand-in for a server, for what a real one cannot be made to do on cue.
+FAKE_ROOM = {
+    "id": "r",
+    "name": "Room",
+    "description": "",
+    "join_key": "k",
+    "has_password": False,
+    "owner": "Owner",
+    "created_at": "2026-01-01T00:00:00Z",
+}
+FAKE_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+FAKE_CREATED = {"type": "RoomCreated", "room_info": FAKE_ROOM, "encryption_key": FAKE_KEY, "owner_token": "t"}
+
+
+@asynccontextmanager
+async def fake_server(handler: Callable[[ServerConnection], Awaitable[None]]) -> AsyncIterator[str]:
+    """A WebSocket server on a free port that runs `handler` for each connection; yields its URL."""
+    async with serve(handler, "127.0.0.1", 0) as server:
+        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws/"
+
+
+class FakeRoom:
+    """A fake server's handler: one standard room (FAKE_ROOM) that anyone joins, answering
+    what a server answers; every handshake's path and frame it gets is kept in `paths` and
+    `frames`. A test changes an answer by overriding `reply`."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.frames: list[dict] = []
+        self.next_id = 1
+
+    async def __call__(self, websocket: ServerConnection) -> None:
+        self.paths.append(websocket.request.path if websocket.request else "")
+        try:
+            async for raw in websocket:
+                frame = json.loads(raw)
+                self.frames.append(frame)
+                if (answer := await self.reply(websocket, frame)) is not None:
+                    await websocket.send(json.dumps(answer))
+        except ConnectionClosed:
+            pass
+
+    def sent(self, kind: str) -> list[dict]:
+        return [frame for frame in self.frames if frame["type"] == kind]
+
+    async def reply(self, websocket: ServerConnection, frame: dict) -> dict | None:
+        match frame["type"]:
+            case "JoinRoom":
+                joined = {"type": "RoomJoined", "room_info": FAKE_ROOM, "encryption_key": FAKE_KEY}
+                return {**joined, "participants": [frame["name"]], "name": frame["name"]}
+            case "GetMembers":
+                return {"type": "Members", "participants": ["Bob"]}
+            case "ChatMessage":
+                self.next_id += 1
+                stored = {"id": self.next_id, "sender": "Bob", "sent_at": "2026-01-01T00:00:01Z"}
+                return {"type": "ChatMessage", **stored, "content": frame["content"], "reply_to": None}
+            case "React":
+                reactions = [{"emoji": frame["emoji"], "names": ["Bob"]}]
+                return {"type": "Reactions", "id": frame["id"], "reactions": reactions}
+            case "UploadFile":
+                metadata = {"id": "f", "name": frame["name"], "mime_type": frame["mime_type"]}
+                size = len(base64.b64decode(frame["content"]))
+                return {"type": "FileUploaded", "metadata": {**metadata, "size": size, "expires_at": "x"}}
+            case "DeleteFile" | "GetFile":
+                return {"type": "Error", "code": "file_not_found", "message": "File not found or expired"}
+        return {"type": "Error", "code": "message_not_found", "message": "No such message."}

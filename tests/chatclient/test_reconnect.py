@@ -22,7 +22,7 @@ from chatclient import (
     Reconnecting,
 )
 from chatclient.client import affinity_hint
-from tests.chatclient.conftest import CuttableProxy, next_of
+from tests.chatclient.conftest import FAKE_CREATED, FAKE_KEY, FAKE_ROOM, CuttableProxy, next_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -111,20 +111,6 @@ async def test_a_rejoin_whose_members_a_busy_server_refuses_is_back_all_the_same
     finally:
         await bob.close()
         await alice.close()
-
-
-# A scripted stand-in for a server, for what a real one cannot be made to do on cue.
-FAKE_ROOM = {
-    "id": "r",
-    "name": "Room",
-    "description": "",
-    "join_key": "k",
-    "has_password": False,
-    "owner": "Owner",
-    "created_at": "2026-01-01T00:00:00Z",
-}
-FAKE_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-FAKE_CREATED = {"type": "RoomCreated", "room_info": FAKE_ROOM, "encryption_key": FAKE_KEY, "owner_token": "t"}
 
 
 @pytest.mark.parametrize(("close_code", "code"), [(4000, "room_closed"), (4001, "kicked")])
