@@ -22,6 +22,7 @@ from chatclient.events import (
     Reconnecting,
     RoomInfo,
     Typing,
+    safe_name,
 )
 
 __all__ = [
@@ -47,4 +48,5 @@ __all__ = [
     "Typing",
     "decrypt",
     "encrypt",
+    "safe_name",
 ]

@@ -35,6 +35,7 @@ from chatclient.events import (
     Reconnecting,
     RoomInfo,
     Typing,
+    safe_name,
 )
 
 EXIT_REFUSED = 1  # the server refused a request (a protocol error)
@@ -306,8 +307,9 @@ async def command(client: ChatClient, line: str, out: Output) -> bool:
         out.note(f"* uploaded {metadata.name} ({metadata.size} bytes), id {metadata.id}")
     elif name == "get" and len(args) in (1, 2):
         metadata, data = await client.download_file(args[0])
-        target = await asyncio.to_thread(save, metadata.name, metadata.id, data, args[1:])
-        out.note(f"* saved {metadata.name} ({metadata.size} bytes) to {target}")
+        shown = safe_name(metadata.name, metadata.mime_type)
+        target = await asyncio.to_thread(save, shown, data, args[1:])
+        out.note(f"* saved {shown} ({metadata.size} bytes) to {target}")
     elif name == "delete" and len(args) == 1 and args[0].removeprefix("#").isdigit():
         await client.delete_message(int(args[0].removeprefix("#")))
     elif name == "delete" and len(args) == 1:  # a file's id (a UUID)
@@ -323,12 +325,13 @@ async def command(client: ChatClient, line: str, out: Output) -> bool:
     return True
 
 
-def save(name: str, file_id: str, data: bytes, dest: list[str]) -> Path:
-    """Write a download, never over an existing file and never outside DEST."""
+def save(name: str, data: bytes, dest: list[str]) -> Path:
+    """Write a download under `name` (the file's safe name, `safe_name`) in DEST, or as
+    DEST when it is no directory: never over an existing file, never outside DEST."""
     target = Path(dest[0]).expanduser() if dest else Path.cwd()
     if target.is_dir():
-        safe = clean(name).replace("/", "_").replace("\\", "_")
-        target = target / (safe if safe.strip(". ") else file_id)
+        # A safe name ends in an extension: it is never "", "." or "..".
+        target = target / name.replace("/", "_").replace("\\", "_")
     with target.open("xb") as file:
         file.write(data)
     return target

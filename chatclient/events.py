@@ -3,12 +3,45 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 # The server's file message (PROTOCOL.md, "After a successful UploadFile"): plaintext,
 # and the only content that can start with "[" (ciphertext is base64).
 FILE_LINK = re.compile(r"\[File: (?P<shown>[^\]]*)\]\(/files/(?P<file_id>[^)]+)\)\Z")
+
+# The extensions a file of each type is shown and saved under, the first appended to a
+# name that ends in none of them. A copy of the server's table and rule
+# (files/validation.py, EXTENSIONS and shown_name): this package imports nothing from it.
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "text/plain": (".txt",),
+    "image/png": (".png",),
+    "image/jpeg": (".jpg", ".jpeg"),
+    "image/gif": (".gif",),
+    "image/webp": (".webp",),
+    "application/pdf": (".pdf",),
+    "application/zip": (".zip",),
+    "application/gzip": (".gz",),
+    "image/bmp": (".bmp",),
+    "audio/mpeg": (".mp3",),
+    "audio/ogg": (".ogg", ".oga"),
+    "application/octet-stream": (".bin",),
+}
+# Link syntax, and every control, format (bidirectional, zero-width...) or line/paragraph
+# separator character, which could disguise a name.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def safe_name(name: str, mime_type: str) -> str:
+    """The name PROTOCOL.md shows a file under and the server serves it as ("After a
+    successful UploadFile"): without `[`, `]`, `(`, `)` or hidden characters, and ending
+    in an extension of its type (`notes.html` as text/plain is `notes.html.txt`)."""
+    shown = "".join(c for c in name if c not in "[]()" and unicodedata.category(c) not in _HIDDEN_CATEGORIES)
+    extensions = EXTENSIONS.get(mime_type.split(";")[0].strip().lower(), (".bin",))
+    if shown.rstrip().lower().endswith(extensions):
+        return shown
+    return (shown.rstrip() or "file") + extensions[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ import termios
 
 import pytest
 
-from chatclient import FileShared, Joined, Left, Message
-from chatclient.cli import parse_args, ws_url
+from chatclient import FileShared, Joined, Left, Message, safe_name
+from chatclient.cli import Output, command, parse_args, ws_url
 from tests.chatclient.conftest import next_of
 from tests.e2e.servers import ROOT
 
@@ -295,3 +295,29 @@ async def test_join_takes_a_sealed_rooms_link_from_the_environment(server, monke
         ("message", "psst"),
     ]
     assert lines[0]["join_key"] == room["join_key"] and lines[0]["sealed"] is True
+
+
+ESCAPES = "\x1b]0;OWNED\x07\x1b[2J\x9b31m\u202e"
+UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]")
+
+
+async def test_get_saves_under_the_name_the_server_shows_standard_or_sealed(clients, capsys, tmp_path):
+    """PROTOCOL.md: a file is shown, and downloaded, under its name without link syntax or
+    hidden characters and ending in an extension of its verified type; /get saves it so,
+    in a sealed room from its card's name and type, and prints nothing raw."""
+    saved = []
+    for sealed in (False, True):
+        mallory, bob = await clients(), await clients()
+        room = await mallory.create_room("Room", owner_name="Mallory", sealed=sealed)
+        await bob.join_room(room.share_link, "Bob")
+        for name in ("invoice.html", f"{ESCAPES}[report](1)"):
+            script = b"<script>alert(1)</script>"
+            uploaded = await mallory.upload_file(script, name=name, mime_type="text/plain")
+            shared = await next_of(bob, FileShared)  # a sealed room's card: its name as the uploader gave it
+            assert shared.name == (name if sealed else safe_name(name, "text/plain"))
+            (tmp_path / str(sealed)).mkdir(exist_ok=True)
+            await command(bob, f"/get {uploaded.id} {tmp_path / str(sealed)}", Output(False))
+        saved.append(sorted(path.name for path in (tmp_path / str(sealed)).iterdir()))
+    assert saved == [["0;OWNED2J31mreport1.txt", "invoice.html.txt"]] * 2
+    shown = capsys.readouterr().out
+    assert "saved invoice.html.txt (25 bytes)" in shown and not UNSAFE.search(shown)

@@ -2,7 +2,10 @@
 
 import pytest
 
-from chatclient import ChatError, FileDeleted, FileShared, Reconnected
+from chatclient import ChatError, FileDeleted, FileShared, Reconnected, safe_name
+from chatclient.events import EXTENSIONS
+from files.validation import EXTENSIONS as SERVER_EXTENSIONS
+from files.validation import shown_name
 from tests.chatclient.conftest import CuttableProxy, next_of
 
 pytestmark = pytest.mark.e2e
@@ -65,3 +68,13 @@ async def test_a_file_of_files_max_size_fits_the_clients_frame_limit(clients):
     uploaded = await alice.upload_file(data, name="big.txt")
     assert uploaded.size == len(data)
     assert (await alice.download_file(uploaded.id))[1] == data
+
+
+def test_files_are_saved_under_the_name_the_server_shows():
+    """`safe_name` is the server's rule (files/validation.py, shown_name), table and all."""
+    assert EXTENSIONS == SERVER_EXTENSIONS
+    names = ["notes.html", "notes.txt", "NOTES.TXT  ", "a[1](2).txt", "x\u202egpj.exe", "a\nb", "", " ", "."]
+    for mime_type in [*SERVER_EXTENSIONS, "application/x-unknown"]:
+        for name in names:
+            assert safe_name(name, mime_type) == shown_name(name, mime_type)
+    assert safe_name("notes.html", "Text/Plain; charset=utf-8") == "notes.html.txt"
