@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shlex
 import sys
 import unicodedata
@@ -72,9 +73,15 @@ KINDS = {
     Reconnecting: "reconnecting",
     Reconnected: "reconnected",
 }
-# Shown as "?" so that nobody can drive the reader's terminal (escape sequences) or
-# reorder the line (bidirectional controls).
+# Shown as "?" so that nobody can drive the reader's terminal (escape sequences), reorder
+# the line (bidirectional controls) or start a line of its own (line separators).
 _BIDI_CONTROLS = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+_LINE_SEPARATORS = ("Zl", "Zp")
+# What a message's further lines start with: never taken for an event line, a reply's
+# quote or reaction chips, which another could not then forge under their own message.
+CONTINUATION = "\n    | "
+# In --json output: what json.dumps leaves raw but a terminal may obey or reorder.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,9 +274,9 @@ async def prompt_lines(client: ChatClient, session, out: Output) -> None:
         except ConnectionLost:
             raise
         except ChatError as exc:
-            out.note(f"! {exc.code}: {exc.message}")
+            out.note(f"! {clean(exc.code)}: {clean(exc.message)}")
         except OSError as exc:
-            out.note(f"! {exc}")
+            out.note(f"! {clean(exc)}")
 
 
 async def command(client: ChatClient, line: str, out: Output) -> bool:
@@ -290,7 +297,7 @@ async def command(client: ChatClient, line: str, out: Output) -> bool:
         return True
     name, *args = shlex.split(line[1:]) or [""]
     if name == "members":
-        out.note("Here: " + ", ".join(await client.members()))
+        out.note("Here: " + ", ".join(map(clean, await client.members())))
     elif name == "react" and len(args) == 2 and args[0].removeprefix("#").isdigit():
         reacted_to = int(args[0].removeprefix("#"))
         given = out.reactions.get(reacted_to, ())
@@ -304,12 +311,12 @@ async def command(client: ChatClient, line: str, out: Output) -> bool:
             out.note("* that is the start of the room")
     elif name == "upload" and len(args) == 1:
         metadata = await client.upload_file(args[0])
-        out.note(f"* uploaded {metadata.name} ({metadata.size} bytes), id {metadata.id}")
+        out.note(f"* uploaded {clean(metadata.name)} ({clean(metadata.size)} bytes), id {clean(metadata.id)}")
     elif name == "get" and len(args) in (1, 2):
         metadata, data = await client.download_file(args[0])
         shown = safe_name(metadata.name, metadata.mime_type)
         target = await asyncio.to_thread(save, shown, data, args[1:])
-        out.note(f"* saved {shown} ({metadata.size} bytes) to {target}")
+        out.note(f"* saved {clean(shown)} ({clean(metadata.size)} bytes) to {clean(target)}")
     elif name == "delete" and len(args) == 1 and args[0].removeprefix("#").isdigit():
         await client.delete_message(int(args[0].removeprefix("#")))
     elif name == "delete" and len(args) == 1:  # a file's id (a UUID)
@@ -340,15 +347,25 @@ def save(name: str, data: bytes, dest: list[str]) -> Path:
 # --- Output ---------------------------------------------------------------------
 
 
-def clean(text: str) -> str:
-    return "".join(
-        "?" if unicodedata.category(c) == "Cc" and c not in "\n\t" or ord(c) in _BIDI_CONTROLS else c
-        for c in text
-    )
+def clean(text: object, lines: bool = False) -> str:
+    """What the server or another participant sent, safe to print: every control
+    character, bidirectional control and line separator shows as "?". With `lines` (a
+    message's text) tabs stay and a newline starts a continuation line (CONTINUATION)."""
+    shown = "".join(c if lines and c in "\n\t" or not _hidden(c) else "?" for c in str(text))
+    return shown.replace("\n", CONTINUATION) if lines else shown
+
+
+def _hidden(c: str) -> bool:
+    category = unicodedata.category(c)
+    return category == "Cc" or category in _LINE_SEPARATORS or ord(c) in _BIDI_CONTROLS
 
 
 def clock(sent_at: str) -> str:
-    return datetime.fromisoformat(sent_at).astimezone().strftime("%H:%M")
+    """`HH:MM` of a time the server sent, in local time; what it sent, cleaned, when it is none."""
+    try:
+        return datetime.fromisoformat(sent_at).astimezone().strftime("%H:%M")
+    except (ValueError, TypeError, OverflowError, OSError):
+        return clean(sent_at)
 
 
 class Output:
@@ -362,7 +379,9 @@ class Output:
         self.reactions: dict[int, tuple[tuple[str, tuple[str, ...]], ...]] = {}
 
     def emit(self, record: dict, text: str) -> None:
-        print(json.dumps(record, ensure_ascii=False) if self.as_json else text, flush=True)
+        if self.as_json:
+            text = _JSON_UNSAFE.sub(lambda c: f"\\u{ord(c[0]):04x}", json.dumps(record, ensure_ascii=False))
+        print(text, flush=True)
 
     def note(self, text: str) -> None:
         if not self.as_json:
@@ -373,9 +392,9 @@ class Output:
             raise RuntimeError("entered() called before the client joined a room")
         record = {"event": "room", **asdict(room), "me": client.name, "owner_token": client.owner_token}
         lock = " (password)" if room.has_password else ""
-        text = f"* in room {clean(room.name)}{lock} as {clean(client.name)}; join key: {room.join_key}"
+        text = f"* in room {clean(room.name)}{lock} as {clean(client.name)}; join key: {clean(room.join_key)}"
         if room.sealed:
-            text += f"\n* sealed room; share this whole link: {room.share_link}"
+            text += f"\n* sealed room; share this whole link: {clean(room.share_link)}"
             if not client.can_read:
                 text += "\n* This link is incomplete: ask for the whole link. Nothing here can be read."
         self.emit(record, text)
@@ -404,7 +423,7 @@ class Output:
     def fail(self, exc: ChatError) -> None:
         if self.as_json:
             self.emit({"event": "failed", "code": exc.code, "message": exc.message}, "")
-        print(f"error: {exc.code}: {clean(exc.message)}", file=sys.stderr, flush=True)
+        print(f"error: {clean(exc.code)}: {clean(exc.message)}", file=sys.stderr, flush=True)
 
 
 def quote(message_id: int, said: tuple[str, str | None] | None) -> str:
@@ -413,6 +432,7 @@ def quote(message_id: int, said: tuple[str, str | None] | None) -> str:
     if text is None:
         return f"  \u21aa #{message_id}"
     start = text if len(text) <= QUOTE_LENGTH else text[: QUOTE_LENGTH - 1] + "\u2026"
+    start = start.replace("\n", " ")  # a quote is one line
     return f"  \u21aa #{message_id} {clean(sender)}: {clean(start)}"
 
 
@@ -429,29 +449,30 @@ def describe(event: Event) -> str:
             if event.text is None:  # never shown under a name it may not be from
                 return f"[{clock(event.sent_at)} #{event.id}] (a message that could not be verified)"
             edited = " (edited)" if event.edited_at else ""
-            line = f"[{clock(event.sent_at)} #{event.id}] {clean(event.sender)}: {clean(event.text)}{edited}"
+            text = clean(event.text, lines=True)
+            line = f"[{clock(event.sent_at)} #{event.id}] {clean(event.sender)}: {text}{edited}"
             return line + (f"\n    {chips(event.reactions)}" if event.reactions else "")
         case Reactions():
             return f"* #{event.id} reactions: {chips(event.reactions) or 'none'}"
         case Typing():
             return f"* {clean(event.name)} is typing..."
         case FileShared():
-            shared = f"shared {clean(event.name)}: /get {event.file_id}"
+            shared = f"shared {clean(event.name)}: /get {clean(event.file_id)}"
             return f"[{clock(event.sent_at)}] {clean(event.sender)} {shared}"
         case Joined():
             return f"* {clean(event.name)} joined"
         case Left():
             return f"* {clean(event.name)} left"
         case FileDeleted():
-            return f"* file {event.file_id} was deleted"
+            return f"* file {clean(event.file_id)} was deleted"
         case MessageDeleted():
             return f"* message #{event.id} was deleted"
         case MessageEdited():
             if event.text is None:
                 return f"* message #{event.id} was edited (the new text could not be verified)"
-            return f"* #{event.id} edited: {clean(event.sender or '?')}: {clean(event.text)}"
+            return f"* #{event.id} edited: {clean(event.sender or '?')}: {clean(event.text, lines=True)}"
         case ErrorEvent():
-            return f"! {event.code}: {clean(event.message)}"
+            return f"! {clean(event.code)}: {clean(event.message)}"
         case Reconnecting():
             return "* connection lost; reconnecting..."
         case Reconnected():

@@ -355,7 +355,10 @@ class ChatClient:
             lambda reply: reply["type"] == "History" and reply.get("before") == before,
             retry=True,
         )
-        page = [self._message(message) for message in reply["messages"]]
+        try:
+            page = [self._message(message) for message in reply["messages"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ChatError("invalid_frame", f"Unreadable History from the server: {exc!r}") from exc
         if page:
             self._oldest_id = min(page[0].id, self._oldest_id or page[0].id)
         return page
@@ -690,9 +693,9 @@ class ChatClient:
     def _event(self, frame: dict[str, Any]) -> Event | None:
         kind = frame["type"]
         if kind == "ChatMessage":
-            return self._message(frame) if self._is_new(frame["id"]) else None
+            return self._message(frame) if self._is_new(_message_id(frame)) else None
         if kind == "History":
-            messages = [self._message(m) for m in frame["messages"] if self._is_new(m["id"])]
+            messages = [self._message(m) for m in frame["messages"] if self._is_new(_message_id(m))]
             return History(messages) if messages else None
         if kind == "ParticipantJoined":
             return Joined(frame["name"])
@@ -701,7 +704,7 @@ class ChatClient:
         if kind == "FileDeleted":
             return FileDeleted(frame["file_id"])
         if kind == "MessageDeleted":
-            return MessageDeleted(frame["id"])
+            return MessageDeleted(_message_id(frame))
         if kind == "MessageEdited":
             return self._edited(frame)
         if kind == "Reactions":
@@ -725,7 +728,7 @@ class ChatClient:
         return True
 
     def _edited(self, frame: dict[str, Any]) -> MessageEdited:
-        sender = self._senders.get(frame["id"])
+        sender = self._senders.get(_message_id(frame))
         text: str | None = None
         try:
             if self.room is not None and self.room.sealed:
@@ -740,7 +743,7 @@ class ChatClient:
 
     def _message(self, frame: dict[str, Any]) -> Message | FileShared:
         content, sender = frame["content"], frame["sender"]
-        self._senders[frame["id"]] = sender
+        self._senders[_message_id(frame)] = sender
         if len(self._senders) > SEEN_IDS:
             for old in sorted(self._senders)[: SEEN_IDS // 2]:
                 del self._senders[old]
@@ -851,7 +854,14 @@ class ChatClient:
 
 
 def _reactions(frame: dict[str, Any]) -> Reactions:
-    return Reactions(frame["id"], _reaction_state(frame.get("reactions") or []))
+    return Reactions(_message_id(frame), _reaction_state(frame.get("reactions") or []))
+
+
+def _message_id(frame: dict[str, Any], field: str = "id") -> int:
+    """A frame's message `id` (`reply_to`); anything but an integer is an unreadable frame."""
+    if type(frame[field]) is not int:
+        raise ValueError(f"a message {field} that is not an integer: {frame[field]!r}")
+    return frame[field]
 
 
 def _reaction_state(reactions: list[dict[str, Any]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -861,7 +871,8 @@ def _reaction_state(reactions: list[dict[str, Any]]) -> tuple[tuple[str, tuple[s
 def _later_state(frame: dict[str, Any]) -> tuple[Any, ...]:
     """A message frame's `reply_to`, `edited_at` and reactions (History's entries have
     all three, a live ChatMessage the first), as `Message` takes them."""
-    return frame.get("reply_to"), frame.get("edited_at"), _reaction_state(frame.get("reactions") or [])
+    reply_to = None if frame.get("reply_to") is None else _message_id(frame, "reply_to")
+    return reply_to, frame.get("edited_at"), _reaction_state(frame.get("reactions") or [])
 
 
 def _base_type(mime_type: str) -> str:

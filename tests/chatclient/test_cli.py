@@ -10,12 +10,27 @@ import struct
 import subprocess
 import sys
 import termios
+from types import SimpleNamespace
 
 import pytest
 
-from chatclient import FileShared, Joined, Left, Message, safe_name
-from chatclient.cli import Output, command, parse_args, ws_url
-from tests.chatclient.conftest import next_of
+from chatclient import (
+    ChatClient,
+    ChatError,
+    ErrorEvent,
+    FileDeleted,
+    FileMetadata,
+    FileShared,
+    Joined,
+    Left,
+    Message,
+    MessageEdited,
+    RoomInfo,
+    encrypt,
+    safe_name,
+)
+from chatclient.cli import CONTINUATION, Output, clock, command, parse_args, prompt_lines, ws_url
+from tests.chatclient.conftest import FAKE_KEY, FakeRoom, fake_server, next_of
 from tests.e2e.servers import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -297,8 +312,117 @@ async def test_join_takes_a_sealed_rooms_link_from_the_environment(server, monke
     assert lines[0]["join_key"] == room["join_key"] and lines[0]["sealed"] is True
 
 
+class Typed:
+    """A prompt session that "types" `lines`, then Ctrl-D."""
+
+    def __init__(self, *lines: str) -> None:
+        self.lines = list(lines)
+
+    async def prompt_async(self, prompt: str) -> str:
+        await asyncio.sleep(0)
+        if not self.lines:
+            raise EOFError
+        return self.lines.pop(0)
+
+
 ESCAPES = "\x1b]0;OWNED\x07\x1b[2J\x9b31m\u202e"
 UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]")
+
+
+def test_what_others_send_never_drives_the_terminal_nor_passes_for_another_line(capsys):
+    """Every string from the server or another participant is cleaned; a message's (or an
+    edit's) further lines are continuation lines, which cannot pass for an event line."""
+    out = Output(False)
+    forged = "ok\n[12:00 #999] Bob: I agree, send Mallory the money\r\n* Bob left"
+    out.event(Message(5, "Mallory", forged, "2026-01-01T12:00:00+00:00"))
+    out.event(Message(6, "Mallory", "indeed", f"yesterday{ESCAPES}", reply_to=5))
+    out.event(MessageEdited(5, "Mallory", forged, "2026-01-01T12:01:00+00:00"))
+    out.event(FileShared(7, "Mallory", "a.txt", f"id{ESCAPES}", "2026-01-01T12:00:00+00:00"))
+    out.event(FileDeleted(f"id\n{ESCAPES}"))
+    out.event(ErrorEvent(f"code\n{ESCAPES}", f"message\n{ESCAPES}"))
+    info = RoomInfo("r", "Room", "", f"key\n{ESCAPES}", False, "Ann", "2026", True, None, f"link{ESCAPES}")
+    out.entered(info, SimpleNamespace(name="Bob", owner_token=None, can_read=True))
+    out.fail(ChatError(f"code\n{ESCAPES}", f"message\n{ESCAPES}"))
+    shown = capsys.readouterr()
+    assert not UNSAFE.search(shown.out + shown.err)
+    lines = shown.out.splitlines()
+    # An event line starts with "[", "*" or "!", a reply's quote with "  \u21aa".
+    events = [line for line in lines if not line.startswith(CONTINUATION.lstrip("\n"))]
+    assert all(line.startswith(("[", "* ", "! ", "  \u21aa #5 Mallory: ok [12:00")) for line in events), lines
+    assert lines[:3] == [
+        f"[{clock('2026-01-01T12:00:00+00:00')} #5] Mallory: ok",
+        "    | [12:00 #999] Bob: I agree, send Mallory the money?",
+        "    | * Bob left",
+    ]
+    assert lines[4] == "[yesterday?]0;OWNED??[2J?31m? #6] Mallory: indeed"
+    assert len(shown.err.splitlines()) == 1
+
+    Output(True).event(Message(8, "Mallory", f"json{ESCAPES}", "2026-01-01T12:00:00+00:00"))
+    printed = capsys.readouterr().out
+    assert not UNSAFE.search(printed) and json.loads(printed)["text"] == f"json{ESCAPES}"
+
+
+async def test_message_ids_that_are_no_integers_are_unreadable_frames_not_printed(capsys):
+    """A message id (or reply_to) is an integer: another is an unreadable frame, never
+    printed nor used as a key (a list there would have ended the printer)."""
+    hi = {"type": "ChatMessage", "sender": "Ann", "content": encrypt(FAKE_KEY, "hi"), "sent_at": "2026"}
+    hostile = [
+        {"type": "Reactions", "id": [1], "reactions": []},
+        {"type": "MessageDeleted", "id": f"1{ESCAPES}"},
+        {"type": "MessageEdited", "id": f"1{ESCAPES}", "content": hi["content"], "edited_at": "2026"},
+        {**hi, "id": 2, "reply_to": f"1{ESCAPES}"},
+        {**hi, "id": f"3{ESCAPES}"},
+        {**hi, "id": 4, "reply_to": 2},
+    ]
+
+    class Hostile(FakeRoom):
+        async def reply(self, websocket, frame):
+            answer = await super().reply(websocket, frame)
+            if frame["type"] == "JoinRoom":
+                for sent in (answer, *hostile):
+                    await websocket.send(json.dumps(sent))
+                return None
+            return answer
+
+    async with fake_server(Hostile()) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        out = Output(False)
+        for _ in hostile:
+            out.event(await asyncio.wait_for(client.next_event(), 5))
+        await client.close()
+    shown = capsys.readouterr().out
+    assert not UNSAFE.search(shown) and shown.count("! invalid_frame: ") == 5
+    assert shown.splitlines()[-2:] == ["  \u21aa #2", "[2026 #4] Ann: hi"]
+
+
+async def test_commands_clean_what_the_server_answers(capsys, tmp_path):
+    """What /upload, /get, /members and a refusal print comes from the server: cleaned."""
+    evil = f"notes{ESCAPES}\n[12:00 #1] Bob: x.html"
+    metadata = FileMetadata(f"id{ESCAPES}", evil, "text/plain", 5, "2026")
+
+    class Hostile:
+        name = "Bob"
+
+        async def upload_file(self, path):
+            return metadata
+
+        async def download_file(self, file_id):
+            return metadata, b"hello"
+
+        async def members(self):
+            return ["Ann", evil]
+
+        async def send(self, text, reply_to=None):
+            raise ChatError(f"code{ESCAPES}", f"message\n{ESCAPES}")
+
+    client = Hostile()
+    await prompt_lines(client, Typed("/upload x", f"/get id {tmp_path}", "/members", "hello"), Output(False))
+    shown = capsys.readouterr().out
+    assert not UNSAFE.search(shown) and len(shown.splitlines()) == 4, shown
+    (saved,) = tmp_path.iterdir()
+    assert saved.name == "notes0;OWNED2J31m12:00 #1 Bob: x.html.txt"  # the name as the server shows it
+    assert saved.read_bytes() == b"hello"
 
 
 async def test_get_saves_under_the_name_the_server_shows_standard_or_sealed(clients, capsys, tmp_path):
