@@ -80,6 +80,8 @@ _LINE_SEPARATORS = ("Zl", "Zp")
 # What a message's further lines start with: never taken for an event line, a reply's
 # quote or reaction chips, which another could not then forge under their own message.
 CONTINUATION = "\n    | "
+# A message id as typed (`12` or `#12`): ASCII digits only ("²" is a digit to isdigit()).
+MESSAGE_ID = re.compile(r"#?([0-9]+)")
 # In --json output: what json.dumps leaves raw but a terminal may obey or reorder.
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 
@@ -287,23 +289,30 @@ async def command(client: ChatClient, line: str, out: Output) -> bool:
         await client.send(line.removeprefix("/") if line.startswith("//") else line)
         return True
     if line.startswith(("/reply ", "/edit ")):  # the text is taken as typed, quotes and all
-        name, message_id, *text = line.split(maxsplit=2)
-        if not (text and message_id.removeprefix("#").isdigit()):
+        name, typed_id, *text = line.split(maxsplit=2)
+        message_id = message_id_of(typed_id)
+        if not text or message_id is None:
             out.note(HELP)
         elif name == "/reply":
-            await client.send(text[0], reply_to=int(message_id.removeprefix("#")))
+            await client.send(text[0], reply_to=message_id)
         else:
-            await client.edit(int(message_id.removeprefix("#")), text[0])
+            await client.edit(message_id, text[0])
         return True
-    name, *args = shlex.split(line[1:]) or [""]
+    try:
+        name, *args = shlex.split(line[1:]) or [""]
+    except ValueError as exc:  # an unbalanced quote: /upload Bob's notes.txt
+        out.note(f'! {exc}: put a name that holds \' or " in the other quotes ("Bob\'s notes.txt")')
+        return True
+    given_id = message_id_of(args[0]) if args else None
     if name == "members":
         out.note("Here: " + ", ".join(map(clean, await client.members())))
-    elif name == "react" and len(args) == 2 and args[0].removeprefix("#").isdigit():
-        reacted_to = int(args[0].removeprefix("#"))
-        given = out.reactions.get(reacted_to, ())
+    elif name == "react" and len(args) == 2 and given_id is not None:
+        given = out.reactions.get(given_id, ())
         mine = any(emoji == args[1] and client.name in names for emoji, names in given)
-        await client.react(reacted_to, args[1], on=not mine)
-    elif name == "older" and (not args or args[0].isdigit() and 1 <= int(args[0]) <= 100):
+        await client.react(given_id, args[1], on=not mine)
+    elif name == "older" and (
+        not args or args[0].isascii() and args[0].isdecimal() and 1 <= int(args[0]) <= 100
+    ):
         page = await client.history(limit=int(args[0]) if args else 20)
         for message in page:
             out.event(message, history=True)
@@ -317,8 +326,8 @@ async def command(client: ChatClient, line: str, out: Output) -> bool:
         shown = safe_name(metadata.name, metadata.mime_type)
         target = await asyncio.to_thread(save, shown, data, args[1:])
         out.note(f"* saved {clean(shown)} ({clean(metadata.size)} bytes) to {clean(target)}")
-    elif name == "delete" and len(args) == 1 and args[0].removeprefix("#").isdigit():
-        await client.delete_message(int(args[0].removeprefix("#")))
+    elif name == "delete" and len(args) == 1 and given_id is not None:
+        await client.delete_message(given_id)
     elif name == "delete" and len(args) == 1:  # a file's id (a UUID)
         await client.delete_file(args[0])
     elif name == "leave":
@@ -330,6 +339,12 @@ async def command(client: ChatClient, line: str, out: Output) -> bool:
     else:
         out.note(HELP)
     return True
+
+
+def message_id_of(typed: str) -> int | None:
+    """The message id typed (`12` or `#12`), or None when it is not one."""
+    match = MESSAGE_ID.fullmatch(typed)
+    return int(match[1]) if match else None
 
 
 def save(name: str, data: bytes, dest: list[str]) -> Path:

@@ -445,3 +445,20 @@ async def test_get_saves_under_the_name_the_server_shows_standard_or_sealed(clie
     assert saved == [["0;OWNED2J31mreport1.txt", "invoice.html.txt"]] * 2
     shown = capsys.readouterr().out
     assert "saved invoice.html.txt (25 bytes)" in shown and not UNSAFE.search(shown)
+
+
+async def test_unbalanced_quotes_and_other_digits_never_end_the_interactive_chat(capsys):
+    """shlex refuses an unbalanced quote; "²" is a digit to str.isdigit() but no id to int():
+    each typed line is answered, and the chat goes on."""
+    room = FakeRoom()
+    async with fake_server(room) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        lines = ["/upload Bob's notes.txt", "/delete ²", "/react ² 👍", "/older ²", "/reply ² a", "/edit ² a"]
+        await asyncio.wait_for(prompt_lines(client, Typed(*lines, "hello"), Output(False)), 10)
+        await client.close()
+    shown = capsys.readouterr().out
+    assert "! No closing quotation" in shown and "! file_not_found" in shown
+    assert shown.count("/react ID EMOJI") == 4  # the help, for each line with no id
+    assert [frame["type"] for frame in room.frames] == ["JoinRoom", "DeleteFile", "ChatMessage"]
+    assert room.frames[1]["file_id"] == "²"  # not a message id: a file's
