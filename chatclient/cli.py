@@ -273,8 +273,11 @@ async def prompt_lines(client: ChatClient, session, out: Output) -> None:
         try:
             if not await command(client, line, out):
                 return
-        except ConnectionLost:
-            raise
+        except ConnectionLost as exc:
+            if client.ended:
+                raise
+            # One drop, which the client mends by itself: only this request is lost.
+            out.note(f"! {clean(exc.code)}: {clean(exc.message).rstrip('.')}; try again")
         except ChatError as exc:
             out.note(f"! {clean(exc.code)}: {clean(exc.message)}")
         except OSError as exc:

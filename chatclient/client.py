@@ -275,6 +275,13 @@ class ChatClient:
         return room
 
     @property
+    def ended(self) -> bool:
+        """Whether the connection has ended for good (closed, refused, kicked, gave up
+        reconnecting): no request can succeed any more. A `ConnectionLost` while this is
+        false was one drop, which the client is already mending."""
+        return self._failure is not None or self._closing
+
+    @property
     def can_read(self) -> bool:
         """Whether this client holds the room's key (a sealed room needs its whole link)."""
         return self._sealed is not None or self._key is not None

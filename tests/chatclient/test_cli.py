@@ -17,6 +17,7 @@ import pytest
 from chatclient import (
     ChatClient,
     ChatError,
+    ConnectionLost,
     ErrorEvent,
     FileDeleted,
     FileMetadata,
@@ -26,6 +27,7 @@ from chatclient import (
     Message,
     MessageEdited,
     RoomInfo,
+    decrypt,
     encrypt,
     safe_name,
 )
@@ -462,3 +464,36 @@ async def test_unbalanced_quotes_and_other_digits_never_end_the_interactive_chat
     assert shown.count("/react ID EMOJI") == 4  # the help, for each line with no id
     assert [frame["type"] for frame in room.frames] == ["JoinRoom", "DeleteFile", "ChatMessage"]
     assert room.frames[1]["file_id"] == "²"  # not a message id: a file's
+
+
+@pytest.mark.parametrize("close_code", [None, 4001])
+async def test_a_drop_the_client_mends_does_not_end_the_interactive_chat(close_code, capsys):
+    """A request that is not sent again after a reconnect (/react here) fails with
+    connection_lost when the connection drops under it: the chat says so and goes on,
+    unless the connection has ended for good (close 4001, kicked)."""
+
+    class Dropping(FakeRoom):
+        async def reply(self, websocket, frame):
+            if frame["type"] == "React" and len(self.sent("React")) == 1:
+                if close_code is None:
+                    websocket.transport.abort()  # a network drop
+                else:
+                    await websocket.close(close_code)
+                return None
+            return await super().reply(websocket, frame)
+
+    room = Dropping()
+    async with fake_server(room) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        typed = Typed("/react 1 👍", "hello after")
+        if close_code is None:
+            await asyncio.wait_for(prompt_lines(client, typed, Output(False)), 10)
+            assert "! connection_lost: The connection dropped; try again" in capsys.readouterr().out
+            (sent,) = room.sent("ChatMessage")
+            assert decrypt(FAKE_KEY, sent["content"]) == "hello after"
+        else:
+            with pytest.raises(ConnectionLost):
+                await asyncio.wait_for(prompt_lines(client, typed, Output(False)), 10)
+            assert client.ended and typed.lines == ["hello after"]
+        await client.close()
