@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import mimetypes
+import os
 import ssl
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -86,6 +87,13 @@ NEVER_SHARED = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml",
 ALLOWED_MIME_TYPES = frozenset(
     {"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain", "application/zip"}
 )
+# The server's default limits (PROTOCOL.md, Limits), checked here before anything is sent:
+# a frame over the transport limit would end the connection (1009) instead of being
+# answered. The server does not tell its own over the WebSocket: a client of a server
+# configured otherwise passes `max_file_size=` (FILES_MAX_SIZE) and `max_content=`
+# (CHAT_MAX_CONTENT).
+FILES_MAX_SIZE = 10 * 1024 * 1024
+CHAT_MAX_CONTENT = 65536
 # Rejoin refusals worth retrying: a ghost of the old connection may hold the name until
 # the server's presence sweep removes it.
 RETRY_CODES = {"connection_failed", "connection_lost", "name_taken", "rate_limited", "server_error"}
@@ -158,10 +166,16 @@ class ChatClient:
         ssl_context: ssl.SSLContext | None = None,
         room: str | None = None,
         allowed_mime_types: Iterable[str] = ALLOWED_MIME_TYPES,
+        max_file_size: int = FILES_MAX_SIZE,
+        max_content: int = CHAT_MAX_CONTENT,
     ) -> None:
         self.url = url
         # What a sealed room's files may be, shared or opened; never html or svg.
         self.allowed_mime_types = frozenset(map(_base_type, allowed_mime_types)) - NEVER_SHARED
+        # The largest file (bytes) and chat content (characters) the server takes: see
+        # FILES_MAX_SIZE and CHAT_MAX_CONTENT above.
+        self.max_file_size = max_file_size
+        self.max_content = max_content
         # The join key (or share link) of the room about to be joined: the first socket
         # carries its affinity hint; later ones carry the hint of the room it is in.
         self.about_to_join = join_key_of(room) if room else None
@@ -299,10 +313,10 @@ class ChatClient:
 
     async def send(self, text: str, reply_to: int | None = None) -> Message:
         """Encrypt and send `text`, as an answer to the message `reply_to` (an id of this
-        room's) if given; returns it as stored (with its id) once the server echoes it."""
-        content = (
-            self._seal({"t": "text", "body": text}) if self._in_sealed() else encrypt(self._room_key(), text)
-        )
+        room's) if given; returns it as stored (with its id) once the server echoes it.
+        Text whose content would be over `max_content` is refused here (`ChatError`
+        `message_too_large`), nothing sent."""
+        content = self._text_content(text)
         frame: dict[str, Any] = {"type": "ChatMessage", "content": content}
         if reply_to is not None:
             frame["reply_to"] = reply_to
@@ -318,14 +332,26 @@ class ChatClient:
         """Replace the text of one's own message (within the server's edit window)."""
         # Only its author may edit it: in a sealed room the new text is bound to this
         # client's name, as the message was.
-        content = (
-            self._seal({"t": "text", "body": text}) if self._in_sealed() else encrypt(self._room_key(), text)
-        )
+        content = self._text_content(text)
         reply = await self._request(
             [{"type": "EditMessage", "id": message_id, "content": content}],
             lambda reply: reply["type"] == "MessageEdited" and reply.get("content") == content,
         )
         return MessageEdited(message_id, self.name, text, reply["edited_at"])
+
+    def _text_content(self, text: str) -> str:
+        """`text` as chat content, refused when over the server's CHAT_MAX_CONTENT (a frame
+        past the transport limit would end the connection instead of being answered)."""
+        # The content is base64 of more bytes than the text has characters: a longer
+        # text is over without being encrypted.
+        if len(text) <= self.max_content:
+            sealed = self._in_sealed()
+            content = self._seal({"t": "text", "body": text}) if sealed else encrypt(self._room_key(), text)
+            if len(content) <= self.max_content:
+                return content
+        raise ChatError(
+            "message_too_large", f"The message is over {self.max_content} characters once encrypted."
+        )
 
     async def delete_message(self, message_id: int) -> None:
         """Delete a message: one's own, or any in a room one owns."""
@@ -380,16 +406,20 @@ class ChatClient:
         self, path_or_bytes: str | Path | bytes, name: str | None = None, mime_type: str | None = None
     ) -> FileMetadata:
         """Upload a file (a path, `~` allowed, or bytes with a `name`); the room sees `FileShared`.
-        In a sealed room this client applies the allow-list (`allowed_mime_types`, never
-        html or svg): another type is refused here (`ChatError` `mime_not_allowed`)."""
+        A file over `max_file_size` is refused here, before it is read (`ChatError`
+        `file_too_large`), nothing sent. In a sealed room this client applies the
+        allow-list (`allowed_mime_types`, never html or svg): another type is refused here
+        (`ChatError` `mime_not_allowed`)."""
         if isinstance(path_or_bytes, bytes | bytearray | memoryview):
             if name is None:
                 raise ValueError("name is required when uploading bytes")
             data = bytes(path_or_bytes)
         else:
             path = Path(path_or_bytes)
-            data = await asyncio.to_thread(lambda: path.expanduser().read_bytes())
+            data = await asyncio.to_thread(self._read_file, path)
             name = name or path.name
+        if len(data) > self.max_file_size:
+            raise ChatError("file_too_large", f"The file is over {self.max_file_size} bytes.")
         mime_type = mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         if self._in_sealed():
             return await self._upload_sealed(data, name, mime_type)
@@ -401,6 +431,14 @@ class ChatClient:
         }
         reply = await self._request([frame], lambda reply: reply["type"] == "FileUploaded")
         return FileMetadata.from_wire(reply["metadata"])
+
+    def _read_file(self, path: Path) -> bytes:
+        """The file's bytes, at most one past `max_file_size` (a device such as
+        /dev/urandom has no size and no end); its size is looked at first."""
+        with path.expanduser().open("rb") as file:
+            if os.fstat(file.fileno()).st_size > self.max_file_size:
+                raise ChatError("file_too_large", f"The file is over {self.max_file_size} bytes.")
+            return file.read(self.max_file_size + 1)
 
     async def _upload_sealed(self, data: bytes, name: str, mime_type: str) -> FileMetadata:
         """Encrypt the file under a key of its own, upload the ciphertext as

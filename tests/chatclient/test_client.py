@@ -141,3 +141,19 @@ async def test_wss_through_a_tls_front(server, clients, tmp_path):
     await bob.join_room(room.join_key, "Bob")
     sent = await bob.send("over TLS")
     assert await next_of(alice, Message) == sent
+
+
+async def test_a_message_over_the_servers_limit_is_refused_here_and_the_session_goes_on(clients):
+    """A text whose content is over CHAT_MAX_CONTENT is refused before it is sent: one past
+    the transport limit would have had the connection closed (1009) for good."""
+    alice = await clients()
+    await alice.create_room("Room", owner_name="Alice")
+    for text in ("x" * 50_000, "x" * 20_000_000):
+        with pytest.raises(ChatError) as refused:
+            await alice.send(text)
+        assert refused.value.code == "message_too_large" and not isinstance(refused.value, ConnectionLost)
+    with pytest.raises(ChatError) as refused:
+        await alice.edit((await alice.send("short")).id, "x" * 20_000_000)
+    assert refused.value.code == "message_too_large" and not isinstance(refused.value, ConnectionLost)
+    assert not alice.ended
+    assert (await alice.send("still here")).text == "still here"

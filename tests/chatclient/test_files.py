@@ -1,12 +1,15 @@
 """Files through the client library: upload, the shared link, download, delete, owner rights."""
 
+import asyncio
+import os
+
 import pytest
 
-from chatclient import ChatError, FileDeleted, FileShared, Reconnected, safe_name
+from chatclient import ChatClient, ChatError, ConnectionLost, FileDeleted, FileShared, Reconnected, safe_name
 from chatclient.events import EXTENSIONS
 from files.validation import EXTENSIONS as SERVER_EXTENSIONS
 from files.validation import shown_name
-from tests.chatclient.conftest import CuttableProxy, next_of
+from tests.chatclient.conftest import CuttableProxy, FakeRoom, fake_server, next_of
 
 pytestmark = pytest.mark.e2e
 
@@ -68,6 +71,39 @@ async def test_a_file_of_files_max_size_fits_the_clients_frame_limit(clients):
     uploaded = await alice.upload_file(data, name="big.txt")
     assert uploaded.size == len(data)
     assert (await alice.download_file(uploaded.id))[1] == data
+
+
+async def test_a_file_over_the_servers_limit_is_refused_here_and_the_session_goes_on(clients):
+    """A file a little over FILES_MAX_SIZE makes a frame over the transport limit, which
+    the server would answer by closing the connection (1009) for good: it is refused
+    before it is sent."""
+    alice = await clients()
+    await alice.create_room("Room", owner_name="Alice")
+    with pytest.raises(ChatError) as refused:
+        await alice.upload_file(os.urandom(10 * 1024 * 1024 + 200_000), name="x.zip")
+    assert refused.value.code == "file_too_large" and not isinstance(refused.value, ConnectionLost)
+    assert (await alice.send("still here")).text == "still here"
+
+
+async def test_a_file_over_max_file_size_is_neither_read_whole_nor_sent(tmp_path):
+    """`max_file_size` (the server's FILES_MAX_SIZE, 10 MiB unless told): a file, a device
+    that never ends (no size to look at) or bytes over it are refused, nothing sent."""
+    room = FakeRoom()
+    big, fits = tmp_path / "big.txt", tmp_path / "fits.txt"
+    big.write_bytes(b"x" * 1001)
+    fits.write_bytes(b"x" * 1000)
+    async with fake_server(room) as url:
+        client = await ChatClient.connect(url, max_file_size=1000)
+        assert ChatClient(url).max_file_size == 10 * 1024 * 1024
+        await client.join_room("k", "Bob")
+        for too_large in (big, "/dev/zero", b"x" * 1001):
+            with pytest.raises(ChatError) as refused:
+                await asyncio.wait_for(client.upload_file(too_large, name="x.txt"), 10)
+            assert refused.value.code == "file_too_large"
+        assert room.sent("UploadFile") == []
+        assert (await client.upload_file(fits)).size == 1000
+        await client.close()
+    assert len(room.sent("UploadFile")) == 1
 
 
 def test_files_are_saved_under_the_name_the_server_shows():
