@@ -682,7 +682,16 @@ class ChatClient:
             frame = json.loads(raw)
             kind = frame["type"]
             if kind in ("RoomCreated", "RoomJoined"):
-                self._enter(frame)
+                try:
+                    self._enter(frame)
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    if self._joining is None:
+                        raise
+                    # The join that asked for it must not wait for ever for a reply it has had.
+                    self._fail_pending(
+                        ChatError("invalid_frame", f"Unreadable {kind} from the server: {exc!r}")
+                    )
+                    return
             if kind == "History" and "before" in frame:
                 self._answer(frame)  # a page `history()` asked for: its caller's, not an event
                 return
@@ -709,21 +718,28 @@ class ChatClient:
         return bool(replies)
 
     def _enter(self, frame: dict[str, Any]) -> None:
-        """Called with RoomCreated or RoomJoined, before the History that may follow it."""
+        """Called with RoomCreated or RoomJoined, before the History that may follow it.
+        Raises (and changes nothing) when the frame cannot be read."""
         seat = self._joining or self._seat
         if seat is None:
             return  # nobody asked to be in a room
         info = frame["room_info"]
-        self.room = RoomInfo.from_wire(info, self._share_link(info["join_key"]))
-        self._key = frame["encryption_key"]
-        self._sealed = None
-        if self.room.sealed and self._secret is not None:
+        room = RoomInfo.from_wire(info, self._share_link(info["join_key"]))
+        key = frame["encryption_key"]
+        sealed = None
+        if room.sealed and self._secret is not None:
             keys = SealedKeys.from_secret(self._secret)
             # A secret that is not this room's is never used: nothing is sent under it.
-            self._sealed = keys if keys.key_check == self.room.key_check else None
+            sealed = keys if keys.key_check == room.key_check else None
+        owner_token = self.owner_token
         if frame["type"] == "RoomCreated":
-            self.owner_token = frame["owner_token"]
-            seat = _Seat(self.room.join_key, self.room.owner, seat.password)
+            owner_token = frame["owner_token"]
+            seat = _Seat(room.join_key, room.owner, seat.password)
+        # The name the server stored (RoomCreated and RoomJoined say it): the `sender` of
+        # this client's messages, which a sealed room's messages are bound to.
+        name = frame.get("name") or unicodedata.normalize("NFC", seat.name).strip()
+        self.room, self._key, self._sealed, self.name = room, key, sealed, name
+        self.owner_token = owner_token
         self.participant_token = frame.get("participant_token")
         if self._joining is not None:  # a new room, not a rejoin: ids start over
             self._last_id = 0
@@ -731,9 +747,6 @@ class ChatClient:
             self._seen = set()
             self._senders = {}
         self._seat, self._joining = seat, None
-        # The name the server stored (RoomCreated and RoomJoined say it): the `sender` of
-        # this client's messages, which a sealed room's messages are bound to.
-        self.name = frame.get("name") or unicodedata.normalize("NFC", seat.name).strip()
 
     def _event(self, frame: dict[str, Any]) -> Event | None:
         kind = frame["type"]

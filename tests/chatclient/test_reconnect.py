@@ -22,7 +22,15 @@ from chatclient import (
     Reconnecting,
 )
 from chatclient.client import affinity_hint
-from tests.chatclient.conftest import FAKE_CREATED, FAKE_KEY, FAKE_ROOM, CuttableProxy, next_of
+from tests.chatclient.conftest import (
+    FAKE_CREATED,
+    FAKE_KEY,
+    FAKE_ROOM,
+    CuttableProxy,
+    FakeRoom,
+    fake_server,
+    next_of,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -212,3 +220,29 @@ async def test_sockets_carry_the_affinity_hint_of_the_room_they_are_for():
     ]
     assert affinity_hint("secret-key") == hashlib.sha256(b"chat-room-affinity:secret-key").hexdigest()[:8]
     assert "secret-key" not in paths[1]
+
+
+@pytest.mark.parametrize("missing", ["created_at", "encryption_key"])
+async def test_a_room_joined_the_client_cannot_read_fails_the_join_instead_of_hanging(missing):
+    """A RoomJoined without a field the client needs answers the join all the same: with
+    `invalid_frame`, and the client is in no room (not half in one)."""
+
+    class Unreadable(FakeRoom):
+        async def reply(self, websocket, frame):
+            answer = await super().reply(websocket, frame)
+            if frame["type"] == "JoinRoom":
+                answer = {**answer, "room_info": dict(FAKE_ROOM)}
+                answer.pop(missing, None)
+                answer["room_info"].pop(missing, None)
+            return answer
+
+    async with fake_server(Unreadable()) as url:
+        client = await ChatClient.connect(url)
+        with pytest.raises(ChatError) as refused:
+            await asyncio.wait_for(client.join_room("k", "Bob"), 5)
+        assert refused.value.code == "invalid_frame" and missing in refused.value.message
+        assert client.room is None and not client.can_read
+        with pytest.raises(ChatError) as refused:
+            await client.send("anyone?")
+        assert refused.value.code == "not_in_room"
+        await client.close()
