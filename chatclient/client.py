@@ -125,6 +125,9 @@ class _Seat:
     join_key: str
     name: str
     password: str | None
+    # A sealed room's secret: taken up only once the server has let this seat in, so a
+    # refused join changes nothing of the room the client is in.
+    secret: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -190,9 +193,8 @@ class ChatClient:
         # comes back as it, with its messages and uploads still its own.
         self.participant_token: str | None = None
         self._key: str | None = None
-        # A sealed room: the secret from the share link, the keys derived from it (None
+        # A sealed room (its secret is the seat's): the keys derived from the secret (None
         # until they match the room's key_check), and each shared file's card by id.
-        self._secret: bytes | None = None
         self._sealed: SealedKeys | None = None
         self._cards: dict[str, dict[str, Any]] = {}
         self._seat: _Seat | None = None
@@ -253,7 +255,7 @@ class ChatClient:
         secret = new_room_secret() if sealed else None
         if secret is not None:
             frame |= {"sealed": True, "key_check": SealedKeys.from_secret(secret).key_check}
-        return await self._enter_room(_Seat("", "", password), frame, "RoomCreated", secret)
+        return await self._enter_room(_Seat("", "", password, secret), frame, "RoomCreated")
 
     async def join_room(
         self,
@@ -282,7 +284,7 @@ class ChatClient:
         frame = {"type": "JoinRoom", "join_key": join_key, "name": name, "password": password}
         if participant_token:
             frame["participant_token"] = participant_token
-        room = await self._enter_room(_Seat(join_key, name, password), frame, "RoomJoined", secret)
+        room = await self._enter_room(_Seat(join_key, name, password, secret), frame, "RoomJoined")
         if room.sealed and secret is not None and self._sealed is None:
             await self.leave()
             raise ChatError("link_wrong", "This link is incomplete or wrong: ask for the whole link.")
@@ -300,11 +302,8 @@ class ChatClient:
         """Whether this client holds the room's key (a sealed room needs its whole link)."""
         return self._sealed is not None or self._key is not None
 
-    async def _enter_room(
-        self, seat: _Seat, frame: dict[str, Any], reply_type: str, secret: bytes | None = None
-    ) -> RoomInfo:
+    async def _enter_room(self, seat: _Seat, frame: dict[str, Any], reply_type: str) -> RoomInfo:
         self._joining = seat  # the reader takes it up with the reply, before any History
-        self._secret = secret
         try:
             await self._request([frame], lambda reply: reply["type"] == reply_type)
         finally:
@@ -516,7 +515,7 @@ class ChatClient:
             if exc.code != "not_in_room" or isinstance(exc, ConnectionLost):
                 raise
         self._seat = self.room = self._key = self.name = self.owner_token = self.participant_token = None
-        self._secret = self._sealed = None
+        self._sealed = None
         self._cards = {}
 
     async def close(self) -> None:
@@ -562,12 +561,12 @@ class ChatClient:
         assert self._sealed is not None and self.room is not None and self.name is not None
         return seal_message(self._sealed.message_key, self.room.id, self.name, payload)
 
-    def _share_link(self, join_key: str) -> str:
+    def _share_link(self, join_key: str, secret: bytes | None) -> str:
         """The page's address of a room on this server, with the secret's fragment."""
         parts = urlsplit(self.url)
         scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
         link = f"{scheme}://{parts.netloc}/rooms/{join_key}/"
-        return link + "#" + link_fragment(self._secret) if self._secret is not None else link
+        return link + "#" + link_fragment(secret) if secret is not None else link
 
     def _room_key(self) -> str:
         if self._key is None:
@@ -724,17 +723,17 @@ class ChatClient:
         if seat is None:
             return  # nobody asked to be in a room
         info = frame["room_info"]
-        room = RoomInfo.from_wire(info, self._share_link(info["join_key"]))
+        room = RoomInfo.from_wire(info, self._share_link(info["join_key"], seat.secret))
         key = frame["encryption_key"]
         sealed = None
-        if room.sealed and self._secret is not None:
-            keys = SealedKeys.from_secret(self._secret)
+        if room.sealed and seat.secret is not None:
+            keys = SealedKeys.from_secret(seat.secret)
             # A secret that is not this room's is never used: nothing is sent under it.
             sealed = keys if keys.key_check == room.key_check else None
         owner_token = self.owner_token
         if frame["type"] == "RoomCreated":
             owner_token = frame["owner_token"]
-            seat = _Seat(room.join_key, room.owner, seat.password)
+            seat = _Seat(room.join_key, room.owner, seat.password, seat.secret)
         # The name the server stored (RoomCreated and RoomJoined say it): the `sender` of
         # this client's messages, which a sealed room's messages are bound to.
         name = frame.get("name") or unicodedata.normalize("NFC", seat.name).strip()

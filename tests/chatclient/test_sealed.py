@@ -10,9 +10,9 @@ import sqlite3
 
 import pytest
 
-from chatclient import ChatError, FileShared, History, Message, RoomInfo
+from chatclient import ChatError, FileShared, History, Message, Reconnected, RoomInfo
 from chatclient.crypto import LinkError, SealedKeys, link_fragment, new_room_secret, secret_from_link
-from tests.chatclient.conftest import next_of
+from tests.chatclient.conftest import CuttableProxy, next_of
 from tests.e2e.servers import manage
 
 pytestmark = pytest.mark.e2e
@@ -205,3 +205,26 @@ async def test_a_file_message_the_server_makes_up_in_a_sealed_room_is_unverifiab
         (message,) = (await next_of(reader, History)).messages
         assert isinstance(message, Message) and (message.sender, message.text) == ("Alice", None)
         await reader.leave()
+
+
+async def test_a_refused_join_keeps_the_sealed_room_the_client_is_in(clients, server):
+    """A join_room the server refuses (already_in_room) leaves the room's secret alone:
+    after the next reconnect the client still reads and writes its own sealed room."""
+    proxy = CuttableProxy(server.port)
+    await proxy.start()
+    ann = await clients(proxy.url)
+    mine = await ann.create_room("Mine", owner_name="Ann", sealed=True)
+    other = await (await clients()).create_room("Other", owner_name="Bo", sealed=True)
+    bob = await clients()
+    await bob.join_room(mine.share_link, "Bob")
+    with pytest.raises(ChatError) as refused:
+        await ann.join_room(other.share_link, "Ann")
+    assert refused.value.code == "already_in_room"
+
+    await proxy.cut()
+    await proxy.start()
+    await next_of(ann, Reconnected)
+    assert ann.can_read and ann.room.share_link == mine.share_link
+    sent = await ann.send("still mine")
+    got = await next_of(bob, Message)
+    assert (got.id, got.sender, got.text) == (sent.id, "Ann", "still mine")
