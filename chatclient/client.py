@@ -15,13 +15,14 @@ import hashlib
 import json
 import mimetypes
 import os
+import re
 import ssl
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
@@ -149,11 +150,26 @@ def affinity_hint(join_key: str) -> str:
     return hashlib.sha256(f"chat-room-affinity:{join_key}".encode()).hexdigest()[:8]
 
 
+# A share link's path (`/rooms/KEY/`, with or without scheme and host, or the last slash).
+_LINK_PATH = re.compile(r"(?:.*/)?rooms/(?P<key>[A-Za-z0-9_-]+)/?")
+
+
 def join_key_of(key_or_link: str) -> str:
-    """The join key itself, or the one in a share link (`https://host/rooms/KEY/#k=...`)."""
-    if "/rooms/" not in key_or_link:
+    """The join key itself, or the one in a share link (`https://host/rooms/KEY/#k=...`).
+    Text that holds `#` or `/rooms/` and is no share link raises `ChatError` `link_invalid`:
+    a fragment may be a sealed room's secret, which must never reach a server."""
+    if "#" not in key_or_link and "/rooms/" not in key_or_link:
         return key_or_link
-    return unquote(urlsplit(key_or_link).path.rstrip("/").rpartition("/")[2])
+    try:
+        match = _LINK_PATH.fullmatch(urlsplit(key_or_link.strip()).path)
+    except ValueError:
+        match = None
+    if match is None:
+        raise ChatError(
+            "link_invalid",
+            "This is not a valid join key or share link (/rooms/KEY/#k=...): nothing was sent.",
+        )
+    return match["key"]
 
 
 class ChatClient:
@@ -179,9 +195,15 @@ class ChatClient:
         # FILES_MAX_SIZE and CHAT_MAX_CONTENT above.
         self.max_file_size = max_file_size
         self.max_content = max_content
-        # The join key (or share link) of the room about to be joined: the first socket
-        # carries its affinity hint; later ones carry the hint of the room it is in.
-        self.about_to_join = join_key_of(room) if room else None
+        # The join key of the room about to be joined (`room`: the key or share link): the
+        # first socket carries its affinity hint (none for text that is neither, whose
+        # fragment is never used); later ones carry the hint of the room it is in.
+        self.about_to_join: str | None = None
+        if room:
+            try:
+                self.about_to_join = join_key_of(room)
+            except ChatError:
+                pass
         self.ssl_context = ssl_context  # for wss:// with a private CA; by default the system's trust store
         self.reconnect = reconnect
         self.reconnect_timeout = reconnect_timeout
@@ -272,15 +294,14 @@ class ChatClient:
         room's, the client leaves again and raises `ChatError` `link_wrong`.
         `participant_token` (a client's `participant_token` from before, with its name):
         come back as that participant, whose messages and uploads stay its own; its other
-        connection, if any, is closed (`ConnectionLost` `replaced` there)."""
-        if "/rooms/" in join_key:
-            link = join_key
-            join_key = join_key_of(link)
-            if "#" in link and secret is None:
-                try:
-                    secret = secret_from_link(link)
-                except LinkError as exc:
-                    raise ChatError("link_incomplete", str(exc)) from None
+        connection, if any, is closed (`ConnectionLost` `replaced` there). Text with `#`
+        that is no share link is refused (`link_invalid`), nothing sent."""
+        link, join_key = join_key, join_key_of(join_key)
+        if "#" in link and secret is None:
+            try:
+                secret = secret_from_link(link)
+            except LinkError as exc:
+                raise ChatError("link_incomplete", str(exc)) from None
         frame = {"type": "JoinRoom", "join_key": join_key, "name": name, "password": password}
         if participant_token:
             frame["participant_token"] = participant_token

@@ -6,13 +6,15 @@ tampered file are each refused in plain words (PROTOCOL.md, "Sealed rooms")."""
 import asyncio
 import base64
 import dataclasses
+import json
 import sqlite3
 
 import pytest
 
-from chatclient import ChatError, FileShared, History, Message, Reconnected, RoomInfo
+from chatclient import ChatClient, ChatError, FileShared, History, Message, Reconnected, RoomInfo
+from chatclient.client import affinity_hint
 from chatclient.crypto import LinkError, SealedKeys, link_fragment, new_room_secret, secret_from_link
-from tests.chatclient.conftest import CuttableProxy, next_of
+from tests.chatclient.conftest import CuttableProxy, FakeRoom, fake_server, next_of
 from tests.e2e.servers import manage
 
 pytestmark = pytest.mark.e2e
@@ -205,6 +207,34 @@ async def test_a_file_message_the_server_makes_up_in_a_sealed_room_is_unverifiab
         (message,) = (await next_of(reader, History)).messages
         assert isinstance(message, Message) and (message.sender, message.text) == ("Alice", None)
         await reader.leave()
+
+
+async def test_text_with_a_fragment_that_is_no_share_link_is_refused_and_nothing_sent():
+    """PROTOCOL.md: a sealed room's secret "is never put in a frame or an HTTP request".
+    Text holding `#` is read as a share link (/rooms/KEY/) or refused here, before any
+    frame; the socket's affinity hint is made only from a join key read from it."""
+    secret = link_fragment(new_room_secret())
+    room = FakeRoom()
+    async with fake_server(room) as url:
+        for text in (
+            f"AbCdEf#{secret}",
+            f"https://host/r/AbCdEf/#{secret}",
+            f"https://host/rooms/AbCdEf/extra/#{secret}",
+            f"rooms/#{secret}",
+        ):
+            client = await ChatClient.connect(url, room=text)
+            with pytest.raises(ChatError) as refused:
+                await client.join_room(text, "Bob")
+            assert refused.value.code == "link_invalid" and "nothing was sent" in refused.value.message
+            await client.close()
+        assert room.frames == [] and room.paths == ["/ws/"] * 4
+        for link in (f"https://host/rooms/AbCdEf/#{secret}", f"host/rooms/AbCdEf#{secret}"):
+            client = await ChatClient.connect(url, room=link)
+            await client.join_room(link, "Bob")
+            await client.close()
+    assert [frame["join_key"] for frame in room.sent("JoinRoom")] == ["AbCdEf", "AbCdEf"]
+    assert room.paths[4:] == [f"/ws/?room={affinity_hint('AbCdEf')}"] * 2
+    assert not any(secret[2:] in json.dumps(frame) for frame in room.frames)
 
 
 async def test_a_refused_join_keeps_the_sealed_room_the_client_is_in(clients, server):
