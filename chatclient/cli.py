@@ -148,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $CHAT_ROOM_LINK, which keeps a sealed room's secret out of ps and shell history)",
     )
     join.add_argument("--name", required=True, help="your name in the room")
+    join.add_argument(
+        "--owner-token",
+        default=os.environ.get("CHAT_ROOM_OWNER_TOKEN") or None,
+        metavar="TOKEN",
+        help="the room's owner token (the creator's, from create --json): join with owner rights "
+        "(default: $CHAT_ROOM_OWNER_TOKEN, which keeps it out of ps and shell history)",
+    )
     return parser
 
 
@@ -190,7 +197,9 @@ async def run(args: argparse.Namespace) -> int:
                 args.room, args.description, args.password, args.name, sealed=args.sealed
             )
         else:
-            room = await client.join_room(args.join_key, args.name, args.password)
+            room = await client.join_room(
+                args.join_key, args.name, args.password, owner_token=args.owner_token
+            )
         out.entered(room, client)
         if not (args.json or args.send or args.listen is not None or sys.stdin.isatty()):
             args.send = ["-"]  # piped in without flags: send the lines

@@ -126,9 +126,10 @@ class _Seat:
     join_key: str
     name: str
     password: str | None
-    # A sealed room's secret: taken up only once the server has let this seat in, so a
-    # refused join changes nothing of the room the client is in.
+    # A sealed room's secret and the room's owner token: taken up only once the server
+    # has let this seat in, so a refused join changes nothing of the room the client is in.
     secret: bytes | None = None
+    owner_token: str | None = None
 
 
 @dataclass(slots=True)
@@ -287,6 +288,7 @@ class ChatClient:
         *,
         secret: bytes | None = None,
         participant_token: str | None = None,
+        owner_token: str | None = None,
     ) -> RoomInfo:
         """Join with a join key, or with a whole share link (`https://host/rooms/KEY/#k=...`),
         whose fragment holds a sealed room's secret (or pass `secret`). A sealed room
@@ -294,8 +296,9 @@ class ChatClient:
         room's, the client leaves again and raises `ChatError` `link_wrong`.
         `participant_token` (a client's `participant_token` from before, with its name):
         come back as that participant, whose messages and uploads stay its own; its other
-        connection, if any, is closed (`ConnectionLost` `replaced` there). Text with `#`
-        that is no share link is refused (`link_invalid`), nothing sent."""
+        connection, if any, is closed (`ConnectionLost` `replaced` there). `owner_token`
+        (the room's, from `RoomCreated`): come back with owner rights, also after reconnects.
+        Text with `#` that is no share link is refused (`link_invalid`), nothing sent."""
         link, join_key = join_key, join_key_of(join_key)
         if "#" in link and secret is None:
             try:
@@ -305,7 +308,10 @@ class ChatClient:
         frame = {"type": "JoinRoom", "join_key": join_key, "name": name, "password": password}
         if participant_token:
             frame["participant_token"] = participant_token
-        room = await self._enter_room(_Seat(join_key, name, password, secret), frame, "RoomJoined")
+        if owner_token:
+            frame["owner_token"] = owner_token
+        seat = _Seat(join_key, name, password, secret, owner_token or None)
+        room = await self._enter_room(seat, frame, "RoomJoined")
         if room.sealed and secret is not None and self._sealed is None:
             await self.leave()
             raise ChatError("link_wrong", "This link is incomplete or wrong: ask for the whole link.")
@@ -751,15 +757,13 @@ class ChatClient:
             keys = SealedKeys.from_secret(seat.secret)
             # A secret that is not this room's is never used: nothing is sent under it.
             sealed = keys if keys.key_check == room.key_check else None
-        owner_token = self.owner_token
         if frame["type"] == "RoomCreated":
-            owner_token = frame["owner_token"]
-            seat = _Seat(room.join_key, room.owner, seat.password, seat.secret)
+            seat = _Seat(room.join_key, room.owner, seat.password, seat.secret, frame["owner_token"])
         # The name the server stored (RoomCreated and RoomJoined say it): the `sender` of
         # this client's messages, which a sealed room's messages are bound to.
         name = frame.get("name") or unicodedata.normalize("NFC", seat.name).strip()
         self.room, self._key, self._sealed, self.name = room, key, sealed, name
-        self.owner_token = owner_token
+        self.owner_token = seat.owner_token
         self.participant_token = frame.get("participant_token")
         if self._joining is not None:  # a new room, not a rejoin: ids start over
             self._last_id = 0
@@ -888,7 +892,7 @@ class ChatClient:
             "name": seat.name,
             "password": seat.password,
             "since": self._last_id or None,
-            "owner_token": self.owner_token,
+            "owner_token": seat.owner_token,
         }
         if self.participant_token:
             frame["participant_token"] = self.participant_token

@@ -25,6 +25,7 @@ from chatclient import (
     Joined,
     Left,
     Message,
+    MessageDeleted,
     MessageEdited,
     RoomInfo,
     decrypt,
@@ -497,3 +498,33 @@ async def test_a_drop_the_client_mends_does_not_end_the_interactive_chat(close_c
                 await asyncio.wait_for(prompt_lines(client, typed, Output(False)), 10)
             assert client.ended and typed.lines == ["hello after"]
         await client.close()
+
+
+def test_join_takes_the_owner_token_from_the_environment(monkeypatch, capsys):
+    """`join --owner-token`, by default $CHAT_ROOM_OWNER_TOKEN, which keeps it out of ps."""
+    assert parse_args(["join", "ws://host/ws/", "key", "--name", "Ann"]).owner_token is None
+    monkeypatch.setenv("CHAT_ROOM_OWNER_TOKEN", "from-env")
+    assert parse_args(["join", "ws://host/ws/", "key", "--name", "Ann"]).owner_token == "from-env"
+    args = parse_args(["join", "ws://host/ws/", "key", "--name", "Ann", "--owner-token=-given"])
+    assert args.owner_token == "-given"
+    with pytest.raises(SystemExit):
+        parse_args(["join", "--help"])
+    assert "(default: $CHAT_ROOM_OWNER_TOKEN" in " ".join(capsys.readouterr().out.split())
+
+
+async def test_a_returning_owner_joins_from_the_terminal_as_owner(server, clients, terminals, monkeypatch):
+    """`join` with $CHAT_ROOM_OWNER_TOKEN: the room's creator, back from a terminal, may
+    delete anyone's message."""
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    monkeypatch.setenv("CHAT_ROOM_OWNER_TOKEN", alice.owner_token)
+    await alice.close()
+    bob = await clients()
+    await bob.join_room(room.join_key, "Bob")
+    spam = await bob.send("spam")
+    owner = terminals("join", server.url, room.join_key, "--name", "Alice")
+    await owner.expect(f"join key: {room.join_key}")
+    owner.type(f"/delete {spam.id}")
+    assert await next_of(bob, MessageDeleted) == MessageDeleted(spam.id)
+    owner.type("/quit")
+    assert await owner.exit_status() == 0

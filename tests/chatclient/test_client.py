@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from chatclient import ChatError, ConnectionLost, History, Joined, Left, Message
+from chatclient import ChatError, ConnectionLost, History, Joined, Left, Message, MessageDeleted, Reconnected
 from tests.chatclient.conftest import CuttableProxy, next_of
 from tests.e2e.servers import ROOT
 
@@ -157,3 +157,30 @@ async def test_a_message_over_the_servers_limit_is_refused_here_and_the_session_
     assert refused.value.code == "message_too_large" and not isinstance(refused.value, ConnectionLost)
     assert not alice.ended
     assert (await alice.send("still here")).text == "still here"
+
+
+async def test_a_returning_owner_regains_owner_rights_with_the_owner_token(server, clients):
+    """JoinRoom's `owner_token`: the creator, back on another connection, may delete anyone's
+    message, and stays owner across that connection's reconnects."""
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    token = alice.owner_token
+    await alice.close()
+    bob = await clients()
+    await bob.join_room(room.join_key, "Bob")
+    first, second = await bob.send("one"), await bob.send("two")
+
+    proxy = CuttableProxy(server.port)
+    await proxy.start()
+    back = await clients(proxy.url)
+    await back.join_room(room.join_key, "Alice", owner_token=token)
+    assert back.owner_token == token
+    await back.delete_message(first.id)
+    await proxy.cut()
+    await proxy.start()
+    await next_of(back, Reconnected)
+    await back.delete_message(second.id)
+    assert [await next_of(bob, MessageDeleted) for _ in range(2)] == [
+        MessageDeleted(first.id),
+        MessageDeleted(second.id),
+    ]
