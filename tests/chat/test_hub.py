@@ -541,27 +541,35 @@ async def test_a_hub_is_in_its_rooms_groups_once_joined_and_after_each_refresh(s
     hub.task.cancel()
 
 
+class StoredRoom:
+    """Room X's messages 1..`count` as the database holds them, the first `written` of
+    them stored so far: the hub's position and read of stored messages, no database."""
+
+    def __init__(self, hub: Hub, count: int) -> None:
+        self.written = 0
+        self.stored = {
+            seq: (100 + seq, seq, "Bob", f"c{seq}", datetime(2026, 1, 1, tzinfo=UTC), None)
+            for seq in range(1, count + 1)
+        }
+        hub.position, hub.stored = self.position, self.read
+
+    async def position(self, room: object) -> int:
+        return self.written
+
+    async def read(self, room: object, after: int, before: int) -> list[tuple]:
+        return [self.stored[seq] for seq in range(after + 1, min(before, self.written + 1))]
+
+
 async def test_a_renewal_that_finds_the_hubs_place_lost_reads_what_was_stored_meanwhile(layer, caplog):
     """Redis restarted empty: what was published meanwhile reached no hub. The next
     renewal (the watchdog's, or the heartbeat's) puts the hub back in the room's group
     and reads the room's messages stored since from the database."""
     hub = Hub()
-    stored = {
-        seq: (100 + seq, seq, "Bob", f"c{seq}", datetime(2026, 1, 1, tzinfo=UTC), None) for seq in (1, 2)
-    }
-    written = 0
-
-    async def position(room):
-        return written
-
-    async def read(room, after, before):
-        return [stored[seq] for seq in range(after + 1, min(before, written + 1))]
-
-    hub.position, hub.stored = position, read
+    room = StoredRoom(hub, 2)
     socket = FakeSocket()
     await hub.join(ROOM_X, Outbox(socket.send, socket.close))
     await hub.layer.group_discard(room_group(X), hub.channel)  # Redis forgot the group
-    written = 2  # two messages stored, and published to nobody
+    room.written = 2  # two messages stored, and published to nobody
     await hub.renew()
     await drain()
     assert len(socket.sent) == 2 and '"id":101' in socket.sent[0] and '"id":102' in socket.sent[1]
@@ -705,24 +713,12 @@ async def test_a_frozen_receive_is_replaced_and_delivery_resumes(layer, settings
     settings.HUB_WATCHDOG_INTERVAL = 0.05
     settings.HUB_WATCHDOG_TIMEOUT = 0.3
     hub = Hub()
-    stored = {
-        seq: (100 + seq, seq, "Bob", f"c{seq}", datetime(2026, 1, 1, tzinfo=UTC), None) for seq in (1, 2, 3)
-    }
-    written = 0
-
-    async def position(room):
-        return written
-
-    async def read(room, after, before):
-        return [stored[seq] for seq in range(after + 1, min(before, written + 1))]
-
-    hub.position, hub.stored = position, read
+    room = StoredRoom(hub, 3)
     socket = FakeSocket()
     await hub.join(ROOM_X, Outbox(socket.send, socket.close))
 
     async def publish(seq):
-        nonlocal written
-        written = seq
+        room.written = seq
         await hub.layer.group_send(room_group(X), {"type": EVENT_TYPE, "events": [message(seq)]})
 
     async def sent(count, within):
