@@ -210,6 +210,8 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
     charged = False  # whether those bytes count against the budget yet
     budget_paused = False
     budget_resumed_at = float("-inf")
+    # Called once when the connection ends: its place in chat/http_guard.py's count.
+    on_lost: Callable[[], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -311,6 +313,9 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.reader is not None:
             budget().forget(self.reader)
+        if self.on_lost is not None:
+            self.on_lost, on_lost = None, self.on_lost
+            on_lost()
         super().connection_lost(exc)
 
     def _reader(self) -> Reader | None:

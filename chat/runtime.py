@@ -22,6 +22,8 @@ it and what stops it. `start` and `stop` are called by the ASGI application
   wait for it in the bounded queue `workers.database`.
 - The large-frame budget's wake-ups (chat/frame_budget.py, `serve` only): timers while
   a paced socket waits.
+- Each HTTP connection's request-head deadline (chat/http_guard.py, `serve` only): a
+  timer from its opening, or its last response, until its next request head is in.
 - Timing of Python's garbage collector (`watch_collector`): a callback, no thread; its
   young generation's size (`tune_collector`, `manage.py serve`).
 - The event loop's stalls (`watch_loop`), a timer every LOOP_STALL_TICK: started by

@@ -6,6 +6,7 @@ channel layer, so `make run` needs no services. Every limit of PROTOCOL.md is re
 from the environment variable of the same name.
 """
 
+import resource
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -61,6 +62,13 @@ class Env(environ.Env):
 
 
 env = Env()
+
+
+def open_files_limit() -> int:
+    """This process's soft limit on open files (a million if there is none)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 1_000_000 if soft == resource.RLIM_INFINITY else soft
+
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Data: the SQLite database, generated keys, blobs, static files. Nothing here creates it:
@@ -235,6 +243,16 @@ CONNECTIONS_PER_ADDRESS = env.int("CONNECTIONS_PER_ADDRESS", 50)
 IPV6_PREFIX_LENGTH = env.int("IPV6_PREFIX_LENGTH", 64)
 UPLOADS_IN_FLIGHT_BYTES = env.int("UPLOADS_IN_FLIGHT_BYTES", 64 * 1024 * 1024)
 DOWNLOADS_IN_FLIGHT_BYTES = env.int("DOWNLOADS_IN_FLIGHT_BYTES", 256 * 1024 * 1024)
+# TCP connections under `manage.py serve` (chat/http_guard.py), before any request: the
+# seconds a request head may take from the connection's opening or the previous response
+# (then it is closed), and the connections one address (not a trusted proxy) and the
+# process may hold open, WebSockets included; past either a new one is closed at once.
+# The process's default leaves 256 of its open-file limit to the database, files and logs.
+HTTP_HEADER_TIMEOUT = env.float("HTTP_HEADER_TIMEOUT", 5)
+TCP_CONNECTIONS_PER_ADDRESS = env.int("TCP_CONNECTIONS_PER_ADDRESS", CONNECTIONS_PER_ADDRESS + 50)
+TCP_CONNECTIONS_PER_PROCESS = env.int("TCP_CONNECTIONS_PER_PROCESS", max(64, open_files_limit() - 256))
+if HTTP_HEADER_TIMEOUT <= 0:  # every connection would be closed before its first request
+    raise ImproperlyConfigured(f"HTTP_HEADER_TIMEOUT must be more than 0 seconds, not {HTTP_HEADER_TIMEOUT}")
 # Redis behind Sentinel (failover): "host:port,host:port" of the sentinels, and the
 # name they know the primary by. Takes the place of REDIS_URL.
 REDIS_SENTINELS = [

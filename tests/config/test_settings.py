@@ -115,6 +115,23 @@ def test_a_loop_stall_tick_of_zero_stops_django_setup(tmp_path):
     assert "ImproperlyConfigured: LOOP_STALL_TICK must be more than 0 seconds, not 0.0" in done.stderr
 
 
+def test_a_header_timeout_of_zero_stops_django_setup(tmp_path):
+    """0 would close every connection of `manage.py serve` before its first request."""
+    done = start(tmp_path, "import django; django.setup()", DJANGO_DEBUG="1", HTTP_HEADER_TIMEOUT="0")
+    assert done.returncode != 0
+    assert "ImproperlyConfigured: HTTP_HEADER_TIMEOUT must be more than 0 seconds, not 0.0" in done.stderr
+
+
+def test_the_process_connection_limit_leaves_file_descriptors_to_the_rest(tmp_path):
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (1024, resource.getrlimit("
+        "resource.RLIMIT_NOFILE)[1])); from django.conf import settings; "
+        "print(settings.TCP_CONNECTIONS_PER_PROCESS, settings.TCP_CONNECTIONS_PER_ADDRESS)"
+    )
+    done = start(tmp_path, code, DJANGO_DEBUG="1", CONNECTIONS_PER_ADDRESS="10")
+    assert done.stdout.split() == ["768", "60"], done.stderr
+
+
 def test_a_young_generation_threshold_of_zero_stops_django_setup(tmp_path):
     """0 would turn the garbage collector off for good under `manage.py serve`."""
     done = start(tmp_path, "import django; django.setup()", DJANGO_DEBUG="1", GC_GEN0_THRESHOLD="0")

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand
 
 from chat import runtime
 from chat.frame_budget import BudgetedWebSocket
+from chat.http_guard import GuardedHttp
 
 
 class Command(BaseCommand):
@@ -51,7 +52,9 @@ class Command(BaseCommand):
             host=options["host"],
             port=options["port"],
             loop="uvloop",
-            http="httptools",
+            # httptools, with a deadline for each request head and a bound on open
+            # connections per address and per process (chat/http_guard.py).
+            http=GuardedHttp,
             # The sans-I/O `websockets` protocol, reading large frames within their
             # budget per address and per process (chat/frame_budget.py).
             ws=BudgetedWebSocket,

@@ -1,0 +1,134 @@
+"""TCP connections of `manage.py serve`, bounded before any request reaches the app.
+
+uvicorn's httptools protocol starts its keep-alive timer only once a response is sent,
+so a connection that never completes a request head (silent, or a header at a time:
+slowloris) was kept for ever, and CONNECTIONS_PER_ADDRESS counts only WebSockets the
+app has seen. So `GuardedHttp`:
+
+- gives each request head HTTP_HEADER_TIMEOUT seconds, from the connection's opening or
+  from the previous response (keep-alive): not complete by then, the connection is
+  closed (as nginx does at its client_header_timeout);
+- closes a new connection at once, unread, past TCP_CONNECTIONS_PER_ADDRESS open
+  connections of its peer's address or TCP_CONNECTIONS_PER_PROCESS of the process. A
+  connection keeps its place as a WebSocket after the upgrade, until it is closed. The
+  peer is the proxy under `serve --proxy-headers`: connections from a trusted proxy
+  (`--forwarded-allow-ips`) count only against the process (the proxy limits its own
+  clients: docs/production.md, "nginx and TLS").
+"""
+
+import asyncio
+import functools
+from typing import Any
+
+from django.conf import settings
+from uvicorn.middleware.proxy_headers import _TrustedHosts
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from chat.frame_budget import BudgetedWebSocket
+
+
+class OpenConnections:
+    """Open connections per address and in the process; `address` None: counted only
+    in the process (a trusted proxy, a Unix socket)."""
+
+    def __init__(self) -> None:
+        self.by_address: dict[str, int] = {}
+        self.total = 0
+
+    def take(self, address: str | None) -> bool:
+        """A place for a new connection, or False when its address or the process is full."""
+        if self.total >= settings.TCP_CONNECTIONS_PER_PROCESS:
+            return False
+        if address is not None:
+            held = self.by_address.get(address, 0)
+            if held >= settings.TCP_CONNECTIONS_PER_ADDRESS:
+                return False
+            self.by_address[address] = held + 1
+        self.total += 1
+        return True
+
+    def give(self, address: str | None) -> None:
+        self.total -= 1
+        if address is not None:
+            left = self.by_address[address] - 1
+            if left:
+                self.by_address[address] = left
+            else:
+                del self.by_address[address]
+
+
+connections = OpenConnections()
+
+
+@functools.cache
+def trusted_proxies(allowed: str) -> _TrustedHosts:
+    return _TrustedHosts(allowed)
+
+
+class GuardedHttp(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for each request head and a place
+    per open connection in `connections`."""
+
+    address: str | None = None
+    held = False  # whether this connection holds a place (given back once, on close)
+    head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.client and not self._from_trusted_proxy(self.client[0]):
+            self.address = self.client[0]
+        if not connections.take(self.address):
+            self.transport.close()
+            return
+        self.held = True
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        self._give_back()
+        super().connection_lost(exc)
+
+    def on_headers_complete(self) -> None:
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # Kept alive and no pipelined request's head already here: the next one's deadline.
+        if not self.transport.is_closing() and not self.pipeline:
+            self._arm_head_timer()
+
+    def handle_websocket_upgrade(self) -> None:
+        super().handle_websocket_upgrade()
+        socket = self.transport.get_protocol()
+        if self.held and isinstance(socket, BudgetedWebSocket):
+            # The connection lives on as this WebSocket: its place goes with it.
+            self.held = False
+            socket.on_lost = functools.partial(connections.give, self.address)
+        else:
+            self._give_back()
+
+    def head_timeout(self) -> None:
+        self.head_timer = None
+        self.transport.close()
+
+    def _arm_head_timer(self) -> None:
+        if self.head_timer is None:
+            self.head_timer = self.loop.call_later(settings.HTTP_HEADER_TIMEOUT, self.head_timeout)
+
+    def _disarm_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _give_back(self) -> None:
+        if self.held:
+            self.held = False
+            connections.give(self.address)
+
+    def _from_trusted_proxy(self, host: str) -> bool:
+        config: Any = self.config
+        if not config.proxy_headers:
+            return False
+        allowed = config.forwarded_allow_ips
+        return host in trusted_proxies(allowed if isinstance(allowed, str) else ",".join(allowed))

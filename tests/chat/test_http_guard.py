@@ -1,0 +1,157 @@
+"""chat/http_guard.py: `manage.py serve` closes connections whose request head does not
+come in time, and those past the open connections of an address, against a real server
+process and raw sockets from addresses of 127.0.0.0/8 (each a client of its own)."""
+
+import http.client
+import select
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+from websockets.sync.client import connect
+
+from chat.http_guard import OpenConnections
+from tests.e2e.servers import ServerProcess, manage, production_env
+
+DEADLINE = 2.0  # HTTP_HEADER_TIMEOUT of the server below
+PER_ADDRESS = 4  # TCP_CONNECTIONS_PER_ADDRESS
+PROXY = "127.0.7.9"  # the one trusted proxy
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[ServerProcess]:
+    var = tmp_path_factory.mktemp("http-guard")
+    env = production_env(
+        CHAT_VAR_DIR=str(var),
+        HTTP_HEADER_TIMEOUT=str(DEADLINE),
+        TCP_CONNECTIONS_PER_ADDRESS=str(PER_ADDRESS),
+    )
+    manage(env, "migrate", "--noinput")
+    process = ServerProcess(env, log_dir=var, args=("--proxy-headers", "--forwarded-allow-ips", PROXY))
+    yield process.start()
+    process.stop()
+
+
+def dial(server: ServerProcess, source: str) -> socket.socket:
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", server.port))
+    return sock
+
+
+def closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> float | None:
+    """Seconds until the server closes `sock` (None: still open after `seconds`),
+    sending `trickle` every 0.3 s meanwhile if given (slowloris)."""
+    began = time.monotonic()
+    while (elapsed := time.monotonic() - began) < seconds:
+        try:
+            if trickle:
+                sock.send(trickle)
+            if select.select([sock], [], [], 0.3)[0] and sock.recv(4096) == b"":
+                return elapsed
+        except (BrokenPipeError, ConnectionResetError):
+            return elapsed
+    return None
+
+
+def health(server: ServerProcess, source: str) -> int:
+    """The status of GET /healthz from `source` (0: the connection was closed unanswered)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, source_address=(source, 0), timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status
+    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+        return 0
+    finally:
+        conn.close()
+
+
+def test_silent_half_header_and_trickling_connections_are_closed_at_the_deadline(server):
+    silent = dial(server, "127.0.7.1")
+    half = dial(server, "127.0.7.1")
+    half.send(b"GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    trickling = dial(server, "127.0.7.1")
+    trickling.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    seconds = [
+        closed_within(silent, 3 * DEADLINE),
+        closed_within(half, 3 * DEADLINE),
+        closed_within(trickling, 3 * DEADLINE, trickle=b"X-A: b\r\n"),
+    ]
+    assert all(s is not None for s in seconds), seconds
+    # Counted from each connection's opening, so the later ones close sooner here.
+    assert all(s < DEADLINE + 1 for s in seconds), seconds
+    assert health(server, "127.0.7.1") == 200  # the places they held are free again
+
+
+def test_a_kept_alive_connection_has_the_deadline_for_its_next_head(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, source_address=("127.0.7.5", 0), timeout=5)
+    conn.request("GET", "/healthz")
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 200 and not response.will_close
+    # The next request starts and never ends, a byte at a time.
+    conn.sock.send(b"GET /healthz HTTP/1.1\r\n")
+    seconds = closed_within(conn.sock, 3 * DEADLINE, trickle=b"x")  # a header name, growing
+    assert seconds is not None and seconds < DEADLINE + 1
+
+
+def test_a_head_sent_slowly_but_within_the_deadline_is_answered(server):
+    sock = dial(server, "127.0.7.6")
+    for part in (b"GET /healthz HTTP/1.1\r\n", b"Host: 127.0.0.1\r\n", b"Connection: close\r\n", b"\r\n"):
+        sock.send(part)
+        time.sleep(DEADLINE / 5)
+    sock.settimeout(5)
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+
+
+def test_connections_past_the_address_limit_are_closed_at_once(server):
+    held = [dial(server, "127.0.7.2") for _ in range(PER_ADDRESS)]
+    extra = dial(server, "127.0.7.2")  # the kernel accepts it; the server closes it unread
+    refused = closed_within(extra, DEADLINE / 2)
+    assert refused is not None  # long before the deadline
+    assert health(server, "127.0.7.2") == 0
+    assert health(server, "127.0.7.3") == 200  # another address still gets in
+    for sock in held:
+        sock.close()
+    time.sleep(0.3)
+    assert health(server, "127.0.7.2") == 200  # closed connections give their places back
+
+
+def test_websockets_keep_their_place_past_the_deadline_until_closed(server):
+    def socket_from(source: str):
+        return connect(f"ws://127.0.0.1:{server.port}/ws/", sock=dial(server, source), open_timeout=5)
+
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket_from("127.0.7.4")) for _ in range(PER_ADDRESS)]
+        time.sleep(DEADLINE + 0.5)
+        for ws in sockets:
+            assert ws.ping().wait(5)  # the head's deadline does not apply to a WebSocket
+        assert closed_within(dial(server, "127.0.7.4"), DEADLINE / 2) is not None
+    time.sleep(0.3)
+    with socket_from("127.0.7.4") as ws:  # closed, they gave their places back
+        assert ws.ping().wait(5)
+
+
+def test_connections_of_a_trusted_proxy_count_only_against_the_process(server):
+    held = [dial(server, PROXY) for _ in range(2 * PER_ADDRESS)]
+    assert health(server, PROXY) == 200
+    for sock in held:
+        sock.close()
+
+
+def test_places_per_address_and_per_process(settings):
+    settings.TCP_CONNECTIONS_PER_ADDRESS, settings.TCP_CONNECTIONS_PER_PROCESS = 2, 3
+    open_ = OpenConnections()
+    assert open_.take("a") and open_.take("a") and not open_.take("a")
+    assert open_.take("b") and not open_.take("c") and not open_.take(None)  # the process is full
+    open_.give("a")
+    assert open_.take(None)  # a proxy's: the process's count only
+    open_.give(None)
+    assert open_.by_address == {"a": 1, "b": 1} and open_.total == 2
+    open_.give("a")
+    open_.give("b")
+    assert open_.by_address == {} and open_.total == 0
