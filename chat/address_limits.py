@@ -1,4 +1,5 @@
-"""Quotas per client address over a sliding window: rooms created (ROOMS_PER_HOUR).
+"""Quotas per client address over a sliding window: rooms created (ROOMS_PER_HOUR),
+failed admin logins (ADMIN_LOGIN_FAILURES_PER_MINUTE, chat/admin_login.py).
 Each counts in Redis when the channel layer is Redis, so the quota holds across
 processes, and in this process otherwise.
 
@@ -108,16 +109,18 @@ _local: dict[str, LocalQuota] = {}
 _shared: dict[tuple[str, str, str], RedisQuota] = {}
 
 
-def quota(name: str) -> LocalQuota | RedisQuota:
-    """The quota called `name`: in Redis when the channel layer is channels_redis (its
-    first host and prefix), else in this process."""
+def quota(name: str, window: float = HOUR) -> LocalQuota | RedisQuota:
+    """The quota called `name` (over `window` seconds): in Redis when the channel layer
+    is channels_redis (its first host and prefix), else in this process."""
     hosts = redis_clients.layer_hosts()
     if not hosts:
-        return _local.setdefault(name, LocalQuota(name))
+        if name not in _local:
+            _local[name] = LocalQuota(name, window)
+        return _local[name]
     host, prefix = hosts[0], settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
     place = (name, repr(host), prefix)
     if place not in _shared:
-        _shared[place] = RedisQuota(name, host, prefix)
+        _shared[place] = RedisQuota(name, host, prefix, window)
     return _shared[place]
 
 

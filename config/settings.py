@@ -406,6 +406,11 @@ CHAT_WRITE_INTERVAL = env.float("CHAT_WRITE_INTERVAL", 0.01)
 # Most room events a process sends in one channel-layer message (chat/hub.py).
 CHAT_PUBLISH_BATCH = env.int("CHAT_PUBLISH_BATCH", 500)
 JOIN_FAILURES_PER_MINUTE = env.int("JOIN_FAILURES_PER_MINUTE", 5)
+# Failed admin logins one client address may make a minute (in Redis across processes
+# when set), and admin logins one process checks a password for at once; past either a
+# login is answered 429 / 503 without hashing anything (chat/admin_login.py).
+ADMIN_LOGIN_FAILURES_PER_MINUTE = env.int("ADMIN_LOGIN_FAILURES_PER_MINUTE", 5)
+ADMIN_LOGIN_CHECKS_AT_ONCE = env.int("ADMIN_LOGIN_CHECKS_AT_ONCE", 1)
 CHAT_HISTORY_LIMIT = env.int("CHAT_HISTORY_LIMIT", 100)
 # base64 of FILES_MAX_SIZE plus 64 KiB for the JSON around it.
 WS_MAX_FRAME = env.int("WS_MAX_FRAME", 4 * ((FILES_MAX_SIZE + 2) // 3) + 64 * 1024)
