@@ -17,6 +17,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
 from chat import address_limits
+from chat.security import address_key
 from chat.workers import Admission
 
 FAILURES_WINDOW = 60.0
@@ -31,7 +32,7 @@ async def login(request: HttpRequest) -> HttpResponse:
     """`admin.site.login`, a POST only with a place in both bounds."""
     if request.method != "POST":
         return await sync_to_async(admin.site.login)(request)
-    address = request.META.get("REMOTE_ADDR") or "unknown"
+    address = address_key(request.META.get("REMOTE_ADDR") or "unknown")  # an IPv6 client: its network
     quota = failures()
     claim = await quota.claim(address, settings.ADMIN_LOGIN_FAILURES_PER_MINUTE)
     if claim is None:

@@ -25,6 +25,7 @@ from uvicorn.middleware.proxy_headers import _TrustedHosts
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chat.frame_budget import BudgetedWebSocket
+from chat.security import address_key
 
 
 class OpenConnections:
@@ -76,7 +77,7 @@ class GuardedHttp(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if self.client and not self._from_trusted_proxy(self.client[0]):
-            self.address = self.client[0]
+            self.address = address_key(self.client[0])  # an IPv6 client: its network
         if not connections.take(self.address):
             self.transport.close()
             return
