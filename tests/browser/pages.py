@@ -7,6 +7,7 @@ import json
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,29 @@ def set_visibility(page: Page, state: str) -> None:
         "(state) => { window.__visibility = state; document.dispatchEvent(new Event('visibilitychange')); }",
         state,
     )
+
+
+# An init script: every frame the page's sockets receive reaches the page 300 ms late, in
+# order (a slow network), so that the page sends more before the answers come back.
+LATENCY_SCRIPT = """
+const addListener = EventTarget.prototype.addEventListener;
+EventTarget.prototype.addEventListener = function (type, listener, options) {
+  if (this instanceof WebSocket && type === "message") {
+    return addListener.call(this, type, (event) => setTimeout(() => listener(event), 300), options);
+  }
+  return addListener.call(this, type, listener, options);
+};
+"""
+
+
+def wait_until(page: Page, condition, what: str, within: float = 10) -> None:
+    """Poll `condition` while Playwright keeps handling events (a route's callbacks too)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        page.wait_for_timeout(50)
+
+
+def sent_types(page: Page) -> list[str]:
+    """The type of every frame the page sent, in order."""
+    return [frame["type"] for frame in page.frames_sent]

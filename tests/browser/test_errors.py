@@ -77,7 +77,8 @@ def test_required_fields_are_asked_for_before_sending(server, new_page):
 
 
 def test_chat_errors_show_by_the_message_box(server_with, new_page):
-    """message_too_large keeps the text for editing; rate_limited says to wait."""
+    """message_too_large keeps the text for editing; a message refused for its rate waits,
+    marked so, and is sent again later (tests/browser/test_answers.py)."""
     server = server_with(CHAT_MAX_CONTENT="200", CHAT_RATE_BURST="3", CHAT_RATE_SUSTAINED="0.001")
     page = new_page(server.http)
     create_room(page, "Strict", "Ann")
@@ -91,8 +92,10 @@ def test_chat_errors_show_by_the_message_box(server_with, new_page):
     say(page, "two")
     expect(page.locator("#messages li .text")).to_have_text(["one", "two"])
     say(page, "three")
-    expect(page.locator("#message-error")).to_have_text(re.compile("Too many attempts"))
-    expect(page.locator("#messages li .text")).to_have_text(["one", "two"])
+    expect(page.locator("#messages li.pending .note")).to_have_text(re.compile("too many messages at once"))
+    expect(page.locator("#messages li .text")).to_have_text(["one", "two", "three"])
+    expect(page.locator("#messages li[data-id] .text")).to_have_text(["one", "two"])
+    expect(page.get_by_label("Message", exact=True)).to_have_value("")
 
 
 def test_files_are_checked_for_type_and_size_before_sending(server_with, new_page):

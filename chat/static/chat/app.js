@@ -2,8 +2,9 @@
 
 import { decrypt, encrypt, importKey, needsSecureContext } from "./crypto.js";
 import { setUpConversation, quoteOf } from "./conversation.js";
-import { contextOf, errorPlace, humanError } from "./errors.js";
-import { setUpFiles, shownName } from "./files.js";
+import { errorPlace, humanError, ROOM_ENDED } from "./errors.js";
+import { formatSize, setUpFiles, shownName } from "./files.js";
+import { Requests } from "./requests.js";
 import {
   deriveKeys,
   fragmentOf,
@@ -50,23 +51,26 @@ const state = {
   seeking: null, // the id a reply's quote was clicked for, while older pages come
   members: [],
   pending: null, // "create" | "join" while the lobby waits for its answer
-  lastSent: null, // what the last frame was, for errors any request could cause
   rejoining: false,
   rejoinAttempts: 0,
   // Our chat messages not yet sent back by the server, by content (the random nonce makes
-  // each ciphertext unique, and chatclient matches the same way): {text, item, sent}, in
-  // the order typed. `sent`: on the current socket.
+  // each ciphertext unique, and chatclient matches the same way): {text, replyTo, item,
+  // sent, card}, in the order typed; `card`: a sealed room's file card (text null).
+  // `sent`: on the current socket. They go out one at a time (sendNext).
   outbox: new Map(),
+  chatHeld: null, // the timer while a message refused for its rate waits to be sent again
+  chatRetries: 0,
   catchingUp: false, // a rejoin's History is coming; the outbox waits for it
   queued: null, // a lobby request waiting for the socket to open
 };
 
 const connection = new Connection({ onOpen, onMessage, onDrop, onReplaced });
+const requests = new Requests(connection);
 const NOT_SENT = "not sent yet, reconnecting…";
 
-function send(message, context) {
-  state.lastSent = context;
-  return connection.send(message);
+// A frame the server answers; `context` (and `extra`) come back with its answer or Error.
+function send(message, context, extra = {}) {
+  return requests.send(message, { context, ...extra });
 }
 
 function setStatus(text) {
@@ -234,7 +238,7 @@ async function enterRoom(message, ownerToken) {
     else key = await importKey(message.encryption_key);
   } catch (error) {
     showError("lobby-error", error.message);
-    send({ type: "LeaveRoom" }, "room");
+    connection.send({ type: "LeaveRoom" }); // never answered in a room: not a request
     return;
   }
   const room = {
@@ -362,6 +366,8 @@ function exitRoom(reason = "") {
   askForWholeLink();
   state.rejoining = false;
   state.outbox = new Map();
+  clearTimeout(state.chatHeld);
+  Object.assign(state, { chatHeld: null, chatRetries: 0 });
   files.reset();
   conversation.reset();
   unread.leave();
@@ -422,9 +428,15 @@ function messageById(id) {
 // GetHistory (it goes above, and the view stays on what the person was reading).
 async function receiveMessage(message, { live = false, older = false } = {}) {
   const room = state.room;
-  // One of ours, live or in a rejoin's History: stored, so no longer pending.
+  // One of ours, live or in a rejoin's History: stored, so no longer pending, and the
+  // next one goes.
   const mine = state.outbox.get(message.content);
-  state.outbox.delete(message.content);
+  if (mine) {
+    state.outbox.delete(message.content);
+    state.chatRetries = 0;
+    if (mine.card) setStatus(`Shared ${mine.card.name} (${formatSize(mine.card.size)}).`);
+    sendNext();
+  }
   if (!room || state.seen.has(message.id)) return mine?.item.remove(); // History and live may overlap.
   state.seen.add(message.id);
   state.maxId = Math.max(state.maxId ?? message.id, message.id);
@@ -575,30 +587,39 @@ async function sendChat() {
   box.value = "";
   if (composing?.kind === "edit") return send({ type: "EditMessage", id: composing.id, content }, "edit");
   const replyTo = composing?.kind === "reply" ? composing.id : null;
-  post(content, { text, replyTo, item: pendingItem(room.name, text), sent: false });
+  post(content, { text, replyTo, item: pendingItem(room.name, text), sent: false, card: null });
 }
 
-// A chat content of ours, shown as pending until the server sends it back; behind
-// messages waiting for a rejoin's History it waits too, so they keep their order.
+// A chat content of ours, shown as pending until the server sends it back.
 function post(content, entry) {
   state.outbox.set(content, entry);
   const list = $("messages");
   list.append(entry.item);
   list.scrollTop = list.scrollHeight;
-  if (!state.catchingUp && !state.rejoining) sendPending(content, entry);
+  sendNext();
 }
 
 // A sealed room's file, stored: its card (with the file's key) goes to the room as a
-// message. Kept in the outbox like any message, so a dropped connection sends it again.
+// message. Kept in the outbox like any message, so a dropped connection or the rate
+// limit sends it again; the file is shared once the card is stored.
 async function postCard(card) {
   const room = state.room;
   if (!room?.sealed) return;
   const content = await sealMessage(room.sealed.messageKey, room.info.id, room.name, card);
   if (state.room !== room) return;
-  post(content, { text: null, replyTo: null, item: pendingItem(room.name, `File: ${card.name}`), sent: false });
+  setStatus(`Sharing ${card.name}…`);
+  post(content, { text: null, replyTo: null, item: pendingItem(room.name, `File: ${card.name}`), sent: false, card });
 }
 
-function sendPending(content, entry) {
+// Our pending messages go out one at a time, in the order typed, each once the server
+// has sent back the one before: one refused for its rate is sent again before any later
+// one. Behind a rejoin's History they wait too (resendPending), so that what it holds is
+// not sent twice.
+function sendNext() {
+  if (state.catchingUp || state.rejoining || state.chatHeld) return;
+  const waiting = [...state.outbox];
+  if (!waiting.length || waiting.some(([, entry]) => entry.sent)) return;
+  const [content, entry] = waiting[0];
   const reply = entry.replyTo === null ? {} : { reply_to: entry.replyTo };
   entry.sent = send({ type: "ChatMessage", content, ...reply }, "chat");
   entry.item.querySelector(".note").textContent = entry.sent ? "sending…" : NOT_SENT;
@@ -607,18 +628,44 @@ function sendPending(content, entry) {
 // After a rejoin, once its History is in: what the server did not store is sent again.
 function resendPending() {
   state.catchingUp = false;
-  for (const [content, entry] of state.outbox) if (!entry.sent) sendPending(content, entry);
+  sendNext();
 }
 
-// An Error refusing a chat message carries no id: as the server answers frames in order,
-// it is taken to be about the last one sent, which goes back into an empty box (a file's
-// card has no text to give back).
-function chatRefused() {
-  const [content, entry] = [...state.outbox].findLast(([, entry]) => entry.sent) ?? [];
+// A chat message of ours the server refused (the request the Error answers: requests.js).
+// Refused for its rate, it waits and is sent again, ahead of the later ones; else its
+// text goes back to the person: into the message box when that is free, or stays on the
+// page marked not sent. A file's card that cannot be sent: the file form says so.
+function chatRefused(request, error) {
+  const content = request.frame.content;
+  const entry = state.outbox.get(content);
   if (!entry) return;
+  entry.sent = false;
+  if (error.code === "rate_limited") return holdChat(entry);
   state.outbox.delete(content);
-  entry.item.remove();
-  if (entry.text !== null && !$("message").value) $("message").value = entry.text;
+  const box = $("message");
+  if (entry.card) {
+    entry.item.remove();
+    showError("file-error", `${entry.card.name} was not shared: ${humanError(error)}`);
+    setStatus("");
+  } else if (!box.value && !conversation.composing()) {
+    entry.item.remove();
+    box.value = entry.text;
+    showError("message-error", humanError(error));
+  } else {
+    entry.item.classList.add("refused");
+    entry.item.querySelector(".note").textContent = `not sent: ${humanError(error)}`;
+  }
+  sendNext();
+}
+
+function holdChat(entry) {
+  state.chatRetries += 1;
+  const wait = Math.min(30_000, 1000 * 2 ** (state.chatRetries - 1));
+  entry.item.querySelector(".note").textContent = `too many messages at once: sending again in ${wait / 1000} s…`;
+  state.chatHeld = setTimeout(() => {
+    state.chatHeld = null;
+    sendNext();
+  }, wait);
 }
 
 $("message-form").addEventListener("submit", (event) => {
@@ -635,7 +682,7 @@ $("message").addEventListener("keydown", (event) => {
 });
 
 $("leave").addEventListener("click", () => {
-  send({ type: "LeaveRoom" }, "room");
+  connection.send({ type: "LeaveRoom" }); // never answered in a room: not a request
   exitRoom();
 });
 
@@ -666,7 +713,7 @@ const conversation = setUpConversation({
   remove: removeMessage,
   members: () => state.members,
   me: () => state.room?.name,
-  // Never answered, so not `send`: it would become the frame errors are blamed on.
+  // Never answered in a room, so not a request (requests.js): no Error is taken for it.
   sendTyping: () => !state.rejoining && connection.send({ type: "Typing" }),
 });
 
@@ -706,11 +753,18 @@ function onOpen() {
 // to the lobby and stays off the socket until the person acts, so that the two do not
 // take the seat from each other in turns.
 function onReplaced() {
-  files.connectionLost();
+  connectionLost();
   exitRoom("You opened this room in another tab or window.");
 }
 
 function onDrop(event, wait) {
+  connectionLost();
+  if (state.room) setStatus(`Connection lost. Reconnecting in ${Math.ceil(wait / 1000)} s…`);
+}
+
+// The socket is gone: nothing it carried will be answered.
+function connectionLost() {
+  requests.dropped();
   if (state.pending) {
     showError(`${state.pending}-error`, "No connection to the server. Try again in a moment.");
     state.queued = null;
@@ -726,7 +780,6 @@ function onDrop(event, wait) {
     entry.sent = false;
     entry.item.querySelector(".note").textContent = NOT_SENT;
   }
-  if (state.room) setStatus(`Connection lost. Reconnecting in ${Math.ceil(wait / 1000)} s…`);
 }
 
 function rejoinFailed(error) {
@@ -741,29 +794,35 @@ function rejoinFailed(error) {
   exitRoom(humanError(error));
 }
 
+// An Error answers the oldest frame of ours not answered yet (requests.js), and is shown
+// next to what that frame was for; room_closed and kicked end the room whatever was sent.
 function onError(error) {
-  const context = contextOf(error, state.lastSent);
-  if (state.pending && (context === "create" || context === "join" || context === state.pending)) {
-    const pending = state.pending;
+  if (ROOM_ENDED.has(error.code)) return exitRoom(humanError(error));
+  const request = requests.refused();
+  const context = request?.context ?? null;
+  if (context === "create" || context === "join") {
+    if (state.pending !== context) return;
     endPending();
-    showError(errorPlace(pending, error), humanError(error));
-    return;
+    return showError(errorPlace(context, error), humanError(error));
   }
-  if (state.rejoining && state.room && (context === "join" || context === "rejoin")) return rejoinFailed(error);
-  if (context === "room") return exitRoom(humanError(error));
-  if (files.handleError(error, context)) return;
-  if (context === "chat") chatRefused();
+  if (context === "rejoin") return state.rejoining && state.room && rejoinFailed(error);
+  if (files.handleError(error, request)) return;
+  if (context === "chat") return chatRefused(request, error);
   if (context === "members" && state.catchingUp) resendPending(); // no Members is coming
   if (context === "history") {
     state.seeking = null;
     olderArrived(false);
   }
-  showError(state.room ? errorPlace(context, error) : "lobby-error", humanError(error));
+  showError(state.room ? errorPlace(context, error) : "lobby-error", humanError(error, context));
 }
 
 const HANDLERS = {
-  RoomCreated: (m) => enterRoom(m, m.owner_token),
+  RoomCreated: (m) => {
+    requests.answered("CreateRoom");
+    return enterRoom(m, m.owner_token);
+  },
   RoomJoined: (m) => {
+    requests.answered("JoinRoom");
     if (state.room && state.rejoining) {
       state.rejoining = false;
       state.rejoinAttempts = 0;
@@ -784,12 +843,20 @@ const HANDLERS = {
   // The join's (or a rejoin's) History, or a page of older messages (`before`).
   History: async (m) => {
     const older = m.before !== undefined;
+    if (older) requests.answered("GetHistory");
     for (const message of m.messages) await receiveMessage(message, { older });
     if (older) olderArrived(m.messages.length === 0);
   },
-  ChatMessage: (m) => receiveMessage(m, { live: true }),
-  MessageEdited: messageEdited,
+  ChatMessage: (m) => {
+    requests.answered("ChatMessage", (frame) => frame.content === m.content);
+    return receiveMessage(m, { live: true });
+  },
+  MessageEdited: (m) => {
+    requests.answered("EditMessage", (frame) => frame.id === m.id);
+    return messageEdited(m);
+  },
   Reactions: (m) => {
+    requests.answered("React", (frame) => frame.id === m.id);
     const item = messageById(m.id);
     if (item && state.room) renderReactions(item, m.reactions, state.room.name);
   },
@@ -801,6 +868,7 @@ const HANDLERS = {
     conversation.notTyping(m.name);
   },
   Members: (m) => {
+    requests.answered("GetMembers");
     if (!state.room) return;
     setMembers(m.participants);
     if (state.catchingUp) resendPending();
@@ -808,6 +876,7 @@ const HANDLERS = {
   // Its author, an owner or a moderator deleted a message: it goes from the page; its
   // id stays seen, so History after a reconnect cannot bring it back.
   MessageDeleted: (m) => {
+    requests.answered("DeleteMessage", (frame) => frame.id === m.id);
     state.seen.add(m.id);
     state.deleted.add(m.id);
     state.room?.frames.delete(m.id);
@@ -815,9 +884,18 @@ const HANDLERS = {
     messageById(m.id)?.remove();
     for (const quote of quotesOf(m.id)) quote.textContent = quoteOf(null);
   },
-  FileUploaded: (m) => files.uploaded(m.metadata),
-  FileContent: (m) => files.content(m.metadata, m.content),
-  FileDeleted: (m) => files.deleted(m.file_id),
+  FileUploaded: (m) => {
+    requests.answered("UploadFile");
+    files.uploaded(m.metadata);
+  },
+  FileContent: (m) => {
+    requests.answered("GetFile", (frame) => frame.file_id === m.metadata.id);
+    files.content(m.metadata, m.content);
+  },
+  FileDeleted: (m) => {
+    requests.answered("DeleteFile", (frame) => frame.file_id === m.file_id);
+    files.deleted(m.file_id);
+  },
   Error: onError,
 };
 

@@ -23,8 +23,13 @@ const HUMAN = {
   server_error: "Something went wrong on the server. Try again.",
 };
 
-export function humanError(error) {
-  const text = HUMAN[error.code];
+// Where one code means something else for one kind of request (`context`).
+const HUMAN_IN = {
+  react: { quota_exceeded: "This message has as many different reactions as it can hold. Pick one it already has." },
+};
+
+export function humanError(error, context = null) {
+  const text = HUMAN_IN[context]?.[error.code] ?? HUMAN[error.code];
   if (!text) return error.message || "Something went wrong.";
   // These messages say more than the code: invalid_field starts with the field's name,
   // and forbidden says what was refused (a delete, a ban after removal, the virus scanner).
@@ -32,23 +37,9 @@ export function humanError(error) {
   return text;
 }
 
-// Codes that can only be caused by one kind of request, whatever was sent last.
-const CONTEXT_OF = {
-  room_not_found: "join",
-  wrong_password: "join",
-  name_taken: "join",
-  message_too_large: "chat",
-  file_too_large: "upload",
-  mime_not_allowed: "upload",
-  quota_exceeded: "upload",
-  room_closed: "room",
-  kicked: "room",
-};
-
-export function contextOf(error, lastSent) {
-  if (error.code === "message_too_large" && lastSent === "edit") return "edit"; // an edit is content too
-  return CONTEXT_OF[error.code] ?? lastSent;
-}
+// Errors that end the room whatever frame they come after: an admin closed it or removed
+// this participant (sent to the socket unasked, then closing it).
+export const ROOM_ENDED = new Set(["room_closed", "kicked"]);
 
 // The element id an error shows next to: the field it is about, else the form's own line.
 const FIELD_ERRORS = {

@@ -132,7 +132,6 @@ function readWithProgress(file, onProgress) {
 
 export function setUpFiles({ config, send, connection, showError, currentRoom, postCard }) {
   let upload = null; // {name, timer, card}: card, a sealed room's file card without its id
-  const previews = []; // file ids asked for with GetFile, answered in order
   const blobUrls = new Map();
   const deletedIds = new Set();
   // Files this page uploaded: their uploader may delete them (and owners may delete any).
@@ -304,7 +303,7 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
       }
       if (file.isImage) {
         if (blobUrls.has(file.id)) return showPreview(item, file.name, blobUrls.get(file.id));
-        if (send({ type: "GetFile", file_id: file.id }, "preview")) previews.push(file.id);
+        send({ type: "GetFile", file_id: file.id }, "preview");
       }
     },
     uploaded(metadata) {
@@ -314,13 +313,11 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
       finish();
       $("file-form").reset();
       // A sealed room's file is announced by its card, which names it and holds its key.
+      // It is shared once that card is stored (app.js); a standard room's, now.
       if (card) postCard({ t: "file", id: metadata.id, ...card });
-      const shown = card ?? metadata;
-      $("status").textContent = `Shared ${shown.name} (${formatSize(shown.size)}).`;
+      else $("status").textContent = `Shared ${metadata.name} (${formatSize(metadata.size)}).`;
     },
     content(metadata, content) {
-      const index = previews.indexOf(metadata.id);
-      if (index >= 0) previews.splice(index, 1);
       if (!PREVIEW_TYPES.has(metadata.mime_type)) return;
       const url = URL.createObjectURL(new Blob([fromBase64(content)], { type: metadata.mime_type }));
       blobUrls.set(metadata.id, url);
@@ -333,27 +330,24 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
       if (url) URL.revokeObjectURL(url);
       blobUrls.delete(fileId);
     },
-    // True when the error was about files and has been shown.
-    handleError(error, context) {
-      if (error.code === "file_not_found" && previews.length) {
-        for (const item of itemsOf(previews.shift())) item.classList.add("expired");
+    // True when the error (answering `request`: requests.js) was about an upload or a
+    // preview and has been shown.
+    handleError(error, request) {
+      if (request?.context === "preview") {
+        if (error.code === "file_not_found") {
+          for (const item of itemsOf(request.frame.file_id)) item.classList.add("expired");
+        }
         return true;
       }
-      // `forbidden` answers a DeleteFile, or an upload the malware scanner refused.
-      const scanner = error.code === "forbidden" && context !== "file";
-      if (upload && (context === "upload" || scanner)) {
-        finish(humanError(error));
-        return true;
-      }
-      return false;
+      if (request?.context !== "upload") return false;
+      finish(humanError(error));
+      return true;
     },
     connectionLost() {
-      previews.length = 0;
       if (upload) finish("The connection dropped during the upload. Send the file again.");
     },
     reset() {
       generation += 1;
-      previews.length = 0;
       mine.clear();
       deletedIds.clear();
       for (const url of blobUrls.values()) URL.revokeObjectURL(url);
