@@ -70,6 +70,34 @@ def test_messages_refused_for_their_rate_are_sent_again_in_order(server_with, sq
     assert page.console_errors == []
 
 
+def test_a_refused_edit_goes_back_into_the_box(server_with, new_page):
+    """An edit over CHAT_MAX_CONTENT: the edit stays in the box, still an edit, to shorten
+    and save again; nothing typed is lost."""
+    server = server_with(CHAT_MAX_CONTENT="200")
+    page = new_page(server.http, init_script=LATENCY_SCRIPT)
+    create_room(page, "Edits", "Ann")
+    say(page, "short")
+    expect(page.locator("#messages li.message[data-id] .text")).to_have_text(["short"])
+    page.get_by_label("Message", exact=True).press("ArrowUp")
+    expect(page.locator("#composer-context-text")).to_have_text("Editing your message")
+    box = page.get_by_label("Message", exact=True)
+    longer = "a much longer version of the message " * 5
+    box.fill(longer)
+    box.press("Enter")
+    expect(page.locator("#message-error")).to_have_text(re.compile("too long to send"))
+    expect(box).to_have_value(longer)
+    expect(box).to_be_editable()
+    expect(page.locator("#composer-context-text")).to_have_text("Editing your message")
+
+    box.fill("short, edited")
+    box.press("Enter")
+    expect(page.locator("#messages li.message[data-id] .text")).to_have_text(["short, edited"])
+    expect(page.locator("#messages .edited")).to_have_count(1)
+    expect(box).to_have_value("")
+    expect(page.locator("#composer-context")).to_be_hidden()
+    assert page.console_errors == []
+
+
 def test_a_reaction_past_the_limit_is_told_as_a_reaction(server_with, new_page):
     """quota_exceeded answers the React: told by the messages in a reaction's words, not
     as the room's file space, and the upload on its way meanwhile is not ended."""

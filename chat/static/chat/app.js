@@ -583,9 +583,13 @@ async function sendChat() {
     showError("message-error", "Not connected. Your message is kept; send it again once reconnected.");
     return;
   }
+  // An edit stays in the box until the server has it (messageEdited), or is given back.
+  if (composing?.kind === "edit") {
+    conversation.editSent();
+    return send({ type: "EditMessage", id: composing.id, content }, "edit");
+  }
   conversation.stopComposing();
   box.value = "";
-  if (composing?.kind === "edit") return send({ type: "EditMessage", id: composing.id, content }, "edit");
   const replyTo = composing?.kind === "reply" ? composing.id : null;
   post(content, { text, replyTo, item: pendingItem(room.name, text), sent: false, card: null });
 }
@@ -764,7 +768,7 @@ function onDrop(event, wait) {
 
 // The socket is gone: nothing it carried will be answered.
 function connectionLost() {
-  requests.dropped();
+  const lost = requests.dropped();
   if (state.pending) {
     showError(`${state.pending}-error`, "No connection to the server. Try again in a moment.");
     state.queued = null;
@@ -774,6 +778,11 @@ function connectionLost() {
   // A GetHistory in flight is answered on no socket now: the button comes back.
   state.seeking = null;
   if (state.olderPending) olderArrived(false);
+  // An edit being saved is given back, to save again once reconnected.
+  if (lost.some((request) => request.context === "edit")) {
+    conversation.editDone("refused");
+    showError("message-error", "Not connected. Your edit is kept; save it again once reconnected.");
+  }
   // Perhaps never stored: not shown as sent, and sent again after the rejoin (resendPending).
   state.catchingUp = false;
   for (const entry of state.outbox.values()) {
@@ -808,6 +817,7 @@ function onError(error) {
   if (context === "rejoin") return state.rejoining && state.room && rejoinFailed(error);
   if (files.handleError(error, request)) return;
   if (context === "chat") return chatRefused(request, error);
+  if (context === "edit") conversation.editDone(error.code === "message_not_found" ? "gone" : "refused");
   if (context === "members" && state.catchingUp) resendPending(); // no Members is coming
   if (context === "history") {
     state.seeking = null;
@@ -852,7 +862,7 @@ const HANDLERS = {
     return receiveMessage(m, { live: true });
   },
   MessageEdited: (m) => {
-    requests.answered("EditMessage", (frame) => frame.id === m.id);
+    if (requests.answered("EditMessage", (frame) => frame.id === m.id)) conversation.editDone("stored");
     return messageEdited(m);
   },
   Reactions: (m) => {

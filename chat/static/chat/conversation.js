@@ -27,6 +27,7 @@ export function setUpConversation(deps) {
   const picker = $("emoji-picker");
   let target = null; // {item, button}: the message the menu or picker is open for
   let composing = null; // {kind: "reply" | "edit", id}
+  let saving = false; // an edit sent and not answered yet: it stays in the box until it is
 
   // --- The message menu and the picker: one of each, placed by the message's button.
 
@@ -166,6 +167,7 @@ export function setUpConversation(deps) {
   }
 
   function stopComposing() {
+    if (saving) return;
     if (composing?.kind === "edit") box.value = "";
     composing = null;
     $("composer-context").hidden = true;
@@ -300,6 +302,10 @@ export function setUpConversation(deps) {
         return true;
       }
     }
+    if (saving && (event.key === "Enter" || event.key === "Escape")) {
+      event.preventDefault();
+      return true;
+    }
     if (event.key === "Escape" && composing) {
       event.preventDefault();
       stopComposing();
@@ -332,6 +338,24 @@ export function setUpConversation(deps) {
     // {kind, id} of the reply or edit being written, or null.
     composing: () => composing,
     stopComposing,
+    // An edit was sent: the box keeps it, read-only, until the server answers. Then
+    // `editDone("stored")` empties the box; "refused" gives the edit back to change or
+    // save again; "gone" (its message was deleted) leaves its text in the box as a draft.
+    editSent() {
+      saving = true;
+      box.readOnly = true;
+      $("composer-context-text").textContent = "Saving your edit…";
+    },
+    editDone(result) {
+      if (!saving) return;
+      saving = false;
+      box.readOnly = false;
+      if (result === "stored") return stopComposing();
+      if (result === "gone") composing = null;
+      $("composer-context").hidden = !composing;
+      $("composer-context-text").textContent = "Editing your message";
+      box.focus();
+    },
     // A message was deleted or edited: a reply or edit of it is no longer being written.
     forget(id) {
       if (composing?.id === id) stopComposing();
@@ -353,6 +377,8 @@ export function setUpConversation(deps) {
       new Notification(`${sender} mentioned you in ${roomName}`, { body: text.slice(0, 200) });
     },
     reset() {
+      saving = false;
+      box.readOnly = false;
       closePopups();
       stopComposing();
       closeMentions();
