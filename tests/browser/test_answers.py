@@ -2,6 +2,7 @@
 answers a socket's frames one at a time, in order), never for whatever it sent last. On a
 slow network (LATENCY_SCRIPT) the page has sent more by the time an answer comes back."""
 
+import json
 import re
 
 import pytest
@@ -20,6 +21,18 @@ from tests.browser.pages import (
 from tests.browser.test_files import pick, tiny_png
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
+
+# An init script: the page's sockets, in `window.sockets`, so that a test can drop one.
+SOCKETS_SCRIPT = """
+const NativeSocket = WebSocket;
+window.sockets = [];
+window.WebSocket = class extends NativeSocket {
+  constructor(...args) {
+    super(...args);
+    window.sockets.push(this);
+  }
+};
+"""
 
 
 def stored_texts(page) -> list[str]:
@@ -121,6 +134,40 @@ def test_a_reaction_past_the_limit_is_told_as_a_reaction(server_with, new_page):
     assert page.console_errors == []
 
 
+def test_leave_while_rejoining_stays_left(server, new_page):
+    """Leave clicked while the page rejoins after a drop: the page is in the lobby, the
+    others see it leave, and no late answer to that rejoin brings it back."""
+    owner = new_page(server.http)
+    link = create_room(owner, "Leaving", "Owner")
+    bob = new_page(link, init_script=SOCKETS_SCRIPT + LATENCY_SCRIPT)
+    join_room(bob, "Bob")
+    expect(owner.locator("#members li")).to_have_count(2)
+    bob.context.set_offline(True)
+    bob.evaluate("() => window.sockets.at(-1).close()")
+    expect(bob.locator("#status")).to_have_text(re.compile("Connection lost"), timeout=20_000)
+    # Leave, 50 ms after the page says it is catching up: the rejoin is on its way.
+    bob.evaluate(
+        """() => {
+          const status = document.getElementById("status");
+          new MutationObserver((_, observer) => {
+            if (status.textContent !== "Reconnected. Catching up…") return;
+            observer.disconnect();
+            setTimeout(() => document.getElementById("leave").click(), 50);
+          }).observe(status, {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+    bob.context.set_offline(False)
+    expect(bob.get_by_role("button", name="Join room")).to_be_visible(timeout=20_000)
+    bob.wait_for_timeout(1500)  # the rejoin's answer would have come by now
+    expect(bob.locator("#room")).to_be_hidden()
+    expect(owner.locator("#members li")).to_have_text(["Owner (you)"])
+    join_room(bob, "Bob")
+    expect(bob.locator("#room-name")).to_have_text("Leaving")
+    say(bob, "back")
+    expect(owner.locator("#messages li.message[data-id] .text")).to_have_text(["back"])
+    assert bob.console_errors == []
+
+
 def test_a_file_card_refused_for_its_rate_is_sent_again(server_with, new_page):
     """A sealed room's file is shared by its card, a chat message: one refused for its
     rate waits and goes again, and the page says "Shared" only once it is stored."""
@@ -154,3 +201,40 @@ def test_a_file_card_the_server_refuses_is_told_by_the_file_form(server_with, ne
     expect(page.locator("#status")).not_to_have_text(re.compile("Shared"))
     expect(page.locator("#messages li.message")).to_have_count(0)
     expect(page.get_by_role("button", name="Send file")).to_be_enabled()
+
+
+def test_a_page_the_server_has_no_room_for_rejoins_and_sends_again(server, sqlite_env, new_page):
+    """The server answers not_in_room while the page shows the room (its seat was found
+    gone; forced here by a LeaveRoom slipped in ahead of a message): the page rejoins and
+    the message is stored once."""
+    owner = new_page(server.http)
+    link = create_room(owner, "Seat", "Owner")
+    bob = new_page(server.http)
+    drop_seat = []
+
+    def route(page_side):
+        server_side = page_side.connect_to_server()
+
+        def to_server(message):
+            if drop_seat and json.loads(message)["type"] == "ChatMessage":
+                drop_seat.clear()
+                server_side.send(json.dumps({"type": "LeaveRoom"}))
+            server_side.send(message)
+
+        page_side.on_message(to_server)
+        server_side.on_message(page_side.send)
+
+    bob.route_web_socket(re.compile(r"/ws/(\?room=[0-9a-f]{8})?$"), route)
+    bob.goto(link)
+    join_room(bob, "Bob")
+    expect(owner.locator("#members li")).to_have_count(2)
+    drop_seat.append(True)
+    say(bob, "still here?")
+    for page in (owner, bob):
+        expect(page.locator("#messages li.message[data-id] .text")).to_have_text(["still here?"])
+    expect(bob.locator("#status")).to_have_text("Reconnected to Seat.")
+    expect(bob.locator("#message-error")).to_be_empty()
+    expect(bob.get_by_label("Message", exact=True)).to_have_value("")
+    expect(owner.locator("#members li")).to_have_count(2)
+    assert len(stored_contents(sqlite_env)) == 1
+    assert bob.console_errors == []

@@ -238,8 +238,7 @@ async function enterRoom(message, ownerToken) {
     else key = await importKey(message.encryption_key);
   } catch (error) {
     showError("lobby-error", error.message);
-    connection.send({ type: "LeaveRoom" }); // never answered in a room: not a request
-    return;
+    return leaveOnServer();
   }
   const room = {
     info,
@@ -686,9 +685,18 @@ $("message").addEventListener("keydown", (event) => {
 });
 
 $("leave").addEventListener("click", () => {
-  connection.send({ type: "LeaveRoom" }); // never answered in a room: not a request
   exitRoom();
+  leaveOnServer();
 });
+
+// Leaving closes the socket (which leaves the room) for a new one rather than sending
+// LeaveRoom, which is answered only when there is no room to leave (a rejoin in flight
+// may have failed), so no Error after it could be told apart; and nothing the old socket
+// would still answer (that rejoin's RoomJoined) reaches the page.
+function leaveOnServer() {
+  requests.dropped();
+  connection.restart();
+}
 
 $("copy-link").addEventListener("click", async () => {
   const link = $("share-link");
@@ -746,7 +754,7 @@ function onOpen() {
   if (state.room) {
     setStatus("Reconnected. Catching up…");
     rejoin();
-  } else {
+  } else if (state.queued) {
     setStatus("");
   }
   if (state.queued) send(state.queued.message, state.queued.context);
@@ -766,9 +774,10 @@ function onDrop(event, wait) {
   if (state.room) setStatus(`Connection lost. Reconnecting in ${Math.ceil(wait / 1000)} s…`);
 }
 
-// The socket is gone: nothing it carried will be answered.
-function connectionLost() {
-  const lost = requests.dropped();
+// The socket is gone: nothing it carried will be answered. `refused`: a request whose
+// Error said so (not_in_room), with those still in flight.
+function connectionLost(refused = []) {
+  const lost = [...refused, ...requests.dropped()];
   if (state.pending) {
     showError(`${state.pending}-error`, "No connection to the server. Try again in a moment.");
     state.queued = null;
@@ -791,6 +800,14 @@ function connectionLost() {
   }
 }
 
+// The server has no room for this socket while the page shows one (it found the seat
+// gone, say): a new socket rejoins, as after any drop, and sends again what was pending.
+function rejoinAfresh(request) {
+  connectionLost(request ? [request] : []);
+  setStatus("Rejoining the room…");
+  connection.restart();
+}
+
 function rejoinFailed(error) {
   // A dropped connection may still hold our name for a moment: keep trying.
   if (error.code === "name_taken" || error.code === "rate_limited" || error.code === "server_error") {
@@ -806,7 +823,11 @@ function rejoinFailed(error) {
 // An Error answers the oldest frame of ours not answered yet (requests.js), and is shown
 // next to what that frame was for; room_closed and kicked end the room whatever was sent.
 function onError(error) {
-  if (ROOM_ENDED.has(error.code)) return exitRoom(humanError(error));
+  if (ROOM_ENDED.has(error.code)) {
+    if (!state.room) return showError("lobby-error", humanError(error));
+    exitRoom(humanError(error));
+    return leaveOnServer();
+  }
   const request = requests.refused();
   const context = request?.context ?? null;
   if (context === "create" || context === "join") {
@@ -815,6 +836,7 @@ function onError(error) {
     return showError(errorPlace(context, error), humanError(error));
   }
   if (context === "rejoin") return state.rejoining && state.room && rejoinFailed(error);
+  if (error.code === "not_in_room" && state.room) return rejoinAfresh(request);
   if (files.handleError(error, request)) return;
   if (context === "chat") return chatRefused(request, error);
   if (context === "edit") conversation.editDone(error.code === "message_not_found" ? "gone" : "refused");
@@ -832,8 +854,8 @@ const HANDLERS = {
     return enterRoom(m, m.owner_token);
   },
   RoomJoined: (m) => {
-    requests.answered("JoinRoom");
-    if (state.room && state.rejoining) {
+    if (requests.answered("JoinRoom")?.context === "rejoin") {
+      if (!(state.room && state.rejoining)) return;
       state.rejoining = false;
       state.rejoinAttempts = 0;
       state.room.name = m.name;

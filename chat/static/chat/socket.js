@@ -29,6 +29,7 @@ export class Connection {
       this.handlers.onOpen();
     });
     socket.addEventListener("message", (event) => {
+      if (this.socket !== socket) return;
       let message;
       try {
         message = JSON.parse(event.data);
@@ -51,6 +52,15 @@ export class Connection {
       this.handlers.onDrop(event, wait);
       this.timer = setTimeout(() => this.open(), wait);
     });
+  }
+
+  // A new socket at once, the old one closed unheard (closing leaves its room): nothing
+  // it would still have answered reaches the page, and no drop is reported.
+  restart() {
+    const old = this.socket;
+    this.socket = null;
+    old?.close();
+    this.open();
   }
 
   get isOpen() {
