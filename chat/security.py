@@ -1,6 +1,9 @@
-"""The WebSocket handshake's Origin check (PROTOCOL.md, Transport)."""
+"""The WebSocket handshake's Origin check (PROTOCOL.md, Transport), and the bounds on
+what one client address may hold open: WebSockets (`ConnectionLimit`) and HTTP requests
+in flight (`RequestLimit`)."""
 
 import ipaddress
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -8,6 +11,10 @@ from django.http.cookie import parse_cookie
 from django.http.request import validate_host
 
 from chat.errors import CloseCode
+from chat.workers import Admission
+
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
 
 
 def client_address(scope: dict) -> str | None:
@@ -118,3 +125,69 @@ class ConnectionLimit:
             self.open[address] -= 1
             if not self.open[address]:
                 del self.open[address]
+
+
+async def busy(send: Send) -> None:
+    """Answer an HTTP request 503 from the event loop: past HTTP_REQUESTS_PER_ADDRESS or
+    HTTP_REQUESTS_PER_PROCESS."""
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"retry-after", b"1"),
+        (b"cache-control", b"no-store"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": b"The server is busy; try again in a moment.\n"})
+
+
+class RequestLimit:
+    """ASGI middleware: at most HTTP_REQUESTS_PER_ADDRESS HTTP requests of one client
+    address (`client_address`) and HTTP_REQUESTS_PER_PROCESS of the process in flight at
+    once. Django runs each request's sync view in a thread of its own, with a database
+    connection of its own: unbounded, one address's flood of pages took threads and
+    open files by the hundred. Past either bound a request is answered 503 (Retry-After:
+    1) from the event loop, and the application never sees it.
+
+    A request takes its place when its body is all in, which is when Django starts
+    anything else (it reads the body first): a body that trickles in holds no thread, so
+    it holds no place either (bodies have no deadline, and 64 of them would otherwise
+    shut the process's pages cheaply). The application is then told the client left, as
+    Django is by uvicorn, and returns without answering. The place is kept until the
+    application has returned, also when it raises or is cancelled.
+
+    `/healthz` is not counted: it is async and costs no thread of its own (each check
+    runs once at a time for all requests, chat/views.py), and a process busy with one
+    address's flood must still tell its load balancer it is alive, or the flood takes it
+    out for everyone. A request with no client address (a Unix socket) counts only
+    against the process."""
+
+    EXEMPT = frozenset({"/healthz"})
+
+    def __init__(self, application: Callable[[dict, Receive, Send], Awaitable[None]]) -> None:
+        self.application = application
+        self.in_flight = Admission()
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.EXEMPT:
+            return await self.application(scope, receive, send)
+        address = client_address(scope)
+        admitted: bool | None = None  # None: the body is not all in yet
+
+        async def receive_admitted() -> dict:
+            nonlocal admitted
+            if admitted is False:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if admitted is None and message["type"] == "http.request" and not message.get("more_body"):
+                limit, per_address = settings.HTTP_REQUESTS_PER_PROCESS, settings.HTTP_REQUESTS_PER_ADDRESS
+                admitted = self.in_flight.enter(address, limit, per_address)
+                if not admitted:
+                    return {"type": "http.disconnect"}
+            return message
+
+        try:
+            await self.application(scope, receive_admitted, send)
+        finally:
+            if admitted:
+                self.in_flight.leave(address)
+        if admitted is False:
+            await busy(send)

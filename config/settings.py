@@ -253,6 +253,18 @@ TCP_CONNECTIONS_PER_ADDRESS = env.int("TCP_CONNECTIONS_PER_ADDRESS", CONNECTIONS
 TCP_CONNECTIONS_PER_PROCESS = env.int("TCP_CONNECTIONS_PER_PROCESS", max(64, open_files_limit() - 256))
 if HTTP_HEADER_TIMEOUT <= 0:  # every connection would be closed before its first request
     raise ImproperlyConfigured(f"HTTP_HEADER_TIMEOUT must be more than 0 seconds, not {HTTP_HEADER_TIMEOUT}")
+# HTTP requests in flight (chat/security.py RequestLimit), counted from when the body is
+# in until answered: of one client address, and of the process. Django runs each in a
+# thread with a database connection of its own; past either a request gets 503 at once.
+# /healthz is not counted.
+HTTP_REQUESTS_PER_ADDRESS = env.int("HTTP_REQUESTS_PER_ADDRESS", 8)
+HTTP_REQUESTS_PER_PROCESS = env.int("HTTP_REQUESTS_PER_PROCESS", 64)
+for _name, _bound in [
+    ("HTTP_REQUESTS_PER_ADDRESS", HTTP_REQUESTS_PER_ADDRESS),
+    ("HTTP_REQUESTS_PER_PROCESS", HTTP_REQUESTS_PER_PROCESS),
+]:
+    if _bound < 1:  # every page would be 503
+        raise ImproperlyConfigured(f"{_name} must be at least 1, not {_bound}")
 # Redis behind Sentinel (failover): "host:port,host:port" of the sentinels, and the
 # name they know the primary by. Takes the place of REDIS_URL.
 REDIS_SENTINELS = [

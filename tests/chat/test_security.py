@@ -1,15 +1,19 @@
 """chat/security.py: the handshake's Origin check, the refusals (`deny`, `too_many`),
-CONNECTIONS_PER_ADDRESS (`ConnectionLimit`), a socket's address and session key; then
-the Origin check through config.asgi.application, over the in-memory and Redis layers."""
+CONNECTIONS_PER_ADDRESS (`ConnectionLimit`), HTTP requests in flight (`RequestLimit`), a
+socket's address and session key; then the Origin check and the requests in flight
+through config.asgi.application, over the in-memory and Redis layers."""
 
 import asyncio
+import threading
 
 import pytest
+from asgiref.testing import ApplicationCommunicator
 from channels.testing import WebsocketCommunicator
 
 from chat.security import (
     ConnectionLimit,
     OriginValidator,
+    RequestLimit,
     client_address,
     deny,
     origin_allowed,
@@ -165,6 +169,109 @@ async def test_an_address_holds_at_most_its_connections_until_they_end(settings)
     await again
 
 
+class Pages:
+    """A fake HTTP application: reads the body first, as Django does, then holds each
+    request until `finish` is set (`/raise` then fails)."""
+
+    def __init__(self) -> None:
+        self.finish = asyncio.Event()
+        self.served: list[str] = []
+
+    async def __call__(self, scope, receive, send):
+        while (message := await receive())["type"] == "http.request" and message.get("more_body"):
+            pass
+        if message["type"] == "http.disconnect":
+            return
+        self.served.append(scope["client"][0])
+        await self.finish.wait()
+        if scope["path"] == "/raise":
+            raise RuntimeError("the view failed")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"page"})
+
+
+class Request:
+    """One HTTP request through `limit`, its body in unless `body_in` is False."""
+
+    def __init__(self, limit: RequestLimit, address: str, path: str = "/", body_in: bool = True) -> None:
+        self.received: asyncio.Queue[dict] = asyncio.Queue()
+        self.received.put_nowait({"type": "http.request", "body": b"x", "more_body": not body_in})
+        self.sent: list[dict] = []
+        scope = {"type": "http", "path": path, "client": (address, 1)}
+        self.task = asyncio.create_task(limit(scope, self.received.get, self.send))
+
+    async def send(self, message: dict) -> None:
+        self.sent.append(message)
+
+    @property
+    def status(self) -> int | None:
+        return self.sent[0]["status"] if self.sent else None
+
+
+async def settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_requests_in_flight_are_bounded_per_address_and_per_process(settings):
+    settings.HTTP_REQUESTS_PER_ADDRESS, settings.HTTP_REQUESTS_PER_PROCESS = 2, 3
+    app = Pages()
+    limit = RequestLimit(app)
+    held = [Request(limit, "2001:db8::1"), Request(limit, "2001:db8::2")]  # one /64: one address
+    await settle()
+    refused = Request(limit, "2001:db8::ffff:3")
+    await refused.task  # answered at once, while the others are held
+    start, body = refused.sent
+    assert start["status"] == 503 and (b"retry-after", b"1") in start["headers"]
+    assert b"busy" in body["body"]
+    held.append(Request(limit, "10.0.0.2"))  # another address: let in
+    await settle()
+    assert limit.in_flight.owners == {"2001:db8::": 2, "10.0.0.2": 1} and limit.in_flight.total == 3
+    full = Request(limit, "10.0.0.3")
+    await full.task
+    assert full.status == 503  # the process is full
+    health = Request(limit, "2001:db8::1", "/healthz")  # not counted
+    await settle()
+    assert app.served == ["2001:db8::1", "2001:db8::2", "10.0.0.2", "2001:db8::1"]
+    app.finish.set()
+    await asyncio.gather(*(request.task for request in [*held, health]))
+    assert [request.status for request in [*held, health]] == [200] * 4
+    assert limit.in_flight.total == 0 and not limit.in_flight.owners  # every place given back
+    again = Request(limit, "2001:db8::1")
+    await again.task
+    assert again.status == 200
+
+
+async def test_a_place_is_taken_once_the_body_is_in_and_given_back_however_the_request_ends(settings):
+    settings.HTTP_REQUESTS_PER_ADDRESS, settings.HTTP_REQUESTS_PER_PROCESS = 1, 64
+    app = Pages()
+    limit = RequestLimit(app)
+    trickling = Request(limit, "10.0.0.1", body_in=False)
+    await settle()
+    assert limit.in_flight.total == 0  # its body is still coming: no thread, no place
+    failing = Request(limit, "10.0.0.1", "/raise")
+    await settle()
+    assert limit.in_flight.owners == {"10.0.0.1": 1}
+    app.finish.set()
+    with pytest.raises(RuntimeError):
+        await failing.task
+    assert limit.in_flight.total == 0 and not limit.in_flight.owners
+    app.finish.clear()
+    cancelled = Request(limit, "10.0.0.1")
+    await settle()
+    assert limit.in_flight.owners == {"10.0.0.1": 1}
+    cancelled.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled.task
+    assert limit.in_flight.total == 0 and not limit.in_flight.owners
+    trickling.received.put_nowait({"type": "http.request", "body": b"y"})  # the rest of its body
+    await settle()
+    assert limit.in_flight.owners == {"10.0.0.1": 1}
+    app.finish.set()
+    await trickling.task
+    assert trickling.status == 200 and limit.in_flight.total == 0
+
+
 async def test_the_origin_validator_denies_a_foreign_origin_and_passes_the_rest():
     reached = []
 
@@ -222,3 +329,62 @@ async def test_a_refused_handshake_never_touches_the_channel_layer(layer, origin
     connected, _ = await communicator.connect()
     assert connected is False
     await communicator.wait()  # the application has returned: nothing left running for it
+
+
+def http_request(path: str, address: str) -> ApplicationCommunicator:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"localhost")],
+        "client": (address, 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+    return ApplicationCommunicator(application, scope)
+
+
+async def status_of(request: ApplicationCommunicator, seconds: float = 10) -> int:
+    await request.send_input({"type": "http.request", "body": b""})
+    start = await request.receive_output(seconds)
+    await request.receive_output(seconds)  # the body
+    await request.wait(seconds)
+    return start["status"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(60)
+async def test_a_held_flood_of_pages_from_one_address_gets_503_while_another_is_served(settings, monkeypatch):
+    """Each page runs in a thread of its own: one address gets HTTP_REQUESTS_PER_ADDRESS
+    of them at once, the rest 503 at once; another address, and /healthz, are served."""
+    settings.HTTP_REQUESTS_PER_ADDRESS = 8
+    loop = asyncio.get_running_loop()
+    all_in, release = asyncio.Event(), threading.Event()
+    in_view: list[int] = []
+
+    def held_room(join_key: str) -> dict:
+        if join_key == "held":
+            in_view.append(threading.get_ident())
+            if len(in_view) == 8:
+                loop.call_soon_threadsafe(all_in.set)
+            release.wait(20)
+        return {"has_password": None, "sealed": False}
+
+    monkeypatch.setattr("chat.views.share_link_room", held_room)
+    held = [asyncio.create_task(status_of(http_request("/rooms/held/", "10.1.0.1"), 30)) for _ in range(8)]
+    try:
+        await asyncio.wait_for(all_in.wait(), 10)
+        refused = [await status_of(http_request("/rooms/held/", "10.1.0.1"), 5) for _ in range(4)]
+        assert refused == [503] * 4 and len(in_view) == 8  # at once, and no view, no thread
+        assert len(set(in_view)) == 8  # eight threads held
+        assert await status_of(http_request("/", "10.1.0.2")) == 200  # another address
+        assert await status_of(http_request("/healthz", "10.1.0.1")) == 200  # not counted
+    finally:
+        release.set()
+        statuses = await asyncio.gather(*held, return_exceptions=True)
+    assert statuses == [200] * 8

@@ -132,6 +132,25 @@ def test_the_process_connection_limit_leaves_file_descriptors_to_the_rest(tmp_pa
     assert done.stdout.split() == ["768", "60"], done.stderr
 
 
+def test_http_requests_in_flight_are_read_from_the_environment(tmp_path):
+    code = (
+        "from django.conf import settings; "
+        "print(settings.HTTP_REQUESTS_PER_ADDRESS, settings.HTTP_REQUESTS_PER_PROCESS)"
+    )
+    assert start(tmp_path, code, DJANGO_DEBUG="1").stdout.split() == ["8", "64"]
+    bounds = {"HTTP_REQUESTS_PER_ADDRESS": "3", "HTTP_REQUESTS_PER_PROCESS": "20"}
+    done = start(tmp_path, code, DJANGO_DEBUG="1", **bounds)
+    assert done.stdout.split() == ["3", "20"], done.stderr
+
+
+@pytest.mark.parametrize("name", ["HTTP_REQUESTS_PER_ADDRESS", "HTTP_REQUESTS_PER_PROCESS"])
+def test_no_http_request_in_flight_stops_django_setup(tmp_path, name):
+    """0 would answer every page 503."""
+    done = start(tmp_path, "import django; django.setup()", DJANGO_DEBUG="1", **{name: "0"})
+    assert done.returncode != 0
+    assert f"ImproperlyConfigured: {name} must be at least 1, not 0" in done.stderr
+
+
 def test_a_young_generation_threshold_of_zero_stops_django_setup(tmp_path):
     """0 would turn the garbage collector off for good under `manage.py serve`."""
     done = start(tmp_path, "import django; django.setup()", DJANGO_DEBUG="1", GC_GEN0_THRESHOLD="0")
