@@ -157,17 +157,23 @@ class RequestLimit:
     `/healthz` is not counted: it is async and costs no thread of its own (each check
     runs once at a time for all requests, chat/views.py), and a process busy with one
     address's flood must still tell its load balancer it is alive, or the flood takes it
-    out for everyone. A request with no client address (a Unix socket) counts only
-    against the process."""
+    out for everyone. Nor are static files and `/files/<id>` downloads: they take no
+    view thread (static files are read in the bounded default executor,
+    chat/staticfiles.py; downloads have their own per-address bounds, files/views.py),
+    and a page loads a dozen static files at once: two browsers behind one NAT would
+    have found some of the page's modules refused. A request with no client address (a
+    Unix socket) counts only against the process."""
 
     EXEMPT = frozenset({"/healthz"})
+    EXEMPT_PREFIXES = ("/static/", "/files/")
 
     def __init__(self, application: Callable[[dict, Receive, Send], Awaitable[None]]) -> None:
         self.application = application
         self.in_flight = Admission()
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.EXEMPT:
+        path = scope["path"]
+        if scope["type"] != "http" or path in self.EXEMPT or path.startswith(self.EXEMPT_PREFIXES):
             return await self.application(scope, receive, send)
         address = client_address(scope)
         admitted: bool | None = None  # None: the body is not all in yet
