@@ -1,6 +1,6 @@
 """A message the page sent just before the connection broke is shown as pending, not lost:
-after the page has rejoined on its own it is sent again, unless the rejoin's History shows
-the server stored it. Either way everyone gets it exactly once."""
+after the page has rejoined on its own and caught up, it is sent again, unless what the
+rejoin read back shows the server stored it. Either way everyone gets it exactly once."""
 
 import contextlib
 import json
@@ -86,9 +86,9 @@ def test_a_message_sent_to_a_frozen_server_is_pending_then_resent_once(server_wi
     assert delivered(bob) == shown  # the same ids: one stored message each
     expect(pending).to_have_count(0)
     assert stored_contents(server.env).count(frozen) == 1
-    # Resent exactly once, as the same ciphertext, after the rejoin's History was in.
+    # Resent exactly once, as the same ciphertext, after the rejoin's catch-up (one page).
     assert chat_sent(alice)[1:] == [frozen, frozen]
-    assert [frame["type"] for frame in alice.frames_sent[-3:]] == ["JoinRoom", "GetMembers", "ChatMessage"]
+    assert [frame["type"] for frame in alice.frames_sent[-3:]] == ["JoinRoom", "GetHistory", "ChatMessage"]
     assert alice.console_errors == [] and bob.console_errors == []
 
 
@@ -153,9 +153,9 @@ def test_a_message_stored_whose_echo_was_lost_is_not_resent(server_with, new_pag
         assert rejoin["since"] == before["id"]
         history = [frame for frame in sockets[-1][2] if frame["type"] == "History"]
         assert [m["content"] for m in history[0]["messages"]] == [stored["content"]]
-        # No resend: one ChatMessage frame in all, the catch-up's GetMembers last.
+        # No resend: one ChatMessage frame in all, the catch-up's GetHistory last.
         assert chat_sent(alice) == [stored["content"]]
-        assert alice.frames_sent[-1]["type"] == "GetMembers"
+        assert alice.frames_sent[-1]["type"] == "GetHistory"
         assert stored_contents(server.env).count(stored["content"]) == 1
         # Bob got it once: of all he got since, none is a chat message.
         later = []

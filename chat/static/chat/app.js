@@ -60,7 +60,8 @@ const state = {
   outbox: new Map(),
   chatHeld: null, // the timer while a message refused for its rate waits to be sent again
   chatRetries: 0,
-  catchingUp: false, // a rejoin's History is coming; the outbox waits for it
+  catchingUp: false, // a rejoin's catch-up is under way; the outbox waits for it
+  catchUp: null, // {floor, top, pages, retries, timer}: see catchUp()
   queued: null, // a lobby request waiting for the socket to open
 };
 
@@ -364,6 +365,7 @@ function exitRoom(reason = "") {
   setLocked(null);
   askForWholeLink();
   state.rejoining = false;
+  stopCatchUp();
   state.outbox = new Map();
   clearTimeout(state.chatHeld);
   Object.assign(state, { chatHeld: null, chatRetries: 0 });
@@ -616,8 +618,8 @@ async function postCard(card) {
 
 // Our pending messages go out one at a time, in the order typed, each once the server
 // has sent back the one before: one refused for its rate is sent again before any later
-// one. Behind a rejoin's History they wait too (resendPending), so that what it holds is
-// not sent twice.
+// one. Behind a rejoin's catch-up they wait too (resendPending), so that what the server
+// stored is not sent twice.
 function sendNext() {
   if (state.catchingUp || state.rejoining || state.chatHeld) return;
   const waiting = [...state.outbox];
@@ -628,10 +630,93 @@ function sendNext() {
   entry.item.querySelector(".note").textContent = entry.sent ? "sending…" : NOT_SENT;
 }
 
-// After a rejoin, once its History is in: what the server did not store is sent again.
+// After a rejoin, once its catch-up is over: what the server did not store is sent again.
 function resendPending() {
   state.catchingUp = false;
   sendNext();
+}
+
+// --- Catching up after a rejoin ------------------------------------------------------
+//
+// A rejoin's `since` brings at most CHAT_HISTORY_LIMIT newer messages, and nothing of what
+// became of those the page shows. So after each rejoin the page reads the room back with
+// GetHistory, from the newest message down to the oldest one it shows: it adds those
+// missed in between (the gap past CHAT_HISTORY_LIMIT), takes each shown message's current
+// content and reactions (edited or reacted to while away), and removes those shown whose
+// id falls in a page's range but are not in it (deleted while away). Only ids up to `top`
+// (the newest before the drop) are judged: later ones came on this socket, whose live
+// events keep them current. Then the pending messages are sent again (resendPending).
+//
+// At most CATCH_UP_PAGES pages of 100, so at most 300 messages are read back: three of a
+// socket's READS_PER_MINUTE (60); a page shows more than that only after long reading,
+// and those older ones are left as they are. A page refused for its rate is asked again
+// after a delay, never at once.
+const CATCH_UP_PAGES = 3;
+const CATCH_UP_PAGE = 100;
+const NEWEST = Number.MAX_SAFE_INTEGER; // GetHistory before every id: the newest page
+
+function catchUp() {
+  stopCatchUp();
+  state.catchingUp = true;
+  // With nothing shown, one page still marks the end of the rejoin's History.
+  const shown = state.maxId !== null;
+  state.catchUp = { floor: shown ? state.minId : Infinity, top: shown ? state.maxId : -Infinity, pages: 0, retries: 0, timer: null };
+  readPage(NEWEST);
+}
+
+function readPage(before) {
+  const job = state.catchUp;
+  send({ type: "GetHistory", before, limit: CATCH_UP_PAGE }, "catch-up", { job });
+}
+
+function stopCatchUp() {
+  clearTimeout(state.catchUp?.timer);
+  state.catchUp = null;
+}
+
+function caughtUp() {
+  stopCatchUp();
+  resendPending();
+}
+
+// A page of the catch-up: every message of the room with an id from its oldest one up to
+// `before` (excluded) is in it, and an empty page means there is none below `before`.
+async function catchUpPage(request, m) {
+  const job = state.catchUp;
+  if (!job || request.job !== job || !state.room) return;
+  job.retries = 0;
+  const oldest = m.messages.length ? m.messages[0].id : -Infinity;
+  const ids = new Set(m.messages.map((message) => message.id));
+  for (const item of document.querySelectorAll("#messages li.message[data-id]")) {
+    const id = Number(item.dataset.id);
+    if (id >= oldest && id < m.before && id <= job.top && !ids.has(id)) messageDeleted(id);
+  }
+  for (const message of m.messages) {
+    const item = messageById(message.id);
+    if (item) await refreshMessage(item, message);
+    else if (message.id > job.floor) await receiveMessage(message);
+  }
+  if (state.catchUp !== job) return;
+  job.pages += 1;
+  if (!m.messages.length || oldest <= job.floor || job.pages >= CATCH_UP_PAGES) return caughtUp();
+  readPage(oldest);
+}
+
+// A shown message as a page has it now: its latest edit (unless a live one is newer) and
+// its reactions.
+async function refreshMessage(item, message) {
+  if (message.edited_at && !(item.dataset.editedAt >= message.edited_at)) await messageEdited(message);
+  if (state.room && item.isConnected) renderReactions(item, message.reactions ?? [], state.room.name);
+}
+
+function catchUpRefused(request, error) {
+  const job = state.catchUp;
+  if (!job || request.job !== job) return;
+  if (error.code !== "rate_limited" && error.code !== "server_error") return caughtUp();
+  job.retries += 1;
+  if (job.retries > 5) return caughtUp();
+  const wait = Math.min(30_000, 2000 * 2 ** (job.retries - 1));
+  job.timer = setTimeout(() => state.catchUp === job && readPage(request.frame.before), wait);
 }
 
 // A chat message of ours the server refused (the request the Error answers: requests.js).
@@ -793,6 +878,7 @@ function connectionLost(refused = []) {
     showError("message-error", "Not connected. Your edit is kept; save it again once reconnected.");
   }
   // Perhaps never stored: not shown as sent, and sent again after the rejoin (resendPending).
+  stopCatchUp();
   state.catchingUp = false;
   for (const entry of state.outbox.values()) {
     entry.sent = false;
@@ -840,7 +926,7 @@ function onError(error) {
   if (files.handleError(error, request)) return;
   if (context === "chat") return chatRefused(request, error);
   if (context === "edit") conversation.editDone(error.code === "message_not_found" ? "gone" : "refused");
-  if (context === "members" && state.catchingUp) resendPending(); // no Members is coming
+  if (context === "catch-up") return catchUpRefused(request, error);
   if (context === "history") {
     state.seeking = null;
     olderArrived(false);
@@ -862,20 +948,17 @@ const HANDLERS = {
       state.room.participantToken = m.participant_token ?? state.room.participantToken;
       setMembers(m.participants);
       setStatus(`Reconnected to ${m.room_info.name}.`);
-      // The History, if any, comes before the answer to this GetMembers (frames are
-      // answered in order): the pending messages it does not hold are sent again then.
-      if (state.outbox.size) {
-        state.catchingUp = true;
-        send({ type: "GetMembers" }, "members");
-      }
-      return;
+      // The History, if any, comes before the answer to the catch-up's first GetHistory
+      // (frames are answered in order).
+      return catchUp();
     }
     return enterRoom(m, state.draft?.ownerToken ?? null);
   },
   // The join's (or a rejoin's) History, or a page of older messages (`before`).
   History: async (m) => {
     const older = m.before !== undefined;
-    if (older) requests.answered("GetHistory");
+    const request = older ? requests.answered("GetHistory") : null;
+    if (request?.context === "catch-up") return catchUpPage(request, m);
     for (const message of m.messages) await receiveMessage(message, { older });
     if (older) olderArrived(m.messages.length === 0);
   },
@@ -901,20 +984,11 @@ const HANDLERS = {
   },
   Members: (m) => {
     requests.answered("GetMembers");
-    if (!state.room) return;
-    setMembers(m.participants);
-    if (state.catchingUp) resendPending();
+    if (state.room) setMembers(m.participants);
   },
-  // Its author, an owner or a moderator deleted a message: it goes from the page; its
-  // id stays seen, so History after a reconnect cannot bring it back.
   MessageDeleted: (m) => {
     requests.answered("DeleteMessage", (frame) => frame.id === m.id);
-    state.seen.add(m.id);
-    state.deleted.add(m.id);
-    state.room?.frames.delete(m.id);
-    conversation.forget(m.id);
-    messageById(m.id)?.remove();
-    for (const quote of quotesOf(m.id)) quote.textContent = quoteOf(null);
+    messageDeleted(m.id);
   },
   FileUploaded: (m) => {
     requests.answered("UploadFile");
@@ -931,6 +1005,17 @@ const HANDLERS = {
   Error: onError,
 };
 
+// Its author, an owner or a moderator deleted a message (or a catch-up found it gone): it
+// goes from the page; its id stays seen, so History after a reconnect cannot bring it back.
+function messageDeleted(id) {
+  state.seen.add(id);
+  state.deleted.add(id);
+  state.room?.frames.delete(id);
+  conversation.forget(id);
+  messageById(id)?.remove();
+  for (const quote of quotesOf(id)) quote.textContent = quoteOf(null);
+}
+
 // An edit: the new text replaces the old one, read like any message (a sealed room's
 // edit opens only under the original sender's name). Edits of messages not on the page
 // are left to History, which carries the latest content.
@@ -939,6 +1024,7 @@ async function messageEdited(m) {
   const locked = room?.frames.get(m.id);
   if (locked) Object.assign(locked, { content: m.content, edited_at: m.edited_at });
   const item = messageById(m.id);
+  if (item) item.dataset.editedAt = m.edited_at;
   if (!room || !item?.classList.contains("chat-text")) return;
   const body = await readBody(room, { id: m.id, sender: item.dataset.sender, content: m.content });
   if (state.room !== room || !item.isConnected) return;

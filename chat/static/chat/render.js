@@ -67,7 +67,10 @@ export function messageItem(message, body, { mine, me }) {
     item.append(el("p", { className: "text" }));
     setText(item, body.text, mine ? null : me);
   }
-  if (message.edited_at) markEdited(item);
+  if (message.edited_at) {
+    item.dataset.editedAt = message.edited_at;
+    markEdited(item);
+  }
   item.append(el("ul", { className: "reactions", attrs: { "aria-label": "Reactions" } }));
   if (message.reactions?.length) renderReactions(item, message.reactions, me);
   item.append(
