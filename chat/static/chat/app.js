@@ -47,6 +47,8 @@ const state = {
   maxId: null,
   minId: null, // the oldest message shown: older ones come with GetHistory {before: minId}
   olderPending: false, // a GetHistory is answered in order, one at a time
+  olderHeld: null, // the timer while older pages wait after one refused for its rate
+  olderRetries: 0,
   historyStart: false, // an empty older page came: nothing is older
   seeking: null, // the id a reply's quote was clicked for, while older pages come
   members: [],
@@ -261,7 +263,8 @@ async function enterRoom(message, ownerToken) {
     connection.hint = hint;
   });
   Object.assign(state, { seen: new Set(), deleted: new Set(), maxId: null, minId: null, outbox: new Map() });
-  Object.assign(state, { olderPending: false, historyStart: false, seeking: null });
+  clearTimeout(state.olderHeld);
+  Object.assign(state, { olderPending: false, olderHeld: null, olderRetries: 0, historyStart: false, seeking: null });
   $("load-older").hidden = false;
   $("load-older").disabled = false;
   $("history-start").hidden = true;
@@ -504,7 +507,7 @@ function showMessage(id) {
 }
 
 function loadOlder(limit = 50) {
-  if (!state.room || state.rejoining || state.olderPending || state.historyStart) return;
+  if (!state.room || state.rejoining || state.olderPending || state.olderHeld || state.historyStart) return;
   if (state.minId === null) return reachedStart();
   state.olderPending = send({ type: "GetHistory", before: state.minId, limit }, "history");
   $("load-older").disabled = state.olderPending;
@@ -512,9 +515,22 @@ function loadOlder(limit = 50) {
 
 function olderArrived(empty) {
   state.olderPending = false;
-  $("load-older").disabled = false;
+  $("load-older").disabled = Boolean(state.olderHeld);
   if (empty) reachedStart();
   if (state.seeking !== null) showMessage(state.seeking);
+}
+
+// An older page refused for its rate: none is asked for (not by scrolling either) until a
+// delay is over, longer after each refusal in a row, so that scrolling never adds up to
+// the 51 refusals in 10 s that close the socket (1008).
+function holdOlder() {
+  state.olderRetries += 1;
+  const wait = Math.min(30_000, 2000 * 2 ** (state.olderRetries - 1));
+  $("load-older").disabled = true;
+  state.olderHeld = setTimeout(() => {
+    state.olderHeld = null;
+    $("load-older").disabled = state.olderPending;
+  }, wait);
 }
 
 function reachedStart() {
@@ -801,6 +817,7 @@ const files = setUpFiles({
   showError,
   currentRoom: () => state.room,
   postCard,
+  inRoom: () => Boolean(state.room) && !state.rejoining,
 });
 
 const conversation = setUpConversation({
@@ -929,6 +946,7 @@ function onError(error) {
   if (context === "catch-up") return catchUpRefused(request, error);
   if (context === "history") {
     state.seeking = null;
+    if (error.code === "rate_limited") holdOlder();
     olderArrived(false);
   }
   showError(state.room ? errorPlace(context, error) : "lobby-error", humanError(error, context));
@@ -948,6 +966,7 @@ const HANDLERS = {
       state.room.participantToken = m.participant_token ?? state.room.participantToken;
       setMembers(m.participants);
       setStatus(`Reconnected to ${m.room_info.name}.`);
+      files.resume();
       // The History, if any, comes before the answer to the catch-up's first GetHistory
       // (frames are answered in order).
       return catchUp();
@@ -960,7 +979,10 @@ const HANDLERS = {
     const request = older ? requests.answered("GetHistory") : null;
     if (request?.context === "catch-up") return catchUpPage(request, m);
     for (const message of m.messages) await receiveMessage(message, { older });
-    if (older) olderArrived(m.messages.length === 0);
+    if (older) {
+      state.olderRetries = 0;
+      olderArrived(m.messages.length === 0);
+    }
   },
   ChatMessage: (m) => {
     requests.answered("ChatMessage", (frame) => frame.content === m.content);

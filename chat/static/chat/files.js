@@ -130,7 +130,15 @@ function readWithProgress(file, onProgress) {
   });
 }
 
-export function setUpFiles({ config, send, connection, showError, currentRoom, postCard }) {
+// Image previews: only of images in view, PREVIEWS_AT_ONCE at a time. A standard room's
+// come with GetFile, which counts toward the socket's READS_PER_MINUTE (60, shared with
+// GetHistory and GetMembers): previews take at most PREVIEW_READS_PER_MINUTE of them, and
+// one refused for its rate pauses them all, longer each time, before it is asked again.
+// A sealed room's come over HTTP (/files/<id>), decrypted here.
+const PREVIEWS_AT_ONCE = 2;
+const PREVIEW_READS_PER_MINUTE = 40;
+
+export function setUpFiles({ config, send, connection, showError, currentRoom, postCard, inRoom }) {
   let upload = null; // {name, timer, card}: card, a sealed room's file card without its id
   const blobUrls = new Map();
   const deletedIds = new Set();
@@ -138,9 +146,24 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
   // The right is the participant's, which a reconnect resumes, so it is kept until the
   // room is left.
   const mine = new Set();
-  // Sealed images are fetched and decrypted one at a time; a reset drops what is queued.
-  let previewQueue = Promise.resolve();
-  let generation = 0;
+  const fileOf = new WeakMap(); // a watched item -> its file ({id, name, card?})
+  const wanted = new Map(); // file id -> file: in view, not previewed nor asked for yet
+  const fetching = new Map(); // file id -> file: asked for, no answer yet
+  const reads = []; // when this socket's last GetFile frames were sent
+  let paused = null; // the timer while previews wait (the rate, or their share of reads)
+  let pauses = 0; // rate_limited in a row
+  let generation = 0; // a reset forgets the sealed previews being fetched
+  const inView = new IntersectionObserver(
+    (entries) => {
+      for (const { target, isIntersecting } of entries) {
+        const file = fileOf.get(target);
+        if (isIntersecting) wanted.set(file.id, file);
+        else wanted.delete(file.id);
+      }
+      pump();
+    },
+    { root: $("messages"), rootMargin: "200px 0px" },
+  );
 
   function progress(label, fraction) {
     $("upload").hidden = false;
@@ -262,28 +285,79 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
     }
   }
 
-  function previewSealed(card) {
+  // An image's item came on the page: previewed once it is in view.
+  function watch(item, file) {
+    if (blobUrls.has(file.id)) return showPreview(item, file.name, blobUrls.get(file.id));
+    fileOf.set(item, file);
+    inView.observe(item);
+  }
+
+  function previewed(id, url) {
+    for (const item of itemsOf(id)) {
+      inView.unobserve(item);
+      if (url) showPreview(item, item.dataset.fileName, url);
+    }
+  }
+
+  // Ask for the wanted previews, as many as may be in flight and this socket's reads allow.
+  function pump() {
+    if (paused) return;
+    while (reads.length && reads[0] < Date.now() - 60_000) reads.shift();
+    for (const [id, file] of wanted) {
+      if (fetching.size >= PREVIEWS_AT_ONCE) return;
+      if (!file.card && reads.length >= PREVIEW_READS_PER_MINUTE) return pause(reads[0] + 60_000 - Date.now());
+      if (!file.card && !inRoom()) return;
+      wanted.delete(id);
+      if (blobUrls.has(id) || deletedIds.has(id)) continue;
+      fetching.set(id, file);
+      if (file.card) {
+        previewSealed(file.card);
+      } else if (send({ type: "GetFile", file_id: id }, "preview")) {
+        reads.push(Date.now());
+      } else {
+        fetching.delete(id); // no socket: asked for again once rejoined (resume)
+        return wanted.set(id, file);
+      }
+    }
+  }
+
+  function pause(wait) {
+    paused = setTimeout(() => {
+      paused = null;
+      pump();
+    }, wait);
+  }
+
+  // A preview's answer came (or none will): the next one may go.
+  function answered(id, again = false) {
+    const file = fetching.get(id);
+    fetching.delete(id);
+    if (again && file) wanted.set(id, file);
+    pump();
+  }
+
+  async function previewSealed(card) {
     const id = card.id.toLowerCase();
     const round = generation;
-    previewQueue = previewQueue.then(async () => {
-      if (round !== generation || blobUrls.has(id) || deletedIds.has(id)) return;
-      try {
-        const bytes = await openSealed(card);
-        if (round !== generation) return;
-        const url = URL.createObjectURL(new Blob([bytes], { type: baseType(card.mime_type) }));
-        blobUrls.set(id, url);
-        for (const item of itemsOf(id)) showPreview(item, card.name, url);
-      } catch (error) {
-        if (round !== generation) return;
-        for (const item of itemsOf(id)) {
-          if (error instanceof FileGone) item.classList.add("expired");
-          note(item, error.message);
-        }
+    try {
+      const bytes = await openSealed(card);
+      if (round !== generation) return;
+      const url = URL.createObjectURL(new Blob([bytes], { type: baseType(card.mime_type) }));
+      blobUrls.set(id, url);
+      previewed(id, url);
+    } catch (error) {
+      if (round !== generation) return;
+      previewed(id, null);
+      for (const item of itemsOf(id)) {
+        if (error instanceof FileGone) item.classList.add("expired");
+        note(item, error.message);
       }
-    });
+    }
+    answered(id);
   }
 
   function markDeleted(item) {
+    inView.unobserve(item);
     item.classList.add("deleted");
     item.querySelector(".text").replaceChildren("File deleted: ", item.dataset.fileName);
     for (const node of item.querySelectorAll(".preview, .delete-file, .file-note")) node.remove();
@@ -297,14 +371,10 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
       if (isOwner || mine.has(file.id)) addDeleteButton(item);
       if (file.card) {
         item.querySelector(".file-link").addEventListener("click", () => saveSealed(item, file.card));
-        if (!PREVIEW_TYPES.has(baseType(file.card.mime_type))) return;
-        if (blobUrls.has(file.id)) return showPreview(item, file.name, blobUrls.get(file.id));
-        return previewSealed(file.card);
+        if (PREVIEW_TYPES.has(baseType(file.card.mime_type))) watch(item, file);
+        return;
       }
-      if (file.isImage) {
-        if (blobUrls.has(file.id)) return showPreview(item, file.name, blobUrls.get(file.id));
-        send({ type: "GetFile", file_id: file.id }, "preview");
-      }
+      if (file.isImage) watch(item, file);
     },
     uploaded(metadata) {
       const card = upload?.card;
@@ -318,10 +388,14 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
       else $("status").textContent = `Shared ${metadata.name} (${formatSize(metadata.size)}).`;
     },
     content(metadata, content) {
-      if (!PREVIEW_TYPES.has(metadata.mime_type)) return;
+      if (fetching.has(metadata.id)) {
+        pauses = 0;
+        answered(metadata.id);
+      }
+      if (!PREVIEW_TYPES.has(metadata.mime_type) || blobUrls.has(metadata.id)) return;
       const url = URL.createObjectURL(new Blob([fromBase64(content)], { type: metadata.mime_type }));
       blobUrls.set(metadata.id, url);
-      for (const item of itemsOf(metadata.id)) showPreview(item, item.dataset.fileName, url);
+      previewed(metadata.id, url);
     },
     deleted(fileId) {
       deletedIds.add(fileId);
@@ -334,9 +408,16 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
     // preview and has been shown.
     handleError(error, request) {
       if (request?.context === "preview") {
+        const id = request.frame.file_id;
         if (error.code === "file_not_found") {
-          for (const item of itemsOf(request.frame.file_id)) item.classList.add("expired");
+          for (const item of itemsOf(id)) item.classList.add("expired");
         }
+        if (error.code !== "rate_limited") previewed(id, null);
+        else if (!paused) {
+          pauses += 1;
+          pause(Math.min(60_000, 2000 * 2 ** (pauses - 1)));
+        }
+        answered(id, error.code === "rate_limited");
         return true;
       }
       if (request?.context !== "upload") return false;
@@ -345,9 +426,24 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
     },
     connectionLost() {
       if (upload) finish("The connection dropped during the upload. Send the file again.");
+      // GetFile frames in flight are answered on no socket; a new socket reads afresh.
+      for (const [id, file] of fetching) {
+        if (file.card) continue;
+        fetching.delete(id);
+        wanted.set(id, file);
+      }
+      reads.length = 0;
     },
+    // In the room again (a rejoin): the previews left waiting are asked for.
+    resume: () => pump(),
     reset() {
       generation += 1;
+      inView.disconnect();
+      wanted.clear();
+      fetching.clear();
+      clearTimeout(paused);
+      paused = null;
+      pauses = 0;
       mine.clear();
       deletedIds.clear();
       for (const url of blobUrls.values()) URL.revokeObjectURL(url);
