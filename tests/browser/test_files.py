@@ -152,3 +152,25 @@ def test_server_file_errors_show_by_the_file_picker(server_with, new_page):
     pick(page, "b.txt", "text/plain", b"b" * 80)
     expect(page.locator("#file-error")).to_have_text(re.compile("no space left for files"))
     expect(page.get_by_role("button", name="Send file")).to_be_enabled()
+
+
+def test_an_expired_files_link_never_takes_the_tab_away_from_the_room(server_with, new_page):
+    """A standard room's file link is a download: once the file has expired, its 404 does
+    not replace the app (with the room, its messages and its socket) by a text page."""
+    server = server_with(FILES_TTL="2")
+    alice = new_page(server.http)
+    create_room(alice, "Short-lived", "Alice")
+    pick(alice, "notes.txt", "text/plain", b"hello")
+    link = file_items(alice).get_by_role("link", name="notes.txt")
+    expect(link).to_have_attribute("href", re.compile(r"^/files/[0-9a-f-]{36}$"))
+    expect(link).to_have_attribute("download", "")
+    with alice.expect_download() as fresh:
+        link.click()
+    assert fresh.value.suggested_filename == "notes.txt"
+    alice.wait_for_timeout(3000)  # FILES_TTL is over
+    address = alice.url
+    link.click()
+    alice.wait_for_timeout(1500)
+    assert alice.url == address
+    expect(alice.locator("#room-name")).to_have_text("Short-lived")
+    expect(alice.get_by_label("Message", exact=True)).to_be_editable()

@@ -54,7 +54,9 @@ export function messageItem(message, body, { mine, me }) {
     item.dataset.fileId = body.file.id;
     const link = body.file.card
       ? el("button", { text: body.file.name, className: "file-link", attrs: { type: "button" } })
-      : el("a", { text: body.file.name, attrs: { href: `/files/${body.file.id}` } });
+      : // `download`: a file gone (404) or a busy server (503) fails as a download and
+        // never takes the tab away from the room.
+        el("a", { text: body.file.name, attrs: { href: `/files/${body.file.id}`, download: "" } });
     item.append(el("p", { className: "text" }, ["File: ", link]));
   } else if (body.undecryptable) {
     item.classList.add("undecryptable");
