@@ -1,9 +1,11 @@
 """Files from the page: checks, progress, links, image previews, download, delete, drop."""
 
+import io
 import re
 import struct
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
 
 import pytest
@@ -174,3 +176,26 @@ def test_an_expired_files_link_never_takes_the_tab_away_from_the_room(server_wit
     assert alice.url == address
     expect(alice.locator("#room-name")).to_have_text("Short-lived")
     expect(alice.get_by_label("Message", exact=True)).to_be_editable()
+
+
+def test_types_named_otherwise_by_some_browsers_are_sent_under_their_usual_name(server, new_page):
+    """Chrome and Edge on Windows call a zip file application/x-zip-compressed, and older
+    browsers have image/pjpeg and image/x-png: the page takes them, and sends the type
+    the server knows."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.txt", "hello")
+    jpeg = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
+    alice = new_page(server.http)
+    create_room(alice, "Aliases", "Alice")
+    cases = [
+        ("photos.zip", "application/x-zip-compressed", buffer.getvalue(), "application/zip"),
+        ("old.jpg", "image/pjpeg", jpeg, "image/jpeg"),
+        ("old.png", "image/x-png", tiny_png(), "image/png"),
+    ]
+    for name, declared, data, sent in cases:
+        pick(alice, name, declared, data)
+        expect(alice.locator("#status")).to_have_text(f"Shared {name} ({len(data)} bytes).")
+        expect(alice.locator("#file-error")).to_have_text("")
+        upload = [frame for frame in alice.frames_sent if frame["type"] == "UploadFile"][-1]
+        assert (upload["name"], upload["mime_type"]) == (name, sent)

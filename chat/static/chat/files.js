@@ -26,9 +26,17 @@ export function formatSize(bytes) {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
+// Other names browsers give these types (Chrome and Edge on Windows name a zip file
+// application/x-zip-compressed): checked and sent under the name the server knows.
+const TYPE_ALIASES = {
+  "application/x-zip-compressed": "application/zip",
+  "image/pjpeg": "image/jpeg",
+  "image/x-png": "image/png",
+};
+
 function typeOf(file) {
   const declared = (file.type || "").split(";")[0].trim().toLowerCase();
-  if (declared) return declared;
+  if (declared) return TYPE_ALIASES[declared] ?? declared;
   const extension = /\.([a-z0-9]+)$/i.exec(file.name)?.[1]?.toLowerCase();
   return TYPE_BY_EXTENSION[extension] ?? "";
 }
