@@ -3,6 +3,7 @@ more missed messages than CHAT_HISTORY_LIMIT leave no gap, and what was edited, 
 to or deleted (by its author or a moderator) while the page was away is shown as it is."""
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -10,6 +11,7 @@ from playwright.sync_api import Page, expect
 from chatclient.crypto import encrypt
 from tests.browser.pages import PythonClient, create_room, join_key_of, message_texts
 from tests.browser.test_moderation import admin_action, moderator  # noqa: F401 (a fixture)
+from tests.browser.test_previews import refuse
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -84,4 +86,37 @@ def test_edits_reactions_and_deletes_made_while_away_are_shown(server, new_page,
         expect(kept.locator(".edited")).to_have_text("edited")
         expect(kept.locator(".reaction")).to_have_text(["👍 1"])
         assert message_texts(alice) == ["edited while you were away", "last"]
+    assert alice.console_errors == []
+
+
+def test_the_catch_up_reads_several_pages_and_asks_a_refused_one_again_later(server_with, new_page):
+    """120 missed messages past a CHAT_HISTORY_LIMIT of 5 take two pages of 100; the first
+    page, refused for its rate, is asked again after a delay, not at once."""
+    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="200")
+    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
+    asked: list[float] = []  # when each GetHistory reached the route
+
+    def first_page(frame: dict) -> bool:
+        if frame["type"] != "GetHistory":
+            return False
+        asked.append(time.monotonic())
+        return len(asked) == 1
+
+    refused = refuse(alice, first_page)
+    link = create_room(alice, "Pages", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        bob.say("m1")
+        expect(alice.locator("#messages li .text")).to_have_text(["m1"])
+        go_offline(alice)
+        for i in range(2, 122):
+            bob.say(f"m{i}")
+            bob.expect("ChatMessage")
+        come_back(alice, "Pages")
+        texts = [f"m{i}" for i in range(1, 122)]
+        expect(alice.locator("#messages li.message[data-id] .text")).to_have_text(texts, timeout=20_000)
+    alice.wait_for_timeout(500)
+    # The newest page (m22-m121), refused once, then the one that reaches m1.
+    assert len(refused) == 1 and len(asked) == 3, asked
+    assert asked[1] - asked[0] > 1.9  # the refused page, again after the delay
     assert alice.console_errors == []
