@@ -257,7 +257,7 @@ if HTTP_HEADER_TIMEOUT <= 0:  # every connection would be closed before its firs
 # in until answered: of one client address, and of the process. Django runs each in a
 # thread with a database connection of its own; past either a request gets 503 at once.
 # /healthz is not counted.
-HTTP_REQUESTS_PER_ADDRESS = env.int("HTTP_REQUESTS_PER_ADDRESS", 8)
+HTTP_REQUESTS_PER_ADDRESS = env.int("HTTP_REQUESTS_PER_ADDRESS", 16)
 HTTP_REQUESTS_PER_PROCESS = env.int("HTTP_REQUESTS_PER_PROCESS", 64)
 for _name, _bound in [
     ("HTTP_REQUESTS_PER_ADDRESS", HTTP_REQUESTS_PER_ADDRESS),

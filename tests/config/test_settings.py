@@ -137,7 +137,7 @@ def test_http_requests_in_flight_are_read_from_the_environment(tmp_path):
         "from django.conf import settings; "
         "print(settings.HTTP_REQUESTS_PER_ADDRESS, settings.HTTP_REQUESTS_PER_PROCESS)"
     )
-    assert start(tmp_path, code, DJANGO_DEBUG="1").stdout.split() == ["8", "64"]
+    assert start(tmp_path, code, DJANGO_DEBUG="1").stdout.split() == ["16", "64"]
     bounds = {"HTTP_REQUESTS_PER_ADDRESS": "3", "HTTP_REQUESTS_PER_PROCESS": "20"}
     done = start(tmp_path, code, DJANGO_DEBUG="1", **bounds)
     assert done.stdout.split() == ["3", "20"], done.stderr
