@@ -26,36 +26,24 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chat.frame_budget import BudgetedWebSocket
 from chat.security import address_key
+from chat.workers import Admission
 
 
-class OpenConnections:
-    """Open connections per address and in the process; `address` None: counted only
-    in the process (a trusted proxy, a Unix socket)."""
-
-    def __init__(self) -> None:
-        self.by_address: dict[str, int] = {}
-        self.total = 0
+class OpenConnections(Admission):
+    """Open connections per address and in the process (TCP_CONNECTIONS_PER_ADDRESS,
+    TCP_CONNECTIONS_PER_PROCESS); `address` None: counted only in the process (a trusted
+    proxy, a Unix socket)."""
 
     def take(self, address: str | None) -> bool:
         """A place for a new connection, or False when its address or the process is full."""
-        if self.total >= settings.TCP_CONNECTIONS_PER_PROCESS:
-            return False
-        if address is not None:
-            held = self.by_address.get(address, 0)
-            if held >= settings.TCP_CONNECTIONS_PER_ADDRESS:
-                return False
-            self.by_address[address] = held + 1
-        self.total += 1
-        return True
+        return self.enter(address, settings.TCP_CONNECTIONS_PER_PROCESS, settings.TCP_CONNECTIONS_PER_ADDRESS)
 
     def give(self, address: str | None) -> None:
-        self.total -= 1
-        if address is not None:
-            left = self.by_address[address] - 1
-            if left:
-                self.by_address[address] = left
-            else:
-                del self.by_address[address]
+        self.leave(address)
+
+    @property
+    def by_address(self) -> dict[str, int]:
+        return dict(self.owners)
 
 
 connections = OpenConnections()
