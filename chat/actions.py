@@ -25,7 +25,7 @@ from chat.address_limits import room_creations
 from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.hub import hub, publish
 from chat.oplog import error_event, event
-from chat.outbox import WRITABLE, WRITE_NOW, Outbox, add_backlog, address_backlog
+from chat.outbox import WRITABLE, WRITE_NOW, Outbox, add_backlog, large_reply_fits
 from chat.ratelimit import (
     SlidingWindow,
     TokenBucket,
@@ -449,8 +449,7 @@ async def ready_for_large_reply(conn: Connection, most: int) -> None:
     the frame is answered, so simultaneous requests cannot all pass the check
     (docs/protocol-notes.md, "Large replies wait for the reader")."""
     await conn.outbox.drained()
-    backlog = address_backlog(conn.outbox.owner)
-    if backlog and backlog + most > settings.WS_SEND_QUEUE_BYTES:
+    if not large_reply_fits(conn.outbox.owner, most):
         raise ProtocolError(ErrorCode.RATE_LIMITED, "Your connections have much unread; read it first.")
     add_backlog(conn.outbox.owner, most)
     conn.reserved += most

@@ -81,6 +81,14 @@ def add_backlog(owner: str | None, size: int) -> None:
         backlog_total += max(left, 0) - had
 
 
+def large_reply_fits(owner: str | None, size: int) -> bool:
+    """Whether a large reply of `size` bytes may be built for a socket of `owner`: its
+    address's bytes with it stay under WS_SEND_QUEUE_BYTES, or nothing else waits (one
+    reply alone always passes). WebSocket large replies and `/files/<id>` downloads."""
+    backlog = address_backlog(owner)
+    return not backlog or backlog + size <= settings.WS_SEND_QUEUE_BYTES
+
+
 def over_backlog(owner: str | None, size: int) -> bool:
     """Whether `size` more bytes would take the address's sockets past
     WS_SEND_QUEUE_BYTES_PER_ADDRESS or this process's past WS_SEND_QUEUE_BYTES_PER_PROCESS:

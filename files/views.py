@@ -11,7 +11,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNot
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from chat.outbox import add_backlog, address_backlog
+from chat.outbox import add_backlog, large_reply_fits
 from chat.ratelimit import downloads_in_flight
 from chat.security import client_address
 from chat.services import SESSION_ROOMS_KEY, session_may_download
@@ -59,10 +59,7 @@ class Reservation:
 
     @classmethod
     def take(cls, address: str | None, size: int) -> "Reservation | None":
-        backlog = address_backlog(address)
-        if backlog and backlog + size > settings.WS_SEND_QUEUE_BYTES:
-            return None
-        if not downloads_in_flight.take(size):
+        if not large_reply_fits(address, size) or not downloads_in_flight.take(size):
             return None
         add_backlog(address, size)
         return cls(address, size)
