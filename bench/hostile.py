@@ -8,7 +8,9 @@ The attacks: `joinleave` (sockets that never read loop JoinRoom/LeaveRoom on a r
 a large history), `guess` (200 simultaneous wrong passwords), `connections` (300 sockets
 from one address), `uploads` (maximum-size uploads back to back), `rooms` (CreateRoom in
 a loop), `badframes` (a flood of frames the server refuses), `sessions` (cookieless
-GET /, counting the session cookies handed out).
+GET /, counting the session cookies handed out), `storage` (20 sockets, each alone in a
+room of its own, storing chat messages of 60,000 characters as fast as each one's rate
+lets, backing off a second after each `rate_limited`: the bytes stored).
 """
 
 import argparse
@@ -26,7 +28,7 @@ from collections import Counter
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-ATTACKS = ("joinleave", "guess", "connections", "uploads", "rooms", "badframes", "sessions")
+ATTACKS = ("joinleave", "guess", "connections", "uploads", "rooms", "badframes", "sessions", "storage")
 
 
 def content(size: int) -> str:
@@ -211,6 +213,30 @@ async def sessions(port: int, source: str, until: float, got: Counter) -> None:
         got[await asyncio.to_thread(one)] += 1
 
 
+async def storage(port: int, source: str, until: float, got: Counter) -> None:
+    text = content(45_000)
+
+    async def one(k: int) -> None:
+        async with await ws(port, source) as attacker:
+            await attacker.send(json.dumps({"type": "CreateRoom", "name": f"disk {k}", "description": ""}))
+            if (answer := await outcome(attacker, "RoomCreated")) != "RoomCreated":
+                got[f"CreateRoom: {answer}"] += 1
+                return
+            while time.monotonic() < until:
+                started = time.monotonic()
+                await attacker.send(json.dumps({"type": "ChatMessage", "content": text}))
+                answer = await outcome(attacker, "ChatMessage")
+                got[answer] += 1
+                if answer == "ChatMessage":
+                    got["bytes stored"] += len(text)
+                elif answer.startswith("closed"):
+                    return
+                pause = 1.0 if answer == "rate_limited" else 1 / 9  # under CHAT_RATE_SUSTAINED
+                await asyncio.sleep(max(0.0, pause - (time.monotonic() - started)))
+
+    await asyncio.gather(*(one(k) for k in range(20)), return_exceptions=True)
+
+
 RUNNERS = {
     "joinleave": joinleave,
     "guess": guess,
@@ -219,6 +245,7 @@ RUNNERS = {
     "rooms": rooms,
     "badframes": badframes,
     "sessions": sessions,
+    "storage": storage,
 }
 
 

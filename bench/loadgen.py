@@ -18,8 +18,10 @@ Scenarios (each has --help):
 
 The server's per-connection chat rate limit (default 20 burst, 10/s) refuses senders
 above 10 messages/s, and the probe too once a server stall releases its queued frames
-in one burst; start the server with the limit raised:
-  PORT=8100 CHAT_RATE_BURST=100000 CHAT_RATE_SUSTAINED=100000 bash bench/start_server.sh &
+in one burst; start the server with the limits raised:
+  PORT=8100 CHAT_RATE_BURST=100000 CHAT_RATE_SUSTAINED=100000 \
+      CHAT_BYTES_PER_ADDRESS_BURST=1000000000 CHAT_BYTES_PER_ADDRESS_SUSTAINED=1000000000 \
+      bash bench/start_server.sh &
   .venv/bin/python bench/loadgen.py --url ws://127.0.0.1:8100/ws/ fanout
 Use a fresh server per scenario (or wait a minute between runs): the in-memory channel
 layer keeps queues of just-closed connections for 60 s and scans them on every send.
@@ -116,7 +118,8 @@ class Run:
             print(f"[{self.label}] (further errors counted, not printed)", file=sys.stderr)
         if "rate_limited" in what and not self.hinted:
             self.hinted = True
-            print("hint: start the server with CHAT_RATE_BURST / CHAT_RATE_SUSTAINED raised", file=sys.stderr)
+            hint = "hint: start the server with CHAT_RATE_* and CHAT_BYTES_PER_ADDRESS_* raised"
+            print(hint, file=sys.stderr)
 
 
 class Member:

@@ -20,7 +20,7 @@ checkout=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 port=${2:-8601}
 scenario=${3:-flood}
 cd "$checkout"
-CHAT_RATE_BURST=100000 CHAT_RATE_SUSTAINED=100000 PORT=$port bash bench/start_server.sh \
+CHAT_RATE_BURST=100000 CHAT_RATE_SUSTAINED=100000 CHAT_BYTES_PER_ADDRESS_BURST=1000000000 CHAT_BYTES_PER_ADDRESS_SUSTAINED=1000000000 PORT=$port bash bench/start_server.sh \
     >"/tmp/prof-server-$port.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT

@@ -32,6 +32,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # The chat rate limit is raised only for the scenarios that send faster than a person.
 export CHAT_RATE_BURST=100000 CHAT_RATE_SUSTAINED=100000
+export CHAT_BYTES_PER_ADDRESS_BURST=1000000000 CHAT_BYTES_PER_ADDRESS_SUSTAINED=1000000000
 
 stop_servers() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -280,7 +281,7 @@ PY
 # attacker per attack of issue 14, each from an address of its own.
 hostile_one() {
     echo "== hostile: 50 rooms chatting, without and with the attackers =="
-    local env=(CHAT_RATE_BURST=20 CHAT_RATE_SUSTAINED=10)
+    local env=(CHAT_RATE_BURST=20 CHAT_RATE_SUSTAINED=10 CHAT_BYTES_PER_ADDRESS_BURST=2097152 CHAT_BYTES_PER_ADDRESS_SUSTAINED=16384)
     local soak=(soak --rooms 50 --members 5 --rate 5 --duration 60 --sample-every 2)
     start_one 8540 "${env[@]}"
     $LOADGEN --json --url ws://127.0.0.1:8540/ws/ --sources 50 "${soak[@]}" --server-pid "${PIDS[0]}" \
@@ -375,7 +376,8 @@ mixed_frames() {
     for round in 1 2 3; do
         for mix in plain mixed; do
             port=$((port + 1))
-            start_one "$port" CHAT_RATE_BURST=100000 CHAT_RATE_SUSTAINED=100000
+            start_one "$port" CHAT_RATE_BURST=100000 CHAT_RATE_SUSTAINED=100000 \
+                CHAT_BYTES_PER_ADDRESS_BURST=1000000000 CHAT_BYTES_PER_ADDRESS_SUSTAINED=1000000000
             local extra=()
             [ "$mix" = mixed ] && extra=(--typing-share 0.2 --react-share 0.1)
             $LOADGEN --json --url "ws://127.0.0.1:$port/ws/" soak --rooms 200 --members 5 --senders 5 --rate 5 \

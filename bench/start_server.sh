@@ -2,11 +2,12 @@
 # Start one production server process (daphne, via `manage.py serve`) for benchmarking,
 # on a fresh SQLite database in a new temporary directory (CHAT_VAR_DIR).
 #
-#   PORT=8100 CHAT_RATE_BURST=100000 CHAT_RATE_SUSTAINED=100000 bash bench/start_server.sh &
+#   PORT=8100 CHAT_RATE_BURST=100000 CHAT_RATE_SUSTAINED=100000 \
+#       CHAT_BYTES_PER_ADDRESS_BURST=1000000000 CHAT_BYTES_PER_ADDRESS_SUSTAINED=1000000000 bash bench/start_server.sh &
 #
 # The script execs the server, so `$!` above is the server's PID (for `loadgen.py idle
 # --server-pid`, and to stop it with `kill`). The rest of the environment passes through
-# unchanged: REDIS_URL, DATABASE_URL, CHAT_RATE_BURST, CHAT_RATE_SUSTAINED, CHANNEL_CAPACITY,
+# unchanged: REDIS_URL, DATABASE_URL, CHAT_RATE_*, CHAT_BYTES_PER_ADDRESS_*, CHANNEL_CAPACITY,
 # ROOM_PASSWORD_ARGON2_*, ... The temporary directory is left behind; its path is printed.
 set -euo pipefail
 

@@ -29,6 +29,7 @@ from chat.outbox import WRITABLE, WRITE_NOW, Outbox, add_backlog, large_reply_fi
 from chat.ratelimit import (
     SlidingWindow,
     TokenBucket,
+    chat_bytes,
     checked_password,
     join_failures,
     take_slot,
@@ -326,12 +327,22 @@ async def chat_message(conn: Connection, command: protocol.ChatMessage) -> None:
     )
 
 
+# What a stored chat frame costs beyond its content, in its address's bytes: its row,
+# its index entries and the room's step, roughly.
+ROW_BYTES = 512
+
+
 def take_chat(conn: Connection, content: str | None = None) -> None:
-    """The chat rate limit, which edits and deletes count toward too, and the content's size."""
+    """The chat rate limit, which edits, deletes and reactions count toward too, the
+    content's size, then what the client's address may store in all
+    (CHAT_BYTES_PER_ADDRESS_*: its content and ROW_BYTES)."""
     if not conn.chat_bucket.take():
         raise ProtocolError(ErrorCode.RATE_LIMITED)
-    if content is not None and len(content) > settings.CHAT_MAX_CONTENT:
+    size = 0 if content is None else len(content)
+    if size > settings.CHAT_MAX_CONTENT:
         raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
+    if not chat_bytes.take(conn.address or "unknown", size + ROW_BYTES):
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too much stored from this address; wait a moment.")
 
 
 async def edit_message(conn: Connection, command: protocol.EditMessage) -> None:

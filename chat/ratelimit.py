@@ -16,7 +16,10 @@ logger = logging.getLogger(__name__)
 
 
 class TokenBucket:
-    """`burst` frames at once, refilled at `rate` per second (chat, per connection)."""
+    """`burst` tokens at once, refilled at `rate` per second (chat frames, per
+    connection; stored bytes, per address). A full bucket lends what one take asks
+    beyond it, to be refilled before the next, so an amount over `burst` is slowed
+    down, never refused for ever."""
 
     def __init__(self, burst: float, rate: float, now: float | None = None) -> None:
         self.burst = burst
@@ -24,14 +27,47 @@ class TokenBucket:
         self.tokens = burst
         self.stamp = time.monotonic() if now is None else now
 
-    def take(self, now: float | None = None) -> bool:
+    def refill(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        return self.tokens
+
+    def take(self, now: float | None = None, amount: float = 1) -> bool:
+        if self.refill(now) >= min(amount, self.burst):
+            self.tokens -= amount
             return True
         return False
+
+
+class AddressBuckets:
+    """A token bucket per client address in this process: what all the address's sockets
+    may store together (CHAT_BYTES_PER_ADDRESS_BURST, _SUSTAINED; a per-connection
+    limit is no limit for a client that opens fifty). Buckets are kept least recently
+    used first: a full one is forgotten when met at the front (a new one would be the
+    same), and past address_limits.LOCAL_ADDRESSES the least recent go."""
+
+    def __init__(self, burst_setting: str, rate_setting: str) -> None:
+        self.burst_setting = burst_setting
+        self.rate_setting = rate_setting
+        self.buckets: dict[str, TokenBucket] = {}
+
+    def take(self, address: str, amount: float, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        bucket = self.buckets.pop(address, None)
+        if bucket is None:
+            burst, rate = getattr(settings, self.burst_setting), getattr(settings, self.rate_setting)
+            bucket = TokenBucket(burst, rate, now)
+        taken = bucket.take(now, amount)
+        for _ in range(2):  # forget a full bucket or two
+            oldest = next(iter(self.buckets.values()), None)
+            if oldest is None or oldest.refill(now) < oldest.burst:
+                break
+            del self.buckets[next(iter(self.buckets))]
+        if len(self.buckets) >= address_limits.LOCAL_ADDRESSES:
+            del self.buckets[next(iter(self.buckets))]
+        self.buckets[address] = bucket  # most recently used last
+        return taken
 
 
 class SlidingWindow:
@@ -216,6 +252,9 @@ def take_slot(window: SlidingWindow, limit: int, now: float | None = None) -> bo
     window.add(now)
     return True
 
+
+# What each address stores through its chat commands in this process (actions.take_chat).
+chat_bytes = AddressBuckets("CHAT_BYTES_PER_ADDRESS_BURST", "CHAT_BYTES_PER_ADDRESS_SUSTAINED")
 
 # Bytes of large frames (uploads) this process is parsing, decoding, checking and
 # storing (UPLOADS_IN_FLIGHT_BYTES; docs/protocol-notes.md).

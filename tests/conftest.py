@@ -117,6 +117,17 @@ def fresh_join_failures():
 
 
 @pytest.fixture(autouse=True)
+def fresh_chat_bytes():
+    """What each address may store (CHAT_BYTES_PER_ADDRESS_*) is per process; each test
+    starts with every address's bucket full."""
+    from chat.ratelimit import chat_bytes
+
+    chat_bytes.buckets.clear()
+    yield
+    chat_bytes.buckets.clear()
+
+
+@pytest.fixture(autouse=True)
 def fresh_address_limits():
     """ROOMS_PER_HOUR is counted per process here; each test starts afresh."""
     from chat import address_limits

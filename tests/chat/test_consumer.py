@@ -235,6 +235,40 @@ async def test_chat_rate_limit_then_1008_for_sustained_abuse(layer, settings):
     assert await Message.objects.filter(room_id=created["room_info"]["id"]).acount() == 3
 
 
+async def test_one_address_stores_at_most_its_bytes_through_all_its_sockets(layer, settings):
+    """CHAT_BYTES_PER_ADDRESS_*: six sockets of one address, each well inside its own chat
+    rate, together store no more than the address's bucket; another address is not
+    touched, and the refused sockets stay open."""
+    owner, created = await create_room()
+    key, join_key = created["encryption_key"], created["room_info"]["join_key"]
+    content = encrypt(key, "x" * 2900)
+    settings.CHAT_BYTES_PER_ADDRESS_BURST = 10 * (len(content) + 512)
+    settings.CHAT_BYTES_PER_ADDRESS_SUSTAINED = 0.001
+    sockets = [(await join_room(join_key, f"S{n}", client=("10.0.0.9", 6000 + n)))[0] for n in range(6)]
+
+    async def answer(communicator, name: str) -> str:
+        while True:  # skip the others' joins and messages
+            frame = await communicator.receive_json_from()
+            if frame["type"] in ("Error", "Members") or frame.get("sender") == name:
+                return frame.get("code", frame["type"])
+
+    answers = []
+    for _ in range(4):
+        for n, communicator in enumerate(sockets):
+            await communicator.send_json_to({"type": "ChatMessage", "content": content})
+            answers.append(await answer(communicator, f"S{n}"))
+    assert answers.count("ChatMessage") == 10 and answers.count("rate_limited") == 14, answers
+    bob, _ = await join_room(join_key, "Bob", client=("10.0.0.2", 5000))
+    await bob.send_json_to({"type": "ChatMessage", "content": content})
+    assert await answer(bob, "Bob") == "ChatMessage"
+    for communicator in sockets:  # still open
+        await communicator.send_json_to({"type": "GetMembers"})
+        assert await answer(communicator, "") == "Members"
+    room_id = created["room_info"]["id"]
+    assert await Message.objects.filter(room_id=room_id, sender__startswith="S").acount() == 10
+    await close_all(owner, bob, *sockets)
+
+
 async def test_the_connections_state_is_checked_before_its_rate_limits(layer, settings):
     """PROTOCOL.md: state (`already_in_room`, `not_in_room`) answers before rate limits."""
     settings.JOINS_PER_MINUTE = 1

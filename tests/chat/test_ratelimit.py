@@ -12,6 +12,7 @@ from chat import address_limits, ratelimit, workers
 from chat.address_limits import LocalQuota, RedisQuota, quota, room_creations
 from chat.errors import ProtocolError
 from chat.ratelimit import (
+    AddressBuckets,
     Budget,
     JoinFailures,
     RedisJoinFailures,
@@ -34,6 +35,41 @@ def test_a_bucket_gives_its_burst_then_refills_at_its_rate():
     assert bucket.take(now=0.5)  # one token after half a second at 2 a second
     assert not bucket.take(now=0.5)
     assert [bucket.take(now=100) for _ in range(4)] == [True, True, True, False]  # never past the burst
+
+
+def test_a_full_bucket_lends_one_take_larger_than_its_burst_and_is_refilled_before_the_next():
+    bucket = TokenBucket(burst=100, rate=10, now=0)
+    assert bucket.take(now=0, amount=250)  # full: let in, 150 owed
+    assert not bucket.take(now=10, amount=1)  # 100 refilled, still 50 short
+    assert not bucket.take(now=19, amount=100)  # 40 of 100
+    assert bucket.take(now=25, amount=100)  # full again
+    assert not bucket.take(now=25, amount=1)
+
+
+def test_an_address_bucket_is_shared_by_everything_from_the_address(settings):
+    settings.CHAT_BYTES_PER_ADDRESS_BURST = 3000
+    settings.CHAT_BYTES_PER_ADDRESS_SUSTAINED = 100
+    buckets = AddressBuckets("CHAT_BYTES_PER_ADDRESS_BURST", "CHAT_BYTES_PER_ADDRESS_SUSTAINED")
+    assert [buckets.take("10.0.0.1", 1000, now=0) for _ in range(4)] == [True, True, True, False]
+    assert buckets.take("10.0.0.2", 1000, now=0)  # another address has its own
+    assert not buckets.take("10.0.0.1", 1000, now=9)  # 900 refilled
+    assert buckets.take("10.0.0.1", 1000, now=10)
+
+
+def test_address_buckets_forget_full_ones_and_keep_at_most_the_cap(settings, monkeypatch):
+    settings.CHAT_BYTES_PER_ADDRESS_BURST = 1000
+    settings.CHAT_BYTES_PER_ADDRESS_SUSTAINED = 100
+    buckets = AddressBuckets("CHAT_BYTES_PER_ADDRESS_BURST", "CHAT_BYTES_PER_ADDRESS_SUSTAINED")
+    for n in range(50):
+        buckets.take(f"10.0.1.{n}", 1000, now=n)
+    # Each full again 10 s after it emptied: only the last ten are still owed bytes.
+    assert sorted(buckets.buckets) == sorted(f"10.0.1.{n}" for n in range(40, 50))
+    monkeypatch.setattr(address_limits, "LOCAL_ADDRESSES", 20)
+    for n in range(100):
+        assert buckets.take(f"10.0.2.{n}", 1000, now=100)  # all emptied at once
+    assert len(buckets.buckets) == 20
+    # The address that just spent its bytes is not forgotten by the flood of others.
+    assert not buckets.take("10.0.2.99", 1, now=100)
 
 
 def test_a_window_counts_only_its_last_seconds():

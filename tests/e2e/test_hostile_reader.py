@@ -19,7 +19,11 @@ from tests.e2e.wsclient import Client
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 CONTENT = base64.b64encode(os.urandom(45_000)).decode()  # 60,000 characters of "ciphertext"
-FAST_CHAT = {"CHAT_RATE_BURST": "100000", "CHAT_RATE_SUSTAINED": "100000"}
+FAST_CHAT = {
+    "CHAT_RATE_BURST": "100000",
+    "CHAT_RATE_SUSTAINED": "100000",
+    "CHAT_BYTES_PER_ADDRESS_BURST": "100000000",
+}
 ATTACKERS, ROUNDS = 20, 10  # sockets of one address, join/leave rounds each
 
 
