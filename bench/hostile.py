@@ -10,7 +10,8 @@ from one address), `uploads` (maximum-size uploads back to back), `rooms` (Creat
 a loop), `badframes` (a flood of frames the server refuses), `sessions` (cookieless
 GET /, counting the session cookies handed out), `storage` (20 sockets, each alone in a
 room of its own, storing chat messages of 60,000 characters as fast as each one's rate
-lets, backing off a second after each `rate_limited`: the bytes stored).
+lets, backing off a second after each `rate_limited`: the bytes stored), `joinloop` (20
+sockets at a time, each opened to join a room once and closed: the joins let in).
 """
 
 import argparse
@@ -28,7 +29,9 @@ from collections import Counter
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-ATTACKS = ("joinleave", "guess", "connections", "uploads", "rooms", "badframes", "sessions", "storage")
+ATTACKS = (
+    "joinleave", "guess", "connections", "uploads", "rooms", "badframes", "sessions", "storage", "joinloop",
+)  # fmt: skip
 
 
 def content(size: int) -> str:
@@ -237,6 +240,21 @@ async def storage(port: int, source: str, until: float, got: Counter) -> None:
     await asyncio.gather(*(one(k) for k in range(20)), return_exceptions=True)
 
 
+async def joinloop(port: int, source: str, until: float, got: Counter) -> None:
+    key = await room(port, "127.0.0.1")
+
+    async def one(k: int) -> None:
+        while time.monotonic() < until:
+            async with await ws(port, source) as attacker:
+                await attacker.send(json.dumps({"type": "JoinRoom", "join_key": key, "name": f"j{k}"}))
+                answer = await outcome(attacker, "RoomJoined")
+            got[answer] += 1
+            if answer != "RoomJoined":
+                await asyncio.sleep(1.0)  # under the 1008 rule, were it one socket
+
+    await asyncio.gather(*(one(k) for k in range(20)), return_exceptions=True)
+
+
 RUNNERS = {
     "joinleave": joinleave,
     "guess": guess,
@@ -246,6 +264,7 @@ RUNNERS = {
     "badframes": badframes,
     "sessions": sessions,
     "storage": storage,
+    "joinloop": joinloop,
 }
 
 

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from chat import batching, passwords, presence, protocol, selectors, services
-from chat.address_limits import room_creations
+from chat.address_limits import address_joins, room_creations
 from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.hub import hub, publish
 from chat.oplog import error_event, event
@@ -70,6 +70,7 @@ class Connection:
     typed_at: float = float("-inf")
     typing_bucket: TokenBucket | None = None
     slot: SlidingWindow | None = None  # the window place this frame took
+    join_claim: tuple[str, str] | None = None  # and its place in its address's joins
     reserved: int = 0  # what this frame's large reply holds of its address's backlog
 
     def send(self, message: dict) -> None:
@@ -147,6 +148,7 @@ def frame_done(conn: Connection, held: int) -> None:
         add_backlog(conn.outbox.owner, -conn.reserved)
         conn.reserved = 0
     conn.slot = None
+    conn.join_claim = None
 
 
 async def run(conn: Connection, action: Action, command: Any) -> None:
@@ -163,6 +165,9 @@ async def refuse(conn: Connection, exc: ProtocolError) -> None:
     `rate_limited` answers in ABUSE_WINDOW, close the socket with 1008."""
     if conn.slot is not None and exc.code in GIVEN_BACK:
         conn.slot.give_back()
+    if conn.join_claim is not None and exc.code in GIVEN_BACK:
+        await address_joins().release(*conn.join_claim)
+        conn.join_claim = None
     conn.send(protocol.error_message(exc.code, exc.message))
     error_event(conn, code=exc.code.value, client=conn.address)  # rate-limited
     if exc.code == ErrorCode.RATE_LIMITED:
@@ -182,7 +187,7 @@ def count_refusal(conn: Connection) -> None:
 
 async def create_room(conn: Connection, command: protocol.CreateRoom) -> None:
     require_no_room(conn)
-    take_join(conn)
+    await take_join(conn)
     if command.password and passwords.busy():  # refused before any Redis round trip
         raise Busy()
     # ROOMS_PER_HOUR per address: a place taken first, given back if no room was made.
@@ -219,7 +224,7 @@ async def create_room(conn: Connection, command: protocol.CreateRoom) -> None:
 
 async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
     require_no_room(conn)
-    take_join(conn)
+    await take_join(conn)
     await ready_for_large_reply(conn, history_estimate(settings.CHAT_HISTORY_LIMIT))
     address = conn.address or "unknown"
     failures = join_failures()
@@ -466,10 +471,19 @@ async def ready_for_large_reply(conn: Connection, most: int) -> None:
     conn.reserved += most
 
 
-def take_join(conn: Connection) -> None:
+async def take_join(conn: Connection) -> None:
+    """A place in the connection's JOINS_PER_MINUTE, then in its address's
+    JOINS_PER_ADDRESS_PER_MINUTE (every join costs a handshake's worth of the server and,
+    unless resumed, a participant's row; a client that reconnects gets a new connection's
+    window). A frame refused later for its rate gives both back (`refuse`)."""
     if not take_slot(conn.joins, settings.JOINS_PER_MINUTE):
         raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many joins; wait a minute.")
     conn.slot = conn.joins
+    address = conn.address or "unknown"
+    claim = await address_joins().claim(address, settings.JOINS_PER_ADDRESS_PER_MINUTE)
+    if claim is None:
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many joins from this address; wait a minute.")
+    conn.join_claim = (address, claim)
 
 
 def take_read(conn: Connection) -> None:

@@ -1,5 +1,6 @@
 """Quotas per client address over a sliding window: rooms created (ROOMS_PER_HOUR),
-failed admin logins (ADMIN_LOGIN_FAILURES_PER_MINUTE, chat/admin_login.py).
+rooms joined (JOINS_PER_ADDRESS_PER_MINUTE), failed admin logins
+(ADMIN_LOGIN_FAILURES_PER_MINUTE, chat/admin_login.py).
 Each counts in Redis when the channel layer is Redis, so the quota holds across
 processes, and in this process otherwise.
 
@@ -127,3 +128,8 @@ def quota(name: str, window: float = HOUR) -> LocalQuota | RedisQuota:
 def room_creations() -> LocalQuota | RedisQuota:
     """ROOMS_PER_HOUR: rooms created per client address."""
     return quota("rooms-created")
+
+
+def address_joins() -> LocalQuota | RedisQuota:
+    """JOINS_PER_ADDRESS_PER_MINUTE: CreateRoom and JoinRoom per client address."""
+    return quota("joins", window=60.0)

@@ -236,6 +236,8 @@ WS_SEND_QUEUE_BYTES = env.int("WS_SEND_QUEUE_BYTES", 33554432)
 WS_SEND_QUEUE_BYTES_PER_ADDRESS = env.int("WS_SEND_QUEUE_BYTES_PER_ADDRESS", 2 * WS_SEND_QUEUE_BYTES)
 WS_SEND_QUEUE_BYTES_PER_PROCESS = env.int("WS_SEND_QUEUE_BYTES_PER_PROCESS", 16 * WS_SEND_QUEUE_BYTES)
 JOINS_PER_MINUTE = env.int("JOINS_PER_MINUTE", 20)
+# The same for all the sockets of one client address (in Redis across processes).
+JOINS_PER_ADDRESS_PER_MINUTE = env.int("JOINS_PER_ADDRESS_PER_MINUTE", 120)
 READS_PER_MINUTE = env.int("READS_PER_MINUTE", 60)
 CONNECTIONS_PER_ADDRESS = env.int("CONNECTIONS_PER_ADDRESS", 50)
 # An IPv6 client is counted by its network of this many bits in every per-address limit

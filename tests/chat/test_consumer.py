@@ -269,6 +269,36 @@ async def test_one_address_stores_at_most_its_bytes_through_all_its_sockets(laye
     await close_all(owner, bob, *sockets)
 
 
+async def test_one_address_joins_at_most_its_limit_a_minute_however_many_sockets_it_opens(layer, settings):
+    """JOINS_PER_ADDRESS_PER_MINUTE: fresh sockets (each with its own JOINS_PER_MINUTE)
+    from one address are refused past it; a join refused for its rate after it took its
+    place gives it back, one answered wrong_password keeps it; another address is not
+    touched."""
+    from chat.ratelimit import _local as join_failures_here
+
+    settings.JOINS_PER_ADDRESS_PER_MINUTE = 4
+    settings.JOIN_FAILURES_PER_MINUTE = 1
+    owner, created = await create_room(password="pw", client=("10.0.0.7", 5000))  # one
+    join_key = created["room_info"]["join_key"]
+    guesser = await connect(client=("10.0.0.7", 5001))
+    frame = {"type": "JoinRoom", "join_key": join_key, "name": "G", "password": "guess"}
+    await guesser.send_json_to(frame)
+    await expect_error(guesser, "wrong_password")  # two
+    for _ in range(3):  # blocked by JOIN_FAILURES_PER_MINUTE: each gives its place back
+        await guesser.send_json_to(frame)
+        await expect_error(guesser, "rate_limited")
+    join_failures_here.windows.clear()  # as if that minute had passed
+    sockets = []
+    for n in range(2):  # three and four
+        sockets.append((await join_room(join_key, f"J{n}", password="pw", client=("10.0.0.7", 5100 + n)))[0])
+    late = await connect(client=("10.0.0.7", 5200))
+    await late.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "Late", "password": "pw"})
+    error = await expect_error(late, "rate_limited")
+    assert "address" in error["message"]
+    bob, _ = await join_room(join_key, "Bob", password="pw", client=("10.0.0.2", 5000))
+    await close_all(owner, guesser, late, bob, *sockets)
+
+
 async def test_the_connections_state_is_checked_before_its_rate_limits(layer, settings):
     """PROTOCOL.md: state (`already_in_room`, `not_in_room`) answers before rate limits."""
     settings.JOINS_PER_MINUTE = 1
