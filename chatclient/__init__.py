@@ -8,6 +8,7 @@ from chatclient.crypto import DecryptError, decrypt, encrypt
 from chatclient.events import (
     ErrorEvent,
     Event,
+    EventsDropped,
     FileDeleted,
     FileMetadata,
     FileShared,
@@ -32,6 +33,7 @@ __all__ = [
     "DecryptError",
     "ErrorEvent",
     "Event",
+    "EventsDropped",
     "FileDeleted",
     "FileMetadata",
     "FileShared",

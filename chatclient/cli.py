@@ -23,6 +23,7 @@ from chatclient.client import ChatClient, ChatError, ConnectionLost
 from chatclient.events import (
     ErrorEvent,
     Event,
+    EventsDropped,
     FileDeleted,
     FileShared,
     History,
@@ -72,6 +73,7 @@ KINDS = {
     ErrorEvent: "error",
     Reconnecting: "reconnecting",
     Reconnected: "reconnected",
+    EventsDropped: "events_dropped",
 }
 # Shown as "?" so that nobody can drive the reader's terminal (escape sequences), reorder
 # the line (bidirectional controls) or start a line of its own (line separators).
@@ -504,4 +506,6 @@ def describe(event: Event) -> str:
             return "* connection lost; reconnecting..."
         case Reconnected():
             return "* reconnected"
+        case EventsDropped():
+            return f"! {event.count} events dropped: they came faster than they were shown"
     return repr(event)

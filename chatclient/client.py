@@ -18,6 +18,7 @@ import os
 import re
 import ssl
 import unicodedata
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,6 +46,7 @@ from chatclient.events import (
     FILE_LINK,
     ErrorEvent,
     Event,
+    EventsDropped,
     FileDeleted,
     FileMetadata,
     FileShared,
@@ -173,6 +175,38 @@ def join_key_of(key_or_link: str) -> str:
     return match["key"]
 
 
+# Events that may wait unread (`ChatClient(max_events=)`): a client that only sends
+# still receives everyone's messages, up to 64 Ki characters each.
+MAX_EVENTS = 10_000
+
+
+class _Events:
+    """The events for `next_event`, in order; past `limit` waiting, the oldest is dropped
+    and counted, and the next read is an `EventsDropped` with the count."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.items: deque[Any] = deque()
+        self.dropped = 0
+        self.arrived = asyncio.Event()
+
+    def put_nowait(self, item: Any) -> None:
+        self.items.append(item)
+        if len(self.items) > self.limit and self.items[0] is not _END:
+            self.items.popleft()
+            self.dropped += 1
+        self.arrived.set()
+
+    async def get(self) -> Any:
+        while not self.items:
+            self.arrived.clear()
+            await self.arrived.wait()
+        if self.dropped and self.items[0] is not _END:
+            count, self.dropped = self.dropped, 0
+            return EventsDropped(count)
+        return self.items.popleft()
+
+
 class ChatClient:
     """One connection to a chat server, in at most one room at a time."""
 
@@ -188,6 +222,7 @@ class ChatClient:
         allowed_mime_types: Iterable[str] = ALLOWED_MIME_TYPES,
         max_file_size: int = FILES_MAX_SIZE,
         max_content: int = CHAT_MAX_CONTENT,
+        max_events: int = MAX_EVENTS,
     ) -> None:
         self.url = url
         # What a sealed room's files may be, shared or opened; never html or svg.
@@ -229,7 +264,8 @@ class ChatClient:
         self._seen: set[int] = set()
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        # Events waiting for `next_event`: past `max_events` the oldest go (EventsDropped).
+        self._queue = _Events(max_events)
         self._pending: _Pending | None = None
         self._lock = asyncio.Lock()
         self._ready = asyncio.Event()
@@ -332,7 +368,7 @@ class ChatClient:
     async def _enter_room(self, seat: _Seat, frame: dict[str, Any], reply_type: str) -> RoomInfo:
         self._joining = seat  # the reader takes it up with the reply, before any History
         try:
-            await self._request([frame], lambda reply: reply["type"] == reply_type)
+            await self._request([frame], lambda reply: reply["type"] == reply_type, _nothing)
         finally:
             self._joining = None
         return self._current_room()
@@ -347,23 +383,29 @@ class ChatClient:
         if reply_to is not None:
             frame["reply_to"] = reply_to
         # Retried after a reconnect unless the rejoin's History shows it was stored.
-        reply = await self._request(
+        return await self._request(
             [frame],
             lambda reply: reply["type"] == "ChatMessage" and reply.get("content") == content,
+            lambda reply: Message(
+                _message_id(reply),
+                _text(reply, "sender"),
+                text,
+                _text(reply, "sent_at"),
+                reply.get("reply_to"),
+            ),
             retry=True,
         )
-        return Message(reply["id"], reply["sender"], text, reply["sent_at"], reply.get("reply_to"))
 
     async def edit(self, message_id: int, text: str) -> MessageEdited:
         """Replace the text of one's own message (within the server's edit window)."""
         # Only its author may edit it: in a sealed room the new text is bound to this
         # client's name, as the message was.
         content = self._text_content(text)
-        reply = await self._request(
+        return await self._request(
             [{"type": "EditMessage", "id": message_id, "content": content}],
             lambda reply: reply["type"] == "MessageEdited" and reply.get("content") == content,
+            lambda reply: MessageEdited(message_id, self.name, text, _text(reply, "edited_at")),
         )
-        return MessageEdited(message_id, self.name, text, reply["edited_at"])
 
     def _text_content(self, text: str) -> str:
         """`text` as chat content, refused when over the server's CHAT_MAX_CONTENT (a frame
@@ -384,16 +426,17 @@ class ChatClient:
         await self._request(
             [{"type": "DeleteMessage", "id": message_id}],
             lambda reply: reply["type"] == "MessageDeleted" and reply.get("id") == message_id,
+            _nothing,
         )
 
     async def react(self, message_id: int, emoji: str, on: bool = True) -> Reactions:
         """Add one emoji to a message (`on=False`: take it back); returns the message's
         whole reaction state."""
-        reply = await self._request(
+        return await self._request(
             [{"type": "React", "id": message_id, "emoji": emoji, "on": on}],
             lambda reply: reply["type"] == "Reactions" and reply.get("id") == message_id,
+            _reactions,
         )
-        return _reactions(reply)
 
     async def typing(self) -> None:
         """Tell the room this client is typing; nothing comes back. The server forwards
@@ -409,24 +452,20 @@ class ChatClient:
         calls in a row page back. An empty list: the start of the room."""
         if before is None:
             before = self._oldest_id if self._oldest_id is not None else MESSAGE_ID_MAX
-        reply = await self._request(
+        page = await self._request(
             [{"type": "GetHistory", "before": before, "limit": limit}],
             lambda reply: reply["type"] == "History" and reply.get("before") == before,
+            lambda reply: [self._message(message) for message in reply["messages"]],
             retry=True,
         )
-        try:
-            page = [self._message(message) for message in reply["messages"]]
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ChatError("invalid_frame", f"Unreadable History from the server: {exc!r}") from exc
         if page:
             self._oldest_id = min(page[0].id, self._oldest_id or page[0].id)
         return page
 
     async def members(self) -> list[str]:
-        reply = await self._request(
-            [{"type": "GetMembers"}], lambda reply: reply["type"] == "Members", retry=True
+        return await self._request(
+            [{"type": "GetMembers"}], lambda reply: reply["type"] == "Members", _participants, retry=True
         )
-        return reply["participants"]
 
     async def upload_file(
         self, path_or_bytes: str | Path | bytes, name: str | None = None, mime_type: str | None = None
@@ -455,8 +494,11 @@ class ChatClient:
             "mime_type": mime_type,
             "content": base64.b64encode(data).decode(),
         }
-        reply = await self._request([frame], lambda reply: reply["type"] == "FileUploaded")
-        return FileMetadata.from_wire(reply["metadata"])
+        return await self._request(
+            [frame],
+            lambda reply: reply["type"] == "FileUploaded",
+            lambda reply: FileMetadata.from_wire(reply["metadata"]),
+        )
 
     def _read_file(self, path: Path) -> bytes:
         """The file's bytes, at most one past `max_file_size` (a device such as
@@ -481,25 +523,29 @@ class ChatClient:
             "mime_type": "application/octet-stream",
             "content": base64.b64encode(blob).decode(),
         }
-        reply = await self._request([frame], lambda reply: reply["type"] == "FileUploaded")
-        stored = reply["metadata"]
+        stored = await self._request(
+            [frame],
+            lambda reply: reply["type"] == "FileUploaded",
+            lambda reply: FileMetadata.from_wire(reply["metadata"]),
+        )
         card = {
             "t": "file",
-            "id": stored["id"],
+            "id": stored.id,
             "name": name,
             "mime_type": mime_type,
             "size": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
             "key": base64.b64encode(file_key).decode(),
         }
-        self._cards[stored["id"].lower()] = card
+        self._cards[stored.id.lower()] = card
         content = self._seal(card)
         await self._request(
             [{"type": "ChatMessage", "content": content}],
             lambda reply: reply["type"] == "ChatMessage" and reply.get("content") == content,
+            _nothing,
             retry=True,
         )
-        return FileMetadata(stored["id"], name, mime_type, len(data), stored["expires_at"])
+        return FileMetadata(stored.id, name, mime_type, len(data), stored.expires_at)
 
     async def download_file(self, file_id: str) -> tuple[FileMetadata, bytes]:
         """The file's metadata and bytes. In a sealed room the bytes are decrypted with the
@@ -509,12 +555,15 @@ class ChatClient:
         card = self._cards.get(file_id.lower()) if sealed else None
         if sealed and card is None:
             raise ChatError("file_not_found", "No card for this file has been seen in this room.")
-        reply = await self._request(
+        metadata, data = await self._request(
             [{"type": "GetFile", "file_id": file_id}],
             lambda reply: reply["type"] == "FileContent" and _same_id(reply["metadata"]["id"], file_id),
+            lambda reply: (
+                FileMetadata.from_wire(reply["metadata"]),
+                base64.b64decode(reply["content"], validate=True),
+            ),
             retry=True,
         )
-        metadata, data = FileMetadata.from_wire(reply["metadata"]), base64.b64decode(reply["content"])
         if card is None:
             return metadata, data
         try:
@@ -529,6 +578,7 @@ class ChatClient:
         await self._request(
             [{"type": "DeleteFile", "file_id": file_id}],
             lambda reply: reply["type"] == "FileDeleted" and _same_id(reply["file_id"], file_id),
+            _nothing,
         )
 
     async def leave(self) -> None:
@@ -537,7 +587,9 @@ class ChatClient:
             raise ChatError("not_in_room", "Not in a room.")
         # LeaveRoom has no reply; the GetMembers behind it answers not_in_room once it is done.
         try:
-            await self._request([{"type": "LeaveRoom"}, {"type": "GetMembers"}], lambda reply: False)
+            await self._request(
+                [{"type": "LeaveRoom"}, {"type": "GetMembers"}], lambda reply: False, _nothing
+            )
         except ChatError as exc:
             if exc.code != "not_in_room" or isinstance(exc, ConnectionLost):
                 raise
@@ -628,10 +680,17 @@ class ChatClient:
         except (OSError, TimeoutError, WebSocketException) as exc:
             raise ConnectionLost("connection_failed", f"cannot connect to {self.url}: {exc}") from exc
 
-    async def _request(
-        self, frames: list[dict[str, Any]], answers: Callable[[dict], bool], *, retry: bool = False
-    ) -> dict:
-        """Send `frames` and wait for the frame that `answers` them, or an `Error`.
+    async def _request[T](
+        self,
+        frames: list[dict[str, Any]],
+        answers: Callable[[dict], bool],
+        read: Callable[[dict], T],
+        *,
+        retry: bool = False,
+    ) -> T:
+        """Send `frames`, wait for the frame that `answers` them, or an `Error`, and return
+        what `read` makes of it. A reply that `answers` or `read` cannot read (a field
+        missing or of the wrong type) is `ChatError` `invalid_frame`.
 
         If the connection drops first, a `retry` request is sent again once the room is
         rejoined; any other fails with `ConnectionLost`.
@@ -650,8 +709,11 @@ class ChatClient:
             finally:
                 self._pending = None
         if reply["type"] == "Error":
-            raise ChatError(reply["code"], reply["message"])
-        return reply
+            raise ChatError(str(reply.get("code")), str(reply.get("message", "")))
+        try:
+            return read(reply)
+        except UNREADABLE as exc:
+            raise ChatError("invalid_frame", f"Unreadable {reply['type']} from the server: {exc!r}") from exc
 
     async def _send(self, frames: list[dict[str, Any]]) -> None:
         try:
@@ -738,7 +800,13 @@ class ChatClient:
             stored = [{"type": "ChatMessage", **message} for message in frame["messages"]]
             replies = [message for message in stored if pending.answers(message)]
         else:
-            replies = [frame] if frame["type"] == "Error" or pending.answers(frame) else []
+            try:
+                replies = [frame] if frame["type"] == "Error" or pending.answers(frame) else []
+            except UNREADABLE as exc:
+                # Of the type asked for, but it cannot be matched: the reply, unreadable.
+                message = f"Unreadable {frame['type']} from the server: {exc!r}"
+                pending.future.set_exception(ChatError("invalid_frame", message))
+                return True
         if replies:
             pending.future.set_result(replies[0])
         return bool(replies)
@@ -933,6 +1001,27 @@ class ChatClient:
         self._fail_pending(failure or ConnectionLost("closed", "The client was closed."))
         self._ready.set()
         self._queue.put_nowait(_END)
+
+
+# What reading a frame of the wrong shape raises.
+UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)
+
+
+def _nothing(reply: dict[str, Any]) -> None:
+    """A request whose reply carries nothing the caller needs."""
+
+
+def _text(frame: dict[str, Any], field: str) -> str:
+    if not isinstance(frame[field], str):
+        raise TypeError(f"{field} is not a string: {frame[field]!r}")
+    return frame[field]
+
+
+def _participants(frame: dict[str, Any]) -> list[str]:
+    names = frame["participants"]
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise TypeError(f"participants is not a list of names: {names!r}")
+    return names
 
 
 def _reactions(frame: dict[str, Any]) -> Reactions:

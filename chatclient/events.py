@@ -83,7 +83,15 @@ class FileMetadata:
 
     @classmethod
     def from_wire(cls, metadata: dict[str, Any]) -> FileMetadata:
-        return cls(**{name: metadata[name] for name in cls.__slots__})
+        """Raises KeyError or TypeError for metadata that is not the protocol's."""
+        fields = {name: metadata[name] for name in cls.__slots__}
+        for name, value in fields.items():
+            wanted = int if name == "size" else str
+            if type(value) is not wanted:
+                raise TypeError(
+                    f"file {name} is not a{'n' if wanted is int else ''} {wanted.__name__}: {value!r}"
+                )
+        return cls(**fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +206,15 @@ class Reconnected:
     room: RoomInfo | None
 
 
+@dataclass(frozen=True, slots=True)
+class EventsDropped:
+    """The `count` oldest waiting events were dropped: `max_events` were waiting unread
+    (`ChatClient(max_events=...)`). Read events as they come (a client that only sends
+    still gets everyone's), or page back with `history()` for the messages among them."""
+
+    count: int
+
+
 Event = (
     Message
     | FileShared
@@ -212,4 +229,5 @@ Event = (
     | ErrorEvent
     | Reconnecting
     | Reconnected
+    | EventsDropped
 )

@@ -1,6 +1,7 @@
 """The client library against a real server: chat, members, history, errors. Its crypto
 against the shared vectors: tests/chatclient/test_crypto.py."""
 
+import json
 import ssl
 import subprocess
 import sys
@@ -14,8 +15,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from chatclient import ChatError, ConnectionLost, History, Joined, Left, Message, MessageDeleted, Reconnected
-from tests.chatclient.conftest import CuttableProxy, next_of
+from chatclient import (
+    ChatClient,
+    ChatError,
+    ConnectionLost,
+    EventsDropped,
+    History,
+    Joined,
+    Left,
+    Message,
+    MessageDeleted,
+    Reconnected,
+)
+from tests.chatclient.conftest import CuttableProxy, FakeRoom, fake_server, next_of
 from tests.e2e.servers import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -184,3 +196,28 @@ async def test_a_returning_owner_regains_owner_rights_with_the_owner_token(serve
         MessageDeleted(first.id),
         MessageDeleted(second.id),
     ]
+
+
+async def test_events_nobody_reads_are_bounded_and_the_drop_is_told():
+    """A client that only sends still receives the room's events: at most `max_events`
+    wait; the oldest go, and the reader is told how many before the rest, in order."""
+
+    class Busy(FakeRoom):
+        async def reply(self, websocket, frame):
+            answer = await super().reply(websocket, frame)
+            if frame["type"] == "JoinRoom":
+                await websocket.send(json.dumps(answer))
+                for n in range(25):
+                    await websocket.send(json.dumps({"type": "ParticipantJoined", "name": f"P{n}"}))
+                return None
+            return answer
+
+    async with fake_server(Busy()) as url:
+        client = await ChatClient.connect(url, max_events=10)
+        await client.join_room("k", "Bob")
+        assert await client.members() == ["Bob"]  # every Joined has arrived before it
+        assert await client.next_event() == EventsDropped(15)
+        assert [await client.next_event() for _ in range(10)] == [Joined(f"P{n}") for n in range(15, 25)]
+        await client.close()
+        with pytest.raises(ConnectionLost):
+            await client.next_event()

@@ -114,3 +114,46 @@ def test_files_are_saved_under_the_name_the_server_shows():
         for name in names:
             assert safe_name(name, mime_type) == shown_name(name, mime_type)
     assert safe_name("notes.html", "Text/Plain; charset=utf-8") == "notes.html.txt"
+
+
+METADATA = {"id": "f", "name": "a.txt", "mime_type": "text/plain", "size": 2, "expires_at": "x"}
+
+
+async def test_replies_the_client_cannot_read_fail_their_request_and_leave_it_usable():
+    """A reply of the right type with missing or mistyped fields is `invalid_frame` for the
+    request that waits for it (not a KeyError, not a wait for ever), and the next
+    request goes through."""
+
+    class Garbled(FakeRoom):
+        garble = None  # the next reply, made from the frame it answers
+
+        async def reply(self, websocket, frame):
+            garble, self.garble = self.garble, None
+            return garble(frame) if garble else await super().reply(websocket, frame)
+
+    cases = [
+        ("members", (), lambda _: {"type": "Members", "participants": 5}),
+        ("members", (), lambda _: {"type": "Members", "participants": ["Bob", 7]}),
+        ("download_file", ("f",), lambda _: {"type": "FileContent"}),
+        ("download_file", ("f",), lambda _: {"type": "FileContent", "metadata": {"id": "f"}, "content": ""}),
+        ("download_file", ("f",), lambda _: {"type": "FileContent", "metadata": METADATA, "content": "no!"}),
+        ("download_file", ("f",), lambda _: {"type": "FileContent", "metadata": {**METADATA, "size": "2"}}),
+        ("upload_file", (b"hi", "a.txt"), lambda _: {"type": "FileUploaded", "metadata": {"id": "f"}}),
+        ("send", ("hi",), lambda frame: {"type": "ChatMessage", "content": frame["content"], "sender": "B"}),
+        ("react", (1, "+1"), lambda _: {"type": "Reactions", "id": 1, "reactions": "many"}),
+    ]
+    room = Garbled()
+    async with fake_server(room) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        for method, args, garble in cases:
+            room.garble = garble
+            with pytest.raises(ChatError) as refused:
+                await asyncio.wait_for(getattr(client, method)(*args), 5)
+            assert refused.value.code == "invalid_frame", (method, refused.value)
+            assert await asyncio.wait_for(client.members(), 5) == ["Bob"]
+        room.garble = lambda _: {"type": "Error", "code": "message_not_found"}  # no message
+        with pytest.raises(ChatError) as refused:
+            await asyncio.wait_for(client.delete_message(1), 5)
+        assert refused.value.code == "message_not_found"
+        await client.close()
