@@ -20,8 +20,6 @@ from django.conf import settings
 from chat import redis_clients
 
 HOUR = 3600.0
-# Addresses remembered in one process at most (the oldest are forgotten first).
-LOCAL_ADDRESSES = 100_000
 
 
 class LocalQuota:
@@ -36,7 +34,7 @@ class LocalQuota:
         claims = self.claims.pop(address, None) or deque()
         while claims and claims[0][0] <= now - self.window:
             claims.popleft()
-        if len(self.claims) >= LOCAL_ADDRESSES:
+        if len(self.claims) >= settings.ADDRESSES_REMEMBERED:
             self.claims.pop(next(iter(self.claims)))
         self.claims[address] = claims  # most recently used last
         return claims

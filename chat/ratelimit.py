@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as redis
 from django.conf import settings
 
-from chat import address_limits, redis_clients
+from chat import redis_clients
 from chat.address_limits import RedisQuota
 from chat.errors import ErrorCode, ProtocolError
 
@@ -45,7 +45,7 @@ class AddressBuckets:
     may store together (CHAT_BYTES_PER_ADDRESS_BURST, _SUSTAINED; a per-connection
     limit is no limit for a client that opens fifty). Buckets are kept least recently
     used first: a full one is forgotten when met at the front (a new one would be the
-    same), and past address_limits.LOCAL_ADDRESSES the least recent go."""
+    same), and past ADDRESSES_REMEMBERED the least recent go."""
 
     def __init__(self, burst_setting: str, rate_setting: str) -> None:
         self.burst_setting = burst_setting
@@ -64,7 +64,7 @@ class AddressBuckets:
             if oldest is None or oldest.refill(now) < oldest.burst:
                 break
             del self.buckets[next(iter(self.buckets))]
-        if len(self.buckets) >= address_limits.LOCAL_ADDRESSES:
+        if len(self.buckets) >= settings.ADDRESSES_REMEMBERED:
             del self.buckets[next(iter(self.buckets))]
         self.buckets[address] = bucket  # most recently used last
         return taken
@@ -105,7 +105,7 @@ class JoinFailures:
 
     `windows` is kept least recently claimed first, so addresses whose minute has
     passed are forgotten from its front as later calls meet them, and at most
-    address_limits.LOCAL_ADDRESSES are remembered (the least recent go first)."""
+    ADDRESSES_REMEMBERED are remembered (the least recent go first)."""
 
     WINDOW = 60.0
 
@@ -141,7 +141,7 @@ class JoinFailures:
         now = time.monotonic() if now is None else now
         self._prune(now)
         window = self.windows.pop(address, None) or SlidingWindow(self.WINDOW)
-        if len(self.windows) >= address_limits.LOCAL_ADDRESSES:
+        if len(self.windows) >= settings.ADDRESSES_REMEMBERED:
             del self.windows[next(iter(self.windows))]
         self.windows[address] = window  # most recently claimed last
         if window.count(now) >= settings.JOIN_FAILURES_PER_MINUTE:

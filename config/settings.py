@@ -238,6 +238,9 @@ WS_SEND_QUEUE_BYTES_PER_PROCESS = env.int("WS_SEND_QUEUE_BYTES_PER_PROCESS", 16 
 JOINS_PER_MINUTE = env.int("JOINS_PER_MINUTE", 20)
 # The same for all the sockets of one client address (in Redis across processes).
 JOINS_PER_ADDRESS_PER_MINUTE = env.int("JOINS_PER_ADDRESS_PER_MINUTE", 120)
+# Client addresses each per-address limit kept in the process remembers at most (the
+# least recently seen are forgotten first): about 100 bytes to 20 KiB each.
+ADDRESSES_REMEMBERED = env.int("ADDRESSES_REMEMBERED", 100_000)
 READS_PER_MINUTE = env.int("READS_PER_MINUTE", 60)
 CONNECTIONS_PER_ADDRESS = env.int("CONNECTIONS_PER_ADDRESS", 50)
 # An IPv6 client is counted by its network of this many bits in every per-address limit

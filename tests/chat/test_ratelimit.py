@@ -56,7 +56,7 @@ def test_an_address_bucket_is_shared_by_everything_from_the_address(settings):
     assert buckets.take("10.0.0.1", 1000, now=10)
 
 
-def test_address_buckets_forget_full_ones_and_keep_at_most_the_cap(settings, monkeypatch):
+def test_address_buckets_forget_full_ones_and_keep_at_most_the_cap(settings):
     settings.CHAT_BYTES_PER_ADDRESS_BURST = 1000
     settings.CHAT_BYTES_PER_ADDRESS_SUSTAINED = 100
     buckets = AddressBuckets("CHAT_BYTES_PER_ADDRESS_BURST", "CHAT_BYTES_PER_ADDRESS_SUSTAINED")
@@ -64,7 +64,7 @@ def test_address_buckets_forget_full_ones_and_keep_at_most_the_cap(settings, mon
         buckets.take(f"10.0.1.{n}", 1000, now=n)
     # Each full again 10 s after it emptied: only the last ten are still owed bytes.
     assert sorted(buckets.buckets) == sorted(f"10.0.1.{n}" for n in range(40, 50))
-    monkeypatch.setattr(address_limits, "LOCAL_ADDRESSES", 20)
+    settings.ADDRESSES_REMEMBERED = 20
     for n in range(100):
         assert buckets.take(f"10.0.2.{n}", 1000, now=100)  # all emptied at once
     assert len(buckets.buckets) == 20
@@ -194,8 +194,8 @@ async def test_addresses_whose_minute_has_passed_are_forgotten_when_others_come(
     assert "10.0.0.0" not in failures.windows and len(failures.windows) == 100
 
 
-async def test_a_flood_of_addresses_keeps_the_cap_and_a_guesser_stays_blocked(limit_of_five, monkeypatch):
-    monkeypatch.setattr(address_limits, "LOCAL_ADDRESSES", 10)
+async def test_a_flood_of_addresses_keeps_the_cap_and_a_guesser_stays_blocked(limit_of_five, settings):
+    settings.ADDRESSES_REMEMBERED = 10
     failures = JoinFailures()
     for _ in range(5):
         await failures.claim("10.0.0.1", now=0)
@@ -266,8 +266,8 @@ async def test_a_local_quota_holds_its_limit_over_its_window_and_takes_places_ba
     await rooms.release("10.0.0.9", "nothing")  # an address it never saw: nothing happens
 
 
-async def test_a_local_quota_forgets_the_least_recent_address_first(monkeypatch):
-    monkeypatch.setattr(address_limits, "LOCAL_ADDRESSES", 3)
+async def test_a_local_quota_forgets_the_least_recent_address_first(settings):
+    settings.ADDRESSES_REMEMBERED = 3
     rooms = LocalQuota("rooms")
     for address in ("a", "b", "c"):
         await rooms.claim(address, 1, now=0)
