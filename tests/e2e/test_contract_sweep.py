@@ -397,6 +397,7 @@ async def test_fields_names_and_secrets(sqlite_env, servers, command):
     env = {
         **sqlite_env,
         "JOINS_PER_MINUTE": "10000",
+        "JOINS_PER_ADDRESS_PER_MINUTE": "10000",
         "ROOMS_PER_HOUR": "10000",
         "JOIN_FAILURES_PER_MINUTE": "100",
         # Each join reserves room for the largest History it could get, per address
@@ -1297,6 +1298,7 @@ SLOW_ENV = {
     "CHAT_HISTORY_LIMIT": "5",
     "CHAT_RATE_BURST": "100000",
     "CHAT_RATE_SUSTAINED": "100000",
+    "CHAT_BYTES_PER_ADDRESS_BURST": "1000000000",
 }
 MEGABYTE = 1024 * 1024
 

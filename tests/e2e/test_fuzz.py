@@ -145,6 +145,7 @@ async def probe_chat(url: str, stop: asyncio.Event, latencies: list[float]) -> N
 
 async def test_ten_thousand_hostile_frames(sqlite_env, servers):
     env = {**sqlite_env, "CHAT_RATE_BURST": "100000", "CHAT_RATE_SUSTAINED": "100000",
+           "CHAT_BYTES_PER_ADDRESS_BURST": "1000000000",
            "JOIN_FAILURES_PER_MINUTE": "100000", "FILES_UPLOADS_PER_MINUTE": "100000"}  # fmt: skip
     (server,) = servers(env)
     host = await Client.open(server.url)

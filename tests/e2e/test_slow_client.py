@@ -24,6 +24,7 @@ async def test_a_stuck_reader_is_capped_and_closed_while_the_room_goes_on(sqlite
         "WS_SEND_QUEUE_LIMIT": "100",
         "CHAT_RATE_BURST": "100000",
         "CHAT_RATE_SUSTAINED": "100000",
+        "CHAT_BYTES_PER_ADDRESS_BURST": "1000000000",
     }
     (server,) = servers(env)
     alice = await Client.open(server.url)

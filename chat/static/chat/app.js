@@ -2,7 +2,7 @@
 
 import { decrypt, encrypt, importKey, needsSecureContext } from "./crypto.js";
 import { setUpConversation, quoteOf } from "./conversation.js";
-import { errorPlace, humanError, ROOM_ENDED } from "./errors.js";
+import { backoff, errorPlace, humanError, ROOM_ENDED } from "./errors.js";
 import { formatSize, setUpFiles, shownName } from "./files.js";
 import { Requests } from "./requests.js";
 import {
@@ -525,7 +525,7 @@ function olderArrived(empty) {
 // the 51 refusals in 10 s that close the socket (1008).
 function holdOlder() {
   state.olderRetries += 1;
-  const wait = Math.min(30_000, 2000 * 2 ** (state.olderRetries - 1));
+  const wait = backoff(state.olderRetries - 1, 2000, 30_000);
   $("load-older").disabled = true;
   state.olderHeld = setTimeout(() => {
     state.olderHeld = null;
@@ -731,7 +731,7 @@ function catchUpRefused(request, error) {
   if (error.code !== "rate_limited" && error.code !== "server_error") return caughtUp();
   job.retries += 1;
   if (job.retries > 5) return caughtUp();
-  const wait = Math.min(30_000, 2000 * 2 ** (job.retries - 1));
+  const wait = backoff(job.retries - 1, 2000, 30_000);
   job.timer = setTimeout(() => state.catchUp === job && readPage(request.frame.before), wait);
 }
 
@@ -764,7 +764,7 @@ function chatRefused(request, error) {
 
 function holdChat(entry) {
   state.chatRetries += 1;
-  const wait = Math.min(30_000, 1000 * 2 ** (state.chatRetries - 1));
+  const wait = backoff(state.chatRetries - 1, 1000, 30_000);
   entry.item.querySelector(".note").textContent = `too many messages at once: sending again in ${wait / 1000} s…`;
   state.chatHeld = setTimeout(() => {
     state.chatHeld = null;
@@ -915,7 +915,7 @@ function rejoinFailed(error) {
   // A dropped connection may still hold our name for a moment: keep trying.
   if (error.code === "name_taken" || error.code === "rate_limited" || error.code === "server_error") {
     state.rejoinAttempts += 1;
-    const wait = Math.min(15000, 1000 * 2 ** state.rejoinAttempts);
+    const wait = backoff(state.rejoinAttempts, 1000, 15_000);
     setStatus(`Rejoining the room: ${humanError(error)} Retrying in ${Math.ceil(wait / 1000)} s…`);
     setTimeout(() => state.room && connection.isOpen && rejoin(), wait);
     return;

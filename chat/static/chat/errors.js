@@ -1,5 +1,5 @@
-// Every protocol error code (PROTOCOL.md, "Error codes") in words for people, and the
-// place on the page it belongs next to.
+// Every protocol error code (PROTOCOL.md, "Error codes") in words for people, the
+// place on the page it belongs next to, and how long to wait before trying again.
 
 const HUMAN = {
   invalid_json: "The server could not read what the page sent. Reload the page.",
@@ -59,4 +59,10 @@ export function errorPlace(context, error) {
   if (["chat", "edit", "delete", "react", "history"].includes(context)) return "message-error";
   if (context === "upload" || context === "file") return "file-error";
   return "lobby-error";
+}
+
+// The wait before retry `attempt` (0: the first) after refusals or drops in a row:
+// `first` milliseconds, doubling each time, never over `most`.
+export function backoff(attempt, first, most) {
+  return Math.min(most, first * 2 ** Math.max(0, attempt));
 }

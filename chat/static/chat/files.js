@@ -3,7 +3,7 @@
 // and checked against its card here before it is offered or previewed (PROTOCOL.md).
 
 import { fromBase64, toBase64 } from "./crypto.js";
-import { humanError } from "./errors.js";
+import { backoff, humanError } from "./errors.js";
 import { el } from "./render.js";
 import { baseType, INCOMPLETE_LINK, openFile, sealFile, sha256Hex } from "./sealed.js";
 
@@ -423,7 +423,7 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
         if (error.code !== "rate_limited") previewed(id, null);
         else if (!paused) {
           pauses += 1;
-          pause(Math.min(60_000, 2000 * 2 ** (pauses - 1)));
+          pause(backoff(pauses - 1, 2000, 60_000));
         }
         answered(id, error.code === "rate_limited");
         return true;

@@ -4,6 +4,8 @@
 // affinity hint of the room it is for (`hint`), so that a proxy hashing it sends a
 // room's members to one server process (docs/production.md, "Room affinity").
 
+import { backoff } from "./errors.js";
+
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
 const REPLACED = 4003;
@@ -45,7 +47,7 @@ export class Connection {
         this.handlers.onReplaced();
         return;
       }
-      const delay = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** this.failures);
+      const delay = backoff(this.failures, FIRST_DELAY_MS, MAX_DELAY_MS);
       this.failures += 1;
       // Jitter keeps a room's browsers from all reconnecting in the same instant.
       const wait = Math.round(delay * (0.75 + Math.random() * 0.5));
