@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from chat import actions, outbox, passwords, presence, protocol, ratelimit, services
+from chat.address_limits import address_joins
 from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.ratelimit import TokenBucket
 from tests.helpers import Socketless, in_loop, make_room, refusal
@@ -202,12 +203,14 @@ async def test_refusals_are_error_frames_and_too_many_rate_limited_close_1008(co
 )
 async def test_a_refused_frame_gives_its_window_place_back_only_for_some_codes(connection, code, given_back):
     conn = connection.conn
-    actions.take_join(conn)
+    await actions.take_join(conn)
     assert conn.slot is conn.joins and conn.joins.count() == 1
+    claims = address_joins().claims[conn.address]
+    assert conn.join_claim is not None and len(claims) == 1
     await actions.refuse(conn, ProtocolError(code))
-    assert conn.joins.count() == (0 if given_back else 1)
+    assert conn.joins.count() == len(claims) == (0 if given_back else 1)
     actions.frame_done(conn, 0)
-    assert conn.slot is None
+    assert conn.slot is None and conn.join_claim is None
 
 
 async def test_a_large_frame_holds_its_bytes_until_it_is_answered(connection, settings):
