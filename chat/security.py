@@ -60,6 +60,16 @@ def origin_allowed(origin: str | None, allowed_hosts: list[str]) -> bool:
     return validate_host(host, allowed_hosts)
 
 
+# What Django's SecurityMiddleware and XFrameOptionsMiddleware add to every response
+# (at this project's settings), for the answers sent before Django is reached.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
 async def deny(receive, send) -> None:
     """Refuse a WebSocket handshake: the server answers HTTP 403 (ASGI's close before
     accept). Nothing else is touched. Channels' `WebsocketDenier` is a consumer, and a
@@ -95,6 +105,7 @@ async def too_many(scope, receive, send) -> None:
         return
     if "websocket.http.response" in (scope.get("extensions") or {}):
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", b"10")]
+        headers += SECURITY_HEADERS
         await send({"type": "websocket.http.response.start", "status": 429, "headers": headers})
         body = b"Too many connections from your address.\n"
         await send({"type": "websocket.http.response.body", "body": body})
@@ -134,6 +145,7 @@ async def busy(send: Send) -> None:
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"retry-after", b"1"),
         (b"cache-control", b"no-store"),
+        *SECURITY_HEADERS,
     ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": b"The server is busy; try again in a moment.\n"})

@@ -224,6 +224,8 @@ async def test_requests_in_flight_are_bounded_per_address_and_per_process(settin
     start, body = refused.sent
     assert start["status"] == 503 and (b"retry-after", b"1") in start["headers"]
     assert b"busy" in body["body"]
+    # The headers Django would have added, as on a page (tests/e2e/test_headers.py).
+    assert {(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY")} <= set(start["headers"])
     held.append(Request(limit, "10.0.0.2"))  # another address: let in
     await settle()
     assert limit.in_flight.owners == {"2001:db8::": 2, "10.0.0.2": 1} and limit.in_flight.total == 3
