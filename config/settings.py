@@ -452,6 +452,8 @@ FILES_ROOT = Path(env.str("FILES_ROOT", str(VAR_DIR / "files")))
 # FILES_KEY_FILE (development; chat.W002 asks production to set it).
 FILES_ENCRYPTION_KEY = env.str("FILES_ENCRYPTION_KEY", "")
 FILES_KEY_FILE = Path(env.str("FILES_KEY_FILE", str(VAR_DIR / "files.key")))
+# The key being replaced, while `manage.py reseal_files` moves the blobs off it.
+FILES_ENCRYPTION_KEY_PREVIOUS = env.str("FILES_ENCRYPTION_KEY_PREVIOUS", "")
 # Blobs without a row are removed by purge_files once older than this (an upload in
 # flight writes its blob just before its row).
 FILES_ORPHAN_GRACE = env.float("FILES_ORPHAN_GRACE", 3600)

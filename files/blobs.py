@@ -4,6 +4,8 @@ A blob is `version (1 byte) || nonce (12) || ciphertext || tag (16)`, sealed wit
 file's id as associated data, so a blob cannot be passed off as another file's. The
 key comes from FILES_ENCRYPTION_KEY; without it a key is generated once into
 FILES_KEY_FILE (mode 0600), which suits a laptop and is flagged by `check --deploy`.
+During a rotation blobs open under FILES_ENCRYPTION_KEY_PREVIOUS too, and `manage.py
+reseal_files` moves them onto the current key (`reseal`).
 """
 
 import os
@@ -11,6 +13,7 @@ import secrets
 from functools import cache
 from uuid import UUID
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -48,16 +51,73 @@ def cipher() -> AESGCM:
     return _key(settings.FILES_ENCRYPTION_KEY, str(settings.FILES_KEY_FILE))
 
 
+@cache
+def _previous(configured: str) -> AESGCM:
+    return AESGCM(parse_kek(configured, "FILES_ENCRYPTION_KEY_PREVIOUS"))
+
+
+def previous_cipher() -> AESGCM | None:
+    """The key being rotated away from (FILES_ENCRYPTION_KEY_PREVIOUS), if any."""
+    value = settings.FILES_ENCRYPTION_KEY_PREVIOUS
+    return _previous(value) if value else None
+
+
 def seal(file_id: UUID, data: bytes) -> bytes:
     nonce = os.urandom(NONCE_BYTES)
     return VERSION + nonce + cipher().encrypt(nonce, data, file_id.bytes)
 
 
-def open_sealed(file_id: UUID, blob: bytes) -> bytes:
+def open_with(file_id: UUID, blob: bytes, key: AESGCM) -> bytes:
+    """The file's bytes under this key; InvalidTag if the blob is not under it (or not this file's)."""
     if blob[:1] != VERSION:
         raise ValueError("unknown blob version")
     nonce = blob[1 : 1 + NONCE_BYTES]
-    return cipher().decrypt(nonce, blob[1 + NONCE_BYTES :], file_id.bytes)
+    return key.decrypt(nonce, blob[1 + NONCE_BYTES :], file_id.bytes)
+
+
+def open_sealed(file_id: UUID, blob: bytes) -> bytes:
+    """The file's bytes, under the current key or, during a rotation, the previous one."""
+    previous = previous_cipher()
+    try:
+        return open_with(file_id, blob, cipher())
+    except InvalidTag:
+        if previous is None:
+            raise
+    return open_with(file_id, blob, previous)
+
+
+def reseal(file_id: UUID, name: str, old: AESGCM | None) -> bool:
+    """Move one blob onto the current key: read, opened under `old`, sealed anew and
+    renamed over itself, so a download reads the old blob or the new one, never half of
+    one. False when it already is under the current key. InvalidTag when it opens under
+    neither key; FileNotFoundError when it is gone (purged meanwhile)."""
+    if not store.BLOB_NAME.fullmatch(name):
+        raise ValueError(f"not a blob name: {name!r}")
+    path = storage().path(name)
+    with open(path, "rb") as handle:
+        blob = handle.read()
+    try:
+        open_with(file_id, blob, cipher())
+        return False
+    except InvalidTag:
+        if old is None:
+            raise
+    data = open_with(file_id, blob, old)
+    # Named as a blob of the same folder: left behind by a crash, it is an orphan that
+    # purge_files removes, never a stranger that makes the store unsafe (files/store.py).
+    folder = name[:2]
+    temporary = os.path.join(os.path.dirname(path), folder + secrets.token_hex(15))
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(seal(file_id, data))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return True
 
 
 def new_name() -> str:

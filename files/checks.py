@@ -31,7 +31,7 @@ def files_root_is_a_store(app_configs, **kwargs) -> list[Error]:
 
 @register()
 def malformed_file_key(app_configs, **kwargs) -> list[Error]:
-    return key_errors(("FILES_ENCRYPTION_KEY",), "files.E002")
+    return key_errors(("FILES_ENCRYPTION_KEY", "FILES_ENCRYPTION_KEY_PREVIOUS"), "files.E002")
 
 
 @register(deploy=True)
