@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from chat import batching, passwords, presence, protocol, selectors, services
 from chat.address_limits import address_joins, room_creations
@@ -166,8 +167,11 @@ async def refuse(conn: Connection, exc: ProtocolError) -> None:
     if conn.slot is not None and exc.code in GIVEN_BACK:
         conn.slot.give_back()
     if conn.join_claim is not None and exc.code in GIVEN_BACK:
-        await address_joins().release(*conn.join_claim)
-        conn.join_claim = None
+        claim, conn.join_claim = conn.join_claim, None
+        try:
+            await address_joins().release(*claim)
+        except (RedisError, OSError):  # the answer still goes; the place leaves in a minute
+            logger.warning("could not give back a join place of %s", claim[0])
     conn.send(protocol.error_message(exc.code, exc.message))
     error_event(conn, code=exc.code.value, client=conn.address)  # rate-limited
     if exc.code == ErrorCode.RATE_LIMITED:

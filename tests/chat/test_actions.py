@@ -6,6 +6,7 @@ gone, and a socket's opening and closing. Through sockets: tests/chat/test_consu
 import uuid
 
 import pytest
+from redis.exceptions import RedisError
 
 from chat import actions, outbox, passwords, presence, protocol, ratelimit, services
 from chat.address_limits import address_joins
@@ -211,6 +212,21 @@ async def test_a_refused_frame_gives_its_window_place_back_only_for_some_codes(c
     assert conn.joins.count() == len(claims) == (0 if given_back else 1)
     actions.frame_done(conn, 0)
     assert conn.slot is None and conn.join_claim is None
+
+
+async def test_a_join_place_redis_cannot_take_back_still_lets_the_refusal_answer(connection, monkeypatch):
+    class Unreachable:
+        async def claim(self, address, limit):
+            return "token"
+
+        async def release(self, address, token):
+            raise RedisError("Redis went away")
+
+    monkeypatch.setattr(actions, "address_joins", Unreachable)
+    await actions.take_join(connection.conn)
+    await actions.refuse(connection.conn, ProtocolError(ErrorCode.RATE_LIMITED))
+    assert (await connection.frames())[-1]["code"] == "rate_limited"
+    assert connection.conn.join_claim is None
 
 
 async def test_a_large_frame_holds_its_bytes_until_it_is_answered(connection, settings):
