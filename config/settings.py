@@ -416,8 +416,9 @@ TYPING_FRAMES_PER_SECOND = env.float("TYPING_FRAMES_PER_SECOND", 10)
 CHAT_RATE_BURST = env.float("CHAT_RATE_BURST", 20)
 CHAT_RATE_SUSTAINED = env.float("CHAT_RATE_SUSTAINED", 10)
 # What one client address may store through the chat commands of all its sockets, in
-# each process: a bucket of bytes (content, plus 512 a frame for its row: actions.ROW_BYTES), so
-# one address fills the disk by at most about 1.3 GiB a day (docs/protocol-notes.md).
+# each process: a bucket of bytes (content, plus 512 a frame for its row:
+# actions.ROW_BYTES), so one address adds at most about 1.3 GiB a day to the disk
+# (docs/protocol-notes.md).
 CHAT_BYTES_PER_ADDRESS_BURST = env.int("CHAT_BYTES_PER_ADDRESS_BURST", 2 * 1024 * 1024)
 CHAT_BYTES_PER_ADDRESS_SUSTAINED = env.int("CHAT_BYTES_PER_ADDRESS_SUSTAINED", 16 * 1024)
 # Most chat messages (or reactions) a process stores in one transaction (chat/batching.py).

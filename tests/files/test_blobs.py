@@ -85,11 +85,14 @@ def test_reseal_moves_every_blob_to_the_new_key_in_place_and_is_idempotent(setti
 def test_reseal_names_the_blobs_it_cannot_open_and_keeps_them(settings):
     settings.FILES_ENCRYPTION_KEY = key()
     seat = seat_in_new_room()
-    lost = stored_file(seat)
+    lost, garbled = stored_file(seat), stored_file(seat)
+    with open(blobs.storage().path(garbled.blob), "r+b") as handle:
+        handle.write(b"\x07")  # a version no blob has
     settings.FILES_ENCRYPTION_KEY = key()
     settings.FILES_ENCRYPTION_KEY_PREVIOUS = key()  # not the one it is under
     path = blobs.storage().path(lost.blob)
     before = open(path, "rb").read()
-    with pytest.raises(CommandError, match=str(lost.id)):
+    with pytest.raises(CommandError, match="2 open under neither key") as failed:
         call_command("reseal_files", stdout=StringIO())
+    assert str(lost.id) in str(failed.value) and str(garbled.id) in str(failed.value)
     assert open(path, "rb").read() == before

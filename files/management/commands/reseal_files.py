@@ -9,6 +9,8 @@ of the files".
 
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
@@ -31,7 +33,7 @@ class Command(BaseCommand):
     def handle(self, *args, old_key_file: Path | None = None, **options) -> None:
         old = blobs.previous_cipher()
         if old_key_file is not None:
-            old = blobs.AESGCM(read_key(old_key_file))
+            old = AESGCM(read_key(old_key_file))
         resealed = current = gone = 0
         unreadable: list[str] = []
         rows = SharedFile.objects.exclude(blob="").values_list("id", "blob").order_by("created_at")
@@ -43,7 +45,7 @@ class Command(BaseCommand):
                     current += 1
             except FileNotFoundError:
                 gone += 1  # purged since it was listed
-            except blobs.InvalidTag:
+            except (InvalidTag, ValueError):  # under neither key, or not a blob of ours
                 unreadable.append(str(file_id))
         line = (
             f"reseal_files: {resealed} re-encrypted, {current} already under FILES_ENCRYPTION_KEY, "
