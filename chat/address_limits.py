@@ -22,6 +22,15 @@ from chat import redis_clients
 HOUR = 3600.0
 
 
+def remember[T](entries: dict[str, T], address: str, entry: T) -> None:
+    """Keep `entry` as `address`'s most recent (last), having forgotten the least recent
+    (first) address once ADDRESSES_REMEMBERED are kept: every per-address map of the
+    process, least recently used first."""
+    if len(entries) >= settings.ADDRESSES_REMEMBERED:
+        del entries[next(iter(entries))]
+    entries[address] = entry
+
+
 class LocalQuota:
     """The quota in this process: right for one process on the in-memory layer."""
 
@@ -34,9 +43,7 @@ class LocalQuota:
         claims = self.claims.pop(address, None) or deque()
         while claims and claims[0][0] <= now - self.window:
             claims.popleft()
-        if len(self.claims) >= settings.ADDRESSES_REMEMBERED:
-            self.claims.pop(next(iter(self.claims)))
-        self.claims[address] = claims  # most recently used last
+        remember(self.claims, address, claims)
         return claims
 
     async def claim(self, address: str, limit: int, now: float | None = None) -> str | None:

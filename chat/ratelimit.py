@@ -9,7 +9,7 @@ import redis.asyncio as redis
 from django.conf import settings
 
 from chat import redis_clients
-from chat.address_limits import RedisQuota
+from chat.address_limits import RedisQuota, remember
 from chat.errors import ErrorCode, ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -66,9 +66,7 @@ class AddressBuckets:
         taken = bucket.take(now, amount)
         if now - self.pruned_at >= self.PRUNE_EVERY:
             self.forget_full(now)
-        if len(self.buckets) >= settings.ADDRESSES_REMEMBERED:
-            del self.buckets[next(iter(self.buckets))]
-        self.buckets[address] = bucket  # most recently used last
+        remember(self.buckets, address, bucket)
         return taken
 
     def forget_full(self, now: float) -> None:
@@ -151,9 +149,7 @@ class JoinFailures:
         now = time.monotonic() if now is None else now
         self._prune(now)
         window = self.windows.pop(address, None) or SlidingWindow(self.WINDOW)
-        if len(self.windows) >= settings.ADDRESSES_REMEMBERED:
-            del self.windows[next(iter(self.windows))]
-        self.windows[address] = window  # most recently claimed last
+        remember(self.windows, address, window)
         if window.count(now) >= settings.JOIN_FAILURES_PER_MINUTE:
             return None
         window.add(now)

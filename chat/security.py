@@ -60,14 +60,19 @@ def origin_allowed(origin: str | None, allowed_hosts: list[str]) -> bool:
     return validate_host(host, allowed_hosts)
 
 
-# What Django's SecurityMiddleware and XFrameOptionsMiddleware add to every response
-# (at this project's settings), for the answers sent before Django is reached.
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"same-origin"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-]
+def security_headers() -> list[tuple[bytes, bytes]]:
+    """What Django's SecurityMiddleware and XFrameOptionsMiddleware add to every response,
+    from the same settings, for the answers sent before Django is reached."""
+    referrer = settings.SECURE_REFERRER_POLICY
+    if referrer and not isinstance(referrer, str):
+        referrer = ",".join(referrer)
+    headers = [
+        ("x-content-type-options", "nosniff" if settings.SECURE_CONTENT_TYPE_NOSNIFF else ""),
+        ("x-frame-options", settings.X_FRAME_OPTIONS),
+        ("referrer-policy", referrer),
+        ("cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY),
+    ]
+    return [(name.encode(), value.encode()) for name, value in headers if value]
 
 
 async def deny(receive, send) -> None:
@@ -105,7 +110,7 @@ async def too_many(scope, receive, send) -> None:
         return
     if "websocket.http.response" in (scope.get("extensions") or {}):
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", b"10")]
-        headers += SECURITY_HEADERS
+        headers += security_headers()
         await send({"type": "websocket.http.response.start", "status": 429, "headers": headers})
         body = b"Too many connections from your address.\n"
         await send({"type": "websocket.http.response.body", "body": body})
@@ -145,7 +150,7 @@ async def busy(send: Send) -> None:
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"retry-after", b"1"),
         (b"cache-control", b"no-store"),
-        *SECURITY_HEADERS,
+        *security_headers(),
     ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": b"The server is busy; try again in a moment.\n"})

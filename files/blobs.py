@@ -77,10 +77,10 @@ def open_with(file_id: UUID, blob: bytes, key: AESGCM) -> bytes:
 
 def open_sealed(file_id: UUID, blob: bytes) -> bytes:
     """The file's bytes, under the current key or, during a rotation, the previous one."""
-    previous = previous_cipher()
     try:
         return open_with(file_id, blob, cipher())
     except InvalidTag:
+        previous = previous_cipher()
         if previous is None:
             raise
     return open_with(file_id, blob, previous)
