@@ -10,7 +10,6 @@ happen, so simultaneous requests from one address never get more than the quota.
 
 import asyncio
 import time
-import uuid
 import weakref
 from collections import deque
 
@@ -18,6 +17,7 @@ import redis.asyncio as redis
 from django.conf import settings
 
 from chat import redis_clients
+from chat.outbox import ids
 
 HOUR = 3600.0
 
@@ -52,7 +52,7 @@ class LocalQuota:
         claims = self._current(address, now)
         if len(claims) >= limit:
             return None
-        token = uuid.uuid4().hex
+        token = ids.next()
         claims.append((now, token))
         return token
 
@@ -101,7 +101,7 @@ class RedisQuota:
         return f"{self.prefix}:{self.name}:{address}"
 
     async def claim(self, address: str, limit: int) -> str | None:
-        token = uuid.uuid4().hex
+        token = ids.next()
         claimed = await self.client().eval(
             _CLAIM, 1, self.key(address), time.time(), self.window, limit, token
         )

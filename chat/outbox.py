@@ -100,10 +100,12 @@ def over_backlog(owner: str | None, size: int) -> bool:
 
 
 class Ids:
-    """Outbox ids, unique across processes: they name a socket in its participant's row
-    and in a kick's event, which every process of the room sees. A random prefix per
-    process (a forked child takes a new one) and a counter: uuid4 per socket was 3 % of
-    a join's CPU (bench/README.md, joins)."""
+    """Ids unique across processes: outbox ids name a socket in its participant's row
+    and in a kick's event, which every process of the room sees; a quota's claims
+    (chat/address_limits.py) are named in Redis. A random prefix per process (a forked
+    child takes a new one) and a counter: uuid4 per socket was 3 % of a join's CPU
+    (bench/README.md, joins), and os.urandom lets go of the GIL, which the event loop
+    may then wait for while the database thread holds it."""
 
     def __init__(self) -> None:
         self.renew()
