@@ -156,6 +156,79 @@ async def busy(send: Send) -> None:
     await send({"type": "http.response.body", "body": b"The server is busy; try again in a moment.\n"})
 
 
+def content_length(scope: dict) -> int | None:
+    """The request's Content-Length header as a number (None: absent or not a number)."""
+    for name, value in scope.get("headers") or ():
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def too_large(send: Send) -> None:
+    """Answer an HTTP request 413 from the event loop, closing the connection: its body
+    was over HTTP_BODY_MAX."""
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"connection", b"close"),
+        (b"cache-control", b"no-store"),
+        *security_headers(),
+    ]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": b"The request's body is too large.\n"})
+
+
+class BodyLimit:
+    """ASGI middleware: an HTTP request's body is at most HTTP_BODY_MAX bytes.
+
+    Django reads a whole body into a temporary file before any view, or any limit of its
+    own, sees the request (`ASGIHandler.read_body`): one POST of any size to any address
+    filled the disk for as long as its client kept the connection open, and a full disk
+    stops the chat's writes. A body announced as larger is answered 413 before it is
+    read (a client waiting on `Expect: 100-continue` sends nothing); one that grows past
+    the bound (chunked, say) stops being read: the application is told the client left,
+    as Django is by uvicorn, and the client gets the 413 and the connection's close.
+    The server's pages need no large bodies: files go over the WebSocket."""
+
+    def __init__(self, application: Callable[[dict, Receive, Send], Awaitable[None]]) -> None:
+        self.application = application
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.application(scope, receive, send)
+        limit = settings.HTTP_BODY_MAX
+        announced = content_length(scope)
+        if announced is not None and announced > limit:
+            return await too_large(send)
+        received = 0
+        over = False
+        answered = False
+
+        async def receive_bounded() -> dict:
+            nonlocal received, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def send_seen(message: dict) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = True
+            await send(message)
+
+        await self.application(scope, receive_bounded, send_seen)
+        if over and not answered:
+            await too_large(send)
+
+
 class RequestLimit:
     """ASGI middleware: at most HTTP_REQUESTS_PER_ADDRESS HTTP requests of one client
     address (`client_address`) and HTTP_REQUESTS_PER_PROCESS of the process in flight at

@@ -12,7 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat import runtime  # noqa: E402
-from chat.security import ConnectionLimit, OriginValidator, RequestLimit  # noqa: E402
+from chat.security import BodyLimit, ConnectionLimit, OriginValidator, RequestLimit  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 
 runtime.start()  # every background task and thread: listed in chat/runtime.py
@@ -37,9 +37,10 @@ async def lifespan(
 
 application = ProtocolTypeRouter(
     {
+        # HTTP_BODY_MAX: a larger body gets 413 before Django stores it (chat.security).
         # HTTP_REQUESTS_PER_ADDRESS, HTTP_REQUESTS_PER_PROCESS: requests in flight (each a
         # thread under Django); past either, 503 from the event loop (chat.security).
-        "http": RequestLimit(django_asgi_app),
+        "http": BodyLimit(RequestLimit(django_asgi_app)),
         # No session middleware on sockets: it wraps every send, and only joins need the
         # session (chat.security.session_key_of reads the cookie then).
         # CONNECTIONS_PER_ADDRESS: past it a handshake is refused with 429 (chat.security).

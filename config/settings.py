@@ -270,6 +270,13 @@ for _name, _bound in [
 ]:
     if _bound < 1:  # every page would be 503
         raise ImproperlyConfigured(f"{_name} must be at least 1, not {_bound}")
+# The largest HTTP request body, in bytes (chat/security.py BodyLimit): Django stores a
+# body in a temporary file before anything looks at it; past this, 413. The default is
+# Django's own bound on form data (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MiB); files go over
+# the WebSocket, not HTTP.
+HTTP_BODY_MAX = env.int("HTTP_BODY_MAX", 2_621_440)
+if HTTP_BODY_MAX < 0:  # every request would be 413
+    raise ImproperlyConfigured(f"HTTP_BODY_MAX must be at least 0 bytes, not {HTTP_BODY_MAX}")
 # Redis behind Sentinel (failover): "host:port,host:port" of the sentinels, and the
 # name they know the primary by. Takes the place of REDIS_URL.
 REDIS_SENTINELS = [

@@ -1,6 +1,7 @@
 """chat/http_guard.py: `manage.py serve` closes connections whose request head does not
-come in time, and those past the open connections of an address, against a real server
-process and raw sockets from addresses of 127.0.0.0/8 (each a client of its own)."""
+come in time, and those past the open connections of an address; chat/security.py
+`BodyLimit` refuses bodies past HTTP_BODY_MAX. Against a real server process and raw
+sockets from addresses of 127.0.0.0/8 (each a client of its own)."""
 
 import http.client
 import select
@@ -18,6 +19,7 @@ from tests.e2e.servers import ServerProcess, manage, production_env
 DEADLINE = 2.0  # HTTP_HEADER_TIMEOUT of the server below
 PER_ADDRESS = 4  # TCP_CONNECTIONS_PER_ADDRESS
 PROXY = "127.0.7.9"  # the one trusted proxy
+BODY_MAX = 64 * 1024  # HTTP_BODY_MAX
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -29,6 +31,7 @@ def server(tmp_path_factory) -> Iterator[ServerProcess]:
         CHAT_VAR_DIR=str(var),
         HTTP_HEADER_TIMEOUT=str(DEADLINE),
         TCP_CONNECTIONS_PER_ADDRESS=str(PER_ADDRESS),
+        HTTP_BODY_MAX=str(BODY_MAX),
     )
     manage(env, "migrate", "--noinput")
     process = ServerProcess(env, log_dir=var, args=("--proxy-headers", "--forwarded-allow-ips", PROXY))
@@ -155,3 +158,60 @@ def test_places_per_address_and_per_process(settings):
     open_.give("a")
     open_.give("b")
     assert open_.by_address == {} and open_.total == 0
+
+
+def answer_to(sock: socket.socket, seconds: float, body: Iterator[bytes] | None = None) -> bytes:
+    """What the server sends on `sock` until it closes it or `seconds` pass, sending the
+    chunks of `body` meanwhile while the server takes them."""
+    body = body or iter(())
+    received = b""
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        readable, writable, _ = select.select([sock], [sock], [], 0.1)
+        try:
+            if readable:
+                data = sock.recv(65536)
+                if not data:
+                    return received
+                received += data
+            elif writable and (chunk := next(body, None)) is not None:
+                sock.send(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            return received
+    return received
+
+
+def test_a_body_announced_past_the_bound_is_refused_before_it_is_sent(server):
+    sock = dial(server, "127.0.7.20")
+    sock.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000000\r\n\r\n")
+    answer = answer_to(sock, 5)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer
+    assert b"x-content-type-options: nosniff" in answer.lower()
+    sock.close()
+
+
+def test_a_body_that_grows_past_the_bound_stops_being_read_and_its_connection_is_closed(server):
+    # Chunked, so nothing announces the size: the server must count what comes in.
+    sock = dial(server, "127.0.7.21")
+    sock.send(b"POST /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n%s\r\n" % (16384, b"x" * 16384)
+    body = iter([chunk] * (64 * BODY_MAX // 16384))  # 64 times the bound, 4 MiB
+    answer = answer_to(sock, 10, body)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    # The server closed the connection (answer_to returned before its time) having
+    # taken at most the bound and what the sockets' buffers hold, not the 4 MiB.
+    assert next(body, None) is not None
+    sock.close()
+    # The server still answers, that address included.
+    assert health(server, "127.0.7.21") == 200
+
+
+def test_a_body_within_the_bound_reaches_the_page(server):
+    sock = dial(server, "127.0.7.22")
+    body = b"x" * (BODY_MAX - 100)
+    head = b"POST /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n" % len(body)
+    sock.send(head + b"Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n\r\n")
+    answer = answer_to(sock, 10, iter([body]))
+    # Django's own answer: no CSRF cookie, so 403, not the server's 413.
+    assert answer.startswith(b"HTTP/1.1 403 "), answer[:200]
+    sock.close()

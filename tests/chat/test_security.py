@@ -11,6 +11,7 @@ from asgiref.testing import ApplicationCommunicator
 from channels.testing import WebsocketCommunicator
 
 from chat.security import (
+    BodyLimit,
     ConnectionLimit,
     OriginValidator,
     RequestLimit,
@@ -394,3 +395,40 @@ async def test_a_held_flood_of_pages_from_one_address_gets_503_while_another_is_
         release.set()
         statuses = await asyncio.gather(*held, return_exceptions=True)
     assert statuses == [200] * 8
+
+
+class StreamingPage:
+    """A page that answers as soon as it is asked, then reads the body (none of Django's
+    pages does; a streaming one could)."""
+
+    def __init__(self) -> None:
+        self.read: list[dict] = []
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while (message := await receive())["type"] == "http.request":
+            self.read.append(message)
+            if not message.get("more_body"):
+                break
+        self.read.append(message)
+        await send({"type": "http.response.body", "body": b"done"})
+
+
+async def test_a_body_past_the_bound_after_the_page_has_answered_is_cut_without_a_second_answer(settings):
+    settings.HTTP_BODY_MAX = 10
+    page = StreamingPage()
+    chunks = [{"type": "http.request", "body": b"x" * 6, "more_body": True}] * 3
+    coming = iter(chunks)
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return next(coming)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await BodyLimit(page)({"type": "http", "path": "/", "headers": []}, receive, send)
+    # The first chunk was read; the second passed the bound, and the page was told the
+    # client left. Its own answer stands: no 413 after it, which would break the stream.
+    assert page.read == [chunks[0], {"type": "http.disconnect"}]
+    assert [message.get("status") for message in sent] == [200, None]
