@@ -8,6 +8,10 @@ app has seen. So `GuardedHttp`:
 - gives each request head HTTP_HEADER_TIMEOUT seconds, from the connection's opening or
   from the previous response (keep-alive): not complete by then, the connection is
   closed (as nginx does at its client_header_timeout);
+- and at most HTTP_HEADER_MAX bytes: the parser keeps a head's URL and headers whole,
+  with no bound of its own, so a head sent as fast as the deadline allowed took hundreds
+  of megabytes. Past it, 431 and the connection closed (as nginx's
+  large_client_header_buffers);
 - closes a new connection at once, unread, past TCP_CONNECTIONS_PER_ADDRESS open
   connections of its peer's address or TCP_CONNECTIONS_PER_PROCESS of the process. A
   connection keeps its place as a WebSocket after the upgrade, until it is closed. The
@@ -25,7 +29,7 @@ from uvicorn.middleware.proxy_headers import _TrustedHosts
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chat.frame_budget import BudgetedWebSocket
-from chat.security import address_key
+from chat.security import address_key, security_headers
 from chat.workers import Admission
 
 
@@ -49,6 +53,10 @@ class OpenConnections(Admission):
 connections = OpenConnections()
 
 
+# Seconds a refused connection is read from, and what it sends dropped, before it is closed.
+LINGER = 1.0
+
+
 @functools.cache
 def trusted_proxies(allowed: str) -> _TrustedHosts:
     return _TrustedHosts(allowed)
@@ -61,6 +69,9 @@ class GuardedHttp(HttpToolsProtocol):
     address: str | None = None
     held = False  # whether this connection holds a place (given back once, on close)
     head_timer: asyncio.TimerHandle | None = None
+    in_head = True  # between requests, or inside a request's head
+    lingering = False  # answered and closing: what comes in is dropped
+    head_bytes = 0  # received since the head began (by whole reads: one read over at most)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -77,9 +88,24 @@ class GuardedHttp(HttpToolsProtocol):
         self._give_back()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
+        counted = self.in_head
+        if counted:
+            self.head_bytes += len(data)
+        super().data_received(data)
+        if counted and self.in_head and self.head_bytes > settings.HTTP_HEADER_MAX:
+            self.head_too_large()
+
     def on_headers_complete(self) -> None:
+        self.in_head = False
         self._disarm_head_timer()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.in_head, self.head_bytes = True, 0
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -100,6 +126,37 @@ class GuardedHttp(HttpToolsProtocol):
     def head_timeout(self) -> None:
         self.head_timer = None
         self.transport.close()
+
+    def head_too_large(self) -> None:
+        """A head past HTTP_HEADER_MAX: 431, unless the answer to a request before it is
+        still being sent (it would be cut in two), and the connection closed."""
+        self._disarm_head_timer()
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            message = b"The request's head is too large.\n"
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(message)).encode()),
+                (b"connection", b"close"),
+                *security_headers(),
+            ]
+            lines = [b"HTTP/1.1 431 Request Header Fields Too Large"]
+            lines += [name + b": " + value for name, value in headers]
+            self.transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + message)
+            self.linger()
+        else:
+            self.transport.close()
+
+    def linger(self) -> None:
+        """Close after LINGER seconds, having sent all that was written and the end of
+        it, and dropping what comes in meanwhile: closed at once with the client's bytes
+        unread, the connection would be reset, and a reset can lose the answer before
+        the client reads it (nginx's lingering close)."""
+        self.lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER, self.transport.close)
 
     def _arm_head_timer(self) -> None:
         if self.head_timer is None:

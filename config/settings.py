@@ -254,10 +254,14 @@ DOWNLOADS_IN_FLIGHT_BYTES = env.int("DOWNLOADS_IN_FLIGHT_BYTES", 256 * 1024 * 10
 # process may hold open, WebSockets included; past either a new one is closed at once.
 # The process's default leaves 256 of its open-file limit to the database, files and logs.
 HTTP_HEADER_TIMEOUT = env.float("HTTP_HEADER_TIMEOUT", 5)
+# Bytes a request head may take (its URL and headers); past it, 431 and the connection closed.
+HTTP_HEADER_MAX = env.int("HTTP_HEADER_MAX", 64 * 1024)
 TCP_CONNECTIONS_PER_ADDRESS = env.int("TCP_CONNECTIONS_PER_ADDRESS", CONNECTIONS_PER_ADDRESS + 50)
 TCP_CONNECTIONS_PER_PROCESS = env.int("TCP_CONNECTIONS_PER_PROCESS", max(64, open_files_limit() - 256))
 if HTTP_HEADER_TIMEOUT <= 0:  # every connection would be closed before its first request
     raise ImproperlyConfigured(f"HTTP_HEADER_TIMEOUT must be more than 0 seconds, not {HTTP_HEADER_TIMEOUT}")
+if HTTP_HEADER_MAX < 1024:  # no browser's request would fit
+    raise ImproperlyConfigured(f"HTTP_HEADER_MAX must be at least 1024 bytes, not {HTTP_HEADER_MAX}")
 # HTTP requests in flight (chat/security.py RequestLimit), counted from when the body is
 # in until answered: of one client address, and of the process. Django runs each in a
 # thread with a database connection of its own; past either a request gets 503 at once.

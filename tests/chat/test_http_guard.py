@@ -1,7 +1,7 @@
 """chat/http_guard.py: `manage.py serve` closes connections whose request head does not
-come in time, and those past the open connections of an address; chat/security.py
-`BodyLimit` refuses bodies past HTTP_BODY_MAX. Against a real server process and raw
-sockets from addresses of 127.0.0.0/8 (each a client of its own)."""
+come in time, or grows past HTTP_HEADER_MAX, and those past the open connections of an
+address; chat/security.py `BodyLimit` refuses bodies past HTTP_BODY_MAX. Against a real
+server process and raw sockets from addresses of 127.0.0.0/8 (each a client of its own)."""
 
 import http.client
 import select
@@ -20,6 +20,7 @@ DEADLINE = 2.0  # HTTP_HEADER_TIMEOUT of the server below
 PER_ADDRESS = 4  # TCP_CONNECTIONS_PER_ADDRESS
 PROXY = "127.0.7.9"  # the one trusted proxy
 BODY_MAX = 64 * 1024  # HTTP_BODY_MAX
+HEADER_MAX = 16 * 1024  # HTTP_HEADER_MAX
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -32,6 +33,7 @@ def server(tmp_path_factory) -> Iterator[ServerProcess]:
         HTTP_HEADER_TIMEOUT=str(DEADLINE),
         TCP_CONNECTIONS_PER_ADDRESS=str(PER_ADDRESS),
         HTTP_BODY_MAX=str(BODY_MAX),
+        HTTP_HEADER_MAX=str(HEADER_MAX),
     )
     manage(env, "migrate", "--noinput")
     process = ServerProcess(env, log_dir=var, args=("--proxy-headers", "--forwarded-allow-ips", PROXY))
@@ -214,4 +216,45 @@ def test_a_body_within_the_bound_reaches_the_page(server):
     answer = answer_to(sock, 10, iter([body]))
     # Django's own answer: no CSRF cookie, so 403, not the server's 413.
     assert answer.startswith(b"HTTP/1.1 403 "), answer[:200]
+    sock.close()
+
+
+def padded_get(path: str, pad: int) -> bytes:
+    """A GET whose head carries `pad` bytes of headers besides its own."""
+    lines = [b"X-Pad-%d: %s" % (i, b"p" * 990) for i in range(pad // 1000)]
+    return b"\r\n".join([b"GET %s HTTP/1.1" % path.encode(), b"Host: 127.0.0.1", *lines]) + b"\r\n\r\n"
+
+
+def endless_head(url: bool) -> Iterator[bytes]:
+    """A head that never ends, 8 MiB of it: a URL that goes on, or header after header."""
+    if url:
+        return iter([b"GET /"] + [b"a" * 1024] * 8192)
+    return iter([b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"] + [b"X-Pad: " + b"p" * 1015 + b"\r\n"] * 8192)
+
+
+@pytest.mark.parametrize("url", [False, True], ids=["headers", "url"])
+def test_a_head_that_grows_past_the_bound_is_refused_431_long_before_its_deadline(server, url):
+    sock = dial(server, "127.0.7.30")
+    began = time.monotonic()
+    head = endless_head(url)  # sent as fast as the server takes it
+    answer = answer_to(sock, 3 * DEADLINE, head)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert time.monotonic() - began < DEADLINE  # not the deadline's close
+    assert next(head, None) is not None  # closed before the whole head was taken
+    sock.close()
+    assert health(server, "127.0.7.30") == 200
+
+
+def test_the_bound_is_per_head_on_a_kept_alive_connection(server):
+    # Each head is most of the bound; together they are more: the count starts again.
+    sock = dial(server, "127.0.7.31")
+    for _ in range(3):
+        sock.send(padded_get("/healthz", HEADER_MAX - 2000))
+        answer = b""
+        while not answer.endswith(b"0\r\n\r\n"):  # /healthz's chunked body, whole
+            answer += sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    # And the next head that grows past the bound is refused, after those answers.
+    answer = answer_to(sock, 3 * DEADLINE, endless_head(url=False))
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     sock.close()
