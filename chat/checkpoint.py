@@ -14,7 +14,7 @@ reached the safety net and checkpointed 20,000 pages itself: 20-40 ms, every 4 s
 1,000 msg/s, the 10-minute soak's p99.9 (bench/README.md, issue 17). So a round passes
 again while the last pass found the log longer than the pass before it (what was
 written during a pass, up to CATCH_UP_PASSES in all): each such pass is short, and once
-one finds nothing new the next write starts the log over, with no writer held up. At
+one finds nothing new the next write can start the log over, with no writer held up. At
 5,000 msg/s a single pass never caught up and a FULL checkpoint held the chat writes
 off every second round (bench/README.md, "The WAL's checkpoint and the tail"). A log
 still `SQLITE_WAL_RESTART` pages long after the passes gets a FULL one at once. FULL

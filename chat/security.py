@@ -143,17 +143,16 @@ class ConnectionLimit:
                 del self.open[address]
 
 
+async def answer(send: Send, status: int, text: bytes, *headers: tuple[bytes, bytes]) -> None:
+    """Answer an HTTP request from the event loop, with the headers Django would add."""
+    head = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store"), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": head + security_headers()})
+    await send({"type": "http.response.body", "body": text})
+
+
 async def busy(send: Send) -> None:
-    """Answer an HTTP request 503 from the event loop: past HTTP_REQUESTS_PER_ADDRESS or
-    HTTP_REQUESTS_PER_PROCESS."""
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"retry-after", b"1"),
-        (b"cache-control", b"no-store"),
-        *security_headers(),
-    ]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": b"The server is busy; try again in a moment.\n"})
+    """503: past HTTP_REQUESTS_PER_ADDRESS or HTTP_REQUESTS_PER_PROCESS."""
+    await answer(send, 503, b"The server is busy; try again in a moment.\n", (b"retry-after", b"1"))
 
 
 def content_length(scope: dict) -> int | None:
@@ -168,16 +167,8 @@ def content_length(scope: dict) -> int | None:
 
 
 async def too_large(send: Send) -> None:
-    """Answer an HTTP request 413 from the event loop, closing the connection: its body
-    was over HTTP_BODY_MAX."""
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"connection", b"close"),
-        (b"cache-control", b"no-store"),
-        *security_headers(),
-    ]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": b"The request's body is too large.\n"})
+    """413, closing the connection: the request's body was over HTTP_BODY_MAX."""
+    await answer(send, 413, b"The request's body is too large.\n", (b"connection", b"close"))
 
 
 class BodyLimit:
