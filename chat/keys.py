@@ -15,6 +15,7 @@ import os
 import secrets
 import tempfile
 from functools import cache
+from pathlib import Path
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -66,6 +67,16 @@ def parse_kek(value: str, name: str = "ROOM_KEY_ENCRYPTION_KEY") -> bytes:
     if len(raw) != 32:
         raise ImproperlyConfigured(f"{name} must be base64 of 32 bytes.")
     return raw
+
+
+def read_key_file(path: Path) -> AESGCM:
+    """The key in a file (base64 of 32 bytes, as a generated key file holds it): a
+    rotation command's `--old-key-file`. ImproperlyConfigured if it is unreadable or not one."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImproperlyConfigured(f"cannot read {path}: {exc}") from exc
+    return AESGCM(parse_kek(text, str(path)))
 
 
 @cache

@@ -129,3 +129,13 @@ def test_processes_starting_together_read_one_whole_development_key(tmp_path):
         assert read == [read[0]] * 6
         assert os.stat(path).st_mode & 0o777 == 0o600
     assert sorted(os.listdir(tmp_path)) == sorted(f"key-{attempt}" for attempt in range(20))  # no temporaries
+
+
+@pytest.mark.parametrize("content", [None, "not a key\n"], ids=["missing", "malformed"])
+def test_an_old_key_file_that_holds_no_key_is_a_command_error(tmp_path, content):
+    old_file = tmp_path / "old.key"
+    if content is not None:
+        old_file.write_text(content)
+    for command in ("rewrap_room_keys", "reseal_files"):
+        with pytest.raises(CommandError, match=f"{command}: .*old.key"):
+            call_command(command, "--old-key-file", str(old_file), stdout=StringIO())

@@ -9,6 +9,7 @@ its own. docs/production.md, "Room keys".
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from chat import keys
@@ -30,10 +31,9 @@ class Command(BaseCommand):
         old = keys.previous()
         if old_key_file is not None:
             try:
-                text = old_key_file.read_text()
-            except OSError as exc:
-                raise CommandError(f"rewrap_room_keys: cannot read {old_key_file}: {exc}") from exc
-            old = keys.AESGCM(keys.parse_kek(text, str(old_key_file)))
+                old = keys.read_key_file(old_key_file)
+            except ImproperlyConfigured as exc:
+                raise CommandError(f"rewrap_room_keys: {exc}") from exc
         try:
             report = rewrap_all(old=old, batch=batch)
         except RewrapFailed as exc:

@@ -10,11 +10,10 @@ of the files".
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from chat.keys import parse_kek
+from chat.keys import read_key_file
 from files import blobs
 from files.models import SharedFile
 
@@ -33,7 +32,10 @@ class Command(BaseCommand):
     def handle(self, *args, old_key_file: Path | None = None, **options) -> None:
         old = blobs.previous_cipher()
         if old_key_file is not None:
-            old = AESGCM(read_key(old_key_file))
+            try:
+                old = read_key_file(old_key_file)
+            except ImproperlyConfigured as exc:
+                raise CommandError(f"reseal_files: {exc}") from exc
         resealed = current = gone = 0
         unreadable: list[str] = []
         rows = SharedFile.objects.exclude(blob="").values_list("id", "blob").order_by("created_at")
@@ -58,11 +60,3 @@ class Command(BaseCommand):
                 f"(FILES_ENCRYPTION_KEY, and the old one given): {shown}"
             )
         self.stdout.write(line)
-
-
-def read_key(path: Path) -> bytes:
-    """A key file: base64 of 32 bytes, as in the environment and in a generated FILES_KEY_FILE."""
-    try:
-        return parse_kek(path.read_text(), str(path))
-    except (OSError, UnicodeDecodeError, ImproperlyConfigured) as exc:
-        raise CommandError(f"reseal_files: no key in {path}: {exc}") from exc
