@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Sum
 
 from chat import protocol
@@ -116,12 +116,28 @@ class Blob:
     sha256: str
 
 
+# The PostgreSQL advisory lock that one upload's quota check and row hold at a time.
+QUOTA_LOCK = int.from_bytes(b"quotas")
+
+
+def take_quota_turn() -> None:
+    """Wait for this transaction's turn at the quotas: until it ends, no other upload
+    checks them, in any process. Uploads to different rooms share the address's and the
+    server's quotas, which a room's row lock does not cover; on PostgreSQL they would
+    each see the bytes of the others not yet committed, and pass together. SQLite's
+    transactions take turns already (IMMEDIATE)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [QUOTA_LOCK])
+
+
 def file_record(*, seat: Seat, name: str, mime_type: str, blob: Blob, now: datetime) -> SharedFile:
     """Record an uploaded file and its file message in one transaction.
 
-    The room row is locked (PostgreSQL) so that concurrent uploads cannot pass the
-    quota together; a closed room stores nothing."""
+    Uploads take turns at the quotas (`take_quota_turn`), so that concurrent ones cannot
+    pass them together; a closed room stores nothing."""
     with transaction.atomic():
+        take_quota_turn()
         room = Room.objects.select_for_update().filter(pk=seat.room_id, closed_at__isnull=True).first()
         seat_check(seat=seat)  # removed or closed out: nothing is stored (SeatGone)
         if room is None:

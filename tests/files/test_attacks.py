@@ -1,14 +1,20 @@
 """Access control tried as an attacker would: guessed keys and file ids, lying types,
 hostile file names, downloads replayed from other sessions."""
 
+import os
 import secrets
+import threading
 import uuid
 
 import pytest
+from django.db import connections
 from django.test import AsyncClient
+from django.utils import timezone
 
+from chat.errors import ProtocolError
+from files import services
 from files.models import SharedFile
-from tests.helpers import browser_session, connect, create_room, expect_error, upload_frame
+from tests.helpers import browser_session, connect, create_room, expect_error, seat_in_new_room, upload_frame
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
@@ -106,3 +112,46 @@ async def test_hostile_file_names_never_reach_the_disk_or_break_the_link(room, n
     stored = (await SharedFile.objects.aget(pk=reply["metadata"]["id"])).blob
     assert "/" not in stored.split("/", 1)[1] and ".." not in stored and "etc" not in stored
     assert all(path.resolve().is_relative_to(files_root.resolve()) for path in files_root.rglob("*"))
+
+
+def test_uploads_to_two_rooms_at_once_cannot_pass_the_address_quota_together(
+    monkeypatch, settings, files_root
+):
+    """One address uploads into two of its rooms at the same instant, each file within
+    its room's quota and the two together past FILES_ADDRESS_QUOTA. Both quota checks
+    are held open side by side if they can be (on PostgreSQL, without the quotas' turn,
+    each saw the other's file not yet committed and both were stored): one is stored,
+    the other refused."""
+    settings.FILES_ADDRESS_QUOTA = 150
+    seats = [seat_in_new_room(), seat_in_new_room()]  # the same client address
+    blobs = [services.scan_and_store(uuid.uuid4(), os.urandom(100)) for _ in seats]
+    side_by_side = threading.Barrier(2)
+    checked = services.check_quota
+
+    def check_then_wait(**kwargs):
+        checked(**kwargs)
+        try:
+            side_by_side.wait(timeout=1)  # the other upload's check, if it can run meanwhile
+        except threading.BrokenBarrierError:
+            pass
+
+    monkeypatch.setattr(services, "check_quota", check_then_wait)
+    outcomes: list[str] = []
+
+    def upload(seat, blob):
+        try:
+            now = timezone.now()
+            services.file_record(seat=seat, name="a.txt", mime_type="text/plain", blob=blob, now=now)
+            outcomes.append("stored")
+        except ProtocolError as exc:
+            outcomes.append(exc.code.value)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=upload, args=pair) for pair in zip(seats, blobs, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["quota_exceeded", "stored"]
+    assert SharedFile.objects.count() == 1
