@@ -423,20 +423,26 @@ def session_room_add(*, session_key: str, room_id: UUID) -> bool:
     nothing."""
     engine = import_module(settings.SESSION_ENGINE)
     store = engine.SessionStore(session_key)
-    if store.exists(session_key):
-        rooms = store.get(SESSION_ROOMS_KEY, [])
-        if str(room_id) not in rooms:
-            store[SESSION_ROOMS_KEY] = [*rooms, str(room_id)]
-            store.save()
+    with transaction.atomic():
+        # Two tabs joining two rooms at once (on two processes) would each read the
+        # list without the other's room, and the later save would drop it: the row is
+        # locked from the read to the save (a database-backed store).
+        if (model := getattr(store, "model", None)) is not None:
+            model.objects.select_for_update().filter(session_key=session_key).values_list("pk").first()
+        if store.exists(session_key):
+            rooms = store.get(SESSION_ROOMS_KEY, [])
+            if str(room_id) not in rooms:
+                store[SESSION_ROOMS_KEY] = [*rooms, str(room_id)]
+                store.save()
+            return True
+        if not browser_sessions.minted(session_key):
+            return False
+        store._session_cache = {SESSION_ROOMS_KEY: [str(room_id)]}  # new: nothing to load
+        try:
+            store.save(must_create=True)
+        except CreateError:  # another socket of this browser made it meanwhile
+            return session_room_add(session_key=session_key, room_id=room_id)
         return True
-    if not browser_sessions.minted(session_key):
-        return False
-    store._session_cache = {SESSION_ROOMS_KEY: [str(room_id)]}  # new: nothing to load
-    try:
-        store.save(must_create=True)
-    except CreateError:  # another socket of this browser made it meanwhile
-        return session_room_add(session_key=session_key, room_id=room_id)
-    return True
 
 
 def participant_leave(*, participant_id: int, now: datetime, outbox_id: str | None = None) -> bool:

@@ -262,3 +262,48 @@ def test_seats_ended_names_the_sockets_of_seats_resumed_elsewhere_and_those_remo
     ]
     kicked = [(outbox_id, gone.code, gone.close) for _, outbox_id, gone in ended if gone is not None]
     assert kicked == [("chan", ErrorCode.KICKED, CloseCode.KICKED)]
+
+
+def test_two_rooms_joined_at_once_by_one_browser_session_are_both_recorded(monkeypatch):
+    """Two tabs of one browser join two rooms at the same instant (two processes, so two
+    database connections). Both reads of the session's rooms are held open side by side
+    if they can be (they could: each saved its list without the other's room, and that
+    room's downloads were 404): both rooms stay recorded."""
+    from importlib import import_module
+
+    from django.conf import settings
+
+    from chat import browser_sessions
+
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    key = browser_sessions.mint()
+    first, second = make_room()[0], make_room()[0]
+    assert services.session_room_add(session_key=key, room_id=first.pk)  # the row, with one room
+    third = make_room()[0]
+    side_by_side = threading.Barrier(2)
+    read = store_class.load
+
+    def load_then_wait(self):
+        loaded = read(self)
+        try:
+            side_by_side.wait(timeout=1)  # the other tab's read, if it can run meanwhile
+        except threading.BrokenBarrierError:
+            pass
+        return loaded
+
+    monkeypatch.setattr(store_class, "load", load_then_wait)
+
+    def join(room):
+        try:
+            services.session_room_add(session_key=key, room_id=room.pk)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=join, args=(room,)) for room in (second, third)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.undo()
+    recorded = store_class(key).load()[services.SESSION_ROOMS_KEY]
+    assert sorted(recorded) == sorted(str(room.pk) for room in (first, second, third))
