@@ -66,3 +66,4 @@ class CloseCode(IntEnum):
     KICKED = 4001  # an admin removed the participant
     TOO_SLOW = 4002  # past WS_SEND_QUEUE_LIMIT or WS_SEND_QUEUE_BYTES unread
     REPLACED = 4003  # the participant resumed on another connection
+    SEAT_LOST = 1012  # swept as a ghost while this socket lived: reconnect and resume the seat

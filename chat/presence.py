@@ -94,7 +94,10 @@ async def beat_once() -> None:
     if _beating_since is None:
         _beating_since = clock()
     held = {participant_id: set(outboxes) for participant_id, outboxes in live_seats.items()}
-    tell_ended(await on_database_thread(services.seats_ended)(held=held))
+    ended = await on_database_thread(services.seats_ended)(held=held)
+    # A socket that left its seat while the database was asked (LeaveRoom) is not told.
+    holding = {outbox_id for outboxes in live_seats.values() for outbox_id in outboxes}
+    tell_ended([entry for entry in ended if entry[1] in holding])
     if clock() - _beating_since >= settings.PRESENCE_TIMEOUT:
         swept = await on_database_thread(services.presence_sweep)(now=now)
         await announce_left(swept)
@@ -106,10 +109,18 @@ def tell_ended(ended: list[tuple[uuid.UUID, str, services.SeatGone | None]]) -> 
     socket, while their sockets here still receive the room: that event never reached
     this process (the layer lost it). Each socket is told as the event would have told
     it, `kicked` or `room_closed` and its close, or for a resumed seat (None) the close
-    4003 alone, within PRESENCE_HEARTBEAT instead of at its next frame."""
+    4003 alone, within PRESENCE_HEARTBEAT instead of at its next frame.
+
+    A seat swept as a ghost while its socket lived (this process stalled past
+    PRESENCE_TIMEOUT, and another swept it) was announced gone to its room while its
+    socket still showed it there: the socket is closed with 1012 alone, after which the
+    clients reconnect and resume the seat with its participant token, and the room is
+    told it is back."""
     for room_id, outbox_id, gone in ended:
         if gone is None:
             hub.fan_out(room_event(room_id, {}, only=outbox_id, close=CloseCode.REPLACED))
+        elif gone.close is None:
+            hub.fan_out(room_event(room_id, {}, only=outbox_id, close=CloseCode.SEAT_LOST))
         else:
             message = protocol.error_message(gone.code, gone.message)
             hub.fan_out(room_event(room_id, message, only=outbox_id, close=gone.close))

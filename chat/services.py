@@ -469,10 +469,12 @@ def presence_heartbeat(*, participant_ids: list[int], now: datetime) -> int:
 
 def seats_ended(*, held: Mapping[int, Collection[str]]) -> list[tuple[UUID, str, SeatGone | None]]:
     """Of the seats a process's sockets hold (each with those sockets' outbox ids), the
-    ones an admin removed or whose room was closed: each with its room, the socket its
-    row names and why; and each socket of a seat that resumed on another socket since
-    (its row names that one), with None. One query per HEARTBEAT_BATCH seats. The
-    heartbeat tells those sockets what the lost event would have (chat/presence.py)."""
+    ones an admin removed, whose room was closed or that were swept as ghosts while
+    their sockets lived: each with its room, the socket its row names and why
+    (`seat_gone`); and each socket of a seat that resumed on another socket since (its
+    row names that one), with None. One query per HEARTBEAT_BATCH seats. The heartbeat
+    tells those sockets what the lost event would have, or for a swept seat closes its
+    socket to come back (chat/presence.py)."""
     ended: list[tuple[UUID, str, SeatGone | None]] = []
     ids = list(held)
     for start in range(0, len(ids), HEARTBEAT_BATCH):
@@ -491,7 +493,7 @@ def seats_ended(*, held: Mapping[int, Collection[str]]) -> list[tuple[UUID, str,
         ):
             if left_at is None and closed_at is None:
                 ended += [(room_id, old, None) for old in held[participant_id] if old != outbox_id]
-            elif (gone := seat_gone(participant_id)) is not None and gone.close is not None:
+            elif (gone := seat_gone(participant_id)) is not None:
                 ended.append((room_id, outbox_id, gone))
     return ended
 

@@ -15,6 +15,7 @@ from tests.browser.pages import (
     join_room,
     say,
 )
+from tests.e2e.servers import manage
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -69,6 +70,30 @@ def test_page_reconnects_after_restart_and_shows_missed_messages_once(server_wit
     queries = [url.partition("/ws/")[2] for url in alice.socket_urls]
     hint = affinity_hint(join_key_of(link))
     assert queries[0] == "" and queries[1:] and set(queries[1:]) == {f"?room={hint}"}
+
+
+def test_a_page_whose_seat_was_swept_while_it_lived_comes_back_by_itself(server_with, new_page):
+    """The server's process stalled past PRESENCE_TIMEOUT and another swept the page's
+    seat as a ghost (here: its row marked left, as the sweep does). The heartbeat closes
+    the page's socket with 1012; the page reconnects and resumes its seat."""
+    server = server_with(PRESENCE_HEARTBEAT="0.5", PRESENCE_TIMEOUT="2")
+    alice = new_page(server.http)
+    link = create_room(alice, "Stalled", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        expect_members(alice, "Alice (you)", "Bob")
+        code = "from django.utils import timezone\nfrom chat.models import Participant\n"
+        code += "Participant.objects.filter(name='Alice').update(left_at=timezone.now())"
+        manage(server.env, "shell", "-c", code)
+        # (A real sweep tells the room Alice left, and then that she is back; this one
+        # was written to the database alone, so Bob, whose join listed her, is told neither.)
+        expect(alice.locator("#status")).to_have_text("Reconnected to Stalled.", timeout=15000)
+        expect_members(alice, "Alice (you)", "Bob")
+        rejoin = [frame for frame in alice.frames_sent if frame["type"] == "JoinRoom"][-1]
+        assert rejoin["participant_token"] and len(alice.socket_urls) == 2
+        say(alice, "still here")
+        received = bob.expect("ChatMessage", sender="Alice")
+        assert decrypt(bob.key, received["content"]) == "still here"
 
 
 @pytest.mark.parametrize("sealed", [False, True], ids=["standard", "sealed"])

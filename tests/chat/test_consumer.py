@@ -8,6 +8,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from chat import presence, selectors, services
+from chat.errors import CloseCode
 from chat.models import Message, Participant, Room
 from tests.helpers import (
     HISTORY_ENTRY,
@@ -494,6 +495,50 @@ async def test_a_socket_whose_kick_or_close_was_lost_is_told_at_the_next_heartbe
     else:
         await expect_error(owner, "room_closed")
         await expect_closed(owner, 4000)
+
+
+async def test_a_socket_whose_seat_was_swept_while_it_lived_is_closed_to_come_back(room_of_two):
+    """Its process stalled past PRESENCE_TIMEOUT and another swept the seat, telling the
+    room it left, while the socket still showed the room. The next heartbeat closes it
+    with 1012 and nothing else; the client reconnects and resumes the seat with its
+    participant token, and the room is told it is back."""
+    owner, bob = room_of_two.owner, room_of_two.member
+    bob_id = (await Participant.objects.aget(name="Bob")).pk
+    await database_sync_to_async(end_seat)("swept", bob_id, room_of_two.id)
+    await presence.beat_once()
+    await expect_closed(bob, CloseCode.SEAT_LOST)
+    assert await owner.receive_nothing(0.2)  # the sweep told the room; nothing more
+    back = await connect(client=("10.0.0.2", 5001))
+    await back.send_json_to(
+        {
+            "type": "JoinRoom",
+            "join_key": room_of_two.join_key,
+            "name": "Bob",
+            "participant_token": room_of_two.joined["participant_token"],
+        }
+    )
+    assert (await back.receive_json_from())["participants"] == ["Owner", "Bob"]
+    assert await owner.receive_json_from() == {"type": "ParticipantJoined", "name": "Bob"}
+    assert await Participant.objects.filter(pk=bob_id, left_at__isnull=True).aexists()  # the same seat
+    await close_all(back)
+
+
+async def test_a_socket_that_left_its_seat_while_the_heartbeat_asked_is_not_closed(room_of_two, monkeypatch):
+    """LeaveRoom while the heartbeat's question is on the database thread: the seat it
+    finds left was left by its socket (no longer among the seats the process holds),
+    which stays open and is told nothing."""
+    bob = room_of_two.member
+    bob_id = (await Participant.objects.aget(name="Bob")).pk
+    asked = services.seats_ended
+
+    def left_meanwhile(*, held):
+        presence.live_seats.discard(bob_id)  # what `actions.leave` does first
+        Participant.objects.filter(pk=bob_id).update(left_at=timezone.now())
+        return asked(held=held)
+
+    monkeypatch.setattr(services, "seats_ended", left_meanwhile)
+    await presence.beat_once()
+    assert await bob.receive_nothing(0.3)
 
 
 def without(entry: dict, keys: tuple[str, ...]) -> dict:

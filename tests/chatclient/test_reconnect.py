@@ -31,6 +31,7 @@ from tests.chatclient.conftest import (
     fake_server,
     next_of,
 )
+from tests.e2e.servers import manage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -90,6 +91,31 @@ async def test_messages_sent_while_a_client_is_away_arrive_once_as_history(serve
     last = await bob.send("back")
     assert await next_of(bob, Message) == last
     assert await next_of(alice, Message) == last
+
+
+async def test_a_seat_swept_while_its_socket_lived_comes_back_by_itself(env, clients):
+    """The server's process stalled past PRESENCE_TIMEOUT and another process swept Bob's
+    seat as a ghost (here: the row marked left, as the sweep does). The next heartbeat
+    closes his socket with 1012; the client reconnects and resumes the same seat, and the
+    room sees him back."""
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    bob = await clients()
+    await bob.join_room(room.join_key, "Bob")
+    assert await next_of(alice, Joined) == Joined("Bob")
+    code = "from django.utils import timezone\nfrom chat.models import Participant\n"
+    code += f"Participant.objects.filter(room_id='{room.id}', name='Bob').update(left_at=timezone.now())"
+    await asyncio.to_thread(manage, env, "shell", "-c", code)
+
+    assert await next_of(bob, Reconnecting) == Reconnecting(1012)
+    assert await next_of(bob, Reconnected) == Reconnected(room)
+    assert await next_of(alice, Joined) == Joined("Bob")
+    said = await bob.send("still here")
+    assert await next_of(alice, Message) == said
+    # The same seat: two rows in the room, Alice's and Bob's (the shell fails otherwise).
+    seats = "from chat.models import Participant\n"
+    seats += f"assert Participant.objects.filter(room_id='{room.id}').count() == 2"
+    await asyncio.to_thread(manage, env, "shell", "-c", seats)
 
 
 async def test_a_rejoin_whose_members_a_busy_server_refuses_is_back_all_the_same(env, servers):
