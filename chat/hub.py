@@ -79,6 +79,9 @@ class Marks(TypedDict, total=False):
     # Presence: whose arrival or departure, for a joiner's snapshot (`services.Snapshot.shows`).
     participant_id: int
     joined: bool
+    # A departure an admin's removal made: an arrival of that seat published after it
+    # was already on its way (the join it interrupted) is dropped (`RoomOrder.news`).
+    removed: bool
 
 
 class RoomEvent(Marks):
@@ -130,6 +133,30 @@ class RoomOrder:
         # No late change up to this seq is handed out: the joiners' History showed it,
         # or a later change of its message may have been forgotten.
         self.known_after = 0
+        # Participant id -> when (the clock) an admin's removal of it was handed out,
+        # the oldest first, for REMOVED_WINDOW seconds and at most REMOVED_KEPT of them.
+        self.removed: dict[int, float] = {}
+
+    def news(self, event: RoomEvent) -> bool:
+        """Whether a presence event is handed out: not the arrival of a seat an admin
+        removed within REMOVED_WINDOW. Its join was under way when the removal came (the
+        seat was taken, its arrival not yet published), and the removal's departure went
+        out first; handed out, that arrival would list the removed participant as
+        present for good. A removed seat cannot come back meanwhile: the ban refuses it."""
+        now = time.monotonic()
+        participant_id = event.get("participant_id")
+        if participant_id is None:
+            return True
+        if event.get("removed"):
+            self.removed.pop(participant_id, None)
+            self.removed[participant_id] = now
+            for oldest, at in list(self.removed.items()):
+                if len(self.removed) <= REMOVED_KEPT and now - at <= REMOVED_WINDOW:
+                    break
+                del self.removed[oldest]
+            return True
+        removed_at = self.removed.get(participant_id)
+        return not event.get("joined") or removed_at is None or now - removed_at > REMOVED_WINDOW
 
     def note(self, event: RoomEvent) -> None:
         """A change is handed out: keep its seq, forgetting the least recent past CHANGES_KEPT."""
@@ -153,6 +180,11 @@ class RoomOrder:
 
 # Messages whose last change each room's order keeps (`RoomOrder.changed`).
 CHANGES_KEPT = 128
+
+# Seconds, and how many, a room's order remembers an admin's removals (`RoomOrder.news`):
+# far longer than a join takes to publish its arrival after its seat is taken.
+REMOVED_WINDOW = 30.0
+REMOVED_KEPT = 128
 
 
 # Seconds a room message waits for an earlier one before the database is asked for it.
@@ -436,6 +468,8 @@ class Hub:
         """A room event from the layer: messages go through their room's order."""
         seq, room = event.get("seq"), event["room"]
         order = self.order.get(room)
+        if order is not None and not order.news(event):
+            return
         if seq is None or order is None:
             self.fan_out(event)
         elif order.last is None or seq > order.last:

@@ -57,6 +57,7 @@ def remove_participant(*, participant_id: int, now: datetime, actor: str) -> boo
         exclude=removed.outbox_id,
         participant_id=removed.participant_id,
         joined=False,
+        removed=True,
     )
     event("moderation", action="remove_participant", participant=participant_id, actor=actor)
     return True

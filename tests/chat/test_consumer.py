@@ -541,5 +541,33 @@ async def test_a_socket_that_left_its_seat_while_the_heartbeat_asked_is_not_clos
     assert await bob.receive_nothing(0.3)
 
 
+async def test_a_kick_that_lands_before_the_joiners_arrival_is_told_leaves_no_ghost(room, monkeypatch):
+    """An admin removes Carol between her seat's commit and her ParticipantJoined: the
+    room is told she left (with the kick), and then her arrival. That arrival, of a seat
+    an admin just removed, is dropped, so nobody lists her as present."""
+    from chat import actions, moderation
+
+    told = actions.tell_others
+
+    async def kicked_first(conn, seat, *, arrived):
+        if arrived and seat.name == "Carol":
+            now = timezone.now()
+            await database_sync_to_async(moderation.remove_participant)(
+                participant_id=seat.participant_id, now=now, actor="test"
+            )
+        await told(conn, seat, arrived=arrived)
+
+    monkeypatch.setattr(actions, "tell_others", kicked_first)
+    carol, _ = await join_room(room.join_key, "Carol", client=("10.0.0.3", 5000))
+    await expect_error(carol, "kicked")
+    await expect_closed(carol, CloseCode.KICKED)
+    seen = []
+    while not await room.owner.receive_nothing(timeout=0.3):
+        seen.append(await room.owner.receive_json_from())
+    assert seen == [{"type": "ParticipantLeft", "name": "Carol"}]
+    await room.owner.send_json_to({"type": "GetMembers"})
+    assert (await room.owner.receive_json_from())["participants"] == ["Owner"]
+
+
 def without(entry: dict, keys: tuple[str, ...]) -> dict:
     return {key: value for key, value in entry.items() if key not in keys}

@@ -15,7 +15,7 @@ from websockets.uri import parse_uri
 
 from chat import outbox as outbox_module
 from chat.errors import CloseCode
-from chat.hub import EVENT_TYPE, Hub, room_group, send_events
+from chat.hub import EVENT_TYPE, Hub, RoomOrder, room_group, send_events
 from chat.outbox import WRITE_NOW_MAX, Outbox, address_backlog
 from config.settings import redis_layer_host
 from tests.conftest import REDIS_URL
@@ -447,6 +447,29 @@ async def test_a_late_change_that_may_be_stale_is_dropped_and_the_changes_kept_a
     await drain()
     assert socket.sent == ["MessageEdited 101 b", "Reactions 102", "Reactions 103"]
     hub.task.cancel()
+
+
+def test_an_arrival_of_a_seat_an_admin_just_removed_is_dropped_and_the_removals_kept_are_bounded(
+    monkeypatch,
+):
+    """`RoomOrder.news`: after the departure an admin's removal made, that seat's arrival
+    (published by the join the removal interrupted) is dropped for REMOVED_WINDOW; its
+    other events and other seats' go out; at most REMOVED_KEPT removals are kept."""
+    monkeypatch.setattr("chat.hub.REMOVED_KEPT", 2)
+    order = RoomOrder()
+
+    def presence(participant_id: int, joined: bool, **marks) -> dict:
+        return {"room": X, "text": "t", "participant_id": participant_id, "joined": joined, **marks}
+
+    assert order.news(presence(7, False, removed=True))
+    assert not order.news(presence(7, True))
+    assert order.news(presence(8, True)) and order.news(presence(7, False))
+    assert order.news({"room": X, "text": "a message", "message_id": 1, "seq": 1})
+    assert order.news(presence(8, False, removed=True)) and order.news(presence(9, False, removed=True))
+    assert list(order.removed) == [8, 9]  # 7, the oldest, forgotten past REMOVED_KEPT
+    assert order.news(presence(7, True)) and not order.news(presence(9, True))
+    monkeypatch.setattr("chat.hub.REMOVED_WINDOW", -1.0)  # every removal is past the window
+    assert order.news(presence(9, True))
 
 
 async def test_a_new_subscriber_starts_after_what_is_stored(settings):
