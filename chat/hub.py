@@ -143,10 +143,10 @@ class RoomOrder:
         seat was taken, its arrival not yet published), and the removal's departure went
         out first; handed out, that arrival would list the removed participant as
         present for good. A removed seat cannot come back meanwhile: the ban refuses it."""
-        now = time.monotonic()
         participant_id = event.get("participant_id")
         if participant_id is None:
             return True
+        now = time.monotonic()
         if event.get("removed"):
             self.removed.pop(participant_id, None)
             self.removed[participant_id] = now
