@@ -142,21 +142,22 @@ class RoomOrder:
         removed within REMOVED_WINDOW. Its join was under way when the removal came (the
         seat was taken, its arrival not yet published), and the removal's departure went
         out first; handed out, that arrival would list the removed participant as
-        present for good. A removed seat cannot come back meanwhile: the ban refuses it."""
+        present for good. A removed seat cannot come back meanwhile: the ban refuses it
+        (so the window is never longer than KICK_BAN_SECONDS)."""
         participant_id = event.get("participant_id")
         if participant_id is None:
             return True
-        now = time.monotonic()
+        now, window = time.monotonic(), min(REMOVED_WINDOW, settings.KICK_BAN_SECONDS)
         if event.get("removed"):
             self.removed.pop(participant_id, None)
             self.removed[participant_id] = now
             for oldest, at in list(self.removed.items()):
-                if len(self.removed) <= REMOVED_KEPT and now - at <= REMOVED_WINDOW:
+                if len(self.removed) <= REMOVED_KEPT and now - at <= window:
                     break
                 del self.removed[oldest]
             return True
         removed_at = self.removed.get(participant_id)
-        return not event.get("joined") or removed_at is None or now - removed_at > REMOVED_WINDOW
+        return not event.get("joined") or removed_at is None or now - removed_at > window
 
     def note(self, event: RoomEvent) -> None:
         """A change is handed out: keep its seq, forgetting the least recent past CHANGES_KEPT."""
@@ -182,7 +183,8 @@ class RoomOrder:
 CHANGES_KEPT = 128
 
 # Seconds, and how many, a room's order remembers an admin's removals (`RoomOrder.news`):
-# far longer than a join takes to publish its arrival after its seat is taken.
+# far longer than a join takes to publish its arrival after its seat is taken (but never
+# longer than KICK_BAN_SECONDS, after which the seat may come back).
 REMOVED_WINDOW = 30.0
 REMOVED_KEPT = 128
 

@@ -450,11 +450,12 @@ async def test_a_late_change_that_may_be_stale_is_dropped_and_the_changes_kept_a
 
 
 def test_an_arrival_of_a_seat_an_admin_just_removed_is_dropped_and_the_removals_kept_are_bounded(
-    monkeypatch,
+    monkeypatch, settings
 ):
     """`RoomOrder.news`: after the departure an admin's removal made, that seat's arrival
-    (published by the join the removal interrupted) is dropped for REMOVED_WINDOW; its
-    other events and other seats' go out; at most REMOVED_KEPT removals are kept."""
+    (published by the join the removal interrupted) is dropped for REMOVED_WINDOW, or
+    KICK_BAN_SECONDS if shorter (the seat may come back then); its other events and
+    other seats' go out; at most REMOVED_KEPT removals are kept."""
     monkeypatch.setattr("chat.hub.REMOVED_KEPT", 2)
     order = RoomOrder()
 
@@ -468,7 +469,7 @@ def test_an_arrival_of_a_seat_an_admin_just_removed_is_dropped_and_the_removals_
     assert order.news(presence(8, False, removed=True)) and order.news(presence(9, False, removed=True))
     assert list(order.removed) == [8, 9]  # 7, the oldest, forgotten past REMOVED_KEPT
     assert order.news(presence(7, True)) and not order.news(presence(9, True))
-    monkeypatch.setattr("chat.hub.REMOVED_WINDOW", -1.0)  # every removal is past the window
+    settings.KICK_BAN_SECONDS = -1.0  # the ban, and so the window, is over for every removal
     assert order.news(presence(9, True))
 
 
