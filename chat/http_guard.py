@@ -29,7 +29,7 @@ from uvicorn.middleware.proxy_headers import _TrustedHosts
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chat.frame_budget import BudgetedWebSocket
-from chat.security import address_key, security_headers
+from chat.security import address_key, plain_headers
 from chat.workers import Admission
 
 
@@ -135,12 +135,9 @@ class GuardedHttp(HttpToolsProtocol):
             return
         if self.cycle is None or self.cycle.response_complete:
             message = b"The request's head is too large.\n"
-            headers = [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(message)).encode()),
-                (b"connection", b"close"),
-                *security_headers(),
-            ]
+            headers = plain_headers(
+                (b"content-length", str(len(message)).encode()), (b"connection", b"close")
+            )
             lines = [b"HTTP/1.1 431 Request Header Fields Too Large"]
             lines += [name + b": " + value for name, value in headers]
             self.transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + message)

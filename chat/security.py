@@ -75,6 +75,12 @@ def security_headers() -> list[tuple[bytes, bytes]]:
     return [(name.encode(), value.encode()) for name, value in headers if value]
 
 
+def plain_headers(*headers: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    """The headers of a plain-text answer made before Django is reached: its type,
+    `headers`, and Django's security headers."""
+    return [(b"content-type", b"text/plain; charset=utf-8"), *headers, *security_headers()]
+
+
 async def deny(receive, send) -> None:
     """Refuse a WebSocket handshake: the server answers HTTP 403 (ASGI's close before
     accept). Nothing else is touched. Channels' `WebsocketDenier` is a consumer, and a
@@ -109,8 +115,7 @@ async def too_many(scope, receive, send) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
     if "websocket.http.response" in (scope.get("extensions") or {}):
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", b"10")]
-        headers += security_headers()
+        headers = plain_headers((b"retry-after", b"10"))
         await send({"type": "websocket.http.response.start", "status": 429, "headers": headers})
         body = b"Too many connections from your address.\n"
         await send({"type": "websocket.http.response.body", "body": body})
@@ -145,8 +150,8 @@ class ConnectionLimit:
 
 async def answer(send: Send, status: int, text: bytes, *headers: tuple[bytes, bytes]) -> None:
     """Answer an HTTP request from the event loop, with the headers Django would add."""
-    head = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store"), *headers]
-    await send({"type": "http.response.start", "status": status, "headers": head + security_headers()})
+    head = plain_headers((b"cache-control", b"no-store"), *headers)
+    await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": text})
 
 
