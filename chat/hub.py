@@ -117,11 +117,13 @@ class RoomOrder:
     or Redis lost it) is read from the database instead, and one numbered past where the
     room stands (no commit published it) is dropped.
 
-    The database holds no edit, delete or reaction by its number, so the order passes
-    one still missing after GAP_WAIT; when it comes, it is handed out all the same
-    unless a later change of its message went out (each carries the message's whole
-    state, and a delete is the last). So the last change handed out for each message
-    is kept, for at most CHANGES_KEPT messages.
+    An edit, delete or reaction still missing after GAP_WAIT is read back too, as the
+    state its message is in now (chat/models.py `Change`: the database keeps which
+    message each of the room's last CHANGES_KEPT_STEPS steps changed), and an older one
+    is passed. When a change comes late all the same, it is handed out unless a later
+    change of its message went out (each carries the message's whole state, and a
+    delete is the last). So the last change handed out for each message is kept, for
+    at most CHANGES_KEPT messages.
     """
 
     def __init__(self) -> None:
@@ -202,12 +204,21 @@ async def room_position(room: str) -> int:
     return await on_database_thread(selectors.room_message_seq)(room_id=room_of(room))
 
 
-async def stored_messages(room: str, after: int, before: int) -> list[tuple]:
-    """(id, seq, sender, content, sent_at, reply_to) of the room's messages with
-    after < seq < before."""
-    return await on_database_thread(selectors.messages_by_seq)(
-        room_id=room_of(room), after=after, before=before
-    )
+async def stored_events(room: str, after: int, before: int) -> list[RoomEvent]:
+    """The room's steps with after < seq < before as the database holds them, as room
+    events: its messages, and its edits, deletes and reactions as their messages' state
+    now (`selectors.changes_by_seq`)."""
+    return await on_database_thread(_stored_events)(room, after, before)
+
+
+def _stored_events(room: str, after: int, before: int) -> list[RoomEvent]:
+    room_id, events = room_of(room), []
+    for message_id, seq, *entry in selectors.messages_by_seq(room_id=room_id, after=after, before=before):
+        text = encode(chat_message(message_id, *entry))
+        events.append(RoomEvent(room=room, text=text, message_id=message_id, seq=seq))
+    for seq, message_id, frame in selectors.changes_by_seq(room_id=room_id, after=after, before=before):
+        events.append(RoomEvent(room=room, text=encode(frame), changes=message_id, seq=seq))
+    return events
 
 
 def new_hub_channel() -> str:
@@ -227,7 +238,7 @@ class Hub:
         self.groups: set[str] = set()
         # Where rooms stand and what they hold: the database (tests pass their own).
         self.position = room_position
-        self.stored = stored_messages
+        self.stored = stored_events
         self.channel = ""
         self.layer = None
         # The watchdog; it owns `receiver`, the task that receives on `channel`.
@@ -508,7 +519,8 @@ class Hub:
         await self.fill(room, order, order.last, min(order.waiting))
 
     async def fill(self, room: str, order: RoomOrder, last: int, upto: int | None) -> None:
-        """Read the room's messages with last < seq < upto (None: all those stored), and
+        """Read the room's steps with last < seq < upto (None: all those stored): its
+        messages, and its changes as their messages' state now (`stored_events`); and
         hand out what is in order; what the database does not hold either is not waited
         for. `last` never passes where the room stands: an event that arrived numbered
         past it was published by no commit (a bug, or anyone who can write to Redis) and
@@ -528,9 +540,8 @@ class Hub:
             logger.error(
                 "hub: dropped %s event(s) of %s numbered past its last step %s", len(beyond), room, position
             )
-        for message_id, seq, sender, content, sent_at, reply_to in missing:
-            text = encode(chat_message(message_id, sender, content, sent_at, reply_to))
-            order.waiting.setdefault(seq, {"room": room, "text": text, "message_id": message_id, "seq": seq})
+        for event in missing:
+            order.waiting.setdefault(event["seq"], event)
         if order.last == last and last + 1 not in order.waiting:
             order.last = max(last, min(order.waiting, default=before) - 1)
         self.flush(room, order)

@@ -145,6 +145,31 @@ class Reaction(models.Model):
         return f"{self.emoji} by {self.name} on #{self.message_id}"
 
 
+class Change(models.Model):
+    """Which message an edit, a delete or a reaction changed, by the room step it took
+    (`Room.message_seq`): a hub that missed the change on the bus reads it back here
+    and hands out the message's state now (chat/hub.py, `stored_events`). Only each
+    room's last CHANGES_KEPT_STEPS steps keep theirs (chat/sql.py, `changes_write`)."""
+
+    class Kind(models.TextChoices):
+        EDIT = "edit"
+        DELETE = "delete"
+        REACT = "react"
+
+    # No index of its own: `change_room_seq` begins with the room.
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="changes", db_index=False)
+    seq = models.BigIntegerField()
+    # No foreign key: the row outlives its message's delete, which it tells of.
+    message_id = models.BigIntegerField()
+    kind = models.CharField(max_length=6, choices=Kind.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "seq"], name="change_room_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of #{self.message_id} at {self.seq}"
+
+
 class Ban(models.Model):
     """A participant an admin removed from a room: its browser session and its client
     address may not rejoin under any name until `until` (KICK_BAN_SECONDS). `name_key`

@@ -9,7 +9,7 @@ from django.conf import settings
 
 from chat import keys, protocol, sql
 from chat.errors import ErrorCode, ProtocolError
-from chat.models import Message, Participant, Reaction, Room
+from chat.models import Change, Message, Participant, Reaction, Room
 
 
 def presence_cutoff(now: datetime) -> datetime:
@@ -200,3 +200,28 @@ def messages_by_seq(
             [sql.prep(Message, "room", room_id), after, before],
         )
     ]
+
+
+def changes_by_seq(*, room_id: UUID, after: int, before: int) -> list[tuple[int, int, dict]]:
+    """(seq, message id, frame) of the room's edits, deletes and reactions with after <
+    seq < before (those of its last CHANGES_KEPT_STEPS steps), each frame the state its
+    message is in now: `MessageDeleted` once it is gone, else `MessageEdited` or
+    `Reactions`, which a client may apply more than once (PROTOCOL.md, Conversations)."""
+    found = sql.rows(
+        f"SELECT c.seq, c.message_id, c.kind, m.content, m.edited_at FROM {sql.table(Change)} c "
+        f"LEFT JOIN {sql.table(Message)} m ON m.id = c.message_id "
+        "WHERE c.room_id = %s AND c.seq > %s AND c.seq < %s ORDER BY c.seq",
+        [sql.prep(Change, "room", room_id), after, before],
+    )
+    alive = [(message_id, kind) for _, message_id, kind, content, _ in found if content is not None]
+    reacted = reactions_of([message_id for message_id, kind in alive if kind == Change.Kind.REACT])
+    changes = []
+    for seq, message_id, kind, content, edited_at in found:
+        if content is None or kind == Change.Kind.DELETE:
+            frame = protocol.message_deleted_message(message_id)
+        elif kind == Change.Kind.EDIT:
+            frame = protocol.message_edited_message(message_id, content, sql.aware(edited_at))
+        else:
+            frame = protocol.reactions_message(message_id, reacted.get(message_id, []))
+        changes.append((seq, message_id, frame))
+    return changes

@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import import_module
+from typing import Any
 from uuid import UUID, uuid4
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from django.dispatch import Signal
 
 from chat import browser_sessions, keys, selectors, sql
 from chat.errors import CloseCode, ErrorCode, ProtocolError
-from chat.models import Ban, Message, Participant, Room
+from chat.models import Ban, Change, Message, Participant, Room
 from chat.protocol import FILE_MESSAGE_PREFIX, name_key
 
 SESSION_ROOMS_KEY = "chat_rooms"
@@ -579,6 +580,8 @@ def messages_delete(
         deleted = []
         for room_id, pk, content in found:
             step = sql.room_step(room_id, None)
+            if step is not None:
+                _changed(room_id, step, pk, Change.Kind.DELETE)
             replies = message_deleted.send(Message, room_id=room_id, content=content, now=now)
             deleted.append((room_id, pk, step, [reply for _, reply in replies if reply]))
         return deleted
@@ -601,6 +604,11 @@ def _room_step(seat: Seat) -> int:
     if stepped is None:
         raise seat_gone(seat.participant_id) or ProtocolError(ErrorCode.ROOM_CLOSED)
     return stepped
+
+
+def _changed(room_id: UUID, step: int, message_id: int, kind: str) -> None:
+    """Record the change a room step was (`Change`), in its transaction."""
+    sql.changes_write([(sql.prep(Room, "id", room_id), step, message_id, kind)])
 
 
 def _own_message(seat: Seat, message_id: int, *, owner_may: bool) -> dict:
@@ -629,6 +637,7 @@ def message_edit(*, seat: Seat, message_id: int, content: str, now: datetime) ->
         if now - found["sent_at"] > timedelta(seconds=settings.CHAT_EDIT_WINDOW):
             raise ProtocolError(ErrorCode.FORBIDDEN, "This message is too old to edit.")
         Message.objects.filter(pk=message_id).update(content=content, edited_at=now)
+        _changed(seat.room_id, step, message_id, Change.Kind.EDIT)
     return step
 
 
@@ -640,6 +649,7 @@ def message_delete(*, seat: Seat, message_id: int, now: datetime) -> tuple[int, 
         step = _room_step(seat)
         found = _own_message(seat, message_id, owner_may=True)
         Message.objects.filter(pk=message_id).delete()
+        _changed(seat.room_id, step, message_id, Change.Kind.DELETE)
         replies = message_deleted.send(Message, room_id=seat.room_id, content=found["content"], now=now)
     return step, [reply for _, reply in replies if reply]
 
@@ -680,6 +690,7 @@ def messages_react(changes: list[Reacting]) -> list[tuple[int, list[dict]] | Pro
             on_message.setdefault(message_id, []).append([reaction_id, participant_id, name, emoji])
         steps: Counter = Counter()
         removed: list[int] = []
+        changed: list[tuple[Any, int, int, str]] = []
         results: list[tuple[int, list[dict]] | ProtocolError] = []
         for change, key in zip(changes, keys, strict=True):
             seat = change.seat
@@ -704,6 +715,7 @@ def messages_react(changes: list[Reacting]) -> list[tuple[int, list[dict]] | Pro
             steps[key] += 1
             state = selectors.reaction_state((emoji, name) for _, _, name, emoji in entries)
             results.append((read.seqs[key] + steps[key], state))
+            changed.append((key, read.seqs[key] + steps[key], change.message_id, Change.Kind.REACT))
         added = [
             (message_id, seat_id, name, emoji)
             for message_id, entries in on_message.items()
@@ -711,6 +723,7 @@ def messages_react(changes: list[Reacting]) -> list[tuple[int, list[dict]] | Pro
             if reaction_id is None
         ]
         sql.reactions_write(dict(steps), added, removed)
+        sql.changes_write(changed)
     return results
 
 

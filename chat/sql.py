@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Model
 
@@ -234,6 +235,28 @@ def reactions_write(
             f"INSERT INTO {table(Reaction)} (message_id, participant_id, name, emoji) VALUES {values}",
             [value for row in added for value in row],
         )
+
+
+def changes_write(changes: list[tuple[Any, int, int, str]]) -> None:
+    """Record which message each edit, delete or reaction changed, (room key, seq,
+    message id, kind), and forget those more than CHANGES_KEPT_STEPS steps before each
+    room's last: two statements."""
+    from chat.models import Change
+
+    if not changes:
+        return
+    values = ", ".join(["(%s, %s, %s, %s)"] * len(changes))
+    execute(
+        f"INSERT INTO {table(Change)} (room_id, seq, message_id, kind) VALUES {values}",
+        [value for change in changes for value in change],
+    )
+    last: dict[Any, int] = {}
+    for key, seq, _, _ in changes:
+        last[key] = max(seq, last.get(key, 0))
+    execute(
+        f"DELETE FROM {table(Change)} WHERE " + " OR ".join(["(room_id = %s AND seq <= %s)"] * len(last)),
+        [value for key, seq in last.items() for value in (key, seq - settings.CHANGES_KEPT_STEPS)],
+    )
 
 
 # Messages one INSERT of a batch stores (7 parameters each).

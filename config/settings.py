@@ -421,6 +421,9 @@ REACTIONS_PER_MESSAGE = env.int("REACTIONS_PER_MESSAGE", 20)
 # Reactions (one person's emoji) one message may hold in all: each is a name in every
 # History entry and Reactions frame of that message, so it bounds their size.
 REACTIONS_PER_MESSAGE_IN_ALL = env.int("REACTIONS_PER_MESSAGE_IN_ALL", 500)
+# A room's last steps whose edit, delete or reaction a hub that missed it on the bus can
+# read back (chat/models.py Change): at most this many rows a room.
+CHANGES_KEPT_STEPS = env.int("CHANGES_KEPT_STEPS", 1000)
 # Typing frames a connection may send a second (burst: twice that) before the extra ones,
 # dropped without an answer anyway, count toward the 1008 rule (ABUSE_RATE_LIMITED_FRAMES).
 TYPING_FRAMES_PER_SECOND = env.float("TYPING_FRAMES_PER_SECOND", 10)

@@ -17,6 +17,7 @@ from chat import outbox as outbox_module
 from chat.errors import CloseCode
 from chat.hub import EVENT_TYPE, Hub, RoomOrder, room_group, send_events
 from chat.outbox import WRITE_NOW_MAX, Outbox, address_backlog
+from chat.protocol import chat_message, encode
 from config.settings import redis_layer_host
 from tests.conftest import REDIS_URL
 from tests.helpers import ROOM_X, ROOM_Y, FakeSocket, X, drain, no_messages_yet
@@ -277,8 +278,8 @@ def standing_at(seq: int):
     return position
 
 
-async def nothing(room: str, after: int, before: int) -> list[tuple]:
-    """A hub's `stored`: no message in that range (the steps of edits, deletes, reactions)."""
+async def nothing(room: str, after: int, before: int) -> list[dict]:
+    """A hub's `stored`: nothing in that range (changes older than CHANGES_KEPT_STEPS)."""
     return []
 
 
@@ -321,16 +322,8 @@ async def test_a_message_that_never_arrives_is_read_from_the_database(settings, 
 
     async def stored(room, after, before):
         asked.append((after, before))
-        return [
-            (
-                102,
-                2,
-                "Bob",
-                "c2",
-                datetime(2026, 1, 1, tzinfo=UTC),
-                101,
-            )
-        ]
+        text = encode(chat_message(102, "Bob", "c2", datetime(2026, 1, 1, tzinfo=UTC), 101))
+        return [{"room": X, "text": text, "message_id": 102, "seq": 2}]
 
     hub, socket = await ordered_hub(settings, stored)
     hub.position = standing_at(3)
@@ -397,6 +390,29 @@ async def test_a_gap_the_database_cannot_be_asked_about_waits_for_it(settings, m
 def change(seq: int, message_id: int, text: str) -> dict:
     """An edit, a delete or a reaction of message `message_id`, as published."""
     return {"room": X, "text": text, "seq": seq, "changes": message_id}
+
+
+async def test_a_change_that_never_arrives_is_read_back_and_the_original_coming_late_is_dropped(
+    settings, monkeypatch
+):
+    """An edit lost on the bus is read back after GAP_WAIT as its message's state now
+    (`stored_events`), in its place; the lost one, if it turns up after all, is not
+    handed out again."""
+    monkeypatch.setattr("chat.hub.GAP_WAIT", 0.01)
+
+    async def stored(room, after, before):
+        return [change(2, 101, "MessageEdited 101 (read back)")] if after < 2 < before else []
+
+    hub, socket = await ordered_hub(settings, stored)
+    hub.position = standing_at(3)
+    hub.deliver(message(1))
+    hub.deliver(message(3))
+    await asyncio.sleep(0.05)
+    assert socket.sent == ["m1", "MessageEdited 101 (read back)", "m3"]
+    hub.deliver(change(2, 101, "MessageEdited 101"))
+    await drain()
+    assert socket.sent == ["m1", "MessageEdited 101 (read back)", "m3"]
+    hub.task.cancel()
 
 
 async def test_a_change_that_comes_after_its_place_is_handed_out_unless_a_later_one_went_out(
@@ -571,8 +587,9 @@ class StoredRoom:
 
     def __init__(self, hub: Hub, count: int) -> None:
         self.written = 0
+        sent_at = datetime(2026, 1, 1, tzinfo=UTC)
         self.stored = {
-            seq: (100 + seq, seq, "Bob", f"c{seq}", datetime(2026, 1, 1, tzinfo=UTC), None)
+            seq: {"room": X, "text": encode(chat_message(100 + seq, "Bob", f"c{seq}", sent_at)), "seq": seq}
             for seq in range(1, count + 1)
         }
         hub.position, hub.stored = self.position, self.read
@@ -580,7 +597,7 @@ class StoredRoom:
     async def position(self, room: object) -> int:
         return self.written
 
-    async def read(self, room: object, after: int, before: int) -> list[tuple]:
+    async def read(self, room: object, after: int, before: int) -> list[dict]:
         return [self.stored[seq] for seq in range(after + 1, min(before, self.written + 1))]
 
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from chat import selectors, services
+from chat import protocol, selectors, services
 from chat.errors import ErrorCode, ProtocolError
-from chat.models import Participant, Room
+from chat.models import Change, Participant, Room
 from tests.helpers import HISTORY_ENTRY, join_seat, make_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,6 +94,51 @@ def test_the_message_sequence_and_messages_between_two_numbers():
         (posted[2][0], 3, "Owner", "c2"),
     ]
     assert all(sent_at.tzinfo is not None and reply_to is None for *_, sent_at, reply_to in between)
+
+
+def test_a_rooms_changes_are_read_back_by_step_as_their_messages_state_now():
+    """What a hub that missed an edit, a delete or a reaction on the bus reads back
+    (chat/hub.py, `stored_events`): each step's message as it is now."""
+    room, seat, _ = make_room()
+    first, second, third = (post(seat, f"c{n}")[0] for n in range(3))  # seq 1 to 3
+    now = timezone.now()
+    services.message_edit(seat=seat, message_id=first, content="c0!", now=now)  # 4
+    services.message_react(seat=seat, message_id=second, emoji="\U0001f44d", on=True)  # 5
+    services.message_delete(seat=seat, message_id=third, now=now)  # 6
+    _, other, _ = make_room()
+    services.message_edit(seat=other, message_id=post(other, "elsewhere")[0], content="x", now=now)
+    changes = selectors.changes_by_seq(room_id=room.pk, after=3, before=7)
+    edited = {"type": "MessageEdited", "id": first, "content": "c0!", "edited_at": protocol.iso(now)}
+    thumb = [{"emoji": "\U0001f44d", "names": ["Owner"]}]
+    assert changes == [
+        (4, first, edited),
+        (5, second, {"type": "Reactions", "id": second, "reactions": thumb}),
+        (6, third, {"type": "MessageDeleted", "id": third}),
+    ]
+    assert selectors.changes_by_seq(room_id=room.pk, after=4, before=6) == changes[1:2]
+    services.message_delete(seat=seat, message_id=first, now=now)  # 7: the edit at 4 now reads as gone
+    assert selectors.changes_by_seq(room_id=room.pk, after=3, before=5) == [
+        (4, first, {"type": "MessageDeleted", "id": first})
+    ]
+    (deleted,) = services.messages_delete(message_ids=[second], now=now)  # an admin's: 8
+    assert selectors.changes_by_seq(room_id=room.pk, after=7, before=9) == [
+        (8, second, {"type": "MessageDeleted", "id": second})
+    ]
+    assert deleted[2] == 8
+
+
+def test_a_rooms_change_records_are_bounded_however_many_changes_it_takes(settings):
+    """Toggling a reaction without end keeps at most CHANGES_KEPT_STEPS rows a room,
+    those of its last steps; another room's are its own."""
+    settings.CHANGES_KEPT_STEPS = 5
+    room, seat, _ = make_room()
+    _, other, _ = make_room()
+    message_id, _ = post(seat, "c")
+    services.message_edit(seat=other, message_id=post(other, "elsewhere")[0], content="x", now=timezone.now())
+    for turn in range(40):
+        services.message_react(seat=seat, message_id=message_id, emoji="\U0001f44d", on=turn % 2 == 0)
+    assert sorted(Change.objects.filter(room=room).values_list("seq", flat=True)) == [37, 38, 39, 40, 41]
+    assert Change.objects.filter(room_id=other.room_id).count() == 1
 
 
 def test_the_door_is_the_open_room_with_exactly_that_key():

@@ -10,7 +10,7 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from chatclient.crypto import decrypt
+from chatclient.crypto import decrypt, encrypt
 from tests.e2e.servers import manage, production_env
 from tests.e2e.wsclient import Client, room_of_two
 
@@ -70,6 +70,35 @@ async def test_after_a_redis_restart_nothing_waits_for_a_later_message(restartin
     for server in (one, two):
         assert server.process.poll() is None
         assert "lost its place" in server.log_path.read_text()
+
+
+async def test_edits_deletes_and_reactions_lost_in_a_restart_reach_the_other_process(
+    restarting, own_redis, servers
+):
+    """The changes published while the other process was off the bus are read back
+    from the database when its hub finds its place lost (chat/models.py `Change`), as
+    the state of each message now: nobody keeps seeing a message its author deleted."""
+    one, two = servers(restarting, 2)
+    alice, bob, _ = await room_of_two(one.url, two.url)
+    sent = []
+    for text in ("first", "second", "third"):
+        await alice.say(text)
+        sent.append((await alice.expect("ChatMessage"))["id"])
+        assert (await bob.expect("ChatMessage"))["id"] == sent[-1]
+    await restart(own_redis)
+
+    await alice.send(type="EditMessage", id=sent[0], content=encrypt(alice.key, "first, edited"))
+    await alice.expect("MessageEdited", within=2)
+    await alice.send(type="React", id=sent[1], emoji="\U0001f44d", on=True)
+    await alice.expect("Reactions", within=2)
+    await alice.send(type="DeleteMessage", id=sent[2])
+    await alice.expect("MessageDeleted", within=2)
+    got = {frame["type"]: frame for frame in await frames(bob, 6) if frame["type"] != "ParticipantJoined"}
+    assert set(got) == {"MessageEdited", "Reactions", "MessageDeleted"}, got
+    edited, reactions = got["MessageEdited"], got["Reactions"]
+    assert edited["id"] == sent[0] and decrypt(bob.key, edited["content"]) == "first, edited"
+    assert reactions["id"] == sent[1] and [r["emoji"] for r in reactions["reactions"]] == ["\U0001f44d"]
+    assert got["MessageDeleted"] == {"type": "MessageDeleted", "id": sent[2]}
 
 
 async def test_a_socket_whose_4003_was_lost_is_closed_by_its_heartbeat(restarting, own_redis, servers):
