@@ -148,23 +148,24 @@ class Reaction(models.Model):
 class Change(models.Model):
     """Which message an edit, a delete or a reaction changed, by the room step it took
     (`Room.message_seq`): a hub that missed the change on the bus reads it back here
-    and hands out the message's state now (chat/hub.py, `stored_events`). Only each
-    room's last CHANGES_KEPT_STEPS steps keep theirs (chat/sql.py, `changes_write`)."""
+    and hands out the message's state now (chat/hub.py, `stored_events`). A room has
+    CHANGES_KEPT_STEPS places, `slot` = `seq` modulo that: each change takes the place of
+    the one that many steps before it (chat/sql.py, `changes_write`), so a room never
+    holds more rows than that, and no write deletes any."""
 
     class Kind(models.TextChoices):
         EDIT = "edit"
         DELETE = "delete"
         REACT = "react"
 
-    # No index of its own: `change_room_seq` begins with the room.
+    pk = models.CompositePrimaryKey("room", "slot")
+    # No index of its own: the primary key begins with the room.
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="changes", db_index=False)
+    slot = models.IntegerField()
     seq = models.BigIntegerField()
     # No foreign key: the row outlives its message's delete, which it tells of.
     message_id = models.BigIntegerField()
     kind = models.CharField(max_length=6, choices=Kind.choices)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["room", "seq"], name="change_room_seq")]
 
     def __str__(self) -> str:
         return f"{self.kind} of #{self.message_id} at {self.seq}"

@@ -239,23 +239,25 @@ def reactions_write(
 
 def changes_write(changes: list[tuple[Any, int, int, str]]) -> None:
     """Record which message each edit, delete or reaction changed, (room key, seq,
-    message id, kind), and forget those more than CHANGES_KEPT_STEPS steps before each
-    room's last: two statements."""
+    message id, kind), each in its room's place `seq` modulo CHANGES_KEPT_STEPS, over
+    the change that many steps before: one statement. A batch that comes round to a
+    place twice keeps its later change there."""
     from chat.models import Change
 
-    if not changes:
+    places: dict[tuple[Any, int], tuple[int, int, str]] = {}
+    kept = max(1, settings.CHANGES_KEPT_STEPS)
+    for key, seq, message_id, kind in changes:
+        place = (key, seq % kept)
+        if place not in places or places[place][0] < seq:
+            places[place] = (seq, message_id, kind)
+    if not places:
         return
-    values = ", ".join(["(%s, %s, %s, %s)"] * len(changes))
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(places))
     execute(
-        f"INSERT INTO {table(Change)} (room_id, seq, message_id, kind) VALUES {values}",
-        [value for change in changes for value in change],
-    )
-    last: dict[Any, int] = {}
-    for key, seq, _, _ in changes:
-        last[key] = max(seq, last.get(key, 0))
-    execute(
-        f"DELETE FROM {table(Change)} WHERE " + " OR ".join(["(room_id = %s AND seq <= %s)"] * len(last)),
-        [value for key, seq in last.items() for value in (key, seq - settings.CHANGES_KEPT_STEPS)],
+        f"INSERT INTO {table(Change)} (room_id, slot, seq, message_id, kind) VALUES {values} "
+        "ON CONFLICT (room_id, slot) DO UPDATE "
+        "SET seq = excluded.seq, message_id = excluded.message_id, kind = excluded.kind",
+        [value for place, change in places.items() for value in (*place, *change)],
     )
 
 
