@@ -22,7 +22,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from chat import batching, passwords, presence, protocol, selectors, services
-from chat.address_limits import address_joins, room_creations
+from chat.address_limits import address_joins, room_creations, stored_bytes
 from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.hub import hub, publish
 from chat.oplog import error_event, event
@@ -325,7 +325,7 @@ async def tell_others(conn: Connection, seat: services.Seat, *, arrived: bool) -
 
 async def chat_message(conn: Connection, command: protocol.ChatMessage) -> None:
     seat = require_room(conn)
-    take_chat(conn, command.content)
+    await take_chat(conn, command.content)
     now = timezone.now()
     message_id, seq = await batching.post_message(seat, command.content, now, command.reply_to)
     await publish(
@@ -341,22 +341,24 @@ async def chat_message(conn: Connection, command: protocol.ChatMessage) -> None:
 ROW_BYTES = 512
 
 
-def take_chat(conn: Connection, content: str | None = None) -> None:
+async def take_chat(conn: Connection, content: str | None = None) -> None:
     """The chat rate limit, which edits, deletes and reactions count toward too, the
     content's size, then what the client's address may store in all
-    (CHAT_BYTES_PER_ADDRESS_*: its content and ROW_BYTES)."""
+    (CHAT_BYTES_PER_ADDRESS_*: its content and ROW_BYTES), across processes with Redis."""
     if not conn.chat_bucket.take():
         raise ProtocolError(ErrorCode.RATE_LIMITED)
     size = 0 if content is None else len(content)
     if size > settings.CHAT_MAX_CONTENT:
         raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
-    if not chat_bytes.take(conn.address or "unknown", size + ROW_BYTES):
+    address, amount = conn.address or "unknown", size + ROW_BYTES
+    shared = stored_bytes(chat_bytes)
+    if not (chat_bytes.take(address, amount) if shared is None else await shared.take(address, amount)):
         raise ProtocolError(ErrorCode.RATE_LIMITED, "Too much stored from this address; wait a moment.")
 
 
 async def edit_message(conn: Connection, command: protocol.EditMessage) -> None:
     seat = require_room(conn)
-    take_chat(conn, command.content)
+    await take_chat(conn, command.content)
     now = timezone.now()
     step = await database(services.message_edit)(
         seat=seat, message_id=command.id, content=command.content, now=now
@@ -367,7 +369,7 @@ async def edit_message(conn: Connection, command: protocol.EditMessage) -> None:
 
 async def delete_message(conn: Connection, command: protocol.DeleteMessage) -> None:
     seat = require_room(conn)
-    take_chat(conn)
+    await take_chat(conn)
     step, after = await database(services.message_delete)(
         seat=seat, message_id=command.id, now=timezone.now()
     )
@@ -378,7 +380,7 @@ async def delete_message(conn: Connection, command: protocol.DeleteMessage) -> N
 
 async def react(conn: Connection, command: protocol.React) -> None:
     seat = require_room(conn)
-    take_chat(conn)
+    await take_chat(conn)
     step, state = await batching.post_reaction(seat, command.id, command.emoji, command.on)
     await publish(seat.room_id, protocol.reactions_message(command.id, state), seq=step, changes=command.id)
 

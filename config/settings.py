@@ -422,7 +422,7 @@ REACTIONS_PER_MESSAGE = env.int("REACTIONS_PER_MESSAGE", 20)
 # History entry and Reactions frame of that message, so it bounds their size.
 REACTIONS_PER_MESSAGE_IN_ALL = env.int("REACTIONS_PER_MESSAGE_IN_ALL", 500)
 # A room's last steps whose edit, delete or reaction a hub that missed it on the bus can
-# read back (chat/models.py Change): at most this many rows a room.
+# read back (chat/models.py Change): at most this many rows a room (at least 1).
 CHANGES_KEPT_STEPS = env.int("CHANGES_KEPT_STEPS", 1000)
 # Typing frames a connection may send a second (burst: twice that) before the extra ones,
 # dropped without an answer anyway, count toward the 1008 rule (ABUSE_RATE_LIMITED_FRAMES).
@@ -430,11 +430,14 @@ TYPING_FRAMES_PER_SECOND = env.float("TYPING_FRAMES_PER_SECOND", 10)
 CHAT_RATE_BURST = env.float("CHAT_RATE_BURST", 20)
 CHAT_RATE_SUSTAINED = env.float("CHAT_RATE_SUSTAINED", 10)
 # What one client address may store through the chat commands of all its sockets, in
-# each process: a bucket of bytes (content, plus 512 a frame for its row:
-# actions.ROW_BYTES), so one address adds at most about 1.3 GiB a day to the disk
-# (docs/protocol-notes.md).
+# all processes together when the channel layer is Redis (else in the process): a
+# bucket of bytes (content, plus 512 a frame for its row: actions.ROW_BYTES), so one
+# address adds at most about 1.3 GiB a day to the disk (docs/protocol-notes.md).
 CHAT_BYTES_PER_ADDRESS_BURST = env.int("CHAT_BYTES_PER_ADDRESS_BURST", 2 * 1024 * 1024)
 CHAT_BYTES_PER_ADDRESS_SUSTAINED = env.int("CHAT_BYTES_PER_ADDRESS_SUSTAINED", 16 * 1024)
+# With Redis, what a process takes from an address's bucket at once beyond what a frame
+# needs, to spend without asking Redis again (chat/address_limits.py RedisBytes).
+CHAT_BYTES_LEASE = env.int("CHAT_BYTES_LEASE", 64 * 1024)
 # Most chat messages (or reactions) a process stores in one transaction (chat/batching.py).
 CHAT_WRITE_BATCH = env.int("CHAT_WRITE_BATCH", 200)
 # Least seconds between the starts of two such transactions: under load the messages of

@@ -59,7 +59,7 @@ async def get_file(conn: Connection, command: protocol.GetFile) -> None:
 
 async def delete_file(conn: Connection, command: protocol.DeleteFile) -> None:
     seat = require_room(conn)
-    take_chat(conn)  # a database transaction each, as DeleteMessage
+    await take_chat(conn)  # a database transaction each, as DeleteMessage
     deleted = await files.delete(seat=seat, file_id=command.file_id, now=timezone.now())
     await publish(seat.room_id, protocol.file_deleted_message(str(deleted.id)))
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from chat import address_limits, ratelimit, workers
-from chat.address_limits import LocalQuota, RedisQuota, quota, room_creations
+from chat.address_limits import LocalQuota, RedisBytes, RedisQuota, quota, room_creations
 from chat.errors import ProtocolError
 from chat.ratelimit import (
     AddressBuckets,
@@ -302,3 +302,53 @@ async def test_a_redis_quota_is_shared_and_atomic():
     assert await two.claim("10.2.2.2", 20) is None
     assert await one.claim("10.2.2.3", 20) is not None
     await one.client().delete(one.key("10.2.2.2"), one.key("10.2.2.3"))
+
+
+# --- What an address stores, across processes (CHAT_BYTES_PER_ADDRESS_*) --------------
+
+
+def bytes_settings(settings, burst: int, lease: int) -> None:
+    settings.CHAT_BYTES_PER_ADDRESS_BURST = burst
+    settings.CHAT_BYTES_PER_ADDRESS_SUSTAINED = 0.001
+    settings.CHAT_BYTES_LEASE = lease
+
+
+def process_bytes(prefix: str, host=None) -> RedisBytes:
+    """One process's view of the stored bytes: its Redis client, leases and own buckets."""
+    local = AddressBuckets("CHAT_BYTES_PER_ADDRESS_BURST", "CHAT_BYTES_PER_ADDRESS_SUSTAINED")
+    return RedisBytes(host or redis_layer_host(REDIS_URL), prefix, local)
+
+
+@pytest.mark.redis
+async def test_what_an_address_stores_is_one_bucket_for_every_process(settings):
+    """Two processes, an address's sockets on both, 600 bytes a frame, alternating and
+    all at once: together they store what one bucket of 10,000 holds, not twice that
+    (each counted its own before). A frame finds its process's lease first, so only a
+    few ask Redis, and none once Redis said how long the bucket stays short; another
+    address has a bucket of its own."""
+    bytes_settings(settings, burst=10_000, lease=1_000)
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    one, two = process_bytes(prefix), process_bytes(prefix)
+    asked = []
+    for process in (one, two):
+        lease = process.lease
+
+        async def counted(address, need, lease=lease):
+            asked.append(need)
+            return await lease(address, need)
+
+        process.lease = counted
+    taken = [await (one, two)[n % 2].take("10.3.3.3", 600) for n in range(20)]
+    taken += await asyncio.gather(*((one, two)[n % 2].take("10.3.3.3", 600) for n in range(20)))
+    assert 14 <= taken.count(True) <= 16  # 10,000 / 600, less what a lease holds unspent
+    assert len(asked) < 12, asked  # refused, a process does not ask again while it is short
+    assert await one.take("10.3.3.4", 600) and await two.take("10.3.3.4", 600)
+    await one.quota.client().delete(one.quota.key("10.3.3.3"), one.quota.key("10.3.3.4"))
+
+
+async def test_with_redis_down_what_an_address_stores_is_counted_in_the_process(settings, caplog):
+    """The chat goes on: each process counts the address's bytes in its own bucket."""
+    bytes_settings(settings, burst=2_400, lease=1_000)
+    down = process_bytes("down", host="redis://127.0.0.1:1/0")
+    assert [await down.take("10.4.4.4", 600) for _ in range(5)] == [True, True, True, True, False]
+    assert "counting per process" in caplog.text

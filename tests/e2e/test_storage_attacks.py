@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tests.e2e.servers import ROOT
-from tests.e2e.wsclient import Client
+from tests.e2e.wsclient import Client, room_of_two
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -152,6 +152,34 @@ async def test_simultaneous_creates_from_one_address_get_twenty_rooms(shared_env
     assert [answer["type"] for answer in answers if answer not in errors] == ["RoomCreated"] * 20
     for client in clients:
         await client.close()
+
+
+async def test_what_one_address_stores_is_one_bucket_across_two_processes(shared_env, servers):
+    """CHAT_BYTES_PER_ADDRESS_*: an address whose sockets land on two processes stores
+    what one bucket holds (in Redis), not one bucket in each process; the frames past it
+    get `rate_limited` and their sockets stay usable."""
+    limits = {"CHAT_BYTES_PER_ADDRESS_BURST": "20000", "CHAT_BYTES_PER_ADDRESS_SUSTAINED": "1"}
+    rates = {"CHAT_RATE_BURST": "100", "CHAT_RATE_SUSTAINED": "100"}
+    env = dict(shared_env, **limits, **rates, CHAT_BYTES_LEASE="2000")
+    first, second = servers(env, 2)
+    alice, bob, _ = await room_of_two(first.url, second.url)
+    for _ in range(25):  # 1,084 bytes each (572 of ciphertext, 512 for the row)
+        await alice.say("x" * 400)
+        await bob.say("x" * 400)
+    refused = 0
+    for client in (alice, bob):
+        while True:
+            try:
+                frame = await client.recv(within=2)
+            except TimeoutError:
+                break
+            refused += frame["type"] == "Error" and frame["code"] == "rate_limited"
+    ((stored,),) = rows(env, "SELECT COUNT(*) FROM chat_message WHERE author IS NOT NULL")
+    assert 14 <= stored <= 18, stored  # 20,000 / 1,084; each process alone would take 18
+    assert refused == 50 - stored
+    assert len(await alice.members()) == 2
+    await alice.close()
+    await bob.close()
 
 
 # --- 7. Retention and expired sessions, cleared by the cron command -----------------
