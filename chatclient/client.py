@@ -15,11 +15,12 @@ import hashlib
 import json
 import mimetypes
 import os
+import random
 import re
 import ssl
 import unicodedata
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,26 @@ class _Events:
             count, self.dropped = self.dropped, 0
             return EventsDropped(count)
         return self.items.popleft()
+
+
+# Seconds before the first reconnect at most, and before the first retry after it (then
+# doubling up to RECONNECT_MAX_DELAY).
+RECONNECT_SPREAD = 0.25
+RECONNECT_FIRST_DELAY = 0.1
+RECONNECT_MAX_DELAY = 5.0
+
+
+def reconnect_waits(jitter: Callable[[], float]) -> Iterator[float]:
+    """The seconds to wait before each attempt to reconnect: the first within
+    RECONNECT_SPREAD, then backing off by doubles, each drawn from half to one and a half
+    times its step (`jitter` gives a number in [0, 1)). So the clients a server dropped
+    together (a restart, a process that closed many seats with 1012) come back spread
+    out, and do not retry in step either."""
+    yield jitter() * RECONNECT_SPREAD
+    step = RECONNECT_FIRST_DELAY
+    while True:
+        yield step * (0.5 + jitter())
+        step = min(step * 2, RECONNECT_MAX_DELAY)
 
 
 class ChatClient:
@@ -937,7 +958,8 @@ class ChatClient:
         """Reopen the connection and rejoin the room, backing off while that fails."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.reconnect_timeout
-        delay = 0.1
+        waits = reconnect_waits(random.random)
+        await asyncio.sleep(next(waits))
         while True:
             try:
                 self._ws = await self._open()
@@ -947,10 +969,10 @@ class ChatClient:
                     await self._rejoin(self._seat)
                 return
             except ChatError as exc:
-                if exc.code not in RETRY_CODES or loop.time() + delay > deadline:
+                wait = next(waits)
+                if exc.code not in RETRY_CODES or loop.time() + wait > deadline:
                     raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await asyncio.sleep(wait)
 
     async def _rejoin(self, seat: _Seat) -> None:
         ws = self._websocket()

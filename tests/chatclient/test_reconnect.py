@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import json
+import random
 
 import pytest
 from websockets.asyncio.server import serve
@@ -21,7 +22,7 @@ from chatclient import (
     Reconnected,
     Reconnecting,
 )
-from chatclient.client import affinity_hint
+from chatclient.client import affinity_hint, reconnect_waits
 from tests.chatclient.conftest import (
     FAKE_CREATED,
     FAKE_KEY,
@@ -272,3 +273,16 @@ async def test_a_room_joined_the_client_cannot_read_fails_the_join_instead_of_ha
             await client.send("anyone?")
         assert refused.value.code == "not_in_room"
         await client.close()
+
+
+def test_reconnects_are_spread_out_and_back_off_without_moving_in_step():
+    """A server that drops many clients at once (a restart, a stalled process closing
+    its swept seats with 1012) does not get them all back in one instant: the first try
+    waits up to RECONNECT_SPREAD, and the retries double from RECONNECT_FIRST_DELAY up
+    to RECONNECT_MAX_DELAY, each scaled by half to one and a half."""
+    low, high = reconnect_waits(lambda: 0.0), reconnect_waits(lambda: 0.999)
+    assert next(low) == 0.0 and 0.24 < next(high) < 0.25
+    assert [round(next(low), 3) for _ in range(8)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.5, 2.5]
+    assert [round(next(high), 2) for _ in range(8)] == [0.15, 0.3, 0.6, 1.2, 2.4, 4.8, 7.5, 7.5]
+    firsts = {next(reconnect_waits(random.Random(seed).random)) for seed in range(100)}
+    assert len(firsts) == 100 and max(firsts) - min(firsts) > 0.2
