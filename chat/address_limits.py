@@ -116,22 +116,20 @@ class RedisQuota:
 
 
 _local: dict[str, LocalQuota] = {}
-_shared: dict[tuple[str, str, str], RedisQuota] = {}
+_shared: dict[str, dict[tuple[str, str], RedisQuota]] = {}
 
 
 def quota(name: str, window: float = HOUR) -> LocalQuota | RedisQuota:
     """The quota called `name` (over `window` seconds): in Redis when the channel layer
     is channels_redis (its first host and prefix), else in this process."""
-    hosts = redis_clients.layer_hosts()
-    if not hosts:
-        if name not in _local:
-            _local[name] = LocalQuota(name, window)
-        return _local[name]
-    host, prefix = hosts[0], settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
-    place = (name, repr(host), prefix)
-    if place not in _shared:
-        _shared[place] = RedisQuota(name, host, prefix, window)
-    return _shared[place]
+    shared = redis_clients.on_layer_redis(
+        _shared.setdefault(name, {}), lambda host, prefix: RedisQuota(name, host, prefix, window)
+    )
+    if shared is not None:
+        return shared
+    if name not in _local:
+        _local[name] = LocalQuota(name, window)
+    return _local[name]
 
 
 def room_creations() -> LocalQuota | RedisQuota:
@@ -234,11 +232,4 @@ _stored_bytes: dict[tuple[str, str], RedisBytes] = {}
 def stored_bytes(local) -> RedisBytes | None:
     """CHAT_BYTES_PER_ADDRESS_* in Redis when the channel layer is channels_redis (its
     first host and prefix), falling back to `local`; None: count in `local` alone."""
-    hosts = redis_clients.layer_hosts()
-    if not hosts:
-        return None
-    host, prefix = hosts[0], settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
-    place = (repr(host), prefix)
-    if place not in _stored_bytes:
-        _stored_bytes[place] = RedisBytes(host, prefix, local)
-    return _stored_bytes[place]
+    return redis_clients.on_layer_redis(_stored_bytes, lambda host, prefix: RedisBytes(host, prefix, local))

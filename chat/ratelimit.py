@@ -200,14 +200,7 @@ _shared: dict[tuple[str, str], RedisJoinFailures] = {}
 def join_failures() -> JoinFailures | RedisJoinFailures:
     """Redis when the channel layer is channels_redis (its first host and prefix),
     else this process's counters."""
-    hosts = redis_clients.layer_hosts()
-    if not hosts:
-        return _local
-    host, prefix = hosts[0], settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
-    place = (repr(host), prefix)
-    if place not in _shared:
-        _shared[place] = RedisJoinFailures(host, prefix)
-    return _shared[place]
+    return redis_clients.on_layer_redis(_shared, RedisJoinFailures) or _local
 
 
 async def checked_password(

@@ -2,6 +2,7 @@
 join-failure counters (chat/ratelimit.py) and the health check (chat/views.py)."""
 
 import functools
+from collections.abc import Callable
 
 import redis.asyncio as redis
 from channels_redis.core import RedisChannelLayer
@@ -20,6 +21,20 @@ def layer_hosts() -> list[str | dict]:
     if not is_redis(layer.get("BACKEND", "")):
         return []
     return list(layer.get("CONFIG", {}).get("hosts", ["redis://127.0.0.1:6379/0"]))
+
+
+def on_layer_redis[T](made: dict[tuple[str, str], T], make: Callable[[str | dict, str], T]) -> T | None:
+    """The server's own Redis counters where they live, the default channel layer's first
+    host and its prefix: `make(host, prefix)`, made once per place and kept in `made`;
+    None when the layer is not Redis (count in the process)."""
+    hosts = layer_hosts()
+    if not hosts:
+        return None
+    host, prefix = hosts[0], settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
+    place = (repr(host), prefix)
+    if place not in made:
+        made[place] = make(host, prefix)
+    return made[place]
 
 
 @functools.cache
