@@ -76,6 +76,9 @@ class Marks(TypedDict, total=False):
     # An edit's, delete's or reaction's message id (with its seq): the hub hands out one
     # that comes late unless a later change of that message went out (`RoomOrder.late`).
     changes: int
+    # A second server message, encoded, handed out right after this one to the same
+    # sockets, in its place in the room's order: a deleted file message's FileDeleted.
+    then: str
     # Presence: whose arrival or departure, for a joiner's snapshot (`services.Snapshot.shows`).
     participant_id: int
     joined: bool

@@ -69,9 +69,11 @@ def delete_messages(*, message_ids: list[int], actor: str) -> int:
     deleted = services.messages_delete(message_ids=message_ids, now=timezone.now())
     for room_id, message_id, seq, after in deleted:
         # After the message, on every process; naming it, should it come late (chat/hub.py).
-        in_order = {"seq": seq, "changes": message_id} if seq is not None else {}
-        tell(room_id, protocol.message_deleted_message(message_id), **in_order)
-        for message in after:  # the file of a file's message (files/signals.py)
+        marks: Marks = {"seq": seq, "changes": message_id} if seq is not None else {}
+        if after:  # the file of a file's message (files/signals.py), in the delete's place
+            marks["then"] = protocol.encode(after[0])
+        tell(room_id, protocol.message_deleted_message(message_id), **marks)
+        for message in after[1:]:
             tell(room_id, message)
         event("moderation", action="delete_message", message=message_id, actor=actor)
     return len(deleted)

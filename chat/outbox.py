@@ -214,6 +214,8 @@ class Outbox:
         elif not self.is_stale(event):
             if event["text"]:
                 self.put(event["text"], frame)
+            if event.get("then"):
+                self.put(event["then"])
             if event.get("close"):
                 # An admin closed the room (4000) or removed this participant (4001).
                 self.put_close(event["close"])

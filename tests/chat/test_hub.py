@@ -314,6 +314,21 @@ async def test_an_edit_or_delete_waits_for_the_message_it_changes(settings):
     hub.task.cancel()
 
 
+async def test_a_deleted_file_messages_file_goes_out_in_the_deletes_place(settings):
+    """A file's message deleted: its FileDeleted rides on the delete (`then`), so a
+    process where the delete waits for an earlier message does not tell of the file
+    first (it went out at once, with no place in the order, before)."""
+    hub, socket = await ordered_hub(settings)
+    hub.deliver(message(1))
+    hub.deliver({"room": X, "text": "MessageDeleted 102", "seq": 3, "changes": 102, "then": "FileDeleted f"})
+    await drain()
+    assert socket.sent == ["m1"]
+    hub.deliver(message(2))
+    await drain()
+    assert socket.sent == ["m1", "m2", "MessageDeleted 102", "FileDeleted f"]
+    hub.task.cancel()
+
+
 async def test_a_message_that_never_arrives_is_read_from_the_database(settings, monkeypatch):
     """Its publisher died after the commit, or Redis lost it: after GAP_WAIT the hub
     reads it; a number the database does not have either is skipped."""
