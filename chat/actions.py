@@ -22,7 +22,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from chat import batching, passwords, presence, protocol, selectors, services
-from chat.address_limits import address_joins, room_creations, stored_bytes
+from chat.address_limits import address_joins, room_creations
 from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.hub import Marks, hub, publish
 from chat.oplog import error_event, event
@@ -33,6 +33,7 @@ from chat.ratelimit import (
     chat_bytes,
     checked_password,
     join_failures,
+    shared_bytes,
     take_slot,
     uploads_in_flight,
 )
@@ -351,7 +352,7 @@ async def take_chat(conn: Connection, content: str | None = None) -> None:
     if size > settings.CHAT_MAX_CONTENT:
         raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
     address, amount = conn.address or "unknown", size + ROW_BYTES
-    shared = stored_bytes(chat_bytes)
+    shared = shared_bytes()
     if not (chat_bytes.take(address, amount) if shared is None else await shared.take(address, amount)):
         raise ProtocolError(ErrorCode.RATE_LIMITED, "Too much stored from this address; wait a moment.")
 

@@ -261,3 +261,98 @@ uploads_in_flight = Budget("UPLOADS_IN_FLIGHT_BYTES")
 # Bytes of `/files/<id>` downloads this process holds until their clients read them
 # (DOWNLOADS_IN_FLIGHT_BYTES; files/views.py).
 downloads_in_flight = Budget("DOWNLOADS_IN_FLIGHT_BYTES")
+
+
+# A token bucket in Redis, on Redis's clock: refill it, then grant at least `need` and
+# up to `need` + `extra` of what it holds, or nothing when it holds less than `need`
+# (a full bucket lends what a take asks beyond its size, as ratelimit.TokenBucket), with
+# the seconds until it will hold `need`. Returns "grant seconds".
+# KEYS[1]: the address's bucket; ARGV: burst, rate per second, need, extra.
+_LEASE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local burst, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local need, extra = tonumber(ARGV[3]), tonumber(ARGV[4])
+local saved = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens = burst
+if saved[1] then
+  tokens = math.min(burst, tonumber(saved[1]) + math.max(0, now - tonumber(saved[2])) * rate)
+end
+local grant, wait = 0, 0
+if tokens >= math.min(need, burst) then
+  grant = math.max(need, math.min(tokens, need + extra))
+  tokens = tokens - grant
+else
+  wait = (math.min(need, burst) - tokens) / math.max(rate, 0.001)
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'stamp', now)
+local full_in = (burst - tokens) / math.max(rate, 0.001)
+redis.call('PEXPIRE', KEYS[1], math.ceil(math.min(full_in, 86400) * 1000) + 1000)
+return tostring(grant) .. ' ' .. tostring(wait)
+"""
+
+
+class RedisAddressBuckets:
+    """CHAT_BYTES_PER_ADDRESS_* shared by every server process: one token bucket per
+    address in Redis, from which a process leases what a take needs and up to
+    CHAT_BYTES_LEASE more, and spends that without asking again. So one Redis call
+    pays for many messages, and all processes together store at most what the one
+    bucket lets through (what they hold leased is taken from it). A refused take learns
+    how long the bucket will stay short, and the address's takes until then are refused
+    without asking (a client that keeps sending costs Redis nothing more). If Redis
+    fails, the take falls back to `local`, this process's own buckets."""
+
+    def __init__(self, host: str | dict, prefix: str, local: AddressBuckets) -> None:
+        self.quota = RedisQuota("stored-bytes", host, prefix)
+        self.local = local
+        # Per address, least recently used first: what this process holds leased, and
+        # until when (monotonic) its bucket is known to be short.
+        self.leases: dict[str, float] = {}
+        self.short_until: dict[str, float] = {}
+        self.warned = float("-inf")
+
+    async def take(self, address: str, amount: float) -> bool:
+        if self.leases.get(address, 0.0) < amount:
+            now = time.monotonic()
+            if self.short_until.get(address, now) > now:
+                return False
+            try:
+                grant, wait = await self.lease(address, amount - self.leases.get(address, 0.0))
+            except (redis.RedisError, OSError):
+                if now - self.warned >= 60:
+                    self.warned = now
+                    logger.warning("stored bytes: Redis failed; counting per process", exc_info=True)
+                return self.local.take(address, amount)
+            if wait:
+                remember(self.short_until, address, time.monotonic() + wait)
+            # Read again: another take of the address may have changed it meanwhile.
+            remember(self.leases, address, self.leases.pop(address, 0.0) + grant)
+        held = self.leases.pop(address, 0.0)
+        taken = held >= amount
+        remember(self.leases, address, held - amount if taken else held)
+        return taken
+
+    async def lease(self, address: str, need: float) -> tuple[float, float]:
+        """(bytes granted, seconds the bucket stays short of `need` when none were)."""
+        answer = await self.quota.client().eval(
+            _LEASE,
+            1,
+            self.quota.key(address),
+            settings.CHAT_BYTES_PER_ADDRESS_BURST,
+            settings.CHAT_BYTES_PER_ADDRESS_SUSTAINED,
+            need,
+            settings.CHAT_BYTES_LEASE,
+        )
+        grant, wait = (answer.decode() if isinstance(answer, bytes) else answer).split()
+        return float(grant), float(wait)
+
+
+_stored_bytes: dict[tuple[str, str], RedisAddressBuckets] = {}
+
+
+def shared_bytes() -> RedisAddressBuckets | None:
+    """CHAT_BYTES_PER_ADDRESS_* in Redis when the channel layer is channels_redis (its
+    first host and prefix), falling back to `chat_bytes`; None: `chat_bytes` alone."""
+    return redis_clients.on_layer_redis(
+        _stored_bytes, lambda host, prefix: RedisAddressBuckets(host, prefix, chat_bytes)
+    )

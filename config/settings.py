@@ -436,7 +436,7 @@ CHAT_RATE_SUSTAINED = env.float("CHAT_RATE_SUSTAINED", 10)
 CHAT_BYTES_PER_ADDRESS_BURST = env.int("CHAT_BYTES_PER_ADDRESS_BURST", 2 * 1024 * 1024)
 CHAT_BYTES_PER_ADDRESS_SUSTAINED = env.int("CHAT_BYTES_PER_ADDRESS_SUSTAINED", 16 * 1024)
 # With Redis, what a process takes from an address's bucket at once beyond what a frame
-# needs, to spend without asking Redis again (chat/address_limits.py RedisBytes).
+# needs, to spend without asking Redis again (chat/ratelimit.py RedisAddressBuckets).
 CHAT_BYTES_LEASE = env.int("CHAT_BYTES_LEASE", 64 * 1024)
 # Most chat messages (or reactions) a process stores in one transaction (chat/batching.py).
 CHAT_WRITE_BATCH = env.int("CHAT_WRITE_BATCH", 200)

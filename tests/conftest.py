@@ -121,8 +121,7 @@ def fresh_chat_bytes():
     """What each address may store (CHAT_BYTES_PER_ADDRESS_*) is counted in the process
     (and leased from Redis with a Redis layer); each test starts with every address's
     bucket full and no lease."""
-    from chat.address_limits import _stored_bytes
-    from chat.ratelimit import chat_bytes
+    from chat.ratelimit import _stored_bytes, chat_bytes
 
     chat_bytes.buckets.clear()
     _stored_bytes.clear()

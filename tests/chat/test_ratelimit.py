@@ -9,12 +9,13 @@ import uuid
 import pytest
 
 from chat import address_limits, ratelimit, workers
-from chat.address_limits import LocalQuota, RedisBytes, RedisQuota, quota, room_creations
+from chat.address_limits import LocalQuota, RedisQuota, quota, room_creations
 from chat.errors import ProtocolError
 from chat.ratelimit import (
     AddressBuckets,
     Budget,
     JoinFailures,
+    RedisAddressBuckets,
     RedisJoinFailures,
     SlidingWindow,
     TokenBucket,
@@ -313,10 +314,10 @@ def bytes_settings(settings, burst: int, lease: int) -> None:
     settings.CHAT_BYTES_LEASE = lease
 
 
-def process_bytes(prefix: str, host=None) -> RedisBytes:
+def process_bytes(prefix: str, host=None) -> RedisAddressBuckets:
     """One process's view of the stored bytes: its Redis client, leases and own buckets."""
     local = AddressBuckets("CHAT_BYTES_PER_ADDRESS_BURST", "CHAT_BYTES_PER_ADDRESS_SUSTAINED")
-    return RedisBytes(host or redis_layer_host(REDIS_URL), prefix, local)
+    return RedisAddressBuckets(host or redis_layer_host(REDIS_URL), prefix, local)
 
 
 @pytest.mark.redis
