@@ -265,7 +265,7 @@ downloads_in_flight = Budget("DOWNLOADS_IN_FLIGHT_BYTES")
 
 # A token bucket in Redis, on Redis's clock: refill it, then grant at least `need` and
 # up to `need` + `extra` of what it holds, or nothing when it holds less than `need`
-# (a full bucket lends what a take asks beyond its size, as ratelimit.TokenBucket), with
+# (a full bucket lends what a take asks beyond its size, as TokenBucket does), with
 # the seconds until it will hold `need`. Returns "grant seconds".
 # KEYS[1]: the address's bucket; ARGV: burst, rate per second, need, extra.
 _LEASE = """
