@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from chat import batching, passwords, presence, protocol, selectors, services
 from chat.address_limits import address_joins, room_creations
 from chat.errors import CloseCode, ErrorCode, ProtocolError
-from chat.hub import Marks, hub, publish
+from chat.hub import deletion_events, hub, publish, publish_all
 from chat.oplog import error_event, event
 from chat.outbox import WRITABLE, WRITE_NOW, Outbox, add_backlog, large_reply_fits
 from chat.ratelimit import (
@@ -374,14 +374,7 @@ async def delete_message(conn: Connection, command: protocol.DeleteMessage) -> N
     step, after = await database(services.message_delete)(
         seat=seat, message_id=command.id, now=timezone.now()
     )
-    # The file of a file's message (files/signals.py) goes in the delete's place in the
-    # room's order, so no process tells of it before the delete.
-    marks: Marks = {"seq": step, "changes": command.id}
-    if after:
-        marks["then"] = protocol.encode(after[0])
-    await publish(seat.room_id, protocol.message_deleted_message(command.id), **marks)
-    for message in after[1:]:
-        await publish(seat.room_id, message)
+    await publish_all(deletion_events(seat.room_id, command.id, step, after))
 
 
 async def react(conn: Connection, command: protocol.React) -> None:

@@ -56,7 +56,7 @@ from django.conf import settings
 from chat import selectors
 from chat.batching import Batcher, PerLoopBatcher
 from chat.outbox import WRITE_NOW_MAX, Outbox, text_frame
-from chat.protocol import chat_message, encode
+from chat.protocol import chat_message, encode, message_deleted_message
 from chat.workers import on_database_thread
 
 logger = logging.getLogger(__name__)
@@ -658,6 +658,21 @@ async def publish_all(events: list[RoomEvent]) -> None:
 
 def room_event(room_id: uuid.UUID, message: dict, **marks: Unpack[Marks]) -> RoomEvent:
     return {"room": room_id.hex, "text": encode(message) if message else "", **marks}
+
+
+def deletion_events(
+    room_id: uuid.UUID, message_id: int, seq: int | None, after: list[dict]
+) -> list[RoomEvent]:
+    """A message's delete (a member's or an admin's) as room events: `MessageDeleted` in
+    the delete's place in the room's order (`seq`; None in a closed room), naming its
+    message should it come late, and carrying the first of `after` (a file's message:
+    its `FileDeleted`, files/signals.py) so that no process tells of that first; then
+    the rest of `after`."""
+    marks: Marks = {"seq": seq, "changes": message_id} if seq is not None else {}
+    if after:
+        marks["then"] = encode(after[0])
+    deleted = room_event(room_id, message_deleted_message(message_id), **marks)
+    return [deleted, *(room_event(room_id, message) for message in after[1:])]
 
 
 async def send_events(events: list[RoomEvent]) -> list[None]:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from chat import protocol, services
 from chat.errors import CloseCode, ErrorCode
-from chat.hub import Marks, publish
+from chat.hub import Marks, deletion_events, publish, publish_all
 from chat.models import Room
 from chat.oplog import event
 
@@ -68,12 +68,6 @@ def delete_messages(*, message_ids: list[int], actor: str) -> int:
     and a file's message takes its file with it (`FileDeleted`), as a member's delete does."""
     deleted = services.messages_delete(message_ids=message_ids, now=timezone.now())
     for room_id, message_id, seq, after in deleted:
-        # After the message, on every process; naming it, should it come late (chat/hub.py).
-        marks: Marks = {"seq": seq, "changes": message_id} if seq is not None else {}
-        if after:  # the file of a file's message (files/signals.py), in the delete's place
-            marks["then"] = protocol.encode(after[0])
-        tell(room_id, protocol.message_deleted_message(message_id), **marks)
-        for message in after[1:]:
-            tell(room_id, message)
+        async_to_sync(publish_all)(deletion_events(room_id, message_id, seq, after))
         event("moderation", action="delete_message", message=message_id, actor=actor)
     return len(deleted)
