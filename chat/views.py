@@ -37,8 +37,11 @@ def app_config(join_key: str) -> dict:
     # A share link asks for a password only when the room has one, and for the whole
     # link when a sealed room's secret is missing from the address.
     room = share_link_room(join_key) if join_key else {"has_password": None, "sealed": False}
-    # How long one's own messages stay editable (the page offers Edit only within it).
-    return {"join_key": join_key, "edit_window": settings.CHAT_EDIT_WINDOW, **room}
+    # How long one's own messages stay editable (the page offers Edit only within it), and
+    # how long a participant whose process died may hold its name (the presence sweep's
+    # worst case): a rejoin refused name_taken is retried that long, then given up.
+    ghost = settings.PRESENCE_TIMEOUT + settings.PRESENCE_HEARTBEAT
+    return {"join_key": join_key, "edit_window": settings.CHAT_EDIT_WINDOW, "ghost_seconds": ghost, **room}
 
 
 def index(request: HttpRequest, join_key: str = "") -> HttpResponse:

@@ -98,8 +98,8 @@ ALLOWED_MIME_TYPES = frozenset(
 # (CHAT_MAX_CONTENT).
 FILES_MAX_SIZE = 10 * 1024 * 1024
 CHAT_MAX_CONTENT = 65536
-# Rejoin refusals worth retrying: a ghost of the old connection may hold the name until
-# the server's presence sweep removes it.
+# Rejoin refusals worth retrying (until `reconnect_timeout`): name_taken, since the one
+# who took the name may be a ghost (its process died) until the presence sweep.
 RETRY_CODES = {"connection_failed", "connection_lost", "name_taken", "rate_limited", "server_error"}
 # Errors that answer a request without ending anything: the server was busy, or failed once.
 BUSY_CODES = ("rate_limited", "server_error")

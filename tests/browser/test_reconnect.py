@@ -117,3 +117,48 @@ def test_page_rejoins_after_the_server_process_is_killed(sealed, server_with, ne
     for page in (alice, bob):
         expect(page.locator("#messages li .text")).to_have_text(["first", "after the crash"])
     expect(bob.locator("#members li")).to_have_count(2)
+
+
+@pytest.mark.parametrize(("sealed", "password"), [(False, "pw"), (True, "")], ids=["standard", "sealed"])
+def test_a_page_whose_name_was_taken_while_away_asks_for_another(sealed, password, server_with, new_page):
+    """Alice's seat was swept while her page was offline, and Carol joined as "Alice".
+    The page's rejoin is refused name_taken: retried while a ghost could hold the name
+    (PRESENCE_TIMEOUT + PRESENCE_HEARTBEAT), then the page goes back to its join form,
+    filled in as before, to pick another name."""
+    server = server_with(PRESENCE_HEARTBEAT="0.5", PRESENCE_TIMEOUT="2")
+    alice = new_page(server.http)
+    link = create_room(alice, "Crowded", "Alice", password=password, sealed=sealed)
+    alice.context.set_offline(True)
+    code = "from django.utils import timezone\nfrom chat.models import Participant\n"
+    code += "Participant.objects.filter(name='Alice').update(left_at=timezone.now())"
+    manage(server.env, "shell", "-c", code)
+    with PythonClient(server.url) as carol:
+        if sealed:
+            carol.join_sealed(link, "Alice")
+        else:
+            carol.join(join_key_of(link), "Alice", password)
+        alice.context.set_offline(False)
+
+        expect(alice.locator("#join-name-error")).to_have_text(
+            "Pick another name to join the room again.", timeout=20_000
+        )
+        expect(alice.locator("#room")).to_be_hidden()
+        taken = "Someone else in the room now uses the name Alice."
+        expect(alice.locator("#lobby-error")).to_have_text(taken)
+        rejoins = [frame for frame in alice.frames_sent if frame.get("participant_token")]
+        assert len(rejoins) >= 2, "the refusal was retried while a ghost could hold the name"
+        form = alice.locator("#join-form")
+        expect(form.get_by_label("Join key")).to_have_value(link)
+        expect(form.get_by_label("Password")).to_have_value(password)
+        expect(form.get_by_label("Your name")).to_be_focused()
+        expect(form.get_by_label("Your name")).to_have_value("Alice")
+
+        form.get_by_label("Your name").fill("Alice again")
+        form.get_by_role("button", name="Join room").click()
+        expect(alice.locator("#room-name")).to_have_text("Crowded")
+        carol.expect("ParticipantJoined", name="Alice again")
+        if sealed:
+            carol.say_sealed({"t": "text", "body": "hello, other Alice"})
+        else:
+            carol.say("hello, other Alice")
+        expect(alice.locator("#messages li .text")).to_have_text(["hello, other Alice"])

@@ -62,6 +62,7 @@ class CuttableProxy:
         self.port = 0
         self.server: asyncio.Server | None = None
         self.writers: list[asyncio.StreamWriter] = []
+        self.connections = 0  # opened through the proxy so far
 
     @property
     def url(self) -> str:
@@ -78,6 +79,7 @@ class CuttableProxy:
         self.writers.clear()
 
     async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self.writers += [writer, up_writer]
         await asyncio.gather(self.copy(reader, up_writer), self.copy(up_reader, writer))

@@ -119,6 +119,33 @@ async def test_a_seat_swept_while_its_socket_lived_comes_back_by_itself(env, cli
     await asyncio.to_thread(manage, env, "shell", "-c", seats)
 
 
+async def test_a_name_taken_while_away_ends_the_stream_once_reconnecting_times_out(server):
+    """Bob's connection dropped and Carol joined as "Bob" meanwhile: his rejoin is refused
+    `name_taken`, tried again (a ghost might have held the name) until `reconnect_timeout`,
+    and then the stream ends with that code instead of reconnecting for ever."""
+    proxy = CuttableProxy(server.port)
+    await proxy.start()
+    alice = await ChatClient.connect(server.url)
+    bob = await ChatClient.connect(proxy.url, reconnect_timeout=2)
+    carol = await ChatClient.connect(server.url)
+    try:
+        room = await alice.create_room("Taken", owner_name="Alice")
+        await bob.join_room(room.join_key, "Bob")
+        await proxy.cut()
+        assert await next_of(alice, Left) == Left("Bob")
+        await carol.join_room(room.join_key, "Bob")
+        await proxy.start()
+        assert await next_of(bob, Reconnecting) == Reconnecting(1006)
+        with pytest.raises(ConnectionLost) as ended:
+            while True:
+                await asyncio.wait_for(bob.next_event(), 10)
+        assert ended.value.code == "name_taken"
+        assert proxy.connections >= 3, "the refusal was tried again before giving up"
+    finally:
+        for client in (alice, bob, carol):
+            await client.close()
+
+
 async def test_a_rejoin_whose_members_a_busy_server_refuses_is_back_all_the_same(env, servers):
     """A busy server answers GetMembers `rate_limited` (docs/protocol-notes.md; here every
     time, READS_PER_MINUTE=0). The rejoin's GetMembers only marks the end of its History:

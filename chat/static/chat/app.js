@@ -55,6 +55,8 @@ const state = {
   pending: null, // "create" | "join" while the lobby waits for its answer
   rejoining: false,
   rejoinAttempts: 0,
+  // When a rejoin was first refused name_taken (rejoinFailed).
+  nameTakenSince: null,
   // Our chat messages not yet sent back by the server, by content (the random nonce makes
   // each ciphertext unique, and chatclient matches the same way): {text, replyTo, item,
   // sent, card}, in the order typed; `card`: a sealed room's file card (text null).
@@ -368,6 +370,7 @@ function exitRoom(reason = "") {
   setLocked(null);
   askForWholeLink();
   state.rejoining = false;
+  state.nameTakenSince = null;
   stopCatchUp();
   state.outbox = new Map();
   clearTimeout(state.chatHeld);
@@ -912,7 +915,13 @@ function rejoinAfresh(request) {
 }
 
 function rejoinFailed(error) {
-  // A dropped connection may still hold our name for a moment: keep trying.
+  // Someone else holds our name. Perhaps a participant whose process died, until the
+  // presence sweep frees it (config.ghost_seconds at most): retried that long, and then
+  // the person picks another name.
+  if (error.code === "name_taken") {
+    state.nameTakenSince ??= Date.now();
+    if (Date.now() - state.nameTakenSince >= config.ghost_seconds * 1000) return nameLost();
+  }
   if (error.code === "name_taken" || error.code === "rate_limited" || error.code === "server_error") {
     state.rejoinAttempts += 1;
     const wait = backoff(state.rejoinAttempts, 1000, 15_000);
@@ -921,6 +930,18 @@ function rejoinFailed(error) {
     return;
   }
   exitRoom(humanError(error));
+}
+
+// Back to the join form, filled in as the room was joined, with the name to change.
+function nameLost() {
+  const { name, password } = state.room;
+  const link = $("share-link").value;
+  exitRoom(`Someone else in the room now uses the name ${name}.`);
+  if (!config.join_key) $("join-key").value = link;
+  $("join-password").value = password || "";
+  $("join-name").value = name;
+  showError("join-name-error", "Pick another name to join the room again.");
+  $("join-name").focus();
 }
 
 // An Error answers the oldest frame of ours not answered yet (requests.js), and is shown
@@ -962,6 +983,7 @@ const HANDLERS = {
       if (!(state.room && state.rejoining)) return;
       state.rejoining = false;
       state.rejoinAttempts = 0;
+      state.nameTakenSince = null;
       state.room.name = m.name;
       state.room.participantToken = m.participant_token ?? state.room.participantToken;
       setMembers(m.participants);
