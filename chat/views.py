@@ -40,8 +40,15 @@ def app_config(join_key: str) -> dict:
     # How long one's own messages stay editable (the page offers Edit only within it), and
     # how long a participant whose process died may hold its name (the presence sweep's
     # worst case): a rejoin refused name_taken is retried that long, then given up.
+    # How many messages a join's History holds at most: fewer, and nothing is older.
     ghost = settings.PRESENCE_TIMEOUT + settings.PRESENCE_HEARTBEAT
-    return {"join_key": join_key, "edit_window": settings.CHAT_EDIT_WINDOW, "ghost_seconds": ghost, **room}
+    return {
+        "join_key": join_key,
+        "edit_window": settings.CHAT_EDIT_WINDOW,
+        "ghost_seconds": ghost,
+        "history_limit": settings.CHAT_HISTORY_LIMIT,
+        **room,
+    }
 
 
 def index(request: HttpRequest, join_key: str = "") -> HttpResponse:

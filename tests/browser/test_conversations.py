@@ -527,6 +527,36 @@ def test_mentions_complete_highlight_and_notify(width, server, new_page):
     assert alice.console_errors == [] and bob.console_errors == []
 
 
+def test_the_start_of_the_room_shows_at_once_when_nothing_is_older(server_with, new_page):
+    """A new room, and a join whose History holds fewer than CHAT_HISTORY_LIMIT messages
+    (or none: it is left out), have nothing older to load: the page shows the start of
+    the room and asks for no older page. A History of the whole limit may have more
+    behind it: the button stays, and an empty page then shows the start."""
+    server = server_with(CHAT_HISTORY_LIMIT="3")
+    alice = new_page(server.http)
+    link = create_room(alice, "Short", "Alice")
+    bob = new_page(link)
+    join_room(bob, "Bob")  # an empty room: no History
+    say(alice, "one")
+    say(alice, "two")
+    carol = new_page(link)
+    join_room(carol, "Carol")  # a History of two
+    expect(carol.locator("#messages li.message .text")).to_have_text(["one", "two"])
+    for page in (alice, bob, carol):
+        expect(page.locator("#history-start")).to_have_text("Start of the room")
+        expect(page.get_by_role("button", name="Load older messages")).to_be_hidden()
+        page.locator("#messages").evaluate("list => { list.scrollTop = 0; }")
+
+    say(alice, "three")
+    dave = new_page(link)
+    join_room(dave, "Dave")  # a History of three, the limit
+    expect(dave.locator("#messages li.message .text")).to_have_text(["one", "two", "three"])
+    expect(dave.locator("#history-start")).to_be_hidden()
+    activate(dave, dave.get_by_role("button", name="Load older messages"))
+    expect(dave.locator("#history-start")).to_be_visible()
+    assert [len(frames(page, "GetHistory")) for page in (alice, bob, carol, dave)] == [0, 0, 0, 1]
+
+
 def test_older_history_loads_on_request_and_for_a_quoted_message(width, server_with, new_page):
     server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="200")
     thread = ClientThread()

@@ -88,7 +88,8 @@ def test_previews_come_for_images_in_view_a_few_at_a_time_and_a_refused_one_agai
 
 
 def test_a_refused_older_page_is_not_asked_again_by_scrolling_at_once(server_with, new_page):
-    server = server_with(CHAT_RATE_BURST="100")
+    # A History of the whole limit, so that older pages may be asked for.
+    server = server_with(CHAT_RATE_BURST="100", CHAT_HISTORY_LIMIT="60")
     alice = new_page(server.http)
     link = create_room(alice, "Long", "Alice")
     with PythonClient(server.url) as bob:

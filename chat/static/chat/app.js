@@ -50,6 +50,7 @@ const state = {
   olderHeld: null, // the timer while older pages wait after one refused for its rate
   olderRetries: 0,
   historyStart: false, // an empty older page came: nothing is older
+  joinHistoryDue: false, // a join's RoomJoined came: its History (if any) is next
   seeking: null, // the id a reply's quote was clicked for, while older pages come
   members: [],
   pending: null, // "create" | "join" while the lobby waits for its answer
@@ -371,6 +372,7 @@ function exitRoom(reason = "") {
   askForWholeLink();
   state.rejoining = false;
   state.nameTakenSince = null;
+  state.joinHistoryDue = false;
   stopCatchUp();
   state.outbox = new Map();
   clearTimeout(state.chatHeld);
@@ -974,11 +976,12 @@ function onError(error) {
 }
 
 const HANDLERS = {
-  RoomCreated: (m) => {
+  RoomCreated: async (m) => {
     requests.answered("CreateRoom");
-    return enterRoom(m, m.owner_token);
+    await enterRoom(m, m.owner_token);
+    if (state.room) reachedStart(); // a new room: nothing is older than what comes
   },
-  RoomJoined: (m) => {
+  RoomJoined: async (m) => {
     if (requests.answered("JoinRoom")?.context === "rejoin") {
       if (!(state.room && state.rejoining)) return;
       state.rejoining = false;
@@ -993,7 +996,8 @@ const HANDLERS = {
       // (frames are answered in order).
       return catchUp();
     }
-    return enterRoom(m, state.draft?.ownerToken ?? null);
+    await enterRoom(m, state.draft?.ownerToken ?? null);
+    state.joinHistoryDue = Boolean(state.room);
   },
   // The join's (or a rejoin's) History, or a page of older messages (`before`).
   History: async (m) => {
@@ -1087,7 +1091,21 @@ async function messageEdited(m) {
 let inbox = Promise.resolve();
 
 function onMessage(message) {
-  inbox = inbox.then(() => HANDLERS[message.type]?.(message)).catch((error) => console.error(error));
+  inbox = inbox
+    .then(() => {
+      joinHistoryCame(message);
+      return HANDLERS[message.type]?.(message);
+    })
+    .catch((error) => console.error(error));
+}
+
+// The frame right behind a join's RoomJoined. Its History holds the newest
+// CHAT_HISTORY_LIMIT messages, and is left out when there are none: fewer, or none,
+// and the page shows the start of the room instead of a button for older ones.
+function joinHistoryCame(message) {
+  if (!state.joinHistoryDue) return;
+  state.joinHistoryDue = false;
+  if (!(message.type === "History" && message.messages.length >= config.history_limit)) reachedStart();
 }
 
 // The lobby's buttons come disabled in the page, so that no form is sent natively (as a
