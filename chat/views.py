@@ -41,12 +41,14 @@ def app_config(join_key: str) -> dict:
     # how long a participant whose process died may hold its name (the presence sweep's
     # worst case): a rejoin refused name_taken is retried that long, then given up.
     # How many messages a join's History holds at most: fewer, and nothing is older.
+    # How often the page asks for the whole member list again (MEMBERS_REFRESH).
     ghost = settings.PRESENCE_TIMEOUT + settings.PRESENCE_HEARTBEAT
     return {
         "join_key": join_key,
         "edit_window": settings.CHAT_EDIT_WINDOW,
         "ghost_seconds": ghost,
         "history_limit": settings.CHAT_HISTORY_LIMIT,
+        "members_refresh": settings.MEMBERS_REFRESH,
         **room,
     }
 

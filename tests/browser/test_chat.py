@@ -18,6 +18,7 @@ from tests.browser.pages import (
     join_room,
     say,
     stored_contents,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -136,3 +137,44 @@ def test_python_client_and_page_read_each_other(server, new_page):
         expect(undecryptable).to_have_text("This message could not be decrypted.")
         expect(alice.locator("#messages")).not_to_contain_text(garbage)
     expect_members(alice, "Alice (you)")
+
+
+def test_a_presence_event_lost_on_the_way_is_mended_by_the_next_member_list(server_with, new_page):
+    """A ParticipantJoined that never reaches the page (as when the site's Redis restarts
+    between processes; here the page's socket drops it) leaves its member list short
+    only until the page asks for the whole list again, every MEMBERS_REFRESH seconds."""
+    server = server_with(MEMBERS_REFRESH="1", READS_PER_MINUTE="2")
+    alice = new_page(server.http)
+    dropped: list[str] = []
+
+    def route(page_side):
+        server_side = page_side.connect_to_server()
+        page_side.on_message(server_side.send)
+
+        def to_page(message):
+            frame = json.loads(message)
+            if frame["type"] == "ParticipantJoined":
+                return dropped.append(frame["name"])
+            page_side.send(message)
+
+        server_side.on_message(to_page)
+
+    alice.route_web_socket(re.compile(r"/ws/"), route)
+    alice.reload()
+    link = create_room(alice, "Drift", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        expect_members(alice, "Alice (you)", "Bob")
+        assert dropped == ["Bob"]
+        asks = [frame for frame in alice.frames_sent if frame["type"] == "GetMembers"]
+        assert asks, "the page asked for the member list"
+    # Bob's ParticipantLeft reaches the page (only joins are dropped).
+    expect_members(alice, "Alice (you)")
+
+    # Past READS_PER_MINUTE an ask is refused: the page says nothing and asks again later.
+    def refused() -> int:
+        return sum(frame.get("code") == "rate_limited" for frame in alice.frames_received)
+
+    wait_until(alice, lambda: refused() >= 2, "two refused asks")
+    assert {error.text_content() for error in alice.locator(".error").all()} == {""}
+    assert alice.console_errors == []

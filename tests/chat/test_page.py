@@ -47,6 +47,7 @@ def test_page_config_offers_only_the_file_types_the_server_accepts(client, setti
         "edit_window": 600,  # Edit is offered on one's own messages for this long
         "ghost_seconds": 60.0,  # a rejoin's name_taken is retried this long
         "history_limit": 100,  # a join's History of fewer: nothing older to load
+        "members_refresh": 300.0,  # the page asks for the member list again this often
         "files_max_size": 1234,
         "files_allowed_mime_types": ["image/png", "text/plain"],
         "files_extensions": {"image/png": [".png"], "text/plain": [".txt"]},  # for sealed files

@@ -51,6 +51,7 @@ const state = {
   olderRetries: 0,
   historyStart: false, // an empty older page came: nothing is older
   joinHistoryDue: false, // a join's RoomJoined came: its History (if any) is next
+  membersTimer: null, // until the member list is asked for again (listMembers)
   seeking: null, // the id a reply's quote was clicked for, while older pages come
   members: [],
   pending: null, // "create" | "join" while the lobby waits for its answer
@@ -276,7 +277,7 @@ async function enterRoom(message, ownerToken) {
   $("room-name").textContent = info.name;
   $("room-description").textContent = info.description;
   unread.enter(info);
-  setMembers(message.participants ?? [room.name]);
+  listMembers(message.participants ?? [room.name]);
   $("share").hidden = !ownerToken;
   const link = shareLinkOf(room);
   $("share-link").value = link;
@@ -373,6 +374,7 @@ function exitRoom(reason = "") {
   state.rejoining = false;
   state.nameTakenSince = null;
   state.joinHistoryDue = false;
+  clearTimeout(state.membersTimer);
   stopCatchUp();
   state.outbox = new Map();
   clearTimeout(state.chatHeld);
@@ -386,6 +388,25 @@ function exitRoom(reason = "") {
   showError("lobby-error", reason);
   setStatus(reason ? "" : "You left the room.");
   (config.join_key ? $("join-name") : $("create-name")).focus();
+}
+
+// The room's whole member list (RoomCreated, RoomJoined, Members). It is asked for again
+// after config.members_refresh seconds (drawn from 0.75 to 1.25 times that, so that
+// pages do not ask together): a ParticipantJoined or ParticipantLeft lost on the
+// server's bus (its Redis restarted) leaves the list wrong that long at most.
+function listMembers(names) {
+  setMembers(names);
+  askMembersLater(config.members_refresh * 1000 * (0.75 + Math.random() / 2));
+}
+
+// Only while the page is shown, in the room and connected; else, or refused, a little later.
+function askMembersLater(wait = Math.min(15_000, config.members_refresh * 1000)) {
+  clearTimeout(state.membersTimer);
+  state.membersTimer = setTimeout(() => {
+    if (!state.room) return;
+    const shown = document.visibilityState !== "hidden";
+    if (!(shown && !state.rejoining && send({ type: "GetMembers" }, "members"))) askMembersLater();
+  }, wait);
 }
 
 function setMembers(names) {
@@ -962,6 +983,7 @@ function onError(error) {
     return showError(errorPlace(context, error), humanError(error));
   }
   if (context === "rejoin") return state.rejoining && state.room && rejoinFailed(error);
+  if (context === "members") return askMembersLater(); // refused for its rate, say
   if (error.code === "not_in_room" && state.room) return rejoinAfresh(request);
   if (files.handleError(error, request)) return;
   if (context === "chat") return chatRefused(request, error);
@@ -989,7 +1011,7 @@ const HANDLERS = {
       state.nameTakenSince = null;
       state.room.name = m.name;
       state.room.participantToken = m.participant_token ?? state.room.participantToken;
-      setMembers(m.participants);
+      listMembers(m.participants);
       setStatus(`Reconnected to ${m.room_info.name}.`);
       files.resume();
       // The History, if any, comes before the answer to the catch-up's first GetHistory
@@ -1032,7 +1054,7 @@ const HANDLERS = {
   },
   Members: (m) => {
     requests.answered("GetMembers");
-    if (state.room) setMembers(m.participants);
+    if (state.room) listMembers(m.participants);
   },
   MessageDeleted: (m) => {
     requests.answered("DeleteMessage", (frame) => frame.id === m.id);
