@@ -37,17 +37,16 @@ def app_config(join_key: str) -> dict:
     # A share link asks for a password only when the room has one, and for the whole
     # link when a sealed room's secret is missing from the address.
     room = share_link_room(join_key) if join_key else {"has_password": None, "sealed": False}
-    # How long one's own messages stay editable (the page offers Edit only within it), and
-    # how long a participant whose process died may hold its name (the presence sweep's
-    # worst case): a rejoin refused name_taken is retried that long, then given up.
-    # How many messages a join's History holds at most: fewer, and nothing is older.
-    # How often the page asks for the whole member list again (MEMBERS_REFRESH).
-    ghost = settings.PRESENCE_TIMEOUT + settings.PRESENCE_HEARTBEAT
     return {
         "join_key": join_key,
+        # How long one's own messages stay editable (the page offers Edit only within it).
         "edit_window": settings.CHAT_EDIT_WINDOW,
-        "ghost_seconds": ghost,
+        # How long a participant whose process died may hold its name (the presence
+        # sweep's worst case): a rejoin refused name_taken is retried that long.
+        "ghost_seconds": settings.PRESENCE_TIMEOUT + settings.PRESENCE_HEARTBEAT,
+        # The most messages a join's History holds: fewer, and nothing is older.
         "history_limit": settings.CHAT_HISTORY_LIMIT,
+        # How often the page asks for the whole member list again (0: never).
         "members_refresh": settings.MEMBERS_REFRESH,
         **room,
     }

@@ -418,7 +418,7 @@ CHAT_MAX_CONTENT = env.int("CHAT_MAX_CONTENT", 65536)
 CHAT_EDIT_WINDOW = env.int("CHAT_EDIT_WINDOW", 86400)
 # Seconds between the browser page's asks for the room's whole member list (GetMembers,
 # one of READS_PER_MINUTE), while it is shown: a ParticipantJoined or ParticipantLeft
-# lost on the bus (its Redis restarted) is mended by the next.
+# lost on the bus (its Redis restarted) is mended by the next. 0: never asked again.
 MEMBERS_REFRESH = env.float("MEMBERS_REFRESH", 300)
 # Distinct emoji one message may hold (PROTOCOL.md, Conversations).
 REACTIONS_PER_MESSAGE = env.int("REACTIONS_PER_MESSAGE", 20)

@@ -178,3 +178,11 @@ def test_a_presence_event_lost_on_the_way_is_mended_by_the_next_member_list(serv
     wait_until(alice, lambda: refused() >= 2, "two refused asks")
     assert {error.text_content() for error in alice.locator(".error").all()} == {""}
     assert alice.console_errors == []
+
+
+def test_members_refresh_0_asks_for_no_member_list(server_with, new_page):
+    server = server_with(MEMBERS_REFRESH="0")
+    alice = new_page(server.http)
+    create_room(alice, "Quiet", "Alice")
+    alice.wait_for_timeout(2500)  # past the shortest wait the page would take (1 s)
+    assert [frame for frame in alice.frames_sent if frame["type"] == "GetMembers"] == []

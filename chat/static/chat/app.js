@@ -392,21 +392,23 @@ function exitRoom(reason = "") {
 
 // The room's whole member list (RoomCreated, RoomJoined, Members). It is asked for again
 // after config.members_refresh seconds (drawn from 0.75 to 1.25 times that, so that
-// pages do not ask together): a ParticipantJoined or ParticipantLeft lost on the
-// server's bus (its Redis restarted) leaves the list wrong that long at most.
+// pages do not ask together; 0: never): a ParticipantJoined or ParticipantLeft lost on
+// the server's bus (its Redis restarted) leaves the list wrong that long at most.
 function listMembers(names) {
   setMembers(names);
   askMembersLater(config.members_refresh * 1000 * (0.75 + Math.random() / 2));
 }
 
-// Only while the page is shown, in the room and connected; else, or refused, a little later.
+// Only while the page is shown, in the room and connected; else, or refused, a little
+// later (never sooner than a second).
 function askMembersLater(wait = Math.min(15_000, config.members_refresh * 1000)) {
   clearTimeout(state.membersTimer);
+  if (!(config.members_refresh > 0)) return;
   state.membersTimer = setTimeout(() => {
     if (!state.room) return;
     const shown = document.visibilityState !== "hidden";
     if (!(shown && !state.rejoining && send({ type: "GetMembers" }, "members"))) askMembersLater();
-  }, wait);
+  }, Math.max(1000, wait));
 }
 
 function setMembers(names) {
