@@ -133,6 +133,7 @@ class _Seat:
     # has let this seat in, so a refused join changes nothing of the room the client is in.
     secret: bytes | None = None
     owner_token: str | None = None
+    resuming: bool = False  # joined with a participant token: its name comes back by casefold
 
 
 @dataclass(slots=True)
@@ -335,7 +336,8 @@ class ChatClient:
         secret = new_room_secret() if sealed else None
         if secret is not None:
             frame |= {"sealed": True, "key_check": SealedKeys.from_secret(secret).key_check}
-        return await self._enter_room(_Seat("", "", password, secret), frame, "RoomCreated")
+        seat = _Seat("", owner_name if owner_name is not None else "Owner", password, secret)
+        return await self._enter_room(seat, frame, "RoomCreated")
 
     async def join_room(
         self,
@@ -367,7 +369,7 @@ class ChatClient:
             frame["participant_token"] = participant_token
         if owner_token:
             frame["owner_token"] = owner_token
-        seat = _Seat(join_key, name, password, secret, owner_token or None)
+        seat = _Seat(join_key, name, password, secret, owner_token or None, bool(participant_token))
         room = await self._enter_room(seat, frame, "RoomJoined")
         if room.sealed and secret is not None and self._sealed is None:
             await self.leave()
@@ -390,6 +392,10 @@ class ChatClient:
         self._joining = seat  # the reader takes it up with the reply, before any History
         try:
             await self._request([frame], lambda reply: reply["type"] == reply_type, _nothing)
+        except ChatError as exc:
+            if exc.code == "server_tampered":
+                await self._send([{"type": "LeaveRoom"}])  # seated there, but not here
+            raise
         finally:
             self._joining = None
         return self._current_room()
@@ -801,6 +807,11 @@ class ChatClient:
                         ChatError("invalid_frame", f"Unreadable {kind} from the server: {exc!r}")
                     )
                     return
+                except ChatError as exc:  # server_tampered: the join that asked fails with it
+                    if self._joining is None:
+                        return  # nobody asked: the frame is ignored
+                    self._fail_pending(exc)
+                    return
             if kind == "History" and "before" in frame:
                 self._answer(frame)  # a page `history()` asked for: its caller's, not an event
                 return
@@ -841,6 +852,7 @@ class ChatClient:
         info = frame["room_info"]
         room = RoomInfo.from_wire(info, self._share_link(info["join_key"], seat.secret))
         key = frame["encryption_key"]
+        name = self._check_answer(frame, seat, room)
         sealed = None
         if room.sealed and seat.secret is not None:
             keys = SealedKeys.from_secret(seat.secret)
@@ -848,9 +860,6 @@ class ChatClient:
             sealed = keys if keys.key_check == room.key_check else None
         if frame["type"] == "RoomCreated":
             seat = _Seat(room.join_key, room.owner, seat.password, seat.secret, frame["owner_token"])
-        # The name the server stored (RoomCreated and RoomJoined say it): the `sender` of
-        # this client's messages, which a sealed room's messages are bound to.
-        name = frame.get("name") or unicodedata.normalize("NFC", seat.name).strip()
         self.room, self._key, self._sealed, self.name = room, key, sealed, name
         self.owner_token = seat.owner_token
         self.participant_token = frame.get("participant_token")
@@ -860,6 +869,30 @@ class ChatClient:
             self._seen = set()
             self._senders = {}
         self._seat, self._joining = seat, None
+
+    def _check_answer(self, frame: dict[str, Any], seat: _Seat, room: RoomInfo) -> str:
+        """The name this client's messages go out under (the `sender` a sealed room's
+        messages are bound to), once the server's answer to a join is found to be what
+        was asked for. A server that could read a sealed room only by answering it as a
+        standard one, or make this client speak under another name, is refused
+        (`ChatError` `server_tampered`): nothing is sent under what it answered."""
+        if seat.secret is not None and not (room.sealed and frame["encryption_key"] is None):
+            raise ChatError("server_tampered", "The server answered as if this sealed room were not sealed.")
+        name = frame.get("name")
+        before = self.room
+        if self._joining is None and before is not None:  # a rejoin: the same room, the same name
+            same = (room.id, room.sealed, room.key_check) == (before.id, before.sealed, before.key_check)
+            if not same or self.name is None or name not in (None, self.name):
+                raise ChatError("server_tampered", "The server rejoined this client to another room or name.")
+            return self.name
+        asked = _clean_name(seat.name)
+        if name is None:
+            return asked
+        # A participant token comes back under the name it was given, compared by casefold.
+        fold = str.casefold if seat.resuming else str
+        if not isinstance(name, str) or fold(name) != fold(asked):
+            raise ChatError("server_tampered", f"The server gave this client another name ({name!r}).")
+        return name
 
     def _event(self, frame: dict[str, Any]) -> Event | None:
         kind = frame["type"]
@@ -994,7 +1027,11 @@ class ChatClient:
         if reply["type"] != "RoomJoined":
             await ws.close()
             raise ChatError(reply.get("code", "invalid_frame"), reply.get("message", "Rejoining failed."))
-        self._enter(reply)
+        try:
+            self._enter(reply)
+        except ChatError:  # server_tampered: nothing more is sent on this connection
+            await ws.close()
+            raise
         # Read up to the reply to a GetMembers, so that the History (if any) is handled
         # before a request that the drop interrupted is sent again. The list itself is not
         # needed: an Error in its place (a busy server's rate_limited, a server_error)
@@ -1073,14 +1110,34 @@ def _base_type(mime_type: str) -> str:
     return mime_type.split(";")[0].strip().lower()
 
 
+# A card's file id (it goes into a URL) and its key, standard base64 of AES-256's 32 bytes.
+CARD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+CARD_KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+
+
 def _is_card(payload: dict[str, Any], allowed: frozenset[str]) -> bool:
     """A file card as PROTOCOL.md has it, with a type the client would ever open."""
     strings = ("id", "name", "mime_type", "sha256", "key")
     return (
         all(isinstance(payload.get(field), str) for field in strings)
-        and isinstance(payload.get("size"), int)
+        and type(payload.get("size")) is int
+        and payload["size"] >= 0
+        and CARD_ID.fullmatch(payload["id"]) is not None
+        and CARD_KEY.fullmatch(payload["key"]) is not None
         and _base_type(payload["mime_type"]) in allowed
     )
+
+
+# Unicode's White_Space property: what the server trims names of (PROTOCOL.md).
+WHITE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def _clean_name(name: str) -> str:
+    """A name as the server stores it: NFC, trimmed of white space (PROTOCOL.md)."""
+    return unicodedata.normalize("NFC", name).strip(WHITE_SPACE)
 
 
 def _same_id(one: str, other: str) -> bool:

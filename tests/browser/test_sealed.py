@@ -217,12 +217,15 @@ def test_hostile_cards_are_never_opened(server, new_page):
             card,
             card | {"name": "x.html", "mime_type": "text/html; charset=utf-8"},
             card | {"name": "x.png", "mime_type": "image/png", "id": "../../admin/"},
+            # AES-128's key: WebCrypto would take it; PROTOCOL.md's file_key is 32 bytes.
+            card
+            | {"name": "short.png", "mime_type": "image/png", "key": base64.b64encode(bytes(16)).decode()},
             card | {"name": "small.png", "mime_type": "image/png", "size": 3},
             {"t": "poll", "question": "?"},
         ):
             mallory.say_sealed(lie)
     texts = alice.locator("#messages li .text")
-    expect(texts).to_have_text(["(unsupported message)"] * 3 + ["File: small.png", "(unsupported message)"])
+    expect(texts).to_have_text(["(unsupported message)"] * 4 + ["File: small.png", "(unsupported message)"])
     lying = file_items(alice)
     expect(lying.locator(".file-note")).to_have_text(
         "small.png does not match what was shared: it was refused and nothing was saved."

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -94,6 +95,57 @@ class CuttableProxy:
             pass
         finally:
             writer.close()
+
+
+class TamperingProxy:
+    """A WebSocket proxy to the real server that passes every frame through, each of the
+    server's through `rewrite(frame, connection)` (`connection`: 0 for the first socket
+    opened through it, 1 for the next...): what a hostile server could answer instead."""
+
+    def __init__(self, target: str, rewrite: Callable[[dict, int], dict]) -> None:
+        self.target = target.removesuffix("/ws/")
+        self.rewrite = rewrite
+        self.url = ""
+        self.sockets: list[ServerConnection] = []
+        self.sent: list[dict] = []  # what the clients sent, in order
+
+    async def relay(self, websocket: ServerConnection) -> None:
+        connection = len(self.sockets)
+        self.sockets.append(websocket)
+        async with connect(self.target + websocket.request.path, compression=None) as upstream:
+
+            async def up() -> None:
+                async for raw in websocket:
+                    self.sent.append(json.loads(raw))
+                    await upstream.send(raw)
+
+            async def down() -> None:
+                async for raw in upstream:
+                    await websocket.send(json.dumps(self.rewrite(json.loads(raw), connection)))
+
+            # Either side closing ends both.
+            ways = [asyncio.create_task(way()) for way in (up, down)]
+            await asyncio.wait(ways, return_when=asyncio.FIRST_COMPLETED)
+            for way in ways:
+                way.cancel()
+            await asyncio.gather(*ways, return_exceptions=True)
+            await websocket.close()
+
+    async def cut(self) -> None:
+        """Drop every client socket open through the proxy (they reconnect through it)."""
+        for websocket in self.sockets:
+            await websocket.close(1012)
+
+
+@asynccontextmanager
+async def tampering_proxy(target: str, rewrite: Callable[[dict, int], dict]) -> AsyncIterator[TamperingProxy]:
+    proxy = TamperingProxy(target, rewrite)
+    async with serve(proxy.relay, "127.0.0.1", 0, compression=None) as server:
+        proxy.url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws/"
+        try:
+            yield proxy
+        finally:
+            await proxy.cut()  # the server's close waits for its connections
 
 
 # A scripted stand-in for a server, for what a real one cannot be made to do on cue.

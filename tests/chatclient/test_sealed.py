@@ -11,10 +11,22 @@ import sqlite3
 
 import pytest
 
-from chatclient import ChatClient, ChatError, FileShared, History, Message, Reconnected, RoomInfo
+from chatclient import (
+    ChatClient,
+    ChatError,
+    ConnectionLost,
+    FileShared,
+    History,
+    Joined,
+    Left,
+    Message,
+    Reconnected,
+    Reconnecting,
+    RoomInfo,
+)
 from chatclient.client import affinity_hint
 from chatclient.crypto import LinkError, SealedKeys, link_fragment, new_room_secret, secret_from_link
-from tests.chatclient.conftest import CuttableProxy, FakeRoom, fake_server, next_of
+from tests.chatclient.conftest import CuttableProxy, FakeRoom, fake_server, next_of, tampering_proxy
 from tests.e2e.servers import manage
 
 pytestmark = pytest.mark.e2e
@@ -230,7 +242,10 @@ async def test_text_with_a_fragment_that_is_no_share_link_is_refused_and_nothing
         assert room.frames == [] and room.paths == ["/ws/"] * 4
         for link in (f"https://host/rooms/AbCdEf/#{secret}", f"host/rooms/AbCdEf#{secret}"):
             client = await ChatClient.connect(url, room=link)
-            await client.join_room(link, "Bob")
+            # The fake server's room is a standard one, which a sealed room's link refuses.
+            with pytest.raises(ChatError) as answered:
+                await client.join_room(link, "Bob")
+            assert answered.value.code == "server_tampered"
             await client.close()
     assert [frame["join_key"] for frame in room.sent("JoinRoom")] == ["AbCdEf", "AbCdEf"]
     assert room.paths[4:] == [f"/ws/?room={affinity_hint('AbCdEf')}"] * 2
@@ -258,3 +273,101 @@ async def test_a_refused_join_keeps_the_sealed_room_the_client_is_in(clients, se
     sent = await ann.send("still mine")
     got = await next_of(bob, Message)
     assert (got.id, got.sender, got.text) == (sent.id, "Ann", "still mine")
+
+
+# --- A hostile server: what it answers, not what it stores ------------------------------
+
+
+async def until(condition, within: float = 5) -> None:
+    for _ in range(int(within / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("not within time")
+
+
+def as_standard_room(frame: dict, connection: int) -> dict:
+    """A sealed room's answer turned into a standard room's, with a key the server holds."""
+    if frame["type"] in ("RoomCreated", "RoomJoined"):
+        info = {**frame["room_info"], "sealed": False, "key_check": None}
+        return {**frame, "room_info": info, "encryption_key": base64.b64encode(bytes(32)).decode()}
+    return frame
+
+
+@pytest.mark.parametrize("how", ["create", "join"])
+async def test_a_sealed_room_the_server_answers_as_a_standard_one_is_refused(clients, server, how):
+    """Answered as a standard room, a sealed room's messages would go out under the
+    server's key: the join fails `server_tampered`, the client is in no room, nothing
+    is sent under that key, and its seat is given back."""
+    alice = await clients()
+    room = await alice.create_room("Sealed", owner_name="Alice", sealed=True)
+    async with tampering_proxy(server.url, as_standard_room) as proxy:
+        bob = await clients(proxy.url)
+        with pytest.raises(ChatError) as refused:
+            if how == "create":
+                await bob.create_room("Mine", owner_name="Bob", sealed=True)
+            else:
+                await bob.join_room(room.share_link, "Bob")
+        assert refused.value.code == "server_tampered" and "not sealed" in refused.value.message
+        assert bob.room is None and not bob.can_read
+        with pytest.raises(ChatError) as nothing:
+            await bob.send("for the server's eyes")
+        assert nothing.value.code == "not_in_room"
+        await until(lambda: len(proxy.sent) > 1)
+        assert [frame["type"] for frame in proxy.sent][1:] == ["LeaveRoom"]
+        if how == "join":
+            assert await next_of(alice, Joined) == Joined("Bob")
+            assert await next_of(alice, Left) == Left("Bob")
+
+
+async def test_a_name_the_client_did_not_ask_for_is_refused(clients, server):
+    """A sealed room's messages are bound to the sender's name: a server that answers Bob's
+    join with Alice's name would have Bob's words verified as hers."""
+    alice = await clients()
+    room = await alice.create_room("Sealed", owner_name="Alice", sealed=True)
+
+    def renamed(frame: dict, connection: int) -> dict:
+        return {**frame, "name": "Alice"} if frame["type"] == "RoomJoined" else frame
+
+    async with tampering_proxy(server.url, renamed) as proxy:
+        bob = await clients(proxy.url)
+        with pytest.raises(ChatError) as refused:
+            await bob.join_room(room.share_link, "  Bob ")
+        assert refused.value.code == "server_tampered" and "'Alice'" in refused.value.message
+        assert bob.room is None and bob.name is None
+    # An honest server's name is the one asked for, as the server stores it (trimmed), and
+    # a participant token's comes back as it was first given, compared by case.
+    carol = await clients()
+    await carol.join_room(room.share_link, "  Carol ")
+    assert carol.name == "Carol"
+    token = carol.participant_token
+    await carol.close()
+    again = await clients()
+    await again.join_room(room.share_link, "CAROL", participant_token=token)
+    assert again.name == "Carol" and again.participant_token == token
+
+
+async def test_a_rejoin_into_another_name_or_room_ends_the_stream(clients, server):
+    """After a drop, the server could put the client back under another name (or in
+    another room): the stream ends `server_tampered`, and nothing more is sent."""
+    alice = await clients()
+    room = await alice.create_room("Sealed", owner_name="Alice", sealed=True)
+
+    def renamed_on_rejoin(frame: dict, connection: int) -> dict:
+        if frame["type"] == "RoomJoined" and connection > 0:
+            return {**frame, "name": "Alice"}
+        return frame
+
+    async with tampering_proxy(server.url, renamed_on_rejoin) as proxy:
+        bob = await clients(proxy.url)
+        await bob.join_room(room.share_link, "Bob")
+        await proxy.cut()
+        assert await next_of(bob, Reconnecting) == Reconnecting(1012)
+        with pytest.raises(ConnectionLost) as ended:
+            while True:
+                await asyncio.wait_for(bob.next_event(), 10)
+        assert ended.value.code == "server_tampered"
+        rejoined = max(i for i, frame in enumerate(proxy.sent) if frame["type"] == "JoinRoom")
+        assert proxy.sent[rejoined + 1 :] == [], "nothing sent after the rejoin's answer"
+        with pytest.raises(ChatError):
+            await bob.send("under Alice's name")

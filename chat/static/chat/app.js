@@ -6,6 +6,7 @@ import { backoff, errorPlace, humanError, ROOM_ENDED } from "./errors.js";
 import { formatSize, setUpFiles, shownName } from "./files.js";
 import { Requests } from "./requests.js";
 import {
+  answerProblem,
   deriveKeys,
   fragmentOf,
   INCOMPLETE_LINK,
@@ -14,6 +15,8 @@ import {
   newSecret,
   NOT_A_LINK,
   openMessage,
+  REJOIN_CHANGED,
+  sameSeat,
   sealMessage,
   secretFromFragment,
   shareLinkParts,
@@ -135,7 +138,8 @@ $("create-form").addEventListener("submit", async (event) => {
       return showError("create-error", error.message);
     }
   }
-  state.draft = { password, secret };
+  // What the answer must match (answerProblem).
+  state.draft = { password, secret, asked: { name: message.owner_name, sealed: Boolean(secret), resuming: false } };
   lobbyRequest("create", message, "create-form");
 });
 
@@ -157,8 +161,11 @@ $("join-form").addEventListener("submit", (event) => {
   const link = shareLinkParts(typed);
   const secret = link ? link.secret : joinKey === config.join_key ? secretFromFragment(location.hash) : null;
   const ownerToken = savedOwner(joinKey);
-  state.draft = { password, secret, ownerToken };
   const name = $("join-name").value;
+  const participantToken = savedParticipant(joinKey, name);
+  // A sealed room's page expects a sealed room, with its secret or without (answerProblem).
+  const sealed = Boolean(secret) || (config.sealed && joinKey === config.join_key);
+  state.draft = { password, secret, ownerToken, asked: { name, sealed, resuming: Boolean(participantToken) } };
   lobbyRequest(
     "join",
     {
@@ -166,7 +173,7 @@ $("join-form").addEventListener("submit", (event) => {
       join_key: joinKey,
       password: password || null,
       name,
-      participant_token: savedParticipant(joinKey, name),
+      participant_token: participantToken,
       owner_token: ownerToken,
     },
     "join-form",
@@ -238,6 +245,11 @@ async function enterRoom(message, ownerToken) {
   endPending();
   const info = message.room_info;
   const secret = state.draft?.secret ?? null;
+  const problem = state.draft ? answerProblem(message, state.draft.asked) : "No room was asked for.";
+  if (problem) {
+    showError("lobby-error", problem);
+    return leaveOnServer();
+  }
   let key = null;
   let sealed = null;
   try {
@@ -1000,18 +1012,24 @@ function onError(error) {
 }
 
 const HANDLERS = {
+  // A room the page asked for, never one the server offers unasked.
   RoomCreated: async (m) => {
-    requests.answered("CreateRoom");
+    if (!requests.answered("CreateRoom")) return;
     await enterRoom(m, m.owner_token);
     if (state.room) reachedStart(); // a new room: nothing is older than what comes
   },
   RoomJoined: async (m) => {
-    if (requests.answered("JoinRoom")?.context === "rejoin") {
+    const request = requests.answered("JoinRoom");
+    if (!request) return;
+    if (request.context === "rejoin") {
       if (!(state.room && state.rejoining)) return;
+      if (!sameSeat(state.room, m)) {
+        exitRoom(REJOIN_CHANGED);
+        return leaveOnServer();
+      }
       state.rejoining = false;
       state.rejoinAttempts = 0;
       state.nameTakenSince = null;
-      state.room.name = m.name;
       state.room.participantToken = m.participant_token ?? state.room.participantToken;
       listMembers(m.participants);
       setStatus(`Reconnected to ${m.room_info.name}.`);
@@ -1066,8 +1084,10 @@ const HANDLERS = {
     requests.answered("UploadFile");
     files.uploaded(m.metadata);
   },
+  // Only the file asked for (a standard room's preview): a sealed room's files are fetched
+  // and checked against their cards, and a FileContent the server sends unasked is ignored.
   FileContent: (m) => {
-    requests.answered("GetFile", (frame) => frame.file_id === m.metadata.id);
+    if (!requests.answered("GetFile", (frame) => frame.file_id === m.metadata.id)) return;
     files.content(m.metadata, m.content);
   },
   FileDeleted: (m) => {

@@ -15,6 +15,44 @@ const FILE_AD = encoder.encode("roomchat/v1/file");
 const SECRET_TEXT = /^[A-Za-z0-9_-]{43}$/;
 
 export const INCOMPLETE_LINK = "This link is incomplete: ask for the whole link.";
+export const UNSEALED_ANSWER =
+  "The server answered as if this sealed room were not sealed, which would let it read the room. Nothing was sent.";
+export const REJOIN_CHANGED =
+  "On reconnecting, the server put you in another room or under another name. Nothing more was sent.";
+
+// Unicode's White_Space at either end of a name: what the server trims names of.
+const WHITE_SPACE = "\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+const NAME_EDGES = new RegExp(`^[${WHITE_SPACE}]+|[${WHITE_SPACE}]+$`, "g");
+
+function folded(name) {
+  return name.toUpperCase().toLowerCase();
+}
+
+// The server's answer to a CreateRoom or JoinRoom, checked against what was asked:
+// `sealed` (a secret is held, or this is a sealed room's page), `name`, and `resuming` (a
+// participant token went with it, whose name comes back as it was first given, compared
+// by case). A server that answers a sealed room as a standard one could read everything
+// typed next, and one that changes the name has the page's messages sealed under
+// someone else's (PROTOCOL.md, "Sealed rooms"): the problem in words, or null.
+export function answerProblem(message, asked) {
+  const info = message.room_info;
+  if (asked.sealed && !(info.sealed === true && message.encryption_key == null)) return UNSEALED_ANSWER;
+  const name = asked.name.normalize("NFC").replace(NAME_EDGES, "");
+  const given = message.name;
+  const same = typeof given === "string" && (asked.resuming ? folded(given) === folded(name) : given === name);
+  return same ? null : `The server gave you another name than ${name}. Nothing was sent.`;
+}
+
+// A rejoin's answer (RoomJoined) puts the page back in the same room under the same name.
+export function sameSeat(room, message) {
+  const [before, after] = [room.info, message.room_info];
+  return (
+    after.id === before.id &&
+    after.sealed === before.sealed &&
+    after.key_check === before.key_check &&
+    message.name === room.name
+  );
+}
 
 export function newSecret() {
   return crypto.getRandomValues(new Uint8Array(SECRET_BYTES));
@@ -123,6 +161,7 @@ export async function sha256Hex(bytes) {
 // apply the never-html-or-svg rule there (PROTOCOL.md; chatclient's NEVER_SHARED).
 const NEVER_SHARED = new Set(["text/html", "application/xhtml+xml", "image/svg+xml", "text/xml"]);
 const FILE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const FILE_KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/; // standard base64 of 32 bytes
 
 export function baseType(mimeType) {
   return mimeType.split(";")[0].trim().toLowerCase();
@@ -134,13 +173,15 @@ export function neverShared(mimeType) {
 
 // A file card as PROTOCOL.md has it, of a type the server would take in a standard room
 // (`allowedTypes`, its files_allowed_mime_types) and never html or svg. Its id goes into
-// a URL, so it must be a file id and nothing else.
+// a URL, so it must be a file id and nothing else; its key is AES-256's, as PROTOCOL.md
+// has it (WebCrypto would take a 16-byte key as AES-128).
 export function isCard(payload, allowedTypes) {
   return (
     ["id", "name", "mime_type", "sha256", "key"].every((field) => typeof payload[field] === "string") &&
     Number.isSafeInteger(payload.size) &&
     payload.size >= 0 &&
     FILE_ID.test(payload.id) &&
+    FILE_KEY.test(payload.key) &&
     allowedTypes.includes(baseType(payload.mime_type)) &&
     !neverShared(payload.mime_type)
   );
