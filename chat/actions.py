@@ -71,7 +71,7 @@ class Connection:
     # that bounds the frames dropped meanwhile (made by the first Typing).
     typed_at: float = float("-inf")
     typing_bucket: TokenBucket | None = None
-    slot: SlidingWindow | None = None  # the window place this frame took
+    slot: SlidingWindow | TokenBucket | None = None  # the window place (or token) this frame took
     join_claim: tuple[str, str] | None = None  # and its place in its address's joins
     reserved: int = 0  # what this frame's large reply holds of its address's backlog
 
@@ -348,6 +348,7 @@ async def take_chat(conn: Connection, content: str | None = None) -> None:
     (CHAT_BYTES_PER_ADDRESS_*: its content and ROW_BYTES), across processes with Redis."""
     if not conn.chat_bucket.take():
         raise ProtocolError(ErrorCode.RATE_LIMITED)
+    conn.slot = conn.chat_bucket  # given back if the frame is refused for its rate after all
     size = 0 if content is None else len(content)
     if size > settings.CHAT_MAX_CONTENT:
         raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)

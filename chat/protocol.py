@@ -403,6 +403,8 @@ def _create_room(data: dict[str, Any]) -> CreateRoom:
     description = unicodedata.normalize("NFC", _required_str(data, "description"))
     if len(description) > DESCRIPTION_MAX:
         raise _invalid("description", f"at most {DESCRIPTION_MAX} characters.")
+    if "\x00" in description:  # PostgreSQL's text cannot hold it (names refuse every Cc)
+        raise _invalid("description", "must not hold a NUL character.")
     sealed = data.get("sealed")
     if sealed is not None and not isinstance(sealed, bool):
         raise _invalid("sealed", "must be true or false.")

@@ -39,6 +39,11 @@ class TokenBucket:
             return True
         return False
 
+    def give_back(self, amount: float = 1) -> None:
+        """A take whose frame was refused after all (PROTOCOL.md: a `rate_limited` one
+        counts only toward the 1008 rule)."""
+        self.tokens = min(self.burst, self.tokens + amount)
+
 
 class AddressBuckets:
     """A token bucket per client address in this process: what all the address's sockets

@@ -124,6 +124,21 @@ async def too_many(scope, receive, send) -> None:
         await send({"type": "websocket.close", "code": int(CloseCode.TRY_AGAIN_LATER)})
 
 
+async def no_such_path(scope, receive, send) -> None:
+    """A WebSocket handshake on a path with no socket (config/routing.py's last route):
+    HTTP 404 where the server offers ASGI's denial response, else 403 as `deny`, instead
+    of Channels' "No route found" error (a 500 and a traceback in the log)."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        await send({"type": "websocket.http.response.start", "status": 404, "headers": plain_headers()})
+        await send(
+            {"type": "websocket.http.response.body", "body": b"No WebSocket here: the chat's is /ws/.\n"}
+        )
+    else:
+        await send({"type": "websocket.close"})
+
+
 class ConnectionLimit:
     """ASGI middleware: at most CONNECTIONS_PER_ADDRESS open WebSockets of one client
     address (the consumer's, `client_address`: the proxy's headers when trusted) in

@@ -103,6 +103,14 @@ def history_since(*, room_id: UUID, since: int | None, limit: int) -> list[dict]
     return _entries(newest[::-1])
 
 
+def newest_message_id(*, room_id: UUID) -> int | None:
+    """The id of the room's newest message, or None when it has none."""
+    row = sql.rows(
+        f"SELECT MAX(id) FROM {sql.table(Message)} WHERE room_id = %s", [sql.prep(Message, "room", room_id)]
+    )
+    return row[0][0]
+
+
 def history_before(*, room_id: UUID, before: int, limit: int) -> list[dict]:
     """The newest `limit` messages older than `before`, oldest first: GetHistory's page
     (an empty one: the start of the room)."""
@@ -156,7 +164,10 @@ door_cache = DoorCache()
 
 def room_door(*, join_key: str) -> Door:
     """The open room with this key (compared exactly), else room_not_found."""
-    room = Room.objects.filter(join_key=join_key, closed_at__isnull=True).first()
+    # No key holds NUL (they are base64url), and PostgreSQL's text cannot be asked for one.
+    room = (
+        None if "\x00" in join_key else Room.objects.filter(join_key=join_key, closed_at__isnull=True).first()
+    )
     if room is None:
         raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
     # Unwrapped here, once per room per process: the door is cached (door_cache). A

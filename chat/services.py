@@ -57,9 +57,15 @@ class Joined:
     # the lists of those who joined since: the room is told it left and joined again.
     replaced: str | None = None
     returned: bool = False
+    # The room's newest message id, read before its History when the join had `since`.
+    newest_id: int | None = None
 
     def snapshot(self, since: int | None) -> "Snapshot":
-        shown = [message["id"] for message in self.history] + ([since] if since is not None else [])
+        # `since` counts only as far as the room's messages went: a client whose `since`
+        # is above every id (its server's database was restored, say) has not been shown
+        # the messages that come next, whatever their ids.
+        claimed = [] if since is None or self.newest_id is None else [min(since, self.newest_id)]
+        shown = [message["id"] for message in self.history] + claimed
         return Snapshot(
             own_id=self.seat.participant_id,
             present=array("q", sorted(participant_id for participant_id, _ in self.present)),
@@ -301,6 +307,9 @@ def room_join(
         except IntegrityError as exc:
             raise ProtocolError(ErrorCode.NAME_TAKEN) from exc
     try:
+        # Read before the History: a message committed between the two reads is then
+        # either in the History or above `newest_id`, never taken for one already shown.
+        newest_id = None if since is None else selectors.newest_message_id(room_id=room.pk)
         return Joined(
             seat=seat,
             room=room,
@@ -309,6 +318,7 @@ def room_join(
             swept=swept,
             replaced=replaced,
             returned=returned,
+            newest_id=newest_id,
         )
     except BaseException:
         # A join that fails after its seat was taken must not leave the seat holding the name.

@@ -3,10 +3,11 @@ chat's (chat/actions.py) and the files' (files/actions.py). They meet here, in t
 project's wiring, because `files` depends on `chat` and never the reverse
 (docs/architecture.md)."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from chat import actions
 from chat.consumers import ChatConsumer
+from chat.security import no_such_path
 from files import actions as file_actions
 
 COMMANDS = actions.ACTIONS | file_actions.ACTIONS
@@ -15,4 +16,5 @@ websocket_urlpatterns = [
     path("ws/", ChatConsumer.as_asgi(commands=COMMANDS)),
     # A client written from the seed's guide connects to ws://host:port with no path.
     path("", ChatConsumer.as_asgi(commands=COMMANDS)),
+    re_path("", no_such_path),  # any other path
 ]

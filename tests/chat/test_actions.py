@@ -127,6 +127,21 @@ async def test_chat_checks_the_room_then_the_bucket_then_the_size(connection, se
     assert (await refusal(conn, actions.chat_message, too_large)).code == ErrorCode.RATE_LIMITED
 
 
+async def test_a_message_its_address_may_not_store_gives_the_connections_token_back(connection, monkeypatch):
+    """PROTOCOL.md: a frame answered `rate_limited` counts only toward the 1008 rule. A
+    message refused for its address's stored bytes (other sockets of the address spent
+    them) leaves the connection's own chat rate as it was."""
+    conn = connection.conn
+    conn.seat = a_seat()
+    conn.chat_bucket = TokenBucket(burst=2, rate=0)
+    monkeypatch.setattr(ratelimit.chat_bytes, "take", lambda address, amount: False)
+    for _ in range(5):
+        refused = await refusal(conn, actions.chat_message, protocol.ChatMessage(content="x" * 40))
+        assert refused.code == ErrorCode.RATE_LIMITED and "stored" in refused.message
+    assert conn.chat_bucket.tokens == 2
+    assert conn.refusals.count() == 5  # each still counts toward the 1008 rule
+
+
 async def test_members_checks_the_room_then_reads_then_unread(connection, settings, backlog_full):
     conn = connection.conn
     settings.READS_PER_MINUTE = 0

@@ -120,6 +120,28 @@ async def test_history_for_late_joiners_and_since(room):
     await close_all(late, later, latest, beyond)
 
 
+@pytest.mark.parametrize("since", [10**6, 2**63 - 1])
+async def test_a_since_above_every_id_still_gets_the_messages_that_come_next(room, since):
+    """A client that rejoins with a `since` above the room's ids (the server's database was
+    restored from a backup, say) is shown nothing old, and then every message as it comes,
+    its own included: `since` is not taken for messages it was shown."""
+    owner, key = room.owner, room.key
+    await owner.send_json_to({"type": "ChatMessage", "content": encrypt(key, "before")})
+    newest = (await owner.receive_json_from())["id"]
+    assert newest < since
+    ahead = await connect(client=("10.0.0.2", 5000))
+    await ahead.send_json_to({"type": "JoinRoom", "join_key": room.join_key, "name": "Ahead", "since": since})
+    assert (await ahead.receive_json_from())["type"] == "RoomJoined"
+    assert (await owner.receive_json_from())["type"] == "ParticipantJoined"
+    await owner.send_json_to({"type": "ChatMessage", "content": encrypt(key, "after")})
+    after = await ahead.receive_json_from()
+    assert after["type"] == "ChatMessage" and decrypt(key, after["content"]) == "after"
+    await ahead.send_json_to({"type": "ChatMessage", "content": encrypt(key, "mine")})
+    mine = await ahead.receive_json_from()
+    assert mine["type"] == "ChatMessage" and mine["sender"] == "Ahead" and mine["id"] > after["id"]
+    await close_all(ahead)
+
+
 async def test_history_is_capped(room, settings):
     settings.CHAT_HISTORY_LIMIT = 2  # read when a joiner's History is made
     for n in range(4):
@@ -146,6 +168,7 @@ async def test_join_errors_keep_the_socket_open(layer):
     guest = await connect(client=("10.9.9.9", 1))
     attempts = [
         ({"join_key": "nope", "name": "G", "password": "pw"}, "room_not_found"),
+        ({"join_key": "no\x00pe", "name": "G", "password": "pw"}, "room_not_found"),  # also on PostgreSQL
         ({"join_key": join_key, "name": "G", "password": "PW"}, "wrong_password"),
         ({"join_key": join_key, "name": "G"}, "wrong_password"),
         ({"join_key": join_key, "name": "oWnEr", "password": "pw"}, "name_taken"),

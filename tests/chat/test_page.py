@@ -70,6 +70,12 @@ def test_join_key_reaches_the_script_escaped(client):
     assert page_config(content)["join_key"] == "<script>alert(1)< script>"
 
 
+def test_a_join_key_no_room_can_have_is_no_room(client):
+    """A NUL in the key (PostgreSQL's text cannot be asked for one) is a key no open room has."""
+    response = client.get("/rooms/no%00pe/")
+    assert response.status_code == 200 and page_config(response.content)["has_password"] is None
+
+
 def test_static_files_are_served_with_debug_off(client, settings):
     settings.DEBUG = False
     response = client.get("/static/chat/app.js")

@@ -86,6 +86,7 @@ def test_missing_or_unknown_type_is_unknown_type(text):
         {"type": "CreateRoom", "name": "   ", "description": ""},
         {"type": "CreateRoom", "name": "x" * 101, "description": ""},
         {"type": "CreateRoom", "name": "Room", "description": "d" * 1001},
+        {"type": "CreateRoom", "name": "Room", "description": "nul\x00"},  # PostgreSQL's text cannot hold it
         {"type": "CreateRoom", "name": "Room", "description": "", "password": 5},
         {"type": "CreateRoom", "name": "Room", "description": "", "owner_name": "a\u202eb"},
         {"type": "JoinRoom", "join_key": "k", "name": "x" * 51},

@@ -17,6 +17,7 @@ from chat.security import (
     RequestLimit,
     client_address,
     deny,
+    no_such_path,
     origin_allowed,
     session_key_of,
     too_many,
@@ -109,6 +110,26 @@ async def test_too_many_is_429_where_the_server_can_say_so_else_1013():
     gone = Asgi({"type": "websocket.disconnect", "code": 1006})
     await too_many({}, gone.receive, gone.send)
     assert gone.sent == []
+
+
+async def test_a_socket_on_no_such_path_is_404_where_the_server_can_say_so_else_403():
+    socket = Asgi({"type": "websocket.connect"})
+    await no_such_path({"extensions": {"websocket.http.response": {}}}, socket.receive, socket.send)
+    start, body = socket.sent
+    assert start["type"] == "websocket.http.response.start" and start["status"] == 404
+    assert body["type"] == "websocket.http.response.body" and b"/ws/" in body["body"]
+    plain = Asgi({"type": "websocket.connect"})
+    await no_such_path({"extensions": {}}, plain.receive, plain.send)
+    assert plain.sent == [{"type": "websocket.close"}]
+
+
+@pytest.mark.parametrize("path", ["/ws", "/foo/", "/ws/x/"])
+async def test_the_application_refuses_a_socket_on_no_such_path_without_an_error(path, caplog):
+    """Channels' router raised "No route found" (a 500 and a traceback) for these."""
+    communicator = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://127.0.0.1")])
+    connected, _ = await communicator.connect()
+    assert not connected
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
 
 
 async def test_the_addresses_of_one_ipv6_network_share_its_connections(settings):
