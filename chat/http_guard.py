@@ -12,6 +12,10 @@ app has seen. So `GuardedHttp`:
   with no bound of its own, so a head sent as fast as the deadline allowed took hundreds
   of megabytes. Past it, 431 and the connection closed (as nginx's
   large_client_header_buffers);
+- closes a connection that sends more than HTTP_PIPELINED_MAX requests ahead of their
+  answers: uvicorn queues every pipelined request its parser meets (a cycle each, about
+  2 KB), and reads on after each answer, so one connection that sent 10 MB of
+  `GET /healthz` and never read took 560 MiB. Requests past the bound are not started;
 - closes a new connection at once, unread, past TCP_CONNECTIONS_PER_ADDRESS open
   connections of its peer's address or TCP_CONNECTIONS_PER_PROCESS of the process. A
   connection keeps its place as a WebSocket after the upgrade, until it is closed. The
@@ -101,11 +105,25 @@ class GuardedHttp(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         self._disarm_head_timer()
+        if self.transport.is_closing():
+            return  # the rest of a read the connection was closed in: nothing more starts
+        if len(self.pipeline) >= settings.HTTP_PIPELINED_MAX and not self._answered():
+            self.transport.close()
+            return
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self.transport.is_closing():
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        if not self.transport.is_closing():
+            super().on_message_complete()
         self.in_head, self.head_bytes = True, 0
+
+    def _answered(self) -> bool:
+        """Whether no request is being answered (a new one would start, not wait)."""
+        return self.cycle is None or self.cycle.response_complete
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -133,7 +151,7 @@ class GuardedHttp(HttpToolsProtocol):
         self._disarm_head_timer()
         if self.transport.is_closing():
             return
-        if self.cycle is None or self.cycle.response_complete:
+        if self._answered():
             message = b"The request's head is too large.\n"
             headers = plain_headers(
                 (b"content-length", str(len(message)).encode()), (b"connection", b"close")

@@ -256,10 +256,15 @@ DOWNLOADS_IN_FLIGHT_BYTES = env.int("DOWNLOADS_IN_FLIGHT_BYTES", 256 * 1024 * 10
 HTTP_HEADER_TIMEOUT = env.float("HTTP_HEADER_TIMEOUT", 5)
 # Bytes a request head may take (its URL and headers); past it, 431 and the connection closed.
 HTTP_HEADER_MAX = env.int("HTTP_HEADER_MAX", 64 * 1024)
+# Requests one connection may send ahead of their answers (HTTP/1.1 pipelining); past it,
+# the connection is closed. Browsers send none ahead.
+HTTP_PIPELINED_MAX = env.int("HTTP_PIPELINED_MAX", 16)
 TCP_CONNECTIONS_PER_ADDRESS = env.int("TCP_CONNECTIONS_PER_ADDRESS", CONNECTIONS_PER_ADDRESS + 50)
 TCP_CONNECTIONS_PER_PROCESS = env.int("TCP_CONNECTIONS_PER_PROCESS", max(64, open_files_limit() - 256))
 if HTTP_HEADER_TIMEOUT <= 0:  # every connection would be closed before its first request
     raise ImproperlyConfigured(f"HTTP_HEADER_TIMEOUT must be more than 0 seconds, not {HTTP_HEADER_TIMEOUT}")
+if HTTP_PIPELINED_MAX < 0:
+    raise ImproperlyConfigured(f"HTTP_PIPELINED_MAX must be at least 0, not {HTTP_PIPELINED_MAX}")
 if HTTP_HEADER_MAX < 1024:  # no browser's request would fit
     raise ImproperlyConfigured(f"HTTP_HEADER_MAX must be at least 1024 bytes, not {HTTP_HEADER_MAX}")
 # HTTP requests in flight (chat/security.py RequestLimit), counted from when the body is

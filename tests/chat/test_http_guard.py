@@ -14,13 +14,14 @@ import pytest
 from websockets.sync.client import connect
 
 from chat.http_guard import OpenConnections
-from tests.e2e.servers import ServerProcess, manage, production_env
+from tests.e2e.servers import ServerProcess, manage, production_env, rss_mib
 
 DEADLINE = 2.0  # HTTP_HEADER_TIMEOUT of the server below
 PER_ADDRESS = 4  # TCP_CONNECTIONS_PER_ADDRESS
 PROXY = "127.0.7.9"  # the one trusted proxy
 BODY_MAX = 64 * 1024  # HTTP_BODY_MAX
 HEADER_MAX = 16 * 1024  # HTTP_HEADER_MAX
+PIPELINED_MAX = 4  # HTTP_PIPELINED_MAX
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -34,6 +35,7 @@ def server(tmp_path_factory) -> Iterator[ServerProcess]:
         TCP_CONNECTIONS_PER_ADDRESS=str(PER_ADDRESS),
         HTTP_BODY_MAX=str(BODY_MAX),
         HTTP_HEADER_MAX=str(HEADER_MAX),
+        HTTP_PIPELINED_MAX=str(PIPELINED_MAX),
     )
     manage(env, "migrate", "--noinput")
     process = ServerProcess(env, log_dir=var, args=("--proxy-headers", "--forwarded-allow-ips", PROXY))
@@ -258,3 +260,45 @@ def test_the_bound_is_per_head_on_a_kept_alive_connection(server):
     answer = answer_to(sock, 3 * DEADLINE, endless_head(url=False))
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     sock.close()
+
+
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def test_requests_pipelined_within_the_bound_are_all_answered_in_order(server):
+    sock = dial(server, "127.0.7.40")
+    sock.send(HEALTH * (PIPELINED_MAX + 1))  # one answered at once, the others queued
+    answers = b""
+    while answers.count(b"HTTP/1.1 200 ") < PIPELINED_MAX + 1 or not answers.endswith(b"0\r\n\r\n"):
+        data = sock.recv(65536)
+        assert data, answers[-300:]
+        answers += data
+    sock.close()
+
+
+def test_a_flood_of_pipelined_requests_never_read_closes_its_connection_and_takes_no_memory(server):
+    """The reviewer's attack: 10 MB of `GET /healthz` sent back to back on a connection
+    that never reads took the server from 92 to 650 MiB (uvicorn queued a request cycle
+    for each). Here ten connections of 1 MB each: each is closed with at most the bound's
+    answers, and the server's memory stays where it was."""
+    before = rss_mib(server.process.pid)
+    flood = HEALTH * (1_000_000 // len(HEALTH))
+    socks = [dial(server, f"127.0.7.{41 + n}") for n in range(10)]
+    for sock in socks:
+        sock.setblocking(False)
+    sent = [0] * len(socks)
+    began = time.monotonic()
+    while time.monotonic() - began < 10 and not all(n == len(flood) for n in sent):
+        for i, sock in enumerate(socks):
+            try:
+                sent[i] += sock.send(flood[sent[i] : sent[i] + 65536])
+            except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                pass
+        time.sleep(0.001)
+    for sock in socks:
+        sock.setblocking(True)
+        answers = answer_to(sock, 5)
+        assert answers.count(b"HTTP/1.1 200 ") <= PIPELINED_MAX + 1
+        sock.close()
+    assert rss_mib(server.process.pid) - before < 20
+    assert health(server, "127.0.7.41") == 200

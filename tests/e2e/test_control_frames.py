@@ -1,0 +1,84 @@
+"""Pings a client sends (chat/frame_budget.py, `BudgetedWebSocket.handle_ping`): a socket
+that pings and never reads gets no more pongs than its write buffer takes, and pings
+alone hold no large frame's slot, so they cannot keep a process's uploads waiting."""
+
+import asyncio
+import base64
+import os
+import socket
+import time
+
+import pytest
+
+from tests.e2e.servers import ServerProcess, rss_mib
+from tests.e2e.wsclient import Client
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+PING = bytes([0x89, 0x80 | 125]) + bytes(4) + b"p" * 125  # masked with a zero key: as it is
+
+
+def pinger(server: ServerProcess, source: str) -> socket.socket:
+    """A WebSocket opened by hand from `source`, with a small receive buffer that the
+    test never reads from once the handshake is in."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(
+        b"GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return sock
+
+
+def ping_for(sock: socket.socket, seconds: float, most: int | None = None) -> int:
+    """Send pings as fast as the server takes them, for `seconds` or `most` bytes."""
+    sock.setblocking(False)
+    burst, sent = PING * 500, 0
+    until = time.monotonic() + seconds
+    while time.monotonic() < until and (most is None or sent < most):
+        try:
+            sent += sock.send(burst[sent % len(burst) :])  # whole frames, however the sends cut them
+        except BlockingIOError:
+            time.sleep(0.005)
+    return sent
+
+
+async def test_pings_from_a_socket_that_never_reads_take_no_memory(sqlite_env, servers):
+    """The reviewer's attack: one socket pinging without reading grew the server by 72
+    MiB in 22 s, a pong for every ping waiting in its write buffer."""
+    (server,) = servers(sqlite_env)
+    sock = pinger(server, "127.0.80.1")
+    before = rss_mib(server.process.pid)
+    sent = await asyncio.to_thread(ping_for, sock, 30, 12 * 2**20)  # within the pace's burst
+    await asyncio.sleep(0.5)  # taken in by the server
+    grown = rss_mib(server.process.pid) - before
+    print(f"\n{sent / 2**20:.0f} MiB of pings sent; RSS grew {grown:.1f} MiB")
+    assert sent >= 12 * 2**20  # else the attack did not happen
+    assert grown < 6, grown
+    sock.close()
+
+
+async def test_pings_hold_no_large_frames_slot_so_uploads_go_on(sqlite_env, servers):
+    """Sockets whose pings alone passed LARGE_FRAME took a slot each and kept it: the
+    reviewer's sixteen sockets of eight addresses left no slot for anyone's upload. Here
+    the process has two; two sockets of two addresses ping past LARGE_FRAME and idle."""
+    env = {**sqlite_env, "LARGE_FRAMES_PER_PROCESS": "2", "LARGE_FRAMES_PER_ADDRESS": "1"}
+    (server,) = servers(env)
+    socks = [pinger(server, f"127.0.81.{n}") for n in (1, 2)]
+    for sock in socks:
+        assert await asyncio.to_thread(ping_for, sock, 5, 400 * 1024) >= 400 * 1024
+    await asyncio.sleep(0.5)  # taken in by the server
+    uploader = await Client.open(server.url, local_addr=("127.0.81.3", 0))
+    await uploader.create()
+    content = base64.b64encode(b"PK\x03\x04" + os.urandom(400 * 1024)).decode()  # a large frame
+    await uploader.send(type="UploadFile", name="a.zip", mime_type="application/zip", content=content)
+    assert (await uploader.expect("FileUploaded", within=10))["type"] == "FileUploaded"
+    await uploader.close()
+    for sock in socks:
+        sock.close()
