@@ -56,6 +56,15 @@ Type a line to send it (start it with // to send a line that starts with /).
   /leave              leave the room and quit
   /quit               quit (Ctrl-D too)"""
 
+# A scripted line the server refuses for its rate (`rate_limited`) is sent again after a
+# wait that starts at RETRY_FIRST seconds and doubles up to RETRY_MOST, until the line
+# has waited RETRY_FOR seconds in all: a pipe's lines all arrive, in order, or the CLI
+# fails on the one that could not be sent. Refused sends this seldom stay far below the
+# server's 1008 rule (ABUSE_RATE_LIMITED_FRAMES refusals in ABUSE_WINDOW).
+RETRY_FIRST = 0.5
+RETRY_MOST = 4.0
+RETRY_FOR = 60.0
+
 # Messages remembered for reply quotes, and how much of one a quote shows.
 QUOTED = 1000
 QUOTE_LENGTH = 60
@@ -84,6 +93,8 @@ _LINE_SEPARATORS = ("Zl", "Zp")
 CONTINUATION = "\n    | "
 # A message id as typed (`12` or `#12`): ASCII digits only ("²" is a digit to isdigit()).
 MESSAGE_ID = re.compile(r"#?([0-9]+)")
+# A text the client cannot read because it joined a sealed room without its secret.
+LOCKED = "(locked: needs the whole link)"
 # In --json output: what json.dumps leaves raw but a terminal may obey or reorder.
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 
@@ -236,7 +247,7 @@ async def scripted(client: ChatClient, args: argparse.Namespace, out: Output) ->
     for text in args.send:
         lines = (await asyncio.to_thread(sys.stdin.read)).splitlines() if text == "-" else [text]
         for line in lines:
-            message = await client.send(line)
+            message = await send_patiently(client, line)
             sent.add(message.id)
             out.event(message)
     if not args.listen:
@@ -249,6 +260,22 @@ async def scripted(client: ChatClient, args: argparse.Namespace, out: Output) ->
         heard += sum(isinstance(m, Message | FileShared) and m.sender != client.name for m in messages)
         if heard >= args.listen:
             return
+
+
+async def send_patiently(client: ChatClient, text: str) -> Message:
+    """Send `text`, sending it again while the server refuses it for its rate (a
+    pipe outruns CHAT_RATE_SUSTAINED): nothing piped in is dropped. Other refusals, and
+    one past RETRY_FOR seconds of waiting, raise as before."""
+    wait, waited = RETRY_FIRST, 0.0
+    while True:
+        try:
+            return await client.send(text)
+        except ChatError as exc:
+            if exc.code != "rate_limited" or waited >= RETRY_FOR:
+                raise
+        await asyncio.sleep(wait)
+        waited += wait
+        wait = min(wait * 2, RETRY_MOST)
 
 
 # --- Interactive mode -----------------------------------------------------------
@@ -292,7 +319,7 @@ async def prompt_lines(client: ChatClient, session, out: Output) -> None:
         except ChatError as exc:
             out.note(f"! {clean(exc.code)}: {clean(exc.message)}")
         except OSError as exc:
-            out.note(f"! {clean(exc)}")
+            out.note(f"! {clean(os_error(exc))}")
 
 
 async def command(client: ChatClient, line: str, out: Output) -> bool:
@@ -355,6 +382,15 @@ async def command(client: ChatClient, line: str, out: Output) -> bool:
     return True
 
 
+def os_error(exc: OSError) -> str:
+    """A failed file operation as a sentence, not Python's `[Errno 17] ...`."""
+    if isinstance(exc, FileExistsError):  # save() never writes over a file
+        return f"file {exc.filename} already exists; not overwritten"
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
+
+
 def message_id_of(typed: str) -> int | None:
     """The message id typed (`12` or `#12`), or None when it is not one."""
     match = MESSAGE_ID.fullmatch(typed)
@@ -406,6 +442,9 @@ class Output:
         # their reactions (for /react to take one's own back).
         self.said: dict[int, tuple[str, str | None]] = {}
         self.reactions: dict[int, tuple[tuple[str, tuple[str, ...]], ...]] = {}
+        # Joined a sealed room without its secret: no text here can be read, which is no
+        # sign of tampering (set by `entered`).
+        self.locked = False
 
     def emit(self, record: dict, text: str) -> None:
         if self.as_json:
@@ -422,10 +461,16 @@ class Output:
         record = {"event": "room", **asdict(room), "me": client.name, "owner_token": client.owner_token}
         lock = " (password)" if room.has_password else ""
         text = f"* in room {clean(room.name)}{lock} as {clean(client.name)}; join key: {clean(room.join_key)}"
-        if room.sealed:
+        self.locked = room.sealed and not client.can_read
+        if self.locked:
+            # The link joined with has no secret: printing it as one to share would pass
+            # the incomplete link on.
+            text += (
+                "\n* sealed room, but the link you joined with lacks its secret (the #k=... at its end):"
+                " nothing here can be read.\n* Ask whoever shared it for the whole link, #k=... included."
+            )
+        elif room.sealed:
             text += f"\n* sealed room; share this whole link: {clean(room.share_link)}"
-            if not client.can_read:
-                text += "\n* This link is incomplete: ask for the whole link. Nothing here can be read."
         self.emit(record, text)
 
     def event(self, event: Event, history: bool = False) -> None:
@@ -436,7 +481,7 @@ class Output:
         record = {"event": KINDS[type(event)], **asdict(event)}
         if history:
             record["history"] = True
-        text = describe(event)
+        text = describe(event, self.locked)
         if isinstance(event, Message | Reactions):
             self.reactions[event.id] = event.reactions
             if len(self.reactions) > QUOTED:
@@ -472,11 +517,14 @@ def chips(reactions: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
     )
 
 
-def describe(event: Event) -> str:
+def describe(event: Event, locked: bool = False) -> str:
+    """An event as text for people. `locked`: the client has no key (a sealed room joined
+    without its secret), so a text it cannot read is locked, not one that failed its check."""
     match event:
         case Message():
             if event.text is None:  # never shown under a name it may not be from
-                return f"[{clock(event.sent_at)} #{event.id}] (a message that could not be verified)"
+                unread = LOCKED if locked else "(a message that could not be verified)"
+                return f"[{clock(event.sent_at)} #{event.id}] {unread}"
             edited = " (edited)" if event.edited_at else ""
             text = clean(event.text, lines=True)
             line = f"[{clock(event.sent_at)} #{event.id}] {clean(event.sender)}: {text}{edited}"
@@ -498,7 +546,8 @@ def describe(event: Event) -> str:
             return f"* message #{event.id} was deleted"
         case MessageEdited():
             if event.text is None:
-                return f"* message #{event.id} was edited (the new text could not be verified)"
+                unread = LOCKED if locked else "(the new text could not be verified)"
+                return f"* message #{event.id} was edited {unread}"
             return f"* #{event.id} edited: {clean(event.sender or '?')}: {clean(event.text, lines=True)}"
         case ErrorEvent():
             return f"! {clean(event.code)}: {clean(event.message)}"

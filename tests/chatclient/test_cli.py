@@ -28,6 +28,7 @@ from chatclient import (
     MessageDeleted,
     MessageEdited,
     RoomInfo,
+    cli,
     decrypt,
     encrypt,
     safe_name,
@@ -266,7 +267,7 @@ async def test_terminal_chat_sends_receives_and_runs_commands(server, clients, t
     await bob.expect("saved alice.txt")
     assert (tmp_path / "downloads" / "alice.txt").read_bytes() == b"from Alice"
     bob.type(f"/get {uploaded.id} downloads")  # never over an existing file
-    await bob.expect("File exists")
+    await bob.expect("alice.txt already exists; not overwritten")
     bob.type(f"/get {shared.file_id} downloads/")
     await bob.expect("saved notes.txt")
     assert (tmp_path / "downloads" / "notes.txt").read_text() == "Bob's notes"
@@ -297,9 +298,115 @@ async def test_sealed_rooms_from_the_command_line_travel_by_their_whole_link(ser
         "join", server.url, link.partition("#")[0], "--name", "Eve", "--listen", "1", parse=False
     )
     text = "\n".join(lines)
-    assert "This link is incomplete: ask for the whole link." in text and "psst" not in text
+    assert "Ask whoever shared it for the whole link" in text and "psst" not in text
     status, lines, _ = await run_cli("join", server.url, link[:-4], "--name", "Eve", "--json")
     assert (status, lines[0]["code"]) == (1, "link_incomplete")
+
+
+async def test_a_pipe_faster_than_the_rate_limit_loses_no_line(env, servers):
+    """`--send -` outrunning CHAT_RATE_SUSTAINED: a line refused `rate_limited` is sent
+    again after a wait, so that every line arrives, in order (the CLI used to stop at
+    the first refusal, exit 1, and drop the rest)."""
+    (server,) = servers({**env, "CHAT_RATE_BURST": "3", "CHAT_RATE_SUSTAINED": "4"}, 1)
+    listener = await ChatClient.connect(server.url)
+    try:
+        room = await listener.create_room("Alerts", owner_name="Ann")
+        with pytest.raises(ChatError) as refused:  # the rate is in force: the 4th in a row is refused
+            for n in range(4):
+                await listener.send(f"Ann {n}")
+        assert refused.value.code == "rate_limited"
+        lines = [f"line {n}" for n in range(1, 16)]
+        status, printed, stderr = await run_cli(
+            "join", server.url, room.join_key, "--name", "cron", "--send", "-", "--json",
+            stdin="".join(f"{line}\n" for line in lines).encode(),
+        )  # fmt: skip
+        assert (status, stderr) == (0, "")
+        assert [(line["event"], line.get("text")) for line in printed[1:]] == [("message", t) for t in lines]
+        heard: list[str | None] = []
+        while len(heard) < len(lines):
+            message = await next_of(listener, Message)
+            if message.sender == "cron":
+                heard.append(message.text)
+        assert heard == lines
+    finally:
+        await listener.close()
+
+
+async def test_a_send_refused_for_its_rate_is_sent_again_for_a_bounded_time(monkeypatch):
+    """Scripted sends: `rate_limited` is waited out (the same line again, after doubling
+    waits), for RETRY_FOR seconds at most; any other refusal fails at once."""
+    monkeypatch.setattr(cli, "RETRY_FIRST", 0.01)
+    monkeypatch.setattr(cli, "RETRY_MOST", 0.02)
+    monkeypatch.setattr(cli, "RETRY_FOR", 0.1)
+
+    class Busy(FakeRoom):
+        def __init__(self) -> None:
+            super().__init__()
+            self.refusals: list[str] = []  # the codes the next ChatMessages are refused with
+
+        async def reply(self, websocket, frame):
+            if frame["type"] == "ChatMessage" and self.refusals:
+                return {"type": "Error", "code": self.refusals.pop(0), "message": "No."}
+            return await super().reply(websocket, frame)
+
+    room = Busy()
+    async with fake_server(room) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        room.refusals = ["rate_limited"] * 3
+        message = await asyncio.wait_for(cli.send_patiently(client, "one"), 10)
+        sent = room.sent("ChatMessage")
+        assert message.text == "one" and len(sent) == 4
+        assert {decrypt(FAKE_KEY, frame["content"]) for frame in sent} == {"one"}
+        room.refusals = ["rate_limited"] * 1000
+        with pytest.raises(ChatError) as refused:
+            await asyncio.wait_for(cli.send_patiently(client, "two"), 10)
+        assert refused.value.code == "rate_limited" and 5 <= len(room.sent("ChatMessage")) - 4 <= 12
+        room.refusals = ["message_too_large", "rate_limited"]
+        with pytest.raises(ChatError) as refused:
+            await asyncio.wait_for(cli.send_patiently(client, "three"), 10)
+        assert refused.value.code == "message_too_large" and room.refusals == ["rate_limited"]
+        await client.close()
+
+
+async def test_a_sealed_room_joined_without_its_secret_says_what_is_missing(server):
+    """The link without its `#k=...` joins and reads nothing: the terminal says the link
+    lacks its secret and to ask for the whole one, never offers that link as the one to
+    share, and shows each message as locked, not as one that failed its check."""
+    status, lines, _ = await run_cli("create", server.url, "Quiet", "--sealed", "--name", "Ann", "--json")
+    link = lines[0]["share_link"]
+    status, _, _ = await run_cli("join", server.url, link, "--name", "Bob", "--send", "psst", "--json")
+    assert status == 0
+    partial = link.partition("#")[0]
+    status, lines, _ = await run_cli(
+        "join", server.url, partial, "--name", "Eve", "--listen", "1", parse=False
+    )
+    assert status == 0
+    text = "\n".join(lines)
+    assert "the link you joined with lacks its secret" in text and "the whole link, #k=... included" in text
+    assert "share this whole link" not in text and partial not in text
+    assert lines[-1].endswith("] (locked: needs the whole link)") and "verified" not in text
+
+
+def test_a_message_that_fails_its_check_is_not_called_locked(capsys):
+    """ "Could not be verified" (tampering) only when the client holds the key."""
+    sealed = RoomInfo("r", "Room", "", "key", False, "Ann", "2026", True, "check", "https://x/rooms/key/")
+    for can_read in (True, False):
+        out = Output(False)
+        out.entered(sealed, SimpleNamespace(name="Bob", owner_token=None, can_read=can_read))
+        out.event(Message(5, "Mallory", None, "2026"))
+        out.event(MessageEdited(5, "Mallory", None, "2026"))
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[1:4] == [
+        "* sealed room; share this whole link: https://x/rooms/key/",
+        "[2026 #5] (a message that could not be verified)",
+        "* message #5 was edited (the new text could not be verified)",
+    ]
+    assert "https://x/rooms/key/" not in "\n".join(shown[4:])
+    assert shown[-2:] == [
+        "[2026 #5] (locked: needs the whole link)",
+        "* message #5 was edited (locked: needs the whole link)",
+    ]
 
 
 async def test_join_takes_a_sealed_rooms_link_from_the_environment(server, monkeypatch):
@@ -448,6 +555,31 @@ async def test_get_saves_under_the_name_the_server_shows_standard_or_sealed(clie
     assert saved == [["0;OWNED2J31mreport1.txt", "invoice.html.txt"]] * 2
     shown = capsys.readouterr().out
     assert "saved invoice.html.txt (25 bytes)" in shown and not UNSAFE.search(shown)
+
+
+async def test_get_over_an_existing_file_says_so_in_words_and_the_chat_goes_on(capsys, tmp_path):
+    """/get never writes over a file: it says so in a sentence (not `[Errno 17] ...`),
+    whether DEST is the file or its directory, and the next command still runs."""
+
+    class Files:
+        name = "Bob"
+
+        async def download_file(self, file_id):
+            return FileMetadata("f", "notes.txt", "text/plain", 5, "2026"), b"hello"
+
+        async def members(self):
+            return ["Ann", "Bob"]
+
+    existing = tmp_path / "notes.txt"
+    existing.write_bytes(b"mine")
+    typed = Typed(f"/get f {tmp_path}", f"/get f {existing}", "/members")
+    await prompt_lines(Files(), typed, Output(False))
+    assert capsys.readouterr().out.splitlines() == [
+        f"! file {existing} already exists; not overwritten",
+        f"! file {existing} already exists; not overwritten",
+        "Here: Ann, Bob",
+    ]
+    assert existing.read_bytes() == b"mine"
 
 
 async def test_unbalanced_quotes_and_other_digits_never_end_the_interactive_chat(capsys):
