@@ -293,8 +293,9 @@ async function enterRoom(message, ownerToken) {
   $("share").hidden = !ownerToken;
   const link = shareLinkOf(room);
   $("share-link").value = link;
-  // The address keeps a sealed room's whole link: a reload finds the secret again.
-  if (sealed) history.replaceState(null, "", link);
+  // The address is the room's share link (a sealed room's whole one): a reload comes back
+  // to this room's join form, with its secret, and nothing of a room left before stays.
+  history.replaceState(null, "", link);
   $("copy-status").textContent = "";
   clearErrors($("room"));
   $("lobby").hidden = true;
@@ -606,15 +607,19 @@ function lastEditable() {
   return own.reverse().find((item) => rights(item).edit) ?? null;
 }
 
+// Reactions and deletes are not kept for a later socket (a message may have changed
+// meanwhile): without one, the person is told, as for a message or an edit.
+const NOT_CONNECTED = "Not connected. Try again once reconnected.";
+
 function react(item, emoji, on) {
   showError("message-error", "");
-  send({ type: "React", id: Number(item.dataset.id), emoji, on }, "react");
+  if (!send({ type: "React", id: Number(item.dataset.id), emoji, on }, "react")) showError("message-error", NOT_CONNECTED);
 }
 
 // A sealed room's file card is text to the server: its file is deleted with it here.
 function removeMessage(item) {
   showError("message-error", "");
-  send({ type: "DeleteMessage", id: Number(item.dataset.id) }, "delete");
+  if (!send({ type: "DeleteMessage", id: Number(item.dataset.id) }, "delete")) return showError("message-error", NOT_CONNECTED);
   if (state.room?.info.sealed && item.dataset.fileId) send({ type: "DeleteFile", file_id: item.dataset.fileId }, "file");
 }
 
