@@ -475,6 +475,8 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], Command]] = {
 
 def parse_client_message(text: str) -> Command:
     """Called with one text frame; returns its command or raises ProtocolError."""
+    if len(text) > COUNT_VALUES_FROM and sum(map(text.count, ",{[:")) > MAX_FRAME_VALUES:
+        raise _invalid_json("The frame holds too many JSON values.")
     data = decode_frame(text)
     kind = data.get("type")
     parser = _PARSERS.get(kind) if isinstance(kind, str) else None
@@ -536,16 +538,18 @@ def parse_large_frame(text: str) -> Command:
         else:
             if isinstance(command, UploadFile) and command.content == _PLACEHOLDER:
                 return UploadFile(command.name, command.mime_type, text[start:end], large=True)
-    if text.count(",") + text.count("{") + text.count("[") > MAX_LARGE_FRAME_VALUES:
-        raise _invalid_json(f"A frame over {LARGE_STRING} characters holds too many JSON values.")
     return parse_client_message(text)
 
 
-# Values a large frame decoded in full may hold (its commas and containers, counted
-# before decoding): the decoder builds each as an object, 14 MB of `{},` made 320 MiB of
-# them and held the interpreter for 2.5 s. No frame of the protocol has more than a few
-# dozen; a description full of commas, about a thousand (docs/protocol-notes.md).
-MAX_LARGE_FRAME_VALUES = 10_000
+# Values a frame may hold (its commas, colons and containers, counted before decoding):
+# the decoder builds each as an object, in the event loop for frames up to LARGE_STRING.
+# 14 MB of `{},` made 320 MiB of them and held the interpreter for 2.5 s, and a 64 KiB
+# frame of keys or numbers took 10-23 ms of the loop, each time. No frame of the protocol
+# has more than a few dozen; a description full of commas, about a thousand
+# (docs/protocol-notes.md). A frame shorter than COUNT_VALUES_FROM cannot hold many more
+# (two characters a value), so a chat message is not counted.
+MAX_FRAME_VALUES = 2_500
+COUNT_VALUES_FROM = 4 * 1024
 
 
 _JSON_FORBIDDEN = re.compile("[\x00-\x1f\ud800-\udfff]")

@@ -269,7 +269,7 @@ def test_a_large_upload_skips_the_decoder_and_keeps_its_content():
 
 def test_a_large_frame_of_many_tiny_values_is_refused_before_it_is_decoded(monkeypatch):
     """14 MB of `{},` decoded made 320 MiB of objects and held the interpreter 2.5 s:
-    past MAX_LARGE_FRAME_VALUES a large frame is invalid_json, the decoder never runs."""
+    past MAX_FRAME_VALUES a large frame is invalid_json, the decoder never runs."""
     wide = '{"type": "GetMembers", "x": [' + "{}," * 200_000 + "{}]}"
     decoded = []
     monkeypatch.setattr(protocol, "decode_frame", lambda text: decoded.append(text) or {})
@@ -278,8 +278,37 @@ def test_a_large_frame_of_many_tiny_values_is_refused_before_it_is_decoded(monke
     assert refused.value.code == "invalid_json" and not decoded
     monkeypatch.undo()
     # A thousand commas in a description (and 70 KiB of padding) are nowhere near it.
-    busy = json.dumps({"type": "GetMembers", "x": [1] * 5000, "pad": "," * 1000 + BIG})
+    busy = json.dumps({"type": "GetMembers", "x": [1] * 1000, "pad": "," * 1000 + BIG})
     assert isinstance(protocol.parse_large_frame(busy), protocol.GetMembers)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ",".join(["1"] * 30_000),  # numbers
+        ",".join(f'{{"k{n}": 1}}' for n in range(4_000)),  # keys
+        ",".join(["[]"] * 20_000),  # containers
+    ],
+)
+def test_a_frame_on_the_loop_of_many_values_is_refused_before_it_is_decoded(values, monkeypatch):
+    """A frame under LARGE_STRING is decoded on the event loop: 64 KiB of numbers, keys or
+    lists took it 10-23 ms each (a reviewer's socket sent 56 a second: 69 % of a core, and
+    chat elsewhere waited 300 ms). Past MAX_FRAME_VALUES they are refused undecoded."""
+    frame = '{"type": "ChatMessage", "x": [' + values + "]}"
+    assert protocol.COUNT_VALUES_FROM < len(frame) <= protocol.LARGE_STRING
+    decoded = []
+    monkeypatch.setattr(protocol, "decode_frame", lambda text: decoded.append(text) or {})
+    with pytest.raises(ProtocolError) as refused:
+        protocol.parse_client_message(frame)
+    assert refused.value.code == "invalid_json" and not decoded
+
+
+def test_a_long_chat_message_and_a_description_of_commas_are_within_the_values():
+    content = base64.b64encode(bytes(48 * 1024)).decode()  # 64 KiB of base64: no value at all
+    assert isinstance(protocol.parse_client_message(json.dumps({"type": "ChatMessage", "content": content})),
+                      protocol.ChatMessage)  # fmt: skip
+    create = {"type": "CreateRoom", "name": "R", "description": ",:" * 500, "password": "pw" * 3000}
+    assert isinstance(protocol.parse_client_message(json.dumps(create)), protocol.CreateRoom)
 
 
 @pytest.mark.parametrize("bad", ["\x00", "\x1f", "\ud800"])
