@@ -1,7 +1,7 @@
 // The browser app: lobby (create or join), then the room. Wire format: PROTOCOL.md.
 
 import { decrypt, encrypt, importKey, needsSecureContext } from "./crypto.js";
-import { setUpConversation, quoteOf } from "./conversation.js";
+import { setUpConversation, quoteNodes, quoteOf } from "./conversation.js";
 import { backoff, errorPlace, humanError, ROOM_ENDED } from "./errors.js";
 import { formatSize, setUpFiles, shownName } from "./files.js";
 import { Requests } from "./requests.js";
@@ -509,8 +509,8 @@ async function receiveMessage(message, { live = false, older = false } = {}) {
 // link is pasted).
 function fillQuotes(item) {
   const quote = item.querySelector(".quote");
-  if (quote) quote.textContent = quoteText(Number(quote.dataset.replyTo));
-  for (const other of quotesOf(item.dataset.id)) other.textContent = quoteOf(item);
+  if (quote) quote.replaceChildren(...quoteText(Number(quote.dataset.replyTo)));
+  for (const other of quotesOf(item.dataset.id)) other.replaceChildren(...quoteNodes(item));
 }
 
 // The quotes of the message `id` in the replies on the page.
@@ -520,8 +520,8 @@ function quotesOf(id) {
 
 function quoteText(id) {
   const original = messageById(id);
-  if (original) return quoteOf(original);
-  return state.deleted.has(id) ? quoteOf(null) : "Earlier message";
+  if (original) return quoteNodes(original);
+  return [state.deleted.has(id) ? quoteOf(null) : "Earlier message"];
 }
 
 // A quote clicked: its message is scrolled to and focused, after older pages come in
@@ -1017,16 +1017,18 @@ function onError(error) {
 }
 
 const HANDLERS = {
-  // A room the page asked for, never one the server offers unasked.
+  // A room the page asked for, never one the server offers unasked to a page in a room.
+  // Out of the lobby's request, an answer that came as its socket dropped (handled after
+  // the drop gave the request up) still enters the room, and is checked all the same.
   RoomCreated: async (m) => {
-    if (!requests.answered("CreateRoom")) return;
+    if (!requests.answered("CreateRoom") && state.room) return;
     await enterRoom(m, m.owner_token);
     if (state.room) reachedStart(); // a new room: nothing is older than what comes
   },
   RoomJoined: async (m) => {
     const request = requests.answered("JoinRoom");
-    if (!request) return;
-    if (request.context === "rejoin") {
+    if (!request && state.room) return;
+    if (request?.context === "rejoin") {
       if (!(state.room && state.rejoining)) return;
       if (!sameSeat(state.room, m)) {
         exitRoom(REJOIN_CHANGED);

@@ -14,10 +14,25 @@ const QUOTE_CHARS = 80;
 // "Alice: the start of what she wrote…" (a reply's quote, the reply line, the dialog).
 export function quoteOf(item) {
   if (!item) return "Deleted message";
-  const text = item.dataset.text ?? item.querySelector(".text")?.textContent ?? "";
-  const start = text.length > QUOTE_CHARS ? `${text.slice(0, QUOTE_CHARS)}…` : text;
-  return item.dataset.sender ? `${item.dataset.sender}: ${start}` : start;
+  return item.dataset.sender ? `${item.dataset.sender}: ${startOf(item)}` : startOf(item);
 }
+
+// The same as nodes to show, the name and the text each isolated (<bdi>): a name or a
+// text written right to left then keeps its place ("דוד: שלום" stays name first).
+export function quoteNodes(item) {
+  if (!item) return [quoteOf(null)];
+  const start = el("bdi", { text: startOf(item) });
+  return item.dataset.sender ? [el("bdi", { text: item.dataset.sender }), ": ", start] : [start];
+}
+
+function startOf(item) {
+  const text = item.dataset.text ?? item.querySelector(".text")?.textContent ?? "";
+  return text.length > QUOTE_CHARS ? `${text.slice(0, QUOTE_CHARS)}…` : text;
+}
+
+// A name in a line of text, isolated so that one written right to left does not pull
+// the words or names beside it into its direction.
+const isolated = (name) => el("bdi", { text: name });
 
 // deps: {send(message, context), sendTyping(), rights(item) -> {edit, delete},
 // members() -> names, me() -> name, react(item, emoji, on), remove(item)}
@@ -28,6 +43,10 @@ export function setUpConversation(deps) {
   let target = null; // {item, button}: the message the menu or picker is open for
   let composing = null; // {kind: "reply" | "edit", id}
   let saving = false; // an edit sent and not answered yet: it stays in the box until it is
+  // An edit borrows the box: the draft it found there ({text, reply, context}: the reply
+  // that draft was, and its reply line) is set aside, and comes back when the edit is
+  // saved, cancelled, or left for a reply.
+  let aside = null;
 
   // --- The message menu and the picker: one of each, placed by the message's button.
 
@@ -128,6 +147,39 @@ export function setUpConversation(deps) {
   });
   window.addEventListener("resize", () => closePopups());
 
+  // The popups are fixed in the window: while the list (or the page) scrolls they follow
+  // their message's button, and close once it is out of sight, so that Reply or React
+  // never lands on another message. (Scroll events do not bubble: caught on the way down.)
+  document.addEventListener(
+    "scroll",
+    () => {
+      if (!target) return;
+      if (inSight(target.button)) place(menu.hidden ? picker : menu, target.button);
+      else closePopups();
+    },
+    { capture: true, passive: true },
+  );
+
+  function inSight(button) {
+    if (!button.isConnected) return false;
+    const anchor = button.getBoundingClientRect();
+    const list = $("messages").getBoundingClientRect();
+    return anchor.bottom > Math.max(list.top, 0) && anchor.top < Math.min(list.bottom, window.innerHeight);
+  }
+
+  // Focus leaving a popup closes it (Tab past either end; a click elsewhere is handled
+  // above), once it has landed: not on its own button, whose click toggles the menu, and
+  // not when the window loses focus (document.activeElement stays where it was).
+  for (const popup of [menu, picker]) {
+    popup.tabIndex = -1; // a click on its padding or a label focuses the popup, not the body
+    popup.addEventListener("focusout", () =>
+      setTimeout(() => {
+        const now = document.activeElement;
+        if (!popup.hidden && !popup.contains(now) && now !== target?.button) closePopups();
+      }),
+    );
+  }
+
   $("messages").addEventListener("click", (event) => {
     const actions = event.target.closest(".message-actions");
     if (actions) {
@@ -144,7 +196,7 @@ export function setUpConversation(deps) {
 
   function confirmDelete(item, button) {
     const dialog = $("confirm-delete");
-    $("confirm-delete-quote").textContent = quoteOf(item);
+    $("confirm-delete-quote").replaceChildren(...quoteNodes(item));
     dialog.returnValue = "";
     dialog.onclose = () => {
       if (dialog.returnValue === "delete" && item.isConnected) deps.remove(item);
@@ -157,20 +209,37 @@ export function setUpConversation(deps) {
   // --- The composer's reply or edit line.
 
   function startComposing(kind, item) {
+    if (saving) return; // the edit being saved holds the box until it is answered
+    // A reply (or another edit) ends an edit first: the reply takes the draft, never the
+    // edited text.
+    if (composing?.kind === "edit") leaveEdit();
+    const line = $("composer-context-text");
+    if (kind === "edit") {
+      aside = { text: box.value, reply: composing, context: composing ? [...line.childNodes] : [] };
+      box.value = item.dataset.text ?? "";
+    }
     composing = { kind, id: Number(item.dataset.id) };
-    $("composer-context-text").textContent =
-      kind === "reply" ? `Replying to ${quoteOf(item)}` : "Editing your message";
+    if (kind === "reply") line.replaceChildren("Replying to ", ...quoteNodes(item));
+    else line.textContent = "Editing your message";
     $("composer-context").hidden = false;
-    if (kind === "edit") box.value = item.dataset.text ?? "";
     box.focus();
     box.setSelectionRange(box.value.length, box.value.length);
   }
 
   function stopComposing() {
     if (saving) return;
-    if (composing?.kind === "edit") box.value = "";
+    if (composing?.kind === "edit") return leaveEdit();
     composing = null;
     $("composer-context").hidden = true;
+  }
+
+  // The edit is over: the draft set aside comes back, a reply still if it was one.
+  function leaveEdit() {
+    box.value = aside?.text ?? "";
+    composing = aside?.reply ?? null;
+    $("composer-context-text").replaceChildren(...(aside?.context ?? []));
+    $("composer-context").hidden = !composing;
+    aside = null;
   }
 
   $("composer-cancel").addEventListener("click", () => {
@@ -183,13 +252,13 @@ export function setUpConversation(deps) {
   const typists = new Map(); // name -> the timer that forgets them
 
   function showTyping() {
-    const names = [...typists.keys()];
-    let text = "";
-    if (names.length === 1) text = `${names[0]} is typing…`;
-    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
-    else if (names.length === 3) text = `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
-    else if (names.length > 3) text = `${names[0]}, ${names[1]} and ${names.length - 2} others are typing…`;
-    $("typing").textContent = text;
+    const names = [...typists.keys()].map(isolated);
+    let line = [];
+    if (names.length === 1) line = [names[0], " is typing…"];
+    else if (names.length === 2) line = [names[0], " and ", names[1], " are typing…"];
+    else if (names.length === 3) line = [names[0], ", ", names[1], " and ", names[2], " are typing…"];
+    else if (names.length > 3) line = [names[0], ", ", names[1], ` and ${names.length - 2} others are typing…`];
+    $("typing").replaceChildren(...line);
   }
 
   function notTyping(name) {
@@ -244,7 +313,7 @@ export function setUpConversation(deps) {
     mention = { start: before.length - typed[1].length - 1, options, index: 0 };
     mentionList.replaceChildren(
       ...options.map((name, i) =>
-        el("li", { text: name, attrs: { role: "option", id: `mention-${i}`, "data-name": name } }),
+        el("li", { attrs: { role: "option", id: `mention-${i}`, "data-name": name } }, [isolated(name)]),
       ),
     );
     mentionList.hidden = false;
@@ -351,13 +420,20 @@ export function setUpConversation(deps) {
       saving = false;
       box.readOnly = false;
       if (result === "stored") return stopComposing();
-      if (result === "gone") composing = null;
-      $("composer-context").hidden = !composing;
-      $("composer-context-text").textContent = "Editing your message";
+      if (result === "gone") {
+        // Its message was deleted: the edit stays in the box as a draft, after the draft
+        // that was set aside, so nothing typed is lost.
+        const edit = box.value;
+        leaveEdit();
+        box.value = [box.value, edit].filter(Boolean).join("\n");
+      } else {
+        $("composer-context-text").textContent = "Editing your message";
+      }
       box.focus();
     },
     // A message was deleted or edited: a reply or edit of it is no longer being written.
     forget(id) {
+      if (aside?.reply?.id === id) Object.assign(aside, { reply: null, context: [] });
       if (composing?.id === id) stopComposing();
       if (target && Number(target.item.dataset.id) === id) closePopups();
     },
@@ -374,13 +450,17 @@ export function setUpConversation(deps) {
     notifyMention(sender, text, roomName) {
       if (document.visibilityState !== "hidden" || !("Notification" in window)) return;
       if (Notification.permission !== "granted") return;
-      new Notification(`${sender} mentioned you in ${roomName}`, { body: text.slice(0, 200) });
+      // FSI...PDI: each name isolated, as <bdi> would (a notification is plain text).
+      const title = `\u2068${sender}\u2069 mentioned you in \u2068${roomName}\u2069`;
+      new Notification(title, { body: text.slice(0, 200) });
     },
     reset() {
       saving = false;
       box.readOnly = false;
       closePopups();
-      stopComposing();
+      stopComposing(); // an edit gives the box its draft back; the draft's reply goes with the room
+      composing = null;
+      $("composer-context").hidden = true;
       closeMentions();
       for (const name of [...typists.keys()]) notTyping(name);
       typedAt = -Infinity;

@@ -26,6 +26,11 @@ export function formatSize(bytes) {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
+// Every byte: "10,485,761 bytes".
+function exactSize(bytes) {
+  return `${bytes.toLocaleString("en-US")} bytes`;
+}
+
 // Other names browsers give these types (Chrome and Edge on Windows name a zip file
 // application/x-zip-compressed): checked and sent under the name the server knows.
 const TYPE_ALIASES = {
@@ -46,7 +51,10 @@ export function checkFile(file, config) {
   if (!file) return "Choose a file first.";
   if (file.size === 0) return "This file is empty.";
   if (file.size > config.files_max_size) {
-    return `This file is too large (${formatSize(file.size)}); the limit is ${formatSize(config.files_max_size)}.`;
+    let [size, limit] = [formatSize(file.size), formatSize(config.files_max_size)];
+    // Just over the limit both round the same ("10.0 MiB"): the bytes then tell them apart.
+    if (size === limit) [size, limit] = [exactSize(file.size), exactSize(config.files_max_size)];
+    return `This file is too large (${size}); the limit is ${limit}.`;
   }
   const type = typeOf(file);
   if (!config.files_allowed_mime_types.includes(type)) {

@@ -1,5 +1,6 @@
 // DOM building. Everything a person or the server wrote goes in as text (textContent),
-// never as HTML.
+// never as HTML. Names go in a <bdi> and texts get dir="auto": one written right to left
+// (Hebrew, Arabic) then reads right, and does not reorder what is beside it.
 
 const FILE_MESSAGE = /^\[File: (.*)\]\(\/files\/([0-9a-fA-F-]{36})\)$/s;
 const IMAGE_NAME = /\.(png|jpe?g|gif|webp)$/i;
@@ -40,7 +41,7 @@ export function messageItem(message, body, { mine, me }) {
   const time = el("time", { text: localTime(message.sent_at), attrs: { datetime: message.sent_at } });
   const head = kind
     ? el("p", { className: "meta" }, [time])
-    : el("p", { className: "meta" }, [el("span", { className: "sender", text: message.sender }), " ", time]);
+    : el("p", { className: "meta" }, [el("bdi", { className: "sender", text: message.sender }), " ", time]);
   const item = el("li", { className: mine && !kind ? "message mine" : "message", attrs: { "data-id": String(message.id) } }, [head]);
   // Never for a message the page cannot attribute: quotes and rights read it.
   if (!kind) item.dataset.sender = message.sender;
@@ -66,7 +67,7 @@ export function messageItem(message, body, { mine, me }) {
     item.append(el("p", { className: "text", text: "(unsupported message)" }));
   } else {
     item.classList.add("chat-text");
-    item.append(el("p", { className: "text" }));
+    item.append(el("p", { className: "text", attrs: { dir: "auto" } }));
     setText(item, body.text, mine ? null : me);
   }
   if (message.edited_at) {
@@ -117,11 +118,17 @@ export function markEdited(item) {
 }
 
 // The whole reaction state of a message ([{emoji, names}]): one chip each, pressed when
-// the reader is among the names; who reacted is in its title and on hover or focus.
+// the reader is among the names; who reacted is in its title and, on hover or focus, in
+// a tooltip beside it (each name isolated, so that names in two directions keep their order).
 export function renderReactions(item, reactions, me) {
   item.querySelector(".reactions").replaceChildren(
     ...reactions.map(({ emoji, names }) => {
       const who = names.join(", ");
+      const tooltip = el(
+        "span",
+        { className: "reaction-names", attrs: { "aria-hidden": "true" } },
+        names.flatMap((name, i) => (i ? [", ", el("bdi", { text: name })] : [el("bdi", { text: name })])),
+      );
       const chip = el("button", {
         className: "reaction",
         text: `${emoji} ${names.length}`,
@@ -134,7 +141,7 @@ export function renderReactions(item, reactions, me) {
           "aria-label": `${emoji} ${names.length}: ${who}`,
         },
       });
-      return el("li", {}, [chip]);
+      return el("li", {}, [chip, tooltip]);
     }),
   );
 }
@@ -142,11 +149,12 @@ export function renderReactions(item, reactions, me) {
 // A message of ours the server has not sent back yet: no id, and a note for the time.
 export function pendingItem(sender, text) {
   const head = el("p", { className: "meta" }, [
-    el("span", { className: "sender", text: sender }),
+    el("bdi", { className: "sender", text: sender }),
     " ",
     el("span", { className: "note", text: "sending…" }),
   ]);
-  return el("li", { className: "message mine pending" }, [head, el("p", { className: "text", text })]);
+  const line = el("p", { className: "text", text, attrs: { dir: "auto" } });
+  return el("li", { className: "message mine pending" }, [head, line]);
 }
 
 // Messages stay in id order even though decryption finishes out of order; pending ones
@@ -165,6 +173,8 @@ export function insertById(list, item) {
 
 export function renderMembers(list, names, me) {
   list.replaceChildren(
-    ...names.map((name) => el("li", { text: name === me ? `${name} (you)` : name, attrs: { "data-name": name } })),
+    ...names.map((name) =>
+      el("li", { attrs: { "data-name": name } }, [el("bdi", { text: name }), ...(name === me ? [" (you)"] : [])]),
+    ),
   );
 }
