@@ -33,6 +33,7 @@ from chat.ratelimit import (
     chat_bytes,
     checked_password,
     join_failures,
+    read_bytes,
     shared_bytes,
     take_slot,
     uploads_in_flight,
@@ -418,7 +419,7 @@ async def get_history(conn: Connection, command: protocol.GetHistory) -> None:
     page = await database(selectors.history_before)(
         room_id=seat.room_id, before=command.before, limit=command.limit
     )
-    conn.outbox.put(await history_frame(page, command.before))
+    conn.outbox.put(read_reply(conn, await history_frame(page, command.before)))
 
 
 async def get_members(conn: Connection, command: protocol.GetMembers) -> None:
@@ -427,7 +428,7 @@ async def get_members(conn: Connection, command: protocol.GetMembers) -> None:
     await ready_for_large_reply(conn, 0)
     # The seat is checked in the same query (SeatGone): a kick whose event was lost lists no one.
     names = await database(services.seat_members)(seat=seat, now=timezone.now())
-    conn.send(protocol.members_message(names))
+    conn.outbox.put(read_reply(conn, protocol.encode(protocol.members_message(names))))
 
 
 async def leave_room(conn: Connection, command: protocol.LeaveRoom) -> None:
@@ -493,9 +494,19 @@ async def take_join(conn: Connection) -> None:
 
 
 def take_read(conn: Connection) -> None:
+    """A place in the connection's READS_PER_MINUTE, while its address has read less
+    than READ_BYTES_PER_ADDRESS_* (each reply is counted once built: `read_reply`)."""
     if not take_slot(conn.reads, settings.READS_PER_MINUTE):
         raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many requests; wait a minute.")
     conn.slot = conn.reads
+    if not read_bytes.left(conn.address or "unknown"):
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "Your connections have read much; wait a moment.")
+
+
+def read_reply(conn: Connection, text: str) -> str:
+    """A read's reply, its bytes counted toward its address's READ_BYTES_PER_ADDRESS_*."""
+    read_bytes.spend(conn.address or "unknown", len(text))
+    return text
 
 
 def require_room(conn: Connection) -> services.Seat:

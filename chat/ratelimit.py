@@ -74,6 +74,19 @@ class AddressBuckets:
         remember(self.buckets, address, bucket)
         return taken
 
+    def spend(self, address: str, amount: float, now: float | None = None) -> None:
+        """Take `amount` whatever the bucket holds (what was already sent): it may go
+        below nothing, and `left` is then False until it has refilled past it."""
+        now = time.monotonic() if now is None else now
+        self.take(address, 0, now)  # the address's bucket, refilled and remembered
+        self.buckets[address].tokens -= amount
+
+    def left(self, address: str, now: float | None = None) -> bool:
+        """Whether the address's bucket holds anything."""
+        now = time.monotonic() if now is None else now
+        self.take(address, 0, now)
+        return self.buckets[address].tokens > 0
+
     def forget_full(self, now: float) -> None:
         self.pruned_at = now
         for _ in range(self.PRUNE_MOST):
@@ -259,6 +272,8 @@ def take_slot(window: SlidingWindow, limit: int, now: float | None = None) -> bo
 
 # What each address stores through its chat commands in this process (actions.take_chat).
 chat_bytes = AddressBuckets("CHAT_BYTES_PER_ADDRESS_BURST", "CHAT_BYTES_PER_ADDRESS_SUSTAINED")
+# What each address reads through GetHistory, GetMembers and GetFile (actions.take_read).
+read_bytes = AddressBuckets("READ_BYTES_PER_ADDRESS_BURST", "READ_BYTES_PER_ADDRESS_SUSTAINED")
 
 # Bytes of large frames (uploads) this process is parsing, decoding, checking and
 # storing (UPLOADS_IN_FLIGHT_BYTES; docs/protocol-notes.md).

@@ -444,6 +444,11 @@ CHAT_RATE_SUSTAINED = env.float("CHAT_RATE_SUSTAINED", 10)
 # address adds at most about 1.3 GiB a day to the disk (docs/protocol-notes.md).
 CHAT_BYTES_PER_ADDRESS_BURST = env.int("CHAT_BYTES_PER_ADDRESS_BURST", 2 * 1024 * 1024)
 CHAT_BYTES_PER_ADDRESS_SUSTAINED = env.int("CHAT_BYTES_PER_ADDRESS_SUSTAINED", 16 * 1024)
+# What one client address may read through GetHistory, GetMembers and GetFile replies of
+# all its sockets in this process: a bucket of bytes, refilled per second. READS_PER_MINUTE
+# is per connection, and 50 sockets of one address read 109 MB/s of History.
+READ_BYTES_PER_ADDRESS_BURST = env.int("READ_BYTES_PER_ADDRESS_BURST", 64 * 1024 * 1024)
+READ_BYTES_PER_ADDRESS_SUSTAINED = env.int("READ_BYTES_PER_ADDRESS_SUSTAINED", 4 * 1024 * 1024)
 # With Redis, what a process takes from an address's bucket at once beyond what a frame
 # needs, to spend without asking Redis again (chat/ratelimit.py RedisAddressBuckets).
 CHAT_BYTES_LEASE = env.int("CHAT_BYTES_LEASE", 64 * 1024)

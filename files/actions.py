@@ -7,7 +7,15 @@ from django.conf import settings
 from django.utils import timezone
 
 from chat import protocol
-from chat.actions import Action, Connection, ready_for_large_reply, require_room, take_chat, take_read
+from chat.actions import (
+    Action,
+    Connection,
+    read_reply,
+    ready_for_large_reply,
+    require_room,
+    take_chat,
+    take_read,
+)
 from chat.errors import ErrorCode, ProtocolError
 from chat.hub import publish
 from chat.oplog import event
@@ -54,7 +62,9 @@ async def get_file(conn: Connection, command: protocol.GetFile) -> None:
     # One file frame in flight per socket: a client that does not read its
     # downloads holds at most one of them in server memory.
     await ready_for_large_reply(conn, 4 * ((settings.FILES_MAX_SIZE + 2) // 3))
-    conn.outbox.put(await files.fetch(seat=seat, file_id=command.file_id, now=timezone.now()))
+    conn.outbox.put(
+        read_reply(conn, await files.fetch(seat=seat, file_id=command.file_id, now=timezone.now()))
+    )
 
 
 async def delete_file(conn: Connection, command: protocol.DeleteFile) -> None:
