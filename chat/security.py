@@ -2,6 +2,7 @@
 what one client address may hold open: WebSockets (`ConnectionLimit`) and HTTP requests
 in flight (`RequestLimit`)."""
 
+import asyncio
 import ipaddress
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
@@ -191,6 +192,40 @@ async def too_large(send: Send) -> None:
     await answer(send, 413, b"The request's body is too large.\n", (b"connection", b"close"))
 
 
+async def too_slow(send: Send) -> None:
+    """408, closing the connection: the request's body did not come within HTTP_BODY_TIMEOUT."""
+    await answer(send, 408, b"The request's body took too long.\n", (b"connection", b"close"))
+
+
+class BodyBytes:
+    """Bytes of request bodies taken in and not yet answered (Django holds each whole),
+    per client address and in the process: HTTP_BODY_BYTES_PER_ADDRESS, _PER_PROCESS."""
+
+    def __init__(self) -> None:
+        self.by_address: dict[str | None, int] = {}
+        self.total = 0
+
+    def take(self, address: str | None, amount: int) -> bool:
+        held = self.by_address.get(address, 0)
+        if (
+            self.total + amount > settings.HTTP_BODY_BYTES_PER_PROCESS
+            or held + amount > settings.HTTP_BODY_BYTES_PER_ADDRESS
+        ):
+            return False
+        self.by_address[address] = held + amount
+        self.total += amount
+        return True
+
+    def give(self, address: str | None, amount: int) -> None:
+        if amount:
+            self.total -= amount
+            left = self.by_address[address] - amount
+            if left:
+                self.by_address[address] = left
+            else:
+                del self.by_address[address]
+
+
 class BodyLimit:
     """ASGI middleware: an HTTP request's body is at most HTTP_BODY_MAX bytes.
 
@@ -201,10 +236,17 @@ class BodyLimit:
     read (a client waiting on `Expect: 100-continue` sends nothing); one that grows past
     the bound (chunked, say) stops being read: the application is told the client left,
     as Django is by uvicorn, and the client gets the 413 and the connection's close.
-    The server's pages need no large bodies: files go over the WebSocket."""
+    The server's pages need no large bodies: files go over the WebSocket.
+
+    A body must also come in whole within HTTP_BODY_TIMEOUT of its head (else 408), and
+    the bodies of one address not yet answered may hold HTTP_BODY_BYTES_PER_ADDRESS
+    between them, those of the process HTTP_BODY_BYTES_PER_PROCESS (else 503): a hundred
+    connections of one address that each sent most of a body and stopped held 3 MiB
+    each, for as long as they liked."""
 
     def __init__(self, application: Callable[[dict, Receive, Send], Awaitable[None]]) -> None:
         self.application = application
+        self.held = BodyBytes()
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -213,20 +255,35 @@ class BodyLimit:
         announced = content_length(scope)
         if announced is not None and announced > limit:
             return await too_large(send)
+        address = client_address(scope)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.HTTP_BODY_TIMEOUT
         received = 0
-        over = False
+        over = late = full = False
+        whole = False  # the body is all in: receive then only waits for the client to leave
         answered = False
 
         async def receive_bounded() -> dict:
-            nonlocal received, over
-            if over:
+            nonlocal received, over, late, full, whole
+            if over or late or full:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if whole:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                late = True
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
+                body = len(message.get("body", b""))
+                whole = not message.get("more_body")
+                if received + body > limit:
                     over = True
                     return {"type": "http.disconnect"}
+                if not self.held.take(address, body):
+                    full = True
+                    return {"type": "http.disconnect"}
+                received += body
             return message
 
         async def send_seen(message: dict) -> None:
@@ -235,9 +292,18 @@ class BodyLimit:
                 answered = True
             await send(message)
 
-        await self.application(scope, receive_bounded, send_seen)
-        if over and not answered:
+        try:
+            await self.application(scope, receive_bounded, send_seen)
+        finally:
+            self.held.give(address, received)
+        if answered:
+            return
+        if over:
             await too_large(send)
+        elif late:
+            await too_slow(send)
+        elif full:  # the rest of the body is not read: the connection goes too
+            await answer(send, 503, b"The server is busy; try again shortly.\n", (b"connection", b"close"))
 
 
 class RequestLimit:
@@ -250,8 +316,8 @@ class RequestLimit:
 
     A request takes its place when its body is all in, which is when Django starts
     anything else (it reads the body first): a body that trickles in holds no thread, so
-    it holds no place either (bodies have no deadline, and 64 of them would otherwise
-    shut the process's pages cheaply). The application is then told the client left, as
+    it holds no place either (64 slow bodies would otherwise shut the process's pages
+    cheaply; `BodyLimit` bounds their time and bytes). The application is then told the client left, as
     Django is by uvicorn, and returns without answering. The place is kept until the
     application has returned, also when it raises or is cancelled.
 

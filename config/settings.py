@@ -286,6 +286,20 @@ for _name, _bound in [
 HTTP_BODY_MAX = env.int("HTTP_BODY_MAX", 2_621_440)
 if HTTP_BODY_MAX < 0:  # every request would be 413
     raise ImproperlyConfigured(f"HTTP_BODY_MAX must be at least 0 bytes, not {HTTP_BODY_MAX}")
+# Seconds a request's body may take to come in whole, from its head; past it, 408 and the
+# connection closed. And the bytes of bodies not yet answered (held by Django meanwhile)
+# of one client address and of the process; past either, 503.
+HTTP_BODY_TIMEOUT = env.float("HTTP_BODY_TIMEOUT", 30)
+HTTP_BODY_BYTES_PER_ADDRESS = env.int("HTTP_BODY_BYTES_PER_ADDRESS", 4 * HTTP_BODY_MAX)
+HTTP_BODY_BYTES_PER_PROCESS = env.int("HTTP_BODY_BYTES_PER_PROCESS", 16 * HTTP_BODY_MAX)
+if HTTP_BODY_TIMEOUT <= 0:
+    raise ImproperlyConfigured(f"HTTP_BODY_TIMEOUT must be more than 0 seconds, not {HTTP_BODY_TIMEOUT}")
+for _name, _bound in (
+    ("HTTP_BODY_BYTES_PER_ADDRESS", HTTP_BODY_BYTES_PER_ADDRESS),
+    ("HTTP_BODY_BYTES_PER_PROCESS", HTTP_BODY_BYTES_PER_PROCESS),
+):
+    if _bound < HTTP_BODY_MAX:  # a body the server takes could never come in
+        raise ImproperlyConfigured(f"{_name} must be at least HTTP_BODY_MAX ({HTTP_BODY_MAX}), not {_bound}")
 # Redis behind Sentinel (failover): "host:port,host:port" of the sentinels, and the
 # name they know the primary by. Takes the place of REDIS_URL.
 REDIS_SENTINELS = [

@@ -22,6 +22,8 @@ PROXY = "127.0.7.9"  # the one trusted proxy
 BODY_MAX = 64 * 1024  # HTTP_BODY_MAX
 HEADER_MAX = 16 * 1024  # HTTP_HEADER_MAX
 PIPELINED_MAX = 4  # HTTP_PIPELINED_MAX
+BODY_TIMEOUT = 3.0  # HTTP_BODY_TIMEOUT
+BODY_BYTES_PER_ADDRESS = 3 * BODY_MAX  # HTTP_BODY_BYTES_PER_ADDRESS
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -36,6 +38,8 @@ def server(tmp_path_factory) -> Iterator[ServerProcess]:
         HTTP_BODY_MAX=str(BODY_MAX),
         HTTP_HEADER_MAX=str(HEADER_MAX),
         HTTP_PIPELINED_MAX=str(PIPELINED_MAX),
+        HTTP_BODY_TIMEOUT=str(BODY_TIMEOUT),
+        HTTP_BODY_BYTES_PER_ADDRESS=str(BODY_BYTES_PER_ADDRESS),
     )
     manage(env, "migrate", "--noinput")
     process = ServerProcess(env, log_dir=var, args=("--proxy-headers", "--forwarded-allow-ips", PROXY))
@@ -302,3 +306,40 @@ def test_a_flood_of_pipelined_requests_never_read_closes_its_connection_and_take
         sock.close()
     assert rss_mib(server.process.pid) - before < 20
     assert health(server, "127.0.7.41") == 200
+
+
+def post_head(length: int) -> bytes:
+    return b"POST /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % length
+
+
+def test_a_body_that_stops_coming_is_answered_408_at_its_deadline(server):
+    """Before, a body that stopped short held its connection and what Django had taken of
+    it (3 MiB each for the reviewer's hundred connections) for as long as it liked."""
+    sock = dial(server, "127.0.7.60")
+    sock.send(post_head(BODY_MAX) + b"x" * (BODY_MAX // 2))  # half of it, then nothing
+    began = time.monotonic()
+    answer = answer_to(sock, 3 * BODY_TIMEOUT)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert BODY_TIMEOUT - 0.5 < time.monotonic() - began < 2 * BODY_TIMEOUT
+    sock.close()
+
+
+def test_the_bodies_one_address_holds_at_once_are_bounded(server):
+    """Bodies that came most of the way hold their bytes until answered: past
+    HTTP_BODY_BYTES_PER_ADDRESS an address's next one is answered 503 at once, while
+    another address posts as before."""
+    holding = []
+    for _ in range(3):  # most of a body each: 3 * 0.9 * BODY_MAX, within the address's bound
+        sock = dial(server, "127.0.7.61")
+        sock.send(post_head(BODY_MAX) + b"x" * (BODY_MAX * 9 // 10))
+        holding.append(sock)
+    time.sleep(0.5)  # taken in
+    past = dial(server, "127.0.7.61")
+    past.send(post_head(BODY_MAX) + b"x" * (BODY_MAX * 9 // 10))
+    answer = answer_to(past, BODY_TIMEOUT / 2)
+    assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+    other = dial(server, "127.0.7.62")
+    other.send(post_head(100) + b"x" * 100)
+    assert not answer_to(other, 2).startswith(b"HTTP/1.1 503 ")
+    for sock in (*holding, past, other):
+        sock.close()
