@@ -443,7 +443,9 @@ def session_room_add(*, session_key: str, room_id: UUID) -> bool:
         if store.exists(session_key):
             rooms = store.get(SESSION_ROOMS_KEY, [])
             if str(room_id) not in rooms:
-                store[SESSION_ROOMS_KEY] = [*rooms, str(room_id)]
+                # The most recent SESSION_ROOMS_MAX: each join rewrote the whole list, and
+                # a session joining room after room made it grow without end.
+                store[SESSION_ROOMS_KEY] = [*rooms, str(room_id)][-settings.SESSION_ROOMS_MAX :]
                 store.save()
             return True
         if not browser_sessions.minted(session_key):

@@ -290,6 +290,10 @@ if HTTP_BODY_MAX < 0:  # every request would be 413
 # connection closed. And the bytes of bodies not yet answered (held by Django meanwhile)
 # of one client address and of the process; past either, 503.
 HTTP_BODY_TIMEOUT = env.float("HTTP_BODY_TIMEOUT", 30)
+# Rooms a browser session remembers having joined (its files' downloads), the most recent.
+SESSION_ROOMS_MAX = env.int("SESSION_ROOMS_MAX", 200)
+if SESSION_ROOMS_MAX < 1:  # a join would not let its own session download the room's files
+    raise ImproperlyConfigured(f"SESSION_ROOMS_MAX must be at least 1, not {SESSION_ROOMS_MAX}")
 HTTP_BODY_BYTES_PER_ADDRESS = env.int("HTTP_BODY_BYTES_PER_ADDRESS", 4 * HTTP_BODY_MAX)
 HTTP_BODY_BYTES_PER_PROCESS = env.int("HTTP_BODY_BYTES_PER_PROCESS", 16 * HTTP_BODY_MAX)
 if HTTP_BODY_TIMEOUT <= 0:

@@ -264,6 +264,25 @@ def test_seats_ended_names_the_sockets_of_seats_resumed_elsewhere_and_those_remo
     assert kicked == [("chan", ErrorCode.KICKED, CloseCode.KICKED)]
 
 
+def test_a_browser_session_remembers_its_most_recent_rooms(settings):
+    """A session joining room after room made its list grow without end, rewritten whole
+    at each join: it keeps the SESSION_ROOMS_MAX most recent."""
+    from importlib import import_module
+
+    from chat import browser_sessions
+
+    settings.SESSION_ROOMS_MAX = 3
+    key = browser_sessions.mint()
+    rooms = [make_room()[0] for _ in range(5)]
+    for room in rooms:
+        assert services.session_room_add(session_key=key, room_id=room.pk)
+    recorded = import_module(settings.SESSION_ENGINE).SessionStore(key).load()[services.SESSION_ROOMS_KEY]
+    assert recorded == [str(room.pk) for room in rooms[-3:]]
+    assert services.session_room_add(session_key=key, room_id=rooms[0].pk)  # joined again: back in
+    recorded = import_module(settings.SESSION_ENGINE).SessionStore(key).load()[services.SESSION_ROOMS_KEY]
+    assert recorded == [str(room.pk) for room in (*rooms[-2:], rooms[0])]
+
+
 def test_two_rooms_joined_at_once_by_one_browser_session_are_both_recorded(monkeypatch):
     """Two tabs of one browser join two rooms at the same instant (two processes, so two
     database connections). Both reads of the session's rooms are held open side by side
