@@ -126,5 +126,19 @@ def test_too_many_wrong_passwords_are_rate_limited_on_the_join_form(server_with,
     join_room(bob, "Bob", password="wrong")
     expect(bob.locator("#join-password-error")).to_have_text("Wrong password for this room.")
     join_room(bob, "Bob", password="wrong again")
-    expect(bob.locator("#join-error")).to_have_text(re.compile("Too many attempts"))
+    expect(bob.locator("#join-error")).to_have_text("Too many wrong passwords; wait a minute.")
     expect(bob.get_by_role("button", name="Join room")).to_be_enabled()
+
+
+def test_too_many_rooms_from_one_address_says_how_long_to_wait(server_with, new_page):
+    """Before, the page said "Wait a moment" where the wait is up to an hour (ROOMS_PER_HOUR)."""
+    server = server_with(ROOMS_PER_HOUR="1")
+    alice = new_page(server.http)
+    create_room(alice, "First", "Alice")
+    alice.get_by_role("button", name="Leave").click()
+    form = alice.locator("#create-form")
+    form.get_by_label("Room name").fill("Second")
+    form.get_by_label("Your name").fill("Alice")
+    form.get_by_role("button", name="Create room").click()
+    expect(alice.locator("#create-error")).to_have_text("Too many rooms from this address; wait a while.")
+    expect(form.get_by_role("button", name="Create room")).to_be_enabled()

@@ -999,7 +999,7 @@ function onError(error) {
   if (context === "create" || context === "join") {
     if (state.pending !== context) return;
     endPending();
-    return showError(errorPlace(context, error), humanError(error));
+    return showError(errorPlace(context, error), humanError(error, context));
   }
   if (context === "rejoin") return state.rejoining && state.room && rejoinFailed(error);
   if (context === "members") return askMembersLater(); // refused for its rate, say

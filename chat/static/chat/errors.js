@@ -34,6 +34,11 @@ export function humanError(error, context = null) {
   // These messages say more than the code: invalid_field starts with the field's name,
   // and forbidden says what was refused (a delete, a ban after removal, the virus scanner).
   if ((error.code === "invalid_field" || error.code === "forbidden") && error.message) return error.message;
+  // And a creation or a join refused for its rate says which limit, and so how long to
+  // wait: rooms per hour ("a while") is not wrong passwords or joins ("a minute").
+  if (error.code === "rate_limited" && (context === "create" || context === "join") && error.message) {
+    return error.message;
+  }
   return text;
 }
 
