@@ -15,6 +15,7 @@ import re
 import shlex
 import sys
 import unicodedata
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -245,8 +246,7 @@ def ws_url(url: str) -> str:
 async def scripted(client: ChatClient, args: argparse.Namespace, out: Output) -> None:
     sent = set()
     for text in args.send:
-        lines = (await asyncio.to_thread(sys.stdin.read)).splitlines() if text == "-" else [text]
-        for line in lines:
+        async for line in stdin_lines() if text == "-" else one(text):
             message = await send_patiently(client, line)
             sent.add(message.id)
             out.event(message)
@@ -260,6 +260,17 @@ async def scripted(client: ChatClient, args: argparse.Namespace, out: Output) ->
         heard += sum(isinstance(m, Message | FileShared) and m.sender != client.name for m in messages)
         if heard >= args.listen:
             return
+
+
+async def stdin_lines() -> AsyncIterator[str]:
+    """Standard input's lines as they come: `tail -f log | ... --send -` sends each line
+    when it is written, not once the input ends."""
+    while line := await asyncio.to_thread(sys.stdin.readline):
+        yield line.rstrip("\r\n")
+
+
+async def one(text: str) -> AsyncIterator[str]:
+    yield text
 
 
 async def send_patiently(client: ChatClient, text: str) -> Message:

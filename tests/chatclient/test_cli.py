@@ -332,6 +332,30 @@ async def test_a_pipe_faster_than_the_rate_limit_loses_no_line(env, servers):
         await listener.close()
 
 
+async def test_a_pipe_that_stays_open_is_sent_line_by_line(server):
+    """`tail -f log | ... --send -`: each line goes when it is written (the CLI read the
+    whole input first, so an open pipe sent nothing)."""
+    listener = await ChatClient.connect(server.url)
+    process = None
+    try:
+        room = await listener.create_room("Logs", owner_name="Ann")
+        process = await asyncio.create_subprocess_exec(
+            *CLI, "join", server.url, room.join_key, "--name", "tail", "--send", "-",
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for line in ("first", "second"):
+            process.stdin.write(f"{line}\n".encode())
+            await process.stdin.drain()
+            message = await next_of(listener, Message, within=15)
+            assert (message.sender, message.text) == ("tail", line)  # the pipe still open
+        process.stdin.close()
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        if process is not None and process.returncode is None:
+            process.kill()
+        await listener.close()
+
+
 async def test_a_send_refused_for_its_rate_is_sent_again_for_a_bounded_time(monkeypatch):
     """Scripted sends: `rate_limited` is waited out (the same line again, after doubling
     waits), for RETRY_FOR seconds at most; any other refusal fails at once."""
