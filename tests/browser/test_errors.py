@@ -5,7 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.pages import create_room, join_key_of, join_room, say
+from tests.browser.pages import LATENCY_SCRIPT, create_room, join_key_of, join_room, say
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -96,6 +96,26 @@ def test_chat_errors_show_by_the_message_box(server_with, new_page):
     expect(page.locator("#messages li .text")).to_have_text(["one", "two", "three"])
     expect(page.locator("#messages li[data-id] .text")).to_have_text(["one", "two"])
     expect(page.get_by_label("Message", exact=True)).to_have_value("")
+
+
+def test_a_message_refused_while_the_box_is_in_use_can_be_put_back_or_discarded(server_with, new_page):
+    """Refused while the person already types the next one, a message stayed on the page
+    as "not sent" for good, with nothing to do about it."""
+    server = server_with(CHAT_MAX_CONTENT="200")
+    page = new_page(server.http, init_script=LATENCY_SCRIPT)  # the refusal comes 300 ms late
+    create_room(page, "Strict", "Ann")
+    box = page.get_by_label("Message", exact=True)
+    for action in ("Put back in the box", "Discard"):
+        say(page, "x" * 300)
+        box.fill("the next one")
+        refused = page.locator("#messages li.refused")
+        expect(refused.locator(".note")).to_have_text(re.compile("not sent: .*too long to send"))
+        refused.get_by_role("button", name=action).click()
+        expect(refused).to_have_count(0)
+        expected = "the next one\n" + "x" * 300 if action == "Put back in the box" else "the next one"
+        expect(box).to_have_value(expected)
+        expect(box).to_be_focused()
+        box.fill("")
 
 
 def test_files_are_checked_for_type_and_size_before_sending(server_with, new_page):

@@ -22,6 +22,7 @@ import {
   shareLinkParts,
 } from "./sealed.js";
 import {
+  el,
   insertById,
   markEdited,
   messageItem,
@@ -803,8 +804,28 @@ function chatRefused(request, error) {
   } else {
     entry.item.classList.add("refused");
     entry.item.querySelector(".note").textContent = `not sent: ${humanError(error)}`;
+    offerBack(entry);
   }
   sendNext();
+}
+
+// A refused message that could not go back into the busy message box stays on the page
+// with two ways out: back into the box (after what is there), or away.
+function offerBack(entry) {
+  const item = entry.item;
+  const back = el("button", { text: "Put back in the box", className: "refused-action", attrs: { type: "button" } });
+  const away = el("button", { text: "Discard", className: "refused-action", attrs: { type: "button" } });
+  back.addEventListener("click", () => {
+    const box = $("message");
+    box.value = box.value ? `${box.value}\n${entry.text}` : entry.text;
+    item.remove();
+    box.focus();
+  });
+  away.addEventListener("click", () => {
+    item.remove();
+    $("message").focus();
+  });
+  item.querySelector(".meta").append(" ", back, " ", away);
 }
 
 function holdChat(entry) {
