@@ -19,6 +19,12 @@ from websockets.sync.client import connect
 from chatclient import ChatClient, FileShared, History, Message
 from chatclient.crypto import SealedKeys, encrypt, seal_file, seal_message, secret_from_link
 
+# The two screens the page is tested on: new_page(..., **WIDTHS[width]).
+WIDTHS = {
+    "desktop": {"viewport": {"width": 1280, "height": 800}},
+    "phone": {"viewport": {"width": 375, "height": 740}, "is_mobile": True, "has_touch": True},
+}
+
 
 def create_room(
     page: Page, name: str, owner: str, password: str = "", description: str = "", sealed: bool = False

@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.pages import (
+    WIDTHS,
     PythonClient,
     act_on,
     activate,
@@ -22,10 +23,6 @@ from tests.browser.test_files import pick
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(180)]
 
-WIDTHS = {
-    "desktop": {"viewport": {"width": 1280, "height": 800}},
-    "phone": {"viewport": {"width": 375, "height": 740}, "is_mobile": True, "has_touch": True},
-}
 DRAFT = "half a thought, not sent yet"
 
 
@@ -44,16 +41,22 @@ def alice_and_bob_talk(alice, bob: PythonClient) -> None:
     expect(alice.locator("#messages li.message[data-id] .text")).to_have_text(["from Bob", "from Alice"])
 
 
+def with_a_draft(alice, bob: PythonClient):
+    """After `alice_and_bob_talk`, Alice has DRAFT in the message box: the box, and the
+    line above it that says what it is for."""
+    alice_and_bob_talk(alice, bob)
+    box = alice.get_by_label("Message", exact=True)
+    box.fill(DRAFT)
+    return box, alice.locator("#composer-context")
+
+
 # --- The draft and the edit ------------------------------------------------------------
 
 
 def test_editing_sets_the_draft_aside_and_gives_it_back(server, new_page):
     alice = new_page(server.http)
     with PythonClient(server.url) as bob:
-        alice_and_bob_talk(alice, bob)
-        box = alice.get_by_label("Message", exact=True)
-        context = alice.locator("#composer-context")
-        box.fill(DRAFT)
+        box, context = with_a_draft(alice, bob)
 
         # Edit, then Escape: the draft comes back, not an empty box.
         act_on(alice, "from Alice", "Edit")
@@ -100,10 +103,7 @@ def test_editing_sets_the_draft_aside_and_gives_it_back(server, new_page):
 def test_reply_chosen_while_editing_leaves_the_edit_and_replies_with_the_draft(server, new_page):
     alice = new_page(server.http)
     with PythonClient(server.url) as bob:
-        alice_and_bob_talk(alice, bob)
-        box = alice.get_by_label("Message", exact=True)
-        context = alice.locator("#composer-context")
-        box.fill(DRAFT)
+        box, context = with_a_draft(alice, bob)
         act_on(alice, "from Alice", "Edit")
         expect(box).to_have_value("from Alice")
         box.fill("from Alice, half edited")

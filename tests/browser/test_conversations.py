@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from tests.browser.pages import (
     VISIBILITY_SCRIPT,
+    WIDTHS,
     ClientThread,
     PythonClient,
     act_on,
@@ -27,10 +28,6 @@ from tests.browser.test_files import file_items, pick
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(180)]
 
-WIDTHS = {
-    "desktop": {"viewport": {"width": 1280, "height": 800}},
-    "phone": {"viewport": {"width": 375, "height": 740}, "is_mobile": True, "has_touch": True},
-}
 ALL_ACTIONS = ["Reply", "Edit", "Delete", "React"]
 EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "👀"]
 # Longer than a quote's 80 characters, with no space around the cut.

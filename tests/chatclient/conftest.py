@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from chatclient import ChatClient, Event
+from chatclient import ChatClient, ConnectionLost, Event
 from tests.e2e.conftest import servers, shared_env, sqlite_env  # noqa: F401 (fixtures)
 
 # Fast presence, so that the ghost of a connection the server lost holds its name for
@@ -44,6 +44,15 @@ async def clients(server):
     yield open_client
     for client in opened:
         await client.close()
+
+
+async def stream_end(client: ChatClient, within: float = 10) -> ConnectionLost:
+    """The ConnectionLost the client's event stream ends with (its events before it skipped)."""
+    while True:
+        try:
+            await asyncio.wait_for(client.next_event(), within)
+        except ConnectionLost as ended:
+            return ended
 
 
 async def next_of(client: ChatClient, kind: type, within: float = 10) -> Event:
