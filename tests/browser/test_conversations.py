@@ -84,6 +84,8 @@ def received(page, kind: str) -> list[dict]:
 
 
 def id_of(item) -> int:
+    """The stored message's id (one's own shows before it is stored, with none yet)."""
+    expect(item).to_have_attribute("data-id", re.compile(r"^\d+$"))
     return int(item.get_attribute("data-id"))
 
 
