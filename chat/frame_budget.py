@@ -251,15 +251,27 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
                 self.transport.resume_reading()
         return message
 
-    # A pong goes out only while the peer reads: uvicorn wrote one for every ping, whatever
-    # the socket's write buffer held, and a socket that pinged without reading grew the
-    # server by 72 MiB in 22 s. RFC 6455 (5.5.3) lets an endpoint answer only the latest
-    # of its pings.
+    # A pong goes out at once only while the peer reads: uvicorn wrote one for every ping,
+    # whatever the socket's write buffer held, and a socket that pinged without reading
+    # grew the server by 72 MiB in 22 s. Past the buffer's high-water mark the latest
+    # ping's pong is kept, one at most, and written once the buffer drains (RFC 6455,
+    # 5.5.3, lets an endpoint answer only the latest of its pings): a client whose ping
+    # came while it was slow to read a large reply still gets its answer in time.
+    owed_pong = b""
+
     def handle_ping(self) -> None:
-        output = self.conn.data_to_send()
+        output = b"".join(self.conn.data_to_send())
         if self.writable.is_set() or self.conn.state is not State.OPEN:  # a close reply goes out
-            self.transport.write(b"".join(output))
+            self.transport.write(output)
+        else:
+            self.owed_pong = output
         self._control_handled()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.owed_pong and not (self.close_sent or self.disconnected):
+            self.owed_pong, owed = b"", self.owed_pong
+            self.transport.write(owed)
 
     def handle_pong(self, event: Frame) -> None:
         super().handle_pong(event)

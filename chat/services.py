@@ -442,9 +442,10 @@ def session_room_add(*, session_key: str, room_id: UUID) -> bool:
             model.objects.select_for_update().filter(session_key=session_key).values_list("pk").first()
         if store.exists(session_key):
             rooms = store.get(SESSION_ROOMS_KEY, [])
-            if str(room_id) not in rooms:
-                # The most recent SESSION_ROOMS_MAX: each join rewrote the whole list, and
-                # a session joining room after room made it grow without end.
+            if rooms[-1:] != [str(room_id)]:
+                # The SESSION_ROOMS_MAX joined most recently, the latest last (a rejoin
+                # moves its room there): the list grew without end, rewritten at each join.
+                rooms = [room for room in rooms if room != str(room_id)]
                 store[SESSION_ROOMS_KEY] = [*rooms, str(room_id)][-settings.SESSION_ROOMS_MAX :]
                 store.save()
             return True

@@ -1012,7 +1012,7 @@ class ChatClient:
         frame = {
             "type": "JoinRoom",
             "join_key": seat.join_key,
-            "name": seat.name,
+            "name": self.name or seat.name,  # as the server has it: the check below wants it back
             "password": seat.password,
             "since": self._last_id or None,
             "owner_token": seat.owner_token,

@@ -184,3 +184,20 @@ def test_a_sealed_room_still_rejoins_through_an_honest_server(server, new_page):
     with PythonClient(server.url) as carol:
         carol.join_sealed(link, "Carol")
         expect_members(bob, "Alice", "Bob (you)", "Carol")
+
+
+def test_a_resumed_name_the_server_gives_back_in_its_first_case_is_accepted(server, new_page):
+    """A participant token comes back under the name it was first given, compared by
+    casefold on the server: "ẞob" typed after a reload resumes "ßob" (Python's casefold
+    makes both "ssob"; upper case alone in the page left them apart, and it refused)."""
+    alice = new_page(server.http)
+    link = create_room(alice, "Cases", "Alice")
+    bob = new_page(link)
+    join_room(bob, "ßob")
+    expect_members(bob, "Alice", "ßob (you)")
+    bob.reload()
+    join_room(bob, "ẞob")
+    expect_members(bob, "Alice", "ßob (you)")
+    resumed = [frame for frame in bob.frames_sent if frame["type"] == "JoinRoom"][-1]
+    assert resumed["participant_token"], "the token went with the join"
+    expect(bob.locator("#lobby-error")).to_have_text("")

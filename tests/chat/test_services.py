@@ -281,6 +281,11 @@ def test_a_browser_session_remembers_its_most_recent_rooms(settings):
     assert services.session_room_add(session_key=key, room_id=rooms[0].pk)  # joined again: back in
     recorded = import_module(settings.SESSION_ENGINE).SessionStore(key).load()[services.SESSION_ROOMS_KEY]
     assert recorded == [str(room.pk) for room in (*rooms[-2:], rooms[0])]
+    # A room joined again (a page's rejoin after each reconnect) is the most recent again.
+    for room in (rooms[3], rooms[1]):
+        assert services.session_room_add(session_key=key, room_id=room.pk)
+    recorded = import_module(settings.SESSION_ENGINE).SessionStore(key).load()[services.SESSION_ROOMS_KEY]
+    assert recorded == [str(room.pk) for room in (rooms[0], rooms[3], rooms[1])]
 
 
 def test_two_rooms_joined_at_once_by_one_browser_session_are_both_recorded(monkeypatch):

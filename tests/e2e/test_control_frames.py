@@ -82,3 +82,24 @@ async def test_pings_hold_no_large_frames_slot_so_uploads_go_on(sqlite_env, serv
     await uploader.close()
     for sock in socks:
         sock.close()
+
+
+async def test_a_ping_sent_while_a_large_reply_waits_unread_is_answered_once_it_is_read(sqlite_env, servers):
+    """A pong owed while the socket's write buffer is full is written once it drains: the
+    first version dropped it, and a client with a keepalive (websockets' own, here every
+    second with 3 s to answer) that was slow to read a large reply was closed 1011."""
+    (server,) = servers(sqlite_env)
+    client = await Client.open(server.url, ping_interval=1, ping_timeout=3)
+    await client.create()
+    content = base64.b64encode(b"PK\x03\x04" + os.urandom(8 * 2**20)).decode()
+    await client.send(type="UploadFile", name="a.zip", mime_type="application/zip", content=content)
+    file_id = (await client.expect("FileUploaded", within=30))["metadata"]["id"]
+    client.connection.transport.pause_reading()  # a slow link: the server's buffer stays full
+    await client.send(type="GetFile", file_id=file_id)
+    await asyncio.sleep(1.6)  # the client's keepalive ping goes out meanwhile
+    client.connection.transport.resume_reading()
+    assert (await client.expect("FileContent", within=30))["metadata"]["id"] == file_id
+    await asyncio.sleep(4)  # past the ping's 3 s: the pong came
+    await client.send(type="GetMembers")
+    assert (await client.expect("Members"))["participants"]
+    await client.close()

@@ -24,8 +24,10 @@ export const REJOIN_CHANGED =
 const WHITE_SPACE = "\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 const NAME_EDGES = new RegExp(`^[${WHITE_SPACE}]+|[${WHITE_SPACE}]+$`, "g");
 
+// Near Python's casefold, which the server compares by: "ẞob", "ßob" and "SSOB" all fold
+// to "ssob" (upper case alone leaves "ẞ").
 function folded(name) {
-  return name.toUpperCase().toLowerCase();
+  return name.toLowerCase().toUpperCase().toLowerCase();
 }
 
 // The server's answer to a CreateRoom or JoinRoom, checked against what was asked:
