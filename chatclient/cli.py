@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import re
 import shlex
 import sys
+import threading
 import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -264,8 +266,20 @@ async def scripted(client: ChatClient, args: argparse.Namespace, out: Output) ->
 
 async def stdin_lines() -> AsyncIterator[str]:
     """Standard input's lines as they come: `tail -f log | ... --send -` sends each line
-    when it is written, not once the input ends."""
-    while line := await asyncio.to_thread(sys.stdin.readline):
+    when it is written, not once the input ends. They are read in a daemon thread: one of
+    asyncio's own, blocked in a read, held Ctrl-C's exit until the input gave a line."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue(maxsize=100)  # read no further ahead
+
+    def read() -> None:
+        try:
+            for line in itertools.chain(sys.stdin, [None]):  # None: the input's end
+                asyncio.run_coroutine_threadsafe(lines.put(line), loop).result()
+        except RuntimeError:  # the loop is closed: the CLI has ended
+            pass
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
+    while (line := await lines.get()) is not None:
         yield line.rstrip("\r\n")
 
 

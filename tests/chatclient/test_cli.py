@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -354,6 +355,26 @@ async def test_a_pipe_that_stays_open_is_sent_line_by_line(server):
         if process is not None and process.returncode is None:
             process.kill()
         await listener.close()
+
+
+async def test_ctrl_c_ends_a_pipe_that_is_still_open(server):
+    """The lines were read in a thread of asyncio's own, which Ctrl-C's exit waited for:
+    with the input still open, the CLI never ended."""
+    owner = await ChatClient.connect(server.url)
+    process = None
+    try:
+        room = await owner.create_room("Logs", owner_name="Ann")
+        process = await asyncio.create_subprocess_exec(
+            *CLI, "join", server.url, room.join_key, "--name", "tail", "--send", "-",
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert (await next_of(owner, Joined)) == Joined("tail")  # in the room, reading its input
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 10) == 130
+    finally:
+        if process is not None and process.returncode is None:
+            process.kill()
+        await owner.close()
 
 
 async def test_a_send_refused_for_its_rate_is_sent_again_for_a_bounded_time(monkeypatch):
