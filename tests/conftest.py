@@ -118,16 +118,16 @@ def fresh_join_failures():
 
 @pytest.fixture(autouse=True)
 def fresh_chat_bytes():
-    """What each address may store (CHAT_BYTES_PER_ADDRESS_*) is counted in the process
-    (and leased from Redis with a Redis layer); each test starts with every address's
-    bucket full and no lease."""
-    from chat.ratelimit import _stored_bytes, chat_bytes
+    """What each address may store (CHAT_BYTES_PER_ADDRESS_*) and read
+    (READ_BYTES_PER_ADDRESS_*) is counted in the process (stored bytes leased from Redis
+    with a Redis layer); each test starts with every address's buckets full and no lease."""
+    from chat.ratelimit import _stored_bytes, chat_bytes, read_bytes
 
-    chat_bytes.buckets.clear()
-    _stored_bytes.clear()
+    for buckets in (chat_bytes.buckets, read_bytes.buckets, _stored_bytes):
+        buckets.clear()
     yield
-    chat_bytes.buckets.clear()
-    _stored_bytes.clear()
+    for buckets in (chat_bytes.buckets, read_bytes.buckets, _stored_bytes):
+        buckets.clear()
 
 
 @pytest.fixture(autouse=True)
