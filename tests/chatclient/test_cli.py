@@ -11,6 +11,8 @@ import struct
 import subprocess
 import sys
 import termios
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -333,33 +335,10 @@ async def test_a_pipe_faster_than_the_rate_limit_loses_no_line(env, servers):
         await listener.close()
 
 
-async def test_a_pipe_that_stays_open_is_sent_line_by_line(server):
-    """`tail -f log | ... --send -`: each line goes when it is written (the CLI read the
-    whole input first, so an open pipe sent nothing)."""
-    listener = await ChatClient.connect(server.url)
-    process = None
-    try:
-        room = await listener.create_room("Logs", owner_name="Ann")
-        process = await asyncio.create_subprocess_exec(
-            *CLI, "join", server.url, room.join_key, "--name", "tail", "--send", "-",
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        for line in ("first", "second"):
-            process.stdin.write(f"{line}\n".encode())
-            await process.stdin.drain()
-            message = await next_of(listener, Message, within=15)
-            assert (message.sender, message.text) == ("tail", line)  # the pipe still open
-        process.stdin.close()
-        assert await asyncio.wait_for(process.wait(), 15) == 0
-    finally:
-        if process is not None and process.returncode is None:
-            process.kill()
-        await listener.close()
-
-
-async def test_ctrl_c_ends_a_pipe_that_is_still_open(server):
-    """The lines were read in a thread of asyncio's own, which Ctrl-C's exit waited for:
-    with the input still open, the CLI never ended."""
+@asynccontextmanager
+async def piped_into_a_room(server) -> AsyncIterator[tuple[ChatClient, asyncio.subprocess.Process]]:
+    """Ann's client in a new room, and `join ... --name tail --send -` in it with its
+    standard input a pipe the test writes to; both ended at the end."""
     owner = await ChatClient.connect(server.url)
     process = None
     try:
@@ -368,13 +347,33 @@ async def test_ctrl_c_ends_a_pipe_that_is_still_open(server):
             *CLI, "join", server.url, room.join_key, "--name", "tail", "--send", "-",
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
-        assert (await next_of(owner, Joined)) == Joined("tail")  # in the room, reading its input
-        process.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(process.wait(), 10) == 130
+        yield owner, process
     finally:
         if process is not None and process.returncode is None:
             process.kill()
         await owner.close()
+
+
+async def test_a_pipe_that_stays_open_is_sent_line_by_line(server):
+    """`tail -f log | ... --send -`: each line goes when it is written (the CLI read the
+    whole input first, so an open pipe sent nothing)."""
+    async with piped_into_a_room(server) as (listener, process):
+        for line in ("first", "second"):
+            process.stdin.write(f"{line}\n".encode())
+            await process.stdin.drain()
+            message = await next_of(listener, Message, within=15)
+            assert (message.sender, message.text) == ("tail", line)  # the pipe still open
+        process.stdin.close()
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+
+
+async def test_ctrl_c_ends_a_pipe_that_is_still_open(server):
+    """The lines were read in a thread of asyncio's own, which Ctrl-C's exit waited for:
+    with the input still open, the CLI never ended."""
+    async with piped_into_a_room(server) as (owner, process):
+        assert (await next_of(owner, Joined)) == Joined("tail")  # in the room, reading its input
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 10) == 130
 
 
 async def test_a_send_refused_for_its_rate_is_sent_again_for_a_bounded_time(monkeypatch):
