@@ -64,28 +64,30 @@ class AddressBuckets:
 
     def take(self, address: str, amount: float, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        bucket = self.buckets.pop(address, None)
-        if bucket is None:
-            burst, rate = getattr(settings, self.burst_setting), getattr(settings, self.rate_setting)
-            bucket = TokenBucket(burst, rate, now)
-        taken = bucket.take(now, amount)
-        if now - self.pruned_at >= self.PRUNE_EVERY:
-            self.forget_full(now)
-        remember(self.buckets, address, bucket)
-        return taken
+        return self.bucket(address, now).take(now, amount)
 
     def spend(self, address: str, amount: float, now: float | None = None) -> None:
         """Take `amount` whatever the bucket holds (what was already sent): it may go
         below nothing, and `left` is then False until it has refilled past it."""
         now = time.monotonic() if now is None else now
-        self.take(address, 0, now)  # the address's bucket, refilled and remembered
-        self.buckets[address].tokens -= amount
+        self.bucket(address, now).tokens -= amount
 
     def left(self, address: str, now: float | None = None) -> bool:
         """Whether the address's bucket holds anything."""
         now = time.monotonic() if now is None else now
-        self.take(address, 0, now)
-        return self.buckets[address].tokens > 0
+        return self.bucket(address, now).tokens > 0
+
+    def bucket(self, address: str, now: float) -> TokenBucket:
+        """The address's bucket, refilled to `now` and remembered as its most recent."""
+        bucket = self.buckets.pop(address, None)
+        if bucket is None:
+            burst, rate = getattr(settings, self.burst_setting), getattr(settings, self.rate_setting)
+            bucket = TokenBucket(burst, rate, now)
+        bucket.refill(now)
+        if now - self.pruned_at >= self.PRUNE_EVERY:
+            self.forget_full(now)
+        remember(self.buckets, address, bucket)
+        return bucket
 
     def forget_full(self, now: float) -> None:
         self.pruned_at = now
