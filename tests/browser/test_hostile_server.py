@@ -129,6 +129,11 @@ def test_a_rejoin_under_another_name_leaves_the_room_and_sends_nothing(server, n
     assert bob.console_errors == []
 
 
+def uploaded_file_id(page) -> str | None:
+    uploads = (got["metadata"]["id"] for got in page.frames_received if got["type"] == "FileUploaded")
+    return next(uploads, None)
+
+
 def test_a_sealed_images_preview_is_never_bytes_the_server_sent_unasked(server, new_page):
     """A FileContent no GetFile asked for (a sealed room's page never asks: it fetches the
     blob and checks it against the card) is ignored: the preview is the card's file."""
@@ -136,32 +141,31 @@ def test_a_sealed_images_preview_is_never_bytes_the_server_sent_unasked(server, 
     link = create_room(alice, "Sealed", "Alice", sealed=True)
     bob = new_page(link)
     forged = tiny_png(width=7)
-    injected: list[str] = []
+    held: list[dict] = []  # the card and what follows it, until the forgery goes first
 
-    def preview_first(frame: dict, socket: int) -> list[dict]:
-        if frame["type"] != "ChatMessage" or frame["sender"] != "Alice" or injected:
-            return [frame]
-        # The card is sealed, but the server knows its file: it stored the upload.
-        file_id = next(
-            sent["metadata"]["id"] for sent in alice.frames_received if sent["type"] == "FileUploaded"
-        )
-        injected.append(file_id)
-        metadata = {"id": file_id, "name": "x.png", "mime_type": "image/png", "size": len(forged)}
-        metadata["expires_at"] = "2099-01-01T00:00:00Z"
-        return [
-            {"type": "FileContent", "metadata": metadata, "content": base64.b64encode(forged).decode()},
-            frame,
-        ]
+    def hold_the_card(frame: dict, socket: int) -> list[dict]:
+        if held or (frame["type"] == "ChatMessage" and frame["sender"] == "Alice"):
+            held.append(frame)
+            return []
+        return [frame]
 
-    tamper(bob, preview_first)
+    sockets = tamper(bob, hold_the_card)
     bob.reload()
     join_room(bob, "Bob")
     expect_members(bob, "Alice", "Bob (you)")
     pick(alice, "red dot.png", "image/png", tiny_png())
+    # The card is sealed, but the server knows its file: it stored the upload. Alice's page
+    # may hear of its FileUploaded (the browser's event) after Bob's route sees the card.
+    wait_until(bob, lambda: held and uploaded_file_id(alice), "the card and the upload's id")
+    metadata = {"id": uploaded_file_id(alice), "name": "x.png", "mime_type": "image/png"}
+    metadata |= {"size": len(forged), "expires_at": "2099-01-01T00:00:00Z"}
+    forgery = {"type": "FileContent", "metadata": metadata, "content": base64.b64encode(forged).decode()}
+    for frame in [forgery, *held]:
+        sockets[-1].send(json.dumps(frame))
+    held.clear()
     preview = file_items(bob).get_by_role("img", name="Preview of red dot.png")
     expect(preview).to_have_attribute("src", re.compile(r"^blob:"))
     expect(preview).to_have_js_property("naturalWidth", 3)  # the card's file, not the 7-pixel one
-    assert injected, "the forged FileContent reached the page"
     assert bob.console_errors == []
 
 
