@@ -12,6 +12,13 @@ wait is not read meanwhile: the sender's TCP window fills and its frame simply t
 longer, nothing is refused and its frames keep their order. Small frames (chat) never
 wait. `manage.py serve` reads through `BudgetedWebSocket`; `runserver` (daphne, for
 development) does not (docs/protocol-notes.md, "Large frames wait their turn").
+
+A slot held by a frame that arrives slowly would keep every other upload of the process
+waiting for as long as its sender likes: while a socket waits for a process slot, the
+slowest holder whose frame has been read for LARGE_FRAME_GRACE_SECONDS at under
+LARGE_FRAME_MIN_BYTES_PER_SECOND (time spent waiting on the budget not counted) is closed
+with 1013, try again later, and its slot goes to the oldest waiting socket. With no one
+waiting, a slow upload takes what time it needs.
 """
 
 import asyncio
@@ -27,6 +34,7 @@ from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from chat import oplog
 from chat.lean_async import EventQueue, Flag
 from chat.outbox import WRITABLE, WRITE_NOW
 
@@ -34,6 +42,8 @@ from chat.outbox import WRITABLE, WRITE_NOW
 LARGE_FRAME = 256 * 1024
 # Seconds a paced socket waits at least, so that it reads in steps, not a read at a time.
 PACE_STEP = 0.25
+# Seconds between looks for a slow holder while sockets wait for a process slot.
+SLOW_CHECK = 1.0
 # Addresses whose pace is remembered before those that have refilled are dropped.
 MAX_PACES = 4096
 # What a handshake request's headers become once read (`BudgetedWebSocket.handle_connect`).
@@ -41,12 +51,29 @@ FORGOTTEN = Headers()
 
 
 class Reader:
-    """The budget's view of one socket: its address, whether it holds a slot, and how
-    to stop and restart reading it."""
+    """The budget's view of one socket: its address, whether it holds a slot, how to
+    stop and restart reading it and to close it, and how fast its large frame arrives."""
 
-    def __init__(self, address: str, pause: Callable[[], None], resume: Callable[[], None]) -> None:
-        self.address, self.pause, self.resume = address, pause, resume
+    def __init__(
+        self,
+        address: str,
+        pause: Callable[[], None],
+        resume: Callable[[], None],
+        close: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.address, self.pause, self.resume, self.close = address, pause, resume, close
         self.slot = False
+        # The large frame arriving now: its bytes, and the seconds it was read (not
+        # waiting on the budget), counted up to `reading_since` while it is read.
+        self.arriving = False
+        self.frame_bytes = 0
+        self.read_seconds = 0.0
+        self.reading_since: float | None = None
+
+    def rate(self, now: float) -> tuple[float, float]:
+        """Seconds this frame has been read, and its bytes a second over them."""
+        seconds = self.read_seconds + (now - self.reading_since if self.reading_since is not None else 0.0)
+        return seconds, self.frame_bytes / seconds if seconds > 0 else float("inf")
 
 
 class Pace:
@@ -78,29 +105,52 @@ class FrameBudget:
         per_process: int,
         bytes_per_minute: int,
         burst: int,
+        min_rate: float = 0,
+        grace: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         call_later: Callable[[float, Callable[[], None]], Any] | None = None,
     ) -> None:
         self.per_address, self.per_process = per_address, per_process
         self.rate, self.burst = bytes_per_minute / 60, burst
+        self.min_rate, self.grace = min_rate, grace
         self.clock = clock
         self.call_later = call_later or (lambda delay, f: asyncio.get_running_loop().call_later(delay, f))
         self.slots: dict[str, int] = {}  # address -> slots held
-        self.held = 0  # slots held in the process
+        self.holders: dict[Reader, None] = {}
         self.paces: dict[str, Pace] = {}
         self.waiting: dict[Reader, None] = {}  # paused readers, oldest first
         self.timer: Any = None
+        self.slow_timer: Any = None
+
+    @property
+    def held(self) -> int:
+        """Slots held in the process."""
+        return len(self.holders)
 
     def take(self, reader: Reader, nbytes: int) -> bool:
         if reader in self.waiting:  # bytes read before the pause took effect
             self._charge(reader.address, nbytes)
+            if reader.slot:
+                reader.frame_bytes += nbytes
             return False
         if not reader.slot and not self._free_slot(reader.address):
             return self._wait(reader, nbytes)
         self._hold(reader)
+        self._arrived(reader, nbytes)
         if self._charge(reader.address, nbytes) < 0:
             return self._wait(reader, 0)
         return True
+
+    def next_frame(self, reader: Reader) -> None:
+        """The app asks for its next frame while a large part of it is in already: it
+        arrives from now (its slot kept), judged as any other."""
+        if reader.slot and not reader.arriving and reader not in self.waiting:
+            self._arrived(reader, 0)
+
+    def frame_in(self, reader: Reader) -> None:
+        """The frame is all in (handed to the app): its sender is done and is never
+        judged slow for the time the app takes; the slot is held until `done`."""
+        reader.arriving, reader.reading_since = False, None
 
     def done(self, reader: Reader) -> None:
         # The read that paused a socket is still parsed, and may have ended its frame:
@@ -113,9 +163,10 @@ class FrameBudget:
 
     def release(self, reader: Reader) -> None:
         """Give the slot back, the socket's pace unchanged (it may be waiting for it)."""
+        self.frame_in(reader)
         if reader.slot:
             reader.slot = False
-            self.held -= 1
+            del self.holders[reader]
             left = self.slots[reader.address] - 1
             if left:
                 self.slots[reader.address] = left
@@ -135,8 +186,14 @@ class FrameBudget:
     def _hold(self, reader: Reader) -> None:
         if not reader.slot:
             reader.slot = True
-            self.held += 1
+            self.holders[reader] = None
             self.slots[reader.address] = self.slots.get(reader.address, 0) + 1
+
+    def _arrived(self, reader: Reader, nbytes: int) -> None:
+        if not reader.arriving:
+            reader.arriving, reader.frame_bytes, reader.read_seconds = True, 0, 0.0
+            reader.reading_since = self.clock()
+        reader.frame_bytes += nbytes
 
     def _tokens(self, address: str) -> float:
         pace = self.paces.get(address)
@@ -160,6 +217,9 @@ class FrameBudget:
     def _wait(self, reader: Reader, owed: int) -> bool:
         if owed:
             self._charge(reader.address, owed)
+        if reader.reading_since is not None:  # waiting on the budget is not its sender's time
+            reader.read_seconds += self.clock() - reader.reading_since
+            reader.reading_since = None
         self.waiting[reader] = None
         reader.pause()
         self._pump()
@@ -176,12 +236,46 @@ class FrameBudget:
             elif reader.slot or self._free_slot(reader.address):
                 self._hold(reader)
                 del self.waiting[reader]
+                if reader.arriving:
+                    reader.reading_since = self.clock()
                 reader.resume()
         if soonest is not None and self.timer is None:
             self.timer = self.call_later(max(soonest, PACE_STEP), self._wake)
+        if self.min_rate and self.slow_timer is None and self._process_full():
+            self._close_slowest()
 
     def _wake(self) -> None:
         self.timer = None
+        self._pump()
+
+    def _process_full(self) -> bool:
+        """A socket waits for a process slot alone: its address has pace and slots left."""
+        return self.held >= self.per_process and any(
+            not reader.slot
+            and self.slots.get(reader.address, 0) < self.per_address
+            and self._tokens(reader.address) >= 0
+            for reader in self.waiting
+        )
+
+    def _close_slowest(self) -> None:
+        """Close the slowest holder under the minimum rate once read for the grace, and
+        give its slot to the waiting; else look again in a while."""
+        now = self.clock()
+        slowest, lowest = None, self.min_rate
+        for reader in self.holders:
+            if reader.reading_since is None:
+                continue  # waiting on the budget, or all in
+            seconds, rate = reader.rate(now)
+            if seconds >= self.grace and rate < lowest:
+                slowest, lowest = reader, rate
+        if slowest is None:
+            self.slow_timer = self.call_later(SLOW_CHECK, self._look_again)
+            return
+        slowest.close()
+        self.release(slowest)
+
+    def _look_again(self) -> None:
+        self.slow_timer = None
         self._pump()
 
 
@@ -197,6 +291,8 @@ def budget() -> FrameBudget:
             per_process=settings.LARGE_FRAMES_PER_PROCESS,
             bytes_per_minute=settings.LARGE_FRAME_BYTES_PER_MINUTE,
             burst=2 * settings.WS_MAX_FRAME,
+            min_rate=settings.LARGE_FRAME_MIN_BYTES_PER_SECOND,
+            grace=settings.LARGE_FRAME_GRACE_SECONDS,
         )
     return _budget
 
@@ -240,6 +336,8 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
                 self.charged = False
                 if self.reader is not None:
                     budget().done(self.reader)
+            elif self.reader is not None:
+                budget().next_frame(self.reader)
         self.app_waiting = True
         try:
             message = await self.queue.get()
@@ -250,6 +348,11 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
             if not self.budget_paused:
                 self.transport.resume_reading()
         return message
+
+    def send_receive_event_to_app(self) -> None:
+        if self.reader is not None:
+            budget().frame_in(self.reader)
+        super().send_receive_event_to_app()
 
     # A pong goes out at once only while the peer reads: uvicorn wrote one for every ping,
     # whatever the socket's write buffer held, and a socket that pinged without reading
@@ -366,12 +469,24 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
         client = getattr(self, "scope", {}).get("client") or self.client
         if not client:
             return None  # no address to count against (a Unix socket)
-        self.reader = Reader(client[0], self._budget_pause, self._budget_resume)
+        self.reader = Reader(client[0], self._budget_pause, self._budget_resume, self._too_slow)
         return self.reader
 
     def _budget_pause(self) -> None:
         self.budget_paused = True
         self.transport.pause_reading()
+
+    def _too_slow(self) -> None:
+        """Closed for the others waiting: 1013, try again later (the clients reconnect)."""
+        if self.close_sent or self.disconnected:
+            return
+        oplog.event("large_frame_too_slow", client=self.reader.address if self.reader else "")
+        try:
+            self.conn.send_close(1013, "Upload too slow while others wait; try again")
+        except InvalidState:  # the peer is closing already
+            self.transport.close()
+            return
+        self.handle_parser_exception()
 
     def _budget_resume(self) -> None:
         self.budget_paused = False

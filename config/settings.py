@@ -494,6 +494,10 @@ LARGE_FRAMES_PER_PROCESS = env.int("LARGE_FRAMES_PER_PROCESS", 16)
 LARGE_FRAME_BYTES_PER_MINUTE = env.int(
     "LARGE_FRAME_BYTES_PER_MINUTE", FILES_UPLOADS_PER_MINUTE * WS_MAX_FRAME
 )
+# While a socket waits for a process slot, the slowest holder read for the grace at under
+# the rate (512 kbit/s) is closed with 1013, and its slot goes to the waiting. 0: never.
+LARGE_FRAME_MIN_BYTES_PER_SECOND = env.int("LARGE_FRAME_MIN_BYTES_PER_SECOND", 64 * 1024)
+LARGE_FRAME_GRACE_SECONDS = env.float("LARGE_FRAME_GRACE_SECONDS", 10.0)
 
 # --- Files at rest (files/blobs.py) ---
 # Private directory of the encrypted blobs: outside any web root, never served directly.

@@ -2,7 +2,7 @@
 address's large-frame bytes are paced; a socket that must wait is paused, then resumed
 in its turn. The budget's logic alone, on a clock and timers of the test's."""
 
-from chat.frame_budget import PACE_STEP, FrameBudget, Reader
+from chat.frame_budget import PACE_STEP, SLOW_CHECK, FrameBudget, Reader
 
 
 class Clock:
@@ -28,8 +28,13 @@ class Clock:
 class Socket:
     def __init__(self, budget: FrameBudget, address: str) -> None:
         self.paused = False
-        self.reader = Reader(address, self.pause, self.resume)
+        self.closed = False
+        self.reader = Reader(address, self.pause, self.resume, self.close)
         self.budget = budget
+
+    def close(self) -> None:
+        assert not self.closed
+        self.closed = True
 
     def pause(self) -> None:
         assert not self.paused
@@ -46,13 +51,17 @@ class Socket:
 MIB = 1024 * 1024
 
 
-def make(per_address=2, per_process=16, per_minute=60 * MIB, burst=4 * MIB) -> tuple[FrameBudget, Clock]:
+def make(
+    per_address=2, per_process=16, per_minute=60 * MIB, burst=4 * MIB, min_rate=0, grace=10.0
+) -> tuple[FrameBudget, Clock]:
     clock = Clock()
     budget = FrameBudget(
         per_address=per_address,
         per_process=per_process,
         bytes_per_minute=per_minute,
         burst=burst,
+        min_rate=min_rate,
+        grace=grace,
         clock=lambda: clock.now,
         call_later=clock.call_later,
     )
@@ -162,3 +171,116 @@ def test_many_addresses_leave_only_the_paces_still_refilling(monkeypatch):
     clock.advance(1)  # all of them full again
     Socket(budget, "10.0.3.1").read(300_000)
     assert list(budget.paces) == ["10.0.3.1"]
+
+
+# --- Slow holders (LARGE_FRAME_MIN_BYTES_PER_SECOND, LARGE_FRAME_GRACE_SECONDS) ---------
+
+KIB = 1024
+
+
+def slow_budget(per_process=2) -> tuple[FrameBudget, Clock]:
+    """Two process slots; a holder read for 10 s at under 64 KiB/s gives way."""
+    return make(per_process=per_process, per_minute=600 * MIB, burst=100 * MIB, min_rate=64 * KIB)
+
+
+def trickle(socket: Socket, clock: Clock, seconds: int, per_second: int) -> None:
+    for _ in range(seconds):
+        clock.advance(1)
+        if not socket.closed:
+            socket.read(per_second)
+
+
+def test_a_trickling_holder_gives_its_slot_to_an_upload_that_waits_for_one():
+    """Two addresses announcing large frames and trickling them held both slots, and
+    every other upload of the process waited for as long as they liked."""
+    budget, clock = slow_budget()
+    slow = [Socket(budget, f"10.0.4.{n}") for n in range(2)]
+    for socket in slow:
+        assert socket.read(300 * KIB)
+    trickle(slow[0], clock, 12, 1 * KIB)  # 312 KiB in 12 s: 26 KiB/s
+    honest = Socket(budget, "10.0.5.1")
+    honest.read(300 * KIB)  # no slot free: it waits, and at once
+    # the slowest holder read for the grace is closed, and its slot is the waiting one's.
+    assert slow[1].closed and not slow[0].closed
+    assert not honest.paused and honest.reader.slot and not slow[1].reader.slot
+    assert budget.held == 2 and not budget.waiting
+
+
+def test_a_slow_upload_with_no_one_waiting_takes_the_time_it_needs():
+    budget, clock = slow_budget()
+    slow = Socket(budget, "10.0.4.1")
+    assert slow.read(300 * KIB)
+    trickle(slow, clock, 600, 4 * KIB)
+    assert not slow.closed and slow.reader.slot
+    # One waiting on its own address's slots is not the process's contention.
+    budget2, clock2 = make(per_address=1, per_process=2, min_rate=64 * KIB)
+    first, second = Socket(budget2, "10.0.4.1"), Socket(budget2, "10.0.4.1")
+    first.read(300 * KIB)
+    assert not second.read(300 * KIB)
+    trickle(first, clock2, 60, 1 * KIB)
+    assert not first.closed and second.paused
+
+
+def test_holders_read_for_less_than_the_grace_or_fast_enough_keep_their_slots():
+    budget, clock = slow_budget()
+    young, fast = Socket(budget, "10.0.4.1"), Socket(budget, "10.0.4.2")
+    young.read(300 * KIB)
+    clock.advance(5)
+    fast.read(300 * KIB)
+    waiting = Socket(budget, "10.0.5.1")
+    assert not waiting.read(300 * KIB)
+    for _ in range(4):  # young: 5 s, 60 KiB/s so far; then its grace passes, too slow
+        clock.advance(1)
+        fast.read(200 * KIB)
+    assert not young.closed and waiting.paused
+    clock.advance(1)  # young read for 10 s: 30 KiB/s
+    fast.read(200 * KIB)
+    clock.advance(SLOW_CHECK)
+    assert young.closed and not fast.closed and not waiting.paused
+
+
+def test_time_waiting_on_the_budget_is_not_held_against_the_sender():
+    budget, clock = make(per_process=2, per_minute=6 * MIB, burst=1 * MIB, min_rate=64 * KIB)  # 100 KiB/s
+    paced, other = Socket(budget, "10.0.4.1"), Socket(budget, "10.0.4.2")
+    assert not paced.read(2 * MIB) and paced.paused  # 1 MiB owed: about ten seconds of pace
+    other.read(300 * KIB)
+    waiting = Socket(budget, "10.0.5.1")
+    assert not waiting.read(300 * KIB)
+    clock.advance(9)
+    assert paced.paused and not paced.closed  # 2 MiB in no reading time at all
+    trickle(other, clock, 12, 1 * KIB)
+    assert other.closed and not paced.closed
+
+
+def test_a_frame_all_in_is_not_judged_while_the_app_handles_it():
+    budget, clock = slow_budget()
+    handled, other = Socket(budget, "10.0.4.1"), Socket(budget, "10.0.4.2")
+    handled.read(300 * KIB)
+    other.read(300 * KIB)
+    budget.frame_in(handled.reader)  # whole; the app decodes, checks and stores it
+    clock.advance(30)
+    waiting = Socket(budget, "10.0.5.1")
+    assert not waiting.read(300 * KIB)
+    assert other.closed and not handled.closed and handled.reader.slot
+    # The app asks for its next frame with a large part of it in already: from now, it
+    # arrives, and is judged as any other.
+    budget.next_frame(handled.reader)
+    third = Socket(budget, "10.0.5.2")
+    assert not third.read(300 * KIB)
+    clock.advance(11)
+    assert handled.closed and not third.paused
+
+
+def test_the_slowest_holder_goes_first_and_only_as_many_as_wait():
+    budget, clock = slow_budget(per_process=3)
+    holders = [Socket(budget, f"10.0.4.{n}") for n in range(3)]
+    for holder in holders:
+        holder.read(300 * KIB)
+    clock.advance(10)
+    holders[0].read(100 * KIB)  # 40 KiB/s
+    holders[2].read(200 * KIB)  # 50 KiB/s; holders[1]: 30 KiB/s
+    waiting = Socket(budget, "10.0.5.1")
+    waiting.read(300 * KIB)
+    assert [h.closed for h in holders] == [False, True, False] and not waiting.paused
+    clock.advance(60)
+    assert [h.closed for h in holders] == [False, True, False]

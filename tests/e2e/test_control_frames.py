@@ -1,11 +1,14 @@
 """Pings a client sends (chat/frame_budget.py, `BudgetedWebSocket.handle_ping`): a socket
 that pings and never reads gets no more pongs than its write buffer takes, and pings
-alone hold no large frame's slot, so they cannot keep a process's uploads waiting."""
+alone hold no large frame's slot, so they cannot keep a process's uploads waiting; nor
+can a large frame sent slowly while another waits for its slot."""
 
 import asyncio
 import base64
 import os
 import socket
+import struct
+import threading
 import time
 
 import pytest
@@ -103,3 +106,59 @@ async def test_a_ping_sent_while_a_large_reply_waits_unread_is_answered_once_it_
     await client.send(type="GetMembers")
     assert (await client.expect("Members"))["participants"]
     await client.close()
+
+
+async def test_frames_trickled_into_every_slot_give_way_to_an_upload_that_waits(sqlite_env, servers):
+    """The review's attack: sockets of a few addresses announce large frames and send
+    them a little at a time, holding every large frame's slot of the process for as long
+    as they like; the next upload waited as long. Now the slowest holder read for the
+    grace at under LARGE_FRAME_MIN_BYTES_PER_SECOND gives way, closed with 1013."""
+    env = {
+        **sqlite_env,
+        "LARGE_FRAMES_PER_PROCESS": "2",
+        "LARGE_FRAMES_PER_ADDRESS": "1",
+        "LARGE_FRAME_GRACE_SECONDS": "2",
+    }
+    (server,) = servers(env)
+    socks = [pinger(server, f"127.0.82.{n}") for n in (1, 2)]
+    announce = bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 10 * 2**20) + bytes(4)  # text, mask 0
+    for sock in socks:
+        sock.sendall(announce + b"x" * 300 * 1024)  # past LARGE_FRAME: each holds a slot
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(0.5):
+            for sock in socks:
+                try:
+                    sock.send(b"x" * 512)  # 1 KiB a second
+                except OSError:
+                    pass  # closed by the server
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    try:
+        uploader = await Client.open(server.url, local_addr=("127.0.82.3", 0))
+        await uploader.create()
+        content = base64.b64encode(b"PK\x03\x04" + os.urandom(400 * 1024)).decode()  # a large frame
+        await uploader.send(type="UploadFile", name="a.zip", mime_type="application/zip", content=content)
+        assert (await uploader.expect("FileUploaded", within=20))["type"] == "FileUploaded"
+        await uploader.close()
+    finally:
+        stop.set()
+        trickler.join()
+    closes = [await asyncio.to_thread(close_code, sock) for sock in socks]
+    assert 1013 in closes, closes
+    for sock in socks:
+        sock.close()
+
+
+def close_code(sock: socket.socket) -> int | None:
+    """The code of the close frame the server sent (the first frame it sends here), or
+    None if it sent none within a few seconds."""
+    sock.setblocking(True)
+    sock.settimeout(5)
+    try:
+        head = sock.recv(4, socket.MSG_WAITALL)
+    except TimeoutError:
+        return None
+    return struct.unpack("!H", head[2:4])[0] if len(head) == 4 and head[0] == 0x88 else None
