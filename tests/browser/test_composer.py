@@ -230,6 +230,15 @@ def reads_left_to_right(page, root, *needles: str) -> None:
         assert right <= left + 0.5, f"{needles[i]!r} is not left of {needles[i + 1]!r}: {boxes}"
 
 
+def test_a_room_named_and_described_right_to_left_reads_so(server, new_page):
+    """The room's name and description take the direction of their own text: a Hebrew
+    name's "!" ends it on the left, not before it on the right as the page's would."""
+    alice = new_page(server.http, viewport={"width": 1280, "height": 800})
+    create_room(alice, "שיחה!", "Alice", description="ברוכים הבאים!")
+    reads_left_to_right(alice, alice.locator("#room-name"), "!", "שיחה")
+    reads_left_to_right(alice, alice.locator("#room-description"), "!", "הבאים", "ברוכים")
+
+
 def test_right_to_left_names_and_texts_keep_their_order(server, new_page):
     alice = new_page(server.http, viewport={"width": 1280, "height": 800})
     link = create_room(alice, "Talk", "Alice")
