@@ -22,10 +22,16 @@ app has seen. So `GuardedHttp`:
   peer is the proxy under `serve --proxy-headers`: connections from a trusted proxy
   (`--forwarded-allow-ips`) count only against the process (the proxy limits its own
   clients: docs/production.md, "nginx and TLS").
+
+A request that carries `X-Forwarded-For` from a peer the server does not trust as its
+proxy (`serve` started without `--proxy-headers`, or the proxy not in
+`--forwarded-allow-ips`) is logged once per process as a warning: behind a proxy, that
+makes every client one address, and the 51st WebSocket of the whole site is refused.
 """
 
 import asyncio
 import functools
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -60,6 +66,8 @@ connections = OpenConnections()
 # Seconds a refused connection is read from, and what it sends dropped, before it is closed.
 LINGER = 1.0
 
+logger = logging.getLogger(__name__)
+
 
 @functools.cache
 def trusted_proxies(allowed: str) -> _TrustedHosts:
@@ -76,6 +84,8 @@ class GuardedHttp(HttpToolsProtocol):
     in_head = True  # between requests, or inside a request's head
     lingering = False  # answered and closing: what comes in is dropped
     head_bytes = 0  # received since the head began (by whole reads: one read over at most)
+    # Whether this process has warned of an X-Forwarded-For it does not trust (once).
+    forwarded_warned = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -110,7 +120,24 @@ class GuardedHttp(HttpToolsProtocol):
         if len(self.pipeline) >= settings.HTTP_PIPELINED_MAX and not self._answered():
             self.transport.close()
             return
+        if not GuardedHttp.forwarded_warned and self.address is not None:
+            self._forwarded_untrusted()
         super().on_headers_complete()
+
+    def _forwarded_untrusted(self) -> None:
+        if any(name == b"x-forwarded-for" for name, _ in self.headers):
+            GuardedHttp.forwarded_warned = True
+            why = "serve runs without --proxy-headers"
+            if self.config.proxy_headers:
+                why = "--forwarded-allow-ips does not include it"
+            logger.warning(
+                "A request from %s carries X-Forwarded-For, but %s: if it is your proxy, every "
+                "client behind it counts as that one address for every per-address limit "
+                "(CONNECTIONS_PER_ADDRESS: with the defaults, the site's 51st open WebSocket is refused). "
+                'See docs/production.md, "nginx and TLS". Logged once per process.',
+                self.client[0] if self.client else "?",
+                why,
+            )
 
     def on_body(self, body: bytes) -> None:
         if not self.transport.is_closing():

@@ -69,11 +69,11 @@ def closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> 
     return None
 
 
-def health(server: ServerProcess, source: str) -> int:
+def health(server: ServerProcess, source: str, headers: dict[str, str] | None = None) -> int:
     """The status of GET /healthz from `source` (0: the connection was closed unanswered)."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, source_address=(source, 0), timeout=5)
     try:
-        conn.request("GET", "/healthz")
+        conn.request("GET", "/healthz", headers=headers or {})
         return conn.getresponse().status
     except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
         return 0
@@ -152,6 +152,33 @@ def test_connections_of_a_trusted_proxy_count_only_against_the_process(server):
     assert health(server, PROXY) == 200
     for sock in held:
         sock.close()
+
+
+UNTRUSTED_FORWARD = "carries X-Forwarded-For, but"
+
+
+def test_a_forwarded_request_from_a_peer_not_trusted_as_proxy_is_warned_of_once(server, tmp_path):
+    """Behind a proxy the server does not trust, every client is the proxy's one address:
+    the operator hears of it once per process, whichever way it is misconfigured."""
+    forwarded = {"X-Forwarded-For": "203.0.113.7"}
+    assert health(server, PROXY, forwarded) == 200  # the trusted proxy: as it should be
+    assert health(server, "127.0.7.10") == 200  # no header: nothing to say
+    assert UNTRUSTED_FORWARD not in server.log_path.read_text()
+    assert health(server, "127.0.7.10", forwarded) == 200
+    assert health(server, "127.0.7.11", forwarded) == 200
+    warnings = [line for line in server.log_path.read_text().splitlines() if UNTRUSTED_FORWARD in line]
+    assert len(warnings) == 1 and "from 127.0.7.10" in warnings[0], warnings
+    assert "--forwarded-allow-ips does not include it" in warnings[0]
+
+    env = production_env(CHAT_VAR_DIR=str(tmp_path))
+    manage(env, "migrate", "--noinput")
+    plain = ServerProcess(env, log_dir=tmp_path).start()  # no --proxy-headers at all
+    try:
+        assert health(plain, "127.0.0.1", forwarded) == 200
+        warnings = [line for line in plain.log_path.read_text().splitlines() if UNTRUSTED_FORWARD in line]
+        assert len(warnings) == 1 and "serve runs without --proxy-headers" in warnings[0], warnings
+    finally:
+        plain.stop()
 
 
 def test_places_per_address_and_per_process(settings):
