@@ -1,5 +1,5 @@
 # Two commands set everything up: `make run` (the server, embedded defaults) and `make test`.
-# Python 3.12 or newer (README, "Python"): python3.12 or python3.13 on PATH, else pyenv's.
+# Python 3.12 or newer (README, "Two commands"): python3.12 or python3.13 on PATH, else pyenv's.
 PYTHON ?= $(shell ./bin/find-python)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +11,7 @@ PORT ?= 8000
 .PHONY: run serve test deploy-check screenshots lint format migrate clean
 
 $(VENV)/.installed-$(PYVER): requirements.txt requirements-dev.txt
-	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed (README, Python)" >&2; exit 1; }
+	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed (README, Two commands)" >&2; exit 1; }
 	@[ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYVER)" ] \
 		&& rm -rf $(VENV) || true
 	$(PYTHON) -m venv $(VENV)
