@@ -130,13 +130,12 @@ class FrameBudget:
     def take(self, reader: Reader, nbytes: int) -> bool:
         if reader in self.waiting:  # bytes read before the pause took effect
             self._charge(reader.address, nbytes)
-            if reader.slot:
-                reader.frame_bytes += nbytes
+            reader.frame_bytes += nbytes
             return False
+        self._arrived(reader, nbytes)  # its clock starts now, or once it has a slot
         if not reader.slot and not self._free_slot(reader.address):
             return self._wait(reader, nbytes)
         self._hold(reader)
-        self._arrived(reader, nbytes)
         if self._charge(reader.address, nbytes) < 0:
             return self._wait(reader, 0)
         return True
@@ -477,16 +476,21 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
         self.transport.pause_reading()
 
     def _too_slow(self) -> None:
-        """Closed for the others waiting: 1013, try again later (the clients reconnect)."""
+        """Closed for the others waiting: 1013, try again later (the clients reconnect).
+        Failed, not closed: what it sent of its frame is dropped at once, not kept until
+        its close handshake ends; and aborted after `close_timeout` if the close frame
+        cannot be written (a peer that does not read kept it, and its bytes, for good)."""
         if self.close_sent or self.disconnected:
             return
         oplog.event("large_frame_too_slow", client=self.reader.address if self.reader else "")
-        try:
-            self.conn.send_close(1013, "Upload too slow while others wait; try again")
-        except InvalidState:  # the peer is closing already
-            self.transport.close()
-            return
-        self.handle_parser_exception()
+        reason = "Upload too slow while others wait; try again"
+        self.conn.fail(1013, reason)
+        self.frames = []
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": 1013, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.close()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
 
     def _budget_resume(self) -> None:
         self.budget_paused = False

@@ -284,3 +284,22 @@ def test_the_slowest_holder_goes_first_and_only_as_many_as_wait():
     assert [h.closed for h in holders] == [False, True, False] and not waiting.paused
     clock.advance(60)
     assert [h.closed for h in holders] == [False, True, False]
+
+
+def test_a_socket_given_a_slot_after_waiting_is_judged_from_then_on():
+    """The review's attack on the rule: sockets that wait for a slot, then send nothing
+    once given one. Their clock never started (no bytes came once they held a slot), so
+    they were never judged, and the upload after them waited for ever."""
+    budget, clock = slow_budget()
+    tricklers = [Socket(budget, f"10.0.4.{n}") for n in (1, 2)]
+    for trickler in tricklers:
+        trickler.read(300 * KIB)
+    silent = [Socket(budget, f"10.0.6.{n}") for n in (1, 2)]
+    for socket in silent:
+        assert not socket.read(300 * KIB)  # waiting for a process slot
+    clock.advance(11)  # the tricklers give way to them
+    assert all(t.closed for t in tricklers) and all(s.reader.slot and not s.paused for s in silent)
+    honest = Socket(budget, "10.0.5.1")
+    assert not honest.read(300 * KIB)
+    clock.advance(11)  # the silent ones: read for the grace, nothing since their slot
+    assert silent[0].closed and not honest.paused and honest.reader.slot

@@ -162,3 +162,39 @@ def close_code(sock: socket.socket) -> int | None:
     except TimeoutError:
         return None
     return struct.unpack("!H", head[2:4])[0] if len(head) == 4 and head[0] == 0x88 else None
+
+
+async def test_slow_holders_closed_while_they_read_nothing_leave_nothing_behind(sqlite_env, servers):
+    """The review's run: a holder closed for its slowness that reads nothing (pongs fill
+    its side) cannot be sent its close frame, and the server kept what it had sent of
+    its frame until its close handshake ended, which it never did: 9 MiB more each round
+    (+78 MiB after eight), the slot meanwhile given to the next. It is failed now (its
+    bytes dropped at once) and aborted after the close timeout."""
+    env = {
+        **sqlite_env,
+        "LARGE_FRAMES_PER_PROCESS": "1",
+        "LARGE_FRAME_GRACE_SECONDS": "1",
+        "LARGE_FRAME_MIN_BYTES_PER_SECOND": str(8 * 2**20),
+    }
+    (server,) = servers(env)
+    announce = bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 12 * 2**20) + bytes(4)
+    before = rss_mib(server.process.pid)
+    tricklers = []
+    for n in range(5):
+        trickler = pinger(server, f"127.0.83.{n + 1}")
+        sent = await asyncio.to_thread(ping_for, trickler, 10, 6 * 2**20)  # pongs fill its side, unread
+        trickler.setblocking(True)
+        trickler.sendall(PING[sent % len(PING) :] if sent % len(PING) else b"")  # the last ping whole
+        trickler.sendall(announce + b"x" * 9 * 2**20)  # the slot, then nothing
+        waiting = pinger(server, f"127.0.84.{n + 1}")
+        waiting.sendall(announce + b"y" * 300 * 1024)  # waits for the slot: the trickler gives way
+        await asyncio.sleep(2.5)
+        waiting.close()  # the slot back, for the next round
+        tricklers.append(trickler)
+    await asyncio.sleep(0.5)
+    grown = rss_mib(server.process.pid) - before
+    print(f"\nRSS grew {grown:.0f} MiB after five closed holders of 9 MiB each")
+    assert server.log_path.read_text().count("large_frame_too_slow") == 5
+    assert grown < 20, grown
+    for sock in tricklers:
+        sock.close()
