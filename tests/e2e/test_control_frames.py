@@ -52,6 +52,16 @@ def ping_for(sock: socket.socket, seconds: float, most: int | None = None) -> in
     return sent
 
 
+async def uploads(server: ServerProcess, source: str, within: float) -> None:
+    """A room created from `source` gets a 400 KiB upload (a large frame) in `within` s."""
+    uploader = await Client.open(server.url, local_addr=(source, 0))
+    await uploader.create()
+    content = base64.b64encode(b"PK\x03\x04" + os.urandom(400 * 1024)).decode()
+    await uploader.send(type="UploadFile", name="a.zip", mime_type="application/zip", content=content)
+    assert (await uploader.expect("FileUploaded", within=within))["type"] == "FileUploaded"
+    await uploader.close()
+
+
 async def test_pings_from_a_socket_that_never_reads_take_no_memory(sqlite_env, servers):
     """The reviewer's attack: one socket pinging without reading grew the server by 72
     MiB in 22 s, a pong for every ping waiting in its write buffer."""
@@ -77,12 +87,7 @@ async def test_pings_hold_no_large_frames_slot_so_uploads_go_on(sqlite_env, serv
     for sock in socks:
         assert await asyncio.to_thread(ping_for, sock, 5, 400 * 1024) >= 400 * 1024
     await asyncio.sleep(0.5)  # taken in by the server
-    uploader = await Client.open(server.url, local_addr=("127.0.81.3", 0))
-    await uploader.create()
-    content = base64.b64encode(b"PK\x03\x04" + os.urandom(400 * 1024)).decode()  # a large frame
-    await uploader.send(type="UploadFile", name="a.zip", mime_type="application/zip", content=content)
-    assert (await uploader.expect("FileUploaded", within=10))["type"] == "FileUploaded"
-    await uploader.close()
+    await uploads(server, "127.0.81.3", within=10)
     for sock in socks:
         sock.close()
 
@@ -137,12 +142,7 @@ async def test_frames_trickled_into_every_slot_give_way_to_an_upload_that_waits(
     trickler = threading.Thread(target=trickle, daemon=True)
     trickler.start()
     try:
-        uploader = await Client.open(server.url, local_addr=("127.0.82.3", 0))
-        await uploader.create()
-        content = base64.b64encode(b"PK\x03\x04" + os.urandom(400 * 1024)).decode()  # a large frame
-        await uploader.send(type="UploadFile", name="a.zip", mime_type="application/zip", content=content)
-        assert (await uploader.expect("FileUploaded", within=20))["type"] == "FileUploaded"
-        await uploader.close()
+        await uploads(server, "127.0.82.3", within=20)
     finally:
         stop.set()
         trickler.join()
