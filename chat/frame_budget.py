@@ -383,10 +383,12 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
         """Pings and pongs never reach the app, which then asks for no next frame: with
         nothing else pending, the slot their bytes took is given back here, else pings
         alone held a large frame's slot for good (sixteen such sockets and every upload
-        of the process waited). Their bytes still count toward the address's pace."""
+        of the process waited); and a socket waiting in line for one leaves the line, else
+        the slot it was given later went to a frame that never came, never judged slow.
+        Their bytes still count toward the address's pace."""
         pending = not self.queue.empty() or self.frames or len(self.conn.reader.buffer) > LARGE_FRAME
         if self.app_waiting and not pending and self.reader is not None:
-            budget().release(self.reader)
+            budget().done(self.reader)
 
     # websockets' parser keeps the last frame it parsed until the next one comes, and
     # an idle socket's next may never come: drop each frame's bytes once uvicorn has

@@ -10,6 +10,8 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -129,26 +131,57 @@ async def test_frames_trickled_into_every_slot_give_way_to_an_upload_that_waits(
     announce = bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 10 * 2**20) + bytes(4)  # text, mask 0
     for sock in socks:
         sock.sendall(announce + b"x" * 300 * 1024)  # past LARGE_FRAME: each holds a slot
+    with trickling(socks):
+        await uploads(server, "127.0.82.3", within=20)
+    closes = [await asyncio.to_thread(close_code, sock) for sock in socks]
+    assert 1013 in closes, closes
+    for sock in socks:
+        sock.close()
+
+
+@contextmanager
+def trickling(socks: list[socket.socket]) -> Iterator[None]:
+    """Each of `socks` sends 1 KiB a second of its frame meanwhile, closed or not."""
     stop = threading.Event()
 
     def trickle() -> None:
         while not stop.wait(0.5):
             for sock in socks:
                 try:
-                    sock.send(b"x" * 512)  # 1 KiB a second
+                    sock.send(b"x" * 512)
                 except OSError:
                     pass  # closed by the server
 
     trickler = threading.Thread(target=trickle, daemon=True)
     trickler.start()
     try:
-        await uploads(server, "127.0.82.3", within=20)
+        yield
     finally:
         stop.set()
         trickler.join()
-    closes = [await asyncio.to_thread(close_code, sock) for sock in socks]
-    assert 1013 in closes, closes
-    for sock in socks:
+
+
+async def test_pings_that_waited_for_a_slot_leave_the_line_instead_of_taking_it(sqlite_env, servers):
+    """The review's second attack: pings that pass LARGE_FRAME while every slot is held
+    put their socket in line for one; once handled they gave back a slot they did not
+    have and stayed in line, so the slot they were given later held nothing, never
+    judged slow, until the keepalive dropped them (the upload after them waited 35 s)."""
+    env = {**sqlite_env, "LARGE_FRAMES_PER_PROCESS": "2", "LARGE_FRAME_GRACE_SECONDS": "2"}
+    (server,) = servers(env)
+    announce = bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 10 * 2**20) + bytes(4)
+    tricklers = [pinger(server, f"127.0.86.{n}") for n in (1, 2)]
+    for sock in tricklers:
+        sock.sendall(announce + b"x" * 300 * 1024)  # both slots
+    pingers = [pinger(server, f"127.0.87.{n}") for n in (1, 2)]
+    with trickling(tricklers):
+        for sock in pingers:
+            sock.sendall(PING * 1600)  # 205 KiB of pings: under LARGE_FRAME
+        await asyncio.sleep(0.3)
+        for sock in pingers:
+            sock.sendall(PING * 600)  # 77 KiB more, past it, every slot held: in line
+        await asyncio.sleep(4)  # past the tricklers' grace: they give way to whoever waits
+        await uploads(server, "127.0.86.3", within=10)
+    for sock in tricklers + pingers:
         sock.close()
 
 
