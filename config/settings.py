@@ -498,6 +498,10 @@ LARGE_FRAME_BYTES_PER_MINUTE = env.int(
 # the rate (512 kbit/s) is closed with 1013, and its slot goes to the waiting. 0: never.
 LARGE_FRAME_MIN_BYTES_PER_SECOND = env.int("LARGE_FRAME_MIN_BYTES_PER_SECOND", 64 * 1024)
 LARGE_FRAME_GRACE_SECONDS = env.float("LARGE_FRAME_GRACE_SECONDS", 10.0)
+# Seconds `serve` waits, once stopped (SIGTERM), for its sockets' closes to be written
+# before it cancels what is left and shuts the app down (the hub leaves the room bus): a
+# peer that reads nothing would hold it until systemd's SIGKILL (TimeoutStopSec=20).
+SHUTDOWN_TIMEOUT = env.int("SHUTDOWN_TIMEOUT", 10)
 
 # --- Files at rest (files/blobs.py) ---
 # Private directory of the encrypted blobs: outside any web root, never served directly.

@@ -8,6 +8,7 @@ import base64
 import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -231,3 +232,28 @@ async def test_slow_holders_closed_while_they_read_nothing_leave_nothing_behind(
     assert grown < 20, grown
     for sock in tricklers:
         sock.close()
+
+
+async def test_a_socket_that_reads_nothing_does_not_hold_up_a_stop(sqlite_env, servers):
+    """SIGTERM closes every socket, and uvicorn waited for each close to be written: a
+    peer that reads nothing (pongs fill its side) kept the process from ever exiting,
+    until systemd's SIGKILL, which skips leaving the room bus. It waits at most
+    SHUTDOWN_TIMEOUT (here 3 s) now."""
+    (server,) = servers({**sqlite_env, "SHUTDOWN_TIMEOUT": "3"})
+    sock = pinger(server, "127.0.88.1")
+    await asyncio.to_thread(ping_for, sock, 10, 6 * 2**20)  # pongs fill its side, unread
+    server.process.terminate()
+    began = time.monotonic()
+    exited = await asyncio.to_thread(wait_exit, server.process, 20)
+    print(f"\nexited {exited} after {time.monotonic() - began:.1f} s")
+    assert exited and time.monotonic() - began < 10
+    assert "event=hub_totals" in server.log_path.read_text()  # the hub left the room bus first
+    sock.close()
+
+
+def wait_exit(process, seconds: float) -> bool:
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    return True

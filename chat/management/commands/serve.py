@@ -66,8 +66,10 @@ class Command(BaseCommand):
             ws_ping_timeout=options["ping_timeout"],
             proxy_headers=options["proxy_headers"],
             forwarded_allow_ips=options["forwarded_allow_ips"],
-            # Its shutdown event stops the hub once the sockets are closed (config/asgi.py).
+            # Its shutdown event stops the hub once the sockets are closed (config/asgi.py),
+            # or once SHUTDOWN_TIMEOUT has passed without them.
             lifespan="on",
+            timeout_graceful_shutdown=settings.SHUTDOWN_TIMEOUT,
             # One line per HTTP request, only when asked for (CHAT_ACCESS_LOG).
             access_log=settings.CHAT_ACCESS_LOG,
             log_config=None,
