@@ -42,6 +42,11 @@ def pinger(server: ServerProcess, source: str) -> socket.socket:
     return sock
 
 
+def announcing(size: int) -> bytes:
+    """The head of a text frame of `size` bytes, masked with a zero key (sent as it is)."""
+    return bytes([0x81, 0x80 | 127]) + struct.pack("!Q", size) + bytes(4)
+
+
 def ping_for(sock: socket.socket, seconds: float, most: int | None = None) -> int:
     """Send pings as fast as the server takes them, for `seconds` or `most` bytes."""
     sock.setblocking(False)
@@ -129,7 +134,7 @@ async def test_frames_trickled_into_every_slot_give_way_to_an_upload_that_waits(
     }
     (server,) = servers(env)
     socks = [pinger(server, f"127.0.82.{n}") for n in (1, 2)]
-    announce = bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 10 * 2**20) + bytes(4)  # text, mask 0
+    announce = announcing(10 * 2**20)
     for sock in socks:
         sock.sendall(announce + b"x" * 300 * 1024)  # past LARGE_FRAME: each holds a slot
     with trickling(socks):
@@ -169,7 +174,7 @@ async def test_pings_that_waited_for_a_slot_leave_the_line_instead_of_taking_it(
     judged slow, until the keepalive dropped them (the upload after them waited 35 s)."""
     env = {**sqlite_env, "LARGE_FRAMES_PER_PROCESS": "2", "LARGE_FRAME_GRACE_SECONDS": "2"}
     (server,) = servers(env)
-    announce = bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 10 * 2**20) + bytes(4)
+    announce = announcing(10 * 2**20)
     tricklers = [pinger(server, f"127.0.86.{n}") for n in (1, 2)]
     for sock in tricklers:
         sock.sendall(announce + b"x" * 300 * 1024)  # both slots
@@ -211,7 +216,7 @@ async def test_slow_holders_closed_while_they_read_nothing_leave_nothing_behind(
         "LARGE_FRAME_MIN_BYTES_PER_SECOND": str(8 * 2**20),
     }
     (server,) = servers(env)
-    announce = bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 12 * 2**20) + bytes(4)
+    announce = announcing(12 * 2**20)
     before = rss_mib(server.process.pid)
     tricklers = []
     for n in range(5):
