@@ -232,11 +232,17 @@ def reads_left_to_right(page, root, *needles: str) -> None:
 
 def test_a_room_named_and_described_right_to_left_reads_so(server, new_page):
     """The room's name and description take the direction of their own text: a Hebrew
-    name's "!" ends it on the left, not before it on the right as the page's would."""
+    name's "!" ends it on the left, not before it on the right as the page's would. In
+    the status line and the tab's title the name is isolated from the words around it."""
     alice = new_page(server.http, viewport={"width": 1280, "height": 800})
     create_room(alice, "שיחה!", "Alice", description="ברוכים הבאים!")
     reads_left_to_right(alice, alice.locator("#room-name"), "!", "שיחה")
     reads_left_to_right(alice, alice.locator("#room-description"), "!", "הבאים", "ברוכים")
+    status = alice.locator("#status")
+    expect(status).to_have_text("In room שיחה! as Alice.")
+    reads_left_to_right(alice, status, "In room", "!", "שיחה", " as ", "Alice")
+    # A title is plain text: the name between FSI and PDI, as a <bdi> would isolate it.
+    expect(alice).to_have_title("\u2068שיחה!\u2069 · Encrypted chat rooms")
 
 
 def test_right_to_left_names_and_texts_keep_their_order(server, new_page):

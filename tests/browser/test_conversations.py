@@ -32,7 +32,8 @@ ALL_ACTIONS = ["Reply", "Edit", "Delete", "React"]
 EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "👀"]
 # Longer than a quote's 80 characters, with no space around the cut.
 LONG = "Can we meet on Friday at noon to go over the launch plan, and then the budget for next year as well?"
-TITLE = "{} · Encrypted chat rooms"
+# The room's name isolated (FSI ... PDI), so that one written right to left keeps its place.
+TITLE = "\u2068{}\u2069 · Encrypted chat rooms"
 
 # window.Notification replaced by a recorder: permission "granted" once asked for.
 NOTIFICATION_SCRIPT = """

@@ -24,6 +24,7 @@ import {
 import {
   el,
   insertById,
+  isolated,
   markEdited,
   messageItem,
   parseFileMessage,
@@ -84,8 +85,10 @@ function send(message, context, extra = {}) {
   return requests.send(message, { context, ...extra });
 }
 
-function setStatus(text) {
-  $("status").textContent = text;
+// The status line: texts, and names as `isolated` nodes (a name written right to left
+// does not reorder the words around it).
+function setStatus(...parts) {
+  $("status").replaceChildren(...parts);
 }
 
 function showError(id, text) {
@@ -302,7 +305,7 @@ async function enterRoom(message, ownerToken) {
   $("lobby").hidden = true;
   $("room").hidden = false;
   setLocked(room);
-  setStatus(`In room ${info.name} as ${room.name}.`);
+  setStatus("In room ", isolated(info.name), " as ", isolated(room.name), ".");
   if (!(info.sealed && !sealed)) $("message").focus();
 }
 
@@ -480,7 +483,7 @@ async function receiveMessage(message, { live = false, older = false } = {}) {
   if (mine) {
     state.outbox.delete(message.content);
     state.chatRetries = 0;
-    if (mine.card) setStatus(`Shared ${mine.card.name} (${formatSize(mine.card.size)}).`);
+    if (mine.card) setStatus("Shared ", isolated(mine.card.name), ` (${formatSize(mine.card.size)}).`);
     sendNext();
   }
   if (!room || state.seen.has(message.id)) return mine?.item.remove(); // History and live may overlap.
@@ -674,7 +677,7 @@ async function postCard(card) {
   if (!room?.sealed) return;
   const content = await sealMessage(room.sealed.messageKey, room.info.id, room.name, card);
   if (state.room !== room) return;
-  setStatus(`Sharing ${card.name}…`);
+  setStatus("Sharing ", isolated(card.name), "…");
   post(content, { text: null, replyTo: null, item: pendingItem(room.name, `File: ${card.name}`), sent: false, card });
 }
 
@@ -1060,7 +1063,7 @@ const HANDLERS = {
       state.nameTakenSince = null;
       state.room.participantToken = m.participant_token ?? state.room.participantToken;
       listMembers(m.participants);
-      setStatus(`Reconnected to ${m.room_info.name}.`);
+      setStatus("Reconnected to ", isolated(m.room_info.name), ".");
       files.resume();
       // The History, if any, comes before the answer to the catch-up's first GetHistory
       // (frames are answered in order).

@@ -3,7 +3,7 @@
 // composer's reply or edit line, "is typing", and @mentions. The page's state and the
 // socket stay in app.js, which hands in what this needs as `deps`.
 
-import { el } from "./render.js";
+import { el, isolated, isolatedText } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
 const COMMON_EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "👀"];
@@ -29,10 +29,6 @@ function startOf(item) {
   const text = item.dataset.text ?? item.querySelector(".text")?.textContent ?? "";
   return text.length > QUOTE_CHARS ? `${text.slice(0, QUOTE_CHARS)}…` : text;
 }
-
-// A name in a line of text, isolated so that one written right to left does not pull
-// the words or names beside it into its direction.
-const isolated = (name) => el("bdi", { text: name });
 
 // deps: {send(message, context), sendTyping(), rights(item) -> {edit, delete},
 // members() -> names, me() -> name, react(item, emoji, on), remove(item)}
@@ -450,8 +446,7 @@ export function setUpConversation(deps) {
     notifyMention(sender, text, roomName) {
       if (document.visibilityState !== "hidden" || !("Notification" in window)) return;
       if (Notification.permission !== "granted") return;
-      // FSI...PDI: each name isolated, as <bdi> would (a notification is plain text).
-      const title = `\u2068${sender}\u2069 mentioned you in \u2068${roomName}\u2069`;
+      const title = `${isolatedText(sender)} mentioned you in ${isolatedText(roomName)}`;
       new Notification(title, { body: text.slice(0, 200) });
     },
     reset() {

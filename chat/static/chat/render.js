@@ -14,6 +14,13 @@ export function el(tag, { text, className, attrs } = {}, children = []) {
   return node;
 }
 
+// A name in a line of text, isolated so that one written right to left does not pull
+// the words or names beside it into its direction.
+export const isolated = (name) => el("bdi", { text: name });
+
+// The same for plain text (a title, a notification), with FSI ... PDI as <bdi> would.
+export const isolatedText = (name) => `\u2068${name}\u2069`;
+
 // The one plaintext chat message: `[File: NAME](/files/ID)` (PROTOCOL.md).
 export function parseFileMessage(content) {
   const match = FILE_MESSAGE.exec(content);

@@ -3,7 +3,7 @@
 // count of new messages in the tab's title while the tab is hidden, and a button back to
 // the latest message when the list is scrolled up.
 
-import { el, insertById } from "./render.js";
+import { el, insertById, isolatedText } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
 const NEAR_BOTTOM_PX = 40;
@@ -87,7 +87,7 @@ export function setUpUnread() {
 
   return {
     enter(info) {
-      room = { id: info.id, title: `${info.name} · Encrypted chat rooms` };
+      room = { id: info.id, title: `${isolatedText(info.name)} · Encrypted chat rooms` };
       readUpTo = storedRead(info.id);
       unreadAfter = readUpTo; // the first visit has nothing unread
       newest = null;
