@@ -439,7 +439,8 @@ def save(name: str, data: bytes, dest: list[str]) -> Path:
 
 def clean(text: object, lines: bool = False) -> str:
     """What the server or another participant sent, safe to print: every control
-    character, bidirectional control and line separator shows as "?". With `lines` (a
+    character, bidirectional control, line separator and lone surrogate (which no
+    terminal's encoding takes) shows as "?". With `lines` (a
     message's text) tabs stay and a newline starts a continuation line (CONTINUATION)."""
     shown = "".join(c if lines and c in "\n\t" or not _hidden(c) else "?" for c in str(text))
     return shown.replace("\n", CONTINUATION) if lines else shown
@@ -447,7 +448,7 @@ def clean(text: object, lines: bool = False) -> str:
 
 def _hidden(c: str) -> bool:
     category = unicodedata.category(c)
-    return category == "Cc" or category in _LINE_SEPARATORS or ord(c) in _BIDI_CONTROLS
+    return category in ("Cc", "Cs") or category in _LINE_SEPARATORS or ord(c) in _BIDI_CONTROLS
 
 
 def clock(sent_at: str) -> str:

@@ -29,6 +29,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from chatclient import wire
 from chatclient.crypto import (
     DecryptError,
     LinkError,
@@ -794,7 +795,7 @@ class ChatClient:
 
     def _handle(self, raw: str | bytes) -> None:
         try:
-            frame = json.loads(raw)
+            frame = wire.loads(raw)
             kind = frame["type"]
             if kind in ("RoomCreated", "RoomJoined"):
                 try:
@@ -980,6 +981,7 @@ class ChatClient:
         if payload["t"] == "text" and isinstance(payload.get("body"), str):
             return Message(frame["id"], sender, payload["body"], frame["sent_at"], *_later_state(frame))
         if payload["t"] == "file" and _is_card(payload, self.allowed_mime_types):
+            payload["size"] = int(payload["size"])
             self._cards[payload["id"].lower()] = payload
             return FileShared(
                 frame["id"], sender, payload["name"], payload["id"], frame["sent_at"],
@@ -1021,7 +1023,7 @@ class ChatClient:
             frame["participant_token"] = self.participant_token
         try:
             await ws.send(json.dumps(frame))
-            reply = json.loads(await ws.recv())
+            reply = wire.loads(await ws.recv())
         except ConnectionClosed as exc:
             raise ConnectionLost("connection_lost", "The connection dropped while rejoining.") from exc
         if reply["type"] != "RoomJoined":
@@ -1039,7 +1041,7 @@ class ChatClient:
         frames: list[str | bytes] = []
         try:
             await ws.send(json.dumps({"type": "GetMembers"}))
-            while (answer := json.loads(raw := await ws.recv())).get("type") not in ("Members", "Error"):
+            while (answer := wire.loads(raw := await ws.recv())).get("type") not in ("Members", "Error"):
                 frames.append(raw)
         except ConnectionClosed as exc:
             raise ConnectionLost("connection_lost", "The connection dropped while rejoining.") from exc
@@ -1120,12 +1122,17 @@ def _is_card(payload: dict[str, Any], allowed: frozenset[str]) -> bool:
     strings = ("id", "name", "mime_type", "sha256", "key")
     return (
         all(isinstance(payload.get(field), str) for field in strings)
-        and type(payload.get("size")) is int
-        and payload["size"] >= 0
+        and _whole(payload.get("size"))
         and CARD_ID.fullmatch(payload["id"]) is not None
         and CARD_KEY.fullmatch(payload["key"]) is not None
         and _base_type(payload["mime_type"]) in allowed
     )
+
+
+def _whole(value: Any) -> bool:
+    """A size as the browser takes it (`Number.isSafeInteger`, value >= 0): JavaScript
+    reads 1000, 1000.0 and 1e3 as one number, so all three are whole here too."""
+    return type(value) in (int, float) and float(value).is_integer() and 0 <= value <= 2**53 - 1
 
 
 # Unicode's White_Space property: what the server trims names of (PROTOCOL.md).

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from chatclient import wire
+
 NONCE_BYTES = 12
 
 
@@ -115,7 +117,7 @@ def open_message(message_key: bytes, room_id: str, sender: str, content: str) ->
         opened = AESGCM(message_key).decrypt(
             raw[:NONCE_BYTES], raw[NONCE_BYTES:], message_associated_data(room_id, sender)
         )
-        payload = json.loads(opened.decode())
+        payload = wire.loads(opened)
     except (binascii.Error, InvalidTag, ValueError) as exc:
         raise DecryptError(str(exc) or type(exc).__name__) from exc
     if not isinstance(payload, dict) or not isinstance(payload.get("t"), str):

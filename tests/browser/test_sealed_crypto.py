@@ -5,13 +5,16 @@ message and a tampered file are refused, and share-link fragments parse exactly.
 
 import base64
 import hashlib
+import os
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chatclient.crypto import (
     DecryptError,
     SealedKeys,
     link_fragment,
+    message_associated_data,
     new_room_secret,
     open_file,
     open_message,
@@ -110,6 +113,54 @@ def test_python_opens_what_the_page_seals(server, new_page):
         open_file(base64.b64decode(result["fileKey"]), base64.b64decode(result["blob"]))
         == b"file from the page"
     )
+
+
+# Plaintexts any member can seal, and whether both clients open them: only PROTOCOL.md's
+# strict JSON opens (no byte order mark, NaN, lone surrogate, nesting past 32 levels).
+PLAINTEXTS = [
+    (b'{"t":"text","body":"plain"}', True),
+    (b"\xef\xbb\xbf" + b'{"t":"text","body":"after a byte order mark"}', False),
+    (b'{"t":"text","body":"x","n":NaN}', False),
+    (b'{"t":"text","body":"half a pair \\ud800"}', False),
+    (b'{"t":"text","body":"a whole pair \\ud83d\\ude00"}', True),
+    (b'{"t":"text","body":"x","n":' + b"[" * 31 + b"]" * 31 + b"}", True),
+    (b'{"t":"text","body":"x","n":' + b"[" * 32 + b"]" * 32 + b"}", False),
+    (b'{"t":"text","body":"x","n":' + b"[" * 3000 + b"]" * 3000 + b"}", False),
+]
+
+
+def test_the_page_and_python_open_the_same_plaintexts_and_refuse_the_same(server, new_page):
+    page = new_page(server.http)
+    secret = new_room_secret()
+    keys = SealedKeys.from_secret(secret)
+    contents = []
+    for plaintext, _ in PLAINTEXTS:
+        nonce = os.urandom(12)
+        sealed = AESGCM(keys.message_key).encrypt(nonce, plaintext, message_associated_data(ROOM, "Ann"))
+        contents.append(base64.b64encode(nonce + sealed).decode())
+    in_browser = in_page(
+        page,
+        """
+        const keys = await s.deriveKeys(s.secretFromFragment("#" + arg.fragment));
+        const opened = [];
+        for (const content of arg.contents) {
+          try { await s.openMessage(keys.messageKey, arg.room, "Ann", content); opened.push(true); }
+          catch { opened.push(false); }
+        }
+        return opened;
+        """,
+        {"room": ROOM, "contents": contents, "fragment": link_fragment(secret)},
+    )
+
+    def in_python(content: str) -> bool:
+        try:
+            open_message(keys.message_key, ROOM, "Ann", content)
+        except DecryptError:
+            return False
+        return True
+
+    expected = [opens for _, opens in PLAINTEXTS]
+    assert in_browser == expected and [in_python(content) for content in contents] == expected
 
 
 def test_fragments_parse_exactly_as_the_python_client_parses_them(server, new_page):

@@ -36,7 +36,7 @@ from chatclient import (
     encrypt,
     safe_name,
 )
-from chatclient.cli import CONTINUATION, Output, clock, command, parse_args, prompt_lines, ws_url
+from chatclient.cli import CONTINUATION, Output, clean, clock, command, parse_args, prompt_lines, ws_url
 from tests.chatclient.conftest import FAKE_KEY, FakeRoom, fake_server, next_of
 from tests.e2e.servers import ROOT
 
@@ -548,6 +548,44 @@ async def test_message_ids_that_are_no_integers_are_unreadable_frames_not_printe
     shown = capsys.readouterr().out
     assert not UNSAFE.search(shown) and shown.count("! invalid_frame: ") == 5
     assert shown.splitlines()[-2:] == ["  \u21aa #2", "[2026 #4] Ann: hi"]
+
+
+async def test_frames_that_are_not_strict_json_are_unreadable_and_the_stream_goes_on(capsys):
+    """A server's frame is read under PROTOCOL.md's strict JSON, as the server reads the
+    client's: nesting 3,000 deep (a RecursionError ended the client), NaN and a lone
+    surrogate (which no terminal can print) are each an unreadable frame."""
+    hi = {"type": "ChatMessage", "id": 9, "sender": "Ann", "content": encrypt(FAKE_KEY, "hi")}
+    hostile = [
+        '{"type":"Typing","name":"Ann","x":' + "[" * 3000 + "]" * 3000 + "}",
+        '{"type":"Typing","name":"Ann","x":NaN}',
+        '{"type":"Typing","name":"Ann \\udc00"}',
+        json.dumps({**hi, "sent_at": "2026"}),
+    ]
+
+    class Hostile(FakeRoom):
+        async def reply(self, websocket, frame):
+            answer = await super().reply(websocket, frame)
+            if frame["type"] == "JoinRoom":
+                await websocket.send(json.dumps(answer))
+                for sent in hostile:
+                    await websocket.send(sent)
+                return None
+            return answer
+
+    async with fake_server(Hostile()) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        out = Output(False)
+        for _ in hostile:
+            out.event(await asyncio.wait_for(client.next_event(), 5))
+        await client.close()
+    shown = capsys.readouterr().out
+    assert shown.count("! invalid_frame: ") == 3 and shown.splitlines()[-1] == "[2026 #9] Ann: hi", shown
+    shown.encode()  # every line printable in UTF-8
+
+
+def test_a_lone_surrogate_prints_as_a_question_mark():
+    assert clean("Ann \udc00!") == "Ann ?!" and clean("a\ud800\nb", lines=True) == f"a?{CONTINUATION}b"
 
 
 async def test_commands_clean_what_the_server_answers(capsys, tmp_path):

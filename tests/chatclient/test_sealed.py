@@ -7,9 +7,11 @@ import asyncio
 import base64
 import dataclasses
 import json
+import os
 import sqlite3
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chatclient import (
     ChatClient,
@@ -23,8 +25,15 @@ from chatclient import (
     Reconnecting,
     RoomInfo,
 )
-from chatclient.client import affinity_hint
-from chatclient.crypto import LinkError, SealedKeys, link_fragment, new_room_secret, secret_from_link
+from chatclient.client import _is_card, affinity_hint
+from chatclient.crypto import (
+    LinkError,
+    SealedKeys,
+    link_fragment,
+    message_associated_data,
+    new_room_secret,
+    secret_from_link,
+)
 from tests.chatclient.conftest import (
     CuttableProxy,
     FakeRoom,
@@ -184,6 +193,55 @@ async def test_a_message_the_server_re_attributes_is_never_shown_under_the_other
     history = await next_of(bob, History)
     (message,) = history.messages
     assert message.sender == "Mallory" and message.text is None  # unverifiable, not Alice's words
+
+
+# Plaintexts a member can seal that are not strict JSON: nested past any parser's stack,
+# a constant JSON has not, a lone surrogate no terminal can print.
+NOT_STRICT_JSON = (
+    b'{"t":"text","body":"deep","x":' + b"[" * 3000 + b"]" * 3000 + b"}",
+    b'{"t":"text","body":"not a number","x":NaN}',
+    b'{"t":"text","body":"half a pair \\ud800"}',
+)
+
+
+async def test_a_member_who_seals_what_is_not_strict_json_ends_no_ones_client(clients, server):
+    """Any member holds the key, so anything can come out of a sealed message. What is not
+    PROTOCOL.md's strict JSON reads as a message that could not be verified, live and in a
+    late joiner's History, and the clients go on (a nesting 3,000 deep used to end them
+    with a RecursionError)."""
+    alice = await clients()
+    room = await alice.create_room("Sealed", owner_name="Alice", sealed=True)
+    mallory = await clients()
+    await mallory.join_room(room.share_link, "Mallory")
+    await next_of(alice, Joined)
+    key = SealedKeys.from_secret(secret_from_link(room.share_link)).message_key
+    for plaintext in NOT_STRICT_JSON:
+        nonce = os.urandom(12)
+        sealed = AESGCM(key).encrypt(nonce, plaintext, message_associated_data(room.id, "Mallory"))
+        content = base64.b64encode(nonce + sealed).decode()
+        await mallory._websocket().send(json.dumps({"type": "ChatMessage", "content": content}))
+    await mallory.send("still here")
+    for reader in (alice, await clients()):
+        if reader is not alice:
+            await reader.join_room(room.share_link, "Carol")
+            got = list((await next_of(reader, History)).messages)
+        else:
+            got = [await next_of(alice, Message) for _ in range(len(NOT_STRICT_JSON) + 1)]
+        assert [(m.sender, m.text) for m in got] == [("Mallory", None)] * len(NOT_STRICT_JSON) + [
+            ("Mallory", "still here")
+        ]
+
+
+def test_a_cards_size_is_a_whole_number_however_json_writes_it():
+    """The browser reads 1000, 1000.0 and 1e3 as one number (Number.isSafeInteger), so
+    the client takes a card whose size is written so as the same card."""
+    card = {"t": "file", "id": "8c5e5c8e-2f59-4a8e-9d52-0a4f7b1c3d2e", "name": "a.pdf"}
+    card |= {"mime_type": "application/pdf", "sha256": "0" * 64, "key": base64.b64encode(bytes(32)).decode()}
+    allowed = frozenset({"application/pdf"})
+    for size, whole in ((1000, True), (1000.0, True), (1e3, True), (0, True), (2**53, False), (1.5, False)):
+        assert _is_card({**card, "size": size}, allowed) is whole, size
+    for size in (-1, True, "1000", float("inf"), float("nan"), None):
+        assert not _is_card({**card, "size": size}, allowed), size
 
 
 async def test_a_tampered_file_is_refused_and_nothing_returned(clients, server):

@@ -10,7 +10,8 @@ const SECRET_BYTES = 32;
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+// A byte order mark is kept, so that JSON.parse refuses it as the Python client does.
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const FILE_AD = encoder.encode("roomchat/v1/file");
 const SECRET_TEXT = /^[A-Za-z0-9_-]{43}$/;
 
@@ -127,14 +128,32 @@ export async function sealMessage(messageKey, roomId, sender, payload) {
 }
 
 // The payload of a message from `sender` as the server delivered it; throws when it does
-// not verify (another key, or a sender the server changed).
+// not verify (another key, or a sender the server changed), or is not PROTOCOL.md's
+// strict JSON, which the Python client refuses too (chatclient/wire.py).
 export async function openMessage(messageKey, roomId, sender, content) {
   const plain = await open(messageKey, fromBase64(content), associatedData(roomId, sender));
   const payload = JSON.parse(decoder.decode(plain));
   if (typeof payload !== "object" || payload === null || typeof payload.t !== "string") {
     throw new Error("not a sealed message");
   }
+  checkStrict(payload, 1);
   return payload;
+}
+
+// As deep as the server lets a client nest, and no lone surrogate in a string.
+const MAX_DEPTH = 32;
+const LONE_SURROGATE = /\p{Cs}/u;
+
+function checkStrict(value, depth) {
+  if (typeof value === "string") {
+    if (LONE_SURROGATE.test(value)) throw new Error("a string holds a lone surrogate");
+  } else if (typeof value === "object" && value !== null) {
+    if (depth > MAX_DEPTH) throw new Error("nested too deep");
+    for (const [key, item] of Object.entries(value)) {
+      checkStrict(key, depth);
+      checkStrict(item, depth + 1);
+    }
+  }
 }
 
 // A file for a sealed room: {key: its own file key (base64), blob: nonce || ciphertext || tag}.
