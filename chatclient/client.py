@@ -73,6 +73,8 @@ SEEN_IDS = 10_000
 # Frames every socket in the room gets, the asker's included: an event also when they
 # answer this client's own request.
 EVERYONES = ("ChatMessage", "FileDeleted", "History", "MessageEdited", "MessageDeleted", "Reactions")
+# What makes two cards of one file id the same card (chatclient.client._first_card).
+CARD_FIELDS = ("name", "mime_type", "size", "sha256", "key")
 # Above every message id (the server's are 64-bit): `history()` from the newest.
 MESSAGE_ID_MAX = 2**63 - 1
 # Close codes after which reconnecting cannot help (PROTOCOL.md, Transport).
@@ -275,9 +277,10 @@ class ChatClient:
         self.participant_token: str | None = None
         self._key: str | None = None
         # A sealed room (its secret is the seat's): the keys derived from the secret (None
-        # until they match the room's key_check), and each shared file's card by id.
+        # until they match the room's key_check).
         self._sealed: SealedKeys | None = None
-        self._cards: dict[str, dict[str, Any]] = {}
+        # A sealed room's file cards by file id: the first card's message id, and the card.
+        self._cards: dict[str, tuple[int, dict[str, Any]]] = {}
         self._seat: _Seat | None = None
         self._joining: _Seat | None = None
         self._last_id = 0
@@ -565,7 +568,7 @@ class ChatClient:
             "sha256": hashlib.sha256(data).hexdigest(),
             "key": base64.b64encode(file_key).decode(),
         }
-        self._cards[stored.id.lower()] = card
+        self._cards[stored.id.lower()] = (0, card)  # before any message: its own card is the file's
         content = self._seal(card)
         await self._request(
             [{"type": "ChatMessage", "content": content}],
@@ -580,7 +583,7 @@ class ChatClient:
         key from its card and checked against the card's size and sha256: a file that
         does not match is refused (`ChatError` `file_tampered`), nothing returned."""
         sealed = self._in_sealed()
-        card = self._cards.get(file_id.lower()) if sealed else None
+        card = self._cards.get(file_id.lower(), (0, None))[1] if sealed else None
         if sealed and card is None:
             raise ChatError("file_not_found", "No card for this file has been seen in this room.")
         metadata, data = await self._request(
@@ -969,7 +972,8 @@ class ChatClient:
 
     def _sealed_message(self, frame: dict[str, Any]) -> Message | FileShared:
         """A sealed room's message: verified as `sender`'s (or text None), a text or a
-        file card; a file card's key is kept for `download_file`."""
+        file card; a file's first card is kept for `download_file`, and a later one that
+        differs from it reads as a message that could not be verified (`_first_card`)."""
         assert self.room is not None
         sender, unreadable = frame["sender"], Message(frame["id"], frame["sender"], None, frame["sent_at"])
         if self._sealed is None:
@@ -982,12 +986,26 @@ class ChatClient:
             return Message(frame["id"], sender, payload["body"], frame["sent_at"], *_later_state(frame))
         if payload["t"] == "file" and _is_card(payload, self.allowed_mime_types):
             payload["size"] = int(payload["size"])
-            self._cards[payload["id"].lower()] = payload
+            # No client edits a card: an edit into one would take an earlier message's place.
+            if frame.get("edited_at") or not self._first_card(frame["id"], payload):
+                return unreadable
             return FileShared(
                 frame["id"], sender, payload["name"], payload["id"], frame["sent_at"],
                 payload["mime_type"], payload["size"], payload["sha256"],
             )  # fmt: skip
         return Message(frame["id"], sender, "(unsupported message)", frame["sent_at"])
+
+    def _first_card(self, message_id: int, card: dict[str, Any]) -> bool:
+        """Keep `card` as its file's unless an earlier message carried another card for
+        it; False then. A file's id is known only from its card, so the first card of an
+        id is its uploader's: a later one that differs (another name, type or key) is a
+        member's copy made to pass the file off as something else, or to break it."""
+        file_id = card["id"].lower()
+        known = self._cards.get(file_id)
+        if known is None or message_id < known[0]:
+            self._cards[file_id] = (message_id, card)
+            return True
+        return all(known[1][field] == card[field] for field in CARD_FIELDS)
 
     async def _reconnect(self) -> None:
         """Reopen the connection and rejoin the room, backing off while that fails."""

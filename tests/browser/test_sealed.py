@@ -4,6 +4,7 @@ whole one, re-attributed messages never shown under a name, files encrypted befo
 leave the page and checked after they come back. Desktop and phone widths."""
 
 import base64
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -11,11 +12,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from chatclient.crypto import open_message, seal_message
 from tests.browser.pages import (
     PythonClient,
+    activate,
     create_room,
     expect_members,
     join_room,
+    open_message_menu,
     say,
     stored_contents,
 )
@@ -200,6 +204,58 @@ def test_sealed_files_are_encrypted_in_the_page_previewed_saved_and_a_tampered_o
         "notes.txt does not match what was shared: it was refused and nothing was saved."
     )
     assert downloads == []
+    assert alice.console_errors == [] and bob.console_errors == []
+
+
+def test_a_members_copies_of_anothers_card_neither_rename_break_nor_delete_the_file(
+    server, new_page, tmp_path
+):
+    """A file's id is learnt from its card, so its first card is its uploader's. A member
+    who posts it again under another name and type, or with another key, or edits an
+    earlier message into it, gets a message that could not be verified, and the
+    uploader's file keeps its name and preview. An identical copy is the same file; the
+    owner deleting that message leaves the file."""
+    alice = new_page(server.http)
+    link = create_room(alice, "Sealed", "Alice", sealed=True)
+    bob = new_page(link)
+    join_room(bob, "Bob")
+    png = tiny_png()
+    with PythonClient(server.url) as mallory:
+        mallory.join_sealed(link, "Mallory")
+        early = mallory.say_sealed({"t": "text", "body": "before the file"})
+        pick(alice, "red dot.png", "image/png", png)
+        shared = mallory.expect("ChatMessage", sender="Alice")
+        card = open_message(mallory.sealed_keys.message_key, mallory.room_id, "Alice", shared["content"])
+        for copy in (
+            card | {"name": "contract.pdf", "mime_type": "application/pdf"},
+            card | {"key": base64.b64encode(os.urandom(32)).decode()},
+            card,
+        ):
+            mallory.say_sealed(copy)
+        unverified = "This message could not be verified."
+        texts = ["File: red dot.png", unverified, unverified, "File: red dot.png"]
+        expect(bob.locator("#messages li .text")).to_have_text(["before the file", *texts])
+        renamed = card | {"name": "contract.pdf", "mime_type": "application/pdf"}
+        content = seal_message(mallory.sealed_keys.message_key, mallory.room_id, "Mallory", renamed)
+        mallory.send(type="EditMessage", id=early["id"], content=content)
+        mallory.expect("MessageEdited")
+    expect(bob.locator("#messages li .text").first).to_have_text("This edit could not be read.")
+    carol = new_page(link)
+    join_room(carol, "Carol")
+    expect(carol.locator("#messages li .text")).to_have_text([unverified, *texts])
+    for page, i in ((bob, 0), (bob, 1), (carol, 0)):
+        preview = file_items(page).nth(i).get_by_role("img", name="Preview of red dot.png")
+        expect(preview).to_have_js_property("naturalWidth", 3)
+
+    menu = open_message_menu(alice, file_items(alice).nth(1))
+    activate(alice, menu.get_by_role("menuitem", name="Delete", exact=True))
+    activate(alice, alice.locator("#confirm-delete").get_by_role("button", name="Delete message"))
+    expect(file_items(bob)).to_have_count(1)
+    assert "DeleteFile" not in [frame["type"] for frame in alice.frames_sent]
+    with bob.expect_download() as download:
+        file_items(bob).get_by_role("button", name="red dot.png", exact=True).click()
+    download.value.save_as(tmp_path / "saved.png")
+    assert (tmp_path / "saved.png").read_bytes() == png
     assert alice.console_errors == [] and bob.console_errors == []
 
 

@@ -21,6 +21,7 @@ from chatclient import (
     Joined,
     Left,
     Message,
+    MessageEdited,
     Reconnected,
     Reconnecting,
     RoomInfo,
@@ -230,6 +231,46 @@ async def test_a_member_who_seals_what_is_not_strict_json_ends_no_ones_client(cl
         assert [(m.sender, m.text) for m in got] == [("Mallory", None)] * len(NOT_STRICT_JSON) + [
             ("Mallory", "still here")
         ]
+
+
+async def test_a_members_copy_of_anothers_card_neither_renames_nor_breaks_the_file(clients, server):
+    """A file's id is learnt from its card, so its first card is its uploader's. A member
+    who posts the card again under another name and type, or with another key, or edits
+    an earlier message into it, gets a message that could not be verified: downloads of
+    the id still open the uploader's file under its name (the copy used to win, as the
+    last card seen)."""
+    alice = await clients()
+    room = await alice.create_room("Sealed", owner_name="Alice", sealed=True)
+    mallory, bob = await clients(), await clients()
+    await mallory.join_room(room.share_link, "Mallory")
+    await bob.join_room(room.share_link, "Bob")
+    early = await mallory.send("before the file")
+    data = b"\x89PNG\r\n\x1a\n" + bytes(300)
+    uploaded = await alice.upload_file(data, name="holiday.png")
+    card = dict(mallory._cards[(await next_of(mallory, FileShared)).file_id.lower()][1])
+    renamed = {**card, "name": "signed-contract.pdf", "mime_type": "application/pdf"}
+    rekeyed = {**card, "key": base64.b64encode(os.urandom(32)).decode()}
+    for copy in (renamed, rekeyed):
+        await mallory._websocket().send(json.dumps({"type": "ChatMessage", "content": mallory._seal(copy)}))
+    await mallory.send("look at my contract")
+    live = [await next_of(bob, FileShared), *[await next_of(bob, Message) for _ in range(3)]]
+    edit = {"type": "EditMessage", "id": early.id, "content": mallory._seal(renamed)}
+    await mallory._websocket().send(json.dumps(edit))
+    assert (await next_of(bob, MessageEdited)).text is None
+    carol = await clients()
+    await carol.join_room(room.share_link, "Carol")
+    history = (await next_of(carol, History)).messages
+    for reader, seen in ((bob, live), (carol, history)):
+        shown = [(type(m).__name__, m.sender, m.name if isinstance(m, FileShared) else m.text) for m in seen]
+        assert shown[-4:] == [
+            ("FileShared", "Alice", "holiday.png"),
+            ("Message", "Mallory", None),
+            ("Message", "Mallory", None),
+            ("Message", "Mallory", "look at my contract"),
+        ]
+        metadata, content = await reader.download_file(uploaded.id)
+        assert (metadata.name, metadata.mime_type, content) == ("holiday.png", "image/png", data)
+    assert shown[0] == ("Message", "Mallory", None)  # Carol's: the edited one, never a card
 
 
 def test_a_cards_size_is_a_whole_number_however_json_writes_it():

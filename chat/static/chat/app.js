@@ -42,7 +42,7 @@ const filesConfig = JSON.parse(document.getElementById("files-config").textConte
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  // {info, key, name, joinKey, password, ownerToken, secret, sealed, frames}. A sealed
+  // {info, key, name, joinKey, password, ownerToken, secret, sealed, frames, cards}. A sealed
   // room (info.sealed) has no key but `sealed`, the keys from its secret, or null while
   // the page lacks the whole link; its messages are then kept in `frames` to be read
   // once the person pastes the link.
@@ -269,6 +269,7 @@ async function enterRoom(message, ownerToken) {
     sealed,
     secret: sealed ? secret : null,
     frames: new Map(),
+    cards: new Map(), // a sealed room's file id -> {messageId, card}: its first card
     name: message.name,
     joinKey: info.join_key,
     password: state.draft?.password ?? "",
@@ -463,10 +464,27 @@ async function readSealed(room, message) {
   // A card of a type this server would not take, or html or svg, is never offered; its
   // name is shown and saved as the server names a standard room's files.
   if (payload.t === "file" && isCard(payload, filesConfig.files_allowed_mime_types)) {
+    // No client edits a card: an edit into one would take an earlier message's place.
+    if (message.edited_at || message.edit || !firstCard(room, message.id, payload)) return { unverified: true };
     const card = { ...payload, name: shownName(payload.name, payload.mime_type, filesConfig.files_extensions) };
     return { file: { name: card.name, id: card.id.toLowerCase(), card } };
   }
   return { unsupported: true };
+}
+
+// A file's id is learnt from its card, so its first card is its uploader's: a later card
+// for the id that differs from it is a member's copy made to pass the file off as
+// something else, or to break it, and is not shown as the file (chatclient does the same).
+const CARD_FIELDS = ["name", "mime_type", "size", "sha256", "key"];
+
+function firstCard(room, messageId, card) {
+  const id = card.id.toLowerCase();
+  const known = room.cards.get(id);
+  if (!known || messageId < known.messageId) {
+    room.cards.set(id, { messageId, card });
+    return true;
+  }
+  return CARD_FIELDS.every((field) => known.card[field] === card[field]);
 }
 
 function messageById(id) {
@@ -620,11 +638,16 @@ function react(item, emoji, on) {
   if (!send({ type: "React", id: Number(item.dataset.id), emoji, on }, "react")) showError("message-error", NOT_CONNECTED);
 }
 
-// A sealed room's file card is text to the server: its file is deleted with it here.
+// A sealed room's file card is text to the server: its file is deleted with it here, with
+// its first card only (a copy's deletion leaves the uploader's file alone).
 function removeMessage(item) {
   showError("message-error", "");
-  if (!send({ type: "DeleteMessage", id: Number(item.dataset.id) }, "delete")) return showError("message-error", NOT_CONNECTED);
-  if (state.room?.info.sealed && item.dataset.fileId) send({ type: "DeleteFile", file_id: item.dataset.fileId }, "file");
+  const id = Number(item.dataset.id);
+  if (!send({ type: "DeleteMessage", id }, "delete")) return showError("message-error", NOT_CONNECTED);
+  const fileId = item.dataset.fileId;
+  if (state.room?.info.sealed && fileId && state.room.cards.get(fileId)?.messageId === id) {
+    send({ type: "DeleteFile", file_id: fileId }, "file");
+  }
 }
 
 // The content of a text message as this room wants it: encrypted with the room key, or
@@ -1149,7 +1172,7 @@ async function messageEdited(m) {
   const item = messageById(m.id);
   if (item) item.dataset.editedAt = m.edited_at;
   if (!room || !item?.classList.contains("chat-text")) return;
-  const body = await readBody(room, { id: m.id, sender: item.dataset.sender, content: m.content });
+  const body = await readBody(room, { id: m.id, sender: item.dataset.sender, content: m.content, edit: true });
   if (state.room !== room || !item.isConnected) return;
   if (body.text === undefined) {
     item.classList.replace("chat-text", "undecryptable");
