@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 
 from chat import browser_sessions, redis_clients, selectors
 from chat.errors import ProtocolError
@@ -60,6 +61,10 @@ def index(request: HttpRequest, join_key: str = "") -> HttpResponse:
     # A sealed room's key is in this page's address (its #fragment): no request the page
     # makes may carry the address on. Only here: the admin's forms need same-origin (CSRF).
     response["Referrer-Policy"] = "no-referrer"
+    # Its cookie is this browser's (its download rights): no shared cache may keep the page
+    # and hand the cookie to others.
+    add_never_cache_headers(response)
+    patch_cache_control(response, private=True)
     return response
 
 

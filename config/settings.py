@@ -388,12 +388,21 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "null": {"class": "logging.NullHandler"},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
     # One line per connection from the servers themselves is noise at this volume.
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "uvicorn.error": {"level": "WARNING"},
+        # What any client can make the server log as often as it likes: a traceback for
+        # each request with a foreign Host (its value repeated, up to the head's size:
+        # 236 KiB a request), a line for each 404 and 405 with its path. The 400, 404 and
+        # 405 still go to the client; a proxy's access log has them.
+        "django.security.DisallowedHost": {"handlers": ["null"], "propagate": False},
+        "django.request": {"level": "ERROR"},
     },
 }
 

@@ -83,6 +83,17 @@ def test_static_files_are_served_with_debug_off(client, settings):
     assert b"JoinRoom" in response.content
 
 
+def test_app_pages_are_never_kept_by_a_shared_cache(client):
+    """The page sets this browser's session cookie, which its download rights hang on: a
+    shared cache that kept the page would hand one cookie to many browsers."""
+    for path in ("/", "/rooms/k3y/"):
+        client.cookies.clear()  # a new browser: the page gives it a cookie
+        response = client.get(path, HTTP_HOST="127.0.0.1:8000")
+        assert response.cookies, path
+        directives = {d.strip() for d in response["Cache-Control"].split(",")}
+        assert {"private", "no-store", "no-cache", "must-revalidate"} <= directives, (path, directives)
+
+
 def test_app_pages_send_no_referrer_and_the_admin_keeps_same_origin(client):
     """A sealed room's key is in the page's #fragment: nothing the page loads or links to
     may be told the page's address. The admin keeps Django's same-origin (its CSRF check

@@ -43,6 +43,24 @@ async def test_a_flood_of_bad_frames_writes_few_log_lines(sqlite_env, servers, c
     assert all("code=invalid_json" in line for line in lines)
 
 
+def test_requests_any_client_can_repeat_write_nothing_to_the_log(sqlite_env, servers):
+    """A foreign Host (a DisallowedHost traceback, the host repeated: 236 KiB a request
+    with a 60 KB one) and a long unknown path (a warning with the path) wrote the log as
+    fast as a client could ask; now the client is answered and nothing is written."""
+    (server,) = servers(sqlite_env, command="serve")
+    base = server.http
+    before = server.log_path.stat().st_size
+    for request in (
+        urllib.request.Request(f"{base}/", headers={"Host": "evil-" + "x" * 20_000 + ".example"}),
+        urllib.request.Request(f"{base}/no-such-page/" + "y" * 20_000),
+    ):
+        for _ in range(5):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code in (400, 404)
+    assert server.log_path.stat().st_size - before < 2_000, server.log_path.read_text()[before:][:500]
+
+
 def technical_page(base_url: str) -> str:
     """DEBUG answers a request for a host it does not serve with the technical error
     page, settings included."""
