@@ -21,7 +21,12 @@ app has seen. So `GuardedHttp`:
   connection keeps its place as a WebSocket after the upgrade, until it is closed. The
   peer is the proxy under `serve --proxy-headers`: connections from a trusted proxy
   (`--forwarded-allow-ips`) count only against the process (the proxy limits its own
-  clients: docs/production.md, "nginx and TLS").
+  clients: docs/production.md, "nginx and TLS");
+- aborts a connection whose client has read nothing of a response for HTTP_WRITE_TIMEOUT
+  seconds (the server's write buffer full all that time): a download holds its
+  plaintext in memory, under the address's and the process's bounds (files/views.py),
+  so 25 downloads left unread by 9 addresses refused every other download for as long
+  as they liked.
 
 A request that carries `X-Forwarded-For` from a peer the server does not trust as its
 proxy (`serve` started without `--proxy-headers`, or the proxy not in
@@ -81,6 +86,7 @@ class GuardedHttp(HttpToolsProtocol):
     address: str | None = None
     held = False  # whether this connection holds a place (given back once, on close)
     head_timer: asyncio.TimerHandle | None = None
+    write_timer: asyncio.TimerHandle | None = None  # while the write buffer is full
     in_head = True  # between requests, or inside a request's head
     lingering = False  # answered and closing: what comes in is dropped
     head_bytes = 0  # received since the head began (by whole reads: one read over at most)
@@ -99,8 +105,29 @@ class GuardedHttp(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._disarm_write_timer()
         self._give_back()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.write_timer is None:
+            self.write_timer = self.loop.call_later(settings.HTTP_WRITE_TIMEOUT, self.write_timeout)
+
+    def resume_writing(self) -> None:
+        self._disarm_write_timer()
+        super().resume_writing()
+
+    def write_timeout(self) -> None:
+        """The client read nothing for HTTP_WRITE_TIMEOUT: the connection is aborted (no
+        close can be written to it), and the response's app sees the client gone."""
+        self.write_timer = None
+        self.transport.abort()
+
+    def _disarm_write_timer(self) -> None:
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+            self.write_timer = None
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:

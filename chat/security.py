@@ -324,25 +324,38 @@ class RequestLimit:
     `/healthz` is not counted: it is async and costs no thread of its own (each check
     runs once at a time for all requests, chat/views.py), and a process busy with one
     address's flood must still tell its load balancer it is alive, or the flood takes it
-    out for everyone. Nor are static files and `/files/<id>` downloads: they take no
-    view thread (static files are read in the bounded default executor,
-    chat/staticfiles.py; downloads have their own per-address bounds, files/views.py),
-    and a page loads a dozen static files at once: two browsers behind one NAT would
-    have found some of the page's modules refused. A request with no client address (a
-    Unix socket) counts only against the process."""
+    out for everyone. Nor are static files: they take no view thread (they are read in
+    the bounded default executor, chat/staticfiles.py), and a page loads a dozen at
+    once: two browsers behind one NAT would have found some of the page's modules
+    refused. `/files/<id>` downloads are counted apart, from their start until their
+    body is sent, against FILE_REQUESTS_PER_ADDRESS and FILE_REQUESTS_PER_PROCESS: each
+    looks its session up in the database, in the queue a socket's join waits in, and a
+    flood of them from one address held every join of the process for seconds; their
+    bodies wait on a client that may not read, where a page's do not. A request with no
+    client address (a Unix socket) counts only against the process."""
 
     EXEMPT = frozenset({"/healthz"})
-    EXEMPT_PREFIXES = ("/static/", "/files/")
+    EXEMPT_PREFIXES = ("/static/",)
+    FILES = "/files/"
 
     def __init__(self, application: Callable[[dict, Receive, Send], Awaitable[None]]) -> None:
         self.application = application
         self.in_flight = Admission()
+        self.files = Admission()
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         path = scope["path"]
         if scope["type"] != "http" or path in self.EXEMPT or path.startswith(self.EXEMPT_PREFIXES):
             return await self.application(scope, receive, send)
         address = client_address(scope)
+        if path.startswith(self.FILES):
+            limit, per_address = settings.FILE_REQUESTS_PER_PROCESS, settings.FILE_REQUESTS_PER_ADDRESS
+            if not self.files.enter(address, limit, per_address):
+                return await busy(send)
+            try:
+                return await self.application(scope, receive, send)
+            finally:
+                self.files.leave(address)
         admitted: bool | None = None  # None: the body is not all in yet
 
         async def receive_admitted() -> dict:

@@ -273,9 +273,15 @@ if HTTP_HEADER_MAX < 1024:  # no browser's request would fit
 # /healthz is not counted.
 HTTP_REQUESTS_PER_ADDRESS = env.int("HTTP_REQUESTS_PER_ADDRESS", 16)
 HTTP_REQUESTS_PER_PROCESS = env.int("HTTP_REQUESTS_PER_PROCESS", 64)
+# `/files/<id>` downloads in flight, from their start until their body is sent: of one
+# client address (a page fetches at most two previews at once), and of the process.
+FILE_REQUESTS_PER_ADDRESS = env.int("FILE_REQUESTS_PER_ADDRESS", 6)
+FILE_REQUESTS_PER_PROCESS = env.int("FILE_REQUESTS_PER_PROCESS", 64)
 for _name, _bound in [
     ("HTTP_REQUESTS_PER_ADDRESS", HTTP_REQUESTS_PER_ADDRESS),
     ("HTTP_REQUESTS_PER_PROCESS", HTTP_REQUESTS_PER_PROCESS),
+    ("FILE_REQUESTS_PER_ADDRESS", FILE_REQUESTS_PER_ADDRESS),
+    ("FILE_REQUESTS_PER_PROCESS", FILE_REQUESTS_PER_PROCESS),
 ]:
     if _bound < 1:  # every page would be 503
         raise ImproperlyConfigured(f"{_name} must be at least 1, not {_bound}")
@@ -298,6 +304,12 @@ HTTP_BODY_BYTES_PER_ADDRESS = env.int("HTTP_BODY_BYTES_PER_ADDRESS", 4 * HTTP_BO
 HTTP_BODY_BYTES_PER_PROCESS = env.int("HTTP_BODY_BYTES_PER_PROCESS", 16 * HTTP_BODY_MAX)
 if HTTP_BODY_TIMEOUT <= 0:
     raise ImproperlyConfigured(f"HTTP_BODY_TIMEOUT must be more than 0 seconds, not {HTTP_BODY_TIMEOUT}")
+# Seconds a response may wait on a client that reads nothing of it (the server's write
+# buffer full all along: chat/http_guard.py); then the connection is aborted. A download
+# holds its file in memory until read.
+HTTP_WRITE_TIMEOUT = env.float("HTTP_WRITE_TIMEOUT", 30)
+if HTTP_WRITE_TIMEOUT <= 0:
+    raise ImproperlyConfigured(f"HTTP_WRITE_TIMEOUT must be more than 0 seconds, not {HTTP_WRITE_TIMEOUT}")
 for _name, _bound in (
     ("HTTP_BODY_BYTES_PER_ADDRESS", HTTP_BODY_BYTES_PER_ADDRESS),
     ("HTTP_BODY_BYTES_PER_PROCESS", HTTP_BODY_BYTES_PER_PROCESS),

@@ -270,6 +270,31 @@ async def test_requests_in_flight_are_bounded_per_address_and_per_process(settin
     assert again.status == 200
 
 
+async def test_downloads_in_flight_are_bounded_apart_per_address_and_per_process(settings):
+    """Each download looks its session up in the database queue a join waits in: one
+    address's flood of them held every join of the process. They are bounded from their
+    start until answered, apart from pages (whose places they never take)."""
+    settings.FILE_REQUESTS_PER_ADDRESS, settings.FILE_REQUESTS_PER_PROCESS = 2, 3
+    settings.HTTP_REQUESTS_PER_ADDRESS = 1
+    app = Pages()
+    limit = RequestLimit(app)
+    held = [Request(limit, "10.0.0.1", "/files/a"), Request(limit, "10.0.0.1", "/files/b")]
+    await settle()
+    refused = Request(limit, "10.0.0.1", "/files/c")
+    await refused.task
+    assert refused.status == 503 and limit.files.owners == {"10.0.0.1": 2}
+    page = Request(limit, "10.0.0.1", "/")  # pages keep their own places
+    held += [page, Request(limit, "10.0.0.2", "/files/a")]
+    await settle()
+    full = Request(limit, "10.0.0.3", "/files/a")
+    await full.task
+    assert full.status == 503 and limit.files.total == 3 and limit.in_flight.total == 1
+    app.finish.set()
+    await asyncio.gather(*(request.task for request in held))
+    assert [request.status for request in held] == [200] * 4
+    assert limit.files.total == 0 and not limit.files.owners  # every place given back
+
+
 async def test_a_place_is_taken_once_the_body_is_in_and_given_back_however_the_request_ends(settings):
     settings.HTTP_REQUESTS_PER_ADDRESS, settings.HTTP_REQUESTS_PER_PROCESS = 1, 64
     app = Pages()
