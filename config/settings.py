@@ -484,7 +484,8 @@ CHAT_RATE_SUSTAINED = env.float("CHAT_RATE_SUSTAINED", 10)
 CHAT_BYTES_PER_ADDRESS_BURST = env.int("CHAT_BYTES_PER_ADDRESS_BURST", 2 * 1024 * 1024)
 CHAT_BYTES_PER_ADDRESS_SUSTAINED = env.int("CHAT_BYTES_PER_ADDRESS_SUSTAINED", 16 * 1024)
 # What one client address may read through GetHistory, GetMembers and GetFile replies of
-# all its sockets in this process: a bucket of bytes, refilled per second. READS_PER_MINUTE
+# all its sockets in this process, and its /files/ downloads: a bucket of bytes, refilled
+# per second. READS_PER_MINUTE
 # is per connection, and 50 sockets of one address read 109 MB/s of History.
 READ_BYTES_PER_ADDRESS_BURST = env.int("READ_BYTES_PER_ADDRESS_BURST", 64 * 1024 * 1024)
 READ_BYTES_PER_ADDRESS_SUSTAINED = env.int("READ_BYTES_PER_ADDRESS_SUSTAINED", 4 * 1024 * 1024)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from chat.outbox import add_backlog, large_reply_fits
-from chat.ratelimit import downloads_in_flight
+from chat.ratelimit import downloads_in_flight, read_bytes
 from chat.security import client_address
 from chat.services import SESSION_ROOMS_KEY, session_may_download
 from chat.workers import Busy, database, file_work, work_owner
@@ -39,6 +39,15 @@ CHUNK = 256 * 1024
 def _busy() -> HttpResponse:
     return HttpResponse(
         "Busy; try again.", status=503, content_type="text/plain", headers={"Retry-After": "1"}
+    )
+
+
+def _read_much() -> HttpResponse:
+    return HttpResponse(
+        "Your connections have read much; wait a moment.",
+        status=429,
+        content_type="text/plain",
+        headers={"Retry-After": "1"},
     )
 
 
@@ -113,9 +122,13 @@ async def download(request: HttpRequest, file_id: str) -> HttpResponse:
         file = await database(_joined_file)(key, session_key)
         if file is None:
             return _not_found()
+        # What an address reads is one budget, over the WebSocket (GetFile, History) and here.
+        if not read_bytes.left(address or "unknown"):
+            return _read_much()
         held = Reservation.take(address, file.size)
         if held is None:
             return _busy()
+        read_bytes.spend(address or "unknown", file.size)
         try:
             data = await file_work.run(blobs.read, file.id, file.blob)
         except BaseException:
