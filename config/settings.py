@@ -256,6 +256,11 @@ DOWNLOADS_IN_FLIGHT_BYTES = env.int("DOWNLOADS_IN_FLIGHT_BYTES", 256 * 1024 * 10
 HTTP_HEADER_TIMEOUT = env.float("HTTP_HEADER_TIMEOUT", 5)
 # Bytes a request head may take (its URL and headers); past it, 431 and the connection closed.
 HTTP_HEADER_MAX = env.int("HTTP_HEADER_MAX", 64 * 1024)
+# Headers in one request head at most (chat/http_guard.py); past it, 431. A browser sends
+# about 15, nginx in front adds 4.
+HTTP_HEADERS_MAX = env.int("HTTP_HEADERS_MAX", 100)
+if HTTP_HEADERS_MAX < 32:  # a browser's request with a proxy's headers would not fit
+    raise ImproperlyConfigured(f"HTTP_HEADERS_MAX must be at least 32, not {HTTP_HEADERS_MAX}")
 # Requests one connection may send ahead of their answers (HTTP/1.1 pipelining); past it,
 # the connection is closed. Browsers send none ahead.
 HTTP_PIPELINED_MAX = env.int("HTTP_PIPELINED_MAX", 16)
