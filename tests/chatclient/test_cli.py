@@ -529,12 +529,22 @@ async def test_message_ids_that_are_no_integers_are_unreadable_frames_not_printe
         {**hi, "id": 4, "reply_to": 2},
     ]
 
+    shown = await printed_after_join(capsys, [json.dumps(frame) for frame in hostile])
+    assert not UNSAFE.search(shown) and shown.count("! invalid_frame: ") == 5
+    assert shown.splitlines()[-2:] == ["  \u21aa #2", "[2026 #4] Ann: hi"]
+
+
+async def printed_after_join(capsys, texts: list[str]) -> str:
+    """What the terminal chat prints of the events a fake server sends right after the
+    join's answer: `texts`, as they are (one event each)."""
+
     class Hostile(FakeRoom):
         async def reply(self, websocket, frame):
             answer = await super().reply(websocket, frame)
             if frame["type"] == "JoinRoom":
-                for sent in (answer, *hostile):
-                    await websocket.send(json.dumps(sent))
+                await websocket.send(json.dumps(answer))
+                for sent in texts:
+                    await websocket.send(sent)
                 return None
             return answer
 
@@ -542,12 +552,10 @@ async def test_message_ids_that_are_no_integers_are_unreadable_frames_not_printe
         client = await ChatClient.connect(url)
         await client.join_room("k", "Bob")
         out = Output(False)
-        for _ in hostile:
+        for _ in texts:
             out.event(await asyncio.wait_for(client.next_event(), 5))
         await client.close()
-    shown = capsys.readouterr().out
-    assert not UNSAFE.search(shown) and shown.count("! invalid_frame: ") == 5
-    assert shown.splitlines()[-2:] == ["  \u21aa #2", "[2026 #4] Ann: hi"]
+    return capsys.readouterr().out
 
 
 async def test_frames_that_are_not_strict_json_are_unreadable_and_the_stream_goes_on(capsys):
@@ -562,24 +570,7 @@ async def test_frames_that_are_not_strict_json_are_unreadable_and_the_stream_goe
         json.dumps({**hi, "sent_at": "2026"}),
     ]
 
-    class Hostile(FakeRoom):
-        async def reply(self, websocket, frame):
-            answer = await super().reply(websocket, frame)
-            if frame["type"] == "JoinRoom":
-                await websocket.send(json.dumps(answer))
-                for sent in hostile:
-                    await websocket.send(sent)
-                return None
-            return answer
-
-    async with fake_server(Hostile()) as url:
-        client = await ChatClient.connect(url)
-        await client.join_room("k", "Bob")
-        out = Output(False)
-        for _ in hostile:
-            out.event(await asyncio.wait_for(client.next_event(), 5))
-        await client.close()
-    shown = capsys.readouterr().out
+    shown = await printed_after_join(capsys, hostile)
     assert shown.count("! invalid_frame: ") == 3 and shown.splitlines()[-1] == "[2026 #9] Ann: hi", shown
     shown.encode()  # every line printable in UTF-8
 
