@@ -88,7 +88,6 @@ class GuardedHttp(HttpToolsProtocol):
     held = False  # whether this connection holds a place (given back once, on close)
     head_timer: asyncio.TimerHandle | None = None
     write_timer: asyncio.TimerHandle | None = None  # while the write buffer is full
-    header_count = 0  # of the head being read
     in_head = True  # between requests, or inside a request's head
     lingering = False  # answered and closing: what comes in is dropped
     head_bytes = 0  # received since the head began (by whole reads: one read over at most)
@@ -141,21 +140,12 @@ class GuardedHttp(HttpToolsProtocol):
         if counted and self.in_head and self.head_bytes > settings.HTTP_HEADER_MAX:
             self.head_too_large()
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.header_count = 0
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_count += 1
-        if self.header_count <= settings.HTTP_HEADERS_MAX:
-            super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
         self.in_head = False
         self._disarm_head_timer()
         if self.transport.is_closing():
             return  # the rest of a read the connection was closed in: nothing more starts
-        if self.header_count > settings.HTTP_HEADERS_MAX:
+        if len(self.headers) > settings.HTTP_HEADERS_MAX:
             if self._answered():
                 self._write_431()
             self.transport.close()
