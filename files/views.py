@@ -128,12 +128,12 @@ async def download(request: HttpRequest, file_id: str) -> HttpResponse:
         held = Reservation.take(address, file.size)
         if held is None:
             return _busy()
-        read_bytes.spend(address or "unknown", file.size)
         try:
             data = await file_work.run(blobs.read, file.id, file.blob)
         except BaseException:
             held.release()
             raise
+        read_bytes.spend(address or "unknown", file.size)  # read: it goes to the client
     except FileNotFoundError:
         return _not_found()
     except Busy:  # a bounded queue is full: the database's or the file threads'
