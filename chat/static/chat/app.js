@@ -465,7 +465,7 @@ async function readSealed(room, message) {
   // name is shown and saved as the server names a standard room's files.
   if (payload.t === "file" && isCard(payload, filesConfig.files_allowed_mime_types)) {
     // No client edits a card: an edit into one would take an earlier message's place.
-    if (message.edited_at || message.edit || !firstCard(room, message.id, payload)) return { unverified: true };
+    if (message.edited_at || !firstCard(room, message.id, payload)) return { unverified: true };
     const card = { ...payload, name: shownName(payload.name, payload.mime_type, filesConfig.files_extensions) };
     return { file: { name: card.name, id: card.id.toLowerCase(), card } };
   }
@@ -1172,7 +1172,7 @@ async function messageEdited(m) {
   const item = messageById(m.id);
   if (item) item.dataset.editedAt = m.edited_at;
   if (!room || !item?.classList.contains("chat-text")) return;
-  const body = await readBody(room, { id: m.id, sender: item.dataset.sender, content: m.content, edit: true });
+  const body = await readBody(room, { id: m.id, sender: item.dataset.sender, content: m.content, edited_at: m.edited_at });
   if (state.room !== room || !item.isConnected) return;
   if (body.text === undefined) {
     item.classList.replace("chat-text", "undecryptable");
