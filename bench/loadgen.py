@@ -1213,7 +1213,8 @@ def session_cookie(ws_url: str) -> tuple[str, str]:
     base = f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
     with urllib.request.urlopen(f"{base}/") as response:
         cookie = SimpleCookie(response.headers["Set-Cookie"])
-    return base, f"sessionid={cookie['sessionid'].value}"
+    (name,) = (name for name in cookie if name.endswith("sessionid"))  # or __Host-sessionid
+    return base, f"{name}={cookie[name].value}"
 
 
 def http_get(url: str, cookie: str) -> int:

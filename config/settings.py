@@ -392,6 +392,12 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# A secure cookie is also a `__Host-` one: a browser takes it only from this origin over
+# HTTPS, with no Domain, so neither a sibling subdomain nor a plain-HTTP answer can plant a
+# session of its own choosing in a browser (its joins' download rights would then be the
+# planter's too), nor a CSRF token. Plain HTTP (development, tests) keeps Django's names.
+SESSION_COOKIE_NAME = "__Host-sessionid" if SESSION_COOKIE_SECURE else "sessionid"
+CSRF_COOKIE_NAME = "__Host-csrftoken" if CSRF_COOKIE_SECURE else "csrftoken"
 # Production is served over TLS (README, Production): plain HTTP is redirected, and
 # browsers are told to use HTTPS only. Both can be turned off for a plain-HTTP test.
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SSL_REDIRECT", not DEBUG)

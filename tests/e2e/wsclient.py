@@ -104,7 +104,9 @@ def session_cookie(base_url: str) -> str:
     """A browser session as the page gets one: the cookie of the app page (`GET /`)."""
     with urllib.request.urlopen(f"{base_url}/") as response:
         cookie = SimpleCookie(response.headers.get("Set-Cookie") or "")
-    return f"sessionid={cookie['sessionid'].value}"
+    # `sessionid`, or `__Host-sessionid` with secure cookies (config/settings.py).
+    (name,) = (name for name in cookie if name.endswith("sessionid"))
+    return f"{name}={cookie[name].value}"
 
 
 def download(base_url: str, path: str, cookie: str | None) -> tuple[int, bytes, Message]:
