@@ -338,7 +338,8 @@ class Hub:
             return
         if self.probe_sent is not None:
             return
-        sent = time.monotonic()
+        # Out before it is sent: the receive may take it before the send's reply is read.
+        self.probe_sent = time.monotonic()
         try:
             await self.layer.send(self.channel, {"type": PROBE_TYPE})
         except ChannelFull:
@@ -346,8 +347,7 @@ class Hub:
         except Exception:
             # Redis is down: the receive fails too, and retries by itself.
             logger.warning("hub: could not send the watchdog probe", exc_info=True)
-            return
-        self.probe_sent = sent
+            self.probe_sent = None
 
     async def renew(self) -> None:
         """Leave the groups of rooms without a local socket (a leave the layer did not

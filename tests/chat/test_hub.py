@@ -809,6 +809,26 @@ async def test_a_frozen_receive_is_replaced_and_delivery_resumes(layer, settings
     hub.task.cancel()
 
 
+async def test_a_probe_received_before_its_send_returns_is_back(layer, settings, caplog):
+    """Over Redis the receive that waits on the hub's channel can take the probe before
+    the send's reply is read: that probe is back, and an idle hub is never replaced (it
+    was, every HUB_WATCHDOG_TIMEOUT, with an ERROR the docs tell operators to alert on)."""
+    settings.HUB_WATCHDOG_INTERVAL = 0.05
+    settings.HUB_WATCHDOG_TIMEOUT = 0.3
+    hub = Hub()
+    await hub.start()
+    channel, send = hub.channel, hub.layer.send
+
+    async def slow_reply(to: str, message: dict) -> None:
+        await send(to, message)
+        await asyncio.sleep(0.02)  # the reply on its way back; the receive runs meanwhile
+
+    hub.layer.send = slow_reply
+    await asyncio.sleep(1.5)  # 30 watchdog rounds
+    assert "made no progress" not in caplog.text and hub.channel == channel
+    hub.task.cancel()
+
+
 async def test_a_receive_that_keeps_moving_is_left_alone(settings):
     """A probe stuck behind a backlog is no stall while events keep arriving."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
