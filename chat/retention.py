@@ -36,12 +36,12 @@ class RetentionReport:
     def line(self) -> str | None:
         """One line when anything went (or would go), else None (purge_files then prints only its own)."""
         parts = []
-        if self.sessions or self.messages:
+        if self.sessions:
+            parts.append(f"{self.sessions} expired session{'s' * (self.sessions != 1)}")
+        if self.messages:
             days = settings.CHAT_RETENTION_DAYS
-            parts.append(
-                f"{self.sessions} expired session{'s' * (self.sessions != 1)} and {self.messages} "
-                f"message{'s' * (self.messages != 1)} older than CHAT_RETENTION_DAYS ({days:g})"
-            )
+            messages = f"{self.messages} message{'s' * (self.messages != 1)}"
+            parts.append(f"{messages} older than CHAT_RETENTION_DAYS ({days:g})")
         if self.participants:
             days = settings.PARTICIPANTS_RETENTION_DAYS
             parts.append(

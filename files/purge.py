@@ -35,10 +35,12 @@ class PurgeReport:
     def nothing(self) -> bool:
         return not (self.expired or self.deleted or self.orphans)
 
-    def line(self) -> str:
+    def line(self, *, rows_went: bool = False) -> str:
+        """The summary; with nothing to remove, `rows_went` says that the retention's line
+        (rows other than files) came before it."""
         label = "purge_files (dry run)" if self.dry_run else "purge_files"
         if self.nothing:
-            return f"{label}: nothing to do"
+            return f"{label}: no files or blobs to remove" if rows_went else f"{label}: nothing to do"
         remove, tell = ("would remove", "would tell") if self.dry_run else ("removed", "told")
         files = self.expired + self.deleted
         return (
@@ -72,6 +74,13 @@ def purge(*, now: datetime, dry_run: bool = False) -> PurgeReport:
     about files removed before their time. store.UnsafeStore, before anything is
     deleted, if FILES_ROOT is not a folder of blobs the server marked as its own."""
     report = PurgeReport(dry_run=dry_run)
+    root = Path(settings.FILES_ROOT)
+    if not root.exists() and not store.misplaced(root):
+        # Made by the first upload. Without it a purge creates nothing: a FILES_ROOT
+        # with a typo, or a volume not mounted, must not pass for an empty store.
+        if SharedFile.objects.exists():
+            raise store.UnsafeStore(f"FILES_ROOT ({root}) does not exist, but the database holds files")
+        return report
     with machine_lock():
         on_disk = store.blob_times(Path(settings.FILES_ROOT))
         with transaction.atomic():

@@ -2,10 +2,13 @@
 
 import io
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
@@ -19,6 +22,8 @@ from tests.helpers import seat_in_new_room, stored_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+PROJECT = Path(__file__).resolve().parents[2]
+
 
 def run(*args: str) -> str:
     out = io.StringIO()
@@ -28,6 +33,25 @@ def run(*args: str) -> str:
 
 def test_nothing_to_do_says_so():
     assert run() == "purge_files: nothing to do"
+
+
+def test_a_database_that_cannot_be_reached_is_one_line_for_crons_mail(tmp_path):
+    environment = {
+        "PATH": os.environ["PATH"],
+        "CHAT_VAR_DIR": str(tmp_path),
+        "DJANGO_DEBUG": "1",
+        "DATABASE_URL": "postgres://chat:s3cr3t@127.0.0.1:1/chat",  # nothing listens on port 1
+    }
+    done = subprocess.run(
+        [sys.executable, str(PROJECT / "manage.py"), "purge_files"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert "purge_files: the database could not be reached" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "s3cr3t" not in done.stderr
 
 
 def test_expired_and_deleted_files_go_rows_and_blobs_and_live_ones_stay(files_root):

@@ -140,3 +140,15 @@ def test_the_projects_var_folder_is_data_and_allowed(settings, tmp_path):
 def test_a_bad_blob_name_from_a_row_is_never_a_path_to_delete(files_root):
     with pytest.raises(ValueError):
         blobs.remove("../settings.py")
+
+
+def test_a_missing_store_is_not_made_by_the_purge_and_is_an_error_once_files_exist(files_root):
+    """A FILES_ROOT with a typo, or a volume not mounted: cron's purge must not make an
+    empty store there and report "nothing to do" for ever."""
+    assert purge() == "purge_files: nothing to do" and not files_root.exists()  # a new site
+    seat = seat_in_new_room()
+    stored_file(seat)
+    shutil.rmtree(files_root)  # the volume, unmounted
+    with pytest.raises(CommandError, match="does not exist, but the database holds files"):
+        purge()
+    assert not files_root.exists()

@@ -1,6 +1,7 @@
 """`python manage.py purge_files [--dry-run]`: run it from cron (README, "Files")."""
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from chat.retention import apply_retention
@@ -20,6 +21,13 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
 
     def handle(self, *args, dry_run: bool = False, **options) -> None:
+        try:
+            self.purge(dry_run=dry_run)
+        except (OperationalError, InterfaceError) as exc:
+            # One line for cron's mail, not a traceback: nothing after the failure ran.
+            raise CommandError(f"purge_files: the database could not be reached: {exc}".strip()) from exc
+
+    def purge(self, *, dry_run: bool) -> None:
         now = timezone.now()
         # Old rows first (chat/retention.py): safe beside another run.
         retention = apply_retention(now=now, dry_run=dry_run).line()
@@ -35,4 +43,4 @@ class Command(BaseCommand):
                 f"purge_files: refusing to run, nothing deleted: {exc}. FILES_ROOT must be a folder "
                 "of its own, outside the project, holding only this server's blobs (docs/production.md)."
             ) from exc
-        self.stdout.write(report.line())
+        self.stdout.write(report.line(rows_went=retention is not None))
