@@ -383,7 +383,12 @@ STATIC_ROOT = VAR_DIR / "static"
 # WhiteNoise finds the apps' static files itself, so no collectstatic step is needed there.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "chat.staticfiles.ManifestStaticFilesStorage"},
+    # Readable by all whatever the umask of the shell that runs collectstatic: they are
+    # public, and nginx (another user) serves them (docs/production.md, steps 1 and 7).
+    "staticfiles": {
+        "BACKEND": "chat.staticfiles.ManifestStaticFilesStorage",
+        "OPTIONS": {"file_permissions_mode": 0o644, "directory_permissions_mode": 0o755},
+    },
 }
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

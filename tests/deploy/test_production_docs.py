@@ -19,6 +19,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -83,6 +84,7 @@ class Deployment:
     nginx: subprocess.Popen | None = None
     skipped: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    umask: str = ""  # the last `umask` a block set: the operator's shell keeps it
 
     def __post_init__(self) -> None:
         p = self.ports
@@ -136,6 +138,9 @@ class Deployment:
             f'while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; '
             f'until [ "$(cat {self.root}/run/chat@$1.pid)" != "$pid" ]; do sleep 0.1; done; }}\n'
         )
+        if self.umask:
+            helpers += f"umask {self.umask}\n"
+        self.umask = next(iter(re.findall(r"^umask (\d+)$", text, re.M)[-1:]), self.umask)
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", helpers + self.moved(text)],
             capture_output=True,
@@ -150,7 +155,13 @@ class Deployment:
 
     # --- What the system blocks do, done here -------------------------------------------
 
-    def folders(self) -> None:
+    def folders(self, text: str) -> None:
+        """The page's `install -d` lines, with their modes (the owner is this test's user:
+        nginx's worker, another user, reads as `chat`'s "others" would)."""
+        for mode, paths in re.findall(r"^install -d .*?-m (\d+) (.+)$", self.moved(text), re.M):
+            for path in paths.split():
+                Path(path).mkdir(parents=True, exist_ok=True)
+                os.chmod(path, int(mode, 8))
         for path in ("var/lib/chat/files", "var/log/chat", "etc/chat", "etc/tls", "run", "home", "bin"):
             (self.root / path).mkdir(parents=True, exist_ok=True)
         # `sudo -u postgres psql` and `createdb` find the machine's PostgreSQL by PGHOST.
@@ -173,7 +184,9 @@ class Deployment:
     def start_nginx(self) -> None:
         site = self.root / "etc/nginx/sites-available/chat"
         conf = self.root / "etc/nginx/nginx.conf"
-        user = "user root;\n" if os.geteuid() == 0 else ""
+        # As on a real machine, nginx's worker is not the server's user: under root it is
+        # `nobody`, who reads what the page's modes let `www-data` read.
+        user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
         conf.write_text(
             f"{user}worker_processes 1;\ndaemon off;\npid {self.root}/run/nginx.pid;\n"
             f"error_log {self.root}/var/log/nginx-error.log;\n"
@@ -204,7 +217,7 @@ class Deployment:
             elif kind == "run":
                 self.shell(text)
             elif "useradd" in text:
-                self.folders()
+                self.folders(text)
             elif "systemctl enable --now" in text:
                 self.start_units(next(line for line in text.splitlines() if "enable --now" in line))
             elif "sites-enabled" in text:
@@ -349,12 +362,13 @@ def snapshot(into: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory):
+def deployment():
     if reason := unavailable():
         if os.environ.get("DEPLOY_TESTS_REQUIRED") == "1":
             pytest.fail(f"DEPLOY_TESTS_REQUIRED=1 but {reason}")
         pytest.skip(reason)
-    root = tmp_path_factory.mktemp("root")
+    # Not under pytest's own temporary folder, which only this user may enter.
+    root = Path(tempfile.mkdtemp(prefix="chat-deploy-"))
     os.chmod(root, 0o755)
     names = ("first", "second", "https", "http")
     ports = dict(zip(names, free_ports(len(names)), strict=True))
@@ -375,6 +389,7 @@ def deployment(tmp_path_factory):
              "-c", f"DROP ROLE IF EXISTS {deploy.database}"],
             capture_output=True,
         )  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_every_step_of_the_page_was_followed(deployment):
@@ -408,7 +423,10 @@ def test_static_files_have_hashed_names_that_browsers_may_keep(deployment):
     script = re.search(rb'<script type="module" src="(/static/chat/app\.[0-9a-f]{12}\.js)"', page)
     assert script, page[:2000]
     status, headers, body = fetch(f"{base}{script[1].decode()}", host=HOST, context=context)
-    assert status == 200 and "immutable" in headers["Cache-Control"]
+    # nginx's own header (the page's map), not WhiteNoise's behind try_files: nginx read it.
+    assert status == 200 and headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    errors = (deployment.root / "var/log/nginx-error.log").read_text()
+    assert "Permission denied" not in errors, errors
     imports = re.findall(rb'from "\./([a-z]+\.[0-9a-f]{12}\.js)"', body)
     assert imports, body[:500]
     for name in imports:
