@@ -135,12 +135,12 @@ def owner_token_matches(room: Room, token: str | None) -> bool:
     return token is not None and hmac.compare_digest(token_hash(token), room.owner_token_hash)
 
 
-def _ban_condition(*, room: Room, where: Where, now: datetime) -> tuple[str, list]:
-    """SQL that is true when an admin's ban keeps this browser session or address out
-    of the room, under any name (see `participant_remove`)."""
+def _ban_condition(*, room: Room, where: Where, now: datetime, by_address: bool = True) -> tuple[str, list]:
+    """SQL that is true when an admin's ban keeps this browser session (or, with
+    `by_address`, this address) out of the room, under any name (`participant_remove`)."""
     ban = sql.table(Ban)
     clauses, params = ["session_hash = %s"], [where.session_hash or "-"]
-    if where.address:
+    if where.address and by_address:
         clauses.append("address = %s")
         params.append(where.address)
     return (
@@ -193,7 +193,9 @@ def _participant_resume(
     wrong, unknown, dead or purged token (a new participant joins instead). `name` must
     be its name, compared as names are (else `invalid_field`). If it had left, the unique
     index refuses it while its name is present (IntegrityError, as for a new
-    participant). An admin's ban of this session or address refuses it too (`forbidden`)."""
+    participant). An admin's ban of this browser session refuses it too (`forbidden`); a
+    ban of its address does not: the seat was taken before the ban, by someone behind the
+    same address (an office, a household) whom nobody removed."""
     found = (
         Participant.objects.filter(room=room, token_hash=token_hash(token))
         .exclude(token_hash="")
@@ -205,9 +207,8 @@ def _participant_resume(
     if name_key(name) != found["name_key"]:
         raise ProtocolError(ErrorCode.INVALID_FIELD, "name: is not the name of this participant token.")
     participant, room_table = sql.table(Participant), sql.table(Room)
-    # A ban holds here too: an admin's removal keeps the session and address out under
-    # any seat, the ones it held before included.
-    banned, ban_params = _ban_condition(room=room, where=where, now=now)
+    # The removed session stays out under any seat, the ones it held before included.
+    banned, ban_params = _ban_condition(room=room, where=where, now=now, by_address=False)
     moved = sql.execute(
         f"UPDATE {participant} SET left_at = NULL, outbox_id = %s, process_id = %s, address = %s, "
         "session_hash = %s, last_seen = %s WHERE id = %s AND token_hash <> '' "
