@@ -647,7 +647,21 @@ async def publish(room_id: uuid.UUID, message: dict, **marks: Unpack[Marks]) -> 
     layer has taken it (batched with what other sockets publish meanwhile; see
     `send_events`). An empty `message` sends no frame: only its `close` (a resumed
     participant's other connection, 4003)."""
-    await event_sender.submit(room_event(room_id, message, **marks))
+    event = room_event(room_id, message, **marks)
+    try:
+        await event_sender.submit(event)
+    except Exception:
+        if event.get("seq") is None or not hub.started():
+            raise
+        # A stored step (a message, an edit, a reaction) that the bus would not take
+        # (Redis down): it is written, so the client is not told to send it again (a
+        # second copy). This process's sockets get it now; the others read it from the
+        # database, at the gap the room's next step shows them or at their catch-up
+        # once the bus is back.
+        logger.warning(
+            "hub: the bus did not take a stored step of %s; handed out here", room_id.hex, exc_info=True
+        )
+        hub.deliver(event)
 
 
 async def publish_all(events: list[RoomEvent]) -> None:

@@ -762,6 +762,42 @@ def freeze_receives(hub: Hub) -> tuple[asyncio.Event, set]:
     return thaw, frozen
 
 
+async def test_a_stored_step_the_bus_will_not_take_is_handed_out_here_and_not_refused(
+    layer, monkeypatch, caplog
+):
+    """Redis down after a message was written: its sender is not told `server_error`
+    (the page would put the text back, and sending it again stores a second copy). The
+    sockets of this process get it; a later step over the bus follows it in order."""
+    import chat.hub as hub_module
+
+    here = Hub()
+    monkeypatch.setattr(hub_module, "hub", here)
+    room = StoredRoom(here, 2)
+    socket = FakeSocket()
+    await here.join(ROOM_X, Outbox(socket.send, socket.close))
+    send_many = here.layer.send_many
+
+    async def redis_down(*args, **kwargs):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(here.layer, "send_many", redis_down)
+    room.written = 1
+    await hub_module.publish(ROOM_X, {"type": "Note", "n": 1}, seq=1)
+    await drain()
+    assert socket.sent == ['{"type":"Note","n":1}'] and "did not take a stored step" in caplog.text
+    with pytest.raises(ConnectionError):  # presence and typing are not stored: the caller is told
+        await hub_module.publish(ROOM_X, {"type": "Note", "n": "typing"})
+    monkeypatch.setattr(here.layer, "send_many", send_many)
+    room.written = 2
+    await hub_module.publish(ROOM_X, {"type": "Note", "n": 2}, seq=2)
+    for _ in range(50):
+        if len(socket.sent) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert socket.sent == ['{"type":"Note","n":1}', '{"type":"Note","n":2}']
+    await here.stop()
+
+
 async def test_a_frozen_receive_is_replaced_and_delivery_resumes(layer, settings, caplog):
     """The watchdog's probe does not come back: the hub receives on a new channel, the
     room's messages stored meanwhile are read from the database, and later events
