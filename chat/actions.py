@@ -540,19 +540,23 @@ async def seat_gone(conn: Connection, exc: services.SeatGone) -> None:
 async def leave(conn: Connection) -> None:
     seat, conn.seat = require_room(conn), None
     presence.live_seats.discard(seat.participant_id, conn.outbox.id)
+    hub.depart(seat.room_id, conn.outbox)
     try:
         left = await on_database_thread(services.participant_leave)(
             participant_id=seat.participant_id, now=timezone.now(), outbox_id=conn.outbox.id
         )
+        if left:
+            # Published as soon as it is written, before anything that may wait (the hub's
+            # lock, which a renewal holds through Redis and the database): a resume of the
+            # seat, which reads the leave, publishes its arrival after this departure.
+            await publish(
+                seat.room_id,
+                protocol.participant_left_message(seat.name),
+                participant_id=seat.participant_id,
+                joined=False,
+            )
     finally:
         await hub.leave(seat.room_id, conn.outbox)
-    if left:
-        await publish(
-            seat.room_id,
-            protocol.participant_left_message(seat.name),
-            participant_id=seat.participant_id,
-            joined=False,
-        )
 
 
 async def remember_room(conn: Connection, seat: services.Seat) -> None:

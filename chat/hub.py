@@ -436,14 +436,19 @@ class Hub:
                     raise
                 self.flush(room, order)
 
-    async def leave(self, room_id: uuid.UUID, outbox: Outbox) -> None:
-        """The room's last local socket leaving takes the hub out of the room's group,
-        soon after and without waiting (`prune`)."""
+    def depart(self, room_id: uuid.UUID, outbox: Outbox) -> None:
+        """The socket is handed nothing more of the room (at once, no waiting)."""
         room = room_id.hex
         members = self.rooms.get(room, {})
         members.pop(outbox.id, None)
         if not members:
             self.rooms.pop(room, None)
+
+    async def leave(self, room_id: uuid.UUID, outbox: Outbox) -> None:
+        """`depart`; and the room's last local socket leaving takes the hub out of the
+        room's group, soon after and without waiting (`prune`)."""
+        self.depart(room_id, outbox)
+        room = room_id.hex
         async with self.lock:
             if room in self.rooms:
                 return

@@ -268,3 +268,18 @@ async def test_after_a_database_outage_nobody_is_swept_until_every_process_could
     clock.now += 1  # beating without a break for PRESENCE_TIMEOUT: sweeping again
     await presence.beat_once()
     assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_departure_is_told_without_waiting_for_the_hubs_lock(room_of_two):
+    """The hub's lock is held through Redis and the database (a renewal, a restart's
+    catch-up). A leave written meanwhile is told at once: a resume of that seat, which
+    reads the leave, then always publishes its arrival after the departure (it was told
+    first, and the resumed participant listed as gone for good)."""
+    from chat.hub import hub
+
+    async with hub.lock:
+        leaving = asyncio.create_task(room_of_two.member.disconnect())
+        told = await room_of_two.owner.receive_json_from(timeout=3)
+        assert told == {"type": "ParticipantLeft", "name": "Bob"}
+    await leaving
