@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--listen",
-        type=int,
+        type=count,
         metavar="N",
         help="print events until N messages from others have arrived (history included), then exit",
     )
@@ -174,6 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def count(text: str) -> int:
+    """--listen's N: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, not {text!r}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """argparse, except that a room name or join key may start with "-" ("-Xa3..." is no option)."""
     parser = build_parser()
@@ -188,6 +199,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"{args.command}: the {last.replace('_', ' ')} is required{also}")
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if any(not text.strip() for text in args.send):
+        parser.error("--send: a message needs some text")
     return args
 
 
@@ -197,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Whoever read the output stopped (`... --listen 10 | head -3`): it had what it
+        # wanted. Python would fail again flushing standard output as it exits.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -249,6 +267,8 @@ async def scripted(client: ChatClient, args: argparse.Namespace, out: Output) ->
     sent = set()
     for text in args.send:
         async for line in stdin_lines() if text == "-" else one(text):
+            if not line.strip():
+                continue  # a blank line is no message (nor is it one in the browser)
             message = await send_patiently(client, line)
             sent.add(message.id)
             out.event(message)
@@ -256,12 +276,13 @@ async def scripted(client: ChatClient, args: argparse.Namespace, out: Output) ->
         return
     heard = 0
     async for event in client.events():
-        if not (isinstance(event, Message) and event.id in sent):  # printed when it was sent
-            out.event(event)
-        messages = event.messages if isinstance(event, History) else [event]
-        heard += sum(isinstance(m, Message | FileShared) and m.sender != client.name for m in messages)
-        if heard >= args.listen:
-            return
+        # A History's messages one by one: N may be reached within it.
+        for one_event in event.messages if isinstance(event, History) else [event]:
+            if not (isinstance(one_event, Message) and one_event.id in sent):  # printed when sent
+                out.event(one_event, history=isinstance(event, History))
+            heard += isinstance(one_event, Message | FileShared) and one_event.sender != client.name
+            if heard >= args.listen:
+                return
 
 
 async def stdin_lines() -> AsyncIterator[str]:
@@ -314,10 +335,14 @@ async def interactive(client: ChatClient, out: Output) -> None:
     with patch_stdout():
         printer = asyncio.create_task(print_events(client, out))
         prompter = asyncio.create_task(prompt_lines(client, PromptSession(), out))
-        done, _ = await asyncio.wait({printer, prompter}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (printer, prompter):
-            task.cancel()
-        await asyncio.gather(printer, prompter, return_exceptions=True)
+        try:
+            done, _ = await asyncio.wait({printer, prompter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Ctrl-C cancels the wait: both still end here, so a send the prompt was
+            # waiting on (a reconnect under way) fails into nothing, not a traceback.
+            for task in (printer, prompter):
+                task.cancel()
+            await asyncio.gather(printer, prompter, return_exceptions=True)
         for task in done:
             task.result()  # the printer raises ConnectionLost when the room is gone
 

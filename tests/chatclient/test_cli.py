@@ -130,6 +130,43 @@ async def test_scripted_create_listen_and_join_send(server):
     ]
 
 
+async def test_listen_stops_at_n_within_the_history_and_a_reader_gone_is_no_crash(server, clients):
+    """`--listen 1` in a room with three messages prints one (it printed the whole
+    History); `... | head` closing the pipe ends the CLI quietly, status 0."""
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    for text in ("one", "two", "three"):
+        await alice.send(text)
+    status, lines, _ = await run_cli(
+        "join", server.url, room.join_key, "--name", "Bob", "--listen", "1", "--json"
+    )
+    assert status == 0 and [line.get("text") for line in lines] == [None, "one"], lines
+
+    read, write = os.pipe()
+    os.close(read)  # the reader, gone before the first line
+    process = await asyncio.create_subprocess_exec(
+        *CLI, "join", server.url, room.join_key, "--name", "Carl", "--listen", "3",
+        cwd=ROOT, stdout=write, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    os.close(write)
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0 and b"Traceback" not in stderr, stderr.decode()
+
+
+async def test_blank_lines_are_no_messages_and_bad_counts_are_usage_errors(server, clients):
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    status, lines, _ = await run_cli(
+        "join", server.url, room.join_key, "--name", "Bob", "--send", "-", "--json", stdin=b"a\n\n   \nb\n"
+    )
+    assert status == 0 and [line.get("text") for line in lines] == [None, "a", "b"], lines
+    for wrong in (["--send", ""], ["--send", "  "], ["--listen", "-1"], ["--listen", "x"]):
+        status, _, stderr = await run_cli(
+            "join", server.url, room.join_key, "--name", "Cy", *wrong, parse=False
+        )
+        assert status == 2 and "usage:" in stderr, (wrong, stderr)
+
+
 async def test_create_with_json_prints_the_room_and_exits(server):
     status, lines, _ = await run_cli("create", server.url, "Alerts", "--password", "pw", "--json")
     assert status == 0
@@ -703,6 +740,20 @@ async def test_a_drop_the_client_mends_does_not_end_the_interactive_chat(close_c
                 await asyncio.wait_for(prompt_lines(client, typed, Output(False)), 10)
             assert client.ended and typed.lines == ["hello after"]
         await client.close()
+
+
+async def test_ctrl_c_while_a_line_waits_for_the_server_ends_without_a_traceback(server, clients, terminals):
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    bob = terminals("join", server.url, room.join_key, "--name", "Bob")
+    await bob.expect(f"join key: {room.join_key}")
+    server.kill()
+    bob.type("said while the server is down")
+    await asyncio.sleep(1)  # the line waits on the reconnect
+    bob.process.send_signal(signal.SIGINT)
+    assert await asyncio.to_thread(bob.process.wait, 10) == 130
+    await asyncio.sleep(0.2)  # the last output read
+    assert "Traceback" not in bob.output and "never retrieved" not in bob.output, bob.output
 
 
 def test_join_takes_the_owner_token_from_the_environment(monkeypatch, capsys):
