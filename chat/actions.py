@@ -239,6 +239,9 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
     door = remembered = selectors.door_cache.get(command.join_key)
     if door is None:
         door = await open_door(command.join_key)
+    if door.password_hash and not command.password:
+        # No guess to check or count: the joiner did not know the room has a password.
+        raise ProtocolError(ErrorCode.WRONG_PASSWORD, "This room needs a password.")
     if door.password_hash:
         # Argon2 runs in low-priority threads, beside the loop and the database thread;
         # the guess holds its place in the address's limit before it is checked.

@@ -44,10 +44,21 @@ def test_page_reconnects_after_restart_and_shows_missed_messages_once(server_wit
         bob.expect("ChatMessage", sender="Bob")
         bob.expect("ChatMessage", sender="Bob")
         expect(alice.locator("#status")).to_have_text(re.compile("Connection lost"))
+        # Typed while down: queued as not sent yet (it was refused, to type again), and
+        # sent once the page is back.
+        say(alice, "typed offline")
+        expect(alice.get_by_label("Message", exact=True)).to_have_value("")
+        expect(alice.locator("#messages li.pending .note")).to_have_text("not sent yet, reconnecting…")
+        expect(alice.locator("#message-error")).to_be_empty()
         alice.context.set_offline(False)
 
         expect(alice.locator("#status")).to_have_text("Reconnected to Sturdy.", timeout=30000)
-        expect(alice.locator("#messages li .text")).to_have_text(["before", "missed one", "missed two"])
+        queued = bob.expect("ChatMessage", sender="Alice")
+        assert decrypt(bob.key, queued["content"]) == "typed offline"
+        expect(alice.locator("#messages li .text")).to_have_text(
+            ["before", "missed one", "missed two", "typed offline"]
+        )
+        expect(alice.locator("#messages li.pending")).to_have_count(0)
         # Alice came back as herself (her participant_token), so she keeps her place
         # before Bob, who joined anew.
         expect_members(alice, "Alice (you)", "Bob")
@@ -58,7 +69,7 @@ def test_page_reconnects_after_restart_and_shows_missed_messages_once(server_wit
         assert decrypt(bob.key, received["content"]) == "back again"
         bob.say("live after")
         expect(alice.locator("#messages li .text")).to_have_text(
-            ["before", "missed one", "missed two", "back again", "live after"]
+            ["before", "missed one", "missed two", "typed offline", "back again", "live after"]
         )
     # The page rejoined with `since` and the owner token of the room it created.
     joins = [frame for frame in alice.frames_sent if frame["type"] == "JoinRoom"]

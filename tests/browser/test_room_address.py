@@ -22,6 +22,8 @@ def test_a_standard_rooms_creator_who_reloads_comes_back_to_the_room_as_its_owne
     say(alice, "before the reload")
     alice.reload()
     expect(alice.get_by_label("Join key")).to_have_value(re.compile(".+"))
+    # Filled in: the name this tab had in the room, so joining resumes that participant.
+    expect(alice.locator("#join-name")).to_have_value("Alice")
     join_room(alice, "Alice")
     expect(alice.locator("#room-name")).to_have_text("Standard")
     expect(alice.locator("#messages li .text")).to_have_text(["before the reload"])

@@ -393,6 +393,22 @@ async def test_wrong_passwords_rate_limit_the_address(layer, settings):
     await close_all(owner, attacker, friend)
 
 
+async def test_a_join_without_the_rooms_password_is_told_so_and_is_no_guess(layer, settings):
+    """Someone who did not know the room has a password hears that it has one, not that
+    theirs was wrong, and it costs them no place among JOIN_FAILURES_PER_MINUTE."""
+    settings.JOIN_FAILURES_PER_MINUTE = 1
+    owner, created = await create_room(password="pw")
+    join_key = created["room_info"]["join_key"]
+    newcomer = await connect(client=("10.6.6.8", 1))
+    for password in (None, ""):
+        frame = {"type": "JoinRoom", "join_key": join_key, "name": "N", "password": password}
+        await newcomer.send_json_to(frame)
+        assert (await expect_error(newcomer, "wrong_password"))["message"] == "This room needs a password."
+    await newcomer.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "N", "password": "pw"})
+    assert (await newcomer.receive_json_from())["type"] == "RoomJoined"
+    await close_all(owner, newcomer)
+
+
 async def test_a_closed_room_is_not_found_whatever_the_password_once_its_door_was_seen(layer, settings):
     """PROTOCOL.md: room_not_found when no open room has the key. The process remembers
     the room's door from an earlier join; a wrong password makes it read the room again,

@@ -79,6 +79,7 @@ const state = {
 const connection = new Connection({ onOpen, onMessage, onDrop, onReplaced });
 const requests = new Requests(connection);
 const NOT_SENT = "not sent yet, reconnecting…";
+const NEEDS_PASSWORD = "This room needs a password.";
 
 // A frame the server answers; `context` (and `extra`) come back with its answer or Error.
 function send(message, context, extra = {}) {
@@ -194,6 +195,17 @@ function savedParticipant(joinKey, name) {
     return same && typeof saved.token === "string" ? saved.token : null;
   } catch {
     return null;
+  }
+}
+
+// The name this tab last had in the room (a reload's join form shows it, so that
+// joining resumes that participant), or "".
+function savedName(joinKey) {
+  try {
+    const name = JSON.parse(sessionStorage.getItem(`chat:participant:${joinKey}`))?.name;
+    return typeof name === "string" ? name : "";
+  } catch {
+    return "";
   }
 }
 
@@ -668,19 +680,21 @@ async function sendChat() {
   const composing = conversation.composing();
   const content = await contentOf(room, text);
   if (state.room !== room) return;
-  if (!connection.isOpen || state.rejoining) {
-    showError("message-error", "Not connected. Your message is kept; send it again once reconnected.");
-    return;
-  }
+  const offline = !connection.isOpen || state.rejoining;
   // An edit stays in the box until the server has it (messageEdited), or is given back.
   if (composing?.kind === "edit") {
+    if (offline) return showError("message-error", "Not connected. Your edit is kept; save it again once reconnected.");
     conversation.editSent();
     return send({ type: "EditMessage", id: composing.id, content }, "edit");
   }
   conversation.stopComposing();
   box.value = "";
   const replyTo = composing?.kind === "reply" ? composing.id : null;
-  post(content, { text, replyTo, item: pendingItem(room.name, text), sent: false, card: null });
+  // Typed while the connection is down: queued as "not sent yet", and sent once the
+  // rejoin's catch-up is over (resendPending), like a message the drop caught in flight.
+  const item = pendingItem(room.name, text);
+  if (offline) item.querySelector(".note").textContent = NOT_SENT;
+  post(content, { text, replyTo, item, sent: false, card: null });
 }
 
 // A chat content of ours, shown as pending until the server sends it back.
@@ -1046,7 +1060,8 @@ function onError(error) {
   if (context === "create" || context === "join") {
     if (state.pending !== context) return;
     endPending();
-    return showError(errorPlace(context, error), humanError(error, context));
+    const unasked = context === "join" && error.code === "wrong_password" && !$("join-password").value;
+    return showError(errorPlace(context, error), unasked ? NEEDS_PASSWORD : humanError(error, context));
   }
   if (context === "rejoin") return state.rejoining && state.room && rejoinFailed(error);
   if (context === "members") return askMembersLater(); // refused for its rate, say
@@ -1087,6 +1102,7 @@ const HANDLERS = {
       state.room.participantToken = m.participant_token ?? state.room.participantToken;
       listMembers(m.participants);
       setStatus("Reconnected to ", isolated(m.room_info.name), ".");
+      showError("message-error", ""); // a "Not connected" said while it was down
       files.resume();
       // The History, if any, comes before the answer to the catch-up's first GetHistory
       // (frames are answered in order).
@@ -1215,6 +1231,7 @@ if (config.join_key) {
   $("join-password-field").hidden = config.has_password === false;
   if (config.has_password === null) showError("join-key-error", humanError({ code: "room_not_found" }));
   askForWholeLink();
+  $("join-name").value = savedName(config.join_key);
   $("join-name").focus();
   connection.hint = await affinityHint(config.join_key);
 }

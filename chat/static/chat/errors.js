@@ -28,12 +28,29 @@ const HUMAN_IN = {
   react: { quota_exceeded: "This message has as many different reactions as it can hold. Pick one it already has." },
 };
 
+// A field's name in invalid_field's message ("owner_name: holds ...") as the page labels it.
+const FIELD_LABELS = {
+  create: { name: "Room name", owner_name: "Your name" },
+  join: { name: "Your name" },
+};
+const LABELS = { content: "Message", join_key: "Join key", emoji: "Emoji", description: "Description", password: "Password" };
+
+function labelled(message, context) {
+  const [, field, rest] = /^(\w+): (.*)$/s.exec(message) ?? [];
+  if (!field) return message;
+  const label = FIELD_LABELS[context]?.[field] ?? LABELS[field] ?? field[0].toUpperCase() + field.slice(1).replaceAll("_", " ");
+  // "Your name holds a control character."; "Name: 1 to 255 characters."
+  return /^\p{Ll}/u.test(rest) ? `${label} ${rest}` : `${label}: ${rest}`;
+}
+
 export function humanError(error, context = null) {
   const text = HUMAN_IN[context]?.[error.code] ?? HUMAN[error.code];
   if (!text) return error.message || "Something went wrong.";
-  // These messages say more than the code: invalid_field starts with the field's name,
-  // and forbidden says what was refused (a delete, a ban after removal, the virus scanner).
-  if ((error.code === "invalid_field" || error.code === "forbidden") && error.message) return error.message;
+  // These messages say more than the code: invalid_field starts with the field's name
+  // (shown as the page labels it), and forbidden says what was refused (a delete, a ban
+  // after removal, the virus scanner).
+  if (error.code === "invalid_field" && error.message) return labelled(error.message, context);
+  if (error.code === "forbidden" && error.message) return error.message;
   // And a creation or a join refused for its rate says which limit, and so how long to
   // wait: rooms per hour ("a while") is not wrong passwords or joins ("a minute").
   if (error.code === "rate_limited" && (context === "create" || context === "join") && error.message) {
