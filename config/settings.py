@@ -6,6 +6,7 @@ channel layer, so `make run` needs no services. Every limit of PROTOCOL.md is re
 from the environment variable of the same name.
 """
 
+import math
 import resource
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,6 +28,8 @@ class Env(environ.Env):
       ValueError out and reads a float from its digits alone: "5s" as 5.0, "1e3" as 13.0);
     - a boolean is 1/true/yes/on or 0/false/no/off, any case (django-environ reads a typo
       as False);
+    - a number is finite and 0 or more (no setting means anything by a negative one;
+      "nan" would pass every comparison a limit makes);
     - a list drops blank items and the spaces around each;
     - a value starting with "$" is itself (django-environ would read the variable it
       names; a secret key may start with "$").
@@ -34,7 +37,11 @@ class Env(environ.Env):
 
     TRUE = {"1", "true", "yes", "on"}
     FALSE = {"0", "false", "no", "off"}
-    EXPECTED = {bool: "1/true/yes/on or 0/false/no/off", int: "a number (int)", float: "a number (float)"}
+    EXPECTED = {
+        bool: "1/true/yes/on or 0/false/no/off",
+        int: "a number (int) of 0 or more",
+        float: "a number (float) of 0 or more",
+    }
 
     def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
         raw = self.ENVIRON.get(var)
@@ -55,7 +62,15 @@ class Env(environ.Env):
                 raise ValueError(value)
             return value in cls.TRUE
         if cast is float:
-            return float(value)
+            number = float(value)
+            if not (math.isfinite(number) and number >= 0):
+                raise ValueError(value)
+            return number
+        if cast is int:
+            whole = int(value)
+            if whole < 0:
+                raise ValueError(value)
+            return whole
         if cast is list:
             return [item.strip() for item in value.split(",") if item.strip()]
         return super().parse_value(value, cast)
@@ -323,10 +338,14 @@ for _name, _bound in (
         raise ImproperlyConfigured(f"{_name} must be at least HTTP_BODY_MAX ({HTTP_BODY_MAX}), not {_bound}")
 # Redis behind Sentinel (failover): "host:port,host:port" of the sentinels, and the
 # name they know the primary by. Takes the place of REDIS_URL.
-REDIS_SENTINELS = [
-    (host, int(port))
-    for host, _, port in (item.rpartition(":") for item in env.list("REDIS_SENTINELS", default=[]))
-]
+def sentinel(item: str) -> tuple[str, int]:
+    host, _, port = item.rpartition(":")
+    if not (host and port.isdigit() and 0 < int(port) < 65536):
+        raise ImproperlyConfigured(f"REDIS_SENTINELS must be host:port items, comma-separated, not {item!r}")
+    return host, int(port)
+
+
+REDIS_SENTINELS = [sentinel(item) for item in env.list("REDIS_SENTINELS", default=[])]
 REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", "mymaster")
 # Seconds a Redis read may take before the call fails. An idle process's layer receive
 # waits in Redis for 5 s (channels-redis), so this must be longer: at redis-py's default

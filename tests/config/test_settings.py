@@ -53,7 +53,16 @@ def test_unset_or_empty_is_the_default(monkeypatch):
     assert env.int("CHAT_TEST_FLAG", 7) == 7 and env.float("CHAT_TEST_FLAG", 0.5) == 0.5
 
 
-NOT_NUMBERS = [("int", "abc"), ("int", "1.5"), ("float", "5s"), ("float", "ten")]
+NOT_NUMBERS = [
+    ("int", "abc"),
+    ("int", "1.5"),
+    ("float", "5s"),
+    ("float", "ten"),
+    ("int", "-5"),  # no setting means anything by a negative number
+    ("float", "-0.5"),
+    ("float", "nan"),  # passes no comparison: a limit of nan is no limit
+    ("float", "inf"),
+]
 
 
 @pytest.mark.parametrize(("method", "raw"), NOT_NUMBERS)
@@ -106,7 +115,15 @@ def test_a_boolean_typo_stops_django_setup_naming_the_variable(tmp_path):
 def test_a_number_typo_stops_django_setup_naming_the_variable(tmp_path):
     done = start(tmp_path, "import django; django.setup()", DJANGO_DEBUG="1", CHANNEL_CAPACITY="abc")
     assert done.returncode != 0
-    assert "ImproperlyConfigured: CHANNEL_CAPACITY must be a number (int), not 'abc'" in done.stderr
+    said = "ImproperlyConfigured: CHANNEL_CAPACITY must be a number (int) of 0 or more, not 'abc'"
+    assert said in done.stderr
+
+
+@pytest.mark.parametrize("sentinels", ["host1", "host1:port", ":26379", "a:26379,b"])
+def test_a_sentinel_without_its_port_stops_django_setup_naming_the_variable(tmp_path, sentinels):
+    done = start(tmp_path, "import django; django.setup()", DJANGO_DEBUG="1", REDIS_SENTINELS=sentinels)
+    assert done.returncode != 0
+    assert "ImproperlyConfigured: REDIS_SENTINELS must be host:port items" in done.stderr, done.stderr
 
 
 def test_a_loop_stall_tick_of_zero_stops_django_setup(tmp_path):
