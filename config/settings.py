@@ -336,6 +336,8 @@ for _name, _bound in (
 ):
     if _bound < HTTP_BODY_MAX:  # a body the server takes could never come in
         raise ImproperlyConfigured(f"{_name} must be at least HTTP_BODY_MAX ({HTTP_BODY_MAX}), not {_bound}")
+
+
 # Redis behind Sentinel (failover): "host:port,host:port" of the sentinels, and the
 # name they know the primary by. Takes the place of REDIS_URL.
 def sentinel(item: str) -> tuple[str, int]:
