@@ -16,6 +16,7 @@ import re
 import shlex
 import sys
 import threading
+import time
 import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -70,6 +71,9 @@ RETRY_FOR = 60.0
 
 # Messages remembered for reply quotes, and how much of one a quote shows.
 QUOTED = 1000
+# Seconds a "typing..." line is not printed again for the same person (the server relays
+# one every 3 s while they type): one line a burst, not a line every 3 s.
+TYPING_QUIET = 30.0
 QUOTE_LENGTH = 60
 
 KINDS = {
@@ -496,6 +500,9 @@ class Output:
         # Joined a sealed room without its secret: no text here can be read, which is no
         # sign of tampering (set by `entered`).
         self.locked = False
+        # When each person's last "typing..." line was printed (text only; a message of
+        # theirs ends the burst).
+        self.typing: dict[str, float] = {}
 
     def emit(self, record: dict, text: str) -> None:
         if self.as_json:
@@ -529,6 +536,8 @@ class Output:
             for message in event.messages:
                 self.event(message, history=True)
             return
+        if not self.as_json and self.quiet(event):
+            return
         record = {"event": KINDS[type(event)], **asdict(event)}
         if history:
             record["history"] = True
@@ -544,6 +553,21 @@ class Output:
             if len(self.said) > QUOTED:
                 del self.said[next(iter(self.said))]
         self.emit(record, text)
+
+    def quiet(self, event: Event) -> bool:
+        """Whether a Typing line would repeat one printed within TYPING_QUIET."""
+        if isinstance(event, Message | FileShared):
+            self.typing.pop(event.sender, None)
+        if not isinstance(event, Typing):
+            return False
+        now = time.monotonic()
+        if now - self.typing.get(event.name, -TYPING_QUIET) < TYPING_QUIET:
+            return True
+        self.typing.pop(event.name, None)
+        self.typing[event.name] = now
+        if len(self.typing) > QUOTED:
+            del self.typing[next(iter(self.typing))]
+        return False
 
     def fail(self, exc: ChatError) -> None:
         if self.as_json:
@@ -586,7 +610,7 @@ def describe(event: Event, locked: bool = False) -> str:
             return f"* {clean(event.name)} is typing..."
         case FileShared():
             shared = f"shared {clean(event.name)}: /get {clean(event.file_id)}"
-            return f"[{clock(event.sent_at)}] {clean(event.sender)} {shared}"
+            return f"[{clock(event.sent_at)} #{event.id}] {clean(event.sender)} {shared}"
         case Joined():
             return f"* {clean(event.name)} joined"
         case Left():

@@ -31,6 +31,7 @@ from chatclient import (
     MessageDeleted,
     MessageEdited,
     RoomInfo,
+    Typing,
     cli,
     decrypt,
     encrypt,
@@ -300,7 +301,7 @@ async def test_terminal_chat_sends_receives_and_runs_commands(server, clients, t
     bob.type(f"/upload {tmp_path / 'notes.txt'}")
     shared = await next_of(alice, FileShared)
     assert (shared.sender, shared.name) == ("Bob", "notes.txt")
-    await bob.expect(f"/get {shared.file_id}")
+    await bob.expect(f" #{shared.id}] Bob shared notes.txt: /get {shared.file_id}")  # its id: /reply, /react
     uploaded = await alice.upload_file(b"from Alice", name="alice.txt")
     (tmp_path / "downloads").mkdir()
     bob.type(f"/get {uploaded.id} downloads")
@@ -784,3 +785,23 @@ async def test_a_returning_owner_joins_from_the_terminal_as_owner(server, client
     assert await next_of(bob, MessageDeleted) == MessageDeleted(spam.id)
     owner.type("/quit")
     assert await owner.exit_status() == 0
+
+
+def test_typing_is_one_line_a_burst_in_text_and_every_event_in_json(capsys, monkeypatch):
+    """The server relays a Typing every 3 s while someone types: the terminal printed a
+    line each time. Now one a burst (TYPING_QUIET), again once the person has spoken."""
+    clock_now = [1000.0]
+    monkeypatch.setattr(cli.time, "monotonic", lambda: clock_now[0])
+    text, as_json = Output(False), Output(True)
+    said = Message(1, "Ann", "hi", "2026-01-01T00:00:00Z")
+    for event in (Typing("Ann"), Typing("Ann"), Typing("Bob"), said, Typing("Ann")):
+        clock_now[0] += 3
+        text.event(event)
+        as_json.event(event)
+    lines = capsys.readouterr().out.splitlines()
+    typed = [line for line in lines if line.startswith("* ")]
+    assert typed == ["* Ann is typing...", "* Bob is typing...", "* Ann is typing..."], lines
+    assert sum('"event": "typing"' in line for line in lines) == 4
+    clock_now[0] += cli.TYPING_QUIET
+    text.event(Typing("Bob"))
+    assert capsys.readouterr().out == "* Bob is typing...\n"
