@@ -20,5 +20,13 @@ def upload_limits(request: HttpRequest) -> dict:
             # What a sealed room's files are saved under, as the server names a standard
             # room's (validation.shown_name): the page's `shownName`.
             "files_extensions": {t: validation.EXTENSIONS.get(t, (".bin",)) for t in offered},
+            # How each type's bytes begin (validation.SIGNATURES, in hex), so the page checks
+            # a file's contents as the server checks a standard room's: a sealed room's
+            # server cannot, and the page previews only images that are what they say.
+            "files_signatures": {
+                t: [signature.hex() for signature in validation.SIGNATURES[t]]
+                for t in offered
+                if t in validation.SIGNATURES
+            },
         }
     }

@@ -141,13 +141,16 @@ def test_file_from_python_client_is_a_link_in_history_not_ciphertext(server, new
 
 
 def test_server_file_errors_show_by_the_file_picker(server_with, new_page):
-    """mime_not_allowed (bytes are not what the type says) and quota_exceeded."""
+    """Bytes that are not what the type says (refused by the page as the server would,
+    before a byte is sent), and quota_exceeded."""
     server = server_with(FILES_ROOM_QUOTA="100")
     page = new_page(server.http)
     create_room(page, "Small", "Ann")
     pick(page, "fake.png", "image/png", b"this is not a png")
-    expect(page.locator("#file-error")).to_have_text("This type of file may not be shared here.")
+    refused = "The contents of fake.png are not image/png: it was not shared."
+    expect(page.locator("#file-error")).to_have_text(refused)
     expect(page.locator("#upload")).to_be_hidden()
+    assert not any(frame["type"] == "UploadFile" for frame in page.frames_sent)
 
     pick(page, "a.txt", "text/plain", b"a" * 80)
     expect(file_items(page).get_by_role("link")).to_have_text("a.txt")

@@ -288,3 +288,24 @@ def test_hostile_cards_are_never_opened(server, new_page):
     )
     expect(alice.locator("#messages img")).to_have_count(0)
     assert alice.dialogs == [] and alice.console_errors == []
+
+
+def test_a_file_that_is_not_the_image_it_says_is_neither_shared_nor_previewed(server, new_page):
+    """The server checks a standard room's upload against its type; it cannot look into a
+    sealed room's. The page checks the same there: it refuses to share text named
+    fake.png, and previews no card whose bytes are not its image (from a client that
+    did not check), though the file may still be saved."""
+    alice = new_page(server.http)
+    link = create_room(alice, "Sealed", "Alice", sealed=True)
+    pick(alice, "fake.png", "image/png", b"just some words, not a picture\n")
+    expect(alice.locator("#file-error")).to_have_text(
+        "The contents of fake.png are not image/png: it was not shared."
+    )
+    assert not any(frame["type"] == "UploadFile" for frame in alice.frames_sent)
+    with PythonClient(server.url) as mallory:
+        mallory.join_sealed(link, "Mallory")
+        mallory.say_sealed(mallory.upload_sealed(b"just some words\n", "fake.png", "image/png"))
+    item = file_items(alice)
+    expect(item.locator(".file-note")).to_have_text("No preview: the contents of fake.png are not image/png.")
+    expect(alice.locator("#messages img")).to_have_count(0)
+    expect(item.get_by_role("button", name="fake.png", exact=True)).to_be_visible()

@@ -51,6 +51,7 @@ def test_page_config_offers_only_the_file_types_the_server_accepts(client, setti
         "files_max_size": 1234,
         "files_allowed_mime_types": ["image/png", "text/plain"],
         "files_extensions": {"image/png": [".png"], "text/plain": [".txt"]},  # for sealed files
+        "files_signatures": {"image/png": ["89504e470d0a1a0a"]},  # text/plain: UTF-8 without NUL
     }
 
 

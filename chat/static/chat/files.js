@@ -63,6 +63,24 @@ export function checkFile(file, config) {
   return null;
 }
 
+// Whether `bytes` are what `type` says, as the server checks a standard room's upload
+// (files/validation.py, bytes_match; `signatures` is the page's files_signatures).
+export function contentsAre(type, bytes, signatures) {
+  if (type === "text/plain") {
+    if (bytes.includes(0)) return false;
+    try {
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  const ascii = (start, end) => String.fromCharCode(...bytes.subarray(start, end));
+  if (type === "image/webp") return ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP";
+  const hex = Array.from(bytes.subarray(0, 16), (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return (signatures[type] ?? []).some((signature) => hex.startsWith(signature));
+}
+
 // Link syntax and every control, format (bidirectional, zero-width...) or line/paragraph
 // separator character, which could disguise a name.
 const HIDDEN = /[[\]()\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
@@ -211,6 +229,11 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
     } catch {
       return finish("This file could not be read. Pick it again.");
     }
+    // What the server would refuse in a standard room is refused in a sealed one too,
+    // where the server cannot look: a "photo.png" that is no PNG is never offered as one.
+    if (!contentsAre(typeOf(file), bytes, config.files_signatures ?? {})) {
+      return finish(`The contents of ${file.name} are not ${typeOf(file)}: it was not shared.`);
+    }
     const room = currentRoom();
     let frame;
     if (room?.info.sealed) {
@@ -358,6 +381,10 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
     try {
       const bytes = await openSealed(card);
       if (round !== generation) return;
+      if (!contentsAre(baseType(card.mime_type), bytes, config.files_signatures ?? {})) {
+        // Its sender's client did not check it (a client of another make): no preview.
+        throw new Error(`No preview: the contents of ${card.name} are not ${baseType(card.mime_type)}.`);
+      }
       const url = URL.createObjectURL(new Blob([bytes], { type: baseType(card.mime_type) }));
       blobUrls.set(id, url);
       previewed(id, url);
