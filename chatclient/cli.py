@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from chatclient.client import ChatClient, ChatError, ConnectionLost
 from chatclient.events import (
@@ -109,7 +110,11 @@ _JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u206
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     common.add_argument("--help", action="help", help="show this help message and exit")
-    common.add_argument("url", help="server address: ws://host:port/ws/ or wss://... (http(s) works too)")
+    common.add_argument(
+        "url",
+        help="server address: ws://host:port/ws/ or wss://... (http(s) works too); for join, "
+        "the room's share link alone will do",
+    )
     common.add_argument(
         "--password",
         default=os.environ.get("CHAT_ROOM_PASSWORD"),
@@ -196,6 +201,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     last = "room" if args.command == "create" else "join_key"
     if getattr(args, last) is None and len(unknown) == 1:
         setattr(args, last, unknown.pop())
+    if "/rooms/" in args.url:
+        # A share link where the server's address goes: the server is the link's own,
+        # and (for join) the link is the room, so `join LINK --name X` is enough. Never
+        # the link itself as the socket's address: its fragment may be a room's secret.
+        link = urlsplit(args.url)
+        if link.scheme not in ("http", "https") or not link.netloc:
+            parser.error(f"{args.command}: the server address is a share link without its https://host")
+        if args.command == "join" and args.join_key is None:
+            args.join_key = args.url
+        args.url = f"{link.scheme}://{link.netloc}/ws/"
     if args.command == "join" and args.join_key is None:
         args.join_key = os.environ.get("CHAT_ROOM_LINK") or None  # like $CHAT_ROOM_PASSWORD
     if getattr(args, last) is None:

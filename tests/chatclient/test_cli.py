@@ -82,6 +82,16 @@ def test_the_link_to_join_may_come_from_the_environment(monkeypatch, capsys):
     assert "the join key is required (or $CHAT_ROOM_LINK)" in capsys.readouterr().err
 
 
+def test_a_share_link_alone_names_its_server_and_its_room():
+    link = "https://chat.example.org/rooms/Xa3k/#k=" + "s" * 43
+    args = parse_args(["join", link, "--name", "X"])
+    assert (args.url, args.join_key) == ("https://chat.example.org/ws/", link)
+    args = parse_args(["join", link, "Xa3k", "--name", "X"])  # the key given too: the link's server
+    assert (args.url, args.join_key) == ("https://chat.example.org/ws/", "Xa3k")
+    with pytest.raises(SystemExit):  # no host to take the server from
+        parse_args(["join", "/rooms/Xa3k/", "--name", "X"])
+
+
 def test_urls_are_taken_as_websocket_addresses():
     assert ws_url("https://chat.example.org/ws/") == "wss://chat.example.org/ws/"
     assert ws_url("http://127.0.0.1:8000/") == "ws://127.0.0.1:8000/"
@@ -333,8 +343,9 @@ async def test_sealed_rooms_from_the_command_line_travel_by_their_whole_link(ser
         ("room", None),
         ("message", "psst"),
     ]
-    status, lines, _ = await run_cli("join", server.url, link, "--name", "Cy", "--listen", "1", "--json")
-    assert [(line["sender"], line["text"]) for line in lines[1:]] == [("Bob", "psst")]
+    # The link alone is enough: the server is the link's own.
+    status, lines, _ = await run_cli("join", link, "--name", "Cy", "--listen", "1", "--json")
+    assert status == 0 and [(line["sender"], line["text"]) for line in lines[1:]] == [("Bob", "psst")]
     status, lines, _ = await run_cli(
         "join", server.url, link.partition("#")[0], "--name", "Eve", "--listen", "1", parse=False
     )
