@@ -1119,7 +1119,8 @@ const HANDLERS = {
     for (const message of m.messages) await receiveMessage(message, { older });
     if (older) {
       state.olderRetries = 0;
-      olderArrived(m.messages.length === 0);
+      // A page short of what was asked for holds the room's first message: none is older.
+      olderArrived(m.messages.length < (request?.frame.limit ?? 1));
     }
   },
   ChatMessage: (m) => {
