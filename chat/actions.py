@@ -241,6 +241,9 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
         door = await open_door(command.join_key)
     if door.password_hash and not command.password:
         # No guess to check or count: the joiner did not know the room has a password.
+        # A door remembered here is read again first: a room closed since is not found.
+        if remembered is not None:
+            await open_door(command.join_key)
         raise ProtocolError(ErrorCode.WRONG_PASSWORD, "This room needs a password.")
     if door.password_hash:
         # Argon2 runs in low-priority threads, beside the loop and the database thread;

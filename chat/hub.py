@@ -471,11 +471,17 @@ class Hub:
             logger.warning("hub: could not leave the groups of rooms left; next round", exc_info=True)
 
     async def leave_idle(self) -> None:
-        """Leave the groups of the rooms without a local socket (the lock is held)."""
+        """Leave the groups of the rooms without a local socket (the lock is held), and
+        forget their order: a join of one of them meanwhile (a leave's database call
+        under way) starts afresh, in the group again, not on an order without one."""
         idle = self.groups - self.rooms.keys()
         if idle:
             await self.layer.group_discard_many(map(room_group, idle), self.channel)
             self.groups -= idle
+            for room in idle - self.rooms.keys():
+                order = self.order.pop(room, None)
+                if order is not None and order.repair is not None:
+                    order.repair.cancel()
 
     async def refresh(self) -> None:
         """Called every presence heartbeat: renew the hub's places in its rooms' groups

@@ -417,9 +417,15 @@ async def test_a_closed_room_is_not_found_whatever_the_password_once_its_door_wa
     owner, created = await create_room(password="pw")
     join_key = created["room_info"]["join_key"]
     friend, _ = await join_room(join_key, "Friend", password="pw")
-    assert selectors.door_cache.get(join_key) is not None
+    door = selectors.door_cache.get(join_key)
+    assert door is not None
     await Room.objects.filter(join_key=join_key).aupdate(closed_at=timezone.now())
     guesser = await connect(client=("10.6.6.7", 1))
+    # No password at all: not "This room needs a password" for a room that is gone.
+    await guesser.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "G"})
+    await expect_error(guesser, "room_not_found")
+    assert selectors.door_cache.get(join_key) is None
+    selectors.door_cache.put(join_key, door)  # remembered again, as another join would
     await guesser.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "G", "password": "x"})
     await expect_error(guesser, "room_not_found")
     assert selectors.door_cache.get(join_key) is None

@@ -798,6 +798,37 @@ async def test_a_stored_step_the_bus_will_not_take_is_handed_out_here_and_not_re
     await here.stop()
 
 
+async def test_a_join_while_the_rooms_last_socket_leaves_and_a_renewal_runs_is_in_the_group(
+    layer, monkeypatch
+):
+    """The last local socket of a room departs (its leave's database call under way), a
+    renewal takes the hub out of the room's group, and a new socket of that room joins
+    before the leave ends: the new socket is in the group again and gets the room's
+    events (it got nothing from any process while it stayed)."""
+    import chat.hub as hub_module
+
+    here = Hub()
+    monkeypatch.setattr(hub_module, "hub", here)
+    room = StoredRoom(here, 6)
+    room.written = 5
+    first, second = FakeSocket(), FakeSocket()
+    leaving = Outbox(first.send, first.close)
+    await here.join(ROOM_X, leaving)
+    here.depart(ROOM_X, leaving)
+    await here.renew()  # the watchdog's round: the room has no local socket now
+    await here.join(ROOM_X, Outbox(second.send, second.close))
+    await here.leave(ROOM_X, leaving)  # the leave's database call is over
+    assert await group_members(layer, here, X) == {here.channel}
+    room.written = 6
+    await hub_module.publish(ROOM_X, {"type": "Note", "n": 6}, seq=6)
+    for _ in range(50):
+        if second.sent:
+            break
+        await asyncio.sleep(0.02)
+    assert second.sent == ['{"type":"Note","n":6}'] and first.sent == []
+    await here.stop()
+
+
 async def test_a_frozen_receive_is_replaced_and_delivery_resumes(layer, settings, caplog):
     """The watchdog's probe does not come back: the hub receives on a new channel, the
     room's messages stored meanwhile are read from the database, and later events
