@@ -102,6 +102,11 @@ PROBE_TYPE = "hub.probe"
 # Seconds a stopping hub waits for the layer to take it out of its groups (Redis down
 # or hung: the process stops anyway, and the layer drops the channel after its expiry).
 LEAVE_TIMEOUT = 2.0
+# Stored steps the bus would not take, kept to publish again (each at most a chat
+# frame, CHAT_MAX_CONTENT), and the seconds between tries, doubling.
+UNPUBLISHED_KEPT = 200
+REPUBLISH_FIRST = 0.5
+REPUBLISH_MOST = 5.0
 
 
 def room_group(room: str) -> str:
@@ -257,6 +262,10 @@ class Hub:
         self.pruning: asyncio.Task | None = None
         # The task renewing the hub's places out of turn (`renew_soon`), while it runs.
         self.renewing: asyncio.Task | None = None
+        # Stored steps the bus would not take (Redis down), oldest first, at most
+        # UNPUBLISHED_KEPT, and the task publishing them again once it does.
+        self.unpublished: list[RoomEvent] = []
+        self.republishing: asyncio.Task | None = None
         # Room events this process published, and received from the layer (logged when
         # the process stops, `event=hub_totals`: bench/run.sh processes).
         self.published = 0
@@ -272,6 +281,7 @@ class Hub:
         if self.started():
             return
         self.rooms, self.order, self.groups = {}, {}, set()
+        self.unpublished = []
         self.lock = asyncio.Lock()
         self.layer = get_channel_layer()
         self.receive_on(new_hub_channel())
@@ -285,7 +295,7 @@ class Hub:
             return
         task.cancel()
         self.receiver.cancel()  # the watchdog does too, unless it never got to run
-        for background in (self.pruning, self.renewing):
+        for background in (self.pruning, self.renewing, self.republishing):
             if background is not None:
                 background.cancel()  # what it had to leave, the leave below does
         try:
@@ -364,6 +374,30 @@ class Hub:
             order = self.order.get(rooms[group])
             if order is not None:
                 await self.catch_up(rooms[group], order)
+
+    def republish_later(self, event: RoomEvent) -> None:
+        """Publish `event` (a stored step) again once the bus takes it, in order with the
+        others kept. The other processes' hubs drop what they had already (their room's
+        order), so none is told twice; past UNPUBLISHED_KEPT the oldest is let go, and
+        reaches them as a gap the room's next step shows, read from the database."""
+        self.unpublished.append(event)
+        del self.unpublished[:-UNPUBLISHED_KEPT]
+        if self.republishing is None or self.republishing.done():
+            self.republishing = asyncio.get_running_loop().create_task(self._republish())
+
+    async def _republish(self) -> None:
+        wait = REPUBLISH_FIRST
+        while self.unpublished:
+            await asyncio.sleep(wait)
+            events, self.unpublished = self.unpublished, []
+            try:
+                await event_sender.submit_all(events)
+            except Exception:
+                self.unpublished = (events + self.unpublished)[-UNPUBLISHED_KEPT:]
+                wait = min(wait * 2, REPUBLISH_MOST)
+                continue
+            logger.warning("hub: the bus took %s stored step(s) it had refused", len(events))
+            wait = REPUBLISH_FIRST
 
     def renew_soon(self) -> None:
         """A publish found this hub missing from a group it is in: renew its places now,
@@ -666,13 +700,14 @@ async def publish(room_id: uuid.UUID, message: dict, **marks: Unpack[Marks]) -> 
             raise
         # A stored step (a message, an edit, a reaction) that the bus would not take
         # (Redis down): it is written, so the client is not told to send it again (a
-        # second copy). This process's sockets get it now; the others read it from the
-        # database, at the gap the room's next step shows them or at their catch-up
-        # once the bus is back.
+        # second copy). This process's sockets get it now; the others once the bus takes
+        # it again (`republish_later`), or from the database, at their catch-up or at the
+        # gap the room's next step shows them, whichever comes first.
         logger.warning(
             "hub: the bus did not take a stored step of %s; handed out here", room_id.hex, exc_info=True
         )
         hub.deliver(event)
+        hub.republish_later(event)
 
 
 async def publish_all(events: list[RoomEvent]) -> None:

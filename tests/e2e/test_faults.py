@@ -103,7 +103,9 @@ async def test_redis_down_for_ten_seconds_then_back(shared_env, own_redis, serve
     alice, bob, join_key, seen = await room_across(one, two)
 
     own_redis.stop()
+    before = set(seen)
     outcomes = await talk_through_outage(alice, seen, within=10)
+    during = seen - before  # stored: Alice had her echo
     # Each is answered: stored (the sender's echo, from its own process) or refused.
     answers = {(kind, code) for kind, code, _ in outcomes}
     assert outcomes and answers <= {("ChatMessage", None), ("Error", "server_error")}, outcomes
@@ -113,6 +115,7 @@ async def test_redis_down_for_ten_seconds_then_back(shared_env, own_redis, serve
 
     # Delivery across the processes comes back by itself (hubs re-subscribe each beat).
     deadline = time.monotonic() + 30
+    bob_saw = set()
     while True:
         await alice.say("after")
         try:
@@ -120,9 +123,12 @@ async def test_redis_down_for_ten_seconds_then_back(shared_env, own_redis, serve
         except (TimeoutError, AssertionError):
             assert time.monotonic() < deadline, "cross-process delivery did not resume"
             continue
+        bob_saw.add(got["id"])
         if decrypt(bob.key, got["content"]) == "after":
             seen.add(got["id"])
             break
+    # What was stored during the outage reached Bob's process too, ahead of "after".
+    assert during <= bob_saw, (during, bob_saw)
     for server in (one, two):
         assert server.process.poll() is None  # nobody crashed or needed a restart
 
