@@ -78,6 +78,8 @@ CARD_FIELDS = ("name", "mime_type", "size", "sha256", "key")
 # Above every message id (the server's are 64-bit): `history()` from the newest.
 MESSAGE_ID_MAX = 2**63 - 1
 # Close codes after which reconnecting cannot help (PROTOCOL.md, Transport).
+# Errors the server sends unasked, then closing the socket: no request's answer.
+UNASKED_ERRORS = ("kicked", "room_closed")
 FINAL_CLOSE_CODES = {
     4000: "room_closed",
     4001: "kicked",
@@ -293,6 +295,10 @@ class ChatClient:
         # Events waiting for `next_event`: past `max_events` the oldest go (EventsDropped).
         self._queue = _Events(max_events)
         self._pending: _Pending | None = None
+        # A request whose caller gave up before its answer came: the answer is its own.
+        self._orphan: _Pending | None = None
+        # The room this client last left (`leave`): joined again, ids go on.
+        self._left_room: str | None = None
         self._lock = asyncio.Lock()
         self._ready = asyncio.Event()
         self._failure: ChatError | None = None
@@ -368,6 +374,12 @@ class ChatClient:
                 secret = secret_from_link(link)
             except LinkError as exc:
                 raise ChatError("link_incomplete", str(exc)) from None
+        if secret is not None:
+            try:
+                SealedKeys.from_secret(secret)
+            except (LinkError, TypeError) as exc:
+                message = f"secret: the room's 32 bytes (or pass the whole link), not {type(secret).__name__}"
+                raise ChatError("link_invalid", f"{message}: nothing was sent.") from exc
         frame = {"type": "JoinRoom", "join_key": join_key, "name": name, "password": password}
         if participant_token:
             frame["participant_token"] = participant_token
@@ -453,12 +465,21 @@ class ChatClient:
         )
 
     async def delete_message(self, message_id: int) -> None:
-        """Delete a message: one's own, or any in a room one owns."""
+        """Delete a message: one's own, or any in a room one owns. In a sealed room the
+        file a message is the first card of goes with it (PROTOCOL.md: the server cannot
+        tell a card from a message); a copy's message leaves the file."""
+        files = [file_id for file_id, (first, _) in self._cards.items() if first == message_id]
         await self._request(
             [{"type": "DeleteMessage", "id": message_id}],
             lambda reply: reply["type"] == "MessageDeleted" and reply.get("id") == message_id,
             _nothing,
         )
+        for file_id in files:
+            try:
+                await self.delete_file(file_id)
+            except ChatError as exc:
+                if exc.code != "file_not_found" or isinstance(exc, ConnectionLost):
+                    raise  # gone already (expired, or deleted by another) is what was asked
 
     async def react(self, message_id: int, emoji: str, on: bool = True) -> Reactions:
         """Add one emoji to a message (`on=False`: take it back); returns the message's
@@ -471,11 +492,16 @@ class ChatClient:
 
     async def typing(self) -> None:
         """Tell the room this client is typing; nothing comes back. The server forwards
-        one every 3 s at most: send it again while typing goes on."""
-        await self._ready.wait()
-        if self._failure is not None:
-            raise self._failure
-        await self._send([{"type": "Typing"}])
+        one every 3 s at most: send it again while typing goes on. Outside a room,
+        `ChatError` `not_in_room`, nothing sent."""
+        async with self._lock:  # never between a request and its answer
+            await self._ready.wait()
+            if self._failure is not None:
+                raise self._failure
+            if self._closing:
+                raise ConnectionLost("closed", "The client was closed.")
+            self._current_room()
+            await self._send([{"type": "Typing"}])
 
     async def history(self, before: int | None = None, limit: int = 50) -> list[Message | FileShared]:
         """Up to `limit` (1-100) of the room's messages older than the id `before`,
@@ -624,9 +650,10 @@ class ChatClient:
         except ChatError as exc:
             if exc.code != "not_in_room" or isinstance(exc, ConnectionLost):
                 raise
+        # Joined again, this room's messages already yielded are not yielded again.
+        self._left_room = self.room.id if self.room is not None else None
         self._seat = self.room = self._key = self.name = self.owner_token = self.participant_token = None
         self._sealed = None
-        self._cards = {}
 
     async def close(self) -> None:
         """Close the connection; `events()` then ends without an error."""
@@ -726,6 +753,8 @@ class ChatClient:
         If the connection drops first, a `retry` request is sent again once the room is
         rejoined; any other fails with `ConnectionLost`.
         """
+        if self._ws is None and not self._closing:
+            raise RuntimeError("not connected: open the client with ChatClient.connect()")
         async with self._lock:
             await self._ready.wait()
             if self._failure is not None:
@@ -734,9 +763,16 @@ class ChatClient:
                 raise ConnectionLost("closed", "The client was closed.")
             future = asyncio.get_running_loop().create_future()
             self._pending = _Pending(frames, answers, retry, future)
+            sending = asyncio.ensure_future(self._send(frames))
             try:
-                await self._send(frames)
+                await asyncio.shield(sending)  # a frame half sent would leave no answer to wait for
                 reply = await future
+            except asyncio.CancelledError:
+                # The caller gave up (asyncio.wait_for, a task cancelled), but the server
+                # answers all the same: that answer must not pass for the next request's.
+                if future.cancelled() or not future.done():  # its waiter's cancel cancels it too
+                    self._orphan = self._pending
+                raise
             finally:
                 self._pending = None
         if reply["type"] == "Error":
@@ -765,8 +801,10 @@ class ChatClient:
         while True:
             close_code = await self._read()
             self._ready.clear()
+            self._orphan = None  # its answer will not come now
             if not (self._pending and self._pending.retry):
-                self._fail_pending(ConnectionLost("connection_lost", "The connection dropped.", close_code))
+                code = FINAL_CLOSE_CODES.get(close_code, "connection_lost")
+                self._fail_pending(ConnectionLost(code, "The connection dropped.", close_code))
             if self._closing:
                 return
             if close_code in FINAL_CLOSE_CODES or not self.reconnect:
@@ -829,6 +867,18 @@ class ChatClient:
 
     def _answer(self, frame: dict[str, Any]) -> bool:
         """Resolve the request in flight if `frame` answers it (a History may hold a sent message)."""
+        if frame["type"] == "Error" and frame.get("code") in UNASKED_ERRORS:
+            return False  # told unasked, before the close that ends the connection
+        orphan = self._orphan
+        if orphan is not None:
+            # The server answers in order: an abandoned request's answer comes first.
+            try:
+                theirs = frame["type"] == "Error" or orphan.answers(frame)
+            except UNREADABLE:
+                theirs = True
+            if theirs:
+                self._orphan = None
+                return True
         pending = self._pending
         if pending is None or pending.future.done():
             return False
@@ -867,11 +917,12 @@ class ChatClient:
         self.room, self._key, self._sealed, self.name = room, key, sealed, name
         self.owner_token = seat.owner_token
         self.participant_token = frame.get("participant_token")
-        if self._joining is not None:  # a new room, not a rejoin: ids start over
+        if self._joining is not None and room.id != self._left_room:  # a new room: ids start over
             self._last_id = 0
             self._oldest_id = None
             self._seen = set()
             self._senders = {}
+            self._cards = {}
         self._seat, self._joining = seat, None
 
     def _check_answer(self, frame: dict[str, Any], seat: _Seat, room: RoomInfo) -> str:
@@ -1005,7 +1056,10 @@ class ChatClient:
         if known is None or message_id < known[0]:
             self._cards[file_id] = (message_id, card)
             return True
-        return all(known[1][field] == card[field] for field in CARD_FIELDS)
+        same = all(known[1][field] == card[field] for field in CARD_FIELDS)
+        if same and known[0] == 0:  # this client's own upload: its card's message now known
+            self._cards[file_id] = (message_id, known[1])
+        return same
 
     async def _reconnect(self) -> None:
         """Reopen the connection and rejoin the room, backing off while that fails."""

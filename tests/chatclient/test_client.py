@@ -1,6 +1,7 @@
 """The client library against a real server: chat, members, history, errors. Its crypto
 against the shared vectors: tests/chatclient/test_crypto.py."""
 
+import asyncio
 import json
 import ssl
 import subprocess
@@ -27,7 +28,7 @@ from chatclient import (
     MessageDeleted,
     Reconnected,
 )
-from tests.chatclient.conftest import CuttableProxy, FakeRoom, fake_server, next_of
+from tests.chatclient.conftest import FAKE_ROOM, CuttableProxy, FakeRoom, fake_server, next_of
 from tests.e2e.servers import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -221,3 +222,99 @@ async def test_events_nobody_reads_are_bounded_and_the_drop_is_told():
         await client.close()
         with pytest.raises(ConnectionLost):
             await client.next_event()
+
+
+async def test_a_request_given_up_on_keeps_its_answer_from_the_next_one():
+    """A bot puts a timeout on a request (asyncio.wait_for): the server answers it all
+    the same, and that answer was taken for the next request's (members() raised the
+    edit's message_not_found, and its own Members was dropped)."""
+
+    class Slow(FakeRoom):
+        async def reply(self, websocket, frame):
+            if frame["type"] == "EditMessage":
+                await asyncio.sleep(0.3)
+            return await super().reply(websocket, frame)
+
+    async with fake_server(Slow()) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.edit(424242, "too late"), 0.1)
+        assert await client.members() == ["Bob"]
+        assert await client.react(7, "👍") is not None  # and the one after
+        await client.close()
+
+
+async def test_typing_never_answers_for_a_request_and_needs_a_room():
+    """Typing went out beside the request lock: its not_in_room Error answered the join
+    in flight, which raised while the server had seated the client."""
+
+    class Refusing(FakeRoom):
+        async def reply(self, websocket, frame):
+            if frame["type"] == "Typing":
+                return {"type": "Error", "code": "not_in_room", "message": "Not in a room."}
+            if frame["type"] == "JoinRoom":
+                await asyncio.sleep(0.2)
+            return await super().reply(websocket, frame)
+
+    room = Refusing()
+    async with fake_server(room) as url:
+        client = await ChatClient.connect(url)
+        with pytest.raises(ChatError) as outside:
+            await client.typing()
+        assert outside.value.code == "not_in_room" and room.sent("Typing") == []
+        joined, typed = await asyncio.gather(client.join_room("k", "Bob"), client.typing())
+        assert joined.name == FAKE_ROOM["name"] and client.room is not None
+        await client.close()
+
+
+async def test_a_secret_that_is_no_secret_is_refused_before_anything_is_sent():
+    room = FakeRoom()
+    async with fake_server(room) as url:
+        client = await ChatClient.connect(url)
+        for secret in ("s" * 43, b"short"):
+            with pytest.raises(ChatError) as refused:
+                await client.join_room("k", "Eve", secret=secret)
+            assert refused.value.code == "link_invalid"
+        assert room.sent("JoinRoom") == [] and client.room is None
+        await client.close()
+
+
+def test_a_client_made_without_connect_says_so():
+    client = ChatClient("ws://127.0.0.1:9/ws/")
+    with pytest.raises(RuntimeError, match="ChatClient.connect"):
+        asyncio.run(asyncio.wait_for(client.members(), 5))
+
+
+async def test_a_room_left_and_joined_again_yields_no_message_twice(clients):
+    alice, bob = await clients(), await clients()
+    room = await alice.create_room("Again", owner_name="Alice")
+    await alice.send("one")
+    await bob.join_room(room.join_key, "Bob")
+    history = await next_of(bob, History)
+    assert [message.text for message in history.messages] == ["one"]
+    await bob.leave()
+    await alice.send("two")
+    await bob.join_room(room.join_key, "Bob")
+    history = await next_of(bob, History)
+    assert [message.text for message in history.messages] == ["two"]  # "one" was yielded before
+    await alice.send("three")
+    assert (await next_of(bob, Message)).text == "three"
+
+
+async def test_kicked_while_a_request_waits_is_connection_lost_with_its_close_code():
+    class Kicking(FakeRoom):
+        async def reply(self, websocket, frame):
+            if frame["type"] == "GetMembers":
+                await websocket.send(json.dumps({"type": "Error", "code": "kicked", "message": "Removed."}))
+                await websocket.close(4001)
+                return None
+            return await super().reply(websocket, frame)
+
+    async with fake_server(Kicking()) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        with pytest.raises(ConnectionLost) as lost:
+            await client.members()
+        assert (lost.value.code, lost.value.close_code) == ("kicked", 4001)
+        await client.close()

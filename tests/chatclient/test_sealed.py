@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from chatclient import (
     ChatClient,
     ChatError,
+    FileDeleted,
     FileShared,
     History,
     Joined,
@@ -473,3 +474,23 @@ async def test_a_rejoin_into_another_name_or_room_ends_the_stream(clients, serve
         assert proxy.sent[rejoined + 1 :] == [], "nothing sent after the rejoin's answer"
         with pytest.raises(ChatError):
             await bob.send("under Alice's name")
+
+
+async def test_deleting_a_sealed_files_card_deletes_the_file(server, clients):
+    """PROTOCOL.md: the server cannot tell a card from a message, so the client that
+    deletes a card deletes its file too (the page did; the Python client left the file
+    for anyone holding the card to download). Another message's delete leaves it."""
+    alice = await clients()
+    room = await alice.create_room("Sealed", owner_name="Alice", sealed=True)
+    bob = await clients()
+    await bob.join_room(room.share_link, "Bob")
+    kept = await alice.upload_file(b"kept\n", name="kept.txt")
+    card = await next_of(bob, FileShared)
+    other = await alice.send("not a card")
+    await alice.delete_message(other.id)
+    assert (await bob.download_file(kept.id))[1] == b"kept\n"
+    await alice.delete_message(card.id)  # the uploader deletes its own card
+    assert await next_of(bob, FileDeleted) == FileDeleted(kept.id)
+    with pytest.raises(ChatError) as gone:
+        await bob.download_file(kept.id)
+    assert gone.value.code == "file_not_found"
