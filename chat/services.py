@@ -194,8 +194,8 @@ def _participant_resume(
     be its name, compared as names are (else `invalid_field`). If it had left, the unique
     index refuses it while its name is present (IntegrityError, as for a new
     participant). An admin's ban of this browser session refuses it too (`forbidden`); a
-    ban of its address does not: the seat was taken before the ban, by someone behind the
-    same address (an office, a household) whom nobody removed."""
+    ban of its address does not: the seat is someone's behind the same address (an office,
+    a household) whom nobody removed (docs/protocol-notes.md says what that costs)."""
     found = (
         Participant.objects.filter(room=room, token_hash=token_hash(token))
         .exclude(token_hash="")

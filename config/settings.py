@@ -342,7 +342,7 @@ for _name, _bound in (
 # name they know the primary by. Takes the place of REDIS_URL.
 def sentinel(item: str) -> tuple[str, int]:
     host, _, port = item.rpartition(":")
-    if not (host and port.isdigit() and 0 < int(port) < 65536):
+    if not (host and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise ImproperlyConfigured(f"REDIS_SENTINELS must be host:port items, comma-separated, not {item!r}")
     return host, int(port)
 

@@ -12,6 +12,11 @@ from pathlib import Path
 
 class Connection(sqlite3.Connection):
     def __init__(self, database, *args, **kwargs):
-        if database != ":memory:" and not str(database).startswith("file:"):
+        on_disk = database != ":memory:" and not str(database).startswith("file:")
+        if on_disk:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # Made here, for this user only (its WAL and shared-memory files take its
+            # mode): it holds browser sessions' keys, and the data folder may let other
+            # users pass (docs/production.md: nginx reads the static files there).
+            Path(database).touch(mode=0o600, exist_ok=True)
         super().__init__(database, *args, **kwargs)

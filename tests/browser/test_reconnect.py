@@ -173,3 +173,23 @@ def test_a_page_whose_name_was_taken_while_away_asks_for_another(sealed, passwor
         else:
             carol.say("hello, other Alice")
         expect(alice.locator("#messages li .text")).to_have_text(["hello, other Alice"])
+
+
+def test_a_message_typed_offline_goes_back_in_the_box_when_the_room_is_gone(server_with, new_page):
+    """Queued while the connection was down, it was thrown away with the room when the
+    rejoin found the room closed: it goes back in the message box instead."""
+    server = server_with()
+    alice = new_page(server.http)
+    create_room(alice, "Brief", "Alice")
+    alice.context.set_offline(True)
+    server.stop()
+    expect(alice.locator("#status")).to_have_text(re.compile("Connection lost. Reconnecting"))
+    say(alice, "typed offline")
+    expect(alice.locator("#messages li.pending .note")).to_have_text("not sent yet, reconnecting…")
+    code = "from django.utils import timezone\nfrom chat.models import Room\n"
+    code += "Room.objects.update(closed_at=timezone.now())"
+    manage(server.env, "shell", "-c", code)
+    server.start()
+    alice.context.set_offline(False)
+    expect(alice.locator("#lobby")).to_be_visible(timeout=30000)
+    expect(alice.get_by_label("Message", exact=True)).to_have_value("typed offline")

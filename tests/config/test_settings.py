@@ -103,7 +103,10 @@ def test_a_sqlite_connection_makes_its_folder_first(tmp_path):
     with closing(connection.get_new_connection(connection.get_connection_params())) as db:
         assert isinstance(db, sqlite.Connection)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        db.execute("CREATE TABLE t (x)")
     assert path.is_file()
+    # For this user only, and so its WAL: browser sessions' keys are in it.
+    assert {oct(p.stat().st_mode & 0o777) for p in path.parent.iterdir()} == {"0o600"}
 
 
 def test_a_boolean_typo_stops_django_setup_naming_the_variable(tmp_path):
@@ -119,7 +122,7 @@ def test_a_number_typo_stops_django_setup_naming_the_variable(tmp_path):
     assert said in done.stderr
 
 
-@pytest.mark.parametrize("sentinels", ["host1", "host1:port", ":26379", "a:26379,b"])
+@pytest.mark.parametrize("sentinels", ["host1", "host1:port", ":26379", "a:26379,b", "a:²"])
 def test_a_sentinel_without_its_port_stops_django_setup_naming_the_variable(tmp_path, sentinels):
     done = start(tmp_path, "import django; django.setup()", DJANGO_DEBUG="1", REDIS_SENTINELS=sentinels)
     assert done.returncode != 0

@@ -50,7 +50,7 @@ def test_a_database_that_cannot_be_reached_is_one_line_for_crons_mail(tmp_path):
         timeout=60,
     )
     assert done.returncode == 1 and done.stdout == ""
-    assert "purge_files: the database could not be reached" in done.stderr, done.stderr
+    assert "purge_files: stopped by a database error" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and "s3cr3t" not in done.stderr
 
 

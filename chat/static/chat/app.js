@@ -406,11 +406,17 @@ function exitRoom(reason = "") {
   state.joinHistoryDue = false;
   clearTimeout(state.membersTimer);
   stopCatchUp();
+  // Typed but never sent (the connection was down): back in the box, not lost with the room.
+  const unsent = [...state.outbox.values()].filter((entry) => !entry.sent && entry.text !== null);
   state.outbox = new Map();
   clearTimeout(state.chatHeld);
   Object.assign(state, { chatHeld: null, chatRetries: 0 });
   files.reset();
   conversation.reset();
+  if (unsent.length) {
+    const box = $("message");
+    box.value = [box.value, ...unsent.map((entry) => entry.text)].filter(Boolean).join("\n");
+  }
   unread.leave();
   $("room").hidden = true;
   $("lobby").hidden = false;
@@ -1102,7 +1108,8 @@ const HANDLERS = {
       state.room.participantToken = m.participant_token ?? state.room.participantToken;
       listMembers(m.participants);
       setStatus("Reconnected to ", isolated(m.room_info.name), ".");
-      showError("message-error", ""); // a "Not connected" said while it was down
+      // A "Not connected" said while it was down is over; another error stays.
+      if ($("message-error").textContent.startsWith("Not connected")) showError("message-error", "");
       files.resume();
       // The History, if any, comes before the answer to the catch-up's first GetHistory
       // (frames are answered in order).

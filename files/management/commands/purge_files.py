@@ -24,8 +24,8 @@ class Command(BaseCommand):
         try:
             self.purge(dry_run=dry_run)
         except (OperationalError, InterfaceError) as exc:
-            # One line for cron's mail, not a traceback: nothing after the failure ran.
-            raise CommandError(f"purge_files: the database could not be reached: {exc}".strip()) from exc
+            # One line for cron's mail, not a traceback (unreachable, locked, timed out).
+            raise CommandError(f"purge_files: stopped by a database error: {exc}".strip()) from exc
 
     def purge(self, *, dry_run: bool) -> None:
         now = timezone.now()
