@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the room's owner token (the creator's, from create --json): join with owner rights "
         "(default: $CHAT_ROOM_OWNER_TOKEN, which keeps it out of ps and shell history)",
     )
+    parser.set_defaults(commands={"create": create, "join": join})  # for their own usage lines
     return parser
 
 
@@ -215,7 +216,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.join_key = os.environ.get("CHAT_ROOM_LINK") or None  # like $CHAT_ROOM_PASSWORD
     if getattr(args, last) is None:
         also = " (or $CHAT_ROOM_LINK)" if args.command == "join" else ""
-        parser.error(f"{args.command}: the {last.replace('_', ' ')} is required{also}")
+        args.commands[args.command].error(f"the {last.replace('_', ' ')} is required{also}")
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if any(not text.strip() for text in args.send):

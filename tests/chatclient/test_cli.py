@@ -82,6 +82,17 @@ def test_the_link_to_join_may_come_from_the_environment(monkeypatch, capsys):
     assert "the join key is required (or $CHAT_ROOM_LINK)" in capsys.readouterr().err
 
 
+def test_a_missing_name_or_key_shows_its_commands_usage(capsys):
+    for argv, subcommand in (
+        (["create", "ws://h/ws/"], "create"),
+        (["join", "ws://h/ws/", "--name", "X"], "join"),
+    ):
+        with pytest.raises(SystemExit):
+            parse_args(argv)
+        said = capsys.readouterr().err
+        assert said.startswith(f"usage: python -m chatclient {subcommand} ") and "is required" in said, said
+
+
 def test_a_share_link_alone_names_its_server_and_its_room():
     link = "https://chat.example.org/rooms/Xa3k/#k=" + "s" * 43
     args = parse_args(["join", link, "--name", "X"])
