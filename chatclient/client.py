@@ -250,8 +250,13 @@ class ChatClient:
         max_file_size: int = FILES_MAX_SIZE,
         max_content: int = CHAT_MAX_CONTENT,
         max_events: int = MAX_EVENTS,
+        keepalive: float = 20.0,
     ) -> None:
         self.url = url
+        # Seconds between pings, for each pong, and (at most 10) for a close's answer: a
+        # server that stopped answering (frozen, or a network path gone) is taken for a
+        # drop after two or three times this.
+        self.keepalive = keepalive
         # What a sealed room's files may be, shared or opened; never html or svg.
         self.allowed_mime_types = frozenset(map(_base_type, allowed_mime_types)) - NEVER_SHARED
         # The largest file (bytes) and chat content (characters) the server takes: see
@@ -734,7 +739,15 @@ class ChatClient:
     async def _open(self) -> ClientConnection:
         try:
             options: dict[str, Any] = {"ssl": self.ssl_context} if self.ssl_context else {}
-            return await connect(self._socket_url(), max_size=self.max_frame, compression=None, **options)
+            return await connect(
+                self._socket_url(),
+                max_size=self.max_frame,
+                compression=None,
+                ping_interval=self.keepalive,
+                ping_timeout=self.keepalive,
+                close_timeout=min(self.keepalive, 10.0),
+                **options,
+            )
         except (OSError, TimeoutError, WebSocketException) as exc:
             raise ConnectionLost("connection_failed", f"cannot connect to {self.url}: {exc}") from exc
 

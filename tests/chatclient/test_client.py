@@ -27,6 +27,7 @@ from chatclient import (
     Message,
     MessageDeleted,
     Reconnected,
+    Reconnecting,
 )
 from tests.chatclient.conftest import FAKE_ROOM, CuttableProxy, FakeRoom, fake_server, next_of
 from tests.e2e.servers import ROOT
@@ -317,4 +318,30 @@ async def test_kicked_while_a_request_waits_is_connection_lost_with_its_close_co
         with pytest.raises(ConnectionLost) as lost:
             await client.members()
         assert (lost.value.code, lost.value.close_code) == ("kicked", 4001)
+        await client.close()
+
+
+async def test_a_server_that_stops_answering_is_a_drop_after_the_keepalive():
+    """A frozen server (or a network path gone) was noticed after about 40 s, websockets'
+    default: `keepalive=` sets it, and the client reconnects."""
+
+    class Frozen(FakeRoom):
+        frozen = None
+
+        async def reply(self, websocket, frame):
+            answer = await super().reply(websocket, frame)
+            if frame["type"] == "JoinRoom" and self.frozen is None:
+                await websocket.send(json.dumps(answer))
+                websocket.transport.pause_reading()  # no pong will come
+                self.frozen = websocket
+                return None
+            if frame["type"] == "JoinRoom":  # the client came back: the old one may go
+                self.frozen.transport.resume_reading()
+            return answer
+
+    async with fake_server(Frozen()) as url:
+        client = await ChatClient.connect(url, keepalive=0.5)
+        await client.join_room("k", "Bob")
+        await next_of(client, Reconnecting, within=5)
+        await next_of(client, Reconnected, within=10)
         await client.close()
