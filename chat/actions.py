@@ -239,12 +239,6 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
     door = remembered = selectors.door_cache.get(command.join_key)
     if door is None:
         door = await open_door(command.join_key)
-    if door.password_hash and not command.password:
-        # No guess to check or count: the joiner did not know the room has a password.
-        # A door remembered here is read again first: a room closed since is not found.
-        if remembered is not None:
-            await open_door(command.join_key)
-        raise ProtocolError(ErrorCode.WRONG_PASSWORD, "This room needs a password.")
     if door.password_hash:
         # Argon2 runs in low-priority threads, beside the loop and the database thread;
         # the guess holds its place in the address's limit before it is checked.
@@ -257,7 +251,9 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
             return right
 
         if not await checked_password(failures, address, check):
-            raise ProtocolError(ErrorCode.WRONG_PASSWORD)
+            # Counted like any wrong_password answer (PROTOCOL.md), but said as it is.
+            unasked = "This room needs a password." if not command.password else None
+            raise ProtocolError(ErrorCode.WRONG_PASSWORD, unasked)
     # Join the room in the hub before reading the history: a message committed meanwhile then
     # arrives live instead of being lost; it is held until RoomJoined and History
     # are queued, and dropped if History already holds it.
