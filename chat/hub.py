@@ -512,7 +512,9 @@ class Hub:
         if idle:
             await self.layer.group_discard_many(map(room_group, idle), self.channel)
             self.groups -= idle
-            for room in idle - self.rooms.keys():
+            # All of them: a join that came meanwhile waits for the lock, and must find
+            # no order, or it would skip the group it is no longer in.
+            for room in idle:
                 order = self.order.pop(room, None)
                 if order is not None and order.repair is not None:
                     order.repair.cancel()

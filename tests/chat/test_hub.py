@@ -870,6 +870,45 @@ async def test_a_join_while_the_rooms_last_socket_leaves_and_a_renewal_runs_is_i
     await here.stop()
 
 
+async def test_a_join_that_comes_while_a_renewal_leaves_the_rooms_group_is_in_it_again(layer, monkeypatch):
+    """The same, with the join arriving while the renewal's call to leave the group is
+    under way: it waits for the lock, and then must not find the old order."""
+    import chat.hub as hub_module
+
+    here = Hub()
+    monkeypatch.setattr(hub_module, "hub", here)
+    room = StoredRoom(here, 6)
+    room.written = 5
+    first, second = FakeSocket(), FakeSocket()
+    leaving = Outbox(first.send, first.close)
+    await here.join(ROOM_X, leaving)
+    here.depart(ROOM_X, leaving)
+    discard, joined = here.layer.group_discard_many, asyncio.Event()
+
+    async def slow_discard(*args, **kwargs):
+        await joined.wait()  # the join below has come meanwhile
+        return await discard(*args, **kwargs)
+
+    monkeypatch.setattr(here.layer, "group_discard_many", slow_discard)
+    renewal = asyncio.create_task(here.renew())
+    await drain()
+    joining = asyncio.create_task(here.join(ROOM_X, Outbox(second.send, second.close)))
+    await drain()
+    joined.set()
+    await renewal
+    await joining
+    await here.leave(ROOM_X, leaving)
+    assert await group_members(layer, here, X) == {here.channel}
+    room.written = 6
+    await hub_module.publish(ROOM_X, {"type": "Note", "n": 6}, seq=6)
+    for _ in range(50):
+        if second.sent:
+            break
+        await asyncio.sleep(0.02)
+    assert second.sent == ['{"type":"Note","n":6}']
+    await here.stop()
+
+
 async def test_a_frozen_receive_is_replaced_and_delivery_resumes(layer, settings, caplog):
     """The watchdog's probe does not come back: the hub receives on a new channel, the
     room's messages stored meanwhile are read from the database, and later events
