@@ -77,9 +77,9 @@ EVERYONES = ("ChatMessage", "FileDeleted", "History", "MessageEdited", "MessageD
 CARD_FIELDS = ("name", "mime_type", "size", "sha256", "key")
 # Above every message id (the server's are 64-bit): `history()` from the newest.
 MESSAGE_ID_MAX = 2**63 - 1
-# Close codes after which reconnecting cannot help (PROTOCOL.md, Transport).
 # Errors the server sends unasked, then closing the socket: no request's answer.
 UNASKED_ERRORS = ("kicked", "room_closed")
+# Close codes after which reconnecting cannot help (PROTOCOL.md, Transport).
 FINAL_CLOSE_CODES = {
     4000: "room_closed",
     4001: "kicked",
