@@ -12,8 +12,7 @@ from pathlib import Path
 
 class Connection(sqlite3.Connection):
     def __init__(self, database, *args, **kwargs):
-        on_disk = database != ":memory:" and not str(database).startswith("file:")
-        if on_disk:
+        if database != ":memory:" and not str(database).startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
             # Made here, for this user only (its WAL and shared-memory files take its
             # mode): it holds browser sessions' keys, and the data folder may let other
