@@ -698,24 +698,40 @@ async def publish(room_id: uuid.UUID, message: dict, **marks: Unpack[Marks]) -> 
     try:
         await event_sender.submit(event)
     except Exception:
-        if event.get("seq") is None or not hub.started():
+        if not handed_out_here([event]):
             raise
-        # A stored step (a message, an edit, a reaction) that the bus would not take
-        # (Redis down): it is written, so the client is not told to send it again (a
-        # second copy). This process's sockets get it now; the others once the bus takes
-        # it again (`republish_later`), or from the database, at their catch-up or at the
-        # gap the room's next step shows them, whichever comes first.
-        logger.warning(
-            "hub: the bus did not take a stored step of %s; handed out here", room_id.hex, exc_info=True
-        )
-        hub.deliver(event)
-        hub.republish_later(event)
 
 
 async def publish_all(events: list[RoomEvent]) -> None:
     """Publish `room_event`s in this order, all of them ahead of whatever is published
     after this call began (a sweep's leaves before the resumes that read them)."""
-    await event_sender.submit_all(events)
+    try:
+        await event_sender.submit_all(events)
+    except Exception:
+        if not handed_out_here(events):
+            raise
+
+
+def handed_out_here(events: list[RoomEvent]) -> bool:
+    """Called for `events` the bus would not take (Redis down). Stored steps (a message,
+    an edit, a reaction, a delete) are written, so the client is not told to send them
+    again (a second copy, or a `message_not_found`): this process's sockets get them now,
+    the others once the bus takes them again (`republish_later`), or from the database,
+    at their catch-up or at the gap the room's next step shows them, whichever comes
+    first. Anything else (presence, typing, a step of a closed room) is False: the
+    caller is told."""
+    if not hub.started() or any(event.get("seq") is None for event in events):
+        return False
+    logger.warning(
+        "hub: the bus did not take %s stored step(s) of %s; handed out here",
+        len(events),
+        events[0]["room"],
+        exc_info=True,
+    )
+    for event in events:
+        hub.deliver(event)
+        hub.republish_later(event)
+    return True
 
 
 def room_event(room_id: uuid.UUID, message: dict, **marks: Unpack[Marks]) -> RoomEvent:

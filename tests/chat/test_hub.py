@@ -1,6 +1,7 @@
 """The per-socket outbox and the hub's fan-out, without sockets."""
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -784,7 +785,7 @@ async def test_a_stored_step_the_bus_will_not_take_is_handed_out_here_and_not_re
     room.written = 1
     await hub_module.publish(ROOM_X, {"type": "Note", "n": 1}, seq=1)
     await drain()
-    assert socket.sent == ['{"type":"Note","n":1}'] and "did not take a stored step" in caplog.text
+    assert socket.sent == ['{"type":"Note","n":1}'] and "did not take 1 stored step(s)" in caplog.text
     with pytest.raises(ConnectionError):  # presence and typing are not stored: the caller is told
         await hub_module.publish(ROOM_X, {"type": "Note", "n": "typing"})
     monkeypatch.setattr(here.layer, "send_many", send_many)
@@ -795,6 +796,38 @@ async def test_a_stored_step_the_bus_will_not_take_is_handed_out_here_and_not_re
             break
         await asyncio.sleep(0.02)
     assert socket.sent == ['{"type":"Note","n":1}', '{"type":"Note","n":2}']
+    await here.stop()
+
+
+async def test_a_delete_the_bus_will_not_take_is_handed_out_here_with_its_file(layer, monkeypatch):
+    """Redis down after a delete was written (a member's or an admin's, `publish_all`):
+    the deleter is not told `server_error` (sending it again would be answered
+    `message_not_found`); this process's sockets get `MessageDeleted` and the file's
+    `FileDeleted` it carries. A closed room's delete (no step) is still refused."""
+    import chat.hub as hub_module
+
+    here = Hub()
+    monkeypatch.setattr(hub_module, "hub", here)
+    room = StoredRoom(here, 2)
+    socket = FakeSocket()
+    await here.join(ROOM_X, Outbox(socket.send, socket.close))
+
+    async def redis_down(*args, **kwargs):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(here.layer, "send_many", redis_down)
+    room.written = 1
+    await hub_module.publish_all(
+        hub_module.deletion_events(ROOM_X, 7, 1, [{"type": "FileDeleted", "file_id": "f"}])
+    )
+    await drain()
+    assert [json.loads(frame) for frame in socket.sent] == [
+        {"type": "MessageDeleted", "id": 7},
+        {"type": "FileDeleted", "file_id": "f"},
+    ]
+    assert here.unpublished
+    with pytest.raises(ConnectionError):
+        await hub_module.publish_all(hub_module.deletion_events(ROOM_X, 8, None, []))
     await here.stop()
 
 
