@@ -20,7 +20,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from chat import moderation
+from chat import keys, moderation
 from chat.models import Message, Participant, Room
 from chat.protocol import FILE_MESSAGE_PREFIX
 
@@ -81,6 +81,23 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         """Moderating a model takes Django's delete permission on it."""
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}")
+
+
+class JoinKeySearch(admin.ModelAdmin):
+    """The list's search also finds the room whose join key (or share link) is searched
+    for: the database keeps only the key's hash (`keys.join_key_hash`)."""
+
+    join_key_hash_field = "room__join_key_hash"
+    search_help_text = "Names, a room's join key or its share link."
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple:
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        key = search_term.strip().partition("#")[0]  # a sealed link's secret is not looked at
+        if "/rooms/" in key:
+            key = key.partition("/rooms/")[2].partition("/")[0]
+        if key and " " not in key:
+            found |= queryset.filter(**{self.join_key_hash_field: keys.join_key_hash(key)})
+        return found, may_have_duplicates
 
 
 class OpenFilter(admin.SimpleListFilter):
@@ -195,12 +212,13 @@ class MessageInline(MessageColumns, ModeratedInline):
 
 
 @admin.register(Room)
-class RoomAdmin(ReadOnlyAdmin):
+class RoomAdmin(JoinKeySearch, ReadOnlyAdmin):
     list_display = ["name", "owner_name", "created_at", "is_open", "sealed", "present"]
     list_filter = [OpenFilter, PasswordFilter, "sealed"]
-    search_fields = ["name", "=join_key"]
+    search_fields = ["name"]
+    join_key_hash_field = "join_key_hash"
     fields = [
-        "name", "description", "join_key", "has_password", "sealed", "owner_name", "created_at", "closed_at",
+        "name", "description", "has_password", "sealed", "owner_name", "created_at", "closed_at",
     ]  # fmt: skip
     readonly_fields = fields
     inlines = [ParticipantInline, MessageInline]
@@ -344,10 +362,10 @@ class PresentFilter(admin.SimpleListFilter):
 
 
 @admin.register(Participant)
-class ParticipantAdmin(ReadOnlyAdmin):
+class ParticipantAdmin(JoinKeySearch, ReadOnlyAdmin):
     list_display = ["name", "room", "role", "is_present", "joined_at", "left_at", "address"]
     list_filter = [PresentFilter, "role"]
-    search_fields = ["name", "room__name", "=room__join_key"]
+    search_fields = ["name", "room__name"]
     list_select_related = ["room"]
     fields = ["name", "room", "role", "joined_at", "left_at", "last_seen", "address", "process_id"]
     readonly_fields = fields
@@ -384,9 +402,9 @@ class ParticipantAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(MessageColumns, ReadOnlyAdmin):
+class MessageAdmin(MessageColumns, JoinKeySearch, ReadOnlyAdmin):
     list_display = ["id", "room", "sender", "sent_at", "kind", "length"]
-    search_fields = ["sender", "=room__join_key"]
+    search_fields = ["sender"]
     list_select_related = ["room"]
     fields = ["id", "room", "sender", "sent_at", "kind", "length"]
     readonly_fields = fields

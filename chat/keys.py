@@ -11,6 +11,7 @@ flagged by `check --deploy` (chat.W005). Unwrapping happens once per room per pr
 import base64
 import binascii
 import contextlib
+import hashlib
 import os
 import secrets
 import tempfile
@@ -96,6 +97,16 @@ def previous() -> AESGCM | None:
     """The key being rotated away from (ROOM_KEY_ENCRYPTION_KEY_PREVIOUS), if any."""
     value = settings.ROOM_KEY_ENCRYPTION_KEY_PREVIOUS
     return _cipher(value, "") if value else None
+
+
+def new_join_key() -> str:
+    return secrets.token_urlsafe(16)  # 128 bits
+
+
+def join_key_hash(join_key: str) -> str:
+    """What the database keeps of a join key: its sha256 (hex). A key holds 128 random
+    bits, so its hash needs no salt or stretching to keep the key from a database copy."""
+    return hashlib.sha256(join_key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def new_room_key() -> str:

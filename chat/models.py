@@ -10,7 +10,9 @@ class Room(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True, max_length=1000)
-    join_key = models.CharField(max_length=64, unique=True)
+    # sha256 of the join key (keys.join_key_hash): the key itself is only in share links,
+    # so a copy of the database cannot join its rooms through the live server.
+    join_key_hash = models.CharField(max_length=64, unique=True)
     # Django password-hasher format (Argon2id); empty when the room has no password.
     password_hash = models.CharField(max_length=256, blank=True)
     # The room's AES-256 key, wrapped under ROOM_KEY_ENCRYPTION_KEY with the room id as
@@ -35,6 +37,8 @@ class Room(models.Model):
     # Not a column: the unwrapped room key (base64), set once per room per process where
     # the row is read for joins (selectors.room_door) or made (services.room_create).
     encryption_key: str | None = None
+    # Not a column either: the join key, where the row was read by it or made.
+    join_key: str = ""
 
     class Meta:
         ordering = ["-created_at"]

@@ -163,13 +163,11 @@ door_cache = DoorCache()
 
 
 def room_door(*, join_key: str) -> Door:
-    """The open room with this key (compared exactly), else room_not_found."""
-    # No key holds NUL (they are base64url), and PostgreSQL's text cannot be asked for one.
-    room = (
-        None if "\x00" in join_key else Room.objects.filter(join_key=join_key, closed_at__isnull=True).first()
-    )
+    """The open room with this key (compared exactly, by its hash), else room_not_found."""
+    room = Room.objects.filter(join_key_hash=keys.join_key_hash(join_key), closed_at__isnull=True).first()
     if room is None:
         raise ProtocolError(ErrorCode.ROOM_NOT_FOUND)
+    room.join_key = join_key
     # Unwrapped here, once per room per process: the door is cached (door_cache). A
     # sealed room has no key on the server.
     room.encryption_key = None if room.sealed else keys.unwrap(room.pk, room.wrapped_key)

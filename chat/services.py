@@ -251,11 +251,12 @@ def room_create(
     owner_token = secrets.token_urlsafe(32)
     room_id = uuid4()
     room_key = None if key_check is not None else keys.new_room_key()
+    join_key = keys.new_join_key()
     room = Room.objects.create(
         id=room_id,
         name=name,
         description=description,
-        join_key=secrets.token_urlsafe(16),  # 128 bits
+        join_key_hash=keys.join_key_hash(join_key),
         password_hash=password_hash,
         wrapped_key="" if room_key is None else keys.wrap(room_id, room_key),
         sealed=key_check is not None,
@@ -264,7 +265,7 @@ def room_create(
         owner_name=owner_name,
         created_at=now,
     )
-    room.encryption_key = room_key
+    room.encryption_key, room.join_key = room_key, join_key
     seat = _participant_add(room=room, name=owner_name, where=where, owner=True, now=now)
     return room, seat, owner_token
 

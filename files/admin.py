@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from chat import admin as chat_admin
-from chat.admin import ReadOnlyAdmin, actor
+from chat.admin import JoinKeySearch, ReadOnlyAdmin, actor
 from chat.models import Room
 from files import moderation
 from files.models import SharedFile
@@ -33,10 +33,10 @@ class FileStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(SharedFile)
-class SharedFileAdmin(ReadOnlyAdmin):
+class SharedFileAdmin(JoinKeySearch, ReadOnlyAdmin):
     list_display = ["name", "room", "uploader_name", "mime_type", "size", "expires_at", "state"]
     list_filter = [FileStateFilter, "mime_type"]
-    search_fields = ["name", "uploader_name", "=room__join_key"]
+    search_fields = ["name", "uploader_name"]
     list_select_related = ["room"]
     fields = [
         "id", "name", "room", "uploader_name", "mime_type", "size", "sha256",

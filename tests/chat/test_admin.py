@@ -235,7 +235,7 @@ async def test_room_pages_never_show_the_password_hash_or_the_key(layer):
     for path in (
         f"/admin/chat/room/{room.pk}/change/",
         "/admin/chat/room/",
-        f"/admin/chat/room/?q={room.join_key}",
+        f"/admin/chat/room/?q={created['room_info']['join_key']}",
     ):
         page = await admin.get(path)
         assert page.status_code == 200
@@ -267,6 +267,17 @@ async def test_non_staff_cannot_reach_any_admin_page(path):
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
         response = await client.post(path, {"action": "close_rooms", "_selected_action": ["x"]})
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+async def test_a_room_is_found_by_its_join_key_or_share_link_though_only_its_hash_is_kept(room_of_two):
+    admin = await staff_client()
+    key = room_of_two.join_key
+    link = f"https://chat.example.org/rooms/{key}/"
+    for term in (key, link, f" {link}#k=x "):
+        assert "1 room" in (await admin.get("/admin/chat/room/", {"q": term})).content.decode(), term
+        assert "2 participants" in (await admin.get("/admin/chat/participant/", {"q": term})).content.decode()
+    for term in (key[:-1], key.swapcase(), f"{key} {key}"):
+        assert "0 rooms" in (await admin.get("/admin/chat/room/", {"q": term})).content.decode(), term
 
 
 async def test_lists_search_and_filters_render_for_staff(room_of_two):

@@ -7,7 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chat import presence, selectors, services
+from chat import keys, presence, selectors, services
 from chat.errors import CloseCode
 from chat.models import Message, Participant, Room
 from tests.helpers import (
@@ -420,7 +420,7 @@ async def test_a_closed_room_is_not_found_whatever_the_password_once_its_door_wa
     friend, _ = await join_room(join_key, "Friend", password="pw")
     door = selectors.door_cache.get(join_key)
     assert door is not None
-    await Room.objects.filter(join_key=join_key).aupdate(closed_at=timezone.now())
+    await Room.objects.filter(join_key_hash=keys.join_key_hash(join_key)).aupdate(closed_at=timezone.now())
     guesser = await connect(client=("10.6.6.7", 1))
     # No password at all: not "This room needs a password" for a room that is gone.
     await guesser.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "G"})
@@ -444,7 +444,7 @@ async def test_the_right_password_on_a_closed_room_forgets_its_door(layer):
     owner, created = await create_room(password="pw")
     join_key = created["room_info"]["join_key"]
     friend, _ = await join_room(join_key, "Friend", password="pw")
-    await Room.objects.filter(join_key=join_key).aupdate(closed_at=timezone.now())
+    await Room.objects.filter(join_key_hash=keys.join_key_hash(join_key)).aupdate(closed_at=timezone.now())
     late = await connect()
     await late.send_json_to({"type": "JoinRoom", "join_key": join_key, "name": "Late", "password": "pw"})
     await expect_error(late, "room_not_found")

@@ -1,10 +1,12 @@
 """Migrations on rows that exist: 0004 wraps the plain room keys under
 ROOM_KEY_ENCRYPTION_KEY (and reversed, they come back plain); 0005 keeps each
-participant's outbox id; 0010 drops the foreign keys' own indexes. Runs on the suite's
+participant's outbox id; 0010 drops the foreign keys' own indexes; 0013 keeps only the
+join keys' hashes. Runs on the suite's
 database (SQLite, or PostgreSQL with DATABASE_URL)."""
 
 import base64
 import os
+from importlib import import_module
 from uuid import UUID, uuid4
 
 import pytest
@@ -13,7 +15,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from chat import keys
+from chat import keys, selectors
 
 # Transactional: migrations cannot run inside the test's transaction on SQLite.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -97,7 +99,7 @@ def test_0006_lets_the_previous_release_create_rooms_during_a_rolling_restart():
     """A process of the release before 0006 inserts rooms without `sealed` and
     `key_check`: the database's defaults make them standard rooms, not an error."""
     try:
-        migrate(latest())
+        migrate([("chat", "0012_change_slots")])  # the last schema with join keys in clear
         room_id = uuid4()
         with connection.cursor() as cursor:
             cursor.execute(
@@ -109,6 +111,30 @@ def test_0006_lets_the_previous_release_create_rooms_during_a_rolling_restart():
         Room = migrate(latest()).get_model("chat", "Room")
         room = Room.objects.get(pk=room_id)
         assert room.sealed is False and room.key_check == ""
+    finally:
+        migrate(latest())
+
+
+def test_0013_keeps_only_each_join_keys_hash_and_the_links_held_still_open_their_rooms(monkeypatch):
+    monkeypatch.setattr(import_module("chat.migrations.0013_room_join_key_hash"), "BATCH", 2)
+    try:
+        Room = migrate([("chat", "0012_change_slots")]).get_model("chat", "Room")
+        held = {}
+        for n in range(5):  # three batches of two
+            room_id, join_key = uuid4(), keys.new_join_key()
+            wrapped = keys.wrap(room_id, keys.new_room_key())
+            Room.objects.create(
+                id=room_id, name=f"r{n}", join_key=join_key, wrapped_key=wrapped,
+                owner_token_hash="x", owner_name="o", created_at=timezone.now(),
+            )  # fmt: skip
+            held[join_key] = room_id
+        Room = migrate(latest()).get_model("chat", "Room")
+        assert "join_key" not in {field.name for field in Room._meta.fields}
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM chat_room")
+            stored = str(cursor.fetchall())
+        assert [join_key for join_key in held if join_key in stored] == []
+        assert {join_key: selectors.room_door(join_key=join_key).room.pk for join_key in held} == held
     finally:
         migrate(latest())
 

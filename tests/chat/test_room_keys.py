@@ -7,13 +7,16 @@ from io import StringIO
 from uuid import uuid4
 
 import pytest
+from channels.db import database_sync_to_async
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.utils import timezone
 
 from chat import checks, keys
 from chat.models import Room
 from tests.chat import key_reader
+from tests.helpers import close_all, create_room, join_room
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +30,7 @@ def make_room(room_key: str) -> Room:
     return Room.objects.create(
         id=room_id,
         name="r",
-        join_key=uuid4().hex,
+        join_key_hash=keys.join_key_hash(uuid4().hex),
         wrapped_key=keys.wrap(room_id, room_key),
         owner_token_hash="x",
         owner_name="o",
@@ -139,3 +142,27 @@ def test_an_old_key_file_that_holds_no_key_is_a_command_error(tmp_path, content)
     for command in ("rewrap_room_keys", "reseal_files"):
         with pytest.raises(CommandError, match=f"{command}: .*old.key"):
             call_command(command, "--old-key-file", str(old_file), stdout=StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_copy_of_the_database_holds_neither_join_keys_nor_room_keys(layer):
+    """A join key opens its room through the live server, which hands out the room key:
+    the database keeps only its hash (README, "What a leak gives")."""
+    owner, created = await create_room(password=None)
+    info = created["room_info"]
+    bob, joined = await join_room(info["join_key"], "Bob")  # the key still opens the room
+    assert joined["room_info"]["join_key"] == info["join_key"]
+
+    @database_sync_to_async
+    def every_row() -> str:
+        with connection.cursor() as cursor:
+            rows = []
+            for table in connection.introspection.table_names(cursor):
+                cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
+                rows.extend(cursor.fetchall())
+        return str(rows)
+
+    copy = await every_row()
+    assert info["name"] in copy  # what is kept in clear is there
+    assert info["join_key"] not in copy and created["encryption_key"] not in copy
+    await close_all(owner, bob)

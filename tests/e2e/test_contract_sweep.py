@@ -31,6 +31,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from chat.keys import join_key_hash
 from tests.e2e.servers import manage
 from tests.e2e.wsclient import Client, handshake_status
 from tests.helpers import HISTORY_ENTRY
@@ -1087,8 +1088,8 @@ def participant_id(env: dict[str, str], join_key: str, name: str) -> int:
     with sqlite3.connect(Path(env["CHAT_VAR_DIR"]) / "db.sqlite3") as db:
         ((pk,),) = db.execute(
             "SELECT p.id FROM chat_participant p JOIN chat_room r ON r.id = p.room_id "
-            "WHERE r.join_key = ? AND p.name = ? AND p.left_at IS NULL",
-            (join_key, name),
+            "WHERE r.join_key_hash = ? AND p.name = ? AND p.left_at IS NULL",
+            (join_key_hash(join_key), name),
         ).fetchall()
     return pk
 

@@ -17,6 +17,7 @@ import sys
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from chat.keys import join_key_hash
 from chatclient.crypto import encrypt
 from tests.e2e.servers import ROOT
 from tests.e2e.wsclient import Client, download, session_cookie
@@ -43,8 +44,8 @@ def kick(env: dict[str, str], join_key: str, *names: str) -> None:
         "from django.utils import timezone\n"
         "from chat import moderation\n"
         "from chat.models import Participant\n"
-        f"for p in Participant.objects.filter(room__join_key={join_key!r}, name__in={list(names)!r},"
-        " left_at__isnull=True):\n"
+        f"for p in Participant.objects.filter(room__join_key_hash={join_key_hash(join_key)!r},"
+        f" name__in={list(names)!r}, left_at__isnull=True):\n"
         "    assert moderation.remove_participant(participant_id=p.pk, now=timezone.now(), actor='e2e')\n",
     )
 
@@ -55,7 +56,7 @@ def close_room(env: dict[str, str], join_key: str) -> None:
         "from django.utils import timezone\n"
         "from chat import moderation\n"
         "from chat.models import Room\n"
-        f"room = Room.objects.get(join_key={join_key!r})\n"
+        f"room = Room.objects.get(join_key_hash={join_key_hash(join_key)!r})\n"
         "assert moderation.close_room(room_id=room.pk, now=timezone.now(), actor='e2e')\n",
     )
 
@@ -133,7 +134,7 @@ async def test_a_kicked_participant_that_keeps_sending_is_stopped(deployment):
             shell,
             env,
             "from django.db.models import Max\nfrom chat.models import Message\n"
-            f"print(Message.objects.filter(room__join_key={join_key!r}).aggregate(m=Max('id'))['m'])",
+            f"print(Message.objects.filter(room__join_key_hash={join_key_hash(join_key)!r}).aggregate(m=Max('id'))['m'])",
         )
     )
     await ended(bob, "kicked", 4001)
@@ -143,7 +144,7 @@ async def test_a_kicked_participant_that_keeps_sending_is_stopped(deployment):
         shell,
         env,
         "from chat.models import Message\n"
-        f"print(Message.objects.filter(room__join_key={join_key!r}, sender='Bob',"
+        f"print(Message.objects.filter(room__join_key_hash={join_key_hash(join_key)!r}, sender='Bob',"
         f" id__gt={kicked_at}).count())",
     )
     assert later == "0"
