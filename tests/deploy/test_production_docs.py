@@ -104,6 +104,7 @@ class Deployment:
             "/etc/chat": f"{self.root}/etc/chat",
             "/var/lib/chat": f"{self.root}/var/lib/chat",
             "/var/log/chat": f"{self.root}/var/log/chat",
+            "/var/log/nginx/access.log": f"{self.root}/var/log/nginx-access.log",
             "127.0.0.1:8001": f"127.0.0.1:{p['first']}",
             "127.0.0.1:8002": f"127.0.0.1:{p['second']}",
             "http://127.0.0.1/healthz": f"http://127.0.0.1:{p['http']}/healthz",
@@ -470,6 +471,10 @@ def test_a_browser_session_through_nginx_chats_and_shares_a_file(deployment, tmp
         download.value.save_as(saved)
         assert saved.read_bytes() == b"shared through nginx\n"
         assert "hello over TLS" in message_texts(alice)
+        # The share link's join key opens the room: nginx's access log keeps none.
+        logged = (deployment.root / "var/log/nginx-access.log").read_text()
+        join_key = link.partition("/rooms/")[2].partition("/")[0]
+        assert join_key and join_key not in logged and '"GET / HTTP' in logged
     finally:
         browser.close()
         playwright.stop()
