@@ -581,16 +581,18 @@ def messages_delete(
     """Delete messages (an admin's action); returns (room id, id, seq, after) of each, to
     tell the rooms. Each delete takes its open room's next sequence number, as a member's
     does (`_room_step`), so that every process hands it out after the message it
-    removes; a closed room has nobody to tell in order (None). Rooms are stepped in key
-    order, as message batches lock them (chat/sql.py), so that the two never deadlock.
+    removes; a closed room has nobody to tell in order (None). The rooms are locked
+    first, in key order, as message batches lock them (chat/sql.py) and before any
+    message row, as a member's edit, delete or reaction locks its room before its
+    message, so that none of them deadlock with it; a message a member deleted while
+    the lock was awaited is not deleted again.
     `after`: the room messages the `message_deleted` receivers ask to publish after it,
     as for a member's delete (a file's message takes its file: its FileDeleted)."""
+    messages = Message.objects.filter(pk__in=message_ids)
     with transaction.atomic():
-        found = list(
-            Message.objects.filter(pk__in=message_ids)
-            .order_by("room_id", "pk")
-            .values_list("room_id", "pk", "content")
-        )
+        rooms = set(messages.values_list("room_id", flat=True))
+        list(Room.objects.select_for_update().filter(pk__in=rooms).order_by("pk").values_list("pk"))
+        found = list(messages.order_by("room_id", "pk").values_list("room_id", "pk", "content"))
         Message.objects.filter(pk__in=[pk for _, pk, _ in found]).delete()
         deleted = []
         for room_id, pk, content in found:

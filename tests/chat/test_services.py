@@ -7,12 +7,12 @@ from datetime import timedelta
 from uuid import uuid4
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from chat import services, sql
 from chat.errors import CloseCode, ErrorCode, ProtocolError
-from chat.models import Message, Participant, Room
+from chat.models import Message, Participant, Reaction, Room
 from tests.helpers import join_seat, make_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -152,6 +152,56 @@ def test_an_admins_delete_takes_the_rooms_next_sequence_number():
     assert services.messages_delete(message_ids=[later_id], now=timezone.now()) == [
         (room.pk, later_id, None, [])
     ]
+
+
+@pytest.mark.parametrize("change", ["edit", "react"])
+def test_on_postgresql_an_admins_delete_waits_for_a_members_change_of_the_message(change):
+    """A member's edit or reaction locks the room, then the message; an admin's delete of
+    that message, arriving in between, waits for the room before it touches the message,
+    so neither side is aborted as a deadlock (nor the admin's commit refused for a
+    reaction that came in between)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time (DATABASE_URL unset)")
+    room, seat, _ = make_room()
+    message_id, _ = services.message_post(seat=seat, content="x", now=timezone.now())
+    admin_done, failures = threading.Event(), []
+
+    def admin():
+        try:
+            services.messages_delete(message_ids=[message_id], now=timezone.now())
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            admin_done.set()
+            connections.close_all()
+
+    def waiting_on_a_lock() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0]
+
+    worker = threading.Thread(target=admin)
+    try:
+        with transaction.atomic():
+            assert sql.room_step(room.pk, seat.participant_id) is not None  # the member's change begins
+            worker.start()
+            for _ in range(200):  # until the admin's delete waits on a lock
+                if waiting_on_a_lock() or admin_done.wait(0.01):
+                    break
+            assert waiting_on_a_lock() == 1
+            if change == "edit":
+                Message.objects.filter(pk=message_id).update(content="y")
+            else:
+                Reaction.objects.create(
+                    message_id=message_id, participant_id=seat.participant_id, name="Owner", emoji="x"
+                )
+    except Exception as exc:
+        failures.append(exc)
+    worker.join(10)
+    assert failures == [] and not Message.objects.filter(pk=message_id).exists()
 
 
 def test_a_join_snapshot_knows_which_room_events_it_already_showed():
