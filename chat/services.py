@@ -183,6 +183,7 @@ def _seat_refused(room: Room) -> ProtocolError:
     return ProtocolError(ErrorCode.ROOM_NOT_FOUND)
 
 
+@transaction.atomic
 def _participant_resume(
     *, room: Room, name: str, token: str, where: Where, owner: bool, now: datetime
 ) -> tuple[Seat, str | None, bool] | None:
@@ -195,10 +196,16 @@ def _participant_resume(
     index refuses it while its name is present (IntegrityError, as for a new
     participant). An admin's ban of this browser session refuses it too (`forbidden`); a
     ban of its address does not: the seat is someone's behind the same address (an office,
-    a household) whom nobody removed (docs/protocol-notes.md says what that costs)."""
+    a household) whom nobody removed (docs/protocol-notes.md says what that costs).
+
+    The row is locked from its read to its move (PostgreSQL), so that what it was is
+    what the move replaced: the old socket's leave, or another resume of the token,
+    comes wholly before it (this one sees it gone, or on that other socket, and tells
+    of it) or wholly after (that one finds the row moved and ends nothing)."""
     found = (
         Participant.objects.filter(room=room, token_hash=token_hash(token))
         .exclude(token_hash="")
+        .select_for_update()
         .values("id", "name", "name_key", "outbox_id", "left_at", "last_seen", "role")
         .first()
     )

@@ -139,6 +139,58 @@ def test_a_seat_resumed_on_another_socket_is_not_ended_by_the_old_sockets_leave(
     assert services.participant_leave(participant_id=seat.participant_id, now=now, outbox_id="new-socket")
 
 
+@pytest.mark.parametrize("first", ["the old socket's leave", "another resume"])
+def test_on_postgresql_a_resume_sees_what_came_before_it_on_another_process(first):
+    """The old socket's leave (or a resume of the same token on another process) commits
+    while this resume is under way: the resume is told of it (the seat had left, so the
+    others are told it is back; or it was on that other socket, which is replaced),
+    never of the state before it (a seat 'returned' that everyone was told had left)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time (DATABASE_URL unset)")
+    room, _, _ = make_room()
+
+    def join_on(socket: str, token: str | None = None) -> services.Joined:
+        where = services.Where(socket, "proc", "10.0.0.2")
+        return services.room_join(
+            room=room, name="Bob", where=where, owner_token=None, since=None, now=timezone.now(),
+            participant_token=token,
+        )  # fmt: skip
+
+    seat = join_on("old-socket").seat
+    joined: list[services.Joined] = []
+
+    def resume():
+        try:
+            joined.append(join_on("new-socket", seat.token))
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=resume)
+    with transaction.atomic():
+        if first == "another resume":
+            Participant.objects.filter(pk=seat.participant_id).update(outbox_id="elsewhere")
+        else:
+            assert services.participant_leave(
+                participant_id=seat.participant_id, now=timezone.now(), outbox_id="old-socket"
+            )
+        worker.start()
+        with connection.cursor() as cursor:
+            for _ in range(200):  # until the resume waits for the row
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+                if cursor.fetchone()[0]:
+                    break
+                worker.join(0.01)
+    worker.join(10)
+    (resumed,) = joined
+    if first == "another resume":
+        assert resumed.replaced == "elsewhere"
+    else:
+        assert (resumed.replaced, resumed.returned) == (None, False)
+
+
 def test_an_admins_delete_takes_the_rooms_next_sequence_number():
     """So that every process's hub hands MessageDeleted out after the message it
     removes, as it does a member's delete; a closed room has nobody to order it for."""
