@@ -666,9 +666,11 @@ def message_edit(*, seat: Seat, message_id: int, content: str, now: datetime) ->
 
 
 def message_delete(*, seat: Seat, message_id: int, now: datetime) -> tuple[int, list[dict]]:
-    """Delete a message of the seat's (or any, for an owner): its content is gone at
-    once. Returns the delete's room sequence number and the room messages the
-    `message_deleted` receivers ask to publish after it."""
+    """Delete a message of the seat's (or any, for an owner): its row is gone at once
+    (SQLite zeroes it in the database file, `secure_delete`; the WAL and backups keep
+    their copies until overwritten, PostgreSQL its dead rows until a vacuum). Returns
+    the delete's room sequence number and the room messages the `message_deleted`
+    receivers ask to publish after it."""
     with transaction.atomic():
         step = _room_step(seat)
         found = _own_message(seat, message_id, owner_may=True)

@@ -103,6 +103,7 @@ def test_a_sqlite_connection_makes_its_folder_first(tmp_path):
     with closing(connection.get_new_connection(connection.get_connection_params())) as db:
         assert isinstance(db, sqlite.Connection)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("PRAGMA secure_delete").fetchone() == (1,)
         db.execute("CREATE TABLE t (x)")
     assert path.is_file()
     # For this user only, and so its WAL: browser sessions' keys are in it.
@@ -226,7 +227,7 @@ def test_a_sqlite_url_names_an_absolute_path_as_before(url):
         "OPTIONS": {
             "init_command": (
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY; "
-                "PRAGMA wal_autocheckpoint=20000;"
+                "PRAGMA secure_delete=ON; PRAGMA wal_autocheckpoint=20000;"
             ),
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
