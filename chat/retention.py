@@ -1,9 +1,11 @@
 """What `manage.py purge_files` clears besides files: expired browser sessions, expired
 bans, participants that left more than PARTICIPANTS_RETENTION_DAYS ago, rooms made
-more than UNUSED_ROOMS_RETENTION_DAYS ago that nobody ever wrote in and nobody is in
-and, with CHAT_RETENTION_DAYS set, messages older than that. Deletes go in small
-batches, each its own transaction, so a run never holds long locks; two runs at once
-(or a run killed half way, then run again) only split the work between them.
+more than UNUSED_ROOMS_RETENTION_DAYS ago that nobody ever wrote in and nobody is in,
+admin log entries older than ADMIN_LOG_RETENTION_DAYS (they name the rooms, participants
+and files moderated) and, with CHAT_RETENTION_DAYS set, messages older than that.
+Deletes go in small batches, each its own transaction, so a run never holds long locks;
+two runs at once (or a run killed half way, then run again) only split the work between
+them.
 
 A participant's row is what its token resumes (services._participant_resume), so
 PARTICIPANTS_RETENTION_DAYS is how long a token can come back after its participant
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
@@ -32,6 +35,7 @@ class RetentionReport:
     participants: int = 0
     bans: int = 0
     rooms: int = 0
+    admin_log: int = 0
 
     def line(self) -> str | None:
         """One line when anything went (or would go), else None (purge_files then prints only its own)."""
@@ -54,6 +58,10 @@ class RetentionReport:
             days = settings.UNUSED_ROOMS_RETENTION_DAYS
             rooms = f"{self.rooms} room{'s' * (self.rooms != 1)}"
             parts.append(f"{rooms} unused for UNUSED_ROOMS_RETENTION_DAYS ({days:g})")
+        if self.admin_log:
+            days = settings.ADMIN_LOG_RETENTION_DAYS
+            entries = f"{self.admin_log} admin log {'entries' if self.admin_log != 1 else 'entry'}"
+            parts.append(f"{entries} older than ADMIN_LOG_RETENTION_DAYS ({days:g})")
         if not parts:
             return None
         label = "purge_files (dry run)" if self.dry_run else "purge_files"
@@ -70,6 +78,12 @@ def message_cutoff(now: datetime) -> datetime | None:
 def participant_cutoff(now: datetime) -> datetime | None:
     """Participants that left before this go; None keeps them (PARTICIPANTS_RETENTION_DAYS 0)."""
     days = settings.PARTICIPANTS_RETENTION_DAYS
+    return now - timedelta(days=days) if days > 0 else None
+
+
+def admin_log_cutoff(now: datetime) -> datetime | None:
+    """Admin log entries made before this go; None keeps them (ADMIN_LOG_RETENTION_DAYS 0)."""
+    days = settings.ADMIN_LOG_RETENTION_DAYS
     return now - timedelta(days=days) if days > 0 else None
 
 
@@ -104,6 +118,7 @@ def _delete_in_batches(queryset: QuerySet) -> int:
 def apply_retention(*, now: datetime, dry_run: bool = False) -> RetentionReport:
     report = RetentionReport(dry_run=dry_run)
     message_before, participant_before = message_cutoff(now), participant_cutoff(now)
+    log_before = admin_log_cutoff(now)
     doomed = {
         "sessions": Session.objects.filter(expire_date__lt=now),
         "messages": (
@@ -116,6 +131,9 @@ def apply_retention(*, now: datetime, dry_run: bool = False) -> RetentionReport:
         ),
         "bans": Ban.objects.filter(until__lte=now),
         "rooms": unused_rooms(now),
+        "admin_log": (
+            LogEntry.objects.filter(action_time__lt=log_before) if log_before else LogEntry.objects.none()
+        ),
     }
     for name, queryset in doomed.items():
         setattr(report, name, queryset.count() if dry_run else _delete_in_batches(queryset))

@@ -603,6 +603,10 @@ PARTICIPANTS_RETENTION_DAYS = env.float("PARTICIPANTS_RETENTION_DAYS", 3)
 # Rooms made more than this many days ago that nobody ever wrote in (no message, no
 # file) and nobody is in are deleted by purge_files; 0 keeps them forever.
 UNUSED_ROOMS_RETENTION_DAYS = env.float("UNUSED_ROOMS_RETENTION_DAYS", 7)
+# Admin log entries (django_admin_log: each moderation action, with the name of the room,
+# participant or file it acted on) older than this many days are deleted by purge_files;
+# 0 keeps them forever.
+ADMIN_LOG_RETENTION_DAYS = env.float("ADMIN_LOG_RETENTION_DAYS", 90)
 
 # 51st rate-limited frame within this window closes the socket with 1008.
 ABUSE_RATE_LIMITED_FRAMES = env.int("ABUSE_RATE_LIMITED_FRAMES", 50)

@@ -1,11 +1,14 @@
 """chat/retention.py, what `purge_files` deletes besides files: participants gone longer
 than PARTICIPANTS_RETENTION_DAYS (in batches, what refers to them kept as the schema
-says) and expired bans. Times are backdated, never slept."""
+says), expired bans, unused rooms and old admin log entries. Times are backdated, never
+slept."""
 
 import io
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -165,3 +168,37 @@ def test_rooms_nobody_used_go_after_their_retention_and_the_others_stay(settings
 
     settings.UNUSED_ROOMS_RETENTION_DAYS = 0
     assert retention.apply_retention(now=now + 1000 * DAY).rooms == 0
+
+
+def test_admin_log_entries_go_after_their_retention(settings, django_user_model):
+    """The admin log names what was moderated (a room, a participant, a file): it is
+    kept ADMIN_LOG_RETENTION_DAYS, not for ever."""
+    settings.ADMIN_LOG_RETENTION_DAYS = 90
+    moderator = django_user_model.objects.create_superuser("moderator", password="not used")
+    room, _, _ = make_room(name="Project Nightingale")
+    now = timezone.now()
+
+    def logged(ago: timedelta) -> LogEntry:
+        return LogEntry.objects.create(
+            action_time=now - ago,
+            user=moderator,
+            content_type=ContentType.objects.get_for_model(Room),
+            object_id=str(room.pk),
+            object_repr=str(room),
+            action_flag=CHANGE,
+            change_message="Closed the room.",
+        )
+
+    old = [logged(91 * DAY), logged(400 * DAY)]
+    recent = logged(89 * DAY)
+    out = io.StringIO()
+    call_command("purge_files", stdout=out)
+    assert list(LogEntry.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert out.getvalue().splitlines()[0] == (
+        "purge_files: removed 2 admin log entries older than ADMIN_LOG_RETENTION_DAYS (90)"
+    )
+    assert not LogEntry.objects.filter(pk__in=[entry.pk for entry in old]).exists()
+
+    settings.ADMIN_LOG_RETENTION_DAYS = 0  # kept for ever
+    assert retention.apply_retention(now=now + 1000 * DAY).admin_log == 0
+    assert LogEntry.objects.count() == 1

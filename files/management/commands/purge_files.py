@@ -12,8 +12,8 @@ from files.store import UnsafeStore
 class Command(BaseCommand):
     help = (
         "Delete expired and deleted files, orphaned blobs, expired sessions and bans, participants "
-        "gone longer than PARTICIPANTS_RETENTION_DAYS, rooms unused for UNUSED_ROOMS_RETENTION_DAYS "
-        "and messages older than CHAT_RETENTION_DAYS; "
+        "gone longer than PARTICIPANTS_RETENTION_DAYS, rooms unused for UNUSED_ROOMS_RETENTION_DAYS, "
+        "admin log entries older than ADMIN_LOG_RETENTION_DAYS and messages older than CHAT_RETENTION_DAYS; "
         "prints a one-line summary (and one more when rows other than files went)."
     )
 
