@@ -2,7 +2,8 @@
 bans, participants that left more than PARTICIPANTS_RETENTION_DAYS ago, rooms made
 more than UNUSED_ROOMS_RETENTION_DAYS ago that nobody ever wrote in and nobody is in,
 admin log entries older than ADMIN_LOG_RETENTION_DAYS (they name the rooms, participants
-and files moderated) and, with CHAT_RETENTION_DAYS set, messages older than that.
+and files moderated) and, with CHAT_RETENTION_DAYS set, messages older than that (the
+files shared as long ago go in the files' purge that follows: files/purge.py).
 Deletes go in small batches, each its own transaction, so a run never holds long locks;
 two runs at once (or a run killed half way, then run again) only split the work between
 them.

@@ -14,8 +14,11 @@ class SharedFileQuerySet(models.QuerySet):
         """Reachable files: not deleted and not expired, whether or not purged yet."""
         return self.filter(deleted_at__isnull=True, expires_at__gt=now)
 
-    def purgeable(self, now):
-        return self.filter(Q(deleted_at__isnull=False) | Q(expires_at__lte=now))
+    def purgeable(self, now, shared_before=None):
+        """Deleted and expired files and, with `shared_before` (CHAT_RETENTION_DAYS: the
+        file messages of that time are deleted), every file shared before it."""
+        gone = Q(deleted_at__isnull=False) | Q(expires_at__lte=now)
+        return self.filter(gone | Q(created_at__lt=shared_before) if shared_before else gone)
 
 
 class SharedFile(models.Model):

@@ -14,6 +14,7 @@ from django.db import transaction
 
 from chat.hub import publish
 from chat.protocol import file_deleted_message
+from chat.retention import message_cutoff
 from files import blobs, store
 from files.models import SharedFile
 
@@ -72,7 +73,14 @@ def purge(*, now: datetime, dry_run: bool = False) -> PurgeReport:
     """Delete purgeable rows in one transaction (their blobs once it commits), then
     blobs without a row older than FILES_ORPHAN_GRACE, then tell connected rooms
     about files removed before their time. store.UnsafeStore, before anything is
-    deleted, if FILES_ROOT is not a folder of blobs the server marked as its own."""
+    deleted, if FILES_ROOT is not a folder of blobs the server marked as its own.
+
+    With CHAT_RETENTION_DAYS, files shared before its cutoff go too, counted as expired:
+    the retention (chat/retention.py, just before) deletes their file messages, and a
+    file must not stay reachable by its id after its message (FILES_TTL may be longer).
+    A standard room's file and its message carry the same time; a sealed room's file is
+    announced by its uploader's own message, which the server cannot tell, and goes by
+    the same rule."""
     report = PurgeReport(dry_run=dry_run)
     root = Path(settings.FILES_ROOT)
     if not root.exists() and not store.misplaced(root):
@@ -85,12 +93,12 @@ def purge(*, now: datetime, dry_run: bool = False) -> PurgeReport:
         on_disk = store.blob_times(Path(settings.FILES_ROOT))
         with transaction.atomic():
             doomed = list(
-                SharedFile.objects.purgeable(now)
+                SharedFile.objects.purgeable(now, shared_before=message_cutoff(now))
                 .select_for_update(skip_locked=True)
                 .only("id", "room_id", "blob", "size", "expires_at", "deleted_at")
             )
             for file in doomed:
-                if file.expires_at <= now:
+                if file.deleted_at is None or file.expires_at <= now:
                     report.expired += 1
                 else:
                     report.deleted += 1

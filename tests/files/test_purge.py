@@ -15,10 +15,10 @@ from channels.db import database_sync_to_async
 from django.core.management import call_command
 
 from chat import services
-from chat.models import Participant
+from chat.models import Message, Participant
 from files import blobs, purge
 from files.models import SharedFile
-from tests.helpers import seat_in_new_room, stored_file
+from tests.helpers import make_room, seat_in_new_room, stored_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,6 +70,31 @@ def test_expired_and_deleted_files_go_rows_and_blobs_and_live_ones_stay(files_ro
     assert not (files_root / expired.blob).exists() and not (files_root / deleted.blob).exists()
     assert (files_root / live.blob).exists()
     # Twice in a row: the second run has nothing left to do.
+    assert run() == "purge_files: nothing to do"
+
+
+def test_under_chat_retention_a_file_goes_with_its_message_before_files_ttl(files_root, settings):
+    """CHAT_RETENTION_DAYS deletes a file's message: the file, which FILES_TTL would keep
+    longer, goes in the same run (its id would still fetch it), a sealed room's too."""
+    settings.CHAT_RETENTION_DAYS = 1
+    settings.FILES_TTL = 7 * 86400
+    seat = seat_in_new_room()
+    sealed = make_room(key_check="A" * 22 + "==")[1]
+    old, old_sealed = stored_file(seat, age=timedelta(days=2)), stored_file(sealed, age=timedelta(days=2))
+    young = stored_file(seat, age=timedelta(hours=23))
+    assert Message.objects.filter(room_id=seat.room_id).count() == 2  # the file messages
+
+    lines = run().splitlines()
+    assert lines == [
+        "purge_files: removed 1 message older than CHAT_RETENTION_DAYS (1)",
+        "purge_files: removed 2 files (2 expired, 0 deleted, 200 bytes) and 0 orphaned blobs; "
+        "told 2 rooms of files removed before their time",
+    ]
+    assert list(SharedFile.objects.values_list("pk", flat=True)) == [young.pk]
+    assert not (files_root / old.blob).exists() and not (files_root / old_sealed.blob).exists()
+    assert (files_root / young.blob).exists()
+    left = Message.objects.filter(room_id=seat.room_id).values_list("pk", flat=True)
+    assert list(left) == [young.message_id]
     assert run() == "purge_files: nothing to do"
 
 
