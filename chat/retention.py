@@ -3,7 +3,8 @@ bans, participants that left more than PARTICIPANTS_RETENTION_DAYS ago, rooms ma
 more than UNUSED_ROOMS_RETENTION_DAYS ago that nobody ever wrote in and nobody is in,
 admin log entries older than ADMIN_LOG_RETENTION_DAYS (they name the rooms, participants
 and files moderated) and, with CHAT_RETENTION_DAYS set, messages older than that (the
-files shared as long ago go in the files' purge that follows: files/purge.py).
+files shared as long ago go in the files' purge that follows: files/purge.py), then the
+rooms that leaves with nothing in them (`emptied_rooms`).
 Deletes go in small batches, each its own transaction, so a run never holds long locks;
 two runs at once (or a run killed half way, then run again) only split the work between
 them.
@@ -21,9 +22,9 @@ from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.sessions.models import Session
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from chat.models import Ban, Message, Participant, Room
+from chat.models import Ban, Change, Message, Participant, Room
 
 BATCH = 1000
 
@@ -36,6 +37,7 @@ class RetentionReport:
     participants: int = 0
     bans: int = 0
     rooms: int = 0
+    emptied_rooms: int = 0
     admin_log: int = 0
 
     def line(self) -> str | None:
@@ -59,6 +61,10 @@ class RetentionReport:
             days = settings.UNUSED_ROOMS_RETENTION_DAYS
             rooms = f"{self.rooms} room{'s' * (self.rooms != 1)}"
             parts.append(f"{rooms} unused for UNUSED_ROOMS_RETENTION_DAYS ({days:g})")
+        if self.emptied_rooms:
+            days = settings.CHAT_RETENTION_DAYS
+            rooms = f"{self.emptied_rooms} room{'s' * (self.emptied_rooms != 1)}"
+            parts.append(f"{rooms} left empty, older than CHAT_RETENTION_DAYS ({days:g})")
         if self.admin_log:
             days = settings.ADMIN_LOG_RETENTION_DAYS
             entries = f"{self.admin_log} admin log {'entries' if self.admin_log != 1 else 'entry'}"
@@ -100,11 +106,38 @@ def unused_rooms(now: datetime) -> QuerySet:
     )
 
 
+def emptied_rooms(now: datetime) -> QuerySet:
+    """Rooms once written in that retention has emptied: no message, no file and no
+    participant row is left (so nobody is present, and the last one left more than
+    PARTICIPANTS_RETENTION_DAYS ago), and the room was made, and closed if it is, more
+    than CHAT_RETENTION_DAYS ago; none without CHAT_RETENTION_DAYS, which keeps content
+    for ever. Rooms never written in are `unused_rooms`' (their own retention).
+
+    Every row that refers to a room is content that keeps it, except its bookkeeping
+    (Change, Ban), which goes with it: its files too, which `chat` knows only as a
+    relation. It is deleted as a moderator's delete deletes (moderation.delete_room,
+    less the close: nobody is there to tell): its rows cascade and its blobs go once
+    that commits (files/signals.py)."""
+    before = message_cutoff(now)
+    if before is None:
+        return Room.objects.none()
+    rooms = Room.objects.filter(message_seq__gt=0, created_at__lt=before).filter(
+        Q(closed_at__isnull=True) | Q(closed_at__lt=before)
+    )
+    for relation in Room._meta.related_objects:
+        if relation.related_model not in (Change, Ban):
+            refers = relation.related_model._default_manager.filter(**{relation.field.name: OuterRef("pk")})
+            rooms = rooms.exclude(Exists(refers))
+    return rooms
+
+
 def _delete_in_batches(queryset: QuerySet) -> int:
     """Delete what `queryset` selects, BATCH rows a transaction. Each batch is locked as
-    it is chosen (FOR UPDATE on PostgreSQL, skipping rows another run holds): a row
-    changed meanwhile so that it no longer matches (a participant resuming) is left
-    alone, and one changed after waits for the delete, then finds no row."""
+    it is chosen (FOR UPDATE on PostgreSQL, skipping rows another run holds) and deleted
+    only if it still matches then: a row changed meanwhile so that it no longer matches
+    (a participant resuming, a room someone joined: the join's row refers to the locked
+    room, so it commits before the lock or waits for the delete) is left alone, and one
+    changed after waits for the delete, then finds no row."""
     model = queryset.model
     removed = 0
     while True:
@@ -113,7 +146,7 @@ def _delete_in_batches(queryset: QuerySet) -> int:
             if not batch:
                 return removed
             # Counted per model: what cascades with them (reactions, ...) is not counted.
-            removed += model.objects.filter(pk__in=batch).delete()[1].get(model._meta.label, 0)
+            removed += queryset.filter(pk__in=batch).delete()[1].get(model._meta.label, 0)
 
 
 def apply_retention(*, now: datetime, dry_run: bool = False) -> RetentionReport:
@@ -132,6 +165,10 @@ def apply_retention(*, now: datetime, dry_run: bool = False) -> RetentionReport:
         ),
         "bans": Ban.objects.filter(until__lte=now),
         "rooms": unused_rooms(now),
+        # After the messages and participants: a room they empty goes in the same run
+        # (a dry run counts only the rooms empty already), one whose files went in the
+        # files' purge (after this), in the next.
+        "emptied_rooms": emptied_rooms(now),
         "admin_log": (
             LogEntry.objects.filter(action_time__lt=log_before) if log_before else LogEntry.objects.none()
         ),

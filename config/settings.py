@@ -596,7 +596,9 @@ ROOM_KEY_ENCRYPTION_KEY_PREVIOUS = env.str("ROOM_KEY_ENCRYPTION_KEY_PREVIOUS", "
 # Rooms one client address may create per hour (in Redis across processes when set).
 ROOMS_PER_HOUR = env.int("ROOMS_PER_HOUR", 20)
 # Messages older than this many days, and the files shared as long ago (before FILES_TTL
-# if that is longer), are deleted by purge_files; 0 keeps them forever.
+# if that is longer), are deleted by purge_files, then the rooms written in that this
+# leaves with no message, file or participant and that were made (and closed) longer
+# ago than that (chat/retention.py, emptied_rooms); 0 keeps them forever.
 CHAT_RETENTION_DAYS = env.float("CHAT_RETENTION_DAYS", 0)
 # Participants who left more than this many days ago are deleted by purge_files (their
 # tokens then join as new participants); 0 keeps them forever.

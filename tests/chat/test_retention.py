@@ -10,11 +10,12 @@ import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from chat import retention, services
 from chat.errors import ErrorCode, ProtocolError
-from chat.models import Ban, Message, Participant, Room
+from chat.models import Ban, Change, Message, Participant, Room
 from files.models import SharedFile
 from tests.helpers import join_seat, make_room, stored_file
 
@@ -168,6 +169,93 @@ def test_rooms_nobody_used_go_after_their_retention_and_the_others_stay(settings
 
     settings.UNUSED_ROOMS_RETENTION_DAYS = 0
     assert retention.apply_retention(now=now + 1000 * DAY).rooms == 0
+
+
+def test_rooms_retention_emptied_go_and_rooms_in_use_stay(
+    settings, files_root, django_capture_on_commit_callbacks
+):
+    """With CHAT_RETENTION_DAYS, a room once written in goes when nothing of it is left
+    (no message, file or participant row) and it was made (and closed) longer ago; never
+    one with a message, a file or someone in it."""
+    settings.CHAT_RETENTION_DAYS = 30
+    now = timezone.now()
+
+    def used_room(name: str, made: timedelta, spoken: timedelta) -> tuple[Room, services.Seat]:
+        room, owner, _ = make_room(name=name, description="Ann's private club, Flat 3")
+        Room.objects.filter(pk=room.pk).update(created_at=now - made)
+        services.message_post(seat=owner, content="hi", now=now - spoken)
+        return room, owner
+
+    # Closed 35 days ago, everything in it 40 days old: a message edited and reacted to
+    # (Change rows), a file, a member.
+    closed, ann = used_room("Old club", made=40 * DAY, spoken=40 * DAY)
+    bob = join_seat(closed, "Bob").seat
+    message_id, _ = services.message_post(seat=bob, content="hello", now=now)
+    services.message_edit(seat=bob, message_id=message_id, content="hello!", now=now)
+    services.message_react(seat=ann, message_id=message_id, emoji="👍", on=True)
+    upload = stored_file(bob, age=40 * DAY)
+    Message.objects.filter(room=closed).update(sent_at=now - 40 * DAY)
+    services.room_close(room_id=closed.pk, now=now - 35 * DAY)
+    Participant.objects.filter(room=closed).update(left_at=now - 35 * DAY)
+    assert Change.objects.filter(room=closed).count() == 2
+    # Open and quiet for as long, everyone gone: it goes too.
+    quiet, owner = used_room("Quiet", made=40 * DAY, spoken=40 * DAY)
+    services.participant_leave(participant_id=owner.participant_id, now=now - 39 * DAY)
+    # Open, made long ago, everyone gone, but a message of yesterday.
+    recent, owner = used_room("Recent", made=40 * DAY, spoken=DAY)
+    services.participant_leave(participant_id=owner.participant_id, now=now - 20 * DAY)
+    # Open, made long ago, its history gone, but someone in it.
+    occupied, _ = used_room("Occupied", made=40 * DAY, spoken=40 * DAY)
+    # Closed 10 days ago: everything in it gone, but closed less than the retention ago.
+    shut, owner = used_room("Shut", made=40 * DAY, spoken=40 * DAY)
+    services.room_close(room_id=shut.pk, now=now - 10 * DAY)
+    kept = {recent.pk, occupied.pk, shut.pk}
+
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):  # blobs go once a delete commits
+        call_command("purge_files", stdout=out)  # messages, participants, the quiet room; files
+        call_command("purge_files", stdout=out)  # the closed room, now without its file
+    assert set(Room.objects.values_list("pk", flat=True)) == kept
+    assert not Change.objects.filter(room=closed).exists() and not (files_root / upload.blob).exists()
+    assert out.getvalue().splitlines()[0].endswith("; 1 room left empty, older than CHAT_RETENTION_DAYS (30)")
+    assert out.getvalue().splitlines()[2] == (
+        "purge_files: removed 1 room left empty, older than CHAT_RETENTION_DAYS (30)"
+    )
+    assert Message.objects.filter(room=recent).exists() and Participant.objects.filter(room=occupied).exists()
+
+    settings.CHAT_RETENTION_DAYS = 0  # content kept for ever: so are rooms
+    Message.objects.filter(room=recent).delete()
+    assert retention.apply_retention(now=now + 1000 * DAY).emptied_rooms == 0
+    assert set(Room.objects.values_list("pk", flat=True)) == kept
+
+
+def test_a_room_someone_joins_once_it_was_chosen_is_kept(settings):
+    """A batch of rooms is chosen (and locked), then deleted only if still empty: a join
+    that came in between (on PostgreSQL, one committed before the lock; a later one
+    waits for the delete) keeps its room and its row."""
+    settings.CHAT_RETENTION_DAYS = 30
+    now = timezone.now()
+    room, owner, _ = make_room()
+    Room.objects.filter(pk=room.pk).update(created_at=now - 40 * DAY)
+    services.message_post(seat=owner, content="hi", now=now - 40 * DAY)
+    Message.objects.filter(room=room).delete()  # as the retention leaves it
+    Participant.objects.filter(room=room).delete()
+    joined: list[services.Seat] = []
+    chose: list[str] = []
+
+    def join_once_chosen(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if 'FROM "chat_room"' in sql and not chose:  # the batch's choice, the first
+            chose.append(sql)
+            joined.append(join_seat(room, "Back").seat)
+        return result
+
+    chosen = retention.emptied_rooms(now)
+    assert list(chosen) == [room]
+    with connection.execute_wrapper(join_once_chosen):
+        assert retention._delete_in_batches(chosen) == 0
+    assert Room.objects.filter(pk=room.pk).exists()
+    assert Participant.objects.filter(pk=joined[0].participant_id, left_at__isnull=True).exists()
 
 
 def test_admin_log_entries_go_after_their_retention(settings, django_user_model):

@@ -13,7 +13,8 @@ class Command(BaseCommand):
     help = (
         "Delete expired and deleted files, orphaned blobs, expired sessions and bans, participants "
         "gone longer than PARTICIPANTS_RETENTION_DAYS, rooms unused for UNUSED_ROOMS_RETENTION_DAYS, "
-        "admin log entries older than ADMIN_LOG_RETENTION_DAYS and messages older than CHAT_RETENTION_DAYS; "
+        "admin log entries older than ADMIN_LOG_RETENTION_DAYS, messages older than CHAT_RETENTION_DAYS "
+        "and the rooms that leaves empty; "
         "prints a one-line summary (and one more when rows other than files went)."
     )
 
