@@ -4,7 +4,8 @@ more than UNUSED_ROOMS_RETENTION_DAYS ago that nobody ever wrote in and nobody i
 admin log entries older than ADMIN_LOG_RETENTION_DAYS (they name the rooms, participants
 and files moderated) and, with CHAT_RETENTION_DAYS set, messages older than that (the
 files shared as long ago go in the files' purge that follows: files/purge.py), then the
-rooms that leaves with nothing in them (`emptied_rooms`).
+rooms that leaves with nothing in them (`emptied_rooms`); and each browser session
+forgets the rooms it joined where no participant row of it is left (`sessions_forget`).
 Deletes go in small batches, each its own transaction, so a run never holds long locks;
 two runs at once (or a run killed half way, then run again) only split the work between
 them.
@@ -17,6 +18,7 @@ only an owner can delete them then. Present participants are never deleted."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from importlib import import_module
 
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
@@ -25,6 +27,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from chat.models import Ban, Change, Message, Participant, Room
+from chat.services import SESSION_ROOMS_KEY, token_hash
 
 BATCH = 1000
 
@@ -39,6 +42,7 @@ class RetentionReport:
     rooms: int = 0
     emptied_rooms: int = 0
     admin_log: int = 0
+    session_rooms: int = 0
 
     def line(self) -> str | None:
         """One line when anything went (or would go), else None (purge_files then prints only its own)."""
@@ -69,6 +73,9 @@ class RetentionReport:
             days = settings.ADMIN_LOG_RETENTION_DAYS
             entries = f"{self.admin_log} admin log {'entries' if self.admin_log != 1 else 'entry'}"
             parts.append(f"{entries} older than ADMIN_LOG_RETENTION_DAYS ({days:g})")
+        if self.session_rooms:
+            rooms = f"{self.session_rooms} joined room{'s' * (self.session_rooms != 1)}"
+            parts.append(f"{rooms} forgotten by browser sessions")
         if not parts:
             return None
         label = "purge_files (dry run)" if self.dry_run else "purge_files"
@@ -149,6 +156,63 @@ def _delete_in_batches(queryset: QuerySet) -> int:
             removed += queryset.filter(pk__in=batch).delete()[1].get(model._meta.label, 0)
 
 
+def _forget_rooms(session_key: str, session: dict) -> int:
+    """Drop from `session` (decoded) the rooms it joined where no participant row of the
+    session is left (present or gone); returns how many went."""
+    rooms = session.get(SESSION_ROOMS_KEY, [])
+    if not rooms:
+        return 0
+    rows = Participant.objects.filter(room_id__in=rooms, session_hash=token_hash(session_key))
+    seated = {str(room_id) for room_id in rows.values_list("room_id", flat=True)}
+    kept = [room for room in rooms if room in seated]
+    if kept:
+        session[SESSION_ROOMS_KEY] = kept
+    else:
+        del session[SESSION_ROOMS_KEY]
+    return len(rooms) - len(kept)
+
+
+def sessions_forget(*, now: datetime, dry_run: bool = False) -> int:
+    """A browser session lists the rooms it joined (services.session_room_add), for
+    `/files/<id>`, which also needs a present seat of the session there
+    (services.session_may_download): a room whose participant rows of the session are
+    gone (PARTICIPANTS_RETENTION_DAYS after its last seat left, or with the room) leaves
+    the list, which would otherwise keep it as long as the session lives. Returns how
+    many went.
+
+    Sessions are read BATCH at a time without locks, a query each (on an index that
+    begins with the room). One to change is then locked alone, skipping it if a join
+    holds it (the next run has it), read again, and written back without touching its
+    expiry, or deleted if nothing else is in it (its first join next makes a new row)."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    forgotten, after = 0, ""
+    while True:
+        page = list(
+            Session.objects.filter(session_key__gt=after, expire_date__gte=now)
+            .order_by("session_key")
+            .values_list("session_key", "session_data")[:BATCH]
+        )
+        if not page:
+            return forgotten
+        after = page[-1][0]
+        for key, data in page:
+            stale = _forget_rooms(key, store.decode(data))
+            if not stale or dry_run:
+                forgotten += stale
+                continue
+            with transaction.atomic():
+                locked = Session.objects.select_for_update(skip_locked=True).filter(pk=key)
+                data = locked.values_list("session_data", flat=True).first()
+                if data is None:
+                    continue
+                session, row = store.decode(data), Session.objects.filter(pk=key)
+                forgotten += _forget_rooms(key, session)
+                if session:
+                    row.update(session_data=store.encode(session))
+                else:
+                    row.delete()
+
+
 def apply_retention(*, now: datetime, dry_run: bool = False) -> RetentionReport:
     report = RetentionReport(dry_run=dry_run)
     message_before, participant_before = message_cutoff(now), participant_cutoff(now)
@@ -175,4 +239,6 @@ def apply_retention(*, now: datetime, dry_run: bool = False) -> RetentionReport:
     }
     for name, queryset in doomed.items():
         setattr(report, name, queryset.count() if dry_run else _delete_in_batches(queryset))
+    # After the rows it checks: a dry run counts only the rooms forgettable already.
+    report.session_rooms = sessions_forget(now=now, dry_run=dry_run)
     return report

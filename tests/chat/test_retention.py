@@ -9,11 +9,13 @@ from datetime import timedelta
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from chat import retention, services
+from chat import browser_sessions, retention, services
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Ban, Change, Message, Participant, Room
 from files.models import SharedFile
@@ -256,6 +258,45 @@ def test_a_room_someone_joins_once_it_was_chosen_is_kept(settings):
         assert retention._delete_in_batches(chosen) == 0
     assert Room.objects.filter(pk=room.pk).exists()
     assert Participant.objects.filter(pk=joined[0].participant_id, left_at__isnull=True).exists()
+
+
+def test_browser_sessions_forget_the_rooms_where_their_rows_are_gone():
+    """A session's list of joined rooms (for `/files/<id>`) loses a room once no
+    participant row of the session is left there, instead of living as long as the
+    session; a session with nothing else in it goes."""
+    now = timezone.now()
+    keys = [browser_sessions.mint() for _ in range(2)]
+    gone_long, gone_lately, present = (make_room()[0] for _ in range(3))
+
+    def joined(room: Room, key: str, left: timedelta | None = None) -> None:
+        where = services.Where("chan", "proc", "10.0.0.1", services.token_hash(key))
+        seat = services.room_join(
+            room=room, name=key[:8], where=where, owner_token=None, since=None, now=now
+        ).seat
+        services.session_room_add(session_key=key, room_id=room.pk)
+        if left is not None:
+            services.participant_leave(participant_id=seat.participant_id, now=now - left)
+
+    def rooms(key: str) -> list[str] | None:
+        return SessionStore(key).load().get(services.SESSION_ROOMS_KEY)
+
+    joined(gone_long, keys[0], left=4 * DAY)
+    joined(gone_lately, keys[0], left=DAY)
+    joined(present, keys[0])
+    joined(gone_long, keys[1], left=5 * DAY)
+    expiry = Session.objects.get(pk=keys[0]).expire_date
+
+    assert rooms(keys[0]) == [str(gone_long.pk), str(gone_lately.pk), str(present.pk)]
+    out = io.StringIO()
+    call_command("purge_files", stdout=out)
+    assert rooms(keys[0]) == [str(gone_lately.pk), str(present.pk)]
+    assert out.getvalue().splitlines()[0] == (
+        "purge_files: removed 2 participants gone longer than PARTICIPANTS_RETENTION_DAYS (3); "
+        "2 joined rooms forgotten by browser sessions"
+    )
+    assert Session.objects.get(pk=keys[0]).expire_date == expiry  # the session lives no longer
+    assert not Session.objects.filter(pk=keys[1]).exists()  # it held nothing else
+    assert retention.apply_retention(now=now).session_rooms == 0
 
 
 def test_admin_log_entries_go_after_their_retention(settings, django_user_model):
