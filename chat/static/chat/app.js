@@ -72,7 +72,7 @@ const state = {
   chatHeld: null, // the timer while a message refused for its rate waits to be sent again
   chatRetries: 0,
   catchingUp: false, // a rejoin's catch-up is under way; the outbox waits for it
-  catchUp: null, // {floor, top, pages, retries, timer}: see catchUp()
+  catchUp: null, // {floor, top, pages, retries, timer, missed}: see catchUp()
   queued: null, // a lobby request waiting for the socket to open
 };
 
@@ -91,6 +91,13 @@ function send(message, context, extra = {}) {
 function setStatus(...parts) {
   $("status").replaceChildren(...parts);
 }
+
+// What screen readers are told and the page does not show (a visually hidden status).
+function announce(...parts) {
+  $("announcements").replaceChildren(...parts);
+}
+
+const count = (n, what) => `${n} ${what}${n === 1 ? "" : "s"}`;
 
 function showError(id, text) {
   $(id).textContent = text;
@@ -314,6 +321,7 @@ async function enterRoom(message, ownerToken) {
   // to this room's join form, with its secret, and nothing of a room left before stays.
   history.replaceState(null, "", link);
   $("copy-status").textContent = "";
+  announce();
   clearErrors($("room"));
   $("lobby").hidden = true;
   $("room").hidden = false;
@@ -383,12 +391,16 @@ $("link-form").addEventListener("submit", async (event) => {
 async function readAgain(room) {
   const frames = [...room.frames.values()];
   room.frames = new Map();
-  for (const message of frames) {
-    if (state.room !== room) return;
-    state.seen.delete(message.id);
-    messageById(message.id)?.remove();
-    await receiveMessage(message);
-  }
+  await addQuietly(async () => {
+    let read = 0;
+    for (const message of frames) {
+      if (state.room !== room) break;
+      state.seen.delete(message.id);
+      messageById(message.id)?.remove();
+      if (await receiveMessage(message)) read += 1;
+    }
+    return read;
+  }, (n) => `${count(n, "sealed message")} opened.`);
 }
 
 // A fragment is a sealed room's secret (PROTOCOL.md, "Sealed rooms"): a sealed room's
@@ -510,7 +522,8 @@ function messageById(id) {
 }
 
 // A message arrives: `live` (a ChatMessage), or in a History, `older` when it answers a
-// GetHistory (it goes above, and the view stays on what the person was reading).
+// GetHistory (it goes above, and the view stays on what the person was reading). True
+// when it was added to the page.
 async function receiveMessage(message, { live = false, older = false } = {}) {
   const room = state.room;
   // One of ours, live or in a rejoin's History: stored, so no longer pending, and the
@@ -522,12 +535,15 @@ async function receiveMessage(message, { live = false, older = false } = {}) {
     if (mine.card) setStatus("Shared ", isolated(mine.card.name), ` (${formatSize(mine.card.size)}).`);
     sendNext();
   }
-  if (!room || state.seen.has(message.id)) return mine?.item.remove(); // History and live may overlap.
+  if (!room || state.seen.has(message.id)) {
+    mine?.item.remove(); // History and live may overlap.
+    return false;
+  }
   state.seen.add(message.id);
   state.maxId = Math.max(state.maxId ?? message.id, message.id);
   state.minId = Math.min(state.minId ?? message.id, message.id);
   const body = await readBody(room, message);
-  if (state.room !== room) return;
+  if (state.room !== room) return false;
   const own = message.sender === room.name;
   const item = messageItem(message, body, { mine: own, me: room.name });
   const list = $("messages");
@@ -542,6 +558,30 @@ async function receiveMessage(message, { live = false, older = false } = {}) {
   if (live) conversation.notTyping(message.sender);
   unread.added(item, { mine: own, live, wasAtBottom });
   if (live && item.classList.contains("mentions-me")) conversation.notifyMention(message.sender, body.text, room.info.name);
+  return true;
+}
+
+// How many of `messages` were new to the page.
+async function receiveAll(messages, options) {
+  let added = 0;
+  for (const message of messages) if (await receiveMessage(message, options)) added += 1;
+  return added;
+}
+
+// Messages that come together (a History, a page of older ones, a catch-up's page, a
+// sealed room read once its link is pasted) go in while the log is busy, so that screen
+// readers do not read each one out (a log announces what is added to it): one line,
+// `told(added)`, says how many came instead. `add` returns how many it added.
+async function addQuietly(add, told) {
+  const list = $("messages");
+  list.setAttribute("aria-busy", "true");
+  let added = 0;
+  try {
+    added = await add();
+  } finally {
+    list.setAttribute("aria-busy", "false");
+  }
+  if (added && state.room) announce(told(added));
 }
 
 // A reply's quote shows the start of the message it answers once that one is on the
@@ -768,13 +808,20 @@ function catchUp() {
   state.catchingUp = true;
   // With nothing shown, one page still marks the end of the rejoin's History.
   const shown = state.maxId !== null;
-  state.catchUp = { floor: shown ? state.minId : Infinity, top: shown ? state.maxId : -Infinity, pages: 0, retries: 0, timer: null };
+  const [floor, top] = shown ? [state.minId, state.maxId] : [Infinity, -Infinity];
+  state.catchUp = { floor, top, pages: 0, retries: 0, timer: null, missed: 0 };
   readPage(NEWEST);
 }
 
 function readPage(before) {
   const job = state.catchUp;
   send({ type: "GetHistory", before, limit: CATCH_UP_PAGE }, "catch-up", { job });
+}
+
+// What a rejoin brought, its History's and its pages' together: one count.
+function toldMissed(job, added) {
+  job.missed += added;
+  return `${count(job.missed, "missed message")}.`;
 }
 
 function stopCatchUp() {
@@ -799,11 +846,16 @@ async function catchUpPage(request, m) {
     const id = Number(item.dataset.id);
     if (id >= oldest && id < m.before && id <= job.top && !ids.has(id)) messageDeleted(id);
   }
-  for (const message of m.messages) {
-    const item = messageById(message.id);
-    if (item) await refreshMessage(item, message);
-    else if (message.id > job.floor) await receiveMessage(message);
-  }
+  const missed = async () => {
+    let added = 0;
+    for (const message of m.messages) {
+      const item = messageById(message.id);
+      if (item) await refreshMessage(item, message);
+      else if (message.id > job.floor && (await receiveMessage(message))) added += 1;
+    }
+    return added;
+  };
+  await addQuietly(missed, (n) => toldMissed(job, n));
   if (state.catchUp !== job) return;
   job.pages += 1;
   if (!m.messages.length || oldest <= job.floor || job.pages >= CATCH_UP_PAGES) return caughtUp();
@@ -1123,7 +1175,11 @@ const HANDLERS = {
     const older = m.before !== undefined;
     const request = older ? requests.answered("GetHistory") : null;
     if (request?.context === "catch-up") return catchUpPage(request, m);
-    for (const message of m.messages) await receiveMessage(message, { older });
+    // A rejoin's History brings what was missed (told with its catch-up's); a join's, what
+    // was said before.
+    const job = state.catchUp;
+    const kind = older ? "older message" : "earlier message";
+    await addQuietly(() => receiveAll(m.messages, { older }), (n) => (job ? toldMissed(job, n) : `${count(n, kind)}.`));
     if (older) {
       state.olderRetries = 0;
       // A page short of what was asked for holds the room's first message: none is older.

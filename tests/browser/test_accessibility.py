@@ -1,0 +1,105 @@
+"""What a screen reader is told, and where keyboard focus goes: the message log's live
+announcements, the page's hidden announcements, and focus kept on the page (never
+dropped to its body) when what had it is disabled, hidden or removed."""
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.pages import PythonClient, create_room, join_key_of, join_room, say
+from tests.browser.test_catch_up import SOCKETS_SCRIPT, come_back, go_offline
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
+
+# An init script: the text of every node added to the message log (role=log,
+# aria-relevant=additions) that a screen reader would be handed, in window.__announced:
+# not while the log is aria-busy, and not inside an aria-hidden part.
+ANNOUNCED_SCRIPT = """
+window.__announced = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const log = document.getElementById("messages");
+  let busy = log.getAttribute("aria-busy") === "true";
+  new MutationObserver((records) => {
+    records.forEach((record, i) => {
+      if (record.type === "attributes") {
+        // The value after this change: the next change's old value, or the current one.
+        const next = records.slice(i + 1).find((later) => later.type === "attributes");
+        busy = (next ? next.oldValue : log.getAttribute("aria-busy")) === "true";
+        return;
+      }
+      if (busy || record.target.closest("[aria-hidden=true]")) return;
+      for (const node of record.addedNodes) {
+        if (node.nodeType === Node.ELEMENT_NODE && node.matches("[aria-hidden=true]")) continue;
+        const text = node.textContent.replace(/\\s+/g, " ").trim();
+        if (text) window.__announced.push(text);
+      }
+    });
+  }).observe(log, {
+    childList: true, subtree: true, attributes: true, attributeFilter: ["aria-busy"], attributeOldValue: true,
+  });
+});
+"""
+
+
+def announced(page: Page) -> list[str]:
+    """What the message log announced since the last call."""
+    return page.evaluate("() => window.__announced.splice(0)")
+
+
+def test_history_older_pages_and_a_catch_up_are_told_in_one_line_not_read_out(server_with, new_page):
+    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="200")
+    alice = new_page(server.http)
+    link = create_room(alice, "Quiet", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        for i in range(1, 9):
+            bob.say(f"m{i}")
+            bob.expect("ChatMessage")
+        carol = new_page(link, init_script=ANNOUNCED_SCRIPT + SOCKETS_SCRIPT)
+        join_room(carol, "Carol")
+        texts = carol.locator("#messages li.message .text")
+        expect(texts).to_have_text([f"m{i}" for i in range(4, 9)])
+        assert announced(carol) == []
+        expect(carol.locator("#messages")).to_have_attribute("aria-busy", "false")
+        expect(carol.locator("#announcements")).to_have_text("5 earlier messages.")
+
+        carol.get_by_role("button", name="Load older messages").click()
+        expect(texts).to_have_text([f"m{i}" for i in range(1, 9)])
+        assert announced(carol) == []
+        expect(carol.locator("#announcements")).to_have_text("3 older messages.")
+
+        # A message said now is read out, alone.
+        bob.say("live")
+        expect(texts.last).to_have_text("live")
+        [live] = announced(carol)
+        assert live.startswith("Bob") and "live" in live
+
+        # More missed than the rejoin's History holds: it and the catch-up, one count.
+        go_offline(carol)
+        for i in range(9, 17):
+            bob.say(f"m{i}")
+            bob.expect("ChatMessage")
+        come_back(carol, "Quiet")
+        shown = [f"m{i}" for i in range(1, 9)] + ["live"] + [f"m{i}" for i in range(9, 17)]
+        expect(texts).to_have_text(shown)
+        assert announced(carol) == []
+        expect(carol.locator("#announcements")).to_have_text("8 missed messages.")
+    assert carol.console_errors == []
+
+
+def test_a_sealed_room_read_once_its_link_is_pasted_is_told_in_one_line(server, new_page):
+    alice = new_page(server.http)
+    link = create_room(alice, "Sealed", "Alice", sealed=True)
+    say(alice, "one")
+    say(alice, "two")
+    expect(alice.locator("#messages li.message[data-id]")).to_have_count(2)
+    bob = new_page(link.split("#")[0], init_script=ANNOUNCED_SCRIPT)
+    join_room(bob, "Bob")
+    expect(bob.locator("#messages li.locked")).to_have_count(2)
+    assert announced(bob) == []
+    expect(bob.locator("#announcements")).to_have_text("2 earlier messages.")
+    bob.get_by_label("Whole link").fill(link)
+    bob.get_by_role("button", name="Use this link").click()
+    expect(bob.locator("#messages li .text")).to_have_text(["one", "two"])
+    assert announced(bob) == []
+    expect(bob.locator("#announcements")).to_have_text("2 sealed messages opened.")
+    assert bob.console_errors == []
