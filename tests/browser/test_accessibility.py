@@ -5,7 +5,7 @@ dropped to its body) when what had it is disabled, hidden or removed."""
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.pages import PythonClient, create_room, join_key_of, join_room, say
+from tests.browser.pages import PythonClient, create_room, join_key_of, join_room, say, wait_until
 from tests.browser.test_catch_up import SOCKETS_SCRIPT, come_back, go_offline
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -103,3 +103,54 @@ def test_a_sealed_room_read_once_its_link_is_pasted_is_told_in_one_line(server, 
     assert announced(bob) == []
     expect(bob.locator("#announcements")).to_have_text("2 sealed messages opened.")
     assert bob.console_errors == []
+
+
+def test_unchanged_reactions_add_nothing_and_a_toggled_chip_keeps_the_focus(server, new_page):
+    alice = new_page(server.http, init_script=ANNOUNCED_SCRIPT + SOCKETS_SCRIPT)
+    link = create_room(alice, "Chips", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        bob.say("hello")
+        message_id = bob.expect("ChatMessage")["id"]
+
+        def bob_reacts(emoji: str, on: bool = True) -> None:
+            bob.send(type="React", id=message_id, emoji=emoji, on=on)
+            bob.expect("Reactions")
+
+        bob_reacts("👍")
+        bob_reacts("❤️")
+        chips = alice.locator("#messages button.reaction")
+        expect(chips).to_have_text(["👍 1", "❤️ 1"])
+        announced(alice)
+
+        # A reconnect's catch-up reads the reactions again: nothing changed, nothing added.
+        go_offline(alice)
+        come_back(alice, "Chips")
+        wait_until(
+            alice, lambda: any("before" in frame for frame in alice.frames_received), "the catch-up's page"
+        )
+        bob_reacts("😂")  # after the catch-up's page: shown once that page is
+        expect(chips).to_have_text(["👍 1", "❤️ 1", "😂 1"])
+        added = announced(alice)
+        assert len(added) == 1 and added[0].startswith("😂 1"), added
+
+        # The chip toggled by keyboard keeps the focus, on and off.
+        thumbs = chips.filter(has_text="👍")
+        thumbs.focus()
+        alice.keyboard.press("Enter")
+        expect(thumbs).to_have_text("👍 2")
+        expect(thumbs).to_be_focused()
+        alice.keyboard.press("Enter")
+        expect(thumbs).to_have_text("👍 1")
+        expect(thumbs).to_be_focused()
+        # One toggled off that goes gives the focus to a neighbour: Alice's 👍 alone is the
+        # newest, last, so the chip before it.
+        alice.keyboard.press("Enter")
+        expect(thumbs).to_have_text("👍 2")
+        bob_reacts("👍", on=False)
+        expect(chips).to_have_text(["❤️ 1", "😂 1", "👍 1"])
+        expect(thumbs).to_be_focused()
+        alice.keyboard.press("Enter")
+        expect(chips).to_have_text(["❤️ 1", "😂 1"])
+        expect(chips.last).to_be_focused()
+    assert alice.console_errors == []

@@ -127,30 +127,47 @@ export function markEdited(item) {
 // The whole reaction state of a message ([{emoji, names}]): one chip each, pressed when
 // the reader is among the names; who reacted is in its title and, on hover or focus, in
 // a tooltip beside it (each name isolated, so that names in two directions keep their order).
+// Chips are updated in place: the log (role=log) reads out every node added to it, so a
+// refresh of unchanged reactions adds none, and a chip being toggled keeps its focus.
 export function renderReactions(item, reactions, me) {
-  item.querySelector(".reactions").replaceChildren(
-    ...reactions.map(({ emoji, names }) => {
-      const who = names.join(", ");
-      const tooltip = el(
-        "span",
-        { className: "reaction-names", attrs: { "aria-hidden": "true" } },
-        names.flatMap((name, i) => (i ? [", ", el("bdi", { text: name })] : [el("bdi", { text: name })])),
-      );
-      const chip = el("button", {
-        className: "reaction",
-        text: `${emoji} ${names.length}`,
-        attrs: {
-          type: "button",
-          "aria-pressed": String(names.includes(me)),
-          "data-emoji": emoji,
-          "data-names": who,
-          title: who,
-          "aria-label": `${emoji} ${names.length}: ${who}`,
-        },
-      });
-      return el("li", {}, [chip, tooltip]);
-    }),
-  );
+  const list = item.querySelector(".reactions");
+  const shown = new Map([...list.children].map((li) => [li.firstChild.dataset.emoji, li]));
+  const at = [...list.children].findIndex((li) => li.contains(document.activeElement));
+  const focused = at >= 0 ? list.children[at].firstChild : null;
+  const wanted = reactions.map((reaction) => showReaction(shown.get(reaction.emoji) ?? reactionItem(), reaction, me));
+  for (const [i, li] of wanted.entries()) if (list.children[i] !== li) list.insertBefore(li, list.children[i] ?? null);
+  while (list.children.length > wanted.length) list.lastChild.remove();
+  // A focused chip that moved keeps the focus; one that went (toggled off) gives it to
+  // the chip now in its place, else the one before, else the message's menu button.
+  if (focused && document.activeElement !== focused) {
+    const near = focused.isConnected ? focused : list.children[Math.min(at, list.children.length - 1)]?.firstChild;
+    (near ?? item.querySelector(".message-actions"))?.focus();
+  }
+}
+
+function reactionItem() {
+  const chip = el("button", { className: "reaction", attrs: { type: "button" } });
+  return el("li", {}, [chip, el("span", { className: "reaction-names", attrs: { "aria-hidden": "true" } })]);
+}
+
+function showReaction(li, { emoji, names }, me) {
+  const [chip, tooltip] = li.children;
+  const who = names.join(", ");
+  const text = `${emoji} ${names.length}`;
+  if (chip.textContent !== text) chip.textContent = text;
+  if (chip.dataset.names !== who) {
+    const isolatedNames = names.map((name) => el("bdi", { text: name }));
+    tooltip.replaceChildren(...isolatedNames.flatMap((name, i) => (i ? [", ", name] : [name])));
+  }
+  const attrs = {
+    "aria-pressed": String(names.includes(me)),
+    "data-emoji": emoji,
+    "data-names": who,
+    title: who,
+    "aria-label": `${emoji} ${names.length}: ${who}`,
+  };
+  for (const [name, value] of Object.entries(attrs)) chip.setAttribute(name, value);
+  return li;
 }
 
 // A message of ours the server has not sent back yet: no id, and a note for the time.
