@@ -154,3 +154,13 @@ def test_unchanged_reactions_add_nothing_and_a_toggled_chip_keeps_the_focus(serv
         expect(chips).to_have_text(["❤️ 1", "😂 1"])
         expect(chips.last).to_be_focused()
     assert alice.console_errors == []
+
+
+def test_ones_own_message_is_read_out_once(server, new_page):
+    """Not as the "sending…" placeholder and then again as the message stored."""
+    alice = new_page(server.http, init_script=ANNOUNCED_SCRIPT)
+    create_room(alice, "Once", "Alice")
+    say(alice, "mine")
+    expect(alice.locator("#messages li.message[data-id] .text")).to_have_text(["mine"])
+    added = announced(alice)
+    assert len(added) == 1 and added[0].startswith("Alice") and added[0].endswith("mine⋯"), added

@@ -901,6 +901,7 @@ function chatRefused(request, error) {
     showError("message-error", humanError(error));
   } else {
     entry.item.classList.add("refused");
+    entry.item.removeAttribute("aria-hidden"); // no longer pending: it stays, with its buttons
     entry.item.querySelector(".note").textContent = `not sent: ${humanError(error)}`;
     offerBack(entry);
   }

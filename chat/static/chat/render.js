@@ -171,6 +171,8 @@ function showReaction(li, { emoji, names }, me) {
 }
 
 // A message of ours the server has not sent back yet: no id, and a note for the time.
+// Hidden from screen readers: the log reads out the stored copy that replaces it, and
+// would otherwise read the message twice (app.js shows one left refused).
 export function pendingItem(sender, text) {
   const head = el("p", { className: "meta" }, [
     el("bdi", { className: "sender", text: sender }),
@@ -178,7 +180,7 @@ export function pendingItem(sender, text) {
     el("span", { className: "note", text: "sending…" }),
   ]);
   const line = el("p", { className: "text", text, attrs: { dir: "auto" } });
-  return el("li", { className: "message mine pending" }, [head, line]);
+  return el("li", { className: "message mine pending", attrs: { "aria-hidden": "true" } }, [head, line]);
 }
 
 // Messages stay in id order even though decryption finishes out of order; pending ones
