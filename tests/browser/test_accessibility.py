@@ -164,3 +164,37 @@ def test_ones_own_message_is_read_out_once(server, new_page):
     expect(alice.locator("#messages li.message[data-id] .text")).to_have_text(["mine"])
     added = announced(alice)
     assert len(added) == 1 and added[0].startswith("Alice") and added[0].endswith("mine⋯"), added
+
+
+def test_who_joins_leaves_and_types_is_told(server, new_page):
+    alice = new_page(server.http)
+    link = create_room(alice, "Presence", "Alice")
+    told = alice.locator("#announcements")
+    typing = alice.locator("#typing")
+    expect(typing).to_have_attribute("aria-live", "polite")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        expect(told).to_have_text("Bob joined.")
+        # Each Typing (one per 3 s) keeps the line as it is: it is not read out again.
+        alice.evaluate("""() => {
+            window.__typingChanges = 0;
+            new MutationObserver(() => window.__typingChanges++)
+                .observe(document.getElementById("typing"), { childList: true, subtree: true });
+        }""")
+        bob.send(type="Typing")
+        expect(typing).to_have_text("Bob is typing…")
+        alice.evaluate("() => { window.__typingChanges = 0; }")
+        alice.wait_for_timeout(3200)
+        bob.send(type="Typing")
+        wait_until(
+            alice, lambda: sum(f["type"] == "Typing" for f in alice.frames_received) == 2, "the second Typing"
+        )
+        alice.wait_for_timeout(200)
+        assert alice.evaluate("() => window.__typingChanges") == 0
+    expect(told).to_have_text("Bob left.")
+    # Not for oneself, nor for those already there on joining.
+    carol = new_page(link)
+    join_room(carol, "Carol")
+    expect(told).to_have_text("Carol joined.")
+    expect(carol.locator("#members li")).to_have_count(2)
+    expect(carol.locator("#announcements")).to_be_empty()

@@ -1201,9 +1201,14 @@ const HANDLERS = {
     if (item && state.room) renderReactions(item, m.reactions, state.room.name);
   },
   Typing: (m) => state.room && conversation.typing(m.name),
-  ParticipantJoined: (m) => state.room && !state.members.includes(m.name) && setMembers([...state.members, m.name]),
+  ParticipantJoined: (m) => {
+    if (!state.room || state.members.includes(m.name)) return;
+    setMembers([...state.members, m.name]);
+    announce(isolated(m.name), " joined.");
+  },
   ParticipantLeft: (m) => {
     if (!state.room) return;
+    if (state.members.includes(m.name) && m.name !== state.room.name) announce(isolated(m.name), " left.");
     setMembers(state.members.filter((name) => name !== m.name));
     conversation.notTyping(m.name);
   },

@@ -254,7 +254,9 @@ export function setUpConversation(deps) {
     else if (names.length === 2) line = [names[0], " and ", names[1], " are typing…"];
     else if (names.length === 3) line = [names[0], ", ", names[1], " and ", names[2], " are typing…"];
     else if (names.length > 3) line = [names[0], ", ", names[1], ` and ${names.length - 2} others are typing…`];
-    $("typing").replaceChildren(...line);
+    // The line is a live region: each Typing (every 3 s) would read it out again.
+    const text = line.map((part) => (typeof part === "string" ? part : part.textContent)).join("");
+    if (text !== $("typing").textContent) $("typing").replaceChildren(...line);
   }
 
   function notTyping(name) {
