@@ -5,7 +5,7 @@ dropped to its body) when what had it is disabled, hidden or removed."""
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.pages import PythonClient, create_room, join_key_of, join_room, say, wait_until
+from tests.browser.pages import PythonClient, act_on, create_room, join_key_of, join_room, say, wait_until
 from tests.browser.test_catch_up import SOCKETS_SCRIPT, come_back, go_offline
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -198,3 +198,22 @@ def test_who_joins_leaves_and_types_is_told(server, new_page):
     expect(told).to_have_text("Carol joined.")
     expect(carol.locator("#members li")).to_have_count(2)
     expect(carol.locator("#announcements")).to_be_empty()
+
+
+def test_the_reply_or_edit_line_is_read_with_the_message_box(server, new_page):
+    alice = new_page(server.http)
+    create_room(alice, "Context", "Alice")
+    say(alice, "first")
+    box = alice.get_by_label("Message", exact=True)
+    hint = "Enter sends, Shift+Enter starts a new line, @ mentions, ↑ edits your last message."
+    expect(box).to_have_accessible_description(hint)
+    act_on(alice, "first", "Reply")
+    expect(box).to_be_focused()
+    expect(box).to_have_accessible_description(f"Replying to Alice: first {hint}")
+    box.press("Escape")
+    expect(alice.locator("#composer-context")).to_be_hidden()
+    expect(box).to_have_accessible_description(hint)
+    box.press("ArrowUp")
+    expect(box).to_have_accessible_description(f"Editing your message {hint}")
+    box.press("Escape")
+    expect(box).to_have_accessible_description(hint)

@@ -3,7 +3,7 @@
 // composer's reply or edit line, "is typing", and @mentions. The page's state and the
 // socket stay in app.js, which hands in what this needs as `deps`.
 
-import { el, isolated, isolatedText } from "./render.js";
+import { describedBy, el, isolated, isolatedText } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
 const COMMON_EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "👀"];
@@ -217,7 +217,7 @@ export function setUpConversation(deps) {
     composing = { kind, id: Number(item.dataset.id) };
     if (kind === "reply") line.replaceChildren("Replying to ", ...quoteNodes(item));
     else line.textContent = "Editing your message";
-    $("composer-context").hidden = false;
+    showContext(true);
     box.focus();
     box.setSelectionRange(box.value.length, box.value.length);
   }
@@ -226,7 +226,13 @@ export function setUpConversation(deps) {
     if (saving) return;
     if (composing?.kind === "edit") return leaveEdit();
     composing = null;
-    $("composer-context").hidden = true;
+    showContext(false);
+  }
+
+  // The reply or edit line, part of the message box's description while it shows.
+  function showContext(shown) {
+    $("composer-context").hidden = !shown;
+    describedBy(box, "composer-context-text", shown);
   }
 
   // The edit is over: the draft set aside comes back, a reply still if it was one.
@@ -234,7 +240,7 @@ export function setUpConversation(deps) {
     box.value = aside?.text ?? "";
     composing = aside?.reply ?? null;
     $("composer-context-text").replaceChildren(...(aside?.context ?? []));
-    $("composer-context").hidden = !composing;
+    showContext(Boolean(composing));
     aside = null;
   }
 
@@ -457,7 +463,7 @@ export function setUpConversation(deps) {
       closePopups();
       stopComposing(); // an edit gives the box its draft back; the draft's reply goes with the room
       composing = null;
-      $("composer-context").hidden = true;
+      showContext(false);
       closeMentions();
       for (const name of [...typists.keys()]) notTyping(name);
       typedAt = -Infinity;

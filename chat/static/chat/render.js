@@ -21,6 +21,14 @@ export const isolated = (name) => el("bdi", { text: name });
 // The same for plain text (a title, a notification), with FSI ... PDI as <bdi> would.
 export const isolatedText = (name) => `\u2068${name}\u2069`;
 
+// `id` added to (first) or taken from the ids of what describes `node` (aria-describedby).
+export function describedBy(node, id, on) {
+  const ids = (node.getAttribute("aria-describedby") ?? "").split(" ").filter((other) => other && other !== id);
+  if (on) ids.unshift(id);
+  if (ids.length) node.setAttribute("aria-describedby", ids.join(" "));
+  else node.removeAttribute("aria-describedby");
+}
+
 // The one plaintext chat message: `[File: NAME](/files/ID)` (PROTOCOL.md).
 export function parseFileMessage(content) {
   const match = FILE_MESSAGE.exec(content);
