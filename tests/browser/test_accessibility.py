@@ -5,7 +5,16 @@ dropped to its body) when what had it is disabled, hidden or removed."""
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.pages import PythonClient, act_on, create_room, join_key_of, join_room, say, wait_until
+from tests.browser.pages import (
+    PythonClient,
+    act_on,
+    create_room,
+    join_key_of,
+    join_room,
+    message_item,
+    say,
+    wait_until,
+)
 from tests.browser.test_catch_up import SOCKETS_SCRIPT, come_back, go_offline
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -217,3 +226,48 @@ def test_the_reply_or_edit_line_is_read_with_the_message_box(server, new_page):
     expect(box).to_have_accessible_description(f"Editing your message {hint}")
     box.press("Escape")
     expect(box).to_have_accessible_description(hint)
+
+
+def actions_of(page: Page, text: str):
+    return message_item(page, text).get_by_role("button", name="Message actions")
+
+
+def test_the_focus_in_a_deleted_message_goes_to_a_neighbour(server, new_page):
+    alice = new_page(server.http)
+    link = create_room(alice, "Deletes", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        ids = {}
+        for text in ("one", "two", "three", "four"):
+            bob.say(text)
+            ids[text] = bob.expect("ChatMessage")["id"]
+        texts = alice.locator("#messages li.message .text")
+        expect(texts).to_have_text(["one", "two", "three", "four"])
+
+        # Deleted by keyboard through the menu and the confirmation: the next message's button.
+        actions_of(alice, "two").focus()
+        alice.keyboard.press("Enter")
+        expect(alice.get_by_role("menuitem", name="Reply")).to_be_focused()
+        alice.keyboard.press("ArrowDown")
+        expect(alice.get_by_role("menuitem", name="Delete")).to_be_focused()
+        alice.keyboard.press("Enter")
+        expect(alice.get_by_role("button", name="Delete message")).to_be_focused()
+        alice.keyboard.press("Enter")
+        expect(texts).to_have_text(["one", "three", "four"])
+        expect(actions_of(alice, "three")).to_be_focused()
+
+        # Deleted by someone else while its button has the focus: the last, so the one before.
+        actions_of(alice, "four").focus()
+        bob.send(type="DeleteMessage", id=ids["four"])
+        expect(texts).to_have_text(["one", "three"])
+        expect(actions_of(alice, "three")).to_be_focused()
+
+        # ... or while its menu is open.
+        actions_of(alice, "one").focus()
+        alice.keyboard.press("Enter")
+        expect(alice.get_by_role("menuitem", name="Reply")).to_be_focused()
+        bob.send(type="DeleteMessage", id=ids["one"])
+        expect(texts).to_have_text(["three"])
+        expect(alice.locator("#message-menu")).to_be_hidden()
+        expect(actions_of(alice, "three")).to_be_focused()
+    assert alice.console_errors == []

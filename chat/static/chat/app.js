@@ -1244,8 +1244,26 @@ function messageDeleted(id) {
   state.deleted.add(id);
   state.room?.frames.delete(id);
   conversation.forget(id);
-  messageById(id)?.remove();
+  const item = messageById(id);
+  if (item) removeMessageItem(item);
   for (const quote of quotesOf(id)) quote.textContent = quoteOf(null);
+}
+
+// A message leaves the page: the focus in it goes to the next message's actions button,
+// else the one before's, else the list; never to the page's body.
+function removeMessageItem(item) {
+  if (item.contains(document.activeElement)) {
+    (actionsNear(item, "nextElementSibling") ?? actionsNear(item, "previousElementSibling") ?? $("messages")).focus();
+  }
+  item.remove();
+}
+
+function actionsNear(item, direction) {
+  for (let other = item[direction]; other; other = other[direction]) {
+    const button = other.querySelector(".message-actions");
+    if (button) return button;
+  }
+  return null;
 }
 
 // An edit: the new text replaces the old one, read like any message (a sealed room's

@@ -55,14 +55,16 @@ export function setUpConversation(deps) {
     popup.style.top = `${below ? anchor.bottom + 4 : Math.max(4, anchor.top - popup.offsetHeight - 4)}px`;
   }
 
+  // `refocus`: the focus, when in the popup, goes back to the message's button.
   function closePopups({ refocus = false } = {}) {
     const was = target;
     if (menu.hidden && picker.hidden) return;
+    const focused = menu.contains(document.activeElement) || picker.contains(document.activeElement);
     menu.hidden = true;
     picker.hidden = true;
     target = null;
     was?.button.setAttribute("aria-expanded", "false");
-    if (refocus && was?.button.isConnected) was.button.focus();
+    if (refocus && focused && was?.button.isConnected) was.button.focus();
   }
 
   function openMenu(item, button) {
@@ -194,9 +196,10 @@ export function setUpConversation(deps) {
     const dialog = $("confirm-delete");
     $("confirm-delete-quote").replaceChildren(...quoteNodes(item));
     dialog.returnValue = "";
+    // Its button has the focus until the message goes (app.js hands it on then).
     dialog.onclose = () => {
       if (dialog.returnValue === "delete" && item.isConnected) deps.remove(item);
-      else if (button.isConnected) button.focus();
+      (button.isConnected ? button : $("messages")).focus();
     };
     dialog.showModal();
     $("confirm-delete-yes").focus();
@@ -439,7 +442,7 @@ export function setUpConversation(deps) {
     forget(id) {
       if (aside?.reply?.id === id) Object.assign(aside, { reply: null, context: [] });
       if (composing?.id === id) stopComposing();
-      if (target && Number(target.item.dataset.id) === id) closePopups();
+      if (target && Number(target.item.dataset.id) === id) closePopups({ refocus: true });
     },
     typing(name) {
       if (name === deps.me()) return;
