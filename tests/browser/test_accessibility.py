@@ -16,6 +16,7 @@ from tests.browser.pages import (
     wait_until,
 )
 from tests.browser.test_catch_up import SOCKETS_SCRIPT, come_back, go_offline
+from tests.browser.test_files import file_items, tiny_png
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -270,4 +271,75 @@ def test_the_focus_in_a_deleted_message_goes_to_a_neighbour(server, new_page):
         expect(texts).to_have_text(["three"])
         expect(alice.locator("#message-menu")).to_be_hidden()
         expect(actions_of(alice, "three")).to_be_focused()
+    assert alice.console_errors == []
+
+
+def test_a_lobby_button_keeps_the_focus_while_its_request_waits(server, new_page):
+    alice = new_page(server.http)
+    link = create_room(alice, "Locked", "Alice", password="secret")
+    bob = new_page(link)
+    form = bob.locator("#join-form")
+    form.get_by_label("Password").fill("wrong")
+    form.get_by_label("Your name").fill("Bob")
+    button = form.get_by_role("button", name="Join room")
+    button.focus()
+    bob.keyboard.press("Enter")
+    expect(bob.locator("#join-password-error")).to_have_text("Wrong password for this room.")
+    expect(button).to_be_focused()
+    expect(button).to_be_enabled()
+
+
+def test_load_older_keeps_the_focus_and_hands_it_to_the_start_of_the_room(server_with, new_page):
+    server = server_with(CHAT_HISTORY_LIMIT="3", CHAT_RATE_BURST="200")
+    alice = new_page(server.http)
+    link = create_room(alice, "Older", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        for i in range(1, 57):
+            bob.say(f"m{i}")
+            bob.expect("ChatMessage")
+    carol = new_page(link)
+    join_room(carol, "Carol")
+    shown = carol.locator("#messages li.message")
+    expect(shown).to_have_count(3)
+    older = carol.get_by_role("button", name="Load older messages")
+    older.focus()
+    carol.keyboard.press("Enter")  # a page of 50: more remain, the button stays
+    expect(shown).to_have_count(53)
+    expect(older).to_be_focused()
+    expect(older).to_be_enabled()
+    carol.keyboard.press("Enter")  # the rest: the button goes, the start of the room shows
+    expect(shown).to_have_count(56)
+    expect(older).to_be_hidden()
+    expect(carol.locator("#history-start")).to_be_focused()
+
+
+def test_file_buttons_keep_the_focus_or_hand_it_on(server, new_page):
+    alice = new_page(server.http)
+    create_room(alice, "Files", "Alice", sealed=True)
+    png = tiny_png()
+    alice.get_by_label("File", exact=True).set_input_files(
+        files=[{"name": "red.png", "mimeType": "image/png", "buffer": png}]
+    )
+    send = alice.get_by_role("button", name="Send file")
+    send.focus()
+    alice.keyboard.press("Enter")
+    expect(alice.locator("#status")).to_have_text(f"Shared red.png ({len(png)} bytes).")
+    expect(send).to_be_focused()
+
+    # A sealed file's name is a button: fetched, decrypted and saved, it keeps the focus.
+    item = file_items(alice)
+    name = item.get_by_role("button", name="red.png", exact=True)
+    name.focus()
+    with alice.expect_download() as download:
+        alice.keyboard.press("Enter")
+    assert download.value.suggested_filename == "red.png"
+    expect(name).to_be_focused()
+
+    # Its Delete button goes with the file: the message's actions button takes the focus.
+    delete = item.get_by_role("button", name="Delete red.png")
+    delete.focus()
+    alice.keyboard.press("Enter")
+    expect(item.locator(".text")).to_have_text("File deleted: red.png")
+    expect(item.get_by_role("button", name="Message actions")).to_be_focused()
     assert alice.console_errors == []

@@ -22,6 +22,7 @@ import {
   shareLinkParts,
 } from "./sealed.js";
 import {
+  ariaDisabled,
   el,
   insertById,
   isolated,
@@ -31,6 +32,7 @@ import {
   pendingItem,
   renderMembers,
   renderReactions,
+  setAriaDisabled,
   setText,
 } from "./render.js";
 import { Connection, affinityHint } from "./socket.js";
@@ -109,9 +111,12 @@ function clearErrors(container) {
 
 // --- Lobby -------------------------------------------------------------------------
 
+// A form's button is not used again while its request waits, and keeps the focus.
+const lobbyButton = (formId) => $(formId).querySelector("button[type=submit]");
+
 function lobbyRequest(context, message, formId) {
   state.pending = context;
-  $(formId).querySelector("button[type=submit]").disabled = true;
+  setAriaDisabled(lobbyButton(formId), true);
   // Between sockets (just after a room closed, say) the request waits for the next one.
   if (!send(message, context)) {
     state.queued = { message, context };
@@ -129,6 +134,7 @@ function required(id, text) {
 
 $("create-form").addEventListener("submit", async (event) => {
   event.preventDefault();
+  if (ariaDisabled(lobbyButton("create-form"))) return;
   clearErrors($("lobby"));
   if (!required("create-name", "Enter a room name.") || !required("create-owner", "Enter your name.")) return;
   const password = $("create-password").value;
@@ -157,6 +163,7 @@ $("create-form").addEventListener("submit", async (event) => {
 
 $("join-form").addEventListener("submit", (event) => {
   event.preventDefault();
+  if (ariaDisabled(lobbyButton("join-form"))) return;
   clearErrors($("lobby"));
   if (!required("join-key", "Enter the room's join key.") || !required("join-name", "Enter your name.")) return;
   const password = $("join-password").value;
@@ -245,7 +252,10 @@ function saveOwner(room) {
 
 function endPending() {
   state.pending = null;
-  for (const button of document.querySelectorAll("#lobby button[type=submit]")) button.disabled = false;
+  for (const button of document.querySelectorAll("#lobby button[type=submit]")) {
+    button.disabled = false;
+    setAriaDisabled(button, false);
+  }
 }
 
 // --- Room --------------------------------------------------------------------------
@@ -306,7 +316,7 @@ async function enterRoom(message, ownerToken) {
   clearTimeout(state.olderHeld);
   Object.assign(state, { olderPending: false, olderHeld: null, olderRetries: 0, historyStart: false, seeking: null });
   $("load-older").hidden = false;
-  $("load-older").disabled = false;
+  setAriaDisabled($("load-older"), false);
   $("history-start").hidden = true;
   conversation.reset();
   $("messages").replaceChildren();
@@ -631,12 +641,12 @@ function loadOlder(limit = 50) {
   if (!state.room || state.rejoining || state.olderPending || state.olderHeld || state.historyStart) return;
   if (state.minId === null) return reachedStart();
   state.olderPending = send({ type: "GetHistory", before: state.minId, limit }, "history");
-  $("load-older").disabled = state.olderPending;
+  setAriaDisabled($("load-older"), state.olderPending);
 }
 
 function olderArrived(empty) {
   state.olderPending = false;
-  $("load-older").disabled = Boolean(state.olderHeld);
+  setAriaDisabled($("load-older"), Boolean(state.olderHeld));
   if (empty) reachedStart();
   if (state.seeking !== null) showMessage(state.seeking);
 }
@@ -647,17 +657,19 @@ function olderArrived(empty) {
 function holdOlder() {
   state.olderRetries += 1;
   const wait = backoff(state.olderRetries - 1, 2000, 30_000);
-  $("load-older").disabled = true;
+  setAriaDisabled($("load-older"), true);
   state.olderHeld = setTimeout(() => {
     state.olderHeld = null;
-    $("load-older").disabled = state.olderPending;
+    setAriaDisabled($("load-older"), state.olderPending);
   }, wait);
 }
 
 function reachedStart() {
   state.historyStart = true;
+  const focused = document.activeElement === $("load-older");
   $("load-older").hidden = true;
   $("history-start").hidden = false;
+  if (focused) $("history-start").focus(); // it says why the button went
 }
 
 $("load-older").addEventListener("click", () => loadOlder());

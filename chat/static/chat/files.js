@@ -4,7 +4,7 @@
 
 import { fromBase64, toBase64 } from "./crypto.js";
 import { backoff, humanError } from "./errors.js";
-import { el } from "./render.js";
+import { ariaDisabled, el, setAriaDisabled } from "./render.js";
 import { baseType, INCOMPLETE_LINK, openFile, sealFile, sha256Hex } from "./sealed.js";
 
 const $ = (id) => document.getElementById(id);
@@ -209,7 +209,7 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
     if (upload) clearInterval(upload.timer);
     upload = null;
     $("upload").hidden = true;
-    $("file-form").querySelector("button[type=submit]").disabled = false;
+    setAriaDisabled($("file-form").querySelector("button[type=submit]"), false);
     showError("file-error", error ?? "");
   }
 
@@ -220,7 +220,7 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
     if (problem) return showError("file-error", problem);
     if (!connection.isOpen) return showError("file-error", "Not connected. Try again once reconnected.");
     upload = { name: file.name, timer: null };
-    $("file-form").querySelector("button[type=submit]").disabled = true;
+    setAriaDisabled($("file-form").querySelector("button[type=submit]"), true);
     // Reading and encoding take the first half of the bar, sending the second.
     progress(`Reading ${file.name}`, 0);
     let bytes;
@@ -302,8 +302,8 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
   // A click on a sealed file's name: fetched, decrypted, checked, then saved under its name.
   async function saveSealed(item, card) {
     const button = item.querySelector(".file-link");
-    if (button.disabled) return;
-    button.disabled = true;
+    if (ariaDisabled(button)) return;
+    setAriaDisabled(button, true);
     note(item, `Downloading ${card.name}…`);
     try {
       const bytes = await openSealed(card, (part) => note(item, `Downloading ${card.name}… ${Math.round(part * 100)} %`));
@@ -320,7 +320,7 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
       if (error instanceof FileGone) item.classList.add("expired");
       note(item, error.message);
     } finally {
-      button.disabled = false;
+      setAriaDisabled(button, false);
     }
   }
 
@@ -400,10 +400,13 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
   }
 
   function markDeleted(item) {
+    const focused = item.contains(document.activeElement);
     inView.unobserve(item);
     item.classList.add("deleted");
     item.querySelector(".text").replaceChildren("File deleted: ", item.dataset.fileName);
     for (const node of item.querySelectorAll(".preview, .delete-file, .file-note")) node.remove();
+    // Its Delete button or its link had the focus: the message's actions button takes it.
+    if (focused && !item.contains(document.activeElement)) item.querySelector(".message-actions")?.focus();
   }
 
   return {

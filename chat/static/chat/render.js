@@ -21,6 +21,15 @@ export const isolated = (name) => el("bdi", { text: name });
 // The same for plain text (a title, a notification), with FSI ... PDI as <bdi> would.
 export const isolatedText = (name) => `\u2068${name}\u2069`;
 
+// A control that cannot be used for a while but keeps its focus: aria-disabled, which
+// its handler checks, rather than `disabled`, which drops the focus to the page's body.
+export function setAriaDisabled(button, on) {
+  if (on) button.setAttribute("aria-disabled", "true");
+  else button.removeAttribute("aria-disabled");
+}
+
+export const ariaDisabled = (button) => button.getAttribute("aria-disabled") === "true";
+
 // `id` added to (first) or taken from the ids of what describes `node` (aria-describedby).
 export function describedBy(node, id, on) {
   const ids = (node.getAttribute("aria-describedby") ?? "").split(" ").filter((other) => other && other !== id);
