@@ -343,3 +343,32 @@ def test_file_buttons_keep_the_focus_or_hand_it_on(server, new_page):
     expect(item.locator(".text")).to_have_text("File deleted: red.png")
     expect(item.get_by_role("button", name="Message actions")).to_be_focused()
     assert alice.console_errors == []
+
+
+def test_tab_out_of_the_menu_or_the_picker_goes_back_to_the_message(server, new_page):
+    alice = new_page(server.http)
+    create_room(alice, "Popups", "Alice")
+    say(alice, "hello")
+    actions = actions_of(alice, "hello")
+    menu = alice.locator("#message-menu")
+    picker = alice.locator("#emoji-picker")
+    for key in ("Tab", "Shift+Tab"):
+        actions.focus()
+        alice.keyboard.press("Enter")
+        expect(menu).to_be_visible()
+        alice.keyboard.press(key)
+        expect(menu).to_be_hidden()
+        expect(actions).to_be_focused()
+    for key, presses in (("Shift+Tab", 0), ("Tab", 9)):  # 8 emoji, the field, Add
+        actions.focus()
+        alice.keyboard.press("Enter")
+        alice.keyboard.press("End")
+        expect(alice.get_by_role("menuitem", name="React")).to_be_focused()
+        alice.keyboard.press("Enter")
+        expect(picker.get_by_role("button", name="👍")).to_be_focused()
+        for _ in range(presses):
+            alice.keyboard.press("Tab")
+        expect(picker).to_be_visible()
+        alice.keyboard.press(key)
+        expect(picker).to_be_hidden()
+        expect(actions).to_be_focused()

@@ -93,7 +93,9 @@ export function setUpConversation(deps) {
       event.preventDefault();
       closePopups({ refocus: true });
     } else if (event.key === "Tab") {
-      closePopups();
+      // The menu is at the end of the page: Tab would go on from there, not from the message.
+      event.preventDefault();
+      closePopups({ refocus: true });
     }
   });
 
@@ -133,8 +135,11 @@ export function setUpConversation(deps) {
     event.preventDefault();
     pick($("emoji-any").value.trim());
   });
+  // Escape, or Tab past either end of the picker (at the end of the page, as the menu).
   picker.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") {
+    const controls = picker.querySelectorAll("button, input");
+    const edge = event.shiftKey ? controls[0] : controls[controls.length - 1];
+    if (event.key === "Escape" || (event.key === "Tab" && document.activeElement === edge)) {
       event.preventDefault();
       closePopups({ refocus: true });
     }
