@@ -372,3 +372,23 @@ def test_tab_out_of_the_menu_or_the_picker_goes_back_to_the_message(server, new_
         alice.keyboard.press(key)
         expect(picker).to_be_hidden()
         expect(actions).to_be_focused()
+
+
+def test_the_menu_closed_by_new_messages_gives_the_focus_back_to_its_message(server_with, new_page):
+    server = server_with(CHAT_RATE_BURST="200")
+    alice = new_page(server.http)
+    link = create_room(alice, "Busy", "Alice")
+    say(alice, "first")
+    actions = actions_of(alice, "first")
+    actions.focus()
+    alice.keyboard.press("Enter")
+    expect(alice.get_by_role("menuitem", name="Reply")).to_be_focused()
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        for i in range(30):  # the list follows them, and "first" scrolls out of sight
+            bob.say(f"news {i}")
+            bob.expect("ChatMessage")
+    expect(alice.locator("#messages li.message .text").last).to_have_text("news 29")
+    expect(alice.locator("#message-menu")).to_be_hidden()
+    expect(actions).to_be_focused()
+    expect(message_item(alice, "news 29")).to_be_in_viewport()  # the list stays where it went

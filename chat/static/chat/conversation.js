@@ -55,7 +55,8 @@ export function setUpConversation(deps) {
     popup.style.top = `${below ? anchor.bottom + 4 : Math.max(4, anchor.top - popup.offsetHeight - 4)}px`;
   }
 
-  // `refocus`: the focus, when in the popup, goes back to the message's button.
+  // `refocus`: the focus, when in the popup, goes back to the message's button (not
+  // scrolled to: it may be out of sight, the list scrolled away from it).
   function closePopups({ refocus = false } = {}) {
     const was = target;
     if (menu.hidden && picker.hidden) return;
@@ -64,7 +65,7 @@ export function setUpConversation(deps) {
     picker.hidden = true;
     target = null;
     was?.button.setAttribute("aria-expanded", "false");
-    if (refocus && focused && was?.button.isConnected) was.button.focus();
+    if (refocus && focused && was?.button.isConnected) was.button.focus({ preventScroll: true });
   }
 
   function openMenu(item, button) {
@@ -152,13 +153,14 @@ export function setUpConversation(deps) {
 
   // The popups are fixed in the window: while the list (or the page) scrolls they follow
   // their message's button, and close once it is out of sight, so that Reply or React
-  // never lands on another message. (Scroll events do not bubble: caught on the way down.)
+  // never lands on another message; the focus then goes back to that button, not to the
+  // page's body. (Scroll events do not bubble: caught on the way down.)
   document.addEventListener(
     "scroll",
     () => {
       if (!target) return;
       if (inSight(target.button)) place(menu.hidden ? picker : menu, target.button);
-      else closePopups();
+      else closePopups({ refocus: true });
     },
     { capture: true, passive: true },
   );
