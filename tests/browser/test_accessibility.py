@@ -392,3 +392,30 @@ def test_the_menu_closed_by_new_messages_gives_the_focus_back_to_its_message(ser
     expect(alice.locator("#message-menu")).to_be_hidden()
     expect(actions).to_be_focused()
     expect(message_item(alice, "news 29")).to_be_in_viewport()  # the list stays where it went
+
+
+def test_a_fields_error_marks_it_invalid_and_describes_it(server, new_page):
+    alice = new_page(server.http)
+    form = alice.locator("#create-form")
+    name, owner = form.get_by_label("Room name"), form.get_by_label("Your name")
+    form.get_by_role("button", name="Create room").click()
+    expect(name).to_have_attribute("aria-invalid", "true")
+    expect(name).to_have_accessible_description("Enter a room name.")
+    expect(name).to_be_focused()
+    name.fill("Checked")
+    form.get_by_role("button", name="Create room").click()
+    expect(owner).to_have_attribute("aria-invalid", "true")
+    expect(owner).to_have_accessible_description("Enter your name.")
+    expect(name).not_to_have_attribute("aria-invalid", "true")
+    expect(name).to_have_accessible_description("")
+    link = create_room(alice, "Checked", "Alice", password="secret")
+
+    bob = new_page(link)
+    password = bob.locator("#join-form").get_by_label("Password")
+    join_room(bob, "Bob", password="wrong")
+    expect(password).to_have_attribute("aria-invalid", "true")
+    expect(password).to_have_accessible_description("Wrong password for this room. Only if the room has one.")
+    join_room(bob, "Bob", password="secret")
+    expect(bob.locator("#room")).to_be_visible()
+    expect(password).not_to_have_attribute("aria-invalid", "true")
+    expect(password).to_have_accessible_description("Only if the room has one.")

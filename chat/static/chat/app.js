@@ -23,6 +23,7 @@ import {
 } from "./sealed.js";
 import {
   ariaDisabled,
+  describedBy,
   el,
   insertById,
   isolated,
@@ -101,12 +102,19 @@ function announce(...parts) {
 
 const count = (n, what) => `${n} ${what}${n === 1 ? "" : "s"}`;
 
+// An error of a lobby's or the link form's field (its id, and "-error") also marks the
+// field invalid and describes it, so that it is read with the field.
 function showError(id, text) {
   $(id).textContent = text;
+  const field = document.getElementById(id.replace(/-error$/, ""));
+  if (!field?.matches("#lobby :is(input, textarea), #whole-link")) return;
+  if (text) field.setAttribute("aria-invalid", "true");
+  else field.removeAttribute("aria-invalid");
+  describedBy(field, id, Boolean(text));
 }
 
 function clearErrors(container) {
-  for (const node of container.querySelectorAll(".error")) node.textContent = "";
+  for (const node of container.querySelectorAll(".error")) showError(node.id, "");
 }
 
 // --- Lobby -------------------------------------------------------------------------
