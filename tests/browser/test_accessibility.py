@@ -419,3 +419,13 @@ def test_a_fields_error_marks_it_invalid_and_describes_it(server, new_page):
     expect(bob.locator("#room")).to_be_visible()
     expect(password).not_to_have_attribute("aria-invalid", "true")
     expect(password).to_have_accessible_description("Only if the room has one.")
+
+
+def test_a_sealed_room_joined_without_its_whole_link_asks_for_it_with_the_focus(server, new_page):
+    alice = new_page(server.http)
+    link = create_room(alice, "Sealed", "Alice", sealed=True)
+    bob = new_page(link.split("#")[0])
+    expect(bob.get_by_role("alert").filter(has_text="This link is incomplete")).to_be_visible()
+    join_room(bob, "Bob")
+    expect(bob.locator("#room")).to_be_visible()
+    expect(bob.get_by_label("Whole link")).to_be_focused()

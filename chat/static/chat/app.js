@@ -345,7 +345,8 @@ async function enterRoom(message, ownerToken) {
   $("room").hidden = false;
   setLocked(room);
   setStatus("In room ", isolated(info.name), " as ", isolated(room.name), ".");
-  if (!(info.sealed && !sealed)) $("message").focus();
+  // A sealed room without its whole link is read once the link is pasted.
+  $(info.sealed && !sealed ? "whole-link" : "message").focus();
 }
 
 // A sealed room without its whole link: members are shown, nothing can be read or sent,
