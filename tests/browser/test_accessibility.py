@@ -2,6 +2,8 @@
 announcements, the page's hidden announcements, and focus kept on the page (never
 dropped to its body) when what had it is disabled, hidden or removed."""
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -429,3 +431,31 @@ def test_a_sealed_room_joined_without_its_whole_link_asks_for_it_with_the_focus(
     join_room(bob, "Bob")
     expect(bob.locator("#room")).to_be_visible()
     expect(bob.get_by_label("Whole link")).to_be_focused()
+
+
+def contrast(*colours: str) -> float:
+    """WCAG's contrast ratio of two CSS rgb() colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(part) / 255 for part in re.findall(r"\d+", colour)[:3]]
+        r, g, b = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    light, dark = sorted(map(luminance, colours), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_the_focus_ring_and_grey_notes_are_readable(server, new_page):
+    alice = new_page(server.http)
+    link = create_room(alice, "Sealed", "Alice", sealed=True)
+    say(alice, "hi")
+    bob = new_page(link.split("#")[0])
+    join_room(bob, "Bob")
+    note = bob.locator("#messages li.locked .text")
+    expect(note).to_have_text("Sealed message: open the room's whole link to read it.")
+    assert contrast(note.evaluate("(node) => getComputedStyle(node).color"), "rgb(255, 255, 255)") >= 4.5
+    field = bob.get_by_label("Whole link")
+    expect(field).to_be_focused()
+    ring = field.evaluate("(node) => getComputedStyle(node).outlineColor")
+    for background in ("rgb(255, 255, 255)", "rgb(246, 246, 248)"):  # a card, the page
+        assert contrast(ring, background) >= 3, (ring, background)
