@@ -459,3 +459,17 @@ def test_the_focus_ring_and_grey_notes_are_readable(server, new_page):
     ring = field.evaluate("(node) => getComputedStyle(node).outlineColor")
     for background in ("rgb(255, 255, 255)", "rgb(246, 246, 248)"):  # a card, the page
         assert contrast(ring, background) >= 3, (ring, background)
+
+
+def test_the_log_the_menu_button_and_the_delete_dialog_are_named(server, new_page):
+    alice = new_page(server.http)
+    create_room(alice, "Named", "Alice")
+    say(alice, "bye")
+    expect(alice.get_by_role("log", name="Messages")).to_be_visible()
+    actions = actions_of(alice, "bye")
+    expect(actions).to_have_attribute("aria-expanded", "false")
+    act_on(alice, "bye", "Delete")
+    dialog = alice.get_by_role("dialog", name="Delete this message for everyone?")
+    expect(dialog).to_have_accessible_description("Alice: bye")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(actions).to_be_focused()

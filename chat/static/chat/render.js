@@ -104,7 +104,7 @@ export function messageItem(message, body, { mine, me }) {
     el("button", {
       text: "⋯",
       className: "message-actions",
-      attrs: { type: "button", "aria-haspopup": "menu", "aria-label": "Message actions" },
+      attrs: { type: "button", "aria-haspopup": "menu", "aria-expanded": "false", "aria-label": "Message actions" },
     }),
   );
   return item;
