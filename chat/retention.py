@@ -46,41 +46,41 @@ class RetentionReport:
 
     def line(self) -> str | None:
         """One line when anything went (or would go), else None (purge_files then prints only its own)."""
-        parts = []
-        if self.sessions:
-            parts.append(f"{self.sessions} expired session{'s' * (self.sessions != 1)}")
-        if self.messages:
-            days = settings.CHAT_RETENTION_DAYS
-            messages = f"{self.messages} message{'s' * (self.messages != 1)}"
-            parts.append(f"{messages} older than CHAT_RETENTION_DAYS ({days:g})")
-        if self.participants:
-            days = settings.PARTICIPANTS_RETENTION_DAYS
-            parts.append(
-                f"{self.participants} participant{'s' * (self.participants != 1)} "
-                f"gone longer than PARTICIPANTS_RETENTION_DAYS ({days:g})"
-            )
-        if self.bans:
-            parts.append(f"{self.bans} expired ban{'s' * (self.bans != 1)}")
-        if self.rooms:
-            days = settings.UNUSED_ROOMS_RETENTION_DAYS
-            rooms = f"{self.rooms} room{'s' * (self.rooms != 1)}"
-            parts.append(f"{rooms} unused for UNUSED_ROOMS_RETENTION_DAYS ({days:g})")
-        if self.emptied_rooms:
-            days = settings.CHAT_RETENTION_DAYS
-            rooms = f"{self.emptied_rooms} room{'s' * (self.emptied_rooms != 1)}"
-            parts.append(f"{rooms} left empty, older than CHAT_RETENTION_DAYS ({days:g})")
-        if self.admin_log:
-            days = settings.ADMIN_LOG_RETENTION_DAYS
-            entries = f"{self.admin_log} admin log {'entries' if self.admin_log != 1 else 'entry'}"
-            parts.append(f"{entries} older than ADMIN_LOG_RETENTION_DAYS ({days:g})")
-        if self.session_rooms:
-            rooms = f"{self.session_rooms} joined room{'s' * (self.session_rooms != 1)}"
-            parts.append(f"{rooms} forgotten by browser sessions")
+        days = {name: f"{name} ({getattr(settings, name):g})" for name in RETENTION_SETTINGS}
+        parts = [
+            f"{counted(number, noun)} {why.format(**days)}"
+            for number, noun, why in [
+                (self.sessions, "expired session", ""),
+                (self.messages, "message", "older than {CHAT_RETENTION_DAYS}"),
+                (self.participants, "participant", "gone longer than {PARTICIPANTS_RETENTION_DAYS}"),
+                (self.bans, "expired ban", ""),
+                (self.rooms, "room", "unused for {UNUSED_ROOMS_RETENTION_DAYS}"),
+                (self.emptied_rooms, "room", "left empty, older than {CHAT_RETENTION_DAYS}"),
+                (self.admin_log, "admin log entry", "older than {ADMIN_LOG_RETENTION_DAYS}"),
+                (self.session_rooms, "joined room", "forgotten by browser sessions"),
+            ]
+            if number
+        ]
         if not parts:
             return None
         label = "purge_files (dry run)" if self.dry_run else "purge_files"
         verb = "would remove" if self.dry_run else "removed"
-        return f"{label}: {verb} {'; '.join(parts)}"
+        return f"{label}: {verb} {'; '.join(part.rstrip() for part in parts)}"
+
+
+RETENTION_SETTINGS = (
+    "CHAT_RETENTION_DAYS",
+    "PARTICIPANTS_RETENTION_DAYS",
+    "UNUSED_ROOMS_RETENTION_DAYS",
+    "ADMIN_LOG_RETENTION_DAYS",
+)
+
+
+def counted(number: int, noun: str) -> str:
+    """`1 room`, `2 rooms`, `2 admin log entries`."""
+    if number == 1:
+        return f"{number} {noun}"
+    return f"{number} {noun[:-1]}ies" if noun.endswith("y") else f"{number} {noun}s"
 
 
 def message_cutoff(now: datetime) -> datetime | None:

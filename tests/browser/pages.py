@@ -114,6 +114,14 @@ class PythonClient:
     def say(self, text: str) -> None:
         self.send(type="ChatMessage", content=encrypt(self.key, text))
 
+    def said(self, *texts: str) -> dict[str, int]:
+        """Say each text in turn, each once the last was stored: their message ids."""
+        ids = {}
+        for text in texts:
+            self.say(text)
+            ids[text] = self.expect("ChatMessage")["id"]
+        return ids
+
     def join_sealed(self, link: str, name: str) -> None:
         """Join the sealed room of `link`, holding its keys: `say_sealed` then sends as
         a member whose client would send anything."""

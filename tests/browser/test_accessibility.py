@@ -63,9 +63,7 @@ def test_history_older_pages_and_a_catch_up_are_told_in_one_line_not_read_out(se
     link = create_room(alice, "Quiet", "Alice")
     with PythonClient(server.url) as bob:
         bob.join(join_key_of(link), "Bob")
-        for i in range(1, 9):
-            bob.say(f"m{i}")
-            bob.expect("ChatMessage")
+        bob.said(*(f"m{i}" for i in range(1, 9)))
         carol = new_page(link, init_script=ANNOUNCED_SCRIPT + SOCKETS_SCRIPT)
         join_room(carol, "Carol")
         texts = carol.locator("#messages li.message .text")
@@ -87,9 +85,7 @@ def test_history_older_pages_and_a_catch_up_are_told_in_one_line_not_read_out(se
 
         # More missed than the rejoin's History holds: it and the catch-up, one count.
         go_offline(carol)
-        for i in range(9, 17):
-            bob.say(f"m{i}")
-            bob.expect("ChatMessage")
+        bob.said(*(f"m{i}" for i in range(9, 17)))
         come_back(carol, "Quiet")
         shown = [f"m{i}" for i in range(1, 9)] + ["live"] + [f"m{i}" for i in range(9, 17)]
         expect(texts).to_have_text(shown)
@@ -240,10 +236,7 @@ def test_the_focus_in_a_deleted_message_goes_to_a_neighbour(server, new_page):
     link = create_room(alice, "Deletes", "Alice")
     with PythonClient(server.url) as bob:
         bob.join(join_key_of(link), "Bob")
-        ids = {}
-        for text in ("one", "two", "three", "four"):
-            bob.say(text)
-            ids[text] = bob.expect("ChatMessage")["id"]
+        ids = bob.said("one", "two", "three", "four")
         texts = alice.locator("#messages li.message .text")
         expect(texts).to_have_text(["one", "two", "three", "four"])
 
@@ -297,9 +290,7 @@ def test_load_older_keeps_the_focus_and_hands_it_to_the_start_of_the_room(server
     link = create_room(alice, "Older", "Alice")
     with PythonClient(server.url) as bob:
         bob.join(join_key_of(link), "Bob")
-        for i in range(1, 57):
-            bob.say(f"m{i}")
-            bob.expect("ChatMessage")
+        bob.said(*(f"m{i}" for i in range(1, 57)))
     carol = new_page(link)
     join_room(carol, "Carol")
     shown = carol.locator("#messages li.message")
@@ -387,9 +378,7 @@ def test_the_menu_closed_by_new_messages_gives_the_focus_back_to_its_message(ser
     expect(alice.get_by_role("menuitem", name="Reply")).to_be_focused()
     with PythonClient(server.url) as bob:
         bob.join(join_key_of(link), "Bob")
-        for i in range(30):  # the list follows them, and "first" scrolls out of sight
-            bob.say(f"news {i}")
-            bob.expect("ChatMessage")
+        bob.said(*(f"news {i}" for i in range(30)))  # the list follows them: "first" scrolls out of sight
     expect(alice.locator("#messages li.message .text").last).to_have_text("news 29")
     expect(alice.locator("#message-menu")).to_be_hidden()
     expect(actions).to_be_focused()

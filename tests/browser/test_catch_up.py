@@ -47,9 +47,7 @@ def test_more_missed_than_the_history_limit_leaves_no_gap(server_with, new_page)
             bob.say(f"m{i}")
         expect(alice.locator("#messages li .text")).to_have_text(["m1", "m2", "m3"])
         go_offline(alice)
-        for i in range(4, 16):
-            bob.say(f"m{i}")
-            bob.expect("ChatMessage")
+        bob.said(*(f"m{i}" for i in range(4, 16)))
         come_back(alice, "Gap")
         expect(alice.locator("#messages li .text")).to_have_text([f"m{i}" for i in range(1, 16)])
     # The newest page of 100 reaches below m3: one GetHistory was enough.
@@ -63,10 +61,7 @@ def test_edits_reactions_and_deletes_made_while_away_are_shown(server, new_page,
     link = create_room(alice, "Stale", "Alice")
     with PythonClient(server.url) as bob:
         bob.join(join_key_of(link), "Bob")
-        ids = {}
-        for text in ("keep me", "delete me", "spam", "last"):
-            bob.say(text)
-            ids[text] = bob.expect("ChatMessage")["id"]
+        ids = bob.said("keep me", "delete me", "spam", "last")
         expect(alice.locator("#messages li .text")).to_have_text(["keep me", "delete me", "spam", "last"])
 
         go_offline(alice)
@@ -109,9 +104,7 @@ def test_the_catch_up_reads_several_pages_and_asks_a_refused_one_again_later(ser
         bob.say("m1")
         expect(alice.locator("#messages li .text")).to_have_text(["m1"])
         go_offline(alice)
-        for i in range(2, 122):
-            bob.say(f"m{i}")
-            bob.expect("ChatMessage")
+        bob.said(*(f"m{i}" for i in range(2, 122)))
         come_back(alice, "Pages")
         texts = [f"m{i}" for i in range(1, 122)]
         expect(alice.locator("#messages li.message[data-id] .text")).to_have_text(texts, timeout=20_000)

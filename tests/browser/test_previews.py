@@ -94,9 +94,7 @@ def test_a_refused_older_page_is_not_asked_again_by_scrolling_at_once(server_wit
     link = create_room(alice, "Long", "Alice")
     with PythonClient(server.url) as bob:
         bob.join(join_key_of(link), "Bob")
-        for i in range(60):
-            bob.say(f"line {i}")
-            bob.expect("ChatMessage")
+        bob.said(*(f"line {i}" for i in range(60)))
 
     carol = new_page(link)
     refused = refuse(carol, lambda frame: frame["type"] == "GetHistory")

@@ -117,21 +117,23 @@ def test_concurrent_joins_with_one_name_exactly_one_wins():
     print(f"concurrent joins ran on {connection.vendor}")
 
 
+def bob_joins(room: Room, socket: str, token: str | None = None) -> services.Joined:
+    """Bob joins `room` on `socket` (resuming with his participant `token`)."""
+    where = services.Where(socket, "proc", "10.0.0.2")
+    return services.room_join(
+        room=room, name="Bob", where=where, owner_token=None, since=None, now=timezone.now(),
+        participant_token=token,
+    )  # fmt: skip
+
+
 def test_a_seat_resumed_on_another_socket_is_not_ended_by_the_old_sockets_leave():
     """The old socket's close may come after the resume (it dropped, or was closing for
     another reason when the 4003 came): its leave must not end the seat the new socket
     holds, nor be announced."""
     room, _, _ = make_room()
 
-    def join_on(socket: str, token: str | None = None) -> services.Joined:
-        where = services.Where(socket, "proc", "10.0.0.2")
-        return services.room_join(
-            room=room, name="Bob", where=where, owner_token=None, since=None, now=timezone.now(),
-            participant_token=token,
-        )  # fmt: skip
-
-    seat = join_on("old-socket").seat
-    resumed = join_on("new-socket", seat.token)
+    seat = bob_joins(room, "old-socket").seat
+    resumed = bob_joins(room, "new-socket", seat.token)
     assert resumed.seat.participant_id == seat.participant_id
     now = timezone.now()
     assert not services.participant_leave(participant_id=seat.participant_id, now=now, outbox_id="old-socket")
@@ -149,19 +151,12 @@ def test_on_postgresql_a_resume_sees_what_came_before_it_on_another_process(firs
         pytest.skip("SQLite runs one writer at a time (DATABASE_URL unset)")
     room, _, _ = make_room()
 
-    def join_on(socket: str, token: str | None = None) -> services.Joined:
-        where = services.Where(socket, "proc", "10.0.0.2")
-        return services.room_join(
-            room=room, name="Bob", where=where, owner_token=None, since=None, now=timezone.now(),
-            participant_token=token,
-        )  # fmt: skip
-
-    seat = join_on("old-socket").seat
+    seat = bob_joins(room, "old-socket").seat
     joined: list[services.Joined] = []
 
     def resume():
         try:
-            joined.append(join_on("new-socket", seat.token))
+            joined.append(bob_joins(room, "new-socket", seat.token))
         finally:
             connections.close_all()
 
