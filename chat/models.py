@@ -91,6 +91,8 @@ class Participant(models.Model):
             models.Index(fields=["left_at", "last_seen"], name="participant_presence"),
             models.Index(fields=["process_id", "left_at"], name="participant_process"),
             models.Index(fields=["room", "token_hash"], name="participant_token"),
+            # A browser session's rows in every room (chat/retention.py, sessions_forget).
+            models.Index(fields=["session_hash", "room"], name="participant_session"),
         ]
 
     def __str__(self) -> str:

@@ -149,27 +149,38 @@ def _delete_in_batches(queryset: QuerySet) -> int:
     removed = 0
     while True:
         with transaction.atomic():
-            batch = list(queryset.select_for_update(skip_locked=True).values_list("pk", flat=True)[:BATCH])
+            # Unordered: a model's default ordering would sort every candidate a batch.
+            chosen = queryset.order_by().select_for_update(skip_locked=True)
+            batch = list(chosen.values_list("pk", flat=True)[:BATCH])
             if not batch:
                 return removed
             # Counted per model: what cascades with them (reactions, ...) is not counted.
             removed += queryset.filter(pk__in=batch).delete()[1].get(model._meta.label, 0)
 
 
-def _forget_rooms(session_key: str, session: dict) -> int:
-    """Drop from `session` (decoded) the rooms it joined where no participant row of the
-    session is left (present or gone); returns how many went."""
+def _forget_rooms(session: dict, seated: set[str]) -> int:
+    """Drop from `session` (decoded) the rooms it joined that are not `seated` (where a
+    participant row of the session is left, present or gone); returns how many went."""
     rooms = session.get(SESSION_ROOMS_KEY, [])
-    if not rooms:
-        return 0
-    rows = Participant.objects.filter(room_id__in=rooms, session_hash=token_hash(session_key))
-    seated = {str(room_id) for room_id in rows.values_list("room_id", flat=True)}
     kept = [room for room in rooms if room in seated]
+    if len(kept) == len(rooms):
+        return 0
     if kept:
         session[SESSION_ROOMS_KEY] = kept
     else:
         del session[SESSION_ROOMS_KEY]
     return len(rooms) - len(kept)
+
+
+def _seated(session_keys: list[str]) -> dict[str, set[str]]:
+    """Each session's rooms where a participant row of it is left: one query, on the
+    index that begins with the session's hash (`participant_session`)."""
+    hashes = {token_hash(key): key for key in session_keys}
+    seated: dict[str, set[str]] = {key: set() for key in session_keys}
+    rows = Participant.objects.filter(session_hash__in=hashes).order_by()
+    for session_hash, room_id in rows.values_list("session_hash", "room_id").distinct():
+        seated[hashes[session_hash]].add(str(room_id))
+    return seated
 
 
 def sessions_forget(*, now: datetime, dry_run: bool = False) -> int:
@@ -180,10 +191,10 @@ def sessions_forget(*, now: datetime, dry_run: bool = False) -> int:
     the list, which would otherwise keep it as long as the session lives. Returns how
     many went.
 
-    Sessions are read BATCH at a time without locks, a query each (on an index that
-    begins with the room). One to change is then locked alone, skipping it if a join
-    holds it (the next run has it), read again, and written back without touching its
-    expiry, or deleted if nothing else is in it (its first join next makes a new row)."""
+    Sessions are read BATCH at a time without locks, with one query a page for their
+    rooms. One to change is then locked alone, skipping it if a join holds it (the next
+    run has it), read again, and written back without touching its expiry, or deleted
+    if nothing else is in it (its first join next makes a new row)."""
     store = import_module(settings.SESSION_ENGINE).SessionStore()
     forgotten, after = 0, ""
     while True:
@@ -195,8 +206,10 @@ def sessions_forget(*, now: datetime, dry_run: bool = False) -> int:
         if not page:
             return forgotten
         after = page[-1][0]
-        for key, data in page:
-            stale = _forget_rooms(key, store.decode(data))
+        joined = {key: session for key, data in page if SESSION_ROOMS_KEY in (session := store.decode(data))}
+        seated = _seated(list(joined))
+        for key, session in joined.items():
+            stale = _forget_rooms(session, seated[key])
             if not stale or dry_run:
                 forgotten += stale
                 continue
@@ -206,7 +219,7 @@ def sessions_forget(*, now: datetime, dry_run: bool = False) -> int:
                 if data is None:
                     continue
                 session, row = store.decode(data), Session.objects.filter(pk=key)
-                forgotten += _forget_rooms(key, session)
+                forgotten += _forget_rooms(session, _seated([key])[key])
                 if session:
                     row.update(session_data=store.encode(session))
                 else:

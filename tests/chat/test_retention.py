@@ -13,6 +13,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat import browser_sessions, retention, services
@@ -297,6 +298,24 @@ def test_browser_sessions_forget_the_rooms_where_their_rows_are_gone():
     assert Session.objects.get(pk=keys[0]).expire_date == expiry  # the session lives no longer
     assert not Session.objects.filter(pk=keys[1]).exists()  # it held nothing else
     assert retention.apply_retention(now=now).session_rooms == 0
+
+
+def test_a_page_of_browser_sessions_is_checked_in_one_query_on_the_sessions_index():
+    """Every purge reads every live session: a query per session (and one reading the
+    rows of every room the session lists) would make a big site's cron run take minutes
+    with nothing to forget."""
+    room = make_room()[0]
+    now = timezone.now()
+    for _ in range(5):
+        key = browser_sessions.mint()
+        where = services.Where("chan", "proc", "10.0.0.1", services.token_hash(key))
+        services.room_join(room=room, name=key[:8], where=where, owner_token=None, since=None, now=now)
+        services.session_room_add(session_key=key, room_id=room.pk)
+    with CaptureQueriesContext(connection) as queries:
+        assert retention.sessions_forget(now=now) == 0
+    assert len(queries) == 3  # the page, its rooms, the empty page after it
+    rooms_query = queries[1]["sql"]
+    assert "session_hash" in rooms_query and "room_id" not in rooms_query.partition("WHERE")[2]
 
 
 def test_admin_log_entries_go_after_their_retention(settings, django_user_model):
