@@ -593,6 +593,7 @@ async function receiveAll(messages, options) {
 // `told(added)`, says how many came instead. `add` returns how many it added.
 async function addQuietly(add, told) {
   const list = $("messages");
+  const room = state.room;
   list.setAttribute("aria-busy", "true");
   let added = 0;
   try {
@@ -600,7 +601,7 @@ async function addQuietly(add, told) {
   } finally {
     list.setAttribute("aria-busy", "false");
   }
-  if (added && state.room) announce(told(added));
+  if (added && room && state.room === room) announce(told(added)); // not in a room entered since
 }
 
 // A reply's quote shows the start of the message it answers once that one is on the
