@@ -106,6 +106,9 @@ def purge(*, now: datetime, dry_run: bool = False) -> PurgeReport:
             if not dry_run and doomed:
                 SharedFile.objects.filter(pk__in=[file.pk for file in doomed]).delete()
                 blobs.remove_on_commit([file.blob for file in doomed])
+        # The doomed files' blobs were listed before their rows went: not orphans.
+        removed = {file.blob for file in doomed}
+        on_disk = [(name, written) for name, written in on_disk if name not in removed]
         report.orphans = orphans(on_disk, older_than=time.time() - settings.FILES_ORPHAN_GRACE)
         if not dry_run:
             for name in report.orphans:

@@ -112,6 +112,18 @@ def test_orphaned_blobs_go_after_the_grace_period_only(files_root, settings):
     assert (files_root / fresh_orphan).exists() and (files_root / kept.blob).exists()
 
 
+def test_a_purged_files_old_blob_is_not_counted_again_as_an_orphan(files_root, settings):
+    """The store is listed before the rows go: a file removed in the same run, whose blob
+    is older than the grace (as any expired file's is), is a file, not an orphan."""
+    expired = stored_file(seat_in_new_room(), age=timedelta(days=2))
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(files_root / expired.blob, (two_days_ago, two_days_ago))
+    assert run().startswith(
+        "purge_files: removed 1 file (1 expired, 0 deleted, 100 bytes) and 0 orphaned blobs"
+    )
+    assert not (files_root / expired.blob).exists()
+
+
 def test_a_second_purge_at_the_same_time_does_nothing():
     seat = seat_in_new_room()
     stored_file(seat, deleted=True)
