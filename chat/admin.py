@@ -11,7 +11,8 @@ from uuid import UUID
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, Model, Q, QuerySet
+from django.db.models import Count, F, Model, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
@@ -83,11 +84,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}")
 
 
+def room_rows(rows: QuerySet) -> Coalesce:
+    """How many of `rows` (a model with a `room`) are each listed room's, as an
+    annotation computed for the rooms a page shows only."""
+    counted = rows.filter(room=OuterRef("pk")).order_by().values("room").annotate(n=Count("*")).values("n")
+    return Coalesce(Subquery(counted), 0)
+
+
 class JoinKeySearch(admin.ModelAdmin):
     """The list's search also finds the room whose join key (or share link) is searched
     for: the database keeps only the key's hash (`keys.join_key_hash`)."""
 
-    join_key_hash_field = "room__join_key_hash"
+    room_field = "room_id"
     search_help_text = "Names, a room's join key or its share link."
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple:
@@ -96,7 +104,11 @@ class JoinKeySearch(admin.ModelAdmin):
         if "/rooms/" in key:
             key = key.partition("/rooms/")[2].partition("/")[0]
         if key and " " not in key:
-            found |= queryset.filter(**{self.join_key_hash_field: keys.join_key_hash(key)})
+            # The room first (its unique index), then its rows: an OR of the names' match
+            # and a join on the hash walks every row of a big table.
+            room = Room.objects.filter(join_key_hash=keys.join_key_hash(key)).values_list("pk", flat=True)
+            if room_id := room.first():
+                found |= queryset.filter(**{self.room_field: room_id})
         return found, may_have_duplicates
 
 
@@ -158,11 +170,26 @@ class ModeratedInline(admin.TabularInline):
         return self.get_fields(request, obj)
 
 
+# Rows a room's admin page lists of each kind, the first in the inline's order: a room
+# may hold millions of messages and thousands of participants and files.
+ROOM_PAGE_ROWS = 50
+
+
+class FirstRows(BaseInlineFormSet):
+    """The inline's first ROOM_PAGE_ROWS rows, read once: each of its forms asks."""
+
+    def get_queryset(self) -> QuerySet:
+        if not hasattr(self, "_first_rows"):
+            self._first_rows = super().get_queryset()[:ROOM_PAGE_ROWS]
+        return self._first_rows
+
+
 class ParticipantInline(ModeratedInline):
     model = Participant
     fields = ["name", "role", "joined_at", "left_at", "last_seen", "address"]
     ordering = PARTICIPANT_ORDERING
-    verbose_name_plural = "participants (present and past)"
+    formset = FirstRows
+    verbose_name_plural = f"participants (the present first, then the newest; the first {ROOM_PAGE_ROWS})"
 
     @admin.display(description="")
     def moderate(self, participant: Participant) -> str:
@@ -170,15 +197,6 @@ class ParticipantInline(ModeratedInline):
             return ""
         url = reverse("admin:chat_room_remove", args=[participant.room_id, participant.pk])
         return moderation_button(url, "Remove")
-
-
-# Messages a room's admin page lists (the newest): a room may hold millions.
-ROOM_PAGE_MESSAGES = 50
-
-
-class NewestMessages(BaseInlineFormSet):
-    def get_queryset(self) -> QuerySet:
-        return super().get_queryset()[:ROOM_PAGE_MESSAGES]
 
 
 class MessageColumns:
@@ -199,10 +217,10 @@ class MessageColumns:
 
 class MessageInline(MessageColumns, ModeratedInline):
     model = Message
-    formset = NewestMessages
+    formset = FirstRows
     fields = ["id", "sender", "sent_at", "kind", "length"]
     ordering = ["-id"]
-    verbose_name_plural = f"messages (the newest {ROOM_PAGE_MESSAGES}; their ciphertext is not shown)"
+    verbose_name_plural = f"messages (the newest {ROOM_PAGE_ROWS}; their ciphertext is not shown)"
 
     @admin.display(description="")
     def moderate(self, message: Message) -> str:
@@ -213,10 +231,11 @@ class MessageInline(MessageColumns, ModeratedInline):
 
 @admin.register(Room)
 class RoomAdmin(JoinKeySearch, ReadOnlyAdmin):
+    show_full_result_count = False  # a second COUNT of a big table
     list_display = ["name", "owner_name", "created_at", "is_open", "sealed", "present"]
     list_filter = [OpenFilter, PasswordFilter, "sealed"]
     search_fields = ["name"]
-    join_key_hash_field = "join_key_hash"
+    room_field = "pk"
     fields = [
         "name", "description", "has_password", "sealed", "owner_name", "created_at", "closed_at",
     ]  # fmt: skip
@@ -251,9 +270,17 @@ class RoomAdmin(JoinKeySearch, ReadOnlyAdmin):
     def get_deleted_objects(self, objs, request: HttpRequest) -> tuple:
         """A room's Delete takes its participants, messages and files with it
         (moderation.delete_room): the room's own delete permission is enough, though
-        none of those may be deleted on its own here (their admins refuse it)."""
-        deleted, counts, _, protected = super().get_deleted_objects(objs, request)
-        return deleted, counts, set(), protected
+        none of those may be deleted on its own here (their admins refuse it). The page
+        counts what goes with the rooms, by kind, instead of listing every row of it
+        (a room may hold millions of messages)."""
+        rooms = list(objs)
+        counts = {str(Room._meta.verbose_name_plural): len(rooms)}
+        for relation in Room._meta.related_objects:
+            related = relation.related_model
+            number = related._default_manager.filter(**{f"{relation.field.name}__in": rooms}).count()
+            if number:
+                counts[str(related._meta.verbose_name_plural)] = number
+        return [str(room) for room in rooms], counts, set(), []
 
     def back_to(self, room: Room) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:chat_room_change", args=[room.pk]))
@@ -299,15 +326,9 @@ class RoomAdmin(JoinKeySearch, ReadOnlyAdmin):
         return self.back_to(room)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                present_count=Count(
-                    "participants", filter=Q(participants__left_at__isnull=True), distinct=True
-                ),
-            )
-        )
+        # A count for each room shown, not a join of every room's rows (`room_rows`).
+        present = room_rows(Participant.objects.filter(left_at__isnull=True))
+        return super().get_queryset(request).annotate(present_count=present)
 
     @admin.display(boolean=True, description="open", ordering="closed_at")
     def is_open(self, room: Room) -> bool:
@@ -363,6 +384,7 @@ class PresentFilter(admin.SimpleListFilter):
 
 @admin.register(Participant)
 class ParticipantAdmin(JoinKeySearch, ReadOnlyAdmin):
+    show_full_result_count = False  # a second COUNT of a big table
     list_display = ["name", "room", "role", "is_present", "joined_at", "left_at", "address"]
     list_filter = [PresentFilter, "role"]
     search_fields = ["name", "room__name"]
@@ -403,6 +425,7 @@ class ParticipantAdmin(JoinKeySearch, ReadOnlyAdmin):
 
 @admin.register(Message)
 class MessageAdmin(MessageColumns, JoinKeySearch, ReadOnlyAdmin):
+    show_full_result_count = False  # a second COUNT of a big table
     list_display = ["id", "room", "sender", "sent_at", "kind", "length"]
     search_fields = ["sender"]
     list_select_related = ["room"]

@@ -3,7 +3,7 @@
 live: the chat's RoomAdmin, extended here, since `chat` knows nothing of files."""
 
 from django.contrib import admin, messages
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -34,6 +34,7 @@ class FileStateFilter(admin.SimpleListFilter):
 
 @admin.register(SharedFile)
 class SharedFileAdmin(JoinKeySearch, ReadOnlyAdmin):
+    show_full_result_count = False  # a second COUNT of a big table
     list_display = ["name", "room", "uploader_name", "mime_type", "size", "expires_at", "state"]
     list_filter = [FileStateFilter, "mime_type"]
     search_fields = ["name", "uploader_name"]
@@ -67,6 +68,9 @@ class SharedFileAdmin(JoinKeySearch, ReadOnlyAdmin):
 
 class FileInline(admin.TabularInline):
     model = SharedFile
+    formset = chat_admin.FirstRows
+    ordering = ["-created_at"]
+    verbose_name_plural = f"files (the newest {chat_admin.ROOM_PAGE_ROWS})"
     fields = ["name", "uploader_name", "mime_type", "size", "created_at", "expires_at", "deleted_at"]
     readonly_fields = fields
     extra = 0
@@ -86,10 +90,8 @@ class RoomAdmin(chat_admin.RoomAdmin):
     inlines = [*chat_admin.RoomAdmin.inlines, FileInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        live = Q(files__deleted_at__isnull=True, files__expires_at__gt=timezone.now())
-        return (
-            super().get_queryset(request).annotate(live_file_count=Count("files", filter=live, distinct=True))
-        )
+        live = chat_admin.room_rows(SharedFile.objects.live(timezone.now()))
+        return super().get_queryset(request).annotate(live_file_count=live)
 
     @admin.display(description="live files", ordering="live_file_count")
     def live_files(self, room: Room) -> int:

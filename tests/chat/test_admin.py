@@ -9,8 +9,13 @@ import pytest
 from channels.db import database_sync_to_async
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
-from django.test import AsyncClient
+from django.db import connection
+from django.test import AsyncClient, Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from chat import admin as admin_module
+from chat import services, sql
 from chat.models import Ban, Message, Participant, Room
 from files.models import SharedFile
 from tests.helpers import (
@@ -22,6 +27,8 @@ from tests.helpers import (
     expect_closed,
     expect_error,
     join_room,
+    join_seat,
+    make_room,
     upload_frame,
 )
 
@@ -278,6 +285,45 @@ async def test_a_room_is_found_by_its_join_key_or_share_link_though_only_its_has
         assert "2 participants" in (await admin.get("/admin/chat/participant/", {"q": term})).content.decode()
     for term in (key[:-1], key.swapcase(), f"{key} {key}"):
         assert "0 rooms" in (await admin.get("/admin/chat/room/", {"q": term})).content.decode(), term
+
+
+def test_a_rooms_pages_read_as_much_however_big_the_room():
+    """A room's page shows its first rows of each kind, read once (not once a row), and
+    its delete page counts what goes with it instead of listing every row: a room of a
+    million messages must open as fast as one of three."""
+    client = Client()
+    client.force_login(User.objects.create_superuser("big", "m@example.org", "pw"))
+    room, seat, _ = make_room()
+
+    def read(path: str) -> tuple[int, bytes]:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(path)
+        assert response.status_code == 200, path
+        return len(captured), response.content
+
+    pages = [
+        f"/admin/chat/room/{room.pk}/change/",
+        f"/admin/chat/room/{room.pk}/delete/",
+        "/admin/chat/room/",
+    ]
+
+    def grow(count: int) -> None:
+        now = timezone.now()
+        joined = [join_seat(room, f"P{count}-{n}").seat for n in range(count)]
+        services.messages_post(
+            [sql.NewMessage(room.pk, s.name, "ciphertext", now, s.participant_id) for s in [seat, *joined]]
+        )
+
+    grow(2)
+    small = [read(path)[0] for path in pages]
+    grow(60)
+    big = [read(path)[0] for path in pages]
+    assert all(after <= before for before, after in zip(small, big, strict=True)), (small, big)
+    _, change = read(pages[0])
+    assert change.count(b'class="field-length"') == admin_module.ROOM_PAGE_ROWS  # the newest messages
+    _, delete = read(pages[1])
+    assert b"<li>Messages: 64</li>" in delete and b"<li>Participants: 63</li>" in delete
+    assert b" by P" not in delete  # no message listed one by one
 
 
 async def test_lists_search_and_filters_render_for_staff(room_of_two):
