@@ -688,17 +688,19 @@ def room_event_problem(event: object) -> str | None:
 hub = Hub()
 
 
-async def publish(room_id: uuid.UUID, message: dict, **marks: Unpack[Marks]) -> None:
+async def publish(room_id: uuid.UUID, message: dict, *, stored: bool = False, **marks: Unpack[Marks]) -> None:
     """Send a server message to every socket in the room, in every process. It is
     encoded to JSON once, here; `marks` are `RoomEvent`'s other fields. Returns once the
     layer has taken it (batched with what other sockets publish meanwhile; see
     `send_events`). An empty `message` sends no frame: only its `close` (a resumed
-    participant's other connection, 4003)."""
+    participant's other connection, 4003). `stored`: it tells of a change already
+    written that is not a room step (a file's delete), handed out as one if the bus
+    refuses it (`handed_out_here`)."""
     event = room_event(room_id, message, **marks)
     try:
         await event_sender.submit(event)
     except Exception:
-        if not handed_out_here([event]):
+        if not handed_out_here([event], stored=stored):
             raise
 
 
@@ -712,15 +714,16 @@ async def publish_all(events: list[RoomEvent]) -> None:
             raise
 
 
-def handed_out_here(events: list[RoomEvent]) -> bool:
+def handed_out_here(events: list[RoomEvent], *, stored: bool = False) -> bool:
     """Called for `events` the bus would not take (Redis down). Stored steps (a message,
     an edit, a reaction, a delete) are written, so the client is not told to send them
     again (a second copy, or a `message_not_found`): this process's sockets get them now,
     the others once the bus takes them again (`republish_later`), or from the database,
     at their catch-up or at the gap the room's next step shows them, whichever comes
-    first. Anything else (presence, typing, a step of a closed room) is False: the
-    caller is told."""
-    if not hub.started() or any(event.get("seq") is None for event in events):
+    first. So are `stored` events that are not steps (a file's delete: the others get
+    it once the bus takes it, or from the file's gone download). Anything else
+    (presence, typing, a step of a closed room) is False: the caller is told."""
+    if not hub.started() or not (stored or all(event.get("seq") is not None for event in events)):
         return False
     logger.warning(
         "hub: the bus did not take %s stored step(s) of %s; handed out here",

@@ -19,8 +19,8 @@ from chat.models import Room
 from chat.oplog import event
 
 
-def tell(room_id: uuid.UUID, message: dict, **marks: Unpack[Marks]) -> None:
-    async_to_sync(publish)(room_id, message, **marks)
+def tell(room_id: uuid.UUID, message: dict, *, stored: bool = False, **marks: Unpack[Marks]) -> None:
+    async_to_sync(publish)(room_id, message, stored=stored, **marks)
 
 
 def close_room(*, room_id: uuid.UUID, now: datetime, actor: str) -> bool:

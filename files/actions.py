@@ -71,7 +71,7 @@ async def delete_file(conn: Connection, command: protocol.DeleteFile) -> None:
     seat = require_room(conn)
     await take_chat(conn)  # a database transaction each, as DeleteMessage
     deleted = await files.delete(seat=seat, file_id=command.file_id, now=timezone.now())
-    await publish(seat.room_id, protocol.file_deleted_message(str(deleted.id)))
+    await publish(seat.room_id, protocol.file_deleted_message(str(deleted.id)), stored=True)
 
 
 ACTIONS: dict[type, Action] = {

@@ -15,6 +15,6 @@ def delete_file(*, file_id: uuid.UUID, now: datetime, actor: str) -> bool:
     file = files.file_remove(file_id=file_id, now=now)
     if file is None:
         return False
-    tell(file.room_id, protocol.file_deleted_message(str(file.id)))
+    tell(file.room_id, protocol.file_deleted_message(str(file.id)), stored=True)
     event("moderation", action="delete_file", file=file.id, room=file.room_id, actor=actor)
     return True

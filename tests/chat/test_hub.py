@@ -831,6 +831,31 @@ async def test_a_delete_the_bus_will_not_take_is_handed_out_here_with_its_file(l
     await here.stop()
 
 
+async def test_a_file_delete_the_bus_will_not_take_is_handed_out_here(layer, monkeypatch):
+    """Redis down after a member's `DeleteFile` was written: the deleter is not told
+    `server_error` (sending it again would be answered `file_not_found`); this process's
+    sockets get `FileDeleted`, kept to publish again. Presence is still refused."""
+    import chat.hub as hub_module
+
+    here = Hub()
+    monkeypatch.setattr(hub_module, "hub", here)
+    StoredRoom(here, 0)
+    socket = FakeSocket()
+    await here.join(ROOM_X, Outbox(socket.send, socket.close))
+
+    async def redis_down(*args, **kwargs):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(here.layer, "send_many", redis_down)
+    await hub_module.publish(ROOM_X, {"type": "FileDeleted", "file_id": "f"}, stored=True)
+    await drain()
+    assert [json.loads(frame) for frame in socket.sent] == [{"type": "FileDeleted", "file_id": "f"}]
+    assert [event["text"] for event in here.unpublished] == ['{"type":"FileDeleted","file_id":"f"}']
+    with pytest.raises(ConnectionError):
+        await hub_module.publish(ROOM_X, {"type": "ParticipantLeft", "name": "x"})
+    await here.stop()
+
+
 async def test_a_stored_step_the_bus_would_not_take_reaches_the_other_processes_once_it_does(
     layer, monkeypatch, caplog
 ):
