@@ -238,3 +238,34 @@ def test_a_page_the_server_has_no_room_for_rejoins_and_sends_again(server, sqlit
     expect(owner.locator("#members li")).to_have_count(2)
     assert len(stored_contents(sqlite_env)) == 1
     assert bob.console_errors == []
+
+
+def test_a_typed_reaction_that_is_not_one_emoji_stays_in_the_picker_and_says_why(server, new_page):
+    """The server takes one RGI emoji: anything else is not sent, and the picker stays
+    open with what was typed, the field marked and described. A bare "❤" (no emoji
+    presentation selector, as many keyboards type it) is sent as the emoji it shows."""
+    page = new_page(server.http)
+    create_room(page, "Picky", "Ann")
+    say(page, "hi")
+    item = page.locator("#messages li.message[data-id]")
+    expect(item.locator(".text")).to_have_text(["hi"])
+    act_on(page, "hi", "React")
+    field = page.locator("#emoji-any")
+    field.fill("yes!")
+    field.press("Enter")
+    expect(page.locator("#emoji-any-error")).to_have_text(re.compile("one emoji"))
+    expect(page.locator("#emoji-picker")).to_be_visible()
+    expect(field).to_have_value("yes!")
+    expect(field).to_be_focused()
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_attribute("aria-describedby", re.compile("emoji-any-error"))
+    assert "React" not in sent_types(page)
+
+    field.fill("❤")
+    expect(page.locator("#emoji-any-error")).to_be_empty()
+    page.locator("#emoji-form button[type=submit]").click()
+    expect(page.locator("#emoji-picker")).to_be_hidden()
+    expect(item.locator(".reaction")).to_have_count(1)
+    expect(item.locator(".reaction").first).to_contain_text("❤️")
+    assert [frame["emoji"] for frame in page.frames_sent if frame["type"] == "React"] == ["❤️"]
+    assert page.console_errors == []

@@ -10,6 +10,16 @@ const COMMON_EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", 
 const TYPING_EVERY_MS = 3200; // the server forwards one Typing a connection per 3 s
 const TYPING_SHOWN_MS = 6000; // and clients show it for 6 s
 const QUOTE_CHARS = 80;
+// React takes one RGI emoji (docs/protocol-notes.md, "Reactions"), as the server checks it.
+const ONE_EMOJI = /^\p{RGI_Emoji}$/v;
+
+// What the picker's field sends: one emoji as typed, or one typed without its emoji
+// presentation selector (a bare "❤", as many keyboards give it) with it ("❤️"); null
+// for anything else, which the server would refuse.
+export function asEmoji(typed) {
+  for (const emoji of [typed, `${typed}\uFE0F`]) if (ONE_EMOJI.test(emoji)) return emoji;
+  return null;
+}
 
 // "Alice: the start of what she wrote…" (a reply's quote, the reply line, the dialog).
 export function quoteOf(item) {
@@ -121,6 +131,7 @@ export function setUpConversation(deps) {
     target = { item, button };
     button.setAttribute("aria-expanded", "true");
     $("emoji-any").value = "";
+    emojiProblem("");
     place(picker, button);
     picker.querySelector("button").focus();
   }
@@ -132,10 +143,24 @@ export function setUpConversation(deps) {
   }
 
   $("emoji-common").addEventListener("click", (event) => pick(event.target.closest("[data-emoji]")?.dataset.emoji));
+  // Not one emoji: the picker stays open with what was typed, and says why.
   $("emoji-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    pick($("emoji-any").value.trim());
+    const typed = $("emoji-any").value.trim();
+    const emoji = asEmoji(typed);
+    if (emoji || !typed) pick(emoji);
+    else emojiProblem("Type one emoji, such as 👍 or ❤️.");
   });
+  $("emoji-any").addEventListener("input", () => emojiProblem(""));
+
+  function emojiProblem(text) {
+    const field = $("emoji-any");
+    $("emoji-any-error").textContent = text;
+    if (text) field.setAttribute("aria-invalid", "true");
+    else field.removeAttribute("aria-invalid");
+    describedBy(field, "emoji-any-error", Boolean(text));
+    if (text) field.focus();
+  }
   // Escape, or Tab past either end of the picker (at the end of the page, as the menu).
   picker.addEventListener("keydown", (event) => {
     const controls = picker.querySelectorAll("button, input");
