@@ -406,6 +406,12 @@ def seat_gone(participant_id: int) -> SeatGone | None:
     return SeatGone(ErrorCode.NOT_IN_ROOM, "You are no longer in the room; join it again.")
 
 
+def seat_hold(*, seat: Seat) -> None:
+    """In a transaction that will lock the seat's room and then store a message of the
+    seat (an upload), hold the seat first (`sql.hold_seat`), in the order kicks take."""
+    sql.hold_seat(seat.participant_id)
+
+
 def seat_check(*, seat: Seat) -> None:
     """Raise `SeatGone` unless the seat is still present in its open room (one query)."""
     gone = seat_gone(seat.participant_id)

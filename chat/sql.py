@@ -76,14 +76,37 @@ def aware(value: datetime | str) -> datetime:
 
 def _seat_present(participant_id: int | None) -> tuple[str, list]:
     """SQL that is true when the sender's seat is present (not removed, not closed out):
-    checked in the same statement that stores its message (issue 14, item 4)."""
+    checked in the same statement that stores its message (issue 14, item 4), and held
+    (`seat_held`) until it commits."""
     from chat.models import Participant
 
     if participant_id is None:
         return "", []
-    return f" AND EXISTS (SELECT 1 FROM {table(Participant)} WHERE id = %s AND left_at IS NULL)", [
-        participant_id
-    ]
+    return (
+        f" AND EXISTS (SELECT 1 FROM {table(Participant)} WHERE id = %s AND left_at IS NULL{seat_held()})",
+        [participant_id],
+    )
+
+
+def seat_held() -> str:
+    """On PostgreSQL, what keeps a seat read as present so until the write that read it
+    commits: a kick (`services.participant_remove` locks the seat's row) then waits for
+    it, or the write, finding the kick committed, reads the seat as gone. Without it a
+    message waiting for its room's lock was stored after its seat's kick had committed
+    (the statement's snapshot predates the kick). The lightest lock the kick's takes
+    account of; the seat is read before its room is locked, as the kick's ban locks the
+    room (its foreign key) after the seat, so the two never wait on each other."""
+    return " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
+
+
+def hold_seat(participant_id: int) -> None:
+    """Hold seat `participant_id` as `seat_held` does, before a transaction locks its room
+    (an upload's): a kick, which locks the seat and then, through its ban, the room, then
+    waits at the seat, not at the room while this waits at the seat."""
+    from chat.models import Participant
+
+    if connection.vendor == "postgresql":
+        rows(f"SELECT 1 FROM {table(Participant)} WHERE id = %s{seat_held()}", [participant_id])
 
 
 def _reply_found(reply_to: int | None, room_key: Any) -> tuple[str, list]:
@@ -284,9 +307,8 @@ def _present_seats(messages: Sequence[NewMessage], run: Callable[[str, list], li
     seats = sorted({m.participant_id for m in messages if m.participant_id is not None})
     if not seats:
         return set()
-    found = run(
-        f"SELECT id FROM {table(Participant)} WHERE id IN ({marks(len(seats))}) AND left_at IS NULL", seats
-    )
+    present = f"SELECT id FROM {table(Participant)} WHERE id IN ({marks(len(seats))}) AND left_at IS NULL"
+    found = run(present + seat_held(), seats)
     return {participant_id for (participant_id,) in found}
 
 

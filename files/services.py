@@ -23,7 +23,7 @@ from chat import protocol
 from chat.errors import ErrorCode, ProtocolError
 from chat.models import Participant, Room
 from chat.protocol import file_content_frame, file_metadata
-from chat.services import Seat, message_post, seat_check
+from chat.services import Seat, message_post, seat_check, seat_hold
 from chat.workers import database, file_work, let_loop_run, on_database_thread
 from files import blobs, scan, validation
 from files.models import SharedFile
@@ -138,6 +138,7 @@ def file_record(*, seat: Seat, name: str, mime_type: str, blob: Blob, now: datet
     pass them together; a closed room stores nothing."""
     with transaction.atomic():
         take_quota_turn()
+        seat_hold(seat=seat)  # before the room: its file message holds the seat
         room = Room.objects.select_for_update().filter(pk=seat.room_id, closed_at__isnull=True).first()
         seat_check(seat=seat)  # removed or closed out: nothing is stored (SeatGone)
         if room is None:

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from chat import services, sql
 from chat.errors import CloseCode, ErrorCode, ProtocolError
-from chat.models import Message, Participant, Reaction, Room
+from chat.models import Ban, Message, Participant, Reaction, Room
+from files.services import file_record, scan_and_store
 from tests.helpers import join_seat, make_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -249,6 +250,101 @@ def test_on_postgresql_an_admins_delete_waits_for_a_members_change_of_the_messag
         failures.append(exc)
     worker.join(10)
     assert failures == [] and not Message.objects.filter(pk=message_id).exists()
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_on_postgresql_a_message_waiting_on_its_room_is_stored_before_its_seats_kick_or_not_at_all(batch):
+    """A message (alone, or in a batch of two) waits for its room's lock, held by another
+    writer; an admin kicks its sender meanwhile. The seat check holds the seat until the
+    message commits, so the kick comes after it; never a message stored from a seat
+    whose kick had already committed (shown after the room was told the sender left)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time (DATABASE_URL unset)")
+    room, owner, _ = make_room()
+    bob = join_seat(room, "Bob").seat
+    done: list[str] = []
+    stored: list = []
+
+    def post():
+        try:
+            messages = [
+                sql.NewMessage(room.pk, "Bob", f"m{n}", timezone.now(), bob.participant_id)
+                for n in range(batch)
+            ]
+            stored.extend(services.messages_post(messages))
+            done.append("message")
+        finally:
+            connections.close_all()
+
+    def kick():
+        try:
+            assert services.participant_remove(participant_id=bob.participant_id, now=timezone.now())
+            done.append("kick")
+        finally:
+            connections.close_all()
+
+    def waiting_on_locks() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0]
+
+    poster, kicker = threading.Thread(target=post), threading.Thread(target=kick)
+    with transaction.atomic():
+        assert sql.room_step(room.pk, owner.participant_id) is not None  # the room is locked
+        poster.start()
+        for _ in range(200):  # until the message waits for the room
+            if waiting_on_locks():
+                break
+            poster.join(0.01)
+        kicker.start()
+        kicker.join(0.5)  # the kick commits now, or waits for the message
+    poster.join(10)
+    kicker.join(10)
+    assert done == ["message", "kick"]
+    assert all(result is not None for result in stored) and len(stored) == batch
+
+
+def test_on_postgresql_an_upload_and_a_kick_of_its_uploader_never_deadlock():
+    """A kick locks the seat, then (its ban's foreign key) the room; an upload locks the
+    room, and its file message holds the seat: the upload holds the seat first, so it
+    waits behind the kick at the seat instead of holding the room the kick waits for."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time (DATABASE_URL unset)")
+    room, _, _ = make_room()
+    bob = join_seat(room, "Bob").seat
+    blob = scan_and_store(uuid4(), b"a note")
+    failures: list[Exception] = []
+
+    def upload():
+        try:
+            file_record(seat=bob, name="note.txt", mime_type="text/plain", blob=blob, now=timezone.now())
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    uploader = threading.Thread(target=upload)
+    try:
+        with transaction.atomic():  # the kick's two steps, with the upload between them
+            Participant.objects.select_for_update().get(pk=bob.participant_id)
+            uploader.start()
+            with connection.cursor() as cursor:
+                for _ in range(200):  # until the upload waits on a lock
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock'"
+                    )
+                    if cursor.fetchone()[0]:
+                        break
+                    uploader.join(0.01)
+            Ban.objects.create(room=room, name_key="bob", session_hash="", address=None, until=timezone.now())
+    except Exception as exc:
+        failures.append(exc)
+    uploader.join(10)
+    assert failures == []
 
 
 def test_a_join_snapshot_knows_which_room_events_it_already_showed():
