@@ -10,6 +10,7 @@ used as people would: through nginx, over TLS, in a browser.
 """
 
 import asyncio
+import http.client
 import os
 import re
 import shlex
@@ -555,6 +556,77 @@ def test_a_rolling_restart_while_a_client_chats_loses_nothing(deployment):
     sent, stored = asyncio.run(scenario())
     assert stored == sent and len(sent) > 10
     assert all(process.starts == starts[port] + 1 for port, process in deployment.processes.items())
+
+
+Answer = tuple[int, dict, bytes]
+
+
+def requests_from(source: str, port: int, path: str, count: int, connections: int = 4) -> list[Answer]:
+    """`count` GETs of `path` (each with a fresh random id in place of `{}`) through nginx,
+    from the loopback address `source`, over `connections` kept-alive connections at once:
+    (status, headers, body) of each."""
+    answers: list[Answer] = []
+
+    def one_connection(share: int) -> None:
+        context = ssl._create_unverified_context()
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", port, context=context, source_address=(source, 0), timeout=10
+        )
+        try:
+            for _ in range(share):
+                headers = {"Host": HOST, "Cookie": f"__Host-sessionid={uuid.uuid4().hex}"}
+                connection.request("GET", path.format(uuid.uuid4()), headers=headers)
+                response = connection.getresponse()
+                answers.append((response.status, dict(response.headers), response.read()))
+        finally:
+            connection.close()
+
+    share = count // connections
+    threads = [threading.Thread(target=one_connection, args=(share,)) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def by_nginx(answer: Answer) -> bool:
+    """nginx's own 429 page: HTML signed by nginx, without the processes' Retry-After
+    (theirs are text/plain: files/views.py `_read_much`, chat/security.py `busy`)."""
+    status, headers, body = answer
+    return status == 429 and b"<center>nginx" in body and "Retry-After" not in headers
+
+
+@pytest.mark.parametrize(
+    ("path", "zone", "source"),
+    [("/files/{}", "chat_downloads", "127.0.0.2"), ("/rooms/{}/", "chat_pages", "127.0.0.3")],
+)
+def test_a_flood_from_one_address_gets_nginxs_429_and_others_are_served(deployment, path, zone, source):
+    """nginx's `limit_req` (docs/production.md, step 7): one client address's flood of
+    downloads (or of pages) is refused by nginx past the zone's burst, so the processes
+    answer at most the burst and the rate; another address is served meanwhile, and the
+    same address again once it asks within the rate."""
+    port = deployment.ports["https"]
+    began = time.monotonic()
+    flood = requests_from(source, port, path, count=480)
+    seconds = time.monotonic() - began
+    refused = [answer for answer in flood if by_nginx(answer)]
+    passed = [answer for answer in flood if not by_nginx(answer)]
+    statuses = sorted({status for status, _, _ in flood})
+    assert refused, f"no 429 from nginx in {len(flood)} requests from one address (statuses {statuses})"
+    site = (deployment.root / "etc/nginx/sites-available/chat").read_text()
+    rate = int(re.search(rf"zone={zone}:\S+ rate=(\d+)r/s;", site)[1])
+    burst = int(re.search(rf"limit_req zone={zone} burst=(\d+) nodelay;", site)[1])
+    # What passed reached a process: a download of no file is its 404, a room page its page.
+    assert all(status in (200, 404) for status, _, _ in passed), statuses
+    assert len(passed) <= burst + rate * seconds + 2, (len(passed), burst, rate, seconds)
+    # Another address, at once: served by a process, not refused.
+    other = requests_from("127.0.0.1", port, path, count=1, connections=1)
+    assert not by_nginx(other[0]) and other[0][0] in (200, 404), other[0][:2]
+    # The flooding address itself, once it asks within the rate again.
+    time.sleep(2 / rate)
+    again = requests_from(source, port, path, count=1, connections=1)
+    assert not by_nginx(again[0]) and again[0][0] in (200, 404), again[0][:2]
 
 
 def test_the_cron_line_runs_with_an_empty_environment_and_purges(deployment):
