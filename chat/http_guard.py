@@ -27,7 +27,9 @@ app has seen. So `GuardedHttp`:
   seconds (the server's write buffer full all that time): a download holds its
   plaintext in memory, under the address's and the process's bounds (files/views.py),
   so 25 downloads left unread by 9 addresses refused every other download for as long
-  as they liked.
+  as they liked. A request's app is also handed the abort (the scope's `ABORT`
+  extension), so that a download read at a trickle can be cut off while others wait
+  for its room (files/views.py).
 
 A request that carries `X-Forwarded-For` from a peer the server does not trust as its
 proxy (`serve` started without `--proxy-headers`, or the proxy not in
@@ -68,6 +70,10 @@ class OpenConnections(Admission):
 
 connections = OpenConnections()
 
+
+# The ASGI scope extension under which an HTTP request's app finds `abort() -> None`: its
+# connection aborted at once, as at HTTP_WRITE_TIMEOUT (files/views.py cuts off slow downloads).
+ABORT = "chat.abort"
 
 # Seconds a refused connection is read from, and what it sends dropped, before it is closed.
 LINGER = 1.0
@@ -155,6 +161,7 @@ class GuardedHttp(HttpToolsProtocol):
             return
         if not GuardedHttp.forwarded_warned and self.address is not None:
             self._forwarded_untrusted()
+        self.scope.setdefault("extensions", {})[ABORT] = self.transport.abort  # type: ignore[assignment]
         super().on_headers_complete()
 
     def _forwarded_untrusted(self) -> None:

@@ -266,6 +266,11 @@ CONNECTIONS_PER_ADDRESS = env.int("CONNECTIONS_PER_ADDRESS", 50)
 IPV6_PREFIX_LENGTH = env.int("IPV6_PREFIX_LENGTH", 64)
 UPLOADS_IN_FLIGHT_BYTES = env.int("UPLOADS_IN_FLIGHT_BYTES", 64 * 1024 * 1024)
 DOWNLOADS_IN_FLIGHT_BYTES = env.int("DOWNLOADS_IN_FLIGHT_BYTES", 256 * 1024 * 1024)
+# While a download finds no room in DOWNLOADS_IN_FLIGHT_BYTES, those whose clients have
+# read under the rate (512 kbit/s) since their body started, the grace ago at least, are
+# cut off, the slowest first, until it fits (files/views.py; `serve` only). 0: never.
+DOWNLOAD_MIN_BYTES_PER_SECOND = env.int("DOWNLOAD_MIN_BYTES_PER_SECOND", 64 * 1024)
+DOWNLOAD_GRACE_SECONDS = env.float("DOWNLOAD_GRACE_SECONDS", 10.0)
 # TCP connections under `manage.py serve` (chat/http_guard.py), before any request: the
 # seconds a request head may take from the connection's opening or the previous response
 # (then it is closed), and the connections one address (not a trusted proxy) and the

@@ -1,16 +1,20 @@
 """`/files/<id>`: a download for a browser session that has joined the file's room."""
 
 import io
+import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import import_module
+from typing import ClassVar
 
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotFound
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from chat import oplog
+from chat.http_guard import ABORT
 from chat.outbox import add_backlog, large_reply_fits
 from chat.ratelimit import downloads_in_flight, read_bytes
 from chat.security import client_address
@@ -61,29 +65,84 @@ class Reservation:
     them: counted for its client address with its sockets' unread bytes (the address's
     backlog, under WS_SEND_QUEUE_BYTES, as a socket's large replies are) and in this
     process's DOWNLOADS_IN_FLIGHT_BYTES. One that passes either is 503: a client that
-    opens downloads and never reads them holds about that much, not a file each."""
+    opens downloads and never reads them holds about that much, not a file each.
+
+    HTTP_WRITE_TIMEOUT cuts off only a client that reads nothing: one that reads 8 KiB/s
+    kept a 10 MiB download, and its room in the process, for 20 minutes, and a few
+    addresses of them refused every other download. So while a download finds no room,
+    those whose clients have read under DOWNLOAD_MIN_BYTES_PER_SECOND since their body
+    started, DOWNLOAD_GRACE_SECONDS ago at least, are cut off, the slowest first, until
+    it fits (`make_room`). With room to spare, a slow link takes the time it needs."""
+
+    # Downloads whose body is being sent and can be cut off (`serve`: chat/http_guard.py).
+    sending: ClassVar[dict["Reservation", None]] = {}
 
     def __init__(self, address: str | None, size: int) -> None:
         self.address, self.size = address, size
+        self.started = 0.0  # time.monotonic() when its body started
+        self.sent = 0  # bytes of its body the connection has taken
+        self.abort: Callable[[], None] | None = None
 
     @classmethod
     def take(cls, address: str | None, size: int) -> "Reservation | None":
-        if not large_reply_fits(address, size) or not downloads_in_flight.take(size):
+        if not large_reply_fits(address, size):
+            return None
+        if not downloads_in_flight.take(size) and not cls.make_room(size):
             return None
         add_backlog(address, size)
         return cls(address, size)
 
+    @classmethod
+    def make_room(cls, size: int) -> bool:
+        """Cut off slow downloads, the slowest first, until `size` fits in the process:
+        whether it was taken. None is cut when all of them would not make the room."""
+        floor, grace = settings.DOWNLOAD_MIN_BYTES_PER_SECOND, settings.DOWNLOAD_GRACE_SECONDS
+        now = time.monotonic()
+        slow = [held for held in list(cls.sending) if now - held.started >= grace and held.rate(now) < floor]
+        lacking = downloads_in_flight.held + size - settings.DOWNLOADS_IN_FLIGHT_BYTES
+        if sum(held.size for held in slow) < lacking:
+            return False
+        for held in sorted(slow, key=lambda held: held.rate(now)):
+            held.cut()
+            if downloads_in_flight.take(size):
+                return True
+        return False
+
+    def body_started(self, abort: Callable[[], None] | None) -> None:
+        """From now its client's reading is judged; without `abort` (`runserver`) never."""
+        self.started = time.monotonic()
+        if abort is not None and self.size:
+            self.abort = abort
+            Reservation.sending[self] = None
+
+    def rate(self, now: float) -> float:
+        """Bytes a second its client has read since its body started (those still in the
+        kernel's buffers counted as read: a trickle's first few megabytes)."""
+        seconds = now - self.started
+        return self.sent / seconds if seconds > 0 else float("inf")
+
+    def cut(self) -> None:
+        """Its connection aborted (the response's app sees the client gone) and its room
+        given back at once: the plaintext goes with the response, in a moment."""
+        oplog.event("download_too_slow", client=self.address or "", sent=self.sent, size=self.size)
+        if self.abort is not None:
+            self.abort()
+        self.release()
+
     def release(self) -> None:
+        Reservation.sending.pop(self, None)
         if self.size:
             add_backlog(self.address, -self.size)
             downloads_in_flight.give(self.size)
             self.size = 0
 
 
-async def _chunks(data: bytes, held: Reservation) -> AsyncIterator[bytes]:
+async def _chunks(data: bytes, held: Reservation, abort: Callable[[], None] | None) -> AsyncIterator[bytes]:
     try:
+        held.body_started(abort)
         view = memoryview(data)
         for start in range(0, len(view), CHUNK):
+            held.sent = start  # asked for the next chunk: the connection took those before
             yield bytes(view[start : start + CHUNK])
     finally:
         held.release()
@@ -143,7 +202,7 @@ async def download(request: HttpRequest, file_id: str) -> HttpResponse:
     response = FileResponse(
         io.BytesIO(data), as_attachment=True, filename=file.shown_name, content_type=file.mime_type
     )
-    response.streaming_content = _chunks(data, held)
+    response.streaming_content = _chunks(data, held, request.scope.get("extensions", {}).get(ABORT))
     # Given back when the body is sent, when Django closes the response, or when the
     # response goes (a client gone before its body started: the iterator never runs).
     response._resource_closers.append(held.release)

@@ -2,6 +2,7 @@
 
 import gc
 import os
+import time
 from datetime import timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from chat.outbox import address_backlog
 from chat.ratelimit import downloads_in_flight
 from chat.workers import file_work
 from files.models import SharedFile
+from files.views import Reservation
 from tests.helpers import browser_session, close_all, create_room, join_room, upload_frame
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
@@ -200,3 +202,40 @@ async def test_downloads_a_client_does_not_read_hold_its_address_to_its_backlog(
     assert b"".join([chunk async for chunk in first.streaming_content]) == PDF
     assert (await get_from(browser, f"/files/{file_id}", "10.7.7.7")).status_code == 200
     await owner.disconnect()
+
+
+def test_the_slowest_downloads_give_way_only_to_one_that_finds_no_room(settings):
+    """Reservation.make_room: while a download finds no room in DOWNLOADS_IN_FLIGHT_BYTES,
+    the slowest of those read under DOWNLOAD_MIN_BYTES_PER_SECOND for
+    DOWNLOAD_GRACE_SECONDS are cut off, as few as make the room, and their bytes given
+    back; one younger than the grace, or faster, is never cut, nor any when they would
+    not make the room, nor any when the rate is 0 (tests/e2e/test_downloads.py: real
+    sockets)."""
+    mib = 2**20
+    settings.DOWNLOADS_IN_FLIGHT_BYTES = 4 * mib
+    settings.DOWNLOAD_MIN_BYTES_PER_SECOND = 1000
+    settings.DOWNLOAD_GRACE_SECONDS = 10
+    gc.collect()  # unread responses of other tests
+    assert downloads_in_flight.held == 0
+    cut: list[str] = []
+    now = time.monotonic()
+    held = {}
+    judged = (("slow", 20, 500), ("slowest", 20, 100), ("young", 5, 0), ("fast", 20, 10**6))
+    for address, seconds, rate in judged:  # seconds since the body started, bytes read a second
+        held[address] = Reservation.take(address, mib)
+        held[address].body_started(lambda address=address: cut.append(address))
+        held[address].started, held[address].sent = now - seconds, seconds * rate
+
+    newcomer = Reservation.take("10.9.9.9", mib)
+    assert newcomer is not None and cut == ["slowest"]
+    assert held["slowest"].size == 0 and address_backlog("slowest") == 0
+    assert downloads_in_flight.held == 4 * mib
+    assert Reservation.take("10.9.9.8", 2 * mib) is None and cut == ["slowest"]  # "slow" alone makes no room
+    settings.DOWNLOAD_MIN_BYTES_PER_SECOND = 0
+    assert Reservation.take("10.9.9.8", mib) is None and cut == ["slowest"]
+    settings.DOWNLOAD_MIN_BYTES_PER_SECOND = 1000
+    assert (later := Reservation.take("10.9.9.8", mib)) is not None and cut == ["slowest", "slow"]
+
+    for reservation in [*held.values(), newcomer, later]:
+        reservation.release()
+    assert downloads_in_flight.held == 0 and not Reservation.sending
