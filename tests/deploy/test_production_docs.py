@@ -98,6 +98,9 @@ class Deployment:
             "sudo -u chat ": "",
             "CREATE ROLE chat ": f"CREATE ROLE {self.database} ",
             "--owner chat chat": f"--owner {self.database} {self.database}",
+            "--dbname=chat ": f"--dbname={self.database} ",
+            "--role=chat ": f"--role={self.database} ",
+            "/var/backups/chat": f"{self.root}/var/backups/chat",
             "postgres://chat:": f"postgres://{self.database}:",
             "@127.0.0.1:5432/chat": f"@127.0.0.1:5432/{self.database}",
             "/etc/letsencrypt/live/chat.example.org": f"{self.root}/etc/tls",
@@ -671,3 +674,65 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+def test_a_backup_taken_while_serving_restores_onto_a_wiped_site(deployment):
+    """Step 10 as written, last (it replaces the site the tests above used): the backup
+    while a client chats; the database, its role and /var/lib/chat gone, chat.env kept
+    apart; steps 1 and 3, the restore, steps 5 and 6. The old share link joins through
+    nginx, the history reads and the file downloads."""
+    from chatclient.events import FileShared, History
+
+    steps = {target: text for kind, target, text in deployment.rest if kind == "step"}
+    url = f"wss://{HOST}:{deployment.ports['https']}/ws/"
+    ThroughNginx = through_nginx(deployment)
+    data = b"kept through a restore\n"
+
+    async def before() -> tuple[str, list[str], str]:
+        owner = await ThroughNginx.connect(url)
+        room = await owner.create_room("Backed up", owner_name="Ann")
+        sent = [(await owner.send("before the backup")).text]
+        shared = await owner.upload_file(data, name="kept.txt", mime_type="text/plain")
+        backing_up = asyncio.create_task(asyncio.to_thread(deployment.shell, steps["backup"]))
+        while not backing_up.done():
+            sent.append((await owner.send(f"during {len(sent)}")).text)
+            await asyncio.sleep(0.2)
+        await backing_up
+        await owner.close()
+        return room.share_link, sent, shared.id
+
+    link, sent, file_id = asyncio.run(before())
+    # A new machine: nothing of the site but the backup and chat.env (kept apart).
+    for process in deployment.processes.values():
+        process.stop()
+    deployment.processes.clear()
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-v", "ON_ERROR_STOP=1",
+         "-c", f"DROP DATABASE {deployment.database} WITH (FORCE)", "-c", f"DROP ROLE {deployment.database}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    shutil.rmtree(deployment.root / "var/lib/chat")
+    tls_folder = deployment.root / "etc/tls"
+    certificate = {path.name: path.read_bytes() for path in tls_folder.iterdir()}
+    page = blocks()
+    deployment.folders(next(text for _, _, text in page if "useradd" in text))  # step 1
+    for name, content in certificate.items():  # nginx keeps serving the one it has
+        (tls_folder / name).write_bytes(content)
+    deployment.shell(next(text for kind, _, text in page if kind == "run" and "CREATE ROLE" in text))
+    deployment.shell(steps["restore"])
+    deployment.shell(next(text for kind, _, text in page if kind == "run" and "manage migrate" in text))
+    deployment.start_units(next(text for _, _, text in page if "systemctl enable --now" in text))
+
+    async def after() -> tuple[list[str], list[str], bytes]:
+        reader = await ThroughNginx.connect(url)
+        await reader.join_room(link, "Bob")
+        history = await anext(event async for event in reader.events() if isinstance(event, History))
+        _, downloaded = await reader.download_file(file_id)
+        await reader.close()
+        texts = [message.text for message in history.messages if not isinstance(message, FileShared)]
+        files = [message.name for message in history.messages if isinstance(message, FileShared)]
+        return texts, files, downloaded
+
+    texts, files, downloaded = asyncio.run(after())
+    assert texts[:1] == sent[:1] and texts == sent[: len(texts)], (texts, sent)
+    assert files == ["kept.txt"] and downloaded == data
