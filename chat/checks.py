@@ -4,10 +4,20 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
+from chat import keys
 from chat.keys import parse_kek
+
+# What to do when a check finds the data under other keys (chat.E002, files.E003).
+OTHER_KEYS_HINT = (
+    "Start the servers with the keys the data was written under: after a restore, the "
+    "chat.env (or the generated key files) kept apart from the backup (docs/production.md, "
+    "step 10). If those keys are lost for good, the old rooms and files cannot be read again: "
+    "add this check's id to SILENCED_SYSTEM_CHECKS to serve new ones."
+)
 
 
 @register(deploy=True)
@@ -79,6 +89,38 @@ def key_errors(names: Iterable[str], check_id: str) -> list[Error]:
 @register()
 def malformed_room_key_encryption_keys(app_configs, **kwargs) -> list[Error]:
     return key_errors(("ROOM_KEY_ENCRYPTION_KEY", "ROOM_KEY_ENCRYPTION_KEY_PREVIOUS"), "chat.E001")
+
+
+@register(Tags.database)
+def room_keys_under_other_keys(app_configs, databases=None, **kwargs) -> list[Error]:
+    """chat.E002: the key-encryption keys do not open the newest standard room's key. A
+    site restored or moved under other keys started and answered /healthz, and then
+    every join of an old room was server_error (`KeyUnavailable` in the log only). A
+    database check: `serve` and `migrate` run it, and `check --database default`. Not
+    migrated yet, or the database unreachable: nothing to say here."""
+    from chat.models import Room
+
+    if DEFAULT_DB_ALIAS not in (databases or ()):
+        return []
+    try:
+        newest = Room.objects.exclude(wrapped_key="").order_by("-created_at").values_list("pk", "wrapped_key")
+        found = newest.first()
+    except DatabaseError:
+        return []
+    if found is None or malformed_room_key_encryption_keys(None):  # chat.E001 says what is wrong
+        return []
+    try:
+        keys.unwrap(*found)
+    except keys.KeyUnavailable:
+        return [
+            Error(
+                "ROOM_KEY_ENCRYPTION_KEY (or ROOM_KEY_ENCRYPTION_KEY_PREVIOUS) does not open the "
+                "room keys in this database: no standard room could be joined.",
+                hint=OTHER_KEYS_HINT,
+                id="chat.E002",
+            )
+        ]
+    return []
 
 
 @register(deploy=True)

@@ -6,11 +6,13 @@ these checks lived in chat/checks.py, so that SILENCED_SYSTEM_CHECKS keeps worki
 
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Tags, Warning, register
+from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
-from chat.checks import key_errors
-from files import store
+from chat.checks import OTHER_KEYS_HINT, key_errors
+from files import blobs, store
 from files.validation import NEVER_ALLOWED, VERIFIABLE
 
 
@@ -32,6 +34,48 @@ def files_root_is_a_store(app_configs, **kwargs) -> list[Error]:
 @register()
 def malformed_file_key(app_configs, **kwargs) -> list[Error]:
     return key_errors(("FILES_ENCRYPTION_KEY", "FILES_ENCRYPTION_KEY_PREVIOUS"), "files.E002")
+
+
+# Newest files whose blobs are read for files.E003: the first one still on disk decides.
+FILES_CHECKED = 5
+
+
+@register(Tags.database)
+def files_under_other_keys(app_configs, databases=None, **kwargs) -> list[Error]:
+    """files.E003: FILES_ENCRYPTION_KEY (or its previous) does not open the newest file
+    still on disk, as chat.E002 for rooms: every download would be server_error. A blob
+    missing from FILES_ROOT (deleted between a backup's two copies, or purged) says
+    nothing of the key; neither does a database not yet migrated or unreachable."""
+    from files.models import SharedFile
+
+    if DEFAULT_DB_ALIAS not in (databases or ()):
+        return []
+    try:
+        newest = list(
+            SharedFile.objects.filter(deleted_at__isnull=True)
+            .order_by("-created_at")
+            .values_list("pk", "blob")[:FILES_CHECKED]
+        )
+    except DatabaseError:
+        return []
+    if malformed_file_key(None) or store.problem(Path(settings.FILES_ROOT)):  # files.E001, E002 say it
+        return []
+    for file_id, blob in newest:
+        try:
+            blobs.read(file_id, blob)
+        except InvalidTag:
+            return [
+                Error(
+                    "FILES_ENCRYPTION_KEY (or FILES_ENCRYPTION_KEY_PREVIOUS) does not open the files "
+                    "in FILES_ROOT: no shared file could be read.",
+                    hint=OTHER_KEYS_HINT,
+                    id="files.E003",
+                )
+            ]
+        except (OSError, ValueError):
+            continue
+        return []
+    return []
 
 
 @register(deploy=True)

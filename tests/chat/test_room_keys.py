@@ -166,3 +166,23 @@ async def test_a_copy_of_the_database_holds_neither_join_keys_nor_room_keys(laye
     assert info["name"] in copy  # what is kept in clear is there
     assert info["join_key"] not in copy and created["encryption_key"] not in copy
     await close_all(owner, bob)
+
+
+def test_a_database_under_other_key_encryption_keys_stops_the_server_at_start(settings):
+    """chat.E002, a database check (`serve`, `migrate`, `check --database default`): a
+    site restored under other keys started, answered /healthz, and then answered every
+    join of an old room server_error. A rotation's previous key still opens them."""
+    from django.core.checks import run_checks
+
+    def errors() -> list[str]:
+        return [m.id for m in run_checks(databases=["default"]) if m.id.startswith("chat.E")]
+
+    old = settings.ROOM_KEY_ENCRYPTION_KEY = kek()
+    assert errors() == []  # no room yet
+    make_room(keys.new_room_key())
+    assert errors() == []
+    settings.ROOM_KEY_ENCRYPTION_KEY = kek()
+    assert errors() == ["chat.E002"]
+    assert "chat.E002" not in [m.id for m in run_checks()]  # only where the database is asked for
+    settings.ROOM_KEY_ENCRYPTION_KEY_PREVIOUS = old
+    assert errors() == []

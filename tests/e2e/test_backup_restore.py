@@ -115,6 +115,16 @@ async def test_a_backup_taken_while_serving_restores_rooms_history_and_files(tmp
     site.run(step("restore-sqlite"))
     manage(site.env, "migrate", "--noinput")  # step 5
     assert set(site.swaps) == site.used, set(site.swaps) - site.used
+    # Under other keys (step 4 run again) the server does not start: it names the keys.
+    kept = (site.root / "etc/chat/chat.env").read_text().splitlines()
+    new_keys = [line.partition("=")[0] + "=" + base64.b64encode(os.urandom(32)).decode() for line in kept]
+    (tmp_path / "other.env").write_text("\n".join(kept[:1] + new_keys[1:]) + "\n")  # the secret key kept
+    other_keys = {**site.env, "CHAT_ENV_FILE": str(tmp_path / "other.env")}
+    serve = [sys.executable, "manage.py", "serve", "--port", "0"]
+    refused = await asyncio.to_thread(
+        subprocess.run, serve, cwd=ROOT, env=other_keys, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode != 0 and "chat.E002" in refused.stderr and "files.E003" in refused.stderr
     (restored,) = servers(site.env)
     await asyncio.sleep(max(0.0, backed_up + 2.5 - time.monotonic()))  # PRESENCE_TIMEOUT
 

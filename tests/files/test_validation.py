@@ -166,3 +166,33 @@ def test_a_malformed_file_key_stops_the_server_at_start(settings, value):
     assert error.msg == "FILES_ENCRYPTION_KEY must be base64 of 32 bytes."
     settings.FILES_ENCRYPTION_KEY = base64.b64encode(bytes(32)).decode() + "\n"
     assert "files.E002" not in [m.id for m in run_checks()]
+
+
+@pytest.mark.django_db
+def test_files_under_another_key_stop_the_server_at_start(settings):
+    """files.E003, a database check like chat.E002: the newest file on disk must open
+    under FILES_ENCRYPTION_KEY (or its previous), else every download is server_error. A
+    newest blob missing from FILES_ROOT (deleted between a backup's two copies) is passed
+    over for the next one."""
+    from django.core.checks import run_checks
+
+    from files import blobs
+    from tests.helpers import seat_in_new_room, stored_file
+
+    def errors() -> list[str]:
+        return [m.id for m in run_checks(databases=["default"]) if m.id.startswith("files.E")]
+
+    old = settings.FILES_ENCRYPTION_KEY = base64.b64encode(bytes(32)).decode()
+    assert errors() == []  # no file yet
+    seat = seat_in_new_room()
+    older, newest = stored_file(seat), stored_file(seat)
+    assert errors() == []
+    settings.FILES_ENCRYPTION_KEY = base64.b64encode(bytes(range(32))).decode()
+    assert errors() == ["files.E003"]
+    blobs.remove(newest.blob)
+    assert errors() == ["files.E003"]  # the next one decides
+    settings.FILES_ENCRYPTION_KEY_PREVIOUS = old
+    assert errors() == []
+    blobs.remove(older.blob)
+    settings.FILES_ENCRYPTION_KEY_PREVIOUS = ""
+    assert errors() == []  # no blob left to judge the key by
