@@ -19,6 +19,39 @@ from tests.helpers import join_seat, make_room
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def waiting_on_locks() -> int:
+    """PostgreSQL: how many sessions of the test's database wait for a lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+def on_another_connection(work, failures: list[Exception]) -> threading.Thread:
+    """A thread (not started) that runs `work()` on a database connection of its own,
+    as another process would; what it raises goes in `failures`."""
+
+    def run() -> None:
+        try:
+            work()
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    return threading.Thread(target=run)
+
+
+def until_it_waits(worker: threading.Thread) -> None:
+    """Give `worker` up to 2 s to wait on a lock (or to end)."""
+    for _ in range(200):
+        if waiting_on_locks() or not worker.is_alive():
+            return
+        worker.join(0.01)
+
+
 def test_room_create_makes_unguessable_keys():
     room, seat, token = make_room()
     assert len(room.join_key) >= 22 and len(token) >= 43  # 128 and 256 bits, url-safe
@@ -170,15 +203,7 @@ def test_on_postgresql_a_resume_sees_what_came_before_it_on_another_process(firs
                 participant_id=seat.participant_id, now=timezone.now(), outbox_id="old-socket"
             )
         worker.start()
-        with connection.cursor() as cursor:
-            for _ in range(200):  # until the resume waits for the row
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock'"
-                )
-                if cursor.fetchone()[0]:
-                    break
-                worker.join(0.01)
+        until_it_waits(worker)  # for the row
     worker.join(10)
     (resumed,) = joined
     if first == "another resume":
@@ -212,34 +237,16 @@ def test_on_postgresql_an_admins_delete_waits_for_a_members_change_of_the_messag
         pytest.skip("SQLite runs one writer at a time (DATABASE_URL unset)")
     room, seat, _ = make_room()
     message_id, _ = services.message_post(seat=seat, content="x", now=timezone.now())
-    admin_done, failures = threading.Event(), []
-
-    def admin():
-        try:
-            services.messages_delete(message_ids=[message_id], now=timezone.now())
-        except Exception as exc:
-            failures.append(exc)
-        finally:
-            admin_done.set()
-            connections.close_all()
-
-    def waiting_on_a_lock() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-            )
-            return cursor.fetchone()[0]
-
-    worker = threading.Thread(target=admin)
+    failures: list[Exception] = []
+    worker = on_another_connection(
+        lambda: services.messages_delete(message_ids=[message_id], now=timezone.now()), failures
+    )
     try:
         with transaction.atomic():
             assert sql.room_step(room.pk, seat.participant_id) is not None  # the member's change begins
             worker.start()
-            for _ in range(200):  # until the admin's delete waits on a lock
-                if waiting_on_a_lock() or admin_done.wait(0.01):
-                    break
-            assert waiting_on_a_lock() == 1
+            until_it_waits(worker)  # the admin's delete
+            assert waiting_on_locks() == 1
             if change == "edit":
                 Message.objects.filter(pk=message_id).update(content="y")
             else:
@@ -283,22 +290,11 @@ def test_on_postgresql_a_message_waiting_on_its_room_is_stored_before_its_seats_
         finally:
             connections.close_all()
 
-    def waiting_on_locks() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-            )
-            return cursor.fetchone()[0]
-
     poster, kicker = threading.Thread(target=post), threading.Thread(target=kick)
     with transaction.atomic():
         assert sql.room_step(room.pk, owner.participant_id) is not None  # the room is locked
         poster.start()
-        for _ in range(200):  # until the message waits for the room
-            if waiting_on_locks():
-                break
-            poster.join(0.01)
+        until_it_waits(poster)  # for the room
         kicker.start()
         kicker.join(0.5)  # the kick commits now, or waits for the message
     poster.join(10)
@@ -317,29 +313,15 @@ def test_on_postgresql_an_upload_and_a_kick_of_its_uploader_never_deadlock():
     bob = join_seat(room, "Bob").seat
     blob = scan_and_store(uuid4(), b"a note")
     failures: list[Exception] = []
-
-    def upload():
-        try:
-            file_record(seat=bob, name="note.txt", mime_type="text/plain", blob=blob, now=timezone.now())
-        except Exception as exc:
-            failures.append(exc)
-        finally:
-            connections.close_all()
-
-    uploader = threading.Thread(target=upload)
+    uploader = on_another_connection(
+        lambda: file_record(seat=bob, name="note.txt", mime_type="text/plain", blob=blob, now=timezone.now()),
+        failures,
+    )
     try:
         with transaction.atomic():  # the kick's two steps, with the upload between them
             Participant.objects.select_for_update().get(pk=bob.participant_id)
             uploader.start()
-            with connection.cursor() as cursor:
-                for _ in range(200):  # until the upload waits on a lock
-                    cursor.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND wait_event_type = 'Lock'"
-                    )
-                    if cursor.fetchone()[0]:
-                        break
-                    uploader.join(0.01)
+            until_it_waits(uploader)
             Ban.objects.create(room=room, name_key="bob", session_hash="", address=None, until=timezone.now())
     except Exception as exc:
         failures.append(exc)

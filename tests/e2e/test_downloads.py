@@ -137,6 +137,16 @@ async def shared_file(server) -> tuple[Client, str, str]:
     return owner, (await owner.expect("FileUploaded"))["metadata"]["id"], cookie
 
 
+def room_for_two(env: dict[str, str], *, grace: float) -> dict[str, str]:
+    """A process with room for two downloads of PDF, which cuts off slow ones after
+    `grace` s at a floor above what the kernel's buffers make a trickle seem."""
+    return env | {
+        "DOWNLOADS_IN_FLIGHT_BYTES": str(2 * len(PDF)),
+        "DOWNLOAD_MIN_BYTES_PER_SECOND": str(8 * 2**20),
+        "DOWNLOAD_GRACE_SECONDS": str(grace),
+    }
+
+
 async def test_downloads_read_at_a_trickle_are_cut_off_when_others_find_no_room(sqlite_env, servers):
     """Two addresses read a 9 MiB download each at 16 KiB/s, filling the process's
     DOWNLOADS_IN_FLIGHT_BYTES: they read, so HTTP_WRITE_TIMEOUT never cuts them, and
@@ -144,13 +154,7 @@ async def test_downloads_read_at_a_trickle_are_cut_off_when_others_find_no_room(
     that finds no room cuts off the slowest one read under DOWNLOAD_MIN_BYTES_PER_SECOND
     for DOWNLOAD_GRACE_SECONDS, and gets its room: both honest downloads are served
     whole, both tricklers are aborted, and their bytes are given back."""
-    env = {
-        **sqlite_env,
-        "DOWNLOADS_IN_FLIGHT_BYTES": str(2 * len(PDF)),
-        "DOWNLOAD_MIN_BYTES_PER_SECOND": str(8 * 2**20),  # above what the kernel buffers make a trickle seem
-        "DOWNLOAD_GRACE_SECONDS": "3",
-    }
-    (server,) = servers(env, command="serve")
+    (server,) = servers(room_for_two(sqlite_env, grace=3), command="serve")
     owner, file_id, cookie = await shared_file(server)
     tricklers = [Trickler(server.port, file_id, cookie, source) for source in ("127.0.0.2", "127.0.0.3")]
     for trickler in tricklers:
@@ -184,13 +188,7 @@ async def test_downloads_read_at_a_trickle_are_cut_off_when_others_find_no_room(
 async def test_a_download_read_at_a_trickle_keeps_its_room_while_others_find_room(sqlite_env, servers):
     """A slow link is cut off only for a download that finds no room: with room to spare,
     it reads on at its pace, past the grace and below the rate, while others are served."""
-    env = {
-        **sqlite_env,
-        "DOWNLOADS_IN_FLIGHT_BYTES": str(2 * len(PDF)),
-        "DOWNLOAD_MIN_BYTES_PER_SECOND": str(8 * 2**20),  # above what the kernel buffers make a trickle seem
-        "DOWNLOAD_GRACE_SECONDS": "1",
-    }
-    (server,) = servers(env, command="serve")
+    (server,) = servers(room_for_two(sqlite_env, grace=1), command="serve")
     owner, file_id, cookie = await shared_file(server)
     trickler = Trickler(server.port, file_id, cookie, "127.0.0.2")
     trickler.start()
