@@ -1,6 +1,7 @@
 """Files from the page: checks, progress, links, image previews, download, delete, drop."""
 
 import io
+import json
 import re
 import struct
 import urllib.error
@@ -11,7 +12,7 @@ import zlib
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.pages import PythonClient, create_room, join_key_of, join_room
+from tests.browser.pages import PythonClient, create_room, join_key_of, join_room, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -202,3 +203,39 @@ def test_types_named_otherwise_by_some_browsers_are_sent_under_their_usual_name(
         expect(alice.locator("#file-error")).to_have_text("")
         upload = [frame for frame in alice.frames_sent if frame["type"] == "UploadFile"][-1]
         assert (upload["name"], upload["mime_type"]) == (name, sent)
+
+
+def test_a_file_picked_while_another_uploads_is_kept_for_its_turn(server, new_page):
+    """Picking the next file while one is being shared: the end of the first upload leaves
+    the second choice in the picker (it cleared it, and Send file then said "Choose a file
+    first." of a file just chosen)."""
+    alice = new_page(server.http)
+    held: list[str] = []  # the first upload's answer, until the second file is picked
+    sockets: list = []
+
+    def route(page_side) -> None:
+        sockets.append(page_side)
+        server_side = page_side.connect_to_server()
+        page_side.on_message(server_side.send)
+
+        def to_page(message) -> None:
+            if json.loads(message)["type"] == "FileUploaded" and not held:
+                return held.append(message)
+            page_side.send(message)
+
+        server_side.on_message(to_page)
+
+    alice.route_web_socket(re.compile(r"/ws/(\?room=[0-9a-f]{8})?$"), route)
+    alice.reload()
+    create_room(alice, "Two files", "Alice")
+    pick(alice, "first.txt", "text/plain", b"the first")
+    wait_until(alice, lambda: held, "the first upload's answer")
+    picker = alice.get_by_label("File", exact=True)
+    picker.set_input_files(files=[{"name": "second.txt", "mimeType": "text/plain", "buffer": b"the second"}])
+    sockets[-1].send(held[0])
+    expect(alice.locator("#status")).to_have_text("Shared first.txt (9 bytes).")
+    expect(picker).to_have_value(re.compile(r"second\.txt$"))
+    alice.get_by_role("button", name="Send file").click()
+    expect(file_items(alice).get_by_role("link")).to_have_text(["first.txt", "second.txt"])
+    expect(alice.locator("#file-error")).to_have_text("")
+    expect(picker).to_have_value("")

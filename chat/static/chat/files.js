@@ -219,7 +219,7 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
     const problem = checkFile(file, config);
     if (problem) return showError("file-error", problem);
     if (!connection.isOpen) return showError("file-error", "Not connected. Try again once reconnected.");
-    upload = { name: file.name, timer: null };
+    upload = { name: file.name, file, timer: null };
     setAriaDisabled($("file-form").querySelector("button[type=submit]"), true);
     // Reading and encoding take the first half of the bar, sending the second.
     progress(`Reading ${file.name}`, 0);
@@ -424,10 +424,13 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
     },
     uploaded(metadata) {
       const card = upload?.card;
+      const sent = upload?.file;
       mine.add(metadata.id);
       for (const item of itemsOf(metadata.id)) addDeleteButton(item);
       finish();
-      $("file-form").reset();
+      // The picker is emptied of the file just shared, not of one picked meanwhile.
+      const picked = $("file").files[0];
+      if (!picked || picked === sent) $("file-form").reset();
       // A sealed room's file is announced by its card, which names it and holds its key.
       // It is shared once that card is stored (app.js); a standard room's, now.
       if (card) postCard({ t: "file", id: metadata.id, ...card });
