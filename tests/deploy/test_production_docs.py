@@ -93,7 +93,7 @@ class Deployment:
         python = found.stdout.strip()
         self.swaps = {
             "git clone https://github.com/OWNER/chat.git": f"git clone --quiet {self.root / 'source'}",
-            "python3.12 -m venv": f"{python} -m venv",
+            "python3 -m venv": f"{python} -m venv",
             "sudo -u postgres ": "PGHOST=127.0.0.1 PGUSER=postgres ",
             "sudo -u chat ": "",
             "CREATE ROLE chat ": f"CREATE ROLE {self.database} ",
@@ -736,3 +736,12 @@ def test_a_backup_taken_while_serving_restores_onto_a_wiped_site(deployment):
     texts, files, downloaded = asyncio.run(after())
     assert texts[:1] == sent[:1] and texts == sent[: len(texts)], (texts, sent)
     assert files == ["kept.txt"] and downloaded == data
+
+
+def test_the_steps_run_the_python_the_named_systems_ship():
+    """Step 1 names Debian 13 (Python 3.13) first, which has no `python3.12`: a step that
+    names one fails there with "command not found" (the proof runs bin/find-python's
+    interpreter instead, which hid it). No deployment needed."""
+    for kind, _, text in blocks():
+        if kind == "run":
+            assert not re.search(r"\bpython3\.\d+\b", text), f"a run block names a Python version:\n{text}"
