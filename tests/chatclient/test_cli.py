@@ -6,6 +6,8 @@ import json
 import os
 import pty
 import re
+import shlex
+import shutil
 import signal
 import struct
 import subprocess
@@ -187,6 +189,26 @@ async def test_blank_lines_are_no_messages_and_bad_counts_are_usage_errors(serve
             "join", server.url, room.join_key, "--name", "Cy", *wrong, parse=False
         )
         assert status == 2 and "usage:" in stderr, (wrong, stderr)
+
+
+async def test_the_readmes_listen_pipeline_prints_only_what_was_said(server, clients):
+    """README, scripting mode: `--listen N --json | jq -r FILTER` prints the messages'
+    texts, one a line (`.text` printed "null" for the room line and for each join or leave)."""
+    jq = shutil.which("jq") or pytest.skip("jq is not installed")
+    readme = (ROOT / "README.md").read_text()
+    (jq_args,) = re.findall(r"--listen 10 --json \| jq -r (.+)$", readme, re.M)
+    alice = await clients()
+    room = await alice.create_room("Alerts", owner_name="Alice")
+    await alice.send("disk full on db1")
+    status, lines, _ = await run_cli(
+        "join", server.url, room.join_key, "--name", "bot", "--listen", "1", "--json", parse=False
+    )
+    assert status == 0
+    process = await asyncio.create_subprocess_exec(
+        jq, "-r", *shlex.split(jq_args), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    stdout, _ = await asyncio.wait_for(process.communicate("\n".join(lines).encode()), 30)
+    assert stdout.decode().splitlines() == ["disk full on db1"], stdout
 
 
 async def test_create_with_json_prints_the_room_and_exits(server):
