@@ -83,6 +83,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}")
 
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        """A moderator sees what they moderate: the delete permission (all that
+        production.md, "Moderation", asks for) lists and opens it, as view would."""
+        return super().has_view_permission(request, obj) or self.has_moderate_permission(request)
+
 
 def room_rows(rows: QuerySet) -> Coalesce:
     """How many of `rows` (a model with a `room`) are each listed room's, as an
@@ -158,6 +163,12 @@ class ModeratedInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        """Shown to those who may moderate its rows too (ReadOnlyAdmin)."""
+        opts = self.opts
+        moderate = request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}")
+        return super().has_view_permission(request, obj) or moderate
 
     def get_fields(self, request: HttpRequest, obj=None) -> list[str]:
         fields = list(self.fields or [])

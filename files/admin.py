@@ -80,6 +80,10 @@ class FileInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        """Shown to those who may delete files too (chat.admin.ReadOnlyAdmin)."""
+        return super().has_view_permission(request, obj) or request.user.has_perm("files.delete_sharedfile")
+
 
 admin.site.unregister(Room)
 

@@ -535,3 +535,31 @@ async def test_the_room_page_moderates_only_for_moderators(room_of_two):
     response = await client.post(f"/admin/chat/room/{room_of_two.id}/close/", {})
     assert response.status_code == 403
     assert (await Room.objects.aget(pk=room_of_two.id)).closed_at is None
+
+
+async def test_a_moderator_with_the_delete_permissions_alone_finds_and_moderates(room_of_two, files_root):
+    """production.md, Moderation: "Moderators are staff users with Django's delete
+    permission on the model they moderate". With those four alone every list and the
+    room's page were 403, and the admin's index listed the models without a link."""
+
+    def moderator() -> User:
+        user = User.objects.create_user(f"mod{os.urandom(4).hex()}", "m@example.org", "pw", is_staff=True)
+        for codename in ("delete_room", "delete_participant", "delete_message", "delete_sharedfile"):
+            user.user_permissions.add(Permission.objects.get(codename=codename))
+        return user
+
+    owner, bob, created = room_of_two.owner, room_of_two.member, room_of_two.created
+    client = AsyncClient()
+    await client.aforce_login(await database_sync_to_async(moderator)())
+    index = (await client.get("/admin/")).content.decode()
+    for path in ("chat/room", "chat/participant", "chat/message", "files/sharedfile"):
+        assert f'href="/admin/{path}/"' in index, path
+        response = await client.get(f"/admin/{path}/", {"q": room_of_two.join_key})
+        assert response.status_code == 200, path
+    page = await room_page(client, created["room_info"]["id"])
+    assert ">Remove<" in page and "Close room" in page
+    bob_row = await Participant.objects.aget(name="Bob", left_at__isnull=True)
+    await press(client, f"/admin/chat/room/{created['room_info']['id']}/remove/{bob_row.pk}/")
+    await expect_error(bob, "kicked")
+    await expect_closed(bob, 4001)
+    assert await owner.receive_json_from() == {"type": "ParticipantLeft", "name": "Bob"}
