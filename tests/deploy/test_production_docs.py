@@ -745,3 +745,12 @@ def test_the_steps_run_the_python_the_named_systems_ship():
     for kind, _, text in blocks():
         if kind == "run":
             assert not re.search(r"\bpython3\.\d+\b", text), f"a run block names a Python version:\n{text}"
+
+
+def test_the_upgrade_defines_the_manage_it_runs():
+    """Step 9 is typed on a later day, in a new shell: the `manage` function step 5
+    defined "for this session" is gone by then ("manage: command not found"; the proof's
+    shell defines it for every block, which hid it). No deployment needed."""
+    (upgrade,) = [text for _, _, text in blocks() if "git pull --ff-only" in text]
+    definition = upgrade.find("manage() {")
+    assert 0 <= definition < upgrade.find("\nmanage "), upgrade
