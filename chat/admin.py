@@ -103,6 +103,9 @@ class JoinKeySearch(admin.ModelAdmin):
     room_field = "room_id"
     search_help_text = "Names, a room's join key or its share link."
 
+    class Media:
+        js = ["chat/admin/search.js"]  # a sealed link's secret is cut off before it is sent
+
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple:
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         key = search_term.strip().partition("#")[0]  # a sealed link's secret is not looked at

@@ -73,3 +73,25 @@ def test_removed_deleted_and_closed_are_shown_in_words(server, new_page, moderat
     alice.get_by_role("button", name="Join room").click()
     expect(alice.locator("#join-key-error")).to_have_text(re.compile("No open room has this join key"))
     assert alice.dialogs == [] and bob.dialogs == []
+
+
+def test_a_sealed_rooms_whole_link_finds_the_room_without_its_secret_leaving_the_page(
+    server, new_page, moderator
+):
+    """The admin's search finds a room by its share link (production.md, Moderation); a
+    sealed room's whole link holds its secret after `#`, which the search form sent in
+    its query string (the server's access log, every row's link) though the server never
+    reads it."""
+    alice = new_page(server.http)
+    link = create_room(alice, "Quiet", "Alice", sealed=True)
+    secret = link.partition("#k=")[2]
+    asked: list[str] = []
+    moderator.on("request", lambda request: asked.append(request.url))
+    moderator.goto(f"{server.http}/admin/chat/room/")
+    moderator.locator("#searchbar").fill(link)
+    moderator.locator("#searchbar").press("Enter")
+    expect(moderator.locator("#result_list tbody tr")).to_have_count(1)
+    expect(moderator.get_by_role("link", name="Quiet", exact=True)).to_be_visible()
+    assert any("q=" in url for url in asked), asked
+    assert not [url for url in asked if secret in url or "%23" in url], asked
+    assert secret not in moderator.content()
