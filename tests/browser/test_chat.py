@@ -3,6 +3,7 @@
 import base64
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,23 @@ def test_members_refresh_0_asks_for_no_member_list(server_with, new_page):
     create_room(alice, "Quiet", "Alice")
     alice.wait_for_timeout(2500)  # past the shortest wait the page would take (1 s)
     assert [frame for frame in alice.frames_sent if frame["type"] == "GetMembers"] == []
+
+
+def test_a_message_from_another_day_shows_its_date(sqlite_env, server, new_page):
+    """History reaches back days (messages are kept for ever by default): one sent on
+    another day shows its date with its time (it showed "07:48 PM" alone, as if today)."""
+    alice = new_page(server.http)
+    link = create_room(alice, "Old news", "Alice", sealed=False)
+    say(alice, "from last week")
+    say(alice, "from today")
+    expect(alice.locator("#messages li .text")).to_have_text(["from last week", "from today"])
+    with sqlite3.connect(Path(sqlite_env["CHAT_VAR_DIR"]) / "db.sqlite3") as db:
+        earliest = "(SELECT MIN(id) FROM chat_message)"
+        db.execute(f"UPDATE chat_message SET sent_at = datetime(sent_at, '-6 days') WHERE id = {earliest}")
+    bob = new_page(link)
+    join_room(bob, "Bob")
+    times = bob.locator("#messages li time")
+    expect(times).to_have_count(2)
+    old, today = times.all_inner_texts()
+    assert re.fullmatch(r"\d\d:\d\d( [AP]M)?", today), today
+    assert re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}(, \d{4})?, \d\d:\d\d( [AP]M)?", old), old

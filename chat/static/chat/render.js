@@ -44,9 +44,14 @@ export function parseFileMessage(content) {
   return match ? { name: match[1], id: match[2].toLowerCase(), isImage: IMAGE_NAME.test(match[1]) } : null;
 }
 
+// A message's local time; one from another day (history reaches back days) with its date.
 export function localTime(iso) {
   const when = new Date(iso);
-  return Number.isNaN(when.getTime()) ? "" : when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (Number.isNaN(when.getTime())) return "";
+  const time = { hour: "2-digit", minute: "2-digit" };
+  if (when.toDateString() === new Date().toDateString()) return when.toLocaleTimeString([], time);
+  const year = when.getFullYear() === new Date().getFullYear() ? {} : { year: "numeric" };
+  return when.toLocaleString([], { month: "short", day: "numeric", ...year, ...time });
 }
 
 // What a message's body can be. Messages the page cannot attribute (a sealed room's
