@@ -497,11 +497,17 @@ def _hidden(c: str) -> bool:
 
 
 def clock(sent_at: str) -> str:
-    """`HH:MM` of a time the server sent, in local time; what it sent, cleaned, when it is none."""
+    """`HH:MM` of a time the server sent, in local time (`Nov 30 HH:MM` on another day,
+    `Nov 30 2025 HH:MM` in another year: history reaches back days); what it sent,
+    cleaned, when it is none."""
     try:
-        return datetime.fromisoformat(sent_at).astimezone().strftime("%H:%M")
+        when = datetime.fromisoformat(sent_at).astimezone()
     except (ValueError, TypeError, OverflowError, OSError):
         return clean(sent_at)
+    today = datetime.now().astimezone().date()
+    if when.date() == today:
+        return when.strftime("%H:%M")
+    return when.strftime("%b %d %H:%M" if when.year == today.year else "%b %d %Y %H:%M")
 
 
 class Output:

@@ -15,6 +15,7 @@ import sys
 import termios
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -655,6 +656,15 @@ async def test_frames_that_are_not_strict_json_are_unreadable_and_the_stream_goe
     shown = await printed_after_join(capsys, hostile)
     assert shown.count("! invalid_frame: ") == 3 and shown.splitlines()[-1] == "[2026 #9] Ann: hi", shown
     shown.encode()  # every line printable in UTF-8
+
+
+def test_a_message_from_another_day_shows_its_date():
+    """`/older` and the history reach back days: a time alone read as today's."""
+    now = datetime.now(UTC)
+    assert re.fullmatch(r"\d\d:\d\d", clock(now.isoformat()))
+    old = (now - timedelta(days=6)).astimezone()
+    assert clock(old.isoformat()) == old.strftime("%b %d %H:%M")
+    assert clock((now - timedelta(days=400)).isoformat()).count(" ") == 3  # and its year
 
 
 def test_a_lone_surrogate_prints_as_a_question_mark():
