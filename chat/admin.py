@@ -64,6 +64,13 @@ def already_gone_message(gone: list[Participant]) -> str:
     return text
 
 
+def may_moderate(request: HttpRequest, model: type[Model]) -> bool:
+    """Moderating a model takes Django's delete permission on it (production.md,
+    "Moderation"), which also shows what it moderates."""
+    opts = model._meta
+    return request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}")
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Nothing is added or edited here; deleting goes through moderation."""
 
@@ -79,9 +86,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return actions
 
     def has_moderate_permission(self, request: HttpRequest) -> bool:
-        """Moderating a model takes Django's delete permission on it."""
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}")
+        return may_moderate(request, self.model)
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
         """A moderator sees what they moderate: the delete permission (all that
@@ -169,14 +174,11 @@ class ModeratedInline(admin.TabularInline):
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
         """Shown to those who may moderate its rows too (ReadOnlyAdmin)."""
-        opts = self.opts
-        moderate = request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}")
-        return super().has_view_permission(request, obj) or moderate
+        return super().has_view_permission(request, obj) or may_moderate(request, self.model)
 
     def get_fields(self, request: HttpRequest, obj=None) -> list[str]:
         fields = list(self.fields or [])
-        opts = self.model._meta
-        if request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}"):
+        if may_moderate(request, self.model):
             fields.append("moderate")
         return fields
 
@@ -276,8 +278,7 @@ class RoomAdmin(JoinKeySearch, ReadOnlyAdmin):
     def moderated(self, request: HttpRequest, room_id: UUID, acting_on: type[Model] = Room) -> Room:
         """The room, for a user who may moderate what the button acts on (Django's
         delete permission on that model, as its inline shows the button), else 403."""
-        opts = acting_on._meta
-        if not request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}"):
+        if not may_moderate(request, acting_on):
             raise PermissionDenied
         return Room.objects.get(pk=room_id)
 

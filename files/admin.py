@@ -82,7 +82,7 @@ class FileInline(admin.TabularInline):
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
         """Shown to those who may delete files too (chat.admin.ReadOnlyAdmin)."""
-        return super().has_view_permission(request, obj) or request.user.has_perm("files.delete_sharedfile")
+        return super().has_view_permission(request, obj) or chat_admin.may_moderate(request, SharedFile)
 
 
 admin.site.unregister(Room)
