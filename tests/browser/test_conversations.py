@@ -613,6 +613,39 @@ def test_older_history_loads_on_request_and_for_a_quoted_message(width, server_w
     assert alice.console_errors == [] and bob.console_errors == []
 
 
+def test_a_late_joiners_quote_of_a_deleted_message_says_so(width, server_with, new_page):
+    """History leaves a deleted message out, so a reply to it arrives without it. A reply to
+    a message the page would hold (newer than its oldest) says the original is deleted;
+    one to a message older than what the page loaded stays "Earlier message"."""
+    server = server_with(CHAT_HISTORY_LIMIT="4")
+    thread = ClientThread()
+    try:
+        py = thread.connect(server.url)
+        room = thread.run(py.create_room("Deleted quotes", owner_name="Py"))
+        oldest = thread.run(py.send("before the window"))
+        for n in range(3):
+            thread.run(py.send(f"filler {n}"))
+        gone = thread.run(py.send("soon gone"))
+        thread.run(py.send("answer to the gone one", reply_to=gone.id))
+        thread.run(py.send("answer to the oldest", reply_to=oldest.id))
+        thread.run(py.delete_message(gone.id))
+    finally:
+        thread.stop()
+
+    bob = new_page(room.share_link, **width)
+    join_room(bob, "Bob")
+    expect(bob.locator("#messages li.message .text")).to_have_text(
+        ["filler 1", "filler 2", "answer to the gone one", "answer to the oldest"]
+    )
+    expect(message_item(bob, "answer to the gone one").locator(".quote")).to_have_text("Deleted message")
+    expect(message_item(bob, "answer to the oldest").locator(".quote")).to_have_text("Earlier message")
+    # The oldest comes with an older page, and its quote then shows it.
+    activate(bob, bob.get_by_role("button", name="Load older messages"))
+    expect(message_item(bob, "answer to the oldest").locator(".quote")).to_have_text("Py: before the window")
+    expect(message_item(bob, "answer to the gone one").locator(".quote")).to_have_text("Deleted message")
+    assert bob.console_errors == []
+
+
 def test_a_page_resumes_as_its_participant_and_yields_to_another_tab(width, server_with, new_page):
     """After a drop the page rejoins with its participant_token and can still edit its
     earlier message; when another connection takes the participant over (4003), the page

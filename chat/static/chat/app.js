@@ -621,7 +621,15 @@ function quotesOf(id) {
 function quoteText(id) {
   const original = messageById(id);
   if (original) return quoteNodes(original);
-  return [state.deleted.has(id) ? quoteOf(null) : "Earlier message"];
+  return [deletedOrGone(id) ? quoteOf(null) : "Earlier message"];
+}
+
+// The message `id` of this room, not on the page: deleted, as far as the page can tell.
+// It was deleted here, or the page holds every message of the room newer than its oldest
+// one (History leaves deleted ones out), or the whole room. A rejoin's gap that the
+// catch-up has yet to fill reads as deleted until the catch-up brings the message in.
+function deletedOrGone(id) {
+  return state.deleted.has(id) || state.historyStart || id > (state.minId ?? 0);
 }
 
 // A quote clicked: its message is scrolled to and focused, after older pages come in
@@ -638,7 +646,7 @@ function showMessage(id) {
     item.focus({ preventScroll: true });
     return;
   }
-  if (state.deleted.has(id) || state.historyStart || id > (state.minId ?? 0)) {
+  if (deletedOrGone(id)) {
     state.seeking = null;
     showError("message-error", humanError({ code: "message_not_found" }));
     return;
