@@ -604,7 +604,11 @@ def by_nginx(answer: Answer) -> bool:
 
 @pytest.mark.parametrize(
     ("path", "zone", "source"),
-    [("/files/{}", "chat_downloads", "127.0.0.2"), ("/rooms/{}/", "chat_pages", "127.0.0.3")],
+    [
+        ("/files/{}", "chat_downloads", "127.0.0.2"),
+        ("/rooms/{}/", "chat_pages", "127.0.0.3"),
+        ("/", "chat_app", "127.0.0.4"),
+    ],
 )
 def test_a_flood_from_one_address_gets_nginxs_429_and_others_are_served(deployment, path, zone, source):
     """nginx's `limit_req` (docs/production.md, step 7): one client address's flood of
@@ -632,6 +636,34 @@ def test_a_flood_from_one_address_gets_nginxs_429_and_others_are_served(deployme
     time.sleep(2 / rate)
     again = requests_from(source, port, path, count=1, connections=1)
     assert not by_nginx(again[0]) and again[0][0] in (200, 404), again[0][:2]
+    if path == "/":
+        # The WebSocket's handshakes on the same location are not counted: more of them
+        # than the zone's burst, at once after the flood, all open.
+        assert sockets_opened_from(deployment, source, burst + 10) == burst + 10
+
+
+def sockets_opened_from(deployment: Deployment, source: str, count: int) -> int:
+    """How many of `count` WebSockets opened one after the other from `source` through
+    nginx got their handshake through (each closed before the next)."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    port = deployment.ports["https"]
+
+    async def scenario() -> int:
+        opened = 0
+        for _ in range(count):
+            try:
+                async with connect(
+                    f"wss://{HOST}:{port}/ws/", ssl=tls(deployment.root), host="127.0.0.1", port=port,
+                    origin=f"https://{HOST}", local_addr=(source, 0),
+                ):  # fmt: skip
+                    opened += 1
+            except InvalidStatus:
+                pass
+        return opened
+
+    return asyncio.run(scenario())
 
 
 def test_the_cron_line_runs_with_an_empty_environment_and_purges(deployment):
