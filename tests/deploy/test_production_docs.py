@@ -642,6 +642,61 @@ def test_a_flood_from_one_address_gets_nginxs_429_and_others_are_served(deployme
         assert sockets_opened_from(deployment, source, burst + 10) == burst + 10
 
 
+def site_file() -> str:
+    return next(text for kind, target, text in blocks() if target == "/etc/nginx/sites-available/chat")
+
+
+def test_an_ipv6_client_is_its_network_at_the_edge(tmp_path):
+    """The site file's `limit_req` counts an IPv6 client by its /64 (IPV6_PREFIX_LENGTH),
+    as the processes do, and an IPv4 client by its address. This machine connects from
+    one IPv6 address, so the site file's `$chat_client` map and its download zone run in
+    an nginx of their own that takes the client's address from X-Forwarded-For (the
+    realip module), with the zone's rate cut to one a minute and a burst of 2."""
+    binary = nginx_binary()
+    if binary is None:
+        if os.environ.get("DEPLOY_TESTS_REQUIRED") == "1":
+            pytest.fail("DEPLOY_TESTS_REQUIRED=1 but nginx is not installed")
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    site = site_file()
+    client_map = re.search(r"^map \$binary_remote_addr \$chat_client \{.*?^\}", site, re.S | re.M)[0]
+    zone = re.search(r"^limit_req_zone \$chat_client zone=chat_downloads:\S+", site, re.M)[0]
+    front, back = free_ports(2)
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp = " ".join(f"{kind}_temp_path {tmp_path};" for kind in kinds)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"daemon off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n access_log off;\n {temp}\n{client_map}\n{zone} rate=1r/m;\n limit_req_status 429;\n"
+        f" server {{ listen 127.0.0.1:{back}; location / {{ return 200; }} }}\n"
+        f" server {{\n  listen 127.0.0.1:{front};\n  set_real_ip_from 127.0.0.1;\n"
+        "  real_ip_header X-Forwarded-For;\n"
+        "  location / { limit_req zone=chat_downloads burst=2 nodelay;"
+        f" proxy_pass http://127.0.0.1:{back}; }}\n"
+        " }\n}\n"
+    )
+    nginx = subprocess.Popen([binary, "-p", str(tmp_path), "-c", str(conf)])
+    try:
+        wait_for_health(f"http://127.0.0.1:{front}/", within=20)
+
+        def statuses(*clients: str) -> list[int]:
+            answers = []
+            for client in clients:
+                connection = http.client.HTTPConnection("127.0.0.1", front, timeout=10)
+                connection.request("GET", "/", headers={"X-Forwarded-For": client})
+                answers.append(connection.getresponse().status)
+                connection.close()
+            return answers
+
+        # Three a client (one, and the burst of 2), each from a new address of its /64.
+        network = ["2001:db8:1:2::a", "2001:db8:1:2:ffff:1:2:3", "2001:db8:1:2::b", "2001:db8:1:2::c"]
+        assert statuses(*network) == [200, 200, 200, 429]
+        assert statuses("2001:db8:1:3::a") == [200]  # the next /64
+        assert statuses(*["192.0.2.1"] * 4, "192.0.2.2") == [200, 200, 200, 429, 200]
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+
+
 def sockets_opened_from(deployment: Deployment, source: str, count: int) -> int:
     """How many of `count` WebSockets opened one after the other from `source` through
     nginx got their handshake through (each closed before the next)."""
