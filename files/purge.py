@@ -72,7 +72,7 @@ def machine_lock() -> Iterator[None]:
 def purge(*, now: datetime, dry_run: bool = False) -> PurgeReport:
     """Delete purgeable rows in one transaction (their blobs once it commits), then
     blobs without a row older than FILES_ORPHAN_GRACE, then tell connected rooms
-    about files removed before their time. store.UnsafeStore, before anything is
+    about files removed before their time (`removed_before_their_time`). store.UnsafeStore, before anything is
     deleted, if FILES_ROOT is not a folder of blobs the server marked as its own.
 
     With CHAT_RETENTION_DAYS, files shared before its cutoff go too, counted as expired:
@@ -113,11 +113,19 @@ def purge(*, now: datetime, dry_run: bool = False) -> PurgeReport:
         if not dry_run:
             for name in report.orphans:
                 blobs.remove(name)
-    early = [file for file in doomed if file.expires_at > now]
+    early = removed_before_their_time(doomed, now=now)
     report.rooms_told = len({file.room_id for file in early})
     if not dry_run and early:
         async_to_sync(announce)(early)
     return report
+
+
+def removed_before_their_time(doomed: list[SharedFile], *, now: datetime) -> list[SharedFile]:
+    """The files this purge takes from their rooms (CHAT_RETENTION_DAYS, before FILES_TTL):
+    not the expired ones (clients know `expires_at`), nor the deleted ones, whose rows the
+    purge only clears: their delete (a member's, an owner's, an admin's, their message's)
+    told the room already."""
+    return [file for file in doomed if file.deleted_at is None and file.expires_at > now]
 
 
 def orphans(on_disk: list[tuple[str, float]], *, older_than: float) -> list[str]:

@@ -147,21 +147,40 @@ def test_a_second_purge_at_the_same_time_does_nothing():
 
 
 @pytest.mark.timeout(30)
-async def test_rooms_hear_of_files_removed_before_their_time(room):
-    """A connected room gets FileDeleted, through the channel layer, for a file the
-    purge removes before it expired; expired files are not announced."""
+async def test_rooms_hear_once_of_files_removed_before_their_time(room, settings):
+    """A connected room gets FileDeleted, through the channel layer, for a file the purge
+    removes before it expired (CHAT_RETENTION_DAYS); expired files are not announced, nor
+    files deleted earlier, whose delete told the room already: the purge only clears
+    their rows."""
+    settings.CHAT_RETENTION_DAYS = 1
+    settings.FILES_TTL = 7 * 86400
     owner = room.owner
-    deleted, expired = await database_sync_to_async(_files_in)(room.id)
-    line = await database_sync_to_async(run)()
-    assert "removed 2 files (1 expired, 1 deleted" in line and "told 1 room " in line
-    assert await owner.receive_json_from() == {"type": "FileDeleted", "file_id": str(deleted.pk)}
+    files = await database_sync_to_async(_files_in)(room.id)
+    for file in (files["deleted"], files["deleted_long_ago"]):
+        await owner.send_json_to({"type": "DeleteFile", "file_id": str(file.pk)})
+        assert await owner.receive_json_from() == {"type": "FileDeleted", "file_id": str(file.pk)}
+
+    line = (await database_sync_to_async(run)()).splitlines()[-1]
+    assert line.startswith("purge_files: removed 4 files (2 expired, 2 deleted, 400 bytes)")
+    assert line.endswith("told 1 room of files removed before their time")
+    assert await owner.receive_json_from() == {"type": "FileDeleted", "file_id": str(files["retained"].pk)}
     assert await owner.receive_nothing(0.2)
+    assert [pk async for pk in SharedFile.objects.values_list("pk", flat=True)] == [files["live"].pk]
 
 
-def _files_in(room_id: str) -> tuple[SharedFile, SharedFile]:
+def _files_in(room_id: str) -> dict[str, SharedFile]:
+    """Shared two days ago (past CHAT_RETENTION_DAYS, within FILES_TTL) or just now, and
+    eight days ago (expired)."""
     owner = Participant.objects.get(room_id=room_id)
     seat = services.Seat(owner.pk, owner.room_id, owner.name, True)
-    return stored_file(seat, deleted=True), stored_file(seat, age=timedelta(days=2))
+    two_days = timedelta(days=2)
+    return {
+        "retained": stored_file(seat, age=two_days),
+        "deleted_long_ago": stored_file(seat, age=two_days),
+        "deleted": stored_file(seat),
+        "expired": stored_file(seat, age=timedelta(days=8)),
+        "live": stored_file(seat),
+    }
 
 
 def test_on_postgresql_a_purge_skips_rows_another_purge_holds(files_root):
