@@ -11,4 +11,4 @@ class ChatConfig(AppConfig):
             daphne_close,
         )
 
-        daphne_close.install()  # runserver sends 1008/1009/1013 closes (see there)
+        daphne_close.install()  # runserver sends 1008/1009/1013 closes and 404/429 refusals (see there)

@@ -61,7 +61,7 @@ class CloseCode(IntEnum):
     """The close codes the server sends (PROTOCOL.md), besides the transport's own."""
 
     ABUSE = 1008  # right after the 51st `rate_limited` frame within 10 s
-    TRY_AGAIN_LATER = 1013  # `runserver` only: past CONNECTIONS_PER_ADDRESS (serve answers 429)
+    TRY_AGAIN_LATER = 1013  # past CONNECTIONS_PER_ADDRESS on a server without ASGI's denial response
     ROOM_CLOSED = 4000  # an admin closed the room
     KICKED = 4001  # an admin removed the participant
     TOO_SLOW = 4002  # past WS_SEND_QUEUE_LIMIT or WS_SEND_QUEUE_BYTES unread

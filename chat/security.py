@@ -111,8 +111,9 @@ class OriginValidator:
 
 async def too_many(scope, receive, send) -> None:
     """Refuse a handshake past CONNECTIONS_PER_ADDRESS: HTTP 429 where the server offers
-    ASGI's denial response (uvicorn, `manage.py serve`), else accepted and closed with
-    1013 at once (daphne, `runserver`). Nothing else is touched, as in `deny`."""
+    ASGI's denial response (uvicorn, `manage.py serve`; daphne, `runserver`, taught it by
+    chat/daphne_close.py), else accepted and closed with 1013 at once. Nothing else is
+    touched, as in `deny`."""
     if (await receive())["type"] != "websocket.connect":
         return
     if "websocket.http.response" in (scope.get("extensions") or {}):

@@ -1,5 +1,8 @@
 """Refused handshakes and the health check on Redis, against real server processes.
 
+A socket on a path with no socket is 404 under both servers, and a foreign Origin is
+403 whatever the path, so that a typo in a path never reads as an Origin problem.
+
 A socket refused at the handshake (foreign or `null` Origin) must never touch the
 channel layer, and `/healthz` must check Redis without receiving from the layer: in
 channels-redis every process-local channel of a layer object shares one receive lock,
@@ -62,6 +65,24 @@ async def test_refused_handshakes_never_silence_a_chatting_room(redis_env, serve
     assert (await bob.expect("ParticipantLeft"))["name"] == "Carol"
     await alice.close()
     await bob.close()
+
+
+@pytest.mark.parametrize("command", ["serve", "runserver"])
+async def test_a_socket_on_a_wrong_path_is_404_and_a_foreign_origin_still_403(sqlite_env, servers, command):
+    """runserver (daphne) answered every refused handshake 403, a wrong path's too."""
+    (server,) = servers(sqlite_env, command=command)
+    base = server.url.removesuffix("/ws/")
+    local = "http://127.0.0.1"
+    statuses = {
+        (path, origin): await handshake_status(base + path, origin)
+        for path in ("/ws/typo/", "/typo", "/ws")
+        for origin in (local, None)
+    }
+    assert statuses == dict.fromkeys(statuses, 404)
+    assert await handshake_status(base + "/ws/typo/", "http://evil.example") == 403
+    assert await handshake_status(base + "/ws/", "http://evil.example") == 403
+    assert await handshake_status(base + "/ws/", local) == 101
+    assert "Traceback" not in server.log_path.read_text()
 
 
 def get_health(http: str, timeout: float = 10) -> tuple[int, dict, float]:
