@@ -12,6 +12,7 @@ broadcasts through the hub (`hub.publish`).
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from time import monotonic
@@ -23,7 +24,7 @@ from redis.exceptions import RedisError
 
 from chat import batching, passwords, presence, protocol, selectors, services
 from chat.address_limits import address_joins, room_creations
-from chat.errors import CloseCode, ErrorCode, ProtocolError
+from chat.errors import CloseCode, ErrorCode, OverLimit, ProtocolError
 from chat.hub import deletion_events, hub, publish, publish_all
 from chat.oplog import error_event, event
 from chat.outbox import WRITABLE, WRITE_NOW, Outbox, add_backlog, large_reply_fits
@@ -175,7 +176,8 @@ async def refuse(conn: Connection, exc: ProtocolError) -> None:
         except (RedisError, OSError):  # the answer still goes; the place leaves in a minute
             logger.warning("could not give back a join place of %s", claim[0])
     conn.send(protocol.error_message(exc.code, exc.message))
-    error_event(conn, code=exc.code.value, client=conn.address)  # rate-limited
+    limit = {"limit": exc.setting} if isinstance(exc, OverLimit) else {}
+    error_event(conn, code=exc.code.value, client=conn.address, **limit)  # rate-limited
     if exc.code == ErrorCode.RATE_LIMITED:
         count_refusal(conn)
 
@@ -200,7 +202,8 @@ async def create_room(conn: Connection, command: protocol.CreateRoom) -> None:
     rooms, address = room_creations(), conn.address or "unknown"
     claim = await rooms.claim(address, settings.ROOMS_PER_HOUR)
     if claim is None:
-        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many rooms from this address; wait a while.")
+        message = rooms_refusal(settings.ROOMS_PER_HOUR, await rooms.free_in(address))
+        raise OverLimit("ROOMS_PER_HOUR", message)
     try:
         password_hash = ""
         if command.password:
@@ -235,7 +238,7 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
     address = conn.address or "unknown"
     failures = join_failures()
     if await failures.blocked(address):
-        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many wrong passwords; wait a minute.")
+        raise OverLimit("JOIN_FAILURES_PER_MINUTE", "Too many wrong passwords; wait a minute.")
     door = remembered = selectors.door_cache.get(command.join_key)
     if door is None:
         door = await open_door(command.join_key)
@@ -480,18 +483,33 @@ async def ready_for_large_reply(conn: Connection, most: int) -> None:
     conn.reserved += most
 
 
+def rooms_refusal(limit: int, free_in: float) -> str:
+    """ROOMS_PER_HOUR's refusal in the client's terms (the log line names the setting)."""
+    if limit <= 0:
+        return "This server creates no rooms for this address."
+    return f"Too many rooms from this address (at most {limit} an hour); wait {waiting_time(free_in)}."
+
+
+def waiting_time(seconds: float) -> str:
+    """`a minute`, `14 minutes`, `an hour`: a wait in a refusal, rounded up."""
+    minutes = max(1, math.ceil(seconds / 60))
+    if minutes == 1:
+        return "a minute"
+    return "an hour" if minutes >= 60 else f"{minutes} minutes"
+
+
 async def take_join(conn: Connection) -> None:
     """A place in the connection's JOINS_PER_MINUTE, then in its address's
     JOINS_PER_ADDRESS_PER_MINUTE (every join costs a handshake's worth of the server and,
     unless resumed, a participant's row; a client that reconnects gets a new connection's
     window). A frame refused later for its rate gives both back (`refuse`)."""
     if not take_slot(conn.joins, settings.JOINS_PER_MINUTE):
-        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many joins; wait a minute.")
+        raise OverLimit("JOINS_PER_MINUTE", "Too many joins; wait a minute.")
     conn.slot = conn.joins
     address = conn.address or "unknown"
     claim = await address_joins().claim(address, settings.JOINS_PER_ADDRESS_PER_MINUTE)
     if claim is None:
-        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many joins from this address; wait a minute.")
+        raise OverLimit("JOINS_PER_ADDRESS_PER_MINUTE", "Too many joins from this address; wait a minute.")
     conn.join_claim = (address, claim)
 
 
@@ -499,7 +517,7 @@ def take_read(conn: Connection) -> None:
     """A place in the connection's READS_PER_MINUTE, while its address has read less
     than READ_BYTES_PER_ADDRESS_* (each reply is counted once built: `read_reply`)."""
     if not take_slot(conn.reads, settings.READS_PER_MINUTE):
-        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many requests; wait a minute.")
+        raise OverLimit("READS_PER_MINUTE", "Too many requests; wait a minute.")
     conn.slot = conn.reads
     if not read_bytes.left(conn.address or "unknown"):
         raise ProtocolError(ErrorCode.RATE_LIMITED, "Your connections have read much; wait a moment.")

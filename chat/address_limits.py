@@ -56,6 +56,12 @@ class LocalQuota:
         claims.append((now, token))
         return token
 
+    async def free_in(self, address: str, now: float | None = None) -> float:
+        """Seconds until the address's oldest claim leaves the window (0: none held)."""
+        now = time.monotonic() if now is None else now
+        claims = self.claims.get(address)
+        return max(0.0, claims[0][0] + self.window - now) if claims else 0.0
+
     async def release(self, address: str, token: str) -> None:
         claims = self.claims.get(address)
         if claims:
@@ -106,6 +112,11 @@ class RedisQuota:
             _CLAIM, 1, self.key(address), time.time(), self.window, limit, token
         )
         return token if claimed else None
+
+    async def free_in(self, address: str) -> float:
+        """Seconds until the address's oldest claim leaves the window (0: none held)."""
+        oldest = await self.client().zrange(self.key(address), 0, 0, withscores=True)
+        return max(0.0, oldest[0][1] + self.window - time.time()) if oldest else 0.0
 
     async def release(self, address: str, token: str) -> None:
         await self.client().zrem(self.key(address), token)

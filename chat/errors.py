@@ -57,6 +57,16 @@ class ProtocolError(Exception):
         super().__init__(f"{code.value}: {self.message}")
 
 
+class OverLimit(ProtocolError):
+    """`rate_limited` by a limit the operator sets: `setting` names it in the log line
+    (`event=error code=rate_limited limit=ROOMS_PER_HOUR`), never to the client, whose
+    `message` says the limit in its own terms."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(ErrorCode.RATE_LIMITED, message)
+        self.setting = setting
+
+
 class CloseCode(IntEnum):
     """The close codes the server sends (PROTOCOL.md), besides the transport's own."""
 

@@ -161,7 +161,9 @@ def test_too_many_rooms_from_one_address_says_how_long_to_wait(server_with, new_
     form.get_by_label("Room name").fill("Second")
     form.get_by_label("Your name").fill("Alice")
     form.get_by_role("button", name="Create room").click()
-    expect(alice.locator("#create-error")).to_have_text("Too many rooms from this address; wait a while.")
+    expect(alice.locator("#create-error")).to_have_text(
+        "Too many rooms from this address (at most 1 an hour); wait an hour."
+    )
     expect(form.get_by_role("button", name="Create room")).to_be_enabled()
 
 

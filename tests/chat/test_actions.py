@@ -3,13 +3,15 @@ connection's state, then rate limits, then the rest), what a refusal puts on the
 outbox and gives back, large frames' share of upload bytes, a seat the database found
 gone, and a socket's opening and closing. Through sockets: tests/chat/test_consumer.py."""
 
+import logging
+import time
 import uuid
 
 import pytest
 from redis.exceptions import RedisError
 
 from chat import actions, outbox, passwords, presence, protocol, ratelimit, services
-from chat.address_limits import address_joins
+from chat.address_limits import address_joins, room_creations
 from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.ratelimit import TokenBucket
 from tests.helpers import Socketless, in_loop, make_room, refusal
@@ -68,6 +70,49 @@ async def test_create_room_checks_the_room_then_joins_then_the_hash_queue_then_r
         "rate_limited",
         "rate_limited",
     ]
+
+
+async def test_past_rooms_per_hour_the_client_hears_the_limit_and_the_wait_and_the_log_names_it(
+    connection, settings, caplog
+):
+    """Before: "Too many rooms from this address; wait a while.", and a log line
+    (`event=error code=rate_limited`) that named no limit."""
+    settings.ROOMS_PER_HOUR = 2
+    rooms, now = room_creations(), time.monotonic()
+    await rooms.claim(ADDRESS, 2, now=now - 46 * 60)  # leaves the hour in 14 minutes
+    await rooms.claim(ADDRESS, 2, now=now - 60)
+    caplog.set_level(logging.INFO, logger="chat.events")
+    refused = await refusal(connection.conn, actions.create_room, CREATE)
+    message = "Too many rooms from this address (at most 2 an hour); wait 14 minutes."
+    assert await connection.frames() == [{"type": "Error", "code": "rate_limited", "message": message}]
+    assert refused.message == message
+    lines = [record.getMessage() for record in caplog.records if record.name == "chat.events"]
+    assert lines == [f"event=error code=rate_limited client={ADDRESS} limit=ROOMS_PER_HOUR"]
+
+
+@pytest.mark.parametrize(
+    ("limit", "free_in", "said"),
+    [
+        (20, 0.5, "at most 20 an hour); wait a minute."),
+        (20, 61, "at most 20 an hour); wait 2 minutes."),
+        (1, 3599.9, "at most 1 an hour); wait an hour."),
+    ],
+)
+def test_the_rooms_refusal_rounds_its_wait_up(limit, free_in, said):
+    assert actions.rooms_refusal(limit, free_in) == f"Too many rooms from this address ({said}"
+
+
+def test_with_rooms_per_hour_at_0_the_refusal_promises_no_wait():
+    assert actions.rooms_refusal(0, 0) == "This server creates no rooms for this address."
+
+
+async def test_other_limits_name_their_setting_in_the_log(connection, settings, caplog):
+    settings.JOINS_PER_MINUTE = 0
+    caplog.set_level(logging.INFO, logger="chat.events")
+    refused = await refusal(connection.conn, actions.join_room, JOIN)
+    assert refused.message == "Too many joins; wait a minute."
+    lines = [record.getMessage() for record in caplog.records if record.name == "chat.events"]
+    assert lines == [f"event=error code=rate_limited client={ADDRESS} limit=JOINS_PER_MINUTE"]
 
 
 @pytest.mark.django_db(transaction=True)

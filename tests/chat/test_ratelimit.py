@@ -267,6 +267,15 @@ async def test_a_local_quota_holds_its_limit_over_its_window_and_takes_places_ba
     await rooms.release("10.0.0.9", "nothing")  # an address it never saw: nothing happens
 
 
+async def test_a_quota_tells_when_its_oldest_place_frees():
+    rooms = LocalQuota("rooms", window=3600)
+    assert await rooms.free_in("10.0.0.1", now=0) == 0
+    await rooms.claim("10.0.0.1", 2, now=100)
+    await rooms.claim("10.0.0.1", 2, now=200)
+    assert await rooms.free_in("10.0.0.1", now=1000) == 2700
+    assert await rooms.free_in("10.0.0.1", now=5000) == 0
+
+
 async def test_a_local_quota_forgets_the_least_recent_address_first(settings):
     settings.ADDRESSES_REMEMBERED = 3
     rooms = LocalQuota("rooms")
@@ -302,6 +311,7 @@ async def test_a_redis_quota_is_shared_and_atomic():
     assert await one.claim("10.2.2.2", 20) is not None
     assert await two.claim("10.2.2.2", 20) is None
     assert await one.claim("10.2.2.3", 20) is not None
+    assert 3590 < await two.free_in("10.2.2.2") <= 3600 and await two.free_in("10.9.9.9") == 0
     await one.client().delete(one.key("10.2.2.2"), one.key("10.2.2.3"))
 
 
