@@ -426,6 +426,12 @@ class BudgetedWebSocket(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
+        if message["type"] == "websocket.http.response.body" and self.close_sent:
+            # A refused handshake's status is on the wire (chat.security's 404 and 429):
+            # done, as uvicorn's wsproto protocol marks it. Else uvicorn logged "ASGI
+            # callable returned without completing handshake." at ERROR for each one
+            # (Kludex/uvicorn pull request 3138).
+            self.handshake_complete = True
         if self.response is not None and self.handshake_complete:
             self.response = None
             # Accepted (or refused): the app has read what it needed of the headers.
