@@ -14,6 +14,7 @@ from tests.browser.pages import (
     join_key_of,
     join_room,
     message_item,
+    open_message_menu,
     say,
     wait_until,
 )
@@ -462,3 +463,117 @@ def test_the_log_the_menu_button_and_the_delete_dialog_are_named(server, new_pag
     expect(dialog).to_have_accessible_description("Alice: bye")
     dialog.get_by_role("button", name="Cancel").click()
     expect(actions).to_be_focused()
+
+
+# Every text the page shows, against what is behind it: [{text, ratio, colour,
+# background}] of those under `least`. Text is an element's own text node, or a field's
+# value or placeholder; the background is the element's and its ancestors' background
+# colours laid over each other up to an opaque one. Hidden and disabled (faded) parts,
+# and those only screen readers get, are left out.
+CONTRAST_AUDIT = """
+(least) => {
+  const rgba = (css) => {
+    const [r, g, b, a = 1] = css.match(/[\\d.]+/g).map(Number);
+    return [r, g, b, a];
+  };
+  const over = (top, under) => [0, 1, 2].map((i) => top[i] * top[3] + under[i] * (1 - top[3])).concat(1);
+  const luminance = ([r, g, b]) => {
+    const lin = (c) => ((c /= 255) <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+  };
+  const ratio = (a, b) => {
+    const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+    return (light + 0.05) / (dark + 0.05);
+  };
+  const background = (element) => {
+    const layers = [];
+    for (let node = element; node; node = node.parentElement) {
+      const colour = rgba(getComputedStyle(node).backgroundColor);
+      if (colour[3] > 0) layers.push(colour);
+      if (colour[3] === 1) break;
+    }
+    let result = [255, 255, 255, 1];
+    for (const layer of layers.reverse()) result = over(layer, result);
+    return result;
+  };
+  const faded = (element) => {
+    for (let node = element; node; node = node.parentElement) {
+      if (Number(getComputedStyle(node).opacity) < 1) return true;
+    }
+    return false;
+  };
+  const shown = (element) =>
+    element.checkVisibility({ visibilityProperty: true }) &&
+    !element.closest(".visually-hidden, [aria-hidden=true]") &&
+    !faded(element);
+  const failures = [];
+  const check = (element, text, colourOf = (style) => style.color) => {
+    const style = getComputedStyle(element);
+    const back = background(element);
+    const colour = over(rgba(colourOf(style)), back);
+    const value = ratio(colour, back);
+    if (value < least) {
+      const css = (c) => c.slice(0, 3).map(Math.round).join(",");
+      const rounded = Math.round(value * 100) / 100;
+      failures.push({ text: text.slice(0, 40), ratio: rounded, colour: css(colour), background: css(back) });
+    }
+  };
+  for (const element of document.querySelectorAll("body *")) {
+    if (!shown(element)) continue;
+    const texts = [...element.childNodes].filter((node) => node.nodeType === Node.TEXT_NODE);
+    const own = texts.map((node) => node.textContent).join("").trim();
+    if (own) check(element, own);
+    if (element.matches("input:not([type=file], [type=checkbox]), textarea")) {
+      if (element.value) check(element, element.value);
+      else if (element.placeholder) {
+        check(element, element.placeholder, () => getComputedStyle(element, "::placeholder").color);
+      }
+    }
+  }
+  return failures;
+}
+"""
+
+
+def unreadable(page: Page, least: float = 4.5) -> list[dict]:
+    return page.evaluate(CONTRAST_AUDIT, least)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_text_is_readable_in_the_light_and_the_dark(server, new_page, scheme):
+    """WCAG AA's 4.5:1 for every text the page shows, in the system's light and dark
+    colour schemes: the forms, a room with its messages (others', one's own, a reply's
+    quote, a mention, a reaction, a sealed one it cannot read), its menu and the delete
+    dialog."""
+    alice = new_page(server.http, color_scheme=scheme)
+    # The page follows the system: dark text on a light page, or light on a dark one.
+    page_colour = alice.evaluate("() => getComputedStyle(document.documentElement).backgroundColor")
+    text_colour = alice.evaluate("() => getComputedStyle(document.body).color")
+    dark_page = contrast(page_colour, "rgb(0, 0, 0)") < contrast(page_colour, "rgb(255, 255, 255)")
+    assert dark_page == (scheme == "dark"), page_colour
+    assert contrast(page_colour, text_colour) >= 7, (page_colour, text_colour)
+    assert unreadable(alice) == []  # the forms before a room
+    link = create_room(alice, "Readable", "Alice")
+    bob = new_page(link, color_scheme=scheme)
+    join_room(bob, "Bob")
+    say(alice, "hello @Bob")
+    say(bob, "hi Alice")
+    act_on(alice, "hi Alice", "Reply")
+    say(alice, "a reply")
+    act_on(bob, "hello @Bob", "React")
+    bob.locator(".picker").get_by_role("button", name="👍").click()
+    expect(alice.locator(".reaction")).to_have_count(1)
+    for page in (alice, bob):
+        expect(message_item(page, "a reply").locator(".quote")).to_have_text("Bob: hi Alice")
+        assert unreadable(page) == [], page
+    open_message_menu(alice, message_item(alice, "a reply"))
+    assert unreadable(alice) == []
+    alice.keyboard.press("Escape")
+    act_on(alice, "a reply", "Delete")
+    expect(alice.get_by_role("dialog")).to_be_visible()
+    assert unreadable(alice) == []
+    sealed = create_room(new_page(server.http, color_scheme=scheme), "Sealed", "Sam", sealed=True)
+    carol = new_page(sealed.split("#")[0], color_scheme=scheme)
+    join_room(carol, "Carol")
+    expect(carol.get_by_label("Whole link")).to_be_focused()
+    assert unreadable(carol) == []
