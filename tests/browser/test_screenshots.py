@@ -58,6 +58,10 @@ def test_a_conversation_as_the_readme_shows_it(size, server, new_page, tmp_path)
         expect(alice.locator("#typing")).to_have_text("Carol is typing…")
         if size == "desktop":
             alice.screenshot(path=folder / "conversation-desktop.png")
+            alice.emulate_media(color_scheme="dark")  # the system's dark scheme
+            alice.screenshot(path=folder / "conversation-desktop-dark.png")
+            assert (folder / "conversation-desktop-dark.png").stat().st_size > 10_000
+            alice.emulate_media(color_scheme="light")
     finally:
         runner.stop()
 
