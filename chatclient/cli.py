@@ -1,4 +1,5 @@
-"""The terminal chat: `python -m chatclient create|join URL ...`, interactive or scripted.
+"""The terminal chat: `chatclient create|join URL ...` (or `python -m chatclient ...`),
+interactive or scripted.
 
 Interactive: typed lines are sent, and events print above the prompt without garbling
 the line being typed (prompt_toolkit's `patch_stdout`). Scripted (`--send`, `--listen`,
@@ -107,7 +108,13 @@ LOCKED = "(locked: needs the whole link)"
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# What the usage lines call the CLI: the module, or the script that `pip install` puts on
+# PATH (pyproject.toml, [project.scripts]).
+MODULE_PROG = "python -m chatclient"
+SCRIPT_PROG = "chatclient"
+
+
+def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     common.add_argument("--help", action="help", help="show this help message and exit")
     common.add_argument(
@@ -135,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--json", action="store_true", help="print one JSON object per line")
     parser = argparse.ArgumentParser(
-        prog="python -m chatclient",
+        prog=prog,
         description="Encrypted chat rooms in the terminal: interactive, or scripted with "
         "--send/--listen/--json.",
         epilog=f"Exit status: 0 ok, {EXIT_REFUSED} refused by the server, 2 usage, "
@@ -195,9 +202,9 @@ def count(text: str) -> int:
     return value
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str = MODULE_PROG) -> argparse.Namespace:
     """argparse, except that a room name or join key may start with "-" ("-Xa3..." is no option)."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args, unknown = parser.parse_known_args(argv)
     last = "room" if args.command == "create" else "join_key"
     if getattr(args, last) is None and len(unknown) == 1:
@@ -224,8 +231,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def script() -> int:
+    """Called as the `chatclient` script that `pip install` makes."""
+    return main(prog=SCRIPT_PROG)
+
+
+def main(argv: list[str] | None = None, prog: str = MODULE_PROG) -> int:
+    args = parse_args(argv, prog)
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
