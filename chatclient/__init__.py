@@ -3,7 +3,7 @@
 It needs no Django and nothing from the server, only `websockets` and `cryptography`.
 """
 
-from chatclient.client import ChatClient, ChatError, ConnectionLost
+from chatclient.client import ChatClient, ChatError, ConnectionLost, socket_url
 from chatclient.crypto import DecryptError, decrypt, encrypt
 from chatclient.events import (
     ErrorEvent,
@@ -51,4 +51,5 @@ __all__ = [
     "decrypt",
     "encrypt",
     "safe_name",
+    "socket_url",
 ]

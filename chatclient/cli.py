@@ -23,9 +23,8 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from chatclient.client import ChatClient, ChatError, ConnectionLost
+from chatclient.client import ChatClient, ChatError, ConnectionLost, socket_url
 from chatclient.events import (
     ErrorEvent,
     Event,
@@ -119,8 +118,8 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     common.add_argument("--help", action="help", help="show this help message and exit")
     common.add_argument(
         "url",
-        help="server address: ws://host:port/ws/ or wss://... (http(s) works too); for join, "
-        "the room's share link alone will do",
+        help="server address: ws://host:port/ws/ or wss://... (http(s):// and host:port work too); "
+        "for join, the room's share link alone will do",
     )
     common.add_argument(
         "--password",
@@ -209,16 +208,14 @@ def parse_args(argv: list[str] | None = None, prog: str = MODULE_PROG) -> argpar
     last = "room" if args.command == "create" else "join_key"
     if getattr(args, last) is None and len(unknown) == 1:
         setattr(args, last, unknown.pop())
-    if "/rooms/" in args.url:
-        # A share link where the server's address goes: the server is the link's own,
-        # and (for join) the link is the room, so `join LINK --name X` is enough. Never
-        # the link itself as the socket's address: its fragment may be a room's secret.
-        link = urlsplit(args.url)
-        if link.scheme not in ("http", "https") or not link.netloc:
-            parser.error(f"{args.command}: the server address is a share link without its https://host")
-        if args.command == "join" and args.join_key is None:
-            args.join_key = args.url
-        args.url = f"{link.scheme}://{link.netloc}/ws/"
+    if "/rooms/" in args.url and args.command == "join" and args.join_key is None:
+        # A share link where the server's address goes: the server is the link's own
+        # (socket_url), and the link is the room, so `join LINK --name X` is enough.
+        args.join_key = args.url
+    try:
+        args.url = socket_url(args.url)
+    except ValueError as exc:
+        parser.error(f"{args.command}: {exc}")
     if args.command == "join" and args.join_key is None:
         args.join_key = os.environ.get("CHAT_ROOM_LINK") or None  # like $CHAT_ROOM_PASSWORD
     if getattr(args, last) is None:
@@ -253,7 +250,7 @@ async def run(args: argparse.Namespace) -> int:
     out = Output(args.json)
     try:
         joining = args.join_key if args.command == "join" else None
-        client = await ChatClient.connect(ws_url(args.url), room=joining)
+        client = await ChatClient.connect(args.url, room=joining)
     except ConnectionLost as exc:
         out.fail(exc)
         return EXIT_CONNECTION
@@ -282,14 +279,6 @@ async def run(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     finally:
         await client.close()
-
-
-def ws_url(url: str) -> str:
-    """`http(s)://` becomes `ws(s)://`; a bare `host:port` becomes `ws://host:port/`."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return f"ws://{url}" if "/" in url else f"ws://{url}/"
-    return {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme) + "://" + rest
 
 
 # --- Scripting mode -------------------------------------------------------------

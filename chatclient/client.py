@@ -182,6 +182,29 @@ def join_key_of(key_or_link: str) -> str:
     return match["key"]
 
 
+def socket_url(address: str) -> str:
+    """The server's WebSocket address from an address as people give it, which the CLI
+    and `ChatClient.connect` both take: `ws://` and `wss://` as they are; `http://` and
+    `https://` as `ws://` and `wss://`; a share link (`https://host/rooms/KEY/#k=...`) as
+    its server's socket, `wss://host/ws/`; a bare `host:port` as `ws://host:port/` (the
+    server answers at `/ws/` and at `/`, PROTOCOL.md, Transport). A fragment is never
+    kept: a share link's may be a sealed room's secret, which must never reach a server.
+    A share link without its `https://host` raises ValueError."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "ws", address if "/" in address else f"{address}/"
+    parts = urlsplit(f"{_SOCKET_SCHEMES.get(scheme.lower(), scheme)}://{rest}")
+    if "/rooms/" in address:
+        if scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise ValueError("the server address is a share link without its https://host")
+        return f"{parts.scheme}://{parts.netloc}/ws/"
+    return urlunsplit(parts._replace(fragment=""))
+
+
+# What a page's address becomes as the address of its server's socket.
+_SOCKET_SCHEMES = {"http": "ws", "https": "wss"}
+
+
 # Events that may wait unread (`ChatClient(max_events=)`): a client that only sends
 # still receives everyone's messages, up to 64 Ki characters each.
 MAX_EVENTS = 10_000
@@ -252,7 +275,7 @@ class ChatClient:
         max_events: int = MAX_EVENTS,
         keepalive: float = 20.0,
     ) -> None:
-        self.url = url
+        self.url = socket_url(url)
         # Seconds between pings, for each pong, and (at most 10) for a close's answer: a
         # server that stopped answering (frozen, or a network path gone) is taken for a
         # drop after two or three times this.
@@ -267,6 +290,7 @@ class ChatClient:
         # first socket carries its affinity hint (none for text that is neither, whose
         # fragment is never used); later ones carry the hint of the room it is in.
         self.about_to_join: str | None = None
+        room = room or (url if "/rooms/" in url else None)  # a share link for an address
         if room:
             try:
                 self.about_to_join = join_key_of(room)
@@ -312,8 +336,12 @@ class ChatClient:
     @classmethod
     async def connect(cls, url: str, **options: Any) -> ChatClient:
         """Open the connection; raises `ConnectionLost` (`connection_failed`) if it cannot.
+        `url` is the server's WebSocket address (`wss://host/ws/`), or any address the
+        CLI takes (`socket_url`): `https://host/` (`http` for `ws`), a room's share link
+        (`https://host/rooms/KEY/#k=...`: its server, never its fragment), `host:port`.
         Pass `room=` the join key or share link you are about to join, so that a proxy
-        with room affinity (docs/production.md) sends you where its members are."""
+        with room affinity (docs/production.md) sends you where its members are (a share
+        link given as `url` does that too)."""
         client = cls(url, **options)
         client._ws = await client._open()
         client._ready.set()

@@ -40,7 +40,7 @@ from chatclient import (
     encrypt,
     safe_name,
 )
-from chatclient.cli import CONTINUATION, Output, clean, clock, command, parse_args, prompt_lines, ws_url
+from chatclient.cli import CONTINUATION, Output, clean, clock, command, parse_args, prompt_lines
 from tests.chatclient.conftest import FAKE_KEY, FakeRoom, fake_server, next_of
 from tests.e2e.servers import ROOT
 
@@ -99,18 +99,11 @@ def test_a_missing_name_or_key_shows_its_commands_usage(capsys):
 def test_a_share_link_alone_names_its_server_and_its_room():
     link = "https://chat.example.org/rooms/Xa3k/#k=" + "s" * 43
     args = parse_args(["join", link, "--name", "X"])
-    assert (args.url, args.join_key) == ("https://chat.example.org/ws/", link)
+    assert (args.url, args.join_key) == ("wss://chat.example.org/ws/", link)
     args = parse_args(["join", link, "Xa3k", "--name", "X"])  # the key given too: the link's server
-    assert (args.url, args.join_key) == ("https://chat.example.org/ws/", "Xa3k")
+    assert (args.url, args.join_key) == ("wss://chat.example.org/ws/", "Xa3k")
     with pytest.raises(SystemExit):  # no host to take the server from
         parse_args(["join", "/rooms/Xa3k/", "--name", "X"])
-
-
-def test_urls_are_taken_as_websocket_addresses():
-    assert ws_url("https://chat.example.org/ws/") == "wss://chat.example.org/ws/"
-    assert ws_url("http://127.0.0.1:8000/") == "ws://127.0.0.1:8000/"
-    assert ws_url("127.0.0.1:8000") == "ws://127.0.0.1:8000/"
-    assert ws_url("wss://chat.example.org/ws/") == "wss://chat.example.org/ws/"
 
 
 async def test_scripted_create_listen_and_join_send(server):

@@ -28,11 +28,40 @@ from chatclient import (
     MessageDeleted,
     Reconnected,
     Reconnecting,
+    socket_url,
 )
 from tests.chatclient.conftest import FAKE_ROOM, CuttableProxy, FakeRoom, fake_server, next_of
 from tests.e2e.servers import ROOT
 
 pytestmark = pytest.mark.e2e
+
+
+def test_addresses_are_taken_as_the_cli_takes_them():
+    """`socket_url`: the one rule for what the CLI and `ChatClient.connect` take."""
+    assert socket_url("https://chat.example.org/ws/") == "wss://chat.example.org/ws/"
+    assert socket_url("http://127.0.0.1:8000/") == "ws://127.0.0.1:8000/"
+    assert socket_url("127.0.0.1:8000") == "ws://127.0.0.1:8000/"
+    assert socket_url("wss://chat.example.org/ws/") == "wss://chat.example.org/ws/"
+    link = "https://chat.example.org/rooms/Xa3k/#k=" + "s" * 43
+    assert socket_url(link) == "wss://chat.example.org/ws/"  # the link's server, never its fragment
+    with pytest.raises(ValueError, match="share link without its https://host"):
+        socket_url("/rooms/Xa3k/")
+
+
+async def test_connect_takes_the_addresses_the_cli_takes(server, clients):
+    """`http://` for `ws://`, `host:port`, and a room's share link (its server; the
+    fragment, a sealed room's secret, stays here): each reaches the server, and a sealed
+    room's link works as the address and as the room."""
+    alice = await clients(server.http + "/")
+    assert alice.url == f"ws://127.0.0.1:{server.port}/"
+    room = await alice.create_room("Quiet", owner_name="Alice", sealed=True)
+    bob = await clients(room.share_link)
+    assert bob.url == server.url and "#" not in bob._socket_url()
+    await bob.join_room(room.share_link, "Bob")
+    sent = await bob.send("from a link")
+    assert await next_of(alice, Message) == sent
+    carol = await clients(f"127.0.0.1:{server.port}")
+    assert (await carol.join_room(room.join_key, "Carol")).id == room.id
 
 
 async def test_two_clients_chat_and_see_each_other(clients):
