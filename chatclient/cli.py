@@ -24,7 +24,7 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from chatclient.client import ChatClient, ChatError, ConnectionLost, socket_url
+from chatclient.client import ChatClient, ChatError, ConnectionLost, read_link, socket_url
 from chatclient.events import (
     ErrorEvent,
     Event,
@@ -46,7 +46,19 @@ from chatclient.events import (
 )
 
 EXIT_REFUSED = 1  # the server refused a request (a protocol error)
+EXIT_USAGE = 2  # argparse's own, and a link or key that is not the room's (LINK_CODES)
 EXIT_CONNECTION = 3  # no connection, or it ended for good (room closed, kicked, gave up)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+# The client's own refusals of what it was given to join with: no share link or a
+# truncated one (found before connecting), or a secret that is not the room's.
+LINK_CODES = ("link_invalid", "link_incomplete", "link_wrong")
+EXIT_STATUSES = (
+    f"Exit status: 0 done; {EXIT_REFUSED} refused by the server (its code is printed); "
+    f"{EXIT_USAGE} bad usage: the command line, or a link that is not the room's "
+    f"({', '.join(LINK_CODES)}; the first two found before connecting); {EXIT_CONNECTION} could "
+    "not connect, or the connection ended for good (room closed, kicked, gave up "
+    f"reconnecting); {EXIT_INTERRUPTED} interrupted (Ctrl-C)."
+)
 
 HELP = """\
 Type a line to send it (start it with // to send a line that starts with /).
@@ -59,7 +71,10 @@ Type a line to send it (start it with // to send a line that starts with /).
   /upload PATH        share a file
   /get ID [DEST]      download a file (into DEST, a file or directory; default: here)
   /leave              leave the room and quit
-  /quit               quit (Ctrl-D too)"""
+  /quit               quit (Ctrl-D too)
+  /help               this list"""
+# The commands HELP lists: another typed `/name` is answered with it, said to be none.
+COMMANDS = frozenset(re.findall(r"^  /(\w+)", HELP, re.MULTILINE))
 
 # A scripted line the server refuses for its rate (`rate_limited`) is sent again after a
 # wait that starts at RETRY_FIRST seconds and doubles up to RETRY_MOST, until the line
@@ -144,8 +159,7 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
         prog=prog,
         description="Encrypted chat rooms in the terminal: interactive, or scripted with "
         "--send/--listen/--json.",
-        epilog=f"Exit status: 0 ok, {EXIT_REFUSED} refused by the server, 2 usage, "
-        f"{EXIT_CONNECTION} connection failed or ended.",
+        epilog=EXIT_STATUSES,
     )
     commands = parser.add_subparsers(dest="command", required=True)
     # No -h, no abbreviations, and the last positional optional (see parse_args): a join
@@ -238,7 +252,7 @@ def main(argv: list[str] | None = None, prog: str = MODULE_PROG) -> int:
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # Whoever read the output stopped (`... --listen 10 | head -3`): it had what it
         # wanted. Python would fail again flushing standard output as it exits.
@@ -250,10 +264,12 @@ async def run(args: argparse.Namespace) -> int:
     out = Output(args.json)
     try:
         joining = args.join_key if args.command == "join" else None
+        if joining is not None:
+            read_link(joining)  # a link that is none, or cut short: said before connecting
         client = await ChatClient.connect(args.url, room=joining)
-    except ConnectionLost as exc:
+    except ChatError as exc:
         out.fail(exc)
-        return EXIT_CONNECTION
+        return exit_status(exc)
     try:
         if args.command == "create":
             room = await client.create_room(
@@ -271,14 +287,18 @@ async def run(args: argparse.Namespace) -> int:
         else:
             await interactive(client, out)
         return 0
-    except ConnectionLost as exc:
-        out.fail(exc)
-        return EXIT_CONNECTION
     except ChatError as exc:
         out.fail(exc)
-        return EXIT_REFUSED
+        return exit_status(exc)
     finally:
         await client.close()
+
+
+def exit_status(exc: ChatError) -> int:
+    """The CLI's exit status for what ended it (EXIT_STATUSES)."""
+    if isinstance(exc, ConnectionLost):
+        return EXIT_CONNECTION
+    return EXIT_USAGE if exc.code in LINK_CODES else EXIT_REFUSED
 
 
 # --- Scripting mode -------------------------------------------------------------
@@ -449,6 +469,8 @@ async def command(client: ChatClient, line: str, out: Output) -> bool:
     elif name == "quit":
         return False
     else:
+        if name not in COMMANDS:
+            out.note(f"! /{clean(name)} is no command; these are:")
         out.note(HELP)
     return True
 

@@ -205,6 +205,20 @@ def socket_url(address: str) -> str:
 _SOCKET_SCHEMES = {"http": "ws", "https": "wss"}
 
 
+def read_link(key_or_link: str) -> tuple[str, bytes | None]:
+    """The join key of a join key or share link, and the sealed room's secret in the
+    link's fragment (None without one). Raises `ChatError` `link_invalid` (no share link,
+    `join_key_of`) or `link_incomplete` (a fragment without a whole secret): what the
+    text is can be known before anything is sent."""
+    join_key = join_key_of(key_or_link)
+    if "#" not in key_or_link:
+        return join_key, None
+    try:
+        return join_key, secret_from_link(key_or_link)
+    except LinkError as exc:
+        raise ChatError("link_incomplete", str(exc)) from None
+
+
 # Events that may wait unread (`ChatClient(max_events=)`): a client that only sends
 # still receives everyone's messages, up to 64 Ki characters each.
 MAX_EVENTS = 10_000
@@ -401,12 +415,10 @@ class ChatClient:
         connection, if any, is closed (`ConnectionLost` `replaced` there). `owner_token`
         (the room's, from `RoomCreated`): come back with owner rights, also after reconnects.
         Text with `#` that is no share link is refused (`link_invalid`), nothing sent."""
-        link, join_key = join_key, join_key_of(join_key)
-        if "#" in link and secret is None:
-            try:
-                secret = secret_from_link(link)
-            except LinkError as exc:
-                raise ChatError("link_incomplete", str(exc)) from None
+        if secret is None:
+            join_key, secret = read_link(join_key)
+        else:
+            join_key = join_key_of(join_key)
         if secret is not None:
             try:
                 SealedKeys.from_secret(secret)

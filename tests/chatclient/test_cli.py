@@ -40,7 +40,8 @@ from chatclient import (
     encrypt,
     safe_name,
 )
-from chatclient.cli import CONTINUATION, Output, clean, clock, command, parse_args, prompt_lines
+from chatclient.cli import CONTINUATION, HELP, Output, clean, clock, command, parse_args, prompt_lines
+from chatclient.crypto import link_fragment, new_room_secret
 from tests.chatclient.conftest import FAKE_KEY, FakeRoom, fake_server, next_of
 from tests.e2e.servers import ROOT
 
@@ -233,6 +234,46 @@ async def test_refusals_and_connection_failures_exit_non_zero(server):
     assert stderr.startswith("error: connection_failed: cannot connect to ws://127.0.0.1:")
 
 
+async def test_each_exit_status_means_what_the_help_says(server):
+    """1: the server refused; 2: the command line, or a link that is not the room's (no
+    link, cut short, or another room's secret), never taken for a refusal by the server,
+    and found before connecting where it can be (a server that is down does not make it
+    3); 3: no connection. `--help` lists them."""
+    status, lines, _ = await run_cli("create", server.url, "Quiet", "--sealed", "--name", "Ann", "--json")
+    link = lines[0]["share_link"]
+    other = link.partition("#")[0] + "#" + link_fragment(new_room_secret())
+    for joining, code in ((other, "link_wrong"), (link[:-4], "link_incomplete"), ("no#link", "link_invalid")):
+        status, lines, stderr = await run_cli("join", server.url, joining, "--name", "Eve", "--json")
+        assert (status, [(line["event"], line["code"]) for line in lines]) == (2, [("failed", code)]), stderr
+    status, lines, _ = await run_cli("join", server.url, "no-such-key", "--name", "Bob", "--json")
+    assert (status, [line["code"] for line in lines]) == (1, ["room_not_found"])
+    status, _, stderr = await run_cli("create", server.url, parse=False)  # no room name: argparse's
+    assert status == 2 and stderr.startswith("usage: python -m chatclient create ")
+    status, help_lines, _ = await run_cli("--help", parse=False)
+    shown = " ".join(" ".join(help_lines).split())
+    statuses = ("0 done", "1 refused by the server", "2 bad usage", "3 could not connect", "130 interrupted")
+    assert all(said in shown for said in statuses), shown
+    server.stop()
+    status, lines, _ = await run_cli("join", server.url, link[:-4], "--name", "Eve", "--json")
+    assert (status, lines[0]["code"]) == (2, "link_incomplete")
+    status, lines, _ = await run_cli("join", server.url, link, "--name", "Eve", "--json")
+    assert (status, lines[0]["code"]) == (3, "connection_failed")
+
+
+async def test_an_unknown_command_is_answered_with_the_commands(capsys):
+    """A `/name` that is no command says so and lists the commands, as `/help` does;
+    nothing is sent."""
+    room = FakeRoom()
+    async with fake_server(room) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        await asyncio.wait_for(prompt_lines(client, Typed("/frobnicate now", "/help"), Output(False)), 10)
+        await client.close()
+    assert capsys.readouterr().out == f"! /frobnicate is no command; these are:\n{HELP}\n{HELP}\n"
+    assert "/help               this list" in HELP
+    assert [frame["type"] for frame in room.frames] == ["JoinRoom"]
+
+
 class Terminal:
     """A process on a pseudo-terminal: type lines, wait for text on its screen."""
 
@@ -351,6 +392,9 @@ async def test_terminal_chat_sends_receives_and_runs_commands(server, clients, t
     assert (tmp_path / "downloads" / "notes.txt").read_text() == "Bob's notes"
     bob.type("/delete not-a-file")
     await bob.expect("! file_not_found")
+    bob.type("/frobnicate")
+    await bob.expect("! /frobnicate is no command; these are:")
+    await bob.expect("/quit               quit (Ctrl-D too)")
 
     bob.type("/quit")
     assert await bob.exit_status() == 0
@@ -379,7 +423,7 @@ async def test_sealed_rooms_from_the_command_line_travel_by_their_whole_link(ser
     text = "\n".join(lines)
     assert "Ask whoever shared it for the whole link" in text and "psst" not in text
     status, lines, _ = await run_cli("join", server.url, link[:-4], "--name", "Eve", "--json")
-    assert (status, lines[0]["code"]) == (1, "link_incomplete")
+    assert (status, lines[0]["code"]) == (2, "link_incomplete")
 
 
 async def test_a_pipe_faster_than_the_rate_limit_loses_no_line(env, servers):
