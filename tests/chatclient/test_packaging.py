@@ -4,6 +4,7 @@ used from elsewhere (README, "Python client and terminal chat")."""
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +25,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (requirements-dev.txt) and no index: the folder holds what a user gets."""
     if importlib.util.find_spec("setuptools") is None:
         pytest.fail("the build backend is missing: pip install -r requirements-dev.txt")
+    # From a copy of what the build reads, so that the build's own files (build/,
+    # *.egg-info) are not left in the repository.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "chatclient", source / "chatclient", ignore=shutil.ignore_patterns("__pycache__"))
     target = tmp_path_factory.mktemp("site")
     offline = ["--quiet", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(target)]
-    pip = [sys.executable, "-m", "pip", "install", *offline, str(ROOT)]
+    pip = [sys.executable, "-m", "pip", "install", *offline, str(source)]
     built = subprocess.run(pip, capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     return target
