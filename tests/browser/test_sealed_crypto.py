@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chatclient.crypto import (
     DecryptError,
+    LinkError,
     SealedKeys,
     link_fragment,
     message_associated_data,
@@ -20,6 +21,7 @@ from chatclient.crypto import (
     open_message,
     seal_file,
     seal_message,
+    secret_from_link,
 )
 
 pytestmark = pytest.mark.browser
@@ -176,6 +178,12 @@ def test_fragments_parse_exactly_as_the_python_client_parses_them(server, new_pa
         "other name": "#key=" + fragment[2:],
         "stray bits": "#" + fragment[:-1] + ("B" if last != "B" else "C"),
         "with another parameter": "#x=1&" + fragment,
+        # Percent-encoding and a cut-short k before the whole one: the page took the first
+        # (decoded), the Python client the first whole one (undecoded), so one link could
+        # open as two different secrets.
+        "percent-encoded": "#k=%" + fragment[2:].encode().hex()[:2].upper() + fragment[3:],
+        "a cut-short k first": "#k=" + fragment[2:-1] + "&" + fragment,
+        "another whole k after": "#" + fragment + "&" + link_fragment(new_room_secret()),
     }
     parsed = in_page(
         page,
@@ -198,7 +206,18 @@ def test_fragments_parse_exactly_as_the_python_client_parses_them(server, new_pa
         "other name": None,
         "stray bits": None,
         "with another parameter": whole,
+        "percent-encoded": None,
+        "a cut-short k first": whole,
+        "another whole k after": whole,
     }
+    assert parsed == {name: python_parse(fragment) for name, fragment in cases.items()}
+
+
+def python_parse(fragment: str) -> str | None:
+    try:
+        return base64.b64encode(secret_from_link("https://host/rooms/KEY/" + fragment)).decode()
+    except LinkError:
+        return None
 
 
 def test_base64_is_the_same_with_and_without_the_browsers_own(server, new_page):

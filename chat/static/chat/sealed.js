@@ -70,14 +70,20 @@ export function fragmentOf(secret) {
   return `k=${toBase64Url(secret)}`;
 }
 
-// The secret in a fragment ("#k=..." or "k=..."), or null when it is missing or not whole.
+// The secret in a fragment ("#k=..." or "k=..."), or null when it is missing or not whole:
+// the first `k` parameter whose value is a whole secret, read as the Python client reads
+// it (chatclient/crypto.py, secret_from_link), with nothing percent-decoded, so that one
+// link never opens as two different secrets in the two clients.
 export function secretFromFragment(fragment) {
-  const params = new URLSearchParams(fragment.replace(/^#/, ""));
-  const text = params.get("k");
-  if (!text || !SECRET_TEXT.test(text)) return null;
-  const secret = fromBase64(text.replaceAll("-", "+").replaceAll("_", "/") + "=");
-  // The last character must carry no stray bits: the text is the secret's one spelling.
-  return secret.length === SECRET_BYTES && toBase64Url(secret) === text ? secret : null;
+  for (const part of fragment.replace(/^#/, "").split("&")) {
+    const equals = part.indexOf("=");
+    const text = part.slice(equals + 1);
+    if (equals < 0 || part.slice(0, equals) !== "k" || !SECRET_TEXT.test(text)) continue;
+    const secret = fromBase64(text.replaceAll("-", "+").replaceAll("_", "/") + "=");
+    // The last character must carry no stray bits: the text is the secret's one spelling.
+    if (secret.length === SECRET_BYTES && toBase64Url(secret) === text) return secret;
+  }
+  return null;
 }
 
 async function hkdf(secret, info, length) {
