@@ -21,7 +21,7 @@ import ssl
 import unicodedata
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -129,21 +129,22 @@ class ConnectionLost(ChatError):
 
 @dataclass(slots=True)
 class _Seat:
-    """What it takes to rejoin the room after a reconnect."""
+    """What it takes to rejoin the room after a reconnect. Its password, secret and owner
+    token stay out of its repr (a log line, a traceback's locals, an error report)."""
 
     join_key: str
     name: str
-    password: str | None
+    password: str | None = field(repr=False)
     # A sealed room's secret and the room's owner token: taken up only once the server
     # has let this seat in, so a refused join changes nothing of the room the client is in.
-    secret: bytes | None = None
-    owner_token: str | None = None
+    secret: bytes | None = field(default=None, repr=False)
+    owner_token: str | None = field(default=None, repr=False)
     resuming: bool = False  # joined with a participant token: its name comes back by casefold
 
 
 @dataclass(slots=True)
 class _Pending:
-    frames: list[dict[str, Any]]
+    frames: list[dict[str, Any]] = field(repr=False)  # a JoinRoom's password, say
     answers: Callable[[dict[str, Any]], bool]
     retry: bool  # sent again after a reconnect if the drop left it unanswered
     future: asyncio.Future[dict[str, Any]]

@@ -7,7 +7,7 @@ import binascii
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -65,9 +65,10 @@ def _hkdf(secret: bytes, info: bytes, length: int = 32) -> bytes:
 
 @dataclass(frozen=True)
 class SealedKeys:
-    """What a client derives from a sealed room's secret."""
+    """What a client derives from a sealed room's secret. The message key stays out of
+    its repr (a log line, a traceback's locals, an error report)."""
 
-    message_key: bytes
+    message_key: bytes = field(repr=False)
     key_check: str  # base64 of 16 bytes: what CreateRoom sends and room_info carries
 
     @classmethod

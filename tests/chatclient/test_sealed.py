@@ -27,7 +27,7 @@ from chatclient import (
     Reconnecting,
     RoomInfo,
 )
-from chatclient.client import _is_card, affinity_hint
+from chatclient.client import _is_card, _Seat, affinity_hint
 from chatclient.crypto import (
     LinkError,
     SealedKeys,
@@ -77,6 +77,21 @@ def test_a_room_info_never_prints_its_share_link():
     )
     assert room.share_link == link and dataclasses.asdict(room)["share_link"] == link
     assert fragment[2:] not in repr(room) and fragment[2:] not in str(room) and "AbC" in repr(room)
+
+
+def test_the_secret_and_its_keys_never_print():
+    """The seat a client rejoins with holds a sealed room's secret (and the password and
+    owner token), the keys it derives hold the message key: their reprs (a log line, a
+    traceback's locals, an error report) leave them out, as a room info's leaves out its
+    share link."""
+    secret = new_room_secret()
+    keys = SealedKeys.from_secret(secret)
+    seat = _Seat("AbC", "Ann", "pass word", secret, "owner-token-xyz")
+    hidden = [repr(secret)[2:-1], repr(keys.message_key)[2:-1], "pass word", "owner-token-xyz"]
+    for text in (repr(keys), str(keys), repr(seat), str(seat)):
+        assert not [part for part in hidden if part in text], text
+    assert keys.key_check in repr(keys) and "AbC" in repr(seat)
+    assert seat.secret == secret and dataclasses.asdict(keys)["message_key"] == keys.message_key
 
 
 async def test_a_sealed_room_reads_and_shares_files_with_its_whole_link(clients, server):
