@@ -5,7 +5,9 @@ message and a tampered file are refused, and share-link fragments parse exactly.
 
 import base64
 import hashlib
+import json
 import os
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -256,3 +258,35 @@ def test_base64_is_the_same_with_and_without_the_browsers_own(server, new_page):
         assert results[path]["encoded"] == [base64.b64encode(data[:n]).decode() for n in lengths], path
         assert results[path]["decoded"] == lengths, path
         assert results[path]["broken"] == ["refused"] * 3, path
+
+
+SEALED = json.loads((Path(__file__).parents[1] / "vectors" / "sealed.json").read_text())
+
+
+def test_the_page_reads_the_sealed_vectors(server, new_page):
+    """tests/vectors/sealed.json (the Python client's tests read it too): from the vector's
+    fragment the page derives its key check, opens each message as its sender and
+    refuses it as another, and opens the file to its card's bytes."""
+    page = new_page(server.http)
+    result = in_page(
+        page,
+        """
+        const keys = await s.deriveKeys(s.secretFromFragment("#" + arg.fragment));
+        const opened = [], reattributed = [];
+        for (const m of arg.messages) {
+          opened.push(await s.openMessage(keys.messageKey, arg.room_id, m.sender, m.content));
+          const other = m.sender + "x";
+          const asOther = s.openMessage(keys.messageKey, arg.room_id, other, m.content);
+          reattributed.push(await asOther.then(() => "opened", () => "refused"));
+        }
+        const bytes = await s.openFile(arg.file.card, c.fromBase64(arg.file.blob));
+        return { keyCheck: keys.keyCheck, opened, reattributed, file: new TextDecoder().decode(bytes) };
+        """,
+        SEALED,
+    )
+    assert result == {
+        "keyCheck": SEALED["key_check"],
+        "opened": [message["payload"] for message in SEALED["messages"]],
+        "reattributed": ["refused"] * len(SEALED["messages"]),
+        "file": SEALED["file"]["data_utf8"],
+    }
