@@ -165,11 +165,23 @@ def affinity_hint(join_key: str) -> str:
 _LINK_PATH = re.compile(r"(?:.*/)?rooms/(?P<key>[A-Za-z0-9_-]+)/?")
 
 
+def _is_secret(text: str) -> bool:
+    try:
+        secret_from_link(f"#k={text}")
+    except LinkError:
+        return False
+    return True
+
+
 def join_key_of(key_or_link: str) -> str:
     """The join key itself, or the one in a share link (`https://host/rooms/KEY/#k=...`).
     Text that holds `#` or `/rooms/` and is no share link raises `ChatError` `link_invalid`:
-    a fragment may be a sealed room's secret, which must never reach a server."""
+    a fragment may be a sealed room's secret, which must never reach a server. So does a
+    sealed room's secret alone (the link's `k=` value, 43 characters; join keys are 22),
+    which would otherwise go as a join key."""
     if "#" not in key_or_link and "/rooms/" not in key_or_link:
+        if _is_secret(key_or_link.strip()):
+            raise ChatError("link_invalid", "This is a room's secret, not a join key: nothing was sent.")
         return key_or_link
     try:
         match = _LINK_PATH.fullmatch(urlsplit(key_or_link.strip()).path)

@@ -62,6 +62,7 @@ def test_text_with_a_fragment_but_no_share_link_is_refused_and_nothing_is_sent(s
         f"{link}%20",
         f"{key} {fragment}",
         fragment,
+        secret,  # the secret alone, copied without its k=: it would pass for a join key
     ):
         join_room(bob, "Bob", join_key=pasted)
         expect(bob.locator("#join-key-error")).to_have_text(NOT_A_LINK)

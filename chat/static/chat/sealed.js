@@ -234,9 +234,11 @@ export function shareLinkParts(text) {
 
 // The join key in what was typed in the lobby: a share link's, or the text itself when it
 // is a bare join key; null for anything else, which must never reach the server (a
-// fragment in it would be the room's secret).
+// fragment in it would be the room's secret). A room's secret alone, copied from the
+// link without its `k=`, looks like a join key (join keys are 22 characters, secrets 43):
+// it is refused too.
 export function joinKeyOf(text) {
   const link = shareLinkParts(text);
   if (link) return link.joinKey;
-  return JOIN_KEY.test(text) ? text : null;
+  return JOIN_KEY.test(text) && secretFromFragment(`k=${text}`) === null ? text : null;
 }
