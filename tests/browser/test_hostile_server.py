@@ -21,6 +21,10 @@ UNSEALED = (
     "The server answered as if this sealed room were not sealed, which would let it read the room. "
     "Nothing was sent."
 )
+KEY_CHECK_CHANGED = (
+    "The server answered with another key check than this page sent, so the room's link would not open it. "
+    "Nothing was sent."
+)
 REJOIN_CHANGED = (
     "On reconnecting, the server put you in another room or under another name. Nothing more was sent."
 )
@@ -74,15 +78,42 @@ def test_a_sealed_room_created_through_a_server_that_answers_a_standard_one_is_n
     carol = new_page(server.http)
     tamper(carol, as_standard_room)
     carol.reload()
-    form = carol.locator("#create-form")
-    form.get_by_label("Room name").fill("Mine")
-    form.get_by_label("Your name").fill("Carol")
-    form.get_by_label("Sealed room (the server never sees the key)").set_checked(True)
-    form.get_by_role("button", name="Create room").click()
+    create_room_form(carol, "Mine", "Carol")
     expect(carol.locator("#lobby-error")).to_have_text(UNSEALED)
     expect(carol.locator("#room")).to_be_hidden()
     assert carol.get_by_label("Share link").input_value() == ""
     assert carol.console_errors == []
+
+
+def test_a_sealed_room_created_with_another_key_check_than_sent_is_not_entered(server, new_page):
+    """The creator's own secret: a key check the server changed is the server's doing, not
+    a link cut short, and the room is left, with nothing sent."""
+    carol = new_page(server.http)
+    other = base64.b64encode(bytes(16)).decode()
+    tamper(
+        carol,
+        lambda frame, socket: [
+            {**frame, "room_info": {**frame["room_info"], "key_check": other}}
+            if frame["type"] == "RoomCreated"
+            else frame
+        ],
+    )
+    carol.reload()
+    create_room_form(carol, "Mine", "Carol")
+    expect(carol.locator("#lobby-error")).to_have_text(KEY_CHECK_CHANGED)
+    expect(carol.locator("#room")).to_be_hidden()
+    assert carol.get_by_label("Share link").input_value() == ""
+    assert [frame["type"] for frame in carol.frames_sent] == ["CreateRoom"]
+    assert carol.console_errors == []
+
+
+def create_room_form(page, name: str, owner: str) -> None:
+    """Fill in and send the page's Create room form for a sealed room."""
+    form = page.locator("#create-form")
+    form.get_by_label("Room name").fill(name)
+    form.get_by_label("Your name").fill(owner)
+    form.get_by_label("Sealed room (the server never sees the key)").set_checked(True)
+    form.get_by_role("button", name="Create room").click()
 
 
 def test_a_name_the_page_did_not_ask_for_is_refused(server, new_page):

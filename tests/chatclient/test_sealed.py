@@ -442,6 +442,28 @@ async def test_a_sealed_room_the_server_answers_as_a_standard_one_is_refused(cli
             assert await next_of(alice, Left) == Left("Bob")
 
 
+async def test_a_sealed_room_created_with_another_key_check_than_sent_is_refused(clients, server):
+    """The creator's own secret: a key check the server changed is the server's doing (not
+    a link cut short), and the room is left with nothing sent."""
+
+    def other_check(frame: dict, connection: int) -> dict:
+        if frame["type"] != "RoomCreated":
+            return frame
+        return {
+            **frame,
+            "room_info": {**frame["room_info"], "key_check": base64.b64encode(bytes(16)).decode()},
+        }
+
+    async with tampering_proxy(server.url, other_check) as proxy:
+        bob = await clients(proxy.url)
+        with pytest.raises(ChatError) as refused:
+            await bob.create_room("Mine", owner_name="Bob", sealed=True)
+        assert refused.value.code == "server_tampered" and "key check" in refused.value.message
+        assert bob.room is None and not bob.can_read
+        await until(lambda: len(proxy.sent) > 1)
+        assert [frame["type"] for frame in proxy.sent] == ["CreateRoom", "LeaveRoom"]
+
+
 async def test_a_name_the_client_did_not_ask_for_is_refused(clients, server):
     """A sealed room's messages are bound to the sender's name: a server that answers Bob's
     join with Alice's name would have Bob's words verified as hers."""

@@ -165,7 +165,8 @@ $("create-form").addEventListener("submit", async (event) => {
     }
   }
   // What the answer must match (answerProblem).
-  state.draft = { password, secret, asked: { name: message.owner_name, sealed: Boolean(secret), resuming: false } };
+  const asked = { name: message.owner_name, sealed: Boolean(secret), keyCheck: message.key_check, resuming: false };
+  state.draft = { password, secret, asked };
   lobbyRequest("create", message, "create-form");
 });
 

@@ -18,6 +18,8 @@ const SECRET_TEXT = /^[A-Za-z0-9_-]{43}$/;
 export const INCOMPLETE_LINK = "This link is incomplete: ask for the whole link.";
 export const UNSEALED_ANSWER =
   "The server answered as if this sealed room were not sealed, which would let it read the room. Nothing was sent.";
+export const KEY_CHECK_CHANGED =
+  "The server answered with another key check than this page sent, so the room's link would not open it. Nothing was sent.";
 export const REJOIN_CHANGED =
   "On reconnecting, the server put you in another room or under another name. Nothing more was sent.";
 
@@ -32,14 +34,15 @@ function folded(name) {
 }
 
 // The server's answer to a CreateRoom or JoinRoom, checked against what was asked:
-// `sealed` (a secret is held, or this is a sealed room's page), `name`, and `resuming` (a
-// participant token went with it, whose name comes back as it was first given, compared
-// by case). A server that answers a sealed room as a standard one could read everything
+// `sealed` (a secret is held, or this is a sealed room's page), `keyCheck` (the one a
+// CreateRoom sent, which the room must keep), `name`, and `resuming` (a participant token
+// went with it, whose name comes back as it was first given, compared by case). A server that answers a sealed room as a standard one could read everything
 // typed next, and one that changes the name has the page's messages sealed under
 // someone else's (PROTOCOL.md, "Sealed rooms"): the problem in words, or null.
 export function answerProblem(message, asked) {
   const info = message.room_info;
   if (asked.sealed && !(info.sealed === true && message.encryption_key == null)) return UNSEALED_ANSWER;
+  if (asked.keyCheck && info.key_check !== asked.keyCheck) return KEY_CHECK_CHANGED;
   const name = asked.name.normalize("NFC").replace(NAME_EDGES, "");
   const given = message.name;
   const same = typeof given === "string" && (asked.resuming ? folded(given) === folded(name) : given === name);
