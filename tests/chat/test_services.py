@@ -44,10 +44,11 @@ def on_another_connection(work, failures: list[Exception]) -> threading.Thread:
     return threading.Thread(target=run)
 
 
-def until_it_waits(worker: threading.Thread) -> None:
-    """Give `worker` up to 2 s to wait on a lock (or to end)."""
+def until_it_waits(worker: threading.Thread, *, besides: int = 0) -> None:
+    """Give `worker` up to 2 s to wait on a lock (or to end), while `besides` other
+    sessions wait on theirs."""
     for _ in range(200):
-        if waiting_on_locks() or not worker.is_alive():
+        if waiting_on_locks() > besides or not worker.is_alive():
             return
         worker.join(0.01)
 
@@ -327,6 +328,150 @@ def test_on_postgresql_an_upload_and_a_kick_of_its_uploader_never_deadlock():
         failures.append(exc)
     uploader.join(10)
     assert failures == []
+
+
+def change_by(seat: services.Seat, change: str, message_id: int) -> str:
+    """A member's `change` ("edit", "delete" or "react") of a message, through its
+    service: "stored", or the code of the error that refused it."""
+    try:
+        if change == "edit":
+            services.message_edit(seat=seat, message_id=message_id, content="edited", now=timezone.now())
+        elif change == "delete":
+            services.message_delete(seat=seat, message_id=message_id, now=timezone.now())
+        else:
+            services.message_react(seat=seat, message_id=message_id, emoji="+1", on=True)
+    except ProtocolError as exc:
+        return exc.code.value
+    return "stored"
+
+
+def change_stored(change: str, message_id: int) -> bool:
+    """Whether the database holds `change_by`'s change of the message."""
+    if change == "edit":
+        return Message.objects.filter(pk=message_id, content="edited").exists()
+    if change == "delete":
+        return not Message.objects.filter(pk=message_id).exists()
+    return Reaction.objects.filter(message_id=message_id, emoji="+1").exists()
+
+
+@pytest.mark.parametrize("holder", ["a message", "a reaction"])
+@pytest.mark.parametrize("change", ["edit", "delete", "react"])
+def test_on_postgresql_a_change_waiting_on_its_room_is_stored_before_its_seats_kick_or_refused(
+    change, holder
+):
+    """A member's edit, delete or reaction waits for its room's lock, held by another
+    writer (a message's room step, or a batch of reactions, which locks the room FOR
+    UPDATE); an admin kicks the member meanwhile. Never a change stored after the kick
+    committed (the room was told the member left): an edit or a delete holds the seat
+    from its room step (`sql.seat_held`), so the kick waits for it. A reaction locks its
+    room FOR UPDATE before it reads the seat, and the kick's ban locks the room FOR KEY
+    SHARE (its foreign key) before the kick commits: behind a message's room step the
+    ban passes (no conflict), the kick commits and the reaction, let in after it, reads
+    the seat gone; behind a batch of reactions the ban waits too, behind the reaction,
+    which is stored first."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time (DATABASE_URL unset)")
+    room, owner, _ = make_room()
+    bob = join_seat(room, "Bob").seat
+    message_id, _ = services.message_post(seat=bob, content="x", now=timezone.now())
+    done: list[str] = []
+    seen_at_kick: list[bool] = []
+
+    def work():
+        try:
+            done.append(f"{change} {change_by(bob, change, message_id)}")
+        finally:
+            connections.close_all()
+
+    def kick():
+        try:
+            assert services.participant_remove(participant_id=bob.participant_id, now=timezone.now())
+            seen_at_kick.append(change_stored(change, message_id))
+            done.append("kick")
+        finally:
+            connections.close_all()
+
+    worker, kicker = threading.Thread(target=work), threading.Thread(target=kick)
+    with transaction.atomic():  # the room is locked
+        if holder == "a message":
+            assert sql.room_step(room.pk, owner.participant_id) is not None
+        else:
+            key = sql.prep(Room, "id", room.pk)
+            assert sql.reactions_read([key], [owner.participant_id], [message_id]).seqs
+        worker.start()
+        until_it_waits(worker)  # for the room
+        kicker.start()
+        until_it_waits(kicker, besides=1)  # the kick commits now, or waits for the change
+    worker.join(10)
+    kicker.join(10)
+    if change == "react" and holder == "a message":  # the kick's ban is not held up
+        assert done == ["kick", "react kicked"] and not change_stored(change, message_id)
+    else:
+        assert done == [f"{change} stored", "kick"] and seen_at_kick == [True]
+
+
+@pytest.mark.parametrize("change", ["edit", "delete", "react"])
+def test_on_postgresql_a_change_between_the_two_steps_of_its_seats_kick_never_deadlocks(change):
+    """A kick locks the seat and marks it left, then (its ban's foreign key) locks the
+    room. An edit or a delete reads the seat, held, before its room step locks the room:
+    it waits at the seat, then finds it gone (`kicked`). A reaction locks its room, then
+    reads the seat without a lock (the kick, uncommitted, has not ended it yet) and
+    takes no lock of the seat's row (a reaction names its seat without a foreign key):
+    it is stored, and the kick's ban, then free to lock the room, comes after it."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time (DATABASE_URL unset)")
+    room, _, _ = make_room()
+    bob = join_seat(room, "Bob").seat
+    message_id, _ = services.message_post(seat=bob, content="x", now=timezone.now())
+    outcome: list[str] = []
+    failures: list[Exception] = []
+    worker = on_another_connection(lambda: outcome.append(change_by(bob, change, message_id)), failures)
+    try:
+        with transaction.atomic():  # the kick's two steps, with the change between them
+            seat = Participant.objects.select_for_update().get(pk=bob.participant_id)
+            Participant.objects.filter(pk=seat.pk).update(left_at=timezone.now())
+            worker.start()
+            until_it_waits(worker)
+            assert worker.is_alive() == (change != "react")  # it waits at the seat, or is done
+            Ban.objects.create(
+                room=room,
+                name_key=seat.name_key,
+                session_hash=seat.session_hash,
+                address=seat.address,
+                until=timezone.now() + timedelta(hours=1),
+            )
+    except Exception as exc:
+        failures.append(exc)
+    worker.join(10)
+    assert failures == []
+    assert outcome == ["stored" if change == "react" else "kicked"]
+
+
+def test_on_postgresql_a_kick_after_a_reaction_read_its_seat_waits_for_the_reaction():
+    """The kick comes between a reaction's read of its seat (present) and its write: the
+    kick's ban waits for the reaction's room lock, so the kick commits after the
+    reaction, which was stored while the seat was present."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time (DATABASE_URL unset)")
+    room, _, _ = make_room()
+    bob = join_seat(room, "Bob").seat
+    message_id, _ = services.message_post(seat=bob, content="x", now=timezone.now())
+    key = sql.prep(Room, "id", room.pk)
+    failures: list[Exception] = []
+    kicker = on_another_connection(
+        lambda: services.participant_remove(participant_id=bob.participant_id, now=timezone.now()), failures
+    )
+    with transaction.atomic():  # `services.messages_react`, with the kick after its read
+        read = sql.reactions_read([key], [bob.participant_id], [message_id])
+        assert bob.participant_id in read.present
+        kicker.start()
+        until_it_waits(kicker)
+        assert waiting_on_locks() == 1 and kicker.is_alive()
+        sql.reactions_write({key: 1}, [(message_id, bob.participant_id, "Bob", "+1")], [])
+    kicker.join(10)
+    assert failures == [] and not kicker.is_alive()
+    assert Reaction.objects.filter(message_id=message_id).exists()
+    assert services.seat_gone(bob.participant_id).code == ErrorCode.KICKED
 
 
 def test_a_join_snapshot_knows_which_room_events_it_already_showed():
