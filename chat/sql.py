@@ -92,10 +92,11 @@ def seat_held() -> str:
     """On PostgreSQL, what keeps a seat read as present so until the write that read it
     commits: a kick (`services.participant_remove` locks the seat's row) then waits for
     it, or the write, finding the kick committed, reads the seat as gone. Without it a
-    message waiting for its room's lock was stored after its seat's kick had committed
-    (the statement's snapshot predates the kick). The lightest lock the kick's takes
-    account of; the seat is read before its room is locked, as the kick's ban locks the
-    room (its foreign key) after the seat, so the two never wait on each other."""
+    message, an edit or a delete (`room_step`) waiting for its room's lock was stored
+    after its seat's kick had committed (the statement's snapshot predates the kick).
+    The lightest lock the kick's takes account of; the seat is read before its room is
+    locked, as the kick's ban locks the room (its foreign key) after the seat, so the two
+    never wait on each other."""
     return " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
 
 
@@ -180,8 +181,9 @@ def insert_message(
 
 def room_step(room_id: UUID, participant_id: int | None) -> int | None:
     """Take an open room's next sequence number for a change by a present seat, or by
-    an admin (no seat); the room row stays locked until the transaction commits. None
-    when the room is closed or gone, or the seat no longer present."""
+    an admin (no seat); the room row stays locked until the transaction commits, and
+    the seat held (`seat_held`), so its kick comes after the change. None when the room
+    is closed or gone, or the seat no longer present."""
     from chat.models import Room
 
     seated, seated_params = _seat_present(participant_id)
@@ -206,7 +208,15 @@ class ReactionsRead:
 def reactions_read(room_keys: list, participant_ids: list[int], message_ids: list[int]) -> ReactionsRead:
     """Four statements for a whole batch. On PostgreSQL the rooms are locked first, in
     key order (as `insert_messages` locks them), so that what is read holds until the
-    commit: every change to a message's reactions takes its room's lock."""
+    commit: every change to a message's reactions takes its room's lock.
+
+    The seats are read after, without a lock, and held all the same: a kick commits only
+    once its ban has locked the room FOR KEY SHARE (its foreign key), which waits for
+    these FOR UPDATE locks, so a kick committed before the rooms were locked is read,
+    and none commits before the batch. A seat lock here, after the rooms, would deadlock
+    with a kick between its seat and its ban; and a reaction names its seat without a
+    foreign key, whose check would lock the seat's row (tests/chat/test_services.py,
+    `..._never_deadlocks`)."""
     from chat.models import Message, Participant, Reaction, Room
 
     lock = " ORDER BY id FOR UPDATE" if connection.vendor == "postgresql" else ""
