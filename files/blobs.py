@@ -17,7 +17,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 from django.db import transaction
 
@@ -127,9 +126,23 @@ def new_name() -> str:
 
 
 def write(file_id: UUID, data: bytes) -> str:
-    """Encrypt and store `data`; returns the blob's name."""
-    store.ready()
-    return storage().save(new_name(), ContentFile(seal(file_id, data)))
+    """Encrypt and store `data`; returns the blob's name. A write that fails (a full
+    disk) leaves nothing behind: a half-written blob would hold the last free bytes
+    until purge_files took it as an orphan, and the database needs them meanwhile."""
+    root = store.ready()
+    sealed = seal(file_id, data)
+    name = new_name()
+    path = root / name
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    # O_EXCL: the file removed on failure is the one this call created, never another.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(sealed)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return name
 
 
 def read(file_id: UUID, name: str) -> bytes:

@@ -1,0 +1,178 @@
+"""A `serve` process whose CHAT_VAR_DIR (database, WAL, blobs, keys) is on a small
+filesystem that fills up, and is freed again.
+
+Mounting needs root: without it these tests are skipped and say so, unless
+DISK_TESTS_REQUIRED=1 (set by .ci/run), which makes them fail instead."""
+
+import base64
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.servers import ServerProcess, manage, production_env
+from tests.e2e.wsclient import Client, room_of_two
+
+SIZE = "8m"
+SERVER_ERROR = "server_error"
+
+
+def mount_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "not root: a small filesystem cannot be mounted, full-disk tests not run"
+    return None
+
+
+class SmallDisk:
+    """A tmpfs of SIZE at `root`; `fill(leave=...)` takes all but `leave` bytes of it
+    with a filler file, `free()` gives them back."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.filler = root / "filler"
+
+    def available(self) -> int:
+        found = os.statvfs(self.root)
+        return found.f_bavail * found.f_frsize
+
+    def fill(self, leave: int = 0) -> None:
+        with open(self.filler, "ab") as handle:
+            chunk = b"\0" * 65536
+            try:
+                while True:
+                    handle.write(chunk)
+                    handle.flush()
+            except OSError:
+                pass
+        # Written up to the last page: the partial chunk is in the file or lost, either way
+        # the filesystem is full now.
+        if leave:
+            os.truncate(self.filler, max(0, self.filler.stat().st_size - leave))
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A tmpfs mounted for the test, unmounted at teardown whatever happened (lazily if a
+    process still holds a file on it)."""
+    if reason := mount_unavailable():
+        if os.environ.get("DISK_TESTS_REQUIRED") == "1":
+            pytest.fail(f"DISK_TESTS_REQUIRED=1 but {reason}")
+        pytest.skip(reason)
+    root = tmp_path / "disk"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs", str(root)], check=True)
+    try:
+        yield SmallDisk(root)
+    finally:
+        if subprocess.run(["umount", str(root)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(root)], check=True)
+
+
+@pytest.fixture
+def full_disk_server(small_disk: SmallDisk, servers) -> tuple[ServerProcess, SmallDisk, Path]:
+    """One `serve` process on SQLite whose CHAT_VAR_DIR is on the small disk (stopped at
+    teardown before the disk is unmounted)."""
+    var = small_disk.root / "var"
+    env = production_env(CHAT_VAR_DIR=str(var), FILES_MAX_SIZE=str(4 * 1024 * 1024))
+    manage(env, "migrate", "--noinput")
+    (server,) = servers(env)
+    return server, small_disk, var
+
+
+def blob_files(var: Path) -> set[str]:
+    root = var / "files"
+    return {str(path.relative_to(root)) for path in root.glob("??/*")}
+
+
+def upload_frame(data: bytes, name: str = "notes.txt") -> dict:
+    content = base64.b64encode(data).decode()
+    return {"type": "UploadFile", "name": name, "mime_type": "text/plain", "content": content}
+
+
+async def upload(client: Client, data: bytes, name: str = "notes.txt") -> dict:
+    """The uploader's answer: FileUploaded, or the Error."""
+    await client.send(**upload_frame(data, name))
+    while True:
+        frame = await client.recv(within=20)
+        if frame["type"] in {"FileUploaded", "Error"}:
+            return frame
+
+
+async def nothing_more(client: Client, within: float = 1.0) -> None:
+    with pytest.raises(TimeoutError):
+        frame = await client.recv(within=within)
+        raise AssertionError(f"unexpected frame: {frame}")
+
+
+async def test_a_failed_upload_leaves_no_part_of_its_blob(full_disk_server) -> None:
+    """An upload the disk cannot hold is `server_error` and leaves nothing: no row, no
+    half-written blob taking the last free bytes (which then refused every chat message
+    too), and the room's quota as it was."""
+    server, disk, var = full_disk_server
+    alice, bob, _ = await room_of_two(server.url)
+    try:
+        first = await upload(alice, b"a first file\n" * 10)
+        assert first["type"] == "FileUploaded"
+        await bob.expect("ChatMessage")  # the file's message
+        before = blob_files(var)
+        disk.fill(leave=512 * 1024)
+
+        refused = await upload(alice, b"too large for what is left\n" * 100_000)
+
+        assert refused["type"] == "Error" and refused["code"] == SERVER_ERROR
+        assert blob_files(var) == before
+        # The bytes that were left are still there for the database: a message is stored.
+        await alice.say("after the failed upload")
+        echoed = await alice.expect("ChatMessage")
+        seen = await bob.expect("ChatMessage")
+        assert seen["id"] == echoed["id"]
+        await nothing_more(bob, within=0.5)
+
+        disk.free()
+        again = await upload(alice, b"fits now\n" * 100_000)
+        assert again["type"] == "FileUploaded"
+        assert len(blob_files(var)) == len(before) + 1
+    finally:
+        await alice.close()
+        await bob.close()
+        disk.free()
+
+
+async def test_chat_on_a_full_disk_is_refused_never_shown_and_recovers(full_disk_server) -> None:
+    """Messages the database cannot store are `server_error` to their sender and reach
+    nobody; the process keeps serving, and once space is back the same connections chat
+    again, and a newcomer's history holds exactly the stored messages."""
+    server, disk, _ = full_disk_server
+    alice, bob, join_key = await room_of_two(server.url)
+    try:
+        await alice.say("before")
+        stored = [(await alice.expect("ChatMessage"))["id"]]
+        await bob.expect("ChatMessage")
+        disk.fill()
+
+        for index in range(5):
+            await alice.say("x" * 4000 + str(index))
+            refused = await alice.expect("Error")
+            assert refused["code"] == SERVER_ERROR
+        await nothing_more(bob)
+        assert server.process.poll() is None
+        assert await bob.members() == ["Owner", "Bob"]
+
+        disk.free()
+        await alice.say("after")
+        stored.append((await alice.expect("ChatMessage"))["id"])
+        assert (await bob.expect("ChatMessage"))["id"] == stored[-1]
+        carol = await Client.open(server.url)
+        await carol.join(join_key, "Carol")
+        history = await carol.expect("History")
+        assert [message["id"] for message in history["messages"]] == stored
+        await carol.close()
+    finally:
+        await alice.close()
+        await bob.close()
+        disk.free()
