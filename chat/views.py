@@ -2,8 +2,10 @@
 
 import asyncio
 import logging
+import os
 import weakref
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import redis.asyncio as redis
 from asgiref.sync import markcoroutinefunction
@@ -91,9 +93,41 @@ async def _layer_answers() -> None:
         await clients[place].ping()
 
 
+class StorageFull(Exception):
+    """A folder the server writes has less than HEALTHZ_MIN_FREE_BYTES free."""
+
+
+def written_folders() -> list[Path]:
+    """The local folders the server writes to: the SQLite database's (its WAL beside it)
+    and FILES_ROOT (made by the first upload: until then the folder it will be made in)."""
+    database = connection.settings_dict
+    folders = [Path(database["NAME"]).parent] if database["ENGINE"].endswith("sqlite3") else []
+    root = Path(settings.FILES_ROOT)
+    while not root.exists() and root != root.parent:
+        root = root.parent
+    return [*folders, root]
+
+
+def _storage_has_room() -> None:
+    for folder in written_folders():
+        found = os.statvfs(folder)
+        free = found.f_bavail * found.f_frsize
+        if free < settings.HEALTHZ_MIN_FREE_BYTES:
+            raise StorageFull(
+                f"{folder} has {free} bytes free (HEALTHZ_MIN_FREE_BYTES {settings.HEALTHZ_MIN_FREE_BYTES})"
+            )
+
+
+async def _storage_answers() -> None:
+    """Room left on disk: a full disk fails every write while a SELECT still answers.
+    Beside the loop, as a stat on a hung network filesystem would block it."""
+    await asyncio.to_thread(_storage_has_room)
+
+
 CHECKS: dict[str, Callable[[], Awaitable[None]]] = {
     "database": on_database_thread(_database_answers),
     "channel_layer": _layer_answers,
+    "storage": _storage_answers,
 }
 # The check of each kind in flight, per event loop: requests that come meanwhile share it.
 _in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task]] = (
@@ -103,7 +137,11 @@ _in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, async
 
 def _log_failure(name: str) -> Callable[[asyncio.Task], None]:
     def done(task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled() or task.exception() is None:
+            return
+        if isinstance(task.exception(), StorageFull):
+            logger.warning("healthz: storage is full: %s", task.exception())
+        else:
             logger.warning("healthz: %s does not answer", name, exc_info=task.exception())
 
     return done
@@ -120,9 +158,10 @@ def _check(name: str) -> asyncio.Task:
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database and the channel layer answer within HEALTH_TIMEOUT, 503
-    otherwise. A flood of requests costs one check of each kind at a time, and nothing
-    is cancelled: a check that is late is bounded by its own timeouts (the database
+    """200 when the database and the channel layer answer within HEALTH_TIMEOUT and the
+    folders the server writes have HEALTHZ_MIN_FREE_BYTES free, 503 otherwise (`down`,
+    or `full` for the storage). A flood of requests costs one check of each kind at a
+    time, and nothing is cancelled: a check that is late is bounded by its own timeouts (the database
     pool's, HEALTH_TIMEOUT for Redis) and the next request after it starts a new one."""
     tasks = {name: _check(name) for name in CHECKS}
     await asyncio.wait(tasks.values(), timeout=HEALTH_TIMEOUT)
@@ -131,7 +170,8 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         answered = task.done() and not task.cancelled() and task.exception() is None
         if not task.done():
             logger.warning("healthz: %s did not answer within %s s", name, HEALTH_TIMEOUT)
-        status[name] = "ok" if answered else "down"
+        full = task.done() and not task.cancelled() and isinstance(task.exception(), StorageFull)
+        status[name] = "ok" if answered else "full" if full else "down"
     healthy = all(value == "ok" for value in status.values())
     return JsonResponse({"status": "ok" if healthy else "down", **status}, status=200 if healthy else 503)
 

@@ -582,6 +582,10 @@ FILES_ENCRYPTION_KEY_PREVIOUS = env.str("FILES_ENCRYPTION_KEY_PREVIOUS", "")
 # Blobs without a row are removed by purge_files once older than this (an upload in
 # flight writes its blob just before its row).
 FILES_ORPHAN_GRACE = env.float("FILES_ORPHAN_GRACE", 3600)
+# /healthz is 503 (`"storage": "full"`) when the SQLite database's folder or FILES_ROOT
+# has fewer free bytes than this: the database still answers a SELECT on a full disk
+# while every message and upload fails.
+HEALTHZ_MIN_FREE_BYTES = env.int("HEALTHZ_MIN_FREE_BYTES", 64 * 1024 * 1024)
 # Threads that decode, hash and encrypt files beside the event loop.
 FILES_WORK_THREADS = env.int("FILES_WORK_THREADS", 1)
 # Malware scanning: off unless a clamd is configured (unix socket, or host and port).

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 async def test_healthz_is_200_when_database_and_layer_answer(layer, async_client):
     response = await async_client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok", "storage": "ok"}
 
 
 async def test_healthz_is_503_when_the_channel_layer_is_down(async_client, settings):
@@ -29,6 +29,15 @@ async def test_healthz_is_503_when_the_channel_layer_is_down(async_client, setti
     response = await async_client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["channel_layer"] == "down" and response.json()["database"] == "ok"
+
+
+async def test_healthz_is_503_when_the_disk_has_no_room(async_client, settings):
+    """A full disk still answers a SELECT; the free bytes of the folders written say it
+    (tests/e2e/test_full_disk.py fills a real one)."""
+    settings.HEALTHZ_MIN_FREE_BYTES = 2**62
+    response = await async_client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "down", "database": "ok", "channel_layer": "ok", "storage": "full"}
 
 
 def test_healthz_answers_a_process_asked_on_its_own_address_over_plain_http(client, settings):

@@ -5,8 +5,11 @@ Mounting needs root: without it these tests are skipped and say so, unless
 DISK_TESTS_REQUIRED=1 (set by .ci/run), which makes them fail instead."""
 
 import base64
+import json
 import os
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,7 +81,9 @@ def full_disk_server(small_disk: SmallDisk, servers) -> tuple[ServerProcess, Sma
     """One `serve` process on SQLite whose CHAT_VAR_DIR is on the small disk (stopped at
     teardown before the disk is unmounted)."""
     var = small_disk.root / "var"
-    env = production_env(CHAT_VAR_DIR=str(var), FILES_MAX_SIZE=str(4 * 1024 * 1024))
+    env = production_env(
+        CHAT_VAR_DIR=str(var), FILES_MAX_SIZE=str(4 * 1024 * 1024), HEALTHZ_MIN_FREE_BYTES=str(256 * 1024)
+    )
     manage(env, "migrate", "--noinput")
     (server,) = servers(env)
     return server, small_disk, var
@@ -101,6 +106,14 @@ async def upload(client: Client, data: bytes, name: str = "notes.txt") -> dict:
         frame = await client.recv(within=20)
         if frame["type"] in {"FileUploaded", "Error"}:
             return frame
+
+
+def healthz(server: ServerProcess) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"{server.http}/healthz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 async def nothing_more(client: Client, within: float = 1.0) -> None:
@@ -176,3 +189,20 @@ async def test_chat_on_a_full_disk_is_refused_never_shown_and_recovers(full_disk
         await alice.close()
         await bob.close()
         disk.free()
+
+
+def test_healthz_says_when_the_disk_is_full(full_disk_server) -> None:
+    """The database answers a SELECT on a full disk but can store nothing: /healthz says
+    the storage is full (503), and ok again once space is back, without a restart."""
+    server, disk, _ = full_disk_server
+    assert healthz(server) == (
+        200,
+        {"status": "ok", "database": "ok", "channel_layer": "ok", "storage": "ok"},
+    )
+    disk.fill()
+    try:
+        status, body = healthz(server)
+        assert (status, body["status"], body["storage"]) == (503, "down", "full")
+    finally:
+        disk.free()
+    assert healthz(server)[0] == 200
