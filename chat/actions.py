@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from chat import batching, passwords, presence, protocol, selectors, services
 from chat.address_limits import address_joins, room_creations
-from chat.errors import CloseCode, ErrorCode, OverLimit, ProtocolError
+from chat.errors import STORAGE_FULL, CloseCode, ErrorCode, OverLimit, ProtocolError, storage_full
 from chat.hub import deletion_events, hub, publish, publish_all
 from chat.oplog import error_event, event
 from chat.outbox import WRITABLE, WRITE_NOW, Outbox, add_backlog, large_reply_fits
@@ -180,6 +180,18 @@ async def refuse(conn: Connection, exc: ProtocolError) -> None:
     error_event(conn, code=exc.code.value, client=conn.address, **limit)  # rate-limited
     if exc.code == ErrorCode.RATE_LIMITED:
         count_refusal(conn)
+
+
+async def fail(conn: Connection, exc: Exception) -> None:
+    """A frame whose handling failed unexpectedly: `server_error`, and the traceback in
+    the log; a full disk in one line instead, since every frame fails the same way
+    until space is back (and the log may be on that disk)."""
+    if storage_full(exc):
+        logger.warning("storage is full: a frame was refused (%s: %s)", type(exc).__name__, exc)
+        await refuse(conn, ProtocolError(ErrorCode.SERVER_ERROR, STORAGE_FULL))
+        return
+    logger.exception("unexpected error handling a client frame", exc_info=exc)
+    await refuse(conn, ProtocolError(ErrorCode.SERVER_ERROR))
 
 
 def count_refusal(conn: Connection) -> None:

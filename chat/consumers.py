@@ -3,7 +3,6 @@ strict decoding and whose `receive_json` runs one action from its table of comma
 (config/routing.py: chat/actions.py's and files/actions.py's). Every refused frame is an
 `Error` frame; the socket stays open."""
 
-import logging
 from collections.abc import Callable, Mapping
 
 from channels.exceptions import StopConsumer
@@ -13,8 +12,6 @@ from chat import actions, protocol
 from chat.errors import ErrorCode, ProtocolError
 from chat.security import client_address, session_key_of
 from chat.workers import file_work, work_owner
-
-logger = logging.getLogger(__name__)
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -92,9 +89,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.receive_json(await self.decode_json(text_data))
         except ProtocolError as exc:
             await actions.refuse(conn, exc)
-        except Exception:
-            logger.exception("unexpected error handling a client frame")
-            await actions.refuse(conn, ProtocolError(ErrorCode.SERVER_ERROR))
+        except Exception as exc:
+            await actions.fail(conn, exc)
         finally:
             actions.frame_done(conn, held)
 

@@ -1,5 +1,7 @@
 """One base error with a `code`; every refusal the protocol knows is one of these."""
 
+import errno
+import sqlite3
 from enum import IntEnum, StrEnum
 
 
@@ -77,3 +79,20 @@ class CloseCode(IntEnum):
     TOO_SLOW = 4002  # past WS_SEND_QUEUE_LIMIT or WS_SEND_QUEUE_BYTES unread
     REPLACED = 4003  # the participant resumed on another connection
     SEAT_LOST = 1012  # swept as a ghost while this socket lived: reconnect and resume the seat
+
+
+# The message of a `server_error` whose cause is a full disk (`storage_full`).
+STORAGE_FULL = "The server's storage is full; try again later."
+
+
+def storage_full(exc: BaseException) -> bool:
+    """Whether `exc`, or the database error it wraps, says the disk is full: ENOSPC or
+    EDQUOT from a file's write, SQLite's SQLITE_FULL, PostgreSQL's disk_full (53100)."""
+    for error in (exc, exc.__cause__):
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return True
+        if getattr(error, "sqlstate", None) == "53100":  # psycopg's DiskFull
+            return True
+    return False

@@ -372,3 +372,26 @@ async def test_a_socket_counts_toward_presence_while_open_and_leaves_its_room_on
     assert conn.seat is None and presence._connections == opened_before
     await opened.frames()
     assert conn.outbox.ended and conn.outbox.task is None
+
+
+def test_a_full_disk_is_told_apart_from_other_failures():
+    """ENOSPC and EDQUOT from a write, SQLite's SQLITE_FULL and PostgreSQL's disk_full,
+    raised themselves or wrapped by Django (`__cause__`); nothing else."""
+    import errno
+    import sqlite3
+
+    from django.db.utils import OperationalError
+
+    from chat.errors import storage_full
+
+    sqlite_full = sqlite3.OperationalError("database or disk is full")
+    sqlite_full.sqlite_errorcode = sqlite3.SQLITE_FULL
+    sqlite_busy = sqlite3.OperationalError("database is locked")
+    sqlite_busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+    wrapped = OperationalError("database or disk is full")
+    wrapped.__cause__ = sqlite_full
+    disk_full = type("DiskFull", (Exception,), {"sqlstate": "53100"})()
+    full = [OSError(errno.ENOSPC, "full"), OSError(errno.EDQUOT, "quota"), sqlite_full, wrapped, disk_full]
+    others = [OSError(errno.EIO, "io"), sqlite_busy, ValueError("x")]
+    assert [storage_full(exc) for exc in full] == [True] * 5
+    assert [storage_full(exc) for exc in others] == [False] * 3

@@ -20,6 +20,7 @@ from tests.e2e.wsclient import Client, room_of_two
 
 SIZE = "8m"
 SERVER_ERROR = "server_error"
+STORAGE_FULL = "The server's storage is full; try again later."
 
 
 def mount_unavailable() -> str | None:
@@ -137,7 +138,8 @@ async def test_a_failed_upload_leaves_no_part_of_its_blob(full_disk_server) -> N
 
         refused = await upload(alice, b"too large for what is left\n" * 100_000)
 
-        assert refused["type"] == "Error" and refused["code"] == SERVER_ERROR
+        assert refused["type"] == "Error"
+        assert (refused["code"], refused["message"]) == (SERVER_ERROR, STORAGE_FULL)
         assert blob_files(var) == before
         # The bytes that were left are still there for the database: a message is stored.
         await alice.say("after the failed upload")
@@ -168,11 +170,16 @@ async def test_chat_on_a_full_disk_is_refused_never_shown_and_recovers(full_disk
         await bob.expect("ChatMessage")
         disk.fill()
 
+        logged = server.log_path.stat().st_size
         for index in range(5):
             await alice.say("x" * 4000 + str(index))
             refused = await alice.expect("Error")
-            assert refused["code"] == SERVER_ERROR
+            assert (refused["code"], refused["message"]) == (SERVER_ERROR, STORAGE_FULL)
         await nothing_more(bob)
+        # One line a refused frame in the log, not a traceback each.
+        lines = server.log_path.read_bytes()[logged:].decode().splitlines()
+        assert len([line for line in lines if "storage is full: a frame was refused" in line]) == 5, lines
+        assert not [line for line in lines if "Traceback" in line], lines
         assert server.process.poll() is None
         assert await bob.members() == ["Owner", "Bob"]
 
