@@ -354,6 +354,16 @@ def change_stored(change: str, message_id: int) -> bool:
     return Reaction.objects.filter(message_id=message_id, emoji="+1").exists()
 
 
+def bobs_message_on_postgresql() -> tuple[Room, services.Seat, services.Seat, int]:
+    """A room, its owner's seat, Bob's seat and a message of Bob's; on PostgreSQL only."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time (DATABASE_URL unset)")
+    room, owner, _ = make_room()
+    bob = join_seat(room, "Bob").seat
+    message_id, _ = services.message_post(seat=bob, content="x", now=timezone.now())
+    return room, owner, bob, message_id
+
+
 @pytest.mark.parametrize("holder", ["a message", "a reaction"])
 @pytest.mark.parametrize("change", ["edit", "delete", "react"])
 def test_on_postgresql_a_change_waiting_on_its_room_is_stored_before_its_seats_kick_or_refused(
@@ -369,11 +379,7 @@ def test_on_postgresql_a_change_waiting_on_its_room_is_stored_before_its_seats_k
     ban passes (no conflict), the kick commits and the reaction, let in after it, reads
     the seat gone; behind a batch of reactions the ban waits too, behind the reaction,
     which is stored first."""
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite runs one writer at a time (DATABASE_URL unset)")
-    room, owner, _ = make_room()
-    bob = join_seat(room, "Bob").seat
-    message_id, _ = services.message_post(seat=bob, content="x", now=timezone.now())
+    room, owner, bob, message_id = bobs_message_on_postgresql()
     done: list[str] = []
     seen_at_kick: list[bool] = []
 
@@ -418,11 +424,7 @@ def test_on_postgresql_a_change_between_the_two_steps_of_its_seats_kick_never_de
     reads the seat without a lock (the kick, uncommitted, has not ended it yet) and
     takes no lock of the seat's row (a reaction names its seat without a foreign key):
     it is stored, and the kick's ban, then free to lock the room, comes after it."""
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite runs one writer at a time (DATABASE_URL unset)")
-    room, _, _ = make_room()
-    bob = join_seat(room, "Bob").seat
-    message_id, _ = services.message_post(seat=bob, content="x", now=timezone.now())
+    room, _, bob, message_id = bobs_message_on_postgresql()
     outcome: list[str] = []
     failures: list[Exception] = []
     worker = on_another_connection(lambda: outcome.append(change_by(bob, change, message_id)), failures)
