@@ -36,9 +36,10 @@ function folded(name) {
 // The server's answer to a CreateRoom or JoinRoom, checked against what was asked:
 // `sealed` (a secret is held, or this is a sealed room's page), `keyCheck` (the one a
 // CreateRoom sent, which the room must keep), `name`, and `resuming` (a participant token
-// went with it, whose name comes back as it was first given, compared by case). A server that answers a sealed room as a standard one could read everything
-// typed next, and one that changes the name has the page's messages sealed under
-// someone else's (PROTOCOL.md, "Sealed rooms"): the problem in words, or null.
+// went with it, whose name comes back as it was first given, compared by case). A server
+// that answers a sealed room as a standard one could read everything typed next, and one
+// that changes the name has the page's messages sealed under someone else's
+// (PROTOCOL.md, "Sealed rooms"): the problem in words, or null.
 export function answerProblem(message, asked) {
   const info = message.room_info;
   if (asked.sealed && !(info.sealed === true && message.encryption_key == null)) return UNSEALED_ANSWER;
