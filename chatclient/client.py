@@ -978,6 +978,12 @@ class ChatClient:
             keys = SealedKeys.from_secret(seat.secret)
             # A secret that is not this room's is never used: nothing is sent under it.
             sealed = keys if keys.key_check == room.key_check else None
+            if sealed is None and frame["type"] == "RoomCreated":
+                # This client's own secret: another key check is the server's doing, and
+                # the room's share link would not open the room.
+                raise ChatError(
+                    "server_tampered", "The server answered with another key check than this client sent."
+                )
         if frame["type"] == "RoomCreated":
             seat = _Seat(room.join_key, room.owner, seat.password, seat.secret, frame["owner_token"])
         self.room, self._key, self._sealed, self.name = room, key, sealed, name
@@ -999,16 +1005,6 @@ class ChatClient:
         (`ChatError` `server_tampered`): nothing is sent under what it answered."""
         if seat.secret is not None and not (room.sealed and frame["encryption_key"] is None):
             raise ChatError("server_tampered", "The server answered as if this sealed room were not sealed.")
-        if (
-            frame["type"] == "RoomCreated"
-            and seat.secret is not None
-            and room.key_check != SealedKeys.from_secret(seat.secret).key_check
-        ):
-            # This client's own secret: another key check is the server's doing, and the
-            # room's share link would not open the room.
-            raise ChatError(
-                "server_tampered", "The server answered with another key check than this client sent."
-            )
         name = frame.get("name")
         before = self.room
         if self._joining is None and before is not None:  # a rejoin: the same room, the same name

@@ -4,7 +4,6 @@ filesystem that fills up, and is freed again.
 Mounting needs root: without it these tests are skipped and say so, unless
 DISK_TESTS_REQUIRED=1 (set by .ci/run), which makes them fail instead."""
 
-import base64
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 
 from tests.e2e.servers import ServerProcess, manage, production_env
 from tests.e2e.wsclient import Client, room_of_two
+from tests.helpers import upload_frame
 
 SIZE = "8m"
 SERVER_ERROR = "server_error"
@@ -95,14 +95,9 @@ def blob_files(var: Path) -> set[str]:
     return {str(path.relative_to(root)) for path in root.glob("??/*")}
 
 
-def upload_frame(data: bytes, name: str = "notes.txt") -> dict:
-    content = base64.b64encode(data).decode()
-    return {"type": "UploadFile", "name": name, "mime_type": "text/plain", "content": content}
-
-
 async def upload(client: Client, data: bytes, name: str = "notes.txt") -> dict:
     """The uploader's answer: FileUploaded, or the Error."""
-    await client.send(**upload_frame(data, name))
+    await client.send(**upload_frame(data, name, "text/plain"))
     while True:
         frame = await client.recv(within=20)
         if frame["type"] in {"FileUploaded", "Error"}:
