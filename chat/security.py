@@ -332,8 +332,11 @@ class RequestLimit:
     body is sent, against FILE_REQUESTS_PER_ADDRESS and FILE_REQUESTS_PER_PROCESS: each
     looks its session up in the database, in the queue a socket's join waits in, and a
     flood of them from one address held every join of the process for seconds; their
-    bodies wait on a client that may not read, where a page's do not. A request with no
-    client address (a Unix socket) counts only against the process."""
+    bodies wait on a client that may not read, where a page's do not. Not until the
+    application returns: Django then closes the response in the database thread, which
+    may be busy, and a kept-alive connection's next download came meanwhile (one
+    address's four connections through nginx held up to eight places). A request with
+    no client address (a Unix socket) counts only against the process."""
 
     EXEMPT = frozenset({"/healthz"})
     EXEMPT_PREFIXES = ("/static/",)
@@ -353,10 +356,23 @@ class RequestLimit:
             limit, per_address = settings.FILE_REQUESTS_PER_PROCESS, settings.FILE_REQUESTS_PER_ADDRESS
             if not self.files.enter(address, limit, per_address):
                 return await busy(send)
+            held = True
+
+            def leave() -> None:
+                nonlocal held
+                if held:
+                    held = False
+                    self.files.leave(address)
+
+            async def send_counted(message: dict) -> None:
+                await send(message)
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    leave()
+
             try:
-                return await self.application(scope, receive, send)
+                return await self.application(scope, receive, send_counted)
             finally:
-                self.files.leave(address)
+                leave()
         admitted: bool | None = None  # None: the body is not all in yet
 
         async def receive_admitted() -> dict:

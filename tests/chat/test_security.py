@@ -295,6 +295,34 @@ async def test_downloads_in_flight_are_bounded_apart_per_address_and_per_process
     assert limit.files.total == 0 and not limit.files.owners  # every place given back
 
 
+async def test_a_download_gives_its_place_back_once_its_body_is_sent(settings):
+    """Django closes a response after sending it, in the database thread, which may be
+    busy: a kept-alive connection's next download came meanwhile and found the place of
+    the one it had already read still held (one address's four connections through
+    nginx were refused 503 at six places)."""
+    settings.FILE_REQUESTS_PER_ADDRESS = 1
+    closed = asyncio.Event()
+
+    async def download(scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        await send({"type": "http.response.body", "body": b"end"})
+        await closed.wait()  # Django's response.close, waiting for its thread
+
+    limit = RequestLimit(download)
+    first = Request(limit, "10.0.0.1", "/files/a")
+    await settle()
+    assert [message.get("body") for message in first.sent[1:]] == [b"part", b"end"]
+    assert not first.task.done() and limit.files.total == 0
+    following = Request(limit, "10.0.0.1", "/files/b")
+    await settle()
+    assert following.status == 200 and limit.files.owners == {}
+    closed.set()
+    await asyncio.gather(first.task, following.task)
+    assert limit.files.total == 0 and not limit.files.owners  # given back once, not twice
+
+
 async def test_a_place_is_taken_once_the_body_is_in_and_given_back_however_the_request_ends(settings):
     settings.HTTP_REQUESTS_PER_ADDRESS, settings.HTTP_REQUESTS_PER_PROCESS = 1, 64
     app = Pages()
