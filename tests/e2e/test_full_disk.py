@@ -1,24 +1,35 @@
 """A `serve` process whose CHAT_VAR_DIR (database, WAL, blobs, keys) is on a small
-filesystem that fills up, and is freed again.
+filesystem that fills up, and is freed again; and one on PostgreSQL whose database is
+in a tablespace on such a filesystem.
 
 Mounting needs root: without it these tests are skipped and say so, unless
-DISK_TESTS_REQUIRED=1 (set by .ci/run), which makes them fail instead."""
+DISK_TESTS_REQUIRED=1 (set by .ci/run), which makes them fail instead. The PostgreSQL
+ones also need DATABASE_URL, naming a server on this machine (a tablespace is a folder
+of the server's)."""
 
 import json
 import os
+import pwd
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 
-from tests.e2e.servers import ServerProcess, manage, production_env
+from tests.e2e.servers import ServerProcess, drop_postgres, manage, production_env
 from tests.e2e.wsclient import Client, room_of_two
 from tests.helpers import upload_frame
 
 SIZE = "8m"
+# The PostgreSQL tablespace's: a fresh database and its migrations take about 9 MiB.
+PG_SIZE = "24m"
 SERVER_ERROR = "server_error"
 STORAGE_FULL = "The server's storage is full; try again later."
 
@@ -59,22 +70,33 @@ class SmallDisk:
         self.filler.unlink(missing_ok=True)
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    """A tmpfs mounted for the test, unmounted at teardown whatever happened (lazily if a
-    process still holds a file on it)."""
-    if reason := mount_unavailable():
-        if os.environ.get("DISK_TESTS_REQUIRED") == "1":
-            pytest.fail(f"DISK_TESTS_REQUIRED=1 but {reason}")
-        pytest.skip(reason)
-    root = tmp_path / "disk"
-    root.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs", str(root)], check=True)
+def not_run(reason: str) -> None:
+    if os.environ.get("DISK_TESTS_REQUIRED") == "1":
+        pytest.fail(f"DISK_TESTS_REQUIRED=1 but {reason}")
+    pytest.skip(reason)
+
+
+@contextmanager
+def mounted(root: Path, size: str = SIZE) -> Iterator[SmallDisk]:
+    """A tmpfs of `size` on `root` while the generator runs, unmounted after whatever
+    happened (lazily if a process still holds a file on it)."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root)], check=True)
     try:
         yield SmallDisk(root)
     finally:
         if subprocess.run(["umount", str(root)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(root)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A tmpfs mounted for the test."""
+    if reason := mount_unavailable():
+        not_run(reason)
+    root = tmp_path / "disk"
+    root.mkdir()
+    with mounted(root) as disk:
+        yield disk
 
 
 @pytest.fixture
@@ -208,3 +230,115 @@ def test_healthz_says_when_the_disk_is_full(full_disk_server) -> None:
     finally:
         disk.free()
     assert healthz(server)[0] == 200
+
+
+@pytest.fixture
+def postgresql_on_a_small_disk(servers, tmp_path: Path) -> Iterator[tuple[ServerProcess, SmallDisk, Path]]:
+    """One `serve` process on a fresh PostgreSQL database made in a tablespace on a small
+    tmpfs, as on a site whose database volume fills up (the server's own WAL stays on its
+    disk); the blobs and keys on the usual disk."""
+    if reason := mount_unavailable():
+        not_run(reason)
+    database_url = os.environ.get("DATABASE_URL", "")
+    if not database_url.startswith("postgres"):
+        not_run("DATABASE_URL (PostgreSQL) is not set: a full PostgreSQL disk is not tested")
+    try:
+        owner = pwd.getpwnam("postgres")
+    except KeyError:
+        not_run("no postgres user on this machine: its PostgreSQL server cannot have a tablespace here")
+    # A folder the server's user can reach: pytest's tmp_path is root's alone.
+    root = Path(tempfile.mkdtemp(prefix="chat-pgdisk-"))
+    root.chmod(0o755)
+    name = f"chat_full_{uuid.uuid4().hex[:8]}"
+    try:
+        with mounted(root, PG_SIZE) as disk:
+            folder = root / "tablespace"
+            folder.mkdir()
+            os.chown(folder, owner.pw_uid, owner.pw_gid)
+            with psycopg.connect(database_url, autocommit=True) as connection:
+                connection.execute(f"CREATE TABLESPACE {name} LOCATION '{folder}'")
+                connection.execute(f'CREATE DATABASE "{name}" TABLESPACE {name}')
+            try:
+                url = urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+                var = tmp_path / "var"
+                env = production_env(DATABASE_URL=url, CHAT_VAR_DIR=str(var))
+                manage(env, "migrate", "--noinput")
+                (server,) = servers(env)
+                yield server, disk, var
+                server.stop()
+            finally:
+                drop_postgres(database_url, name)
+                with psycopg.connect(database_url, autocommit=True) as connection:
+                    connection.execute(f"DROP TABLESPACE IF EXISTS {name}")
+    finally:
+        root.rmdir()  # empty once unmounted: the tablespace's folder was on the tmpfs
+
+
+async def test_chat_on_a_full_postgresql_disk_is_refused_never_shown_and_recovers(
+    postgresql_on_a_small_disk,
+) -> None:
+    """PostgreSQL's disk_full (53100), when a message needs a page the volume cannot give:
+    `server_error` saying so to the sender, a warning line and no traceback in the log,
+    nothing shown to anyone; the same connections chat again once space is back, and a
+    newcomer's history holds exactly the stored messages. (/healthz cannot see a
+    PostgreSQL server's disk: docs/production.md says to watch it there.)"""
+    server, disk, _ = postgresql_on_a_small_disk
+    alice, bob, join_key = await room_of_two(server.url)
+    try:
+        await alice.say("before")
+        stored = [(await alice.expect("ChatMessage"))["id"]]
+        await bob.expect("ChatMessage")
+        disk.fill()
+
+        logged = server.log_path.stat().st_size
+        for index in range(5):
+            await alice.say("x" * 4000 + str(index))
+            refused = await alice.expect("Error", within=20)
+            assert (refused["code"], refused["message"]) == (SERVER_ERROR, STORAGE_FULL)
+        await nothing_more(bob)
+        lines = server.log_path.read_bytes()[logged:].decode().splitlines()
+        assert len([line for line in lines if "storage is full: a frame was refused" in line]) == 5, lines
+        assert not [line for line in lines if "Traceback" in line], lines
+        assert server.process.poll() is None
+        assert await bob.members() == ["Owner", "Bob"]
+
+        disk.free()
+        await alice.say("after")
+        stored.append((await alice.expect("ChatMessage"))["id"])
+        assert (await bob.expect("ChatMessage"))["id"] == stored[-1]
+        carol = await Client.open(server.url)
+        await carol.join(join_key, "Carol")
+        history = await carol.expect("History")
+        assert [message["id"] for message in history["messages"]] == stored
+        await carol.close()
+    finally:
+        await alice.close()
+        await bob.close()
+        disk.free()
+
+
+async def test_an_upload_a_full_postgresql_disk_refuses_leaves_no_blob(postgresql_on_a_small_disk) -> None:
+    """The blob is written first, on its own disk, which has room; its row then cannot
+    be stored: `server_error` saying so, and the blob is removed, not left without a row
+    for purge_files to find an hour later."""
+    server, disk, var = postgresql_on_a_small_disk
+    alice, bob, _ = await room_of_two(server.url)
+    try:
+        before = blob_files(var)
+        disk.fill()
+
+        refused = await upload(alice, b"a file for a full database\n" * 2000)
+
+        assert refused["type"] == "Error"
+        assert (refused["code"], refused["message"]) == (SERVER_ERROR, STORAGE_FULL)
+        assert blob_files(var) == before
+        await nothing_more(bob)
+
+        disk.free()
+        again = await upload(alice, b"fits now\n" * 2000)
+        assert again["type"] == "FileUploaded"
+        assert len(blob_files(var)) == len(before) + 1
+    finally:
+        await alice.close()
+        await bob.close()
+        disk.free()
