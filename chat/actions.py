@@ -140,7 +140,7 @@ def hold_frame(text: str) -> int:
     process's UPLOADS_IN_FLIGHT_BYTES before it is parsed; past it the frame is
     `rate_limited` unread. `frame_done` gives them back once the frame is answered."""
     if not uploads_in_flight.take(len(text)):
-        raise ProtocolError(ErrorCode.RATE_LIMITED, "The server is busy with uploads; try again shortly.")
+        raise OverLimit("UPLOADS_IN_FLIGHT_BYTES", "The server is busy with uploads; try again shortly.")
     return len(text)
 
 
@@ -209,7 +209,7 @@ async def create_room(conn: Connection, command: protocol.CreateRoom) -> None:
     require_no_room(conn)
     await take_join(conn)
     if command.password and passwords.busy():  # refused before any Redis round trip
-        raise Busy()
+        raise Busy("PASSWORD_HASH_QUEUE")
     # ROOMS_PER_HOUR per address: a place taken first, given back if no room was made.
     rooms, address = room_creations(), conn.address or "unknown"
     claim = await rooms.claim(address, settings.ROOMS_PER_HOUR)
@@ -365,7 +365,7 @@ async def take_chat(conn: Connection, content: str | None = None) -> None:
     content's size, then what the client's address may store in all
     (CHAT_BYTES_PER_ADDRESS_*: its content and ROW_BYTES), across processes with Redis."""
     if not conn.chat_bucket.take():
-        raise ProtocolError(ErrorCode.RATE_LIMITED)
+        raise OverLimit("CHAT_RATE_*")
     conn.slot = conn.chat_bucket  # given back if the frame is refused for its rate after all
     size = 0 if content is None else len(content)
     if size > settings.CHAT_MAX_CONTENT:
@@ -373,7 +373,7 @@ async def take_chat(conn: Connection, content: str | None = None) -> None:
     address, amount = conn.address or "unknown", size + ROW_BYTES
     shared = shared_bytes()
     if not (chat_bytes.take(address, amount) if shared is None else await shared.take(address, amount)):
-        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too much stored from this address; wait a moment.")
+        raise OverLimit("CHAT_BYTES_PER_ADDRESS_*", "Too much stored from this address; wait a moment.")
 
 
 async def edit_message(conn: Connection, command: protocol.EditMessage) -> None:
@@ -490,7 +490,7 @@ async def ready_for_large_reply(conn: Connection, most: int) -> None:
     (docs/protocol-notes.md, "Large replies wait for the reader")."""
     await conn.outbox.drained()
     if not large_reply_fits(conn.outbox.owner, most):
-        raise ProtocolError(ErrorCode.RATE_LIMITED, "Your connections have much unread; read it first.")
+        raise OverLimit("WS_SEND_QUEUE_BYTES", "Your connections have much unread; read it first.")
     add_backlog(conn.outbox.owner, most)
     conn.reserved += most
 
@@ -532,7 +532,7 @@ def take_read(conn: Connection) -> None:
         raise OverLimit("READS_PER_MINUTE", "Too many requests; wait a minute.")
     conn.slot = conn.reads
     if not read_bytes.left(conn.address or "unknown"):
-        raise ProtocolError(ErrorCode.RATE_LIMITED, "Your connections have read much; wait a moment.")
+        raise OverLimit("READ_BYTES_PER_ADDRESS_*", "Your connections have read much; wait a moment.")
 
 
 def read_reply(conn: Connection, text: str) -> str:

@@ -60,11 +60,12 @@ class ProtocolError(Exception):
 
 
 class OverLimit(ProtocolError):
-    """`rate_limited` by a limit the operator sets: `setting` names it in the log line
-    (`event=error code=rate_limited limit=ROOMS_PER_HOUR`), never to the client, whose
-    `message` says the limit in its own terms."""
+    """`rate_limited` by a limit the operator sets, as every `rate_limited` is: `setting`
+    names it in the log line (`event=error code=rate_limited limit=ROOMS_PER_HOUR`; a
+    pair of settings as `CHAT_RATE_*`), never to the client, whose `message` says the
+    limit in its own terms."""
 
-    def __init__(self, setting: str, message: str) -> None:
+    def __init__(self, setting: str, message: str | None = None) -> None:
         super().__init__(ErrorCode.RATE_LIMITED, message)
         self.setting = setting
 

@@ -10,7 +10,7 @@ from django.conf import settings
 
 from chat import redis_clients
 from chat.address_limits import RedisQuota, remember
-from chat.errors import ErrorCode, ProtocolError
+from chat.errors import OverLimit
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ async def checked_password(
     not happen (refused, failed, cancelled). No place left: `rate_limited`."""
     claim = await failures.claim(address)
     if claim is None:
-        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many wrong passwords; wait a minute.")
+        raise OverLimit("JOIN_FAILURES_PER_MINUTE", "Too many wrong passwords; wait a minute.")
     try:
         right = await check()
     except BaseException:

@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from chat.errors import ErrorCode, ProtocolError
+from chat.errors import OverLimit
 
 # The client address the current frame or download came from (set by the consumer for
 # each frame, and by files/views.py): whose share of a queue a job takes. None counts in
@@ -26,11 +26,12 @@ from chat.errors import ErrorCode, ProtocolError
 work_owner: ContextVar[str | None] = ContextVar("work_owner", default=None)
 
 
-class Busy(ProtocolError):
-    """A queue of work is full: the client that sent the work gets `rate_limited`."""
+class Busy(OverLimit):
+    """A queue of work is full: the client that sent the work gets `rate_limited`, and
+    the log names the queue's setting."""
 
-    def __init__(self) -> None:
-        super().__init__(ErrorCode.RATE_LIMITED, "The server is busy; try again in a moment.")
+    def __init__(self, setting: str) -> None:
+        super().__init__(setting, "The server is busy; try again in a moment.")
 
 
 class Admission:
@@ -119,7 +120,7 @@ class Workers:
         owner = work_owner.get()
         limit = getattr(settings, self.queue_setting)
         if not self.admission.enter(owner, limit, settings.WORK_QUEUE_PER_ADDRESS):
-            raise Busy()
+            raise Busy(self.queue_setting if self.admission.total >= limit else "WORK_QUEUE_PER_ADDRESS")
         try:
             job = self.executor.submit(function, *args)
         except BaseException:
@@ -203,7 +204,7 @@ class DatabaseWork:
         async def run(*args: Any, **kwargs: Any) -> Any:
             limit = settings.DATABASE_QUEUE
             if not self.admission.enter(None, limit, limit):
-                raise Busy()
+                raise Busy("DATABASE_QUEUE")
             try:
                 async with self.turn():
                     return await call(*args, **kwargs)

@@ -16,7 +16,7 @@ from chat.actions import (
     take_chat,
     take_read,
 )
-from chat.errors import ErrorCode, ProtocolError
+from chat.errors import ErrorCode, OverLimit, ProtocolError
 from chat.hub import publish
 from chat.oplog import event
 from chat.ratelimit import take_slot
@@ -36,7 +36,7 @@ async def upload_file(conn: Connection, command: protocol.UploadFile) -> None:
         raise ProtocolError(ErrorCode.NOT_IN_ROOM)
     if not take_slot(conn.uploads, settings.FILES_UPLOADS_PER_MINUTE):
         await check_content(command)
-        raise ProtocolError(ErrorCode.RATE_LIMITED, "Too many uploads; wait a minute.")
+        raise OverLimit("FILES_UPLOADS_PER_MINUTE", "Too many uploads; wait a minute.")
     conn.slot = conn.uploads
     # A sealed room's file arrives encrypted: its nonce and tag come on top of the limit.
     overhead = protocol.MIN_CIPHERTEXT_BYTES if seat.sealed else 0

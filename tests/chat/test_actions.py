@@ -115,6 +115,50 @@ async def test_other_limits_name_their_setting_in_the_log(connection, settings, 
     assert lines == [f"event=error code=rate_limited client={ADDRESS} limit=JOINS_PER_MINUTE"]
 
 
+async def test_every_rate_limited_refusal_names_its_setting_in_the_log(
+    connection, settings, caplog, monkeypatch
+):
+    """Before, only the room, join and read limits did (`event=error code=rate_limited`
+    alone): an operator whose users were refused for their chat rate, their address's
+    stored, read or unread bytes, or the uploads in flight could not tell which
+    setting to raise."""
+    conn = connection.conn
+    conn.seat = a_seat()
+    caplog.set_level(logging.INFO, logger="chat.events")
+    message = protocol.ChatMessage(content="hello")
+    conn.chat_bucket = TokenBucket(burst=1, rate=0)
+    with monkeypatch.context() as patched:
+        patched.setattr(ratelimit.chat_bytes, "take", lambda address, amount: False)
+        await refusal(conn, actions.chat_message, message)  # gives its token back
+    assert conn.chat_bucket.take()
+    await refusal(conn, actions.chat_message, message)  # the bucket is empty now
+    with monkeypatch.context() as patched:
+        patched.setattr(ratelimit.read_bytes, "left", lambda address: False)
+        await refusal(conn, actions.get_members, protocol.GetMembers())
+    unread = settings.WS_SEND_QUEUE_BYTES + 1
+    outbox.add_backlog(ADDRESS, unread)
+    try:
+        await refusal(conn, actions.get_members, protocol.GetMembers())
+    finally:
+        outbox.add_backlog(ADDRESS, -unread)
+    settings.UPLOADS_IN_FLIGHT_BYTES = 3 * protocol.LARGE_STRING
+    held = actions.hold_frame("x" * 2 * protocol.LARGE_STRING)
+    try:
+        with pytest.raises(ProtocolError) as uploads:
+            actions.hold_frame("x" * 2 * protocol.LARGE_STRING)
+        await actions.refuse(conn, uploads.value)
+    finally:
+        actions.frame_done(conn, held)
+    lines = [record.getMessage() for record in caplog.records if record.name == "chat.events"]
+    assert [line.rpartition(" limit=")[2] for line in lines] == [
+        "CHAT_BYTES_PER_ADDRESS_*",
+        "CHAT_RATE_*",
+        "READ_BYTES_PER_ADDRESS_*",
+        "WS_SEND_QUEUE_BYTES",
+        "UPLOADS_IN_FLIGHT_BYTES",
+    ], lines
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_join_room_checks_the_room_then_joins_then_unread_then_failures_then_the_key(
     connection, settings, backlog_full

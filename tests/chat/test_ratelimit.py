@@ -147,7 +147,7 @@ async def test_right_passwords_and_failed_checks_give_their_place_back(limit_of_
     assert await guesses(failures, "a", [True] * 20) == ["right"] * 5 + ["rate_limited"] * 15
 
     async def broken() -> bool:
-        raise workers.Busy()
+        raise workers.Busy("PASSWORD_HASH_QUEUE")
 
     for _ in range(10):
         with pytest.raises(workers.Busy):

@@ -38,12 +38,14 @@ async def test_a_full_queue_refuses_at_once_and_frees_when_jobs_end(settings):
     with pytest.raises(ProtocolError) as refused:
         await pool.run(gate.wait)  # a third job of the same address
     assert refused.value.code == ErrorCode.RATE_LIMITED
+    assert refused.value.setting == "WORK_QUEUE_PER_ADDRESS"  # the log's `limit=`
     workers.work_owner.set("10.0.0.2")
     other = asyncio.create_task(pool.run(gate.wait))
     await asyncio.sleep(0)
     workers.work_owner.set("10.0.0.3")
-    with pytest.raises(workers.Busy):
+    with pytest.raises(workers.Busy) as full:
         await pool.run(gate.wait)  # three in all: the queue is full
+    assert full.value.setting == "TEST_WORK_QUEUE"
     gate.set()
     assert await asyncio.gather(*first, other) == [True, True, True]
     await asyncio.sleep(0.05)  # the done callbacks have run
@@ -75,8 +77,9 @@ async def test_the_database_queue_refuses_past_its_bound(settings):
     slow = work(gate.wait)
     waiting = [asyncio.create_task(slow(5)) for _ in range(2)]
     await asyncio.sleep(0.05)
-    with pytest.raises(workers.Busy):
+    with pytest.raises(workers.Busy) as full:
         await slow(5)
+    assert full.value.setting == "DATABASE_QUEUE"
     gate.set()
     assert await asyncio.gather(*waiting) == [True, True]
     assert work.admission.total == 0
