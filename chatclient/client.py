@@ -96,6 +96,42 @@ NEVER_SHARED = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml",
 ALLOWED_MIME_TYPES = frozenset(
     {"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain", "application/zip"}
 )
+# How each type's bytes begin, as the server checks a standard room's files
+# (files/validation.py SIGNATURES; tests/chatclient/test_sealed.py keeps the two equal):
+# in a sealed room the server sees ciphertext, so this client checks its own uploads, as
+# the page does. image/webp and text/plain are checked in `contents_are`.
+SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "application/pdf": (b"%PDF-",),
+    "application/zip": (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"),
+    "application/gzip": (b"\x1f\x8b",),
+    "image/bmp": (b"BM",),
+    "audio/mpeg": (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"),
+    "audio/ogg": (b"OggS",),
+}
+
+
+def contents_are(mime_type: str, data: bytes) -> bool:
+    """Whether `data` is what `mime_type` says, where this client knows how to tell
+    (magic bytes, or UTF-8 without NUL for text); a type it cannot check, which its user
+    allowed (`allowed_mime_types`), passes."""
+    mime_type = _base_type(mime_type)
+    if mime_type == "text/plain":
+        if b"\x00" in data:
+            return False
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+    if mime_type == "image/webp":
+        return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    signatures = SIGNATURES.get(mime_type)
+    return signatures is None or data.startswith(signatures)
+
+
 # The server's default limits (PROTOCOL.md, Limits), checked here before anything is sent:
 # a frame over the transport limit would end the connection (1009) instead of being
 # answered. The server does not tell its own over the WebSocket: a client of a server
@@ -588,8 +624,9 @@ class ChatClient:
         """Upload a file (a path, `~` allowed, or bytes with a `name`); the room sees `FileShared`.
         A file over `max_file_size` is refused here, before it is read (`ChatError`
         `file_too_large`), nothing sent. In a sealed room this client applies the
-        allow-list (`allowed_mime_types`, never html or svg): another type is refused here
-        (`ChatError` `mime_not_allowed`)."""
+        allow-list (`allowed_mime_types`, never html or svg) and checks that the bytes are
+        of their type, as the server does in a standard room: another type, or a
+        "photo.png" that is no PNG, is refused here (`ChatError` `mime_not_allowed`)."""
         if isinstance(path_or_bytes, bytes | bytearray | memoryview):
             if name is None:
                 raise ValueError("name is required when uploading bytes")
@@ -631,6 +668,8 @@ class ChatClient:
             raise ChatError(
                 "mime_not_allowed", f"Files of type {mime_type} are not shared here. Allowed: {allowed}."
             )
+        if not contents_are(mime_type, data):  # the server's answer in a standard room
+            raise ChatError("mime_not_allowed", f"The file's contents are not {_base_type(mime_type)}.")
         file_key, blob = await asyncio.to_thread(seal_file, data)
         frame = {
             "type": "UploadFile",

@@ -27,6 +27,7 @@ from chatclient import (
     Reconnecting,
     RoomInfo,
 )
+from chatclient import client as client_module
 from chatclient.client import _is_card, _Seat, affinity_hint
 from chatclient.crypto import (
     LinkError,
@@ -36,6 +37,7 @@ from chatclient.crypto import (
     new_room_secret,
     secret_from_link,
 )
+from files import validation
 from tests.chatclient.conftest import (
     CuttableProxy,
     FakeRoom,
@@ -169,6 +171,40 @@ async def test_a_sealed_rooms_files_keep_to_the_type_allow_list_on_both_ends(cli
         await alice.download_file(sent.id)
     assert refused.value.code == "file_not_found"
     assert (await alice.download_file(notes.id))[1] == b"plain words"
+
+
+async def test_a_sealed_upload_whose_bytes_are_not_its_type_is_refused_here(clients, server):
+    """The server checks a standard room's files (magic bytes, UTF-8 for text) and sees
+    only ciphertext in a sealed room: the client checks there, as the page does. Before,
+    a "photo.png" holding HTML was shared, and every page showed it without a preview."""
+    alice = await clients()
+    await alice.create_room("Sealed", owner_name="Alice", sealed=True)
+    for data, name in (
+        (b"<html><script>alert(1)</script></html>", "photo.png"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(64), "report.pdf"),
+        (b"caf\xe9 in Latin-1", "notes.txt"),
+        (b"nul\x00inside", "notes.txt"),
+        (b"RIFF\x00\x00\x00\x00WAVE", "clip.webp"),
+    ):
+        with pytest.raises(ChatError) as refused:
+            await alice.upload_file(data, name=name)
+        assert refused.value.code == "mime_not_allowed" and "contents are not" in refused.value.message, name
+    database = sqlite3.connect(server.env["CHAT_VAR_DIR"] + "/db.sqlite3")
+    assert database.execute("SELECT COUNT(*) FROM files_sharedfile").fetchone() == (0,)
+    database.close()
+    for data, name in (
+        (b"\x89PNG\r\n\x1a\n" + bytes(64), "photo.png"),
+        (b"RIFF\x00\x00\x00\x00WEBP", "clip.webp"),
+        ("café ☕".encode(), "notes.txt"),
+    ):
+        assert (await alice.upload_file(data, name=name)).name == name
+
+
+def test_the_client_checks_each_type_as_the_server_does():
+    assert client_module.SIGNATURES == validation.SIGNATURES
+    for mime_type in validation.VERIFIABLE:
+        for data in (b"\x89PNG\r\n\x1a\n..", b"RIFF1234WEBPVP8 ", b"plain", b"\xff\xfe\x00", b"%PDF-1.7"):
+            assert client_module.contents_are(mime_type, data) == validation.bytes_match(mime_type, data)
 
 
 async def test_wrong_missing_and_truncated_fragments_are_told_in_plain_words(clients):
