@@ -72,3 +72,10 @@ def test_the_cli_runs_as_its_script_and_as_a_module(installed: Path):
     module = run_there(installed, sys.executable, "-m", "chatclient", "--help")
     assert module.returncode == 0, module.stderr
     assert module.stdout.startswith("usage: python -m chatclient ")
+
+
+def test_the_installed_client_is_typed_for_its_users(installed: Path):
+    """The library is typed (mypy checks it here): a bot author's mypy uses its hints
+    only when the installed package carries the PEP 561 marker, else it is `Any` with
+    "missing library stubs or py.typed marker"."""
+    assert (installed / "chatclient" / "py.typed").is_file()
