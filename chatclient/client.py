@@ -77,6 +77,8 @@ EVERYONES = ("ChatMessage", "FileDeleted", "History", "MessageEdited", "MessageD
 CARD_FIELDS = ("name", "mime_type", "size", "sha256", "key")
 # Above every message id (the server's are 64-bit): `history()` from the newest.
 MESSAGE_ID_MAX = 2**63 - 1
+# The text of a sealed room's message of a kind this client does not know (Message.unsupported).
+UNSUPPORTED = "(unsupported message)"
 # Errors the server sends unasked, then closing the socket: no request's answer.
 UNASKED_ERRORS = ("kicked", "room_closed")
 # Close codes after which reconnecting cannot help (PROTOCOL.md, Transport).
@@ -1155,7 +1157,7 @@ class ChatClient:
                 frame["id"], sender, payload["name"], payload["id"], frame["sent_at"],
                 payload["mime_type"], payload["size"], payload["sha256"],
             )  # fmt: skip
-        return Message(frame["id"], sender, "(unsupported message)", frame["sent_at"])
+        return Message(frame["id"], sender, UNSUPPORTED, frame["sent_at"], unsupported=True)
 
     def _first_card(self, message_id: int, card: dict[str, Any]) -> bool:
         """Keep `card` as its file's unless an earlier message carried another card for

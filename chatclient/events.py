@@ -98,7 +98,10 @@ class FileMetadata:
 class Message:
     """A chat message. `text` is None when the content does not open with the room key,
     or in a sealed room does not verify as sent by `sender` (show it as "could not be
-    verified", never under that name)."""
+    verified", never under that name). `unsupported` is True for a sealed room's message
+    that verifies but is of no kind this client knows (a later protocol's, a card of a
+    type it never opens): its `text` is only the placeholder "(unsupported message)",
+    which a member could also have written."""
 
     id: int
     sender: str
@@ -108,6 +111,7 @@ class Message:
     edited_at: str | None = None  # when its author last edited it (History says)
     # Its reactions when History brought it, as `Reactions.reactions` (later: `Reactions` events).
     reactions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    unsupported: bool = False  # `text` is the placeholder, not what anyone wrote
 
 
 @dataclass(frozen=True, slots=True)

@@ -285,6 +285,31 @@ async def test_a_member_who_seals_what_is_not_strict_json_ends_no_ones_client(cl
         ]
 
 
+async def test_a_message_of_no_known_kind_is_told_apart_from_one_saying_so(clients, server):
+    """A sealed payload of a kind the client does not know (a later protocol's, a text
+    whose body is no string, a card of a type never opened) reads as the placeholder
+    "(unsupported message)", which a member may also write: `unsupported` tells which is
+    which, so that a bot does not answer the placeholder as if someone had said it."""
+    alice = await clients()
+    room = await alice.create_room("Sealed", owner_name="Alice", sealed=True)
+    mallory = await clients()
+    await mallory.join_room(room.share_link, "Mallory")
+    for payload in ({"t": "poll", "q": "?"}, {"t": "text", "body": 5}):
+        frame = {"type": "ChatMessage", "content": mallory._seal(payload)}
+        await mallory._websocket().send(json.dumps(frame))
+    await mallory.send("(unsupported message)")
+    got = [await next_of(alice, Message) for _ in range(3)]
+    assert [(m.text, m.unsupported) for m in got] == [
+        ("(unsupported message)", True),
+        ("(unsupported message)", True),
+        ("(unsupported message)", False),
+    ]
+    late = await clients()
+    await late.join_room(room.share_link, "Carol")
+    history = (await next_of(late, History)).messages
+    assert [m.unsupported for m in history if isinstance(m, Message)] == [True, True, False]
+
+
 async def test_a_members_copy_of_anothers_card_neither_renames_nor_breaks_the_file(clients, server):
     """A file's id is learnt from its card, so its first card is its uploader's. A member
     who posts the card again under another name and type, or with another key, or edits
