@@ -178,6 +178,7 @@ class _Seat:
     secret: bytes | None = field(default=None, repr=False)
     owner_token: str | None = field(default=None, repr=False)
     resuming: bool = False  # joined with a participant token: its name comes back by casefold
+    since: int = 0  # the join's `since`: messages up to it were handled before this client
 
 
 @dataclass(slots=True)
@@ -456,6 +457,7 @@ class ChatClient:
         secret: bytes | None = None,
         participant_token: str | None = None,
         owner_token: str | None = None,
+        since: int | None = None,
     ) -> RoomInfo:
         """Join with a join key, or with a whole share link (`https://host/rooms/KEY/#k=...`),
         whose fragment holds a sealed room's secret (or pass `secret`). A sealed room
@@ -465,6 +467,8 @@ class ChatClient:
         come back as that participant, whose messages and uploads stay its own; its other
         connection, if any, is closed (`ConnectionLost` `replaced` there). `owner_token`
         (the room's, from `RoomCreated`): come back with owner rights, also after reconnects.
+        `since` (the id of the last message a process before this one handled): the join's
+        `History` holds only later messages, and reconnects go on from there.
         Text with `#` that is no share link is refused (`link_invalid`), nothing sent."""
         if secret is None:
             join_key, secret = read_link(join_key)
@@ -476,12 +480,16 @@ class ChatClient:
             except (LinkError, TypeError) as exc:
                 message = f"secret: the room's 32 bytes (or pass the whole link), not {type(secret).__name__}"
                 raise ChatError("link_invalid", f"{message}: nothing was sent.") from exc
-        frame = {"type": "JoinRoom", "join_key": join_key, "name": name, "password": password}
+        frame: dict[str, Any] = {"type": "JoinRoom", "join_key": join_key, "name": name, "password": password}
         if participant_token:
             frame["participant_token"] = participant_token
         if owner_token:
             frame["owner_token"] = owner_token
-        seat = _Seat(join_key, name, password, secret, owner_token or None, bool(participant_token))
+        if since is not None:
+            frame["since"] = since
+        seat = _Seat(
+            join_key, name, password, secret, owner_token or None, bool(participant_token), since or 0
+        )
         room = await self._enter_room(seat, frame, "RoomJoined")
         if room.sealed and secret is not None and self._sealed is None:
             await self.leave()
@@ -1036,6 +1044,8 @@ class ChatClient:
             self._seen = set()
             self._senders = {}
             self._cards = {}
+        if self._joining is not None:  # a rejoin asks from here even if no History follows
+            self._last_id = max(self._last_id, seat.since)
         self._seat, self._joining = seat, None
 
     def _check_answer(self, frame: dict[str, Any], seat: _Seat, room: RoomInfo) -> str:

@@ -95,6 +95,35 @@ async def test_messages_sent_while_a_client_is_away_arrive_once_as_history(serve
     assert await next_of(alice, Message) == last
 
 
+async def test_a_restarted_bot_joins_with_since_and_gets_only_what_came_after(server, clients):
+    """A process that starts again (a bot redeployed) passes the last message id it
+    handled: the join's History holds only the later ones, and a drop after a join that
+    brought none rejoins from there too, not from the start of the room."""
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    bot = await clients()
+    await bot.join_room(room.join_key, "Bot")
+    handled = [await alice.send(f"handled {n}") for n in range(2)]
+    token = bot.participant_token
+    await bot.close()
+    missed = [await alice.send(f"missed {n}") for n in range(2)]
+
+    again = await clients()
+    await again.join_room(room.join_key, "Bot", participant_token=token, since=handled[-1].id)
+    assert await next_of(again, History) == History(missed)
+    await again.close()
+
+    proxy = CuttableProxy(server.port)
+    await proxy.start()
+    third = await clients(proxy.url)
+    await third.join_room(room.join_key, "Bot", participant_token=token, since=missed[-1].id)
+    await proxy.cut()
+    later = await alice.send("while the bot is away")
+    await proxy.start()
+    assert await next_of(third, Reconnected) == Reconnected(room)
+    assert await next_of(third, History) == History([later])
+
+
 async def test_a_seat_swept_while_its_socket_lived_comes_back_by_itself(env, clients):
     """The server's process stalled past PRESENCE_TIMEOUT and another process swept Bob's
     seat as a ghost (here: the row marked left, as the sweep does). The next heartbeat
