@@ -13,6 +13,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import mimetypes
 import os
 import random
@@ -28,6 +29,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.frames import Frame, Opcode
 
 from chatclient import wire
 from chatclient.crypto import (
@@ -190,6 +192,22 @@ class _Pending:
 
 
 _END = object()
+
+
+class _NoDataFrames(logging.Filter):
+    """Drops websockets' DEBUG line of each text or binary frame: this client's frames
+    carry the room password (a JoinRoom's last field, which websockets' elided frame
+    still shows), the owner and participant tokens and, from the server, the room key.
+    Its other lines (the connection's state, pings, the close) stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(arg, Frame) and arg.opcode in (Opcode.TEXT, Opcode.BINARY) for arg in args)
+
+
+# The logger of this client's sockets (websockets logs to `websockets.client` by default).
+SOCKET_LOG = logging.getLogger("chatclient.websocket")
+SOCKET_LOG.addFilter(_NoDataFrames())
 
 
 def affinity_hint(join_key: str) -> str:
@@ -848,6 +866,7 @@ class ChatClient:
                 ping_interval=self.keepalive,
                 ping_timeout=self.keepalive,
                 close_timeout=min(self.keepalive, 10.0),
+                logger=SOCKET_LOG,
                 **options,
             )
         except (OSError, TimeoutError, WebSocketException) as exc:

@@ -3,6 +3,7 @@ against the shared vectors: tests/chatclient/test_crypto.py."""
 
 import asyncio
 import json
+import logging
 import ssl
 import subprocess
 import sys
@@ -374,3 +375,20 @@ async def test_a_server_that_stops_answering_is_a_drop_after_the_keepalive():
         await next_of(client, Reconnecting, within=5)
         await next_of(client, Reconnected, within=10)
         await client.close()
+
+
+async def test_debug_logging_shows_no_frame_and_so_no_password_or_token(clients, caplog):
+    """A bot that turns on DEBUG logging gets websockets' connection lines, never its
+    frames: a JoinRoom ends with the room's password (shown whole, websockets keeps a
+    frame's last 24 characters), a rejoin with the owner and participant tokens, and a
+    RoomJoined holds the room key."""
+    caplog.set_level(logging.DEBUG)
+    alice = await clients()
+    room = await alice.create_room("Logged", password="hunter2-pw", owner_name="Ann")
+    bob = await clients()
+    await bob.join_room(room.join_key, "Bob", password="hunter2-pw")
+    await bob.send("hello")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "connection is OPEN" in logged
+    for secret in ("hunter2-pw", alice.owner_token[-12:], bob.participant_token[-12:], "JoinRoom"):
+        assert secret not in logged
