@@ -146,6 +146,10 @@ CHAT_MAX_CONTENT = 65536
 # Rejoin refusals worth retrying (until `reconnect_timeout`): name_taken, since the one
 # who took the name may be a ghost (its process died) until the presence sweep.
 RETRY_CODES = {"connection_failed", "connection_lost", "name_taken", "rate_limited", "server_error"}
+# A rejoin reads back the messages it missed past the server's CHAT_HISTORY_LIMIT in at
+# most this many GetHistory pages of CATCH_UP_PAGE (the page does the same).
+CATCH_UP_PAGES = 3
+CATCH_UP_PAGE = 100
 # Errors that answer a request without ending anything: the server was busy, or failed once.
 BUSY_CODES = ("rate_limited", "server_error")
 
@@ -1225,6 +1229,7 @@ class ChatClient:
 
     async def _rejoin(self, seat: _Seat) -> None:
         ws = self._websocket()
+        since = self._last_id
         frame = {
             "type": "JoinRoom",
             "join_key": seat.join_key,
@@ -1261,9 +1266,54 @@ class ChatClient:
             raise ConnectionLost("connection_lost", "The connection dropped while rejoining.") from exc
         if answer.get("code") not in (None, *BUSY_CODES):
             frames.append(raw)  # not the GetMembers' answer (e.g. room_closed): an event
+        elif since:
+            await self._catch_up(ws, frames, since)
         self._queue.put_nowait(Reconnected(self.room))
         for raw in frames:
             self._handle(raw)
+
+    async def _catch_up(self, ws: ClientConnection, frames: list[str | bytes], since: int) -> None:
+        """The rejoin's History holds only the newest CHAT_HISTORY_LIMIT messages after
+        `since`: read the older ones missed back with GetHistory (a page of one to find
+        out whether any were, then at most CATCH_UP_PAGES pages, as the page does) into
+        it. Events that come meanwhile stay after it; an Error ends the reading."""
+        found = [(at, loaded) for at, raw in enumerate(frames) if _is_join_history(loaded := wire.loads(raw))]
+        if not found or not found[0][1]["messages"]:
+            return
+        at, history = found[0]
+        missed: list[dict[str, Any]] = []
+        before = _message_id(history["messages"][0])
+        for limit in (1, *[CATCH_UP_PAGE] * CATCH_UP_PAGES):
+            if before <= since + 1:
+                break
+            page = await self._history_page(ws, frames, before, limit)
+            newer = [message for message in page if _message_id(message) > since]
+            missed[:0] = newer
+            if len(newer) < len(page) or not newer:
+                break
+            before = _message_id(newer[0])
+        if missed:
+            frames[at] = json.dumps({**history, "messages": missed + history["messages"]})
+
+    async def _history_page(
+        self, ws: ClientConnection, frames: list[str | bytes], before: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """A GetHistory page read while rejoining; the events that come before it are
+        added to `frames`, and an Error is one of them (kicked, room_closed) or, for a
+        busy server, dropped: either way the page is empty."""
+        try:
+            await ws.send(json.dumps({"type": "GetHistory", "before": before, "limit": limit}))
+            while (page := wire.loads(raw := await ws.recv())).get(
+                "type"
+            ) != "History" or "before" not in page:
+                if page.get("type") == "Error":
+                    if page.get("code") not in BUSY_CODES:
+                        frames.append(raw)
+                    return []
+                frames.append(raw)
+        except ConnectionClosed as exc:
+            raise ConnectionLost("connection_lost", "The connection dropped while rejoining.") from exc
+        return page["messages"]
 
     def _fail_pending(self, exc: ChatError) -> None:
         if self._pending is not None and not self._pending.future.done():
@@ -1276,6 +1326,11 @@ class ChatClient:
         self._fail_pending(failure or ConnectionLost("closed", "The client was closed."))
         self._ready.set()
         self._queue.put_nowait(_END)
+
+
+def _is_join_history(frame: Any) -> bool:
+    """A join's History (a `history()` page carries `before`)."""
+    return isinstance(frame, dict) and frame.get("type") == "History" and "before" not in frame
 
 
 # What reading a frame of the wrong shape raises.

@@ -124,6 +124,32 @@ async def test_a_restarted_bot_joins_with_since_and_gets_only_what_came_after(se
     assert await next_of(third, History) == History([later])
 
 
+async def test_more_messages_missed_than_a_history_holds_are_all_caught_up(env, servers):
+    """The rejoin's History holds the newest CHAT_HISTORY_LIMIT messages after `since`:
+    the client reads the older ones it missed back with GetHistory, as the page does, so
+    that a bot away while the room talked on answers every one (it missed the first)."""
+    (server,) = servers({**env, "CHAT_HISTORY_LIMIT": "3"}, 1)
+    proxy = CuttableProxy(server.port)
+    await proxy.start()
+    alice = await ChatClient.connect(server.url)
+    room = await alice.create_room("Room", owner_name="Alice")
+    bot = await ChatClient.connect(proxy.url)
+    await bot.join_room(room.join_key, "Bot")
+    seen = await alice.send("before")
+    assert await next_of(bot, Message) == seen
+
+    await proxy.cut()
+    await next_of(alice, Left)
+    missed = [await alice.send(f"while away {n}") for n in range(8)]
+    await proxy.start()
+    assert await next_of(bot, Reconnected) == Reconnected(room)
+    assert await next_of(bot, History) == History(missed)
+    said = await alice.send("after")
+    assert await next_of(bot, Message) == said
+    await bot.close()
+    await alice.close()
+
+
 async def test_a_seat_swept_while_its_socket_lived_comes_back_by_itself(env, clients):
     """The server's process stalled past PRESENCE_TIMEOUT and another process swept Bob's
     seat as a ghost (here: the row marked left, as the sweep does). The next heartbeat
