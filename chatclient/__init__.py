@@ -3,7 +3,7 @@
 It needs no Django and nothing from the server, only `websockets` and `cryptography`.
 """
 
-from chatclient.client import ChatClient, ChatError, ConnectionLost, socket_url
+from chatclient.client import ChatClient, ChatError, ClientOptions, ConnectionLost, socket_url
 from chatclient.crypto import DecryptError, decrypt, encrypt
 from chatclient.events import (
     ErrorEvent,
@@ -29,6 +29,7 @@ from chatclient.events import (
 __all__ = [
     "ChatClient",
     "ChatError",
+    "ClientOptions",
     "ConnectionLost",
     "DecryptError",
     "ErrorEvent",

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -345,6 +345,22 @@ def reconnect_waits(jitter: Callable[[], float]) -> Iterator[float]:
         step = min(step * 2, RECONNECT_MAX_DELAY)
 
 
+class ClientOptions(TypedDict, total=False):
+    """What `ChatClient.connect(url, ...)` takes besides `url`: `ChatClient`'s options,
+    named here so that a type checker catches a misspelt one."""
+
+    reconnect: bool
+    reconnect_timeout: float
+    max_frame: int
+    ssl_context: ssl.SSLContext | None
+    room: str | None
+    allowed_mime_types: Iterable[str]
+    max_file_size: int
+    max_content: int
+    max_events: int
+    keepalive: float
+
+
 class ChatClient:
     """One connection to a chat server, in at most one room at a time."""
 
@@ -422,7 +438,7 @@ class ChatClient:
         self._closing = False
 
     @classmethod
-    async def connect(cls, url: str, **options: Any) -> ChatClient:
+    async def connect(cls, url: str, **options: Unpack[ClientOptions]) -> ChatClient:
         """Open the connection; raises `ConnectionLost` (`connection_failed`) if it cannot.
         `url` is the server's WebSocket address (`wss://host/ws/`), or any address the
         CLI takes (`socket_url`): `https://host/` (`http` for `ws`), a room's share link

@@ -79,3 +79,27 @@ def test_the_installed_client_is_typed_for_its_users(installed: Path):
     only when the installed package carries the PEP 561 marker, else it is `Any` with
     "missing library stubs or py.typed marker"."""
     assert (installed / "chatclient" / "py.typed").is_file()
+
+
+def test_a_misspelt_option_is_a_type_error_in_the_bot_that_passes_it(installed: Path, tmp_path: Path):
+    """`ChatClient.connect(url, **options)` names its options (`ClientOptions`): a bot's
+    mypy flags `keep_alive=` and passes `keepalive=`, as for `ChatClient(...)` itself."""
+    bot = tmp_path / "bot.py"
+    bot.write_text(
+        "from chatclient import ChatClient\n\n\n"
+        "async def main() -> None:\n"
+        '    await ChatClient.connect("ws://host/ws/", keepalive=5, reconnect_timeout=float("inf"))\n'
+        '    await ChatClient.connect("ws://host/ws/", keep_alive=5)\n'
+    )
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--config-file", os.devnull, str(bot)],
+        env={**os.environ, "MYPYPATH": str(installed)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    errors = [line for line in checked.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and 'bot.py:6: error: Unexpected keyword argument "keep_alive"' in errors[0], (
+        checked.stdout
+    )
