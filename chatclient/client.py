@@ -1235,13 +1235,23 @@ class ChatClient:
                 if self._seat is None:
                     self._queue.put_nowait(Reconnected(None))
                 else:
-                    await self._rejoin(self._seat)
+                    await self._rejoin_readably(self._seat)
                 return
             except ChatError as exc:
                 wait = next(waits)
                 if exc.code not in RETRY_CODES or loop.time() + wait > deadline:
                     raise
             await asyncio.sleep(wait)
+
+    async def _rejoin_readably(self, seat: _Seat) -> None:
+        """`_rejoin`, whose answers the server may have made unreadable (not strict JSON,
+        a field missing or of the wrong type): `ChatError` `invalid_frame` then, as for
+        an answer of the wrong type, not a failure of the client."""
+        try:
+            await self._rejoin(seat)
+        except UNREADABLE as exc:
+            await self._websocket().close()
+            raise ChatError("invalid_frame", f"Unreadable answer to the rejoin: {exc!r}") from exc
 
     async def _rejoin(self, seat: _Seat) -> None:
         ws = self._websocket()
@@ -1292,22 +1302,26 @@ class ChatClient:
         """The rejoin's History holds only the newest CHAT_HISTORY_LIMIT messages after
         `since`: read the older ones missed back with GetHistory (a page of one to find
         out whether any were, then at most CATCH_UP_PAGES pages, as the page does) into
-        it. Events that come meanwhile stay after it; an Error ends the reading."""
-        found = [(at, loaded) for at, raw in enumerate(frames) if _is_join_history(loaded := wire.loads(raw))]
-        if not found or not found[0][1]["messages"]:
-            return
-        at, history = found[0]
+        it. Events that come meanwhile stay after it; an Error, or a frame it cannot read,
+        ends the reading (what it missed then stays missed, as before)."""
         missed: list[dict[str, Any]] = []
-        before = _message_id(history["messages"][0])
-        for limit in (1, *[CATCH_UP_PAGE] * CATCH_UP_PAGES):
-            if before <= since + 1:
-                break
-            page = await self._history_page(ws, frames, before, limit)
-            newer = [message for message in page if _message_id(message) > since]
-            missed[:0] = newer
-            if len(newer) < len(page) or not newer:
-                break
-            before = _message_id(newer[0])
+        try:
+            found = [(at, loaded) for at, raw in enumerate(frames) if _is_history(loaded := wire.loads(raw))]
+            if not found or not found[0][1]["messages"]:
+                return
+            at, history = found[0]
+            before = _message_id(history["messages"][0])
+            for limit in (1, *[CATCH_UP_PAGE] * CATCH_UP_PAGES):
+                if before <= since + 1:
+                    break
+                page = await self._history_page(ws, frames, before, limit)
+                newer = [message for message in page if _message_id(message) > since]
+                missed[:0] = newer
+                if len(newer) < len(page) or not newer:
+                    break
+                before = _message_id(newer[0])
+        except UNREADABLE:
+            pass
         if missed:
             frames[at] = json.dumps({**history, "messages": missed + history["messages"]})
 
@@ -1319,9 +1333,7 @@ class ChatClient:
         busy server, dropped: either way the page is empty."""
         try:
             await ws.send(json.dumps({"type": "GetHistory", "before": before, "limit": limit}))
-            while (page := wire.loads(raw := await ws.recv())).get(
-                "type"
-            ) != "History" or "before" not in page:
+            while not _is_history(page := wire.loads(raw := await ws.recv()), page=True):
                 if page.get("type") == "Error":
                     if page.get("code") not in BUSY_CODES:
                         frames.append(raw)
@@ -1344,9 +1356,9 @@ class ChatClient:
         self._queue.put_nowait(_END)
 
 
-def _is_join_history(frame: Any) -> bool:
-    """A join's History (a `history()` page carries `before`)."""
-    return isinstance(frame, dict) and frame.get("type") == "History" and "before" not in frame
+def _is_history(frame: Any, page: bool = False) -> bool:
+    """A join's History, or with `page` a GetHistory page (which carries `before`)."""
+    return isinstance(frame, dict) and frame.get("type") == "History" and ("before" in frame) == page
 
 
 # What reading a frame of the wrong shape raises.

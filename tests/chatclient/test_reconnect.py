@@ -150,6 +150,32 @@ async def test_more_messages_missed_than_a_history_holds_are_all_caught_up(env, 
     await alice.close()
 
 
+async def test_a_rejoin_answered_with_what_is_not_json_ends_the_stream_as_invalid_frame():
+    """README: what the client reads from the server is strict JSON, anything else an
+    invalid_frame, never the end of the client. A rejoin answered with `NaN` ended it
+    as a crash of its own (`client_error`, the reader task failed with ValueError)."""
+    connections = []
+
+    async def handler(websocket):
+        connections.append(websocket)
+        async for raw in websocket:
+            if json.loads(raw)["type"] != "JoinRoom":
+                continue
+            if len(connections) > 1:
+                await websocket.send("NaN")
+                continue
+            joined = {"type": "RoomJoined", "room_info": FAKE_ROOM, "encryption_key": FAKE_KEY}
+            await websocket.send(json.dumps({**joined, "participants": ["Bob"], "name": "Bob"}))
+            await websocket.close(1012)
+
+    async with fake_server(handler) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        ended = await stream_end(client)
+        assert (ended.code, ended.close_code) == ("invalid_frame", None), ended
+        await client.close()
+
+
 async def test_a_seat_swept_while_its_socket_lived_comes_back_by_itself(env, clients):
     """The server's process stalled past PRESENCE_TIMEOUT and another process swept Bob's
     seat as a ghost (here: the row marked left, as the sweep does). The next heartbeat
