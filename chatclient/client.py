@@ -173,10 +173,11 @@ class ConnectionLost(ChatError):
 
 @dataclass(slots=True)
 class _Seat:
-    """What it takes to rejoin the room after a reconnect. Its password, secret and owner
-    token stay out of its repr (a log line, a traceback's locals, an error report)."""
+    """What it takes to rejoin the room after a reconnect. Its join key, password, secret
+    and owner token stay out of its repr (a log line, a traceback's locals, an error
+    report)."""
 
-    join_key: str
+    join_key: str = field(repr=False)
     name: str
     password: str | None = field(repr=False)
     # A sealed room's secret and the room's owner token: taken up only once the server

@@ -49,7 +49,9 @@ class RoomInfo:
     id: str
     name: str
     description: str
-    join_key: str
+    # Who has it joins (with the password, if the room has one) and, in a standard room,
+    # reads: a repr never shows it, as nginx's access log never does (docs/production.md).
+    join_key: str = field(repr=False)
     has_password: bool
     owner: str
     created_at: str

@@ -69,16 +69,20 @@ def test_share_links_carry_exactly_a_32_byte_secret():
     assert len(base64.b64decode(SealedKeys.from_secret(secret).key_check)) == 16
 
 
-def test_a_room_info_never_prints_its_share_link():
-    """The share link holds a sealed room's secret: a repr (a log line, a traceback,
-    a debugger) leaves it out; the field itself and asdict() still have it."""
+def test_a_room_info_never_prints_its_share_link_or_join_key():
+    """The share link holds a sealed room's secret, the join key lets anyone in (and a
+    standard room's reader read): a repr (a log line, a traceback, a debugger, a bot
+    that logs its `Reconnected(room)`) leaves them out; the fields themselves and
+    asdict() still have them. Before, the join key was in the repr."""
     fragment = link_fragment(new_room_secret())
     link = "https://chat.example/rooms/AbC/#" + fragment
     room = RoomInfo(
         "r", "Sealed", "", "AbC", False, "Ann", "2026-01-01T00:00:00Z", True, "c" * 22 + "==", link
     )
     assert room.share_link == link and dataclasses.asdict(room)["share_link"] == link
-    assert fragment[2:] not in repr(room) and fragment[2:] not in str(room) and "AbC" in repr(room)
+    assert room.join_key == "AbC" and dataclasses.asdict(room)["join_key"] == "AbC"
+    assert not [part for part in (fragment[2:], "AbC") if part in repr(room) or part in str(room)]
+    assert "Sealed" in repr(room)
 
 
 def test_the_secret_and_its_keys_never_print():
@@ -92,7 +96,7 @@ def test_the_secret_and_its_keys_never_print():
     hidden = [repr(secret)[2:-1], repr(keys.message_key)[2:-1], "pass word", "owner-token-xyz"]
     for text in (repr(keys), str(keys), repr(seat), str(seat)):
         assert not [part for part in hidden if part in text], text
-    assert keys.key_check in repr(keys) and "AbC" in repr(seat)
+    assert keys.key_check in repr(keys) and "AbC" not in repr(seat) and "Ann" in repr(seat)
     assert seat.secret == secret and dataclasses.asdict(keys)["message_key"] == keys.message_key
 
 
