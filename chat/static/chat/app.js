@@ -577,8 +577,49 @@ async function receiveMessage(message, { live = false, older = false } = {}) {
   else if (wasAtBottom) list.scrollTop = list.scrollHeight;
   if (live) conversation.notTyping(message.sender);
   unread.added(item, { mine: own, live, wasAtBottom });
+  if (!older && wasAtBottom) keepRecent();
   if (live && item.classList.contains("mentions-me")) conversation.notifyMention(message.sender, body.text, room.info.name);
   return true;
+}
+
+// A tab left open in a busy room shows at most MESSAGES_KEPT messages: each message that
+// comes while the list shows its end takes the oldest past that number off the page (older
+// pages read by scrolling up too, once the person is back down). They are read again, as
+// older pages, by scrolling up.
+const MESSAGES_KEPT = 500;
+
+function keepRecent() {
+  const list = $("messages");
+  if (list.childElementCount <= MESSAGES_KEPT || !atBottom(list)) return;
+  const extra = list.querySelectorAll("li.message[data-id]").length - MESSAGES_KEPT;
+  let removed = 0;
+  for (let item = list.firstElementChild; removed < extra && item; item = list.firstElementChild) {
+    if (item.contains(document.activeElement)) break; // never the focus: not pulled away
+    if (item.matches("li.message[data-id]")) {
+      forgetShown(item);
+      removed += 1;
+    }
+    item.remove(); // an unread divider above the oldest message kept goes too
+  }
+  if (!removed) return;
+  state.minId = Number(list.querySelector("li.message[data-id]").dataset.id);
+  if (state.historyStart) notAtStart();
+  list.scrollTop = list.scrollHeight;
+}
+
+// A message taken off the page (not deleted): once unseen, an older page brings it back.
+function forgetShown(item) {
+  const id = Number(item.dataset.id);
+  state.seen.delete(id);
+  state.room?.frames.delete(id);
+  if (item.dataset.fileId) files.forget(item);
+}
+
+// Messages older than those shown are on the server again: the button asks for them.
+function notAtStart() {
+  state.historyStart = false;
+  $("history-start").hidden = true;
+  $("load-older").hidden = false;
 }
 
 // How many of `messages` were new to the page.

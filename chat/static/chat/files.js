@@ -385,6 +385,7 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
         // Its sender's client did not check it (a client of another make): no preview.
         throw new Error(`No preview: the contents of ${card.name} are not ${baseType(card.mime_type)}.`);
       }
+      if (!itemsOf(id).length) return answered(id); // its message left the page meanwhile
       const url = URL.createObjectURL(new Blob([bytes], { type: baseType(card.mime_type) }));
       blobUrls.set(id, url);
       previewed(id, url);
@@ -442,6 +443,7 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
         answered(metadata.id);
       }
       if (!PREVIEW_TYPES.has(metadata.mime_type) || blobUrls.has(metadata.id)) return;
+      if (!itemsOf(metadata.id).length) return; // its message left the page meanwhile
       const url = URL.createObjectURL(new Blob([fromBase64(content)], { type: metadata.mime_type }));
       blobUrls.set(metadata.id, url);
       previewed(metadata.id, url);
@@ -452,6 +454,17 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
       const url = blobUrls.get(fileId);
       if (url) URL.revokeObjectURL(url);
       blobUrls.delete(fileId);
+    },
+    // A file message taken off the page (app.js, keepRecent): no longer watched, and its
+    // preview's bytes are let go once no message on the page shows them.
+    forget(item) {
+      const id = item.dataset.fileId;
+      inView.unobserve(item);
+      if ([...itemsOf(id)].some((other) => other !== item)) return;
+      wanted.delete(id);
+      const url = blobUrls.get(id);
+      if (url) URL.revokeObjectURL(url);
+      blobUrls.delete(id);
     },
     // True when the error (answering `request`: requests.js) was about an upload or a
     // preview and has been shown.
