@@ -315,6 +315,9 @@ async def main(args) -> None:
                         await page.context.close()
                         page, cdp = await older_phase(browser, server, link, args.older)
                         await page.evaluate(SCROLL_DOWN)
+                        await bob.close()  # unread meanwhile: its socket is held up
+                        bob = await Client.open(server.url)
+                        await bob.join(join_key_of(link), "Erin")
                         took = await flood(bob, 200, "after")
                         await bob.say("end after")
                         await bob.expect("ChatMessage")
