@@ -69,6 +69,7 @@ LIMITS = {
     "CHAT_BYTES_PER_ADDRESS_SUSTAINED": "1000000000",
     "READS_PER_MINUTE": "100000",
     "FILES_UPLOADS_PER_MINUTE": "100000",
+    "ROOMS_PER_HOUR": "100000",
     "LARGE_FRAME_BYTES_PER_MINUTE": "10000000000",
 }
 
@@ -221,6 +222,9 @@ async def older_phase(browser, server, link: str, pages: int):
     for i in range(pages):
         before = await page.evaluate("() => document.querySelectorAll('#messages li.message').length")
         await page.evaluate("() => { const l = document.getElementById('messages'); l.scrollTop = 0; }")
+        # A preview that loads grows its message, and the list no longer shows its end:
+        # scrolled down as a person would.
+        await page.evaluate(SCROLL_DOWN)
         try:
             await page.wait_for_function(
                 "(n) => document.querySelectorAll('#messages li.message').length !== n",
@@ -261,18 +265,30 @@ async def images_phase(browser, cdp_page, server, count: int) -> None:
         }  # fmt: skip
         await bob.send(type="ChatMessage", content=seal_message(keys.message_key, room_id, "Bob", card))
         await bob.expect("ChatMessage")
-        await page.wait_for_function(
-            "() => document.querySelector('#messages li.message:last-of-type img.preview')",
-            timeout=60_000,
-        )
+        # A preview that loads grows its message, and the list no longer shows its end:
+        # scrolled down as a person would.
+        await page.evaluate(SCROLL_DOWN)
+        try:
+            await page.wait_for_function(
+                "() => document.querySelector('#messages li.message:last-of-type img.preview')",
+                timeout=60_000,
+            )
+        except Exception:
+            print(await page.evaluate("() => document.getElementById('messages').lastElementChild.outerHTML"))
+            raise
         if (i + 1) % 20 == 0:
             await page.wait_for_timeout(1000)
             report(f"images {i + 1}", await metrics(page, cdp))
     await bob.close()
 
 
-async def rooms_phase(page, cdp, server, count: int) -> None:
+async def rooms_phase(browser, server, count: int) -> None:
     """Leave and create a room `count` times in the same tab, a few messages in each."""
+    page = await open_page(browser, server)
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Performance.enable")
+    await create_room(page, "First")
+    report("rooms 0", await metrics(page, cdp))
     for i in range(count):
         await page.click("#leave")
         await page.wait_for_selector("#lobby", state="visible")
@@ -285,6 +301,7 @@ async def rooms_phase(page, cdp, server, count: int) -> None:
         await guest.close()
         if (i + 1) % 10 == 0:
             report(f"rooms {i + 1}", await metrics(page, cdp))
+    await page.context.close()
 
 
 async def open_page(browser, server, url: str = ""):
@@ -328,7 +345,7 @@ async def main(args) -> None:
                         )
                     await bob.close()
                 if args.rooms:
-                    await rooms_phase(page, cdp, server, args.rooms)
+                    await rooms_phase(browser, server, args.rooms)
                 if args.images:
                     await images_phase(browser, cdp, server, args.images)
             finally:
