@@ -585,8 +585,8 @@ async function receiveMessage(message, { live = false, older = false } = {}) {
 // A tab left open in a busy room shows at most MESSAGES_KEPT messages: each message that
 // comes while the list shows its end takes the oldest past that number off the page (older
 // pages read by scrolling up too, once the person is back down). They are read again, as
-// older pages, by scrolling up.
-const MESSAGES_KEPT = 500;
+// older pages, by scrolling up. Never fewer than a join's history (CHAT_HISTORY_LIMIT).
+const MESSAGES_KEPT = Math.max(500, config.history_limit);
 
 function keepRecent() {
   const list = $("messages");
