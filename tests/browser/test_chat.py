@@ -196,7 +196,10 @@ def test_a_message_from_another_day_shows_its_date(sqlite_env, server, new_page)
     link = create_room(alice, "Old news", "Alice", sealed=False)
     say(alice, "from last week")
     say(alice, "from today")
-    expect(alice.locator("#messages li .text")).to_have_text(["from last week", "from today"])
+    # Stored (a message shows at once, pending, before the server has it): else the
+    # UPDATE below could find no row yet, and it failed so once under load.
+    stored = alice.locator("#messages li.message[data-id] .text")
+    expect(stored).to_have_text(["from last week", "from today"])
     with sqlite3.connect(Path(sqlite_env["CHAT_VAR_DIR"]) / "db.sqlite3") as db:
         earliest = "(SELECT MIN(id) FROM chat_message)"
         db.execute(f"UPDATE chat_message SET sent_at = datetime(sent_at, '-6 days') WHERE id = {earliest}")
