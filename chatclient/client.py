@@ -200,16 +200,18 @@ _END = object()
 
 
 class _NoDataFrames(logging.Filter):
-    """Drops websockets' DEBUG line of each text or binary frame: this client's frames
-    carry the room password (a JoinRoom's last field, which websockets' elided frame
-    still shows), the owner and participant tokens and, from the server, the room key.
-    Its other lines (the connection's state, pings, the close) stay."""
+    """Drops websockets' DEBUG line of each data frame (text, binary, or a fragment of
+    one): this client's frames carry the room password (a JoinRoom's last field, which
+    websockets' elided frame still shows), the owner and participant tokens and, from
+    the server, the room key. Its other lines (the connection's state, pings, the
+    close) stay."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
-        return not any(isinstance(arg, Frame) and arg.opcode in (Opcode.TEXT, Opcode.BINARY) for arg in args)
+        return not any(isinstance(arg, Frame) and arg.opcode in DATA_OPCODES for arg in args)
 
 
+DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 # The logger of this client's sockets (websockets logs to `websockets.client` by default).
 SOCKET_LOG = logging.getLogger("chatclient.websocket")
 SOCKET_LOG.addFilter(_NoDataFrames())
