@@ -1,6 +1,7 @@
 """Image previews and older pages keep within the socket's READS_PER_MINUTE: previews
 are asked for only for images in view, a couple at a time, and one refused for its rate
-is asked again later; a refused older page is not asked again by scrolling at once."""
+is asked again later; a refused older page is not asked again by scrolling at once; a
+preview comes at its height, so a list that showed its end still does."""
 
 import base64
 import json
@@ -132,4 +133,29 @@ def test_a_sealed_rooms_images_are_previewed_through_the_same_queue(server, new_
     expect(previews).to_have_count(5)
     for i in range(5):
         expect(previews.nth(i)).to_have_js_property("naturalWidth", i + 1)
+    assert alice.console_errors == []
+
+
+def test_a_list_showing_its_end_still_shows_it_once_an_image_preview_is_in(server_with, new_page):
+    server = server_with(CHAT_RATE_BURST="100")
+    alice = new_page(server.http)
+    link = create_room(alice, "Tall pictures", "Alice")
+    messages = alice.locator("#messages")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        bob.said(*(f"line {i}" for i in range(30)))
+        expect(alice.locator("#messages li.message")).to_have_count(30)
+        # A tall image: its preview is 10rem high, far more than the list's end may move.
+        png = base64.b64encode(tiny_png(20, 400)).decode()
+        bob.send(type="UploadFile", name="tall.png", mime_type="image/png", content=png)
+        bob.expect("FileUploaded")
+        expect(alice.locator("#messages li.file img.preview")).to_be_visible()
+        # Let the image take its height (the old page put it in at none and let it grow).
+        alice.wait_for_timeout(300)
+        below = messages.evaluate("list => list.scrollHeight - list.scrollTop - list.clientHeight")
+        assert below < 40, below  # unread.js's NEAR_BOTTOM_PX
+        # So the next message still shows at once, the list following it down.
+        bob.say("after the picture")
+        expect(alice.locator("#messages li.message").last).to_contain_text("after the picture")
+        expect(alice.locator("#messages li.message").last).to_be_in_viewport()
     assert alice.console_errors == []

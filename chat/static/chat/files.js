@@ -6,6 +6,7 @@ import { fromBase64, toBase64 } from "./crypto.js";
 import { backoff, humanError } from "./errors.js";
 import { ariaDisabled, el, setAriaDisabled } from "./render.js";
 import { baseType, INCOMPLETE_LINK, openFile, sealFile, sha256Hex } from "./sealed.js";
+import { atBottom } from "./unread.js";
 
 const $ = (id) => document.getElementById(id);
 const PREVIEW_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
@@ -515,8 +516,15 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
   };
 }
 
-function showPreview(item, name, url) {
-  if (item.querySelector(".preview")) return;
-  // Under the link, above the Delete button.
-  item.querySelector(".text").after(el("img", { className: "preview", attrs: { src: url, alt: `Preview of ${name}` } }));
+// The image is decoded before it goes in, so that it comes at its height: put in at none
+// and left to grow, it pushed the end of a list that showed it out of view, and the list
+// then stopped following new messages down. A list that showed its end still does.
+async function showPreview(item, name, url) {
+  const img = el("img", { className: "preview", attrs: { src: url, alt: `Preview of ${name}` } });
+  await img.decode().catch(() => {}); // one that does not decode shows as the browser shows it
+  if (!item.isConnected || item.querySelector(".preview")) return;
+  const list = item.closest("#messages");
+  const followed = list !== null && atBottom(list);
+  item.querySelector(".text").after(img); // under the link, above the Delete button
+  if (followed) list.scrollTop = list.scrollHeight;
 }
