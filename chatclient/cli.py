@@ -37,6 +37,7 @@ from chatclient.events import (
     Message,
     MessageDeleted,
     MessageEdited,
+    MissedMessages,
     Reactions,
     Reconnected,
     Reconnecting,
@@ -105,6 +106,7 @@ KINDS = {
     ErrorEvent: "error",
     Reconnecting: "reconnecting",
     Reconnected: "reconnected",
+    MissedMessages: "missed_messages",
     EventsDropped: "events_dropped",
 }
 # Shown as "?" so that nobody can drive the reader's terminal (escape sequences), reorder
@@ -675,6 +677,8 @@ def describe(event: Event, locked: bool = False) -> str:
             return "* connection lost; reconnecting..."
         case Reconnected():
             return "* reconnected"
+        case MissedMessages():
+            return f"! messages after #{event.after} and before #{event.before} were missed while away"
         case EventsDropped():
             return f"! {event.count} events dropped: they came faster than they were shown"
     return repr(event)

@@ -60,6 +60,7 @@ from chatclient.events import (
     Message,
     MessageDeleted,
     MessageEdited,
+    MissedMessages,
     Reactions,
     Reconnected,
     Reconnecting,
@@ -1295,52 +1296,65 @@ class ChatClient:
             raise ConnectionLost("connection_lost", "The connection dropped while rejoining.") from exc
         if answer.get("code") not in (None, *BUSY_CODES):
             frames.append(raw)  # not the GetMembers' answer (e.g. room_closed): an event
-        elif since:
-            await self._catch_up(ws, frames, since)
+            hole = None
+        else:
+            hole = await self._catch_up(ws, frames, since) if since else None
         self._queue.put_nowait(Reconnected(self.room))
+        if hole is not None:
+            self._queue.put_nowait(hole)
         for raw in frames:
             self._handle(raw)
 
-    async def _catch_up(self, ws: ClientConnection, frames: list[str | bytes], since: int) -> None:
+    async def _catch_up(
+        self, ws: ClientConnection, frames: list[str | bytes], since: int
+    ) -> MissedMessages | None:
         """The rejoin's History holds only the newest CHAT_HISTORY_LIMIT messages after
         `since`: read the older ones missed back with GetHistory (a page of one to find
         out whether any were, then at most CATCH_UP_PAGES pages, as the page does) into
-        it. Events that come meanwhile stay after it; an Error, or a frame it cannot read,
-        ends the reading (what it missed then stays missed, as before)."""
+        it. Events that come meanwhile stay after it. Returns the hole that is left when
+        the pages did not reach back to `since` (more were missed, or an Error or a frame
+        it cannot read ended the reading), so that the bot is told and can page back."""
         missed: list[dict[str, Any]] = []
+        before: int | None = None  # the oldest message id delivered
+        reached = False
         try:
             found = [(at, loaded) for at, raw in enumerate(frames) if _is_history(loaded := wire.loads(raw))]
             if not found or not found[0][1]["messages"]:
-                return
+                return None
             at, history = found[0]
             before = _message_id(history["messages"][0])
             for limit in (1, *[CATCH_UP_PAGE] * CATCH_UP_PAGES):
-                if before <= since + 1:
+                if before <= since + 1:  # no id between
+                    reached = True
                     break
                 page = await self._history_page(ws, frames, before, limit)
+                if page is None:
+                    break
                 newer = [message for message in page if _message_id(message) > since]
                 missed[:0] = newer
-                if len(newer) < len(page) or not newer:
+                if len(newer) < len(page) or not page:
+                    reached = True  # a message it had, or the start of the room
                     break
                 before = _message_id(newer[0])
         except UNREADABLE:
             pass
         if missed:
             frames[at] = json.dumps({**history, "messages": missed + history["messages"]})
+        return None if reached or before is None else MissedMessages(since, before)
 
     async def _history_page(
         self, ws: ClientConnection, frames: list[str | bytes], before: int, limit: int
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, Any]] | None:
         """A GetHistory page read while rejoining; the events that come before it are
         added to `frames`, and an Error is one of them (kicked, room_closed) or, for a
-        busy server, dropped: either way the page is empty."""
+        busy server, dropped: either way there is no page (None)."""
         try:
             await ws.send(json.dumps({"type": "GetHistory", "before": before, "limit": limit}))
             while not _is_history(page := wire.loads(raw := await ws.recv()), page=True):
                 if page.get("type") == "Error":
                     if page.get("code") not in BUSY_CODES:
                         frames.append(raw)
-                    return []
+                    return None
                 frames.append(raw)
         except ConnectionClosed as exc:
             raise ConnectionLost("connection_lost", "The connection dropped while rejoining.") from exc

@@ -207,9 +207,22 @@ class Reconnecting:
 
 @dataclass(frozen=True, slots=True)
 class Reconnected:
-    """Back in the room; missed messages follow as `History`."""
+    """Back in the room; missed messages follow as `History` (after `MissedMessages`
+    if there were more than the client reads back)."""
 
     room: RoomInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class MissedMessages:
+    """A rejoin missed more messages than it reads back: those with `after` < id <
+    `before` never come as events. `after` is the newest message this client had before
+    the drop, `before` the oldest of those it then delivered (in the `History` that
+    follows). Read them with `history(before=before, limit=100)`, calls in a row
+    passing the oldest id of the last page, and keep those whose id is over `after`."""
+
+    after: int
+    before: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,5 +248,6 @@ Event = (
     | ErrorEvent
     | Reconnecting
     | Reconnected
+    | MissedMessages
     | EventsDropped
 )

@@ -19,9 +19,11 @@ from chatclient import (
     Left,
     Message,
     MessageDeleted,
+    MissedMessages,
     Reconnected,
     Reconnecting,
 )
+from chatclient import client as client_module
 from chatclient.client import affinity_hint, reconnect_waits
 from tests.chatclient.conftest import (
     FAKE_CREATED,
@@ -148,6 +150,42 @@ async def test_more_messages_missed_than_a_history_holds_are_all_caught_up(env, 
     assert await next_of(bot, Message) == said
     await bot.close()
     await alice.close()
+
+
+async def test_more_messages_missed_than_are_read_back_are_told_and_can_be_paged_back(
+    env, servers, monkeypatch
+):
+    """Past what a rejoin reads back (CATCH_UP_PAGES pages of CATCH_UP_PAGE, here of 2,
+    behind a History of 3), the bot is told what it missed before the History that
+    follows (`MissedMessages`), instead of never seeing those, and reads them with
+    `history(before=...)`."""
+    monkeypatch.setattr(client_module, "CATCH_UP_PAGE", 2)
+    (server,) = servers({**env, "CHAT_HISTORY_LIMIT": "3"}, 1)
+    proxy = CuttableProxy(server.port)
+    await proxy.start()
+    alice = await ChatClient.connect(server.url)
+    bot = await ChatClient.connect(proxy.url)
+    try:
+        room = await alice.create_room("Room", owner_name="Alice")
+        await bot.join_room(room.join_key, "Bot")
+        seen = await alice.send("before")
+        assert await next_of(bot, Message) == seen
+
+        await proxy.cut()
+        await next_of(alice, Left)
+        missed = [await alice.send(f"while away {n}") for n in range(14)]
+        await proxy.start()
+        assert await next_of(bot, Reconnected) == Reconnected(room)
+        # 3 in the History, 1 + 3 * 2 read back: the 4 oldest missed are a hole.
+        assert await asyncio.wait_for(bot.next_event(), 10) == MissedMessages(seen.id, missed[4].id)
+        assert await asyncio.wait_for(bot.next_event(), 10) == History(missed[4:])
+        page = await bot.history(before=missed[4].id, limit=100)
+        assert [message for message in page if message.id > seen.id] == missed[:4]
+        said = await alice.send("after")
+        assert await next_of(bot, Message) == said
+    finally:
+        await bot.close()
+        await alice.close()
 
 
 async def test_a_rejoin_answered_with_what_is_not_json_ends_the_stream_as_invalid_frame():
