@@ -197,6 +197,37 @@ class _Pending:
     future: asyncio.Future[dict[str, Any]]
 
 
+@dataclass(slots=True)
+class _Upload:
+    """What answers a standard room's UploadFile: its FileUploaded and the server's file
+    message for it ("[File: ...](/files/ID)" from this client's name), whichever comes
+    second. The server sends FileUploaded first, then broadcasts the message, but it
+    stores the message before either (files/actions.py), and a room's message may reach
+    a socket ahead of its broadcast (the server's hub fills a gap in a room's order
+    from the database): so the file messages that come first are kept too."""
+
+    sender: str
+    uploaded: dict[str, Any] | None = None  # its FileUploaded
+    metadata: FileMetadata | None = None
+    shared: dict[str, int] = field(default_factory=dict)  # file id (lower case) -> its message's id
+
+    def __call__(self, frame: dict[str, Any]) -> bool:
+        """Whether `frame` completes the answer (`_Pending.answers`)."""
+        if frame["type"] == "FileUploaded" and self.uploaded is None:
+            self.metadata = FileMetadata.from_wire(frame["metadata"])  # unreadable: invalid_frame
+            self.uploaded = frame
+        elif frame["type"] == "ChatMessage" and frame.get("sender") == self.sender:
+            content = frame.get("content")
+            link = FILE_LINK.match(content) if isinstance(content, str) else None
+            if link is not None and type(frame.get("id")) is int:
+                self.shared[link["file_id"].lower()] = frame["id"]
+        return self.metadata is not None and self.metadata.id.lower() in self.shared
+
+    def read(self, frame: dict[str, Any]) -> FileMetadata:
+        assert self.metadata is not None  # `answers` said so
+        return replace(self.metadata, message_id=self.shared[self.metadata.id.lower()])
+
+
 _END = object()
 
 
@@ -673,7 +704,9 @@ class ChatClient:
     async def upload_file(
         self, path_or_bytes: str | Path | bytes, name: str | None = None, mime_type: str | None = None
     ) -> FileMetadata:
-        """Upload a file (a path, `~` allowed, or bytes with a `name`); the room sees `FileShared`.
+        """Upload a file (a path, `~` allowed, or bytes with a `name`); the room sees
+        `FileShared`, whose message id the returned metadata's `message_id` is (reply to
+        it, react to it, `delete_message` it).
         A file over `max_file_size` is refused here, before it is read (`ChatError`
         `file_too_large`), nothing sent. In a sealed room this client applies the
         allow-list (`allowed_mime_types`, never html or svg) and checks that the bytes are
@@ -698,11 +731,9 @@ class ChatClient:
             "mime_type": mime_type,
             "content": base64.b64encode(data).decode(),
         }
-        return await self._request(
-            [frame],
-            lambda reply: reply["type"] == "FileUploaded",
-            lambda reply: FileMetadata.from_wire(reply["metadata"]),
-        )
+        assert self.name is not None  # in a room (`_in_sealed`)
+        upload = _Upload(self.name)
+        return await self._request([frame], upload, upload.read)
 
     def _read_file(self, path: Path) -> bytes:
         """The file's bytes, at most one past `max_file_size` (a device such as
@@ -745,13 +776,13 @@ class ChatClient:
         }
         self._cards[stored.id.lower()] = (0, card)  # before any message: its own card is the file's
         content = self._seal(card)
-        await self._request(
+        message_id = await self._request(
             [{"type": "ChatMessage", "content": content}],
             lambda reply: reply["type"] == "ChatMessage" and reply.get("content") == content,
-            _nothing,
+            _message_id,
             retry=True,
         )
-        return FileMetadata(stored.id, name, mime_type, len(data), stored.expires_at)
+        return FileMetadata(stored.id, name, mime_type, len(data), stored.expires_at, message_id)
 
     async def download_file(self, file_id: str) -> tuple[FileMetadata, bytes]:
         """The file's metadata and bytes. In a sealed room the bytes are decrypted with the
@@ -1032,6 +1063,8 @@ class ChatClient:
             # The server answers in order: an abandoned request's answer comes first.
             try:
                 theirs = frame["type"] == "Error" or orphan.answers(frame)
+                # Its FileUploaded, before the file message that ends the answer.
+                theirs = theirs or isinstance(orphan.answers, _Upload) and orphan.answers.uploaded is frame
             except UNREADABLE:
                 theirs = True
             if theirs:

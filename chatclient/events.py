@@ -82,11 +82,15 @@ class FileMetadata:
     mime_type: str
     size: int
     expires_at: str
+    # From `upload_file`: the id of the room's message that shares the file (the
+    # server's "[File: ...]" message, or a sealed room's card), to reply to, react to
+    # or delete; None elsewhere. Not the file's own description: left out of `==`.
+    message_id: int | None = field(default=None, compare=False)
 
     @classmethod
     def from_wire(cls, metadata: dict[str, Any]) -> FileMetadata:
         """Raises KeyError or TypeError for metadata that is not the protocol's."""
-        fields = {name: metadata[name] for name in cls.__slots__}
+        fields = {name: metadata[name] for name in ("id", "name", "mime_type", "size", "expires_at")}
         for name, value in fields.items():
             wanted = int if name == "size" else str
             if type(value) is not wanted:

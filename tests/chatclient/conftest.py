@@ -216,10 +216,14 @@ class FakeRoom:
             case "React":
                 reactions = [{"emoji": frame["emoji"], "names": ["Bob"]}]
                 return {"type": "Reactions", "id": frame["id"], "reactions": reactions}
-            case "UploadFile":
+            case "UploadFile":  # FileUploaded, then the room's file message (PROTOCOL.md)
                 metadata = {"id": "f", "name": frame["name"], "mime_type": frame["mime_type"]}
                 size = len(base64.b64decode(frame["content"]))
-                return {"type": "FileUploaded", "metadata": {**metadata, "size": size, "expires_at": "x"}}
+                uploaded = {"type": "FileUploaded", "metadata": {**metadata, "size": size, "expires_at": "x"}}
+                await websocket.send(json.dumps(uploaded))
+                self.next_id += 1
+                stored = {"id": self.next_id, "sender": "Bob", "sent_at": "2026-01-01T00:00:01Z"}
+                return {"type": "ChatMessage", **stored, "content": f"[File: {frame['name']}](/files/f)"}
             case "DeleteFile" | "GetFile":
                 return {"type": "Error", "code": "file_not_found", "message": "File not found or expired"}
         return {"type": "Error", "code": "message_not_found", "message": "No such message."}

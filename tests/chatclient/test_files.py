@@ -1,11 +1,22 @@
 """Files through the client library: upload, the shared link, download, delete, owner rights."""
 
 import asyncio
+import json
 import os
 
 import pytest
 
-from chatclient import ChatClient, ChatError, ConnectionLost, FileDeleted, FileShared, Reconnected, safe_name
+from chatclient import (
+    ChatClient,
+    ChatError,
+    ConnectionLost,
+    FileDeleted,
+    FileShared,
+    Message,
+    MessageDeleted,
+    Reconnected,
+    safe_name,
+)
 from chatclient.events import EXTENSIONS
 from files.validation import EXTENSIONS as SERVER_EXTENSIONS
 from files.validation import shown_name
@@ -44,6 +55,56 @@ async def test_a_file_round_trips_and_is_deleted(clients, tmp_path):
     with pytest.raises(ChatError) as refused:
         await bob.upload_file(b"<html></html>", name="page.html")
     assert refused.value.code == "mime_not_allowed"
+
+
+async def test_an_upload_returns_the_id_of_the_message_that_shares_it(clients):
+    """`upload_file` returns the id of the room's "[File: ...]" message (`message_id`):
+    the uploader replies to it, reacts to it and deletes it (and so the file) without
+    looking for it among the events."""
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    bot = await clients()
+    await bot.join_room(room.join_key, "Bot")
+
+    uploaded = await bot.upload_file(b"the report\n", name="report.txt")
+    shared = await next_of(alice, FileShared)
+    assert (shared.id, shared.file_id, shared.sender) == (uploaded.message_id, uploaded.id, "Bot")
+    assert await next_of(bot, FileShared) == shared
+    answer = await bot.send("here it is", reply_to=uploaded.message_id)
+    assert await next_of(alice, Message) == answer and answer.reply_to == shared.id
+    assert (await bot.react(uploaded.message_id, "📎")).id == shared.id
+    await bot.delete_message(uploaded.message_id)
+    assert await next_of(alice, MessageDeleted) == MessageDeleted(shared.id)
+    assert await next_of(alice, FileDeleted) == FileDeleted(uploaded.id)
+
+
+async def test_an_uploads_file_message_that_comes_before_its_file_uploaded_is_its_message_id():
+    """The server stores the file message before it answers FileUploaded, and a room's
+    message may reach a socket ahead of its broadcast (the hub fills a gap from the
+    database): the upload's message id is the file message's whichever comes first,
+    not another file message of the room's."""
+
+    class MessageFirst(FakeRoom):
+        async def reply(self, websocket, frame):
+            if frame["type"] != "UploadFile":
+                return await super().reply(websocket, frame)
+            other = {"type": "ChatMessage", "id": 40, "sender": "Ann", "sent_at": "2026-01-01T00:00:01Z"}
+            await websocket.send(json.dumps({**other, "content": "[File: a.txt](/files/ann-file)"}))
+            link = {**other, "id": 41, "sender": "Bob", "content": "[File: b.txt](/files/F)"}
+            await websocket.send(json.dumps(link))  # the id compared in any case
+            metadata = {"id": "f", "name": "b.txt", "mime_type": "text/plain", "size": 2, "expires_at": "x"}
+            return {"type": "FileUploaded", "metadata": metadata}
+
+    async with fake_server(MessageFirst()) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        uploaded = await asyncio.wait_for(client.upload_file(b"hi", name="b.txt"), 5)
+        assert (uploaded.id, uploaded.message_id) == ("f", 41)
+        assert [await client.next_event() for _ in range(2)] == [
+            FileShared(40, "Ann", "a.txt", "ann-file", "2026-01-01T00:00:01Z"),
+            FileShared(41, "Bob", "b.txt", "F", "2026-01-01T00:00:01Z"),
+        ]
+        await client.close()
 
 
 async def test_the_owner_stays_owner_after_reconnecting(server, clients):

@@ -589,10 +589,13 @@ async def test_deleting_a_sealed_files_card_deletes_the_file(server, clients):
     await bob.join_room(room.share_link, "Bob")
     kept = await alice.upload_file(b"kept\n", name="kept.txt")
     card = await next_of(bob, FileShared)
+    assert (card.id, card.file_id) == (kept.message_id, kept.id)  # the card's message, returned
+    answer = await bob.send("got it", reply_to=kept.message_id)
+    assert (await next_of(alice, Message)).reply_to == card.id == answer.reply_to
     other = await alice.send("not a card")
     await alice.delete_message(other.id)
     assert (await bob.download_file(kept.id))[1] == b"kept\n"
-    await alice.delete_message(card.id)  # the uploader deletes its own card
+    await alice.delete_message(kept.message_id)  # the uploader deletes its own card
     assert await next_of(bob, FileDeleted) == FileDeleted(kept.id)
     with pytest.raises(ChatError) as gone:
         await bob.download_file(kept.id)
