@@ -335,15 +335,53 @@ MAX_EVENTS = 10_000
 
 class _Events:
     """The events for `next_event`, in order; past `limit` waiting, the oldest is dropped
-    and counted, and the next read is an `EventsDropped` with the count."""
+    and counted, and the next read is an `EventsDropped` with the count. A `claim`
+    (`wait_for`) takes the first event it matches out of the line."""
 
     def __init__(self, limit: int) -> None:
         self.limit = max(1, limit)
         self.items: deque[Any] = deque()
         self.dropped = 0
         self.arrived = asyncio.Event()
+        # The claims waiting for an event to come: what each matches, and its future.
+        self.claims: list[tuple[Callable[[Any], bool], asyncio.Future[Any]]] = []
+
+    def claim(self, match: Callable[[Any], bool]) -> asyncio.Future[Any]:
+        """The first event `match` accepts: one waiting (taken out of the line), else the
+        next to come that it accepts, which then never enters the line. `_END` when the
+        stream ends first; `match`'s exception, if it raises (the event stays in line)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        for at, item in enumerate(self.items):
+            if item is _END:
+                future.set_result(_END)
+            elif _offer(item, match, future):
+                del self.items[at]
+            if future.done():
+                return future
+        self.claims.append((match, future))
+        return future
+
+    def release(self, future: asyncio.Future[Any]) -> None:
+        """A claim given up on (a timeout, its task cancelled). An event it took meanwhile
+        goes back to the head of the line: given up on, it is not lost."""
+        if not future.done():
+            future.cancel()
+        elif not future.cancelled() and future.exception() is None and future.result() is not _END:
+            self.items.appendleft(future.result())
+            self.arrived.set()
+
+    def _taken(self, item: Any) -> bool:
+        """Whether a waiting claim takes `item` (the oldest claim first)."""
+        self.claims = [(match, future) for match, future in self.claims if not future.done()]
+        return any(_offer(item, match, future) for match, future in self.claims)
 
     def put_nowait(self, item: Any) -> None:
+        if item is _END:
+            for _, future in self.claims:
+                if not future.done():
+                    future.set_result(_END)
+        elif self._taken(item):
+            return
         self.items.append(item)
         if len(self.items) > self.limit and self.items[0] is not _END:
             self.items.popleft()
@@ -358,6 +396,19 @@ class _Events:
             count, self.dropped = self.dropped, 0
             return EventsDropped(count)
         return self.items.popleft()
+
+
+def _offer(item: Any, match: Callable[[Any], bool], future: asyncio.Future[Any]) -> bool:
+    """Whether `match` takes `item`, which `future` then holds; if `match` raises (a
+    caller's `where`), `future` holds its exception and `item` is not taken."""
+    try:
+        if not match(item):
+            return False
+    except Exception as exc:
+        future.set_exception(exc)
+        return False
+    future.set_result(item)
+    return True
 
 
 # Seconds before the first reconnect at most, and before the first retry after it (then
@@ -854,6 +905,39 @@ class ChatClient:
             self._queue.put_nowait(_END)  # every later call ends too
             raise self._failure or ConnectionLost("closed", "The client was closed.")
         return item
+
+    async def wait_for[E: Event](
+        self,
+        kind: type[E],
+        where: Callable[[E], bool] | None = None,
+        # As asyncio.wait_for's, which bots know; `asyncio.timeout()` around it works as well.
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> E:
+        """The first event of type `kind` that `where` (if given) accepts: the oldest one
+        waiting unread, else the next to come. It is taken out of the event stream: every
+        other event stays there, in order, for `next_event()` and `events()` (in this task
+        or in another, reading concurrently), which never see the one returned. Messages
+        that come in a `History` (a join's, a rejoin's) are not `Message` events.
+        Raises `TimeoutError` after `timeout` seconds (what came meanwhile is all still
+        in the stream), `ConnectionLost` when the connection has ended for good (as
+        `next_event`), and what `where` raises (that event stays in the stream)."""
+
+        def matches(event: Any) -> bool:
+            return isinstance(event, kind) and (where is None or where(event))
+
+        claim = self._queue.claim(matches)
+        try:
+            done, _ = await asyncio.wait([claim], timeout=timeout)
+        except asyncio.CancelledError:
+            self._queue.release(claim)
+            raise
+        if not done:
+            self._queue.release(claim)
+            raise TimeoutError(f"no {kind.__name__} event within {timeout} s")
+        event = claim.result()
+        if event is _END:
+            raise self._failure or ConnectionLost("closed", "The client was closed.")
+        return event
 
     async def events(self) -> AsyncIterator[Event]:
         """Every event, in order; ends after `close()`, raises `ConnectionLost` when the server ends it."""

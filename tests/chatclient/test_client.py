@@ -31,6 +31,7 @@ from chatclient import (
     Reconnecting,
     socket_url,
 )
+from chatclient.client import _Events
 from tests.chatclient.conftest import FAKE_ROOM, CuttableProxy, FakeRoom, fake_server, next_of
 from tests.e2e.servers import ROOT
 
@@ -253,6 +254,86 @@ async def test_events_nobody_reads_are_bounded_and_the_drop_is_told():
         await client.close()
         with pytest.raises(ConnectionLost):
             await client.next_event()
+
+
+async def test_wait_for_takes_the_first_match_and_leaves_every_other_event_in_order(clients):
+    """`wait_for(kind, where=...)` returns the first matching event, one already waiting
+    or one yet to come, and takes only it out of the stream: the others stay for
+    `next_event()`, in this task or in a reader running beside it."""
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    bot = await clients()
+    await bot.join_room(room.join_key, "Bot")
+    question = await bot.send("lunch?")
+    other = await alice.send("something else")
+    answer = await alice.send("yes", reply_to=question.id)
+    after = await alice.send("after")
+    # All three may be waiting already: the first match, however long it has waited.
+    got = await bot.wait_for(Message, where=lambda message: message.reply_to == question.id, timeout=10)
+    assert got == answer
+    assert [await asyncio.wait_for(bot.next_event(), 10) for _ in range(3)] == [question, other, after]
+
+    async def read_until(text: str) -> list:
+        read = []
+        async for event in bot.events():
+            read.append(event)
+            if isinstance(event, Message) and event.text == text:
+                return read
+
+    reader = asyncio.create_task(read_until("done"))
+    waiting = asyncio.create_task(bot.wait_for(Message, where=lambda message: message.sender == "Alice"))
+    await asyncio.sleep(0)  # both wait
+    mine = await bot.send("anyone?")
+    said = await alice.send("me")
+    done = await alice.send("done")
+    assert await asyncio.wait_for(waiting, 10) == said
+    assert await asyncio.wait_for(reader, 10) == [mine, done]
+
+
+async def test_wait_for_without_a_match_times_out_and_loses_nothing(clients):
+    """No match within `timeout`: `TimeoutError` (asyncio's), and what came meanwhile is
+    still in the stream; so is an event `where` raised on; a wait when the client closes
+    ends with `ConnectionLost`."""
+    alice = await clients()
+    room = await alice.create_room("Room", owner_name="Alice")
+    bot = await clients()
+    await bot.join_room(room.join_key, "Bot")
+    waiting = asyncio.create_task(bot.wait_for(Left, timeout=1))
+    await asyncio.sleep(0)
+    meanwhile = await alice.send("meanwhile")
+    with pytest.raises(asyncio.TimeoutError):
+        await waiting
+    assert await asyncio.wait_for(bot.next_event(), 10) == meanwhile
+    with pytest.raises(TimeoutError):
+        await bot.wait_for(Message, where=lambda message: message.text == "never", timeout=0.2)
+    said = await alice.send("one more")
+    with pytest.raises(ZeroDivisionError):  # `where`'s error is the caller's; the event stays
+        await bot.wait_for(Message, where=lambda message: 1 / 0 > 0, timeout=10)
+    assert await asyncio.wait_for(bot.next_event(), 10) == said
+
+    waiting = asyncio.create_task(bot.wait_for(Message))
+    await asyncio.sleep(0)
+    await bot.close()
+    with pytest.raises(ConnectionLost) as ended:
+        await asyncio.wait_for(waiting, 10)
+    assert ended.value.code == "closed"
+
+
+async def test_an_event_a_cancelled_wait_for_took_goes_back_to_the_stream():
+    """A `wait_for` cancelled (`asyncio.timeout()` around it, its task cancelled) in the
+    instant its event came: the event goes back to the head of the stream, not lost."""
+    events = _Events(10)
+    events.put_nowait("waiting")
+    claim = events.claim(lambda event: event == "taken")
+    events.put_nowait("taken")
+    events.put_nowait("later")
+    assert claim.result() == "taken"
+    events.release(claim)
+    assert [await events.get() for _ in range(3)] == ["taken", "waiting", "later"]
+    given_up = events.claim(lambda event: event == "never")
+    events.release(given_up)
+    events.put_nowait("never")  # nobody waits for it any more: it is in the stream
+    assert given_up.cancelled() and await events.get() == "never"
 
 
 async def test_a_request_given_up_on_keeps_its_answer_from_the_next_one():
