@@ -331,6 +331,9 @@ def read_link(key_or_link: str) -> tuple[str, bytes | None]:
 # Events that may wait unread (`ChatClient(max_events=)`): a client that only sends
 # still receives everyone's messages, up to 64 Ki characters each.
 MAX_EVENTS = 10_000
+# A sealed room's file cards kept (`ChatClient(max_cards=)`, `ChatClient._keep_card`):
+# about a KiB each.
+MAX_CARDS = 10_000
 
 
 class _Events:
@@ -445,6 +448,7 @@ class ClientOptions(TypedDict, total=False):
     max_content: int
     max_events: int
     keepalive: float
+    max_cards: int
 
 
 class ChatClient:
@@ -464,6 +468,7 @@ class ChatClient:
         max_content: int = CHAT_MAX_CONTENT,
         max_events: int = MAX_EVENTS,
         keepalive: float = 20.0,
+        max_cards: int = MAX_CARDS,
     ) -> None:
         self.url = socket_url(url)
         # Seconds between pings, for each pong, and (at most 10) for a close's answer: a
@@ -500,8 +505,10 @@ class ChatClient:
         # A sealed room (its secret is the seat's): the keys derived from the secret (None
         # until they match the room's key_check).
         self._sealed: SealedKeys | None = None
-        # A sealed room's file cards by file id: the first card's message id, and the card.
+        # A sealed room's file cards by file id: the first card's message id, and the card;
+        # at most `max_cards` of them (`_keep_card`).
         self._cards: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.max_cards = max(1, max_cards)
         self._seat: _Seat | None = None
         self._joining: _Seat | None = None
         self._last_id = 0
@@ -825,7 +832,7 @@ class ChatClient:
             "sha256": hashlib.sha256(data).hexdigest(),
             "key": base64.b64encode(file_key).decode(),
         }
-        self._cards[stored.id.lower()] = (0, card)  # before any message: its own card is the file's
+        self._keep_card(stored.id.lower(), 0, card)  # before any message: its own card is the file's
         content = self._seal(card)
         message_id = await self._request(
             [{"type": "ChatMessage", "content": content}],
@@ -1337,12 +1344,26 @@ class ChatClient:
         file_id = card["id"].lower()
         known = self._cards.get(file_id)
         if known is None or message_id < known[0]:
-            self._cards[file_id] = (message_id, card)
+            self._keep_card(file_id, message_id, card)
             return True
         same = all(known[1][field] == card[field] for field in CARD_FIELDS)
         if same and known[0] == 0:  # this client's own upload: its card's message now known
             self._cards[file_id] = (message_id, known[1])
         return same
+
+    def _keep_card(self, file_id: str, message_id: int, card: dict[str, Any]) -> None:
+        """Keep `card` as its file's. Past `max_cards`, the card of the oldest message
+        goes (this client's own upload, whose message id is 0 until its card comes back,
+        counts as the newest), so that a bot in a sealed room for weeks does not keep
+        every card ever shared there. A card is of use while its file lives (FILES_TTL,
+        a day by default), and files expire in the order of their messages: the oldest
+        message's card is the first of no use. One that is gone is as one never seen:
+        `download_file` says file_not_found, `delete_message` of its message leaves the
+        file, and a later copy of it would pass for the first (`_first_card`); hence a
+        default far above the files a room shares in a day."""
+        self._cards[file_id] = (message_id, card)
+        if len(self._cards) > self.max_cards:
+            del self._cards[min(self._cards, key=lambda known: self._cards[known][0] or MESSAGE_ID_MAX)]
 
     async def _reconnect(self) -> None:
         """Reopen the connection and rejoin the room, backing off while that fails."""

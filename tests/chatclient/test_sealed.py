@@ -600,3 +600,23 @@ async def test_deleting_a_sealed_files_card_deletes_the_file(server, clients):
     with pytest.raises(ChatError) as gone:
         await bob.download_file(kept.id)
     assert gone.value.code == "file_not_found"
+
+
+async def test_the_file_cards_a_client_keeps_are_bounded_by_max_cards(clients):
+    """A bot in a sealed room for weeks does not keep every card ever shared there: past
+    `max_cards` the card of the oldest message goes (its file is then as one whose card
+    was never seen); the uploader's own cards too, the newest kept."""
+    alice = await clients(max_cards=1)
+    room = await alice.create_room("Sealed", owner_name="Alice", sealed=True)
+    bot = await clients(max_cards=2)
+    await bot.join_room(room.share_link, "Bot")
+    uploads = [await alice.upload_file(f"file {n}\n".encode(), name=f"{n}.txt") for n in range(3)]
+    assert [(await next_of(bot, FileShared)).file_id for _ in uploads] == [file.id for file in uploads]
+
+    assert len(bot._cards) == 2 and len(alice._cards) == 1
+    with pytest.raises(ChatError) as forgotten:
+        await bot.download_file(uploads[0].id)
+    assert forgotten.value.code == "file_not_found"
+    assert [(await bot.download_file(file.id))[1] for file in uploads[1:]] == [b"file 1\n", b"file 2\n"]
+    await alice.delete_message(uploads[2].message_id)  # its own newest card: kept, so the file goes too
+    assert await next_of(bot, FileDeleted) == FileDeleted(uploads[2].id)
