@@ -1,6 +1,8 @@
 """After each rejoin the page reads the room back down to the oldest message it shows:
 more missed messages than CHAT_HISTORY_LIMIT leave no gap, and what was edited, reacted
-to or deleted (by its author or a moderator) while the page was away is shown as it is."""
+to or deleted (by its author or a moderator) while the page was away is shown as it is.
+Missed messages past its pages are marked where they are missing, with a button that
+shows them."""
 
 import re
 import time
@@ -112,4 +114,87 @@ def test_the_catch_up_reads_several_pages_and_asks_a_refused_one_again_later(ser
     # The newest page (m22-m121), refused once, then the one that reaches m1.
     assert len(refused) == 1 and len(asked) == 3, asked
     assert asked[1] - asked[0] > 1.9  # the refused page, again after the delay
+    assert alice.console_errors == []
+
+
+def shown_ids(page: Page) -> list[int]:
+    ids = page.locator("#messages li.message[data-id]").evaluate_all("(l) => l.map((i) => i.dataset.id)")
+    return [int(i) for i in ids]
+
+
+def test_a_catch_up_that_stops_short_marks_the_gap_and_its_button_shows_the_rest(server_with, new_page):
+    """418 missed past a CHAT_HISTORY_LIMIT of 5: the catch-up's three pages reach m122,
+    and m4-m121 are left out. A marker says so where they are missing; its button reads
+    them in two pages (the first refused for its rate, asked again later), puts them in
+    above it in id order, and goes. A message deleted meanwhile stays out, and a reply
+    to one in the gap is not taken for a reply to a deleted one."""
+    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="500")
+    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
+    ids: dict[str, int] = {}
+    # The first page of the gap, once.
+    refused = refuse(alice, lambda frame: frame.get("before", 0) == ids.get("m122") and not refused)
+    link = create_room(alice, "Asleep", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        ids.update(bob.said("m1", "m2", "m3"))
+        expect(alice.locator("#messages li .text")).to_have_text(["m1", "m2", "m3"])
+        go_offline(alice)
+        ids.update(bob.said(*(f"m{i}" for i in range(4, 421))))
+        bob.send(type="DeleteMessage", id=ids["m50"])
+        bob.expect("MessageDeleted")
+        bob.send(type="ChatMessage", content=encrypt(bob.key, "re: m10"), reply_to=ids["m10"])
+        ids["re: m10"] = bob.expect("ChatMessage")["id"]
+        come_back(alice, "Asleep")
+
+        texts = alice.locator("#messages li.message .text")
+        after = [f"m{i}" for i in range(122, 421)] + ["re: m10"]
+        expect(texts).to_have_text(["m1", "m2", "m3", *after], timeout=20_000)
+        gap = alice.locator("#messages li.gap")
+        expect(gap).to_have_count(1)
+        expect(gap).to_contain_text("Messages you missed are not shown here.")
+        expect(alice.locator("#messages li.message:has(+ li.gap) .text")).to_have_text("m3")
+        expect(alice.locator("#messages li.gap + li .text")).to_have_text("m122")
+        told = alice.locator("#announcements")
+        expect(told).to_have_text(re.compile("^Some messages you missed are not shown"))
+        reply = alice.locator(f'#messages li[data-id="{ids["re: m10"]}"] .quote')
+        expect(reply).to_have_text("Earlier message")
+
+        before_fill = len([frame for frame in alice.frames_sent if frame["type"] == "GetHistory"])
+        show = gap.get_by_role("button", name="Show them")
+        show.focus()
+        show.press("Enter")  # a real button: the keyboard reaches it
+        missed = [f"m{i}" for i in range(1, 421) if i != 50]
+        expect(texts).to_have_text([*missed, "re: m10"], timeout=20_000)
+        expect(gap).to_have_count(0)
+        expect(told).to_have_text("117 missed messages shown.")
+        expect(reply).to_have_text("Bob: m10")
+    shown = shown_ids(alice)
+    assert shown == sorted(set(shown))
+    # Down from m122: m21-m121 but m50 (refused once, asked again after a delay), then m1-m20.
+    pages = [frame for frame in alice.frames_sent if frame["type"] == "GetHistory"][before_fill:]
+    assert [page["before"] for page in pages] == [ids["m122"], ids["m122"], ids["m21"]]
+    assert len(refused) == 1
+    assert alice.console_errors == []
+
+
+def test_a_sealed_rooms_gap_is_read_and_opened_like_its_other_messages(server_with, new_page):
+    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="400")
+    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
+    link = create_room(alice, "Sealed gap", "Alice", sealed=True)
+    with PythonClient(server.url) as bob:
+        bob.join_sealed(link, "Bob")
+        for i in range(1, 4):
+            bob.say_sealed({"t": "text", "body": f"s{i}"})
+        expect(alice.locator("#messages li .text")).to_have_text(["s1", "s2", "s3"])
+        go_offline(alice)
+        for i in range(4, 321):
+            bob.say_sealed({"t": "text", "body": f"s{i}"})
+        come_back(alice, "Sealed gap")
+        # History s316-s320, then three pages down to s21: s4-s20 are left out.
+        texts = alice.locator("#messages li.message .text")
+        expect(texts).to_have_text(["s1", "s2", "s3", *(f"s{i}" for i in range(21, 321))], timeout=20_000)
+        alice.locator("#messages li.gap").get_by_role("button", name="Show them").click()
+        expect(texts).to_have_text([f"s{i}" for i in range(1, 321)], timeout=20_000)
+        expect(alice.locator("#messages li.gap")).to_have_count(0)
+    assert alice.locator("#messages li.message.chat-text").count() == 320
     assert alice.console_errors == []

@@ -25,6 +25,7 @@ import {
   ariaDisabled,
   describedBy,
   el,
+  gapItem,
   insertById,
   isolated,
   markEdited,
@@ -75,7 +76,8 @@ const state = {
   chatHeld: null, // the timer while a message refused for its rate waits to be sent again
   chatRetries: 0,
   catchingUp: false, // a rejoin's catch-up is under way; the outbox waits for it
-  catchUp: null, // {floor, top, pages, retries, timer, missed}: see catchUp()
+  catchUp: null, // {floor, top, pages, retries, timer, missed, reached, whole}: see catchUp()
+  gapFill: null, // {item, retries, timer, shown}: a gap's messages being read (fillGap)
   queued: null, // a lobby request waiting for the socket to open
 };
 
@@ -438,6 +440,7 @@ function exitRoom(reason = "") {
   state.joinHistoryDue = false;
   clearTimeout(state.membersTimer);
   stopCatchUp();
+  stopGapFill();
   // Typed but never sent (the connection was down): back in the box, not lost with the room.
   const unsent = [...state.outbox.values()].filter((entry) => !entry.sent && entry.text !== null);
   state.outbox = new Map();
@@ -602,6 +605,7 @@ function keepRecent() {
     item.remove(); // an unread divider above the oldest message kept goes too
   }
   if (!removed) return;
+  dropLeadingGaps(list);
   state.minId = Number(list.querySelector("li.message[data-id]").dataset.id);
   if (state.historyStart) notAtStart();
   list.scrollTop = list.scrollHeight;
@@ -669,9 +673,10 @@ function quoteText(id) {
 // The message `id` of this room, not on the page: deleted, as far as the page can tell.
 // It was deleted here, or the page holds every message of the room newer than its oldest
 // one (History leaves deleted ones out), or the whole room. A rejoin's gap that the
-// catch-up has yet to fill reads as deleted until the catch-up brings the message in.
+// catch-up has yet to fill reads as deleted until the catch-up brings the message in; one
+// it left marked (gapOf) does not.
 function deletedOrGone(id) {
-  return state.deleted.has(id) || state.historyStart || id > (state.minId ?? 0);
+  return state.deleted.has(id) || ((state.historyStart || id > (state.minId ?? 0)) && !gapOf(id));
 }
 
 // A quote clicked: its message is scrolled to and focused, after older pages come in
@@ -686,6 +691,12 @@ function showMessage(id) {
     item.addEventListener("blur", () => item.classList.remove("highlight"), { once: true });
     item.scrollIntoView({ block: "center" });
     item.focus({ preventScroll: true });
+    return;
+  }
+  // In a marked gap: its messages are read, then this one is shown (gapPage).
+  const gap = gapOf(id);
+  if (gap) {
+    state.seeking = fillGap(gap) ? id : null;
     return;
   }
   if (deletedOrGone(id)) {
@@ -740,6 +751,8 @@ $("messages").addEventListener("scroll", () => {
 $("messages").addEventListener("click", (event) => {
   const quote = event.target.closest("button.quote");
   if (quote) showMessage(Number(quote.dataset.replyTo));
+  const show = event.target.closest("li.gap button");
+  if (show && !ariaDisabled(show)) fillGap(show.closest("li.gap"));
 });
 
 // What the page's person may do to a message: Edit their own text within the edit
@@ -870,7 +883,7 @@ function resendPending() {
 // At most CATCH_UP_PAGES pages of 100, so at most 300 messages are read back: three of a
 // socket's READS_PER_MINUTE (60); a page shows more than that only after long reading,
 // and those older ones are left as they are. A page refused for its rate is asked again
-// after a delay, never at once.
+// after a delay, never at once. Missed messages it does not reach are marked (Gaps).
 const CATCH_UP_PAGES = 3;
 const CATCH_UP_PAGE = 100;
 const NEWEST = Number.MAX_SAFE_INTEGER; // GetHistory before every id: the newest page
@@ -881,7 +894,8 @@ function catchUp() {
   // With nothing shown, one page still marks the end of the rejoin's History.
   const shown = state.maxId !== null;
   const [floor, top] = shown ? [state.minId, state.maxId] : [Infinity, -Infinity];
-  state.catchUp = { floor, top, pages: 0, retries: 0, timer: null, missed: 0 };
+  // `reached`: the oldest missed message read so far; `whole`: every missed one is read.
+  state.catchUp = { floor, top, pages: 0, retries: 0, timer: null, missed: 0, reached: null, whole: !shown };
   readPage(NEWEST);
 }
 
@@ -901,7 +915,16 @@ function stopCatchUp() {
   state.catchUp = null;
 }
 
+// The rejoin's History is the newest CHAT_HISTORY_LIMIT messages after `since`: a full
+// one may leave older missed ones out, which the catch-up's pages then read.
+function rejoinHistory(job, messages) {
+  if (!messages.length) return;
+  job.reached = messages[0].id;
+  job.whole ||= messages.length < config.history_limit;
+}
+
 function caughtUp() {
+  leaveGap(state.catchUp);
   stopCatchUp();
   resendPending();
 }
@@ -929,6 +952,9 @@ async function catchUpPage(request, m) {
   };
   await addQuietly(missed, (n) => toldMissed(job, n));
   if (state.catchUp !== job) return;
+  pageRead(m.before, oldest);
+  job.whole ||= oldest <= job.top;
+  if (job.reached !== null) job.reached = Math.min(job.reached, oldest);
   job.pages += 1;
   if (!m.messages.length || oldest <= job.floor || job.pages >= CATCH_UP_PAGES) return caughtUp();
   readPage(oldest);
@@ -949,6 +975,136 @@ function catchUpRefused(request, error) {
   if (job.retries > 5) return caughtUp();
   const wait = backoff(job.retries - 1, 2000, 30_000);
   job.timer = setTimeout(() => state.catchUp === job && readPage(request.frame.before), wait);
+}
+
+// --- Gaps ----------------------------------------------------------------------------
+//
+// A catch-up that ends above the newest message shown before the drop (its page limit
+// reached after a long time away, refused, or cut short by another drop) leaves a hole:
+// the messages between that one and the oldest the catch-up read are not on the page. A
+// marker stands in the hole (an li.gap, data-after: the newest id above the hole,
+// data-below: the oldest under it), whose "Show them" button reads the whole hole with
+// GetHistory pages going down from data-below, each one's messages put in above the
+// marker, until a page reaches data-after. Any page that reads into a hole from its upper
+// end (a later catch-up's too) narrows it, or closes it and takes the marker away.
+const GAP_NOTE = "Messages you missed are not shown here.";
+
+function leaveGap(job) {
+  if (!state.room || !job || job.whole || job.reached === null || job.reached <= job.top) return;
+  const item = gapItem(GAP_NOTE);
+  item.dataset.after = String(job.top);
+  const list = $("messages");
+  const said = "Some messages you missed are not shown. The “Show them” button in the list brings them.";
+  const add = () => {
+    placeGap(list, item, job.reached);
+    // Replies to its messages no longer take them for deleted ones (deletedOrGone).
+    for (const quote of list.querySelectorAll(".quote")) {
+      const id = Number(quote.dataset.replyTo);
+      if (gapOf(id) === item) quote.replaceChildren(...quoteText(id));
+    }
+    return 1;
+  };
+  addQuietly(add, () => said);
+}
+
+// The marker sorts in by id like the unread divider, just above its data-below; a marker
+// moved keeps the focus.
+function placeGap(list, item, below) {
+  const focused = item.contains(document.activeElement);
+  item.dataset.below = String(below);
+  item.dataset.id = String(below - 0.5);
+  item.remove();
+  insertById(list, item);
+  if (focused) item.querySelector("button").focus({ preventScroll: true });
+}
+
+const gaps = () => [...document.querySelectorAll("#messages li.gap")];
+
+// The marked gap that holds the id `id`, or null.
+function gapOf(id) {
+  return gaps().find((item) => Number(item.dataset.after) < id && id < Number(item.dataset.below)) ?? null;
+}
+
+// A page held every message of the room from `oldest` (-Infinity: none left) up to
+// `before` (excluded).
+function pageRead(before, oldest) {
+  for (const item of gaps()) {
+    const below = Number(item.dataset.below);
+    if (before < below || oldest >= below) continue;
+    if (oldest <= Number(item.dataset.after)) closeGap(item);
+    else placeGap($("messages"), item, oldest);
+  }
+}
+
+function closeGap(item) {
+  if (state.gapFill?.item === item) stopGapFill();
+  removeMessageItem(item);
+}
+
+// Trimmed down to a marker (keepRecent), the hole is no longer between messages: older
+// pages read it, as they read what was trimmed.
+function dropLeadingGaps(list) {
+  const leading = [];
+  for (let item = list.firstElementChild; item && !item.matches("li.message"); item = item.nextElementSibling) {
+    if (item.matches("li.gap")) leading.push(item);
+  }
+  leading.forEach(closeGap);
+}
+
+// One gap is read at a time; true when one is being read. Its pages count toward the
+// socket's READS_PER_MINUTE like any: one refused for its rate is asked again later.
+function fillGap(item) {
+  if (state.gapFill) return true;
+  if (!state.room || state.rejoining || !connection.isOpen) {
+    item.querySelector(".gap-note").textContent = `${GAP_NOTE} ${NOT_CONNECTED}`;
+    return false;
+  }
+  state.gapFill = { item, retries: 0, timer: null, shown: 0 };
+  for (const other of gaps()) setAriaDisabled(other.querySelector("button"), true);
+  item.querySelector(".gap-note").textContent = "Showing the messages you missed…";
+  readGap(state.gapFill);
+  return true;
+}
+
+function readGap(fill) {
+  const before = Number(fill.item.dataset.below);
+  if (!send({ type: "GetHistory", before, limit: CATCH_UP_PAGE }, "gap", { fill })) stopGapFill(NOT_CONNECTED);
+}
+
+// `problem`: why the rest of the hole is not read, said in the marker.
+function stopGapFill(problem = "") {
+  const fill = state.gapFill;
+  if (!fill) return;
+  clearTimeout(fill.timer);
+  state.gapFill = null;
+  for (const item of gaps()) setAriaDisabled(item.querySelector("button"), false);
+  fill.item.querySelector(".gap-note").textContent = problem ? `${GAP_NOTE} ${problem}` : GAP_NOTE;
+}
+
+// A page of the hole: its messages newer than data-after go in above the marker, as
+// older pages do (the view stays where it was); those shown already or deleted are not.
+async function gapPage(request, m) {
+  const fill = state.gapFill;
+  if (!fill || request.fill !== fill || !state.room) return;
+  fill.retries = 0;
+  const missed = m.messages.filter((message) => message.id > Number(fill.item.dataset.after));
+  await addQuietly(() => receiveAll(missed, { older: true }), (n) => `${count((fill.shown += n), "missed message")} shown.`);
+  if (state.gapFill !== fill) return;
+  pageRead(m.before, m.messages.length ? m.messages[0].id : -Infinity);
+  if (state.gapFill === fill) readGap(fill);
+  else if (state.seeking !== null) showMessage(state.seeking);
+}
+
+function gapRefused(request, error) {
+  const fill = state.gapFill;
+  if (!fill || request.fill !== fill) return;
+  if (!["rate_limited", "server_error"].includes(error.code) || fill.retries >= 5) {
+    state.seeking = null;
+    return stopGapFill(humanError(error));
+  }
+  fill.retries += 1;
+  const wait = backoff(fill.retries - 1, 2000, 30_000);
+  fill.timer = setTimeout(() => state.gapFill === fill && readGap(fill), wait);
 }
 
 // A chat message of ours the server refused (the request the Error answers: requests.js).
@@ -1131,8 +1287,11 @@ function connectionLost(refused = []) {
     conversation.editDone("refused");
     showError("message-error", "Not connected. Your edit is kept; save it again once reconnected.");
   }
-  // Perhaps never stored: not shown as sent, and sent again after the rejoin (resendPending).
+  // A catch-up cut short leaves its hole marked: the next one starts above it.
+  leaveGap(state.catchUp);
   stopCatchUp();
+  stopGapFill();
+  // Perhaps never stored: not shown as sent, and sent again after the rejoin (resendPending).
   state.catchingUp = false;
   for (const entry of state.outbox.values()) {
     entry.sent = false;
@@ -1201,6 +1360,7 @@ function onError(error) {
   if (context === "chat") return chatRefused(request, error);
   if (context === "edit") conversation.editDone(error.code === "message_not_found" ? "gone" : "refused");
   if (context === "catch-up") return catchUpRefused(request, error);
+  if (context === "gap") return gapRefused(request, error);
   if (context === "history") {
     state.seeking = null;
     if (error.code === "rate_limited") holdOlder();
@@ -1248,9 +1408,11 @@ const HANDLERS = {
     const older = m.before !== undefined;
     const request = older ? requests.answered("GetHistory") : null;
     if (request?.context === "catch-up") return catchUpPage(request, m);
+    if (request?.context === "gap") return gapPage(request, m);
     // A rejoin's History brings what was missed (told with its catch-up's); a join's, what
     // was said before.
     const job = state.catchUp;
+    if (job && !older) rejoinHistory(job, m.messages);
     const kind = older ? "older message" : "earlier message";
     await addQuietly(() => receiveAll(m.messages, { older }), (n) => (job ? toldMissed(job, n) : `${count(n, kind)}.`));
     if (older) {
