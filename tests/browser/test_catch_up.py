@@ -198,3 +198,28 @@ def test_a_sealed_rooms_gap_is_read_and_opened_like_its_other_messages(server_wi
         expect(alice.locator("#messages li.gap")).to_have_count(0)
     assert alice.locator("#messages li.message.chat-text").count() == 320
     assert alice.console_errors == []
+
+
+def test_a_gap_the_page_trims_down_to_goes_and_older_pages_read_it(server_with, new_page):
+    """Messages coming in at the bottom take the oldest past 500 off the page: once m1-m3
+    above the gap are gone, so is its marker, and the missed m4-m120 are older messages."""
+    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="700")
+    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
+    link = create_room(alice, "Trimmed", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        bob.said("m1", "m2", "m3")
+        texts = alice.locator("#messages li.message .text")
+        expect(texts).to_have_text(["m1", "m2", "m3"])
+        go_offline(alice)
+        bob.said(*(f"m{i}" for i in range(4, 421)))
+        come_back(alice, "Trimmed")
+        expect(alice.locator("#messages li.message:has(+ li.gap) .text")).to_have_text("m3", timeout=20_000)
+        expect(texts).to_have_count(303)
+        bob.said(*(f"m{i}" for i in range(421, 621)))
+        expect(texts).to_have_text([f"m{i}" for i in range(121, 621)], timeout=20_000)
+        expect(alice.locator("#messages li.gap")).to_have_count(0)
+        alice.get_by_role("button", name="Load older messages").click()
+        expect(texts.first).to_have_text("m71")
+    assert shown_ids(alice) == sorted(set(shown_ids(alice)))
+    assert alice.console_errors == []
