@@ -4,6 +4,7 @@ to or deleted (by its author or a moderator) while the page was away is shown as
 Missed messages past its pages are marked where they are missing, with a button that
 shows them."""
 
+import json
 import re
 import time
 
@@ -13,7 +14,7 @@ from playwright.sync_api import Page, expect
 from chatclient.crypto import encrypt
 from tests.browser.pages import PythonClient, create_room, join_key_of, message_texts
 from tests.browser.test_moderation import admin_action, moderator  # noqa: F401 (a fixture)
-from tests.browser.test_previews import refuse
+from tests.browser.test_previews import SOCKET, refuse
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -222,4 +223,46 @@ def test_a_gap_the_page_trims_down_to_goes_and_older_pages_read_it(server_with, 
         alice.get_by_role("button", name="Load older messages").click()
         expect(texts.first).to_have_text("m71")
     assert shown_ids(alice) == sorted(set(shown_ids(alice)))
+    assert alice.console_errors == []
+
+
+def test_a_catch_up_cut_short_by_another_drop_marks_its_gap_and_the_next_one_fills_it(server_with, new_page):
+    """The socket drops again while the catch-up's first page is unanswered: m4-m15, past
+    the rejoin's History, are marked missing (the next rejoin's `since` is above them),
+    and the next catch-up, which reads them, takes the marker away."""
+    server = server_with(CHAT_HISTORY_LIMIT="5")
+    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
+    swallowed: list[dict] = []
+
+    def route(page_side):
+        server_side = page_side.connect_to_server()
+
+        def from_page(message):
+            frame = json.loads(message)
+            if frame["type"] == "GetHistory" and not swallowed:
+                swallowed.append(frame)  # never answered: the catch-up waits for it
+            else:
+                server_side.send(message)
+
+        page_side.on_message(from_page)
+        server_side.on_message(page_side.send)
+
+    link = create_room(alice, "Twice", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        bob.said("m1", "m2", "m3")
+        texts = alice.locator("#messages li.message .text")
+        expect(texts).to_have_text(["m1", "m2", "m3"])
+        alice.route_web_socket(SOCKET, route)
+        go_offline(alice)
+        bob.said(*(f"m{i}" for i in range(4, 21)))
+        come_back(alice, "Twice")
+        expect(texts).to_have_text(["m1", "m2", "m3", *(f"m{i}" for i in range(16, 21))])
+        go_offline(alice)
+        gap = alice.locator("#messages li.gap")
+        expect(alice.locator("#messages li.message:has(+ li.gap) .text")).to_have_text("m3")
+        come_back(alice, "Twice")
+        expect(texts).to_have_text([f"m{i}" for i in range(1, 21)])
+        expect(gap).to_have_count(0)
+    assert len(swallowed) == 1
     assert alice.console_errors == []
