@@ -1066,7 +1066,9 @@ function fillGap(item) {
   return true;
 }
 
+// A marker trimmed off the page (keepRecent) takes its reading with it.
 function readGap(fill) {
+  if (!fill.item.isConnected) return stopGapFill();
   const before = Number(fill.item.dataset.below);
   if (!send({ type: "GetHistory", before, limit: CATCH_UP_PAGE }, "gap", { fill })) stopGapFill(NOT_CONNECTED);
 }
@@ -1086,6 +1088,7 @@ function stopGapFill(problem = "") {
 async function gapPage(request, m) {
   const fill = state.gapFill;
   if (!fill || request.fill !== fill || !state.room) return;
+  if (!fill.item.isConnected) return stopGapFill();
   fill.retries = 0;
   const missed = m.messages.filter((message) => message.id > Number(fill.item.dataset.after));
   await addQuietly(() => receiveAll(missed, { older: true }), (n) => `${count((fill.shown += n), "missed message")} shown.`);
