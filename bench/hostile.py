@@ -11,7 +11,10 @@ a loop), `badframes` (a flood of frames the server refuses), `sessions` (cookiel
 GET /, counting the session cookies handed out), `storage` (20 sockets, each alone in a
 room of its own, storing chat messages of 60,000 characters as fast as each one's rate
 lets, backing off a second after each `rate_limited`: the bytes stored), `joinloop` (20
-sockets at a time, each opened to join a room once and closed: the joins let in).
+sockets at a time, each opened to join a room once and closed: the joins let in),
+`crowd` (a room of --crowd members from many addresses, who read everything, and 50
+sockets of one address in it saying the least a message can be, as fast as they are
+let: what one address makes the server deliver).
 """
 
 import argparse
@@ -31,7 +34,9 @@ from websockets.exceptions import ConnectionClosed
 
 ATTACKS = (
     "joinleave", "guess", "connections", "uploads", "rooms", "badframes", "sessions", "storage", "joinloop",
+    "crowd",
 )  # fmt: skip
+CROWD = 300  # --crowd
 
 
 def content(size: int) -> str:
@@ -255,6 +260,66 @@ async def joinloop(port: int, source: str, until: float, got: Counter) -> None:
     await asyncio.gather(*(one(k) for k in range(20)), return_exceptions=True)
 
 
+async def crowd(port: int, source: str, until: float, got: Counter) -> None:
+    key = await room(port, "127.0.0.1")
+    loop = asyncio.get_running_loop()
+
+    async def member(k: int) -> None:
+        """Joins from an address of its own (5 an address) and reads every byte, unparsed.
+        The joins are spread over CROWD / 100 seconds, as the database queue lets them in."""
+        await asyncio.sleep(k / 100)
+        raw = await Raw.open(port, f"127.0.3.{k // 5 + 1}")
+        try:
+            await raw.send({"type": "JoinRoom", "join_key": key, "name": f"m{k}"})
+            while chunk := await loop.sock_recv(raw.sock, 1 << 16):
+                got["bytes delivered to the crowd"] += len(chunk)
+            if time.monotonic() < until:
+                got["crowd members closed by the server"] += 1
+        except OSError:
+            got["crowd members closed by the server"] += 1
+        finally:
+            raw.close()
+
+    async def speaker(k: int) -> None:
+        async with await ws(port, source) as attacker:
+            for _ in range(10):  # an address's joins at once are bounded: again, a moment later
+                await attacker.send(json.dumps({"type": "JoinRoom", "join_key": key, "name": f"s{k}"}))
+                if (answer := await outcome(attacker, "RoomJoined")) == "RoomJoined":
+                    break
+                got[f"JoinRoom: {answer}"] += 1
+                await asyncio.sleep(1.0)
+            else:
+                return
+
+            held_until = 0.0  # refused for its rate: a second's pause, as under the 1008 rule
+
+            async def drain() -> None:
+                nonlocal held_until
+                async for raw in attacker:
+                    frame = json.loads(raw)
+                    if frame["type"] == "Error":
+                        got[frame["code"]] += 1
+                        held_until = time.monotonic() + 1.0
+                    elif frame["type"] == "ChatMessage" and frame["sender"] == f"s{k}":
+                        got["messages stored"] += 1
+
+            draining = asyncio.create_task(drain())
+            try:
+                while time.monotonic() < until and not draining.done():
+                    if time.monotonic() >= held_until:
+                        await attacker.send(json.dumps({"type": "ChatMessage", "content": content(28)}))
+                    await asyncio.sleep(0.1)  # CHAT_RATE_SUSTAINED
+            finally:
+                draining.cancel()
+
+    crowd = [asyncio.create_task(member(k)) for k in range(CROWD)]
+    await asyncio.sleep(CROWD / 100 + 2)  # the crowd joins
+    await asyncio.gather(*(speaker(k) for k in range(50)), return_exceptions=True)
+    for task in crowd:
+        task.cancel()
+    await asyncio.gather(*crowd, return_exceptions=True)
+
+
 RUNNERS = {
     "joinleave": joinleave,
     "guess": guess,
@@ -265,6 +330,7 @@ RUNNERS = {
     "sessions": sessions,
     "storage": storage,
     "joinloop": joinloop,
+    "crowd": crowd,
 }
 
 
@@ -306,6 +372,9 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--attack", action="append", choices=ATTACKS)
     parser.add_argument("--server-pid", type=int, default=None, help="sample this PID's VmRSS")
-    figures = asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--crowd", type=int, default=CROWD, help="members of the crowd attack's room")
+    arguments = parser.parse_args()
+    CROWD = arguments.crowd
+    figures = asyncio.run(main(arguments))
     print(json.dumps({"scenario": "hostile", **figures}))
     sys.exit(0)
