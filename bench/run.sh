@@ -7,6 +7,7 @@
 #   bash bench/run.sh two     # one and two processes sharing PostgreSQL and Redis behind nginx
 #   bash bench/run.sh redis   # one process on SQLite and Redis, direct: the hub's receive path
 #   bash bench/run.sh hostile # 50 rooms chatting while one attacker per attack of issue 14 tries
+#   bash bench/run.sh crowd   # one address chatting in a room of 1,000, its deliveries lifted and bound
 #   bash bench/run.sh relay   # issue 17's table: each load on bench/relay.py, then on one serve
 #   bash bench/run.sh processes # 1, 2, 4, 8 processes behind nginx with room affinity (issue 17)
 #   bash bench/run.sh mixed   # chat with and without 20 % Typing and 10 % React frames (issue 18)
@@ -308,6 +309,38 @@ start_relay() {
     return 1
 }
 
+# One address's chat in a room of 1,000 readers (bench/hostile.py's crowd attack) while
+# 50 other rooms chat, with DELIVERIES_PER_ADDRESS_* lifted and at its defaults; two
+# runs of each, alternating, each on a fresh process. The attack starts; its crowd joins
+# for 10 s; its 50 sockets speak from 12 s; the other rooms' 20 s soak runs from 14 s.
+crowd_pairs() {
+    echo "== crowd: one address chatting in a room of 1,000, without and with its deliveries bound =="
+    local port=8750 run label
+    # The chat limits at their defaults (this script lifts them for the loads above).
+    local env=(CHAT_RATE_BURST=20 CHAT_RATE_SUSTAINED=10 CHAT_BYTES_PER_ADDRESS_BURST=2097152 CHAT_BYTES_PER_ADDRESS_SUSTAINED=16384)
+    for run in 1 2; do
+        for label in lifted defaults; do
+            port=$((port + 1))
+            if [ "$label" = lifted ]; then
+                start_one "$port" "${env[@]}" DELIVERIES_PER_ADDRESS_BURST=1000000000 DELIVERIES_PER_ADDRESS_SUSTAINED=1000000000
+            else
+                start_one "$port" "${env[@]}"
+            fi
+            local attacks="${TMPDIR:-/tmp}/bench-crowd-$$.json"
+            $PY bench/hostile.py --port "$port" --duration 43 --attack crowd --crowd 1000 \
+                --server-pid "${PIDS[0]}" >"$attacks" &
+            local attacker=$!
+            sleep 14
+            $PY bench/loadgen.py --sources 50 --json --url "ws://127.0.0.1:$port/ws/" soak --rooms 50 \
+                --members 5 --rate 5 --duration 20 --sample-every 2 --server-pid "${PIDS[0]}" \
+                | record "crowd-soak-$label$run"
+            wait "$attacker" || true
+            record "crowd-attack-$label$run" <"$attacks"
+            stop_servers
+        done
+    done
+}
+
 # Issue 17's table, side by side: the relay and one serve process (embedded defaults),
 # one run of each load on a fresh process, the server's CPU read from /proc. Each load
 # runs on the relay and then on the server, so that the two runs of a ratio are minutes
@@ -394,9 +427,10 @@ case "${1:-all}" in
     two) two_processes ;;
     redis) redis_one ;;
     hostile) hostile_one ;;
+    crowd) crowd_pairs ;;
     relay) relay_table ;;
     processes) scale_processes ;;
     mixed) mixed_frames ;;
     all) one_process; files_one; two_processes ;;
-    *) echo "usage: bench/run.sh [one|files|soak|two|redis|hostile|relay|processes|mixed|all]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [one|files|soak|two|redis|hostile|crowd|relay|processes|mixed|all]" >&2; exit 2 ;;
 esac

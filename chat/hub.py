@@ -470,6 +470,10 @@ class Hub:
                     raise
                 self.flush(room, order)
 
+    def sockets_in(self, room_id: uuid.UUID) -> int:
+        """How many of this process's sockets the room's events are handed to."""
+        return len(self.rooms.get(room_id.hex, ()))
+
     def depart(self, room_id: uuid.UUID, outbox: Outbox) -> None:
         """The socket is handed nothing more of the room (at once, no waiting)."""
         room = room_id.hex

@@ -274,6 +274,9 @@ def take_slot(window: SlidingWindow, limit: int, now: float | None = None) -> bo
 
 # What each address stores through its chat commands in this process (actions.take_chat).
 chat_bytes = AddressBuckets("CHAT_BYTES_PER_ADDRESS_BURST", "CHAT_BYTES_PER_ADDRESS_SUSTAINED")
+# What handing out each address's room events costs this process: a socket of the room a
+# delivery (actions.take_deliveries).
+room_deliveries = AddressBuckets("DELIVERIES_PER_ADDRESS_BURST", "DELIVERIES_PER_ADDRESS_SUSTAINED")
 # What each address reads through GetHistory, GetMembers and GetFile (actions.take_read).
 read_bytes = AddressBuckets("READ_BYTES_PER_ADDRESS_BURST", "READ_BYTES_PER_ADDRESS_SUSTAINED")
 

@@ -528,6 +528,13 @@ CHAT_RATE_SUSTAINED = env.float("CHAT_RATE_SUSTAINED", 10)
 # address adds at most about 1.3 GiB a day to the disk (docs/protocol-notes.md).
 CHAT_BYTES_PER_ADDRESS_BURST = env.int("CHAT_BYTES_PER_ADDRESS_BURST", 2 * 1024 * 1024)
 CHAT_BYTES_PER_ADDRESS_SUSTAINED = env.int("CHAT_BYTES_PER_ADDRESS_SUSTAINED", 16 * 1024)
+# What one client address's room events may cost this process to hand out, counted in
+# deliveries (a socket of the room each): its chat messages, edits, deletes, reactions,
+# file messages and Typing. Burst, then per second. In a room of five that is 1,000
+# messages a second; in a room of a thousand, 5 a second after 50 at once: one address
+# (a venue's NAT, too) cannot keep a process busy by chatting in a large room.
+DELIVERIES_PER_ADDRESS_BURST = env.int("DELIVERIES_PER_ADDRESS_BURST", 50_000)
+DELIVERIES_PER_ADDRESS_SUSTAINED = env.int("DELIVERIES_PER_ADDRESS_SUSTAINED", 5_000)
 # What one client address may read through GetHistory, GetMembers and GetFile replies of
 # all its sockets in this process, and its /files/ downloads: a bucket of bytes, refilled
 # per second. READS_PER_MINUTE

@@ -14,6 +14,7 @@ from chat.actions import (
     ready_for_large_reply,
     require_room,
     take_chat,
+    take_deliveries,
     take_read,
 )
 from chat.errors import ErrorCode, OverLimit, ProtocolError
@@ -38,6 +39,12 @@ async def upload_file(conn: Connection, command: protocol.UploadFile) -> None:
         await check_content(command)
         raise OverLimit("FILES_UPLOADS_PER_MINUTE", "Too many uploads; wait a minute.")
     conn.slot = conn.uploads
+    if not seat.sealed:  # the room's file message; a sealed room's card pays as chat
+        try:
+            take_deliveries(conn)
+        except OverLimit:
+            await check_content(command)
+            raise
     # A sealed room's file arrives encrypted: its nonce and tag come on top of the limit.
     overhead = protocol.MIN_CIPHERTEXT_BYTES if seat.sealed else 0
     if protocol.decoded_size(command.content) > settings.FILES_MAX_SIZE + overhead:

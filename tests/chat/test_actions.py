@@ -5,6 +5,7 @@ gone, and a socket's opening and closing. Through sockets: tests/chat/test_consu
 
 import logging
 import time
+import types
 import uuid
 
 import pytest
@@ -13,6 +14,7 @@ from redis.exceptions import RedisError
 from chat import actions, outbox, passwords, presence, protocol, ratelimit, services
 from chat.address_limits import address_joins, room_creations
 from chat.errors import CloseCode, ErrorCode, ProtocolError
+from chat.hub import hub
 from chat.ratelimit import TokenBucket
 from tests.helpers import Socketless, in_loop, make_room, refusal
 
@@ -229,6 +231,77 @@ async def test_a_message_its_address_may_not_store_gives_the_connections_token_b
         assert refused.code == ErrorCode.RATE_LIMITED and "stored" in refused.message
     assert conn.chat_bucket.tokens == 2
     assert conn.refusals.count() == 5  # each still counts toward the 1008 rule
+
+
+@pytest.fixture
+def deliveries(settings, monkeypatch):
+    """DELIVERIES_PER_ADDRESS_* at a burst of 10 that never refills, in fresh buckets, and
+    the room's sockets in this process as the test sets `.sockets` (4 to start with)."""
+    settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ADDRESS_SUSTAINED = 10, 0
+    monkeypatch.setattr(actions, "room_deliveries", ratelimit.AddressBuckets(*DELIVERY_SETTINGS))
+    monkeypatch.setattr(ratelimit.chat_bytes, "take", lambda address, amount: True)
+    room = types.SimpleNamespace(sockets=4)
+    monkeypatch.setattr(hub, "sockets_in", lambda room_id: room.sockets)
+    return room
+
+
+DELIVERY_SETTINGS = ("DELIVERIES_PER_ADDRESS_BURST", "DELIVERIES_PER_ADDRESS_SUSTAINED")
+
+
+async def test_a_message_costs_its_address_a_delivery_for_each_socket_of_its_room(
+    connection, deliveries, caplog
+):
+    """The crowd attack (bench/hostile.py): an address chatting within every other limit
+    made a room of a thousand hand out 4,500 messages in 25 s, and every room of the
+    process waited. What it says now costs it the room's sockets in this process."""
+    conn = connection.conn
+    conn.seat = a_seat()
+    conn.chat_bucket = TokenBucket(burst=100, rate=0)
+    caplog.set_level(logging.INFO, logger="chat.events")
+    await actions.take_chat(conn, "x")
+    await actions.take_chat(conn, "x")  # 8 of the 10
+    refused = await refusal(conn, actions.chat_message, protocol.ChatMessage(content="x"))
+    assert refused.code == ErrorCode.RATE_LIMITED and "room this size" in refused.message
+    assert caplog.records[-1].getMessage().endswith("limit=DELIVERIES_PER_ADDRESS_*")
+    assert conn.chat_bucket.tokens == 98  # the refused frame gave its own token back
+    # A smaller room: the 2 left are two messages.
+    deliveries.sockets = 1
+    await actions.take_chat(conn, "x")
+    await actions.take_chat(conn)  # an edit, a delete or a reaction costs the same
+    with pytest.raises(ProtocolError):
+        await actions.take_chat(conn)
+    # Another address has its own.
+    conn.address = "198.51.100.7"
+    await actions.take_chat(conn, "x")
+
+
+async def test_a_room_larger_than_the_burst_still_takes_a_message_from_a_full_bucket(connection, deliveries):
+    conn = connection.conn
+    conn.seat = a_seat()
+    deliveries.sockets = 50
+    await actions.take_chat(conn, "x")
+    with pytest.raises(ProtocolError):
+        await actions.take_chat(conn, "x")
+
+
+async def test_typing_past_the_address_s_deliveries_is_dropped_without_an_answer(
+    connection, deliveries, monkeypatch
+):
+    conn = connection.conn
+    conn.seat = a_seat()
+    told = []
+
+    async def publish(room_id, message, **marks):
+        told.append(message)
+
+    monkeypatch.setattr(actions, "publish", publish)
+    deliveries.sockets = 6
+    await actions.typing(conn, protocol.Typing())
+    conn.typed_at = 0.0  # as if TYPING_INTERVAL had passed
+    await actions.typing(conn, protocol.Typing())  # 4 left: dropped
+    assert len(told) == 1
+    assert await connection.frames() == []
+    assert conn.refusals.count() == 0  # not a flood of Typing frames
 
 
 async def test_members_checks_the_room_then_reads_then_unread(connection, settings, backlog_full):

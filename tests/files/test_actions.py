@@ -4,13 +4,15 @@ file_too_large), the window place an upload takes, GetFile's and DeleteFile's
 refusals, and the command table the consumer is given (config/routing.py)."""
 
 import base64
+import dataclasses
 import uuid
 from typing import get_args
 
 import pytest
 
-from chat import actions, outbox, protocol, services
+from chat import actions, outbox, protocol, ratelimit, services
 from chat.errors import ErrorCode
+from chat.hub import hub
 from config.routing import COMMANDS
 from files import actions as file_actions
 from tests.helpers import refusal
@@ -50,6 +52,26 @@ async def test_a_rate_limited_upload_is_judged_on_its_base64_first_and_takes_no_
     refused = await refusal(conn, file_actions.upload_file, upload(GOOD))
     assert refused.code == ErrorCode.RATE_LIMITED and "uploads" in refused.message
     assert conn.uploads.count() == 0
+
+
+async def test_an_upload_past_its_addresss_deliveries_is_judged_on_its_base64_first_and_takes_no_place(
+    connection, settings, monkeypatch
+):
+    """Its room's file message costs the room's sockets here (actions.take_deliveries);
+    a sealed room's upload broadcasts nothing (its card pays as chat)."""
+    conn = connection.conn
+    conn.seat = a_seat()
+    settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ADDRESS_SUSTAINED = 3, 0
+    buckets = ratelimit.AddressBuckets("DELIVERIES_PER_ADDRESS_BURST", "DELIVERIES_PER_ADDRESS_SUSTAINED")
+    monkeypatch.setattr(actions, "room_deliveries", buckets)
+    monkeypatch.setattr(hub, "sockets_in", lambda room_id: 2)
+    buckets.spend(conn.address, 3)  # spent by the address's other sockets
+    assert await code_of(conn, file_actions.upload_file, upload(BAD)) == "invalid_field"
+    refused = await refusal(conn, file_actions.upload_file, upload(GOOD))
+    assert refused.code == ErrorCode.RATE_LIMITED and "room this size" in refused.message
+    assert conn.uploads.count() == 0
+    conn.seat = dataclasses.replace(a_seat(), sealed=True)
+    assert await code_of(conn, file_actions.upload_file, upload(GOOD)) == "mime_not_allowed"
 
 
 async def test_a_too_large_upload_is_judged_on_its_base64_first_and_keeps_its_place(connection, settings):

@@ -1,0 +1,73 @@
+"""A crowd in one room (bench/hostile.py's `crowd` attack, at a test's size): one address's
+sockets, each within its own chat rate, may make the server hand out no more than
+DELIVERIES_PER_ADDRESS_* (a delivery a socket of the room), whatever the room's size;
+another address in the same room still speaks."""
+
+import asyncio
+import time
+
+import pytest
+
+from tests.e2e.test_hostile_work import ROOMY, from_address
+from tests.e2e.wsclient import Client
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+CROWD = 40  # members who only read, 5 an address
+ATTACKERS = 10  # sockets of the one attacking address
+FRAMES = 30  # chat frames each attacking socket sends at once
+ROOM = 1 + CROWD + ATTACKERS + 1  # the owner, the crowd, the attackers, one more speaker
+BURST, SUSTAINED = 10 * ROOM, ROOM  # ten messages at once, then one a second
+
+
+async def said_to(member: Client, sender: str) -> list[dict]:
+    """The chat messages from `sender`'s sockets (names starting with it) that reached
+    `member` until the room is quiet for a second."""
+    got = []
+    while True:
+        try:
+            frame = await member.recv(within=1)
+        except TimeoutError:
+            return got
+        if frame["type"] == "ChatMessage" and frame["sender"].startswith(sender):
+            got.append(frame)
+
+
+async def test_one_address_chatting_in_a_large_room_is_held_to_its_deliveries(sqlite_env, servers):
+    env = {**sqlite_env, **ROOMY}
+    env |= {"DELIVERIES_PER_ADDRESS_BURST": str(BURST), "DELIVERIES_PER_ADDRESS_SUSTAINED": str(SUSTAINED)}
+    (server,) = servers(env)
+    owner = await Client.open(server.url, close_timeout=1, **from_address("127.0.40.1"))
+    join_key = (await owner.create("Town hall"))["room_info"]["join_key"]
+
+    async def member(address: str, name: str) -> Client:
+        # Who stops reading has its close answered behind what it left unread: a second.
+        client = await Client.open(server.url, close_timeout=1, **from_address(address))
+        await client.join(join_key, name)
+        return client
+
+    crowd = [await member(f"127.0.41.{k // 5 + 1}", f"m{k}") for k in range(CROWD)]
+    attackers = [await member("127.0.42.1", f"x{k}") for k in range(ATTACKERS)]
+    other = await member("127.0.43.1", "Other")
+
+    started = time.monotonic()
+    await asyncio.gather(*(attacker.say(f"spam {n}") for attacker in attackers for n in range(FRAMES)))
+    heard = await said_to(crowd[0], "x")
+    elapsed = time.monotonic() - started
+    # Every socket's own chat rate lets 20 of its 30 through: 200 messages; the address's
+    # deliveries let BURST / ROOM of them through at once and one a second after.
+    assert 5 <= len(heard) <= BURST // ROOM + int(elapsed) + 2, (len(heard), elapsed)
+    refused = []
+    for attacker in attackers:
+        while True:
+            try:
+                frame = await attacker.recv(within=0.2)
+            except TimeoutError:
+                break
+            if frame["type"] == "Error":
+                refused.append(frame["code"])
+    assert refused.count("rate_limited") >= ATTACKERS * FRAMES - len(heard) - 5, refused
+    # The room is not silenced: another address speaks, and the crowd hears it.
+    await other.say("still here")
+    assert [frame["sender"] for frame in await said_to(crowd[0], "Other")] == ["Other"]
+    await asyncio.gather(*(client.close() for client in [owner, *crowd, *attackers, other]))
