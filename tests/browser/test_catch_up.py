@@ -123,6 +123,14 @@ def shown_ids(page: Page) -> list[int]:
     return [int(i) for i in ids]
 
 
+def first_three(alice, bob, link: str) -> dict[str, int]:
+    """Bob joins Alice's room and says m1-m3, which her page shows; returns their ids."""
+    bob.join(join_key_of(link), "Bob")
+    ids = bob.said("m1", "m2", "m3")
+    expect(alice.locator("#messages li.message .text")).to_have_text(["m1", "m2", "m3"])
+    return ids
+
+
 def test_a_catch_up_that_stops_short_marks_the_gap_and_its_button_shows_the_rest(server_with, new_page):
     """418 missed past a CHAT_HISTORY_LIMIT of 5: the catch-up's three pages reach m122,
     and m4-m121 are left out. A marker says so where they are missing; its button reads
@@ -136,9 +144,7 @@ def test_a_catch_up_that_stops_short_marks_the_gap_and_its_button_shows_the_rest
     refused = refuse(alice, lambda frame: frame.get("before", 0) == ids.get("m122") and not refused)
     link = create_room(alice, "Asleep", "Alice")
     with PythonClient(server.url) as bob:
-        bob.join(join_key_of(link), "Bob")
-        ids.update(bob.said("m1", "m2", "m3"))
-        expect(alice.locator("#messages li .text")).to_have_text(["m1", "m2", "m3"])
+        ids.update(first_three(alice, bob, link))
         go_offline(alice)
         ids.update(bob.said(*(f"m{i}" for i in range(4, 421))))
         bob.send(type="DeleteMessage", id=ids["m50"])
@@ -208,10 +214,8 @@ def test_a_gap_the_page_trims_down_to_goes_and_older_pages_read_it(server_with, 
     alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
     link = create_room(alice, "Trimmed", "Alice")
     with PythonClient(server.url) as bob:
-        bob.join(join_key_of(link), "Bob")
-        bob.said("m1", "m2", "m3")
+        first_three(alice, bob, link)
         texts = alice.locator("#messages li.message .text")
-        expect(texts).to_have_text(["m1", "m2", "m3"])
         go_offline(alice)
         bob.said(*(f"m{i}" for i in range(4, 421)))
         come_back(alice, "Trimmed")
@@ -249,10 +253,8 @@ def test_a_catch_up_cut_short_by_another_drop_marks_its_gap_and_the_next_one_fil
 
     link = create_room(alice, "Twice", "Alice")
     with PythonClient(server.url) as bob:
-        bob.join(join_key_of(link), "Bob")
-        bob.said("m1", "m2", "m3")
+        first_three(alice, bob, link)
         texts = alice.locator("#messages li.message .text")
-        expect(texts).to_have_text(["m1", "m2", "m3"])
         alice.route_web_socket(SOCKET, route)
         go_offline(alice)
         bob.said(*(f"m{i}" for i in range(4, 21)))

@@ -22,6 +22,7 @@ from chatclient import (
     MissedMessages,
     Reconnected,
     Reconnecting,
+    RoomInfo,
 )
 from chatclient import client as client_module
 from chatclient.client import affinity_hint, reconnect_waits
@@ -126,10 +127,9 @@ async def test_a_restarted_bot_joins_with_since_and_gets_only_what_came_after(se
     assert await next_of(third, History) == History([later])
 
 
-async def test_more_messages_missed_than_a_history_holds_are_all_caught_up(env, servers):
-    """The rejoin's History holds the newest CHAT_HISTORY_LIMIT messages after `since`:
-    the client reads the older ones it missed back with GetHistory, as the page does, so
-    that a bot away while the room talked on answers every one (it missed the first)."""
+async def a_bot_away(servers, env) -> tuple[CuttableProxy, ChatClient, ChatClient, RoomInfo, Message]:
+    """On a server whose History holds 3: Alice's room, and a bot in it through a proxy
+    that saw her first message, `seen`; then the proxy cut, so that the bot is away."""
     (server,) = servers({**env, "CHAT_HISTORY_LIMIT": "3"}, 1)
     proxy = CuttableProxy(server.port)
     await proxy.start()
@@ -139,9 +139,16 @@ async def test_more_messages_missed_than_a_history_holds_are_all_caught_up(env, 
     await bot.join_room(room.join_key, "Bot")
     seen = await alice.send("before")
     assert await next_of(bot, Message) == seen
-
     await proxy.cut()
     await next_of(alice, Left)
+    return proxy, alice, bot, room, seen
+
+
+async def test_more_messages_missed_than_a_history_holds_are_all_caught_up(env, servers):
+    """The rejoin's History holds the newest CHAT_HISTORY_LIMIT messages after `since`:
+    the client reads the older ones it missed back with GetHistory, as the page does, so
+    that a bot away while the room talked on answers every one (it missed the first)."""
+    proxy, alice, bot, room, seen = await a_bot_away(servers, env)
     missed = [await alice.send(f"while away {n}") for n in range(8)]
     await proxy.start()
     assert await next_of(bot, Reconnected) == Reconnected(room)
@@ -160,19 +167,8 @@ async def test_more_messages_missed_than_are_read_back_are_told_and_can_be_paged
     follows (`MissedMessages`), instead of never seeing those, and reads them with
     `history(before=...)`."""
     monkeypatch.setattr(client_module, "CATCH_UP_PAGE", 2)
-    (server,) = servers({**env, "CHAT_HISTORY_LIMIT": "3"}, 1)
-    proxy = CuttableProxy(server.port)
-    await proxy.start()
-    alice = await ChatClient.connect(server.url)
-    bot = await ChatClient.connect(proxy.url)
+    proxy, alice, bot, room, seen = await a_bot_away(servers, env)
     try:
-        room = await alice.create_room("Room", owner_name="Alice")
-        await bot.join_room(room.join_key, "Bot")
-        seen = await alice.send("before")
-        assert await next_of(bot, Message) == seen
-
-        await proxy.cut()
-        await next_of(alice, Left)
         missed = [await alice.send(f"while away {n}") for n in range(14)]
         await proxy.start()
         assert await next_of(bot, Reconnected) == Reconnected(room)
