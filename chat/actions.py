@@ -77,6 +77,7 @@ class Connection:
     slot: SlidingWindow | TokenBucket | None = None  # the window place (or token) this frame took
     join_claim: tuple[str, str] | None = None  # and its place in its address's joins
     reserved: int = 0  # what this frame's large reply holds of its address's backlog
+    deliveries: int = 0  # what it took of its address's DELIVERIES_PER_ADDRESS_*
 
     def send(self, message: dict) -> None:
         """Queue a reply behind everything queued for this socket before it."""
@@ -154,6 +155,7 @@ def frame_done(conn: Connection, held: int) -> None:
         conn.reserved = 0
     conn.slot = None
     conn.join_claim = None
+    conn.deliveries = 0
 
 
 async def run(conn: Connection, action: Action, command: Any) -> None:
@@ -170,6 +172,9 @@ async def refuse(conn: Connection, exc: ProtocolError) -> None:
     `rate_limited` answers in ABUSE_WINDOW, close the socket with 1008."""
     if conn.slot is not None and exc.code in GIVEN_BACK:
         conn.slot.give_back()
+    if conn.deliveries:  # a refused frame hands nothing out
+        room_deliveries.give_back(conn.address or "unknown", conn.deliveries)
+        conn.deliveries = 0
     if conn.join_claim is not None and exc.code in GIVEN_BACK:
         claim, conn.join_claim = conn.join_claim, None
         try:
@@ -368,10 +373,10 @@ async def take_chat(conn: Connection, content: str | None = None) -> None:
     if not conn.chat_bucket.take():
         raise OverLimit("CHAT_RATE_*")
     conn.slot = conn.chat_bucket  # given back if the frame is refused for its rate after all
+    take_deliveries(conn)
     size = 0 if content is None else len(content)
     if size > settings.CHAT_MAX_CONTENT:
         raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
-    take_deliveries(conn)
     address, amount = conn.address or "unknown", size + ROW_BYTES
     shared = shared_bytes()
     if not (chat_bytes.take(address, amount) if shared is None else await shared.take(address, amount)):
@@ -384,13 +389,15 @@ def take_deliveries(conn: Connection) -> None:
     Every other limit counts frames or bytes, and one address within them all still had
     a room of a thousand handed 4,700 messages in 30 s (bench/README.md, "A crowd in one
     room"); this bounds what one address's chat costs the process, whatever the room's
-    size. Per process, as the cost is: a room's sockets elsewhere count there."""
+    size. Only the sender's process counts, and only its own sockets: the room's sockets
+    on other processes cost those, uncharged (docs/protocol-notes.md)."""
     assert conn.seat is not None  # in a room: its caller's require_room
     wanted = min(hub.sockets_in(conn.seat.room_id), settings.DELIVERIES_PER_ADDRESS_BURST)
     if not room_deliveries.take(conn.address or "unknown", wanted):
         raise OverLimit(
             "DELIVERIES_PER_ADDRESS_*", "Too much said from this address to a room this size; wait a moment."
         )
+    conn.deliveries = wanted  # given back if the frame is refused after all (`refuse`)
 
 
 async def edit_message(conn: Connection, command: protocol.EditMessage) -> None:

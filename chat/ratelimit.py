@@ -66,6 +66,10 @@ class AddressBuckets:
         now = time.monotonic() if now is None else now
         return self.bucket(address, now).take(now, amount)
 
+    def give_back(self, address: str, amount: float) -> None:
+        """What a take's frame, refused after all, did not use."""
+        self.bucket(address, time.monotonic()).give_back(amount)
+
     def spend(self, address: str, amount: float, now: float | None = None) -> None:
         """Take `amount` whatever the bucket holds (what was already sent): it may go
         below nothing, and `left` is then False until it has refilled past it."""

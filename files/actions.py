@@ -27,8 +27,8 @@ from files import validation
 
 
 async def upload_file(conn: Connection, command: protocol.UploadFile) -> None:
-    # The cheap checks first: room, upload rate, size from the base64's length, what its
-    # file message costs its address to hand out. The content is decoded only when they
+    # The cheap checks first: room, upload rate, what its file message costs its address
+    # to hand out, size from the base64's length. The content is decoded only when they
     # pass; when one fails, the content is still checked (without keeping the bytes),
     # since strict base64 is a field rule and comes first (PROTOCOL.md). A rate-limited
     # upload takes no place in the window.
@@ -40,17 +40,17 @@ async def upload_file(conn: Connection, command: protocol.UploadFile) -> None:
         await check_content(command)
         raise OverLimit("FILES_UPLOADS_PER_MINUTE", "Too many uploads; wait a minute.")
     conn.slot = conn.uploads
-    # A sealed room's file arrives encrypted: its nonce and tag come on top of the limit.
-    overhead = protocol.MIN_CIPHERTEXT_BYTES if seat.sealed else 0
-    if protocol.decoded_size(command.content) > settings.FILES_MAX_SIZE + overhead:
-        await check_content(command)
-        raise ProtocolError(ErrorCode.FILE_TOO_LARGE)
     if not seat.sealed:  # the room's file message; a sealed room's card pays as chat
         try:
             take_deliveries(conn)
         except OverLimit:
             await check_content(command)
             raise
+    # A sealed room's file arrives encrypted: its nonce and tag come on top of the limit.
+    overhead = protocol.MIN_CIPHERTEXT_BYTES if seat.sealed else 0
+    if protocol.decoded_size(command.content) > settings.FILES_MAX_SIZE + overhead:
+        await check_content(command)
+        raise ProtocolError(ErrorCode.FILE_TOO_LARGE)
     data = await content_bytes(command)
     now = timezone.now()
     shared = await files.share(seat=seat, name=command.name, mime_type=command.mime_type, data=data, now=now)

@@ -248,40 +248,66 @@ def deliveries(settings, monkeypatch):
 DELIVERY_SETTINGS = ("DELIVERIES_PER_ADDRESS_BURST", "DELIVERIES_PER_ADDRESS_SUSTAINED")
 
 
+async def taken(conn, content: str | None = "x") -> None:
+    """A chat frame's limits passed and its frame answered (what follows is not run)."""
+    await actions.take_chat(conn, content)
+    actions.frame_done(conn, 0)
+
+
 async def test_a_message_costs_its_address_a_delivery_for_each_socket_of_its_room(
     connection, deliveries, caplog
 ):
     """The crowd attack (bench/hostile.py): an address chatting within every other limit
-    made a room of a thousand hand out 4,500 messages in 25 s, and every room of the
-    process waited. What it says now costs it the room's sockets in this process."""
+    had a room of a thousand handed 4,700 messages in 30 s, and every room of the process
+    waited. What it says now costs it the room's sockets in this process."""
     conn = connection.conn
     conn.seat = a_seat()
     conn.chat_bucket = TokenBucket(burst=100, rate=0)
     caplog.set_level(logging.INFO, logger="chat.events")
-    await actions.take_chat(conn, "x")
-    await actions.take_chat(conn, "x")  # 8 of the 10
+    await taken(conn)
+    await taken(conn)  # 8 of the 10
     refused = await refusal(conn, actions.chat_message, protocol.ChatMessage(content="x"))
     assert refused.code == ErrorCode.RATE_LIMITED and "room this size" in refused.message
     assert caplog.records[-1].getMessage().endswith("limit=DELIVERIES_PER_ADDRESS_*")
     assert conn.chat_bucket.tokens == 98  # the refused frame gave its own token back
     # A smaller room: the 2 left are two messages.
     deliveries.sockets = 1
-    await actions.take_chat(conn, "x")
-    await actions.take_chat(conn)  # an edit, a delete or a reaction costs the same
+    await taken(conn)
+    await taken(conn, None)  # an edit, a delete or a reaction costs the same
     with pytest.raises(ProtocolError):
-        await actions.take_chat(conn)
+        await taken(conn)
     # Another address has its own.
     conn.address = "198.51.100.7"
-    await actions.take_chat(conn, "x")
+    await taken(conn)
+
+
+async def test_a_frame_refused_after_its_deliveries_gives_them_back_and_the_rate_comes_first(
+    connection, deliveries, settings, monkeypatch
+):
+    """PROTOCOL.md: rate limits, then the rest (`message_too_large` after them). A frame
+    refused after its deliveries were taken (too large, its address's stored bytes, a
+    message not found) hands nothing out, so it gives them back."""
+    conn = connection.conn
+    conn.seat = a_seat()
+    conn.chat_bucket = TokenBucket(burst=100, rate=0)
+    settings.CHAT_MAX_CONTENT = 5
+    too_large = protocol.ChatMessage(content="x" * 6)
+    for _ in range(3):
+        assert (await refusal(conn, actions.chat_message, too_large)).code == ErrorCode.MESSAGE_TOO_LARGE
+    monkeypatch.setattr(ratelimit.chat_bytes, "take", lambda address, amount: False)
+    refused = await refusal(conn, actions.chat_message, protocol.ChatMessage(content="x"))
+    assert "stored" in refused.message
+    assert actions.room_deliveries.take(ADDRESS, 10)  # all ten still there
+    assert (await refusal(conn, actions.chat_message, too_large)).code == ErrorCode.RATE_LIMITED
 
 
 async def test_a_room_larger_than_the_burst_still_takes_a_message_from_a_full_bucket(connection, deliveries):
     conn = connection.conn
     conn.seat = a_seat()
     deliveries.sockets = 50
-    await actions.take_chat(conn, "x")
+    await taken(conn)
     with pytest.raises(ProtocolError):
-        await actions.take_chat(conn, "x")
+        await taken(conn)
 
 
 async def test_typing_past_the_address_s_deliveries_is_dropped_without_an_answer(

@@ -70,8 +70,18 @@ async def test_an_upload_past_its_addresss_deliveries_is_judged_on_its_base64_fi
     refused = await refusal(conn, file_actions.upload_file, upload(GOOD))
     assert refused.code == ErrorCode.RATE_LIMITED and "room this size" in refused.message
     assert conn.uploads.count() == 0
+    # The rate comes before the size (PROTOCOL.md): too large, it is still rate_limited.
+    settings.FILES_MAX_SIZE = 299
+    assert await code_of(conn, file_actions.upload_file, upload(GOOD)) == "rate_limited"
+    settings.FILES_MAX_SIZE = 10_000
     conn.seat = dataclasses.replace(a_seat(), sealed=True)
     assert await code_of(conn, file_actions.upload_file, upload(GOOD)) == "mime_not_allowed"
+    # Refused after its deliveries were taken, an upload gives them back.
+    conn.seat = a_seat()
+    buckets.give_back(conn.address, 3)
+    settings.FILES_MAX_SIZE = 299
+    assert await code_of(conn, file_actions.upload_file, upload(GOOD)) == "file_too_large"
+    assert buckets.take(conn.address, 3)
 
 
 async def test_a_too_large_upload_is_judged_on_its_base64_first_and_keeps_its_place(connection, settings):
