@@ -268,3 +268,43 @@ def test_a_catch_up_cut_short_by_another_drop_marks_its_gap_and_the_next_one_fil
         expect(gap).to_have_count(0)
     assert len(swallowed) == 1
     assert alice.console_errors == []
+
+
+def test_a_quote_into_a_gap_shows_its_message_once_the_page_holding_it_is_in(server_with, new_page):
+    """The reply's quote of m120, in a gap of m4-m121: the gap's first page (down from
+    m122) brings m120, which is shown then, while the next page is still unanswered
+    (the page showed it only once the whole gap was read)."""
+    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="500")
+    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
+    ids: dict[str, int] = {}
+    held: list[dict] = []
+
+    def route(page_side):
+        server_side = page_side.connect_to_server()
+
+        def from_page(message):
+            frame = json.loads(message)
+            if frame["type"] == "GetHistory" and frame.get("before") == ids.get("m22"):
+                held.append(frame)  # the gap's second page: never answered
+            else:
+                server_side.send(message)
+
+        page_side.on_message(from_page)
+        server_side.on_message(page_side.send)
+
+    link = create_room(alice, "Quoted", "Alice")
+    with PythonClient(server.url) as bob:
+        ids.update(first_three(alice, bob, link))
+        alice.route_web_socket(SOCKET, route)
+        go_offline(alice)
+        ids.update(bob.said(*(f"m{i}" for i in range(4, 421))))
+        bob.send(type="ChatMessage", content=encrypt(bob.key, "re: m120"), reply_to=ids["m120"])
+        ids["re"] = bob.expect("ChatMessage")["id"]
+        come_back(alice, "Quoted")
+        expect(alice.locator("#messages li.gap")).to_have_count(1, timeout=20_000)
+        alice.locator(f'#messages li[data-id="{ids["re"]}"] .quote').click()
+        target = alice.locator(f'#messages li.message[data-id="{ids["m120"]}"]')
+        expect(target).to_have_class(re.compile(r"\bhighlight\b"), timeout=10_000)
+        expect(target).to_be_focused()
+        assert held and alice.locator("#messages li.gap").count() == 1
+    assert alice.console_errors == []

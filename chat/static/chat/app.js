@@ -1094,6 +1094,8 @@ async function gapPage(request, m) {
   await addQuietly(() => receiveAll(missed, { older: true }), (n) => `${count((fill.shown += n), "missed message")} shown.`);
   if (state.gapFill !== fill) return;
   pageRead(m.before, m.messages.length ? m.messages[0].id : -Infinity);
+  // A quoted message this page brought is shown now, not once the whole gap is read.
+  if (state.seeking !== null && messageById(state.seeking)) showMessage(state.seeking);
   if (state.gapFill === fill) readGap(fill);
   else if (state.seeking !== null) showMessage(state.seeking);
 }
