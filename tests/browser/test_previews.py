@@ -159,3 +159,37 @@ def test_a_list_showing_its_end_still_shows_it_once_an_image_preview_is_in(serve
         expect(alice.locator("#messages li.message").last).to_contain_text("after the picture")
         expect(alice.locator("#messages li.message").last).to_be_in_viewport()
     assert alice.console_errors == []
+
+
+# Image decoding waits until the test lets it go (window.letDecode()).
+HELD_DECODE = """
+(() => {
+  const decode = HTMLImageElement.prototype.decode;
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  window.letDecode = () => release();
+  window.decodesAsked = 0;
+  HTMLImageElement.prototype.decode = function () {
+    window.decodesAsked += 1;
+    return held.then(() => decode.call(this));
+  };
+})();
+"""
+
+
+def test_a_file_deleted_while_its_preview_decodes_gets_no_preview(server, new_page):
+    alice = new_page(server.http, init_script=HELD_DECODE)
+    link = create_room(alice, "Deleted pictures", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        png = base64.b64encode(tiny_png(20, 20)).decode()
+        bob.send(type="UploadFile", name="gone.png", mime_type="image/png", content=png)
+        file_id = bob.expect("FileUploaded")["metadata"]["id"]
+        wait_until(alice, lambda: alice.evaluate("window.decodesAsked") > 0, "the preview's decode")
+        bob.send(type="DeleteFile", file_id=file_id)
+        item = alice.locator("#messages li.file")
+        expect(item).to_contain_text("File deleted: gone.png")
+        alice.evaluate("window.letDecode()")
+        alice.wait_for_timeout(300)
+        assert item.locator("img.preview").count() == 0
+    assert alice.console_errors == []

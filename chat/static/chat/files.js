@@ -522,7 +522,8 @@ export function setUpFiles({ config, send, connection, showError, currentRoom, p
 async function showPreview(item, name, url) {
   const img = el("img", { className: "preview", attrs: { src: url, alt: `Preview of ${name}` } });
   await img.decode().catch(() => {}); // one that does not decode shows as the browser shows it
-  if (!item.isConnected || item.querySelector(".preview")) return;
+  // Gone, deleted or previewed meanwhile: nothing to show.
+  if (!item.isConnected || item.classList.contains("deleted") || item.querySelector(".preview")) return;
   const list = item.closest("#messages");
   const followed = list !== null && atBottom(list);
   item.querySelector(".text").after(img); // under the link, above the Delete button
