@@ -308,3 +308,32 @@ def test_a_quote_into_a_gap_shows_its_message_once_the_page_holding_it_is_in(ser
         expect(target).to_be_focused()
         assert held and alice.locator("#messages li.gap").count() == 1
     assert alice.console_errors == []
+
+
+def test_show_them_reads_three_pages_a_click_and_the_marker_stays_for_the_rest(server_with, new_page):
+    """A gap of m4-m370 (667 missed past a History of 5 and the catch-up's 300): one click
+    reads three pages (m71-m370), as a catch-up does, leaving the socket's other reads
+    to previews and downloads; the marker stays above them, and the next click reads the
+    rest and takes it away (the page read the whole gap at once, however long)."""
+    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="800")
+    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
+    link = create_room(alice, "Long away", "Alice")
+    with PythonClient(server.url) as bob:
+        first_three(alice, bob, link)
+        go_offline(alice)
+        bob.said(*(f"m{i}" for i in range(4, 671)))
+        come_back(alice, "Long away")
+        texts = alice.locator("#messages li.message .text")
+        show = alice.locator("#messages li.gap").get_by_role("button", name="Show them")
+        expect(texts).to_have_count(3 + 300, timeout=20_000)
+        asked = len([f for f in alice.frames_sent if f["type"] == "GetHistory"])
+        show.click()
+        expect(alice.locator("#messages li.message:has(+ li.gap) .text")).to_have_text("m3", timeout=20_000)
+        expect(alice.locator("#messages li.gap + li.message .text")).to_have_text("m71")
+        expect(show).not_to_have_attribute("aria-disabled", "true")
+        assert len([f for f in alice.frames_sent if f["type"] == "GetHistory"]) == asked + 3
+        show.click()
+        expect(alice.locator("#messages li.gap")).to_have_count(0, timeout=20_000)
+    assert shown_ids(alice) == sorted(set(shown_ids(alice)))
+    assert message_texts(alice)[:6] == ["m1", "m2", "m3", "m4", "m5", "m6"]
+    assert alice.console_errors == []

@@ -77,7 +77,7 @@ const state = {
   chatRetries: 0,
   catchingUp: false, // a rejoin's catch-up is under way; the outbox waits for it
   catchUp: null, // {floor, top, pages, retries, timer, missed, reached, whole}: see catchUp()
-  gapFill: null, // {item, retries, timer, shown}: a gap's messages being read (fillGap)
+  gapFill: null, // {item, retries, timer, shown, pages}: a gap's messages being read (fillGap)
   queued: null, // a lobby request waiting for the socket to open
 };
 
@@ -983,11 +983,14 @@ function catchUpRefused(request, error) {
 // reached after a long time away, refused, or cut short by another drop) leaves a hole:
 // the messages between that one and the oldest the catch-up read are not on the page. A
 // marker stands in the hole (an li.gap, data-after: the newest id above the hole,
-// data-below: the oldest under it), whose "Show them" button reads the whole hole with
+// data-below: the oldest under it), whose "Show them" button reads the hole with
 // GetHistory pages going down from data-below, each one's messages put in above the
-// marker, until a page reaches data-after. Any page that reads into a hole from its upper
+// marker, until a page reaches data-after or GAP_PAGES are read. Any page that reads into a hole from its upper
 // end (a later catch-up's too) narrows it, or closes it and takes the marker away.
 const GAP_NOTE = "Messages you missed are not shown here.";
+// Pages one "Show them" reads, as a catch-up does: three of the socket's READS_PER_MINUTE,
+// so that previews and downloads keep theirs; the marker then stays for the rest.
+const GAP_PAGES = 3;
 
 function leaveGap(job) {
   if (!state.room || !job || job.whole || job.reached === null || job.reached <= job.top) return;
@@ -1059,7 +1062,7 @@ function fillGap(item) {
     item.querySelector(".gap-note").textContent = `${GAP_NOTE} ${NOT_CONNECTED}`;
     return false;
   }
-  state.gapFill = { item, retries: 0, timer: null, shown: 0 };
+  state.gapFill = { item, retries: 0, timer: null, shown: 0, pages: 0 };
   for (const other of gaps()) setAriaDisabled(other.querySelector("button"), true);
   item.querySelector(".gap-note").textContent = "Showing the messages you missed…";
   readGap(state.gapFill);
@@ -1096,8 +1099,15 @@ async function gapPage(request, m) {
   pageRead(m.before, m.messages.length ? m.messages[0].id : -Infinity);
   // A quoted message this page brought is shown now, not once the whole gap is read.
   if (state.seeking !== null && messageById(state.seeking)) showMessage(state.seeking);
-  if (state.gapFill === fill) readGap(fill);
-  else if (state.seeking !== null) showMessage(state.seeking);
+  fill.pages += 1;
+  if (state.gapFill !== fill) {
+    if (state.seeking !== null) showMessage(state.seeking);
+  } else if (fill.pages < GAP_PAGES) {
+    readGap(fill);
+  } else {
+    state.seeking = null; // further down than these pages: its quote is clicked again
+    stopGapFill();
+  }
 }
 
 function gapRefused(request, error) {
