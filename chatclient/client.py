@@ -1363,7 +1363,9 @@ class ChatClient:
         default far above the files a room shares in a day."""
         self._cards[file_id] = (message_id, card)
         if len(self._cards) > self.max_cards:
-            del self._cards[min(self._cards, key=lambda known: self._cards[known][0] or MESSAGE_ID_MAX)]
+            # Never the card just kept: one read from an older page is what its reader wants.
+            others = (known for known in self._cards if known != file_id)
+            del self._cards[min(others, key=lambda known: self._cards[known][0] or MESSAGE_ID_MAX)]
 
     async def _reconnect(self) -> None:
         """Reopen the connection and rejoin the room, backing off while that fails."""

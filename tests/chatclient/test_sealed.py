@@ -620,3 +620,18 @@ async def test_the_file_cards_a_client_keeps_are_bounded_by_max_cards(clients):
     assert [(await bot.download_file(file.id))[1] for file in uploads[1:]] == [b"file 1\n", b"file 2\n"]
     await alice.delete_message(uploads[2].message_id)  # its own newest card: kept, so the file goes too
     assert await next_of(bot, FileDeleted) == FileDeleted(uploads[2].id)
+
+
+async def test_a_card_read_from_an_older_page_is_kept_past_max_cards(clients):
+    """With `max_cards` reached, a card `history()` brings from further back was dropped
+    as soon as it was kept (it had the oldest message): its file could not be
+    downloaded right after reading it. The oldest other card goes instead."""
+    alice = await clients()
+    room = await alice.create_room("Sealed", owner_name="Alice", sealed=True)
+    uploads = [await alice.upload_file(f"file {n}\n".encode(), name=f"{n}.txt") for n in range(2)]
+    bot = await clients(max_cards=1)
+    await bot.join_room(room.share_link, "Bot")
+    await next_of(bot, History)  # both cards: the newer one kept
+    page = await bot.history(before=uploads[1].message_id, limit=10)
+    assert [item.file_id for item in page if isinstance(item, FileShared)] == [uploads[0].id]
+    assert (await bot.download_file(uploads[0].id))[1] == b"file 0\n"
