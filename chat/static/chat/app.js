@@ -985,8 +985,9 @@ function catchUpRefused(request, error) {
 // marker stands in the hole (an li.gap, data-after: the newest id above the hole,
 // data-below: the oldest under it), whose "Show them" button reads the hole with
 // GetHistory pages going down from data-below, each one's messages put in above the
-// marker, until a page reaches data-after or GAP_PAGES are read. Any page that reads into a hole from its upper
-// end (a later catch-up's too) narrows it, or closes it and takes the marker away.
+// marker, until a page reaches data-after or GAP_PAGES are read. Any page that reads
+// into a hole from its upper end (a later catch-up's too) narrows it, or closes it and
+// takes the marker away.
 const GAP_NOTE = "Messages you missed are not shown here.";
 // Pages one "Show them" reads, as a catch-up does: three of the socket's READS_PER_MINUTE,
 // so that previews and downloads keep theirs; the marker then stays for the rest.
