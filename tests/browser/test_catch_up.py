@@ -123,6 +123,26 @@ def shown_ids(page: Page) -> list[int]:
     return [int(i) for i in ids]
 
 
+def holding(page: Page, held: list[dict], holds) -> None:
+    """Route the page's sockets so that the frames `holds` picks are never sent on: they
+    are kept in `held`, and the page waits for their answers."""
+
+    def route(page_side):
+        server_side = page_side.connect_to_server()
+
+        def from_page(message):
+            frame = json.loads(message)
+            if holds(frame):
+                held.append(frame)
+            else:
+                server_side.send(message)
+
+        page_side.on_message(from_page)
+        server_side.on_message(page_side.send)
+
+    page.route_web_socket(SOCKET, route)
+
+
 def first_three(alice, bob, link: str) -> dict[str, int]:
     """Bob joins Alice's room and says m1-m3, which her page shows; returns their ids."""
     bob.join(join_key_of(link), "Bob")
@@ -236,26 +256,13 @@ def test_a_catch_up_cut_short_by_another_drop_marks_its_gap_and_the_next_one_fil
     and the next catch-up, which reads them, takes the marker away."""
     server = server_with(CHAT_HISTORY_LIMIT="5")
     alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
-    swallowed: list[dict] = []
-
-    def route(page_side):
-        server_side = page_side.connect_to_server()
-
-        def from_page(message):
-            frame = json.loads(message)
-            if frame["type"] == "GetHistory" and not swallowed:
-                swallowed.append(frame)  # never answered: the catch-up waits for it
-            else:
-                server_side.send(message)
-
-        page_side.on_message(from_page)
-        server_side.on_message(page_side.send)
+    swallowed: list[dict] = []  # never answered: the catch-up waits for it
 
     link = create_room(alice, "Twice", "Alice")
     with PythonClient(server.url) as bob:
         first_three(alice, bob, link)
         texts = alice.locator("#messages li.message .text")
-        alice.route_web_socket(SOCKET, route)
+        holding(alice, swallowed, lambda frame: frame["type"] == "GetHistory" and not swallowed)
         go_offline(alice)
         bob.said(*(f"m{i}" for i in range(4, 21)))
         come_back(alice, "Twice")
@@ -277,25 +284,12 @@ def test_a_quote_into_a_gap_shows_its_message_once_the_page_holding_it_is_in(ser
     server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="500")
     alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
     ids: dict[str, int] = {}
-    held: list[dict] = []
-
-    def route(page_side):
-        server_side = page_side.connect_to_server()
-
-        def from_page(message):
-            frame = json.loads(message)
-            if frame["type"] == "GetHistory" and frame.get("before") == ids.get("m22"):
-                held.append(frame)  # the gap's second page: never answered
-            else:
-                server_side.send(message)
-
-        page_side.on_message(from_page)
-        server_side.on_message(page_side.send)
+    held: list[dict] = []  # the gap's second page: never answered
 
     link = create_room(alice, "Quoted", "Alice")
     with PythonClient(server.url) as bob:
         ids.update(first_three(alice, bob, link))
-        alice.route_web_socket(SOCKET, route)
+        holding(alice, held, lambda f: f["type"] == "GetHistory" and f["before"] == ids.get("m22"))
         go_offline(alice)
         ids.update(bob.said(*(f"m{i}" for i in range(4, 421))))
         bob.send(type="ChatMessage", content=encrypt(bob.key, "re: m120"), reply_to=ids["m120"])
