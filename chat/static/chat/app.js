@@ -970,11 +970,16 @@ async function refreshMessage(item, message) {
 function catchUpRefused(request, error) {
   const job = state.catchUp;
   if (!job || request.job !== job) return;
-  if (error.code !== "rate_limited" && error.code !== "server_error") return caughtUp();
+  if (!askedAgain(job, error, () => state.catchUp === job && readPage(request.frame.before))) caughtUp();
+}
+
+// A page (a catch-up's or a gap's) refused for its rate or by a busy server is asked
+// again after a delay, at most five times: `again` runs then. False: given up.
+function askedAgain(job, error, again) {
+  if (!["rate_limited", "server_error"].includes(error.code) || job.retries >= 5) return false;
   job.retries += 1;
-  if (job.retries > 5) return caughtUp();
-  const wait = backoff(job.retries - 1, 2000, 30_000);
-  job.timer = setTimeout(() => state.catchUp === job && readPage(request.frame.before), wait);
+  job.timer = setTimeout(again, backoff(job.retries - 1, 2000, 30_000));
+  return true;
 }
 
 // --- Gaps ----------------------------------------------------------------------------
@@ -1098,29 +1103,23 @@ async function gapPage(request, m) {
   await addQuietly(() => receiveAll(missed, { older: true }), (n) => `${count((fill.shown += n), "missed message")} shown.`);
   if (state.gapFill !== fill) return;
   pageRead(m.before, m.messages.length ? m.messages[0].id : -Infinity);
-  // A quoted message this page brought is shown now, not once the whole gap is read.
-  if (state.seeking !== null && messageById(state.seeking)) showMessage(state.seeking);
+  // A quoted message is shown once its page is in (or the gap is closed), not once the
+  // whole gap is read.
+  const closed = state.gapFill !== fill;
+  if (state.seeking !== null && (closed || messageById(state.seeking))) showMessage(state.seeking);
+  if (closed) return;
   fill.pages += 1;
-  if (state.gapFill !== fill) {
-    if (state.seeking !== null) showMessage(state.seeking);
-  } else if (fill.pages < GAP_PAGES) {
-    readGap(fill);
-  } else {
-    state.seeking = null; // further down than these pages: its quote is clicked again
-    stopGapFill();
-  }
+  if (fill.pages < GAP_PAGES) return readGap(fill);
+  state.seeking = null; // further down than these pages: its quote is clicked again
+  stopGapFill();
 }
 
 function gapRefused(request, error) {
   const fill = state.gapFill;
   if (!fill || request.fill !== fill) return;
-  if (!["rate_limited", "server_error"].includes(error.code) || fill.retries >= 5) {
-    state.seeking = null;
-    return stopGapFill(humanError(error));
-  }
-  fill.retries += 1;
-  const wait = backoff(fill.retries - 1, 2000, 30_000);
-  fill.timer = setTimeout(() => state.gapFill === fill && readGap(fill), wait);
+  if (askedAgain(fill, error, () => state.gapFill === fill && readGap(fill))) return;
+  state.seeking = null;
+  stopGapFill(humanError(error));
 }
 
 // A chat message of ours the server refused (the request the Error answers: requests.js).
