@@ -433,11 +433,17 @@ REPLACED: dict = {}
 # Seconds between two Typing frames a connection's room is told of (PROTOCOL.md).
 TYPING_INTERVAL = 3.0
 
+# The share of an address's DELIVERIES_PER_ADDRESS_BURST that its Typing leaves to its
+# messages: people typing behind one NAT in a large room never crowd out what they say.
+TYPING_KEEPS = 0.5
+
 
 async def typing(conn: Connection, command: protocol.Typing) -> None:
     """Tell the others, at most once per TYPING_INTERVAL; the rest are dropped without
     an answer, and a flood of them (past TYPING_FRAMES_PER_SECOND) counts toward the
-    1008 rule. Nothing is stored."""
+    1008 rule. Nothing is stored. Handing it out costs the address its room's sockets in
+    this process, as a message does (`take_deliveries`), but only from the upper half of
+    its bucket (TYPING_KEEPS): past that it is dropped too."""
     seat = require_room(conn)
     if conn.typing_bucket is None:
         rate = settings.TYPING_FRAMES_PER_SECOND
@@ -448,9 +454,10 @@ async def typing(conn: Connection, command: protocol.Typing) -> None:
     now = monotonic()
     if now - conn.typed_at < TYPING_INTERVAL:
         return
-    try:
-        take_deliveries(conn)
-    except OverLimit:
+    wanted = hub.sockets_in(seat.room_id)
+    if not room_deliveries.take_above(
+        conn.address or "unknown", wanted, TYPING_KEEPS * settings.DELIVERIES_PER_ADDRESS_BURST
+    ):
         return  # dropped as the others are: typing is a hint
     conn.typed_at = now
     await publish(seat.room_id, protocol.typing_message(seat.name), exclude=conn.outbox.id)

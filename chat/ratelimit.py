@@ -39,6 +39,14 @@ class TokenBucket:
             return True
         return False
 
+    def take_above(self, keep: float, now: float | None = None, amount: float = 1) -> bool:
+        """Take only if `keep` tokens are left after it, and lend nothing: what is kept
+        is for takes that matter more."""
+        if self.refill(now) - amount >= keep:
+            self.tokens -= amount
+            return True
+        return False
+
     def give_back(self, amount: float = 1) -> None:
         """A take whose frame was refused after all (PROTOCOL.md: a `rate_limited` one
         counts only toward the 1008 rule)."""
@@ -65,6 +73,11 @@ class AddressBuckets:
     def take(self, address: str, amount: float, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         return self.bucket(address, now).take(now, amount)
+
+    def take_above(self, address: str, amount: float, keep: float, now: float | None = None) -> bool:
+        """A take that leaves `keep` in the address's bucket (TokenBucket.take_above)."""
+        now = time.monotonic() if now is None else now
+        return self.bucket(address, now).take_above(keep, now, amount)
 
     def give_back(self, address: str, amount: float) -> None:
         """What a take's frame, refused after all, did not use."""

@@ -321,13 +321,37 @@ async def test_typing_past_the_address_s_deliveries_is_dropped_without_an_answer
         told.append(message)
 
     monkeypatch.setattr(actions, "publish", publish)
-    deliveries.sockets = 6
+    deliveries.sockets = 3
     await actions.typing(conn, protocol.Typing())
     conn.typed_at = 0.0  # as if TYPING_INTERVAL had passed
-    await actions.typing(conn, protocol.Typing())  # 4 left: dropped
+    await actions.typing(conn, protocol.Typing())  # 7 left, of which 5 are kept: dropped
     assert len(told) == 1
     assert await connection.frames() == []
     assert conn.refusals.count() == 0  # not a flood of Typing frames
+
+
+async def test_an_address_typing_in_a_large_room_leaves_half_its_deliveries_to_its_messages(
+    connection, deliveries, monkeypatch
+):
+    """Fifteen people behind one NAT typing in a room of a thousand are told to it at the
+    address's whole sustained rate: their Typing took every delivery, and what they then
+    said was refused `rate_limited`. Typing now takes only from the bucket's upper half."""
+    conn = connection.conn
+    conn.seat = a_seat()
+    conn.chat_bucket = TokenBucket(burst=100, rate=0)
+    told = []
+
+    async def publish(room_id, message, **marks):
+        told.append(message)
+
+    monkeypatch.setattr(actions, "publish", publish)
+    deliveries.sockets = 2
+    for _ in range(5):  # one person after another, each past TYPING_INTERVAL
+        conn.typed_at = 0.0
+        await actions.typing(conn, protocol.Typing())
+    assert len(told) == 2  # 10 -> 8 -> 6; a third would leave 4 of the 5 kept
+    await taken(conn)
+    await taken(conn)  # the messages have the kept half: 6 -> 4 -> 2
 
 
 async def test_members_checks_the_room_then_reads_then_unread(connection, settings, backlog_full):
