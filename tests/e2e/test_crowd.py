@@ -33,10 +33,9 @@ async def said_to(member: Client, sender: str) -> list[dict]:
             got.append(frame)
 
 
-async def test_one_address_chatting_in_a_large_room_is_held_to_its_deliveries(sqlite_env, servers):
-    env = {**sqlite_env, **ROOMY}
-    env |= {"DELIVERIES_PER_ADDRESS_BURST": str(BURST), "DELIVERIES_PER_ADDRESS_SUSTAINED": str(SUSTAINED)}
-    (server,) = servers(env)
+async def crowd_room(server) -> tuple[Client, list[Client], list[Client], Client]:
+    """The owner, the crowd (5 sockets an address), the attacking address's sockets and
+    one more speaker from another address, all in one room."""
     owner = await Client.open(server.url, close_timeout=1, **from_address("127.0.40.1"))
     join_key = (await owner.create("Town hall"))["room_info"]["join_key"]
 
@@ -48,7 +47,28 @@ async def test_one_address_chatting_in_a_large_room_is_held_to_its_deliveries(sq
 
     crowd = [await member(f"127.0.41.{k // 5 + 1}", f"m{k}") for k in range(CROWD)]
     attackers = [await member("127.0.42.1", f"x{k}") for k in range(ATTACKERS)]
-    other = await member("127.0.43.1", "Other")
+    return owner, crowd, attackers, await member("127.0.43.1", "Other")
+
+
+async def errors_of(clients: list[Client]) -> list[str]:
+    """The codes of the Error frames waiting for `clients`, once each is quiet 0.2 s."""
+    codes = []
+    for client in clients:
+        while True:
+            try:
+                frame = await client.recv(within=0.2)
+            except TimeoutError:
+                break
+            if frame["type"] == "Error":
+                codes.append(frame["code"])
+    return codes
+
+
+async def test_one_address_chatting_in_a_large_room_is_held_to_its_deliveries(sqlite_env, servers):
+    env = {**sqlite_env, **ROOMY}
+    env |= {"DELIVERIES_PER_ADDRESS_BURST": str(BURST), "DELIVERIES_PER_ADDRESS_SUSTAINED": str(SUSTAINED)}
+    (server,) = servers(env)
+    owner, crowd, attackers, other = await crowd_room(server)
 
     started = time.monotonic()
     await asyncio.gather(*(attacker.say(f"spam {n}") for attacker in attackers for n in range(FRAMES)))
@@ -57,17 +77,35 @@ async def test_one_address_chatting_in_a_large_room_is_held_to_its_deliveries(sq
     # Every socket's own chat rate lets 20 of its 30 through: 200 messages; the address's
     # deliveries let BURST / ROOM of them through at once and one a second after.
     assert 5 <= len(heard) <= BURST // ROOM + int(elapsed) + 2, (len(heard), elapsed)
-    refused = []
-    for attacker in attackers:
-        while True:
-            try:
-                frame = await attacker.recv(within=0.2)
-            except TimeoutError:
-                break
-            if frame["type"] == "Error":
-                refused.append(frame["code"])
+    refused = await errors_of(attackers)
     assert refused.count("rate_limited") >= ATTACKERS * FRAMES - len(heard) - 5, refused
     # The room is not silenced: another address speaks, and the crowd hears it.
     await other.say("still here")
     assert [frame["sender"] for frame in await said_to(crowd[0], "Other")] == ["Other"]
+    await asyncio.gather(*(client.close() for client in [owner, *crowd, *attackers, other]))
+
+
+async def test_an_address_typing_in_a_large_room_keeps_half_its_deliveries_for_what_it_says(
+    sqlite_env, servers
+):
+    """Its ten people all typing at once took the address's every delivery, and what they
+    then said was refused `rate_limited`; a Typing now takes only from the upper half."""
+    env = {**sqlite_env, **ROOMY}
+    env |= {"DELIVERIES_PER_ADDRESS_BURST": str(BURST), "DELIVERIES_PER_ADDRESS_SUSTAINED": "1"}
+    (server,) = servers(env)
+    owner, crowd, attackers, other = await crowd_room(server)
+
+    await asyncio.gather(*(attacker.send(type="Typing") for attacker in attackers))
+    typing = []
+    while True:
+        try:
+            frame = await crowd[0].recv(within=1)
+        except TimeoutError:
+            break
+        typing += [frame["name"]] if frame["type"] == "Typing" else []
+    assert len(typing) == BURST // ROOM // 2, typing  # half of the ten: the rest dropped
+    for n in range(BURST // ROOM // 2):
+        await attackers[n].say(f"said {n}")
+    assert len(await said_to(crowd[0], "x")) == BURST // ROOM // 2
+    assert await errors_of(attackers) == []
     await asyncio.gather(*(client.close() for client in [owner, *crowd, *attackers, other]))
