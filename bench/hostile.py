@@ -14,7 +14,8 @@ lets, backing off a second after each `rate_limited`: the bytes stored), `joinlo
 sockets at a time, each opened to join a room once and closed: the joins let in),
 `crowd` (a room of --crowd members from many addresses, who read everything, and 50
 sockets of one address in it saying the least a message can be, as fast as they are
-let: what one address makes the server deliver).
+let: what one address makes the server deliver; with --speakers-from N the 50 sockets
+come from N addresses, 127.0.5.1 to 127.0.5.N, each with its own per-address buckets).
 """
 
 import argparse
@@ -37,6 +38,7 @@ ATTACKS = (
     "crowd",
 )  # fmt: skip
 CROWD = 300  # --crowd
+SPEAKERS_FROM = 1  # --speakers-from
 
 
 def content(size: int) -> str:
@@ -281,7 +283,8 @@ async def crowd(port: int, source: str, until: float, got: Counter) -> None:
             raw.close()
 
     async def speaker(k: int) -> None:
-        async with await ws(port, source) as attacker:
+        address = source if SPEAKERS_FROM == 1 else f"127.0.5.{k % SPEAKERS_FROM + 1}"
+        async with await ws(port, address) as attacker:
             for _ in range(10):  # an address's joins at once are bounded: again, a moment later
                 await attacker.send(json.dumps({"type": "JoinRoom", "join_key": key, "name": f"s{k}"}))
                 if (answer := await outcome(attacker, "RoomJoined")) == "RoomJoined":
@@ -373,8 +376,14 @@ if __name__ == "__main__":
     parser.add_argument("--attack", action="append", choices=ATTACKS)
     parser.add_argument("--server-pid", type=int, default=None, help="sample this PID's VmRSS")
     parser.add_argument("--crowd", type=int, default=CROWD, help="members of the crowd attack's room")
+    parser.add_argument(
+        "--speakers-from",
+        type=int,
+        default=SPEAKERS_FROM,
+        help="addresses the 50 speakers share",
+    )
     arguments = parser.parse_args()
-    CROWD = arguments.crowd
+    CROWD, SPEAKERS_FROM = arguments.crowd, arguments.speakers_from
     figures = asyncio.run(main(arguments))
     print(json.dumps({"scenario": "hostile", **figures}))
     sys.exit(0)

@@ -31,9 +31,17 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 PIDS=()
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# The chat rate limit is raised only for the scenarios that send faster than a person.
+# The chat rate limit is raised only for the scenarios that send faster than a person
+# (hostile_one and crowd_pairs set them back to their defaults). The flood's one sender
+# in a room of 50 would otherwise be held to DELIVERIES_PER_*: 100 messages a second.
 export CHAT_RATE_BURST=100000 CHAT_RATE_SUSTAINED=100000
 export CHAT_BYTES_PER_ADDRESS_BURST=1000000000 CHAT_BYTES_PER_ADDRESS_SUSTAINED=1000000000
+export DELIVERIES_PER_ADDRESS_BURST=1000000000 DELIVERIES_PER_ADDRESS_SUSTAINED=1000000000
+export DELIVERIES_PER_ROOM_BURST=1000000000 DELIVERIES_PER_ROOM_SUSTAINED=1000000000
+# The defaults of all of the above, for the scenarios that measure an attack against them.
+DEFAULT_LIMITS=(CHAT_RATE_BURST=20 CHAT_RATE_SUSTAINED=10 CHAT_BYTES_PER_ADDRESS_BURST=2097152
+    CHAT_BYTES_PER_ADDRESS_SUSTAINED=16384 DELIVERIES_PER_ADDRESS_BURST=50000 DELIVERIES_PER_ADDRESS_SUSTAINED=5000
+    DELIVERIES_PER_ROOM_BURST=100000 DELIVERIES_PER_ROOM_SUSTAINED=20000)
 
 stop_servers() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -282,7 +290,7 @@ PY
 # attacker per attack of issue 14, each from an address of its own.
 hostile_one() {
     echo "== hostile: 50 rooms chatting, without and with the attackers =="
-    local env=(CHAT_RATE_BURST=20 CHAT_RATE_SUSTAINED=10 CHAT_BYTES_PER_ADDRESS_BURST=2097152 CHAT_BYTES_PER_ADDRESS_SUSTAINED=16384)
+    local env=("${DEFAULT_LIMITS[@]}")
     local soak=(soak --rooms 50 --members 5 --rate 5 --duration 60 --sample-every 2)
     start_one 8540 "${env[@]}"
     $LOADGEN --json --url ws://127.0.0.1:8540/ws/ --sources 50 "${soak[@]}" --server-pid "${PIDS[0]}" \
@@ -313,29 +321,37 @@ start_relay() {
 # 50 other rooms chat, with DELIVERIES_PER_ADDRESS_* lifted and at its defaults; two
 # runs of each, alternating, each on a fresh process. The attack starts; its crowd joins
 # for 10 s; its 50 sockets speak from 12 s; the other rooms' 20 s soak runs from 14 s.
+# CROWD_SPEAKERS_FROM=N: the 50 sockets from N addresses instead, and the room's bound
+# (DELIVERIES_PER_ROOM_*) lifted and at its defaults.
 crowd_pairs() {
-    echo "== crowd: one address chatting in a room of 1,000, without and with its deliveries bound =="
-    local port=8750 run label
-    # The chat limits at their defaults (this script lifts them for the loads above).
-    local env=(CHAT_RATE_BURST=20 CHAT_RATE_SUSTAINED=10 CHAT_BYTES_PER_ADDRESS_BURST=2097152 CHAT_BYTES_PER_ADDRESS_SUSTAINED=16384)
+    local from=${CROWD_SPEAKERS_FROM:-1} port=8750 run label suffix="" lifted
+    if [ "$from" = 1 ]; then
+        echo "== crowd: one address chatting in a room of 1,000, without and with its deliveries bound =="
+        lifted=(DELIVERIES_PER_ADDRESS_BURST=1000000000 DELIVERIES_PER_ADDRESS_SUSTAINED=1000000000)
+    else
+        echo "== crowd: $from addresses chatting in a room of 1,000, without and with the room's deliveries bound =="
+        lifted=(DELIVERIES_PER_ROOM_BURST=1000000000 DELIVERIES_PER_ROOM_SUSTAINED=1000000000)
+        suffix="-from$from"
+    fi
     for run in 1 2; do
         for label in lifted defaults; do
             port=$((port + 1))
+            # Every limit at its default (this script lifts them for the loads above).
             if [ "$label" = lifted ]; then
-                start_one "$port" "${env[@]}" DELIVERIES_PER_ADDRESS_BURST=1000000000 DELIVERIES_PER_ADDRESS_SUSTAINED=1000000000
+                start_one "$port" "${DEFAULT_LIMITS[@]}" "${lifted[@]}"
             else
-                start_one "$port" "${env[@]}"
+                start_one "$port" "${DEFAULT_LIMITS[@]}"
             fi
             local attacks="${TMPDIR:-/tmp}/bench-crowd-$$.json"
             $PY bench/hostile.py --port "$port" --duration 43 --attack crowd --crowd 1000 \
-                --server-pid "${PIDS[0]}" >"$attacks" &
+                --speakers-from "$from" --server-pid "${PIDS[0]}" >"$attacks" &
             local attacker=$!
             sleep 14
             $PY bench/loadgen.py --sources 50 --json --url "ws://127.0.0.1:$port/ws/" soak --rooms 50 \
                 --members 5 --rate 5 --duration 20 --sample-every 2 --server-pid "${PIDS[0]}" \
-                | record "crowd-soak-$label$run"
+                | record "crowd-soak-$label$run$suffix"
             wait "$attacker" || true
-            record "crowd-attack-$label$run" <"$attacks"
+            record "crowd-attack-$label$run$suffix" <"$attacks"
             stop_servers
         done
     done

@@ -36,6 +36,7 @@ from chat.ratelimit import (
     join_failures,
     read_bytes,
     room_deliveries,
+    room_fan_out,
     shared_bytes,
     take_slot,
     uploads_in_flight,
@@ -77,7 +78,9 @@ class Connection:
     slot: SlidingWindow | TokenBucket | None = None  # the window place (or token) this frame took
     join_claim: tuple[str, str] | None = None  # and its place in its address's joins
     reserved: int = 0  # what this frame's large reply holds of its address's backlog
-    deliveries: int = 0  # what it took of its address's DELIVERIES_PER_ADDRESS_*
+    # The room and what this frame took of its address's DELIVERIES_PER_ADDRESS_* and of
+    # its room's DELIVERIES_PER_ROOM_* (take_deliveries), given back if it is refused.
+    deliveries: tuple[str, int] | None = None
 
     def send(self, message: dict) -> None:
         """Queue a reply behind everything queued for this socket before it."""
@@ -155,7 +158,7 @@ def frame_done(conn: Connection, held: int) -> None:
         conn.reserved = 0
     conn.slot = None
     conn.join_claim = None
-    conn.deliveries = 0
+    conn.deliveries = None
 
 
 async def run(conn: Connection, action: Action, command: Any) -> None:
@@ -172,9 +175,10 @@ async def refuse(conn: Connection, exc: ProtocolError) -> None:
     `rate_limited` answers in ABUSE_WINDOW, close the socket with 1008."""
     if conn.slot is not None and exc.code in GIVEN_BACK:
         conn.slot.give_back()
-    if conn.deliveries:  # a refused frame hands nothing out
-        room_deliveries.give_back(conn.address or "unknown", conn.deliveries)
-        conn.deliveries = 0
+    if conn.deliveries is not None:  # a refused frame hands nothing out
+        (room, amount), conn.deliveries = conn.deliveries, None
+        room_deliveries.give_back(conn.address or "unknown", amount)
+        room_fan_out.give_back(room, amount)
     if conn.join_claim is not None and exc.code in GIVEN_BACK:
         claim, conn.join_claim = conn.join_claim, None
         try:
@@ -384,20 +388,40 @@ async def take_chat(conn: Connection, content: str | None = None) -> None:
 
 
 def take_deliveries(conn: Connection) -> None:
-    """What handing the frame's room event out costs this process, from its address's
-    DELIVERIES_PER_ADDRESS_*: a delivery for each of the process's sockets in the room.
-    Every other limit counts frames or bytes, and one address within them all still had
-    a room of a thousand handed 4,700 messages in 30 s (bench/README.md, "A crowd in one
-    room"); this bounds what one address's chat costs the process, whatever the room's
-    size. Only the sender's process counts, and only its own sockets: the room's sockets
-    on other processes cost those, uncharged (docs/protocol-notes.md)."""
+    """What handing the frame's room event out costs this process: a delivery for each of
+    the process's sockets in the room, from its address's DELIVERIES_PER_ADDRESS_* and
+    from its room's DELIVERIES_PER_ROOM_*. Every other limit counts frames or bytes, and
+    one address within them all still had a room of a thousand handed 4,700 messages in
+    30 s (bench/README.md, "A crowd in one room"); the address's bucket bounds what one
+    address's chat costs the process, whatever the room's size, and the room's what many
+    addresses together can make one room cost it. Only the sender's process counts, and
+    only its own sockets: the room's sockets on other processes cost those, uncharged
+    (docs/protocol-notes.md)."""
+    refused = charge_deliveries(conn)
+    if refused == "DELIVERIES_PER_ADDRESS_*":
+        raise OverLimit(refused, "Too much said from this address to a room this size; wait a moment.")
+    if refused is not None:
+        raise OverLimit(refused, "Too much said in this room at once; wait a moment.")
+
+
+def charge_deliveries(conn: Connection, keep: float = 0.0) -> str | None:
+    """Take the frame's deliveries from both buckets (take_deliveries), each leaving `keep`
+    of its burst (a Typing's TYPING_KEEPS; 0: a full bucket lends what a room larger than
+    its burst asks); on a refusal, take nothing and name the setting that refused."""
     assert conn.seat is not None  # in a room: its caller's require_room
-    wanted = min(hub.sockets_in(conn.seat.room_id), settings.DELIVERIES_PER_ADDRESS_BURST)
-    if not room_deliveries.take(conn.address or "unknown", wanted):
-        raise OverLimit(
-            "DELIVERIES_PER_ADDRESS_*", "Too much said from this address to a room this size; wait a moment."
-        )
-    conn.deliveries = wanted  # given back if the frame is refused after all (`refuse`)
+    room, address = str(conn.seat.room_id), conn.address or "unknown"
+    wanted = min(
+        hub.sockets_in(conn.seat.room_id),
+        settings.DELIVERIES_PER_ADDRESS_BURST,
+        settings.DELIVERIES_PER_ROOM_BURST,
+    )
+    if not room_deliveries.take(address, wanted, keep=keep * settings.DELIVERIES_PER_ADDRESS_BURST):
+        return "DELIVERIES_PER_ADDRESS_*"
+    if not room_fan_out.take(room, wanted, keep=keep * settings.DELIVERIES_PER_ROOM_BURST):
+        room_deliveries.give_back(address, wanted)
+        return "DELIVERIES_PER_ROOM_*"
+    conn.deliveries = (room, wanted)  # given back if the frame is refused after all (`refuse`)
+    return None
 
 
 async def edit_message(conn: Connection, command: protocol.EditMessage) -> None:
@@ -441,9 +465,9 @@ TYPING_KEEPS = 0.5
 async def typing(conn: Connection, command: protocol.Typing) -> None:
     """Tell the others, at most once per TYPING_INTERVAL; the rest are dropped without
     an answer, and a flood of them (past TYPING_FRAMES_PER_SECOND) counts toward the
-    1008 rule. Nothing is stored. Handing it out costs the address its room's sockets in
-    this process, as a message does (`take_deliveries`), but only from the upper half of
-    its bucket (TYPING_KEEPS): past that it is dropped too."""
+    1008 rule. Nothing is stored. Handing it out costs the room's sockets in this
+    process, as a message does (`take_deliveries`), but only from the upper half of its
+    address's and its room's buckets (TYPING_KEEPS): past that it is dropped too."""
     seat = require_room(conn)
     if conn.typing_bucket is None:
         rate = settings.TYPING_FRAMES_PER_SECOND
@@ -454,10 +478,7 @@ async def typing(conn: Connection, command: protocol.Typing) -> None:
     now = monotonic()
     if now - conn.typed_at < TYPING_INTERVAL:
         return
-    wanted = hub.sockets_in(seat.room_id)
-    if not room_deliveries.take_above(
-        conn.address or "unknown", wanted, TYPING_KEEPS * settings.DELIVERIES_PER_ADDRESS_BURST
-    ):
+    if charge_deliveries(conn, keep=TYPING_KEEPS) is not None:
         return  # dropped as the others are: typing is a hint
     conn.typed_at = now
     await publish(seat.room_id, protocol.typing_message(seat.name), exclude=conn.outbox.id)

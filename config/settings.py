@@ -535,6 +535,13 @@ CHAT_BYTES_PER_ADDRESS_SUSTAINED = env.int("CHAT_BYTES_PER_ADDRESS_SUSTAINED", 1
 # (a venue's NAT, too) cannot keep a process busy by chatting in a large room.
 DELIVERIES_PER_ADDRESS_BURST = env.int("DELIVERIES_PER_ADDRESS_BURST", 50_000)
 DELIVERIES_PER_ADDRESS_SUSTAINED = env.int("DELIVERIES_PER_ADDRESS_SUSTAINED", 5_000)
+# What one room's chat may cost this process to hand out, whoever says it: the same
+# deliveries, from a bucket of the room's. Twenty addresses, each within its own bucket
+# above, could still keep a process busy in one large room and slow every other room;
+# this bounds one room's share. In a room of a thousand: 100 messages at once, then 20 a
+# second; in a room of fifty, 400 a second.
+DELIVERIES_PER_ROOM_BURST = env.int("DELIVERIES_PER_ROOM_BURST", 100_000)
+DELIVERIES_PER_ROOM_SUSTAINED = env.int("DELIVERIES_PER_ROOM_SUSTAINED", 20_000)
 # What one client address may read through GetHistory, GetMembers and GetFile replies of
 # all its sockets in this process, and its /files/ downloads: a bucket of bytes, refilled
 # per second. READS_PER_MINUTE

@@ -235,10 +235,12 @@ async def test_a_message_its_address_may_not_store_gives_the_connections_token_b
 
 @pytest.fixture
 def deliveries(settings, monkeypatch):
-    """DELIVERIES_PER_ADDRESS_* at a burst of 10 that never refills, in fresh buckets, and
-    the room's sockets in this process as the test sets `.sockets` (4 to start with)."""
+    """DELIVERIES_PER_ADDRESS_* at a burst of 10 that never refills, in fresh buckets (and
+    fresh DELIVERIES_PER_ROOM_* ones), and the room's sockets in this process as the test
+    sets `.sockets` (4 to start with)."""
     settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ADDRESS_SUSTAINED = 10, 0
     monkeypatch.setattr(actions, "room_deliveries", ratelimit.AddressBuckets(*DELIVERY_SETTINGS))
+    monkeypatch.setattr(actions, "room_fan_out", ratelimit.AddressBuckets(*ROOM_DELIVERY_SETTINGS))
     monkeypatch.setattr(ratelimit.chat_bytes, "take", lambda address, amount: True)
     room = types.SimpleNamespace(sockets=4)
     monkeypatch.setattr(hub, "sockets_in", lambda room_id: room.sockets)
@@ -246,6 +248,7 @@ def deliveries(settings, monkeypatch):
 
 
 DELIVERY_SETTINGS = ("DELIVERIES_PER_ADDRESS_BURST", "DELIVERIES_PER_ADDRESS_SUSTAINED")
+ROOM_DELIVERY_SETTINGS = ("DELIVERIES_PER_ROOM_BURST", "DELIVERIES_PER_ROOM_SUSTAINED")
 
 
 async def taken(conn, content: str | None = "x") -> None:
@@ -299,6 +302,36 @@ async def test_a_frame_refused_after_its_deliveries_gives_them_back_and_the_rate
     assert "stored" in refused.message
     assert actions.room_deliveries.take(ADDRESS, 10)  # all ten still there
     assert (await refusal(conn, actions.chat_message, too_large)).code == ErrorCode.RATE_LIMITED
+
+
+async def test_many_addresses_together_are_held_to_their_room_s_deliveries(
+    connection, deliveries, settings, caplog
+):
+    """Each address within its own DELIVERIES_PER_ADDRESS_*, twenty of them still kept a
+    process busy in one large room (bench/README.md, "Many addresses in one room"): the
+    room's DELIVERIES_PER_ROOM_* bounds them together, and gives back what it refuses."""
+    conn = connection.conn
+    room = a_seat()
+    conn.seat, conn.chat_bucket = room, TokenBucket(burst=100, rate=0)
+    settings.DELIVERIES_PER_ROOM_BURST, settings.DELIVERIES_PER_ROOM_SUSTAINED = 10, 0
+    caplog.set_level(logging.INFO, logger="chat.events")
+    for address in ("198.51.100.1", "198.51.100.2"):  # 4 each: 2 left of the room's 10
+        conn.address = address
+        await taken(conn)
+    conn.address = "198.51.100.3"
+    refused = await refusal(conn, actions.chat_message, protocol.ChatMessage(content="x"))
+    assert refused.code == ErrorCode.RATE_LIMITED and "in this room" in refused.message
+    assert caplog.records[-1].getMessage().endswith("limit=DELIVERIES_PER_ROOM_*")
+    # The refused address's own deliveries were given back: elsewhere it speaks.
+    conn.seat = a_seat()
+    await taken(conn)
+    await taken(conn)
+    # A frame refused after both takes gives both back.
+    conn.seat, settings.CHAT_MAX_CONTENT = room, 1
+    deliveries.sockets = 2
+    too_large = protocol.ChatMessage(content="xx")
+    assert (await refusal(conn, actions.chat_message, too_large)).code == ErrorCode.MESSAGE_TOO_LARGE
+    assert actions.room_fan_out.take(str(room.room_id), 2)  # the room's last 2 were still there
 
 
 async def test_a_room_larger_than_the_burst_still_takes_a_message_from_a_full_bucket(connection, deliveries):

@@ -1,7 +1,8 @@
 """A crowd in one room (bench/hostile.py's `crowd` attack, at a test's size): one address's
 sockets, each within its own chat rate, may make the server hand out no more than
 DELIVERIES_PER_ADDRESS_* (a delivery a socket of the room), whatever the room's size;
-another address in the same room still speaks."""
+another address in the same room still speaks. Many addresses together are held to the
+room's DELIVERIES_PER_ROOM_*."""
 
 import asyncio
 import time
@@ -33,9 +34,12 @@ async def said_to(member: Client, sender: str) -> list[dict]:
             got.append(frame)
 
 
-async def crowd_room(server) -> tuple[Client, list[Client], list[Client], Client]:
-    """The owner, the crowd (5 sockets an address), the attacking address's sockets and
-    one more speaker from another address, all in one room."""
+async def crowd_room(
+    server, attackers_from=lambda k: "127.0.42.1"
+) -> tuple[Client, list[Client], list[Client], Client]:
+    """The owner, the crowd (5 sockets an address), the attackers (attacker k from
+    `attackers_from(k)`: by default all from one address) and one more speaker from
+    another address, all in one room."""
     owner = await Client.open(server.url, close_timeout=1, **from_address("127.0.40.1"))
     join_key = (await owner.create("Town hall"))["room_info"]["join_key"]
 
@@ -46,7 +50,7 @@ async def crowd_room(server) -> tuple[Client, list[Client], list[Client], Client
         return client
 
     crowd = [await member(f"127.0.41.{k // 5 + 1}", f"m{k}") for k in range(CROWD)]
-    attackers = [await member("127.0.42.1", f"x{k}") for k in range(ATTACKERS)]
+    attackers = [await member(attackers_from(k), f"x{k}") for k in range(ATTACKERS)]
     return owner, crowd, attackers, await member("127.0.43.1", "Other")
 
 
@@ -81,6 +85,26 @@ async def test_one_address_chatting_in_a_large_room_is_held_to_its_deliveries(sq
     assert refused.count("rate_limited") >= ATTACKERS * FRAMES - len(heard) - 5, refused
     # The room is not silenced: another address speaks, and the crowd hears it.
     await other.say("still here")
+    assert [frame["sender"] for frame in await said_to(crowd[0], "Other")] == ["Other"]
+    await asyncio.gather(*(client.close() for client in [owner, *crowd, *attackers, other]))
+
+
+async def test_many_addresses_chatting_in_a_large_room_are_held_to_its_deliveries(sqlite_env, servers):
+    """Ten addresses, each within its own DELIVERIES_PER_ADDRESS_*, together are held to
+    the room's DELIVERIES_PER_ROOM_*; once it refills, the room speaks again."""
+    env = {**sqlite_env, **ROOMY, "DELIVERIES_PER_ADDRESS_BURST": "1000000"}
+    env |= {"DELIVERIES_PER_ROOM_BURST": str(BURST), "DELIVERIES_PER_ROOM_SUSTAINED": str(SUSTAINED)}
+    (server,) = servers(env)
+    owner, crowd, attackers, other = await crowd_room(server, lambda k: f"127.0.44.{k + 1}")
+
+    started = time.monotonic()
+    await asyncio.gather(*(attacker.say(f"spam {n}") for attacker in attackers for n in range(FRAMES)))
+    heard = await said_to(crowd[0], "x")
+    elapsed = time.monotonic() - started
+    assert 5 <= len(heard) <= BURST // ROOM + int(elapsed) + 2, (len(heard), elapsed)
+    refused = await errors_of(attackers)
+    assert refused.count("rate_limited") >= ATTACKERS * FRAMES - len(heard) - 5, refused
+    await other.say("still here")  # a second's refill after the room went quiet
     assert [frame["sender"] for frame in await said_to(crowd[0], "Other")] == ["Other"]
     await asyncio.gather(*(client.close() for client in [owner, *crowd, *attackers, other]))
 
