@@ -339,54 +339,62 @@ MAX_CARDS = 10_000
 class _Events:
     """The events for `next_event`, in order; past `limit` waiting, the oldest is dropped
     and counted, and the next read is an `EventsDropped` with the count. A `claim`
-    (`wait_for`) takes the first event it matches out of the line."""
+    (`wait_for`) takes the first event it matches out of the line. Each event keeps its
+    arrival number, so that one a claim gives back goes back to its place."""
 
     def __init__(self, limit: int) -> None:
         self.limit = max(1, limit)
-        self.items: deque[Any] = deque()
+        self.items: deque[tuple[int, Any]] = deque()  # (arrival number, event), oldest first
+        self.arrivals = 0
         self.dropped = 0
         self.arrived = asyncio.Event()
         # The claims waiting for an event to come: what each matches, and its future.
-        self.claims: list[tuple[Callable[[Any], bool], asyncio.Future[Any]]] = []
+        self.claims: list[tuple[Callable[[Any], bool], asyncio.Future[tuple[int, Any]]]] = []
 
-    def claim(self, match: Callable[[Any], bool]) -> asyncio.Future[Any]:
-        """The first event `match` accepts: one waiting (taken out of the line), else the
-        next to come that it accepts, which then never enters the line. `_END` when the
-        stream ends first; `match`'s exception, if it raises (the event stays in line)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        for at, item in enumerate(self.items):
-            if item is _END:
-                future.set_result(_END)
-            elif _offer(item, match, future):
+    def claim(self, match: Callable[[Any], bool]) -> asyncio.Future[tuple[int, Any]]:
+        """The first event `match` accepts, with its arrival number: one waiting (taken out
+        of the line), else the next to come that it accepts, which then never enters the
+        line. `_END` when the stream ends first; `match`'s exception, if it raises (the
+        event stays in line)."""
+        future: asyncio.Future[tuple[int, Any]] = asyncio.get_running_loop().create_future()
+        for at, entry in enumerate(self.items):
+            if entry[1] is _END:
+                future.set_result(entry)
+            elif _offer(entry, match, future):
                 del self.items[at]
             if future.done():
                 return future
         self.claims.append((match, future))
         return future
 
-    def release(self, future: asyncio.Future[Any]) -> None:
+    def release(self, future: asyncio.Future[tuple[int, Any]]) -> None:
         """A claim given up on (a timeout, its task cancelled). An event it took meanwhile
-        goes back to the head of the line: given up on, it is not lost."""
+        goes back to its place in the line, behind the older events and ahead of the
+        later ones: given up on, it is neither lost nor read out of order."""
         if not future.done():
             future.cancel()
-        elif not future.cancelled() and future.exception() is None and future.result() is not _END:
-            self.items.appendleft(future.result())
+        elif not future.cancelled() and future.exception() is None and future.result()[1] is not _END:
+            entry = future.result()
+            at = next((at for at, (number, _) in enumerate(self.items) if number > entry[0]), len(self.items))
+            self.items.insert(at, entry)
             self.arrived.set()
 
-    def _taken(self, item: Any) -> bool:
-        """Whether a waiting claim takes `item` (the oldest claim first)."""
+    def _taken(self, entry: tuple[int, Any]) -> bool:
+        """Whether a waiting claim takes `entry` (the oldest claim first)."""
         self.claims = [(match, future) for match, future in self.claims if not future.done()]
-        return any(_offer(item, match, future) for match, future in self.claims)
+        return any(_offer(entry, match, future) for match, future in self.claims)
 
     def put_nowait(self, item: Any) -> None:
+        self.arrivals += 1
+        entry = (self.arrivals, item)
         if item is _END:
             for _, future in self.claims:
                 if not future.done():
-                    future.set_result(_END)
-        elif self._taken(item):
+                    future.set_result(entry)
+        elif self._taken(entry):
             return
-        self.items.append(item)
-        if len(self.items) > self.limit and self.items[0] is not _END:
+        self.items.append(entry)
+        if len(self.items) > self.limit and self.items[0][1] is not _END:
             self.items.popleft()
             self.dropped += 1
         self.arrived.set()
@@ -395,22 +403,24 @@ class _Events:
         while not self.items:
             self.arrived.clear()
             await self.arrived.wait()
-        if self.dropped and self.items[0] is not _END:
+        if self.dropped and self.items[0][1] is not _END:
             count, self.dropped = self.dropped, 0
             return EventsDropped(count)
-        return self.items.popleft()
+        return self.items.popleft()[1]
 
 
-def _offer(item: Any, match: Callable[[Any], bool], future: asyncio.Future[Any]) -> bool:
-    """Whether `match` takes `item`, which `future` then holds; if `match` raises (a
-    caller's `where`), `future` holds its exception and `item` is not taken."""
+def _offer(
+    entry: tuple[int, Any], match: Callable[[Any], bool], future: asyncio.Future[tuple[int, Any]]
+) -> bool:
+    """Whether `match` takes the event of `entry`, which `future` then holds; if `match`
+    raises (a caller's `where`), `future` holds its exception and nothing is taken."""
     try:
-        if not match(item):
+        if not match(entry[1]):
             return False
     except Exception as exc:
         future.set_exception(exc)
         return False
-    future.set_result(item)
+    future.set_result(entry)
     return True
 
 
@@ -926,7 +936,7 @@ class ChatClient:
         or in another, reading concurrently), which never see the one returned. Messages
         that come in a `History` (a join's, a rejoin's) are not `Message` events.
         Raises `TimeoutError` after `timeout` seconds (what came meanwhile is all still
-        in the stream), `ConnectionLost` when the connection has ended for good (as
+        in the stream, in order), `ConnectionLost` when the connection has ended for good (as
         `next_event`), and what `where` raises (that event stays in the stream)."""
 
         def matches(event: Any) -> bool:
@@ -941,7 +951,7 @@ class ChatClient:
         if not done:
             self._queue.release(claim)
             raise TimeoutError(f"no {kind.__name__} event within {timeout} s")
-        event = claim.result()
+        _, event = claim.result()
         if event is _END:
             raise self._failure or ConnectionLost("closed", "The client was closed.")
         return event

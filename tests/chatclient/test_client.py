@@ -319,21 +319,43 @@ async def test_wait_for_without_a_match_times_out_and_loses_nothing(clients):
     assert ended.value.code == "closed"
 
 
-async def test_an_event_a_cancelled_wait_for_took_goes_back_to_the_stream():
+async def test_an_event_a_cancelled_wait_for_took_goes_back_to_its_place_in_the_stream():
     """A `wait_for` cancelled (`asyncio.timeout()` around it, its task cancelled) in the
-    instant its event came: the event goes back to the head of the stream, not lost."""
+    instant its event came: the event goes back to the stream where it arrived, not lost,
+    and behind the older events still unread (it went back ahead of them, and the stream
+    gave it out of order)."""
     events = _Events(10)
     events.put_nowait("waiting")
     claim = events.claim(lambda event: event == "taken")
     events.put_nowait("taken")
     events.put_nowait("later")
-    assert claim.result() == "taken"
+    assert claim.done()  # taken, and given up on before its waiter ran
     events.release(claim)
-    assert [await events.get() for _ in range(3)] == ["taken", "waiting", "later"]
+    assert [await events.get() for _ in range(3)] == ["waiting", "taken", "later"]
+    for event in ("one", "two", "three"):  # one taken from the middle of the line
+        events.put_nowait(event)
+    events.release(events.claim(lambda event: event == "two"))
+    assert [await events.get() for _ in range(3)] == ["one", "two", "three"]
     given_up = events.claim(lambda event: event == "never")
     events.release(given_up)
     events.put_nowait("never")  # nobody waits for it any more: it is in the stream
     assert given_up.cancelled() and await events.get() == "never"
+
+
+async def test_a_wait_for_cancelled_as_its_event_comes_leaves_the_stream_in_order():
+    """The same through `wait_for` and `next_event`: the task is cancelled after its
+    event came and before it ran again."""
+    client = ChatClient("ws://127.0.0.1:9/ws/")  # never connected: its events are put here
+    said = Message(7, "Ann", "hi", "2026-01-01T00:00:01Z")
+    client._queue.put_nowait(Joined("Ann"))
+    waiting = asyncio.create_task(client.wait_for(Message, timeout=10))
+    await asyncio.sleep(0)  # it waits
+    client._queue.put_nowait(said)
+    client._queue.put_nowait(Left("Ann"))
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert [await client.next_event() for _ in range(3)] == [Joined("Ann"), said, Left("Ann")]
 
 
 async def test_a_request_given_up_on_keeps_its_answer_from_the_next_one():
