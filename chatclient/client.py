@@ -84,6 +84,26 @@ MESSAGE_ID_MAX = 2**63 - 1
 UNSUPPORTED = "(unsupported message)"
 # Errors the server sends unasked, then closing the socket: no request's answer.
 UNASKED_ERRORS = ("kicked", "room_closed")
+# The errors that may answer a request (PROTOCOL.md): any command's (the frame, its
+# fields, the connection's state, the rate limits, the unexpected), and each command's own
+# (`_may_refuse`). A command not listed may be answered with any.
+ANY_COMMANDS_ERRORS = frozenset(
+    {"invalid_json", "unknown_type", "invalid_field", "not_in_room", "rate_limited", "server_error"}
+)
+COMMAND_ERRORS: dict[str, frozenset[str]] = {
+    "CreateRoom": frozenset({"already_in_room"}),
+    "JoinRoom": frozenset({"already_in_room", "room_not_found", "wrong_password", "name_taken", "forbidden"}),
+    "ChatMessage": frozenset({"message_too_large", "message_not_found"}),
+    "EditMessage": frozenset({"message_too_large", "message_not_found", "forbidden"}),
+    "DeleteMessage": frozenset({"message_not_found", "forbidden"}),
+    "React": frozenset({"message_not_found", "quota_exceeded"}),
+    "GetHistory": frozenset(),
+    "GetMembers": frozenset(),
+    "LeaveRoom": frozenset(),
+    "UploadFile": frozenset({"file_too_large", "mime_not_allowed", "quota_exceeded", "forbidden"}),
+    "GetFile": frozenset({"file_not_found"}),
+    "DeleteFile": frozenset({"file_not_found", "forbidden"}),
+}
 # Close codes after which reconnecting cannot help (PROTOCOL.md, Transport).
 FINAL_CLOSE_CODES = {
     4000: "room_closed",
@@ -1161,11 +1181,17 @@ class ChatClient:
             return False  # told unasked, before the close that ends the connection
         orphan = self._orphan
         if orphan is not None:
-            # The server answers in order: an abandoned request's answer comes first.
+            # The server answers in order: an abandoned request's answer comes first,
+            # unless it is a broadcast (a message's echo, an upload's file message), which
+            # may come after the next frame's answer: an Error is the orphan's only if it
+            # may answer it.
             try:
-                theirs = frame["type"] == "Error" or orphan.answers(frame)
-                # Its FileUploaded, before the file message that ends the answer.
-                theirs = theirs or isinstance(orphan.answers, _Upload) and orphan.answers.uploaded is frame
+                if frame["type"] == "Error":
+                    theirs = _may_refuse(orphan, frame.get("code"))
+                else:
+                    # Its FileUploaded, before the file message that ends the answer.
+                    uploaded = isinstance(orphan.answers, _Upload) and orphan.answers.uploaded is frame
+                    theirs = orphan.answers(frame) or uploaded
             except UNREADABLE:
                 theirs = True
             if theirs:
@@ -1521,6 +1547,16 @@ class ChatClient:
         self._fail_pending(failure or ConnectionLost("closed", "The client was closed."))
         self._ready.set()
         self._queue.put_nowait(_END)
+
+
+def _may_refuse(request: _Pending, code: Any) -> bool:
+    """Whether an `Error` with `code` may be the answer to `request`: one of its command's
+    errors (COMMAND_ERRORS), and only while no part of its answer has come (after an
+    upload's FileUploaded, what is left is the room's file message)."""
+    if isinstance(request.answers, _Upload) and request.answers.uploaded is not None:
+        return False
+    errors = COMMAND_ERRORS.get(request.frames[0].get("type", ""))
+    return errors is None or code in ANY_COMMANDS_ERRORS or code in errors
 
 
 def _is_history(frame: Any, page: bool = False) -> bool:

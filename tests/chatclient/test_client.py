@@ -379,6 +379,44 @@ async def test_a_request_given_up_on_keeps_its_answer_from_the_next_one():
         await client.close()
 
 
+async def test_a_request_given_up_on_takes_no_error_its_command_never_gets():
+    """A message sent is answered by its broadcast, which may come after the answer to
+    the next frame: given up on before its echo came, it took the next request's
+    `file_not_found` (which PROTOCOL.md never answers a ChatMessage with), and that
+    request waited for ever."""
+
+    class LateEcho(FakeRoom):
+        held: dict | None = None
+        sent_chat = asyncio.Event()
+
+        async def reply(self, websocket, frame):
+            answer = await super().reply(websocket, frame)
+            if frame["type"] == "ChatMessage":
+                self.held = answer  # the broadcast, after the next frame's answer
+                self.sent_chat.set()
+                return None
+            if self.held is not None:
+                await websocket.send(json.dumps(answer))
+                answer, self.held = self.held, None
+            return answer
+
+    room = LateEcho()
+    async with fake_server(room) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        sending = asyncio.create_task(client.send("hi"))
+        await asyncio.wait_for(room.sent_chat.wait(), 5)
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        with pytest.raises(ChatError) as refused:
+            await asyncio.wait_for(client.download_file("f"), 5)
+        assert refused.value.code == "file_not_found"
+        assert (await next_of(client, Message, within=5)).text == "hi"  # its echo: an event
+        assert await asyncio.wait_for(client.members(), 5) == ["Bob"]
+        await client.close()
+
+
 async def test_typing_never_answers_for_a_request_and_needs_a_room():
     """Typing went out beside the request lock: its not_in_room Error answered the join
     in flight, which raised while the server had seated the client."""

@@ -15,6 +15,7 @@ from chatclient import (
     Message,
     MessageDeleted,
     Reconnected,
+    Typing,
     safe_name,
 )
 from chatclient.events import EXTENSIONS
@@ -104,6 +105,43 @@ async def test_an_uploads_file_message_that_comes_before_its_file_uploaded_is_it
             FileShared(40, "Ann", "a.txt", "ann-file", "2026-01-01T00:00:01Z"),
             FileShared(41, "Bob", "b.txt", "F", "2026-01-01T00:00:01Z"),
         ]
+        await client.close()
+
+
+async def test_an_upload_given_up_on_after_its_file_uploaded_takes_no_error_of_the_next_request():
+    """An upload cancelled between its FileUploaded and the room's file message (a
+    broadcast, which may come after the answer to the next frame): what is left of its
+    answer is that message, never an `Error`. Its orphan took the next request's
+    `rate_limited` (an error an upload may get, but not once its FileUploaded came), and
+    that request waited for ever."""
+
+    class LateFileMessage(FakeRoom):
+        held: dict | None = None
+
+        async def reply(self, websocket, frame):
+            answer = await super().reply(websocket, frame)
+            if frame["type"] == "UploadFile":
+                self.held = answer  # the file message, after the next frame's answer
+                return {"type": "Typing", "name": "Ann"}  # the FileUploaded before it is read
+            if self.held is not None:
+                busy = {"type": "Error", "code": "rate_limited", "message": "Too many; wait."}
+                await websocket.send(json.dumps(busy))
+                answer, self.held = self.held, None
+            return answer
+
+    async with fake_server(LateFileMessage()) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        uploading = asyncio.create_task(client.upload_file(b"hi", name="a.txt"))
+        assert await client.wait_for(Typing, timeout=5) == Typing("Ann")
+        uploading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await uploading
+        with pytest.raises(ChatError) as refused:
+            await asyncio.wait_for(client.react(5, "👍"), 5)
+        assert refused.value.code == "rate_limited"
+        assert (await next_of(client, FileShared, within=5)).file_id == "f"
+        assert await asyncio.wait_for(client.members(), 5) == ["Bob"]
         await client.close()
 
 
