@@ -1489,7 +1489,9 @@ class ChatClient:
         out whether any were, then at most CATCH_UP_PAGES pages, as the page does) into
         it. Events that come meanwhile stay after it. Returns the hole that is left when
         the pages did not reach back to `since` (more were missed, or an Error or a frame
-        it cannot read ended the reading), so that the bot is told and can page back."""
+        it cannot read ended the reading), so that the bot is told and can page back;
+        never one known to hold no message: when every page was full of missed ones, a
+        page of one (not delivered) tells whether any is left."""
         missed: list[dict[str, Any]] = []
         before: int | None = None  # the oldest message id delivered
         reached = False
@@ -1508,10 +1510,13 @@ class ChatClient:
                     break
                 newer = [message for message in page if _message_id(message) > since]
                 missed[:0] = newer
-                if len(newer) < len(page) or not page:
-                    reached = True  # a message it had, or the start of the room
+                if len(newer) < len(page) or len(page) < limit:
+                    reached = True  # a message it had, or fewer than asked: the start of the room
                     break
                 before = _message_id(newer[0])
+            else:  # the pages ran out, each full of missed messages: any left below?
+                left = [] if before <= since + 1 else await self._history_page(ws, frames, before, 1)
+                reached = left is not None and all(_message_id(message) <= since for message in left)
         except UNREADABLE:
             pass
         if missed:

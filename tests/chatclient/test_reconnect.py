@@ -184,6 +184,39 @@ async def test_more_messages_missed_than_are_read_back_are_told_and_can_be_paged
         await alice.close()
 
 
+@pytest.mark.parametrize(
+    ("missed_count", "seen_deleted", "limits"),
+    [
+        (10, False, {}),  # 3 in the History, 1 + 3 * 2 read back: exactly the missed ones
+        (7, True, {"READS_PER_MINUTE": "4"}),  # a short page, then a page refused
+    ],
+    ids=["pages-read-exactly-every-missed-one", "start-of-the-room-then-refused"],
+)
+async def test_a_catch_up_that_read_every_missed_message_tells_of_no_hole(
+    env, servers, monkeypatch, missed_count, seen_deleted, limits
+):
+    """`MissedMessages` only over a hole that holds messages. It was told over an empty
+    one when the pages (CATCH_UP_PAGE 2 here) read back exactly the missed messages, and
+    when `seen` had been deleted, so that a page shorter than asked reached the start of
+    the room, and the page asked after it was refused (the rejoin's GetMembers and three
+    pages are READS_PER_MINUTE 4). Ids are not consecutive here (a message deleted after
+    `seen`), as in a server of many rooms."""
+    monkeypatch.setattr(client_module, "CATCH_UP_PAGE", 2)
+    proxy, alice, bot, room, seen = await a_bot_away(servers, {**env, **limits})
+    try:
+        gone = await alice.send("deleted while the bot is away")
+        await alice.delete_message(gone.id)
+        if seen_deleted:
+            await alice.delete_message(seen.id)
+        missed = [await alice.send(f"while away {n}") for n in range(missed_count)]
+        await proxy.start()
+        assert await next_of(bot, Reconnected) == Reconnected(room)
+        assert await asyncio.wait_for(bot.next_event(), 10) == History(missed)
+    finally:
+        await bot.close()
+        await alice.close()
+
+
 async def test_a_rejoin_answered_with_what_is_not_json_ends_the_stream_as_invalid_frame():
     """README: what the client reads from the server is strict JSON, anything else an
     invalid_frame, never the end of the client. A rejoin answered with `NaN` ended it
