@@ -542,6 +542,8 @@ class ChatClient:
         self._seat: _Seat | None = None
         self._joining: _Seat | None = None
         self._last_id = 0
+        # A join with `since` has just been answered: the reader catches it up (`_read`).
+        self._joined_since = False
         self._oldest_id: int | None = None  # where `history()` pages back from
         # Who sent each message seen: a sealed room's edit is bound to its sender's name.
         self._senders: dict[int, str] = {}
@@ -629,7 +631,9 @@ class ChatClient:
         connection, if any, is closed (`ConnectionLost` `replaced` there). `owner_token`
         (the room's, from `RoomCreated`): come back with owner rights, also after reconnects.
         `since` (the id of the last message a process before this one handled): the join's
-        `History` holds only later messages, and reconnects go on from there.
+        `History` holds only later messages, those it missed past CHAT_HISTORY_LIMIT read
+        back into it and the rest told (`MissedMessages` before it), as after a reconnect;
+        reconnects go on from there.
         Text with `#` that is no share link is refused (`link_invalid`), nothing sent."""
         if secret is None:
             join_key, secret = read_link(join_key)
@@ -1141,8 +1145,23 @@ class ChatClient:
         try:
             while True:
                 self._handle(await ws.recv())
+                if self._joined_since:
+                    await self._catch_up_join(ws)
         except ConnectionClosed as exc:
             return exc.rcvd.code if exc.rcvd else 1006
+
+    async def _catch_up_join(self, ws: ClientConnection) -> None:
+        """A join with `since` (a bot started again) has missed what a rejoin misses: it
+        is read back and told as after a rejoin (`_read_missed`), before any request is
+        sent (they wait for `_ready`, cleared before the join's caller runs again)."""
+        self._joined_since = False
+        self._ready.clear()
+        frames, hole = await self._read_missed(ws, self._last_id)
+        if hole is not None:
+            self._queue.put_nowait(hole)
+        for raw in frames:
+            self._handle(raw)
+        self._ready.set()
 
     def _handle(self, raw: str | bytes) -> None:
         try:
@@ -1249,6 +1268,7 @@ class ChatClient:
             self._cards = {}
         if self._joining is not None:  # a rejoin asks from here even if no History follows
             self._last_id = max(self._last_id, seat.since)
+            self._joined_since = bool(seat.since)  # and what it missed is read back (`_read`)
         self._seat, self._joining = seat, None
 
     def _check_answer(self, frame: dict[str, Any], seat: _Seat, room: RoomInfo) -> str:
@@ -1459,27 +1479,34 @@ class ChatClient:
         except ChatError:  # server_tampered: nothing more is sent on this connection
             await ws.close()
             raise
-        # Read up to the reply to a GetMembers, so that the History (if any) is handled
-        # before a request that the drop interrupted is sent again. The list itself is not
-        # needed: an Error in its place (a busy server's rate_limited, a server_error)
-        # answers it just as well, since the server answers frames in order.
-        frames: list[str | bytes] = []
         try:
-            await ws.send(json.dumps({"type": "GetMembers"}))
-            while (answer := wire.loads(raw := await ws.recv())).get("type") not in ("Members", "Error"):
-                frames.append(raw)
+            frames, hole = await self._read_missed(ws, since)
         except ConnectionClosed as exc:
             raise ConnectionLost("connection_lost", "The connection dropped while rejoining.") from exc
-        if answer.get("code") not in (None, *BUSY_CODES):
-            frames.append(raw)  # not the GetMembers' answer (e.g. room_closed): an event
-            hole = None
-        else:
-            hole = await self._catch_up(ws, frames, since) if since else None
         self._queue.put_nowait(Reconnected(self.room))
         if hole is not None:
             self._queue.put_nowait(hole)
         for raw in frames:
             self._handle(raw)
+
+    async def _read_missed(
+        self, ws: ClientConnection, since: int
+    ) -> tuple[list[str | bytes], MissedMessages | None]:
+        """Right after a join that asked from `since` (a rejoin, or a join with `since`):
+        read up to the reply to a GetMembers, so that the History (if any), with what was
+        missed before it read back into it (`_catch_up`), is in hand before a request is
+        sent. Returns the frames read, to be handled in order, and the hole left. The list
+        itself is not needed: an Error in its place (a busy server's rate_limited, a
+        server_error) answers it just as well, since the server answers frames in order.
+        A frame that cannot be read is one of the frames (`_handle` reports it)."""
+        frames: list[str | bytes] = []
+        await ws.send(json.dumps({"type": "GetMembers"}))
+        while (answer := _frame(raw := await ws.recv())).get("type") not in ("Members", "Error"):
+            frames.append(raw)
+        if answer.get("code") not in (None, *BUSY_CODES):
+            frames.append(raw)  # not the GetMembers' answer (e.g. room_closed): an event
+            return frames, None
+        return frames, await self._catch_up(ws, frames, since) if since else None
 
     async def _catch_up(
         self, ws: ClientConnection, frames: list[str | bytes], since: int
@@ -1526,19 +1553,16 @@ class ChatClient:
     async def _history_page(
         self, ws: ClientConnection, frames: list[str | bytes], before: int, limit: int
     ) -> list[dict[str, Any]] | None:
-        """A GetHistory page read while rejoining; the events that come before it are
-        added to `frames`, and an Error is one of them (kicked, room_closed) or, for a
-        busy server, dropped: either way there is no page (None)."""
-        try:
-            await ws.send(json.dumps({"type": "GetHistory", "before": before, "limit": limit}))
-            while not _is_history(page := wire.loads(raw := await ws.recv()), page=True):
-                if page.get("type") == "Error":
-                    if page.get("code") not in BUSY_CODES:
-                        frames.append(raw)
-                    return None
-                frames.append(raw)
-        except ConnectionClosed as exc:
-            raise ConnectionLost("connection_lost", "The connection dropped while rejoining.") from exc
+        """A GetHistory page read while catching up (`_read_missed`); the events that
+        come before it are added to `frames`, and an Error is one of them (kicked,
+        room_closed) or, for a busy server, dropped: either way there is no page (None)."""
+        await ws.send(json.dumps({"type": "GetHistory", "before": before, "limit": limit}))
+        while not _is_history(page := wire.loads(raw := await ws.recv()), page=True):
+            if page.get("type") == "Error":
+                if page.get("code") not in BUSY_CODES:
+                    frames.append(raw)
+                return None
+            frames.append(raw)
         return page["messages"]
 
     def _fail_pending(self, exc: ChatError) -> None:
@@ -1562,6 +1586,15 @@ def _may_refuse(request: _Pending, code: Any) -> bool:
         return False
     errors = COMMAND_ERRORS.get(request.frames[0].get("type", ""))
     return errors is None or code in ANY_COMMANDS_ERRORS or code in errors
+
+
+def _frame(raw: str | bytes) -> dict[str, Any]:
+    """`raw` as a frame; one it cannot read as a frame is {} (no type)."""
+    try:
+        frame = wire.loads(raw)
+    except ValueError:
+        return {}
+    return frame if isinstance(frame, dict) else {}
 
 
 def _is_history(frame: Any, page: bool = False) -> bool:

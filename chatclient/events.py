@@ -219,11 +219,12 @@ class Reconnected:
 
 @dataclass(frozen=True, slots=True)
 class MissedMessages:
-    """A rejoin missed more messages than it reads back: those with `after` < id <
-    `before` never come as events. `after` is the newest message this client had before
-    the drop, `before` the oldest of those it then delivered (in the `History` that
-    follows). Read them with `history(before=before, limit=100)`, calls in a row
-    passing the oldest id of the last page, and keep those whose id is over `after`."""
+    """A rejoin, or a join with `since`, missed more messages than it reads back: those
+    with `after` < id < `before` never come as events. `after` is the newest message this
+    client had before the drop (or the join's `since`), `before` the oldest of those it
+    then delivered (in the `History` that follows). Read them with
+    `history(before=before, limit=100)`, calls in a row passing the oldest id of the last
+    page, and keep those whose id is over `after`."""
 
     after: int
     before: int

@@ -26,6 +26,7 @@ from chatclient import (
 )
 from chatclient import client as client_module
 from chatclient.client import affinity_hint, reconnect_waits
+from chatclient.crypto import encrypt
 from tests.chatclient.conftest import (
     FAKE_CREATED,
     FAKE_KEY,
@@ -182,6 +183,56 @@ async def test_more_messages_missed_than_are_read_back_are_told_and_can_be_paged
     finally:
         await bot.close()
         await alice.close()
+
+
+async def test_a_bot_restarted_with_since_is_told_what_it_missed_as_after_a_reconnect(
+    env, servers, monkeypatch
+):
+    """A process that starts again with the last id it handled (`join_room(since=)`)
+    after more messages than the join's History holds: it reads the older ones back and
+    is told of the rest (`MissedMessages` before the History), as a rejoin is. It got
+    the History's 3 and nothing told it of the 11 before them."""
+    monkeypatch.setattr(client_module, "CATCH_UP_PAGE", 2)
+    proxy, alice, bot, room, seen = await a_bot_away(servers, env)
+    await bot.close()
+    missed = [await alice.send(f"while away {n}") for n in range(14)]
+    await proxy.start()
+    again = await ChatClient.connect(proxy.url)
+    try:
+        await again.join_room(room.join_key, "Bot", since=seen.id)
+        # 3 in the History, 1 + 3 * 2 read back: the 4 oldest missed are a hole.
+        assert await asyncio.wait_for(again.next_event(), 10) == MissedMessages(seen.id, missed[4].id)
+        assert await asyncio.wait_for(again.next_event(), 10) == History(missed[4:])
+        said = await alice.send("after")
+        assert await next_of(again, Message) == said
+    finally:
+        await again.close()
+        await alice.close()
+
+
+async def test_a_join_with_since_sends_nothing_else_until_it_is_caught_up():
+    """The reader reads a join's missed messages back on the socket: a request made
+    meanwhile waits, so that no answer of its (a `rate_limited`) passes for a page's."""
+
+    class Missed(FakeRoom):
+        async def reply(self, websocket, frame):
+            stored = {"sender": "Ann", "sent_at": "2026-01-01T00:00:01Z", "content": encrypt(FAKE_KEY, "hi")}
+            if frame["type"] == "JoinRoom":
+                await websocket.send(json.dumps(await super().reply(websocket, frame)))
+                return {"type": "History", "messages": [{**stored, "id": 9}]}
+            if frame["type"] == "GetHistory":  # one missed before the History, then `since`
+                return {"type": "History", "before": frame["before"], "messages": [{**stored, "id": 5}]}
+            return await super().reply(websocket, frame)
+
+    room = Missed()
+    async with fake_server(room) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob", since=5)
+        await asyncio.wait_for(client.send("at once"), 5)
+        kinds = [frame["type"] for frame in room.frames]
+        assert kinds == ["JoinRoom", "GetMembers", "GetHistory", "ChatMessage"]
+        assert [message.id for message in (await client.next_event()).messages] == [9]
+        await client.close()
 
 
 @pytest.mark.parametrize(
