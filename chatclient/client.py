@@ -173,6 +173,11 @@ CATCH_UP_PAGES = 3
 CATCH_UP_PAGE = 100
 # Errors that answer a request without ending anything: the server was busy, or failed once.
 BUSY_CODES = ("rate_limited", "server_error")
+# A request refused `rate_limited` is sent again (`ChatClient(retry_rate_limited=N)`, N
+# times at most) after a wait that starts at RATE_RETRY_FIRST seconds and doubles up to
+# RATE_RETRY_MOST, as the CLI's scripted lines are (chatclient/cli.py, RETRY_FIRST).
+RATE_RETRY_FIRST = 0.5
+RATE_RETRY_MOST = 4.0
 
 
 class ChatError(Exception):
@@ -479,6 +484,7 @@ class ClientOptions(TypedDict, total=False):
     max_events: int
     keepalive: float
     max_cards: int
+    retry_rate_limited: int
 
 
 class ChatClient:
@@ -499,6 +505,7 @@ class ChatClient:
         max_events: int = MAX_EVENTS,
         keepalive: float = 20.0,
         max_cards: int = MAX_CARDS,
+        retry_rate_limited: int = 0,
     ) -> None:
         self.url = socket_url(url)
         # Seconds between pings, for each pong, and (at most 10) for a close's answer: a
@@ -524,6 +531,9 @@ class ChatClient:
         self.ssl_context = ssl_context  # for wss:// with a private CA; by default the system's trust store
         self.reconnect = reconnect
         self.reconnect_timeout = reconnect_timeout
+        # How many times a request refused `rate_limited` is sent again (`_request`); 0:
+        # the refusal is raised at once.
+        self.retry_rate_limited = max(0, retry_rate_limited)
         self.max_frame = max_frame
         self.room: RoomInfo | None = None
         self.name: str | None = None
@@ -916,8 +926,9 @@ class ChatClient:
             raise ChatError("not_in_room", "Not in a room.")
         # LeaveRoom has no reply; the GetMembers behind it answers not_in_room once it is done.
         try:
+            # Never sent again: the LeaveRoom before a refused GetMembers was done.
             await self._request(
-                [{"type": "LeaveRoom"}, {"type": "GetMembers"}], lambda reply: False, _nothing
+                [{"type": "LeaveRoom"}, {"type": "GetMembers"}], lambda reply: False, _nothing, patient=False
             )
         except ChatError as exc:
             if exc.code != "not_in_room" or isinstance(exc, ConnectionLost):
@@ -1059,42 +1070,59 @@ class ChatClient:
         read: Callable[[dict], T],
         *,
         retry: bool = False,
+        patient: bool = True,
     ) -> T:
         """Send `frames`, wait for the frame that `answers` them, or an `Error`, and return
         what `read` makes of it. A reply that `answers` or `read` cannot read (a field
         missing or of the wrong type) is `ChatError` `invalid_frame`.
 
         If the connection drops first, a `retry` request is sent again once the room is
-        rejoined; any other fails with `ConnectionLost`.
+        rejoined; any other fails with `ConnectionLost`. A `patient` request refused
+        `rate_limited` is sent again, up to `retry_rate_limited` times, after waits
+        doubling from RATE_RETRY_FIRST to RATE_RETRY_MOST seconds: the server drops such
+        a frame (PROTOCOL.md), so nothing is done twice. The lock is held meanwhile, so
+        this client's requests keep their order.
         """
         if self._ws is None and not self._closing:
             raise RuntimeError("not connected: open the client with ChatClient.connect()")
         async with self._lock:
-            await self._ready.wait()
-            if self._failure is not None:
-                raise self._failure
-            if self._closing:
-                raise ConnectionLost("closed", "The client was closed.")
-            future = asyncio.get_running_loop().create_future()
-            self._pending = _Pending(frames, answers, retry, future)
-            sending = asyncio.ensure_future(self._send(frames))
-            try:
-                await asyncio.shield(sending)  # a frame half sent would leave no answer to wait for
-                reply = await future
-            except asyncio.CancelledError:
-                # The caller gave up (asyncio.wait_for, a task cancelled), but the server
-                # answers all the same: that answer must not pass for the next request's.
-                if future.cancelled() or not future.done():  # its waiter's cancel cancels it too
-                    self._orphan = self._pending
-                raise
-            finally:
-                self._pending = None
+            reply = await self._exchange(frames, answers, retry)
+            retries, wait = (self.retry_rate_limited if patient else 0), RATE_RETRY_FIRST
+            while retries and reply["type"] == "Error" and reply.get("code") == "rate_limited":
+                await asyncio.sleep(wait)
+                retries, wait = retries - 1, min(wait * 2, RATE_RETRY_MOST)
+                reply = await self._exchange(frames, answers, retry)
         if reply["type"] == "Error":
             raise ChatError(str(reply.get("code")), str(reply.get("message", "")))
         try:
             return read(reply)
         except UNREADABLE as exc:
             raise ChatError("invalid_frame", f"Unreadable {reply['type']} from the server: {exc!r}") from exc
+
+    async def _exchange(
+        self, frames: list[dict[str, Any]], answers: Callable[[dict], bool], retry: bool
+    ) -> dict[str, Any]:
+        """Send `frames` and return the frame that answers them, or an `Error` (`_request`,
+        which holds the lock)."""
+        await self._ready.wait()
+        if self._failure is not None:
+            raise self._failure
+        if self._closing:
+            raise ConnectionLost("closed", "The client was closed.")
+        future = asyncio.get_running_loop().create_future()
+        self._pending = _Pending(frames, answers, retry, future)
+        sending = asyncio.ensure_future(self._send(frames))
+        try:
+            await asyncio.shield(sending)  # a frame half sent would leave no answer to wait for
+            return await future
+        except asyncio.CancelledError:
+            # The caller gave up (asyncio.wait_for, a task cancelled), but the server
+            # answers all the same: that answer must not pass for the next request's.
+            if future.cancelled() or not future.done():  # its waiter's cancel cancels it too
+                self._orphan = self._pending
+            raise
+        finally:
+            self._pending = None
 
     async def _send(self, frames: list[dict[str, Any]]) -> None:
         try:

@@ -31,6 +31,7 @@ from chatclient import (
     Reconnecting,
     socket_url,
 )
+from chatclient import client as client_module
 from chatclient.client import _Events
 from tests.chatclient.conftest import FAKE_ROOM, CuttableProxy, FakeRoom, fake_server, next_of
 from tests.e2e.servers import ROOT
@@ -415,6 +416,39 @@ async def test_a_request_given_up_on_takes_no_error_its_command_never_gets():
         assert (await next_of(client, Message, within=5)).text == "hi"  # its echo: an event
         assert await asyncio.wait_for(client.members(), 5) == ["Bob"]
         await client.close()
+
+
+async def test_a_request_refused_for_its_rate_is_sent_again_only_when_asked(monkeypatch):
+    """`retry_rate_limited=N`: a request the server refuses `rate_limited` (a frame it
+    drops: nothing is posted twice) is sent again up to N times, after growing waits,
+    and the last refusal is raised; by default it is raised at once."""
+    monkeypatch.setattr(client_module, "RATE_RETRY_FIRST", 0.01)
+
+    class Busy(FakeRoom):
+        refusals = 0  # the next requests refused
+
+        async def reply(self, websocket, frame):
+            if frame["type"] != "JoinRoom" and self.refusals:
+                self.refusals -= 1
+                return {"type": "Error", "code": "rate_limited", "message": "Too many; wait."}
+            return await super().reply(websocket, frame)
+
+    room = Busy()
+    async with fake_server(room) as url:
+        for retries, refusals, sent in [(0, 1, 1), (2, 2, 3), (2, 3, 3)]:
+            options = {"retry_rate_limited": retries} if retries else {}  # 0: the default
+            client = await ChatClient.connect(url, **options)
+            await client.join_room("k", "Bob")
+            room.frames.clear()
+            room.refusals = refusals
+            if refusals > retries:
+                with pytest.raises(ChatError) as refused:
+                    await asyncio.wait_for(client.send("hi"), 5)
+                assert refused.value.code == "rate_limited"
+            else:
+                assert (await asyncio.wait_for(client.send("hi"), 5)).text == "hi"
+            assert len(room.sent("ChatMessage")) == sent, (retries, refusals)
+            await client.close()
 
 
 async def test_typing_never_answers_for_a_request_and_needs_a_room():
