@@ -178,6 +178,12 @@ BUSY_CODES = ("rate_limited", "server_error")
 # RATE_RETRY_MOST, as the CLI's scripted lines are (chatclient/cli.py, RETRY_FIRST).
 RATE_RETRY_FIRST = 0.5
 RATE_RETRY_MOST = 4.0
+# Seconds a request waits for the answer of one given up on before it (`_orphan`): the
+# server answers frames in order, but a message's echo or an upload's file message is a
+# broadcast that may come after the next frame's answer, and both may be `rate_limited`.
+# Sent only once that answer is in, the next request's is not taken for it. Past the wait
+# the next is sent anyway, and an Error is the orphan's only if its command may get it.
+ORPHAN_WAIT = 10.0
 
 
 class ChatError(Exception):
@@ -565,6 +571,8 @@ class ChatClient:
         self._pending: _Pending | None = None
         # A request whose caller gave up before its answer came: the answer is its own.
         self._orphan: _Pending | None = None
+        self._orphan_answered = asyncio.Event()  # set while there is no orphan
+        self._orphan_answered.set()
         # The room this client last left (`leave`): joined again, ids go on.
         self._left_room: str | None = None
         self._lock = asyncio.Lock()
@@ -1103,7 +1111,13 @@ class ChatClient:
         self, frames: list[dict[str, Any]], answers: Callable[[dict], bool], retry: bool
     ) -> dict[str, Any]:
         """Send `frames` and return the frame that answers them, or an `Error` (`_request`,
-        which holds the lock)."""
+        which holds the lock), once a request given up on before them is answered
+        (ORPHAN_WAIT)."""
+        if self._orphan is not None:
+            try:
+                await asyncio.wait_for(self._orphan_answered.wait(), ORPHAN_WAIT)
+            except TimeoutError:
+                pass  # it stays, and takes only the Errors its command may get (`_answer`)
         await self._ready.wait()
         if self._failure is not None:
             raise self._failure
@@ -1120,6 +1134,7 @@ class ChatClient:
             # answers all the same: that answer must not pass for the next request's.
             if future.cancelled() or not future.done():  # its waiter's cancel cancels it too
                 self._orphan = self._pending
+                self._orphan_answered.clear()
             raise
         finally:
             self._pending = None
@@ -1144,6 +1159,7 @@ class ChatClient:
             close_code = await self._read()
             self._ready.clear()
             self._orphan = None  # its answer will not come now
+            self._orphan_answered.set()
             if not (self._pending and self._pending.retry):
                 code = FINAL_CLOSE_CODES.get(close_code, "connection_lost")
                 self._fail_pending(ConnectionLost(code, "The connection dropped.", close_code))
@@ -1243,6 +1259,7 @@ class ChatClient:
                 theirs = True
             if theirs:
                 self._orphan = None
+                self._orphan_answered.set()
                 return True
         pending = self._pending
         if pending is None or pending.future.done():

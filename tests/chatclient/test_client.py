@@ -380,11 +380,13 @@ async def test_a_request_given_up_on_keeps_its_answer_from_the_next_one():
         await client.close()
 
 
-async def test_a_request_given_up_on_takes_no_error_its_command_never_gets():
+async def test_a_request_given_up_on_takes_no_error_its_command_never_gets(monkeypatch):
     """A message sent is answered by its broadcast, which may come after the answer to
     the next frame: given up on before its echo came, it took the next request's
     `file_not_found` (which PROTOCOL.md never answers a ChatMessage with), and that
-    request waited for ever."""
+    request waited for ever. (This server holds the echo until the next frame, which
+    the client sends once it has waited ORPHAN_WAIT for it.)"""
+    monkeypatch.setattr(client_module, "ORPHAN_WAIT", 0.2)
 
     class LateEcho(FakeRoom):
         held: dict | None = None
@@ -415,6 +417,43 @@ async def test_a_request_given_up_on_takes_no_error_its_command_never_gets():
         assert refused.value.code == "file_not_found"
         assert (await next_of(client, Message, within=5)).text == "hi"  # its echo: an event
         assert await asyncio.wait_for(client.members(), 5) == ["Bob"]
+        await client.close()
+
+
+async def test_a_request_after_one_given_up_on_waits_for_its_answer_and_keeps_its_own():
+    """Both may be refused `rate_limited`, which no code table tells apart: the next
+    request went out at once, its refusal came before the given-up message's echo, the
+    orphan took it, and the next request waited for ever. It is now sent once the echo
+    is in."""
+
+    class SlowEcho(FakeRoom):
+        sent_chat = asyncio.Event()
+
+        async def reply(self, websocket, frame):
+            answer = await super().reply(websocket, frame)
+            if frame["type"] == "ChatMessage":  # stored, and broadcast a moment later
+                self.sent_chat.set()
+                asyncio.get_running_loop().call_later(
+                    0.3, asyncio.ensure_future, websocket.send(json.dumps(answer))
+                )
+                return None
+            if frame["type"] == "GetMembers":
+                return {"type": "Error", "code": "rate_limited", "message": "Too many requests."}
+            return answer
+
+    room = SlowEcho()
+    async with fake_server(room) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        sending = asyncio.create_task(client.send("hi"))
+        await asyncio.wait_for(room.sent_chat.wait(), 5)
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        with pytest.raises(ChatError) as refused:
+            await asyncio.wait_for(client.members(), 5)
+        assert refused.value.code == "rate_limited"
+        assert (await next_of(client, Message, within=5)).text == "hi"  # its echo: an event
         await client.close()
 
 

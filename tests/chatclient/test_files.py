@@ -18,6 +18,7 @@ from chatclient import (
     Typing,
     safe_name,
 )
+from chatclient import client as client_module
 from chatclient.events import EXTENSIONS
 from files.validation import EXTENSIONS as SERVER_EXTENSIONS
 from files.validation import shown_name
@@ -108,12 +109,14 @@ async def test_an_uploads_file_message_that_comes_before_its_file_uploaded_is_it
         await client.close()
 
 
-async def test_an_upload_given_up_on_after_its_file_uploaded_takes_no_error_of_the_next_request():
+async def test_an_upload_given_up_on_after_its_file_uploaded_takes_no_error_of_the_next_request(monkeypatch):
     """An upload cancelled between its FileUploaded and the room's file message (a
     broadcast, which may come after the answer to the next frame): what is left of its
     answer is that message, never an `Error`. Its orphan took the next request's
     `rate_limited` (an error an upload may get, but not once its FileUploaded came), and
-    that request waited for ever."""
+    that request waited for ever. (This server holds the file message until the next
+    frame, which the client sends once it has waited ORPHAN_WAIT for it.)"""
+    monkeypatch.setattr(client_module, "ORPHAN_WAIT", 0.2)
 
     class LateFileMessage(FakeRoom):
         held: dict | None = None
