@@ -331,3 +331,36 @@ def test_show_them_reads_three_pages_a_click_and_the_marker_stays_for_the_rest(s
     assert shown_ids(alice) == sorted(set(shown_ids(alice)))
     assert message_texts(alice)[:6] == ["m1", "m2", "m3", "m4", "m5", "m6"]
     assert alice.console_errors == []
+
+
+def test_quotes_of_messages_a_gap_turns_out_not_to_hold_say_they_were_deleted(server_with, new_page):
+    """Replies to m300 and m10, both deleted while the page was away, quote "Earlier
+    message" while the gap (m4-m372) holds them. The first click reads m300's part of it
+    and narrows it: m300's quote says it was deleted; the second closes it, and m10's does
+    (they said "Earlier message" for good)."""
+    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="800")
+    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
+    link = create_room(alice, "Gone meanwhile", "Alice")
+    with PythonClient(server.url) as bob:
+        first_three(alice, bob, link)
+        go_offline(alice)
+        ids = bob.said(*(f"m{i}" for i in range(4, 671)))
+        for quoted in ("m300", "m10"):
+            bob.send(type="ChatMessage", content=encrypt(bob.key, f"re: {quoted}"), reply_to=ids[quoted])
+            bob.expect("ChatMessage")
+        for quoted in ("m300", "m10"):
+            bob.send(type="DeleteMessage", id=ids[quoted])
+            bob.expect("MessageDeleted")
+        come_back(alice, "Gone meanwhile")
+        gap = alice.locator("#messages li.gap")
+        expect(gap).to_have_count(1, timeout=20_000)
+        quotes = alice.locator("#messages .quote")
+        expect(quotes).to_have_text(["Earlier message", "Earlier message"])
+        show = gap.get_by_role("button", name="Show them")
+        show.click()
+        expect(alice.locator("#messages li.gap + li.message .text")).to_have_text("m72", timeout=20_000)
+        expect(quotes).to_have_text(["Deleted message", "Earlier message"])
+        show.click()
+        expect(gap).to_have_count(0, timeout=20_000)
+        expect(quotes).to_have_text(["Deleted message", "Deleted message"])
+    assert alice.console_errors == []

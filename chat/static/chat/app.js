@@ -992,7 +992,9 @@ function askedAgain(job, error, again) {
 // GetHistory pages going down from data-below, each one's messages put in above the
 // marker, until a page reaches data-after or GAP_PAGES are read. Any page that reads
 // into a hole from its upper end (a later catch-up's too) narrows it, or closes it and
-// takes the marker away.
+// takes the marker away. A reply's quote of a message in the hole says "Earlier message"
+// until a page brings it, or reads past its id without it: deleted meanwhile, it is then
+// quoted as any deleted message is (requote).
 const GAP_NOTE = "Messages you missed are not shown here.";
 // Pages one "Show them" reads, as a catch-up does: three of the socket's READS_PER_MINUTE,
 // so that previews and downloads keep theirs; the marker then stays for the rest.
@@ -1006,11 +1008,7 @@ function leaveGap(job) {
   const said = "Some messages you missed are not shown. The “Show them” button in the list brings them.";
   const add = () => {
     placeGap(list, item, job.reached);
-    // Replies to its messages no longer take them for deleted ones (deletedOrGone).
-    for (const quote of list.querySelectorAll(".quote")) {
-      const id = Number(quote.dataset.replyTo);
-      if (gapOf(id) === item) quote.replaceChildren(...quoteText(id));
-    }
+    requote(job.top, job.reached); // replies to its messages no longer take them for deleted ones
     return 1;
   };
   addQuietly(add, () => said);
@@ -1038,10 +1036,22 @@ function gapOf(id) {
 // `before` (excluded).
 function pageRead(before, oldest) {
   for (const item of gaps()) {
-    const below = Number(item.dataset.below);
+    const [after, below] = [Number(item.dataset.after), Number(item.dataset.below)];
     if (before < below || oldest >= below) continue;
-    if (oldest <= Number(item.dataset.after)) closeGap(item);
+    if (oldest <= after) closeGap(item);
     else placeGap($("messages"), item, oldest);
+    // What the page read of the hole and did not get was deleted meanwhile: so say its quotes.
+    requote(after, below);
+  }
+}
+
+// The quotes of messages with an id between `after` and `below` (both excluded), said
+// again: a gap placed, narrowed or closed there changes what the page knows of them
+// (deletedOrGone).
+function requote(after, below) {
+  for (const quote of document.querySelectorAll("#messages .quote")) {
+    const id = Number(quote.dataset.replyTo);
+    if (after < id && id < below) quote.replaceChildren(...quoteText(id));
   }
 }
 
