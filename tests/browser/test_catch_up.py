@@ -28,6 +28,9 @@ window.WebSocket = class extends Native {
 """
 
 
+GAP_NOTE = "Messages you missed are not shown here."  # app.js
+
+
 def go_offline(page: Page) -> None:
     """The network goes, and the page's socket with it; the page keeps trying."""
     page.context.set_offline(True)
@@ -178,7 +181,7 @@ def test_a_catch_up_that_stops_short_marks_the_gap_and_its_button_shows_the_rest
         expect(texts).to_have_text(["m1", "m2", "m3", *after], timeout=20_000)
         gap = alice.locator("#messages li.gap")
         expect(gap).to_have_count(1)
-        expect(gap).to_contain_text("Messages you missed are not shown here.")
+        expect(gap).to_contain_text(GAP_NOTE)
         expect(alice.locator("#messages li.message:has(+ li.gap) .text")).to_have_text("m3")
         expect(alice.locator("#messages li.gap + li .text")).to_have_text("m122")
         told = alice.locator("#announcements")
@@ -363,4 +366,29 @@ def test_quotes_of_messages_a_gap_turns_out_not_to_hold_say_they_were_deleted(se
         show.click()
         expect(gap).to_have_count(0, timeout=20_000)
         expect(quotes).to_have_text(["Deleted message", "Deleted message"])
+    assert alice.console_errors == []
+
+
+def test_show_them_pressed_while_offline_says_not_connected_until_the_page_is_back(server_with, new_page):
+    """Pressed with the socket down, the button reads nothing and its marker says why; once
+    the page is in the room again that is over (it said so for good), and it reads them."""
+    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="500")
+    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
+    link = create_room(alice, "Offline click", "Alice")
+    with PythonClient(server.url) as bob:
+        first_three(alice, bob, link)
+        go_offline(alice)
+        bob.said(*(f"m{i}" for i in range(4, 421)))
+        come_back(alice, "Offline click")
+        gap = alice.locator("#messages li.gap")
+        note = gap.locator(".gap-note")
+        expect(note).to_have_text(GAP_NOTE, timeout=20_000)
+        go_offline(alice)
+        gap.get_by_role("button", name="Show them").click()
+        expect(note).to_have_text(f"{GAP_NOTE} Not connected. Try again once reconnected.")
+        come_back(alice, "Offline click")
+        expect(note).to_have_text(GAP_NOTE)
+        gap.get_by_role("button", name="Show them").click()
+        expect(gap).to_have_count(0, timeout=20_000)
+    assert message_texts(alice) == [f"m{i}" for i in range(1, 421)]
     assert alice.console_errors == []

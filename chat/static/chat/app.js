@@ -1075,7 +1075,7 @@ function dropLeadingGaps(list) {
 function fillGap(item) {
   if (state.gapFill) return true;
   if (!state.room || state.rejoining || !connection.isOpen) {
-    item.querySelector(".gap-note").textContent = `${GAP_NOTE} ${NOT_CONNECTED}`;
+    gapNote(item, NOT_CONNECTED);
     return false;
   }
   state.gapFill = { item, retries: 0, timer: null, shown: 0, pages: 0 };
@@ -1099,7 +1099,18 @@ function stopGapFill(problem = "") {
   clearTimeout(fill.timer);
   state.gapFill = null;
   for (const item of gaps()) setAriaDisabled(item.querySelector("button"), false);
-  fill.item.querySelector(".gap-note").textContent = problem ? `${GAP_NOTE} ${problem}` : GAP_NOTE;
+  gapNote(fill.item, problem);
+}
+
+// A marker says that messages are missing there, and `problem`: why they are not read.
+function gapNote(item, problem = "") {
+  item.querySelector(".gap-note").textContent = problem ? `${GAP_NOTE} ${problem}` : GAP_NOTE;
+}
+
+// In the room again: a marker's "Not connected" (its button pressed, or its reading cut
+// short, while the socket was down) is over, as the message box's is; another problem stays.
+function gapsReconnected() {
+  for (const item of gaps()) if (item.querySelector(".gap-note").textContent.endsWith(NOT_CONNECTED)) gapNote(item);
 }
 
 // A page of the hole: its messages newer than data-after go in above the marker, as
@@ -1420,6 +1431,7 @@ const HANDLERS = {
       setStatus("Reconnected to ", isolated(m.room_info.name), ".");
       // A "Not connected" said while it was down is over; another error stays.
       if ($("message-error").textContent.startsWith("Not connected")) showError("message-error", "");
+      gapsReconnected();
       files.resume();
       // The History, if any, comes before the answer to the catch-up's first GetHistory
       // (frames are answered in order).
