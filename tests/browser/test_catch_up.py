@@ -392,3 +392,50 @@ def test_show_them_pressed_while_offline_says_not_connected_until_the_page_is_ba
         expect(gap).to_have_count(0, timeout=20_000)
     assert message_texts(alice) == [f"m{i}" for i in range(1, 421)]
     assert alice.console_errors == []
+
+
+def test_a_marker_pressed_while_another_gap_is_read_is_read_next(server_with, new_page):
+    """A gap of m4-m120 is being read (its page refused for its rate until the test says,
+    then asked again) when the next catch-up leaves another, of m421-m430: pressed then,
+    that marker says it waits, and is read once the first gap is (the click was lost)."""
+    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="800")
+    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
+    ids: dict[str, int] = {}
+    # From the second drop: its catch-up until the first gap is pressed, and the first
+    # gap's pages until the second one is.
+    pressed = {"armed": False, "first": False, "second": False}
+
+    def held(frame: dict) -> bool:
+        if not pressed["armed"] or frame["type"] != "GetHistory":
+            return False
+        catch_up = frame["before"] == 2**53 - 1 and not pressed["first"]
+        return catch_up or (frame["before"] <= ids["m121"] and not pressed["second"])
+
+    refuse(alice, held)
+    link = create_room(alice, "Two gaps", "Alice")
+    with PythonClient(server.url) as bob:
+        ids.update(first_three(alice, bob, link))
+        go_offline(alice)
+        ids.update(bob.said(*(f"m{i}" for i in range(4, 421))))
+        come_back(alice, "Two gaps")
+        gaps = alice.locator("#messages li.gap")
+        expect(gaps).to_have_count(1, timeout=20_000)
+        pressed["armed"] = True
+        go_offline(alice)
+        ids.update(bob.said(*(f"m{i}" for i in range(421, 731))))
+        come_back(alice, "Two gaps")
+        gaps.get_by_role("button", name="Show them").click()
+        expect(gaps.first.locator(".gap-note")).to_have_text("Showing the messages you missed…")
+        pressed["first"] = True
+        expect(gaps).to_have_count(2, timeout=20_000)
+        expect(alice.locator("#messages li.message:has(+ li.gap) .text")).to_have_text(["m3", "m420"])
+        second = gaps.nth(1)
+        second.get_by_role("button", name="Show them").click()
+        expect(second.locator(".gap-note")).to_have_text("Waiting to show the messages you missed…")
+        pressed["second"] = True
+        expect(gaps).to_have_count(0, timeout=30_000)
+    assert message_texts(alice) == [f"m{i}" for i in range(1, 731)]
+    # The second gap's page went once the first gap's last one was in.
+    pages = [frame["before"] for frame in alice.frames_sent if frame["type"] == "GetHistory"]
+    assert pages[-1] == ids["m431"] and pages[-2] == ids["m21"]
+    assert alice.console_errors == []

@@ -78,6 +78,7 @@ const state = {
   catchingUp: false, // a rejoin's catch-up is under way; the outbox waits for it
   catchUp: null, // {floor, top, pages, retries, timer, missed, reached, whole}: see catchUp()
   gapFill: null, // {item, retries, timer, shown, pages}: a gap's messages being read (fillGap)
+  gapsWaiting: [], // the markers pressed while another gap was read, in the order pressed
   queued: null, // a lobby request waiting for the socket to open
 };
 
@@ -440,7 +441,7 @@ function exitRoom(reason = "") {
   state.joinHistoryDue = false;
   clearTimeout(state.membersTimer);
   stopCatchUp();
-  stopGapFill();
+  stopGapFills();
   // Typed but never sent (the connection was down): back in the box, not lost with the room.
   const unsent = [...state.outbox.values()].filter((entry) => !entry.sent && entry.text !== null);
   state.outbox = new Map();
@@ -1056,6 +1057,7 @@ function requote(after, below) {
 }
 
 function closeGap(item) {
+  state.gapsWaiting = state.gapsWaiting.filter((other) => other !== item);
   if (state.gapFill?.item === item) stopGapFill();
   removeMessageItem(item);
 }
@@ -1070,16 +1072,24 @@ function dropLeadingGaps(list) {
   leading.forEach(closeGap);
 }
 
-// One gap is read at a time; true when one is being read. Its pages count toward the
+// One gap is read at a time: a marker pressed while another is read waits its turn, and
+// says so (gapsWaiting). True when the gap is read or waits. Its pages count toward the
 // socket's READS_PER_MINUTE like any: one refused for its rate is asked again later.
 function fillGap(item) {
-  if (state.gapFill) return true;
+  if (state.gapFill?.item === item || state.gapsWaiting.includes(item)) return true;
+  const button = item.querySelector("button");
   if (!state.room || state.rejoining || !connection.isOpen) {
+    setAriaDisabled(button, false);
     gapNote(item, NOT_CONNECTED);
     return false;
   }
+  setAriaDisabled(button, true);
+  if (state.gapFill) {
+    state.gapsWaiting.push(item);
+    item.querySelector(".gap-note").textContent = "Waiting to show the messages you missed…";
+    return true;
+  }
   state.gapFill = { item, retries: 0, timer: null, shown: 0, pages: 0 };
-  for (const other of gaps()) setAriaDisabled(other.querySelector("button"), true);
   item.querySelector(".gap-note").textContent = "Showing the messages you missed…";
   readGap(state.gapFill);
   return true;
@@ -1092,14 +1102,30 @@ function readGap(fill) {
   if (!send({ type: "GetHistory", before, limit: CATCH_UP_PAGE }, "gap", { fill })) stopGapFill(NOT_CONNECTED);
 }
 
-// `problem`: why the rest of the hole is not read, said in the marker.
+// A gap's reading ends (`problem`: why the rest of the hole is not read, said in its
+// marker), and the first marker waiting (still on the page) is read.
 function stopGapFill(problem = "") {
   const fill = state.gapFill;
   if (!fill) return;
   clearTimeout(fill.timer);
   state.gapFill = null;
-  for (const item of gaps()) setAriaDisabled(item.querySelector("button"), false);
+  setAriaDisabled(fill.item.querySelector("button"), false);
   gapNote(fill.item, problem);
+  const waiting = state.gapsWaiting.filter((item) => item.isConnected);
+  state.gapsWaiting = [];
+  for (const item of waiting) fillGap(item); // the first is read, the others wait again
+}
+
+// No gap is read any more, nor waits (the socket dropped, the room was left): each
+// marker pressed says `problem`.
+function stopGapFills(problem = "") {
+  const waiting = state.gapsWaiting;
+  state.gapsWaiting = [];
+  stopGapFill(problem);
+  for (const item of waiting) {
+    setAriaDisabled(item.querySelector("button"), false);
+    gapNote(item, problem);
+  }
 }
 
 // A marker says that messages are missing there, and `problem`: why they are not read.
@@ -1131,7 +1157,9 @@ async function gapPage(request, m) {
   if (closed) return;
   fill.pages += 1;
   if (fill.pages < GAP_PAGES) return readGap(fill);
-  state.seeking = null; // further down than these pages: its quote is clicked again
+  // Further down than these pages: its quote is clicked again (one in a gap waiting is
+  // shown once that one is read).
+  if (gapOf(state.seeking) === fill.item) state.seeking = null;
   stopGapFill();
 }
 
@@ -1326,7 +1354,7 @@ function connectionLost(refused = []) {
   // A catch-up cut short leaves its hole marked: the next one starts above it.
   leaveGap(state.catchUp);
   stopCatchUp();
-  stopGapFill();
+  stopGapFills(NOT_CONNECTED);
   // Perhaps never stored: not shown as sent, and sent again after the rejoin (resendPending).
   state.catchingUp = false;
   for (const entry of state.outbox.values()) {
