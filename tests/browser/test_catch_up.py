@@ -439,3 +439,28 @@ def test_a_marker_pressed_while_another_gap_is_read_is_read_next(server_with, ne
     pages = [frame["before"] for frame in alice.frames_sent if frame["type"] == "GetHistory"]
     assert pages[-1] == ids["m431"] and pages[-2] == ids["m21"]
     assert alice.console_errors == []
+
+
+def test_exactly_the_history_limit_missed_and_the_catch_up_cut_short_marks_no_gap(server_with, new_page):
+    """m4-m8, exactly the rejoin's History (CHAT_HISTORY_LIMIT 5), and the socket drops
+    while the catch-up's first page is unanswered: nothing can be between m3 and m4, so
+    no marker says that missed messages are not shown (one did, over an empty hole)."""
+    server = server_with(CHAT_HISTORY_LIMIT="5")
+    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
+    swallowed: list[dict] = []  # never answered: the catch-up waits for it
+    link = create_room(alice, "Just five", "Alice")
+    with PythonClient(server.url) as bob:
+        first_three(alice, bob, link)
+        holding(alice, swallowed, lambda frame: frame["type"] == "GetHistory" and not swallowed)
+        go_offline(alice)
+        bob.said(*(f"m{i}" for i in range(4, 9)))
+        come_back(alice, "Just five")
+        texts = alice.locator("#messages li.message .text")
+        expect(texts).to_have_text([f"m{i}" for i in range(1, 9)])
+        go_offline(alice)
+        assert alice.locator("#messages li.gap").count() == 0
+        expect(alice.locator("#announcements")).not_to_have_text(re.compile("not shown"))
+        come_back(alice, "Just five")
+        expect(texts).to_have_text([f"m{i}" for i in range(1, 9)])
+    assert len(swallowed) == 1
+    assert alice.console_errors == []

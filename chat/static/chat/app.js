@@ -1002,7 +1002,7 @@ const GAP_NOTE = "Messages you missed are not shown here.";
 const GAP_PAGES = 3;
 
 function leaveGap(job) {
-  if (!state.room || !job || job.whole || job.reached === null || job.reached <= job.top) return;
+  if (!state.room || !job || job.whole || job.reached === null || holeEmpty(job.top, job.reached)) return;
   const item = gapItem(GAP_NOTE);
   item.dataset.after = String(job.top);
   const list = $("messages");
@@ -1028,6 +1028,10 @@ function placeGap(list, item, below) {
 
 const gaps = () => [...document.querySelectorAll("#messages li.gap")];
 
+// No message can be missing between the ids `after` and `below` when no id is: after
+// exactly CHAT_HISTORY_LIMIT missed, say, the rejoin's History starts right above `after`.
+const holeEmpty = (after, below) => below <= after + 1;
+
 // The marked gap that holds the id `id`, or null.
 function gapOf(id) {
   return gaps().find((item) => Number(item.dataset.after) < id && id < Number(item.dataset.below)) ?? null;
@@ -1039,7 +1043,7 @@ function pageRead(before, oldest) {
   for (const item of gaps()) {
     const [after, below] = [Number(item.dataset.after), Number(item.dataset.below)];
     if (before < below || oldest >= below) continue;
-    if (oldest <= after) closeGap(item);
+    if (holeEmpty(after, oldest)) closeGap(item);
     else placeGap($("messages"), item, oldest);
     // What the page read of the hole and did not get was deleted meanwhile: so say its quotes.
     requote(after, below);
