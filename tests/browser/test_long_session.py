@@ -1,7 +1,8 @@
 """A tab left open in a busy room stays bounded: past MESSAGES_KEPT (app.js) the oldest
 messages leave the page while it shows the newest, their image previews' blob URLs are
-revoked, and scrolling up reads them back as older pages. bench/long_session.py measures
-the same over thousands of messages."""
+revoked, and scrolling up reads them back as older pages. Scrolled up, it stays bounded
+too, and what the person reads does not move. bench/long_session.py measures the same
+over thousands of messages."""
 
 import base64
 
@@ -30,10 +31,11 @@ URL.revokeObjectURL = (url) => { window.__blobs.delete(url); revoke(url); };
 """
 
 
-def flood(client: PythonClient, count: int, batch: int = 200) -> None:
-    """`count` messages "m0", "m1"...: `batch` in flight at a time, each batch stored."""
-    for start in range(0, count, batch):
-        sent = range(start, min(start + batch, count))
+def flood(client: PythonClient, count: int, batch: int = 200, first: int = 0) -> None:
+    """`count` messages "m0", "m1"... (from "m{first}"): `batch` in flight at a time, each
+    batch stored."""
+    for start in range(first, first + count, batch):
+        sent = range(start, min(start + batch, first + count))
         for i in sent:
             client.say(f"m{i}")
         for _ in sent:
@@ -85,4 +87,81 @@ def test_previews_of_messages_that_left_the_page_are_revoked(server_with, new_pa
     assert alice.evaluate("() => window.__blobs.size") == 0
     assert shown(alice) == KEPT
     expect(alice.locator("#messages li.file")).to_have_count(0)
+    assert alice.console_errors == []
+
+
+# The first message in view in the list, and where it is on screen (from the list's top).
+FIRST_IN_VIEW = """(list) => {
+  const top = list.getBoundingClientRect().top;
+  const item = [...list.querySelectorAll("li.message")].find((i) => i.getBoundingClientRect().bottom > top);
+  return [item.querySelector(".text").textContent, item.getBoundingClientRect().top - top];
+}"""
+
+
+def test_a_tab_scrolled_up_near_the_start_keeps_its_place_and_a_marker_for_what_went(server_with, new_page):
+    """Scrolled up to m125 or so of m0-m499, 300 more come: the list keeps 500, and what
+    is in view stays where it is on screen. m450-m749 went, just above the newest 50,
+    and a marker says so there; the list's end ("Jump to latest") shows the newest, and
+    the marker's button brings the rest back."""
+    server = server_with(**FAST)
+    alice = new_page(server.http)
+    link = create_room(alice, "Reading", "Alice")
+    texts = alice.locator("#messages li.message .text")
+    listing = alice.locator("#messages")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        flood(bob, KEPT)
+        expect(texts.last).to_have_text(f"m{KEPT - 1}")
+        listing.evaluate("(list) => { list.scrollTop = list.scrollHeight / 4; }")
+        place = listing.evaluate(FIRST_IN_VIEW)
+        flood(bob, 300, first=KEPT)
+        expect(texts.last).to_have_text("m799")
+    assert shown(alice) == KEPT
+    assert listing.evaluate(FIRST_IN_VIEW) == place
+    gap = alice.locator("#messages li.gap")
+    expect(gap).to_have_count(1)
+    expect(alice.locator("#messages li.message:has(+ li.gap) .text")).to_have_text("m449")
+    expect(alice.locator("#messages li.gap + li.message .text")).to_have_text("m750")
+    alice.get_by_role("button", name="Jump to latest").click()
+    expect(texts.last).to_be_in_viewport()
+    gap.get_by_role("button", name="Show them").click()
+    expect(gap).to_have_count(0, timeout=20_000)
+    assert texts.all_text_contents() == [f"m{i}" for i in range(800)]
+    assert alice.console_errors == []
+
+
+# An init script: a browser without CSS scroll anchoring (Safari), where the page keeps
+# what is in view in place itself.
+NO_SCROLL_ANCHORING = """
+const supports = CSS.supports.bind(CSS);
+CSS.supports = (...args) => !String(args[0]).includes("overflow-anchor") && supports(...args);
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("messages").style.overflowAnchor = "none";
+});
+"""
+
+
+@pytest.mark.parametrize("init_script", [None, NO_SCROLL_ANCHORING], ids=["anchoring", "no-anchoring"])
+def test_scrolled_up_near_the_end_the_oldest_go_and_the_view_stays(server_with, new_page, init_script):
+    """Scrolled up a little from the end of m0-m499, 100 more come: the oldest 100 go,
+    and what is in view stays where it is on screen (within a pixel), with the browser's
+    scroll anchoring or without."""
+    server = server_with(**FAST)
+    alice = new_page(server.http, init_script=init_script)
+    link = create_room(alice, "Reading on", "Alice")
+    texts = alice.locator("#messages li.message .text")
+    listing = alice.locator("#messages")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        flood(bob, KEPT)
+        expect(texts.last).to_have_text(f"m{KEPT - 1}")
+        listing.evaluate("(list) => { list.scrollTop = list.scrollHeight - 2 * list.clientHeight; }")
+        place = listing.evaluate(FIRST_IN_VIEW)
+        flood(bob, 100, first=KEPT)
+        expect(texts.last).to_have_text("m599")
+    assert shown(alice) == KEPT
+    expect(texts.first).to_have_text("m100")
+    first, offset = listing.evaluate(FIRST_IN_VIEW)
+    assert first == place[0] and abs(offset - place[1]) < 1
+    expect(alice.locator("#messages li.gap")).to_have_count(0)
     assert alice.console_errors == []

@@ -26,6 +26,7 @@ import {
   describedBy,
   el,
   gapItem,
+  inOrder,
   insertById,
   isolated,
   markEdited,
@@ -581,35 +582,113 @@ async function receiveMessage(message, { live = false, older = false } = {}) {
   else if (wasAtBottom) list.scrollTop = list.scrollHeight;
   if (live) conversation.notTyping(message.sender);
   unread.added(item, { mine: own, live, wasAtBottom });
-  if (!older && wasAtBottom) keepRecent();
+  if (!older) keepRecent();
   if (live && item.classList.contains("mentions-me")) conversation.notifyMention(message.sender, body.text, room.info.name);
   return true;
 }
 
-// A tab left open in a busy room shows at most MESSAGES_KEPT messages: each message that
-// comes while the list shows its end takes the oldest past that number off the page (older
-// pages read by scrolling up too, once the person is back down). They are read again, as
-// older pages, by scrolling up. Never fewer than a join's history (CHAT_HISTORY_LIMIT).
+// A tab left open in a busy room shows at most MESSAGES_KEPT messages (never fewer than a
+// join's history, CHAT_HISTORY_LIMIT), scrolled up or not: each message that comes past
+// that number (live, or in a rejoin's History or catch-up; not an older page or a gap's,
+// which the person asked for) takes as many off the end of the list further from what
+// the list shows, never one in view nor the focus:
+// - the oldest, while the list shows its end or is scrolled nearer its end than its
+//   start; what is in view stays where it is on screen. They are read again, as older
+//   pages, by scrolling up.
+// - scrolled nearer its start: those just above the newest NEWEST_KEPT, and a gap marker
+//   (Gaps) stands where they were, its button reads them again. The list's end (and
+//   "Jump to latest") still shows the newest messages. Not while a catch-up or a gap's
+//   reading is under way: their pages would read messages into the marker as it grows.
 const MESSAGES_KEPT = Math.max(500, config.history_limit);
+const NEWEST_KEPT = 50;
 
 function keepRecent() {
   const list = $("messages");
-  if (list.childElementCount <= MESSAGES_KEPT || !atBottom(list)) return;
-  const extra = list.querySelectorAll("li.message[data-id]").length - MESSAGES_KEPT;
+  if (list.childElementCount <= MESSAGES_KEPT) return;
+  const items = list.querySelectorAll("li.message[data-id]");
+  const extra = items.length - MESSAGES_KEPT;
+  if (extra <= 0) return;
+  if (atBottom(list)) {
+    if (trimOldest(list, extra)) list.scrollTop = list.scrollHeight;
+  } else if (list.scrollTop >= list.scrollHeight - list.scrollTop - list.clientHeight) {
+    keepingView(list, () => trimOldest(list, extra));
+  } else if (!state.catchUp && !state.gapFill) {
+    trimNewest(list, items[items.length - NEWEST_KEPT], extra);
+  }
+}
+
+// The first of the list's items in view (its bottom below the list's top), or null.
+function firstInView(list) {
+  const top = list.getBoundingClientRect().top;
+  return [...list.children].find((item) => item.getBoundingClientRect().bottom > top) ?? null;
+}
+
+// `change` takes items off above the first one in view, which stays where it is on screen:
+// the browser keeps it there (CSS scroll anchoring, to a fraction of a pixel); one without
+// scroll anchoring (Safari) is helped, and what rounding to its whole pixels leaves over
+// is carried to the next time, so that many trims in a row do not add up to a drift.
+const SCROLL_ANCHORING = CSS.supports("overflow-anchor", "auto");
+let anchorSlip = 0;
+
+function keepingView(list, change) {
+  if (SCROLL_ANCHORING) return change();
+  const anchor = firstInView(list);
+  const offset = () => anchor.getBoundingClientRect().top - list.getBoundingClientRect().top;
+  const before = anchor && offset();
+  change();
+  if (!anchor?.isConnected) return;
+  const wanted = list.scrollTop + offset() - before + anchorSlip;
+  list.scrollTop = wanted;
+  anchorSlip = Math.max(-1, Math.min(1, wanted - list.scrollTop)); // not what a scroll past the end left
+}
+
+// The `count` oldest messages go, and what is above the oldest kept (an unread divider, a
+// marker), down to the first item in view or holding the focus. True when one went.
+function trimOldest(list, count) {
+  const shown = firstInView(list);
   let removed = 0;
-  for (let item = list.firstElementChild; removed < extra && item; item = list.firstElementChild) {
-    if (item.contains(document.activeElement)) break; // never the focus: not pulled away
+  for (let item = list.firstElementChild; removed < count && item; item = list.firstElementChild) {
+    if (item === shown || item.contains(document.activeElement)) break; // never the focus: not pulled away
     if (item.matches("li.message[data-id]")) {
       forgetShown(item);
       removed += 1;
     }
-    item.remove(); // an unread divider above the oldest message kept goes too
+    item.remove();
   }
-  if (!removed) return;
+  if (!removed) return false;
   dropLeadingGaps(list);
   state.minId = Number(list.querySelector("li.message[data-id]").dataset.id);
   if (state.historyStart) notAtStart();
-  list.scrollTop = list.scrollHeight;
+  return true;
+}
+
+// The `count` messages just above `newest` (the oldest of the NEWEST_KEPT) go, up to one
+// in view or holding the focus, with what is between them; a marker stands for them, and
+// for any hole marked there already (it grows as more go).
+function trimNewest(list, newest, count) {
+  const bottom = list.getBoundingClientRect().bottom;
+  const band = [];
+  let removed = 0;
+  let above = newest.previousElementSibling;
+  for (; above && removed < count; above = above.previousElementSibling) {
+    if (above.contains(document.activeElement) || above.getBoundingClientRect().top < bottom) break;
+    band.push(above);
+    if (above.matches("li.message[data-id]")) removed += 1;
+  }
+  while (above && !above.matches("li.message[data-id]")) above = above.previousElementSibling;
+  if (!removed || !above) return;
+  for (const item of band) {
+    if (item.matches("li.message[data-id]")) forgetShown(item);
+    if (!item.matches("li.gap")) item.remove();
+  }
+  const markers = [];
+  for (let item = above.nextElementSibling; item !== newest; item = item.nextElementSibling) {
+    if (item.matches("li.gap")) markers.push(item);
+  }
+  const marker = markers.find((item) => item.contains(document.activeElement)) ?? markers[0] ?? gapItem(GAP_NOTE);
+  for (const other of markers) if (other !== marker) closeGap(other);
+  marker.dataset.after = above.dataset.id;
+  placeGap(list, marker, Number(newest.dataset.id));
 }
 
 // A message taken off the page (not deleted): once unseen, an older page brings it back.
@@ -987,7 +1066,9 @@ function askedAgain(job, error, again) {
 //
 // A catch-up that ends above the newest message shown before the drop (its page limit
 // reached after a long time away, refused, or cut short by another drop) leaves a hole:
-// the messages between that one and the oldest the catch-up read are not on the page. A
+// the messages between that one and the oldest the catch-up read are not on the page
+// (keepRecent leaves one too, taking messages off above the newest ones while the list
+// is scrolled up). A
 // marker stands in the hole (an li.gap, data-after: the newest id above the hole,
 // data-below: the oldest under it), whose "Show them" button reads the hole with
 // GetHistory pages going down from data-below, each one's messages put in above the
@@ -1016,11 +1097,13 @@ function leaveGap(job) {
 }
 
 // The marker sorts in by id like the unread divider, just above its data-below; a marker
-// moved keeps the focus.
+// moved keeps the focus, and one already in its place stays (the log would read it out
+// again).
 function placeGap(list, item, below) {
   const focused = item.contains(document.activeElement);
   item.dataset.below = String(below);
   item.dataset.id = String(below - 0.5);
+  if (item.isConnected && inOrder(item)) return;
   item.remove();
   insertById(list, item);
   if (focused) item.querySelector("button").focus({ preventScroll: true });

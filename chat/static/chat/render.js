@@ -226,6 +226,13 @@ export function insertById(list, item) {
   list.append(item);
 }
 
+// True when `item` is where insertById would put it.
+export function inOrder(item) {
+  const id = Number(item.dataset.id);
+  const [before, after] = [item.previousElementSibling, item.nextElementSibling];
+  return (!before || Number(before.dataset.id) <= id) && (!after || !after.dataset.id || Number(after.dataset.id) > id);
+}
+
 export function renderMembers(list, names, me) {
   list.replaceChildren(
     ...names.map((name) =>
