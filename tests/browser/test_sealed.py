@@ -309,3 +309,29 @@ def test_a_file_that_is_not_the_image_it_says_is_neither_shared_nor_previewed(se
     expect(item.locator(".file-note")).to_have_text("No preview: the contents of fake.png are not image/png.")
     expect(alice.locator("#messages img")).to_have_count(0)
     expect(item.get_by_role("button", name="fake.png", exact=True)).to_be_visible()
+
+
+def test_a_copy_taken_for_the_file_before_its_first_card_came_is_shown_for_what_it_is(server_with, new_page):
+    """Carol joins after the file's first card (her History of 3 starts at a renamed copy
+    of it), so the copy is all she knows of the file, and is shown as it. Once an older
+    page brings the first card, the copy is a message that could not be verified (it
+    stayed the file, under the copier's name for it, beside the real one)."""
+    server = server_with(CHAT_HISTORY_LIMIT="3")
+    alice = new_page(server.http)
+    link = create_room(alice, "Sealed", "Alice", sealed=True)
+    with PythonClient(server.url) as mallory:
+        mallory.join_sealed(link, "Mallory")
+        card = mallory.upload_sealed(b"the minutes\n", "minutes.txt", "text/plain")
+        mallory.say_sealed(card)
+        mallory.say_sealed(card | {"name": "agenda.txt"})
+        mallory.say_sealed({"t": "text", "body": "one"})
+        mallory.say_sealed({"t": "text", "body": "two"})
+    carol = new_page(link)
+    join_room(carol, "Carol")
+    texts = carol.locator("#messages li.message .text")
+    expect(texts).to_have_text(["File: agenda.txt", "one", "two"])
+    carol.get_by_role("button", name="Load older messages").click()
+    unverified = "This message could not be verified."
+    expect(texts).to_have_text(["File: minutes.txt", unverified, "one", "two"])
+    expect(carol.locator("#messages li.message.unverified .sender")).to_have_count(0)
+    assert carol.console_errors == []

@@ -530,16 +530,38 @@ async function readSealed(room, message) {
 // A file's id is learnt from its card, so its first card is its uploader's: a later card
 // for the id that differs from it is a member's copy made to pass the file off as
 // something else, or to break it, and is not shown as the file (chatclient does the same).
+// A card earlier than the one taken for the first (an older page brought it) is the first:
+// the messages shown under the other one, when it differs, were such copies, and are
+// shown as what they are.
 const CARD_FIELDS = ["name", "mime_type", "size", "sha256", "key"];
+const sameCard = (one, other) => CARD_FIELDS.every((field) => one[field] === other[field]);
 
 function firstCard(room, messageId, card) {
   const id = card.id.toLowerCase();
   const known = room.cards.get(id);
-  if (!known || messageId < known.messageId) {
-    room.cards.set(id, { messageId, card });
-    return true;
-  }
-  return CARD_FIELDS.every((field) => known.card[field] === card[field]);
+  if (known && messageId >= known.messageId) return sameCard(known.card, card);
+  room.cards.set(id, { messageId, card });
+  if (known && !sameCard(known.card, card)) fileItems(id).forEach(copyUnmasked);
+  return true;
+}
+
+// The messages on the page shown as the file `fileId`.
+function fileItems(fileId) {
+  return [...document.querySelectorAll(`#messages li.message[data-file-id="${CSS.escape(fileId)}"]`)];
+}
+
+// A message shown as a file whose card turned out to be a copy: it is shown as any
+// message that does not verify, with its quote and its reactions.
+function copyUnmasked(item) {
+  const quote = item.querySelector(".quote");
+  const message = { id: item.dataset.id, sent_at: item.dataset.sentAt, reply_to: quote?.dataset.replyTo ?? null };
+  const other = messageItem(message, { unverified: true }, { mine: false, me: state.room.name });
+  other.querySelector(".reactions").replaceWith(item.querySelector(".reactions"));
+  const focused = item.contains(document.activeElement);
+  files.forget(item);
+  item.replaceWith(other);
+  if (focused) other.querySelector(".message-actions").focus();
+  fillQuotes(other);
 }
 
 function messageById(id) {
