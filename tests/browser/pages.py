@@ -129,12 +129,16 @@ class PythonClient:
         joined = self.join(join_key_of(link), name)
         self.room_id, self.name = joined["room_info"]["id"], joined["name"]
 
-    def say_sealed(self, payload: dict) -> dict:
-        """Send `payload` sealed as this member's; returns the ChatMessage the room got."""
+    def send_sealed(self, payload: dict) -> None:
+        """Send `payload` sealed as this member's, without waiting for it to come back."""
         self.send(
             type="ChatMessage",
             content=seal_message(self.sealed_keys.message_key, self.room_id, self.name, payload),
         )
+
+    def say_sealed(self, payload: dict) -> dict:
+        """Send `payload` sealed as this member's; returns the ChatMessage the room got."""
+        self.send_sealed(payload)
         return self.expect("ChatMessage")
 
     def upload_sealed(self, data: bytes, name: str, mime_type: str) -> dict:

@@ -31,13 +31,13 @@ URL.revokeObjectURL = (url) => { window.__blobs.delete(url); revoke(url); };
 """
 
 
-def flood(client: PythonClient, count: int, batch: int = 200, first: int = 0) -> None:
-    """`count` messages "m0", "m1"... (from "m{first}"): `batch` in flight at a time, each
-    batch stored."""
+def flood(client: PythonClient, count: int, batch: int = 200, first: int = 0, sealed: bool = False) -> None:
+    """`count` messages "m0", "m1"... (from "m{first}"; `sealed`: in a sealed room, as
+    join_sealed's member): `batch` in flight at a time, each batch stored."""
     for start in range(first, first + count, batch):
         sent = range(start, min(start + batch, first + count))
         for i in sent:
-            client.say(f"m{i}")
+            client.send_sealed({"t": "text", "body": f"m{i}"}) if sealed else client.say(f"m{i}")
         for _ in sent:
             client.expect("ChatMessage")
 
@@ -164,4 +164,30 @@ def test_scrolled_up_near_the_end_the_oldest_go_and_the_view_stays(server_with, 
     first, offset = listing.evaluate(FIRST_IN_VIEW)
     assert first == place[0] and abs(offset - place[1]) < 1
     expect(alice.locator("#messages li.gap")).to_have_count(0)
+    assert alice.console_errors == []
+
+
+def test_a_sealed_rooms_page_keeps_the_cards_of_the_files_it_shows(server_with, new_page):
+    """A file's first card leaves the page with its message (500 come after it): the page
+    no longer holds it, and takes a renamed copy that comes then for the file, as a page
+    that never saw the first card would. Once an older page brings the first card back,
+    the copy is a message that could not be verified (every card stayed, each shared
+    file's for as long as the tab was open)."""
+    server = server_with(**FAST)
+    alice = new_page(server.http)
+    link = create_room(alice, "Sealed and busy", "Alice", sealed=True)
+    texts = alice.locator("#messages li.message .text")
+    with PythonClient(server.url) as bob:
+        bob.join_sealed(link, "Bob")
+        card = bob.upload_sealed(b"the minutes\n", "minutes.txt", "text/plain")
+        bob.say_sealed(card)
+        expect(texts).to_have_text(["File: minutes.txt"])
+        flood(bob, KEPT, sealed=True)
+        expect(texts.first).to_have_text("m0")
+        bob.say_sealed(card | {"name": "agenda.txt"})
+        expect(texts.last).to_have_text("File: agenda.txt")
+    assert shown(alice) == KEPT
+    alice.get_by_role("button", name="Load older messages").click()
+    expect(texts.first).to_have_text("File: minutes.txt")
+    expect(texts.last).to_have_text("This message could not be verified.")
     assert alice.console_errors == []

@@ -311,7 +311,7 @@ async function enterRoom(message, ownerToken) {
     sealed,
     secret: sealed ? secret : null,
     frames: new Map(),
-    cards: new Map(), // a sealed room's file id -> {messageId, card}: its first card
+    cards: new Map(), // a sealed room's file id -> {messageId, card}: its first card (forgetCard)
     name: message.name,
     joinKey: info.join_key,
     password: state.draft?.password ?? "",
@@ -719,6 +719,16 @@ function forgetShown(item) {
   state.seen.delete(id);
   state.room?.frames.delete(id);
   if (item.dataset.fileId) files.forget(item);
+  forgetCard(item);
+}
+
+// A sealed room keeps the first card of the files its page shows (firstCard), not of
+// every file shared while it was open: once the last message showing a file leaves the
+// page, its card goes, and the page knows that file as if it had never seen it. When
+// its first card is read again, a copy taken for the file meanwhile is unmasked.
+function forgetCard(item) {
+  const fileId = item.dataset.fileId;
+  if (fileId && !fileItems(fileId).some((other) => other !== item)) state.room?.cards.delete(fileId);
 }
 
 // Messages older than those shown are on the server again: the button asks for them.
@@ -1653,7 +1663,10 @@ function messageDeleted(id) {
   state.room?.frames.delete(id);
   conversation.forget(id);
   const item = messageById(id);
-  if (item) removeMessageItem(item);
+  if (item) {
+    forgetCard(item);
+    removeMessageItem(item);
+  }
   for (const quote of quotesOf(id)) quote.textContent = quoteOf(null);
 }
 
