@@ -1,15 +1,17 @@
 """A tab left open in a busy room stays bounded: past MESSAGES_KEPT (app.js) the oldest
 messages leave the page while it shows the newest, their image previews' blob URLs are
 revoked, and scrolling up reads them back as older pages. Scrolled up, it stays bounded
-too, and what the person reads does not move. bench/long_session.py measures the same
-over thousands of messages."""
+too, and what the person reads does not move. What the page remembers of deletes and of
+a sealed room's file cards stays bounded as well. bench/long_session.py measures the
+same over thousands of messages."""
 
 import base64
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.pages import PythonClient, create_room, join_key_of
+from chatclient.crypto import encrypt
+from tests.browser.pages import PythonClient, create_room, join_key_of, join_room
 from tests.browser.test_files import tiny_png
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -191,3 +193,37 @@ def test_a_sealed_rooms_page_keeps_the_cards_of_the_files_it_shows(server_with, 
     expect(texts.first).to_have_text("File: minutes.txt")
     expect(texts.last).to_have_text("This message could not be verified.")
     assert alice.console_errors == []
+
+
+def test_a_page_remembers_the_newest_deletes_only(server_with, new_page):
+    """Carol's History starts at a reply to m0; m0 deleted, its quote says so. After 500
+    more deletes the page no longer remembers that one: the reply, edited, quotes
+    "Earlier message", as on a page that never saw the delete, and a click on the quote
+    finds out (every deleted id stayed, for as long as the tab was open)."""
+    server = server_with(CHAT_HISTORY_LIMIT="5", **FAST)
+    alice = new_page(server.http)
+    link = create_room(alice, "Tidy", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        quoted = bob.said("m0")["m0"]
+        bob.send(type="ChatMessage", content=encrypt(bob.key, "re: m0"), reply_to=quoted)
+        reply = bob.expect("ChatMessage")["id"]
+        bob.said("m1", "m2", "m3", "m4")
+        carol = new_page(link)
+        join_room(carol, "Carol")
+        quote = carol.locator("#messages .quote")
+        expect(carol.locator("#messages li.message .text")).to_have_text(["re: m0", "m1", "m2", "m3", "m4"])
+        expect(quote).to_have_text("Earlier message")
+        bob.send(type="DeleteMessage", id=quoted)
+        bob.expect("MessageDeleted")
+        expect(quote).to_have_text("Deleted message")
+        for i in range(KEPT):  # one at a time: the list never scrolls, and asks for no older page
+            bob.send(type="DeleteMessage", id=bob.said(f"d{i}")[f"d{i}"])
+            bob.expect("MessageDeleted")
+        bob.send(type="EditMessage", id=reply, content=encrypt(bob.key, "re: m0, edited"))
+        bob.expect("MessageEdited")
+    expect(carol.locator(f'#messages li[data-id="{reply}"] .text')).to_have_text("re: m0, edited")
+    expect(quote).to_have_text("Earlier message")
+    quote.click()
+    expect(carol.locator("#message-error")).to_have_text("That message is not in this room any more.")
+    assert carol.console_errors == []

@@ -53,7 +53,7 @@ const state = {
   // once the person pastes the link.
   room: null,
   seen: new Set(),
-  deleted: new Set(), // ids of messages deleted while on the page: quotes of them say so
+  deleted: new Set(), // ids of messages deleted while on the page, the newest DELETED_KEPT: quotes of them say so
   maxId: null,
   minId: null, // the oldest message shown: older ones come with GetHistory {before: minId}
   olderPending: false, // a GetHistory is answered in order, one at a time
@@ -1660,6 +1660,7 @@ const HANDLERS = {
 function messageDeleted(id) {
   state.seen.add(id);
   state.deleted.add(id);
+  if (state.deleted.size > DELETED_KEPT) forgetDeleted();
   state.room?.frames.delete(id);
   conversation.forget(id);
   const item = messageById(id);
@@ -1668,6 +1669,18 @@ function messageDeleted(id) {
     removeMessageItem(item);
   }
   for (const quote of quotesOf(id)) quote.textContent = quoteOf(null);
+}
+
+// The page remembers the newest DELETED_KEPT deletes, not every one made while it was
+// open: a History that crossed a delete is one of a moment ago, and a quote of a message
+// deleted longer ago says "Earlier message", or "Deleted message" once the page can tell
+// (deletedOrGone), as for one deleted before the page came.
+const DELETED_KEPT = MESSAGES_KEPT;
+
+function forgetDeleted() {
+  const [oldest] = state.deleted;
+  state.deleted.delete(oldest);
+  state.seen.delete(oldest);
 }
 
 // A message leaves the page: the focus in it goes to the next message's actions button,
