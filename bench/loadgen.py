@@ -1021,6 +1021,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             args.urls, run, args.members, f"s{k}", senders=args.senders, lean=lean, affinity=args.affinity
         )
         rooms.append((run, senders, clients))
+    if args.start_at:  # set up before a load that would hold the set-up back (bench/run.sh crowd)
+        await asyncio.sleep(max(0.0, args.start_at - time.time()))
     memory: list[tuple[float, int]] = []
     stop = asyncio.Event()
 
@@ -1445,6 +1447,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--affinity", action="store_true", help="every member's socket carries the room hint")
     p.add_argument("--typing-share", type=float, default=0.0, help="share of all frames that are Typing")
     p.add_argument("--react-share", type=float, default=0.0, help="share of all frames that are React")
+    p.add_argument("--start-at", type=float, default=0.0, help="once set up, send from this Unix time")
     args = parser.parse_args(argv)
     args.urls = args.url or ["ws://127.0.0.1:8000/ws/"]
     args.url = args.urls[0]

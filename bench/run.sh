@@ -319,8 +319,10 @@ start_relay() {
 
 # One address's chat in a room of 1,000 readers (bench/hostile.py's crowd attack) while
 # 50 other rooms chat, with DELIVERIES_PER_ADDRESS_* lifted and at its defaults; two
-# runs of each, alternating, each on a fresh process. The attack starts; its crowd joins
-# for 10 s; its 50 sockets speak from 12 s; the other rooms' 20 s soak runs from 14 s.
+# runs of each, alternating, each on a fresh process. The other rooms join first (a
+# saturated server once held their joins back until the attack was over, and the soak
+# then measured a quiet server); the attack starts 3 s later; its crowd joins for 10 s;
+# its 50 sockets speak from 12 s; the other rooms' 20 s soak sends from 17 s.
 # CROWD_SPEAKERS_FROM=N: the 50 sockets from N addresses instead, and the room's bound
 # (DELIVERIES_PER_ROOM_*) lifted and at its defaults.
 crowd_pairs() {
@@ -342,14 +344,17 @@ crowd_pairs() {
             else
                 start_one "$port" "${DEFAULT_LIMITS[@]}"
             fi
-            local attacks="${TMPDIR:-/tmp}/bench-crowd-$$.json"
+            local attacks="${TMPDIR:-/tmp}/bench-crowd-$$.json" soak="${TMPDIR:-/tmp}/bench-crowd-soak-$$.json"
+            $PY bench/loadgen.py --sources 50 --json --url "ws://127.0.0.1:$port/ws/" soak --rooms 50 \
+                --members 5 --rate 5 --duration 20 --sample-every 2 --server-pid "${PIDS[0]}" \
+                --start-at "$(($(date +%s) + 17))" >"$soak" &
+            local soaker=$!
+            sleep 3
             $PY bench/hostile.py --port "$port" --duration 43 --attack crowd --crowd 1000 \
                 --speakers-from "$from" --server-pid "${PIDS[0]}" >"$attacks" &
             local attacker=$!
-            sleep 14
-            $PY bench/loadgen.py --sources 50 --json --url "ws://127.0.0.1:$port/ws/" soak --rooms 50 \
-                --members 5 --rate 5 --duration 20 --sample-every 2 --server-pid "${PIDS[0]}" \
-                | record "crowd-soak-$label$run$suffix"
+            wait "$soaker" || true
+            record "crowd-soak-$label$run$suffix" <"$soak"
             wait "$attacker" || true
             record "crowd-attack-$label$run$suffix" <"$attacks"
             stop_servers
