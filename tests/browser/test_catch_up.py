@@ -43,17 +43,39 @@ def come_back(page: Page, room: str) -> None:
     expect(page.locator("#status")).to_have_text(f"Reconnected to {room}.", timeout=30_000)
 
 
-def test_more_missed_than_the_history_limit_leaves_no_gap(server_with, new_page):
-    server = server_with(CHAT_HISTORY_LIMIT="5")
+def alice_in_a_room(server_with, new_page, room: str, **settings: str):
+    """A server with `settings`, and Alice's page (its sockets watched) in a room she
+    created; returns the server, her page and the room's link."""
+    server = server_with(**settings)
     alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
-    link = create_room(alice, "Gap", "Alice")
+    return server, alice, create_room(alice, room, "Alice")
+
+
+def away_and_back(alice, bob, link: str, room: str, last: int, swallowed: list | None = None) -> None:
+    """Bob says m1-m3 in Alice's room, then m4 to m{last} while her page is offline, and
+    her page is back in the room; with `swallowed`, the first GetHistory it then sends
+    (its catch-up's first page) is kept there, never answered."""
+    first_three(alice, bob, link)
+    if swallowed is not None:
+        holding(alice, swallowed, lambda frame: frame["type"] == "GetHistory" and not swallowed)
+    away(alice, bob, last)
+    come_back(alice, room)
+
+
+def away(alice, bob, last: int) -> dict[str, int]:
+    """Alice's page goes offline, and meanwhile Bob says m4 to m{last}; returns their ids."""
+    go_offline(alice)
+    return bob.said(*(f"m{i}" for i in range(4, last + 1)))
+
+
+def test_more_missed_than_the_history_limit_leaves_no_gap(server_with, new_page):
+    server, alice, link = alice_in_a_room(server_with, new_page, "Gap", CHAT_HISTORY_LIMIT="5")
     with PythonClient(server.url) as bob:
         bob.join(join_key_of(link), "Bob")
         for i in range(1, 4):
             bob.say(f"m{i}")
         expect(alice.locator("#messages li .text")).to_have_text(["m1", "m2", "m3"])
-        go_offline(alice)
-        bob.said(*(f"m{i}" for i in range(4, 16)))
+        away(alice, bob, 15)
         come_back(alice, "Gap")
         expect(alice.locator("#messages li .text")).to_have_text([f"m{i}" for i in range(1, 16)])
     # The newest page of 100 reaches below m3: one GetHistory was enough.
@@ -168,8 +190,7 @@ def test_a_catch_up_that_stops_short_marks_the_gap_and_its_button_shows_the_rest
     link = create_room(alice, "Asleep", "Alice")
     with PythonClient(server.url) as bob:
         ids.update(first_three(alice, bob, link))
-        go_offline(alice)
-        ids.update(bob.said(*(f"m{i}" for i in range(4, 421))))
+        ids.update(away(alice, bob, 420))
         bob.send(type="DeleteMessage", id=ids["m50"])
         bob.expect("MessageDeleted")
         bob.send(type="ChatMessage", content=encrypt(bob.key, "re: m10"), reply_to=ids["m10"])
@@ -233,14 +254,13 @@ def test_a_sealed_rooms_gap_is_read_and_opened_like_its_other_messages(server_wi
 def test_a_gap_the_page_trims_down_to_goes_and_older_pages_read_it(server_with, new_page):
     """Messages coming in at the bottom take the oldest past 500 off the page: once m1-m3
     above the gap are gone, so is its marker, and the missed m4-m120 are older messages."""
-    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="700")
-    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
-    link = create_room(alice, "Trimmed", "Alice")
+    server, alice, link = alice_in_a_room(
+        server_with, new_page, "Trimmed", CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="700"
+    )
     with PythonClient(server.url) as bob:
         first_three(alice, bob, link)
         texts = alice.locator("#messages li.message .text")
-        go_offline(alice)
-        bob.said(*(f"m{i}" for i in range(4, 421)))
+        away(alice, bob, 420)
         come_back(alice, "Trimmed")
         expect(alice.locator("#messages li.message:has(+ li.gap) .text")).to_have_text("m3", timeout=20_000)
         expect(texts).to_have_count(303)
@@ -257,18 +277,11 @@ def test_a_catch_up_cut_short_by_another_drop_marks_its_gap_and_the_next_one_fil
     """The socket drops again while the catch-up's first page is unanswered: m4-m15, past
     the rejoin's History, are marked missing (the next rejoin's `since` is above them),
     and the next catch-up, which reads them, takes the marker away."""
-    server = server_with(CHAT_HISTORY_LIMIT="5")
-    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
+    server, alice, link = alice_in_a_room(server_with, new_page, "Twice", CHAT_HISTORY_LIMIT="5")
     swallowed: list[dict] = []  # never answered: the catch-up waits for it
-
-    link = create_room(alice, "Twice", "Alice")
     with PythonClient(server.url) as bob:
-        first_three(alice, bob, link)
+        away_and_back(alice, bob, link, "Twice", 20, swallowed)
         texts = alice.locator("#messages li.message .text")
-        holding(alice, swallowed, lambda frame: frame["type"] == "GetHistory" and not swallowed)
-        go_offline(alice)
-        bob.said(*(f"m{i}" for i in range(4, 21)))
-        come_back(alice, "Twice")
         expect(texts).to_have_text(["m1", "m2", "m3", *(f"m{i}" for i in range(16, 21))])
         go_offline(alice)
         gap = alice.locator("#messages li.gap")
@@ -293,8 +306,7 @@ def test_a_quote_into_a_gap_shows_its_message_once_the_page_holding_it_is_in(ser
     with PythonClient(server.url) as bob:
         ids.update(first_three(alice, bob, link))
         holding(alice, held, lambda f: f["type"] == "GetHistory" and f["before"] == ids.get("m22"))
-        go_offline(alice)
-        ids.update(bob.said(*(f"m{i}" for i in range(4, 421))))
+        ids.update(away(alice, bob, 420))
         bob.send(type="ChatMessage", content=encrypt(bob.key, "re: m120"), reply_to=ids["m120"])
         ids["re"] = bob.expect("ChatMessage")["id"]
         come_back(alice, "Quoted")
@@ -312,14 +324,11 @@ def test_show_them_reads_three_pages_a_click_and_the_marker_stays_for_the_rest(s
     reads three pages (m71-m370), as a catch-up does, leaving the socket's other reads
     to previews and downloads; the marker stays above them, and the next click reads the
     rest and takes it away (the page read the whole gap at once, however long)."""
-    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="800")
-    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
-    link = create_room(alice, "Long away", "Alice")
+    server, alice, link = alice_in_a_room(
+        server_with, new_page, "Long away", CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="800"
+    )
     with PythonClient(server.url) as bob:
-        first_three(alice, bob, link)
-        go_offline(alice)
-        bob.said(*(f"m{i}" for i in range(4, 671)))
-        come_back(alice, "Long away")
+        away_and_back(alice, bob, link, "Long away", 670)
         texts = alice.locator("#messages li.message .text")
         show = alice.locator("#messages li.gap").get_by_role("button", name="Show them")
         expect(texts).to_have_count(3 + 300, timeout=20_000)
@@ -341,13 +350,12 @@ def test_quotes_of_messages_a_gap_turns_out_not_to_hold_say_they_were_deleted(se
     message" while the gap (m4-m372) holds them. The first click reads m300's part of it
     and narrows it: m300's quote says it was deleted; the second closes it, and m10's does
     (they said "Earlier message" for good)."""
-    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="800")
-    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
-    link = create_room(alice, "Gone meanwhile", "Alice")
+    server, alice, link = alice_in_a_room(
+        server_with, new_page, "Gone meanwhile", CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="800"
+    )
     with PythonClient(server.url) as bob:
         first_three(alice, bob, link)
-        go_offline(alice)
-        ids = bob.said(*(f"m{i}" for i in range(4, 671)))
+        ids = away(alice, bob, 670)
         for quoted in ("m300", "m10"):
             bob.send(type="ChatMessage", content=encrypt(bob.key, f"re: {quoted}"), reply_to=ids[quoted])
             bob.expect("ChatMessage")
@@ -372,14 +380,11 @@ def test_quotes_of_messages_a_gap_turns_out_not_to_hold_say_they_were_deleted(se
 def test_show_them_pressed_while_offline_says_not_connected_until_the_page_is_back(server_with, new_page):
     """Pressed with the socket down, the button reads nothing and its marker says why; once
     the page is in the room again that is over (it said so for good), and it reads them."""
-    server = server_with(CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="500")
-    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
-    link = create_room(alice, "Offline click", "Alice")
+    server, alice, link = alice_in_a_room(
+        server_with, new_page, "Offline click", CHAT_HISTORY_LIMIT="5", CHAT_RATE_BURST="500"
+    )
     with PythonClient(server.url) as bob:
-        first_three(alice, bob, link)
-        go_offline(alice)
-        bob.said(*(f"m{i}" for i in range(4, 421)))
-        come_back(alice, "Offline click")
+        away_and_back(alice, bob, link, "Offline click", 420)
         gap = alice.locator("#messages li.gap")
         note = gap.locator(".gap-note")
         expect(note).to_have_text(GAP_NOTE, timeout=20_000)
@@ -415,8 +420,7 @@ def test_a_marker_pressed_while_another_gap_is_read_is_read_next(server_with, ne
     link = create_room(alice, "Two gaps", "Alice")
     with PythonClient(server.url) as bob:
         ids.update(first_three(alice, bob, link))
-        go_offline(alice)
-        ids.update(bob.said(*(f"m{i}" for i in range(4, 421))))
+        ids.update(away(alice, bob, 420))
         come_back(alice, "Two gaps")
         gaps = alice.locator("#messages li.gap")
         expect(gaps).to_have_count(1, timeout=20_000)
@@ -445,16 +449,10 @@ def test_exactly_the_history_limit_missed_and_the_catch_up_cut_short_marks_no_ga
     """m4-m8, exactly the rejoin's History (CHAT_HISTORY_LIMIT 5), and the socket drops
     while the catch-up's first page is unanswered: nothing can be between m3 and m4, so
     no marker says that missed messages are not shown (one did, over an empty hole)."""
-    server = server_with(CHAT_HISTORY_LIMIT="5")
-    alice = new_page(server.http, init_script=SOCKETS_SCRIPT)
+    server, alice, link = alice_in_a_room(server_with, new_page, "Just five", CHAT_HISTORY_LIMIT="5")
     swallowed: list[dict] = []  # never answered: the catch-up waits for it
-    link = create_room(alice, "Just five", "Alice")
     with PythonClient(server.url) as bob:
-        first_three(alice, bob, link)
-        holding(alice, swallowed, lambda frame: frame["type"] == "GetHistory" and not swallowed)
-        go_offline(alice)
-        bob.said(*(f"m{i}" for i in range(4, 9)))
-        come_back(alice, "Just five")
+        away_and_back(alice, bob, link, "Just five", 8, swallowed)
         texts = alice.locator("#messages li.message .text")
         expect(texts).to_have_text([f"m{i}" for i in range(1, 9)])
         go_offline(alice)

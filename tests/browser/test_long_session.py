@@ -100,24 +100,34 @@ FIRST_IN_VIEW = """(list) => {
 }"""
 
 
+def more_came_while_scrolled(server_with, new_page, room: str, scroll: str, more: int, init_script=None):
+    """Alice's page shows m0-m499 in `room`, she scrolls the list (`scroll`, a function of
+    it in JavaScript), and Bob says `more` after them; returns her page and the first item
+    in view, with its offset, before they came (FIRST_IN_VIEW)."""
+    server = server_with(**FAST)
+    alice = new_page(server.http, init_script=init_script)
+    link = create_room(alice, room, "Alice")
+    texts = alice.locator("#messages li.message .text")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        flood(bob, KEPT)
+        expect(texts.last).to_have_text(f"m{KEPT - 1}")
+        alice.locator("#messages").evaluate(scroll)
+        place = alice.locator("#messages").evaluate(FIRST_IN_VIEW)
+        flood(bob, more, first=KEPT)
+        expect(texts.last).to_have_text(f"m{KEPT + more - 1}")
+    return alice, place
+
+
 def test_a_tab_scrolled_up_near_the_start_keeps_its_place_and_a_marker_for_what_went(server_with, new_page):
     """Scrolled up to m125 or so of m0-m499, 300 more come: the list keeps 500, and what
     is in view stays where it is on screen. m450-m749 went, just above the newest 50,
     and a marker says so there; the list's end ("Jump to latest") shows the newest, and
     the marker's button brings the rest back."""
-    server = server_with(**FAST)
-    alice = new_page(server.http)
-    link = create_room(alice, "Reading", "Alice")
-    texts = alice.locator("#messages li.message .text")
-    listing = alice.locator("#messages")
-    with PythonClient(server.url) as bob:
-        bob.join(join_key_of(link), "Bob")
-        flood(bob, KEPT)
-        expect(texts.last).to_have_text(f"m{KEPT - 1}")
-        listing.evaluate("(list) => { list.scrollTop = list.scrollHeight / 4; }")
-        place = listing.evaluate(FIRST_IN_VIEW)
-        flood(bob, 300, first=KEPT)
-        expect(texts.last).to_have_text("m799")
+    alice, place = more_came_while_scrolled(
+        server_with, new_page, "Reading", "(list) => { list.scrollTop = list.scrollHeight / 4; }", 300
+    )
+    texts, listing = alice.locator("#messages li.message .text"), alice.locator("#messages")
     assert shown(alice) == KEPT
     assert listing.evaluate(FIRST_IN_VIEW) == place
     gap = alice.locator("#messages li.gap")
@@ -148,19 +158,9 @@ def test_scrolled_up_near_the_end_the_oldest_go_and_the_view_stays(server_with, 
     """Scrolled up a little from the end of m0-m499, 100 more come: the oldest 100 go,
     and what is in view stays where it is on screen (within a pixel), with the browser's
     scroll anchoring or without."""
-    server = server_with(**FAST)
-    alice = new_page(server.http, init_script=init_script)
-    link = create_room(alice, "Reading on", "Alice")
-    texts = alice.locator("#messages li.message .text")
-    listing = alice.locator("#messages")
-    with PythonClient(server.url) as bob:
-        bob.join(join_key_of(link), "Bob")
-        flood(bob, KEPT)
-        expect(texts.last).to_have_text(f"m{KEPT - 1}")
-        listing.evaluate("(list) => { list.scrollTop = list.scrollHeight - 2 * list.clientHeight; }")
-        place = listing.evaluate(FIRST_IN_VIEW)
-        flood(bob, 100, first=KEPT)
-        expect(texts.last).to_have_text("m599")
+    scroll = "(list) => { list.scrollTop = list.scrollHeight - 2 * list.clientHeight; }"
+    alice, place = more_came_while_scrolled(server_with, new_page, "Reading on", scroll, 100, init_script)
+    texts, listing = alice.locator("#messages li.message .text"), alice.locator("#messages")
     assert shown(alice) == KEPT
     expect(texts.first).to_have_text("m100")
     first, offset = listing.evaluate(FIRST_IN_VIEW)

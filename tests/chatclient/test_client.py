@@ -380,6 +380,19 @@ async def test_a_request_given_up_on_keeps_its_answer_from_the_next_one():
         await client.close()
 
 
+async def a_send_given_up(url: str, sent: asyncio.Event) -> ChatClient:
+    """Bob in the fake room, whose `send("hi")` is cancelled once the server has it
+    (`sent`), before its echo comes."""
+    client = await ChatClient.connect(url)
+    await client.join_room("k", "Bob")
+    sending = asyncio.create_task(client.send("hi"))
+    await asyncio.wait_for(sent.wait(), 5)
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    return client
+
+
 async def test_a_request_given_up_on_takes_no_error_its_command_never_gets(monkeypatch):
     """A message sent is answered by its broadcast, which may come after the answer to
     the next frame: given up on before its echo came, it took the next request's
@@ -405,13 +418,7 @@ async def test_a_request_given_up_on_takes_no_error_its_command_never_gets(monke
 
     room = LateEcho()
     async with fake_server(room) as url:
-        client = await ChatClient.connect(url)
-        await client.join_room("k", "Bob")
-        sending = asyncio.create_task(client.send("hi"))
-        await asyncio.wait_for(room.sent_chat.wait(), 5)
-        sending.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await sending
+        client = await a_send_given_up(url, room.sent_chat)
         with pytest.raises(ChatError) as refused:
             await asyncio.wait_for(client.download_file("f"), 5)
         assert refused.value.code == "file_not_found"
@@ -443,13 +450,7 @@ async def test_a_request_after_one_given_up_on_waits_for_its_answer_and_keeps_it
 
     room = SlowEcho()
     async with fake_server(room) as url:
-        client = await ChatClient.connect(url)
-        await client.join_room("k", "Bob")
-        sending = asyncio.create_task(client.send("hi"))
-        await asyncio.wait_for(room.sent_chat.wait(), 5)
-        sending.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await sending
+        client = await a_send_given_up(url, room.sent_chat)
         with pytest.raises(ChatError) as refused:
             await asyncio.wait_for(client.members(), 5)
         assert refused.value.code == "rate_limited"
