@@ -667,14 +667,19 @@ function keepingView(list, change) {
 // The `count` oldest messages go, and what is above the oldest kept (an unread divider, a
 // marker), down to the first item in view or holding the focus. True when one went.
 function trimOldest(list, count) {
-  const shown = firstInView(list);
+  // Only the items that go are measured, all before the first goes (one layout): a tab at
+  // the end of its list measured every item above the view for each message that came.
+  const top = list.getBoundingClientRect().top;
+  const going = [];
   let removed = 0;
-  for (let item = list.firstElementChild; removed < count && item; item = list.firstElementChild) {
-    if (item === shown || item.contains(document.activeElement)) break; // never the focus: not pulled away
-    if (item.matches("li.message[data-id]")) {
-      forgetShown(item);
-      removed += 1;
-    }
+  for (let item = list.firstElementChild; removed < count && item; item = item.nextElementSibling) {
+    // Never one in view, nor the focus: not pulled away.
+    if (item.getBoundingClientRect().bottom > top || item.contains(document.activeElement)) break;
+    going.push(item);
+    if (item.matches("li.message[data-id]")) removed += 1;
+  }
+  for (const item of going) {
+    if (item.matches("li.message[data-id]")) forgetShown(item);
     item.remove();
   }
   if (!removed) return false;
