@@ -397,17 +397,14 @@ def take_deliveries(conn: Connection) -> None:
     addresses together can make one room cost it. Only the sender's process counts, and
     only its own sockets: the room's sockets on other processes cost those, uncharged
     (docs/protocol-notes.md)."""
-    refused = charge_deliveries(conn)
-    if refused == "DELIVERIES_PER_ADDRESS_*":
-        raise OverLimit(refused, "Too much said from this address to a room this size; wait a moment.")
-    if refused is not None:
-        raise OverLimit(refused, "Too much said in this room at once; wait a moment.")
+    if (refused := charge_deliveries(conn)) is not None:
+        raise refused
 
 
-def charge_deliveries(conn: Connection, keep: float = 0.0) -> str | None:
+def charge_deliveries(conn: Connection, keep: float = 0.0) -> OverLimit | None:
     """Take the frame's deliveries from both buckets (take_deliveries), each leaving `keep`
     of its burst (a Typing's TYPING_KEEPS; 0: a full bucket lends what a room larger than
-    its burst asks); on a refusal, take nothing and name the setting that refused."""
+    its burst asks); on a refusal, take nothing and return the refusal."""
     assert conn.seat is not None  # in a room: its caller's require_room
     room, address = str(conn.seat.room_id), conn.address or "unknown"
     wanted = min(
@@ -416,10 +413,12 @@ def charge_deliveries(conn: Connection, keep: float = 0.0) -> str | None:
         settings.DELIVERIES_PER_ROOM_BURST,
     )
     if not room_deliveries.take(address, wanted, keep=keep * settings.DELIVERIES_PER_ADDRESS_BURST):
-        return "DELIVERIES_PER_ADDRESS_*"
+        return OverLimit(
+            "DELIVERIES_PER_ADDRESS_*", "Too much said from this address to a room this size; wait a moment."
+        )
     if not room_fan_out.take(room, wanted, keep=keep * settings.DELIVERIES_PER_ROOM_BURST):
         room_deliveries.give_back(address, wanted)
-        return "DELIVERIES_PER_ROOM_*"
+        return OverLimit("DELIVERIES_PER_ROOM_*", "Too much said in this room at once; wait a moment.")
     conn.deliveries = (room, wanted)  # given back if the frame is refused after all (`refuse`)
     return None
 
@@ -457,7 +456,7 @@ REPLACED: dict = {}
 # Seconds between two Typing frames a connection's room is told of (PROTOCOL.md).
 TYPING_INTERVAL = 3.0
 
-# The share of an address's DELIVERIES_PER_ADDRESS_BURST that its Typing leaves to its
+# The share of each deliveries burst (the address's, the room's) that Typing leaves to
 # messages: people typing behind one NAT in a large room never crowd out what they say.
 TYPING_KEEPS = 0.5
 
