@@ -15,7 +15,9 @@ sockets at a time, each opened to join a room once and closed: the joins let in)
 `crowd` (a room of --crowd members from many addresses, who read everything, and 50
 sockets of one address in it saying the least a message can be, as fast as they are
 let: what one address makes the server deliver; with --speakers-from N the 50 sockets
-come from N addresses, 127.0.5.1 to 127.0.5.N, each with its own per-address buckets).
+come from N addresses, 127.0.5.1 to 127.0.5.N, each with its own per-address buckets;
+with --churn the --speakers sockets say nothing and instead join the room and leave it
+again as fast as their join limits let them: what comings and goings make it deliver).
 """
 
 import argparse
@@ -39,6 +41,8 @@ ATTACKS = (
 )  # fmt: skip
 CROWD = 300  # --crowd
 SPEAKERS_FROM = 1  # --speakers-from
+SPEAKERS = 50  # --speakers
+CHURN = False  # --churn
 
 
 def content(size: int) -> str:
@@ -282,6 +286,22 @@ async def crowd(port: int, source: str, until: float, got: Counter) -> None:
         finally:
             raw.close()
 
+    async def churner(k: int) -> None:
+        """Joins, leaves and joins again, as often as the join limits let it; a second's
+        pause after each refusal."""
+        address = source if SPEAKERS_FROM == 1 else f"127.0.5.{k % SPEAKERS_FROM + 1}"
+        async with await ws(port, address) as attacker:
+            while time.monotonic() < until:
+                await attacker.send(json.dumps({"type": "JoinRoom", "join_key": key, "name": f"s{k}"}))
+                answer = await outcome(attacker, "RoomJoined")
+                got[f"JoinRoom: {answer}"] += 1
+                if answer.startswith("closed"):
+                    return
+                if answer != "RoomJoined":
+                    await asyncio.sleep(1.0)
+                    continue
+                await attacker.send(json.dumps({"type": "LeaveRoom"}))
+
     async def speaker(k: int) -> None:
         address = source if SPEAKERS_FROM == 1 else f"127.0.5.{k % SPEAKERS_FROM + 1}"
         async with await ws(port, address) as attacker:
@@ -317,7 +337,8 @@ async def crowd(port: int, source: str, until: float, got: Counter) -> None:
 
     crowd = [asyncio.create_task(member(k)) for k in range(CROWD)]
     await asyncio.sleep(CROWD / 100 + 2)  # the crowd joins
-    await asyncio.gather(*(speaker(k) for k in range(50)), return_exceptions=True)
+    speak = churner if CHURN else speaker
+    await asyncio.gather(*(speak(k) for k in range(SPEAKERS)), return_exceptions=True)
     for task in crowd:
         task.cancel()
     await asyncio.gather(*crowd, return_exceptions=True)
@@ -380,10 +401,13 @@ if __name__ == "__main__":
         "--speakers-from",
         type=int,
         default=SPEAKERS_FROM,
-        help="addresses the 50 speakers share",
+        help="addresses the speakers share",
     )
+    parser.add_argument("--speakers", type=int, default=SPEAKERS, help="the crowd attack's speaking sockets")
+    parser.add_argument("--churn", action="store_true", help="the speakers join and leave, saying nothing")
     arguments = parser.parse_args()
     CROWD, SPEAKERS_FROM = arguments.crowd, arguments.speakers_from
+    SPEAKERS, CHURN = arguments.speakers, arguments.churn
     figures = asyncio.run(main(arguments))
     print(json.dumps({"scenario": "hostile", **figures}))
     sys.exit(0)

@@ -324,10 +324,17 @@ start_relay() {
 # then measured a quiet server); the attack starts 3 s later; its crowd joins for 10 s;
 # its 50 sockets speak from 12 s; the other rooms' 20 s soak sends from 17 s.
 # CROWD_SPEAKERS_FROM=N: the 50 sockets from N addresses instead, and the room's bound
-# (DELIVERIES_PER_ROOM_*) lifted and at its defaults.
+# (DELIVERIES_PER_ROOM_*) lifted and at its defaults. CROWD_CHURN=1: 200 sockets of 20
+# addresses join and leave the room as fast as their join limits let them, saying
+# nothing, with both deliveries bounds lifted and at their defaults.
 crowd_pairs() {
-    local from=${CROWD_SPEAKERS_FROM:-1} port=8750 run label suffix="" lifted
-    if [ "$from" = 1 ]; then
+    local from=${CROWD_SPEAKERS_FROM:-1} port=8750 run label suffix="" lifted churn=()
+    if [ "${CROWD_CHURN:-0}" = 1 ]; then
+        echo "== crowd: 200 sockets of 20 addresses joining and leaving a room of 1,000, without and with the deliveries bounds =="
+        lifted=(DELIVERIES_PER_ADDRESS_BURST=1000000000 DELIVERIES_PER_ADDRESS_SUSTAINED=1000000000
+            DELIVERIES_PER_ROOM_BURST=1000000000 DELIVERIES_PER_ROOM_SUSTAINED=1000000000)
+        from=20 suffix="-churn" churn=(--churn --speakers 200)
+    elif [ "$from" = 1 ]; then
         echo "== crowd: one address chatting in a room of 1,000, without and with its deliveries bound =="
         lifted=(DELIVERIES_PER_ADDRESS_BURST=1000000000 DELIVERIES_PER_ADDRESS_SUSTAINED=1000000000)
     else
@@ -351,7 +358,7 @@ crowd_pairs() {
             local soaker=$!
             sleep 3
             $PY bench/hostile.py --port "$port" --duration 43 --attack crowd --crowd 1000 \
-                --speakers-from "$from" --server-pid "${PIDS[0]}" >"$attacks" &
+                --speakers-from "$from" "${churn[@]}" --server-pid "${PIDS[0]}" >"$attacks" &
             local attacker=$!
             wait "$soaker" || true
             record "crowd-soak-$label$run$suffix" <"$soak"
