@@ -13,6 +13,7 @@ broadcasts through the hub (`hub.publish`).
 import asyncio
 import logging
 import math
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from time import monotonic
@@ -175,10 +176,7 @@ async def refuse(conn: Connection, exc: ProtocolError) -> None:
     `rate_limited` answers in ABUSE_WINDOW, close the socket with 1008."""
     if conn.slot is not None and exc.code in GIVEN_BACK:
         conn.slot.give_back()
-    if conn.deliveries is not None:  # a refused frame hands nothing out
-        (room, amount), conn.deliveries = conn.deliveries, None
-        room_deliveries.give_back(conn.address or "unknown", amount)
-        room_fan_out.give_back(room, amount)
+    give_back_deliveries(conn)  # a refused frame hands nothing out
     if conn.join_claim is not None and exc.code in GIVEN_BACK:
         claim, conn.join_claim = conn.join_claim, None
         try:
@@ -264,6 +262,8 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
     door = remembered = selectors.door_cache.get(command.join_key)
     if door is None:
         door = await open_door(command.join_key)
+    if (refused := charge_presence(conn, door.room.pk)) is not None:
+        raise refused
     if door.password_hash:
         # Argon2 runs in low-priority threads, beside the loop and the database thread;
         # the guess holds its place in the address's limit before it is checked.
@@ -319,6 +319,7 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
         # Resumed while present: its other connection is closed, and nobody else is told.
         await publish(seat.room_id, REPLACED, only=joined.replaced, close=CloseCode.REPLACED)
     if joined.returned:
+        give_back_deliveries(conn)  # told to nobody
         return
     if joined.replaced is not None:
         # Resumed a ghost that joiners since were not shown: swept for the others, as the
@@ -406,21 +407,53 @@ def charge_deliveries(conn: Connection, keep: float = 0.0) -> OverLimit | None:
     of its burst (a Typing's TYPING_KEEPS; 0: a full bucket lends what a room larger than
     its burst asks); on a refusal, take nothing and return the refusal."""
     assert conn.seat is not None  # in a room: its caller's require_room
-    room, address = str(conn.seat.room_id), conn.address or "unknown"
-    wanted = min(
-        hub.sockets_in(conn.seat.room_id),
-        settings.DELIVERIES_PER_ADDRESS_BURST,
-        settings.DELIVERIES_PER_ROOM_BURST,
-    )
+    room_id = conn.seat.room_id
+    return charge(conn, room_id, hub.sockets_in(room_id), keep, SAID)
+
+
+def charge_presence(conn: Connection, room_id: uuid.UUID) -> OverLimit | None:
+    """What a join costs: its `ParticipantJoined`, and its `ParticipantLeft` to come, to
+    each socket of the room in this process, from its address's and its room's buckets.
+    Comings and goings from many addresses, each within its join limits, had a room of a
+    thousand cost a process as much as chat (bench/README.md, "Comings and goings in one
+    room"). Taken before the join as a message's are, so that many joins at once cannot
+    pass one check together, and given back if the join is refused or told to nobody (a
+    seat resumed while present)."""
+    return charge(conn, room_id, 2 * hub.sockets_in(room_id), 0.0, JOINED)
+
+
+# What a refusal by the address's and by the room's deliveries says.
+SAID = (
+    "Too much said from this address to a room this size; wait a moment.",
+    "Too much said in this room at once; wait a moment.",
+)
+JOINED = (
+    "Too many joins from this address to a room this size; wait a moment.",
+    "Too many joining this room at once; wait a moment.",
+)
+
+
+def charge(
+    conn: Connection, room_id: uuid.UUID, amount: int, keep: float, said: tuple[str, str]
+) -> OverLimit | None:
+    room, address = str(room_id), conn.address or "unknown"
+    wanted = min(amount, settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ROOM_BURST)
     if not room_deliveries.take(address, wanted, keep=keep * settings.DELIVERIES_PER_ADDRESS_BURST):
-        return OverLimit(
-            "DELIVERIES_PER_ADDRESS_*", "Too much said from this address to a room this size; wait a moment."
-        )
+        return OverLimit("DELIVERIES_PER_ADDRESS_*", said[0])
     if not room_fan_out.take(room, wanted, keep=keep * settings.DELIVERIES_PER_ROOM_BURST):
         room_deliveries.give_back(address, wanted)
-        return OverLimit("DELIVERIES_PER_ROOM_*", "Too much said in this room at once; wait a moment.")
+        return OverLimit("DELIVERIES_PER_ROOM_*", said[1])
     conn.deliveries = (room, wanted)  # given back if the frame is refused after all (`refuse`)
     return None
+
+
+def give_back_deliveries(conn: Connection) -> None:
+    """What the frame took (`charge`) and will not hand out: it was refused, or its room
+    is told nothing."""
+    if conn.deliveries is not None:
+        (room, amount), conn.deliveries = conn.deliveries, None
+        room_deliveries.give_back(conn.address or "unknown", amount)
+        room_fan_out.give_back(room, amount)
 
 
 async def edit_message(conn: Connection, command: protocol.EditMessage) -> None:

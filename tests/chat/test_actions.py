@@ -387,6 +387,71 @@ async def test_an_address_typing_in_a_large_room_leaves_half_its_deliveries_to_i
     await taken(conn)  # the messages have the kept half: 6 -> 4 -> 2
 
 
+def join_of(room, name: str, token: str | None = None) -> protocol.JoinRoom:
+    return protocol.JoinRoom(
+        join_key=room.join_key,
+        password=None,
+        name=name,
+        since=None,
+        owner_token=None,
+        participant_token=token,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_comings_and_goings_cost_their_address_and_their_room_what_telling_them_costs(
+    connection, deliveries, settings, caplog
+):
+    """Twenty addresses, each within its join limits, joining and leaving a room of a
+    thousand made it hand out tens of thousands of presence frames a second, uncharged
+    (bench/README.md, "Comings and goings"): a join now costs its address and its room
+    two deliveries for each socket of the room (its ParticipantJoined, and its
+    ParticipantLeft to come), taken before it as a message's are."""
+    conn = connection.conn
+    room, _, _ = await actions.database(make_room)()
+    settings.DELIVERIES_PER_ROOM_BURST, settings.DELIVERIES_PER_ROOM_SUSTAINED = 17, 0
+    caplog.set_level(logging.INFO, logger="chat.events")
+    await actions.join_room(conn, join_of(room, "Ann"))  # 4 sockets: 8 of the address's 10
+    actions.frame_done(conn, 0)
+    await actions.leave(conn)  # paid for by the join
+    refused = await refusal(conn, actions.join_room, join_of(room, "Ann"))
+    assert refused.code == ErrorCode.RATE_LIMITED and "joins from this address" in refused.message
+    assert caplog.records[-1].getMessage().endswith("limit=DELIVERIES_PER_ADDRESS_*")
+    assert conn.joins.count() == 1  # the refused join gave its place back
+    # Another address has a bucket of its own; the room's 17 - 8 = 9 let one more in.
+    bob = Socketless.open(address="198.51.100.9")
+    await actions.join_room(bob.conn, join_of(room, "Bob"))
+    cy = Socketless.open(address="198.51.100.10")
+    refused = await refusal(cy.conn, actions.join_room, join_of(room, "Cy"))
+    assert refused.code == ErrorCode.RATE_LIMITED and "joining this room" in refused.message
+    assert caplog.records[-1].getMessage().endswith("limit=DELIVERIES_PER_ROOM_*")
+    assert actions.room_deliveries.take("198.51.100.10", 10)  # Cy's address was given its 8 back
+    for opened in (bob, cy):
+        opened.conn.seat = None
+        await actions.close_connection(opened.conn, 1000)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_join_refused_or_told_to_nobody_gives_its_deliveries_back(connection, deliveries, settings):
+    """A server's restart has its sockets all rejoin at once, most of them resuming seats
+    still present, which nobody is told of: those give back what they took. So does a
+    join refused after its take (a wrong password, a name taken)."""
+    settings.DELIVERIES_PER_ADDRESS_BURST = 20
+    room, _, _ = await actions.database(make_room)()
+    await actions.join_room(connection.conn, join_of(room, "Ann"))  # 8 of 20
+    again = Socketless.open()
+    await actions.join_room(again.conn, join_of(room, "Ann", connection.conn.seat.token))
+    assert again.conn.seat.name == "Ann"
+    taken_name = Socketless.open()
+    assert (
+        await refusal(taken_name.conn, actions.join_room, join_of(room, "ann"))
+    ).code == ErrorCode.NAME_TAKEN
+    assert actions.room_deliveries.bucket(ADDRESS, time.monotonic()).tokens == 12
+    for opened in (again, taken_name):
+        opened.conn.seat = None
+        await actions.close_connection(opened.conn, 1000)
+
+
 async def test_members_checks_the_room_then_reads_then_unread(connection, settings, backlog_full):
     conn = connection.conn
     settings.READS_PER_MINUTE = 0

@@ -37,11 +37,12 @@ async def said_to(member: Client, sender: str) -> list[dict]:
 async def crowd_room(
     server, attackers_from=lambda k: "127.0.42.1"
 ) -> tuple[Client, list[Client], list[Client], Client]:
-    """The owner, the crowd (5 sockets an address), the attackers (attacker k from
-    `attackers_from(k)`: by default all from one address) and one more speaker from
-    another address, all in one room."""
+    """The owner (`.join_key`: the room's), the attackers (attacker k from
+    `attackers_from(k)`: by default all from one address), the crowd (5 sockets an
+    address) and one more speaker from another address, all in one room, joined in that
+    order."""
     owner = await Client.open(server.url, close_timeout=1, **from_address("127.0.40.1"))
-    join_key = (await owner.create("Town hall"))["room_info"]["join_key"]
+    join_key = owner.join_key = (await owner.create("Town hall"))["room_info"]["join_key"]
 
     async def member(address: str, name: str) -> Client:
         # Who stops reading has its close answered behind what it left unread: a second.
@@ -49,9 +50,21 @@ async def crowd_room(
         await client.join(join_key, name)
         return client
 
-    crowd = [await member(f"127.0.41.{k // 5 + 1}", f"m{k}") for k in range(CROWD)]
     attackers = [await member(attackers_from(k), f"x{k}") for k in range(ATTACKERS)]
+    crowd = [await member(f"127.0.41.{k // 5 + 1}", f"m{k}") for k in range(CROWD)]
     return owner, crowd, attackers, await member("127.0.43.1", "Other")
+
+
+def joins_cost(before: int, count: int) -> int:
+    """What `count` joins, one after another, into a room of `before` sockets cost its
+    deliveries: two to each socket already in (chat.actions.spend_presence)."""
+    return sum(2 * (before + k) for k in range(count))
+
+
+# What crowd_room's joins cost: the attackers' address (they join first, after the
+# owner), and the room (everyone's).
+ATTACKERS_JOINS = joins_cost(1, ATTACKERS)
+ROOM_JOINS = joins_cost(1, ROOM - 1)
 
 
 async def errors_of(clients: list[Client]) -> list[str]:
@@ -85,11 +98,13 @@ async def test_chat_in_a_large_room_is_held_to_its_deliveries(sqlite_env, server
         "DELIVERIES_PER_ADDRESS_BURST": "1000000",
         "DELIVERIES_PER_ROOM_BURST": "1000000",
     }
-    env |= {f"{bound}_BURST": str(BURST), f"{bound}_SUSTAINED": str(SUSTAINED)}
+    # BURST is left once the room is joined (its refill meanwhile counts in `elapsed`).
+    setup = ATTACKERS_JOINS if bound == "DELIVERIES_PER_ADDRESS" else ROOM_JOINS
+    env |= {f"{bound}_BURST": str(setup + BURST), f"{bound}_SUSTAINED": str(SUSTAINED)}
     (server,) = servers(env)
+    started = time.monotonic()
     owner, crowd, attackers, other = await crowd_room(server, attackers_from)
 
-    started = time.monotonic()
     await asyncio.gather(*(attacker.say(f"spam {n}") for attacker in attackers for n in range(FRAMES)))
     heard = await said_to(crowd[0], "x")
     elapsed = time.monotonic() - started
@@ -111,7 +126,9 @@ async def test_an_address_typing_in_a_large_room_keeps_half_its_deliveries_for_w
     """Its ten people all typing at once took the address's every delivery, and what they
     then said was refused `rate_limited`; a Typing now takes only from the upper half."""
     env = {**sqlite_env, **ROOMY}
-    env |= {"DELIVERIES_PER_ADDRESS_BURST": str(BURST), "DELIVERIES_PER_ADDRESS_SUSTAINED": "1"}
+    # Once the attackers are in, BURST above the half a Typing leaves (TYPING_KEEPS).
+    burst = BURST + 2 * ATTACKERS_JOINS
+    env |= {"DELIVERIES_PER_ADDRESS_BURST": str(burst), "DELIVERIES_PER_ADDRESS_SUSTAINED": "1"}
     (server,) = servers(env)
     owner, crowd, attackers, other = await crowd_room(server)
 
@@ -128,4 +145,68 @@ async def test_an_address_typing_in_a_large_room_keeps_half_its_deliveries_for_w
         await attackers[n].say(f"said {n}")
     assert len(await said_to(crowd[0], "x")) == BURST // ROOM // 2
     assert await errors_of(attackers) == []
+    await asyncio.gather(*(client.close() for client in [owner, *crowd, *attackers, other]))
+
+
+async def told_of(member: Client, prefix: str) -> list[str]:
+    """The names starting with `prefix` whose comings and goings reached `member` until
+    the room is quiet for a second."""
+    told = []
+    while True:
+        try:
+            frame = await member.recv(within=1)
+        except TimeoutError:
+            return told
+        if frame["type"] in ("ParticipantJoined", "ParticipantLeft") and frame["name"].startswith(prefix):
+            told.append(frame["name"])
+
+
+async def churn(client: Client, join_key: str, name: str, until: float) -> list[str]:
+    """Leave, join again, leave... until `until`, a moment's pause after each refusal:
+    the answer to each JoinRoom."""
+    answers = []
+    await client.send(type="LeaveRoom")
+    while time.monotonic() < until:
+        await client.send(type="JoinRoom", join_key=join_key, name=name)
+        while (frame := await client.recv(within=10))["type"] not in ("RoomJoined", "Error"):
+            pass
+        answers.append(frame.get("code", frame["type"]))
+        if frame["type"] == "RoomJoined":
+            await client.send(type="LeaveRoom")
+        else:
+            await asyncio.sleep(0.2)  # well under the 1008 rule's 50 refusals in 10 s
+    return answers
+
+
+async def test_comings_and_goings_in_a_large_room_are_held_to_its_deliveries(sqlite_env, servers):
+    """Ten addresses, each within its join limits, joining and leaving a large room: each
+    join told to the room costs it two deliveries a socket (bench/README.md, "Comings and
+    goings in one room"), so the room's DELIVERIES_PER_ROOM_* bounds how many are let in
+    and told; the rest are refused `rate_limited`, and the room still hears its chat."""
+    cycle = joins_cost(ROOM - 1, 1)  # one more join, told and then its leave told, to the others
+    env = {**sqlite_env, **ROOMY, "DELIVERIES_PER_ADDRESS_BURST": "1000000", "JOINS_PER_MINUTE": "1000"}
+    env |= {
+        "DELIVERIES_PER_ROOM_BURST": str(ROOM_JOINS + 3 * cycle),
+        "DELIVERIES_PER_ROOM_SUSTAINED": str(cycle),
+    }
+    (server,) = servers(env)
+    owner, crowd, attackers, other = await crowd_room(server, lambda k: f"127.0.44.{k + 1}")
+
+    started = time.monotonic()
+    churns = (churn(x, owner.join_key, f"x{k}", started + 3) for k, x in enumerate(attackers))
+    answers = [answer for each in await asyncio.gather(*churns) for answer in each]
+    told = await told_of(crowd[0], "x")
+    elapsed = time.monotonic() - started
+    # The ten leaves are told (their joins paid for them). The joins let in since cost the
+    # room at least `cheapest` each (the fewest sockets: all ten out), and together no
+    # more than the three cycles left of the burst and a cycle a second since.
+    let_in, cheapest = answers.count("RoomJoined"), 2 * (ROOM - ATTACKERS)
+    assert let_in * cheapest <= (3 + elapsed) * cycle, (let_in, elapsed, answers)
+    assert len(told) == ATTACKERS + 2 * let_in, told
+    assert set(answers) == {"RoomJoined", "rate_limited"}, answers
+    assert answers.count("rate_limited") > 3 * let_in, answers
+    # The room is not silenced: once its bucket has refilled for a message, one is heard.
+    await asyncio.sleep(1.5)
+    await other.say("still here")
+    assert [frame["sender"] for frame in await said_to(crowd[0], "Other")] == ["Other"]
     await asyncio.gather(*(client.close() for client in [owner, *crowd, *attackers, other]))
