@@ -77,14 +77,13 @@ Type a line to send it (start it with // to send a line that starts with /).
 # The commands HELP lists: another typed `/name` is answered with it, said to be none.
 COMMANDS = frozenset(re.findall(r"^  /(\w+)", HELP, re.MULTILINE))
 
-# A scripted line the server refuses for its rate (`rate_limited`) is sent again after a
-# wait that starts at RETRY_FIRST seconds and doubles up to RETRY_MOST, until the line
-# has waited RETRY_FOR seconds in all: a pipe's lines all arrive, in order, or the CLI
-# fails on the one that could not be sent. Refused sends this seldom stay far below the
+# How many times the client sends a request the server refuses for its rate
+# (`rate_limited`) again (`ChatClient(retry_rate_limited=)`), after waits doubling from
+# half a second to 4 s: 18 is a minute of waiting (0.5 + 1 + 2 + 4 + 14 x 4 s). So a
+# pipe's lines all arrive, in order, and a typed line is not lost, or the CLI fails on
+# the one that could not be sent. Refused requests this seldom stay far below the
 # server's 1008 rule (ABUSE_RATE_LIMITED_FRAMES refusals in ABUSE_WINDOW).
-RETRY_FIRST = 0.5
-RETRY_MOST = 4.0
-RETRY_FOR = 60.0
+RATE_RETRIES = 18
 
 # Messages remembered for reply quotes, and how much of one a quote shows.
 QUOTED = 1000
@@ -268,7 +267,7 @@ async def run(args: argparse.Namespace) -> int:
         joining = args.join_key if args.command == "join" else None
         if joining is not None:
             read_link(joining)  # a link that is none, or cut short: said before connecting
-        client = await ChatClient.connect(args.url, room=joining)
+        client = await ChatClient.connect(args.url, room=joining, retry_rate_limited=RATE_RETRIES)
     except ChatError as exc:
         out.fail(exc)
         return exit_status(exc)
@@ -312,7 +311,7 @@ async def scripted(client: ChatClient, args: argparse.Namespace, out: Output) ->
         async for line in stdin_lines() if text == "-" else one(text):
             if not line.strip():
                 continue  # a blank line is no message (nor is it one in the browser)
-            message = await send_patiently(client, line)
+            message = await client.send(line)
             sent.add(message.id)
             out.event(message)
     if not args.listen:
@@ -349,22 +348,6 @@ async def stdin_lines() -> AsyncIterator[str]:
 
 async def one(text: str) -> AsyncIterator[str]:
     yield text
-
-
-async def send_patiently(client: ChatClient, text: str) -> Message:
-    """Send `text`, sending it again while the server refuses it for its rate (a
-    pipe outruns CHAT_RATE_SUSTAINED): nothing piped in is dropped. Other refusals, and
-    one past RETRY_FOR seconds of waiting, raise as before."""
-    wait, waited = RETRY_FIRST, 0.0
-    while True:
-        try:
-            return await client.send(text)
-        except ChatError as exc:
-            if exc.code != "rate_limited" or waited >= RETRY_FOR:
-                raise
-        await asyncio.sleep(wait)
-        waited += wait
-        wait = min(wait * 2, RETRY_MOST)
 
 
 # --- Interactive mode -----------------------------------------------------------

@@ -175,7 +175,7 @@ CATCH_UP_PAGE = 100
 BUSY_CODES = ("rate_limited", "server_error")
 # A request refused `rate_limited` is sent again (`ChatClient(retry_rate_limited=N)`, N
 # times at most) after a wait that starts at RATE_RETRY_FIRST seconds and doubles up to
-# RATE_RETRY_MOST, as the CLI's scripted lines are (chatclient/cli.py, RETRY_FIRST).
+# RATE_RETRY_MOST; the CLI's client asks for it (chatclient/cli.py, RATE_RETRIES).
 RATE_RETRY_FIRST = 0.5
 RATE_RETRY_MOST = 4.0
 # Seconds a request waits for the answer of one given up on before it (`_orphan`): the

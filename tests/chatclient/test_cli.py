@@ -40,6 +40,7 @@ from chatclient import (
     encrypt,
     safe_name,
 )
+from chatclient import client as client_module
 from chatclient.cli import CONTINUATION, HELP, Output, clean, clock, command, parse_args, prompt_lines
 from chatclient.crypto import link_fragment, new_room_secret
 from tests.chatclient.conftest import FAKE_KEY, FakeRoom, fake_server, next_of
@@ -401,6 +402,38 @@ async def test_terminal_chat_sends_receives_and_runs_commands(server, clients, t
     assert await next_of(alice, Left) == Left("Bob")
 
 
+class Busy(FakeRoom):
+    """A fake room that refuses the next ChatMessages with the codes in `refusals`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusals: list[str] = []
+
+    async def reply(self, websocket, frame):
+        if frame["type"] == "ChatMessage" and self.refusals:
+            return {"type": "Error", "code": self.refusals.pop(0), "message": "No."}
+        return await super().reply(websocket, frame)
+
+
+async def test_a_line_typed_while_rate_limited_is_sent_and_printed_once(terminals):
+    """A typed line the server refused `rate_limited` was lost (the chat said "!
+    rate_limited" and sent nothing); only scripted lines were sent again. The CLI's
+    client now sends any request again while it is refused for its rate
+    (`retry_rate_limited`): the line goes, once."""
+    room = Busy()
+    async with fake_server(room) as url:
+        bob = terminals("join", url, "k", "--name", "Bob")
+        await bob.expect("Type to chat")
+        room.refusals = ["rate_limited", "rate_limited"]
+        bob.type("hello")
+        await bob.expect("Bob: hello")
+        bob.type("/quit")
+        assert await bob.exit_status() == 0
+    assert bob.output.count("Bob: hello") == 1 and "rate_limited" not in bob.output, bob.output
+    sent = room.sent("ChatMessage")
+    assert len(sent) == 3 and {decrypt(FAKE_KEY, frame["content"]) for frame in sent} == {"hello"}
+
+
 async def test_sealed_rooms_from_the_command_line_travel_by_their_whole_link(server):
     """`create --sealed` prints the share link with its secret; `join LINK` reads and
     writes; the link without its fragment joins and reads nothing, and says why."""
@@ -496,41 +529,37 @@ async def test_ctrl_c_ends_a_pipe_that_is_still_open(server):
         assert await asyncio.wait_for(process.wait(), 10) == 130
 
 
-async def test_a_send_refused_for_its_rate_is_sent_again_for_a_bounded_time(monkeypatch):
-    """Scripted sends: `rate_limited` is waited out (the same line again, after doubling
-    waits), for RETRY_FOR seconds at most; any other refusal fails at once."""
-    monkeypatch.setattr(cli, "RETRY_FIRST", 0.01)
-    monkeypatch.setattr(cli, "RETRY_MOST", 0.02)
-    monkeypatch.setattr(cli, "RETRY_FOR", 0.1)
-
-    class Busy(FakeRoom):
-        def __init__(self) -> None:
-            super().__init__()
-            self.refusals: list[str] = []  # the codes the next ChatMessages are refused with
-
-        async def reply(self, websocket, frame):
-            if frame["type"] == "ChatMessage" and self.refusals:
-                return {"type": "Error", "code": self.refusals.pop(0), "message": "No."}
-            return await super().reply(websocket, frame)
-
+async def test_a_scripted_line_refused_for_its_rate_is_sent_again_a_bounded_number_of_times(
+    monkeypatch, capsys
+):
+    """Scripted sends: `rate_limited` is waited out by the CLI's client (the same line
+    again, after doubling waits), RATE_RETRIES times at most; any other refusal fails at once."""
+    monkeypatch.setattr(client_module, "RATE_RETRY_FIRST", 0.01)
+    monkeypatch.setattr(client_module, "RATE_RETRY_MOST", 0.02)
     room = Busy()
     async with fake_server(room) as url:
-        client = await ChatClient.connect(url)
-        await client.join_room("k", "Bob")
-        room.refusals = ["rate_limited"] * 3
-        message = await asyncio.wait_for(cli.send_patiently(client, "one"), 10)
-        sent = room.sent("ChatMessage")
-        assert message.text == "one" and len(sent) == 4
-        assert {decrypt(FAKE_KEY, frame["content"]) for frame in sent} == {"one"}
-        room.refusals = ["rate_limited"] * 1000
-        with pytest.raises(ChatError) as refused:
-            await asyncio.wait_for(cli.send_patiently(client, "two"), 10)
-        assert refused.value.code == "rate_limited" and 5 <= len(room.sent("ChatMessage")) - 4 <= 12
-        room.refusals = ["message_too_large", "rate_limited"]
-        with pytest.raises(ChatError) as refused:
-            await asyncio.wait_for(cli.send_patiently(client, "three"), 10)
-        assert refused.value.code == "message_too_large" and room.refusals == ["rate_limited"]
-        await client.close()
+        args = ["join", url, "k", "--name", "Bob", "--send", "one", "--json"]
+        for refusals, status, sent in [
+            (["rate_limited"] * 3, 0, 4),
+            (["rate_limited"] * 100, 1, cli.RATE_RETRIES + 1),
+            (["message_too_large", "rate_limited"], 1, 1),
+        ]:
+            room.frames.clear()
+            room.refusals = refusals
+            assert await asyncio.wait_for(cli.run(parse_args(args)), 10) == status, refusals
+            assert len(room.sent("ChatMessage")) == sent, refusals
+            assert {decrypt(FAKE_KEY, frame["content"]) for frame in room.sent("ChatMessage")} == {"one"}
+        assert room.refusals == ["rate_limited"]
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["event"] for line in out.splitlines()] == [
+        "room",
+        "message",
+        "room",
+        "failed",
+        "room",
+        "failed",
+    ]
+    assert err.splitlines() == ["error: rate_limited: No.", "error: message_too_large: No."]
 
 
 async def test_a_sealed_room_joined_without_its_secret_says_what_is_missing(server):
