@@ -1252,9 +1252,10 @@ class ChatClient:
                 if frame["type"] == "Error":
                     theirs = _may_refuse(orphan, frame.get("code"))
                 else:
-                    # Its FileUploaded, before the file message that ends the answer.
-                    uploaded = isinstance(orphan.answers, _Upload) and orphan.answers.uploaded is frame
-                    theirs = orphan.answers(frame) or uploaded
+                    # Its FileUploaded too (kept by `answers`), which must not pass for
+                    # the next upload's: what is left, the file message, is never an Error.
+                    done = orphan.answers(frame)
+                    theirs = done or isinstance(orphan.answers, _Upload) and orphan.answers.uploaded is frame
             except UNREADABLE:
                 theirs = True
             if theirs:

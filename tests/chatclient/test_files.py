@@ -148,6 +148,50 @@ async def test_an_upload_given_up_on_after_its_file_uploaded_takes_no_error_of_t
         await client.close()
 
 
+async def test_an_upload_given_up_on_takes_its_file_uploaded_from_the_next_upload(monkeypatch):
+    """An upload cancelled before its FileUploaded came, answered only once the next
+    upload was sent (past ORPHAN_WAIT): its FileUploaded passed for the next upload's,
+    which then waited for ever for that file's message (taken by the one given up on)."""
+    monkeypatch.setattr(client_module, "ORPHAN_WAIT", 0.2)
+
+    class HeldUploads(FakeRoom):
+        held: list[dict] = []  # the answers to the uploads not answered yet
+        got_upload = asyncio.Event()
+
+        async def reply(self, websocket, frame):
+            if frame["type"] != "UploadFile":
+                return await super().reply(websocket, frame)
+            file_id, name = frame["name"].removesuffix(".txt"), frame["name"]
+            metadata = {"id": file_id, "name": name, "mime_type": "text/plain", "size": 2, "expires_at": "x"}
+            self.next_id += 1
+            stored = {"id": self.next_id, "sender": "Bob", "sent_at": "2026-01-01T00:00:01Z"}
+            file_message = {"type": "ChatMessage", **stored, "content": f"[File: {name}](/files/{file_id})"}
+            self.held += [{"type": "FileUploaded", "metadata": metadata}, file_message]
+            self.got_upload.set()
+            if len(self.held) > 2:  # the first upload's answer, held until the next upload
+                for answer in self.held:
+                    await websocket.send(json.dumps(answer))
+                self.held.clear()
+            return None
+
+    room = HeldUploads()
+    async with fake_server(room) as url:
+        client = await ChatClient.connect(url)
+        await client.join_room("k", "Bob")
+        uploading = asyncio.create_task(client.upload_file(b"hi", name="first.txt"))
+        await asyncio.wait_for(room.got_upload.wait(), 5)
+        uploading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await uploading
+        uploaded = await asyncio.wait_for(client.upload_file(b"hi", name="second.txt"), 5)
+        assert (uploaded.id, uploaded.message_id) == ("second", 3)
+        assert [(await next_of(client, FileShared, within=5)).file_id for _ in range(2)] == [
+            "first",
+            "second",
+        ]
+        await client.close()
+
+
 async def test_the_owner_stays_owner_after_reconnecting(server, clients):
     """The creator rejoins with its owner token, so it may still delete anyone's file."""
     proxy = CuttableProxy(server.port)
