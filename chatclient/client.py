@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -178,12 +179,18 @@ BUSY_CODES = ("rate_limited", "server_error")
 # RATE_RETRY_MOST; the CLI's client asks for it (chatclient/cli.py, RATE_RETRIES).
 RATE_RETRY_FIRST = 0.5
 RATE_RETRY_MOST = 4.0
-# Seconds a request waits for the answer of one given up on before it (`_orphan`): the
-# server answers frames in order, but a message's echo or an upload's file message is a
-# broadcast that may come after the next frame's answer, and both may be `rate_limited`.
-# Sent only once that answer is in, the next request's is not taken for it. Past the wait
-# the next is sent anyway, and an Error is the orphan's only if its command may get it.
+# Seconds a request waits for the answer of one given up on before it (`_orphans`), from
+# when that one was given up on: the server answers frames in order, but a message's echo
+# or an upload's file message is a broadcast that may come after the next frame's answer,
+# and both may be `rate_limited`. Sent only once that answer is in, the next request's is
+# not taken for it. Past the wait the next is sent anyway, and an Error is the orphan's
+# only if its command may get it.
 ORPHAN_WAIT = 10.0
+# Requests given up on and not answered yet that are remembered; past it the oldest is
+# forgotten (its answer, if it ever comes, may pass for a later request's). A request is
+# sent only once the orphans before it are answered or past their wait, so this many
+# takes a server that left requests unanswered for minutes. A drop forgets them all.
+ORPHANS_KEPT = 16
 
 
 class ChatError(Exception):
@@ -569,10 +576,11 @@ class ChatClient:
         # Events waiting for `next_event`: past `max_events` the oldest go (EventsDropped).
         self._queue = _Events(max_events)
         self._pending: _Pending | None = None
-        # A request whose caller gave up before its answer came: the answer is its own.
-        self._orphan: _Pending | None = None
-        self._orphan_answered = asyncio.Event()  # set while there is no orphan
-        self._orphan_answered.set()
+        # Requests whose callers gave up before their answers came, oldest first, each
+        # with the loop time until which the next request waits for it: the answers are
+        # their own.
+        self._orphans: deque[tuple[_Pending, float]] = deque(maxlen=ORPHANS_KEPT)
+        self._orphan_answered = asyncio.Event()  # set when one is answered
         # The room this client last left (`leave`): joined again, ids go on.
         self._left_room: str | None = None
         self._lock = asyncio.Lock()
@@ -1111,13 +1119,9 @@ class ChatClient:
         self, frames: list[dict[str, Any]], answers: Callable[[dict], bool], retry: bool
     ) -> dict[str, Any]:
         """Send `frames` and return the frame that answers them, or an `Error` (`_request`,
-        which holds the lock), once a request given up on before them is answered
-        (ORPHAN_WAIT)."""
-        if self._orphan is not None:
-            try:
-                await asyncio.wait_for(self._orphan_answered.wait(), ORPHAN_WAIT)
-            except TimeoutError:
-                pass  # it stays, and takes only the Errors its command may get (`_answer`)
+        which holds the lock), once the requests given up on before them are answered
+        (`_wait_for_orphans`)."""
+        await self._wait_for_orphans()
         await self._ready.wait()
         if self._failure is not None:
             raise self._failure
@@ -1133,11 +1137,22 @@ class ChatClient:
             # The caller gave up (asyncio.wait_for, a task cancelled), but the server
             # answers all the same: that answer must not pass for the next request's.
             if future.cancelled() or not future.done():  # its waiter's cancel cancels it too
-                self._orphan = self._pending
-                self._orphan_answered.clear()
+                given_up = asyncio.get_running_loop().time()
+                self._orphans.append((self._pending, given_up + ORPHAN_WAIT))
             raise
         finally:
             self._pending = None
+
+    async def _wait_for_orphans(self) -> None:
+        """Wait until every request given up on is answered, each at most until
+        ORPHAN_WAIT after it was given up on. Those still unanswered stay, and take only
+        the Errors their commands may get (`_orphans_answer`)."""
+        loop = asyncio.get_running_loop()
+        while self._orphans and (last := max(until for _, until in self._orphans)) > loop.time():
+            self._orphan_answered.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(last):
+                    await self._orphan_answered.wait()
 
     async def _send(self, frames: list[dict[str, Any]]) -> None:
         try:
@@ -1158,7 +1173,7 @@ class ChatClient:
         while True:
             close_code = await self._read()
             self._ready.clear()
-            self._orphan = None  # its answer will not come now
+            self._orphans.clear()  # their answers will not come now
             self._orphan_answered.set()
             if not (self._pending and self._pending.retry):
                 code = FINAL_CLOSE_CODES.get(close_code, "connection_lost")
@@ -1242,26 +1257,8 @@ class ChatClient:
         """Resolve the request in flight if `frame` answers it (a History may hold a sent message)."""
         if frame["type"] == "Error" and frame.get("code") in UNASKED_ERRORS:
             return False  # told unasked, before the close that ends the connection
-        orphan = self._orphan
-        if orphan is not None:
-            # The server answers in order: an abandoned request's answer comes first,
-            # unless it is a broadcast (a message's echo, an upload's file message), which
-            # may come after the next frame's answer: an Error is the orphan's only if it
-            # may answer it.
-            try:
-                if frame["type"] == "Error":
-                    theirs = _may_refuse(orphan, frame.get("code"))
-                else:
-                    # Its FileUploaded too (kept by `answers`), which must not pass for
-                    # the next upload's: what is left, the file message, is never an Error.
-                    done = orphan.answers(frame)
-                    theirs = done or isinstance(orphan.answers, _Upload) and orphan.answers.uploaded is frame
-            except UNREADABLE:
-                theirs = True
-            if theirs:
-                self._orphan = None
-                self._orphan_answered.set()
-                return True
+        if self._orphans_answer(frame):
+            return True
         pending = self._pending
         if pending is None or pending.future.done():
             return False
@@ -1279,6 +1276,19 @@ class ChatClient:
         if replies:
             pending.future.set_result(replies[0])
         return bool(replies)
+
+    def _orphans_answer(self, frame: dict[str, Any]) -> bool:
+        """Whether `frame` answers a request given up on, the oldest it may answer, which
+        is then forgotten. The server answers in order: an abandoned request's answer
+        comes before the next one's, unless it is a broadcast (a message's echo, an
+        upload's file message), which may come after the next frame's answer: so an
+        Error is an orphan's only if it may answer it, and an echo is its own message's."""
+        for at, (orphan, _) in enumerate(self._orphans):
+            if _is_answer_of(orphan, frame):
+                del self._orphans[at]
+                self._orphan_answered.set()
+                return True
+        return False
 
     def _enter(self, frame: dict[str, Any]) -> None:
         """Called with RoomCreated or RoomJoined, before the History that may follow it.
@@ -1632,6 +1642,19 @@ def _may_refuse(request: _Pending, code: Any) -> bool:
         return False
     errors = COMMAND_ERRORS.get(request.frames[0].get("type", ""))
     return errors is None or code in ANY_COMMANDS_ERRORS or code in errors
+
+
+def _is_answer_of(orphan: _Pending, frame: dict[str, Any]) -> bool:
+    """Whether `frame` may be (part of) the answer of `orphan`, a request given up on."""
+    try:
+        if frame["type"] == "Error":
+            return _may_refuse(orphan, frame.get("code"))
+        # Its FileUploaded too (kept by `answers`), which must not pass for the next
+        # upload's: what is left, the file message, is never an Error.
+        done = orphan.answers(frame)
+        return done or isinstance(orphan.answers, _Upload) and orphan.answers.uploaded is frame
+    except UNREADABLE:
+        return True
 
 
 def _frame(raw: str | bytes) -> dict[str, Any]:

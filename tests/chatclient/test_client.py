@@ -7,9 +7,11 @@ import logging
 import ssl
 import subprocess
 import sys
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -21,6 +23,7 @@ from chatclient import (
     ChatClient,
     ChatError,
     ConnectionLost,
+    ErrorEvent,
     EventsDropped,
     History,
     Joined,
@@ -385,12 +388,18 @@ async def a_send_given_up(url: str, sent: asyncio.Event) -> ChatClient:
     (`sent`), before its echo comes."""
     client = await ChatClient.connect(url)
     await client.join_room("k", "Bob")
-    sending = asyncio.create_task(client.send("hi"))
-    await asyncio.wait_for(sent.wait(), 5)
-    sending.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await sending
+    await give_up(client.send("hi"), sent)
     return client
+
+
+async def give_up(request: Coroutine[Any, Any, Any], sent: asyncio.Event) -> None:
+    """Run `request` and cancel it once the server has it (`sent`, cleared first)."""
+    sent.clear()
+    task = asyncio.create_task(request)
+    await asyncio.wait_for(sent.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 async def test_a_request_given_up_on_takes_no_error_its_command_never_gets(monkeypatch):
@@ -455,6 +464,64 @@ async def test_a_request_after_one_given_up_on_waits_for_its_answer_and_keeps_it
             await asyncio.wait_for(client.members(), 5)
         assert refused.value.code == "rate_limited"
         assert (await next_of(client, Message, within=5)).text == "hi"  # its echo: an event
+        await client.close()
+
+
+async def test_requests_given_up_on_in_a_row_each_keep_their_own_answer(monkeypatch):
+    """Only the last request given up on was remembered: given up on past the first's
+    ORPHAN_WAIT, the second took the first's late answer (server_error), and the next
+    request took the second's (rate_limited) for its own. Each is now remembered and
+    waited for, and the server's answers, in order, go to them in order."""
+    monkeypatch.setattr(client_module, "ORPHAN_WAIT", 0.2)
+
+    class SlowChat(FakeRoom):
+        refusals = ["server_error", "rate_limited"]  # the next messages' answers
+        held: list[dict] = []  # their answers, sent before the next other frame's
+        sent_chat = asyncio.Event()
+
+        async def reply(self, websocket, frame):
+            if frame["type"] == "ChatMessage":
+                self.held.append({"type": "Error", "code": self.refusals.pop(0), "message": "No."})
+                self.sent_chat.set()
+                return None
+            for answer in self.held:
+                await websocket.send(json.dumps(answer))
+            self.held.clear()
+            return await super().reply(websocket, frame)
+
+    room = SlowChat()
+    async with fake_server(room) as url:
+        client = await a_send_given_up(url, room.sent_chat)
+        await give_up(client.send("again"), room.sent_chat)
+        assert await asyncio.wait_for(client.members(), 5) == ["Bob"]
+        assert await asyncio.wait_for(client.members(), 5) == ["Bob"]
+        with pytest.raises(TimeoutError):  # both Errors were answers, not events
+            await client.wait_for(ErrorEvent, timeout=0.3)
+        await client.close()
+
+
+async def test_a_request_given_up_on_holds_up_the_next_ones_only_until_its_wait_is_over(monkeypatch):
+    """ORPHAN_WAIT counts from when a request was given up on: each request after one
+    whose answer never came waited ORPHAN_WAIT all over again."""
+    monkeypatch.setattr(client_module, "ORPHAN_WAIT", 0.5)
+
+    class NoEcho(FakeRoom):
+        sent_chat = asyncio.Event()
+
+        async def reply(self, websocket, frame):
+            if frame["type"] == "ChatMessage":
+                self.sent_chat.set()
+                return None  # its echo never comes
+            return await super().reply(websocket, frame)
+
+    room = NoEcho()
+    async with fake_server(room) as url:
+        client = await a_send_given_up(url, room.sent_chat)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(4):
+            assert await asyncio.wait_for(client.members(), 5) == ["Bob"]
+        assert 0.4 < loop.time() - started < 1.0
         await client.close()
 
 
