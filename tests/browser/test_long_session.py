@@ -169,6 +169,42 @@ def test_scrolled_up_near_the_end_the_oldest_go_and_the_view_stays(server_with, 
     assert alice.console_errors == []
 
 
+# The list scrolled to the gap's marker: the marker at the bottom of the view, the messages
+# above it in view; or the message below it at the top of the view.
+TO_THE_MARKER = {
+    "above": """(list) => {
+      const marker = list.querySelector("li.gap");
+      list.scrollTop += marker.getBoundingClientRect().bottom - list.getBoundingClientRect().bottom;
+    }""",
+    "below": """(list) => {
+      const below = list.querySelector("li.gap + li");
+      list.scrollTop += below.getBoundingClientRect().top - list.getBoundingClientRect().top;
+    }""",
+}
+
+
+@pytest.mark.parametrize("init_script", [None, NO_SCROLL_ANCHORING], ids=["anchoring", "no-anchoring"])
+@pytest.mark.parametrize("where", TO_THE_MARKER)
+def test_what_a_marker_brings_back_goes_in_and_the_view_stays(server_with, new_page, where, init_script):
+    """Scrolled to the marker of m450-m749 (taken off while the tab was scrolled near the
+    start), above it or below it, the person presses its button: the messages go in above
+    the marker, and the marker goes; what is in view stays where it is on screen (within
+    a pixel), with the browser's scroll anchoring or without."""
+    scroll = "(list) => { list.scrollTop = list.scrollHeight / 4; }"
+    alice, _ = more_came_while_scrolled(server_with, new_page, "Back in", scroll, 300, init_script)
+    listing = alice.locator("#messages")
+    listing.evaluate(TO_THE_MARKER[where])
+    place = listing.evaluate(FIRST_IN_VIEW)
+    assert (int(place[0][1:]) < 450) == (where == "above"), place
+    # A click from the page's script: nothing is scrolled into view for it.
+    alice.locator("#messages li.gap button").evaluate("(button) => button.click()")
+    expect(alice.locator("#messages li.gap")).to_have_count(0, timeout=20_000)
+    first, offset = listing.evaluate(FIRST_IN_VIEW)
+    assert first == place[0] and abs(offset - place[1]) < 1, (first, offset, place)
+    assert shown(alice) == 800
+    assert alice.console_errors == []
+
+
 def test_a_sealed_rooms_page_keeps_the_cards_of_the_files_it_shows(server_with, new_page):
     """A file's first card leaves the page with its message (500 come after it): the page
     no longer holds it, and takes a renamed copy that comes then for the file, as a page

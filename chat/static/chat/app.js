@@ -569,9 +569,11 @@ function messageById(id) {
 }
 
 // A message arrives: `live` (a ChatMessage), or in a History, `older` when it answers a
-// GetHistory (it goes above, and the view stays on what the person was reading). True
-// when it was added to the page.
-async function receiveMessage(message, { live = false, older = false } = {}) {
+// GetHistory (it goes above, and the view stays on what the person was reading), `gap`
+// too when that read a marked gap (it goes in above the marker, which may be below what
+// the person reads: what is in view stays where it is on screen). True when it was added
+// to the page.
+async function receiveMessage(message, { live = false, older = false, gap = false } = {}) {
   const room = state.room;
   // One of ours, live or in a rejoin's History: stored, so no longer pending, and the
   // next one goes.
@@ -596,11 +598,15 @@ async function receiveMessage(message, { live = false, older = false } = {}) {
   const list = $("messages");
   const wasAtBottom = atBottom(list);
   const fromBottom = list.scrollHeight - list.scrollTop;
-  mine?.item.remove();
-  insertById(list, item);
-  if (body.file) files.decorate(item, body.file, Boolean(room.ownerToken));
-  fillQuotes(item);
-  if (older) list.scrollTop = list.scrollHeight - fromBottom;
+  const add = () => {
+    mine?.item.remove();
+    insertById(list, item);
+    if (body.file) files.decorate(item, body.file, Boolean(room.ownerToken));
+    fillQuotes(item);
+  };
+  if (gap) keepingView(list, add);
+  else add();
+  if (older && !gap) list.scrollTop = list.scrollHeight - fromBottom;
   else if (wasAtBottom) list.scrollTop = list.scrollHeight;
   if (live) conversation.notTyping(message.sender);
   unread.added(item, { mine: own, live, wasAtBottom });
@@ -645,10 +651,11 @@ function firstInView(list) {
   return [...list.children].find((item) => item.getBoundingClientRect().bottom > top) ?? null;
 }
 
-// `change` takes items off above the first one in view, which stays where it is on screen:
-// the browser keeps it there (CSS scroll anchoring, to a fraction of a pixel); one without
-// scroll anchoring (Safari) is helped, and what rounding to its whole pixels leaves over
-// is carried to the next time, so that many trims in a row do not add up to a drift.
+// `change` takes items off above the first one in view, or puts some in above or below it
+// (a gap's messages), and that one stays where it is on screen: the browser keeps it there
+// (CSS scroll anchoring, to a fraction of a pixel); one without scroll anchoring (Safari)
+// is helped, and what rounding to its whole pixels leaves over is carried to the next
+// time, so that many trims in a row do not add up to a drift.
 const SCROLL_ANCHORING = CSS.supports("overflow-anchor", "auto");
 let anchorSlip = 0;
 
@@ -1263,15 +1270,19 @@ function gapsReconnected() {
   for (const item of gaps()) if (item.querySelector(".gap-note").textContent.endsWith(NOT_CONNECTED)) gapNote(item);
 }
 
-// A page of the hole: its messages newer than data-after go in above the marker, as
-// older pages do (the view stays where it was); those shown already or deleted are not.
+// A page of the hole: its messages newer than data-after go in above the marker (what is
+// in view stays where it is on screen, above the marker or below it); those shown
+// already or deleted are not.
 async function gapPage(request, m) {
   const fill = state.gapFill;
   if (!fill || request.fill !== fill || !state.room) return;
   if (!fill.item.isConnected) return stopGapFill();
   fill.retries = 0;
   const missed = m.messages.filter((message) => message.id > Number(fill.item.dataset.after));
-  await addQuietly(() => receiveAll(missed, { older: true }), (n) => `${count((fill.shown += n), "missed message")} shown.`);
+  await addQuietly(
+    () => receiveAll(missed, { older: true, gap: true }),
+    (n) => `${count((fill.shown += n), "missed message")} shown.`,
+  );
   if (state.gapFill !== fill) return;
   pageRead(m.before, m.messages.length ? m.messages[0].id : -Infinity);
   // A quoted message is shown once its page is in (or the gap is closed), not once the
@@ -1688,13 +1699,14 @@ function forgetDeleted() {
   state.seen.delete(oldest);
 }
 
-// A message leaves the page: the focus in it goes to the next message's actions button,
-// else the one before's, else the list; never to the page's body.
+// A message (or a gap's marker) leaves the page: the focus in it goes to the next
+// message's actions button, else the one before's, else the list; never to the page's
+// body. What is in view stays where it is on screen (keepingView).
 function removeMessageItem(item) {
   if (item.contains(document.activeElement)) {
     (actionsNear(item, "nextElementSibling") ?? actionsNear(item, "previousElementSibling") ?? $("messages")).focus();
   }
-  item.remove();
+  keepingView($("messages"), () => item.remove());
 }
 
 function actionsNear(item, direction) {
