@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from chatclient.crypto import encrypt
 from tests.browser.pages import PythonClient, create_room, join_key_of, join_room
+from tests.browser.test_catch_up import SOCKETS_SCRIPT, come_back, go_offline
 from tests.browser.test_files import tiny_png
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -139,6 +140,34 @@ def test_a_tab_scrolled_up_near_the_start_keeps_its_place_and_a_marker_for_what_
     gap.get_by_role("button", name="Show them").click()
     expect(gap).to_have_count(0, timeout=20_000)
     assert texts.all_text_contents() == [f"m{i}" for i in range(800)]
+    assert alice.console_errors == []
+
+
+TRIM_NOTE = "Some messages are not shown here to save memory."  # app.js, GAP_WORDS
+
+
+def test_a_marker_for_what_the_tab_took_off_does_not_say_it_was_missed(server_with, new_page):
+    """The marker of m450-m749, which the tab showed and took off while scrolled near the
+    start, says they are not shown to save memory (not that they were missed), with a
+    problem too, and after it; its messages shown are told as messages, not missed ones.
+    Back online, the catch-up reads m500-m799 again: the marker stands for m450-m499."""
+    scroll = "(list) => { list.scrollTop = list.scrollHeight / 4; }"
+    alice, _ = more_came_while_scrolled(server_with, new_page, "Trimmed", scroll, 300, SOCKETS_SCRIPT)
+    gap = alice.locator("#messages li.gap")
+    note = gap.locator(".gap-note")
+    expect(note).to_have_text(TRIM_NOTE)
+    go_offline(alice)
+    gap.get_by_role("button", name="Show them").click()
+    expect(note).to_have_text(f"{TRIM_NOTE} Not connected. Try again once reconnected.")
+    come_back(alice, "Trimmed")
+    expect(alice.locator("#messages li.gap + li.message .text")).to_have_text("m500", timeout=20_000)
+    expect(note).to_have_text(TRIM_NOTE)
+    gap.get_by_role("button", name="Show them").click()
+    expect(gap).to_have_count(0, timeout=20_000)
+    expect(alice.locator("#announcements")).to_have_text("50 messages shown.")
+    # Scrolled to the marker by the clicks, the tab took the oldest off as the catch-up's came.
+    texts = alice.locator("#messages li.message .text").all_text_contents()
+    assert texts[-350:] == [f"m{i}" for i in range(450, 800)]
     assert alice.console_errors == []
 
 

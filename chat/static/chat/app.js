@@ -719,7 +719,7 @@ function trimNewest(list, newest, count) {
   for (let item = above.nextElementSibling; item !== newest; item = item.nextElementSibling) {
     if (item.matches("li.gap")) markers.push(item);
   }
-  const marker = markers.find((item) => item.contains(document.activeElement)) ?? markers[0] ?? gapItem(GAP_NOTE);
+  const marker = markers.find((item) => item.contains(document.activeElement)) ?? markers[0] ?? gapMarker("trimmed");
   for (const other of markers) if (other !== marker) closeGap(other);
   marker.dataset.after = above.dataset.id;
   placeGap(list, marker, Number(newest.dataset.id));
@@ -1112,23 +1112,38 @@ function askedAgain(job, error, again) {
 // reached after a long time away, refused, or cut short by another drop) leaves a hole:
 // the messages between that one and the oldest the catch-up read are not on the page
 // (keepRecent leaves one too, taking messages off above the newest ones while the list
-// is scrolled up). A
-// marker stands in the hole (an li.gap, data-after: the newest id above the hole,
-// data-below: the oldest under it), whose "Show them" button reads the hole with
-// GetHistory pages going down from data-below, each one's messages put in above the
-// marker, until a page reaches data-after or GAP_PAGES are read. Any page that reads
-// into a hole from its upper end (a later catch-up's too) narrows it, or closes it and
-// takes the marker away. A reply's quote of a message in the hole says "Earlier message"
-// until a page brings it, or reads past its id without it: deleted meanwhile, it is then
-// quoted as any deleted message is (requote).
+// is scrolled up). A marker stands in the hole (an li.gap, data-after: the newest id
+// above the hole, data-below: the oldest under it), whose "Show them" button reads the
+// hole with GetHistory pages going down from data-below, each one's messages put in
+// above the marker, until a page reaches data-after or GAP_PAGES are read. Any page that
+// reads into a hole from its upper end (a later catch-up's too) narrows it, or closes it
+// and takes the marker away. A reply's quote of a message in the hole says "Earlier
+// message" until a page brings it, or reads past its id without it: deleted meanwhile,
+// it is then quoted as any deleted message is (requote).
+//
+// A marker says why its messages are not shown (data-kind): missed while the page was
+// away, or taken off by the page itself to bound its memory, though the person may well
+// have read them.
 const GAP_NOTE = "Messages you missed are not shown here.";
+const GAP_WORDS = {
+  missed: { note: GAP_NOTE, them: "the messages you missed", one: "missed message" },
+  trimmed: { note: "Some messages are not shown here to save memory.", them: "them again", one: "message" },
+};
+const wordsOf = (item) => GAP_WORDS[item.dataset.kind];
+
+function gapMarker(kind) {
+  const item = gapItem(GAP_WORDS[kind].note);
+  item.dataset.kind = kind;
+  return item;
+}
+
 // Pages one "Show them" reads, as a catch-up does: three of the socket's READS_PER_MINUTE,
 // so that previews and downloads keep theirs; the marker then stays for the rest.
 const GAP_PAGES = 3;
 
 function leaveGap(job) {
   if (!state.room || !job || job.whole || job.reached === null || holeEmpty(job.top, job.reached)) return;
-  const item = gapItem(GAP_NOTE);
+  const item = gapMarker("missed");
   item.dataset.after = String(job.top);
   const list = $("messages");
   const said = "Some messages you missed are not shown. The “Show them” button in the list brings them.";
@@ -1217,11 +1232,11 @@ function fillGap(item) {
   setAriaDisabled(button, true);
   if (state.gapFill) {
     state.gapsWaiting.push(item);
-    item.querySelector(".gap-note").textContent = "Waiting to show the messages you missed…";
+    item.querySelector(".gap-note").textContent = `Waiting to show ${wordsOf(item).them}…`;
     return true;
   }
   state.gapFill = { item, retries: 0, timer: null, shown: 0, pages: 0 };
-  item.querySelector(".gap-note").textContent = "Showing the messages you missed…";
+  item.querySelector(".gap-note").textContent = `Showing ${wordsOf(item).them}…`;
   readGap(state.gapFill);
   return true;
 }
@@ -1261,7 +1276,8 @@ function stopGapFills(problem = "") {
 
 // A marker says that messages are missing there, and `problem`: why they are not read.
 function gapNote(item, problem = "") {
-  item.querySelector(".gap-note").textContent = problem ? `${GAP_NOTE} ${problem}` : GAP_NOTE;
+  const note = wordsOf(item).note;
+  item.querySelector(".gap-note").textContent = problem ? `${note} ${problem}` : note;
 }
 
 // In the room again: a marker's "Not connected" (its button pressed, or its reading cut
@@ -1281,7 +1297,7 @@ async function gapPage(request, m) {
   const missed = m.messages.filter((message) => message.id > Number(fill.item.dataset.after));
   await addQuietly(
     () => receiveAll(missed, { older: true, gap: true }),
-    (n) => `${count((fill.shown += n), "missed message")} shown.`,
+    (n) => `${count((fill.shown += n), wordsOf(fill.item).one)} shown.`,
   );
   if (state.gapFill !== fill) return;
   pageRead(m.before, m.messages.length ? m.messages[0].id : -Infinity);

@@ -205,8 +205,8 @@ export function pendingItem(sender, text) {
   return el("li", { className: "message mine pending", attrs: { "aria-hidden": "true" } }, [head, line]);
 }
 
-// Where missed messages are not on the page (app.js, "Gaps"): what that means, and a
-// real button that brings them. Not an li.message: nothing reads it as one.
+// Where messages are not on the page, missed or taken off (app.js, "Gaps"): what that
+// means, and a real button that brings them. Not an li.message: nothing reads it as one.
 export function gapItem(note) {
   const button = el("button", { text: "Show them", className: "gap-show", attrs: { type: "button" } });
   return el("li", { className: "gap" }, [el("span", { className: "gap-note", text: note }), " ", button]);
