@@ -8,6 +8,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from chatclient.crypto import encrypt
 from tests.browser.pages import (
     VISIBILITY_SCRIPT,
     WIDTHS,
@@ -644,6 +645,39 @@ def test_a_late_joiners_quote_of_a_deleted_message_says_so(width, server_with, n
     expect(message_item(bob, "answer to the oldest").locator(".quote")).to_have_text("Py: before the window")
     expect(message_item(bob, "answer to the gone one").locator(".quote")).to_have_text("Deleted message")
     assert bob.console_errors == []
+
+
+def test_quotes_of_messages_older_pages_turn_out_not_to_hold_say_they_were_deleted(server_with, new_page):
+    """Replies to m0 and m25, both deleted before Carol came, quote "Earlier message" in
+    her History. An older page (m1-m51, full) reads past m25 without it: its quote says
+    it was deleted; the next, empty, reaches the start of the room, and m0's does."""
+    server = server_with(CHAT_HISTORY_LIMIT="3", CHAT_RATE_BURST="200")
+    alice = new_page(server.http)
+    link = create_room(alice, "Older", "Alice")
+    with PythonClient(server.url) as bob:
+        bob.join(join_key_of(link), "Bob")
+        ids = bob.said(*(f"m{i}" for i in range(52)))
+        for quoted in ("m0", "m25"):
+            bob.send(type="ChatMessage", content=encrypt(bob.key, f"re: {quoted}"), reply_to=ids[quoted])
+            bob.expect("ChatMessage")
+        for quoted in ("m0", "m25"):
+            bob.send(type="DeleteMessage", id=ids[quoted])
+            bob.expect("MessageDeleted")
+        bob.said("last")
+    carol = new_page(link)
+    join_room(carol, "Carol")
+    quotes = carol.locator("#messages .quote")
+    expect(carol.locator("#messages li.message .text")).to_have_text(["re: m0", "re: m25", "last"])
+    expect(quotes).to_have_text(["Earlier message", "Earlier message"])
+    older = carol.get_by_role("button", name="Load older messages")
+    older.click()
+    expect(carol.locator("#messages li.message .text").first).to_have_text("m1")
+    expect(quotes).to_have_text(["Earlier message", "Deleted message"])
+    older.click()
+    expect(carol.locator("#history-start")).to_be_visible()
+    expect(quotes).to_have_text(["Deleted message", "Deleted message"])
+    assert len(frames(carol, "GetHistory")) == 2
+    assert carol.console_errors == []
 
 
 def test_a_page_resumes_as_its_participant_and_yields_to_another_tab(width, server_with, new_page):

@@ -1634,7 +1634,11 @@ const HANDLERS = {
     if (older) {
       state.olderRetries = 0;
       // A page short of what was asked for holds the room's first message: none is older.
-      olderArrived(m.messages.length < (request?.frame.limit ?? 1));
+      const start = m.messages.length < (request?.frame.limit ?? 1);
+      olderArrived(start);
+      // What it read and did not get (and at the start, anything older) was deleted: so
+      // say its quotes (deletedOrGone).
+      requote(start ? -Infinity : m.messages[0].id, m.before);
     }
   },
   ChatMessage: (m) => {
