@@ -23,6 +23,8 @@ from tests.browser.pages import (
     say,
     stored_contents,
 )
+from tests.browser.test_catch_up import SOCKETS_SCRIPT
+from tests.browser.test_conversations import menu_actions
 from tests.browser.test_files import file_items, pick, record_progress, tiny_png
 from tests.e2e.servers import manage
 
@@ -335,3 +337,44 @@ def test_a_copy_taken_for_the_file_before_its_first_card_came_is_shown_for_what_
     expect(texts).to_have_text(["File: minutes.txt", unverified, "one", "two"])
     expect(carol.locator("#messages li.message.unverified .sender")).to_have_count(0)
     assert carol.console_errors == []
+
+
+# A frame sent on the page's socket (SOCKETS_SCRIPT), as if the page sent it.
+SEND_ON_ITS_SOCKET = "(frame) => window.__sockets.at(-1).send(JSON.stringify(frame))"
+
+
+def test_ones_own_copy_taken_for_the_file_is_shown_as_any_copy_of_ones_own_is(server_with, new_page):
+    """Carol's case, where the copy is the page's own: Mallory's page (her name again, her
+    client gone) shows it as hers, the file, with Delete. Once an older page brings the
+    first card, it is a message that could not be verified, as a copy of hers read after
+    the first card is: like any message that does not verify, neither is attributed (no
+    sender, not "mine", no Delete), one's own or not."""
+    server = server_with(CHAT_HISTORY_LIMIT="3")
+    alice = new_page(server.http)
+    link = create_room(alice, "Sealed", "Alice", sealed=True)
+    with PythonClient(server.url) as mallory:
+        mallory.join_sealed(link, "Mallory")
+        card = mallory.upload_sealed(b"the minutes\n", "minutes.txt", "text/plain")
+        mallory.say_sealed(card)
+        mallory.say_sealed(card | {"name": "agenda.txt"})
+        mallory.say_sealed({"t": "text", "body": "one"})
+        mallory.say_sealed({"t": "text", "body": "two"})
+    page = new_page(link, init_script=SOCKETS_SCRIPT)
+    join_room(page, "Mallory")
+    texts = page.locator("#messages li.message .text")
+    expect(texts).to_have_text(["File: agenda.txt", "one", "two"])
+    items = page.locator("#messages li.message")
+    expect(items.first).to_have_class("message mine file")
+    assert menu_actions(page, items.first) == ["Reply", "Delete", "React"]
+    page.get_by_role("button", name="Load older messages").click()
+    unverified = "This message could not be verified."
+    expect(texts).to_have_text(["File: minutes.txt", unverified, "one", "two"])
+    # Another copy of hers, renamed, sent on her page's socket: read after the first card.
+    renamed = seal_message(mallory.sealed_keys.message_key, mallory.room_id, "Mallory", card | {"name": "x"})
+    page.evaluate(SEND_ON_ITS_SOCKET, {"type": "ChatMessage", "content": renamed})
+    expect(texts).to_have_text(["File: minutes.txt", unverified, "one", "two", unverified])
+    for copy in (items.nth(1), items.nth(4)):
+        expect(copy).to_have_class("message unverified")
+        assert copy.get_attribute("data-sender") is None and copy.locator(".sender").count() == 0
+        assert menu_actions(page, copy) == ["Reply", "React"]
+    assert page.console_errors == []

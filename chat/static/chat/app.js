@@ -551,7 +551,9 @@ function fileItems(fileId) {
 }
 
 // A message shown as a file whose card turned out to be a copy: it is shown as any
-// message that does not verify, with its quote and its reactions.
+// message that does not verify, with its quote and its reactions; like any, it is no
+// one's, not even when the page's person sent it (messageItem marks no such message
+// "mine", and rights offers no Delete), as is a copy of theirs read after the first card.
 function copyUnmasked(item) {
   const quote = item.querySelector(".quote");
   const message = { id: item.dataset.id, sent_at: item.dataset.sentAt, reply_to: quote?.dataset.replyTo ?? null };
