@@ -17,12 +17,15 @@ sockets of one address in it saying the least a message can be, as fast as they 
 let: what one address makes the server deliver; with --speakers-from N the 50 sockets
 come from N addresses, 127.0.5.1 to 127.0.5.N, each with its own per-address buckets;
 with --churn the --speakers sockets say nothing and instead join the room and leave it
-again as fast as their join limits let them: what comings and goings make it deliver).
+again as fast as their join limits let them: what comings and goings make it deliver;
+--speak-at: when the speakers start, the crowd joining until then, its joins refused
+for the room's deliveries sent again a second later).
 """
 
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -43,6 +46,7 @@ CROWD = 300  # --crowd
 SPEAKERS_FROM = 1  # --speakers-from
 SPEAKERS = 50  # --speakers
 CHURN = False  # --churn
+SPEAK_AT: float | None = None  # --speak-at
 
 
 def content(size: int) -> str:
@@ -270,14 +274,28 @@ async def crowd(port: int, source: str, until: float, got: Counter) -> None:
     key = await room(port, "127.0.0.1")
     loop = asyncio.get_running_loop()
 
+    crowd_in = asyncio.Event()  # every member of the crowd joined
+
     async def member(k: int) -> None:
         """Joins from an address of its own (5 an address) and reads every byte, unparsed.
-        The joins are spread over CROWD / 100 seconds, as the database queue lets them in."""
+        The joins are spread over CROWD / 100 seconds, as the database queue lets them in;
+        one refused `rate_limited` (its first frame) is sent again a second later, as the
+        page and chatclient do."""
         await asyncio.sleep(k / 100)
         raw = await Raw.open(port, f"127.0.3.{k // 5 + 1}")
+        join, joined = {"type": "JoinRoom", "join_key": key, "name": f"m{k}"}, False
         try:
-            await raw.send({"type": "JoinRoom", "join_key": key, "name": f"m{k}"})
+            await raw.send(join)
             while chunk := await loop.sock_recv(raw.sock, 1 << 16):
+                if not joined and b'"rate_limited"' in chunk[:200] and b'"RoomJoined"' not in chunk[:200]:
+                    got["crowd joins refused rate_limited"] += 1
+                    await asyncio.sleep(1.0)
+                    await raw.send(join)
+                    continue
+                if not joined:
+                    joined, got["crowd joined"] = True, got["crowd joined"] + 1
+                    if got["crowd joined"] == CROWD:
+                        crowd_in.set()
                 got["bytes delivered to the crowd"] += len(chunk)
             if time.monotonic() < until:
                 got["crowd members closed by the server"] += 1
@@ -336,7 +354,13 @@ async def crowd(port: int, source: str, until: float, got: Counter) -> None:
                 draining.cancel()
 
     crowd = [asyncio.create_task(member(k)) for k in range(CROWD)]
-    await asyncio.sleep(CROWD / 100 + 2)  # the crowd joins
+    if SPEAK_AT is None:
+        await asyncio.sleep(CROWD / 100 + 2)  # the crowd joins
+    else:  # the crowd joins (those refused for the room's deliveries, again) until then
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(crowd_in.wait(), SPEAK_AT - time.time())
+        await asyncio.sleep(SPEAK_AT - time.time())
+    got["crowd joined before the attack"] = got["crowd joined"]
     speak = churner if CHURN else speaker
     await asyncio.gather(*(speak(k) for k in range(SPEAKERS)), return_exceptions=True)
     for task in crowd:
@@ -405,9 +429,15 @@ if __name__ == "__main__":
     )
     parser.add_argument("--speakers", type=int, default=SPEAKERS, help="the crowd attack's speaking sockets")
     parser.add_argument("--churn", action="store_true", help="the speakers join and leave, saying nothing")
+    parser.add_argument(
+        "--speak-at",
+        type=float,
+        default=None,
+        help="the unix time the speakers start (the crowd joins until then); default: once it had time to",
+    )
     arguments = parser.parse_args()
     CROWD, SPEAKERS_FROM = arguments.crowd, arguments.speakers_from
-    SPEAKERS, CHURN = arguments.speakers, arguments.churn
+    SPEAKERS, CHURN, SPEAK_AT = arguments.speakers, arguments.churn, arguments.speak_at
     figures = asyncio.run(main(arguments))
     print(json.dumps({"scenario": "hostile", **figures}))
     sys.exit(0)

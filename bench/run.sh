@@ -321,19 +321,21 @@ start_relay() {
 # 50 other rooms chat, with DELIVERIES_PER_ADDRESS_* lifted and at its defaults; two
 # runs of each, alternating, each on a fresh process. The other rooms join first (a
 # saturated server once held their joins back until the attack was over, and the soak
-# then measured a quiet server); the attack starts 3 s later; its crowd joins for 10 s;
-# its 50 sockets speak from 12 s; the other rooms' 20 s soak sends from 17 s.
+# then measured a quiet server); the attack starts 3 s later; its crowd joins for 55 s
+# (each join takes the room's deliveries: at the defaults a room of 1,000 fills in about
+# 45 s); its 50 sockets speak from 58 s; the other rooms' 20 s soak sends from 63 s.
 # CROWD_SPEAKERS_FROM=N: the 50 sockets from N addresses instead, and the room's bound
 # (DELIVERIES_PER_ROOM_*) lifted and at its defaults. CROWD_CHURN=1: 200 sockets of 20
 # addresses join and leave the room as fast as their join limits let them, saying
-# nothing, with both deliveries bounds lifted and at their defaults.
+# nothing, in a room of 500 (its crowd joins for 12 s), with both deliveries bounds
+# lifted and at their defaults.
 crowd_pairs() {
-    local from=${CROWD_SPEAKERS_FROM:-1} port=8750 run label suffix="" lifted churn=()
+    local from=${CROWD_SPEAKERS_FROM:-1} port=8750 run label suffix="" lifted churn=() crowd=1000 fill=55
     if [ "${CROWD_CHURN:-0}" = 1 ]; then
-        echo "== crowd: 200 sockets of 20 addresses joining and leaving a room of 1,000, without and with the deliveries bounds =="
+        echo "== crowd: 200 sockets of 20 addresses joining and leaving a room of 500, without and with the deliveries bounds =="
         lifted=(DELIVERIES_PER_ADDRESS_BURST=1000000000 DELIVERIES_PER_ADDRESS_SUSTAINED=1000000000
             DELIVERIES_PER_ROOM_BURST=1000000000 DELIVERIES_PER_ROOM_SUSTAINED=1000000000)
-        from=20 suffix="-churn" churn=(--churn --speakers 200)
+        from=20 suffix="-churn" churn=(--churn --speakers 200) crowd=500 fill=12
     elif [ "$from" = 1 ]; then
         echo "== crowd: one address chatting in a room of 1,000, without and with its deliveries bound =="
         lifted=(DELIVERIES_PER_ADDRESS_BURST=1000000000 DELIVERIES_PER_ADDRESS_SUSTAINED=1000000000)
@@ -346,19 +348,24 @@ crowd_pairs() {
         for label in lifted defaults; do
             port=$((port + 1))
             # Every limit at its default (this script lifts them for the loads above).
+            # The crowd reads every byte but answers no ping: pinged every 10 minutes, it
+            # is not closed as dead (40 s after it joined) before its run is over.
             if [ "$label" = lifted ]; then
-                start_one "$port" "${DEFAULT_LIMITS[@]}" "${lifted[@]}"
+                start_one "$port" "${DEFAULT_LIMITS[@]}" "${lifted[@]}" SERVE_ARGS="--ping-interval 600"
             else
-                start_one "$port" "${DEFAULT_LIMITS[@]}"
+                start_one "$port" "${DEFAULT_LIMITS[@]}" SERVE_ARGS="--ping-interval 600"
             fi
             local attacks="${TMPDIR:-/tmp}/bench-crowd-$$.json" soak="${TMPDIR:-/tmp}/bench-crowd-soak-$$.json"
+            local t0
+            t0=$(date +%s)
             $PY bench/loadgen.py --sources 50 --json --url "ws://127.0.0.1:$port/ws/" soak --rooms 50 \
                 --members 5 --rate 5 --duration 20 --sample-every 2 --server-pid "${PIDS[0]}" \
-                --start-at "$(($(date +%s) + 17))" >"$soak" &
+                --start-at "$((t0 + 3 + fill + 5))" >"$soak" &
             local soaker=$!
             sleep 3
-            $PY bench/hostile.py --port "$port" --duration 43 --attack crowd --crowd 1000 \
-                --speakers-from "$from" "${churn[@]}" --server-pid "${PIDS[0]}" >"$attacks" &
+            $PY bench/hostile.py --port "$port" --duration "$((fill + 34))" --attack crowd --crowd "$crowd" \
+                --speakers-from "$from" "${churn[@]}" --speak-at "$((t0 + 3 + fill))" \
+                --server-pid "${PIDS[0]}" >"$attacks" &
             local attacker=$!
             wait "$soaker" || true
             record "crowd-soak-$label$run$suffix" <"$soak"
