@@ -122,6 +122,16 @@ class PythonClient:
             ids[text] = self.expect("ChatMessage")["id"]
         return ids
 
+    def answered_then_deleted(self, ids: dict[str, int], *quoted: str) -> None:
+        """Reply to each of the `quoted` messages ("re: m0"), then delete them: replies
+        whose quotes are of deleted messages."""
+        for text in quoted:
+            self.send(type="ChatMessage", content=encrypt(self.key, f"re: {text}"), reply_to=ids[text])
+            self.expect("ChatMessage")
+        for text in quoted:
+            self.send(type="DeleteMessage", id=ids[text])
+            self.expect("MessageDeleted")
+
     def join_sealed(self, link: str, name: str) -> None:
         """Join the sealed room of `link`, holding its keys: `say_sealed` then sends as
         a member whose client would send anything."""

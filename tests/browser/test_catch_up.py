@@ -356,12 +356,7 @@ def test_quotes_of_messages_a_gap_turns_out_not_to_hold_say_they_were_deleted(se
     with PythonClient(server.url) as bob:
         first_three(alice, bob, link)
         ids = away(alice, bob, 670)
-        for quoted in ("m300", "m10"):
-            bob.send(type="ChatMessage", content=encrypt(bob.key, f"re: {quoted}"), reply_to=ids[quoted])
-            bob.expect("ChatMessage")
-        for quoted in ("m300", "m10"):
-            bob.send(type="DeleteMessage", id=ids[quoted])
-            bob.expect("MessageDeleted")
+        bob.answered_then_deleted(ids, "m300", "m10")
         come_back(alice, "Gone meanwhile")
         gap = alice.locator("#messages li.gap")
         expect(gap).to_have_count(1, timeout=20_000)

@@ -8,7 +8,6 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from chatclient.crypto import encrypt
 from tests.browser.pages import (
     VISIBILITY_SCRIPT,
     WIDTHS,
@@ -657,12 +656,7 @@ def test_quotes_of_messages_older_pages_turn_out_not_to_hold_say_they_were_delet
     with PythonClient(server.url) as bob:
         bob.join(join_key_of(link), "Bob")
         ids = bob.said(*(f"m{i}" for i in range(52)))
-        for quoted in ("m0", "m25"):
-            bob.send(type="ChatMessage", content=encrypt(bob.key, f"re: {quoted}"), reply_to=ids[quoted])
-            bob.expect("ChatMessage")
-        for quoted in ("m0", "m25"):
-            bob.send(type="DeleteMessage", id=ids[quoted])
-            bob.expect("MessageDeleted")
+        bob.answered_then_deleted(ids, "m0", "m25")
         bob.said("last")
     carol = new_page(link)
     join_room(carol, "Carol")

@@ -313,11 +313,10 @@ def test_a_file_that_is_not_the_image_it_says_is_neither_shared_nor_previewed(se
     expect(item.get_by_role("button", name="fake.png", exact=True)).to_be_visible()
 
 
-def test_a_copy_taken_for_the_file_before_its_first_card_came_is_shown_for_what_it_is(server_with, new_page):
-    """Carol joins after the file's first card (her History of 3 starts at a renamed copy
-    of it), so the copy is all she knows of the file, and is shown as it. Once an older
-    page brings the first card, the copy is a message that could not be verified (it
-    stayed the file, under the copier's name for it, beside the real one)."""
+def a_copy_after_the_minutes(server_with, new_page) -> tuple[str, PythonClient, dict]:
+    """Alice's sealed room, where Mallory shares the minutes, then a renamed copy of their
+    card, then two messages: a History of 3 (CHAT_HISTORY_LIMIT) starts at the copy.
+    Returns the room's link, Mallory's client (gone) and the card."""
     server = server_with(CHAT_HISTORY_LIMIT="3")
     alice = new_page(server.http)
     link = create_room(alice, "Sealed", "Alice", sealed=True)
@@ -328,6 +327,15 @@ def test_a_copy_taken_for_the_file_before_its_first_card_came_is_shown_for_what_
         mallory.say_sealed(card | {"name": "agenda.txt"})
         mallory.say_sealed({"t": "text", "body": "one"})
         mallory.say_sealed({"t": "text", "body": "two"})
+    return link, mallory, card
+
+
+def test_a_copy_taken_for_the_file_before_its_first_card_came_is_shown_for_what_it_is(server_with, new_page):
+    """Carol joins after the file's first card (her History of 3 starts at a renamed copy
+    of it), so the copy is all she knows of the file, and is shown as it. Once an older
+    page brings the first card, the copy is a message that could not be verified (it
+    stayed the file, under the copier's name for it, beside the real one)."""
+    link, mallory, card = a_copy_after_the_minutes(server_with, new_page)
     carol = new_page(link)
     join_room(carol, "Carol")
     texts = carol.locator("#messages li.message .text")
@@ -349,16 +357,7 @@ def test_ones_own_copy_taken_for_the_file_is_shown_as_any_copy_of_ones_own_is(se
     first card, it is a message that could not be verified, as a copy of hers read after
     the first card is: like any message that does not verify, neither is attributed (no
     sender, not "mine", no Delete), one's own or not."""
-    server = server_with(CHAT_HISTORY_LIMIT="3")
-    alice = new_page(server.http)
-    link = create_room(alice, "Sealed", "Alice", sealed=True)
-    with PythonClient(server.url) as mallory:
-        mallory.join_sealed(link, "Mallory")
-        card = mallory.upload_sealed(b"the minutes\n", "minutes.txt", "text/plain")
-        mallory.say_sealed(card)
-        mallory.say_sealed(card | {"name": "agenda.txt"})
-        mallory.say_sealed({"t": "text", "body": "one"})
-        mallory.say_sealed({"t": "text", "body": "two"})
+    link, mallory, card = a_copy_after_the_minutes(server_with, new_page)
     page = new_page(link, init_script=SOCKETS_SCRIPT)
     join_room(page, "Mallory")
     texts = page.locator("#messages li.message .text")

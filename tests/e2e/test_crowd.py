@@ -21,8 +21,8 @@ ROOM = 1 + CROWD + ATTACKERS + 1  # the owner, the crowd, the attackers, one mor
 BURST, SUSTAINED = 10 * ROOM, ROOM  # ten messages at once, then one a second
 
 
-async def said_to(member: Client, sender: str) -> list[dict]:
-    """The chat messages from `sender`'s sockets (names starting with it) that reached
+async def heard(member: Client, kinds: tuple[str, ...], field: str, prefix: str) -> list[dict]:
+    """The frames of `kinds` whose `field` (a name) starts with `prefix` that reached
     `member` until the room is quiet for a second."""
     got = []
     while True:
@@ -30,8 +30,13 @@ async def said_to(member: Client, sender: str) -> list[dict]:
             frame = await member.recv(within=1)
         except TimeoutError:
             return got
-        if frame["type"] == "ChatMessage" and frame["sender"].startswith(sender):
+        if frame["type"] in kinds and frame[field].startswith(prefix):
             got.append(frame)
+
+
+async def said_to(member: Client, sender: str) -> list[dict]:
+    """The chat messages from `sender`'s sockets (names starting with it)."""
+    return await heard(member, ("ChatMessage",), "sender", sender)
 
 
 async def crowd_room(
@@ -149,16 +154,9 @@ async def test_an_address_typing_in_a_large_room_keeps_half_its_deliveries_for_w
 
 
 async def told_of(member: Client, prefix: str) -> list[str]:
-    """The names starting with `prefix` whose comings and goings reached `member` until
-    the room is quiet for a second."""
-    told = []
-    while True:
-        try:
-            frame = await member.recv(within=1)
-        except TimeoutError:
-            return told
-        if frame["type"] in ("ParticipantJoined", "ParticipantLeft") and frame["name"].startswith(prefix):
-            told.append(frame["name"])
+    """The names starting with `prefix` whose comings and goings reached `member`."""
+    frames = await heard(member, ("ParticipantJoined", "ParticipantLeft"), "name", prefix)
+    return [frame["name"] for frame in frames]
 
 
 async def churn(client: Client, join_key: str, name: str, until: float) -> list[str]:
