@@ -436,6 +436,9 @@ JOINED = (
 def charge(
     conn: Connection, room_id: uuid.UUID, amount: int, keep: float, said: tuple[str, str]
 ) -> OverLimit | None:
+    """Take `amount` deliveries (at most a burst) from the address's bucket and the room's,
+    each leaving `keep` of its burst; refused, take nothing and return the refusal, which
+    says `said` (the address's words, the room's)."""
     room, address = str(room_id), conn.address or "unknown"
     wanted = min(amount, settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ROOM_BURST)
     if not room_deliveries.take(address, wanted, keep=keep * settings.DELIVERIES_PER_ADDRESS_BURST):
