@@ -701,8 +701,12 @@ class ChatClient:
 
     async def _enter_room(self, seat: _Seat, frame: dict[str, Any], reply_type: str) -> RoomInfo:
         self._joining = seat  # the reader takes it up with the reply, before any History
+        # A create is refused for its rate by limits counted per hour and minute
+        # (ROOMS_PER_HOUR, JOINS_PER_MINUTE), which `retry_rate_limited`'s minute of waits
+        # does not outlast: it is not sent again. A join is (a busy room's deliveries).
+        patient = reply_type != "RoomCreated"
         try:
-            await self._request([frame], lambda reply: reply["type"] == reply_type, _nothing)
+            await self._request([frame], lambda reply: reply["type"] == reply_type, _nothing, patient=patient)
         except ChatError as exc:
             if exc.code == "server_tampered":
                 await self._send([{"type": "LeaveRoom"}])  # seated there, but not here

@@ -558,6 +558,30 @@ async def test_a_request_refused_for_its_rate_is_sent_again_only_when_asked(monk
             await client.close()
 
 
+async def test_a_create_refused_for_its_rate_is_not_sent_again():
+    """A `CreateRoom` is refused `rate_limited` by limits counted per hour and minute
+    (ROOMS_PER_HOUR: "wait 14 minutes"; JOINS_PER_MINUTE): a client asked to retry
+    refusals (the terminal chat's is) sent it again for a minute, and then failed with
+    the same refusal. It fails at once, once sent; a join is still sent again."""
+
+    class Full(FakeRoom):
+        async def reply(self, websocket, frame):
+            if frame["type"] in ("CreateRoom", "JoinRoom") and len(self.sent(frame["type"])) == 1:
+                return {"type": "Error", "code": "rate_limited", "message": "Too many; wait 14 minutes."}
+            return await super().reply(websocket, frame)
+
+    room = Full()
+    async with fake_server(room) as url:
+        client = await ChatClient.connect(url, retry_rate_limited=3)
+        with pytest.raises(ChatError) as refused:
+            await asyncio.wait_for(client.create_room("R"), 5)
+        assert refused.value.code == "rate_limited" and "14 minutes" in refused.value.message
+        assert len(room.sent("CreateRoom")) == 1
+        assert (await asyncio.wait_for(client.join_room("k", "Bob"), 5)).name == FAKE_ROOM["name"]
+        assert len(room.sent("JoinRoom")) == 2
+        await client.close()
+
+
 async def test_typing_never_answers_for_a_request_and_needs_a_room():
     """Typing went out beside the request lock: its not_in_room Error answered the join
     in flight, which raised while the server had seated the client."""
