@@ -293,7 +293,8 @@ async def crowd(port: int, source: str, until: float, got: Counter) -> None:
                     await raw.send(join)
                     continue
                 if not joined:
-                    joined, got["crowd joined"] = True, got["crowd joined"] + 1
+                    joined = True
+                    got["crowd joined"] += 1
                     if got["crowd joined"] == CROWD:
                         crowd_in.set()
                 got["bytes delivered to the crowd"] += len(chunk)
@@ -304,11 +305,13 @@ async def crowd(port: int, source: str, until: float, got: Counter) -> None:
         finally:
             raw.close()
 
+    def speaker_address(k: int) -> str:
+        return source if SPEAKERS_FROM == 1 else f"127.0.5.{k % SPEAKERS_FROM + 1}"
+
     async def churner(k: int) -> None:
         """Joins, leaves and joins again, as often as the join limits let it; a second's
         pause after each refusal."""
-        address = source if SPEAKERS_FROM == 1 else f"127.0.5.{k % SPEAKERS_FROM + 1}"
-        async with await ws(port, address) as attacker:
+        async with await ws(port, speaker_address(k)) as attacker:
             while time.monotonic() < until:
                 await attacker.send(json.dumps({"type": "JoinRoom", "join_key": key, "name": f"s{k}"}))
                 answer = await outcome(attacker, "RoomJoined")
@@ -321,8 +324,7 @@ async def crowd(port: int, source: str, until: float, got: Counter) -> None:
                 await attacker.send(json.dumps({"type": "LeaveRoom"}))
 
     async def speaker(k: int) -> None:
-        address = source if SPEAKERS_FROM == 1 else f"127.0.5.{k % SPEAKERS_FROM + 1}"
-        async with await ws(port, address) as attacker:
+        async with await ws(port, speaker_address(k)) as attacker:
             for _ in range(10):  # an address's joins at once are bounded: again, a moment later
                 await attacker.send(json.dumps({"type": "JoinRoom", "join_key": key, "name": f"s{k}"}))
                 if (answer := await outcome(attacker, "RoomJoined")) == "RoomJoined":
