@@ -306,6 +306,8 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
             selectors.door_cache.forget(command.join_key)  # closed: no more password checks
         raise
     seat = take_seat(conn, joined.seat)
+    hub.seated(seat.room_id, [participant_id for participant_id, _ in joined.present])
+    charge_the_rest(conn, seat.room_id, len(joined.present) - 1)
     await remember_room(conn, seat)  # before the reply, as in create_room
     event("join", room=seat.room_id, participant=seat.participant_id, owner=seat.is_owner)
     names = [name for _, name in joined.present]
@@ -395,9 +397,10 @@ def take_deliveries(conn: Connection) -> None:
     one address within them all still had a room of a thousand handed 4,700 messages in
     30 s (bench/README.md, "A crowd in one room"); the address's bucket bounds what one
     address's chat costs the process, whatever the room's size, and the room's what many
-    addresses together can make one room cost it. Only the sender's process counts, and
-    only its own sockets: the room's sockets on other processes cost those, uncharged
-    (docs/protocol-notes.md)."""
+    addresses together can make one room cost it. The room's sockets in every process
+    count (`hub.members_in`): charged for its own process's alone, a sender on a process
+    where the room has few (a wrong affinity hint) had the room's process hand out what
+    it liked. The buckets are the sender's process's (docs/protocol-notes.md)."""
     if (refused := charge_deliveries(conn)) is not None:
         raise refused
 
@@ -408,18 +411,32 @@ def charge_deliveries(conn: Connection, keep: float = 0.0) -> OverLimit | None:
     its burst asks); on a refusal, take nothing and return the refusal."""
     assert conn.seat is not None  # in a room: its caller's require_room
     room_id = conn.seat.room_id
-    return charge(conn, room_id, hub.sockets_in(room_id), keep, SAID)
+    return charge(conn, room_id, hub.members_in(room_id), keep, SAID)
 
 
 def charge_presence(conn: Connection, room_id: uuid.UUID) -> OverLimit | None:
     """What a join costs: its `ParticipantJoined`, and its `ParticipantLeft` to come, to
-    each socket of the room in this process, from its address's and its room's buckets.
-    Comings and goings from many addresses, each within its join limits, had a room of a
-    thousand cost a process as much as chat (bench/README.md, "Comings and goings in one
-    room"). Taken before the join as a message's are, so that many joins at once cannot
-    pass one check together, and given back if the join is refused or told to nobody (a
-    seat resumed while present)."""
-    return charge(conn, room_id, 2 * hub.sockets_in(room_id), 0.0, JOINED)
+    each socket of the room, from its address's and its room's buckets. Comings and
+    goings from many addresses, each within its join limits, had a room of a thousand
+    cost a process as much as chat (bench/README.md, "Comings and goings in one room").
+    Taken before the join as a message's are, so that many joins at once cannot pass one
+    check together, for the room's members this process knows of (`hub.members_in`); what
+    the join then finds present beyond them is spent after it (`charge_the_rest`). All of
+    it is given back if the join is refused or told to nobody (a seat resumed while
+    present)."""
+    return charge(conn, room_id, 2 * hub.members_in(room_id), 0.0, JOINED)
+
+
+def charge_the_rest(conn: Connection, room_id: uuid.UUID, present: int) -> None:
+    """A join found `present` participants in the room besides itself, more than this
+    process knew of when it took its deliveries (the room's members are on other
+    processes): what it owes them is spent whatever the buckets hold, as the join is in."""
+    room, taken = conn.deliveries or (str(room_id), 0)
+    owed = min(2 * present, settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ROOM_BURST) - taken
+    if owed > 0:
+        room_deliveries.spend(conn.address or "unknown", owed)
+        room_fan_out.spend(room, owed)
+        conn.deliveries = (room, taken + owed)  # all given back if nobody is told
 
 
 # What a refusal by the address's and by the room's deliveries says.

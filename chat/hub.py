@@ -146,6 +146,9 @@ class RoomOrder:
         # Participant id -> when (the clock) an admin's removal of it was handed out,
         # the oldest first, for REMOVED_WINDOW seconds and at most REMOVED_KEPT of them.
         self.removed: dict[int, float] = {}
+        # The room's participants present in every process, as the last local join read
+        # them and the presence events handed out since told (`Hub.members_in`).
+        self.present: set[int] = set()
 
     def news(self, event: RoomEvent) -> bool:
         """Whether a presence event is handed out: not the arrival of a seat an admin
@@ -165,9 +168,14 @@ class RoomOrder:
                 if len(self.removed) <= REMOVED_KEPT and now - at <= window:
                     break
                 del self.removed[oldest]
-            return True
         removed_at = self.removed.get(participant_id)
-        return not event.get("joined") or removed_at is None or now - removed_at > window
+        if not event.get("joined"):
+            self.present.discard(participant_id)
+            return True
+        if removed_at is None or now - removed_at > window:
+            self.present.add(participant_id)
+            return True
+        return False
 
     def note(self, event: RoomEvent) -> None:
         """A change is handed out: keep its seq, forgetting the least recent past CHANGES_KEPT."""
@@ -473,6 +481,23 @@ class Hub:
     def sockets_in(self, room_id: uuid.UUID) -> int:
         """How many of this process's sockets the room's events are handed to."""
         return len(self.rooms.get(room_id.hex, ()))
+
+    def members_in(self, room_id: uuid.UUID) -> int:
+        """How many sockets the room's events are handed to in every process, as far as
+        this one knows: the room's participants present (`seated`), or its own sockets
+        if more. Unknown (0) while it has no socket in the room."""
+        room = room_id.hex
+        order = self.order.get(room)
+        return max(len(self.rooms.get(room, ())), len(order.present) if order is not None else 0)
+
+    def seated(self, room_id: uuid.UUID, present: list[int]) -> None:
+        """A local join read the room's participants present: they are what this process
+        knows of the room's members from now on, with the presence events handed out after
+        (a departure handed out between that read and this call is counted again until
+        the next local join: an estimate, for the room's deliveries)."""
+        order = self.order.get(room_id.hex)
+        if order is not None:
+            order.present = set(present)
 
     def depart(self, room_id: uuid.UUID, outbox: Outbox) -> None:
         """The socket is handed nothing more of the room (at once, no waiting)."""

@@ -203,7 +203,10 @@ class ChatError(Exception):
 
 
 class ConnectionLost(ChatError):
-    """The connection is gone for good, or could not be opened; `close_code` says how it closed."""
+    """The connection could not be opened, is gone for good, or dropped under a request
+    that is not sent again (the client may be mending that drop meanwhile: the next
+    request then waits for the rejoin); `close_code` says how it closed, and `code` may be
+    a refusal's (a rejoin's `room_closed`, `forbidden`, ...) once the client gives up."""
 
     def __init__(self, code: str, message: str, close_code: int | None = None) -> None:
         super().__init__(code, message)

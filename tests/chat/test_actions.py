@@ -16,7 +16,7 @@ from chat.address_limits import address_joins, room_creations
 from chat.errors import CloseCode, ErrorCode, ProtocolError
 from chat.hub import hub
 from chat.ratelimit import TokenBucket
-from tests.helpers import Socketless, in_loop, make_room, refusal
+from tests.helpers import Socketless, in_loop, join_seat, make_room, refusal
 
 ADDRESS = "203.0.113.5"  # the `connection` fixture's
 
@@ -236,14 +236,14 @@ async def test_a_message_its_address_may_not_store_gives_the_connections_token_b
 @pytest.fixture
 def deliveries(settings, monkeypatch):
     """DELIVERIES_PER_ADDRESS_* at a burst of 10 that never refills, in fresh buckets (and
-    fresh DELIVERIES_PER_ROOM_* ones), and the room's sockets in this process as the test
+    fresh DELIVERIES_PER_ROOM_* ones), and the room's sockets in every process as the test
     sets `.sockets` (4 to start with)."""
     settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ADDRESS_SUSTAINED = 10, 0
     monkeypatch.setattr(actions, "room_deliveries", ratelimit.AddressBuckets(*DELIVERY_SETTINGS))
     monkeypatch.setattr(actions, "room_fan_out", ratelimit.AddressBuckets(*ROOM_DELIVERY_SETTINGS))
     monkeypatch.setattr(ratelimit.chat_bytes, "take", lambda address, amount: True)
     room = types.SimpleNamespace(sockets=4)
-    monkeypatch.setattr(hub, "sockets_in", lambda room_id: room.sockets)
+    monkeypatch.setattr(hub, "members_in", lambda room_id: room.sockets)
     return room
 
 
@@ -450,6 +450,31 @@ async def test_a_join_refused_or_told_to_nobody_gives_its_deliveries_back(connec
     for opened in (again, taken_name):
         opened.conn.seat = None
         await actions.close_connection(opened.conn, 1000)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_rooms_members_on_other_processes_cost_what_is_said_and_joined_here(
+    connection, settings, monkeypatch
+):
+    """Charged for this process's sockets alone, a sender on a process where the room has
+    none but its own (an affinity hint not its room's) had the room's process hand out
+    what its chat rate and bytes let through. A join pays for the participants it finds
+    present in every process, and a message for those its room's hub knows of."""
+    settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ADDRESS_SUSTAINED = 20, 0
+    monkeypatch.setattr(actions, "room_deliveries", ratelimit.AddressBuckets(*DELIVERY_SETTINGS))
+    monkeypatch.setattr(actions, "room_fan_out", ratelimit.AddressBuckets(*ROOM_DELIVERY_SETTINGS))
+    monkeypatch.setattr(ratelimit.chat_bytes, "take", lambda address, amount: True)
+    room, _, _ = await actions.database(make_room)()
+    for k in range(8):  # the owner and eight more, their sockets on other processes
+        await actions.database(join_seat)(room, f"Elsewhere {k}")
+    conn = connection.conn
+    conn.chat_bucket = TokenBucket(burst=100, rate=0)
+    await actions.join_room(conn, join_of(room, "Ann"))
+    actions.frame_done(conn, 0)
+    assert hub.sockets_in(room.pk) == 1 and hub.members_in(room.pk) == 10
+    assert actions.room_deliveries.bucket(ADDRESS, time.monotonic()).tokens == 2  # 20 - 2 * 9
+    refused = await refusal(conn, actions.chat_message, protocol.ChatMessage(content="x", reply_to=None))
+    assert refused.code == ErrorCode.RATE_LIMITED and "room this size" in refused.message
 
 
 async def test_members_checks_the_room_then_reads_then_unread(connection, settings, backlog_full):

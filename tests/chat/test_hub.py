@@ -505,6 +505,38 @@ def test_an_arrival_of_a_seat_an_admin_just_removed_is_dropped_and_the_removals_
     assert order.news(presence(9, True))
 
 
+async def test_a_hub_counts_its_rooms_members_in_every_process_from_a_join_and_the_presence_since(settings):
+    """`Hub.members_in`: what a room's events cost to hand out in every process (the
+    deliveries a sender's process charges, chat/actions.py), from the participants a local
+    join read (`seated`) and the arrivals and departures handed out since, or the local
+    sockets if more; nothing before a local socket is in the room, nor after the last left."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}
+    hub = Hub()
+    hub.position, hub.stored = standing_at(0), nothing
+    room_id = uuid.UUID(hex=X)
+    assert hub.members_in(room_id) == 0
+    hub.seated(room_id, [1, 2, 3])  # no local socket: nothing to count for
+    assert hub.members_in(room_id) == 0
+    socket = FakeSocket()
+    outbox = Outbox(socket.send, socket.close)
+    await hub.join(room_id, outbox)
+    assert hub.members_in(room_id) == 1  # its own socket, before its join read the room
+    hub.seated(room_id, [1, 2, 3, 4])  # three of them on other processes
+
+    def presence(participant_id: int, joined: bool, **marks) -> dict:
+        return {"room": X, "text": "t", "participant_id": participant_id, "joined": joined, **marks}
+
+    for event in (presence(5, True), presence(5, True), presence(2, False), presence(9, False)):
+        hub.deliver(event)  # told twice, or a departure of one it never counted: no drift
+    assert hub.members_in(room_id) == 4  # 1, 3, 4, 5
+    hub.deliver(presence(3, False, removed=True))
+    hub.deliver(presence(3, True))  # the arrival an admin's removal interrupted: dropped
+    assert hub.members_in(room_id) == 3
+    await hub.leave(room_id, outbox)
+    assert hub.members_in(room_id) == 0
+    hub.task.cancel()
+
+
 async def test_a_new_subscriber_starts_after_what_is_stored(settings):
     """Messages stored before the hub joined are in the joiner's History: not sent again."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.InMemoryChannelLayer"}}

@@ -62,7 +62,7 @@ async def crowd_room(
 
 def joins_cost(before: int, count: int) -> int:
     """What `count` joins, one after another, into a room of `before` sockets cost its
-    deliveries: two to each socket already in (chat.actions.spend_presence)."""
+    deliveries: two to each socket already in (chat.actions.charge_presence)."""
     return sum(2 * (before + k) for k in range(count))
 
 
@@ -208,3 +208,41 @@ async def test_comings_and_goings_in_a_large_room_are_held_to_its_deliveries(sql
     await other.say("still here")
     assert [frame["sender"] for frame in await said_to(crowd[0], "Other")] == ["Other"]
     await asyncio.gather(*(client.close() for client in [owner, *crowd, *attackers, other]))
+
+
+async def test_senders_on_a_process_the_room_is_not_on_are_held_to_its_deliveries(shared_env, servers):
+    """Behind nginx a socket lands where its affinity hint says, and a hint is the
+    client's word: attackers on a process where the room has none of its members were
+    charged for their own sockets alone, and the room's process handed out all their
+    chat rate let through. They are now charged for the room's members in every process
+    (chat.hub.Hub.members_in): their address's bucket holds them to a few messages."""
+    attackers_count, heard_at_once = 5, 10
+    room = 1 + CROWD + attackers_count  # what a message costs once the attackers are in
+    joined = joins_cost(1 + CROWD, attackers_count)  # their joins, to the crowd and each other
+    env = {**shared_env, **ROOMY, "DELIVERIES_PER_ROOM_BURST": "1000000"}
+    env |= {
+        "DELIVERIES_PER_ADDRESS_BURST": str(joined + heard_at_once * room),
+        "DELIVERIES_PER_ADDRESS_SUSTAINED": str(room),  # one message a second
+    }
+    rooms_process, elsewhere = servers(env, 2)
+    started = time.monotonic()
+    owner = await Client.open(rooms_process.url, close_timeout=1, **from_address("127.0.40.1"))
+    join_key = (await owner.create("Town hall"))["room_info"]["join_key"]
+    crowd = []
+    for k in range(CROWD):
+        crowd.append(
+            await Client.open(rooms_process.url, close_timeout=1, **from_address(f"127.0.41.{k // 5 + 1}"))
+        )
+        await crowd[-1].join(join_key, f"m{k}")
+    attackers = []
+    for k in range(attackers_count):
+        attackers.append(await Client.open(elsewhere.url, close_timeout=1, **from_address("127.0.42.1")))
+        await attackers[-1].join(join_key, f"x{k}")
+
+    await asyncio.gather(*(attacker.say(f"spam {n}") for attacker in attackers for n in range(FRAMES)))
+    heard = await said_to(crowd[0], "x")
+    elapsed = time.monotonic() - started
+    # Their own chat rate lets 20 of each one's 30 through: 100 messages, all heard before.
+    assert 5 <= len(heard) <= heard_at_once + int(elapsed) + 2, (len(heard), elapsed)
+    assert (await errors_of(attackers)).count("rate_limited") >= attackers_count * FRAMES - len(heard) - 5
+    await asyncio.gather(*(client.close() for client in [owner, *crowd, *attackers]))

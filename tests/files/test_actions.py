@@ -64,7 +64,7 @@ async def test_an_upload_past_its_addresss_deliveries_is_judged_on_its_base64_fi
     settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ADDRESS_SUSTAINED = 3, 0
     buckets = ratelimit.AddressBuckets("DELIVERIES_PER_ADDRESS_BURST", "DELIVERIES_PER_ADDRESS_SUSTAINED")
     monkeypatch.setattr(actions, "room_deliveries", buckets)
-    monkeypatch.setattr(hub, "sockets_in", lambda room_id: 2)
+    monkeypatch.setattr(hub, "members_in", lambda room_id: 2)
     buckets.spend(conn.address, 3)  # spent by the address's other sockets
     assert await code_of(conn, file_actions.upload_file, upload(BAD)) == "invalid_field"
     refused = await refusal(conn, file_actions.upload_file, upload(GOOD))
