@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chatclient.crypto import encrypt
-from tests.browser.pages import PythonClient, create_room, join_key_of, join_room
+from tests.browser.pages import PythonClient, create_room, join_key_of, join_room, wait_until
 from tests.browser.test_catch_up import SOCKETS_SCRIPT, come_back, go_offline
 from tests.browser.test_files import tiny_png
 
@@ -101,10 +101,13 @@ FIRST_IN_VIEW = """(list) => {
 }"""
 
 
-def more_came_while_scrolled(server_with, new_page, room: str, scroll: str, more: int, init_script=None):
+def more_came_while_scrolled(
+    server_with, new_page, room: str, scroll: str, more: int, init_script=None, then=None
+):
     """Alice's page shows m0-m499 in `room`, she scrolls the list (`scroll`, a function of
-    it in JavaScript), and Bob says `more` after them; returns her page and the first item
-    in view, with its offset, before they came (FIRST_IN_VIEW)."""
+    it in JavaScript), and Bob says `more` after them, then does `then(alice, bob)` if
+    given; returns her page and the first item in view, with its offset, before they came
+    (FIRST_IN_VIEW)."""
     server = server_with(**FAST)
     alice = new_page(server.http, init_script=init_script)
     link = create_room(alice, room, "Alice")
@@ -117,6 +120,8 @@ def more_came_while_scrolled(server_with, new_page, room: str, scroll: str, more
         place = alice.locator("#messages").evaluate(FIRST_IN_VIEW)
         flood(bob, more, first=KEPT)
         expect(texts.last).to_have_text(f"m{KEPT + more - 1}")
+        if then is not None:
+            then(alice, bob)
     return alice, place
 
 
@@ -150,7 +155,7 @@ def test_a_marker_for_what_the_tab_took_off_does_not_say_it_was_missed(server_wi
     """The marker of m450-m749, which the tab showed and took off while scrolled near the
     start, says they are not shown to save memory (not that they were missed), with a
     problem too, and after it; its messages shown are told as messages, not missed ones.
-    Back online, the catch-up reads m500-m799 again: the marker stands for m450-m499."""
+    Back online, the catch-up leaves them off: the marker still stands for m450-m749."""
     scroll = "(list) => { list.scrollTop = list.scrollHeight / 4; }"
     alice, _ = more_came_while_scrolled(server_with, new_page, "Trimmed", scroll, 300, SOCKETS_SCRIPT)
     gap = alice.locator("#messages li.gap")
@@ -160,14 +165,39 @@ def test_a_marker_for_what_the_tab_took_off_does_not_say_it_was_missed(server_wi
     gap.get_by_role("button", name="Show them").click()
     expect(note).to_have_text(f"{TRIM_NOTE} Not connected. Try again once reconnected.")
     come_back(alice, "Trimmed")
-    expect(alice.locator("#messages li.gap + li.message .text")).to_have_text("m500", timeout=20_000)
+    wait_until(alice, lambda: sum("before" in frame for frame in alice.frames_received) == 3, "the catch-up")
+    expect(alice.locator("#messages li.gap + li.message .text")).to_have_text("m750")
     expect(note).to_have_text(TRIM_NOTE)
     gap.get_by_role("button", name="Show them").click()
     expect(gap).to_have_count(0, timeout=20_000)
-    expect(alice.locator("#announcements")).to_have_text("50 messages shown.")
-    # Scrolled to the marker by the clicks, the tab took the oldest off as the catch-up's came.
-    texts = alice.locator("#messages li.message .text").all_text_contents()
-    assert texts[-350:] == [f"m{i}" for i in range(450, 800)]
+    expect(alice.locator("#announcements")).to_have_text("300 messages shown.")
+    assert alice.locator("#messages li.message .text").all_text_contents() == [f"m{i}" for i in range(800)]
+    assert alice.console_errors == []
+
+
+def test_back_online_the_catch_up_leaves_what_the_tab_took_off_with_its_marker(server_with, new_page):
+    """The tab, scrolled near the start, took m450-m749 off; its socket drops, and Bob
+    says n1 and n2 meanwhile. Back online, the catch-up reads the room back and tells only
+    n1 and n2 as missed: what the tab took off stays behind its marker, and the list keeps
+    500 (the catch-up read m502-m749 in again, told 250 missed messages, and left 750)."""
+
+    def away(alice, bob):
+        go_offline(alice)
+        bob.said("n1", "n2")
+        come_back(alice, "Kept off")
+        texts = alice.locator("#messages li.message .text")
+        expect(texts.last).to_have_text("n2")
+        pages = lambda: sum("before" in frame for frame in alice.frames_received)  # noqa: E731
+        wait_until(alice, lambda: pages() == 3, "the catch-up's three pages")
+        expect(texts).to_have_count(KEPT)
+        expect(alice.locator("#announcements")).to_have_text("2 missed messages.")
+
+    scroll = "(list) => { list.scrollTop = list.scrollHeight / 4; }"
+    alice, _ = more_came_while_scrolled(server_with, new_page, "Kept off", scroll, 300, SOCKETS_SCRIPT, away)
+    gap = alice.locator("#messages li.gap")
+    expect(gap.locator(".gap-note")).to_have_text(TRIM_NOTE)
+    expect(alice.locator("#messages li.message:has(+ li.gap) .text")).to_have_text("m449")
+    expect(alice.locator("#messages li.gap + li.message .text")).to_have_text("m752")
     assert alice.console_errors == []
 
 

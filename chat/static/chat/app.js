@@ -629,6 +629,7 @@ async function receiveMessage(message, { live = false, older = false, gap = fals
 //   (Gaps) stands where they were, its button reads them again. The list's end (and
 //   "Jump to latest") still shows the newest messages. Not while a catch-up or a gap's
 //   reading is under way: their pages would read messages into the marker as it grows.
+//   A catch-up's end takes off what came past that number meanwhile (caughtUp).
 const MESSAGES_KEPT = Math.max(500, config.history_limit);
 const NEWEST_KEPT = 50;
 
@@ -1010,6 +1011,13 @@ function resendPending() {
 // socket's READS_PER_MINUTE (60); a page shows more than that only after long reading,
 // and those older ones are left as they are. A page refused for its rate is asked again
 // after a delay, never at once. Missed messages it does not reach are marked (Gaps).
+//
+// What the page showed and took off to bound its memory (keepRecent) is not missed: the
+// catch-up leaves it off (tookOff), and says nothing of it, so that it is neither told
+// nor counted as missed, and the list does not grow back past MESSAGES_KEPT with it. The
+// page knows which ids those are without keeping them: those older than the oldest it
+// shows, and those a marker of taken-off messages stands for (its range). Older pages
+// and the marker's button read them again when the person asks.
 const CATCH_UP_PAGES = 3;
 const CATCH_UP_PAGE = 100;
 const NEWEST = Number.MAX_SAFE_INTEGER; // GetHistory before every id: the newest page
@@ -1052,6 +1060,7 @@ function rejoinHistory(job, messages) {
 function caughtUp() {
   leaveGap(state.catchUp);
   stopCatchUp();
+  keepRecent(); // what came while it read, scrolled near the list's start, was not taken off
   resendPending();
 }
 
@@ -1072,18 +1081,26 @@ async function catchUpPage(request, m) {
     for (const message of m.messages) {
       const item = messageById(message.id);
       if (item) await refreshMessage(item, message);
-      else if (message.id > job.floor && (await receiveMessage(message))) added += 1;
+      else if (message.id > job.floor && !tookOff(message.id) && (await receiveMessage(message))) added += 1;
     }
     return added;
   };
   await addQuietly(missed, (n) => toldMissed(job, n));
   if (state.catchUp !== job) return;
-  pageRead(m.before, oldest);
+  pageRead(m.before, oldest, { catchUp: true });
   job.whole ||= oldest <= job.top;
   if (job.reached !== null) job.reached = Math.min(job.reached, oldest);
   job.pages += 1;
   if (!m.messages.length || oldest <= job.floor || job.pages >= CATCH_UP_PAGES) return caughtUp();
   readPage(oldest);
+}
+
+// A message the page showed and took off (keepRecent): older than those it holds now
+// (trimOldest, the catch-up's messages may have taken some off meanwhile), or in a
+// marker of messages it took off (trimNewest).
+function tookOff(id) {
+  const gap = gapOf(id);
+  return id < state.minId || Boolean(gap && gap.dataset.kind === "trimmed");
 }
 
 // A shown message as a page has it now: its latest edit (unless a live one is newer) and
@@ -1182,9 +1199,11 @@ function gapOf(id) {
 }
 
 // A page held every message of the room from `oldest` (-Infinity: none left) up to
-// `before` (excluded).
-function pageRead(before, oldest) {
+// `before` (excluded). A catch-up's left out those of a marker of messages the page took
+// off (tookOff): that marker still stands for them.
+function pageRead(before, oldest, { catchUp = false } = {}) {
   for (const item of gaps()) {
+    if (catchUp && item.dataset.kind === "trimmed") continue;
     const [after, below] = [Number(item.dataset.after), Number(item.dataset.below)];
     if (before < below || oldest >= below) continue;
     if (holeEmpty(after, oldest)) closeGap(item);
