@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from chatclient.crypto import encrypt
 from tests.browser.pages import PythonClient, create_room, join_key_of, join_room, wait_until
-from tests.browser.test_catch_up import SOCKETS_SCRIPT, come_back, go_offline
+from tests.browser.test_catch_up import GAP_NOTE, SOCKETS_SCRIPT, come_back, go_offline
 from tests.browser.test_files import tiny_png
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -198,6 +198,45 @@ def test_back_online_the_catch_up_leaves_what_the_tab_took_off_with_its_marker(s
     expect(gap.locator(".gap-note")).to_have_text(TRIM_NOTE)
     expect(alice.locator("#messages li.message:has(+ li.gap) .text")).to_have_text("m449")
     expect(alice.locator("#messages li.gap + li.message .text")).to_have_text("m752")
+    assert alice.console_errors == []
+
+
+# The marker's button is no longer reading (or the marker is gone).
+MARKER_READ = """() => {
+  const button = document.querySelector("#messages li.gap button");
+  return !button || button.getAttribute("aria-disabled") !== "true";
+}"""
+
+
+def test_a_marker_for_both_missed_and_taken_off_messages_says_they_were_missed(server_with, new_page):
+    """The tab, scrolled near the start, took m450-m749 off; offline, it misses m800-m1219,
+    and its catch-up (a History of 5 and three pages) leaves m800-m914 marked missed. Its
+    end takes off the 305 past 500, which joins the two markers in one, from m450 to
+    m1169: it says they were missed (some were never shown; it said they were taken off
+    to save memory), and its button brings them all back."""
+
+    def away(alice, bob):
+        go_offline(alice)
+        bob.said(*(f"m{i}" for i in range(800, 1220)))
+        come_back(alice, "Both")
+        wait_until(
+            alice, lambda: sum("before" in frame for frame in alice.frames_received) == 3, "the catch-up"
+        )
+
+    scroll = "(list) => { list.scrollTop = list.scrollHeight / 4; }"
+    limited = lambda **settings: server_with(CHAT_HISTORY_LIMIT="5", **settings)  # noqa: E731
+    alice, _ = more_came_while_scrolled(limited, new_page, "Both", scroll, 300, SOCKETS_SCRIPT, away)
+    gap = alice.locator("#messages li.gap")
+    expect(alice.locator("#messages li.message .text")).to_have_count(KEPT)
+    expect(gap).to_have_count(1)
+    expect(alice.locator("#messages li.message:has(+ li.gap) .text")).to_have_text("m449")
+    expect(alice.locator("#messages li.gap + li.message .text")).to_have_text("m1170")
+    expect(gap.locator(".gap-note")).to_have_text(GAP_NOTE)
+    show = gap.get_by_role("button", name="Show them")
+    while gap.count():  # three pages a click
+        show.click()
+        wait_until(alice, lambda: alice.evaluate(MARKER_READ), "the marker's pages", within=20)
+    assert alice.locator("#messages li.message .text").all_text_contents() == [f"m{i}" for i in range(1220)]
     assert alice.console_errors == []
 
 

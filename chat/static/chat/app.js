@@ -724,6 +724,9 @@ function trimNewest(list, newest, count) {
   }
   const marker = markers.find((item) => item.contains(document.activeElement)) ?? markers[0] ?? gapMarker("trimmed");
   for (const other of markers) if (other !== marker) closeGap(other);
+  const words = wordsOf(marker);
+  marker.dataset.kind = [...new Set(["trimmed", ...markers.flatMap(kindsOf)])].sort().join(" ");
+  if (wordsOf(marker) !== words) gapNote(marker);
   marker.dataset.after = above.dataset.id;
   placeGap(list, marker, Number(newest.dataset.id));
 }
@@ -1100,7 +1103,7 @@ async function catchUpPage(request, m) {
 // marker of messages it took off (trimNewest).
 function tookOff(id) {
   const gap = gapOf(id);
-  return id < state.minId || Boolean(gap && gap.dataset.kind === "trimmed");
+  return id < state.minId || Boolean(gap && kindsOf(gap).includes("trimmed"));
 }
 
 // A shown message as a page has it now: its latest edit (unless a live one is newer) and
@@ -1142,13 +1145,17 @@ function askedAgain(job, error, again) {
 //
 // A marker says why its messages are not shown (data-kind): missed while the page was
 // away, or taken off by the page itself to bound its memory, though the person may well
-// have read them.
+// have read them. One that stands for both (trimNewest took messages off around a missed
+// hole, and one marker took the place of both) lists both kinds, and says they were
+// missed, true of both: some of them the person was never shown. A catch-up reads none
+// of it (tookOff); its button reads the whole of it.
 const GAP_NOTE = "Messages you missed are not shown here.";
 const GAP_WORDS = {
   missed: { note: GAP_NOTE, them: "the messages you missed", one: "missed message" },
   trimmed: { note: "Some messages are not shown here to save memory.", them: "them again", one: "message" },
 };
-const wordsOf = (item) => GAP_WORDS[item.dataset.kind];
+const kindsOf = (item) => item.dataset.kind.split(" ");
+const wordsOf = (item) => GAP_WORDS[kindsOf(item).includes("missed") ? "missed" : "trimmed"];
 
 function gapMarker(kind) {
   const item = gapItem(GAP_WORDS[kind].note);
@@ -1203,7 +1210,7 @@ function gapOf(id) {
 // off (tookOff): that marker still stands for them.
 function pageRead(before, oldest, { catchUp = false } = {}) {
   for (const item of gaps()) {
-    if (catchUp && item.dataset.kind === "trimmed") continue;
+    if (catchUp && kindsOf(item).includes("trimmed")) continue;
     const [after, below] = [Number(item.dataset.after), Number(item.dataset.below)];
     if (before < below || oldest >= below) continue;
     if (holeEmpty(after, oldest)) closeGap(item);
