@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chatclient.crypto import encrypt
-from tests.browser.pages import PythonClient, create_room, join_key_of, join_room, wait_until
+from tests.browser.pages import PythonClient, create_room, join_key_of, join_room, message_item, wait_until
 from tests.browser.test_catch_up import GAP_NOTE, SOCKETS_SCRIPT, come_back, go_offline
 from tests.browser.test_files import tiny_png
 
@@ -300,6 +300,28 @@ def test_what_a_marker_brings_back_goes_in_and_the_view_stays(server_with, new_p
     first, offset = listing.evaluate(FIRST_IN_VIEW)
     assert first == place[0] and abs(offset - place[1]) < 1, (first, offset, place)
     assert shown(alice) == 800
+    assert alice.console_errors == []
+
+
+def test_a_marker_closed_from_the_keyboard_leaves_the_focus_on_the_first_message_it_brought(
+    server_with, new_page
+):
+    """Scrolled to the marker of m450-m749, the person presses its button with the keyboard:
+    once they are in and the marker goes, the focus is on m450, the first message it
+    brought, to read on from there (it went to m750, below them all), and what is in view
+    stays where it is on screen."""
+    scroll = "(list) => { list.scrollTop = list.scrollHeight / 4; }"
+    alice, _ = more_came_while_scrolled(server_with, new_page, "Keyboard", scroll, 300)
+    listing = alice.locator("#messages")
+    listing.evaluate(TO_THE_MARKER["above"])
+    show = alice.locator("#messages li.gap").get_by_role("button", name="Show them")
+    show.focus()
+    place = listing.evaluate(FIRST_IN_VIEW)
+    show.press("Enter")
+    expect(alice.locator("#messages li.gap")).to_have_count(0, timeout=20_000)
+    expect(message_item(alice, "m450")).to_be_focused()
+    first, offset = listing.evaluate(FIRST_IN_VIEW)
+    assert first == place[0] and abs(offset - place[1]) < 1, (first, offset, place)
     assert alice.console_errors == []
 
 

@@ -1230,9 +1230,21 @@ function requote(after, below) {
   }
 }
 
+// A marker closed while its button has the focus hands it to the first message read
+// into its hole (the first after data-after, in reading order), so that a keyboard or
+// screen reader user reads on from there, not below what was just brought; the view
+// does not move for it.
 function closeGap(item) {
   state.gapsWaiting = state.gapsWaiting.filter((other) => other !== item);
   if (state.gapFill?.item === item) stopGapFill();
+  if (item.contains(document.activeElement)) {
+    const after = Number(item.dataset.after);
+    const first = [...$("messages").querySelectorAll("li.message[data-id]")].find((o) => Number(o.dataset.id) > after);
+    if (first) {
+      first.tabIndex = -1;
+      first.focus({ preventScroll: true });
+    }
+  }
   removeMessageItem(item);
 }
 
