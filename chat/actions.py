@@ -243,6 +243,7 @@ async def create_room(conn: Connection, command: protocol.CreateRoom) -> None:
         raise
     conn.outbox.keep_stale(None)
     await hub.join(seat.room_id, conn.outbox)
+    hub.seated(seat.room_id, [seat.participant_id])  # whoever joins elsewhere, the hub hears of
     take_seat(conn, seat)
     # Before the reply: a page that fetches /files/<id> right after must be let in.
     await remember_room(conn, seat)

@@ -477,6 +477,27 @@ async def test_a_rooms_members_on_other_processes_cost_what_is_said_and_joined_h
     assert refused.code == ErrorCode.RATE_LIMITED and "room this size" in refused.message
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_a_rooms_creator_is_among_the_members_its_process_counts(connection):
+    """No join read the room for its creator: it is counted from the start, beside those
+    its hub hears join on other processes."""
+    conn = connection.conn
+    await actions.create_room(conn, CREATE)
+    room_id = conn.seat.room_id
+    assert hub.members_in(room_id) == 1
+    elsewhere = conn.seat.participant_id + 1
+    hub.deliver(
+        {
+            "room": room_id.hex,
+            "text": "{}",
+            "participant_id": elsewhere,
+            "joined": True,
+            "exclude": conn.outbox.id,
+        }
+    )
+    assert hub.members_in(room_id) == 2
+
+
 async def test_members_checks_the_room_then_reads_then_unread(connection, settings, backlog_full):
     conn = connection.conn
     settings.READS_PER_MINUTE = 0
