@@ -30,6 +30,8 @@ from chat.hub import deletion_events, hub, publish, publish_all
 from chat.oplog import error_event, event
 from chat.outbox import WRITABLE, WRITE_NOW, Outbox, add_backlog, large_reply_fits
 from chat.ratelimit import (
+    AddressBuckets,
+    RedisAddressBuckets,
     SlidingWindow,
     TokenBucket,
     chat_bytes,
@@ -39,6 +41,7 @@ from chat.ratelimit import (
     room_deliveries,
     room_fan_out,
     shared_bytes,
+    shared_deliveries,
     take_slot,
     uploads_in_flight,
 )
@@ -79,9 +82,10 @@ class Connection:
     slot: SlidingWindow | TokenBucket | None = None  # the window place (or token) this frame took
     join_claim: tuple[str, str] | None = None  # and its place in its address's joins
     reserved: int = 0  # what this frame's large reply holds of its address's backlog
-    # The room and what this frame took of its address's DELIVERIES_PER_ADDRESS_* and of
-    # its room's DELIVERIES_PER_ROOM_* (take_deliveries), given back if it is refused.
-    deliveries: tuple[str, int] | None = None
+    # The room, what this frame took of its address's DELIVERIES_PER_ADDRESS_* and of its
+    # room's DELIVERIES_PER_ROOM_* (take_deliveries), and the two buckets it took it
+    # from: given back if it is refused.
+    deliveries: "Charged | None" = None
 
     def send(self, message: dict) -> None:
         """Queue a reply behind everything queued for this socket before it."""
@@ -263,7 +267,7 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
     door = remembered = selectors.door_cache.get(command.join_key)
     if door is None:
         door = await open_door(command.join_key)
-    if (refused := charge_presence(conn, door.room.pk)) is not None:
+    if (refused := await charge_presence(conn, door.room.pk)) is not None:
         raise refused
     if door.password_hash:
         # Argon2 runs in low-priority threads, beside the loop and the database thread;
@@ -308,7 +312,7 @@ async def join_room(conn: Connection, command: protocol.JoinRoom) -> None:
         raise
     seat = take_seat(conn, joined.seat)
     hub.seated(seat.room_id, [participant_id for participant_id, _ in joined.present])
-    charge_the_rest(conn, seat.room_id, len(joined.present) - 1)
+    charge_the_rest(conn, len(joined.present) - 1)
     await remember_room(conn, seat)  # before the reply, as in create_room
     event("join", room=seat.room_id, participant=seat.participant_id, owner=seat.is_owner)
     names = [name for _, name in joined.present]
@@ -381,7 +385,7 @@ async def take_chat(conn: Connection, content: str | None = None) -> None:
     if not conn.chat_bucket.take():
         raise OverLimit("CHAT_RATE_*")
     conn.slot = conn.chat_bucket  # given back if the frame is refused for its rate after all
-    take_deliveries(conn)
+    await take_deliveries(conn)
     size = 0 if content is None else len(content)
     if size > settings.CHAT_MAX_CONTENT:
         raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE)
@@ -391,7 +395,7 @@ async def take_chat(conn: Connection, content: str | None = None) -> None:
         raise OverLimit("CHAT_BYTES_PER_ADDRESS_*", "Too much stored from this address; wait a moment.")
 
 
-def take_deliveries(conn: Connection) -> None:
+async def take_deliveries(conn: Connection) -> None:
     """What handing the frame's room event out costs this process: a delivery for each of
     the process's sockets in the room, from its address's DELIVERIES_PER_ADDRESS_* and
     from its room's DELIVERIES_PER_ROOM_*. Every other limit counts frames or bytes, and
@@ -401,21 +405,22 @@ def take_deliveries(conn: Connection) -> None:
     addresses together can make one room cost it. The room's sockets in every process
     count (`hub.members_in`): charged for its own process's alone, a sender on a process
     where the room has few (a wrong affinity hint) had the room's process hand out what
-    it liked. The buckets are the sender's process's (docs/protocol-notes.md)."""
-    if (refused := charge_deliveries(conn)) is not None:
+    it liked. With Redis the buckets are every process's (`shared_deliveries`), else
+    this one's (docs/protocol-notes.md)."""
+    if (refused := await charge_deliveries(conn)) is not None:
         raise refused
 
 
-def charge_deliveries(conn: Connection, keep: float = 0.0) -> OverLimit | None:
+async def charge_deliveries(conn: Connection, keep: float = 0.0) -> OverLimit | None:
     """Take the frame's deliveries from both buckets (take_deliveries), each leaving `keep`
     of its burst (a Typing's TYPING_KEEPS; 0: a full bucket lends what a room larger than
     its burst asks); on a refusal, take nothing and return the refusal."""
     assert conn.seat is not None  # in a room: its caller's require_room
     room_id = conn.seat.room_id
-    return charge(conn, room_id, hub.members_in(room_id), keep, SAID)
+    return await charge(conn, room_id, hub.members_in(room_id), keep, SAID)
 
 
-def charge_presence(conn: Connection, room_id: uuid.UUID) -> OverLimit | None:
+async def charge_presence(conn: Connection, room_id: uuid.UUID) -> OverLimit | None:
     """What a join costs: its `ParticipantJoined`, and its `ParticipantLeft` to come, to
     each socket of the room, from its address's and its room's buckets. Comings and
     goings from many addresses, each within its join limits, had a room of a thousand
@@ -425,19 +430,21 @@ def charge_presence(conn: Connection, room_id: uuid.UUID) -> OverLimit | None:
     the join then finds present beyond them is spent after it (`charge_the_rest`). All of
     it is given back if the join is refused or told to nobody (a seat resumed while
     present)."""
-    return charge(conn, room_id, 2 * hub.members_in(room_id), 0.0, JOINED)
+    return await charge(conn, room_id, 2 * hub.members_in(room_id), 0.0, JOINED)
 
 
-def charge_the_rest(conn: Connection, room_id: uuid.UUID, present: int) -> None:
+def charge_the_rest(conn: Connection, present: int) -> None:
     """A join found `present` participants in the room besides itself, more than this
     process knew of when it took its deliveries (the room's members are on other
     processes): what it owes them is spent whatever the buckets hold, as the join is in."""
-    room, taken = conn.deliveries or (str(room_id), 0)
-    owed = min(2 * present, settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ROOM_BURST) - taken
+    charged = conn.deliveries
+    assert charged is not None  # the join's charge_presence
+    owed = min(2 * present, settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ROOM_BURST)
+    owed -= charged.amount
     if owed > 0:
-        room_deliveries.spend(conn.address or "unknown", owed)
-        room_fan_out.spend(room, owed)
-        conn.deliveries = (room, taken + owed)  # all given back if nobody is told
+        charged.by_address.spend(conn.address or "unknown", owed)
+        charged.by_room.spend(charged.room, owed)
+        charged.amount += owed  # all given back if nobody is told
 
 
 # What a refusal by the address's and by the room's deliveries says.
@@ -451,30 +458,53 @@ JOINED = (
 )
 
 
-def charge(
+@dataclass(slots=True)
+class Charged:
+    """What a frame took of the deliveries (`charge`), and from which buckets."""
+
+    room: str
+    amount: int
+    by_address: AddressBuckets | RedisAddressBuckets
+    by_room: AddressBuckets | RedisAddressBuckets
+
+
+async def charge(
     conn: Connection, room_id: uuid.UUID, amount: int, keep: float, said: tuple[str, str]
 ) -> OverLimit | None:
     """Take `amount` deliveries (at most a burst) from the address's bucket and the room's,
-    each leaving `keep` of its burst; refused, take nothing and return the refusal, which
-    says `said` (the address's words, the room's)."""
+    with Redis those of every process (`shared_deliveries`); refused, take nothing and
+    return the refusal, which says `said` (the address's words, the room's). With `keep`
+    (a Typing's), only from this process's buckets, each leaving `keep` of its burst: a
+    hint, which never asks Redis."""
     room, address = str(room_id), conn.address or "unknown"
     wanted = min(amount, settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ROOM_BURST)
-    if not room_deliveries.take(address, wanted, keep=keep * settings.DELIVERIES_PER_ADDRESS_BURST):
+    shared = None if keep else shared_deliveries()
+    if shared is None:
+        if not room_deliveries.take(address, wanted, keep=keep * settings.DELIVERIES_PER_ADDRESS_BURST):
+            return OverLimit("DELIVERIES_PER_ADDRESS_*", said[0])
+        if not room_fan_out.take(room, wanted, keep=keep * settings.DELIVERIES_PER_ROOM_BURST):
+            room_deliveries.give_back(address, wanted)
+            return OverLimit("DELIVERIES_PER_ROOM_*", said[1])
+        # Given back if the frame is refused after all (`refuse`).
+        conn.deliveries = Charged(room, wanted, room_deliveries, room_fan_out)
+        return None
+    by_address, by_room = shared
+    if not await by_address.take(address, wanted):
         return OverLimit("DELIVERIES_PER_ADDRESS_*", said[0])
-    if not room_fan_out.take(room, wanted, keep=keep * settings.DELIVERIES_PER_ROOM_BURST):
-        room_deliveries.give_back(address, wanted)
+    if not await by_room.take(room, wanted):
+        by_address.give_back(address, wanted)
         return OverLimit("DELIVERIES_PER_ROOM_*", said[1])
-    conn.deliveries = (room, wanted)  # given back if the frame is refused after all (`refuse`)
+    conn.deliveries = Charged(room, wanted, by_address, by_room)
     return None
 
 
 def give_back_deliveries(conn: Connection) -> None:
     """What the frame took (`charge`) and will not hand out: it was refused, or its room
     is told nothing."""
-    if conn.deliveries is not None:
-        (room, amount), conn.deliveries = conn.deliveries, None
-        room_deliveries.give_back(conn.address or "unknown", amount)
-        room_fan_out.give_back(room, amount)
+    if (charged := conn.deliveries) is not None:
+        conn.deliveries = None
+        charged.by_address.give_back(conn.address or "unknown", charged.amount)
+        charged.by_room.give_back(charged.room, charged.amount)
 
 
 async def edit_message(conn: Connection, command: protocol.EditMessage) -> None:
@@ -531,7 +561,7 @@ async def typing(conn: Connection, command: protocol.Typing) -> None:
     now = monotonic()
     if now - conn.typed_at < TYPING_INTERVAL:
         return
-    if charge_deliveries(conn, keep=TYPING_KEEPS) is not None:
+    if await charge_deliveries(conn, keep=TYPING_KEEPS) is not None:
         return  # dropped as the others are: typing is a hint
     conn.typed_at = now
     await publish(seat.room_id, protocol.typing_message(seat.name), exclude=conn.outbox.id)

@@ -337,18 +337,27 @@ return tostring(grant) .. ' ' .. tostring(wait)
 
 
 class RedisAddressBuckets:
-    """CHAT_BYTES_PER_ADDRESS_* shared by every server process: one token bucket per
-    address in Redis, from which a process leases what a take needs and up to
-    CHAT_BYTES_LEASE more, and spends that without asking again. So one Redis call
-    pays for many messages, and all processes together store at most what the one
+    """`local`'s buckets (CHAT_BYTES_PER_ADDRESS_*, DELIVERIES_PER_*) shared by every
+    server process: one token bucket per address (or room) in Redis, from which a
+    process leases what a take needs and up to `lease_setting` (CHAT_BYTES_LEASE,
+    DELIVERIES_LEASE) more, and spends that without asking again. So one Redis call
+    pays for many messages, and all processes together take at most what the one
     bucket lets through (what they hold leased is taken from it). A refused take learns
     how long the bucket will stay short, and the address's takes until then are refused
     without asking (a client that keeps sending costs Redis nothing more). If Redis
     fails, the take falls back to `local`, this process's own buckets."""
 
-    def __init__(self, host: str | dict, prefix: str, local: AddressBuckets) -> None:
-        self.quota = RedisQuota("stored-bytes", host, prefix)
+    def __init__(
+        self,
+        host: str | dict,
+        prefix: str,
+        local: AddressBuckets,
+        name: str = "stored-bytes",
+        lease_setting: str = "CHAT_BYTES_LEASE",
+    ) -> None:
+        self.quota = RedisQuota(name, host, prefix)
         self.local = local
+        self.lease_setting = lease_setting
         # Per address, least recently used first: what this process holds leased, and
         # until when (monotonic) its bucket is known to be short.
         self.leases: dict[str, float] = {}
@@ -377,21 +386,31 @@ class RedisAddressBuckets:
         return taken
 
     async def lease(self, address: str, need: float) -> tuple[float, float]:
-        """(bytes granted, seconds the bucket stays short of `need` when none were)."""
+        """(what was granted, seconds the bucket stays short of `need` when nothing was)."""
         answer = await self.quota.client().eval(
             _LEASE,
             1,
             self.quota.key(address),
-            settings.CHAT_BYTES_PER_ADDRESS_BURST,
-            settings.CHAT_BYTES_PER_ADDRESS_SUSTAINED,
+            getattr(settings, self.local.burst_setting),
+            getattr(settings, self.local.rate_setting),
             need,
-            settings.CHAT_BYTES_LEASE,
+            getattr(settings, self.lease_setting),
         )
         grant, wait = (answer.decode() if isinstance(answer, bytes) else answer).split()
         return float(grant), float(wait)
 
+    def give_back(self, address: str, amount: float) -> None:
+        """What a take did not use, to this process's lease (spent by its next takes)."""
+        remember(self.leases, address, self.leases.pop(address, 0.0) + amount)
+
+    def spend(self, address: str, amount: float) -> None:
+        """Take `amount` whatever the lease holds (what was already sent): it may go below
+        nothing, and the next take then leases that much more."""
+        remember(self.leases, address, self.leases.pop(address, 0.0) - amount)
+
 
 _stored_bytes: dict[tuple[str, str], RedisAddressBuckets] = {}
+_deliveries: dict[tuple[str, str], tuple[RedisAddressBuckets, RedisAddressBuckets]] = {}
 
 
 def shared_bytes() -> RedisAddressBuckets | None:
@@ -399,4 +418,17 @@ def shared_bytes() -> RedisAddressBuckets | None:
     first host and prefix), falling back to `chat_bytes`; None: `chat_bytes` alone."""
     return redis_clients.on_layer_redis(
         _stored_bytes, lambda host, prefix: RedisAddressBuckets(host, prefix, chat_bytes)
+    )
+
+
+def shared_deliveries() -> tuple[RedisAddressBuckets, RedisAddressBuckets] | None:
+    """DELIVERIES_PER_ADDRESS_* and DELIVERIES_PER_ROOM_* in Redis when the channel layer
+    is channels_redis, falling back to `room_deliveries` and `room_fan_out`: the address's
+    and the room's, each one bucket for every process; None: those of the process."""
+    return redis_clients.on_layer_redis(
+        _deliveries,
+        lambda host, prefix: (
+            RedisAddressBuckets(host, prefix, room_deliveries, "deliveries", "DELIVERIES_LEASE"),
+            RedisAddressBuckets(host, prefix, room_fan_out, "room-deliveries", "DELIVERIES_LEASE"),
+        ),
     )

@@ -528,15 +528,16 @@ CHAT_RATE_SUSTAINED = env.float("CHAT_RATE_SUSTAINED", 10)
 # address adds at most about 1.3 GiB a day to the disk (docs/protocol-notes.md).
 CHAT_BYTES_PER_ADDRESS_BURST = env.int("CHAT_BYTES_PER_ADDRESS_BURST", 2 * 1024 * 1024)
 CHAT_BYTES_PER_ADDRESS_SUSTAINED = env.int("CHAT_BYTES_PER_ADDRESS_SUSTAINED", 16 * 1024)
-# What one client address's room events may cost this process to hand out, counted in
-# deliveries (a socket of the room each): its chat messages, edits, deletes, reactions,
-# file messages and Typing. Burst, then per second. In a room of five that is 1,000
+# What one client address's room events may cost to hand out, counted in deliveries (a
+# socket of the room each, in every process): its chat messages, edits, deletes,
+# reactions, file messages and Typing. Burst, then per second; with Redis one bucket for
+# every process (DELIVERIES_LEASE), else the process's own. In a room of five that is 1,000
 # messages a second; in a room of a thousand, 5 a second after 50 at once: one address
 # (a venue's NAT, too) cannot keep a process busy by chatting in a large room.
 DELIVERIES_PER_ADDRESS_BURST = env.int("DELIVERIES_PER_ADDRESS_BURST", 50_000)
 DELIVERIES_PER_ADDRESS_SUSTAINED = env.int("DELIVERIES_PER_ADDRESS_SUSTAINED", 5_000)
-# What one room's chat may cost this process to hand out, whoever says it: the same
-# deliveries, from a bucket of the room's. Twenty addresses, each within its own bucket
+# What one room's chat may cost to hand out, whoever says it: the same deliveries, from a
+# bucket of the room's (with Redis, one for every process). Twenty addresses, each within its own bucket
 # above, could still keep a process busy in one large room and slow every other room;
 # this bounds one room's share. In a room of a thousand: 100 messages at once, then 20 a
 # second; in a room of fifty, 400 a second.
@@ -551,6 +552,9 @@ READ_BYTES_PER_ADDRESS_SUSTAINED = env.int("READ_BYTES_PER_ADDRESS_SUSTAINED", 4
 # With Redis, what a process takes from an address's bucket at once beyond what a frame
 # needs, to spend without asking Redis again (chat/ratelimit.py RedisAddressBuckets).
 CHAT_BYTES_LEASE = env.int("CHAT_BYTES_LEASE", 64 * 1024)
+# The same for the deliveries buckets (DELIVERIES_PER_*): a room of five asks Redis once
+# in 400 messages, a room of a thousand once in two.
+DELIVERIES_LEASE = env.int("DELIVERIES_LEASE", 2_000)
 # Most chat messages (or reactions) a process stores in one transaction (chat/batching.py).
 CHAT_WRITE_BATCH = env.int("CHAT_WRITE_BATCH", 200)
 # Least seconds between the starts of two such transactions: under load the messages of

@@ -42,7 +42,7 @@ async def upload_file(conn: Connection, command: protocol.UploadFile) -> None:
     conn.slot = conn.uploads
     if not seat.sealed:  # the room's file message; a sealed room's card pays as chat
         try:
-            take_deliveries(conn)
+            await take_deliveries(conn)
         except OverLimit:
             await check_content(command)
             raise

@@ -363,3 +363,30 @@ async def test_with_redis_down_what_an_address_stores_is_counted_in_the_process(
     down = process_bytes("down", host="redis://127.0.0.1:1/0")
     assert [await down.take("10.4.4.4", 600) for _ in range(5)] == [True, True, True, True, False]
     assert "counting per process" in caplog.text
+
+
+def process_deliveries(prefix: str) -> RedisAddressBuckets:
+    """One process's view of an address's deliveries (chat.ratelimit.shared_deliveries)."""
+    local = AddressBuckets("DELIVERIES_PER_ADDRESS_BURST", "DELIVERIES_PER_ADDRESS_SUSTAINED")
+    return RedisAddressBuckets(redis_layer_host(REDIS_URL), prefix, local, "deliveries", "DELIVERIES_LEASE")
+
+
+@pytest.mark.redis
+async def test_an_addresss_deliveries_are_one_bucket_for_every_process(settings):
+    """Each process charged an address's deliveries to its own bucket, so its sockets on
+    two processes had a room handed out twice what one bucket holds. Now they share one,
+    as stored bytes do; what a refused frame gives back goes to its process's lease, and
+    what a join owes beyond its take (chat.actions.charge_the_rest) is that lease's debt,
+    leased from the bucket by the next take."""
+    settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ADDRESS_SUSTAINED = 1_000, 0.001
+    settings.DELIVERIES_LEASE = 100
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    one, two = process_deliveries(prefix), process_deliveries(prefix)
+    taken = [await (one, two)[n % 2].take("10.5.5.5", 50) for n in range(40)]
+    assert 14 <= taken.count(True) <= 20, taken  # 1,000 / 50, less what the leases hold
+    one.give_back("10.5.5.5", 50)
+    assert await one.take("10.5.5.5", 50)  # from its lease: the bucket is empty
+    assert await two.take("10.5.5.6", 50)  # another address: a bucket of its own
+    two.spend("10.5.5.6", 2_000)  # more than the bucket holds
+    assert not await two.take("10.5.5.6", 1)
+    await one.quota.client().delete(one.quota.key("10.5.5.5"), one.quota.key("10.5.5.6"))
