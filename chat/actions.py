@@ -396,9 +396,9 @@ async def take_chat(conn: Connection, content: str | None = None) -> None:
 
 
 async def take_deliveries(conn: Connection) -> None:
-    """What handing the frame's room event out costs this process: a delivery for each of
-    the process's sockets in the room, from its address's DELIVERIES_PER_ADDRESS_* and
-    from its room's DELIVERIES_PER_ROOM_*. Every other limit counts frames or bytes, and
+    """What handing the frame's room event out costs: a delivery for each socket of the
+    room, from its address's DELIVERIES_PER_ADDRESS_* and from its room's
+    DELIVERIES_PER_ROOM_*. Every other limit counts frames or bytes, and
     one address within them all still had a room of a thousand handed 4,700 messages in
     30 s (bench/README.md, "A crowd in one room"); the address's bucket bounds what one
     address's chat costs the process, whatever the room's size, and the room's what many
