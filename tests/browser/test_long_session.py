@@ -101,6 +101,15 @@ FIRST_IN_VIEW = """(list) => {
 }"""
 
 
+# Scrolled nearer the list's start than its end: the tab trims the newest (trimNewest).
+NEAR_THE_START = "(list) => { list.scrollTop = list.scrollHeight / 4; }"
+
+
+def older_pages(page) -> int:
+    """The History pages of older messages (GetHistory's answers) the page has received."""
+    return sum("before" in frame for frame in page.frames_received)
+
+
 def more_came_while_scrolled(
     server_with, new_page, room: str, scroll: str, more: int, init_script=None, then=None
 ):
@@ -130,9 +139,7 @@ def test_a_tab_scrolled_up_near_the_start_keeps_its_place_and_a_marker_for_what_
     is in view stays where it is on screen. m450-m749 went, just above the newest 50,
     and a marker says so there; the list's end ("Jump to latest") shows the newest, and
     the marker's button brings the rest back."""
-    alice, place = more_came_while_scrolled(
-        server_with, new_page, "Reading", "(list) => { list.scrollTop = list.scrollHeight / 4; }", 300
-    )
+    alice, place = more_came_while_scrolled(server_with, new_page, "Reading", NEAR_THE_START, 300)
     texts, listing = alice.locator("#messages li.message .text"), alice.locator("#messages")
     assert shown(alice) == KEPT
     assert listing.evaluate(FIRST_IN_VIEW) == place
@@ -156,8 +163,7 @@ def test_a_marker_for_what_the_tab_took_off_does_not_say_it_was_missed(server_wi
     start, says they are not shown to save memory (not that they were missed), with a
     problem too, and after it; its messages shown are told as messages, not missed ones.
     Back online, the catch-up leaves them off: the marker still stands for m450-m749."""
-    scroll = "(list) => { list.scrollTop = list.scrollHeight / 4; }"
-    alice, _ = more_came_while_scrolled(server_with, new_page, "Trimmed", scroll, 300, SOCKETS_SCRIPT)
+    alice, _ = more_came_while_scrolled(server_with, new_page, "Trimmed", NEAR_THE_START, 300, SOCKETS_SCRIPT)
     gap = alice.locator("#messages li.gap")
     note = gap.locator(".gap-note")
     expect(note).to_have_text(TRIM_NOTE)
@@ -165,7 +171,7 @@ def test_a_marker_for_what_the_tab_took_off_does_not_say_it_was_missed(server_wi
     gap.get_by_role("button", name="Show them").click()
     expect(note).to_have_text(f"{TRIM_NOTE} Not connected. Try again once reconnected.")
     come_back(alice, "Trimmed")
-    wait_until(alice, lambda: sum("before" in frame for frame in alice.frames_received) == 3, "the catch-up")
+    wait_until(alice, lambda: older_pages(alice) == 3, "the catch-up")
     expect(alice.locator("#messages li.gap + li.message .text")).to_have_text("m750")
     expect(note).to_have_text(TRIM_NOTE)
     gap.get_by_role("button", name="Show them").click()
@@ -187,13 +193,13 @@ def test_back_online_the_catch_up_leaves_what_the_tab_took_off_with_its_marker(s
         come_back(alice, "Kept off")
         texts = alice.locator("#messages li.message .text")
         expect(texts.last).to_have_text("n2")
-        pages = lambda: sum("before" in frame for frame in alice.frames_received)  # noqa: E731
-        wait_until(alice, lambda: pages() == 3, "the catch-up's three pages")
+        wait_until(alice, lambda: older_pages(alice) == 3, "the catch-up's three pages")
         expect(texts).to_have_count(KEPT)
         expect(alice.locator("#announcements")).to_have_text("2 missed messages.")
 
-    scroll = "(list) => { list.scrollTop = list.scrollHeight / 4; }"
-    alice, _ = more_came_while_scrolled(server_with, new_page, "Kept off", scroll, 300, SOCKETS_SCRIPT, away)
+    alice, _ = more_came_while_scrolled(
+        server_with, new_page, "Kept off", NEAR_THE_START, 300, SOCKETS_SCRIPT, away
+    )
     gap = alice.locator("#messages li.gap")
     expect(gap.locator(".gap-note")).to_have_text(TRIM_NOTE)
     expect(alice.locator("#messages li.message:has(+ li.gap) .text")).to_have_text("m449")
@@ -219,13 +225,10 @@ def test_a_marker_for_both_missed_and_taken_off_messages_says_they_were_missed(s
         go_offline(alice)
         bob.said(*(f"m{i}" for i in range(800, 1220)))
         come_back(alice, "Both")
-        wait_until(
-            alice, lambda: sum("before" in frame for frame in alice.frames_received) == 3, "the catch-up"
-        )
+        wait_until(alice, lambda: older_pages(alice) == 3, "the catch-up")
 
-    scroll = "(list) => { list.scrollTop = list.scrollHeight / 4; }"
     limited = lambda **settings: server_with(CHAT_HISTORY_LIMIT="5", **settings)  # noqa: E731
-    alice, _ = more_came_while_scrolled(limited, new_page, "Both", scroll, 300, SOCKETS_SCRIPT, away)
+    alice, _ = more_came_while_scrolled(limited, new_page, "Both", NEAR_THE_START, 300, SOCKETS_SCRIPT, away)
     gap = alice.locator("#messages li.gap")
     expect(alice.locator("#messages li.message .text")).to_have_count(KEPT)
     expect(gap).to_have_count(1)
@@ -288,8 +291,7 @@ def test_what_a_marker_brings_back_goes_in_and_the_view_stays(server_with, new_p
     start), above it or below it, the person presses its button: the messages go in above
     the marker, and the marker goes; what is in view stays where it is on screen (within
     a pixel), with the browser's scroll anchoring or without."""
-    scroll = "(list) => { list.scrollTop = list.scrollHeight / 4; }"
-    alice, _ = more_came_while_scrolled(server_with, new_page, "Back in", scroll, 300, init_script)
+    alice, _ = more_came_while_scrolled(server_with, new_page, "Back in", NEAR_THE_START, 300, init_script)
     listing = alice.locator("#messages")
     listing.evaluate(TO_THE_MARKER[where])
     place = listing.evaluate(FIRST_IN_VIEW)
@@ -310,8 +312,7 @@ def test_a_marker_closed_from_the_keyboard_leaves_the_focus_on_the_first_message
     once they are in and the marker goes, the focus is on m450, the first message it
     brought, to read on from there (it went to m750, below them all), and what is in view
     stays where it is on screen."""
-    scroll = "(list) => { list.scrollTop = list.scrollHeight / 4; }"
-    alice, _ = more_came_while_scrolled(server_with, new_page, "Keyboard", scroll, 300)
+    alice, _ = more_came_while_scrolled(server_with, new_page, "Keyboard", NEAR_THE_START, 300)
     listing = alice.locator("#messages")
     listing.evaluate(TO_THE_MARKER["above"])
     show = alice.locator("#messages li.gap").get_by_role("button", name="Show them")
