@@ -478,24 +478,25 @@ async def charge(
     hint, which never asks Redis."""
     room, address = str(room_id), conn.address or "unknown"
     wanted = min(amount, settings.DELIVERIES_PER_ADDRESS_BURST, settings.DELIVERIES_PER_ROOM_BURST)
-    shared = None if keep else shared_deliveries()
-    if shared is None:
-        if not room_deliveries.take(address, wanted, keep=keep * settings.DELIVERIES_PER_ADDRESS_BURST):
-            return OverLimit("DELIVERIES_PER_ADDRESS_*", said[0])
-        if not room_fan_out.take(room, wanted, keep=keep * settings.DELIVERIES_PER_ROOM_BURST):
-            room_deliveries.give_back(address, wanted)
-            return OverLimit("DELIVERIES_PER_ROOM_*", said[1])
-        # Given back if the frame is refused after all (`refuse`).
-        conn.deliveries = Charged(room, wanted, room_deliveries, room_fan_out)
-        return None
-    by_address, by_room = shared
-    if not await by_address.take(address, wanted):
+    by_address, by_room = (None if keep else shared_deliveries()) or (room_deliveries, room_fan_out)
+    if not await take_from(by_address, address, wanted, keep * settings.DELIVERIES_PER_ADDRESS_BURST):
         return OverLimit("DELIVERIES_PER_ADDRESS_*", said[0])
-    if not await by_room.take(room, wanted):
+    if not await take_from(by_room, room, wanted, keep * settings.DELIVERIES_PER_ROOM_BURST):
         by_address.give_back(address, wanted)
         return OverLimit("DELIVERIES_PER_ROOM_*", said[1])
+    # Given back if the frame is refused after all (`refuse`).
     conn.deliveries = Charged(room, wanted, by_address, by_room)
     return None
+
+
+async def take_from(
+    buckets: AddressBuckets | RedisAddressBuckets, key: str, amount: int, keep: float
+) -> bool:
+    """A take from this process's buckets, leaving `keep`, or from those in Redis (never
+    asked with a `keep`: `charge`)."""
+    if isinstance(buckets, RedisAddressBuckets):
+        return await buckets.take(key, amount)
+    return buckets.take(key, amount, keep=keep)
 
 
 def give_back_deliveries(conn: Connection) -> None:
